@@ -1,0 +1,187 @@
+"""Command-line interface: thin click commands that build a config and call the same API the tests call."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from edgedistill.errors import EdgeDistillError
+
+
+def _user_errors(fn):
+    """Turn user-caused errors into one paragraph on stderr and a non-zero exit, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgeDistillError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished epochs are checkpointed; run the same command again to resume.",
+                       err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _parse_student(value: str | None) -> dict | None:
+    """'cnn', 'cnn:width=16,depth=3' or 'width=8' -> StudentConfig fields."""
+    if not value:
+        return None
+    out: dict = {}
+    family, _, knobs = value.partition(":") if ":" in value or "=" not in value else ("", "", value)
+    if family:
+        out["family"] = family
+    for part in filter(None, knobs.split(",")):
+        key, eq, val = part.partition("=")
+        if not eq or key not in ("width", "depth") or not val.isdigit():
+            raise EdgeDistillError(f"Cannot parse student knob {part!r} in {value!r}; use e.g. cnn:width=16,depth=3.")
+        out[key] = int(val)
+    return out
+
+
+def _float_or_auto(value: str | None):
+    if value is None or value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a number nor 'auto'") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="edgedistill")
+def main() -> None:
+    """edgedistill turns a big teacher model into a small student that fits an edge device.
+
+    Start with `edgedistill distill` on the built-in example (no arguments needed), then point --teacher and
+    --data at your own model and data. `edgedistill list` shows the registered losses, student families, data
+    sets and teacher formats.
+    """
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON config; flags override it.")
+@click.option("--data", help="Data: builtin:digits, builtin:fashion-mnist, a .npz file (x, y), a directory of IDX "
+              "files, or an image folder (one sub-folder per class). [default: builtin:digits]")
+@click.option("--transfer", help="Separate transfer set to distill on (.npz etc.; labels optional).")
+@click.option("--max-train", type=int, help="Use at most this many training samples.")
+@click.option("--teacher", "teachers", multiple=True, help="Teacher model: .onnx, .tflite, .pt2, TorchScript, "
+              "weights (.safetensors/.pt, with --teacher-factory) or builtin:NAME. Repeat for an ensemble. "
+              "[default: the built-in teacher of a built-in data set]")
+@click.option("--teacher-factory", help="'package.module:function' that builds the teacher nn.Module for weights files.")
+@click.option("--teacher-format", type=click.Choice(["auto", "torch", "torchscript", "exported", "onnx", "tflite"]),
+              help="Override format detection for every --teacher.")
+@click.option("--teacher-input", type=click.Choice(["raw", "normalized"]),
+              help="Feed teachers the raw samples (default) or samples normalised with train statistics.")
+@click.option("--teacher-allow-pickle", is_flag=True, default=None,
+              help="Allow unpickling arbitrary objects from a torch weights file (only for files you trust).")
+@click.option("--ensemble", type=click.Choice(["arithmetic", "geometric"]),
+              help="Combine several teachers by mean of probabilities or of log-probabilities. [default: arithmetic]")
+@click.option("--student", help="Student family and knobs, e.g. cnn, dscnn:width=8, mlp:width=32,depth=2. "
+              "[default: chosen from the data's shape, width 16, depth 3]")
+@click.option("--loss", type=click.Choice(["kd", "mse"]), help="Soft loss: Hinton KD or logit MSE. [default: kd]")
+@click.option("--temperature", "-T", help="Softmax temperature, or 'auto' (searched on validation). [default: auto]")
+@click.option("--alpha", help="Weight of the soft loss against hard labels (0..1), or 'auto'. [default: auto]")
+@click.option("--tune-epochs", type=int, help="Epochs per auto-tuning trial. [default: epochs // 3]")
+@click.option("--epochs", type=int, help="Training epochs for the student and its twin. [default: 10]")
+@click.option("--batch-size", type=int, help="[default: 128]")
+@click.option("--lr", type=float, help="Peak learning rate. [default: 0.003]")
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), help="[default: adamw]")
+@click.option("--schedule", type=click.Choice(["cosine", "onecycle", "constant"]), help="[default: cosine]")
+@click.option("--weight-decay", type=float, help="[default: 0.0001]")
+@click.option("--seed", type=int, help="Seed for initialisation and data order. [default: 0]")
+@click.option("--threads", type=int, help="Torch CPU threads. [default: all cores]")
+@click.option("--no-baseline", is_flag=True, default=None, help="Skip the no-teacher twin (not recommended).")
+@click.option("--cache-dir", type=click.Path(file_okay=False),
+              help="Teacher-logit cache. [default: $EDGEDISTILL_CACHE or ~/.cache/edgedistill/logits]")
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory. [default: runs/distill]")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory (only after success).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@_user_errors
+def distill(config_file, data, transfer, max_train, teachers, teacher_factory, teacher_format, teacher_input,
+            teacher_allow_pickle, ensemble, student, loss, temperature, alpha, tune_epochs, epochs, batch_size, lr,
+            optimizer, schedule, weight_decay, seed, threads, no_baseline, cache_dir, out, overwrite, quiet):
+    """Distill a teacher (or an ensemble) into a small student, and train its no-teacher twin for comparison.
+
+    Writes to --out: student.safetensors + student.json (the distilled student), baseline.* (the same student
+    trained on hard labels only, same epochs and data order), config.json (the resolved configuration) and
+    metrics.json (teacher / baseline / student test accuracy, parameter counts, timings). Re-running an
+    interrupted command resumes from the last finished epoch.
+    """
+    from edgedistill.api import distill as run_distill
+    from edgedistill.config import load_config
+
+    teacher_cfgs = None
+    if teachers:
+        common = {"factory": teacher_factory, "format": teacher_format, "input": teacher_input,
+                  "allow_pickle": teacher_allow_pickle}
+        teacher_cfgs = [{"path": t, **{k: v for k, v in common.items() if v is not None}} for t in teachers]
+    overrides = {
+        "data": {"source": data, "transfer": transfer, "max_train": max_train},
+        "teachers": teacher_cfgs,
+        "ensemble": ensemble,
+        "student": _parse_student(student),
+        "kd": {"loss": loss, "temperature": _float_or_auto(temperature), "alpha": _float_or_auto(alpha),
+               "tune_epochs": tune_epochs},
+        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
+                  "schedule": schedule, "weight_decay": weight_decay, "seed": seed, "threads": threads},
+        "baseline": False if no_baseline else None,
+        "cache_dir": cache_dir,
+        "out": out,
+    }
+    cfg = load_config(config_file, overrides)
+    result = run_distill(cfg, overwrite=overwrite, show_progress=not quiet)
+    _print_summary(result.metrics, result.out_dir)
+
+
+def _print_summary(m: dict, out) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"edgedistill distill → {out}")
+    for col in ("model", "params", "test acc"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    table.add_row("teacher" + (f" ({m['teacher']['ensemble']} ensemble)" if m["teacher"]["ensemble"] else ""),
+                  f"{m['teacher']['params']:,}" if m["teacher"]["params"] else "?", f"{m['teacher']['test_acc']:.2f}%")
+    if m["baseline"]:
+        table.add_row("no-teacher twin", f"{m['baseline']['params']:,}", f"{m['baseline']['test_acc']:.2f}%")
+    obj = m["student"]["objective"]
+    table.add_row(f"distilled student ({obj['loss']}, T={obj['temperature']:g}, α={obj['alpha']:g})",
+                  f"{m['student']['params']:,}", f"{m['student']['test_acc']:.2f}%")
+    console.print(table)
+    if m["gain_vs_baseline"] is not None:
+        console.print(f"gain over the no-teacher twin: {m['gain_vs_baseline']:+.2f} points")
+    for w in m["warnings"]:
+        console.print(f"[bold red]WARNING[/]: {w}")
+
+
+@main.command("list")
+@click.argument("what", required=False,
+                type=click.Choice(["losses", "students", "datasets", "teachers", "ensembles", "optimizers"]))
+def list_(what):
+    """Show what is registered (losses, student families, built-in data sets, teacher formats ...)."""
+    from edgedistill.data import BUILTIN_DATASETS
+    from edgedistill.distill.losses import SOFT_LOSSES
+    from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
+    from edgedistill.students import STUDENT_FAMILIES
+    from edgedistill.teachers import ENSEMBLE_METHODS, TEACHER_FORMATS
+
+    sections = {
+        "losses": SOFT_LOSSES, "students": STUDENT_FAMILIES, "datasets": BUILTIN_DATASETS,
+        "teachers": TEACHER_FORMATS, "ensembles": ENSEMBLE_METHODS, "optimizers": OPTIMIZERS,
+    }
+    for name, reg in sections.items():
+        if what and name != what:
+            continue
+        click.echo(f"{name}:")
+        for e in reg:
+            click.echo(f"  {e.name:<14} {e.summary}")
+        if name == "optimizers":
+            for e in SCHEDULES:
+                click.echo(f"  {'schedule ' + e.name:<14} {e.summary}")

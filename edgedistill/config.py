@@ -1,0 +1,138 @@
+"""Typed, validated configuration. Configs name registry keys and values; they never import or execute code
+(a teacher factory is a 'module:function' string resolved only when the teacher is loaded)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edgedistill.errors import ConfigError
+
+Auto = Literal["auto"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    source: str = Field("builtin:digits", description="builtin:NAME, a .npz file, an IDX directory or image folder")
+    transfer: str | None = Field(None, description="optional separate (possibly unlabeled) transfer set (.npz ...)")
+    val_fraction: float = Field(0.1, gt=0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="held out when the data has no test split")
+    seed: int = 0
+    max_train: int | None = Field(None, gt=0, description="use at most this many training samples")
+
+
+class TeacherConfig(_Strict):
+    path: str = Field(description="model file, or builtin:NAME")
+    format: Literal["auto", "torch", "torchscript", "exported", "onnx", "tflite"] = "auto"
+    factory: str | None = Field(None, description="'package.module:function' building the nn.Module (weights files)")
+    factory_kwargs: dict = Field(default_factory=dict)
+    allow_pickle: bool = Field(False, description="allow unpickling arbitrary objects from a torch weights file")
+    input: Literal["raw", "normalized"] = Field("raw", description="feed the teacher raw or train-normalised samples")
+
+
+class StudentConfig(_Strict):
+    family: str = Field("auto", description="registered family name, or auto (from the data's shape)")
+    width: int = Field(16, ge=1, le=1024)
+    depth: int = Field(3, ge=1, le=12)
+
+
+class KDConfig(_Strict):
+    loss: str = Field("kd", description="soft loss: kd (Hinton) or mse (logit matching)")
+    temperature: Union[float, Auto] = "auto"
+    alpha: Union[float, Auto] = "auto"
+    tune_epochs: int | None = Field(None, ge=1, description="epochs per auto-tuning trial (default: epochs // 3)")
+    tune_max_samples: int = Field(10000, ge=100, description="transfer samples used by each tuning trial")
+
+    @field_validator("temperature")
+    @classmethod
+    def _t(cls, v):
+        if v != "auto" and not (0 < float(v) <= 100):
+            raise ValueError("temperature must be in (0, 100] or 'auto'")
+        return v
+
+    @field_validator("alpha")
+    @classmethod
+    def _a(cls, v):
+        if v != "auto" and not (0 <= float(v) <= 1):
+            raise ValueError("alpha must be in [0, 1] or 'auto'")
+        return v
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(10, ge=1, le=10000)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    seed: int = 0
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
+
+
+class DistillConfig(_Strict):
+    """Everything `edgedistill distill` needs. Saved, resolved, as config.json beside the outputs."""
+
+    data: DataConfig = DataConfig()
+    teachers: list[TeacherConfig] = Field(default_factory=list)
+    ensemble: Literal["arithmetic", "geometric"] = "arithmetic"
+    student: StudentConfig = StudentConfig()
+    kd: KDConfig = KDConfig()
+    train: TrainConfig = TrainConfig()
+    baseline: bool = Field(True, description="also train the no-teacher twin (same student, epochs, data order)")
+    cache_dir: str | None = None
+    out: str = "runs/distill"
+
+    @model_validator(mode="after")
+    def _default_teacher(self):
+        if not self.teachers:
+            name = self.data.source.removeprefix("builtin:") if self.data.source.startswith("builtin:") else None
+            from edgedistill.teachers.loader import BUILTIN_TEACHERS
+
+            if name not in BUILTIN_TEACHERS:
+                raise ValueError("no teacher given; name one with --teacher (built-in teachers exist only for "
+                                 f"{', '.join('builtin:' + n for n in sorted(BUILTIN_TEACHERS))})")
+            object.__setattr__(self, "teachers", [TeacherConfig(path=f"builtin:{name}")])
+        return self
+
+
+def _errors_to_paragraph(exc: ValidationError, where: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts.append(f"{loc}: {err['msg']}")
+    return f"Invalid configuration ({where}): " + "; ".join(parts) + "."
+
+
+def load_config(path: str | Path | None, overrides: dict | None = None) -> DistillConfig:
+    """Read a TOML or JSON config file (optional), apply CLI overrides (nested dicts), validate."""
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"Config file {p} does not exist.")
+        try:
+            raw = tomllib.loads(p.read_text()) if p.suffix == ".toml" else json.loads(p.read_text())
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"Config file {p} does not parse: {exc}.") from None
+    merged = _merge(raw, overrides or {})
+    try:
+        return DistillConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_errors_to_paragraph(exc, str(path) if path else "command line")) from None
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if v is None:
+            continue
+        out[k] = _merge(out.get(k, {}) or {}, v) if isinstance(v, dict) else v
+    return out

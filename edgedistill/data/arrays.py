@@ -1,0 +1,83 @@
+"""In-memory labelled arrays: the one data shape every reader produces and every stage consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgedistill.errors import DataError
+
+KINDS = ("image", "signal", "features")
+
+
+def kind_of(x: np.ndarray) -> str:
+    """The data kind follows from the array's rank: N×C×H×W image, N×C×L signal, N×F feature vectors."""
+    kinds = {4: "image", 3: "signal", 2: "features"}
+    if x.ndim not in kinds:
+        raise DataError(
+            f"Data of shape {tuple(x.shape)} has rank {x.ndim}; expected N×C×H×W images (rank 4), "
+            "N×C×L signals (rank 3) or N×F feature vectors (rank 2)."
+        )
+    return kinds[x.ndim]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Samples `x` (float32, N×...) and optional integer labels `y` (N,). `y is None` means unlabeled."""
+
+    x: np.ndarray
+    y: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def labeled(self) -> bool:
+        return self.y is not None
+
+    def take(self, idx: np.ndarray) -> "Split":
+        return Split(self.x[idx], None if self.y is None else self.y[idx])
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """What a reader returns: training samples, the dataset's own test split if it has one, and class names."""
+
+    train: Split
+    test: Split | None
+    source: str
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return kind_of(self.train.x)
+
+
+def validate_split(split: Split, what: str, num_classes: int | None = None) -> None:
+    """Reject NaN/inf samples, labels that are not integers in range, and mismatched lengths."""
+    x = split.x
+    if x.dtype != np.float32:
+        raise DataError(f"{what}: samples must be float32 after reading, got {x.dtype}.")
+    if len(split) == 0:
+        raise DataError(f"{what}: the split is empty.")
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any():
+        first = np.flatnonzero(bad)[:5].tolist()
+        raise DataError(
+            f"{what}: {int(bad.sum())} sample(s) contain NaN or infinite values (first indices: {first}). "
+            "Clean or drop them before distilling; edgedistill does not impute values."
+        )
+    if split.y is None:
+        return
+    y = split.y
+    if y.shape != (len(x),):
+        raise DataError(f"{what}: {len(x)} samples but labels of shape {tuple(y.shape)}; expected ({len(x)},).")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{what}: labels must be integers (class indices), got dtype {y.dtype}.")
+    if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
+        hi = f"{num_classes - 1}" if num_classes is not None else "…"
+        raise DataError(
+            f"{what}: labels range from {int(y.min())} to {int(y.max())} but must lie in 0..{hi} "
+            f"(the model has {num_classes} classes)."
+        )

@@ -1,0 +1,252 @@
+"""`distill(config)`: data -> teachers -> cached teacher logits -> (auto T/alpha) -> student + no-teacher twin.
+
+Every check a user's input can fail runs before anything is written. Work happens in `<out>.partial/` (which also
+holds the resumable training checkpoints) and is renamed to `<out>` only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import edgedistill
+from edgedistill.config import DistillConfig
+from edgedistill.data import DataSplits, Split, make_splits, read_dataset
+from edgedistill.distill.trainer import FitResult, Objective, TrainSet, TrainSettings, accuracy, fit, predict_logits
+from edgedistill.distill.tuning import tune, tuning_settings
+from edgedistill.errors import ConfigError, DataError
+from edgedistill.progress import bars
+from edgedistill.students import DEFAULT_FAMILY, StudentArch, build_student, count_params
+from edgedistill.students.checkpoint import StudentCheckpoint, save_student
+from edgedistill.teachers import LogitCache, Teacher, TeacherSpec, combine, load_teacher
+from edgedistill.util import write_json
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    out_dir: Path
+    metrics: dict
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything validated before any output exists."""
+
+    splits: DataSplits
+    teachers: list[Teacher]
+    arch: StudentArch
+
+
+def prepare(config: DistillConfig) -> Prepared:
+    """Read data and teachers and check that they fit each other. Raises EdgeDistillError, writes nothing."""
+    raw = read_dataset(config.data.source)
+    transfer = None
+    if config.data.transfer:
+        t = read_dataset(config.data.transfer)
+        transfer = Split(t.train.x, t.train.y)
+    splits = make_splits(raw, val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
+                         seed=config.data.seed, transfer=transfer, max_train=config.data.max_train)
+    teachers = [load_teacher(TeacherSpec(t.path, t.format, t.factory, t.factory_kwargs, t.allow_pickle))
+                for t in config.teachers]
+    for spec, teacher in zip(config.teachers, teachers):
+        check_teacher_fits(teacher, spec.input, splits)
+    family = DEFAULT_FAMILY[splits.kind] if config.student.family == "auto" else config.student.family
+    arch = StudentArch(family, config.student.width, config.student.depth)
+    build_student(arch, splits.input_shape, splits.num_classes, splits.normalizer)  # validates family vs data
+    return Prepared(splits, teachers, arch)
+
+
+def check_teacher_fits(teacher: Teacher, input_mode: str, splits: DataSplits) -> None:
+    sample = splits.val.x[:2]
+    if input_mode == "normalized":
+        sample = splits.normalizer.apply(sample)
+    try:
+        out = teacher.logits(sample)
+    except Exception as exc:  # whatever the runtime raises, the cause is data that does not fit the model
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"The data's samples have shape {splits.input_shape} but teacher {teacher.name!r} ({teacher.format}) "
+            f"cannot run on them: {msg[:300]}"
+        ) from None
+    if out.shape != (len(sample), splits.num_classes):
+        raise DataError(
+            f"Teacher {teacher.name!r} returns outputs of shape {tuple(out.shape[1:])} per sample, but the data has "
+            f"{splits.num_classes} classes; the teacher must output one logit per class."
+        )
+    if not torch.isfinite(out).all():
+        raise DataError(f"Teacher {teacher.name!r} returns NaN or infinite logits on the first samples.")
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise ConfigError(f"Output directory {out} already exists and is not empty; choose another --out or pass "
+                          "--overwrite (the old directory is replaced only after the new run succeeds).")
+
+
+def _teacher_members(teachers, specs, cache: LogitCache, x: np.ndarray, splits: DataSplits, update) -> torch.Tensor:
+    parts = []
+    for teacher, spec in zip(teachers, specs):
+        transform = splits.normalizer.apply if spec.input == "normalized" else None
+        parts.append(cache.get(teacher, x, spec.input, transform, progress=lambda k: update(k)))
+    return torch.stack(parts)
+
+
+def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bool = True) -> DistillResult:
+    t_start = time.perf_counter()
+    out = Path(config.out)
+    check_out_dir(out, overwrite)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    prep = prepare(config)
+    s = prep.splits
+    work = out.with_name(out.name + ".partial")
+    work.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    cache = LogitCache(Path(config.cache_dir) if config.cache_dir else None)
+    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    x_tr, x_val, x_te = to_t(s.transfer.x), to_t(s.val.x), to_t(s.test.x)
+    y_tr = to_t(s.transfer.y) if s.transfer.labeled else None
+    y_val, y_te = to_t(s.val.y), to_t(s.test.y)
+    settings = TrainSettings(**config.train.model_dump(exclude={"threads"}))
+
+    def make_model() -> torch.nn.Module:
+        torch.manual_seed(settings.seed)
+        return build_student(prep.arch, s.input_shape, s.num_classes, s.normalizer)
+
+    with bars(show_progress) as ui:
+        t0 = time.perf_counter()
+        total = len(prep.teachers) * (len(s.transfer) + len(s.test))
+        upd = ui.task("teacher logits", total)
+        members_tr = _teacher_members(prep.teachers, config.teachers, cache, s.transfer.x, s, upd)
+        members_te = _teacher_members(prep.teachers, config.teachers, cache, s.test.x, s, upd)
+        timings["teacher_logits_s"] = time.perf_counter() - t0
+        data = TrainSet(x_tr, y_tr, members_tr, config.ensemble)
+
+        tuning = None
+        objective = _fixed_objective(config, y_tr is not None)
+        if objective is None:
+            t0 = time.perf_counter()
+            tset = tuning_settings(settings, config.kd.tune_epochs)
+            n_trials = (4 if config.kd.temperature == "auto" and config.kd.loss == "kd" else 1) * (
+                2 if config.kd.alpha == "auto" and y_tr is not None else 1) + (y_tr is not None)
+            upd = ui.task(f"auto T/alpha ({n_trials} trials)", n_trials)
+            tuning = tune(make_model, data, x_val, y_val, config.kd.loss, config.kd.temperature, config.kd.alpha,
+                          tset, config.kd.tune_max_samples, on_trial=lambda tr: upd(1, val_acc=tr.val_acc))
+            objective = tuning.chosen
+            timings["tune_s"] = time.perf_counter() - t0
+
+        ckpt_dir = work / "checkpoints"
+        ckpt_dir.mkdir(exist_ok=True)
+        student, res_s = _train(make_model, data, x_val, y_val, objective, settings, ckpt_dir / "student.pt",
+                                ui.task(f"distill (T={objective.temperature:g}, α={objective.alpha:g})",
+                                        settings.epochs * len(data)))
+        timings["distill_s"] = res_s.seconds
+        baseline = res_b = None
+        if config.baseline and y_tr is not None:
+            baseline, res_b = _train(make_model, data, x_val, y_val, Objective(teacher=False), settings,
+                                     ckpt_dir / "baseline.pt", ui.task("no-teacher twin", settings.epochs * len(data)))
+            timings["baseline_s"] = res_b.seconds
+
+    ckpt = StudentCheckpoint(prep.arch, s.input_shape, s.num_classes, s.class_names, s.normalizer)
+    save_student(work, student, ckpt, "student")
+    if baseline is not None:
+        save_student(work, baseline, ckpt, "baseline")
+    teacher_acc = accuracy(combine(members_te, config.ensemble, 1.0), y_te)
+    metrics = _metrics(config, prep, members_te, y_te, teacher_acc, student, res_s, objective, baseline, res_b,
+                       x_te, tuning, cache, timings)
+    metrics["timings"]["total_s"] = time.perf_counter() - t_start
+    write_json(work / "config.json", config.model_dump(mode="json"))
+    write_json(work / "metrics.json", metrics)
+    _publish(work, out)
+    return DistillResult(out, metrics)
+
+
+def _fixed_objective(config: DistillConfig, labeled: bool) -> Objective | None:
+    t, a = config.kd.temperature, config.kd.alpha
+    if not labeled:
+        a = 1.0  # unlabeled transfer set: soft targets are all there is
+    if config.kd.loss == "mse":
+        t = 1.0 if t == "auto" else t
+    if t == "auto" or a == "auto":
+        return None
+    return Objective(True, config.kd.loss, float(t), float(a))
+
+
+def _train(make_model, data, x_val, y_val, objective, settings, ckpt_path, update) -> tuple[torch.nn.Module, FitResult]:
+    model = make_model()
+    res = fit(model, data, x_val, y_val, objective, settings, checkpoint=ckpt_path,
+              progress=lambda k, loss, val: update(k, loss, val))
+    model.load_state_dict(res.best_state)
+    return model.eval(), res
+
+
+def _run_summary(model, res: FitResult, x_te, y_te) -> dict:
+    return {
+        "params": count_params(model),
+        "test_acc": accuracy(predict_logits(model, x_te), y_te),
+        "best_val_acc": res.best_val_acc,
+        "best_epoch": res.best_epoch,
+        "resumed_from_epoch": res.resumed_from_epoch,
+        "samples_per_s": res.samples_per_s,
+        "history": [asdict(h) for h in res.history],
+    }
+
+
+def _metrics(config, prep, members_te, y_te, teacher_acc, student, res_s, objective, baseline, res_b, x_te,
+             tuning, cache, timings) -> dict:
+    teachers = []
+    for i, (t, spec) in enumerate(zip(prep.teachers, config.teachers)):
+        teachers.append({"name": t.name, "format": t.format, "path": spec.path, "params": t.num_params(),
+                         "files": [{"path": str(f), "sha256": d} for f, d in zip(t.files, t.digests())],
+                         "test_acc": accuracy(members_te[i], y_te)})
+    st = _run_summary(student, res_s, x_te, y_te)
+    st.update(arch=asdict(prep.arch), objective=asdict(objective))
+    m = {
+        "schema_version": SCHEMA_VERSION,
+        "data": prep.splits.summary(),
+        "teachers": teachers,
+        "teacher": {"ensemble": config.ensemble if len(teachers) > 1 else None, "test_acc": teacher_acc,
+                    "params": sum(t["params"] or 0 for t in teachers) or None},
+        "student": st,
+        "baseline": None,
+        "gain_vs_baseline": None,
+        "warnings": [],
+        "tuning": None if tuning is None else {
+            "trials": [asdict(t) for t in tuning.trials], "baseline_val_acc": tuning.baseline_val_acc,
+            "epochs_per_trial": tuning_settings(TrainSettings(**config.train.model_dump(exclude={"threads"})),
+                                                config.kd.tune_epochs).epochs,
+            "max_samples_per_trial": config.kd.tune_max_samples},
+        "timings": {**timings, "teacher_cache_hits": cache.stats.hits, "teacher_cache_misses": cache.stats.misses},
+        "versions": {"edgedistill": edgedistill.__version__, "torch": torch.__version__,
+                     "python": platform.python_version(), "numpy": np.__version__},
+    }
+    if baseline is not None:
+        m["baseline"] = _run_summary(baseline, res_b, x_te, y_te)
+        m["gain_vs_baseline"] = st["test_acc"] - m["baseline"]["test_acc"]
+        if m["gain_vs_baseline"] < 0:
+            m["warnings"].append(
+                f"Distillation LOST to the no-teacher twin by {-m['gain_vs_baseline']:.2f} points on the test split "
+                f"({st['test_acc']:.2f}% vs {m['baseline']['test_acc']:.2f}%). The teacher is not helping this "
+                "student at this budget: try more epochs, another temperature/alpha, or a stronger teacher.")
+    return m
+
+
+def _publish(work: Path, out: Path) -> None:
+    """Replace `out` with the finished work directory; checkpoints are dropped (the run is complete)."""
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    if out.exists():
+        old = out.with_name(out.name + f".old{os.getpid()}")
+        os.replace(out, old)
+        os.replace(work, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(work, out)

@@ -1,0 +1,193 @@
+"""The training loop shared by distillation, its no-teacher twin and the auto-tuning trials.
+
+Deterministic for a given seed (data order from a seeded generator, checkpointed with everything else), validates
+every epoch, keeps the best weights by validation accuracy, and resumes from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from edgedistill.distill.losses import distillation_objective
+from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
+from edgedistill.teachers.ensemble import combine
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 3e-3
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What the student learns from: `teacher=False` is the no-teacher twin (hard labels only)."""
+
+    teacher: bool = True
+    loss: str = "kd"
+    temperature: float = 4.0
+    alpha: float = 0.9
+
+
+@dataclass(frozen=True)
+class TrainSet:
+    """Raw samples, optional labels and optional teacher logits (M members × N × K), aligned by index."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+    teacher_members: torch.Tensor | None
+    ensemble: str = "arithmetic"
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def teacher_logits(self, temperature: float) -> torch.Tensor | None:
+        """Effective teacher logits whose softmax at `temperature` is the ensemble's soft target."""
+        if self.teacher_members is None:
+            return None
+        return combine(self.teacher_members, self.ensemble, temperature)
+
+    def subset(self, idx: torch.Tensor) -> "TrainSet":
+        members = None if self.teacher_members is None else self.teacher_members[:, idx]
+        return TrainSet(self.x[idx], None if self.y is None else self.y[idx], members, self.ensemble)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    val_acc: float
+    lr: float
+    seconds: float
+
+
+@dataclass
+class FitResult:
+    best_state: dict
+    best_epoch: int
+    best_val_acc: float
+    history: list[EpochRecord] = field(default_factory=list)
+    seconds: float = 0.0
+    samples_per_s: float = 0.0
+    resumed_from_epoch: int = 0
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch: int = 1024) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
+    model.train(was_training)
+    return out
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return 100.0 * float((logits.argmax(1) == y).float().mean())
+
+
+def _fingerprint(settings: TrainSettings, objective: Objective, n: int) -> str:
+    blob = json.dumps([asdict(settings), asdict(objective), n], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+ProgressFn = Callable[[int, float, float | None], None]  # (samples done in this call, loss, val acc or None)
+
+
+def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tensor, objective: Objective,
+        settings: TrainSettings, checkpoint: Path | None = None,
+        progress: ProgressFn | None = None) -> FitResult:
+    """Train `model` in place; return the best weights by validation accuracy and the per-epoch history."""
+    n = len(data)
+    steps_per_epoch = (n + settings.batch_size - 1) // settings.batch_size
+    opt = OPTIMIZERS.get(settings.optimizer)(model.parameters(), settings.lr, settings.weight_decay, settings.momentum)
+    sched = SCHEDULES.get(settings.schedule)(opt, settings.epochs * steps_per_epoch, settings.lr)
+    gen = torch.Generator().manual_seed(settings.seed)
+    result = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=0, best_val_acc=-1.0)
+    fingerprint = _fingerprint(settings, objective, n)
+    start_epoch = 0
+    if checkpoint is not None and checkpoint.exists():
+        start_epoch = _resume(checkpoint, fingerprint, model, opt, sched, gen, result)
+    teacher_logits = data.teacher_logits(objective.temperature) if objective.teacher else None
+    t_train = 0.0
+    for epoch in range(start_epoch, settings.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        total = torch.zeros(())
+        for i in range(0, n, settings.batch_size):
+            idx = order[i : i + settings.batch_size]
+            logits = model(data.x[idx])
+            loss = distillation_objective(
+                logits,
+                teacher_logits[idx] if teacher_logits is not None else None,
+                data.y[idx] if data.y is not None else None,
+                objective.loss, objective.temperature, objective.alpha,
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.detach() * len(idx)
+            if progress:
+                progress(len(idx), float(loss.detach()), None)
+        t_train += time.perf_counter() - t0
+        val_acc = accuracy(predict_logits(model, val_x), val_y)
+        result.history.append(EpochRecord(epoch + 1, float(total) / n, val_acc, opt.param_groups[0]["lr"],
+                                          time.perf_counter() - t0))
+        if val_acc > result.best_val_acc:
+            result.best_val_acc, result.best_epoch = val_acc, epoch + 1
+            result.best_state = copy.deepcopy(model.state_dict())
+        if progress:
+            progress(0, float(total) / n, val_acc)
+        if checkpoint is not None:
+            _save_atomic({
+                "fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "generator": gen.get_state(),
+                "best_state": result.best_state, "best_epoch": result.best_epoch,
+                "best_val_acc": result.best_val_acc, "history": [asdict(h) for h in result.history],
+            }, checkpoint)
+    done = max(0, settings.epochs - start_epoch)
+    result.seconds = t_train
+    result.samples_per_s = done * n / t_train if t_train > 0 else 0.0
+    return result
+
+
+def _resume(path: Path, fingerprint: str, model, opt, sched, gen, result: FitResult) -> int:
+    """Restore a checkpoint written by the same settings; a foreign or damaged one is ignored (fresh start)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a checkpoint cut short by a crash: start over rather than fail
+        return 0
+    if state.get("fingerprint") != fingerprint:
+        return 0
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    gen.set_state(state["generator"])
+    result.best_state, result.best_epoch = state["best_state"], state["best_epoch"]
+    result.best_val_acc = state["best_val_acc"]
+    result.history = [EpochRecord(**h) for h in state["history"]]
+    result.resumed_from_epoch = int(state["epoch"])
+    return int(state["epoch"])

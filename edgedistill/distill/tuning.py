@@ -1,0 +1,76 @@
+"""`auto` temperature / alpha (and soft loss): a bounded grid of short trials scored on the validation split.
+
+Budget: at most len(T grid) × len(alpha grid) trials (8 by default), each `tune_epochs` epochs on at most
+`tune_max_samples` transfer samples. The no-teacher objective is scored with the same budget, so a setting is
+only chosen if it is measured against what training without a teacher gets in the same time.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+from torch import nn
+
+from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, fit
+
+TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
+ALPHAS = (0.5, 0.9)
+
+
+@dataclass(frozen=True)
+class Trial:
+    loss: str
+    temperature: float
+    alpha: float
+    teacher: bool
+    val_acc: float
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    chosen: Objective
+    trials: list[Trial]
+    baseline_val_acc: float
+
+
+def candidate_objectives(loss: str, temperature, alpha, labeled: bool) -> list[Objective]:
+    ts = TEMPERATURES if temperature == "auto" else (float(temperature),)
+    if not labeled:
+        alphas = (1.0,)
+    else:
+        alphas = ALPHAS if alpha == "auto" else (float(alpha),)
+    if loss == "mse":
+        ts = (1.0,)
+    return [Objective(True, loss, t, a) for t in ts for a in alphas]
+
+
+def tune(make_model: Callable[[], nn.Module], data: TrainSet, val_x: torch.Tensor, val_y: torch.Tensor,
+         loss: str, temperature, alpha, settings: TrainSettings, max_samples: int,
+         on_trial: Callable[[Trial], None] | None = None) -> TuneResult:
+    """Score each candidate objective with a short identical run; return the best (ties keep the earlier)."""
+    n = min(len(data), max_samples)
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(settings.seed))[:n]
+    sub = data.subset(idx)
+    candidates = candidate_objectives(loss, temperature, alpha, data.y is not None)
+    if data.y is not None:
+        candidates.append(Objective(teacher=False))
+    init = make_model()
+    trials: list[Trial] = []
+    for obj in candidates:
+        model = copy.deepcopy(init)
+        res = fit(model, sub, val_x, val_y, obj, settings)
+        trial = Trial(obj.loss, obj.temperature, obj.alpha, obj.teacher, res.best_val_acc)
+        trials.append(trial)
+        if on_trial:
+            on_trial(trial)
+    kd_trials = [t for t in trials if t.teacher]
+    best = max(kd_trials, key=lambda t: t.val_acc)
+    base = [t.val_acc for t in trials if not t.teacher]
+    return TuneResult(Objective(True, best.loss, best.temperature, best.alpha), trials, base[0] if base else float("nan"))
+
+
+def tuning_settings(settings: TrainSettings, tune_epochs: int | None) -> TrainSettings:
+    return replace(settings, epochs=tune_epochs or max(1, settings.epochs // 3))

@@ -1,0 +1,59 @@
+"""A self-describing student checkpoint: weights (safetensors) + student.json (architecture, input, classes).
+
+Everything needed to rebuild the module is plain data, so later stages (export, profile) load it without pickles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from edgedistill.data.splits import Normalizer
+from edgedistill.errors import ModelLoadError
+from edgedistill.students import StudentArch, build_student
+
+WEIGHTS, META = "student.safetensors", "student.json"
+
+
+@dataclass(frozen=True)
+class StudentCheckpoint:
+    arch: StudentArch
+    input_shape: tuple[int, ...]
+    num_classes: int
+    class_names: list[str]
+    normalizer: Normalizer
+
+    def build(self) -> nn.Module:
+        return build_student(self.arch, self.input_shape, self.num_classes, self.normalizer)
+
+
+def save_student(directory: Path, model: nn.Module, ckpt: StudentCheckpoint, stem: str = "student") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / f"{stem}.safetensors"
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(weights))
+    meta = {
+        "arch": asdict(ckpt.arch), "input_shape": list(ckpt.input_shape), "num_classes": ckpt.num_classes,
+        "class_names": ckpt.class_names, "normalizer": ckpt.normalizer.to_dict(), "weights": weights.name,
+    }
+    (directory / f"{stem}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return weights
+
+
+def load_student(path: Path) -> tuple[nn.Module, StudentCheckpoint]:
+    """Load from a build directory (student.json inside) or from a `<stem>.json` file."""
+    meta_path = path / META if path.is_dir() else path
+    if not meta_path.is_file():
+        raise ModelLoadError(f"No student checkpoint at {path} (expected {META} beside the weights).")
+    try:
+        meta = json.loads(meta_path.read_text())
+        ckpt = StudentCheckpoint(StudentArch(**meta["arch"]), tuple(meta["input_shape"]), int(meta["num_classes"]),
+                                 list(meta["class_names"]), Normalizer(**meta["normalizer"]))
+        model = ckpt.build()
+        model.load_state_dict(load_file(str(meta_path.parent / meta["weights"])))
+    except (KeyError, TypeError, ValueError, OSError, RuntimeError) as exc:
+        raise ModelLoadError(f"Student checkpoint {meta_path} is damaged or incomplete: {exc}.") from None
+    return model.eval(), ckpt

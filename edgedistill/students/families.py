@@ -1,0 +1,105 @@
+"""Student families: each registers a builder `(input_shape, num_classes, width, depth) -> nn.Module`.
+
+Every student is `Sequential(normalize, features, head)`, with named blocks (`features.block1` ...) so that later
+stages can hook layers by name and fuse Conv-BN-ReLU for quantization.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from torch import nn
+
+from edgedistill.errors import ConfigError
+from edgedistill.registry import Registry
+from edgedistill.students.layers import conv_bn_relu
+
+STUDENT_FAMILIES: Registry = Registry("student family")
+
+# Which family fits which data kind when the user does not name one.
+DEFAULT_FAMILY = {"image": "cnn", "signal": "conv1d", "features": "mlp"}
+
+
+@dataclass(frozen=True)
+class StudentArch:
+    family: str
+    width: int = 16
+    depth: int = 3
+
+    def describe(self) -> str:
+        return f"{self.family}(width={self.width}, depth={self.depth})"
+
+
+def _channels(width: int, depth: int) -> list[int]:
+    """Channels double every block, capped at 8× the base width."""
+    return [width * min(2**i, 8) for i in range(depth)]
+
+
+def _head(cin: int, num_classes: int, dims: int) -> nn.Sequential:
+    pool = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool1d(1)
+    return nn.Sequential(OrderedDict(pool=pool, flatten=nn.Flatten(), fc=nn.Linear(cin, num_classes)))
+
+
+def _needs(kind_rank: int, input_shape: tuple[int, ...], family: str) -> None:
+    if len(input_shape) != kind_rank:
+        kinds = {3: "C×H×W images", 2: "C×L signals", 1: "F-dimensional feature vectors"}
+        raise ConfigError(
+            f"Student family {family!r} needs {kinds[kind_rank]}, but the data's samples have shape {input_shape}."
+        )
+
+
+@STUDENT_FAMILIES.register("cnn", "plain Conv-BN-ReLU blocks with 2×2 max-pooling, global pool, linear (images)")
+def plain_cnn(input_shape: tuple[int, ...], num_classes: int, width: int = 16, depth: int = 3) -> nn.Module:
+    _needs(3, input_shape, "cnn")
+    blocks, cin, size = OrderedDict(), input_shape[0], min(input_shape[1:])
+    for i, cout in enumerate(_channels(width, depth), start=1):
+        layers = [conv_bn_relu(cin, cout)]
+        if size >= 4:
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+        blocks[f"block{i}"] = nn.Sequential(*layers)
+        cin = cout
+    return nn.Sequential(OrderedDict(features=nn.Sequential(blocks), head=_head(cin, num_classes, 2)))
+
+
+@STUDENT_FAMILIES.register("dscnn", "depthwise-separable conv blocks (DS-CNN / MobileNet-like), images")
+def ds_cnn(input_shape: tuple[int, ...], num_classes: int, width: int = 16, depth: int = 3) -> nn.Module:
+    _needs(3, input_shape, "dscnn")
+    size = min(input_shape[1:])
+    blocks = OrderedDict(stem=conv_bn_relu(input_shape[0], width, stride=2 if size >= 16 else 1))
+    cin = width
+    size = size // 2 if size >= 16 else size
+    for i, cout in enumerate(_channels(width, depth), start=1):
+        stride = 2 if size >= 4 and i > 1 else 1
+        size //= stride
+        blocks[f"block{i}"] = nn.Sequential(
+            OrderedDict(dw=conv_bn_relu(cin, cin, stride=stride, groups=cin), pw=conv_bn_relu(cin, cout, k=1))
+        )
+        cin = cout
+    return nn.Sequential(OrderedDict(features=nn.Sequential(blocks), head=_head(cin, num_classes, 2)))
+
+
+@STUDENT_FAMILIES.register("conv1d", "1-D Conv-BN-ReLU blocks with pooling, for N×C×L signals")
+def conv1d(input_shape: tuple[int, ...], num_classes: int, width: int = 16, depth: int = 3) -> nn.Module:
+    _needs(2, input_shape, "conv1d")
+    blocks, cin, length = OrderedDict(), input_shape[0], input_shape[1]
+    for i, cout in enumerate(_channels(width, depth), start=1):
+        layers = [conv_bn_relu(cin, cout, k=5, dims=1)]
+        if length >= 4:
+            layers.append(nn.MaxPool1d(2))
+            length //= 2
+        blocks[f"block{i}"] = nn.Sequential(*layers)
+        cin = cout
+    return nn.Sequential(OrderedDict(features=nn.Sequential(blocks), head=_head(cin, num_classes, 1)))
+
+
+@STUDENT_FAMILIES.register("mlp", "fully connected Linear-ReLU layers, for N×F feature vectors")
+def mlp(input_shape: tuple[int, ...], num_classes: int, width: int = 16, depth: int = 3) -> nn.Module:
+    _needs(1, input_shape, "mlp")
+    blocks, cin = OrderedDict(), input_shape[0]
+    for i in range(1, depth):
+        blocks[f"block{i}"] = nn.Sequential(nn.Linear(cin, width * 4), nn.ReLU(inplace=True))
+        cin = width * 4
+    head = nn.Sequential(OrderedDict(fc=nn.Linear(cin, num_classes)))
+    return nn.Sequential(OrderedDict(features=nn.Sequential(blocks), head=head))

@@ -1,0 +1,98 @@
+"""Pick the adapter for a teacher spec. Formats register by name with a file-suffix test (no if/elif chain)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from edgedistill.errors import ModelLoadError
+from edgedistill.registry import Registry
+from edgedistill.teachers.base import Teacher
+from edgedistill.teachers.runtime_formats import OnnxTeacher, TFLiteTeacher
+from edgedistill.teachers.torch_formats import (
+    ExportedProgramTeacher,
+    TorchModuleTeacher,
+    TorchScriptTeacher,
+    is_torchscript_archive,
+)
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """Where a teacher lives and how to load it. `format="auto"` decides by the file name (and zip contents)."""
+
+    path: str
+    format: str = "auto"
+    factory: str | None = None
+    factory_kwargs: dict = field(default_factory=dict)
+    allow_pickle: bool = False
+
+
+@dataclass(frozen=True)
+class Format:
+    load: Callable[[TeacherSpec, Path], Teacher]
+    matches: Callable[[Path], bool]
+
+
+TEACHER_FORMATS: Registry[Format] = Registry("teacher format")
+
+
+def _torch(spec: TeacherSpec, p: Path) -> Teacher:
+    if not spec.factory:
+        raise ModelLoadError(
+            f"{p} holds weights only; name the module that builds the network with a factory "
+            "('package.module:function', --teacher-factory), or export the model as TorchScript, .pt2 or ONNX."
+        )
+    return TorchModuleTeacher(p, spec.factory, spec.factory_kwargs, spec.allow_pickle)
+
+
+TEACHER_FORMATS.register("onnx", "ONNX model run by onnxruntime (.onnx)")(
+    Format(lambda s, p: OnnxTeacher(p), lambda p: p.suffix == ".onnx"))
+TEACHER_FORMATS.register("tflite", "TFLite model run by the LiteRT interpreter (.tflite)")(
+    Format(lambda s, p: TFLiteTeacher(p), lambda p: p.suffix == ".tflite"))
+TEACHER_FORMATS.register("exported", "torch.export ExportedProgram (.pt2)")(
+    Format(lambda s, p: ExportedProgramTeacher(p), lambda p: p.suffix == ".pt2"))
+TEACHER_FORMATS.register("torchscript", "TorchScript archive (torch.jit.save)")(
+    Format(lambda s, p: TorchScriptTeacher(p), lambda p: p.suffix in {".pt", ".pth", ".jit", ".ts"}
+           and is_torchscript_archive(p)))
+TEACHER_FORMATS.register("torch", "nn.Module factory + weights (.safetensors, or state dict with weights_only)")(
+    Format(_torch, lambda p: p.suffix in {".safetensors", ".pt", ".pth", ".bin", ".ckpt"}))
+
+# Built-in teachers: name -> (factory, weights file in edgedistill/zoo, data set they were trained for)
+BUILTIN_TEACHERS = {
+    "fashion-mnist": ("edgedistill.zoo.models:fashion_cnn", "fashion_cnn.safetensors", "builtin:fashion-mnist"),
+    "digits": ("edgedistill.zoo.models:digits_cnn", "digits_cnn.safetensors", "builtin:digits"),
+}
+
+
+def builtin_spec(name: str) -> TeacherSpec:
+    if name not in BUILTIN_TEACHERS:
+        raise ModelLoadError(f"Unknown built-in teacher {name!r}; known: {', '.join(sorted(BUILTIN_TEACHERS))}.")
+    factory, weights, _ = BUILTIN_TEACHERS[name]
+    path = resources.files("edgedistill.zoo") / weights
+    return TeacherSpec(path=str(path), format="torch", factory=factory)
+
+
+def load_teacher(spec: TeacherSpec) -> Teacher:
+    """Load one teacher, validating the file before anything else runs."""
+    if spec.path.startswith("builtin:"):
+        return load_teacher(builtin_spec(spec.path.split(":", 1)[1]))
+    p = Path(spec.path).expanduser()
+    if not p.exists():
+        raise ModelLoadError(f"Teacher file {p} does not exist.")
+    if spec.format != "auto":
+        fmt = TEACHER_FORMATS.get(spec.format)
+    else:
+        if spec.factory and p.suffix in {".safetensors", ".pt", ".pth", ".bin", ".ckpt"}:
+            fmt = TEACHER_FORMATS.get("torch")
+        else:
+            found = [e.obj for e in TEACHER_FORMATS if e.obj.matches(p)]
+            if not found:
+                raise ModelLoadError(
+                    f"Cannot tell the format of teacher {p}. Supported: .onnx, .tflite, .pt2, TorchScript "
+                    "(.pt/.pth), weights (.safetensors/.pt with a factory); or set the format explicitly."
+                )
+            fmt = found[0]
+    return fmt.load(spec, p)

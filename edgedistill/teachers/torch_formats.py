@@ -1,0 +1,120 @@
+"""PyTorch teachers: a module factory plus weights (safetensors or a plain state dict), TorchScript, `.pt2`."""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from edgedistill.errors import ModelLoadError
+from edgedistill.teachers.base import TorchBackedTeacher, existing_file
+
+
+def import_factory(spec: str):
+    """Resolve `package.module:callable`. Only imports a module the user named; never evaluates strings."""
+    if ":" not in spec:
+        raise ModelLoadError(f"Model factory {spec!r} must look like 'package.module:function'.")
+    mod_name, attr = spec.split(":", 1)
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise ModelLoadError(f"Cannot import module {mod_name!r} for model factory {spec!r}: {exc}.") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ModelLoadError(f"Module {mod_name!r} has no callable {attr!r} (model factory {spec!r}).")
+    return fn
+
+
+def load_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Weights from safetensors, or from torch.save'd tensors with `weights_only=True` (no arbitrary unpickling)."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelLoadError(f"{path} is not a readable safetensors file: {exc}.") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except pickle.UnpicklingError as exc:
+        raise ModelLoadError(
+            f"{path} contains pickled Python objects, not just tensors, and edgedistill refuses to unpickle "
+            f"arbitrary code. Save the weights with safetensors or `torch.save(model.state_dict())`, or, if you "
+            f"trust the file, set allow_pickle (--teacher-allow-pickle). Detail: {str(exc).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise ModelLoadError(f"{path} is not a readable PyTorch weights file: {exc}.") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if isinstance(obj, torch.nn.Module):
+        return obj.state_dict()
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelLoadError(f"{path} does not hold a state dict (a mapping of parameter names to tensors).")
+    return obj
+
+
+class TorchModuleTeacher(TorchBackedTeacher):
+    """`factory()` builds the module, the weights file fills it (strict: every key must match)."""
+
+    format = "torch"
+
+    def __init__(self, weights: str | Path, factory: str, factory_kwargs: dict | None = None,
+                 allow_pickle: bool = False, name: str | None = None):
+        path = existing_file(weights, "Teacher weights file")
+        self.factory, self.factory_kwargs = factory, dict(factory_kwargs or {})
+        try:
+            module = import_factory(factory)(**self.factory_kwargs)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # the user's factory failed: report it, do not crash with its traceback
+            raise ModelLoadError(f"Model factory {factory!r} raised {type(exc).__name__}: {exc}.") from None
+        state = load_state_dict(path, allow_pickle)
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).split("\n")[:3]
+            raise ModelLoadError(f"Weights in {path} do not fit the module built by {factory!r}: {' '.join(first)}") from None
+        super().__init__(name or path.stem, [path], module)
+
+    def recipe(self) -> str:
+        return f"{self.factory}|{sorted(self.factory_kwargs.items())}"
+
+
+class TorchScriptTeacher(TorchBackedTeacher):
+    format = "torchscript"
+
+    def __init__(self, path: str | Path, name: str | None = None):
+        p = existing_file(path, "TorchScript file")
+        try:
+            module = torch.jit.load(str(p), map_location="cpu")
+        except Exception as exc:  # torch raises RuntimeError, ValueError or zip errors for corrupt archives
+            raise ModelLoadError(f"{p} is not a loadable TorchScript archive: {str(exc).splitlines()[0]}") from None
+        super().__init__(name or p.stem, [p], module)
+
+
+class ExportedProgramTeacher(TorchBackedTeacher):
+    format = "exported"
+
+    def __init__(self, path: str | Path, name: str | None = None):
+        p = existing_file(path, "ExportedProgram file")
+        try:
+            module = torch.export.load(str(p)).module()
+        except Exception as exc:
+            raise ModelLoadError(f"{p} is not a loadable torch.export program (.pt2): {str(exc).splitlines()[0]}") from None
+        super().__init__(name or p.stem, [p], module)
+
+    def torch_module(self):
+        return None  # an unlifted graph module: parameters are not the user's named layers
+
+
+def is_torchscript_archive(path: Path) -> bool:
+    """TorchScript zips hold a `code/` tree; plain torch.save archives do not."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in n for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
