@@ -79,7 +79,10 @@ class TorchBackedTeacher(Teacher):
         super().__init__(name, files)
         self.module = module
         if isinstance(module, nn.Module):
-            module.eval()
+            try:
+                module.eval()
+            except NotImplementedError:
+                pass  # torch.export modules are frozen in the mode they were exported in and refuse .eval()
             for p in module.parameters():
                 p.requires_grad_(False)
 

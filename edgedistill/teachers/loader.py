@@ -37,6 +37,7 @@ class Format:
 
 
 TEACHER_FORMATS: Registry[Format] = Registry("teacher format")
+_WEIGHT_SUFFIXES = {".safetensors", ".pt", ".pth", ".bin", ".ckpt"}
 
 
 def _torch(spec: TeacherSpec, p: Path) -> Teacher:
@@ -58,7 +59,7 @@ TEACHER_FORMATS.register("torchscript", "TorchScript archive (torch.jit.save)")(
     Format(lambda s, p: TorchScriptTeacher(p), lambda p: p.suffix in {".pt", ".pth", ".jit", ".ts"}
            and is_torchscript_archive(p)))
 TEACHER_FORMATS.register("torch", "nn.Module factory + weights (.safetensors, or state dict with weights_only)")(
-    Format(_torch, lambda p: p.suffix in {".safetensors", ".pt", ".pth", ".bin", ".ckpt"}))
+    Format(_torch, lambda p: p.suffix in _WEIGHT_SUFFIXES and not is_torchscript_archive(p)))
 
 # Built-in teachers: name -> (factory, weights file in edgedistill/zoo, data set they were trained for)
 BUILTIN_TEACHERS = {
@@ -85,14 +86,11 @@ def load_teacher(spec: TeacherSpec) -> Teacher:
     if spec.format != "auto":
         fmt = TEACHER_FORMATS.get(spec.format)
     else:
-        if spec.factory and p.suffix in {".safetensors", ".pt", ".pth", ".bin", ".ckpt"}:
-            fmt = TEACHER_FORMATS.get("torch")
-        else:
-            found = [e.obj for e in TEACHER_FORMATS if e.obj.matches(p)]
-            if not found:
-                raise ModelLoadError(
-                    f"Cannot tell the format of teacher {p}. Supported: .onnx, .tflite, .pt2, TorchScript "
-                    "(.pt/.pth), weights (.safetensors/.pt with a factory); or set the format explicitly."
-                )
-            fmt = found[0]
+        found = [e.obj for e in TEACHER_FORMATS if e.obj.matches(p)]  # matchers are mutually exclusive
+        if not found:
+            raise ModelLoadError(
+                f"Cannot tell the format of teacher {p}. Supported: .onnx, .tflite, .pt2, TorchScript "
+                "(.pt/.pth), weights (.safetensors/.pt with a factory); or set the format explicitly."
+            )
+        fmt = found[0]
     return fmt.load(spec, p)

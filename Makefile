@@ -1,0 +1,31 @@
+# Two entry points for a newcomer: `make demo` (install + run the built-in example) and `make test`.
+# pip + venv on purpose: torch is pinned to the CPU build 2.13.0, installed first so nothing pulls a CUDA build.
+VENV   ?= .venv
+PYTHON ?= python3
+PY      = $(VENV)/bin/python
+FASHION = /usr/share/datasets/fashion-mnist
+
+.PHONY: install demo test data clean
+
+$(VENV)/.installed: pyproject.toml requirements/lock.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c requirements/lock.txt -e '.[all,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Fashion-MNIST comes from Debian's package (no download at run time).
+data:
+	@test -d $(FASHION) || { echo "installing Debian package dataset-fashion-mnist"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) sh -c 'apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist'; }
+
+demo: install data
+	$(VENV)/bin/edgedistill distill --data builtin:fashion-mnist --epochs 5 --out runs/demo --overwrite
+
+test: install
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,92 @@
+"""Trainer: deterministic for a seed, resumable to the same result, and the twin differs only in the loss."""
+
+import copy
+
+import numpy as np
+import torch
+
+from edgedistill.data import make_splits, read_dataset
+from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, fit
+from edgedistill.students import StudentArch, build_student
+from edgedistill.teachers import LogitCache, TeacherSpec, load_teacher
+
+
+def _setup(n=400):
+    s = make_splits(read_dataset("builtin:digits"), max_train=n)
+    teacher = load_teacher(TeacherSpec("builtin:digits"))
+    logits = LogitCache(enabled=False).get(teacher, s.transfer.x)
+    data = TrainSet(torch.from_numpy(s.transfer.x), torch.from_numpy(s.transfer.y), logits[None])
+    torch.manual_seed(0)
+    model = build_student(StudentArch("cnn", 8, 2), s.input_shape, s.num_classes, s.normalizer)
+    return data, torch.from_numpy(s.val.x), torch.from_numpy(s.val.y), model
+
+
+SETTINGS = TrainSettings(epochs=4, batch_size=32, lr=5e-3, seed=1)
+KD = Objective(True, "kd", 4.0, 0.7)
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.state_dict().values() if p.dtype.is_floating_point])
+
+
+def test_same_seed_same_weights():
+    data, vx, vy, m0 = _setup()
+    a, b = copy.deepcopy(m0), copy.deepcopy(m0)
+    ra, rb = fit(a, data, vx, vy, KD, SETTINGS), fit(b, data, vx, vy, KD, SETTINGS)
+    assert torch.equal(_weights(a), _weights(b))
+    assert [h.val_acc for h in ra.history] == [h.val_acc for h in rb.history]
+
+
+def test_student_learns():
+    data, vx, vy, m0 = _setup()
+    res = fit(m0, data, vx, vy, KD, SETTINGS)
+    assert res.best_val_acc > 60.0  # chance is 10%
+    assert res.history[-1].train_loss < res.history[0].train_loss
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
+    data, vx, vy, m0 = _setup()
+    full = copy.deepcopy(m0)
+    fit(full, data, vx, vy, KD, SETTINGS)
+
+    ckpt = tmp_path / "ckpt.pt"
+    interrupted = copy.deepcopy(m0)
+    calls = {"n": 0}
+
+    def crash_in_epoch_3(k, loss, val):
+        calls["n"] += 1
+        steps = (len(data) + SETTINGS.batch_size - 1) // SETTINGS.batch_size
+        if val is None and calls["n"] > 2 * (steps + 1) + 3:
+            raise KeyboardInterrupt
+
+    try:
+        fit(interrupted, data, vx, vy, KD, SETTINGS, checkpoint=ckpt, progress=crash_in_epoch_3)
+    except KeyboardInterrupt:
+        pass
+    assert ckpt.exists()
+    resumed = copy.deepcopy(m0)  # a fresh process: initial weights, state comes from the checkpoint
+    res = fit(resumed, data, vx, vy, KD, SETTINGS, checkpoint=ckpt)
+    assert res.resumed_from_epoch == 2
+    assert torch.equal(_weights(resumed), _weights(full))
+
+
+def test_twin_differs_only_in_the_loss():
+    """With alpha = 0 the distillation objective is exactly hard-label CE: the twin and a KD run at alpha 0
+    then produce identical weights (same init, data order and schedule)."""
+    data, vx, vy, m0 = _setup()
+    twin, kd0 = copy.deepcopy(m0), copy.deepcopy(m0)
+    fit(twin, data, vx, vy, Objective(teacher=False), SETTINGS)
+    fit(kd0, data, vx, vy, Objective(True, "kd", 4.0, 0.0), SETTINGS)
+    assert torch.equal(_weights(twin), _weights(kd0))
+    kd = copy.deepcopy(m0)
+    fit(kd, data, vx, vy, KD, SETTINGS)
+    assert not torch.equal(_weights(kd), _weights(twin))
+
+
+def test_foreign_checkpoint_is_ignored(tmp_path):
+    data, vx, vy, m0 = _setup(200)
+    ckpt = tmp_path / "c.pt"
+    fit(copy.deepcopy(m0), data, vx, vy, KD, TrainSettings(epochs=1, batch_size=64, seed=1), checkpoint=ckpt)
+    res = fit(copy.deepcopy(m0), data, vx, vy, KD, TrainSettings(epochs=2, batch_size=32, seed=1), checkpoint=ckpt)
+    assert res.resumed_from_epoch == 0 and len(res.history) == 2
+    assert np.isfinite(res.best_val_acc)

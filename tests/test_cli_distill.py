@@ -1,0 +1,150 @@
+"""`edgedistill distill` end to end on real data (digits), and every bad input the issue lists."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import save_file
+
+from edgedistill.cli import main
+from tiny_models import tiny_cnn
+
+
+def run(args):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+@pytest.mark.slow
+def test_distill_digits_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    r = run(["distill", "--out", str(out), "--epochs", "8", "--quiet", "--temperature", "auto", "--alpha", "auto",
+             "--tune-epochs", "2"])
+    assert r.exit_code == 0, r.output
+    files = {p.name for p in out.iterdir()}
+    assert {"student.safetensors", "student.json", "baseline.safetensors", "config.json", "metrics.json"} <= files
+    assert not (tmp_path / "run.partial").exists()
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["teacher"]["test_acc"] > 95
+    assert m["student"]["test_acc"] > 80 and m["baseline"]["test_acc"] > 80  # chance is 10%
+    assert m["gain_vs_baseline"] == pytest.approx(m["student"]["test_acc"] - m["baseline"]["test_acc"])
+    assert m["student"]["params"] == m["baseline"]["params"] and 0 < m["student"]["params"] < m["teacher"]["params"]
+    assert len(m["student"]["history"]) == 8 and m["tuning"]["trials"]
+    assert m["data"]["normalizer"]["mean"] and m["timings"]["distill_s"] > 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["teachers"][0]["path"] == "builtin:digits" and cfg["train"]["epochs"] == 8
+
+    # The student checkpoint reloads and reproduces the reported accuracy.
+    from edgedistill.data import make_splits, read_dataset
+    from edgedistill.students.checkpoint import load_student
+
+    model, _ = load_student(out)
+    s = make_splits(read_dataset("builtin:digits"))
+    with torch.no_grad():
+        acc = 100 * float((model(torch.from_numpy(s.test.x)).argmax(1).numpy() == s.test.y).mean())
+    assert acc == pytest.approx(m["student"]["test_acc"], abs=1e-6)
+
+    # Second run with the same teacher and data hits the logit cache; refusing to clobber without --overwrite.
+    r2 = run(["distill", "--out", str(out), "--epochs", "1", "-q", "-T", "2", "--alpha", "0.5"])
+    assert r2.exit_code != 0 and "already exists" in r2.output
+    out2 = tmp_path / "run2"
+    r3 = run(["distill", "--out", str(out2), "--epochs", "1", "-q", "-T", "2", "--alpha", "0.5"])
+    assert r3.exit_code == 0, r3.output
+    m2 = json.loads((out2 / "metrics.json").read_text())
+    assert m2["timings"]["teacher_cache_hits"] == 2 and m2["timings"]["teacher_cache_misses"] == 0
+
+
+@pytest.fixture
+def tiny_teacher(tmp_path):
+    path = tmp_path / "teacher.safetensors"
+    save_file(tiny_cnn().state_dict(), str(path))
+    return path
+
+
+def _npz(tmp_path, x, y, name="d.npz"):
+    np.savez(tmp_path / name, x=x, y=y)
+    return str(tmp_path / name)
+
+
+def _images(n=120, size=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 1, size, size)).astype(np.float32), rng.integers(0, 10, n)
+
+
+def _expect_clean_failure(tmp_path, args, *needles):
+    out = tmp_path / "out"
+    r = run(["distill", "--out", str(out), "--epochs", "1", "-q", *args])
+    assert r.exit_code != 0
+    assert "Traceback" not in r.output and r.output.startswith("error: ")
+    assert len(r.output.strip().splitlines()) == 1  # one paragraph
+    for n in needles:
+        assert n in r.output, r.output
+    assert not out.exists() and not (tmp_path / "out.partial").exists()
+    return r.output
+
+
+def test_missing_teacher_file(tmp_path):
+    _expect_clean_failure(tmp_path, ["--teacher", str(tmp_path / "missing.onnx")], "does not exist")
+
+
+def test_corrupt_teacher(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model" * 10)
+    _expect_clean_failure(tmp_path, ["--teacher", str(bad)], "not a loadable ONNX model")
+
+
+def test_data_shape_does_not_fit_teacher(tmp_path, tiny_teacher):
+    x, y = _images(size=6)
+    _expect_clean_failure(tmp_path, ["--teacher", str(tiny_teacher), "--teacher-factory", "tiny_models:tiny_cnn",
+                                     "--data", _npz(tmp_path, x, y)], "(1, 6, 6)", "cannot run on them")
+
+
+def test_labels_out_of_range(tmp_path, tiny_teacher):
+    x, y = _images()
+    y[5] = 12  # the teacher has 10 classes
+    _expect_clean_failure(tmp_path, ["--teacher", str(tiny_teacher), "--teacher-factory", "tiny_models:tiny_cnn",
+                                     "--data", _npz(tmp_path, x, y)], "13 classes")
+    y[5] = -3
+    _expect_clean_failure(tmp_path, ["--teacher", str(tiny_teacher), "--teacher-factory", "tiny_models:tiny_cnn",
+                                     "--data", _npz(tmp_path, x, y, "neg.npz")], "labels range from -3")
+
+
+def test_nan_in_data(tmp_path, tiny_teacher):
+    x, y = _images()
+    x[17, 0, 3, 3] = np.nan
+    _expect_clean_failure(tmp_path, ["--teacher", str(tiny_teacher), "--teacher-factory", "tiny_models:tiny_cnn",
+                                     "--data", _npz(tmp_path, x, y)], "NaN")
+
+
+def test_pickle_where_weights_expected(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save(tiny_cnn(), path)
+    x, y = _images()
+    _expect_clean_failure(tmp_path, ["--teacher", str(path), "--teacher-factory", "tiny_models:tiny_cnn",
+                                     "--data", _npz(tmp_path, x, y)], "refuses to unpickle")
+
+
+def test_invalid_option_values(tmp_path):
+    _expect_clean_failure(tmp_path, ["--alpha", "1.5"], "alpha")
+    _expect_clean_failure(tmp_path, ["--student", "resnet"], "Unknown student family 'resnet'", "cnn")
+    _expect_clean_failure(tmp_path, ["--data", "builtin:mnist"], "digits")
+
+
+def test_user_teacher_on_npz_data_runs(tmp_path, tiny_teacher):
+    x, y = _images(200)
+    out = tmp_path / "ok"
+    r = run(["distill", "--out", str(out), "--epochs", "2", "-q", "-T", "3", "--alpha", "0.8",
+             "--teacher", str(tiny_teacher), "--teacher", str(tiny_teacher), "--ensemble", "geometric",
+             "--teacher-factory", "tiny_models:tiny_cnn", "--data", _npz(tmp_path, x, y), "--student", "dscnn:width=4"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert len(m["teachers"]) == 2 and m["teacher"]["ensemble"] == "geometric"
+    assert m["student"]["arch"] == {"family": "dscnn", "width": 4, "depth": 3}
+
+
+def test_help_explains_every_option():
+    r = run(["distill", "--help"])
+    assert r.exit_code == 0
+    for opt in ("--teacher", "--data", "--student", "--temperature", "--alpha", "--ensemble", "--out", "--overwrite"):
+        assert opt in r.output

@@ -1,0 +1,17 @@
+"""Tiny models built in code for tests (importable as a teacher factory: 'tiny_models:tiny_cnn')."""
+
+import torch
+from torch import nn
+
+
+def tiny_cnn(classes: int = 10, seed: int = 0) -> nn.Module:
+    """Conv-BN-ReLU-pool-Linear for 1×8×8 input, deterministic weights, eval mode, non-trivial BN stats."""
+    torch.manual_seed(seed)
+    m = nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(6 * 4 * 4, classes),
+    )
+    with torch.no_grad():
+        m[1].running_mean.uniform_(-0.2, 0.2)
+        m[1].running_var.uniform_(0.5, 1.5)
+    return m.eval()
