@@ -1,0 +1,75 @@
+"""TFLite export through litert-torch (no TensorFlow): float, and full-integer int8 from the QAT quantizers.
+
+Int8 route: the QuantStudent in "export" mode places explicit quantize/dequantize ops (torch's
+quantized_decomposed ops) with the trained scales around every op; litert-torch lowers them to StableHLO uniform
+quantization and the LiteRT converter's STATIC QDQ mode folds them into int8 kernels with int8 input and output.
+We do not use litert-torch's PT2E quantizer (it fails on torch 2.13) nor ai-edge-quantizer's own calibration
+(it would re-derive scales and so re-approximate what QAT trained); the scales in the file are QAT's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgedistill.export.artifact import Artifact, TensorSpec, finish
+from edgedistill.optional import require
+from edgedistill.quantize.qmodel import QuantStudent
+
+
+def _static_qdq_config():
+    """A QuantConfig that only switches the converter to STATIC QDQ folding (the graph already holds Q/DQ)."""
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    qc = QuantConfig.__new__(QuantConfig)
+    object.__setattr__(qc, "pt2e_quantizer", None)
+    object.__setattr__(qc, "generative_recipe", None)
+    object.__setattr__(qc, "_quantizer_mode", QuantConfig._QuantizerMode.PT2E_STATIC)
+    return qc
+
+
+def _convert(module: nn.Module, sample: torch.Tensor, path: Path, quant_config=None) -> None:
+    litert_torch = require("litert_torch")
+    logging.getLogger("litert_torch").setLevel(logging.ERROR)
+    tmp = path.with_name(path.name + ".tmp")
+    with contextlib.redirect_stdout(io.StringIO()):
+        litert_torch.convert(module.eval(), (sample,), quant_config=quant_config).export(str(tmp))
+    finish(tmp, path)
+
+
+def _io(path: Path) -> tuple[TensorSpec, TensorSpec]:
+    interp = require("ai_edge_litert.interpreter").Interpreter(model_path=str(path))
+    specs = []
+    for d in (interp.get_input_details()[0], interp.get_output_details()[0]):
+        scale, zp = d["quantization"]
+        q = d["dtype"] in (np.int8, np.uint8)
+        specs.append(TensorSpec([int(v) for v in d["shape"]], np.dtype(d["dtype"]).name,
+                                float(scale) if q else None, int(zp) if q else None))
+    return specs[0], specs[1]
+
+
+def export_tflite_float(model: nn.Module, input_shape: tuple[int, ...], path: Path, name: str = "float") -> Artifact:
+    _convert(copy.deepcopy(model), torch.zeros(1, *input_shape), path)
+    i, o = _io(path)
+    from edgedistill.teachers.base import file_digest
+
+    return Artifact(name, "tflite", "float32", path, path.stat().st_size, file_digest(path), i, o)
+
+
+def export_tflite_int8(qmodel: QuantStudent, input_shape: tuple[int, ...], path: Path, name: str = "int8") -> Artifact:
+    m = copy.deepcopy(qmodel)
+    m.set_mode("export")
+    _convert(m, torch.zeros(1, *input_shape), path, _static_qdq_config())
+    i, o = _io(path)
+    if i.dtype != "int8" or o.dtype != "int8":
+        raise RuntimeError(f"TFLite int8 export produced {i.dtype} input / {o.dtype} output, expected int8")
+    from edgedistill.teachers.base import file_digest
+
+    return Artifact(name, "tflite", "int8", path, path.stat().st_size, file_digest(path), i, o)

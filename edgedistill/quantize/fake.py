@@ -1,0 +1,109 @@
+"""Fake quantization that simulates exactly what int8 TFLite and onnxruntime QDQ kernels compute.
+
+* Activations: per-tensor asymmetric int8 in [-128, 127]; `ActQuant` observes during calibration, then freezes.
+* Weights: per-output-channel symmetric int8 in [-127, 127], zero point 0 (the TFLite int8 spec); the scale
+  tracks the weights, s_c = max|w_c| / 127, so no weight is ever clipped.
+* Bias: int32 with scale s_in · s_w[c] (the TFLite / ONNX convention), simulated by rounding to that grid.
+
+Rounding is half-to-even, as in torch.fake_quantize_* and ONNX QuantizeLinear. Gradients pass straight through
+(Bengio et al. 2013; Jacob et al. 2018) except where a value is clipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgedistill.quantize.ranges import QMAX, QMIN, RANGE_METHODS, scale_zero_point
+
+import torch.ao.quantization.fx._decomposed  # noqa: F401  registers torch.ops.quantized_decomposed
+
+_qd = torch.ops.quantized_decomposed
+_MAX_SAMPLES = 200_000
+
+
+class ActQuant(nn.Module):
+    """Per-tensor int8 fake quantizer. Modes: "float" (identity), "observe" (record values, identity),
+    "quant" (fake-quantize with the frozen scale / zero point), "export" (explicit Q/DQ ops for converters)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(1.0))
+        self.register_buffer("zero_point", torch.tensor(0, dtype=torch.int64))
+        self.mode = "float"
+        self._lo, self._hi = np.inf, -np.inf
+        self._samples: list[np.ndarray] = []
+        self._seen = 0
+        self._rng = np.random.default_rng(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "observe":
+            self._observe(x.detach())
+            return x
+        if self.mode == "quant":
+            return torch.fake_quantize_per_tensor_affine(x, float(self.scale), int(self.zero_point), QMIN, QMAX)
+        if self.mode == "export":
+            s, z = self.export_params  # Python constants: torch.export cannot trace float(tensor)
+            q = _qd.quantize_per_tensor(x, s, z, QMIN, QMAX, torch.int8)
+            return _qd.dequantize_per_tensor(q, s, z, QMIN, QMAX, torch.int8)
+        return x
+
+    def prepare_export(self) -> None:
+        """Cache scale / zero point as Python numbers (torch.export cannot trace float(tensor))."""
+        self.export_params = (float(self.scale), int(self.zero_point))
+
+    def _observe(self, x: torch.Tensor) -> None:
+        flat = x.flatten().numpy()
+        self._lo, self._hi = min(self._lo, float(flat.min())), max(self._hi, float(flat.max()))
+        if self._seen < _MAX_SAMPLES:
+            k = min(len(flat), 4096)
+            self._samples.append(self._rng.choice(flat, k, replace=False) if k < len(flat) else flat.copy())
+            self._seen += k
+
+    def freeze(self, method: str = "minmax") -> None:
+        """Fix scale / zero point from what was observed, then switch to fake quantization."""
+        if not self._samples:
+            raise RuntimeError("ActQuant.freeze() before any calibration data was observed")
+        values = np.concatenate(self._samples)
+        lo, hi = RANGE_METHODS.get(method)(values, self._lo, self._hi)
+        s, z = scale_zero_point(lo, hi)
+        self.scale.fill_(s)
+        self.zero_point.fill_(z)
+        self._samples, self._seen = [], 0
+        self.mode = "quant"
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}, scale={float(self.scale):.6g}, zero_point={int(self.zero_point)}"
+
+
+def weight_scale(w: torch.Tensor) -> torch.Tensor:
+    """Per-output-channel symmetric scale max|w_c| / 127 (float32, never zero)."""
+    return (w.detach().abs().flatten(1).amax(1) / 127.0).clamp_min(1e-12).float()
+
+
+def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
+    scale = weight_scale(w)
+    zero = torch.zeros(w.shape[0], dtype=torch.int32)
+    # Range -128..127 only for the op's signature; |w / s| <= 127 by construction, so -128 never occurs.
+    return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, QMIN, QMAX)
+
+
+def qdq_weight_export(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """Explicit per-channel Q/DQ ops (int8, -127..127) that converters fold into int8 weights."""
+    q = _qd.quantize_per_channel(w, scale, zero, 0, -127, 127, torch.int8)
+    return _qd.dequantize_per_channel(q, scale, zero, 0, -127, 127, torch.int8)
+
+
+def fake_quant_bias(b: torch.Tensor, input_scale: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Round the bias to the int32 grid s_in · s_w[c]; straight-through gradient."""
+    step = float(input_scale) * weight_scale(w)
+    return b + (torch.round(b / step) * step - b).detach()
+
+
+def int8_weights(w: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The exact int8 weights and per-channel scales an exporter writes."""
+    scale = weight_scale(w)
+    shape = (-1,) + (1,) * (w.dim() - 1)
+    q = torch.clamp(torch.round(w.detach() / scale.view(shape)), -127, 127).to(torch.int8)
+    return q.numpy(), scale.numpy()

@@ -1,0 +1,58 @@
+"""Calibration: choose an activation's [lo, hi] range from observed values, then int8 scale and zero point.
+
+Methods register by name (`--calibration minmax|percentile|mse`):
+
+* minmax:     [min x, max x] over the calibration set (Jacob et al. 2018, "Quantization and Training of Neural
+              Networks for Efficient Integer-Arithmetic-Only Inference", CVPR).
+* percentile: clip at the 0.01st / 99.99th percentiles (McKinstry et al. 2019; Wu et al. 2020, "Integer
+              Quantization for Deep Learning Inference", arXiv:2004.09602, sec. 4.1).
+* mse:        the clipping range that minimises the mean squared quantization error of the observed values
+              (Banner et al. 2019, "Post-training 4-bit quantization"; Wu et al. 2020 sec. 4.1), searched on a grid
+              of shrink factors of the min/max range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgedistill.registry import Registry
+
+QMIN, QMAX = -128, 127
+RANGE_METHODS: Registry = Registry("calibration method")
+
+
+def scale_zero_point(lo: float, hi: float) -> tuple[float, int]:
+    """Asymmetric int8 parameters for a range that always contains 0 (so 0 is exactly representable):
+    scale = (hi - lo) / 255, zero_point = round(-128 - lo / scale), clamped to [-128, 127]."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if hi - lo < 1e-8:
+        hi = lo + 1e-8
+    scale = float(np.float32((hi - lo) / (QMAX - QMIN)))
+    zp = int(np.clip(np.round(QMIN - lo / scale), QMIN, QMAX))
+    return scale, zp
+
+
+def quantize_dequantize(x: np.ndarray, scale: float, zp: int) -> np.ndarray:
+    return (np.clip(np.round(x / scale) + zp, QMIN, QMAX) - zp) * scale
+
+
+@RANGE_METHODS.register("minmax", "the observed minimum and maximum")
+def minmax(values: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
+    return lo, hi
+
+
+@RANGE_METHODS.register("percentile", "clip at the 0.01% / 99.99% percentiles of the observed values")
+def percentile(values: np.ndarray, lo: float, hi: float, pct: float = 99.99) -> tuple[float, float]:
+    return float(np.percentile(values, 100 - pct)), float(np.percentile(values, pct))
+
+
+@RANGE_METHODS.register("mse", "the clipping range with the least quantization MSE on observed values")
+def mse(values: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
+    best, best_err = (lo, hi), np.inf
+    for f in np.linspace(0.3, 1.0, 36):
+        cand_lo, cand_hi = lo * f, hi * f
+        s, z = scale_zero_point(cand_lo, cand_hi)
+        err = float(np.mean((quantize_dequantize(values, s, z) - values) ** 2))
+        if err < best_err:
+            best, best_err = (cand_lo, cand_hi), err
+    return best
