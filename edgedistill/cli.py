@@ -96,6 +96,15 @@ def main() -> None:
 @click.option("--weight-decay", type=float, help="[default: 0.0001]")
 @click.option("--seed", type=int, help="Seed for initialisation and data order. [default: 0]")
 @click.option("--threads", type=int, help="Torch CPU threads. [default: all cores]")
+@click.option("--qat", is_flag=True, default=None, help="After float distillation, distill on quantization-aware "
+              "(int8), export ONNX and TFLite (float and int8) and check parity on onnxruntime, LiteRT, TFLite Micro.")
+@click.option("--qat-epochs", type=int, help="QAT epochs (at lr × 0.1). [default: 3]")
+@click.option("--calibration", type=click.Choice(["minmax", "percentile", "mse"]),
+              help="How activation ranges are chosen from the calibration set. [default: minmax]")
+@click.option("--calibration-size", type=int, help="Training samples used for calibration. [default: 1000]")
+@click.option("--formats", help="Export formats, comma-separated: onnx,tflite. [default: both]")
+@click.option("--int8-tolerance", type=float,
+              help="Fail if an int8 file's accuracy is more than this many points below the torch QAT student. [default: 1.0]")
 @click.option("--no-baseline", is_flag=True, default=None, help="Skip the no-teacher twin (not recommended).")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="Teacher-logit cache. [default: $EDGEDISTILL_CACHE or ~/.cache/edgedistill/logits]")
@@ -105,7 +114,8 @@ def main() -> None:
 @_user_errors
 def distill(config_file, data, transfer, max_train, teachers, teacher_factory, teacher_format, teacher_input,
             teacher_allow_pickle, ensemble, student, loss, temperature, alpha, tune_epochs, epochs, batch_size, lr,
-            optimizer, schedule, weight_decay, seed, threads, no_baseline, cache_dir, out, overwrite, quiet):
+            optimizer, schedule, weight_decay, seed, threads, qat, qat_epochs, calibration, calibration_size, formats,
+            int8_tolerance, no_baseline, cache_dir, out, overwrite, quiet):
     """Distill a teacher (or an ensemble) into a small student, and train its no-teacher twin for comparison.
 
     Writes to --out: student.safetensors + student.json (the distilled student), baseline.* (the same student
@@ -130,6 +140,9 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
                "tune_epochs": tune_epochs},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
                   "schedule": schedule, "weight_decay": weight_decay, "seed": seed, "threads": threads},
+        "quant": {"qat": qat, "qat_epochs": qat_epochs, "calibration": calibration,
+                  "calibration_size": calibration_size, "int8_tolerance": int8_tolerance,
+                  "formats": [f.strip() for f in formats.split(",")] if formats else None},
         "baseline": False if no_baseline else None,
         "cache_dir": cache_dir,
         "out": out,
@@ -143,7 +156,7 @@ def _print_summary(m: dict, out) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)
     table = Table(title=f"edgedistill distill → {out}")
     for col in ("model", "params", "test acc"):
         table.add_column(col, justify="right" if col != "model" else "left")
@@ -155,10 +168,30 @@ def _print_summary(m: dict, out) -> None:
     table.add_row(f"distilled student ({obj['loss']}, T={obj['temperature']:g}, α={obj['alpha']:g})",
                   f"{m['student']['params']:,}", f"{m['student']['test_acc']:.2f}%")
     console.print(table)
+    if m.get("int8"):
+        _print_int8(console, m["int8"])
     if m["gain_vs_baseline"] is not None:
         console.print(f"gain over the no-teacher twin: {m['gain_vs_baseline']:+.2f} points")
     for w in m["warnings"]:
         console.print(f"[bold red]WARNING[/]: {w}")
+
+
+def _print_int8(console, q: dict) -> None:
+    from rich.table import Table
+
+    line = (f"int8: float {q['float_test_acc']:.2f}%  PTQ {q['ptq_test_acc']:.2f}%  QAT {q['qat_test_acc']:.2f}%")
+    if "baseline_qat_test_acc" in q:
+        line += f"  (no-teacher twin QAT {q['baseline_qat_test_acc']:.2f}%, gain {q['gain_vs_baseline_int8']:+.2f})"
+    console.print(line)
+    table = Table(title="parity: every exported file on its own runtime (test split)")
+    for col in ("file", "runtime", "n", "acc", "ref acc", "agree", "max |Δlogit|", "bytes", "verdict"):
+        table.add_column(col, justify="left" if col in ("file", "runtime", "verdict") else "right")
+    for r in q["parity"]:
+        verdict = ("[green]ok[/]" if r["passed"] else "[red]FAIL[/]") if r["checked"] else "[yellow]info[/]"
+        table.add_row(r["artifact"], r["runtime"], str(r["samples"]), f"{r['accuracy']:.2f}%",
+                      f"{r['reference_accuracy']:.2f}%", f"{r['top1_agreement']:.2f}%",
+                      f"{r['max_abs_logit_diff']:.4g}", f"{r['bytes']:,}", verdict)
+    console.print(table)
 
 
 @main.command("list")

@@ -77,6 +77,17 @@ class TrainConfig(_Strict):
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
 
 
+class QuantConfig(_Strict):
+    qat: bool = Field(False, description="after float distillation, distill on with int8 fake quantization")
+    qat_epochs: int = Field(3, ge=1)
+    qat_lr_scale: float = Field(0.1, gt=0, le=1, description="QAT learning rate = train.lr × this")
+    calibration: Literal["minmax", "percentile", "mse"] = "minmax"
+    calibration_size: int = Field(1000, ge=16, description="training samples drawn (seeded) for calibration")
+    formats: list[Literal["onnx", "tflite"]] = Field(default_factory=lambda: ["onnx", "tflite"])
+    int8_tolerance: float = Field(1.0, ge=0, description="max accuracy points an int8 file may lose vs QAT torch")
+    tflm_max_samples: int = Field(1000, ge=1, description="test samples run through TFLite Micro (1 per invoke)")
+
+
 class DistillConfig(_Strict):
     """Everything `edgedistill distill` needs. Saved, resolved, as config.json beside the outputs."""
 
@@ -86,6 +97,7 @@ class DistillConfig(_Strict):
     student: StudentConfig = StudentConfig()
     kd: KDConfig = KDConfig()
     train: TrainConfig = TrainConfig()
+    quant: QuantConfig = QuantConfig()
     baseline: bool = Field(True, description="also train the no-teacher twin (same student, epochs, data order)")
     cache_dir: str | None = None
     out: str = "runs/distill"

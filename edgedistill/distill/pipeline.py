@@ -21,7 +21,7 @@ from edgedistill.config import DistillConfig
 from edgedistill.data import DataSplits, Split, make_splits, read_dataset
 from edgedistill.distill.trainer import FitResult, Objective, TrainSet, TrainSettings, accuracy, fit, predict_logits
 from edgedistill.distill.tuning import tune, tuning_settings
-from edgedistill.errors import ConfigError, DataError
+from edgedistill.errors import ConfigError, DataError, EdgeDistillError
 from edgedistill.progress import bars
 from edgedistill.students import DEFAULT_FAMILY, StudentArch, build_student, count_params
 from edgedistill.students.checkpoint import StudentCheckpoint, save_student
@@ -29,6 +29,10 @@ from edgedistill.teachers import LogitCache, Teacher, TeacherSpec, combine, load
 from edgedistill.util import write_json
 
 SCHEMA_VERSION = 1
+
+
+class ParityError(EdgeDistillError):
+    """An exported file does not compute what was trained (beyond the configured tolerance)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,12 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
             baseline, res_b = _train(make_model, data, x_val, y_val, Objective(teacher=False), settings,
                                      ckpt_dir / "baseline.pt", ui.task("no-teacher twin", settings.epochs * len(data)))
             timings["baseline_s"] = res_b.seconds
+        int8 = None
+        if config.quant.qat:
+            from edgedistill.deploy import run_int8_stage
+
+            int8 = run_int8_stage(config.quant, student, baseline, data, x_val, y_val, s.test.x, s.test.y, objective,
+                                  settings, s.input_shape, s.num_classes, work, ui)
 
     ckpt = StudentCheckpoint(prep.arch, s.input_shape, s.num_classes, s.class_names, s.normalizer)
     save_student(work, student, ckpt, "student")
@@ -163,10 +173,15 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
     teacher_acc = accuracy(combine(members_te, config.ensemble, 1.0), y_te)
     metrics = _metrics(config, prep, members_te, y_te, teacher_acc, student, res_s, objective, baseline, res_b,
                        x_te, tuning, cache, timings)
+    metrics["int8"] = None if int8 is None else int8.metrics
     metrics["timings"]["total_s"] = time.perf_counter() - t_start
     write_json(work / "config.json", config.model_dump(mode="json"))
     write_json(work / "metrics.json", metrics)
     _publish(work, out)
+    if int8 is not None and not int8.passed:
+        raise ParityError(
+            f"Parity check failed (outputs are in {out}, metrics.json records every figure): "
+            + "; ".join(int8.failures) + f". Tolerance: {config.quant.int8_tolerance} points (--int8-tolerance).")
     return DistillResult(out, metrics)
 
 

@@ -1,0 +1,98 @@
+"""The int8 stage after float distillation: PTQ baseline, QAT distillation (student and its no-teacher twin),
+export of float and int8 files, and parity of every file on its own runtime(s)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from edgedistill.config import QuantConfig
+from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, accuracy, predict_logits
+from edgedistill.export.parity import ParityRow, check_parity, parity_plan
+from edgedistill.export.registry import export_all
+from edgedistill.quantize import calibration_indices, post_training_quantize
+from edgedistill.quantize.qat import qat_distill
+
+
+@dataclass
+class Int8Outcome:
+    metrics: dict
+    passed: bool
+    failures: list[str] = field(default_factory=list)
+
+
+def _host_cpu_flags() -> list[str]:
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split()
+    except (OSError, IndexError):
+        return []
+    return sorted({f for f in flags if f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")})
+
+
+def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Module | None, data: TrainSet,
+                   x_val: torch.Tensor, y_val: torch.Tensor, x_test: np.ndarray, y_test: np.ndarray,
+                   objective: Objective, settings: TrainSettings, input_shape, num_classes: int, work: Path,
+                   ui) -> Int8Outcome:
+    t0 = time.perf_counter()
+    x_te = torch.from_numpy(x_test)
+    y_te = torch.from_numpy(y_test)
+    idx = calibration_indices(len(data), q.calibration_size, settings.seed)
+    x_calib = data.x[torch.from_numpy(idx)]
+    ptq = post_training_quantize(student, x_calib, q.calibration)
+    qat_settings = TrainSettings(**{**settings.__dict__, "epochs": q.qat_epochs})
+    ckpt = work / "checkpoints"
+    qs, res = qat_distill(student, data, x_calib, x_val, y_val, objective, qat_settings, method=q.calibration,
+                          lr_scale=q.qat_lr_scale, checkpoint=ckpt / "student_qat.pt",
+                          progress=_bar(ui, "QAT distill", qat_settings.epochs * len(data)))
+    metrics = {
+        "calibration": {"method": q.calibration, "samples": int(len(idx))},
+        "qat_epochs": q.qat_epochs,
+        "float_test_acc": accuracy(predict_logits(student, x_te), y_te),
+        "ptq_test_acc": accuracy(predict_logits(ptq, x_te), y_te),
+        "qat_test_acc": accuracy(predict_logits(qs, x_te), y_te),
+        "qat_best_val_acc": res.best_val_acc,
+    }
+    save_file({k: v.contiguous() for k, v in qs.state_dict().items()}, str(work / "student_qat.safetensors"))
+    if twin is not None:
+        qt, _ = qat_distill(twin, data, x_calib, x_val, y_val, Objective(teacher=False), qat_settings,
+                            method=q.calibration, lr_scale=q.qat_lr_scale, checkpoint=ckpt / "baseline_qat.pt",
+                            progress=_bar(ui, "QAT no-teacher twin", qat_settings.epochs * len(data)))
+        metrics["baseline_qat_test_acc"] = accuracy(predict_logits(qt, x_te), y_te)
+        metrics["gain_vs_baseline_int8"] = metrics["qat_test_acc"] - metrics["baseline_qat_test_acc"]
+        save_file({k: v.contiguous() for k, v in qt.state_dict().items()}, str(work / "baseline_qat.safetensors"))
+    metrics["train_s"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    artifacts = export_all(student, qs, input_shape, num_classes, work, q.formats, int8=True)
+    metrics["export_s"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    ref_f = predict_logits(student, x_te).numpy()
+    ref_q = predict_logits(qs, x_te).numpy()
+    bar = _bar(ui, "parity on real runtimes", len(parity_plan(artifacts)))
+    rows = check_parity(artifacts, ref_f, ref_q, x_test, y_test, q.int8_tolerance, q.tflm_max_samples,
+                        progress=lambda k: bar(k, None, None))
+    metrics["parity_s"] = time.perf_counter() - t2
+    metrics["artifacts"] = [a.to_dict() for a in artifacts]
+    metrics["parity"] = [r.to_dict() for r in rows]
+    metrics["host_cpu_flags"] = _host_cpu_flags()
+    sizes = {a.name: a.bytes for a in artifacts}
+    if "tflite-int8" in sizes and "tflite-float" in sizes:
+        metrics["tflite_int8_size_ratio"] = sizes["tflite-int8"] / sizes["tflite-float"]
+    failures = [_failure(r) for r in rows if r.checked and not r.passed]
+    metrics["parity_passed"] = not failures
+    return Int8Outcome(metrics, not failures, failures)
+
+
+def _failure(r: ParityRow) -> str:
+    return (f"{r.artifact} on {r.runtime}: accuracy {r.accuracy:.2f}% is {r.reference_accuracy - r.accuracy:.2f} "
+            f"points below the torch reference ({r.reference_accuracy:.2f}%)")
+
+
+def _bar(ui, label: str, total: int):
+    update = ui.task(label, total)
+    return lambda k, loss=None, val=None: update(k, loss, val)

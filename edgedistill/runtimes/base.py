@@ -1,0 +1,40 @@
+"""One `predict(x) -> float logits` contract over every runtime that runs our artifacts.
+
+Int8 models are fed and read exactly as a device app would: q = clip(round(x / scale) + zero_point) on the way in,
+(q - zero_point) · scale on the way out, with the parameters stored in the file.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from edgedistill.registry import Registry
+
+RUNTIMES: Registry = Registry("runtime")
+
+
+def quantize_input(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def dequantize_output(y: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return (y.astype(np.float32) - zero_point) * np.float32(scale)
+
+
+class Runner(ABC):
+    """A loaded model file. `predict` takes raw float32 samples (N×...) and returns float32 logits (N×K)."""
+
+    name = "?"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @abstractmethod
+    def predict(self, x: np.ndarray) -> np.ndarray: ...
+
+    def predict_batched(self, x: np.ndarray, batch: int = 1024) -> np.ndarray:
+        return np.concatenate([self.predict(x[i : i + batch]) for i in range(0, len(x), batch)])

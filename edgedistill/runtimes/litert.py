@@ -1,0 +1,66 @@
+"""LiteRT (TFLite) interpreter runner, with XNNPACK as the default CPU delegate; float or int8 I/O."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgedistill.errors import ModelLoadError
+from edgedistill.optional import require
+from edgedistill.runtimes.base import RUNTIMES, Runner, dequantize_output, quantize_input
+
+
+@RUNTIMES.register("litert", "LiteRT interpreter (ai-edge-litert), XNNPACK delegate (.tflite)")
+class LiteRTRunner(Runner):
+    name = "litert"
+
+    def __init__(self, path: Path, threads: int | None = 2):
+        super().__init__(path)
+        interp_mod = require("ai_edge_litert.interpreter")
+        try:
+            self.interp = interp_mod.Interpreter(model_path=str(path), num_threads=threads)
+            self.interp.allocate_tensors()
+        except Exception as exc:
+            raise ModelLoadError(f"{path} is not a loadable TFLite model: {str(exc).splitlines()[0]}") from None
+        self._details()
+
+    def _details(self) -> None:
+        self.inp = self.interp.get_input_details()[0]
+        self.out = self.interp.get_output_details()[0]
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        want = [int(d) for d in self.inp["shape"]]
+        if x.ndim == 4 and list(x.shape[1:]) != want[1:] and [*x.shape[2:], x.shape[1]] == want[1:]:
+            x = x.transpose(0, 2, 3, 1)  # a channels-last (TensorFlow-made) model
+        if list(x.shape[1:]) != want[1:]:
+            raise ValueError(f"samples of shape {tuple(x.shape[1:])} do not fit the model input {tuple(want[1:])}")
+        if self.inp["dtype"] in (np.int8, np.uint8):
+            scale, zero = self.inp["quantization"]
+            x = quantize_input(x, scale, zero, self.inp["dtype"])
+        return np.ascontiguousarray(x)
+
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[0] != int(self.inp["shape"][0]):
+            self.interp.resize_tensor_input(self.inp["index"], list(x.shape))
+            self.interp.allocate_tensors()
+            self._details()
+        self.interp.set_tensor(self.inp["index"], x)
+        self.interp.invoke()
+        y = self.interp.get_tensor(self.out["index"])
+        if self.out["dtype"] in (np.int8, np.uint8):
+            scale, zero = self.out["quantization"]
+            return dequantize_output(y, scale, zero)
+        return y.copy()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        x = self._prepare(np.asarray(x, np.float32))
+        if int(self.inp["shape_signature"][0]) == -1:  # dynamic batch: one call
+            return self._invoke(x)
+        b = int(self.inp["shape_signature"][0])  # static batch (litert-torch exports): slice by slice
+        if len(x) % b:
+            raise ValueError(f"the model's static batch size {b} does not divide the batch of {len(x)}")
+        return np.concatenate([self._invoke(x[i : i + b]) for i in range(0, len(x), b)])
+
+    def op_names(self) -> list[str]:
+        return [op["op_name"] for op in self.interp._get_ops_details()]
