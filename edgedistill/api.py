@@ -2,5 +2,6 @@
 
 from edgedistill.config import DistillConfig, load_config
 from edgedistill.distill.pipeline import DistillResult, distill
+from edgedistill.export.run import ExportResult, export_checkpoint
 
-__all__ = ["DistillConfig", "DistillResult", "distill", "load_config"]
+__all__ = ["DistillConfig", "DistillResult", "ExportResult", "distill", "export_checkpoint", "load_config"]

@@ -183,15 +183,60 @@ def _print_int8(console, q: dict) -> None:
     if "baseline_qat_test_acc" in q:
         line += f"  (no-teacher twin QAT {q['baseline_qat_test_acc']:.2f}%, gain {q['gain_vs_baseline_int8']:+.2f})"
     console.print(line)
+    _print_int8_table(console, q["parity"])
+
+
+def _print_int8_table(console, parity: list[dict]) -> None:
+    from rich.table import Table
+
     table = Table(title="parity: every exported file on its own runtime (test split)")
     for col in ("file", "runtime", "n", "acc", "ref acc", "agree", "max |Δlogit|", "bytes", "verdict"):
         table.add_column(col, justify="left" if col in ("file", "runtime", "verdict") else "right")
-    for r in q["parity"]:
+    for r in parity:
         verdict = ("[green]ok[/]" if r["passed"] else "[red]FAIL[/]") if r["checked"] else "[yellow]info[/]"
         table.add_row(r["artifact"], r["runtime"], str(r["samples"]), f"{r['accuracy']:.2f}%",
                       f"{r['reference_accuracy']:.2f}%", f"{r['top1_agreement']:.2f}%",
                       f"{r['max_abs_logit_diff']:.4g}", f"{r['bytes']:,}", verdict)
     console.print(table)
+
+
+@main.command("export")
+@click.argument("checkpoint", type=click.Path(file_okay=False))
+@click.option("--format", "formats", default="onnx,tflite", show_default=True,
+              help="Comma-separated formats to write: onnx, tflite.")
+@click.option("--int8", is_flag=True, help="Also write int8 files: the checkpoint's QAT weights when it has them "
+              "(distill --qat), else post-training quantization calibrated on the training data.")
+@click.option("--data", help="Data for calibration and parity. [default: the data named in CHECKPOINT/config.json]")
+@click.option("--calibration", type=click.Choice(["minmax", "percentile", "mse"]), default="minmax", show_default=True)
+@click.option("--calibration-size", type=int, default=1000, show_default=True)
+@click.option("--int8-tolerance", type=float, default=1.0, show_default=True,
+              help="Fail if an int8 file loses more accuracy than this vs the torch int8 model.")
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory. [default: CHECKPOINT/export]")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
+@_user_errors
+def export_cmd(checkpoint, formats, int8, data, calibration, calibration_size, int8_tolerance, out, overwrite):
+    """Export a distilled student (a directory written by `edgedistill distill`) to ONNX and TFLite, and run
+    every file on its own runtime (onnxruntime, LiteRT, TFLite Micro) against the torch model it came from."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from edgedistill.api import export_checkpoint
+    from edgedistill.errors import EdgeDistillError
+
+    fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    unknown = sorted(set(fmts) - {"onnx", "tflite"})
+    if unknown:
+        raise EdgeDistillError(f"Unknown export format(s) {unknown}; choose from onnx, tflite.")
+    out_dir = Path(out) if out else Path(checkpoint) / "export"
+    res = export_checkpoint(Path(checkpoint), out_dir, fmts, int8, data, calibration, calibration_size,
+                            int8_tolerance, overwrite=overwrite)
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    _print_int8_table(console, res.record["parity"])
+    console.print(f"wrote {len(res.record['artifacts'])} file(s) and export.json to {res.out_dir}")
+    if not res.record["parity_passed"]:
+        raise EdgeDistillError("Parity check failed: an exported file does not reproduce the torch model within "
+                               f"{int8_tolerance} points; see {res.out_dir / 'export.json'}.")
 
 
 @main.command("list")

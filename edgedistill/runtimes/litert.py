@@ -63,4 +63,5 @@ class LiteRTRunner(Runner):
         return np.concatenate([self._invoke(x[i : i + b]) for i in range(0, len(x), b)])
 
     def op_names(self) -> list[str]:
-        return [op["op_name"] for op in self.interp._get_ops_details()]
+        """The model file's operators (XNNPACK's DELEGATE nodes, added at load time, are left out)."""
+        return [op["op_name"] for op in self.interp._get_ops_details() if op["op_name"] != "DELEGATE"]

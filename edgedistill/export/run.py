@@ -1,0 +1,87 @@
+"""`export(checkpoint)`: write a distilled student as ONNX / TFLite files and check their parity.
+
+Int8 uses the checkpoint's QAT weights and scales when it has them (`student_qat.safetensors`, written by
+`distill --qat`); otherwise the float student is quantized post-training with a calibration set from the data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from edgedistill.data import make_splits, read_dataset
+from edgedistill.distill.trainer import predict_logits
+from edgedistill.errors import ConfigError, ModelLoadError
+from edgedistill.export.parity import check_parity
+from edgedistill.export.registry import export_all
+from edgedistill.quantize import calibration_indices, post_training_quantize
+from edgedistill.quantize.qat import rebuild_quant_student
+from edgedistill.students.checkpoint import load_student
+from edgedistill.util import write_json
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out_dir: Path
+    record: dict
+
+
+def _data_spec(checkpoint: Path, data: str | None) -> dict:
+    cfg_path = checkpoint / "config.json"
+    spec = json.loads(cfg_path.read_text())["data"] if cfg_path.exists() else {}
+    if data:
+        spec = {"source": data}
+    if "source" not in spec:
+        raise ConfigError(f"{checkpoint} has no config.json naming its data; pass --data for calibration and parity.")
+    return spec
+
+
+def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: bool, data: str | None = None,
+                      calibration: str = "minmax", calibration_size: int = 1000, tolerance: float = 1.0,
+                      tflm_max_samples: int = 1000, overwrite: bool = False) -> ExportResult:
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_dir():
+        raise ModelLoadError(f"Checkpoint {checkpoint} is not a directory written by `edgedistill distill`.")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"Output directory {out} already exists and is not empty; pass --overwrite to replace it.")
+    model, ck = load_student(checkpoint)
+    spec = _data_spec(checkpoint, data)
+    splits = make_splits(read_dataset(spec["source"]), val_fraction=spec.get("val_fraction", 0.1),
+                         test_fraction=spec.get("test_fraction", 0.2), seed=spec.get("seed", 0))
+    if splits.input_shape != tuple(ck.input_shape):
+        raise ConfigError(f"The data's samples have shape {splits.input_shape}; the student expects {ck.input_shape}.")
+    qmodel, source = None, None
+    if int8:
+        qat_path = checkpoint / "student_qat.safetensors"
+        if qat_path.exists():
+            qmodel, source = rebuild_quant_student(model, load_file(str(qat_path))), "qat"
+        else:
+            idx = calibration_indices(len(splits.train), calibration_size, 0)
+            qmodel = post_training_quantize(model, torch.from_numpy(splits.train.x[idx]), calibration)
+            source = f"ptq-{calibration}"
+    work = out.with_name(out.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        artifacts = export_all(model, qmodel, ck.input_shape, ck.num_classes, work, formats, int8)
+        x = splits.test.x
+        ref_f = predict_logits(model, torch.from_numpy(x)).numpy()
+        ref_q = None if qmodel is None else predict_logits(qmodel, torch.from_numpy(x)).numpy()
+        rows = check_parity(artifacts, ref_f, ref_q, x, splits.test.y, tolerance, tflm_max_samples)
+        record = {"checkpoint": str(checkpoint), "int8_source": source,
+                  "artifacts": [a.to_dict() for a in artifacts], "parity": [r.to_dict() for r in rows],
+                  "parity_passed": all(r.passed for r in rows if r.checked)}
+        write_json(work / "export.json", record)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # nothing half-written survives a failed export
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(work, out)
+    return ExportResult(out, record)

@@ -1,0 +1,120 @@
+"""Export structure and parity on real runtimes (onnxruntime, LiteRT, TFLite Micro) with real data (digits)."""
+
+import copy
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgedistill.data import make_splits, read_dataset
+from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, fit, predict_logits
+from edgedistill.export.parity import check_parity
+from edgedistill.export.registry import EXPORTERS, export_all
+from edgedistill.quantize import post_training_quantize
+from edgedistill.quantize.qat import qat_distill
+from edgedistill.runtimes import LiteRTRunner
+from edgedistill.students import StudentArch, build_student
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    s = make_splits(read_dataset("builtin:digits"))
+    torch.manual_seed(0)
+    model = build_student(StudentArch("cnn", 8, 3), s.input_shape, s.num_classes, s.normalizer)
+    data = TrainSet(torch.from_numpy(s.train.x), torch.from_numpy(s.train.y), None)
+    vx, vy = torch.from_numpy(s.val.x), torch.from_numpy(s.val.y)
+    settings = TrainSettings(epochs=6, batch_size=32, lr=5e-3)
+    res = fit(model, data, vx, vy, Objective(teacher=False), settings)
+    model.load_state_dict(res.best_state)
+    model.eval()
+    calib = data.x[:256]
+    qmodel, _ = qat_distill(model, data, calib, vx, vy, Objective(teacher=False),
+                            TrainSettings(epochs=2, batch_size=32, lr=5e-3))
+    out = tmp_path_factory.mktemp("export")
+    arts = {a.name: a for a in export_all(model, qmodel, s.input_shape, s.num_classes, out, ["onnx", "tflite"], True)}
+    return s, model, qmodel, arts
+
+
+def test_every_exporter_ran(exported):
+    _, _, _, arts = exported
+    assert set(arts) == set(EXPORTERS.names())
+    for a in arts.values():
+        assert a.path.exists() and a.bytes == a.path.stat().st_size and len(a.sha256) == 64
+
+
+def test_int8_onnx_structure(exported):
+    _, _, _, arts = exported
+    m = onnx.load(str(arts["onnx-int8"].path))
+    onnx.checker.check_model(m, full_check=True)
+    assert m.opset_import[0].version >= 17
+    ops = {n.op_type for n in m.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"} <= ops
+    inits = {i.name: i for i in m.graph.initializer}
+    weights = [i for n, i in inits.items() if "_w_int8" in n]
+    biases = [i for n, i in inits.items() if "_b_int32" in n]
+    assert weights and all(w.data_type == onnx.TensorProto.INT8 for w in weights)
+    assert biases and all(b.data_type == onnx.TensorProto.INT32 for b in biases)
+    assert not [i for i in m.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) >= 2]
+    int8_bytes = sum(len(w.raw_data) for w in weights)
+    n_weights = sum(int(np.prod(w.dims)) for w in weights)
+    assert int8_bytes == n_weights  # one byte per weight, stored as such
+    float_model = onnx.load(str(arts["onnx-float"].path))
+    float_weight_bytes = sum(len(i.raw_data) for i in float_model.graph.initializer if len(i.dims) >= 2)
+    assert float_weight_bytes >= 4 * n_weights - 4 * 16  # float32 file: four bytes per weight (BN folded there too)
+    assert arts["onnx-int8"].bytes < arts["onnx-float"].bytes
+
+
+def test_int8_tflite_structure(exported):
+    _, _, qmodel, arts = exported
+    r = LiteRTRunner(arts["tflite-int8"].path)
+    assert r.inp["dtype"] == np.int8 and r.out["dtype"] == np.int8
+    scale, zp = r.inp["quantization"]
+    assert scale == pytest.approx(float(qmodel.input_q.scale)) and zp == int(qmodel.input_q.zero_point)
+    assert arts["tflite-int8"].input.scale == pytest.approx(scale)  # recorded for the device app
+    ops = r.op_names()
+    assert "TRANSPOSE" not in ops  # NHWC kernels throughout, no transpose around convs
+    assert set(ops) <= {"RESHAPE", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "MEAN", "FULLY_CONNECTED"}
+    tensors = r.interp.get_tensor_details()
+    float_tensors = [t["name"] for t in tensors if t["dtype"] == np.float32]
+    assert not float_tensors, float_tensors  # full integer
+    assert "TRANSPOSE" not in LiteRTRunner(arts["tflite-float"].path).op_names()
+
+
+def test_parity_on_every_runtime(exported):
+    s, model, qmodel, arts = exported
+    x, y = s.test.x, s.test.y
+    ref_f = predict_logits(model, torch.from_numpy(x)).numpy()
+    ref_q = predict_logits(qmodel, torch.from_numpy(x)).numpy()
+    rows = check_parity(list(arts.values()), ref_f, ref_q, x, y, tolerance=0.3, tflm_max_samples=200)
+    by = {(r.artifact, r.runtime): r for r in rows}
+    assert {("tflite-int8", "tflm"), ("tflite-int8", "litert"), ("onnx-int8", "onnxruntime")} <= set(by)
+    for key in [("onnx-float", "onnxruntime"), ("tflite-float", "litert")]:
+        assert by[key].top1_agreement == 100.0 and by[key].max_abs_logit_diff < 1e-3
+    for key in [("onnx-int8", "onnxruntime"), ("tflite-int8", "litert"), ("tflite-int8", "tflm")]:
+        r = by[key]
+        assert r.passed and r.top1_agreement >= 99.0, r
+        assert abs(r.accuracy - r.reference_accuracy) <= 0.3
+        assert r.max_abs_logit_diff <= 2.01 * float(qmodel.output_q.scale)  # at most ~2 output LSBs
+    assert by[("onnx-int8", "onnxruntime")].max_abs_logit_diff == 0.0  # QDQ semantics: exact
+    assert by[("tflite-int8", "tflm")].samples == 200
+
+
+def test_ptq_baseline_is_a_real_quantization(exported):
+    s, model, _, _ = exported
+    ptq = post_training_quantize(model, torch.from_numpy(s.train.x[:256]))
+    x = torch.from_numpy(s.test.x)
+    a, b = predict_logits(model, x), predict_logits(ptq, x)
+    assert 0 < float((a - b).abs().max()) < 5.0  # quantized, not identical, not broken
+    assert float((a.argmax(1) == b.argmax(1)).float().mean()) > 0.9
+
+
+def test_exporters_do_not_mutate_models(exported, tmp_path):
+    s, model, qmodel, _ = exported
+    before_f = copy.deepcopy(model.state_dict())
+    before_q = copy.deepcopy(qmodel.state_dict())
+    modes = [q.mode for q in qmodel.quantizers()]
+    export_all(model, qmodel, s.input_shape, s.num_classes, tmp_path, ["onnx"], True)
+    assert all(torch.equal(v, before_f[k]) for k, v in model.state_dict().items())
+    assert all(torch.equal(v, before_q[k]) for k, v in qmodel.state_dict().items())
+    assert [q.mode for q in qmodel.quantizers()] == modes
