@@ -20,7 +20,7 @@ def run(args):
 def test_distill_digits_end_to_end(tmp_path):
     out = tmp_path / "run"
     r = run(["distill", "--out", str(out), "--epochs", "8", "--quiet", "--temperature", "auto", "--alpha", "auto",
-             "--tune-epochs", "2"])
+             "--tune-epochs", "2", "--qat", "--qat-epochs", "1", "--calibration", "percentile"])
     assert r.exit_code == 0, r.output
     files = {p.name for p in out.iterdir()}
     assert {"student.safetensors", "student.json", "baseline.safetensors", "config.json", "metrics.json"} <= files
@@ -32,6 +32,15 @@ def test_distill_digits_end_to_end(tmp_path):
     assert m["student"]["params"] == m["baseline"]["params"] and 0 < m["student"]["params"] < m["teacher"]["params"]
     assert len(m["student"]["history"]) == 8 and m["tuning"]["trials"]
     assert m["data"]["normalizer"]["mean"] and m["timings"]["distill_s"] > 0
+    q = m["int8"]
+    assert q["parity_passed"] and q["calibration"] == {"method": "percentile", "samples": 1000}
+    assert q["qat_test_acc"] > 80 and q["ptq_test_acc"] > 80 and q["baseline_qat_test_acc"] > 80
+    assert {a["name"] for a in q["artifacts"]} == {"onnx-float", "onnx-int8", "tflite-float", "tflite-int8"}
+    assert {(r["artifact"], r["runtime"]) for r in q["parity"] if r["checked"]} >= {
+        ("onnx-int8", "onnxruntime"), ("tflite-int8", "litert"), ("tflite-int8", "tflm")}
+    tfl = next(a for a in q["artifacts"] if a["name"] == "tflite-int8")
+    assert tfl["input"]["dtype"] == "int8" and tfl["input"]["scale"] > 0  # what a device app needs
+    assert (out / "student_int8.tflite").exists() and (out / "student_qat.safetensors").exists()
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["teachers"][0]["path"] == "builtin:digits" and cfg["train"]["epochs"] == 8
 
@@ -44,6 +53,13 @@ def test_distill_digits_end_to_end(tmp_path):
     with torch.no_grad():
         acc = 100 * float((model(torch.from_numpy(s.test.x)).argmax(1).numpy() == s.test.y).mean())
     assert acc == pytest.approx(m["student"]["test_acc"], abs=1e-6)
+
+    # `export` reuses the QAT weights: its int8 TFLite file is byte-identical to the one distill wrote.
+    r_exp = run(["export", str(out), "--int8", "--format", "tflite", "--out", str(tmp_path / "exp")])
+    assert r_exp.exit_code == 0, r_exp.output
+    rec = json.loads((tmp_path / "exp" / "export.json").read_text())
+    assert rec["int8_source"] == "qat" and rec["parity_passed"]
+    assert (tmp_path / "exp" / "student_int8.tflite").read_bytes() == (out / "student_int8.tflite").read_bytes()
 
     # Second run with the same teacher and data hits the logit cache; refusing to clobber without --overwrite.
     r2 = run(["distill", "--out", str(out), "--epochs", "1", "-q", "-T", "2", "--alpha", "0.5"])
@@ -148,3 +164,14 @@ def test_help_explains_every_option():
     assert r.exit_code == 0
     for opt in ("--teacher", "--data", "--student", "--temperature", "--alpha", "--ensemble", "--out", "--overwrite"):
         assert opt in r.output
+
+
+def test_export_bad_inputs(tmp_path):
+    r = run(["export", str(tmp_path / "nothing"), "--int8"])
+    assert r.exit_code != 0 and r.output.startswith("error: ") and "not a directory" in r.output
+    (tmp_path / "ck").mkdir()
+    r = run(["export", str(tmp_path / "ck"), "--format", "coreml"])
+    assert r.exit_code != 0 and "coreml" in r.output
+    r = run(["export", str(tmp_path / "ck")])
+    assert r.exit_code != 0 and "student.json" in r.output
+    assert not (tmp_path / "ck" / "export").exists()
