@@ -239,6 +239,39 @@ def export_cmd(checkpoint, formats, int8, data, calibration, calibration_size, i
                                f"{int8_tolerance} points; see {res.out_dir / 'export.json'}.")
 
 
+@main.group()
+def targets():
+    """Target profiles (targets/*.toml): what each device class runs and can do, with a source for every figure."""
+
+
+@targets.command("list")
+@_user_errors
+def targets_list():
+    """One line per known target."""
+    from edgedistill.targets import load_profile_file, profile_files
+
+    for name, path in profile_files().items():
+        p = load_profile_file(path)
+        ram = f"{p.ram_bytes / 1024:,.0f} KiB RAM" if p.ram_bytes else "RAM unconstrained"
+        click.echo(f"{name:<12} {p.kind:<12} {p.runtime:<12} {'/'.join(p.precisions):<14} {ram:<22} {p.description}")
+
+
+@targets.command("show")
+@click.argument("name")
+@_user_errors
+def targets_show(name):
+    """Every field of one target with its source."""
+    from edgedistill.targets import load_target
+
+    p = load_target(name)
+    for field, value in p.model_dump().items():
+        if field == "sources":
+            continue
+        click.echo(f"{field:<30} {value}")
+        if field in p.sources:
+            click.echo(f"{'':<30} source: {p.sources[field]}")
+
+
 @main.command("list")
 @click.argument("what", required=False,
                 type=click.Choice(["losses", "students", "datasets", "teachers", "ensembles", "optimizers"]))

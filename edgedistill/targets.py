@@ -1,0 +1,97 @@
+"""Target profiles: data files in targets/ (TOML), validated by a versioned schema. Every figure names its source.
+
+Profiles are looked up in $EDGEDISTILL_TARGETS (a directory) and in the source tree's targets/ directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edgedistill.errors import ConfigError
+
+SCHEMA_VERSION = 1
+NUMERIC_FIELDS = ("clock_hz", "peak_int8_macs_per_s", "peak_fp32_macs_per_s", "memory_bandwidth_bytes_per_s",
+                  "ram_bytes", "flash_bytes", "threads", "efficiency")
+
+
+class TargetProfile(BaseModel):
+    """A device class: how models run there (runtime, formats, precisions, threads) and what it can do."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1]
+    name: str
+    description: str
+    kind: Literal["host", "mobile", "linux-board", "mcu"]
+    runtime: Literal["onnxruntime", "litert", "tflm"]
+    formats: list[Literal["onnx", "tflite"]] = Field(min_length=1)
+    precisions: list[Literal["float32", "int8"]] = Field(min_length=1)
+    threads: int = Field(ge=1)
+    clock_hz: float = Field(gt=0)
+    peak_int8_macs_per_s: float = Field(gt=0)
+    peak_fp32_macs_per_s: float | None = Field(None, gt=0, description="None: no float kernels on this target")
+    memory_bandwidth_bytes_per_s: float = Field(gt=0)
+    ram_bytes: int | None = Field(None, gt=0, description="memory available to the model; None: unconstrained")
+    flash_bytes: int | None = Field(None, gt=0, description="storage for the model file; None: unconstrained")
+    ops: list[str] = Field(min_length=1, description="TFLite builtin operators the target's runtime provides")
+    efficiency: dict[Literal["conv", "depthwise", "fc", "pool", "other"], float]
+    sources: dict[str, str]
+
+    @model_validator(mode="after")
+    def _every_number_has_a_source(self):
+        missing = [f for f in NUMERIC_FIELDS if getattr(self, f) is not None and not self.sources.get(f)]
+        if missing:
+            raise ValueError(f"no source given for {', '.join(missing)} (add them under [sources])")
+        if "int8" not in self.precisions and self.peak_fp32_macs_per_s is None:
+            raise ValueError("a float-only target needs peak_fp32_macs_per_s")
+        for k, v in self.efficiency.items():
+            if not 0 < v <= 1:
+                raise ValueError(f"efficiency.{k} must be in (0, 1], got {v}")
+        return self
+
+
+def search_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("EDGEDISTILL_TARGETS"):
+        dirs.append(Path(os.environ["EDGEDISTILL_TARGETS"]))
+    dirs.append(Path(__file__).resolve().parents[1] / "targets")
+    return [d for d in dirs if d.is_dir()]
+
+
+def profile_files() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in search_dirs():
+        for p in sorted(d.glob("*.toml")):
+            found.setdefault(p.stem, p)
+    return found
+
+
+def load_profile_file(path: Path) -> TargetProfile:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"Target profile {path} cannot be read: {exc}.") from None
+    if raw.get("schema_version") != SCHEMA_VERSION:
+        raise ConfigError(f"Target profile {path} has schema_version {raw.get('schema_version')!r}; this edgedistill "
+                          f"reads version {SCHEMA_VERSION}.")
+    try:
+        profile = TargetProfile.model_validate(raw)
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(profile)'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"Target profile {path} fails the schema: {fields}.") from None
+    if profile.name != path.stem:
+        raise ConfigError(f"Target profile {path} is named {profile.name!r}; the name must match the file name.")
+    return profile
+
+
+def load_target(name: str) -> TargetProfile:
+    files = profile_files()
+    if name not in files:
+        known = ", ".join(sorted(files)) or "(none found)"
+        raise ConfigError(f"Unknown target {name!r}. Known targets: {known}.")
+    return load_profile_file(files[name])

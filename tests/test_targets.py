@@ -1,0 +1,65 @@
+"""Every committed target profile validates; bad profiles fail naming the field; unknown names list the known ones."""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgedistill.cli import main
+from edgedistill.errors import ConfigError
+from edgedistill.targets import NUMERIC_FIELDS, load_profile_file, load_target, profile_files
+
+FILES = sorted((Path(__file__).parents[1] / "targets").glob("*.toml"))
+
+
+def test_required_targets_exist():
+    assert {"cpu", "android", "rpi4", "cortex-m4", "cortex-m7"} <= set(profile_files())
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_profile_validates_and_cites_sources(path):
+    p = load_profile_file(path)
+    for f in NUMERIC_FIELDS:
+        if getattr(p, f) is not None:
+            assert len(p.sources[f]) > 10
+    if p.kind == "mcu":
+        assert p.precisions == ["int8"] and p.runtime == "tflm" and p.ram_bytes and p.flash_bytes
+
+
+def test_mcu_limits_match_the_issue():
+    m4 = load_target("cortex-m4")
+    assert m4.ram_bytes == 256 * 1024 and m4.flash_bytes == 1024 * 1024 and 80e6 <= m4.clock_hz <= 168e6
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    return p
+
+
+def test_schema_failure_names_the_field(tmp_path):
+    good = FILES[0].read_text().replace(f'name = "{FILES[0].stem}"', 'name = "bad"')
+    with pytest.raises(ConfigError, match="threads"):
+        load_profile_file(_write(tmp_path, good.replace("\nthreads = ", "\nthreads = -")))
+    lines = [line for line in good.splitlines() if not line.startswith("peak_int8_macs_per_s =")]
+    with pytest.raises(ConfigError, match="peak_int8_macs_per_s"):
+        load_profile_file(_write(tmp_path, "\n".join(lines)))
+    with pytest.raises(ConfigError, match="schema_version"):
+        load_profile_file(_write(tmp_path, good.replace("schema_version = 1", "schema_version = 99")))
+    no_source = "\n".join(line for line in good.splitlines() if not line.startswith('clock_hz = "'))
+    with pytest.raises(ConfigError, match="source"):
+        load_profile_file(_write(tmp_path, no_source))
+
+
+def test_unknown_target_lists_known():
+    with pytest.raises(ConfigError, match="cortex-m4"):
+        load_target("esp32")
+
+
+def test_cli_targets():
+    r = CliRunner().invoke(main, ["targets", "list"])
+    assert r.exit_code == 0 and "cortex-m7" in r.output
+    r = CliRunner().invoke(main, ["targets", "show", "cortex-m4"])
+    assert r.exit_code == 0 and "source: NXP K64" in r.output
+    r = CliRunner().invoke(main, ["targets", "show", "nope"])
+    assert r.exit_code == 1 and r.output.startswith("error: Unknown target 'nope'")
