@@ -1,5 +1,6 @@
 """Every committed target profile validates; bad profiles fail naming the field; unknown names list the known ones."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def _write(tmp_path, text):
 def test_schema_failure_names_the_field(tmp_path):
     good = FILES[0].read_text().replace(f'name = "{FILES[0].stem}"', 'name = "bad"')
     with pytest.raises(ConfigError, match="threads"):
-        load_profile_file(_write(tmp_path, good.replace("\nthreads = ", "\nthreads = -")))
+        load_profile_file(_write(tmp_path, re.sub(r"^threads = (\d+)$", r"threads = -\1", good, flags=re.M)))
     lines = [line for line in good.splitlines() if not line.startswith("peak_int8_macs_per_s =")]
     with pytest.raises(ConfigError, match="peak_int8_macs_per_s"):
         load_profile_file(_write(tmp_path, "\n".join(lines)))
