@@ -1,0 +1,1 @@
+"""Profiling: exact cost accounting, TFLite Micro arena, measured latency (next: target estimates)."""

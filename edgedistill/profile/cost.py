@@ -1,0 +1,126 @@
+"""Exact cost accounting of a .tflite file: parameters, MACs per op, weight bytes at the file's precision, and
+the peak activation memory (the tensor arena a static planner needs).
+
+MACs follow the kernels' arithmetic: CONV_2D = out_elems · kh · kw · c_in/groups, DEPTHWISE_CONV_2D =
+out_elems · kh · kw, FULLY_CONNECTED = batch · out · in; pooling / mean / element-wise ops count one operation per
+input element (reported as `ops`, not MACs). Peak activation memory is the largest sum, over the op sequence, of the
+bytes of non-constant tensors alive at that op (16-byte aligned, as TFLite Micro aligns them): a lower bound for
+any planner, which TFLite Micro's greedy planner meets when lifetimes nest (checked by the tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgedistill.optional import require
+
+ALIGN = 16
+_KIND = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "fc", "MAX_POOL_2D": "pool",
+         "AVERAGE_POOL_2D": "pool", "MEAN": "pool"}
+
+
+@dataclass(frozen=True)
+class OpCost:
+    index: int
+    op: str
+    kind: str
+    macs: int
+    ops: int
+    weight_bytes: int
+    input_bytes: int
+    output_bytes: int
+    output_shape: list[int]
+
+
+@dataclass
+class ModelCost:
+    path: str
+    params: int
+    weight_bytes: int
+    macs: int
+    peak_activation_bytes: int
+    input_dtype: str
+    layers: list[OpCost] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _nbytes(t: dict) -> int:
+    return int(np.prod(t["shape"])) * np.dtype(t["dtype"]).itemsize if len(t["shape"]) else np.dtype(t["dtype"]).itemsize
+
+
+def _aligned(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def tflite_cost(path: Path) -> ModelCost:
+    interp_mod = require("ai_edge_litert.interpreter")
+    interp = interp_mod.Interpreter(
+        model_path=str(path),
+        experimental_op_resolver_type=interp_mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    ops = [o for o in interp._get_ops_details() if o["op_name"] != "DELEGATE"]
+    produced = {i for o in ops for i in o["outputs"]}
+    graph_inputs = {d["index"] for d in interp.get_input_details()}
+    graph_outputs = {d["index"] for d in interp.get_output_details()}
+    const = {i for o in ops for i in o["inputs"] if i >= 0 and i not in produced and i not in graph_inputs}
+
+    layers = []
+    for k, o in enumerate(ops):
+        ins = [i for i in o["inputs"] if i >= 0]
+        outs = list(o["outputs"])
+        name = o["op_name"]
+        out_t = tensors[outs[0]]
+        out_elems = int(np.prod(out_t["shape"]))
+        macs, n_ops = 0, 0
+        if name == "CONV_2D":
+            kh, kw, cin = tensors[ins[1]]["shape"][1:4]
+            macs = out_elems * int(kh) * int(kw) * int(cin)
+        elif name == "DEPTHWISE_CONV_2D":
+            _, kh, kw, _ = tensors[ins[1]]["shape"]
+            macs = out_elems * int(kh) * int(kw)
+        elif name == "FULLY_CONNECTED":
+            w = tensors[ins[1]]["shape"]
+            macs = int(np.prod(out_t["shape"][:-1])) * int(w[0]) * int(w[1])
+        else:
+            n_ops = int(np.prod(tensors[ins[0]]["shape"])) if ins else 0
+        layers.append(OpCost(
+            index=k, op=name, kind=_KIND.get(name, "other"), macs=macs, ops=n_ops,
+            weight_bytes=sum(_nbytes(tensors[i]) for i in ins if i in const),
+            input_bytes=sum(_nbytes(tensors[i]) for i in ins if i not in const),
+            output_bytes=sum(_nbytes(tensors[i]) for i in outs), output_shape=[int(v) for v in out_t["shape"]]))
+
+    first, last = {}, {}
+    for i in graph_inputs:
+        first[i] = 0
+    for k, o in enumerate(ops):
+        for i in [*o["inputs"], *o["outputs"]]:
+            if i < 0 or i in const:
+                continue
+            first.setdefault(i, k)
+            last[i] = k
+    for i in graph_outputs:
+        last[i] = len(ops) - 1
+    peak = max(sum(_aligned(_nbytes(tensors[i])) for i in first if first[i] <= k <= last.get(i, first[i]))
+               for k in range(len(ops)))
+    params = sum(int(np.prod(tensors[i]["shape"])) for i in const)
+    return ModelCost(str(path), params, _unique_constant_bytes(interp, const), sum(c.macs for c in layers), peak,
+                     np.dtype(tensors[min(graph_inputs)]["dtype"]).name, layers)
+
+
+def _unique_constant_bytes(interp, const: set[int]) -> int:
+    """Bytes of constant data in the file: converters store identical constants once, so count each content once."""
+    seen: set[bytes] = set()
+    total = 0
+    for i in const:
+        data = np.ascontiguousarray(interp.get_tensor(i))
+        key = str(data.dtype).encode() + str(data.shape).encode() + data.tobytes()
+        if key not in seen:
+            seen.add(key)
+            total += data.nbytes
+    return total
