@@ -239,6 +239,44 @@ def export_cmd(checkpoint, formats, int8, data, calibration, calibration_size, i
                                f"{int8_tolerance} points; see {res.out_dir / 'export.json'}.")
 
 
+@main.command("profile")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--target", "target", default="cpu", show_default=True, help="Target profile (edgedistill targets list).")
+@click.option("--runs", type=int, default=100, show_default=True, help="Timed runs after warm-up (at least 1 s).")
+@click.option("--warmup", type=int, default=10, show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full profile as JSON here.")
+@_user_errors
+def profile_cmd(model, target, runs, warmup, json_out):
+    """Profile any .onnx or .tflite file for a target: exact cost (MACs, weight bytes, activation arena), latency
+    measured on this machine with the real runtime (and TFLite Micro for int8 TFLite), the target estimate with its
+    model, and fit checks (flash, RAM, operators, precision). Every figure says how it was obtained."""
+    from pathlib import Path
+
+    from edgedistill.profile.run import profile_model
+    from edgedistill.util import write_json
+
+    rep = profile_model(Path(model), target, runs=runs, warmup=warmup)
+    c = rep["cost"]
+    click.echo(f"{rep['model']}  ({rep['format']}, {rep['precision']}) on target {rep['target']}")
+    click.echo(f"  params {c['params']:,}  MACs {c['macs']:,}  weights {c['weight_bytes']:,} B  file {rep['file_bytes']:,} B"
+               + (f"  activation arena {c['peak_activation_bytes']:,} B" if c["peak_activation_bytes"] else ""))
+    if rep.get("tflm_arena"):
+        a = rep["tflm_arena"]
+        click.echo(f"  TFLite Micro arena (recording allocator): {a['total_bytes']:,} B "
+                   f"({a['activation_bytes']:,} activations + {a['persistent_bytes']:,} runtime)")
+    for m in rep["measured"]:
+        click.echo(f"  [{m['where']}] {m['runtime']} x{m['threads']}: median {m['median_ms']:.4f} ms, "
+                   f"p90 {m['p90_ms']:.4f}, p99 {m['p99_ms']:.4f} ({m['runs']} runs), load {m['load_ms']:.1f} ms")
+    if rep["estimate"]:
+        e = rep["estimate"]
+        err = f", error vs measured {e['measured_error']:+.0%}" if "measured_error" in e else ", no ground truth here"
+        click.echo(f"  [estimated] {e['total_ms']:.4f} ms on {e['target']} ({e['model']}{err})")
+    for f in rep.get("fit", []):
+        click.echo(f"  fit {f['check']:<9} {'ok' if f['passed'] else 'EXCEEDS'}  value {f['value']}  limit {f['limit']}")
+    if json_out:
+        write_json(Path(json_out), rep)
+
+
 @main.group()
 def targets():
     """Target profiles (targets/*.toml): what each device class runs and can do, with a source for every figure."""

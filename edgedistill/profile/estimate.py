@@ -1,0 +1,74 @@
+"""Per-op roofline estimate of latency on a target profile, and fit checks against its limits.
+
+    t_op = max( MACs / (peak · efficiency[kind]) , bytes moved / bandwidth )
+
+with peak the target's int8 or fp32 MAC rate (by the file's precision), efficiency the profile's per-kernel
+factor, and bytes moved = weights + inputs + outputs of the op. Non-MAC ops (pooling, mean, reshape ...) count one
+operation per input element at efficiency["other"] / ["pool"]. The estimate is a model, not a measurement: the
+report always prints it with its source and, where ground truth exists, its measured error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from edgedistill.profile.cost import ModelCost
+from edgedistill.targets import TargetProfile
+
+
+@dataclass
+class Estimate:
+    target: str
+    precision: str
+    total_ms: float
+    per_op: list[dict] = field(default_factory=list)
+    model: str = "roofline: max(MACs / (peak x efficiency), bytes / bandwidth) per op"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def estimate_latency(cost: ModelCost, target: TargetProfile, precision: str) -> Estimate:
+    peak = target.peak_int8_macs_per_s if precision == "int8" else target.peak_fp32_macs_per_s
+    if peak is None:
+        raise ValueError(f"target {target.name} has no {precision} throughput")
+    per_op, total = [], 0.0
+    for layer in cost.layers:
+        eff = target.efficiency.get(layer.kind, target.efficiency.get("other", 0.5))
+        work = layer.macs if layer.macs else layer.ops
+        t_compute = work / (peak * eff)
+        t_memory = (layer.weight_bytes + layer.input_bytes + layer.output_bytes) / target.memory_bandwidth_bytes_per_s
+        t = max(t_compute, t_memory)
+        total += t
+        per_op.append({"index": layer.index, "op": layer.op, "kind": layer.kind, "macs": layer.macs,
+                       "ms": t * 1e3, "bound": "compute" if t_compute >= t_memory else "memory"})
+    return Estimate(target.name, precision, total * 1e3, per_op)
+
+
+@dataclass(frozen=True)
+class FitCheck:
+    check: str
+    value: float | str | None
+    limit: float | str | None
+    passed: bool
+    detail: str = ""
+
+
+def fit_checks(cost: ModelCost, file_bytes: int, ram_bytes: int | None, op_names: list[str], float_tensors: int,
+               target: TargetProfile) -> list[FitCheck]:
+    """Flash, RAM, operator support and precision against the target's limits."""
+    checks = [
+        FitCheck("flash", file_bytes, target.flash_bytes, target.flash_bytes is None or file_bytes <= target.flash_bytes,
+                 "bytes of the model file"),
+        FitCheck("ram", ram_bytes, target.ram_bytes,
+                 target.ram_bytes is None or ram_bytes is None or ram_bytes <= target.ram_bytes,
+                 "activation arena plus runtime overhead (TFLite Micro's own figure where available)"),
+    ]
+    unsupported = sorted(set(op_names) - set(target.ops))
+    checks.append(FitCheck("ops", ", ".join(unsupported) or "all supported", None, not unsupported,
+                           f"operators not provided by {target.runtime} on {target.name}: {', '.join(unsupported)}"
+                           if unsupported else ""))
+    if target.precisions == ["int8"]:
+        checks.append(FitCheck("precision", f"{float_tensors} float tensors", "int8 only", float_tensors == 0,
+                               "the target runs only int8 kernels" if float_tensors else ""))
+    return checks

@@ -1,0 +1,95 @@
+"""`profile(model, target)`: cost, measurement on this machine, target estimate and fit checks for any .onnx or
+.tflite file. Every figure carries how it was obtained: measured-host, measured-host-tflm, or estimated."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from edgedistill.errors import EdgeDistillError, ModelLoadError
+from edgedistill.profile.cost import tflite_cost
+from edgedistill.profile.estimate import estimate_latency, fit_checks
+from edgedistill.profile.measure import measure
+from edgedistill.targets import load_target
+
+
+class TargetMismatchError(EdgeDistillError):
+    """The model cannot run on the target (format, operators or precision)."""
+
+
+def model_format(path: Path) -> str:
+    if not path.is_file():
+        raise ModelLoadError(f"Model file {path} does not exist.")
+    head = path.read_bytes()[:8]
+    if path.suffix == ".tflite" or head[4:8] == b"TFL3":
+        if head[4:8] != b"TFL3":
+            raise ModelLoadError(f"{path} is not a TFLite flatbuffer (no TFL3 identifier).")
+        return "tflite"
+    if path.suffix == ".onnx":
+        onnx = __import__("onnx")
+        try:
+            onnx.load(str(path))
+        except Exception as exc:  # protobuf decode errors
+            raise ModelLoadError(f"{path} is not an ONNX model: {str(exc).splitlines()[0]}") from None
+        return "onnx"
+    raise ModelLoadError(f"{path} is neither an ONNX (.onnx) nor a TFLite (.tflite) model.")
+
+
+def _tflite_facts(path: Path) -> tuple[list[str], int, str]:
+    from edgedistill.runtimes import LiteRTRunner
+
+    r = LiteRTRunner(path, threads=1)
+    ops = r.op_names()
+    tensors = r.interp.get_tensor_details()
+    floats = sum(1 for t in tensors if t["dtype"] == np.float32)
+    return ops, floats, "int8" if r.inp["dtype"] == np.int8 and floats == 0 else "float32"
+
+
+def profile_model(path: Path, target_name: str, runs: int = 100, warmup: int = 10) -> dict:
+    path = Path(path)
+    target = load_target(target_name)
+    fmt = model_format(path)
+    if fmt not in target.formats:
+        raise TargetMismatchError(f"{target.name} runs {', '.join(target.formats)} models ({target.runtime}); "
+                                  f"{path.name} is {fmt}.")
+    if fmt == "tflite":
+        cost = tflite_cost(path)
+        ops, floats, precision = _tflite_facts(path)
+    else:
+        from edgedistill.profile.cost_onnx import onnx_cost
+
+        cost = onnx_cost(path)
+        ops, floats = [], 0
+        precision = "int8" if any(layer.op == "DequantizeLinear" for layer in cost.layers) else "float32"
+    report = {"model": str(path), "format": fmt, "precision": precision, "target": target.name,
+              "file_bytes": path.stat().st_size, "cost": cost.to_dict(), "measured": [], "estimate": None}
+    ram = None
+    if fmt == "tflite" and precision == "int8":
+        from edgedistill.profile.tflm_arena import tflm_arena
+
+        arena = tflm_arena(path)
+        report["tflm_arena"] = asdict(arena)
+        ram = arena.total_bytes if target.runtime == "tflm" else None
+    if fmt == "tflite":
+        checks = fit_checks(cost, report["file_bytes"], ram, ops, floats, target)
+        bad = [c for c in checks if c.check in ("ops", "precision") and not c.passed]
+        if bad:
+            raise TargetMismatchError(f"{path.name} cannot run on {target.name}: " + "; ".join(c.detail for c in bad) + ".")
+        report["fit"] = [asdict(c) for c in checks]
+    runtime = {"onnx": "onnxruntime", "tflite": "litert"}[fmt]
+    host = measure(path, runtime, threads=target.threads if target.kind == "host" else 1, warmup=warmup, runs=runs)
+    report["measured"].append({"where": "measured-host", **host.to_dict()})
+    if fmt == "tflite" and precision == "int8":
+        micro = measure(path, "tflm", warmup=min(warmup, 3), runs=max(10, runs // 10), min_seconds=0.2)
+        report["measured"].append({"where": "measured-host-tflm", **micro.to_dict(),
+                                   "note": "TFLite Micro reference kernels on this host: the arena is exact for any "
+                                           "device, the latency is not the device's"})
+    peak = target.peak_int8_macs_per_s if precision == "int8" else target.peak_fp32_macs_per_s
+    if peak is not None and fmt == "tflite":
+        est = estimate_latency(cost, target, precision)
+        report["estimate"] = {"where": "estimated", **est.to_dict(), "source": target.sources.get("efficiency", "")}
+        if target.kind == "host":
+            report["estimate"]["measured_error"] = est.total_ms / host.median_ms - 1.0
+    return report

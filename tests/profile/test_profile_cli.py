@@ -1,0 +1,71 @@
+"""`edgedistill profile` on real files with the real runtimes, and its bad-input errors."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edgedistill.cli import main
+from edgedistill.data import Normalizer
+from edgedistill.export.tflite_export import export_tflite_float, export_tflite_int8
+from edgedistill.quantize import calibrate, to_quant_student
+from edgedistill.students import StudentArch, build_student
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("prof")
+    torch.manual_seed(0)
+    m = build_student(StudentArch("cnn", 8, 3), (1, 8, 8), 10, Normalizer([0.3], [0.4], "channel")).eval()
+    q = calibrate(to_quant_student(m), torch.rand(64, 1, 8, 8))
+    return {"int8": export_tflite_int8(q, (1, 8, 8), d / "m_int8.tflite").path,
+            "float": export_tflite_float(m, (1, 8, 8), d / "m.tflite").path, "dir": d}
+
+
+def run(args):
+    return CliRunner().invoke(main, args)
+
+
+def test_profile_int8_on_microcontroller(files, tmp_path):
+    out = tmp_path / "p.json"
+    r = run(["profile", str(files["int8"]), "--target", "cortex-m4", "--runs", "20", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(out.read_text())
+    wheres = [m["where"] for m in rep["measured"]]
+    assert wheres == ["measured-host", "measured-host-tflm"]
+    for m in rep["measured"]:
+        assert 0 < m["median_ms"] <= m["p90_ms"] <= m["p99_ms"] and m["runs"] >= 20
+    assert rep["estimate"]["where"] == "estimated" and rep["estimate"]["total_ms"] > 0
+    assert "measured_error" not in rep["estimate"]  # no ground truth for a microcontroller here
+    fit = {f["check"]: f for f in rep["fit"]}
+    assert fit["ram"]["value"] == rep["tflm_arena"]["total_bytes"] and fit["ram"]["passed"]
+    assert fit["precision"]["passed"] and fit["ops"]["passed"]
+
+
+def test_profile_on_host_reports_estimator_error(files):
+    r = run(["profile", str(files["int8"]), "--target", "cpu", "--runs", "20"])
+    assert r.exit_code == 0, r.output
+    assert "error vs measured" in r.output and "[measured-host] litert x2" in r.output
+
+
+def test_float_model_on_int8_only_target_names_the_problem(files):
+    r = run(["profile", str(files["float"]), "--target", "cortex-m4"])
+    assert r.exit_code == 1 and r.output.startswith("error: ")
+    assert "SUB" in r.output and "int8" in r.output
+
+
+def test_bad_inputs(files, tmp_path):
+    junk = tmp_path / "x.tflite"
+    junk.write_bytes(b"hello world, not a model")
+    r = run(["profile", str(junk)])
+    assert r.exit_code == 1 and "not a TFLite flatbuffer" in r.output
+    txt = tmp_path / "notes.txt"
+    txt.write_text("x")
+    assert "neither an ONNX" in run(["profile", str(txt)]).output
+    r = run(["profile", str(files["int8"]), "--target", "esp32"])
+    assert r.exit_code == 1 and "Known targets" in r.output
+    r = run(["profile", str(files["int8"]), "--target", "cpu", "--json", str(tmp_path / "never.json"), "--runs", "1"])
+    assert r.exit_code == 0
+    bad = run(["profile", str(files["float"]), "--target", "cortex-m7", "--json", str(tmp_path / "no.json")])
+    assert bad.exit_code == 1 and not (tmp_path / "no.json").exists()  # no report written as if valid
