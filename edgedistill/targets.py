@@ -16,7 +16,7 @@ from edgedistill.errors import ConfigError
 
 SCHEMA_VERSION = 1
 NUMERIC_FIELDS = ("clock_hz", "peak_int8_macs_per_s", "peak_fp32_macs_per_s", "memory_bandwidth_bytes_per_s",
-                  "ram_bytes", "flash_bytes", "threads", "efficiency")
+                  "ram_bytes", "flash_bytes", "threads", "efficiency", "op_overhead_s")
 
 
 class TargetProfile(BaseModel):
@@ -40,6 +40,7 @@ class TargetProfile(BaseModel):
     flash_bytes: int | None = Field(None, gt=0, description="storage for the model file; None: unconstrained")
     ops: list[str] = Field(min_length=1, description="TFLite builtin operators the target's runtime provides")
     efficiency: dict[Literal["conv", "depthwise", "fc", "pool", "other"], float]
+    op_overhead_s: float = Field(ge=0, description="fixed cost per operator (dispatch, requantization setup)")
     sources: dict[str, str]
 
     @model_validator(mode="after")

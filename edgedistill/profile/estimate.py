@@ -1,6 +1,6 @@
 """Per-op roofline estimate of latency on a target profile, and fit checks against its limits.
 
-    t_op = max( MACs / (peak · efficiency[kind]) , bytes moved / bandwidth )
+    t_op = overhead + max( MACs / (peak · efficiency[kind]) , bytes moved / bandwidth )
 
 with peak the target's int8 or fp32 MAC rate (by the file's precision), efficiency the profile's per-kernel
 factor, and bytes moved = weights + inputs + outputs of the op. Non-MAC ops (pooling, mean, reshape ...) count one
@@ -22,7 +22,7 @@ class Estimate:
     precision: str
     total_ms: float
     per_op: list[dict] = field(default_factory=list)
-    model: str = "roofline: max(MACs / (peak x efficiency), bytes / bandwidth) per op"
+    model: str = "roofline: overhead + max(MACs / (peak x efficiency), bytes / bandwidth) per op"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,7 +38,7 @@ def estimate_latency(cost: ModelCost, target: TargetProfile, precision: str) -> 
         work = layer.macs if layer.macs else layer.ops
         t_compute = work / (peak * eff)
         t_memory = (layer.weight_bytes + layer.input_bytes + layer.output_bytes) / target.memory_bandwidth_bytes_per_s
-        t = max(t_compute, t_memory)
+        t = target.op_overhead_s + max(t_compute, t_memory)
         total += t
         per_op.append({"index": layer.index, "op": layer.op, "kind": layer.kind, "macs": layer.macs,
                        "ms": t * 1e3, "bound": "compute" if t_compute >= t_memory else "memory"})
