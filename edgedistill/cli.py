@@ -105,6 +105,8 @@ def main() -> None:
 @click.option("--formats", help="Export formats, comma-separated: onnx,tflite. [default: both]")
 @click.option("--int8-tolerance", type=float,
               help="Fail if an int8 file's accuracy is more than this many points below the torch QAT student. [default: 1.0]")
+@click.option("--target", help="With --qat: target profile for the report's estimate and fit checks "
+              "(edgedistill targets list). [default: cpu]")
 @click.option("--no-baseline", is_flag=True, default=None, help="Skip the no-teacher twin (not recommended).")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="Teacher-logit cache. [default: $EDGEDISTILL_CACHE or ~/.cache/edgedistill/logits]")
@@ -115,7 +117,7 @@ def main() -> None:
 def distill(config_file, data, transfer, max_train, teachers, teacher_factory, teacher_format, teacher_input,
             teacher_allow_pickle, ensemble, student, loss, temperature, alpha, tune_epochs, epochs, batch_size, lr,
             optimizer, schedule, weight_decay, seed, threads, qat, qat_epochs, calibration, calibration_size, formats,
-            int8_tolerance, no_baseline, cache_dir, out, overwrite, quiet):
+            int8_tolerance, target, no_baseline, cache_dir, out, overwrite, quiet):
     """Distill a teacher (or an ensemble) into a small student, and train its no-teacher twin for comparison.
 
     Writes to --out: student.safetensors + student.json (the distilled student), baseline.* (the same student
@@ -144,6 +146,7 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
                   "calibration_size": calibration_size, "int8_tolerance": int8_tolerance,
                   "formats": [f.strip() for f in formats.split(",")] if formats else None},
         "baseline": False if no_baseline else None,
+        "target": target,
         "cache_dir": cache_dir,
         "out": out,
     }

@@ -98,6 +98,8 @@ class DistillConfig(_Strict):
     kd: KDConfig = KDConfig()
     train: TrainConfig = TrainConfig()
     quant: QuantConfig = QuantConfig()
+    target: str = Field("cpu", description="target profile for the report's estimate and fit checks (with --qat)")
+    report: bool = Field(True, description="with --qat: profile the files and write report.json / .md / .html")
     baseline: bool = Field(True, description="also train the no-teacher twin (same student, epochs, data order)")
     cache_dir: str | None = None
     out: str = "runs/distill"

@@ -24,6 +24,7 @@ class Int8Outcome:
     metrics: dict
     passed: bool
     failures: list[str] = field(default_factory=list)
+    artifacts: list = field(default_factory=list)
 
 
 def _host_cpu_flags() -> list[str]:
@@ -85,7 +86,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
         metrics["tflite_int8_size_ratio"] = sizes["tflite-int8"] / sizes["tflite-float"]
     failures = [_failure(r) for r in rows if r.checked and not r.passed]
     metrics["parity_passed"] = not failures
-    return Int8Outcome(metrics, not failures, failures)
+    return Int8Outcome(metrics, not failures, failures, artifacts)
 
 
 def _failure(r: ParityRow) -> str:

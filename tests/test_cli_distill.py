@@ -16,15 +16,23 @@ def run(args):
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
-@pytest.mark.slow
-def test_distill_digits_end_to_end(tmp_path):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """One real `distill --qat` on digits, shared by the tests that inspect its outputs."""
+    out = tmp_path_factory.mktemp("digits") / "run"
     r = run(["distill", "--out", str(out), "--epochs", "8", "--quiet", "--temperature", "auto", "--alpha", "auto",
-             "--tune-epochs", "2", "--qat", "--qat-epochs", "1", "--calibration", "percentile"])
+             "--tune-epochs", "2", "--qat", "--qat-epochs", "1", "--calibration", "percentile",
+             "--target", "cortex-m4"])
     assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.mark.slow
+def test_distill_digits_end_to_end(digits_run, tmp_path):
+    out = digits_run
     files = {p.name for p in out.iterdir()}
     assert {"student.safetensors", "student.json", "baseline.safetensors", "config.json", "metrics.json"} <= files
-    assert not (tmp_path / "run.partial").exists()
+    assert not (out.parent / "run.partial").exists()
     m = json.loads((out / "metrics.json").read_text())
     assert m["teacher"]["test_acc"] > 95
     assert m["student"]["test_acc"] > 80 and m["baseline"]["test_acc"] > 80  # chance is 10%
@@ -61,7 +69,7 @@ def test_distill_digits_end_to_end(tmp_path):
     assert rec["int8_source"] == "qat" and rec["parity_passed"]
     assert (tmp_path / "exp" / "student_int8.tflite").read_bytes() == (out / "student_int8.tflite").read_bytes()
 
-    # Second run with the same teacher and data hits the logit cache; refusing to clobber without --overwrite.
+    # Refusing to clobber without --overwrite; a second run with the same teacher and data hits the logit cache.
     r2 = run(["distill", "--out", str(out), "--epochs", "1", "-q", "-T", "2", "--alpha", "0.5"])
     assert r2.exit_code != 0 and "already exists" in r2.output
     out2 = tmp_path / "run2"
@@ -175,3 +183,19 @@ def test_export_bad_inputs(tmp_path):
     r = run(["export", str(tmp_path / "ck")])
     assert r.exit_code != 0 and "student.json" in r.output
     assert not (tmp_path / "ck" / "export").exists()
+
+
+def test_report_files(digits_run):
+    rep = json.loads((digits_run / "report.json").read_text())
+    assert rep["schema_version"] == 1
+    s = rep["summary"]
+    assert s["deployed_matches_measured"] is True and s["size_ratio_teacher_over_student"] > 1
+    assert s["speedup_vs_teacher"] > 0 and s["gain_vs_no_teacher_twin_int8"] is not None
+    names = [m["name"] for m in rep["models"]]
+    assert names == ["teacher", "no-teacher twin (float)", "distilled (float)", "QAT int8 ONNX", "int8 TFLite"]
+    assert all(m["latency_ms"] > 0 and m["where"].startswith("measured-host") for m in rep["models"])
+    t = rep["target"]
+    assert t["name"] == "cortex-m4" and t["estimate_ms"] > 0 and t["estimate_error"] is None
+    assert {f["check"] for f in t["fit"]} == {"flash", "ram", "ops", "precision"}
+    md = (digits_run / "report.md").read_text()
+    assert "Deployed = measured" in md and "| int8 TFLite |" in md

@@ -48,6 +48,7 @@ class Prepared:
     splits: DataSplits
     teachers: list[Teacher]
     arch: StudentArch
+    target: object = None
 
 
 def prepare(config: DistillConfig) -> Prepared:
@@ -65,8 +66,15 @@ def prepare(config: DistillConfig) -> Prepared:
         check_teacher_fits(teacher, spec.input, splits)
     family = DEFAULT_FAMILY[splits.kind] if config.student.family == "auto" else config.student.family
     arch = StudentArch(family, config.student.width, config.student.depth)
-    build_student(arch, splits.input_shape, splits.num_classes, splits.normalizer)  # validates family vs data
-    return Prepared(splits, teachers, arch)
+    student = build_student(arch, splits.input_shape, splits.num_classes, splits.normalizer)  # family vs data
+    target = None
+    if config.quant.qat:
+        from edgedistill.quantize import to_quant_student
+        from edgedistill.targets import load_target
+
+        to_quant_student(student)  # an architecture int8 cannot express fails now, not after training
+        target = load_target(config.target)
+    return Prepared(splits, teachers, arch, target)
 
 
 def check_teacher_fits(teacher: Teacher, input_mode: str, splits: DataSplits) -> None:
@@ -174,6 +182,10 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
     metrics = _metrics(config, prep, members_te, y_te, teacher_acc, student, res_s, objective, baseline, res_b,
                        x_te, tuning, cache, timings)
     metrics["int8"] = None if int8 is None else int8.metrics
+    if int8 is not None and config.report:
+        t0 = time.perf_counter()
+        _write_report(config, prep, int8, metrics, work)
+        metrics["timings"]["report_s"] = time.perf_counter() - t0
     metrics["timings"]["total_s"] = time.perf_counter() - t_start
     write_json(work / "config.json", config.model_dump(mode="json"))
     write_json(work / "metrics.json", metrics)
@@ -183,6 +195,18 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
             f"Parity check failed (outputs are in {out}, metrics.json records every figure): "
             + "; ".join(int8.failures) + f". Tolerance: {config.quant.int8_tolerance} points (--int8-tolerance).")
     return DistillResult(out, metrics)
+
+
+def _write_report(config: DistillConfig, prep: Prepared, int8, metrics: dict, work: Path) -> None:
+    from edgedistill.report import assemble, write_reports
+    from edgedistill.report.collect import profile_artifacts, profile_teacher, target_section
+
+    threads = prep.target.threads if prep.target.kind == "host" else 1
+    profiles = profile_artifacts(int8.artifacts, threads)
+    if len(prep.teachers) == 1:
+        profiles["teacher"] = profile_teacher(prep.teachers[0], prep.splits.input_shape, threads)
+    host_ms = (profiles.get("tflite-int8") or {}).get("latency_ms")
+    write_reports(assemble(metrics, profiles, target_section(int8.artifacts, prep.target, host_ms)), work)
 
 
 def _fixed_objective(config: DistillConfig, labeled: bool) -> Objective | None:

@@ -1,0 +1,63 @@
+"""Measure what the report plots: each exported file and the teacher, batch 1, on this machine."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from edgedistill.profile.cost import tflite_cost
+from edgedistill.profile.estimate import estimate_latency, fit_checks
+from edgedistill.profile.measure import measure
+from edgedistill.targets import TargetProfile
+
+RUNTIME = {"onnx": "onnxruntime", "tflite": "litert"}
+
+
+def profile_artifacts(artifacts, threads: int, runs: int = 200) -> dict:
+    out = {}
+    for a in artifacts:
+        m = measure(a.path, RUNTIME[a.format], threads=threads, runs=runs, min_seconds=0.5)
+        out[a.name] = {"bytes": a.bytes, "latency_ms": m.median_ms, "p90_ms": m.p90_ms,
+                       "where": f"measured-host ({m.runtime}, {threads} threads)"}
+    return out
+
+
+def profile_teacher(teacher, input_shape, threads: int, runs: int = 100) -> dict | None:
+    """The teacher's own file where it is ONNX / TFLite; a torch teacher is converted to float TFLite first
+    (litert-torch) so that teacher and student are timed by the same runtime."""
+    fmt = teacher.format
+    if fmt in RUNTIME:
+        path = teacher.files[0]
+        m = measure(path, RUNTIME[fmt], threads=threads, runs=runs, min_seconds=0.5)
+        return {"bytes": path.stat().st_size, "latency_ms": m.median_ms, "where": f"measured-host ({m.runtime})"}
+    module = teacher.torch_module()
+    if module is None:
+        return None
+    from edgedistill.export.tflite_export import export_tflite_float
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            art = export_tflite_float(module, tuple(input_shape), Path(tmp) / "teacher.tflite")
+        except Exception:  # a teacher litert-torch cannot convert is reported without latency, not a failure
+            return None
+        m = measure(art.path, "litert", threads=threads, runs=runs, min_seconds=0.5)
+        return {"bytes": art.bytes, "latency_ms": m.median_ms,
+                "where": f"measured-host (litert, {threads} threads, converted to float TFLite)"}
+
+
+def target_section(artifacts, target: TargetProfile, host_ms: float | None) -> dict:
+    art = next((a for a in artifacts if a.name == "tflite-int8"), None)
+    if art is None:
+        return {"name": target.name}
+    cost = tflite_cost(art.path)
+    est = estimate_latency(cost, target, "int8")
+    from edgedistill.profile.run import _tflite_facts
+    from edgedistill.profile.tflm_arena import tflm_arena
+
+    ops, floats, _ = _tflite_facts(art.path)
+    ram = tflm_arena(art.path).total_bytes if target.runtime == "tflm" else cost.peak_activation_bytes
+    checks = fit_checks(cost, art.bytes, ram, ops, floats, target)
+    return {"name": target.name, "estimate_ms": est.total_ms, "estimate_model": est.model,
+            "estimate_error": (est.total_ms / host_ms - 1) if (target.kind == "host" and host_ms) else None,
+            "per_op": est.per_op, "fit": [c.__dict__ for c in checks], "macs": cost.macs,
+            "peak_activation_bytes": cost.peak_activation_bytes}

@@ -1,0 +1,104 @@
+"""report.md and report.html from report.json. The HTML is one self-contained file (inline SVG plots, no scripts)."""
+
+from __future__ import annotations
+
+import html
+
+from edgedistill.report.svg import hbars, scatter
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{v:.2f}%"
+
+
+def _pts(v) -> str:
+    return "n/a" if v is None else f"{v:+.2f} points"
+
+
+def _x(v) -> str:
+    return "n/a" if v is None else f"{v:.1f}×"
+
+
+def headline(r: dict) -> list[tuple[str, str]]:
+    s = r["summary"]
+    match = {True: "yes: every exported file reproduced the trained model on its runtime",
+             False: "NO: a file failed its parity check", None: "not checked (run with --qat)"}[s["deployed_matches_measured"]]
+    return [
+        ("Smaller", f"{_x(s['size_ratio_teacher_over_student'])} smaller file than the teacher"),
+        ("Faster", f"{_x(s['speedup_vs_teacher'])} faster than the teacher on this machine"),
+        ("Accuracy kept", f"{_pct(s['accuracy_deployed'])} deployed int8 vs {_pct(s['accuracy_teacher'])} teacher "
+                          f"({_pts(s['accuracy_kept_vs_teacher'])})"),
+        ("Distillation gain", f"{_pts(s['gain_vs_no_teacher_twin_int8'])} int8, {_pts(s['gain_vs_no_teacher_twin_float'])} "
+                              "float, vs the same student trained without a teacher"),
+        ("QAT vs PTQ", f"QAT {_pct(s['qat_accuracy'])}, post-training quantization {_pct(s['ptq_accuracy'])}"),
+        ("Deployed = measured", match),
+    ]
+
+
+def to_markdown(r: dict) -> str:
+    lines = ["# edgedistill report", ""]
+    lines += [f"- **{k}**: {v}" for k, v in headline(r)]
+    lines += ["", "## Models (accuracy on the test split; latency measured on this machine, batch 1)", "",
+              "| model | params | accuracy | file bytes | latency ms | how |", "|---|---:|---:|---:|---:|---|"]
+    for m in r["models"]:
+        lat = f"{m['latency_ms']:.4f}" if m.get("latency_ms") else "n/a"
+        lines.append(f"| {m['name']} | {m['params'] or 'n/a'} | {_pct(m['accuracy'])} | {m.get('bytes') or 'n/a'} | "
+                     f"{lat} | {m.get('where', '')} |")
+    if r["parity"]:
+        lines += ["", "## Parity: each file on its own runtime", "",
+                  "| file | runtime | n | accuracy | reference | agreement | max abs logit diff | verdict |",
+                  "|---|---|---:|---:|---:|---:|---:|---|"]
+        for p in r["parity"]:
+            verdict = ("ok" if p["passed"] else "FAIL") if p["checked"] else "info"
+            lines.append(f"| {p['artifact']} | {p['runtime']} | {p['samples']} | {_pct(p['accuracy'])} | "
+                         f"{_pct(p['reference_accuracy'])} | {_pct(p['top1_agreement'])} | {p['max_abs_logit_diff']:.4g} | "
+                         f"{verdict} |")
+    t = r.get("target") or {}
+    if t:
+        lines += ["", f"## Target `{t['name']}`", ""]
+        if t.get("estimate_ms") is not None:
+            lines.append(f"- estimated int8 latency: {t['estimate_ms']:.4f} ms ({t['estimate_model']}; "
+                         + (f"measured error on this host {t['estimate_error']:+.0%})" if t.get("estimate_error") is not None
+                            else "no ground truth here)"))
+        for f in t.get("fit", []):
+            lines.append(f"- {f['check']}: {f['value']} (limit {f['limit']}) — {'ok' if f['passed'] else 'EXCEEDS'}")
+    for w in r.get("warnings", []):
+        lines += ["", f"> **Warning:** {w}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(r: dict) -> str:
+    esc = html.escape
+    items = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in headline(r))
+    pts = [{"label": m["name"], "x": m.get("latency_ms"), "y": m["accuracy"]} for m in r["models"]
+           if m.get("latency_ms") and m.get("accuracy") is not None]
+    acc_plot = scatter(pts, "latency on this machine, ms (log scale)", "test accuracy, %", "Accuracy vs latency")
+    t = r.get("target") or {}
+    layer_plot = hbars([{"label": f"{o['index']}: {o['op']}", "value": o["ms"]} for o in t.get("per_op", [])],
+                       f"Per-layer latency estimate on {t.get('name', '?')}", "ms")
+    budget = [{"label": f"{f['check']} ({f['value']:,} of {f['limit']:,} B)", "value": 100.0 * f["value"] / f["limit"],
+               "limit": 100.0}
+              for f in t.get("fit", []) if isinstance(f["value"], (int, float)) and f.get("limit")
+              and f["check"] in ("flash", "ram")]
+    budget_plot = hbars(budget, f"Size and memory against the {t.get('name', '?')} budget", "% of budget")
+    rows = "".join(
+        f"<tr><td>{esc(m['name'])}</td><td>{m['params'] or ''}</td><td>{_pct(m['accuracy'])}</td>"
+        f"<td>{m.get('bytes') or ''}</td><td>{'%.4f' % m['latency_ms'] if m.get('latency_ms') else ''}</td>"
+        f"<td>{esc(m.get('where', ''))}</td></tr>" for m in r["models"])
+    par = "".join(
+        f"<tr><td>{esc(p['artifact'])}</td><td>{esc(p['runtime'])}</td><td>{p['samples']}</td><td>{_pct(p['accuracy'])}</td>"
+        f"<td>{_pct(p['top1_agreement'])}</td><td>{p['max_abs_logit_diff']:.4g}</td>"
+        f"<td>{'ok' if p['passed'] and p['checked'] else ('info' if not p['checked'] else 'FAIL')}</td></tr>"
+        for p in r["parity"])
+    warn = "".join(f"<p class='warn'>Warning: {esc(w)}</p>" for w in r.get("warnings", []))
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>edgedistill report</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}.warn{{color:#b00;font-weight:bold}}
+.plots{{display:flex;flex-wrap:wrap;gap:1em}}</style></head><body>
+<h1>edgedistill report</h1><ul id="headline">{items}</ul>{warn}
+<div class="plots">{acc_plot}{layer_plot}{budget_plot}</div>
+<h2>Models</h2><table><tr><th>model</th><th>params</th><th>accuracy</th><th>file bytes</th><th>latency ms</th><th>how</th></tr>{rows}</table>
+<h2>Parity: each file on its own runtime</h2><table><tr><th>file</th><th>runtime</th><th>n</th><th>accuracy</th><th>agreement</th>
+<th>max |Δlogit|</th><th>verdict</th></tr>{par}</table>
+</body></html>
+"""

@@ -1,0 +1,46 @@
+"""report.json: one versioned document with everything the summary, the plots and (later) the gate need."""
+
+from __future__ import annotations
+
+REPORT_SCHEMA_VERSION = 1
+
+
+def _ratio(a, b):
+    return a / b if a and b else None
+
+
+def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
+    """metrics: distill's metrics.json; profiles: name -> {bytes, latency_ms, where, ...} measured on this host;
+    target: the target profile (dict) with the student's estimate and fit checks."""
+    q = metrics.get("int8") or {}
+    teacher_p, student_p = profiles.get("teacher"), profiles.get("tflite-int8")
+    rows = [
+        {"name": "teacher", "params": metrics["teacher"]["params"], "accuracy": metrics["teacher"]["test_acc"],
+         **(teacher_p or {})},
+        {"name": "no-teacher twin (float)", "params": (metrics.get("baseline") or {}).get("params"),
+         "accuracy": (metrics.get("baseline") or {}).get("test_acc"), **(profiles.get("tflite-float") or {})},
+        {"name": "distilled (float)", "params": metrics["student"]["params"], "accuracy": metrics["student"]["test_acc"],
+         **(profiles.get("tflite-float") or {})},
+    ]
+    parity = {(r["artifact"], r["runtime"]): r for r in q.get("parity", [])}
+    for art, rt, label in (("onnx-int8", "onnxruntime", "QAT int8 ONNX"), ("tflite-int8", "litert", "int8 TFLite")):
+        if (art, rt) in parity:
+            rows.append({"name": label, "params": metrics["student"]["params"], "accuracy": parity[(art, rt)]["accuracy"],
+                         **(profiles.get(art) or {})})
+    teacher_acc = metrics["teacher"]["test_acc"]
+    deployed_acc = parity.get(("tflite-int8", "litert"), {}).get("accuracy")
+    summary = {
+        "size_ratio_teacher_over_student": _ratio((teacher_p or {}).get("bytes"), (student_p or {}).get("bytes")),
+        "speedup_vs_teacher": _ratio((teacher_p or {}).get("latency_ms"), (student_p or {}).get("latency_ms")),
+        "accuracy_teacher": teacher_acc,
+        "accuracy_deployed": deployed_acc,
+        "accuracy_kept_vs_teacher": None if deployed_acc is None else deployed_acc - teacher_acc,
+        "gain_vs_no_teacher_twin_float": metrics.get("gain_vs_baseline"),
+        "gain_vs_no_teacher_twin_int8": q.get("gain_vs_baseline_int8"),
+        "deployed_matches_measured": q.get("parity_passed"),
+        "ptq_accuracy": q.get("ptq_test_acc"),
+        "qat_accuracy": q.get("qat_test_acc"),
+    }
+    return {"schema_version": REPORT_SCHEMA_VERSION, "summary": summary, "models": rows, "parity": q.get("parity", []),
+            "target": target, "warnings": metrics.get("warnings", []), "data": metrics.get("data"),
+            "versions": metrics.get("versions")}
