@@ -280,6 +280,38 @@ def profile_cmd(model, target, runs, warmup, json_out):
         write_json(Path(json_out), rep)
 
 
+@main.command("gate")
+@click.argument("report", type=click.Path(dir_okay=False))
+@click.option("--budget", "budget_text", help="Tighten the target's limits, e.g. flash=64KiB,ram=128KiB,latency=5ms,"
+              "macs=2M,accuracy=90%,drop=1.0 (KB/MB = powers of 1000, KiB/MiB = powers of 1024).")
+@click.option("--baseline", type=click.Path(dir_okay=False), help="An older report.json: fail on regressions.")
+@click.option("--tolerance", help="Allowed regression vs --baseline: accuracy=POINTS,latency=PCT%,size=PCT%. "
+              "[default: accuracy=0.5,latency=10%,size=5%]")
+@click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML here (CI test reports).")
+@click.option("--summary", type=click.Path(dir_okay=False),
+              help="Write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).")
+@_user_errors
+def gate_cmd(report, budget_text, baseline, tolerance, junit, summary):
+    """Judge a report.json against its target's limits and your budget; exit 0 if every check passes, 1 if not."""
+    from pathlib import Path
+
+    from edgedistill.budget import Budget
+    from edgedistill.gate import Tolerance, gate, junit_xml, load_report, markdown, report_budget
+
+    rep = load_report(Path(report))
+    budget = report_budget(rep).tighten(Budget.parse(budget_text or ""))
+    base = load_report(Path(baseline)) if baseline else None
+    verdict = gate(rep, budget, base, Tolerance.parse(tolerance))
+    md = markdown(verdict)
+    click.echo(md)
+    if junit:
+        Path(junit).write_text(junit_xml(verdict))
+    if summary:
+        with open(summary, "a") as fh:
+            fh.write(md)
+    sys.exit(0 if verdict.passed else 1)
+
+
 @main.group()
 def targets():
     """Target profiles (targets/*.toml): what each device class runs and can do, with a source for every figure."""

@@ -41,6 +41,20 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
         "ptq_accuracy": q.get("ptq_test_acc"),
         "qat_accuracy": q.get("qat_test_acc"),
     }
-    return {"schema_version": REPORT_SCHEMA_VERSION, "summary": summary, "models": rows, "parity": q.get("parity", []),
+    fit = {f["check"]: f for f in (target or {}).get("fit", [])}
+    on_target = (target or {}).get("estimate_ms")
+    usage = {
+        "flash_bytes": (student_p or {}).get("bytes"),
+        "ram_bytes": (fit.get("ram") or {}).get("value"),
+        "latency_ms": (student_p or {}).get("latency_ms") if (target or {}).get("kind") == "host" else on_target,
+        "latency_how": "measured-host" if (target or {}).get("kind") == "host" else "estimated",
+        "macs": (target or {}).get("macs"),
+        "accuracy": deployed_acc,
+        "accuracy_drop": None if deployed_acc is None else teacher_acc - deployed_acc,
+        "parity_passed": q.get("parity_passed"),
+        "ops_supported": (fit.get("ops") or {}).get("passed"),
+    }
+    return {"schema_version": REPORT_SCHEMA_VERSION, "summary": summary, "usage": usage, "models": rows,
+            "parity": q.get("parity", []),
             "target": target, "warnings": metrics.get("warnings", []), "data": metrics.get("data"),
             "versions": metrics.get("versions")}

@@ -1,0 +1,69 @@
+"""One typed budget shared by the report and the gate (and, next, the student search).
+
+`None` means unconstrained. Budget strings: comma-separated `key=value` with units, e.g.
+`flash=64KiB,ram=128KiB,latency=5ms,macs=2M,accuracy=90%,drop=1.0`.
+Units: bytes (bare number or B), KB/MB/GB (powers of 1000) and KiB/MiB/GiB (powers of 1024); time us, ms, s; counts K, M, G;
+accuracy in percent (`90` or `90%`); drop in accuracy points.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+
+from edgedistill.errors import ConfigError
+
+_BYTES = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+_TIME_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+_COUNT = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}
+KEYS = {"flash": ("flash_bytes", _BYTES), "ram": ("ram_bytes", _BYTES), "latency": ("latency_ms", _TIME_MS),
+        "macs": ("macs", _COUNT), "accuracy": ("min_accuracy", {"": 1, "%": 1}),
+        "drop": ("max_accuracy_drop", {"": 1, "pt": 1, "points": 1})}
+
+
+@dataclass(frozen=True)
+class Budget:
+    flash_bytes: float | None = None
+    ram_bytes: float | None = None
+    latency_ms: float | None = None
+    macs: float | None = None
+    min_accuracy: float | None = None
+    max_accuracy_drop: float | None = None
+
+    @classmethod
+    def from_target(cls, target) -> "Budget":
+        """Defaults from a target profile's hard limits."""
+        return cls(flash_bytes=target.flash_bytes, ram_bytes=target.ram_bytes)
+
+    def tighten(self, other: "Budget") -> "Budget":
+        """Each limit becomes the stricter of the two (a user can tighten a target's defaults, never loosen
+        them silently: a looser value is ignored)."""
+        def pick(a, b, smaller_is_stricter=True):
+            if a is None or b is None:
+                return b if a is None else a
+            return min(a, b) if smaller_is_stricter else max(a, b)
+        return Budget(**{f.name: pick(getattr(self, f.name), getattr(other, f.name), f.name != "min_accuracy")
+                         for f in fields(self)})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def parse(cls, text: str) -> "Budget":
+        values = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, eq, raw = part.partition("=")
+            key = key.strip().lower()
+            if not eq or key not in KEYS:
+                raise ConfigError(f"Cannot parse budget item {part!r}: expected key=value with key one of "
+                                  f"{', '.join(KEYS)} (e.g. flash=64KiB,latency=5ms).")
+            field, units = KEYS[key]
+            m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([a-zA-Z%]*)\s*", raw)
+            if not m:
+                raise ConfigError(f"Budget value {raw!r} for {key} is not a number with an optional unit.")
+            unit = m.group(2).lower()
+            if unit not in units:
+                raise ConfigError(f"Unknown unit {m.group(2)!r} for {key}; use one of: "
+                                  f"{', '.join(u or '(none)' for u in units)}.")
+            values[field] = float(m.group(1)) * units[unit]
+        return cls(**values)

@@ -1,0 +1,140 @@
+"""The CI gate: report + budget (+ an optional baseline report) -> a verdict, JUnit XML and a Markdown summary.
+
+Every check carries its value, its limit and how the value was obtained; a value that is missing never passes
+silently as zero: a check whose value is unknown fails (and says so)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from edgedistill.budget import Budget
+from edgedistill.errors import ConfigError
+from edgedistill.report.schema import REPORT_SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: float | bool | None
+    limit: float | bool | None
+    passed: bool
+    how: str = ""
+
+
+@dataclass
+class Verdict:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Allowed regression against a baseline report."""
+
+    accuracy_points: float = 0.5
+    latency_rel: float = 0.10
+    size_rel: float = 0.05
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Tolerance":
+        if not text:
+            return cls()
+        vals = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            k, _, v = part.partition("=")
+            names = {"accuracy": "accuracy_points", "latency": "latency_rel", "size": "size_rel"}
+            if k not in names:
+                raise ConfigError(f"Unknown tolerance {k!r}; use accuracy=POINTS, latency=PERCENT%, size=PERCENT%.")
+            try:
+                vals[names[k]] = float(v.rstrip("%")) / (100 if v.endswith("%") else 1)
+            except ValueError:
+                raise ConfigError(f"Tolerance value {v!r} for {k} is not a number.") from None
+        return cls(**vals)
+
+
+def load_report(path: Path) -> dict:
+    try:
+        rep = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"Report {path} does not exist.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Report {path} is not valid JSON: {exc}.") from None
+    version = rep.get("schema_version") if isinstance(rep, dict) else None
+    if version != REPORT_SCHEMA_VERSION:
+        raise ConfigError(f"Report {path} has schema version {version!r}; this edgedistill reads version "
+                          f"{REPORT_SCHEMA_VERSION}. Re-run the build to write a current report.")
+    if "usage" not in rep:
+        raise ConfigError(f"Report {path} has no `usage` section (was it written by `distill --qat`?).")
+    return rep
+
+
+def report_budget(report: dict) -> Budget:
+    """The target's limits as recorded in the report."""
+    fit = {f["check"]: f for f in (report.get("target") or {}).get("fit", [])}
+    return Budget(flash_bytes=(fit.get("flash") or {}).get("limit"), ram_bytes=(fit.get("ram") or {}).get("limit"))
+
+
+def _le(name, value, limit, how) -> Check:
+    return Check(name, value, limit, value is not None and value <= limit, how if value is not None else "missing")
+
+
+def gate(report: dict, budget: Budget, baseline: dict | None = None, tol: Tolerance = Tolerance()) -> Verdict:
+    u = report["usage"]
+    v = Verdict()
+    v.checks.append(Check("parity", u.get("parity_passed"), True, u.get("parity_passed") is True,
+                          "every exported file reproduces the trained model on its runtime"))
+    if u.get("ops_supported") is not None:
+        v.checks.append(Check("ops", u["ops_supported"], True, bool(u["ops_supported"]), "target operator support"))
+    limits = [("flash", u.get("flash_bytes"), budget.flash_bytes, "int8 TFLite file bytes"),
+              ("ram", u.get("ram_bytes"), budget.ram_bytes, "arena + runtime overhead"),
+              ("latency", u.get("latency_ms"), budget.latency_ms, u.get("latency_how", "")),
+              ("macs", u.get("macs"), budget.macs, "exact count from the file"),
+              ("accuracy_drop", u.get("accuracy_drop"), budget.max_accuracy_drop, "teacher minus deployed, points")]
+    for name, value, limit, how in limits:
+        if limit is not None:
+            v.checks.append(_le(name, value, limit, how))
+    if budget.min_accuracy is not None:
+        acc = u.get("accuracy")
+        v.checks.append(Check("accuracy", acc, budget.min_accuracy, acc is not None and acc >= budget.min_accuracy,
+                              "deployed int8 TFLite on the test split"))
+    if baseline is not None:
+        b = baseline["usage"]
+        if b.get("accuracy") is not None:
+            v.checks.append(Check("regression:accuracy", u.get("accuracy"), b["accuracy"] - tol.accuracy_points,
+                                  u.get("accuracy") is not None and u["accuracy"] >= b["accuracy"] - tol.accuracy_points,
+                                  f"baseline {b['accuracy']:.2f}% - {tol.accuracy_points} points"))
+        for name, key, rel in (("latency", "latency_ms", tol.latency_rel), ("flash", "flash_bytes", tol.size_rel)):
+            if b.get(key):
+                v.checks.append(_le(f"regression:{name}", u.get(key), b[key] * (1 + rel),
+                                    f"baseline {b[key]:.4g} + {rel:.0%}"))
+    return v
+
+
+def junit_xml(v: Verdict) -> str:
+    cases = []
+    for c in v.checks:
+        body = "" if c.passed else f'<failure message={quoteattr(f"{c.name}: {c.value} vs limit {c.limit}")}/>'
+        cases.append(f'  <testcase classname="edgedistill.gate" name={quoteattr(c.name)}>{body}'
+                     f"<system-out>{escape(c.how)}</system-out></testcase>")
+    failures = sum(not c.passed for c in v.checks)
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="edgedistill-gate" tests="{len(v.checks)}" '
+            f'failures="{failures}" errors="0">\n' + "\n".join(cases) + "\n</testsuite>\n")
+
+
+def markdown(v: Verdict) -> str:
+    lines = [f"### edgedistill gate: {'PASS' if v.passed else 'FAIL'}", "", "| check | value | limit | verdict | how |",
+             "|---|---:|---:|---|---|"]
+    for c in v.checks:
+        fmt = lambda x: (f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}") if isinstance(x, (int, float)) \
+            and not isinstance(x, bool) else str(x)  # noqa: E731
+        lines.append(f"| {c.name} | {fmt(c.value)} | {fmt(c.limit)} | {'pass' if c.passed else '**FAIL**'} | {c.how} |")
+    return "\n".join(lines) + "\n"

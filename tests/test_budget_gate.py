@@ -1,0 +1,88 @@
+"""Budget strings, and the gate's verdicts, exit codes, JUnit XML and regression checks."""
+
+import copy
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+from click.testing import CliRunner
+
+from edgedistill.budget import Budget
+from edgedistill.cli import main
+from edgedistill.errors import ConfigError
+from edgedistill.gate import Tolerance, gate, junit_xml, load_report
+
+REPORT = {
+    "schema_version": 1,
+    "usage": {"flash_bytes": 30000, "ram_bytes": 5000, "latency_ms": 2.0, "latency_how": "estimated",
+              "macs": 150000, "accuracy": 91.0, "accuracy_drop": 2.0, "parity_passed": True, "ops_supported": True},
+    "target": {"name": "cortex-m4", "fit": [{"check": "flash", "value": 30000, "limit": 1048576, "passed": True},
+                                            {"check": "ram", "value": 5000, "limit": 262144, "passed": True}]},
+}
+
+
+def test_budget_units():
+    b = Budget.parse("flash=64KiB, ram=0.5MB, latency=250us, macs=2M, accuracy=90%, drop=1.5")
+    assert b == Budget(65536, 500000, 0.25, 2e6, 90.0, 1.5)
+    assert Budget.parse("latency=2s").latency_ms == 2000 and Budget.parse("flash=100").flash_bytes == 100
+
+
+@pytest.mark.parametrize("text,needle", [("flash", "key=value"), ("speed=3", "key one of"),
+                                         ("flash=lots", "not a number"), ("flash=3 furlongs", "Unknown unit")])
+def test_bad_budget_strings(text, needle):
+    with pytest.raises(ConfigError, match=needle):
+        Budget.parse(text)
+
+
+def test_tighten_keeps_the_stricter_limit():
+    t = Budget(flash_bytes=1e6, ram_bytes=2e5).tighten(Budget(flash_bytes=5e4, ram_bytes=9e9, min_accuracy=80))
+    assert (t.flash_bytes, t.ram_bytes, t.min_accuracy) == (5e4, 2e5, 80)
+
+
+def test_gate_pass_and_fail():
+    assert gate(REPORT, Budget(flash_bytes=1e6, ram_bytes=1e5)).passed
+    v = gate(REPORT, Budget(flash_bytes=1e4, min_accuracy=95))
+    failed = {c.name for c in v.checks if not c.passed}
+    assert failed == {"flash", "accuracy"}
+
+
+def test_missing_value_fails_rather_than_passing_as_zero():
+    rep = copy.deepcopy(REPORT)
+    rep["usage"]["latency_ms"] = None
+    v = gate(rep, Budget(latency_ms=5))
+    c = next(c for c in v.checks if c.name == "latency")
+    assert not c.passed and c.how == "missing"
+
+
+def test_regression_against_baseline():
+    worse = copy.deepcopy(REPORT)
+    worse["usage"]["accuracy"] = 90.2  # 0.8 points worse
+    assert not gate(worse, Budget(), REPORT, Tolerance(accuracy_points=0.5)).passed
+    assert gate(worse, Budget(), REPORT, Tolerance(accuracy_points=1.0)).passed
+    slower = copy.deepcopy(REPORT)
+    slower["usage"]["latency_ms"] = 2.5
+    assert not gate(slower, Budget(), REPORT, Tolerance.parse("latency=10%")).passed
+
+
+def test_junit_is_valid_xml():
+    root = ET.fromstring(junit_xml(gate(REPORT, Budget(flash_bytes=1e4))))
+    assert root.tag == "testsuite" and root.get("failures") == "1"
+    assert [tc.get("name") for tc in root if tc.find("failure") is not None] == ["flash"]
+
+
+def test_cli_exit_codes_and_outputs(tmp_path):
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(REPORT))
+    r = CliRunner().invoke(main, ["gate", str(path)])
+    assert r.exit_code == 0 and "PASS" in r.output
+    junit, summary = tmp_path / "j.xml", tmp_path / "s.md"
+    r = CliRunner().invoke(main, ["gate", str(path), "--budget", "flash=16KiB", "--junit", str(junit),
+                                  "--summary", str(summary)])
+    assert r.exit_code == 1 and "**FAIL**" in r.output
+    assert ET.parse(junit).getroot().get("failures") == "1" and "FAIL" in summary.read_text()
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({**REPORT, "schema_version": 0}))
+    r = CliRunner().invoke(main, ["gate", str(old)])
+    assert r.exit_code == 1 and "schema version 0" in r.output
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_report(tmp_path / "none.json")
