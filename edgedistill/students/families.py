@@ -49,18 +49,24 @@ def _needs(kind_rank: int, input_shape: tuple[int, ...], family: str) -> None:
         )
 
 
-@STUDENT_FAMILIES.register("cnn", "plain Conv-BN-ReLU blocks with 2×2 max-pooling, global pool, linear (images)")
-def plain_cnn(input_shape: tuple[int, ...], num_classes: int, width: int = 16, depth: int = 3) -> nn.Module:
-    _needs(3, input_shape, "cnn")
+def _plain_conv(input_shape: tuple[int, ...], num_classes: int, width: int, depth: int, dims: int) -> nn.Module:
+    """Conv-BN-ReLU blocks, each followed by 2× max-pooling while the map is at least 4 wide (2-D or 1-D)."""
+    _needs(dims + 1, input_shape, "cnn" if dims == 2 else "conv1d")
+    pool = nn.MaxPool2d if dims == 2 else nn.MaxPool1d
     blocks, cin, size = OrderedDict(), input_shape[0], min(input_shape[1:])
     for i, cout in enumerate(_channels(width, depth), start=1):
-        layers = [conv_bn_relu(cin, cout)]
+        layers = [conv_bn_relu(cin, cout, k=3 if dims == 2 else 5, dims=dims)]
         if size >= 4:
-            layers.append(nn.MaxPool2d(2))
+            layers.append(pool(2))
             size //= 2
         blocks[f"block{i}"] = nn.Sequential(*layers)
         cin = cout
-    return nn.Sequential(OrderedDict(features=nn.Sequential(blocks), head=_head(cin, num_classes, 2)))
+    return nn.Sequential(OrderedDict(features=nn.Sequential(blocks), head=_head(cin, num_classes, dims)))
+
+
+@STUDENT_FAMILIES.register("cnn", "plain Conv-BN-ReLU blocks with 2×2 max-pooling, global pool, linear (images)")
+def plain_cnn(input_shape: tuple[int, ...], num_classes: int, width: int = 16, depth: int = 3) -> nn.Module:
+    return _plain_conv(input_shape, num_classes, width, depth, dims=2)
 
 
 @STUDENT_FAMILIES.register("dscnn", "depthwise-separable conv blocks (DS-CNN / MobileNet-like), images")
@@ -82,16 +88,7 @@ def ds_cnn(input_shape: tuple[int, ...], num_classes: int, width: int = 16, dept
 
 @STUDENT_FAMILIES.register("conv1d", "1-D Conv-BN-ReLU blocks with pooling, for N×C×L signals")
 def conv1d(input_shape: tuple[int, ...], num_classes: int, width: int = 16, depth: int = 3) -> nn.Module:
-    _needs(2, input_shape, "conv1d")
-    blocks, cin, length = OrderedDict(), input_shape[0], input_shape[1]
-    for i, cout in enumerate(_channels(width, depth), start=1):
-        layers = [conv_bn_relu(cin, cout, k=5, dims=1)]
-        if length >= 4:
-            layers.append(nn.MaxPool1d(2))
-            length //= 2
-        blocks[f"block{i}"] = nn.Sequential(*layers)
-        cin = cout
-    return nn.Sequential(OrderedDict(features=nn.Sequential(blocks), head=_head(cin, num_classes, 1)))
+    return _plain_conv(input_shape, num_classes, width, depth, dims=1)
 
 
 @STUDENT_FAMILIES.register("mlp", "fully connected Linear-ReLU layers, for N×F feature vectors")
