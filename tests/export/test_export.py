@@ -118,3 +118,22 @@ def test_exporters_do_not_mutate_models(exported, tmp_path):
     assert all(torch.equal(v, before_f[k]) for k, v in model.state_dict().items())
     assert all(torch.equal(v, before_q[k]) for k, v in qmodel.state_dict().items())
     assert [q.mode for q in qmodel.quantizers()] == modes
+
+
+def test_signal_student_exports_with_parity(tmp_path):
+    """N×C×L signals (conv1d family) go through the same int8 path; parity on every runtime."""
+    from edgedistill.data import Normalizer
+    from edgedistill.quantize import calibrate, to_quant_student
+
+    torch.manual_seed(0)
+    m = build_student(StudentArch("conv1d", 8, 3), (3, 64), 5, Normalizer([0.1] * 3, [0.9] * 3, "channel")).eval()
+    x = torch.randn(200, 3, 64)
+    q = calibrate(to_quant_student(m), x)
+    arts = export_all(m, q, (3, 64), 5, tmp_path, ["onnx", "tflite"], True)
+    ref_q = predict_logits(q, x).numpy()
+    rows = check_parity(arts, predict_logits(m, x).numpy(), ref_q, x.numpy(), ref_q.argmax(1), 0.3, 100)
+    for r in rows:
+        if r.checked:
+            assert r.top1_agreement >= 99.0 and r.passed, r
+    ops = LiteRTRunner(tmp_path / "student_int8.tflite").op_names()
+    assert ops.count("TRANSPOSE") <= 2 and ops.count("CONV_2D") == 3  # layout changes only at the ends
