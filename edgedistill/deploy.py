@@ -4,7 +4,7 @@ export of float and int8 files, and parity of every file on its own runtime(s)."
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     idx = calibration_indices(len(data), q.calibration_size, settings.seed)
     x_calib = data.x[torch.from_numpy(idx)]
     ptq = post_training_quantize(student, x_calib, q.calibration)
-    qat_settings = TrainSettings(**{**settings.__dict__, "epochs": q.qat_epochs})
+    qat_settings = replace(settings, epochs=q.qat_epochs)
     ckpt = work / "checkpoints"
     qs, res = qat_distill(student, data, x_calib, x_val, y_val, objective, qat_settings, method=q.calibration,
                           lr_scale=q.qat_lr_scale, checkpoint=ckpt / "student_qat.pt",

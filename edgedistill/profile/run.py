@@ -37,7 +37,8 @@ def model_format(path: Path) -> str:
     raise ModelLoadError(f"{path} is neither an ONNX (.onnx) nor a TFLite (.tflite) model.")
 
 
-def _tflite_facts(path: Path) -> tuple[list[str], int, str]:
+def tflite_facts(path: Path) -> tuple[list[str], int, str]:
+    """Operators in the file, the number of float32 tensors, and its precision ("int8" only if fully integer)."""
     from edgedistill.runtimes import LiteRTRunner
 
     r = LiteRTRunner(path, threads=1)
@@ -56,7 +57,7 @@ def profile_model(path: Path, target_name: str, runs: int = 100, warmup: int = 1
                                   f"{path.name} is {fmt}.")
     if fmt == "tflite":
         cost = tflite_cost(path)
-        ops, floats, precision = _tflite_facts(path)
+        ops, floats, precision = tflite_facts(path)
     else:
         from edgedistill.profile.cost_onnx import onnx_cost
 

@@ -51,10 +51,10 @@ def target_section(artifacts, target: TargetProfile, host_ms: float | None) -> d
         return {"name": target.name, "kind": target.kind}
     cost = tflite_cost(art.path)
     est = estimate_latency(cost, target, "int8")
-    from edgedistill.profile.run import _tflite_facts
+    from edgedistill.profile.run import tflite_facts
     from edgedistill.profile.tflm_arena import tflm_arena
 
-    ops, floats, _ = _tflite_facts(art.path)
+    ops, floats, _ = tflite_facts(art.path)
     ram = tflm_arena(art.path).total_bytes if target.runtime == "tflm" else cost.peak_activation_bytes
     checks = fit_checks(cost, art.bytes, ram, ops, floats, target)
     return {"name": target.name, "kind": target.kind, "estimate_ms": est.total_ms, "estimate_model": est.model,
