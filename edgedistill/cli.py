@@ -347,18 +347,23 @@ def targets_show(name):
 
 @main.command("list")
 @click.argument("what", required=False,
-                type=click.Choice(["losses", "students", "datasets", "teachers", "ensembles", "optimizers"]))
+                type=click.Choice(["losses", "students", "datasets", "teachers", "ensembles", "optimizers",
+                                   "calibration", "exporters", "runtimes"]))
 def list_(what):
     """Show what is registered (losses, student families, built-in data sets, teacher formats ...)."""
     from edgedistill.data import BUILTIN_DATASETS
     from edgedistill.distill.losses import SOFT_LOSSES
     from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
+    from edgedistill.export.registry import EXPORTERS
+    from edgedistill.quantize.ranges import RANGE_METHODS
+    from edgedistill.runtimes import RUNTIMES
     from edgedistill.students import STUDENT_FAMILIES
     from edgedistill.teachers import ENSEMBLE_METHODS, TEACHER_FORMATS
 
     sections = {
         "losses": SOFT_LOSSES, "students": STUDENT_FAMILIES, "datasets": BUILTIN_DATASETS,
         "teachers": TEACHER_FORMATS, "ensembles": ENSEMBLE_METHODS, "optimizers": OPTIMIZERS,
+        "calibration": RANGE_METHODS, "exporters": EXPORTERS, "runtimes": RUNTIMES,
     }
     for name, reg in sections.items():
         if what and name != what:
