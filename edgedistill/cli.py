@@ -280,6 +280,34 @@ def profile_cmd(model, target, runs, warmup, json_out):
         write_json(Path(json_out), rep)
 
 
+@main.command("search")
+@click.option("--target", default="android", show_default=True, help="Target whose flash / RAM limits apply.")
+@click.option("--budget", "budget_text", help="Tighten the limits: flash=64KiB,ram=128KiB,macs=2M.")
+@click.option("--data", default="builtin:fashion-mnist", show_default=True, help="Data (only its shape is used).")
+@click.option("--family", "families", multiple=True, help="Restrict to these student families (repeatable).")
+@click.option("--all", "show_all", is_flag=True, help="List every candidate, not only the ten largest that fit.")
+@_user_errors
+def search_cmd(target, budget_text, data, families, show_all):
+    """Cost every candidate student for the data's shape and choose the largest that fits the budget (no training).
+    An infeasible budget fails here, naming the limit and the smallest budget that would work."""
+    from edgedistill.budget import Budget
+    from edgedistill.data import kind_of, read_dataset
+    from edgedistill.students.search import search
+    from edgedistill.targets import load_target
+
+    raw = read_dataset(data)
+    budget = Budget.from_target(load_target(target)).tighten(Budget.parse(budget_text or ""))
+    num_classes = int(raw.train.y.max()) + 1 if raw.train.y is not None else 2
+    res = search(kind_of(raw.train.x), tuple(raw.train.x.shape[1:]), num_classes, budget, list(families) or None)
+    rows = res.candidates if show_all else sorted((c for c in res.candidates if c.fits), key=lambda c: -c.params)[:10]
+    click.echo(f"{len(res.candidates)} candidates, {sum(c.fits for c in res.candidates)} fit "
+               f"(flash <= {budget.flash_bytes}, RAM <= {budget.ram_bytes}, MACs <= {budget.macs}); rule: {res.rule}")
+    click.echo(f"{'student':<28}{'params':>9}{'MACs':>12}{'file B':>10}{'arena B':>10}  fits")
+    for c in rows:
+        mark = "<- chosen" if c is res.chosen else ("yes" if c.fits else "no: " + ",".join(c.violations))
+        click.echo(f"{c.arch.describe():<28}{c.params:>9,}{c.macs:>12,}{c.file_bytes:>10,}{c.arena_bytes:>10,}  {mark}")
+
+
 @main.command("gate")
 @click.argument("report", type=click.Path(dir_okay=False))
 @click.option("--budget", "budget_text", help="Tighten the target's limits, e.g. flash=64KiB,ram=128KiB,latency=5ms,"

@@ -1,0 +1,68 @@
+"""Budgeted search: the chosen student fits its budget when measured on the exported file; infeasible budgets
+fail before any training, naming the limit."""
+
+import pytest
+import torch
+
+from edgedistill.budget import Budget
+from edgedistill.data import Normalizer
+from edgedistill.export.tflite_export import export_tflite_int8
+from edgedistill.profile.cost import tflite_cost
+from edgedistill.profile.tflm_arena import tflm_arena
+from edgedistill.quantize import calibrate, to_quant_student
+from edgedistill.students import build_student
+from edgedistill.students.search import InfeasibleBudgetError, candidate_cost, search
+
+
+@pytest.mark.parametrize("flash", [24 * 1024, 48 * 1024])
+def test_chosen_student_fits_when_measured_on_the_exported_file(tmp_path, flash):
+    budget = Budget(flash_bytes=flash, ram_bytes=16 * 1024)
+    res = search("image", (1, 8, 8), 10, budget)
+    c = res.chosen
+    assert c.fits and len(res.candidates) > 20
+    torch.manual_seed(0)
+    model = build_student(c.arch, (1, 8, 8), 10, Normalizer([0.3], [0.4], "channel")).eval()
+    path = tmp_path / "chosen.tflite"
+    export_tflite_int8(calibrate(to_quant_student(model), torch.rand(32, 1, 8, 8)), (1, 8, 8), path)
+    cost = tflite_cost(path)
+    assert path.stat().st_size <= flash  # the real file, not the estimate
+    assert tflm_arena(path).activation_bytes <= budget.ram_bytes
+    assert cost.macs == c.macs and cost.peak_activation_bytes == c.arena_bytes
+    assert 0 <= c.file_bytes - path.stat().st_size <= 1024  # conservative, and close
+    # Largest capacity that fits: no fitting candidate has more parameters.
+    assert all(o.params <= c.params for o in res.candidates if o.fits)
+
+
+def test_a_bigger_budget_never_picks_a_smaller_student():
+    small = search("image", (1, 8, 8), 10, Budget(flash_bytes=20_000)).chosen
+    big = search("image", (1, 8, 8), 10, Budget(flash_bytes=80_000)).chosen
+    assert big.params >= small.params
+
+
+def test_infeasible_budget_names_the_limit_and_the_smallest_budget():
+    with pytest.raises(InfeasibleBudgetError) as info:
+        search("image", (1, 28, 28), 10, Budget(flash_bytes=2_000))
+    msg = str(info.value)
+    assert "flash" in msg and "smallest" in msg and "B" in msg
+
+
+def test_cost_of_a_candidate_is_consistent():
+    from edgedistill.students import StudentArch
+
+    a = candidate_cost(StudentArch("cnn", 8, 3), (1, 28, 28), 10)
+    b = candidate_cost(StudentArch("cnn", 16, 3), (1, 28, 28), 10)
+    assert b.params > a.params and b.macs > a.macs and b.weight_bytes > a.weight_bytes
+
+
+def test_search_cli():
+    from click.testing import CliRunner
+
+    from edgedistill.cli import main
+
+    r = CliRunner().invoke(main, ["search", "--data", "builtin:digits", "--target", "cortex-m4", "--budget", "flash=40KiB"])
+    assert r.exit_code == 0, r.output
+    assert "<- chosen" in r.output and "rule: most parameters" in r.output
+    r = CliRunner().invoke(main, ["search", "--data", "builtin:digits", "--target", "cortex-m4", "--budget", "flash=1KB"])
+    assert r.exit_code == 1 and r.output.startswith("error: No student fits") and "flash" in r.output
+    r = CliRunner().invoke(main, ["search", "--data", "builtin:digits", "--budget", "flash=lots"])
+    assert r.exit_code == 1 and "not a number" in r.output
