@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 
 import click
@@ -278,6 +279,59 @@ def profile_cmd(model, target, runs, warmup, json_out):
         click.echo(f"  fit {f['check']:<9} {'ok' if f['passed'] else 'EXCEEDS'}  value {f['value']}  limit {f['limit']}")
     if json_out:
         write_json(Path(json_out), rep)
+
+
+@main.command("build")
+@click.option("--target", default="android", show_default=True, help="Target profile (edgedistill targets list).")
+@click.option("--budget", "budget_text", help="Tighten the target's limits: flash=64KiB,ram=128KiB,latency=5ms,"
+              "macs=2M,accuracy=90%,drop=1.0.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON config; flags override it.")
+@click.option("--data", help="Training data (as for distill). [default: builtin:fashion-mnist]")
+@click.option("--teacher", "teachers", multiple=True, help="Teacher model(s), as for distill. [default: built-in]")
+@click.option("--teacher-factory", help="'package.module:function' for weights-only teacher files.")
+@click.option("--family", help="Restrict the search to one student family. [default: by the data's shape]")
+@click.option("--epochs", type=int, help="Float distillation epochs. [default: 5]")
+@click.option("--qat-epochs", type=int, help="QAT epochs. [default: 2]")
+@click.option("--seed", type=int, help="[default: 0]")
+@click.option("--out", type=click.Path(file_okay=False), help="Build directory. [default: runs/build-TARGET]")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@_user_errors
+def build_cmd(target, budget_text, config_file, data, teachers, teacher_factory, family, epochs, qat_epochs, seed,
+              out, quiet):
+    """Build a deployable student for a target: search under the budget, distill (float, then QAT int8), export
+    ONNX and TFLite, prove parity on the real runtimes, profile, report, and gate. With no --data/--teacher it builds
+    the built-in Fashion-MNIST example. Re-running with nothing changed only re-checks; an interrupted build
+    resumes. Exit code: 0 when the gate passes, 1 otherwise."""
+    from edgedistill.build import build
+    from edgedistill.config import load_config
+
+    overrides = {
+        "data": {"source": data or ("builtin:fashion-mnist" if not config_file else None)},
+        "teachers": [{"path": t, **({"factory": teacher_factory} if teacher_factory else {})} for t in teachers] or None,
+        "student": {"family": family} if family else None,
+        "train": {"epochs": epochs or (5 if not config_file else None), "seed": seed},
+        "kd": {"tune_max_samples": 5000} if not config_file else None,
+        "quant": {"qat": True, "qat_epochs": qat_epochs or (2 if not config_file else None)},
+        "target": target,
+        "out": out or f"runs/build-{target}",
+    }
+    res = build(load_config(config_file, overrides), budget_text, show_progress=not quiet)
+    c = res.search.chosen
+    click.echo(f"student: {c.arch.describe()}, {c.params:,} params ({res.search.rule}); "
+               f"{'nothing changed: re-checked only' if res.reused else 'built'} -> {res.out_dir}")
+    rep = json.loads((res.out_dir / "report.json").read_text())
+    from edgedistill.report.render import headline
+
+    for k, v in headline(rep):
+        click.echo(f"  {k}: {v}")
+    click.echo(markdown_of(res.verdict))
+    sys.exit(0 if res.verdict.passed else 1)
+
+
+def markdown_of(verdict) -> str:
+    from edgedistill.gate import markdown
+
+    return markdown(verdict)
 
 
 @main.command("search")

@@ -62,6 +62,16 @@ def to_markdown(r: dict) -> str:
                             else "no ground truth here)"))
         for f in t.get("fit", []):
             lines.append(f"- {f['check']}: {f['value']} (limit {f['limit']}) — {'ok' if f['passed'] else 'EXCEEDS'}")
+    if r.get("search"):
+        s = r["search"]
+        fits = [c for c in s["candidates"] if c["fits"]]
+        lines += ["", "## Student search", "", f"Chosen: **{s['chosen']['arch']}** ({s['chosen']['params']:,} params) — "
+                  f"rule: {s['rule']}. {len(fits)} of {len(s['candidates'])} candidates fit.", "",
+                  "| candidate | params | MACs | file bytes | arena bytes | fits |", "|---|---:|---:|---:|---:|---|"]
+        for c in sorted(s["candidates"], key=lambda c: -c["params"]):
+            fit = "yes" if c["fits"] else "no: " + ", ".join(c["violations"])
+            lines.append(f"| {c['arch']} | {c['params']:,} | {c['macs']:,} | {c['file_bytes']:,} | "
+                         f"{c['arena_bytes']:,} | {fit} |")
     for w in r.get("warnings", []):
         lines += ["", f"> **Warning:** {w}"]
     return "\n".join(lines) + "\n"

@@ -7,9 +7,9 @@ the arena is the largest sum of int8 activations alive at once in the chain (the
 model), and the file size adds the flatbuffer overhead fitted on our exports (per layer and per channel). Tests check the chosen student against its
 exported .tflite file.
 
-Rule: among candidates that fit, the one with the most parameters (capacity), ties broken by fewer MACs. It is
-cheap, monotone in the budget, and needs no proxy training; its weakness (capacity is not accuracy) is stated in
-the report.
+Rule: among candidates that fit (every budget limit, and at most half the teacher's parameters in a build), the one
+with the most parameters (capacity), ties broken by fewer MACs. It is cheap, monotone in the budget, and needs no
+proxy training; its weakness (capacity is not accuracy) is stated in the report.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class SearchResult:
     chosen: Candidate
     candidates: list[Candidate] = field(default_factory=list)
     rule: str = "most parameters among the candidates that fit every limit (ties: fewer MACs)"
+    max_params: int | None = None
 
 
 def _aligned(n: int) -> int:
@@ -96,8 +97,10 @@ def candidate_cost(arch: StudentArch, input_shape: tuple[int, ...], num_classes:
     return Candidate(arch, weights + sum(m.bias.numel() for m in layers), int(macs), weight_bytes, file_bytes, peak)
 
 
-def _violations(c: Candidate, b: Budget) -> tuple[str, ...]:
+def _violations(c: Candidate, b: Budget, max_params: int | None = None) -> tuple[str, ...]:
     v = []
+    if max_params is not None and c.params > max_params:
+        v.append("params")
     if b.flash_bytes is not None and c.file_bytes > b.flash_bytes:
         v.append("flash")
     if b.ram_bytes is not None and c.arena_bytes > b.ram_bytes:
@@ -108,8 +111,10 @@ def _violations(c: Candidate, b: Budget) -> tuple[str, ...]:
 
 
 def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Budget,
-           families: list[str] | None = None) -> SearchResult:
-    """Cost every candidate of the data kind's families and choose one; infeasible budgets fail here."""
+           families: list[str] | None = None, max_params: int | None = None) -> SearchResult:
+    """Cost every candidate of the data kind's families and choose one; infeasible budgets fail here.
+    `max_params` caps the student's size (the build passes half the teacher's parameters: a student as large as
+    its teacher is not compression, however loose the device budget)."""
     fams = families or [DEFAULT_FAMILY[kind]] + (["dscnn"] if kind == "image" else [])
     cands = []
     for fam in fams:
@@ -117,7 +122,7 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
         for depth in DEPTHS:
             for width in WIDTHS:
                 c = candidate_cost(StudentArch(fam, width, depth), input_shape, num_classes)
-                cands.append(Candidate(**{**c.__dict__, "violations": _violations(c, budget)}))
+                cands.append(Candidate(**{**c.__dict__, "violations": _violations(c, budget, max_params)}))
     fitting = [c for c in cands if c.fits]
     if not fitting:
         smallest = min(cands, key=lambda c: (c.file_bytes, c.arena_bytes, c.macs))
@@ -127,4 +132,4 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
             f"candidates. The smallest, {smallest.arch.describe()}, needs flash {smallest.file_bytes:,} B, "
             f"RAM {smallest.arena_bytes:,} B and {smallest.macs:,} MACs; a budget of at least that would work.")
     chosen = max(fitting, key=lambda c: (c.params, -c.macs))
-    return SearchResult(chosen, cands)
+    return SearchResult(chosen, cands, max_params=max_params)

@@ -1,0 +1,96 @@
+"""`edgedistill build` end to end on digits: manifest, search in the report, gate, re-run reuse, fail-fast on an
+infeasible budget, and resume after SIGINT giving the same artifacts as an uninterrupted build."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from edgedistill.cli import main
+from edgedistill.teachers.base import file_digest
+
+ARGS = ["build", "--data", "builtin:digits", "--target", "cortex-m4", "--epochs", "3", "--qat-epochs", "1", "-q"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("build") / "b"
+    r = CliRunner().invoke(main, [*ARGS, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    return out, r.output
+
+
+def test_build_outputs(built):
+    out, output = built
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["inputs"]["data"]["source"] == "builtin:digits" and len(m["inputs"]["data"]["train_sha256"]) == 64
+    assert m["inputs"]["teachers"][0]["files"][0]["sha256"]
+    assert m["versions"]["torch"].startswith("2.13") and m["config"]["quant"]["qat"] is True
+    names = {a["path"] for a in m["artifacts"]}
+    assert {"student_int8.tflite", "student_int8.onnx", "student.safetensors", "metrics.json"} <= names
+    for a in m["artifacts"]:
+        assert file_digest(out / a["path"]) == a["sha256"]
+    rep = json.loads((out / "report.json").read_text())
+    s = rep["search"]
+    assert s["chosen"]["fits"] and len(s["candidates"]) > 20 and s["max_params"] > 0
+    assert all(c["params"] <= s["chosen"]["params"] for c in s["candidates"] if c["fits"])
+    assert "## Student search" in (out / "report.md").read_text()
+    assert (out / "gate.xml").exists() and "PASS" in (out / "gate.md").read_text() and "gate: PASS" in output
+
+
+def test_rerun_with_nothing_changed_only_rechecks(built):
+    out, _ = built
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix in (".tflite", ".safetensors")}
+    t0 = time.perf_counter()
+    r = CliRunner().invoke(main, [*ARGS, "--out", str(out)])
+    assert r.exit_code == 0 and "nothing changed: re-checked only" in r.output
+    assert time.perf_counter() - t0 < 15
+    after = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix in (".tflite", ".safetensors")}
+    assert before == after
+
+
+def test_gate_failure_is_the_exit_code(built):
+    out, _ = built
+    r = CliRunner().invoke(main, [*ARGS, "--out", str(out), "--budget", "accuracy=99.99%"])
+    assert r.exit_code == 1 and "**FAIL**" in r.output
+
+
+def test_infeasible_budget_fails_before_training(tmp_path):
+    out = tmp_path / "never"
+    r = CliRunner().invoke(main, [*ARGS, "--out", str(out), "--budget", "flash=2KB"])
+    assert r.exit_code == 1 and r.output.startswith("error: No student fits") and "flash" in r.output
+    assert not out.exists() and not (tmp_path / "never.partial").exists()
+
+
+def test_bad_budget_string(tmp_path):
+    r = CliRunner().invoke(main, [*ARGS, "--out", str(tmp_path / "x"), "--budget", "flash=3 furlongs"])
+    assert r.exit_code == 1 and "Unknown unit" in r.output
+
+
+@pytest.mark.slow
+def test_sigint_then_resume_gives_the_same_artifacts(tmp_path, built):
+    out = tmp_path / "b"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "edgedistill", *ARGS, "--epochs", "3", "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    ckpt = tmp_path / "b.partial" / "checkpoints" / "student.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert ckpt.exists(), "the build never wrote a training checkpoint"
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 130 and "interrupted" in output
+    assert not (out / "manifest.json").exists()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["student"]["resumed_from_epoch"] >= 1
+    reference, _ = built  # the uninterrupted build with the same seed and settings
+    for name in ("student.safetensors", "student_int8.tflite", "student_int8.onnx"):
+        assert file_digest(out / name) == file_digest(reference / name), name
