@@ -22,8 +22,7 @@ data:
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) sh -c 'apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist'; }
 
 demo: install data
-	$(VENV)/bin/edgedistill distill --config calibration/fashion-mnist.toml --epochs 5 --qat-epochs 2 \
-	  --target android --out runs/demo --overwrite
+	$(VENV)/bin/edgedistill build --target android --out runs/demo
 
 test: install
 	$(PY) -m pytest
