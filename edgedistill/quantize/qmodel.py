@@ -154,6 +154,7 @@ def to_quant_student(model: nn.Module) -> QuantStudent:
     input_q = ActQuant()
     current = input_q
     stages: list[nn.Module] = []
+    pending_norm: Normalize | None = None  # per-feature normalisation, folded into the next Linear
     i = 0
     while i < len(leaves):
         leaf, m = leaves[i], leaves[i].module
@@ -162,8 +163,12 @@ def to_quant_student(model: nn.Module) -> QuantStudent:
             c = m.mean.shape[1]
             dims = m.mean.dim() - 2
             if dims == 0:
-                raise UnsupportedOpError(
-                    f"Layer {leaf.name!r}: per-feature normalisation of vectors is not supported in int8 export yet.")
+                if not isinstance(nxt(1), nn.Linear):
+                    raise UnsupportedOpError(f"Layer {leaf.name!r}: per-feature normalisation must be followed by a "
+                                             "Linear layer to be folded into it for int8 export.")
+                pending_norm = m  # exact: W' = W·diag(1/σ), b' = b − W·(μ/σ)
+                i += 1
+                continue
             w = m.inv_std.reshape(c, 1, *([1] * dims))
             b = (-m.mean * m.inv_std).reshape(c)
             layer = QLayer(w, b, False, "conv2d" if dims == 2 else "conv1d", groups=c, name=leaf.name)
@@ -173,6 +178,11 @@ def to_quant_student(model: nn.Module) -> QuantStudent:
                 raise UnsupportedOpError(f"Layer {leaf.name!r} ({type(m).__name__}): dilation / non-zero padding mode "
                                          "is not supported in int8 export.")
             w, b = m.weight.detach(), None if m.bias is None else m.bias.detach()
+            if pending_norm is not None:
+                inv, mean = pending_norm.inv_std.reshape(-1), pending_norm.mean.reshape(-1)
+                b = (torch.zeros(w.shape[0]) if b is None else b) - w @ (mean * inv)
+                w = w * inv.reshape(1, -1)
+                pending_norm = None
             step = 1
             if isinstance(nxt(1), nn.modules.batchnorm._BatchNorm):
                 w, b = _fold_bn(w, b, nxt(1))

@@ -137,3 +137,24 @@ def test_signal_student_exports_with_parity(tmp_path):
             assert r.top1_agreement >= 99.0 and r.passed, r
     ops = LiteRTRunner(tmp_path / "student_int8.tflite").op_names()
     assert ops.count("TRANSPOSE") <= 2 and ops.count("CONV_2D") == 3  # layout changes only at the ends
+
+
+def test_feature_vector_mlp_exports_with_parity(tmp_path):
+    """N×F feature vectors (mlp family): the per-feature normalisation folds into the first Linear, exactly."""
+    from edgedistill.data import Normalizer
+    from edgedistill.quantize import calibrate, to_quant_student
+
+    torch.manual_seed(0)
+    x = torch.randn(300, 12) * torch.linspace(0.1, 50, 12) + torch.linspace(-5, 5, 12)  # wildly different scales
+    norm = Normalizer(x.mean(0).tolist(), x.std(0).tolist(), "feature")
+    m = build_student(StudentArch("mlp", 8, 3), (12,), 4, norm).eval()
+    q = to_quant_student(m)
+    with torch.no_grad():
+        torch.testing.assert_close(q(x), m(x), atol=1e-4, rtol=1e-4)  # float mode: the fold is exact
+    calibrate(q, x)
+    arts = export_all(m, q, (12,), 4, tmp_path, ["onnx", "tflite"], True)
+    ref_q = predict_logits(q, x).numpy()
+    rows = check_parity(arts, predict_logits(m, x).numpy(), ref_q, x.numpy(), ref_q.argmax(1), 0.3, 100)
+    for r in rows:
+        if r.checked:
+            assert r.top1_agreement >= 99.0 and r.passed, r
