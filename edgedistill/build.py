@@ -50,15 +50,16 @@ def _versions() -> dict:
     return out
 
 
-def _inputs(config: DistillConfig) -> dict:
-    raw = read_dataset(config.data.source)
+def _load_teachers(config: DistillConfig) -> list:
+    return [load_teacher(TeacherSpec(t.path, t.format, t.factory, t.factory_kwargs, t.allow_pickle))
+            for t in config.teachers]
+
+
+def _inputs(config: DistillConfig, raw, teachers: list) -> dict:
     data = {"source": config.data.source, "train_sha256": array_digest(raw.train.x)}
-    teachers = []
-    for t in config.teachers:
-        teacher = load_teacher(TeacherSpec(t.path, t.format, t.factory, t.factory_kwargs, t.allow_pickle))
-        teachers.append({"path": t.path, "files": [{"path": str(f), "sha256": d}
-                                                   for f, d in zip(teacher.files, teacher.digests())]})
-    return {"data": data, "teachers": teachers}
+    return {"data": data, "teachers": [
+        {"path": t.path, "files": [{"path": str(f), "sha256": d} for f, d in zip(teacher.files, teacher.digests())]}
+        for t, teacher in zip(config.teachers, teachers)]}
 
 
 def _input_hash(config: DistillConfig, inputs: dict, budget: Budget) -> str:
@@ -75,22 +76,17 @@ def _artifacts_verify(out: Path, manifest: dict) -> bool:
     return bool(manifest.get("artifacts"))
 
 
-def _teacher_params(config: DistillConfig) -> int:
+def _teacher_params(teachers: list) -> int:
     """Parameters of the (largest) teacher; for runtime formats, estimated from the file size (4 bytes each)."""
-    sizes = []
-    for t in config.teachers:
-        teacher = load_teacher(TeacherSpec(t.path, t.format, t.factory, t.factory_kwargs, t.allow_pickle))
-        sizes.append(teacher.num_params() or sum(f.stat().st_size for f in teacher.files) // 4)
-    return max(sizes)
+    return max(t.num_params() or sum(f.stat().st_size for f in t.files) // 4 for t in teachers)
 
 
-def _search(config: DistillConfig, budget: Budget) -> SearchResult:
-    raw = read_dataset(config.data.source)
+def _search(config: DistillConfig, budget: Budget, raw, teachers: list) -> SearchResult:
     splits = make_splits(raw, val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
                          seed=config.data.seed)
     fams = None if config.student.family == "auto" else [config.student.family]
     return search(kind_of(raw.train.x), splits.input_shape, splits.num_classes, budget, fams,
-                  max_params=_teacher_params(config) // 2)
+                  max_params=_teacher_params(teachers) // 2)
 
 
 def build(config: DistillConfig, budget_text: str | None = None, *, show_progress: bool = True) -> BuildResult:
@@ -98,13 +94,15 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
 
     target = load_target(config.target)
     budget = Budget.from_target(target).tighten(Budget.parse(budget_text or ""))
-    found = _search(config, budget)  # an infeasible budget fails here, before any training
+    raw = read_dataset(config.data.source)
+    teachers = _load_teachers(config)
+    found = _search(config, budget, raw, teachers)  # an infeasible budget fails here, before any training
     arch = found.chosen.arch
     config = config.model_copy(update={
         "student": config.student.model_copy(update={"family": arch.family, "width": arch.width, "depth": arch.depth}),
         "quant": config.quant.model_copy(update={"qat": True})})
     out = Path(config.out)
-    inputs = _inputs(config)
+    inputs = _inputs(config, raw, teachers)
     key = _input_hash(config, inputs, budget)
     manifest_path = out / MANIFEST
     reused = False

@@ -324,14 +324,10 @@ def build_cmd(target, budget_text, config_file, data, teachers, teacher_factory,
 
     for k, v in headline(rep):
         click.echo(f"  {k}: {v}")
-    click.echo(markdown_of(res.verdict))
-    sys.exit(0 if res.verdict.passed else 1)
-
-
-def markdown_of(verdict) -> str:
     from edgedistill.gate import markdown
 
-    return markdown(verdict)
+    click.echo(markdown(res.verdict))
+    sys.exit(0 if res.verdict.passed else 1)
 
 
 @main.command("search")

@@ -35,13 +35,14 @@ def _static_qdq_config():
     return qc
 
 
-def _convert(module: nn.Module, sample: torch.Tensor, path: Path, quant_config=None) -> None:
+def _convert(module: nn.Module, sample: torch.Tensor, path: Path, quant_config=None) -> tuple[int, str]:
+    """Convert and write atomically; returns the file's size and sha256."""
     litert_torch = require("litert_torch")
     logging.getLogger("litert_torch").setLevel(logging.ERROR)
     tmp = path.with_name(path.name + ".tmp")
     with contextlib.redirect_stdout(io.StringIO()):
         litert_torch.convert(module.eval(), (sample,), quant_config=quant_config).export(str(tmp))
-    finish(tmp, path)
+    return finish(tmp, path)
 
 
 def _io(path: Path) -> tuple[TensorSpec, TensorSpec]:
@@ -56,20 +57,16 @@ def _io(path: Path) -> tuple[TensorSpec, TensorSpec]:
 
 
 def export_tflite_float(model: nn.Module, input_shape: tuple[int, ...], path: Path, name: str = "float") -> Artifact:
-    _convert(copy.deepcopy(model), torch.zeros(1, *input_shape), path)
+    size, digest = _convert(copy.deepcopy(model), torch.zeros(1, *input_shape), path)
     i, o = _io(path)
-    from edgedistill.teachers.base import file_digest
-
-    return Artifact(name, "tflite", "float32", path, path.stat().st_size, file_digest(path), i, o)
+    return Artifact(name, "tflite", "float32", path, size, digest, i, o)
 
 
 def export_tflite_int8(qmodel: QuantStudent, input_shape: tuple[int, ...], path: Path, name: str = "int8") -> Artifact:
     m = copy.deepcopy(qmodel)
     m.set_mode("export")
-    _convert(m, torch.zeros(1, *input_shape), path, _static_qdq_config())
+    size, digest = _convert(m, torch.zeros(1, *input_shape), path, _static_qdq_config())
     i, o = _io(path)
     if i.dtype != "int8" or o.dtype != "int8":
         raise RuntimeError(f"TFLite int8 export produced {i.dtype} input / {o.dtype} output, expected int8")
-    from edgedistill.teachers.base import file_digest
-
-    return Artifact(name, "tflite", "int8", path, path.stat().st_size, file_digest(path), i, o)
+    return Artifact(name, "tflite", "int8", path, size, digest, i, o)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -52,8 +53,6 @@ class LogitCache:
     def get(self, teacher: Teacher, x: np.ndarray, input_tag: str = "raw",
             transform: Callable[[np.ndarray], np.ndarray] | None = None,
             progress: Callable[[int], None] | None = None) -> torch.Tensor:
-        import time
-
         path = self.directory / f"{self.key(teacher, x, input_tag)}.npy" if self.enabled else None
         if path is not None and path.exists():
             try:
