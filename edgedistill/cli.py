@@ -45,6 +45,25 @@ def _parse_student(value: str | None) -> dict | None:
     return out
 
 
+def _parse_augment(value: str | None) -> dict | None:
+    """'shift=2,hflip,mixup=0.2' -> {"shift": 2, "hflip": True, "mixup": 0.2}; 'none' -> everything off."""
+    if value is None:
+        return None
+    out: dict = {"shift": 0, "hflip": False, "mixup": 0.0}
+    if value.strip().lower() in ("", "none", "off"):
+        return out
+    for part in value.split(","):
+        key, _, val = part.strip().partition("=")
+        if key not in out:
+            raise click.BadParameter(f"unknown augmentation {key!r}; use shift=N, hflip, mixup=A", param_hint="--augment")
+        try:
+            out[key] = True if key == "hflip" and not val else type(out[key])(val) if key != "hflip" else \
+                val.lower() in ("1", "true", "yes", "on")
+        except ValueError:
+            raise click.BadParameter(f"{part!r}: {key} takes a number", param_hint="--augment") from None
+    return out
+
+
 def _float_or_auto(value: str | None):
     if value is None or value == "auto":
         return value
@@ -85,7 +104,12 @@ def main() -> None:
               help="Combine several teachers by mean of probabilities or of log-probabilities. [default: arithmetic]")
 @click.option("--student", help="Student family and knobs, e.g. cnn, dscnn:width=8, mlp:width=32,depth=2. "
               "[default: chosen from the data's shape, width 16, depth 3]")
-@click.option("--loss", type=click.Choice(["kd", "mse"]), help="Soft loss: Hinton KD or logit MSE. [default: kd]")
+@click.option("--loss", type=click.Choice(["kd", "dkd", "kd-std", "mse", "auto"]),
+              help="Soft loss: Hinton KD, decoupled KD, KD on standardized logits, logit MSE, or auto (picked with T "
+              "and alpha on the validation split). [default: kd]")
+@click.option("--augment", "augment_text", help="Batch augmentation, e.g. shift=2,hflip,mixup=0.2. With a teacher, "
+              "the teacher then runs on every augmented batch (function matching); the twin sees the same batches. "
+              "[default: none]")
 @click.option("--temperature", "-T", help="Softmax temperature, or 'auto' (searched on validation). [default: auto]")
 @click.option("--alpha", help="Weight of the soft loss against hard labels (0..1), or 'auto'. [default: auto]")
 @click.option("--tune-epochs", type=int, help="Epochs per auto-tuning trial. [default: epochs // 3]")
@@ -116,7 +140,7 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_user_errors
 def distill(config_file, data, transfer, max_train, teachers, teacher_factory, teacher_format, teacher_input,
-            teacher_allow_pickle, ensemble, student, loss, temperature, alpha, tune_epochs, epochs, batch_size, lr,
+            teacher_allow_pickle, ensemble, student, loss, augment_text, temperature, alpha, tune_epochs, epochs, batch_size, lr,
             optimizer, schedule, weight_decay, seed, threads, qat, qat_epochs, calibration, calibration_size, formats,
             int8_tolerance, target, no_baseline, cache_dir, out, overwrite, quiet):
     """Distill a teacher (or an ensemble) into a small student, and train its no-teacher twin for comparison.
@@ -139,6 +163,7 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
         "teachers": teacher_cfgs,
         "ensemble": ensemble,
         "student": _parse_student(student),
+        "augment": _parse_augment(augment_text),
         "kd": {"loss": loss, "temperature": _float_or_auto(temperature), "alpha": _float_or_auto(alpha),
                "tune_epochs": tune_epochs},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,

@@ -43,12 +43,36 @@ class StudentConfig(_Strict):
     depth: int = Field(3, ge=1, le=12)
 
 
+class AugmentConfig(_Strict):
+    """Training-batch augmentation. With a teacher, turning it on makes the teacher run on every augmented batch
+    (function matching) instead of reading cached per-sample logits; the no-teacher twin gets the same batches."""
+
+    shift: int = Field(0, ge=0, le=16, description="random translation by up to this many pixels / steps (0 = off)")
+    hflip: bool = Field(False, description="random left-right mirroring (only for mirror-invariant classes)")
+    mixup: float = Field(0.0, ge=0, le=10, description="mixup Beta(a, a) parameter (0 = off)")
+
+    def recipe(self):
+        from edgedistill.data.augment import Augment
+
+        return Augment(self.shift, self.hflip, self.mixup)
+
+
 class KDConfig(_Strict):
-    loss: str = Field("kd", description="soft loss: kd (Hinton) or mse (logit matching)")
+    loss: str = Field("kd", description="soft loss: kd (Hinton), dkd (decoupled), kd-std (standardized logits), "
+                                        "mse (logit matching), or auto (chosen with T and alpha on validation)")
     temperature: Union[float, Auto] = "auto"
     alpha: Union[float, Auto] = "auto"
     tune_epochs: int | None = Field(None, ge=1, description="epochs per auto-tuning trial (default: epochs // 3)")
     tune_max_samples: int = Field(10000, ge=100, description="transfer samples used by each tuning trial")
+
+    @field_validator("loss")
+    @classmethod
+    def _loss(cls, v):
+        from edgedistill.distill.losses import SOFT_LOSSES
+
+        if v != "auto" and v not in SOFT_LOSSES.names():
+            raise ValueError(f"unknown loss {v!r}; choose from {', '.join(SOFT_LOSSES.names())} or auto")
+        return v
 
     @field_validator("temperature")
     @classmethod
@@ -95,6 +119,7 @@ class DistillConfig(_Strict):
     teachers: list[TeacherConfig] = Field(default_factory=list)
     ensemble: Literal["arithmetic", "geometric"] = "arithmetic"
     student: StudentConfig = StudentConfig()
+    augment: AugmentConfig = AugmentConfig()
     kd: KDConfig = KDConfig()
     train: TrainConfig = TrainConfig()
     quant: QuantConfig = QuantConfig()

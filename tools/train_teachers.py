@@ -2,6 +2,10 @@
 
     python tools/train_teachers.py fashion --epochs 15      # ~25 min on 2 cores
     python tools/train_teachers.py digits --epochs 60       # ~30 s
+    # a warm restart of a trained teacher (cosine from a lower rate), and a second ensemble member:
+    python tools/train_teachers.py fashion --init edgedistill/zoo/fashion_cnn.safetensors --epochs 6 --lr 1e-3 \
+        --schedule cosine
+    python tools/train_teachers.py fashion --seed 1 --width 24 --epochs 12 --name fashion_cnn_s1
 
 The teacher sees the whole training split (never the test split); its test accuracy goes into the JSON log.
 """
@@ -47,10 +51,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--name", default=None, help="output stem (default: <recipe>_cnn)")
+    ap.add_argument("--init", default=None, help="start from these weights (safetensors; its JSON log is kept)")
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
+    ap.add_argument("--schedule", choices=["onecycle", "cosine"], default="onecycle")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     source, factory, pad, flip, batch, lr = RECIPES[args.recipe]
     torch.manual_seed(args.seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    lr = args.lr or lr
     raw = read_dataset(source)
     if raw.test is not None:
         train, test = raw.train, raw.test
@@ -60,9 +69,24 @@ def main() -> None:
         test, train = raw.train.take(perm[:n_test]), raw.train.take(perm[n_test:])
     x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
     model = factory(args.width)
+    init = None
+    if args.init:
+        from safetensors.torch import load_file
+
+        from edgedistill.teachers.base import file_digest
+
+        model.load_state_dict(load_file(args.init))
+        log_path = Path(args.init).with_suffix(".json")
+        init = {"path": args.init, "sha256": file_digest(Path(args.init)),
+                "log": json.loads(log_path.read_text()) if log_path.is_file() else None,
+                "test_acc": evaluate(model, test.x, test.y)}
+        print(f"initialised from {args.init}: test accuracy {init['test_acc']:.2f}%", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     steps = args.epochs * ((len(x) + batch - 1) // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    if args.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     gen = torch.Generator().manual_seed(args.seed)
     log, t0 = [], time.time()
     for epoch in range(args.epochs):
@@ -87,9 +111,11 @@ def main() -> None:
     meta = {
         "recipe": args.recipe, "factory": factory.__name__, "width": args.width, "seed": args.seed,
         "epochs": args.epochs, "params": count_params(model), "test_acc": log[-1]["test_acc"],
-        "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__, "history": log,
+        "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__, "history": log, "init": init,
+        "lr": lr, "schedule": args.schedule,
         "command": f"python tools/train_teachers.py {args.recipe} --epochs {args.epochs} --seed {args.seed} "
-        f"--width {args.width}" + (f" --name {args.name}" if args.name else ""),
+        f"--width {args.width} --lr {lr} --schedule {args.schedule}" + (f" --name {args.name}" if args.name else "")
+        + (f" --init {args.init}" if args.init else ""),
     }
     (ZOO / f"{stem}.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"saved {stem}: test accuracy {meta['test_acc']:.2f}% in {meta['train_seconds']} s")

@@ -1,9 +1,76 @@
-"""Batch augmentations on tensors, driven by an explicit torch.Generator so runs are reproducible."""
+"""Batch augmentations on tensors, driven by an explicit torch.Generator so runs are reproducible.
+
+`Augment` is the recipe the trainer applies to every training batch. The student, its no-teacher twin and the
+teacher (function matching: Beyer et al. 2022, "Knowledge distillation: A good teacher is patient and
+consistent", arXiv:2106.05237) all see the *identical* augmented tensor: the trainer draws it from a generator
+seeded by (seed, epoch) that nothing else consumes, so the stream does not depend on the loss being trained.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Mix:
+    """What mixup did to a batch: sample i became lam · x_i + (1 − lam) · x_perm[i]."""
+
+    perm: torch.Tensor
+    lam: float
+
+    def soft_labels(self, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+        one_hot = F.one_hot(y, num_classes).float()
+        return self.lam * one_hot + (1.0 - self.lam) * one_hot[self.perm]
+
+
+@dataclass(frozen=True)
+class Augment:
+    """shift: random translation by up to this many pixels (images) or steps (signals), zero fill;
+    hflip: mirror images left-right with probability 1/2 (only where the classes are mirror-invariant);
+    mixup: Beta(mixup, mixup) mixing of a batch with a shuffled copy of itself (Zhang et al. 2018), 0 = off."""
+
+    shift: int = 0
+    hflip: bool = False
+    mixup: float = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.shift > 0 or self.hflip or self.mixup > 0
+
+    def describe(self) -> str:
+        parts = [f"shift ±{self.shift}"] * (self.shift > 0) + ["h-flip"] * self.hflip + \
+            [f"mixup α={self.mixup:g}"] * (self.mixup > 0)
+        return ", ".join(parts) or "none"
+
+    def check(self, ndim: int) -> str | None:
+        """Why this recipe cannot apply to samples of `ndim` dimensions (N excluded), or None."""
+        if self.hflip and ndim != 3:
+            return "hflip needs images (C×H×W samples)"
+        if self.shift > 0 and ndim not in (2, 3):
+            return "shift needs images (C×H×W) or signals (C×L)"
+        return None
+
+    def apply(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, Mix | None]:
+        if self.shift > 0:
+            x = random_shift(x, self.shift, gen) if x.dim() == 4 else random_shift_1d(x, self.shift, gen)
+        if self.hflip:
+            x = random_hflip(x, gen)
+        mix = None
+        if self.mixup > 0:
+            lam = _beta(self.mixup, gen)
+            perm = torch.randperm(x.shape[0], generator=gen)
+            x = lam * x + (1.0 - lam) * x[perm]
+            mix = Mix(perm, lam)
+        return x, mix
+
+
+def _beta(a: float, gen: torch.Generator) -> float:
+    """One Beta(a, a) draw from `gen` (torch.distributions cannot take a generator): X/(X+Y), X, Y ~ Gamma(a)."""
+    g = torch._standard_gamma(torch.full((2,), float(a)), generator=gen)
+    return float(g[0] / g.sum().clamp_min(1e-12))
 
 
 def random_shift(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
@@ -17,6 +84,15 @@ def random_shift(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tenso
     rows = (dy.view(n, 1, 1, 1) + torch.arange(h).view(1, 1, h, 1)).expand(n, c, h, w + 2 * pad)
     cols = (dx.view(n, 1, 1, 1) + torch.arange(w).view(1, 1, 1, w)).expand(n, c, h, w)
     return padded.gather(2, rows).gather(3, cols)
+
+
+def random_shift_1d(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Shift each N×C×L signal by up to `pad` steps either way (zero fill)."""
+    n, c, length = x.shape
+    padded = F.pad(x, (pad, pad))
+    d = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    cols = (d.view(n, 1, 1) + torch.arange(length).view(1, 1, length)).expand(n, c, length)
+    return padded.gather(2, cols)
 
 
 def random_hflip(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor:

@@ -1,7 +1,9 @@
-"""Response-based distillation losses. Each is a plain function of (student logits, teacher logits, T).
+"""Response-based distillation losses. Each is a plain function of (student logits, teacher logits, T, target)
+where target is the batch's class index per sample (or None: losses that need one use the teacher's argmax).
 
 They register by name so configs refer to them as strings (`loss = "kd"`); the trainer mixes the soft term with
 hard-label cross-entropy:   L = alpha · L_soft(s, t; T) + (1 - alpha) · CE(s, y).
+y may be class indices or, after mixup, a row-stochastic N×K matrix of soft labels.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ SOFT_LOSSES: Registry = Registry("distillation loss")
 
 
 @SOFT_LOSSES.register("kd", "Hinton soft targets: KL(softmax(t/T) ‖ softmax(s/T)) · T²")
-def hinton_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def hinton_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+              target: torch.Tensor | None = None) -> torch.Tensor:
     """Knowledge distillation with soft targets (Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a
     Neural Network", arXiv:1503.02531).
 
@@ -33,7 +36,8 @@ def hinton_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temper
 
 
 @SOFT_LOSSES.register("mse", "logit matching: mean squared error between logits (T is ignored)")
-def logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
+              target: torch.Tensor | None = None) -> torch.Tensor:
     """Logit matching (Ba & Caruana 2014, "Do Deep Nets Really Need to be Deep?", NeurIPS; Buciluǎ, Caruana &
     Niculescu-Mizil 2006, "Model Compression"):
 
@@ -44,8 +48,66 @@ def logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temper
     return F.mse_loss(student_logits, teacher_logits)
 
 
+DKD_ALPHA, DKD_BETA = 1.0, 8.0
+
+
+@SOFT_LOSSES.register("dkd", f"decoupled KD: {DKD_ALPHA:g}·TCKD + {DKD_BETA:g}·NCKD at temperature T (Zhao et al. 2022)")
+def decoupled_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+                 target: torch.Tensor | None = None) -> torch.Tensor:
+    """Decoupled knowledge distillation (Zhao, Cui, Song, Qiu & Liang 2022, "Decoupled Knowledge Distillation",
+    CVPR, arXiv:2203.08679). KD splits into a target-class term and a non-target term,
+
+        TCKD = KL([p_t, 1 − p_t] ‖ [q_t, 1 − q_t])            (binary: target class vs the rest)
+        NCKD = KL(p̂ ‖ q̂)   over the non-target classes, p̂ = softmax of the non-target logits / T
+
+    and classical KD = TCKD + (1 − p_t) · NCKD, which suppresses NCKD exactly where the teacher is confident. DKD
+    weighs them independently: L = T² · (a · TCKD + b · NCKD), a = 1, b = 8 (the paper's ImageNet/CIFAR setting; the
+    paper's 20-epoch linear warm-up of the loss is left out). `target` is the true class; without labels the
+    teacher's argmax stands in for it.
+    """
+    t = float(temperature)
+    tgt = teacher_logits.argmax(1) if target is None else target
+    tckd, nckd = dkd_parts(student_logits, teacher_logits, t, tgt)
+    return (DKD_ALPHA * tckd.mean() + DKD_BETA * nckd.mean()) * (t * t)
+
+
+def dkd_parts(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+              target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample (TCKD, NCKD) at temperature T, without the T² factor."""
+    t = float(temperature)
+    mask = F.one_hot(target, student_logits.shape[1]).bool()
+    p_s = F.softmax(student_logits / t, dim=1)
+    p_t = F.softmax(teacher_logits / t, dim=1)
+    b_s = torch.stack([(p_s * mask).sum(1), (p_s * ~mask).sum(1)], dim=1).clamp_min(1e-12)
+    b_t = torch.stack([(p_t * mask).sum(1), (p_t * ~mask).sum(1)], dim=1).clamp_min(1e-12)
+    tckd = (b_t * (b_t.log() - b_s.log())).sum(1)
+    big = 1000.0 * mask  # removes the target class from both softmaxes
+    log_q = F.log_softmax(student_logits / t - big, dim=1)
+    log_p = F.log_softmax(teacher_logits / t - big, dim=1)
+    nckd = (log_p.exp() * (log_p - log_q)).masked_fill(mask, 0.0).sum(1)
+    return tckd, nckd
+
+
+@SOFT_LOSSES.register("kd-std", "KD on standardized logits (z-scored per sample), T² scaled (Sun et al. 2024)")
+def standardized_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+                    target: torch.Tensor | None = None) -> torch.Tensor:
+    """Logit-standardized KD (Sun, Ren, Li, Wang & Cao 2024, "Logit Standardization in Knowledge Distillation",
+    CVPR, arXiv:2403.01427): Hinton KD after z-scoring each sample's logits,
+
+        z̃ = (z − mean(z)) / std(z),   L = T² · KL(softmax(t̃/T) ‖ softmax(s̃/T))
+
+    so a small student only has to match the teacher's logit *ranking and relative gaps*, not its logit scale (a
+    capacity-gap remedy: the student is free to be less confident than the teacher).
+    """
+    def z(v: torch.Tensor) -> torch.Tensor:
+        return (v - v.mean(1, keepdim=True)) / (v.std(1, keepdim=True) + 1e-7)
+
+    return hinton_kd(z(student_logits), z(teacher_logits), temperature)
+
+
 def hard_label_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against the ground-truth labels: (1/N) Σ_n −log softmax(s_n)[y_n]."""
+    """Cross-entropy against the ground-truth labels: (1/N) Σ_n −log softmax(s_n)[y_n]; for soft labels (mixup)
+    (1/N) Σ_n Σ_k −y_nk log softmax(s_n)_k."""
     return F.cross_entropy(student_logits, labels)
 
 
@@ -54,7 +116,8 @@ def distillation_objective(student_logits: torch.Tensor, teacher_logits: torch.T
     """alpha · soft + (1 − alpha) · hard. No teacher: hard labels only. No labels: soft term only (alpha = 1)."""
     if teacher_logits is None:
         return hard_label_ce(student_logits, labels)
-    soft = SOFT_LOSSES.get(loss)(student_logits, teacher_logits, temperature)
+    target = None if labels is None else (labels.argmax(1) if labels.dim() == 2 else labels)
+    soft = SOFT_LOSSES.get(loss)(student_logits, teacher_logits, temperature, target)
     if labels is None or alpha >= 1.0:
         return soft
     return alpha * soft + (1.0 - alpha) * hard_label_ce(student_logits, labels)

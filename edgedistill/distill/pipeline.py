@@ -20,12 +20,13 @@ import edgedistill
 from edgedistill.config import DistillConfig
 from edgedistill.data import DataSplits, Split, make_splits, read_dataset
 from edgedistill.distill.trainer import FitResult, Objective, TrainSet, TrainSettings, accuracy, fit, predict_logits
-from edgedistill.distill.tuning import tune, tuning_settings
+from edgedistill.distill.tuning import candidate_objectives, tune, tuning_settings
 from edgedistill.errors import ConfigError, DataError, EdgeDistillError
 from edgedistill.progress import bars
 from edgedistill.students import DEFAULT_FAMILY, StudentArch, build_student, count_params
 from edgedistill.students.checkpoint import StudentCheckpoint, save_student
 from edgedistill.teachers import LogitCache, Teacher, TeacherSpec, combine, load_teacher
+from edgedistill.teachers.stream import TeacherStream
 from edgedistill.util import write_json
 
 SCHEMA_VERSION = 1
@@ -64,6 +65,10 @@ def prepare(config: DistillConfig) -> Prepared:
                 for t in config.teachers]
     for spec, teacher in zip(config.teachers, teachers):
         check_teacher_fits(teacher, spec.input, splits)
+    why = config.augment.recipe().check(len(splits.input_shape))
+    if why:
+        raise ConfigError(f"Augmentation {config.augment.recipe().describe()} does not fit this data (samples of "
+                          f"shape {splits.input_shape}): {why}. Change or drop --augment.")
     family = DEFAULT_FAMILY[splits.kind] if config.student.family == "auto" else config.student.family
     arch = StudentArch(family, config.student.width, config.student.depth)
     student = build_student(arch, splits.input_shape, splits.num_classes, splits.normalizer)  # family vs data
@@ -112,6 +117,18 @@ def _teacher_members(teachers, specs, cache: LogitCache, x: np.ndarray, splits: 
     return torch.stack(parts)
 
 
+def _teacher_stream(teachers, specs, splits: DataSplits, cache: LogitCache) -> TeacherStream:
+    """The teachers run on each augmented batch (function matching); see edgedistill.teachers.stream."""
+    transforms = [splits.normalizer.apply if spec.input == "normalized" else None for spec in specs]
+
+    def members(xb: torch.Tensor) -> torch.Tensor:
+        x = xb.numpy()
+        return torch.stack([t.logits(f(x) if f else x) for t, f in zip(teachers, transforms)])
+
+    identity = "|".join(f"{t.identity()}|{spec.input}" for t, spec in zip(teachers, specs))
+    return TeacherStream(members, identity, cache.directory if cache.enabled else None)
+
+
 def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bool = True) -> DistillResult:
     t_start = time.perf_counter()
     out = Path(config.out)
@@ -128,7 +145,8 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
     x_tr, x_val, x_te = to_t(s.transfer.x), to_t(s.val.x), to_t(s.test.x)
     y_tr = to_t(s.transfer.y) if s.transfer.labeled else None
     y_val, y_te = to_t(s.val.y), to_t(s.test.y)
-    settings = TrainSettings(**config.train.model_dump(exclude={"threads"}))
+    settings = TrainSettings(**config.train.model_dump(exclude={"threads"}), augment=config.augment.recipe())
+    streaming = settings.augment.enabled
 
     def make_model() -> torch.nn.Module:
         torch.manual_seed(settings.seed)
@@ -136,21 +154,24 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
 
     with bars(show_progress) as ui:
         t0 = time.perf_counter()
-        total = len(prep.teachers) * (len(s.transfer) + len(s.test))
+        total = len(prep.teachers) * ((0 if streaming else len(s.transfer)) + len(s.test))
         upd = ui.task("teacher logits", total)
-        members_tr = _teacher_members(prep.teachers, config.teachers, cache, s.transfer.x, s, upd)
+        members_tr = None if streaming else _teacher_members(prep.teachers, config.teachers, cache, s.transfer.x, s,
+                                                             upd)
         members_te = _teacher_members(prep.teachers, config.teachers, cache, s.test.x, s, upd)
         timings["teacher_logits_s"] = time.perf_counter() - t0
-        data = TrainSet(x_tr, y_tr, members_tr, config.ensemble)
+        stream = _teacher_stream(prep.teachers, config.teachers, s, cache) if streaming else None
+        data = TrainSet(x_tr, y_tr, members_tr, config.ensemble, stream)
 
         tuning = None
         objective = _fixed_objective(config, y_tr is not None)
         if objective is None:
             t0 = time.perf_counter()
             tset = tuning_settings(settings, config.kd.tune_epochs)
-            n_trials = (4 if config.kd.temperature == "auto" and config.kd.loss == "kd" else 1) * (
-                2 if config.kd.alpha == "auto" and y_tr is not None else 1) + (y_tr is not None)
-            upd = ui.task(f"auto T/alpha ({n_trials} trials)", n_trials)
+            n_trials = len(candidate_objectives(config.kd.loss, config.kd.temperature, config.kd.alpha,
+                                                y_tr is not None)) + (y_tr is not None)
+            what = "loss/T/alpha" if config.kd.loss == "auto" else "T/alpha"
+            upd = ui.task(f"auto {what} ({n_trials} trials)", n_trials)
             tuning = tune(make_model, data, x_val, y_val, config.kd.loss, config.kd.temperature, config.kd.alpha,
                           tset, config.kd.tune_max_samples, on_trial=lambda tr: upd(1, val_acc=tr.val_acc))
             objective = tuning.chosen
@@ -179,6 +200,9 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
     if baseline is not None:
         save_student(work, baseline, ckpt, "baseline")
     teacher_acc = accuracy(combine(members_te, config.ensemble, 1.0), y_te)
+    if stream is not None:
+        timings.update(teacher_on_the_fly_s=stream.stats.seconds, teacher_batches_computed=stream.stats.computed,
+                       teacher_batches_reused=stream.stats.reused)
     metrics = _metrics(config, prep, members_te, y_te, teacher_acc, student, res_s, objective, baseline, res_b,
                        x_te, tuning, cache, timings)
     metrics["int8"] = None if int8 is None else int8.metrics
@@ -215,7 +239,7 @@ def _fixed_objective(config: DistillConfig, labeled: bool) -> Objective | None:
         a = 1.0  # unlabeled transfer set: soft targets are all there is
     if config.kd.loss == "mse":
         t = 1.0 if t == "auto" else t
-    if t == "auto" or a == "auto":
+    if t == "auto" or a == "auto" or config.kd.loss == "auto":
         return None
     return Objective(True, config.kd.loss, float(t), float(a))
 
@@ -258,6 +282,11 @@ def _metrics(config, prep, members_te, y_te, teacher_acc, student, res_s, object
         "student": st,
         "baseline": None,
         "gain_vs_baseline": None,
+        "training": {"epochs": config.train.epochs, "qat_epochs": config.quant.qat_epochs if config.quant.qat else 0,
+                     "augment": config.augment.model_dump(), "augment_text": config.augment.recipe().describe(),
+                     "teacher_outputs": "on the fly, per augmented batch" if config.augment.recipe().enabled
+                     else "cached per sample",
+                     "twin": "same architecture, initialisation, data order, augmentation and epochs; hard labels only"},
         "warnings": [],
         "tuning": None if tuning is None else {
             "trials": [asdict(t) for t in tuning.trials], "baseline_val_acc": tuning.baseline_val_acc,

@@ -2,6 +2,10 @@
 
 Deterministic for a given seed (data order from a seeded generator, checkpointed with everything else), validates
 every epoch, keeps the best weights by validation accuracy, and resumes from its last finished epoch.
+
+Augmentation (settings.augment) draws from its own generator, seeded by (seed, epoch), that nothing else consumes:
+a distilled student and its no-teacher twin with the same settings see identical batches, and with augmentation on
+the teacher runs on those same batches (`TrainSet.teacher_stream`), never on un-augmented cached samples.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from typing import Callable
 import torch
 from torch import nn
 
+from edgedistill.data.augment import Augment, Mix
 from edgedistill.distill.losses import distillation_objective
 from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
 from edgedistill.teachers.ensemble import combine
+from edgedistill.teachers.stream import TeacherStream
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class TrainSettings:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     seed: int = 0
+    augment: Augment = Augment()
 
 
 @dataclass(frozen=True)
@@ -47,12 +54,14 @@ class Objective:
 
 @dataclass(frozen=True)
 class TrainSet:
-    """Raw samples, optional labels and optional teacher logits (M members × N × K), aligned by index."""
+    """Raw samples, optional labels and the teacher: logits per sample (M members × N × K, aligned by index) for
+    training without augmentation, and/or a stream that runs the teacher on augmented batches."""
 
     x: torch.Tensor
     y: torch.Tensor | None
     teacher_members: torch.Tensor | None
     ensemble: str = "arithmetic"
+    teacher_stream: TeacherStream | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -65,7 +74,8 @@ class TrainSet:
 
     def subset(self, idx: torch.Tensor) -> "TrainSet":
         members = None if self.teacher_members is None else self.teacher_members[:, idx]
-        return TrainSet(self.x[idx], None if self.y is None else self.y[idx], members, self.ensemble)
+        return TrainSet(self.x[idx], None if self.y is None else self.y[idx], members, self.ensemble,
+                        self.teacher_stream)
 
 
 @dataclass
@@ -95,6 +105,22 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch: int = 1024) -> torc
     out = torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
     model.train(was_training)
     return out
+
+
+def augment_seed(seed: int, epoch: int) -> int:
+    """The augmentation generator's seed for one epoch (independent of everything the loss touches)."""
+    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63)
+
+
+def batch_at(data: TrainSet, idx: torch.Tensor, aug: Augment,
+             aug_gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None, Mix | None]:
+    """One training batch: augmented inputs, their labels and what mixup did (None without mixup)."""
+    xb = data.x[idx]
+    yb = data.y[idx] if data.y is not None else None
+    if not aug.enabled:
+        return xb, yb, None
+    xb, mix = aug.apply(xb, aug_gen)
+    return xb, yb, mix
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
@@ -129,21 +155,32 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
         start_epoch = _resume(checkpoint, fingerprint, model, opt, sched, gen, result)
-    teacher_logits = data.teacher_logits(objective.temperature) if objective.teacher else None
+    aug = settings.augment
+    on_the_fly = objective.teacher and aug.enabled
+    if on_the_fly and data.teacher_stream is None:
+        raise ValueError("training with augmentation and a teacher needs TrainSet.teacher_stream (the teacher must "
+                         "see the augmented batch)")
+    teacher_logits = data.teacher_logits(objective.temperature) if objective.teacher and not on_the_fly else None
+    stream_key = data.teacher_stream.stream_key(data.x, settings.seed, settings.batch_size, aug) if on_the_fly else ""
     t_train = 0.0
     for epoch in range(start_epoch, settings.epochs):
         t0 = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=gen)
+        aug_gen = torch.Generator().manual_seed(augment_seed(settings.seed, epoch))
         total = torch.zeros(())
-        for i in range(0, n, settings.batch_size):
+        for step, i in enumerate(range(0, n, settings.batch_size)):
             idx = order[i : i + settings.batch_size]
-            logits = model(data.x[idx])
+            xb, yb, mix = batch_at(data, idx, aug, aug_gen)
+            tb = teacher_logits[idx] if teacher_logits is not None else None
+            if on_the_fly:
+                members = data.teacher_stream.members(stream_key, epoch, step, steps_per_epoch, xb)
+                tb = combine(members, data.ensemble, objective.temperature)
+            logits = model(xb)
+            if mix is not None and yb is not None:
+                yb = mix.soft_labels(yb, logits.shape[1])
             loss = distillation_objective(
-                logits,
-                teacher_logits[idx] if teacher_logits is not None else None,
-                data.y[idx] if data.y is not None else None,
-                objective.loss, objective.temperature, objective.alpha,
+                logits, tb if objective.teacher else None, yb, objective.loss, objective.temperature, objective.alpha,
             )
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,8 +1,11 @@
 """`auto` temperature / alpha (and soft loss): a bounded grid of short trials scored on the validation split.
 
-Budget: at most len(T grid) × len(alpha grid) trials (8 by default), each `tune_epochs` epochs on at most
-`tune_max_samples` transfer samples. The no-teacher objective is scored with the same budget, so a setting is
-only chosen if it is measured against what training without a teacher gets in the same time.
+The grid: for each loss, its temperatures (below) × alpha in {0.5, 0.9} (alpha = 1 without labels). `loss = kd` with
+T and alpha auto is 4 × 2 = 8 trials; `loss = auto` adds decoupled KD (T 1, 4: the DKD paper's setting is 4) and
+standardized-logit KD (T 2, 4: logits are z-scored, so the useful temperatures are lower), 16 trials in all. Each
+trial is `tune_epochs` epochs (default epochs // 3) on at most `tune_max_samples` transfer samples, with the run's
+augmentation. The no-teacher objective is scored with the same budget, so a setting is only chosen if it is measured
+against what training without a teacher gets in the same time. Ties keep the earlier candidate (plain KD first).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from torch import nn
 from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, fit
 
 TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
+LOSS_TEMPERATURES = {"kd": TEMPERATURES, "dkd": (1.0, 4.0), "kd-std": (2.0, 4.0), "mse": (1.0,)}
+AUTO_LOSSES = ("kd", "dkd", "kd-std")
 ALPHAS = (0.5, 0.9)
 
 
@@ -37,14 +42,14 @@ class TuneResult:
 
 
 def candidate_objectives(loss: str, temperature, alpha, labeled: bool) -> list[Objective]:
-    ts = TEMPERATURES if temperature == "auto" else (float(temperature),)
-    if not labeled:
-        alphas = (1.0,)
-    else:
-        alphas = ALPHAS if alpha == "auto" else (float(alpha),)
-    if loss == "mse":
-        ts = (1.0,)
-    return [Objective(True, loss, t, a) for t in ts for a in alphas]
+    alphas = (1.0,) if not labeled else ALPHAS if alpha == "auto" else (float(alpha),)
+    out = []
+    for name in AUTO_LOSSES if loss == "auto" else (loss,):
+        ts = LOSS_TEMPERATURES.get(name, TEMPERATURES) if temperature == "auto" else (float(temperature),)
+        if name == "mse":
+            ts = (1.0,)
+        out += [Objective(True, name, t, a) for t in ts for a in alphas]
+    return out
 
 
 def tune(make_model: Callable[[], nn.Module], data: TrainSet, val_x: torch.Tensor, val_y: torch.Tensor,

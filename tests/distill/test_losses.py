@@ -81,3 +81,36 @@ def test_every_registered_loss_is_zero_at_agreement_and_positive_otherwise(name)
     assert float(fn(z, z, 2.0)) == pytest.approx(0.0, abs=1e-6)
     assert float(fn(z, z.flip(1) * 2, 2.0)) > 1e-3
     assert math.isfinite(float(fn(z * 100, -z * 100, 1.0)))
+
+
+def test_dkd_parts_recompose_classical_kd():
+    """Zhao et al.'s identity: KD = TCKD + (1 − p_t) · NCKD, per sample (T² aside)."""
+    from edgedistill.distill.losses import dkd_parts
+
+    g = torch.Generator().manual_seed(3)
+    s, t = torch.randn(16, 7, generator=g) * 3, torch.randn(16, 7, generator=g) * 3
+    y = torch.randint(0, 7, (16,), generator=g)
+    for temp in (1.0, 4.0):
+        tckd, nckd = dkd_parts(s, t, temp, y)
+        p_target = torch.softmax(t / temp, 1).gather(1, y[:, None])[:, 0]
+        kd = torch.nn.functional.kl_div(torch.log_softmax(s / temp, 1), torch.log_softmax(t / temp, 1),
+                                        reduction="none", log_target=True).sum(1)
+        torch.testing.assert_close(tckd + (1 - p_target) * nckd, kd, rtol=1e-4, atol=1e-5)
+
+
+def test_standardized_kd_ignores_the_students_logit_scale_and_shift():
+    g = torch.Generator().manual_seed(4)
+    s, t = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
+    base = SOFT_LOSSES.get("kd-std")(s, t, 2.0)
+    torch.testing.assert_close(SOFT_LOSSES.get("kd-std")(3.0 * s + 1.5, t, 2.0), base, rtol=1e-4, atol=1e-5)
+    assert float(hinton_kd(3.0 * s + 1.5, t, 2.0)) != pytest.approx(float(hinton_kd(s, t, 2.0)), rel=1e-3)
+
+
+def test_objective_takes_mixup_soft_labels():
+    g = torch.Generator().manual_seed(6)
+    s, t = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+    soft = torch.tensor([[0.7, 0.3, 0.0], [0.0, 1.0, 0.0], [0.2, 0.0, 0.8], [0.5, 0.5, 0.0]])
+    ce = -(soft * torch.log_softmax(s, 1)).sum(1).mean()
+    torch.testing.assert_close(distillation_objective(s, None, soft, "kd", 2.0, 0.5), ce)
+    dkd = SOFT_LOSSES.get("dkd")(s, t, 2.0, soft.argmax(1))
+    torch.testing.assert_close(distillation_objective(s, t, soft, "dkd", 2.0, 0.5), 0.5 * dkd + 0.5 * ce)
