@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from edgedistill.errors import EdgeDistillError
+from edgedistill.errors import ConfigError, EdgeDistillError
 
 
 def _user_errors(fn):
@@ -55,12 +55,14 @@ def _parse_augment(value: str | None) -> dict | None:
     for part in value.split(","):
         key, _, val = part.strip().partition("=")
         if key not in out:
-            raise click.BadParameter(f"unknown augmentation {key!r}; use shift=N, hflip, mixup=A", param_hint="--augment")
+            raise ConfigError(f"--augment: unknown augmentation {key!r}; use shift=N, hflip, mixup=A (comma-separated).")
         try:
-            out[key] = True if key == "hflip" and not val else type(out[key])(val) if key != "hflip" else \
-                val.lower() in ("1", "true", "yes", "on")
+            if key == "hflip":
+                out[key] = not val or val.lower() in ("1", "true", "yes", "on")
+            else:
+                out[key] = type(out[key])(val)
         except ValueError:
-            raise click.BadParameter(f"{part!r}: {key} takes a number", param_hint="--augment") from None
+            raise ConfigError(f"--augment: {part!r}: {key} takes a number.") from None
     return out
 
 
@@ -200,7 +202,9 @@ def _print_summary(m: dict, out) -> None:
     if m.get("int8"):
         _print_int8(console, m["int8"])
     if m["gain_vs_baseline"] is not None:
-        console.print(f"gain over the no-teacher twin: {m['gain_vs_baseline']:+.2f} points")
+        tr = m.get("training") or {}
+        console.print(f"gain over the no-teacher twin: {m['gain_vs_baseline']:+.2f} points (both {tr.get('epochs')} "
+                      f"epochs, augmentation: {tr.get('augment_text', 'none')})")
     for w in m["warnings"]:
         console.print(f"[bold red]WARNING[/]: {w}")
 
@@ -251,7 +255,7 @@ def export_cmd(checkpoint, formats, int8, data, calibration, calibration_size, i
     from rich.console import Console
 
     from edgedistill.api import export_checkpoint
-    from edgedistill.errors import EdgeDistillError
+    from edgedistill.errors import ConfigError, EdgeDistillError
 
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     unknown = sorted(set(fmts) - {"onnx", "tflite"})

@@ -153,6 +153,36 @@ def test_invalid_option_values(tmp_path):
     _expect_clean_failure(tmp_path, ["--alpha", "1.5"], "alpha")
     _expect_clean_failure(tmp_path, ["--student", "resnet"], "Unknown student family 'resnet'", "cnn")
     _expect_clean_failure(tmp_path, ["--data", "builtin:mnist"], "digits")
+    _expect_clean_failure(tmp_path, ["--augment", "rotate=10"], "unknown augmentation 'rotate'")
+    _expect_clean_failure(tmp_path, ["--augment", "shift=two"], "shift takes a number")
+
+
+def test_augmentation_that_does_not_fit_the_data_fails_before_writing(tmp_path):
+    """Mirroring needs images; on feature vectors it is refused before anything is written."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((120, 12), dtype=np.float32), np.arange(120) % 3
+    torch.jit.trace(torch.nn.Linear(12, 3), torch.zeros(1, 12)).save(str(tmp_path / "t.pt"))
+    np.savez(tmp_path / "f.npz", x=x, y=y)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["distill", "--data", str(tmp_path / "f.npz"), "--teacher", str(tmp_path / "t.pt"),
+                                  "--augment", "hflip", "--out", str(out), "-q"])
+    assert r.exit_code != 0
+    assert "hflip needs images" in r.output and "Traceback" not in r.output
+    assert not out.exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_augmented_run_with_loss_auto(tmp_path):
+    """Function matching on digits: the teacher runs on the augmented batches, DKD and kd-std join the tuning."""
+    out = tmp_path / "aug"
+    r = run(["distill", "--out", str(out), "--epochs", "3", "-q", "--augment", "shift=1,mixup=0.2", "--loss", "auto",
+             "--tune-epochs", "1", "--max-train", "600"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert {t["loss"] for t in m["tuning"]["trials"]} == {"kd", "dkd", "kd-std"}
+    assert len(m["tuning"]["trials"]) == 17  # 16 distillation trials + the no-teacher objective
+    assert m["training"]["teacher_outputs"].startswith("on the fly")
+    assert m["timings"]["teacher_batches_computed"] > 0 and m["timings"]["teacher_batches_reused"] > 0
+    assert "augmentation: shift ±1, mixup α=0.2" in r.output
 
 
 def test_user_teacher_on_npz_data_runs(tmp_path, tiny_teacher):

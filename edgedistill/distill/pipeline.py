@@ -268,7 +268,8 @@ def _metrics(config, prep, members_te, y_te, teacher_acc, student, res_s, object
              tuning, cache, timings) -> dict:
     teachers = []
     for i, (t, spec) in enumerate(zip(prep.teachers, config.teachers)):
-        teachers.append({"name": t.name, "format": t.format, "path": spec.path, "params": t.num_params(),
+        teachers.append({"name": t.name, "format": t.format, "runtime": t.runtime(), "path": spec.path,
+                         "params": t.num_params(),
                          "files": [{"path": str(f), "sha256": d} for f, d in zip(t.files, t.digests())],
                          "test_acc": accuracy(members_te[i], y_te)})
     st = _run_summary(student, res_s, x_te, y_te)

@@ -19,6 +19,14 @@ def _x(v) -> str:
     return "n/a" if v is None else f"{v:.1f}×"
 
 
+def _conditions(tr: dict | None) -> str:
+    if not tr or tr.get("epochs") is None:
+        return ""
+    loss = f"{tr['loss']}, T={tr['temperature']:g}, α={tr['alpha']:g}" if tr.get("loss") else "?"
+    return (f" (both: {tr['epochs']} float + {tr['qat_epochs']} QAT epochs, augmentation: {tr['augment']}; "
+            f"student loss {loss}, teacher outputs {tr['teacher_outputs']})")
+
+
 def headline(r: dict) -> list[tuple[str, str]]:
     s = r["summary"]
     match = {True: "yes: every exported file reproduced the trained model on its runtime",
@@ -29,7 +37,7 @@ def headline(r: dict) -> list[tuple[str, str]]:
         ("Accuracy kept", f"{_pct(s['accuracy_deployed'])} deployed int8 vs {_pct(s['accuracy_teacher'])} teacher "
                           f"({_pts(s['accuracy_kept_vs_teacher'])})"),
         ("Distillation gain", f"{_pts(s['gain_vs_no_teacher_twin_int8'])} int8, {_pts(s['gain_vs_no_teacher_twin_float'])} "
-                              "float, vs the same student trained without a teacher"),
+                              "float, vs the same student trained without a teacher" + _conditions(s.get("training"))),
         ("QAT vs PTQ", f"QAT {_pct(s['qat_accuracy'])}, post-training quantization {_pct(s['ptq_accuracy'])}"),
         ("Deployed = measured", match),
     ]

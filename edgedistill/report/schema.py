@@ -9,6 +9,15 @@ def _ratio(a, b):
     return a / b if a and b else None
 
 
+def _training(metrics: dict) -> dict:
+    """How the student and its twin were trained: the conditions under which the gain was measured."""
+    tr = metrics.get("training") or {}
+    obj = (metrics.get("student") or {}).get("objective") or {}
+    return {"epochs": tr.get("epochs"), "qat_epochs": tr.get("qat_epochs"), "augment": tr.get("augment_text"),
+            "teacher_outputs": tr.get("teacher_outputs"), "loss": obj.get("loss"),
+            "temperature": obj.get("temperature"), "alpha": obj.get("alpha"), "twin": tr.get("twin")}
+
+
 def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
     """metrics: distill's metrics.json; profiles: name -> {bytes, latency_ms, where, ...} measured on this host;
     target: the target profile (dict) with the student's estimate and fit checks."""
@@ -27,6 +36,9 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
         if (art, rt) in parity:
             rows.append({"name": label, "params": metrics["student"]["params"], "accuracy": parity[(art, rt)]["accuracy"],
                          **(profiles.get(art) or {})})
+    if q.get("baseline_qat_test_acc") is not None:
+        rows.append({"name": "no-teacher twin (QAT int8, simulated)", "params": (metrics.get("baseline") or {})
+                     .get("params"), "accuracy": q["baseline_qat_test_acc"]})
     teacher_acc = metrics["teacher"]["test_acc"]
     deployed_acc = parity.get(("tflite-int8", "litert"), {}).get("accuracy")
     summary = {
@@ -40,6 +52,7 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
         "deployed_matches_measured": q.get("parity_passed"),
         "ptq_accuracy": q.get("ptq_test_acc"),
         "qat_accuracy": q.get("qat_test_acc"),
+        "training": _training(metrics),
     }
     fit = {f["check"]: f for f in (target or {}).get("fit", [])}
     on_target = (target or {}).get("estimate_ms")

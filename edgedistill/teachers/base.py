@@ -63,6 +63,10 @@ class Teacher(ABC):
     def recipe(self) -> str:
         return ""
 
+    def runtime(self) -> str:
+        """What computes the logits (the module teacher may move to onnxruntime; see teachers/accelerate.py)."""
+        return {"onnx": "onnxruntime", "tflite": "litert"}.get(self.format, "torch")
+
     def torch_module(self) -> nn.Module | None:
         """The underlying torch module when the format exposes one (for feature-based methods), else None."""
         return None

@@ -7,9 +7,11 @@ import pickle
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from edgedistill.errors import ModelLoadError
+from edgedistill.teachers.accelerate import OrtRunner
 from edgedistill.teachers.base import TorchBackedTeacher, existing_file
 
 
@@ -79,6 +81,15 @@ class TorchModuleTeacher(TorchBackedTeacher):
             first = str(exc).split("\n")[:3]
             raise ModelLoadError(f"Weights in {path} do not fit the module built by {factory!r}: {' '.join(first)}") from None
         super().__init__(name or path.stem, [path], module)
+        self.runner = OrtRunner(module)
+
+    def _logits(self, x: np.ndarray):
+        out = self.runner(x)
+        return super()._logits(x) if out is None else out
+
+    def runtime(self) -> str:
+        """Where the logits are computed: 'onnxruntime' once proven equal to torch, else 'torch'."""
+        return "onnxruntime" if self.runner.state == "onnxruntime" else "torch"
 
     def recipe(self) -> str:
         return f"{self.factory}|{sorted(self.factory_kwargs.items())}"
