@@ -272,14 +272,58 @@ def export_cmd(checkpoint, formats, int8, data, calibration, calibration_size, i
                                f"{int8_tolerance} points; see {res.out_dir / 'export.json'}.")
 
 
+def load_target_threads(name: str) -> int:
+    from edgedistill.targets import load_target
+
+    return load_target(name).threads
+
+
+def _profile_on_device(url: str, model, inputs_file: str | None, threads: int, runs: int, warmup: int) -> dict:
+    import numpy as np
+
+    from edgedistill.device.collect import host_reference, measure_on_device, parity_tolerance, sample_inputs
+
+    if inputs_file:
+        try:
+            x = np.load(inputs_file, allow_pickle=False).astype(np.float32)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--device-inputs {inputs_file} is not a readable .npy array: {exc}.") from None
+    else:
+        x = sample_inputs(model)
+    ref = host_reference(model, x)
+    return measure_on_device(url, model, x, ref, threads, runs=runs, warmup=warmup,
+                             tolerance=parity_tolerance(model, ref))
+
+
+def _echo_device(d: dict) -> None:
+    if d["status"] != "measured":
+        click.echo(f"  device {d['url']}: MISSING ({d['error']})")
+        return
+    lat, dev, par = d["latency_ms"], d["device"], d["parity"]
+    what = ", ".join(str(dev[k]) for k in ("model", "cpu", "machine", "system", "android") if dev.get(k))
+    p50 = f"p50 {lat['p50']:.4f} ms, " if lat.get("p50") else ""
+    click.echo(f"  measured on device {d['runner']['url']} ({what}; {d['runtime']['name']}, "
+               f"{d['runtime']['threads']} threads): {p50}mean {lat['mean']:.4f} ms, load {d['load_ms']:.1f} ms"
+               + (f", peak RSS {d['peak_rss_bytes']:,} B" if d.get("peak_rss_bytes") else ""))
+    verdict = ("outputs match this machine's" if par.get("passed") else
+               f"OUTPUTS DIFFER (max |diff| {par.get('max_abs_diff')})") if par["checked"] else \
+        f"parity not checked ({par.get('reason', '')})"
+    click.echo(f"  device parity: {verdict}")
+
+
 @main.command("profile")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--target", "target", default="cpu", show_default=True, help="Target profile (edgedistill targets list).")
 @click.option("--runs", type=int, default=100, show_default=True, help="Timed runs after warm-up (at least 1 s).")
 @click.option("--warmup", type=int, default=10, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full profile as JSON here.")
+@click.option("--device", "device_url", help="Also measure on a device: local[?cores=0], ssh://user@host[:port]"
+              "[?key=PATH&python=python3], adb://SERIAL?benchmark_model=PATH. The device must reproduce this "
+              "machine's outputs (parity on the device).")
+@click.option("--device-inputs", type=click.Path(dir_okay=False), help=".npy of samples for the device run. "
+              "[default: 32 seeded random samples of the model's input shape]")
 @_user_errors
-def profile_cmd(model, target, runs, warmup, json_out):
+def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs):
     """Profile any .onnx or .tflite file for a target: exact cost (MACs, weight bytes, activation arena), latency
     measured on this machine with the real runtime (and TFLite Micro for int8 TFLite), the target estimate with its
     model, and fit checks (flash, RAM, operators, precision). Every figure says how it was obtained."""
@@ -289,6 +333,9 @@ def profile_cmd(model, target, runs, warmup, json_out):
     from edgedistill.util import write_json
 
     rep = profile_model(Path(model), target, runs=runs, warmup=warmup)
+    if device_url:
+        rep["device"] = _profile_on_device(device_url, Path(model), device_inputs, load_target_threads(target), runs,
+                                           warmup)
     c = rep["cost"]
     click.echo(f"{rep['model']}  ({rep['format']}, {rep['precision']}) on target {rep['target']}")
     click.echo(f"  params {c['params']:,}  MACs {c['macs']:,}  weights {c['weight_bytes']:,} B  file {rep['file_bytes']:,} B"
@@ -306,8 +353,12 @@ def profile_cmd(model, target, runs, warmup, json_out):
         click.echo(f"  [estimated] {e['total_ms']:.4f} ms on {e['target']} ({e['model']}{err})")
     for f in rep.get("fit", []):
         click.echo(f"  fit {f['check']:<9} {'ok' if f['passed'] else 'EXCEEDS'}  value {f['value']}  limit {f['limit']}")
+    if device_url:
+        _echo_device(rep["device"])
     if json_out:
         write_json(Path(json_out), rep)
+    if device_url and (rep["device"]["status"] != "measured" or rep["device"]["parity"].get("passed") is False):
+        sys.exit(1)  # the host figures are printed and saved; the device part the user asked for failed
 
 
 @main.command("build")
@@ -323,10 +374,13 @@ def profile_cmd(model, target, runs, warmup, json_out):
 @click.option("--qat-epochs", type=int, help="QAT epochs. [default: 2]")
 @click.option("--seed", type=int, help="[default: 0]")
 @click.option("--out", type=click.Path(file_okay=False), help="Build directory. [default: runs/build-TARGET]")
+@click.option("--device", "device_url", help="Measure the int8 TFLite file on a device (local, ssh://..., adb://...; "
+              "see `edgedistill profile --help`); its latency then feeds the gate. A device failure marks the "
+              "device figures missing in the report.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_user_errors
 def build_cmd(target, budget_text, config_file, data, teachers, teacher_factory, family, epochs, qat_epochs, seed,
-              out, quiet):
+              out, device_url, quiet):
     """Build a deployable student for a target: search under the budget, distill (float, then QAT int8), export
     ONNX and TFLite, prove parity on the real runtimes, profile, report, and gate. With no --data/--teacher it builds
     the built-in Fashion-MNIST example. Re-running with nothing changed only re-checks; an interrupted build
@@ -344,7 +398,7 @@ def build_cmd(target, budget_text, config_file, data, teachers, teacher_factory,
         "target": target,
         "out": out or f"runs/build-{target}",
     }
-    res = build(load_config(config_file, overrides), budget_text, show_progress=not quiet)
+    res = build(load_config(config_file, overrides), budget_text, show_progress=not quiet, device=device_url)
     c = res.search.chosen
     click.echo(f"student: {c.arch.describe()}, {c.params:,} params ({res.search.rule}); "
                f"{'nothing changed: re-checked only' if res.reused else 'built'} -> {res.out_dir}")
@@ -353,6 +407,8 @@ def build_cmd(target, budget_text, config_file, data, teachers, teacher_factory,
 
     for k, v in headline(rep):
         click.echo(f"  {k}: {v}")
+    if rep.get("device"):
+        _echo_device(rep["device"])
     from edgedistill.gate import markdown
 
     click.echo(markdown(res.verdict))

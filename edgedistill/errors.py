@@ -19,3 +19,7 @@ class ModelLoadError(EdgeDistillError):
 
 class MissingDependencyError(EdgeDistillError):
     """An optional package is needed for this step and is not installed."""
+
+
+class DeviceError(EdgeDistillError):
+    """A device runner could not measure: unreachable device, timeout, missing interpreter, unreadable answer."""

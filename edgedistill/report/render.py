@@ -80,9 +80,42 @@ def to_markdown(r: dict) -> str:
             fit = "yes" if c["fits"] else "no: " + ", ".join(c["violations"])
             lines.append(f"| {c['arch']} | {c['params']:,} | {c['macs']:,} | {c['file_bytes']:,} | "
                          f"{c['arena_bytes']:,} | {fit} |")
+    lines += _device_lines(r.get("device"))
     for w in r.get("warnings", []):
         lines += ["", f"> **Warning:** {w}"]
     return "\n".join(lines) + "\n"
+
+
+def device_summary(d: dict | None) -> list[tuple[str, str]]:
+    """(label, text) pairs describing a device measurement, or its absence."""
+    if not d:
+        return []
+    if d["status"] != "measured":
+        return [("Device", f"figures MISSING for {d['url']}: {d['error']}")]
+    dev, lat, par = d["device"], d["latency_ms"], d["parity"]
+    what = ", ".join(str(dev[k]) for k in ("manufacturer", "model", "cpu", "machine", "system", "android", "release")
+                     if dev.get(k))
+    p50 = f"p50 {lat['p50']:.4f} ms, " if lat.get("p50") else ""
+    p90 = f"p90 {lat['p90']:.4f} ms, " if lat.get("p90") else ""
+    out = [("Device", f"{d['runner']['url']} — {what}"),
+           ("Runtime on device", f"{d['runtime']['name']} {d['runtime'].get('version') or ''}, "
+                                 f"{d['runtime']['threads']} threads"),
+           ("Latency on device (measured)", f"{p50}{p90}mean {lat['mean']:.4f} ms over {lat.get('runs')} runs; "
+                                             f"load {d['load_ms']:.1f} ms")]
+    if d.get("peak_rss_bytes"):
+        out.append(("Peak memory on device", f"{d['peak_rss_bytes']:,} B (whole process)"))
+    if par["checked"]:
+        out.append(("Device reproduces this machine", "yes: outputs match within one quantization step"
+                    if par.get("passed") else f"NO: max |diff| {par.get('max_abs_diff')}, top-1 agreement "
+                    f"{_pct(100 * par['top1_agreement']) if par.get('top1_agreement') is not None else 'n/a'}"))
+    else:
+        out.append(("Device reproduces this machine", f"not checked ({par.get('reason', '')})"))
+    return out
+
+
+def _device_lines(d: dict | None) -> list[str]:
+    rows = device_summary(d)
+    return ["", "## Measured on the device", ""] + [f"- **{k}**: {v}" for k, v in rows] if rows else []
 
 
 def to_html(r: dict) -> str:
@@ -109,6 +142,9 @@ def to_html(r: dict) -> str:
         f"<td>{'ok' if p['passed'] and p['checked'] else ('info' if not p['checked'] else 'FAIL')}</td></tr>"
         for p in r["parity"])
     warn = "".join(f"<p class='warn'>Warning: {esc(w)}</p>" for w in r.get("warnings", []))
+    dev_rows = device_summary(r.get("device"))
+    dev = ("<h2>Measured on the device</h2><ul>" + "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in dev_rows)
+           + "</ul>") if dev_rows else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>edgedistill report</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}.warn{{color:#b00;font-weight:bold}}
@@ -117,6 +153,6 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{t
 <div class="plots">{acc_plot}{layer_plot}{budget_plot}</div>
 <h2>Models</h2><table><tr><th>model</th><th>params</th><th>accuracy</th><th>file bytes</th><th>latency ms</th><th>how</th></tr>{rows}</table>
 <h2>Parity: each file on its own runtime</h2><table><tr><th>file</th><th>runtime</th><th>n</th><th>accuracy</th><th>agreement</th>
-<th>max |Δlogit|</th><th>verdict</th></tr>{par}</table>
+<th>max |Δlogit|</th><th>verdict</th></tr>{par}</table>{dev}
 </body></html>
 """

@@ -1,0 +1,58 @@
+"""Measure an exported file on a device for a report: the device's figures, or a record that they are missing.
+
+A device that cannot be reached, times out, lacks an interpreter or answers garbage never fails the host-side work:
+the report gets `{"status": "missing", "error": ...}` (never zeros) and the caller decides what to print.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgedistill.device.runners import DeviceRequest, open_runner
+from edgedistill.errors import DeviceError
+
+
+def sample_inputs(model: Path, n: int = 32, seed: int = 0) -> np.ndarray:
+    """Deterministic uniform [0, 1) samples shaped like the model's input (for a device run without data)."""
+    if model.suffix == ".onnx":
+        import onnxruntime as ort
+
+        shape = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+    else:
+        from edgedistill.runtimes.litert import LiteRTRunner
+
+        shape = [int(d) for d in LiteRTRunner(model, threads=1).inp["shape"]]
+    dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape[1:]]
+    return np.random.default_rng(seed).random((n, *dims), dtype=np.float32)
+
+
+def host_reference(model: Path, x: np.ndarray) -> np.ndarray:
+    """What the file computes on this machine's runtime: the outputs the device must reproduce."""
+    from edgedistill.runtimes import RUNTIMES
+
+    runner = RUNTIMES.get("onnxruntime" if model.suffix == ".onnx" else "litert")(model, threads=1)
+    return runner.predict(x)
+
+
+def parity_tolerance(model: Path, reference: np.ndarray) -> float:
+    """One output quantization step for an int8 file (another CPU's kernels may round one step differently), a
+    relative 1e-4 for float files."""
+    if model.suffix == ".tflite":
+        from edgedistill.runtimes.litert import LiteRTRunner
+
+        out = LiteRTRunner(model, threads=1).out
+        if out["dtype"] in (np.int8, np.uint8):
+            return float(out["quantization"][0]) * 1.001
+    return 1e-4 * (1.0 + float(np.abs(reference).max()))
+
+
+def measure_on_device(url: str, model: Path, x: np.ndarray, reference: np.ndarray | None, threads: int,
+                      runs: int = 50, warmup: int = 5, tolerance: float = 1e-4, timeout_s: float = 300) -> dict:
+    try:
+        doc = open_runner(url).benchmark(DeviceRequest(model, x, reference, tolerance, threads, warmup, runs,
+                                                       timeout_s))
+    except DeviceError as exc:
+        return {"status": "missing", "url": url, "model": model.name, "error": str(exc)}
+    return {"status": "measured", "where": "measured-device", **doc}
