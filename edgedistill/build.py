@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from edgedistill import distributed as ddp
 from edgedistill.budget import Budget
 from edgedistill.config import DistillConfig
 from edgedistill.data import kind_of, read_dataset
@@ -90,7 +91,7 @@ def _search(config: DistillConfig, budget: Budget, raw, teachers: list) -> Searc
 
 
 def build(config: DistillConfig, budget_text: str | None = None, *, show_progress: bool = True,
-          device: str | None = None) -> BuildResult:
+          device: str | None = None) -> BuildResult | None:
     from edgedistill.distill.pipeline import distill
 
     target = load_target(config.target)
@@ -112,6 +113,8 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
         reused = old.get("input_hash") == key and _artifacts_verify(out, old)
     if not reused:
         distill(config, overwrite=True, show_progress=show_progress)
+        if not ddp.is_main():
+            return None  # under torchrun the other ranks helped train; rank 0 writes, checks and gates
         _add_search_to_report(out, found)
         files = sorted(p for p in out.iterdir() if p.is_file() and p.name != MANIFEST)
         write_json(manifest_path, {
@@ -119,6 +122,8 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
             "config": config.model_dump(mode="json"),
             "artifacts": [{"path": p.name, "sha256": file_digest(p), "bytes": p.stat().st_size} for p in files
                           if not p.name.startswith(("gate.", "report."))]})
+    if not ddp.is_main():
+        return None
     if device:
         _add_device_to_report(out, device, raw, config, target.threads)
     report = load_report(out / "report.json")

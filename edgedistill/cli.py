@@ -16,15 +16,28 @@ def _user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from edgedistill import distributed as ddp
+
+        where = f"rank {ddp.rank()} of {ddp.world()}: " if ddp.requested() else ""
         try:
             return fn(*args, **kwargs)
         except EdgeDistillError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {where}{exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted: finished epochs are checkpointed; run the same command again to resume.",
                        err=True)
             sys.exit(130)
+        except Exception as exc:
+            if not ddp.requested():
+                raise
+            # under torchrun: one line naming the rank (torchrun then stops the other ranks and reports the failure)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            click.echo(f"error: rank {ddp.rank()} of {ddp.world()} failed: {type(exc).__name__}: {first[:400]}. "
+                       "Finished epochs are checkpointed by rank 0; run the same command again to resume.", err=True)
+            sys.exit(1)
+        finally:
+            ddp.shutdown()
 
     return wrapper
 
@@ -180,7 +193,8 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
     }
     cfg = load_config(config_file, overrides)
     result = run_distill(cfg, overwrite=overwrite, show_progress=not quiet)
-    _print_summary(result.metrics, result.out_dir)
+    if result.metrics:  # empty on the ranks other than 0 of a distributed run
+        _print_summary(result.metrics, result.out_dir)
 
 
 def _print_summary(m: dict, out) -> None:
@@ -399,6 +413,8 @@ def build_cmd(target, budget_text, config_file, data, teachers, teacher_factory,
         "out": out or f"runs/build-{target}",
     }
     res = build(load_config(config_file, overrides), budget_text, show_progress=not quiet, device=device_url)
+    if res is None:  # a rank other than 0 of a distributed build: rank 0 reports
+        return
     c = res.search.chosen
     click.echo(f"student: {c.arch.describe()}, {c.params:,} params ({res.search.rule}); "
                f"{'nothing changed: re-checked only' if res.reused else 'built'} -> {res.out_dir}")

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from edgedistill import distributed as ddp
 from edgedistill.config import QuantConfig
 from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, accuracy, predict_logits
 from edgedistill.export.parity import ParityRow, check_parity, parity_plan
@@ -25,6 +26,7 @@ class Int8Outcome:
     passed: bool
     failures: list[str] = field(default_factory=list)
     artifacts: list = field(default_factory=list)
+    qat_student: torch.nn.Module | None = None
 
 
 def _host_cpu_flags() -> list[str]:
@@ -58,15 +60,19 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
         "qat_test_acc": accuracy(predict_logits(qs, x_te), y_te),
         "qat_best_val_acc": res.best_val_acc,
     }
-    save_file({k: v.contiguous() for k, v in qs.state_dict().items()}, str(work / "student_qat.safetensors"))
+    if ddp.is_main():
+        save_file({k: v.contiguous() for k, v in qs.state_dict().items()}, str(work / "student_qat.safetensors"))
     if twin is not None:
         qt, _ = qat_distill(twin, data, x_calib, x_val, y_val, Objective(teacher=False), qat_settings,
                             method=q.calibration, lr_scale=q.qat_lr_scale, checkpoint=ckpt / "baseline_qat.pt",
                             progress=_bar(ui, "QAT no-teacher twin", qat_settings.epochs * len(data)))
         metrics["baseline_qat_test_acc"] = accuracy(predict_logits(qt, x_te), y_te)
         metrics["gain_vs_baseline_int8"] = metrics["qat_test_acc"] - metrics["baseline_qat_test_acc"]
-        save_file({k: v.contiguous() for k, v in qt.state_dict().items()}, str(work / "baseline_qat.safetensors"))
+        if ddp.is_main():
+            save_file({k: v.contiguous() for k, v in qt.state_dict().items()}, str(work / "baseline_qat.safetensors"))
     metrics["train_s"] = time.perf_counter() - t0
+    if not ddp.is_main():  # export, parity and profiling run once, on rank 0
+        return Int8Outcome(metrics, True, qat_student=qs)
 
     t1 = time.perf_counter()
     artifacts = export_all(student, qs, input_shape, num_classes, work, q.formats, int8=True)
@@ -86,7 +92,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
         metrics["tflite_int8_size_ratio"] = sizes["tflite-int8"] / sizes["tflite-float"]
     failures = [_failure(r) for r in rows if r.checked and not r.passed]
     metrics["parity_passed"] = not failures
-    return Int8Outcome(metrics, not failures, failures, artifacts)
+    return Int8Outcome(metrics, not failures, failures, artifacts, qs)
 
 
 def _failure(r: ParityRow) -> str:

@@ -1,7 +1,7 @@
 """Does distillation pay? Distilled int8 QAT students vs their no-teacher twins on Fashion-MNIST, over seeds.
 
-    python tools/bench_kd_gain.py [--seeds 0,1,2] [--students cnn:10:3,cnn:18:3] [--epochs 8] [--qat-epochs 2]
-                                  [--augment shift=2,hflip,mixup=0.2] [--loss auto] [--teacher builtin:fashion-mnist]
+    python tools/bench_kd_gain.py [--seeds 0,1,2] [--students cnn:10:3,cnn:18:3] [--epochs 10] [--qat-epochs 2]
+                                  [--augment hflip,mixup=0.2] [--loss auto] [--teacher builtin:fashion-mnist]
 
 For every seed and student this is one `edgedistill distill --qat` run: the distilled student and its twin share
 the architecture, initialisation, data order, augmentation and epochs (float + QAT); only the loss differs. The
@@ -54,12 +54,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--students", default="cnn:10:3,cnn:18:3", help="family:width:depth, comma-separated")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--qat-epochs", type=int, default=2)
-    ap.add_argument("--augment", default="shift=2,hflip,mixup=0.2")
+    ap.add_argument("--augment", default="hflip,mixup=0.2")
     ap.add_argument("--loss", default="auto")
     ap.add_argument("--temperature", default="auto")
     ap.add_argument("--alpha", default="auto")
+    ap.add_argument("--tune-epochs", type=int, default=1, help="epochs per auto-tuning trial")
     ap.add_argument("--teacher", action="append", default=None, help="repeat for an ensemble")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="runs/bench-kd-gain")
@@ -76,7 +77,8 @@ def main() -> None:
                 "data": {"source": "builtin:fashion-mnist"}, "teachers": teachers,
                 "student": {"family": fam, "width": int(width), "depth": int(depth)},
                 "augment": _parse_augment(args.augment),
-                "kd": {"loss": args.loss, "temperature": auto(args.temperature), "alpha": auto(args.alpha)},
+                "kd": {"loss": args.loss, "temperature": auto(args.temperature), "alpha": auto(args.alpha),
+                       "tune_epochs": args.tune_epochs},
                 "train": {"epochs": args.epochs, "seed": seed, "threads": args.threads},
                 "quant": {"qat": True, "qat_epochs": args.qat_epochs, "formats": ["tflite"]},
                 "report": False, "out": f"{args.out}/{fam}{width}x{depth}-seed{seed}"})

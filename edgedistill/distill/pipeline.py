@@ -6,6 +6,7 @@ holds the resumable training checkpoints) and is renamed to `<out>` only when ev
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import shutil
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 import edgedistill
+from edgedistill import distributed as ddp
 from edgedistill.config import DistillConfig
 from edgedistill.data import DataSplits, Split, make_splits, read_dataset
 from edgedistill.distill.trainer import FitResult, Objective, TrainSet, TrainSettings, accuracy, fit, predict_logits
@@ -131,6 +133,7 @@ def _teacher_stream(teachers, specs, splits: DataSplits, cache: LogitCache) -> T
 
 def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bool = True) -> DistillResult:
     t_start = time.perf_counter()
+    ddp.init_from_env()  # under torchrun: join the process group (see edgedistill.distributed)
     out = Path(config.out)
     check_out_dir(out, overwrite)
     if config.train.threads:
@@ -138,7 +141,10 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
     prep = prepare(config)
     s = prep.splits
     work = out.with_name(out.name + ".partial")
-    work.mkdir(parents=True, exist_ok=True)
+    if ddp.is_main():
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "checkpoints").mkdir(exist_ok=True)
+    ddp.barrier()
     timings: dict[str, float] = {}
     cache = LogitCache(Path(config.cache_dir) if config.cache_dir else None)
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
@@ -152,7 +158,7 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
         torch.manual_seed(settings.seed)
         return build_student(prep.arch, s.input_shape, s.num_classes, s.normalizer)
 
-    with bars(show_progress) as ui:
+    with bars(show_progress and ddp.is_main()) as ui:
         t0 = time.perf_counter()
         total = len(prep.teachers) * ((0 if streaming else len(s.transfer)) + len(s.test))
         upd = ui.task("teacher logits", total)
@@ -178,7 +184,6 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
             timings["tune_s"] = time.perf_counter() - t0
 
         ckpt_dir = work / "checkpoints"
-        ckpt_dir.mkdir(exist_ok=True)
         student, res_s = _train(make_model, data, x_val, y_val, objective, settings, ckpt_dir / "student.pt",
                                 ui.task(f"distill (T={objective.temperature:g}, α={objective.alpha:g})",
                                         settings.epochs * len(data)))
@@ -194,6 +199,9 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
 
             int8 = run_int8_stage(config.quant, student, baseline, data, x_val, y_val, s.test.x, s.test.y, objective,
                                   settings, s.input_shape, s.num_classes, work, ui)
+    replicas = _replica_digests(student, baseline, int8)
+    if not ddp.is_main():  # training is done; rank 0 alone exports, reports and writes
+        return DistillResult(out, {})
 
     ckpt = StudentCheckpoint(prep.arch, s.input_shape, s.num_classes, s.class_names, s.normalizer)
     save_student(work, student, ckpt, "student")
@@ -206,6 +214,10 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
     metrics = _metrics(config, prep, members_te, y_te, teacher_acc, student, res_s, objective, baseline, res_b,
                        x_te, tuning, cache, timings)
     metrics["int8"] = None if int8 is None else int8.metrics
+    metrics["distributed"] = {"world_size": ddp.world(), "replica_weight_sha256": replicas,
+                              "replicas_identical": all(r == replicas[0] for r in replicas),
+                              "global_batch": settings.batch_size,
+                              "per_rank_batch": -(-settings.batch_size // ddp.world())}
     if int8 is not None and config.report:
         t0 = time.perf_counter()
         _write_report(config, prep, int8, metrics, work)
@@ -219,6 +231,19 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
             f"Parity check failed (outputs are in {out}, metrics.json records every figure): "
             + "; ".join(int8.failures) + f". Tolerance: {config.quant.int8_tolerance} points (--int8-tolerance).")
     return DistillResult(out, metrics)
+
+
+def _replica_digests(student, baseline, int8) -> list[str]:
+    """sha256 of each rank's final trained weights (one entry per rank; all equal when the replicas agree)."""
+    h = hashlib.sha256()
+    models = [student, baseline] + ([int8.qat_student] if int8 is not None and int8.qat_student is not None else [])
+    for m in models:
+        if m is None:
+            continue
+        for k, v in sorted(m.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().contiguous().numpy().tobytes())
+    return ddp.gather_objects(h.hexdigest())
 
 
 def _write_report(config: DistillConfig, prep: Prepared, int8, metrics: dict, work: Path) -> None:

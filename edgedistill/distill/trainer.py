@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from edgedistill import distributed as ddp
 from edgedistill.data.augment import Augment, Mix
 from edgedistill.distill.losses import distillation_objective
 from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
@@ -99,6 +100,16 @@ class FitResult:
 
 
 @torch.no_grad()
+def val_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Validation accuracy; under torch.distributed each rank scores a shard and the counts are summed."""
+    if not ddp.active():
+        return accuracy(predict_logits(model, x), y)
+    sl = slice(ddp.rank(), None, ddp.world())
+    correct = (predict_logits(model, x[sl]).argmax(1) == y[sl]).sum().double()
+    return 100.0 * float(ddp.all_sum(correct)) / len(y)
+
+
+@torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch: int = 1024) -> torch.Tensor:
     was_training = model.training
     model.eval()
@@ -162,6 +173,10 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
                          "see the augmented batch)")
     teacher_logits = data.teacher_logits(objective.temperature) if objective.teacher and not on_the_fly else None
     stream_key = data.teacher_stream.stream_key(data.x, settings.seed, settings.batch_size, aug) if on_the_fly else ""
+    if ddp.active():  # each rank runs the teacher on its own slice of every batch: its own stream
+        stream_key += f"|rank{ddp.rank()}of{ddp.world()}"
+    shard = slice(ddp.rank(), None, ddp.world())  # this rank's share of every global batch
+    net = ddp.wrap(model)
     t_train = 0.0
     for epoch in range(start_epoch, settings.epochs):
         t0 = time.perf_counter()
@@ -171,14 +186,15 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
         total = torch.zeros(())
         for step, i in enumerate(range(0, n, settings.batch_size)):
             idx = order[i : i + settings.batch_size]
-            xb, yb, mix = batch_at(data, idx, aug, aug_gen)
-            tb = teacher_logits[idx] if teacher_logits is not None else None
+            xb, yb, mix = batch_at(data, idx, aug, aug_gen)  # the whole global batch: identical on every rank
+            tb = teacher_logits[idx[shard]] if teacher_logits is not None else None
+            xb = xb[shard]
             if on_the_fly:
                 members = data.teacher_stream.members(stream_key, epoch, step, steps_per_epoch, xb)
                 tb = combine(members, data.ensemble, objective.temperature)
-            logits = model(xb)
-            if mix is not None and yb is not None:
-                yb = mix.soft_labels(yb, logits.shape[1])
+            logits = net(xb)
+            if yb is not None:
+                yb = (mix.soft_labels(yb, logits.shape[1]) if mix is not None else yb)[shard]
             loss = distillation_objective(
                 logits, tb if objective.teacher else None, yb, objective.loss, objective.temperature, objective.alpha,
             )
@@ -186,11 +202,13 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.detach() * len(idx)
+            total += loss.detach() * len(xb)
             if progress:
                 progress(len(idx), float(loss.detach()), None)
         t_train += time.perf_counter() - t0
-        val_acc = accuracy(predict_logits(model, val_x), val_y)
+        ddp.sync_buffers(model)
+        val_acc = val_accuracy(model, val_x, val_y)
+        total = ddp.all_sum(total)
         result.history.append(EpochRecord(epoch + 1, float(total) / n, val_acc, opt.param_groups[0]["lr"],
                                           time.perf_counter() - t0))
         if val_acc > result.best_val_acc:
@@ -198,7 +216,7 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
             result.best_state = copy.deepcopy(model.state_dict())
         if progress:
             progress(0, float(total) / n, val_acc)
-        if checkpoint is not None:
+        if checkpoint is not None and ddp.is_main():
             _save_atomic({
                 "fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "generator": gen.get_state(),

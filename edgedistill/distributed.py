@@ -1,0 +1,115 @@
+"""torch.distributed, when edgedistill runs under `torchrun` (WORLD_SIZE > 1); plain single-process otherwise.
+
+The rules the rest of the package follows:
+* the global batch is the configured `batch_size`; each rank trains on its 1/world slice of every global batch,
+  drawn from the same seeded order on every rank (a DistributedSampler with per-epoch seeding, without padding), so
+  the optimisation sees the same batches and learning rate as one process — no learning-rate scaling is needed;
+* gradients are averaged by DistributedDataParallel; BatchNorm statistics stay per rank (as in plain DDP);
+* validation is sharded and the correct counts are summed, so every rank picks the same best epoch;
+* rank 0 alone writes checkpoints, metrics, exports and reports; the others wait at a barrier and return.
+gloo is used on CPU, nccl when CUDA is available.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def requested() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_from_env(timeout_s: float = 300.0) -> None:
+    """Join the process group torchrun describes (no-op for a single process or when already joined)."""
+    if not requested() or dist.is_initialized():
+        return
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def world() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+def all_sum(value: torch.Tensor) -> torch.Tensor:
+    if active():
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value
+
+
+def broadcast_object(obj):
+    """rank 0's object on every rank."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(obj) -> list:
+    if not active():
+        return [obj]
+    out = [None] * world()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def my_share(items: list) -> list:
+    """This rank's items (round-robin), e.g. batch indices of a sharded teacher pass."""
+    return items[rank()::world()]
+
+
+def wrap(model: torch.nn.Module) -> torch.nn.Module:
+    """DDP around the model; buffers (BatchNorm running statistics) stay per rank until `sync_buffers`."""
+    if not active():
+        return model
+    import warnings
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    warnings.filterwarnings("ignore", message=".*Grad strides do not match bucket view strides.*")
+    return DistributedDataParallel(model, broadcast_buffers=False)
+
+
+@torch.no_grad()
+def sync_buffers(model: torch.nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm running mean / variance) over the ranks, so every replica validates,
+    checkpoints and exports the same model; the average of per-rank statistics approximates the global ones."""
+    if not active():
+        return
+    for buf in model.buffers():
+        if buf.is_floating_point():
+            dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+            buf /= world()
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") and isinstance(model, torch.nn.parallel.DistributedDataParallel) \
+        else model
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
