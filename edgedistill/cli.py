@@ -58,6 +58,17 @@ def _parse_student(value: str | None) -> dict | None:
     return out
 
 
+def _parse_feature(value: str) -> dict:
+    """'loss=hint,student=body.1,teacher=layer2,weight=0.5' -> FeatureTermConfig fields."""
+    out = {}
+    for part in value.split(","):
+        key, eq, val = part.strip().partition("=")
+        if not eq or key not in ("loss", "student", "teacher", "weight"):
+            raise ConfigError(f"--feature {value!r}: write loss=NAME,student=LAYER,teacher=LAYER[,weight=W].")
+        out[key] = val
+    return out
+
+
 def _parse_augment(value: str | None) -> dict | None:
     """'shift=2,hflip,mixup=0.2' -> {"shift": 2, "hflip": True, "mixup": 0.2}; 'none' -> everything off."""
     if value is None:
@@ -125,6 +136,9 @@ def main() -> None:
 @click.option("--augment", "augment_text", help="Batch augmentation, e.g. shift=2,hflip,mixup=0.2. With a teacher, "
               "the teacher then runs on every augmented batch (function matching); the twin sees the same batches. "
               "[default: none]")
+@click.option("--feature", "features", multiple=True, help="Add a feature / relation term (float phase; torch "
+              "teachers), e.g. loss=hint,student=body.1,teacher=layer2,weight=0.5. Losses: hint, cosine, at, "
+              "rkd_distance, rkd_angle, sp. Repeat to compose; a wrong layer name lists the available ones.")
 @click.option("--temperature", "-T", help="Softmax temperature, or 'auto' (searched on validation). [default: auto]")
 @click.option("--alpha", help="Weight of the soft loss against hard labels (0..1), or 'auto'. [default: auto]")
 @click.option("--tune-epochs", type=int, help="Epochs per auto-tuning trial. [default: epochs // 3]")
@@ -155,7 +169,7 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_user_errors
 def distill(config_file, data, transfer, max_train, teachers, teacher_factory, teacher_format, teacher_input,
-            teacher_allow_pickle, ensemble, student, loss, augment_text, temperature, alpha, tune_epochs, epochs, batch_size, lr,
+            teacher_allow_pickle, ensemble, student, loss, augment_text, features, temperature, alpha, tune_epochs, epochs, batch_size, lr,
             optimizer, schedule, weight_decay, seed, threads, qat, qat_epochs, calibration, calibration_size, formats,
             int8_tolerance, target, no_baseline, cache_dir, out, overwrite, quiet):
     """Distill a teacher (or an ensemble) into a small student, and train its no-teacher twin for comparison.
@@ -180,7 +194,7 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
         "student": _parse_student(student),
         "augment": _parse_augment(augment_text),
         "kd": {"loss": loss, "temperature": _float_or_auto(temperature), "alpha": _float_or_auto(alpha),
-               "tune_epochs": tune_epochs},
+               "tune_epochs": tune_epochs, "features": [_parse_feature(f) for f in features] or None},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
                   "schedule": schedule, "weight_decay": weight_decay, "seed": seed, "threads": threads},
         "quant": {"qat": qat, "qat_epochs": qat_epochs, "calibration": calibration,

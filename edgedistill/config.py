@@ -57,6 +57,24 @@ class AugmentConfig(_Strict):
         return Augment(self.shift, self.hflip, self.mixup)
 
 
+class FeatureTermConfig(_Strict):
+    """One feature / relation term: weight · loss(student layer, teacher layer), by module name."""
+
+    loss: str = Field(description="hint, cosine, at, rkd_distance, rkd_angle or sp")
+    student: str = Field(description="student module name, e.g. features.2 (edgedistill lists them on a typo)")
+    teacher: str = Field(description="teacher module name, e.g. layer2")
+    weight: float = Field(1.0, gt=0)
+
+    @field_validator("loss")
+    @classmethod
+    def _known(cls, v):
+        from edgedistill.distill.knowledge import FEATURE_LOSSES
+
+        if v not in FEATURE_LOSSES.names():
+            raise ValueError(f"unknown feature loss {v!r}; choose from {', '.join(FEATURE_LOSSES.names())}")
+        return v
+
+
 class KDConfig(_Strict):
     loss: str = Field("kd", description="soft loss: kd (Hinton), dkd (decoupled), kd-std (standardized logits), "
                                         "mse (logit matching), or auto (chosen with T and alpha on validation)")
@@ -64,6 +82,8 @@ class KDConfig(_Strict):
     alpha: Union[float, Auto] = "auto"
     tune_epochs: int | None = Field(None, ge=1, description="epochs per auto-tuning trial (default: epochs // 3)")
     tune_max_samples: int = Field(10000, ge=100, description="transfer samples used by each tuning trial")
+    features: list[FeatureTermConfig] = Field(default_factory=list, description="feature / relation terms added to "
+                                              "the response loss during float distillation (torch teachers only)")
 
     @field_validator("loss")
     @classmethod

@@ -49,6 +49,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     ptq = post_training_quantize(student, x_calib, q.calibration)
     qat_settings = replace(settings, epochs=q.qat_epochs)
     ckpt = work / "checkpoints"
+    objective = replace(objective, features=())  # feature terms shape the float student; QAT keeps the response loss
     qs, res = qat_distill(student, data, x_calib, x_val, y_val, objective, qat_settings, method=q.calibration,
                           lr_scale=q.qat_lr_scale, checkpoint=ckpt / "student_qat.pt",
                           progress=_bar(ui, "QAT distill", qat_settings.epochs * len(data)))

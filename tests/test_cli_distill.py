@@ -229,3 +229,28 @@ def test_report_files(digits_run):
     assert {f["check"] for f in t["fit"]} == {"flash", "ram", "ops", "precision"}
     md = (digits_run / "report.md").read_text()
     assert "Deployed = measured" in md and "| int8 TFLite |" in md
+
+
+def test_feature_terms_compose_and_are_reported(tmp_path):
+    """Hint (with its regressor) + attention transfer + RKD on digits: each term's mean per epoch is recorded."""
+    out = tmp_path / "feat"
+    r = run(["distill", "--out", str(out), "--epochs", "2", "-q", "-T", "4", "--alpha", "0.9", "--max-train", "600",
+             "--feature", "loss=hint,student=features.block2,teacher=layer2,weight=0.5",
+             "--feature", "loss=at,student=features.block1,teacher=layer1,weight=50",
+             "--feature", "loss=rkd_distance,student=head.flatten,teacher=head.1"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    terms = [h["terms"] for h in m["student"]["history"]]
+    assert len(terms) == 2 and set(terms[0]) == {"hint:features.block2->layer2", "at:features.block1->layer1",
+                                                 "rkd_distance:head.flatten->head.1"}
+    assert all(v > 0 for v in terms[0].values())
+    assert terms[1]["hint:features.block2->layer2"] < terms[0]["hint:features.block2->layer2"]  # the hint is learned
+    assert m["baseline"]["history"][0]["terms"] == {}  # the twin has no teacher terms
+
+
+def test_feature_terms_bad_layer_and_runtime_teacher(tmp_path):
+    _expect_clean_failure(tmp_path, ["--feature", "loss=hint,student=block9,teacher=layer2"],
+                          "the student has no layer named 'block9'; available: normalize")
+    _expect_clean_failure(tmp_path, ["--feature", "loss=at,student=features.block1,teacher=layerX"],
+                          "the teacher has no layer named 'layerX'")
+    _expect_clean_failure(tmp_path, ["--feature", "loss=magic,student=a,teacher=b"], "unknown feature loss 'magic'")

@@ -2,10 +2,9 @@
 
     python tools/train_teachers.py fashion --epochs 15      # ~25 min on 2 cores
     python tools/train_teachers.py digits --epochs 60       # ~30 s
-    # a warm restart of a trained teacher (cosine from a lower rate), and a second ensemble member:
+    # a warm restart of a trained teacher (cosine from a lower rate): how the committed 94.04% teacher was made
     python tools/train_teachers.py fashion --init edgedistill/zoo/fashion_cnn.safetensors --epochs 6 --lr 1e-3 \
         --schedule cosine
-    python tools/train_teachers.py fashion --seed 1 --width 24 --epochs 12 --name fashion_cnn_s1
 
 The teacher sees the whole training split (never the test split); its test accuracy goes into the JSON log.
 """

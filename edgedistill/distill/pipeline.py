@@ -11,7 +11,7 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,16 @@ import edgedistill
 from edgedistill import distributed as ddp
 from edgedistill.config import DistillConfig
 from edgedistill.data import DataSplits, Split, make_splits, read_dataset
-from edgedistill.distill.trainer import FitResult, Objective, TrainSet, TrainSettings, accuracy, fit, predict_logits
+from edgedistill.distill.trainer import (
+    FeatureTerm,
+    FitResult,
+    Objective,
+    TrainSet,
+    TrainSettings,
+    accuracy,
+    fit,
+    predict_logits,
+)
 from edgedistill.distill.tuning import candidate_objectives, tune, tuning_settings
 from edgedistill.errors import ConfigError, DataError, EdgeDistillError
 from edgedistill.progress import bars
@@ -74,6 +83,8 @@ def prepare(config: DistillConfig) -> Prepared:
     family = DEFAULT_FAMILY[splits.kind] if config.student.family == "auto" else config.student.family
     arch = StudentArch(family, config.student.width, config.student.depth)
     student = build_student(arch, splits.input_shape, splits.num_classes, splits.normalizer)  # family vs data
+    if config.kd.features:
+        check_feature_terms(config, teachers, student, splits)
     target = None
     if config.quant.qat:
         from edgedistill.quantize import to_quant_student
@@ -82,6 +93,32 @@ def prepare(config: DistillConfig) -> Prepared:
         to_quant_student(student)  # an architecture int8 cannot express fails now, not after training
         target = load_target(config.target)
     return Prepared(splits, teachers, arch, target)
+
+
+def feature_terms(config: DistillConfig) -> tuple[FeatureTerm, ...]:
+    return tuple(FeatureTerm(f.loss, f.weight, f.student, f.teacher) for f in config.kd.features)
+
+
+def check_feature_terms(config: DistillConfig, teachers: list[Teacher], student: torch.nn.Module,
+                        splits: DataSplits) -> None:
+    """Layer names and shapes are checked on a dry run before anything trains or is written."""
+    module = teachers[0].torch_module()
+    if module is None:
+        raise ConfigError(f"Feature terms ({', '.join(f.loss for f in config.kd.features)}) need a teacher whose "
+                          f"internals are visible (a torch format); {teachers[0].name!r} is {teachers[0].format}, "
+                          "so only response-based losses (kd, dkd, kd-std, mse) apply.")
+    if config.teachers[0].input != "raw":
+        raise ConfigError("Feature terms need a teacher fed raw samples (teacher input 'raw').")
+    from edgedistill.distill.trainer import FeatureTerms
+
+    probe = TrainSet(torch.from_numpy(splits.val.x[:2]), None, None, teacher_module=module)
+    try:
+        FeatureTerms(student, probe, Objective(features=feature_terms(config))).close()
+    except KeyError as exc:
+        raise ConfigError(f"Feature terms: {exc.args[0]}.") from None
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"Feature terms: the chosen layers do not fit each other: {str(exc).splitlines()[0]}.") \
+            from None
 
 
 def check_teacher_fits(teacher: Teacher, input_mode: str, splits: DataSplits) -> None:
@@ -167,7 +204,8 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
         members_te = _teacher_members(prep.teachers, config.teachers, cache, s.test.x, s, upd)
         timings["teacher_logits_s"] = time.perf_counter() - t0
         stream = _teacher_stream(prep.teachers, config.teachers, s, cache) if streaming else None
-        data = TrainSet(x_tr, y_tr, members_tr, config.ensemble, stream)
+        data = TrainSet(x_tr, y_tr, members_tr, config.ensemble, stream,
+                        prep.teachers[0].torch_module() if config.kd.features else None)
 
         tuning = None
         objective = _fixed_objective(config, y_tr is not None)
@@ -184,6 +222,7 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
             timings["tune_s"] = time.perf_counter() - t0
 
         ckpt_dir = work / "checkpoints"
+        objective = replace(objective, features=feature_terms(config))
         student, res_s = _train(make_model, data, x_val, y_val, objective, settings, ckpt_dir / "student.pt",
                                 ui.task(f"distill (T={objective.temperature:g}, α={objective.alpha:g})",
                                         settings.epochs * len(data)))

@@ -44,6 +44,16 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
+class FeatureTerm:
+    """weight · FEATURE_LOSSES[loss](student layer's output, teacher layer's output), added to the response loss."""
+
+    loss: str
+    weight: float
+    student: str
+    teacher: str
+
+
+@dataclass(frozen=True)
 class Objective:
     """What the student learns from: `teacher=False` is the no-teacher twin (hard labels only)."""
 
@@ -51,6 +61,7 @@ class Objective:
     loss: str = "kd"
     temperature: float = 4.0
     alpha: float = 0.9
+    features: tuple[FeatureTerm, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,7 @@ class TrainSet:
     teacher_members: torch.Tensor | None
     ensemble: str = "arithmetic"
     teacher_stream: TeacherStream | None = None
+    teacher_module: nn.Module | None = None  # the (first) teacher's torch module, for feature terms
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -76,7 +88,7 @@ class TrainSet:
     def subset(self, idx: torch.Tensor) -> "TrainSet":
         members = None if self.teacher_members is None else self.teacher_members[:, idx]
         return TrainSet(self.x[idx], None if self.y is None else self.y[idx], members, self.ensemble,
-                        self.teacher_stream)
+                        self.teacher_stream, self.teacher_module)
 
 
 @dataclass
@@ -86,6 +98,7 @@ class EpochRecord:
     val_acc: float
     lr: float
     seconds: float
+    terms: dict = field(default_factory=dict)  # mean of each loss term over the epoch (feature terms)
 
 
 @dataclass
@@ -116,6 +129,66 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch: int = 1024) -> torc
     out = torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
     model.train(was_training)
     return out
+
+
+class FeatureTerms:
+    """Feature / relation terms of an objective: hooks on both models, FitNets regressors, per-term bookkeeping.
+
+    The teacher's torch module runs on each training batch (its features are not cached); regressors are trained
+    with the student and checkpointed with it, and dropped after training (they are not part of the deployed model).
+    """
+
+    def __init__(self, model: nn.Module, data: TrainSet, objective: Objective):
+        from edgedistill.distill.knowledge import FEATURE_LOSSES, NEEDS_REGRESSOR, FeatureTap, regressor
+
+        if data.teacher_module is None:
+            raise ValueError("feature terms need the teacher's torch module (TrainSet.teacher_module)")
+        if ddp.active():
+            raise ValueError("feature terms are not supported under torch.distributed yet")
+        self.terms = objective.features
+        self.fns = [FEATURE_LOSSES.get(t.loss) for t in self.terms]
+        self.teacher = data.teacher_module
+        self.s_tap = FeatureTap(model, sorted({t.student for t in self.terms}), "the student")
+        self.t_tap = FeatureTap(self.teacher, sorted({t.teacher for t in self.terms}), "the teacher")
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            probe = data.x[:2]
+            model(probe)
+            self.teacher(probe)
+        model.train(was)
+        self.heads = nn.ModuleDict()
+        for i, t in enumerate(self.terms):
+            if t.loss in NEEDS_REGRESSOR:
+                fs, ft = self.s_tap.outputs[t.student], self.t_tap.outputs[t.teacher]
+                torch.manual_seed(1000 + i)
+                self.heads[str(i)] = regressor(tuple(fs.shape[1:]), tuple(ft.shape[1:]))
+        self._sums = [0.0] * len(self.terms)
+        self._count = 0
+
+    def loss(self, xb: torch.Tensor) -> torch.Tensor:
+        """After the student's forward on xb: run the teacher on xb and add every weighted term."""
+        with torch.no_grad():
+            self.teacher(xb)
+        total = torch.zeros(())
+        for i, (t, fn) in enumerate(zip(self.terms, self.fns)):
+            fs = self.s_tap.outputs[t.student]
+            if str(i) in self.heads:
+                fs = self.heads[str(i)](fs)
+            value = fn(fs, self.t_tap.outputs[t.teacher].detach())
+            self._sums[i] += float(value.detach())
+            total = total + t.weight * value
+        self._count += 1
+        return total
+
+    def epoch_terms(self) -> dict:
+        out = {f"{t.loss}:{t.student}->{t.teacher}": s / max(1, self._count) for t, s in zip(self.terms, self._sums)}
+        self._sums, self._count = [0.0] * len(self.terms), 0
+        return out
+
+    def close(self) -> None:
+        self.s_tap.close()
+        self.t_tap.close()
 
 
 def augment_seed(seed: int, epoch: int) -> int:
@@ -158,14 +231,16 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
     """Train `model` in place; return the best weights by validation accuracy and the per-epoch history."""
     n = len(data)
     steps_per_epoch = (n + settings.batch_size - 1) // settings.batch_size
-    opt = OPTIMIZERS.get(settings.optimizer)(model.parameters(), settings.lr, settings.weight_decay, settings.momentum)
+    features = FeatureTerms(model, data, objective) if objective.teacher and objective.features else None
+    params = list(model.parameters()) + (list(features.heads.parameters()) if features else [])
+    opt = OPTIMIZERS.get(settings.optimizer)(params, settings.lr, settings.weight_decay, settings.momentum)
     sched = SCHEDULES.get(settings.schedule)(opt, settings.epochs * steps_per_epoch, settings.lr)
     gen = torch.Generator().manual_seed(settings.seed)
     result = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=0, best_val_acc=-1.0)
     fingerprint = _fingerprint(settings, objective, n)
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
-        start_epoch = _resume(checkpoint, fingerprint, model, opt, sched, gen, result)
+        start_epoch = _resume(checkpoint, fingerprint, model, opt, sched, gen, result, features)
     aug = settings.augment
     on_the_fly = objective.teacher and aug.enabled
     if on_the_fly and data.teacher_stream is None:
@@ -198,6 +273,8 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
             loss = distillation_objective(
                 logits, tb if objective.teacher else None, yb, objective.loss, objective.temperature, objective.alpha,
             )
+            if features is not None:
+                loss = loss + features.loss(xb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -210,7 +287,7 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
         val_acc = val_accuracy(model, val_x, val_y)
         total = ddp.all_sum(total)
         result.history.append(EpochRecord(epoch + 1, float(total) / n, val_acc, opt.param_groups[0]["lr"],
-                                          time.perf_counter() - t0))
+                                          time.perf_counter() - t0, features.epoch_terms() if features else {}))
         if val_acc > result.best_val_acc:
             result.best_val_acc, result.best_epoch = val_acc, epoch + 1
             result.best_state = copy.deepcopy(model.state_dict())
@@ -222,14 +299,17 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "generator": gen.get_state(),
                 "best_state": result.best_state, "best_epoch": result.best_epoch,
                 "best_val_acc": result.best_val_acc, "history": [asdict(h) for h in result.history],
+                "heads": features.heads.state_dict() if features else {},
             }, checkpoint)
+    if features is not None:
+        features.close()
     done = max(0, settings.epochs - start_epoch)
     result.seconds = t_train
     result.samples_per_s = done * n / t_train if t_train > 0 else 0.0
     return result
 
 
-def _resume(path: Path, fingerprint: str, model, opt, sched, gen, result: FitResult) -> int:
+def _resume(path: Path, fingerprint: str, model, opt, sched, gen, result: FitResult, features=None) -> int:
     """Restore a checkpoint written by the same settings; a foreign or damaged one is ignored (fresh start)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -238,6 +318,8 @@ def _resume(path: Path, fingerprint: str, model, opt, sched, gen, result: FitRes
     if state.get("fingerprint") != fingerprint:
         return 0
     model.load_state_dict(state["model"])
+    if features is not None:
+        features.heads.load_state_dict(state.get("heads", {}))
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     gen.set_state(state["generator"])

@@ -64,8 +64,6 @@ TEACHER_FORMATS.register("torch", "nn.Module factory + weights (.safetensors, or
 # Built-in teachers: name -> (factory, weights file in edgedistill/zoo, data set they were trained for)
 BUILTIN_TEACHERS = {
     "fashion-mnist": ("edgedistill.zoo.models:fashion_cnn", "fashion_cnn.safetensors", "builtin:fashion-mnist"),
-    # second ensemble member: --teacher builtin:fashion-mnist --teacher builtin:fashion-mnist-b
-    "fashion-mnist-b": ("edgedistill.zoo.models:fashion_cnn_b", "fashion_cnn_b.safetensors", "builtin:fashion-mnist"),
     "digits": ("edgedistill.zoo.models:digits_cnn", "digits_cnn.safetensors", "builtin:digits"),
 }
 

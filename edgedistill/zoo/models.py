@@ -30,11 +30,6 @@ def fashion_cnn(width: int = 32) -> nn.Module:
     )
 
 
-def fashion_cnn_b() -> nn.Module:
-    """The second member of the built-in Fashion-MNIST ensemble: the same design at width 24, another seed."""
-    return fashion_cnn(24)
-
-
 def digits_cnn(width: int = 32) -> nn.Module:
     """Small CNN for 1×8×8 digits."""
     w = width
