@@ -125,6 +125,8 @@ class QuantConfig(_Strict):
     qat: bool = Field(False, description="after float distillation, distill on with int8 fake quantization")
     qat_epochs: int = Field(3, ge=1)
     qat_lr_scale: float = Field(0.1, gt=0, le=1, description="QAT learning rate = train.lr × this")
+    qat_max_samples: int | None = Field(None, ge=100, description="QAT fine-tunes on at most this many transfer "
+                                        "samples (a seeded subset; default: all)")
     calibration: Literal["minmax", "percentile", "mse"] = "minmax"
     calibration_size: int = Field(1000, ge=16, description="training samples drawn (seeded) for calibration")
     formats: list[Literal["onnx", "tflite"]] = Field(default_factory=lambda: ["onnx", "tflite"])

@@ -48,6 +48,9 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     x_calib = data.x[torch.from_numpy(idx)]
     ptq = post_training_quantize(student, x_calib, q.calibration)
     qat_settings = replace(settings, epochs=q.qat_epochs)
+    if q.qat_max_samples and q.qat_max_samples < len(data):  # QAT fine-tunes a trained model: a subset can do
+        pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(settings.seed + 7))
+        data = data.subset(pick[: q.qat_max_samples])
     ckpt = work / "checkpoints"
     objective = replace(objective, features=())  # feature terms shape the float student; QAT keeps the response loss
     qs, res = qat_distill(student, data, x_calib, x_val, y_val, objective, qat_settings, method=q.calibration,
@@ -56,6 +59,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     metrics = {
         "calibration": {"method": q.calibration, "samples": int(len(idx))},
         "qat_epochs": q.qat_epochs,
+        "qat_samples": len(data),
         "float_test_acc": accuracy(predict_logits(student, x_te), y_te),
         "ptq_test_acc": accuracy(predict_logits(ptq, x_te), y_te),
         "qat_test_acc": accuracy(predict_logits(qs, x_te), y_te),

@@ -212,7 +212,10 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def _fingerprint(settings: TrainSettings, objective: Objective, n: int) -> str:
-    blob = json.dumps([asdict(settings), asdict(objective), n], sort_keys=True)
+    obj = asdict(objective)
+    if not obj["features"]:
+        del obj["features"]  # objectives without feature terms keep the fingerprint they had before terms existed
+    blob = json.dumps([asdict(settings), obj, n], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
