@@ -8,7 +8,8 @@ import sys
 
 import click
 
-from edgedistill.errors import ConfigError, EdgeDistillError
+from edgedistill.cli_args import float_or_auto, parse_augment, parse_feature, parse_student
+from edgedistill.errors import EdgeDistillError
 
 
 def _user_errors(fn):
@@ -40,63 +41,6 @@ def _user_errors(fn):
             ddp.shutdown()
 
     return wrapper
-
-
-def _parse_student(value: str | None) -> dict | None:
-    """'cnn', 'cnn:width=16,depth=3' or 'width=8' -> StudentConfig fields."""
-    if not value:
-        return None
-    out: dict = {}
-    family, _, knobs = value.partition(":") if ":" in value or "=" not in value else ("", "", value)
-    if family:
-        out["family"] = family
-    for part in filter(None, knobs.split(",")):
-        key, eq, val = part.partition("=")
-        if not eq or key not in ("width", "depth") or not val.isdigit():
-            raise EdgeDistillError(f"Cannot parse student knob {part!r} in {value!r}; use e.g. cnn:width=16,depth=3.")
-        out[key] = int(val)
-    return out
-
-
-def _parse_feature(value: str) -> dict:
-    """'loss=hint,student=body.1,teacher=layer2,weight=0.5' -> FeatureTermConfig fields."""
-    out = {}
-    for part in value.split(","):
-        key, eq, val = part.strip().partition("=")
-        if not eq or key not in ("loss", "student", "teacher", "weight"):
-            raise ConfigError(f"--feature {value!r}: write loss=NAME,student=LAYER,teacher=LAYER[,weight=W].")
-        out[key] = val
-    return out
-
-
-def _parse_augment(value: str | None) -> dict | None:
-    """'shift=2,hflip,mixup=0.2' -> {"shift": 2, "hflip": True, "mixup": 0.2}; 'none' -> everything off."""
-    if value is None:
-        return None
-    out: dict = {"shift": 0, "hflip": False, "mixup": 0.0}
-    if value.strip().lower() in ("", "none", "off"):
-        return out
-    for part in value.split(","):
-        key, _, val = part.strip().partition("=")
-        if key not in out:
-            raise ConfigError(f"--augment: unknown augmentation {key!r}; use shift=N, hflip, mixup=A (comma-separated).")
-        try:
-            if key == "hflip":
-                out[key] = not val or val.lower() in ("1", "true", "yes", "on")
-            else:
-                out[key] = type(out[key])(val)
-        except ValueError:
-            raise ConfigError(f"--augment: {part!r}: {key} takes a number.") from None
-    return out
-
-
-def _float_or_auto(value: str | None):
-    if value is None or value == "auto":
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is neither a number nor 'auto'") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -191,10 +135,10 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
         "data": {"source": data, "transfer": transfer, "max_train": max_train},
         "teachers": teacher_cfgs,
         "ensemble": ensemble,
-        "student": _parse_student(student),
-        "augment": _parse_augment(augment_text),
-        "kd": {"loss": loss, "temperature": _float_or_auto(temperature), "alpha": _float_or_auto(alpha),
-               "tune_epochs": tune_epochs, "features": [_parse_feature(f) for f in features] or None},
+        "student": parse_student(student),
+        "augment": parse_augment(augment_text),
+        "kd": {"loss": loss, "temperature": float_or_auto(temperature), "alpha": float_or_auto(alpha),
+               "tune_epochs": tune_epochs, "features": [parse_feature(f) for f in features] or None},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
                   "schedule": schedule, "weight_decay": weight_decay, "seed": seed, "threads": threads},
         "quant": {"qat": qat, "qat_epochs": qat_epochs, "calibration": calibration,
@@ -300,45 +244,6 @@ def export_cmd(checkpoint, formats, int8, data, calibration, calibration_size, i
                                f"{int8_tolerance} points; see {res.out_dir / 'export.json'}.")
 
 
-def load_target_threads(name: str) -> int:
-    from edgedistill.targets import load_target
-
-    return load_target(name).threads
-
-
-def _profile_on_device(url: str, model, inputs_file: str | None, threads: int, runs: int, warmup: int) -> dict:
-    import numpy as np
-
-    from edgedistill.device.collect import host_reference, measure_on_device, parity_tolerance, sample_inputs
-
-    if inputs_file:
-        try:
-            x = np.load(inputs_file, allow_pickle=False).astype(np.float32)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"--device-inputs {inputs_file} is not a readable .npy array: {exc}.") from None
-    else:
-        x = sample_inputs(model)
-    ref = host_reference(model, x)
-    return measure_on_device(url, model, x, ref, threads, runs=runs, warmup=warmup,
-                             tolerance=parity_tolerance(model, ref))
-
-
-def _echo_device(d: dict) -> None:
-    if d["status"] != "measured":
-        click.echo(f"  device {d['url']}: MISSING ({d['error']})")
-        return
-    lat, dev, par = d["latency_ms"], d["device"], d["parity"]
-    what = ", ".join(str(dev[k]) for k in ("model", "cpu", "machine", "system", "android") if dev.get(k))
-    p50 = f"p50 {lat['p50']:.4f} ms, " if lat.get("p50") else ""
-    click.echo(f"  measured on device {d['runner']['url']} ({what}; {d['runtime']['name']}, "
-               f"{d['runtime']['threads']} threads): {p50}mean {lat['mean']:.4f} ms, load {d['load_ms']:.1f} ms"
-               + (f", peak RSS {d['peak_rss_bytes']:,} B" if d.get("peak_rss_bytes") else ""))
-    verdict = ("outputs match this machine's" if par.get("passed") else
-               f"OUTPUTS DIFFER (max |diff| {par.get('max_abs_diff')})") if par["checked"] else \
-        f"parity not checked ({par.get('reason', '')})"
-    click.echo(f"  device parity: {verdict}")
-
-
 @main.command("profile")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--target", "target", default="cpu", show_default=True, help="Target profile (edgedistill targets list).")
@@ -361,8 +266,10 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
     from edgedistill.util import write_json
 
     rep = profile_model(Path(model), target, runs=runs, warmup=warmup)
+    from edgedistill.device.show import echo_device, profile_on_device, target_threads
+
     if device_url:
-        rep["device"] = _profile_on_device(device_url, Path(model), device_inputs, load_target_threads(target), runs,
+        rep["device"] = profile_on_device(device_url, Path(model), device_inputs, target_threads(target), runs,
                                            warmup)
     c = rep["cost"]
     click.echo(f"{rep['model']}  ({rep['format']}, {rep['precision']}) on target {rep['target']}")
@@ -382,7 +289,7 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
     for f in rep.get("fit", []):
         click.echo(f"  fit {f['check']:<9} {'ok' if f['passed'] else 'EXCEEDS'}  value {f['value']}  limit {f['limit']}")
     if device_url:
-        _echo_device(rep["device"])
+        echo_device(rep["device"])
     if json_out:
         write_json(Path(json_out), rep)
     if device_url and (rep["device"]["status"] != "measured" or rep["device"]["parity"].get("passed") is False):
@@ -441,7 +348,9 @@ def build_cmd(target, budget_text, config_file, data, teachers, teacher_factory,
     for k, v in headline(rep):
         click.echo(f"  {k}: {v}")
     if rep.get("device"):
-        _echo_device(rep["device"])
+        from edgedistill.device.show import echo_device
+
+        echo_device(rep["device"])
     from edgedistill.gate import markdown
 
     click.echo(markdown(res.verdict))

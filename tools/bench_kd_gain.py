@@ -18,7 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-from edgedistill.cli import _parse_augment
+from edgedistill.cli_args import parse_augment
 from edgedistill.config import load_config
 from edgedistill.distill.pipeline import distill
 
@@ -103,7 +103,7 @@ def main() -> None:
             cfg = load_config(None, {
                 "data": {"source": "builtin:fashion-mnist"}, "teachers": teachers,
                 "student": {"family": fam, "width": int(width), "depth": int(depth)},
-                "augment": _parse_augment(args.augment),
+                "augment": parse_augment(args.augment),
                 "kd": {"loss": args.loss, "temperature": auto(args.temperature), "alpha": auto(args.alpha),
                        "tune_epochs": args.tune_epochs},
                 "train": {"epochs": args.epochs, "seed": seed, "threads": args.threads},
