@@ -82,9 +82,7 @@ def _teacher_params(teachers: list) -> int:
     return max(t.num_params() or sum(f.stat().st_size for f in t.files) // 4 for t in teachers)
 
 
-def _search(config: DistillConfig, budget: Budget, raw, teachers: list) -> SearchResult:
-    splits = make_splits(raw, val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
-                         seed=config.data.seed)
+def _search(config: DistillConfig, budget: Budget, raw, splits, teachers: list) -> SearchResult:
     fams = None if config.student.family == "auto" else [config.student.family]
     return search(kind_of(raw.train.x), splits.input_shape, splits.num_classes, budget, fams,
                   max_params=_teacher_params(teachers) // 2)
@@ -98,7 +96,9 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
     budget = Budget.from_target(target).tighten(Budget.parse(budget_text or ""))
     raw = read_dataset(config.data.source)
     teachers = _load_teachers(config)
-    found = _search(config, budget, raw, teachers)  # an infeasible budget fails here, before any training
+    splits = make_splits(raw, val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
+                         seed=config.data.seed)
+    found = _search(config, budget, raw, splits, teachers)  # an infeasible budget fails here, before any training
     arch = found.chosen.arch
     config = config.model_copy(update={
         "student": config.student.model_copy(update={"family": arch.family, "width": arch.width, "depth": arch.depth}),
@@ -125,7 +125,7 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
     if not ddp.is_main():
         return None
     if device:
-        _add_device_to_report(out, device, raw, config, target.threads)
+        _add_device_to_report(out, device, splits.test.x[:100], target.threads)
     report = load_report(out / "report.json")
     verdict = gate(report, report_budget(report).tighten(budget))
     (out / "gate.xml").write_text(junit_xml(verdict))
@@ -136,17 +136,14 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
 _DEVICE_WARNINGS = ("Device figures are missing", "The device ")
 
 
-def _add_device_to_report(out: Path, url: str, raw, config: DistillConfig, threads: int) -> None:
-    """Measure the deployed int8 TFLite file on the device with real test samples; the device must reproduce this
+def _add_device_to_report(out: Path, url: str, x, threads: int) -> None:
+    """Measure the deployed int8 TFLite file on the device with real test samples x; the device must reproduce this
     machine's outputs. A device failure marks the figures missing (never zero) and leaves the host report intact."""
-    from edgedistill.device.collect import host_reference, measure_on_device, parity_tolerance
+    from edgedistill.device.collect import host_reference, measure_on_device
     from edgedistill.report import write_reports
 
     model = out / "student_int8.tflite"
-    splits = make_splits(raw, val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
-                         seed=config.data.seed)
-    x = splits.test.x[:100]
-    ref = host_reference(model, x)
+    ref, tolerance = host_reference(model, x)
     rep = json.loads((out / "report.json").read_text())
     u = rep["usage"]
     # a re-run replaces the previous device figures: start again from the host / estimated latency
@@ -154,7 +151,7 @@ def _add_device_to_report(out: Path, url: str, raw, config: DistillConfig, threa
     u.setdefault("latency_how_host_or_estimate", u["latency_how"])
     u["latency_ms"], u["latency_how"] = u["latency_ms_host_or_estimate"], u["latency_how_host_or_estimate"]
     rep["warnings"] = [w for w in rep["warnings"] if not w.startswith(_DEVICE_WARNINGS)]
-    rep["device"] = measure_on_device(url, model, x, ref, threads, tolerance=parity_tolerance(model, ref))
+    rep["device"] = measure_on_device(url, model, x, ref, threads, tolerance=tolerance)
     if rep["device"]["status"] == "measured":
         rep["usage"]["latency_ms"] = rep["device"]["latency_ms"].get("p50") or rep["device"]["latency_ms"]["mean"]
         rep["usage"]["latency_how"] = "measured-device"

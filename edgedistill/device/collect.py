@@ -28,24 +28,18 @@ def sample_inputs(model: Path, n: int = 32, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((n, *dims), dtype=np.float32)
 
 
-def host_reference(model: Path, x: np.ndarray) -> np.ndarray:
-    """What the file computes on this machine's runtime: the outputs the device must reproduce."""
+def host_reference(model: Path, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """What the file computes on this machine's runtime (the outputs the device must reproduce), and the parity
+    tolerance: one output quantization step for an int8 file (another CPU's kernels may round one step
+    differently), a relative 1e-4 for float files."""
     from edgedistill.runtimes import RUNTIMES
 
     runner = RUNTIMES.get("onnxruntime" if model.suffix == ".onnx" else "litert")(model, threads=1)
-    return runner.predict(x)
-
-
-def parity_tolerance(model: Path, reference: np.ndarray) -> float:
-    """One output quantization step for an int8 file (another CPU's kernels may round one step differently), a
-    relative 1e-4 for float files."""
-    if model.suffix == ".tflite":
-        from edgedistill.runtimes.litert import LiteRTRunner
-
-        out = LiteRTRunner(model, threads=1).out
-        if out["dtype"] in (np.int8, np.uint8):
-            return float(out["quantization"][0]) * 1.001
-    return 1e-4 * (1.0 + float(np.abs(reference).max()))
+    ref = runner.predict(x)
+    out = getattr(runner, "out", None)  # LiteRT's output tensor details
+    if out is not None and out["dtype"] in (np.int8, np.uint8):
+        return ref, float(out["quantization"][0]) * 1.001
+    return ref, 1e-4 * (1.0 + float(np.abs(ref).max()))
 
 
 def measure_on_device(url: str, model: Path, x: np.ndarray, reference: np.ndarray | None, threads: int,

@@ -18,7 +18,7 @@ def target_threads(name: str) -> int:
 def profile_on_device(url: str, model, inputs_file: str | None, threads: int, runs: int, warmup: int) -> dict:
     import numpy as np
 
-    from edgedistill.device.collect import host_reference, measure_on_device, parity_tolerance, sample_inputs
+    from edgedistill.device.collect import host_reference, measure_on_device, sample_inputs
 
     if inputs_file:
         try:
@@ -27,9 +27,9 @@ def profile_on_device(url: str, model, inputs_file: str | None, threads: int, ru
             raise ConfigError(f"--device-inputs {inputs_file} is not a readable .npy array: {exc}.") from None
     else:
         x = sample_inputs(model)
-    ref = host_reference(model, x)
+    ref, tolerance = host_reference(model, x)
     return measure_on_device(url, model, x, ref, threads, runs=runs, warmup=warmup,
-                             tolerance=parity_tolerance(model, ref))
+                             tolerance=tolerance)
 
 
 def echo_device(d: dict) -> None:
