@@ -58,7 +58,9 @@ def main() -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON config; flags override it.")
 @click.option("--data", help="Data: builtin:digits, builtin:fashion-mnist, a .npz file (x, y), a directory of IDX "
               "files, or an image folder (one sub-folder per class). [default: builtin:digits]")
-@click.option("--transfer", help="Separate transfer set to distill on (.npz etc.; labels optional).")
+@click.option("--transfer", help="Separate transfer set to distill on (.npz etc.; labels optional), or "
+              "'synthetic[:samples=2048,steps=200,range=0:1]' for data-free distillation: inputs synthesized from "
+              "the teacher's BatchNorm statistics, no real training sample used.")
 @click.option("--max-train", type=int, help="Use at most this many training samples.")
 @click.option("--teacher", "teachers", multiple=True, help="Teacher model: .onnx, .tflite, .pt2, TorchScript, "
               "weights (.safetensors/.pt, with --teacher-factory) or builtin:NAME. Repeat for an ensemble. "

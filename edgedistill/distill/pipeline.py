@@ -20,7 +20,7 @@ import torch
 import edgedistill
 from edgedistill import distributed as ddp
 from edgedistill.config import DistillConfig
-from edgedistill.data import DataSplits, Split, make_splits, read_dataset
+from edgedistill.data import DataSplits, Normalizer, Split, make_splits, read_dataset
 from edgedistill.distill.trainer import (
     FeatureTerm,
     FitResult,
@@ -31,6 +31,7 @@ from edgedistill.distill.trainer import (
     fit,
     predict_logits,
 )
+from edgedistill.distill.datafree import parse_synthetic
 from edgedistill.distill.tuning import candidate_objectives, tune, tuning_settings
 from edgedistill.errors import ConfigError, DataError, EdgeDistillError
 from edgedistill.progress import bars
@@ -67,7 +68,8 @@ def prepare(config: DistillConfig) -> Prepared:
     """Read data and teachers and check that they fit each other. Raises EdgeDistillError, writes nothing."""
     raw = read_dataset(config.data.source)
     transfer = None
-    if config.data.transfer:
+    synthetic = parse_synthetic(config.data.transfer, config.train.seed)
+    if config.data.transfer and synthetic is None:
         t = read_dataset(config.data.transfer)
         transfer = Split(t.train.x, t.train.y)
     splits = make_splits(raw, val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
@@ -76,6 +78,8 @@ def prepare(config: DistillConfig) -> Prepared:
                 for t in config.teachers]
     for spec, teacher in zip(config.teachers, teachers):
         check_teacher_fits(teacher, spec.input, splits)
+    if synthetic is not None:
+        check_data_free(config, teachers)
     why = config.augment.recipe().check(len(splits.input_shape))
     if why:
         raise ConfigError(f"Augmentation {config.augment.recipe().describe()} does not fit this data (samples of "
@@ -93,6 +97,39 @@ def prepare(config: DistillConfig) -> Prepared:
         to_quant_student(student)  # an architecture int8 cannot express fails now, not after training
         target = load_target(config.target)
     return Prepared(splits, teachers, arch, target)
+
+
+def check_data_free(config: DistillConfig, teachers: list[Teacher]) -> None:
+    if len(teachers) != 1 or teachers[0].torch_module() is None or config.teachers[0].input != "raw":
+        raise ConfigError("A synthetic transfer set (data-free distillation) needs one teacher in a torch format fed "
+                          "raw samples: the inputs are optimised through the teacher's BatchNorm statistics, which "
+                          "ONNX/TFLite files and ensembles do not expose.")
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in teachers[0].torch_module().modules()):
+        raise ConfigError(f"Teacher {teachers[0].name!r} has no BatchNorm layers, so there are no training "
+                          "statistics to synthesize a transfer set from; pass real (even unlabeled) samples with "
+                          "--transfer instead.")
+
+
+def _synthesize_transfer(config: DistillConfig, prep: Prepared, cache: LogitCache, ui) -> tuple[DataSplits, dict]:
+    """Replace the transfer set by inputs synthesized from the teacher (edgedistill.distill.datafree). No real
+    training sample is used: the student's input normalisation is fitted on the synthetic set too."""
+    from edgedistill.distill.datafree import cached_synthesis
+
+    s = prep.splits
+    cfg = parse_synthetic(config.data.transfer, config.train.seed)
+    if cfg.value_range is None:  # the data's value range (a scalar pair), read off the labelled validation split
+        cfg = replace(cfg, value_range=(float(s.val.x.min()), float(s.val.x.max())))
+    t0 = time.perf_counter()
+    upd = ui.task(f"synthesize {cfg.samples} inputs", -(-cfg.samples // cfg.batch) * cfg.steps)
+    cache_dir = cache.directory if cache.enabled else Path(config.out).with_name(Path(config.out).name + ".partial")
+    res, cached = cached_synthesis(cache_dir, prep.teachers[0].identity(), prep.teachers[0].torch_module(),
+                                   s.input_shape, s.num_classes, cfg, progress=lambda k: upd(k))
+    splits = replace(s, transfer=Split(res.x, None), normalizer=Normalizer.fit(res.x))
+    info = {"samples": cfg.samples, "steps": cfg.steps, "value_range": list(cfg.value_range), "cached": cached,
+            "bn_loss_first": res.bn_loss[0], "bn_loss_last": res.bn_loss[-1],
+            "teacher_agrees_with_aimed_class": res.teacher_agreement, "seconds": time.perf_counter() - t0,
+            "real_training_samples_used": 0}
+    return splits, info
 
 
 def feature_terms(config: DistillConfig) -> tuple[FeatureTerm, ...]:
@@ -176,7 +213,6 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     prep = prepare(config)
-    s = prep.splits
     work = out.with_name(out.name + ".partial")
     if ddp.is_main():
         work.mkdir(parents=True, exist_ok=True)
@@ -184,6 +220,12 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
     ddp.barrier()
     timings: dict[str, float] = {}
     cache = LogitCache(Path(config.cache_dir) if config.cache_dir else None)
+    data_free = None
+    if parse_synthetic(config.data.transfer) is not None:
+        with bars(show_progress and ddp.is_main()) as ui:
+            splits, data_free = _synthesize_transfer(config, prep, cache, ui)
+        prep = replace(prep, splits=splits)
+    s = prep.splits
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     x_tr, x_val, x_te = to_t(s.transfer.x), to_t(s.val.x), to_t(s.test.x)
     y_tr = to_t(s.transfer.y) if s.transfer.labeled else None
@@ -253,6 +295,7 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
     metrics = _metrics(config, prep, members_te, y_te, teacher_acc, student, res_s, objective, baseline, res_b,
                        x_te, tuning, cache, timings)
     metrics["int8"] = None if int8 is None else int8.metrics
+    metrics["data_free"] = data_free
     metrics["distributed"] = {"world_size": ddp.world(), "replica_weight_sha256": replicas,
                               "replicas_identical": all(r == replicas[0] for r in replicas),
                               "global_batch": settings.batch_size,
