@@ -85,6 +85,11 @@ def main() -> None:
 @click.option("--feature", "features", multiple=True, help="Add a feature / relation term (float phase; torch "
               "teachers), e.g. loss=hint,student=body.1,teacher=layer2,weight=0.5. Losses: hint, cosine, at, "
               "rkd_distance, rkd_angle, sp. Repeat to compose; a wrong layer name lists the available ones.")
+@click.option("--scheme", type=click.Choice(["offline", "born-again", "mutual"]), help="offline: learn from the "
+              "frozen teacher; born-again: then --generations more students, each taught by the previous one; "
+              "mutual: --peers students train together and match each other. [default: offline]")
+@click.option("--generations", type=int, help="Born-again generations after the first. [default: 1]")
+@click.option("--peers", type=int, help="Students trained together by --scheme mutual. [default: 2]")
 @click.option("--temperature", "-T", help="Softmax temperature, or 'auto' (searched on validation). [default: auto]")
 @click.option("--alpha", help="Weight of the soft loss against hard labels (0..1), or 'auto'. [default: auto]")
 @click.option("--tune-epochs", type=int, help="Epochs per auto-tuning trial. [default: epochs // 3]")
@@ -115,7 +120,8 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_user_errors
 def distill(config_file, data, transfer, max_train, teachers, teacher_factory, teacher_format, teacher_input,
-            teacher_allow_pickle, ensemble, student, loss, augment_text, features, temperature, alpha, tune_epochs, epochs, batch_size, lr,
+            teacher_allow_pickle, ensemble, student, loss, augment_text, features, scheme, generations, peers, temperature,
+            alpha, tune_epochs, epochs, batch_size, lr,
             optimizer, schedule, weight_decay, seed, threads, qat, qat_epochs, calibration, calibration_size, formats,
             int8_tolerance, target, no_baseline, cache_dir, out, overwrite, quiet):
     """Distill a teacher (or an ensemble) into a small student, and train its no-teacher twin for comparison.
@@ -140,7 +146,8 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
         "student": parse_student(student),
         "augment": parse_augment(augment_text),
         "kd": {"loss": loss, "temperature": float_or_auto(temperature), "alpha": float_or_auto(alpha),
-               "tune_epochs": tune_epochs, "features": [parse_feature(f) for f in features] or None},
+               "tune_epochs": tune_epochs, "features": [parse_feature(f) for f in features] or None,
+               "scheme": scheme, "generations": generations, "peers": peers},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
                   "schedule": schedule, "weight_decay": weight_decay, "seed": seed, "threads": threads},
         "quant": {"qat": qat, "qat_epochs": qat_epochs, "calibration": calibration,

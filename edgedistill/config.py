@@ -84,6 +84,13 @@ class KDConfig(_Strict):
     tune_max_samples: int = Field(10000, ge=100, description="transfer samples used by each tuning trial")
     features: list[FeatureTermConfig] = Field(default_factory=list, description="feature / relation terms added to "
                                               "the response loss during float distillation (torch teachers only)")
+    scheme: Literal["offline", "born-again", "mutual"] = Field(
+        "offline", description="offline: learn from the frozen teacher; born-again: then `generations` more students "
+        "of the same architecture, each learning from the previous one; mutual: `peers` students train together, "
+        "each also matching the others' predictions (deep mutual learning)")
+    generations: int = Field(1, ge=1, le=10, description="born-again: generations after the first")
+    peers: int = Field(2, ge=2, le=8, description="mutual: number of students trained together")
+    mutual_weight: float = Field(1.0, gt=0, description="mutual: weight of the KL term towards the peers")
 
     @field_validator("loss")
     @classmethod

@@ -32,6 +32,7 @@ from edgedistill.distill.trainer import (
     predict_logits,
 )
 from edgedistill.distill.datafree import parse_synthetic
+from edgedistill.distill.schemes import born_again, fit_mutual
 from edgedistill.distill.tuning import candidate_objectives, tune, tuning_settings
 from edgedistill.errors import ConfigError, DataError, EdgeDistillError
 from edgedistill.progress import bars
@@ -89,6 +90,9 @@ def prepare(config: DistillConfig) -> Prepared:
     student = build_student(arch, splits.input_shape, splits.num_classes, splits.normalizer)  # family vs data
     if config.kd.features:
         check_feature_terms(config, teachers, student, splits)
+    if config.kd.scheme == "mutual" and (config.kd.features or ddp.active()):
+        raise ConfigError("Mutual learning (--scheme mutual) cannot be combined with feature terms or run under "
+                          "torch.distributed yet; use the offline or born-again scheme for those.")
     target = None
     if config.quant.qat:
         from edgedistill.quantize import to_quant_student
@@ -265,9 +269,21 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
 
         ckpt_dir = work / "checkpoints"
         objective = replace(objective, features=feature_terms(config))
-        student, res_s = _train(make_model, data, x_val, y_val, objective, settings, ckpt_dir / "student.pt",
-                                ui.task(f"distill (T={objective.temperature:g}, α={objective.alpha:g})",
-                                        settings.epochs * len(data)))
+        label = f"distill (T={objective.temperature:g}, α={objective.alpha:g})"
+        if config.kd.scheme == "mutual":
+            student, res_s, scheme = _mutual(config, s, prep, data, x_val, y_val, objective, settings, ui, label)
+        else:
+            student, res_s = _train(make_model, data, x_val, y_val, objective, settings, ckpt_dir / "student.pt",
+                                    ui.task(label, settings.epochs * len(data)))
+            scheme = {"scheme": "offline"}
+        if config.kd.scheme == "born-again":
+            def train_gen(mk, d, obj, tag):
+                return _train(mk, d, x_val, y_val, obj, settings, ckpt_dir / f"{tag}.pt",
+                              ui.task(tag, settings.epochs * len(d)))
+
+            student, res_s, gens = born_again(student, res_s, train_gen, make_model, data, objective, settings,
+                                              config.kd.generations, lambda m: accuracy(predict_logits(m, x_te), y_te))
+            scheme = {"scheme": "born-again", "generations": [asdict(g) for g in gens]}
         timings["distill_s"] = res_s.seconds
         baseline = res_b = None
         if config.baseline and y_tr is not None:
@@ -296,6 +312,7 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
                        x_te, tuning, cache, timings)
     metrics["int8"] = None if int8 is None else int8.metrics
     metrics["data_free"] = data_free
+    metrics["scheme"] = scheme
     metrics["distributed"] = {"world_size": ddp.world(), "replica_weight_sha256": replicas,
                               "replicas_identical": all(r == replicas[0] for r in replicas),
                               "global_batch": settings.batch_size,
@@ -357,6 +374,32 @@ def _train(make_model, data, x_val, y_val, objective, settings, ckpt_path, updat
               progress=lambda k, loss, val: update(k, loss, val))
     model.load_state_dict(res.best_state)
     return model.eval(), res
+
+
+def _mutual(config, s, prep, data, x_val, y_val, objective, settings, ui, label):
+    """Deep mutual learning (edgedistill.distill.schemes): peer 0 has the twin's initialisation; the best peer on
+    validation is the student."""
+    def peer(k: int) -> torch.nn.Module:
+        torch.manual_seed(settings.seed + k)
+        return build_student(prep.arch, s.input_shape, s.num_classes, s.normalizer)
+
+    models = [peer(k) for k in range(config.kd.peers)]
+    upd = ui.task(f"mutual ×{config.kd.peers}, " + label, settings.epochs * len(data))
+    results = fit_mutual(models, data, x_val, y_val, objective, settings, config.kd.mutual_weight,
+                         progress=lambda k, loss, val: upd(k, loss, val))
+    best = max(range(len(models)), key=lambda k: results[k].best_val_acc)
+    for m, r in zip(models, results):
+        m.load_state_dict(r.best_state)
+        m.eval()
+    info = {"scheme": "mutual", "peers": [{"index": k, "val_acc": r.best_val_acc,
+                                           "test_acc": accuracy(predict_logits(m, to_tensor(s.test.x)),
+                                                                to_tensor(s.test.y))}
+                                          for k, (m, r) in enumerate(zip(models, results))], "chosen": best}
+    return models[best], results[best], info
+
+
+def to_tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a))
 
 
 def _run_summary(model, res: FitResult, x_te, y_te) -> dict:

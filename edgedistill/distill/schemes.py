@@ -1,0 +1,147 @@
+"""Distillation schemes beyond offline (a frozen teacher, one student): born-again generations and mutual learning.
+
+* Born-again networks (Furlanello et al., ICML 2018): once the student has learnt from the teacher, a fresh student
+  of the same architecture learns from it (soft targets of the previous generation, same objective, same data
+  order and augmentation), and so on for `generations` more rounds. The last generation is the result; every
+  generation's validation and test accuracy is reported.
+* Deep mutual learning (Zhang et al., CVPR 2018): `peers` students of the same architecture (different
+  initialisations) train together on the same batches; each minimises its own objective (hard labels and, when
+  alpha > 0, the frozen teacher) plus `weight` · KL(p_peer ‖ p_self) towards every other peer's current
+  predictions (detached), at temperature 1. The peer with the best validation accuracy is the result.
+
+Both reuse the trainer's pieces (batches, augmentation stream, optimizers, schedules); mutual learning has its own
+small loop, without resume or torch.distributed (refused up front), because it steps several models at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgedistill.distill.losses import distillation_objective
+from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
+from edgedistill.distill.trainer import (
+    EpochRecord,
+    FitResult,
+    Objective,
+    TrainSet,
+    TrainSettings,
+    augment_seed,
+    batch_at,
+    predict_logits,
+    val_accuracy,
+)
+from edgedistill.teachers.ensemble import combine
+from edgedistill.teachers.stream import TeacherStream
+
+SCHEMES = ("offline", "born-again", "mutual")
+
+
+@dataclass(frozen=True)
+class Generation:
+    index: int  # 0: learnt from the configured teacher
+    val_acc: float
+    test_acc: float | None = None
+
+
+def weights_digest(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def student_as_teacher(model: nn.Module, data: TrainSet, augmented: bool) -> TrainSet:
+    """`data` with a trained student (frozen, eval mode) in the teacher's place."""
+    frozen = copy.deepcopy(model).eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    if augmented:  # the previous generation runs on each augmented batch, like any teacher (function matching)
+        stream = TeacherStream(lambda xb: frozen(xb).detach()[None], f"born-again|{weights_digest(frozen)}", None)
+        return replace(data, teacher_members=None, ensemble="arithmetic", teacher_stream=stream, teacher_module=None)
+    return replace(data, teacher_members=predict_logits(frozen, data.x)[None], ensemble="arithmetic",
+                   teacher_stream=None, teacher_module=None)
+
+
+def born_again(first: nn.Module, first_result: FitResult, train: Callable, make_model: Callable[[], nn.Module],
+               data: TrainSet, objective: Objective, settings: TrainSettings, generations: int,
+               score: Callable[[nn.Module], float]) -> tuple[nn.Module, FitResult, list[Generation]]:
+    """Train `generations` more students, each from the previous one. `train(model_factory, data, objective, tag)`
+    is the pipeline's trainer (checkpoints, progress); `score(model)` its test accuracy."""
+    model, result = first, first_result
+    record = [Generation(0, first_result.best_val_acc, score(first))]
+    objective = replace(objective, teacher=True, features=())  # feature terms name the original teacher's layers
+    for g in range(1, generations + 1):
+        gen_data = student_as_teacher(model, data, settings.augment.enabled)
+        model, result = train(make_model, gen_data, objective, f"born-again-{g}")
+        record.append(Generation(g, result.best_val_acc, score(model)))
+    return model, result, record
+
+
+def fit_mutual(models: list[nn.Module], data: TrainSet, val_x: torch.Tensor, val_y: torch.Tensor,
+               objective: Objective, settings: TrainSettings, weight: float,
+               progress: Callable[[int, float, float | None], None] | None = None) -> list[FitResult]:
+    """Deep mutual learning: every model steps on the same batch with its objective + weight · mean KL to peers."""
+    n = len(data)
+    steps = (n + settings.batch_size - 1) // settings.batch_size
+    opts = [OPTIMIZERS.get(settings.optimizer)(list(m.parameters()), settings.lr, settings.weight_decay,
+                                               settings.momentum) for m in models]
+    scheds = [SCHEDULES.get(settings.schedule)(o, settings.epochs * steps, settings.lr) for o in opts]
+    gen = torch.Generator().manual_seed(settings.seed)
+    results = [FitResult(copy.deepcopy(m.state_dict()), 0, -1.0) for m in models]
+    aug = settings.augment
+    use_teacher = objective.teacher and objective.alpha > 0
+    on_the_fly = use_teacher and aug.enabled
+    fixed = data.teacher_logits(objective.temperature) if use_teacher and not on_the_fly else None
+    key = data.teacher_stream.stream_key(data.x, settings.seed, settings.batch_size, aug) if on_the_fly else ""
+    for epoch in range(settings.epochs):
+        t0 = time.perf_counter()
+        for m in models:
+            m.train()
+        order = torch.randperm(n, generator=gen)
+        aug_gen = torch.Generator().manual_seed(augment_seed(settings.seed, epoch))
+        totals = [0.0] * len(models)
+        for step, i in enumerate(range(0, n, settings.batch_size)):
+            idx = order[i: i + settings.batch_size]
+            xb, yb, mix = batch_at(data, idx, aug, aug_gen)
+            tb = fixed[idx] if fixed is not None else None
+            if on_the_fly:
+                tb = combine(data.teacher_stream.members(key, epoch, step, steps, xb), data.ensemble,
+                             objective.temperature)
+            logits = [m(xb) for m in models]
+            if yb is not None and mix is not None:
+                yb = mix.soft_labels(yb, logits[0].shape[1])
+            for k, (out, opt, sched) in enumerate(zip(logits, opts, scheds)):
+                own = distillation_objective(out, tb, yb, objective.loss, objective.temperature,
+                                             objective.alpha if use_teacher else 0.0)
+                log_p = F.log_softmax(out, 1)
+                peers = [F.kl_div(log_p, F.softmax(o.detach(), 1), reduction="batchmean")
+                         for j, o in enumerate(logits) if j != k]
+                loss = own + weight * torch.stack(peers).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                totals[k] += float(loss.detach()) * len(xb)
+            if progress:
+                progress(len(idx), totals[0] / max(1, i + len(idx)), None)
+        for m, r, opt, total in zip(models, results, opts, totals):
+            acc = val_accuracy(m, val_x, val_y)
+            r.history.append(EpochRecord(epoch + 1, total / n, acc, opt.param_groups[0]["lr"],
+                                         time.perf_counter() - t0))
+            r.seconds += time.perf_counter() - t0
+            if acc > r.best_val_acc:
+                r.best_val_acc, r.best_epoch, r.best_state = acc, epoch + 1, copy.deepcopy(m.state_dict())
+        if progress:
+            progress(0, totals[0] / n, results[0].best_val_acc)
+    for r in results:
+        r.samples_per_s = settings.epochs * n * len(models) / r.seconds if r.seconds else 0.0
+    return results
