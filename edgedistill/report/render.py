@@ -27,6 +27,38 @@ def _conditions(tr: dict | None) -> str:
             f"student loss {loss}, teacher outputs {tr['teacher_outputs']})")
 
 
+def objective_lines(o: dict | None) -> list[str]:
+    """Markdown lines: each loss term's contribution over training, the scheme and the data-free synthesis."""
+    if not o:
+        return []
+    out = []
+    if o.get("terms"):
+        total = o["total_loss_per_epoch"]
+        out += ["| epoch | total loss | " + " | ".join(f"{t['weight']:g} · {t['name']}" for t in o["terms"]) + " |",
+                "|---:|---:|" + "---:|" * len(o["terms"])]
+        for e, tot in enumerate(total):
+            cells = [("n/a" if t["per_epoch"][e] is None else f"{t['weight'] * t['per_epoch'][e]:.4g}")
+                     for t in o["terms"]]
+            out.append(f"| {e + 1} | {tot:.4g} | " + " | ".join(cells) + " |")
+        out.append("")
+        out.append("Feature / relation terms act in the float phase (weighted value shown; the rest of the total is "
+                   "the response loss).")
+    sch = o.get("scheme") or {}
+    if sch.get("scheme") == "born-again":
+        out.append("Scheme: born-again — " + ", ".join(f"generation {g['index']}: test {_pct(g['test_acc'])}"
+                                                      for g in sch["generations"]) + " (the last one is deployed).")
+    elif sch.get("scheme") == "mutual":
+        out.append("Scheme: deep mutual learning — " + ", ".join(
+            f"peer {p['index']}: val {_pct(p['val_acc'])}, test {_pct(p['test_acc'])}" for p in sch["peers"])
+                   + f" (peer {sch['chosen']} deployed: best on validation).")
+    df = o.get("data_free")
+    if df:
+        out.append(f"Data-free: {df['samples']} inputs synthesized from the teacher's BatchNorm statistics "
+                   f"({df['steps']} steps; statistics mismatch {df['bn_loss_first']:.3g} -> {df['bn_loss_last']:.3g}); "
+                   "no real training sample used.")
+    return ["", "## Training objective", ""] + out if out else []
+
+
 def headline(r: dict) -> list[tuple[str, str]]:
     s = r["summary"]
     match = {True: "yes: every exported file reproduced the trained model on its runtime",
@@ -80,6 +112,7 @@ def to_markdown(r: dict) -> str:
             fit = "yes" if c["fits"] else "no: " + ", ".join(c["violations"])
             lines.append(f"| {c['arch']} | {c['params']:,} | {c['macs']:,} | {c['file_bytes']:,} | "
                          f"{c['arena_bytes']:,} | {fit} |")
+    lines += objective_lines(r.get("objective"))
     lines += _device_lines(r.get("device"))
     for w in r.get("warnings", []):
         lines += ["", f"> **Warning:** {w}"]
@@ -142,6 +175,8 @@ def to_html(r: dict) -> str:
         f"<td>{'ok' if p['passed'] and p['checked'] else ('info' if not p['checked'] else 'FAIL')}</td></tr>"
         for p in r["parity"])
     warn = "".join(f"<p class='warn'>Warning: {esc(w)}</p>" for w in r.get("warnings", []))
+    obj = objective_lines(r.get("objective"))
+    objective = ("<h2>Training objective</h2><pre>" + esc("\n".join(obj[3:])) + "</pre>") if obj else ""
     dev_rows = device_summary(r.get("device"))
     dev = ("<h2>Measured on the device</h2><ul>" + "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in dev_rows)
            + "</ul>") if dev_rows else ""
@@ -153,6 +188,6 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{t
 <div class="plots">{acc_plot}{layer_plot}{budget_plot}</div>
 <h2>Models</h2><table><tr><th>model</th><th>params</th><th>accuracy</th><th>file bytes</th><th>latency ms</th><th>how</th></tr>{rows}</table>
 <h2>Parity: each file on its own runtime</h2><table><tr><th>file</th><th>runtime</th><th>n</th><th>accuracy</th><th>agreement</th>
-<th>max |Δlogit|</th><th>verdict</th></tr>{par}</table>{dev}
+<th>max |Δlogit|</th><th>verdict</th></tr>{par}</table>{objective}{dev}
 </body></html>
 """

@@ -18,6 +18,19 @@ def _training(metrics: dict) -> dict:
             "temperature": obj.get("temperature"), "alpha": obj.get("alpha"), "twin": tr.get("twin")}
 
 
+def _objective(metrics: dict) -> dict:
+    """What the student minimised and how each term moved over training: per-epoch mean of every feature / relation
+    term (unweighted, as metrics.json keeps it) with its weight, next to the total loss; plus scheme and data-free."""
+    student = metrics.get("student") or {}
+    history = student.get("history") or []
+    weights = {f"{f['loss']}:{f['student']}->{f['teacher']}": f["weight"]
+               for f in (student.get("objective") or {}).get("features") or []}
+    terms = [{"name": name, "weight": w, "per_epoch": [(h.get("terms") or {}).get(name) for h in history]}
+             for name, w in weights.items()]
+    return {"total_loss_per_epoch": [h.get("train_loss") for h in history], "terms": terms,
+            "scheme": metrics.get("scheme"), "data_free": metrics.get("data_free")}
+
+
 def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
     """metrics: distill's metrics.json; profiles: name -> {bytes, latency_ms, where, ...} measured on this host;
     target: the target profile (dict) with the student's estimate and fit checks."""
@@ -54,6 +67,7 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
         "qat_accuracy": q.get("qat_test_acc"),
         "training": _training(metrics),
     }
+    objective = _objective(metrics)
     fit = {f["check"]: f for f in (target or {}).get("fit", [])}
     on_target = (target or {}).get("estimate_ms")
     usage = {
@@ -68,6 +82,6 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
         "ops_supported": (fit.get("ops") or {}).get("passed"),
     }
     return {"schema_version": REPORT_SCHEMA_VERSION, "summary": summary, "usage": usage, "models": rows,
-            "parity": q.get("parity", []),
+            "parity": q.get("parity", []), "objective": objective,
             "target": target, "warnings": metrics.get("warnings", []), "data": metrics.get("data"),
             "versions": metrics.get("versions")}
