@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from edgedistill.data import DataSplits, Normalizer, Split
 from edgedistill.errors import ConfigError
 
 
@@ -221,3 +223,33 @@ def parse_synthetic(spec: str | None, seed: int = 0) -> SynthesisConfig | None:
         raise ConfigError(f"Transfer {spec!r}: samples and steps must be positive and batch at least 2 (batch "
                           "statistics need two samples).")
     return cfg
+
+
+def check_teacher(config, teachers: list) -> None:
+    """Data-free distillation needs one raw-fed torch teacher with BatchNorm layers; say so before any work."""
+    if len(teachers) != 1 or teachers[0].torch_module() is None or config.teachers[0].input != "raw":
+        raise ConfigError("A synthetic transfer set (data-free distillation) needs one teacher in a torch format fed "
+                          "raw samples: the inputs are optimised through the teacher's BatchNorm statistics, which "
+                          "ONNX/TFLite files and ensembles do not expose.")
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in teachers[0].torch_module().modules()):
+        raise ConfigError(f"Teacher {teachers[0].name!r} has no BatchNorm layers, so there are no training "
+                          "statistics to synthesize a transfer set from; pass real (even unlabeled) samples with "
+                          "--transfer instead.")
+
+
+def synthetic_splits(config, s: DataSplits, teacher, cache_dir: Path, ui) -> tuple[DataSplits, dict]:
+    """`s` with its transfer set replaced by inputs synthesized from `teacher`, and what the synthesis did. No real
+    training sample is used: the student's input normalisation is fitted on the synthetic set too."""
+    cfg = parse_synthetic(config.data.transfer, config.train.seed)
+    if cfg.value_range is None:  # the data's value range (a scalar pair), read off the labelled validation split
+        cfg = replace(cfg, value_range=(float(s.val.x.min()), float(s.val.x.max())))
+    t0 = time.perf_counter()
+    upd = ui.task(f"synthesize {cfg.samples} inputs", -(-cfg.samples // cfg.batch) * cfg.steps)
+    res, cached = cached_synthesis(cache_dir, teacher.identity(), teacher.torch_module(),
+                                   s.input_shape, s.num_classes, cfg, progress=lambda k: upd(k))
+    splits = replace(s, transfer=Split(res.x, None), normalizer=Normalizer.fit(res.x))
+    info = {"samples": cfg.samples, "steps": cfg.steps, "value_range": list(cfg.value_range), "cached": cached,
+            "bn_loss_first": res.bn_loss[0], "bn_loss_last": res.bn_loss[-1],
+            "teacher_agrees_with_aimed_class": res.teacher_agreement, "seconds": time.perf_counter() - t0,
+            "real_training_samples_used": 0}
+    return splits, info

@@ -20,7 +20,7 @@ import torch
 import edgedistill
 from edgedistill import distributed as ddp
 from edgedistill.config import DistillConfig
-from edgedistill.data import DataSplits, Normalizer, Split, make_splits, read_dataset
+from edgedistill.data import DataSplits, Split, make_splits, read_dataset
 from edgedistill.distill.trainer import (
     FeatureTerm,
     FitResult,
@@ -31,8 +31,9 @@ from edgedistill.distill.trainer import (
     fit,
     predict_logits,
 )
+from edgedistill.distill import datafree
 from edgedistill.distill.datafree import parse_synthetic
-from edgedistill.distill.schemes import born_again, fit_mutual
+from edgedistill.distill.schemes import born_again, mutual_student
 from edgedistill.distill.tuning import candidate_objectives, tune, tuning_settings
 from edgedistill.errors import ConfigError, DataError, EdgeDistillError
 from edgedistill.progress import bars
@@ -80,7 +81,7 @@ def prepare(config: DistillConfig) -> Prepared:
     for spec, teacher in zip(config.teachers, teachers):
         check_teacher_fits(teacher, spec.input, splits)
     if synthetic is not None:
-        check_data_free(config, teachers)
+        datafree.check_teacher(config, teachers)
     why = config.augment.recipe().check(len(splits.input_shape))
     if why:
         raise ConfigError(f"Augmentation {config.augment.recipe().describe()} does not fit this data (samples of "
@@ -101,39 +102,6 @@ def prepare(config: DistillConfig) -> Prepared:
         to_quant_student(student)  # an architecture int8 cannot express fails now, not after training
         target = load_target(config.target)
     return Prepared(splits, teachers, arch, target)
-
-
-def check_data_free(config: DistillConfig, teachers: list[Teacher]) -> None:
-    if len(teachers) != 1 or teachers[0].torch_module() is None or config.teachers[0].input != "raw":
-        raise ConfigError("A synthetic transfer set (data-free distillation) needs one teacher in a torch format fed "
-                          "raw samples: the inputs are optimised through the teacher's BatchNorm statistics, which "
-                          "ONNX/TFLite files and ensembles do not expose.")
-    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in teachers[0].torch_module().modules()):
-        raise ConfigError(f"Teacher {teachers[0].name!r} has no BatchNorm layers, so there are no training "
-                          "statistics to synthesize a transfer set from; pass real (even unlabeled) samples with "
-                          "--transfer instead.")
-
-
-def _synthesize_transfer(config: DistillConfig, prep: Prepared, cache: LogitCache, ui) -> tuple[DataSplits, dict]:
-    """Replace the transfer set by inputs synthesized from the teacher (edgedistill.distill.datafree). No real
-    training sample is used: the student's input normalisation is fitted on the synthetic set too."""
-    from edgedistill.distill.datafree import cached_synthesis
-
-    s = prep.splits
-    cfg = parse_synthetic(config.data.transfer, config.train.seed)
-    if cfg.value_range is None:  # the data's value range (a scalar pair), read off the labelled validation split
-        cfg = replace(cfg, value_range=(float(s.val.x.min()), float(s.val.x.max())))
-    t0 = time.perf_counter()
-    upd = ui.task(f"synthesize {cfg.samples} inputs", -(-cfg.samples // cfg.batch) * cfg.steps)
-    cache_dir = cache.directory if cache.enabled else Path(config.out).with_name(Path(config.out).name + ".partial")
-    res, cached = cached_synthesis(cache_dir, prep.teachers[0].identity(), prep.teachers[0].torch_module(),
-                                   s.input_shape, s.num_classes, cfg, progress=lambda k: upd(k))
-    splits = replace(s, transfer=Split(res.x, None), normalizer=Normalizer.fit(res.x))
-    info = {"samples": cfg.samples, "steps": cfg.steps, "value_range": list(cfg.value_range), "cached": cached,
-            "bn_loss_first": res.bn_loss[0], "bn_loss_last": res.bn_loss[-1],
-            "teacher_agrees_with_aimed_class": res.teacher_agreement, "seconds": time.perf_counter() - t0,
-            "real_training_samples_used": 0}
-    return splits, info
 
 
 def feature_terms(config: DistillConfig) -> tuple[FeatureTerm, ...]:
@@ -227,7 +195,8 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
     data_free = None
     if parse_synthetic(config.data.transfer) is not None:
         with bars(show_progress and ddp.is_main()) as ui:
-            splits, data_free = _synthesize_transfer(config, prep, cache, ui)
+            cache_dir = cache.directory if cache.enabled else work
+            splits, data_free = datafree.synthetic_splits(config, prep.splits, prep.teachers[0], cache_dir, ui)
         prep = replace(prep, splits=splits)
     s = prep.splits
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
@@ -271,7 +240,14 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
         objective = replace(objective, features=feature_terms(config))
         label = f"distill (T={objective.temperature:g}, α={objective.alpha:g})"
         if config.kd.scheme == "mutual":
-            student, res_s, scheme = _mutual(config, s, prep, data, x_val, y_val, objective, settings, ui, label)
+            def peer(k: int) -> torch.nn.Module:
+                torch.manual_seed(settings.seed + k)  # peer 0 starts where the twin starts
+                return build_student(prep.arch, s.input_shape, s.num_classes, s.normalizer)
+
+            upd = ui.task(f"mutual ×{config.kd.peers}, " + label, settings.epochs * len(data))
+            student, res_s, scheme = mutual_student(peer, config.kd.peers, data, x_val, y_val, objective, settings,
+                                                    config.kd.mutual_weight, lambda m: accuracy(predict_logits(m, x_te),
+                                                                                                y_te), upd)
         else:
             student, res_s = _train(make_model, data, x_val, y_val, objective, settings, ckpt_dir / "student.pt",
                                     ui.task(label, settings.epochs * len(data)))
@@ -374,32 +350,6 @@ def _train(make_model, data, x_val, y_val, objective, settings, ckpt_path, updat
               progress=lambda k, loss, val: update(k, loss, val))
     model.load_state_dict(res.best_state)
     return model.eval(), res
-
-
-def _mutual(config, s, prep, data, x_val, y_val, objective, settings, ui, label):
-    """Deep mutual learning (edgedistill.distill.schemes): peer 0 has the twin's initialisation; the best peer on
-    validation is the student."""
-    def peer(k: int) -> torch.nn.Module:
-        torch.manual_seed(settings.seed + k)
-        return build_student(prep.arch, s.input_shape, s.num_classes, s.normalizer)
-
-    models = [peer(k) for k in range(config.kd.peers)]
-    upd = ui.task(f"mutual ×{config.kd.peers}, " + label, settings.epochs * len(data))
-    results = fit_mutual(models, data, x_val, y_val, objective, settings, config.kd.mutual_weight,
-                         progress=lambda k, loss, val: upd(k, loss, val))
-    best = max(range(len(models)), key=lambda k: results[k].best_val_acc)
-    for m, r in zip(models, results):
-        m.load_state_dict(r.best_state)
-        m.eval()
-    info = {"scheme": "mutual", "peers": [{"index": k, "val_acc": r.best_val_acc,
-                                           "test_acc": accuracy(predict_logits(m, to_tensor(s.test.x)),
-                                                                to_tensor(s.test.y))}
-                                          for k, (m, r) in enumerate(zip(models, results))], "chosen": best}
-    return models[best], results[best], info
-
-
-def to_tensor(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a))
 
 
 def _run_summary(model, res: FitResult, x_te, y_te) -> dict:

@@ -145,3 +145,21 @@ def fit_mutual(models: list[nn.Module], data: TrainSet, val_x: torch.Tensor, val
     for r in results:
         r.samples_per_s = settings.epochs * n * len(models) / r.seconds if r.seconds else 0.0
     return results
+
+
+def mutual_student(make_peer: Callable[[int], nn.Module], peers: int, data: TrainSet, val_x: torch.Tensor,
+                   val_y: torch.Tensor, objective: Objective, settings: TrainSettings, weight: float,
+                   score: Callable[[nn.Module], float],
+                   progress: Callable | None = None) -> tuple[nn.Module, FitResult, dict]:
+    """Train `peers` students with `fit_mutual`; the best on validation is the student. Returns it, its FitResult
+    and a record of every peer (validation and `score`, i.e. test, accuracy)."""
+    models = [make_peer(k) for k in range(peers)]
+    results = fit_mutual(models, data, val_x, val_y, objective, settings, weight, progress)
+    for m, r in zip(models, results):
+        m.load_state_dict(r.best_state)
+        m.eval()
+    best = max(range(peers), key=lambda k: results[k].best_val_acc)
+    info = {"scheme": "mutual", "chosen": best,
+            "peers": [{"index": k, "val_acc": r.best_val_acc, "test_acc": score(m)}
+                      for k, (m, r) in enumerate(zip(models, results))]}
+    return models[best], results[best], info
