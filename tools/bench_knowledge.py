@@ -16,7 +16,7 @@ objective differs:
   rkd            relational KD: hard labels + 25 · distance + 50 · angle on the pooled embeddings
   sp             similarity-preserving KD: hard labels + 3000 · SP(student block3, teacher layer3)
   data-free      no real training image: KD (alpha 1) on inputs synthesized from the teacher's BatchNorm statistics
-                 (1,024 samples, shared by the seeds), with shift/flip/mixup augmentation, as many optimizer steps
+                 (1,024 samples, 200 steps, shared by the seeds), with shift/flip/mixup augmentation, as many optimizer steps
                  as the other runs
 
 Feature / relation weights are the ones of the CRD benchmark (Tian et al., ICLR 2020) and the original papers.
@@ -78,12 +78,14 @@ def method_config(method: str, args, seed: int, *, max_train: int, epochs: int, 
     }
 
 
-def run(cfg_dict: dict) -> dict:
+def run(cfg_dict: dict, collect_only: bool = False) -> dict | None:
     cfg = load_config(None, cfg_dict)
     out = Path(cfg.out)
-    if (out / "metrics.json").is_file() and json.loads((out / "config.json").read_text()) == cfg.model_dump(mode="json"):
-        return json.loads((out / "metrics.json").read_text())
-    return distill(cfg, overwrite=True, show_progress=False).metrics
+    if (out / "metrics.json").is_file():
+        saved = load_config(None, json.loads((out / "config.json").read_text()))  # fills fields added since
+        if saved.model_dump(mode="json") == cfg.model_dump(mode="json"):
+            return json.loads((out / "metrics.json").read_text())
+    return None if collect_only else distill(cfg, overwrite=True, show_progress=False).metrics
 
 
 def row(method: str, m: dict) -> dict:
@@ -124,20 +126,22 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--qat-epochs", type=int, default=1)
     ap.add_argument("--synthetic", type=int, default=1024, help="synthesized samples for data-free")
-    ap.add_argument("--synthesis-steps", type=int, default=60)
+    ap.add_argument("--synthesis-steps", type=int, default=200)
     ap.add_argument("--few-labels", type=int, default=1800, help="labelled images of the 3 %% experiment (0: skip)")
     ap.add_argument("--few-epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="runs/bench-knowledge")
     ap.add_argument("--doc", default="docs/knowledge")
+    ap.add_argument("--collect-only", action="store_true", help="tabulate finished runs only; train nothing")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     results: dict[str, list[dict]] = {}
     few: dict[str, list[dict]] = {}
 
     def write() -> None:
+        teacher = next((r["teacher"] for rows in results.values() for r in rows if "teacher" in r), None)
         head = (f"Fashion-MNIST test (10,000 images). Student `{args.student}` (int8 QAT), teacher builtin:fashion-mnist "
-                f"(94.04 %), {args.max_train:,} training images, {args.epochs} float + {args.qat_epochs} QAT epochs, "
+                f"({teacher if teacher is None else round(teacher, 2)} % test), {args.max_train:,} training images, {args.epochs} float + {args.qat_epochs} QAT epochs, "
                 f"seeds {args.seeds} (mean ± std over seeds). Gain = int8 accuracy minus the no-teacher run of the "
                 "same seed (same initialisation and data order).")
         lines = ["# Kinds of knowledge: measured effect on a ~30 K-parameter int8 student", "",
@@ -157,8 +161,11 @@ def main() -> None:
         for method in args.methods.split(","):
             t0 = time.perf_counter()
             m = run(method_config(method, args, seed, max_train=args.max_train, epochs=args.epochs,
-                                  out=f"{args.out}/{method}-seed{seed}"))
-            r = {"seed": seed, **row(method, m), "seconds": m["timings"]["total_s"]}
+                                  out=f"{args.out}/{method}-seed{seed}"), args.collect_only)
+            if m is None:
+                print(f"seed {seed} {method}: not run yet", flush=True)
+                continue
+            r = {"seed": seed, **row(method, m), "seconds": m["timings"]["total_s"], "teacher": m["teacher"]["test_acc"]}
             if method == "kd":
                 results.setdefault("none", []).append({"seed": seed, **row("none", m)})
             results.setdefault(method, []).append(r)
@@ -169,7 +176,9 @@ def main() -> None:
             cfg = method_config("kd", args, seed, max_train=args.few_labels, epochs=args.few_epochs,
                                 out=f"{args.out}/few-labels-seed{seed}")
             cfg["baseline"] = True
-            m = run(cfg)
+            m = run(cfg, args.collect_only)
+            if m is None:
+                continue
             few.setdefault("hard labels only", []).append({"seed": seed, **row("none", m)})
             few.setdefault("soft targets (kd)", []).append({"seed": seed, **row("kd", m)})
             write()

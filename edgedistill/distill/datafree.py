@@ -43,7 +43,7 @@ class SynthesisConfig:
     samples: int = 2048
     steps: int = 200
     batch: int = 256
-    lr: float = 0.1
+    lr: float = 0.25
     bn_weight: float = 1.0
     first_bn_mul: float = 10.0
     tv_weight: float = 1e-4
