@@ -177,7 +177,11 @@ def _print_summary(m: dict, out) -> None:
     if m["baseline"]:
         table.add_row("no-teacher twin", f"{m['baseline']['params']:,}", f"{m['baseline']['test_acc']:.2f}%")
     obj = m["student"]["objective"]
-    table.add_row(f"distilled student ({obj['loss']}, T={obj['temperature']:g}, α={obj['alpha']:g})",
+    scheme = (m.get("scheme") or {}).get("scheme", "offline")
+    for g in (m.get("scheme") or {}).get("generations", [])[:-1]:  # born-again: the earlier generations
+        table.add_row(f"  born-again generation {g['index']}", f"{m['student']['params']:,}", f"{g['test_acc']:.2f}%")
+    table.add_row(f"distilled student ({obj['loss']}, T={obj['temperature']:g}, α={obj['alpha']:g}"
+                  + ("" if scheme == "offline" else f", {scheme}") + (", data-free" if m.get("data_free") else "") + ")",
                   f"{m['student']['params']:,}", f"{m['student']['test_acc']:.2f}%")
     console.print(table)
     if m.get("int8"):
