@@ -90,6 +90,8 @@ def main() -> None:
               "mutual: --peers students train together and match each other. [default: offline]")
 @click.option("--generations", type=int, help="Born-again generations after the first. [default: 1]")
 @click.option("--peers", type=int, help="Students trained together by --scheme mutual. [default: 2]")
+@click.option("--online-teacher", is_flag=True, default=None, help="With --scheme mutual: the (torch) teacher trains "
+              "along with the students at a tenth of their learning rate, instead of staying frozen.")
 @click.option("--temperature", "-T", help="Softmax temperature, or 'auto' (searched on validation). [default: auto]")
 @click.option("--alpha", help="Weight of the soft loss against hard labels (0..1), or 'auto'. [default: auto]")
 @click.option("--tune-epochs", type=int, help="Epochs per auto-tuning trial. [default: epochs // 3]")
@@ -120,8 +122,8 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_user_errors
 def distill(config_file, data, transfer, max_train, teachers, teacher_factory, teacher_format, teacher_input,
-            teacher_allow_pickle, ensemble, student, loss, augment_text, features, scheme, generations, peers, temperature,
-            alpha, tune_epochs, epochs, batch_size, lr,
+            teacher_allow_pickle, ensemble, student, loss, augment_text, features, scheme, generations, peers,
+            online_teacher, temperature, alpha, tune_epochs, epochs, batch_size, lr,
             optimizer, schedule, weight_decay, seed, threads, qat, qat_epochs, calibration, calibration_size, formats,
             int8_tolerance, target, no_baseline, cache_dir, out, overwrite, quiet):
     """Distill a teacher (or an ensemble) into a small student, and train its no-teacher twin for comparison.
@@ -147,7 +149,8 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
         "augment": parse_augment(augment_text),
         "kd": {"loss": loss, "temperature": float_or_auto(temperature), "alpha": float_or_auto(alpha),
                "tune_epochs": tune_epochs, "features": [parse_feature(f) for f in features] or None,
-               "scheme": scheme, "generations": generations, "peers": peers},
+               "scheme": scheme, "generations": generations, "peers": peers,
+               "online_teacher": online_teacher},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
                   "schedule": schedule, "weight_decay": weight_decay, "seed": seed, "threads": threads},
         "quant": {"qat": qat, "qat_epochs": qat_epochs, "calibration": calibration,
@@ -180,6 +183,8 @@ def _print_summary(m: dict, out) -> None:
     scheme = (m.get("scheme") or {}).get("scheme", "offline")
     for g in (m.get("scheme") or {}).get("generations", [])[:-1]:  # born-again: the earlier generations
         table.add_row(f"  born-again generation {g['index']}", f"{m['student']['params']:,}", f"{g['test_acc']:.2f}%")
+    if online := (m.get("scheme") or {}).get("online_teacher"):
+        table.add_row("  teacher after training online", "", f"{online['after']['test_acc']:.2f}%")
     table.add_row(f"distilled student ({obj['loss']}, T={obj['temperature']:g}, α={obj['alpha']:g}"
                   + ("" if scheme == "offline" else f", {scheme}") + (", data-free" if m.get("data_free") else "") + ")",
                   f"{m['student']['params']:,}", f"{m['student']['test_acc']:.2f}%")

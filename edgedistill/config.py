@@ -91,6 +91,10 @@ class KDConfig(_Strict):
     generations: int = Field(1, ge=1, le=10, description="born-again: generations after the first")
     peers: int = Field(2, ge=2, le=8, description="mutual: number of students trained together")
     mutual_weight: float = Field(1.0, gt=0, description="mutual: weight of the KL term towards the peers")
+    online_teacher: bool = Field(False, description="mutual: the teacher (one torch teacher) joins the peers and "
+                                 "keeps training with them (online distillation) instead of staying frozen")
+    teacher_lr_scale: float = Field(0.1, gt=0, le=1, description="online_teacher: the teacher's learning rate as a "
+                                    "fraction of the students'")
 
     @field_validator("loss")
     @classmethod

@@ -33,7 +33,7 @@ from edgedistill.distill.trainer import (
 )
 from edgedistill.distill import datafree
 from edgedistill.distill.datafree import parse_synthetic
-from edgedistill.distill.schemes import born_again, mutual_student
+from edgedistill.distill.schemes import born_again, check_online_teacher, mutual_student, trainable_teacher
 from edgedistill.distill.tuning import candidate_objectives, tune, tuning_settings
 from edgedistill.errors import ConfigError, DataError, EdgeDistillError
 from edgedistill.progress import bars
@@ -94,6 +94,8 @@ def prepare(config: DistillConfig) -> Prepared:
     if config.kd.scheme == "mutual" and (config.kd.features or ddp.active()):
         raise ConfigError("Mutual learning (--scheme mutual) cannot be combined with feature terms or run under "
                           "torch.distributed yet; use the offline or born-again scheme for those.")
+    if config.kd.online_teacher:
+        check_online_teacher(config, teachers, splits)
     target = None
     if config.quant.qat:
         from edgedistill.quantize import to_quant_student
@@ -245,9 +247,11 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
                 return build_student(prep.arch, s.input_shape, s.num_classes, s.normalizer)
 
             upd = ui.task(f"mutual ×{config.kd.peers}, " + label, settings.epochs * len(data))
+            online = trainable_teacher(prep.teachers[0].torch_module()) if config.kd.online_teacher else None
             student, res_s, scheme = mutual_student(peer, config.kd.peers, data, x_val, y_val, objective, settings,
                                                     config.kd.mutual_weight, lambda m: accuracy(predict_logits(m, x_te),
-                                                                                                y_te), upd)
+                                                                                                y_te), upd,
+                                                    online, config.kd.teacher_lr_scale)
         else:
             student, res_s = _train(make_model, data, x_val, y_val, objective, settings, ckpt_dir / "student.pt",
                                     ui.task(label, settings.epochs * len(data)))

@@ -8,6 +8,9 @@
   initialisations) train together on the same batches; each minimises its own objective (hard labels and, when
   alpha > 0, the frozen teacher) plus `weight` · KL(p_peer ‖ p_self) towards every other peer's current
   predictions (detached), at temperature 1. The peer with the best validation accuracy is the result.
+  With `online_teacher`, the teacher itself (a copy of its torch module) joins the peers and keeps training at a
+  smaller learning rate: online distillation, teacher and student learn together (DML's large-network setting).
+  Its knowledge then flows through the live KL term only; the frozen-teacher soft targets are not used.
 
 Both reuse the trainer's pieces (batches, augmentation stream, optimizers, schedules); mutual learning has its own
 small loop, without resume or torch.distributed (refused up front), because it steps several models at once.
@@ -38,6 +41,7 @@ from edgedistill.distill.trainer import (
     predict_logits,
     val_accuracy,
 )
+from edgedistill.errors import ConfigError
 from edgedistill.teachers.ensemble import combine
 from edgedistill.teachers.stream import TeacherStream
 
@@ -88,13 +92,16 @@ def born_again(first: nn.Module, first_result: FitResult, train: Callable, make_
 
 def fit_mutual(models: list[nn.Module], data: TrainSet, val_x: torch.Tensor, val_y: torch.Tensor,
                objective: Objective, settings: TrainSettings, weight: float,
-               progress: Callable[[int, float, float | None], None] | None = None) -> list[FitResult]:
-    """Deep mutual learning: every model steps on the same batch with its objective + weight · mean KL to peers."""
+               progress: Callable[[int, float, float | None], None] | None = None,
+               lr_scales: list[float] | None = None) -> list[FitResult]:
+    """Deep mutual learning: every model steps on the same batch with its objective + weight · mean KL to peers.
+    `lr_scales[k]` multiplies model k's learning rate (an online teacher fine-tunes gently)."""
     n = len(data)
     steps = (n + settings.batch_size - 1) // settings.batch_size
-    opts = [OPTIMIZERS.get(settings.optimizer)(list(m.parameters()), settings.lr, settings.weight_decay,
-                                               settings.momentum) for m in models]
-    scheds = [SCHEDULES.get(settings.schedule)(o, settings.epochs * steps, settings.lr) for o in opts]
+    lrs = [settings.lr * s for s in (lr_scales or [1.0] * len(models))]
+    opts = [OPTIMIZERS.get(settings.optimizer)(list(m.parameters()), lr, settings.weight_decay, settings.momentum)
+            for m, lr in zip(models, lrs)]
+    scheds = [SCHEDULES.get(settings.schedule)(o, settings.epochs * steps, lr) for o, lr in zip(opts, lrs)]
     gen = torch.Generator().manual_seed(settings.seed)
     results = [FitResult(copy.deepcopy(m.state_dict()), 0, -1.0) for m in models]
     aug = settings.augment
@@ -147,19 +154,53 @@ def fit_mutual(models: list[nn.Module], data: TrainSet, val_x: torch.Tensor, val
     return results
 
 
+def check_online_teacher(config, teachers: list, splits) -> None:
+    """An online teacher trains: it must be one torch module fed raw samples, with labels to learn from."""
+    why = ("it needs --scheme mutual" if config.kd.scheme != "mutual" else
+           "it needs exactly one teacher" if len(teachers) != 1 else
+           f"{teachers[0].name!r} is {teachers[0].format}, not a trainable torch module"
+           if teachers[0].torch_module() is None else
+           "the teacher must take raw samples (teacher input 'raw')" if config.teachers[0].input != "raw" else
+           "it needs labelled training data (no separate transfer set)"
+           if splits.train.y is None or config.data.transfer else "")
+    if why:
+        raise ConfigError(f"An online teacher (kd.online_teacher) trains together with the students, so {why}. "
+                          "Drop kd.online_teacher to keep the teacher frozen.")
+
+
+def trainable_teacher(module: nn.Module) -> nn.Module:
+    """A copy of the teacher's torch module that can train as a peer (the user's teacher is left untouched)."""
+    copy_ = copy.deepcopy(module)
+    for p in copy_.parameters():
+        p.requires_grad_(True)
+    return copy_
+
+
 def mutual_student(make_peer: Callable[[int], nn.Module], peers: int, data: TrainSet, val_x: torch.Tensor,
                    val_y: torch.Tensor, objective: Objective, settings: TrainSettings, weight: float,
-                   score: Callable[[nn.Module], float],
-                   progress: Callable | None = None) -> tuple[nn.Module, FitResult, dict]:
-    """Train `peers` students with `fit_mutual`; the best on validation is the student. Returns it, its FitResult
-    and a record of every peer (validation and `score`, i.e. test, accuracy)."""
+                   score: Callable[[nn.Module], float], progress: Callable | None = None,
+                   online_teacher: nn.Module | None = None,
+                   teacher_lr_scale: float = 0.1) -> tuple[nn.Module, FitResult, dict]:
+    """Train `peers` students with `fit_mutual` (and the online teacher, if given, as one more peer); the best
+    student on validation is the student. Returns it, its FitResult and a record of every member (validation and
+    `score`, i.e. test, accuracy)."""
     models = [make_peer(k) for k in range(peers)]
-    results = fit_mutual(models, data, val_x, val_y, objective, settings, weight, progress)
+    scales = [1.0] * peers
+    teacher_before = None
+    if online_teacher is not None:
+        teacher_before = {"val_acc": val_accuracy(online_teacher, val_x, val_y), "test_acc": score(online_teacher)}
+        models.append(online_teacher)
+        scales.append(teacher_lr_scale)
+        objective = replace(objective, teacher=False, features=())  # the live teacher replaces the frozen one
+    results = fit_mutual(models, data, val_x, val_y, objective, settings, weight, progress, scales)
     for m, r in zip(models, results):
         m.load_state_dict(r.best_state)
         m.eval()
     best = max(range(peers), key=lambda k: results[k].best_val_acc)
     info = {"scheme": "mutual", "chosen": best,
             "peers": [{"index": k, "val_acc": r.best_val_acc, "test_acc": score(m)}
-                      for k, (m, r) in enumerate(zip(models, results))]}
+                      for k, (m, r) in enumerate(zip(models[:peers], results))]}
+    if online_teacher is not None:
+        info["online_teacher"] = {"lr_scale": teacher_lr_scale, "before": teacher_before,
+                                  "after": {"val_acc": results[-1].best_val_acc, "test_acc": score(models[-1])}}
     return models[best], results[best], info

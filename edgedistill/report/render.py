@@ -51,6 +51,9 @@ def objective_lines(o: dict | None) -> list[str]:
         out.append("Scheme: deep mutual learning — " + ", ".join(
             f"peer {p['index']}: val {_pct(p['val_acc'])}, test {_pct(p['test_acc'])}" for p in sch["peers"])
                    + f" (peer {sch['chosen']} deployed: best on validation).")
+        if online := sch.get("online_teacher"):
+            out.append(f"The teacher trained online with the peers (learning rate ×{online['lr_scale']:g}): test "
+                       f"{_pct(online['before']['test_acc'])} before, {_pct(online['after']['test_acc'])} after.")
     df = o.get("data_free")
     if df:
         out.append(f"Data-free: {df['samples']} inputs synthesized from the teacher's BatchNorm statistics "

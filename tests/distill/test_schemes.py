@@ -83,3 +83,29 @@ def test_mutual_learning_refuses_feature_terms(tmp_path):
     with pytest.raises(ConfigError, match="Mutual learning"):
         distill(cfg, show_progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_online_teacher_trains_with_the_student_and_the_users_teacher_is_untouched(tmp_path):
+    """kd.online_teacher: a copy of the torch teacher joins the peers; its record shows before/after accuracy."""
+    from edgedistill.teachers import TeacherSpec, load_teacher
+
+    cfg = load_config(None, {"data": {"source": "builtin:digits", "max_train": 300}, "student": {"width": 8},
+                             "kd": {"temperature": 4.0, "alpha": 0.9, "scheme": "mutual", "peers": 2,
+                                    "online_teacher": True, "teacher_lr_scale": 0.5},
+                             "train": {"epochs": 2}, "out": str(tmp_path / "run")})
+    module = load_teacher(TeacherSpec(cfg.teachers[0].path)).torch_module()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    m = distill(cfg, show_progress=False).metrics
+    online = m["scheme"]["online_teacher"]
+    assert len(m["scheme"]["peers"]) == 2 and online["lr_scale"] == 0.5
+    assert online["before"]["test_acc"] == pytest.approx(m["teacher"]["test_acc"], abs=0.01)
+    assert online["after"]["test_acc"] > 50.0  # still a working classifier after training along
+    reloaded = load_teacher(TeacherSpec(cfg.teachers[0].path)).torch_module()
+    assert all(torch.equal(before[k], v) for k, v in reloaded.state_dict().items())
+
+
+def test_online_teacher_needs_a_trainable_teacher_and_the_mutual_scheme(tmp_path):
+    cfg = {"data": {"source": "builtin:digits"}, "kd": {"online_teacher": True}, "out": str(tmp_path / "a")}
+    with pytest.raises(ConfigError, match="needs --scheme mutual"):
+        distill(load_config(None, cfg), show_progress=False)
+    assert not (tmp_path / "a").exists()
