@@ -1,11 +1,13 @@
 """Target profiles: data files in targets/ (TOML), validated by a versioned schema. Every figure names its source.
 
-Profiles are looked up in $EDGEDISTILL_TARGETS (a directory) and in the source tree's targets/ directory.
+Profiles are looked up in $EDGEDISTILL_TARGETS (a directory), in the source tree's targets/ directory, and where a
+wheel installs them (<prefix>/share/edgedistill/targets).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -61,6 +63,7 @@ def search_dirs() -> list[Path]:
     if os.environ.get("EDGEDISTILL_TARGETS"):
         dirs.append(Path(os.environ["EDGEDISTILL_TARGETS"]))
     dirs.append(Path(__file__).resolve().parents[1] / "targets")
+    dirs.append(Path(sys.prefix) / "share" / "edgedistill" / "targets")
     return [d for d in dirs if d.is_dir()]
 
 

@@ -64,3 +64,35 @@ def test_cli_targets():
     assert r.exit_code == 0 and "source: NXP K64" in r.output
     r = CliRunner().invoke(main, ["targets", "show", "nope"])
     assert r.exit_code == 1 and r.output.startswith("error: Unknown target 'nope'")
+
+
+def test_a_wheel_carries_the_target_profiles_where_search_dirs_looks(tmp_path, monkeypatch):
+    """Built from a clean copy of the source (no stale build/), the wheel installs targets/*.toml under
+    <prefix>/share/edgedistill/targets, and search_dirs() looks there for an installed (non-source) edgedistill."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    from edgedistill import targets as targets_mod
+
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "targets", "edgedistill"):
+        (shutil.copytree if (root / name).is_dir() else shutil.copy)(
+            root / name, src / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if (root / name).is_dir() else {}))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
+    wheel = next((tmp_path / "dist").glob("edgedistill-*.whl"))
+    prefix = tmp_path / "prefix"
+    with zipfile.ZipFile(wheel) as zf:
+        shipped = {Path(n).name for n in zf.namelist() if "/data/share/edgedistill/targets/" in n}
+        for n in zf.namelist():
+            if "/data/" in n and n.endswith(".toml"):
+                dest = prefix / n.split("/data/", 1)[1]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(zf.read(n))
+    assert shipped == {p.name for p in (root / "targets").glob("*.toml")}
+    monkeypatch.setattr(sys, "prefix", str(prefix))
+    assert prefix / "share" / "edgedistill" / "targets" in targets_mod.search_dirs()
