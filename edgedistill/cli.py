@@ -9,6 +9,7 @@ import sys
 import click
 
 from edgedistill.cli_args import float_or_auto, parse_augment, parse_feature, parse_student
+from edgedistill.cli_summary import print_distill_summary, print_parity_table
 from edgedistill.errors import EdgeDistillError
 
 
@@ -164,63 +165,7 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
     cfg = load_config(config_file, overrides)
     result = run_distill(cfg, overwrite=overwrite, show_progress=not quiet)
     if result.metrics:  # empty on the ranks other than 0 of a distributed run
-        _print_summary(result.metrics, result.out_dir)
-
-
-def _print_summary(m: dict, out) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=None if sys.stdout.isatty() else 140)
-    table = Table(title=f"edgedistill distill → {out}")
-    for col in ("model", "params", "test acc"):
-        table.add_column(col, justify="right" if col != "model" else "left")
-    table.add_row("teacher" + (f" ({m['teacher']['ensemble']} ensemble)" if m["teacher"]["ensemble"] else ""),
-                  f"{m['teacher']['params']:,}" if m["teacher"]["params"] else "?", f"{m['teacher']['test_acc']:.2f}%")
-    if m["baseline"]:
-        table.add_row("no-teacher twin", f"{m['baseline']['params']:,}", f"{m['baseline']['test_acc']:.2f}%")
-    obj = m["student"]["objective"]
-    scheme = (m.get("scheme") or {}).get("scheme", "offline")
-    for g in (m.get("scheme") or {}).get("generations", [])[:-1]:  # born-again: the earlier generations
-        table.add_row(f"  born-again generation {g['index']}", f"{m['student']['params']:,}", f"{g['test_acc']:.2f}%")
-    if online := (m.get("scheme") or {}).get("online_teacher"):
-        table.add_row("  teacher after training online", "", f"{online['after']['test_acc']:.2f}%")
-    table.add_row(f"distilled student ({obj['loss']}, T={obj['temperature']:g}, α={obj['alpha']:g}"
-                  + ("" if scheme == "offline" else f", {scheme}") + (", data-free" if m.get("data_free") else "") + ")",
-                  f"{m['student']['params']:,}", f"{m['student']['test_acc']:.2f}%")
-    console.print(table)
-    if m.get("int8"):
-        _print_int8(console, m["int8"])
-    if m["gain_vs_baseline"] is not None:
-        tr = m.get("training") or {}
-        console.print(f"gain over the no-teacher twin: {m['gain_vs_baseline']:+.2f} points (both {tr.get('epochs')} "
-                      f"epochs, augmentation: {tr.get('augment_text', 'none')})")
-    for w in m["warnings"]:
-        console.print(f"[bold red]WARNING[/]: {w}")
-
-
-def _print_int8(console, q: dict) -> None:
-    from rich.table import Table
-
-    line = (f"int8: float {q['float_test_acc']:.2f}%  PTQ {q['ptq_test_acc']:.2f}%  QAT {q['qat_test_acc']:.2f}%")
-    if "baseline_qat_test_acc" in q:
-        line += f"  (no-teacher twin QAT {q['baseline_qat_test_acc']:.2f}%, gain {q['gain_vs_baseline_int8']:+.2f})"
-    console.print(line)
-    _print_int8_table(console, q["parity"])
-
-
-def _print_int8_table(console, parity: list[dict]) -> None:
-    from rich.table import Table
-
-    table = Table(title="parity: every exported file on its own runtime (test split)")
-    for col in ("file", "runtime", "n", "acc", "ref acc", "agree", "max |Δlogit|", "bytes", "verdict"):
-        table.add_column(col, justify="left" if col in ("file", "runtime", "verdict") else "right")
-    for r in parity:
-        verdict = ("[green]ok[/]" if r["passed"] else "[red]FAIL[/]") if r["checked"] else "[yellow]info[/]"
-        table.add_row(r["artifact"], r["runtime"], str(r["samples"]), f"{r['accuracy']:.2f}%",
-                      f"{r['reference_accuracy']:.2f}%", f"{r['top1_agreement']:.2f}%",
-                      f"{r['max_abs_logit_diff']:.4g}", f"{r['bytes']:,}", verdict)
-    console.print(table)
+        print_distill_summary(result.metrics, result.out_dir)
 
 
 @main.command("export")
@@ -255,7 +200,7 @@ def export_cmd(checkpoint, formats, int8, data, calibration, calibration_size, i
     res = export_checkpoint(Path(checkpoint), out_dir, fmts, int8, data, calibration, calibration_size,
                             int8_tolerance, overwrite=overwrite)
     console = Console(width=None if sys.stdout.isatty() else 140)
-    _print_int8_table(console, res.record["parity"])
+    print_parity_table(console, res.record["parity"])
     console.print(f"wrote {len(res.record['artifacts'])} file(s) and export.json to {res.out_dir}")
     if not res.record["parity_passed"]:
         raise EdgeDistillError("Parity check failed: an exported file does not reproduce the torch model within "
