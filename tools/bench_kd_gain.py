@@ -26,8 +26,10 @@ from edgedistill.distill.pipeline import distill
 def _run(cfg) -> dict:
     out = Path(cfg.out)
     done = out / "metrics.json"
-    if done.is_file() and json.loads((out / "config.json").read_text()) == cfg.model_dump(mode="json"):
-        return json.loads(done.read_text())
+    if done.is_file():  # compared through the current schema, so fields added since keep old runs reusable
+        saved = load_config(None, json.loads((out / "config.json").read_text()))
+        if saved.model_dump(mode="json") == cfg.model_dump(mode="json"):
+            return json.loads(done.read_text())
     return distill(cfg, overwrite=True, show_progress=False).metrics
 
 
