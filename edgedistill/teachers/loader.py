@@ -64,6 +64,8 @@ TEACHER_FORMATS.register("torch", "nn.Module factory + weights (.safetensors, or
 # Built-in teachers: name -> (factory, weights file in edgedistill/zoo, data set they were trained for)
 BUILTIN_TEACHERS = {
     "fashion-mnist": ("edgedistill.zoo.models:fashion_cnn", "fashion_cnn.safetensors", "builtin:fashion-mnist"),
+    # a second member (seed 1, 15 epochs) for ensembles: --teacher builtin:fashion-mnist --teacher builtin:fashion-mnist-s1
+    "fashion-mnist-s1": ("edgedistill.zoo.models:fashion_cnn", "fashion_cnn_s1.safetensors", "builtin:fashion-mnist"),
     "digits": ("edgedistill.zoo.models:digits_cnn", "digits_cnn.safetensors", "builtin:digits"),
 }
 
