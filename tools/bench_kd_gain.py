@@ -22,15 +22,11 @@ from edgedistill.cli_args import parse_augment
 from edgedistill.config import load_config
 from edgedistill.distill.pipeline import distill
 
+from _reuse import finished_metrics
+
 
 def _run(cfg) -> dict:
-    out = Path(cfg.out)
-    done = out / "metrics.json"
-    if done.is_file():  # compared through the current schema, so fields added since keep old runs reusable
-        saved = load_config(None, json.loads((out / "config.json").read_text()))
-        if saved.model_dump(mode="json") == cfg.model_dump(mode="json"):
-            return json.loads(done.read_text())
-    return distill(cfg, overwrite=True, show_progress=False).metrics
+    return finished_metrics(cfg) or distill(cfg, overwrite=True, show_progress=False).metrics
 
 
 def _row(m: dict, seconds: float | None) -> dict:

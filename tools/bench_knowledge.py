@@ -39,6 +39,8 @@ from pathlib import Path
 from edgedistill.config import load_config
 from edgedistill.distill.pipeline import distill
 
+from _reuse import finished_metrics
+
 FEATURES = {
     "hint": [{"loss": "hint", "student": "features.block2", "teacher": "layer2", "weight": 100.0}],
     "at": [{"loss": "at", "student": "features.block2", "teacher": "layer2", "weight": 1000.0}],
@@ -80,12 +82,10 @@ def method_config(method: str, args, seed: int, *, max_train: int, epochs: int, 
 
 def run(cfg_dict: dict, collect_only: bool = False) -> dict | None:
     cfg = load_config(None, cfg_dict)
-    out = Path(cfg.out)
-    if (out / "metrics.json").is_file():
-        saved = load_config(None, json.loads((out / "config.json").read_text()))  # fills fields added since
-        if saved.model_dump(mode="json") == cfg.model_dump(mode="json"):
-            return json.loads((out / "metrics.json").read_text())
-    return None if collect_only else distill(cfg, overwrite=True, show_progress=False).metrics
+    done = finished_metrics(cfg)
+    if done is not None or collect_only:
+        return done
+    return distill(cfg, overwrite=True, show_progress=False).metrics
 
 
 def row(method: str, m: dict) -> dict:
