@@ -13,8 +13,10 @@ from edgedistill.teachers.base import Teacher
 from edgedistill.teachers.runtime_formats import OnnxTeacher, TFLiteTeacher
 from edgedistill.teachers.torch_formats import (
     ExportedProgramTeacher,
+    StudentCheckpointTeacher,
     TorchModuleTeacher,
     TorchScriptTeacher,
+    is_student_checkpoint,
     is_torchscript_archive,
 )
 
@@ -58,6 +60,9 @@ TEACHER_FORMATS.register("exported", "torch.export ExportedProgram (.pt2)")(
 TEACHER_FORMATS.register("torchscript", "TorchScript archive (torch.jit.save)")(
     Format(lambda s, p: TorchScriptTeacher(p), lambda p: p.suffix in {".pt", ".pth", ".jit", ".ts"}
            and is_torchscript_archive(p)))
+TEACHER_FORMATS.register("edgedistill", "a student edgedistill trained: build directory or its student.json "
+                         "(teacher-assistant chains)")(
+    Format(lambda s, p: StudentCheckpointTeacher(p), is_student_checkpoint))
 TEACHER_FORMATS.register("torch", "nn.Module factory + weights (.safetensors, or state dict with weights_only)")(
     Format(_torch, lambda p: p.suffix in _WEIGHT_SUFFIXES and not is_torchscript_archive(p)))
 
@@ -92,7 +97,8 @@ def load_teacher(spec: TeacherSpec) -> Teacher:
         if not found:
             raise ModelLoadError(
                 f"Cannot tell the format of teacher {p}. Supported: .onnx, .tflite, .pt2, TorchScript "
-                "(.pt/.pth), weights (.safetensors/.pt with a factory); or set the format explicitly."
+                "(.pt/.pth), weights (.safetensors/.pt with a factory), an edgedistill build directory (student.json "
+                "inside); or set the format explicitly."
             )
         fmt = found[0]
     return fmt.load(spec, p)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import pickle
 import zipfile
 from pathlib import Path
@@ -120,6 +121,34 @@ class ExportedProgramTeacher(TorchBackedTeacher):
 
     def torch_module(self):
         return None  # an unlifted graph module: parameters are not the user's named layers
+
+
+class StudentCheckpointTeacher(TorchBackedTeacher):
+    """A student edgedistill trained (a build directory, or its `<stem>.json`) teaching a smaller one: the
+    teacher-assistant chain of Mirzadeh et al. 2020 (big teacher -> mid student -> small student)."""
+
+    format = "edgedistill"
+
+    def __init__(self, path: str | Path, name: str | None = None):
+        from edgedistill.students.checkpoint import META, load_student  # students import nothing from teachers
+
+        p = Path(path)
+        meta = p / META if p.is_dir() else p
+        module, _ = load_student(p)  # raises ModelLoadError for a missing or damaged checkpoint
+        weights = meta.parent / json.loads(meta.read_text())["weights"]
+        super().__init__(name or (p.name if p.is_dir() else meta.stem), [meta, weights], module)
+
+
+def is_student_checkpoint(path: Path) -> bool:
+    """A build directory with student.json, or a `<stem>.json` naming an architecture and weights."""
+    meta = path / "student.json" if path.is_dir() else path
+    if meta.suffix != ".json" or not meta.is_file():
+        return False
+    try:
+        doc = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"arch", "weights"} <= doc.keys()
 
 
 def is_torchscript_archive(path: Path) -> bool:
