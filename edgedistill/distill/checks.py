@@ -1,0 +1,65 @@
+"""Checks on the user's inputs that run before anything trains or is written: the teacher runs on the data, feature
+terms name layers that exist and fit, the output directory is free."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from edgedistill.config import DistillConfig
+from edgedistill.data import DataSplits
+from edgedistill.distill.trainer import FeatureTerm, FeatureTerms, Objective, TrainSet
+from edgedistill.errors import ConfigError, DataError
+from edgedistill.teachers import Teacher
+
+
+def feature_terms(config: DistillConfig) -> tuple[FeatureTerm, ...]:
+    return tuple(FeatureTerm(f.loss, f.weight, f.student, f.teacher) for f in config.kd.features)
+
+
+def check_feature_terms(config: DistillConfig, teachers: list[Teacher], student: torch.nn.Module,
+                        splits: DataSplits) -> None:
+    """Layer names and shapes are checked on a dry run before anything trains or is written."""
+    module = teachers[0].torch_module()
+    if module is None:
+        raise ConfigError(f"Feature terms ({', '.join(f.loss for f in config.kd.features)}) need a teacher whose "
+                          f"internals are visible (a torch format); {teachers[0].name!r} is {teachers[0].format}, "
+                          "so only response-based losses (kd, dkd, kd-std, mse) apply.")
+    if config.teachers[0].input != "raw":
+        raise ConfigError("Feature terms need a teacher fed raw samples (teacher input 'raw').")
+    probe = TrainSet(torch.from_numpy(splits.val.x[:2]), None, None, teacher_module=module)
+    try:
+        FeatureTerms(student, probe, Objective(features=feature_terms(config))).close()
+    except KeyError as exc:
+        raise ConfigError(f"Feature terms: {exc.args[0]}.") from None
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"Feature terms: the chosen layers do not fit each other: {str(exc).splitlines()[0]}.") \
+            from None
+
+
+def check_teacher_fits(teacher: Teacher, input_mode: str, splits: DataSplits) -> None:
+    sample = splits.val.x[:2]
+    if input_mode == "normalized":
+        sample = splits.normalizer.apply(sample)
+    try:
+        out = teacher.logits(sample)
+    except Exception as exc:  # whatever the runtime raises, the cause is data that does not fit the model
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"The data's samples have shape {splits.input_shape} but teacher {teacher.name!r} ({teacher.format}) "
+            f"cannot run on them: {msg[:300]}"
+        ) from None
+    if out.shape != (len(sample), splits.num_classes):
+        raise DataError(
+            f"Teacher {teacher.name!r} returns outputs of shape {tuple(out.shape[1:])} per sample, but the data has "
+            f"{splits.num_classes} classes; the teacher must output one logit per class."
+        )
+    if not torch.isfinite(out).all():
+        raise DataError(f"Teacher {teacher.name!r} returns NaN or infinite logits on the first samples.")
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise ConfigError(f"Output directory {out} already exists and is not empty; choose another --out or pass "
+                          "--overwrite (the old directory is replaced only after the new run succeeds).")
