@@ -7,7 +7,10 @@ For every seed and student this is one `edgedistill distill --qat` run: the dist
 the architecture, initialisation, data order, augmentation and epochs (float + QAT); only the loss differs. The
 teacher runs on each augmented batch (function matching); its outputs are cached per (seed, recipe), so the second
 student of a seed reuses them. Finished runs are kept under --out and reused when the configuration is unchanged,
-so an interrupted benchmark picks up where it stopped. Prints a table and writes JSON + Markdown (docs/).
+so an interrupted benchmark picks up where it stopped. With --twins-from DIR, a twin that a finished run under DIR
+already trained (same student, seed, data, augmentation, schedule; any teacher or loss) is reused instead of trained
+again: training is deterministic on CPU (two such runs wrote byte-identical twin weights), and the JSON records which
+run each twin came from. Prints a table and writes JSON + Markdown (docs/).
 """
 
 from __future__ import annotations
@@ -22,24 +25,32 @@ from edgedistill.cli_args import parse_augment
 from edgedistill.config import load_config
 from edgedistill.distill.pipeline import distill
 
-from _reuse import finished_metrics
+from _reuse import finished_metrics, finished_twin
 
 
-def _run(cfg) -> dict:
-    return finished_metrics(cfg) or distill(cfg, overwrite=True, show_progress=False).metrics
+def _run(cfg, twins_from: list[str]) -> tuple[dict, tuple[dict, str] | None]:
+    """(metrics, metrics of the run whose twin is reused or None). With --twins-from, a finished run that trained
+    this exact twin (same student, seed, data, augmentation, schedule; any teacher) saves training it again."""
+    twin = finished_twin(cfg, twins_from) if twins_from else None
+    if twin is not None:
+        cfg = cfg.model_copy(update={"baseline": False})
+    return finished_metrics(cfg) or distill(cfg, overwrite=True, show_progress=False).metrics, twin
 
 
-def _row(m: dict, seconds: float | None) -> dict:
+def _row(m: dict, twin: tuple[dict, str] | None) -> dict:
     q = m["int8"]
     tfl = next(r for r in q["parity"] if r["artifact"] == "tflite-int8" and r["runtime"] == "litert")
+    t = twin[0] if twin else m  # where the twin's figures live
+    int8_twin, float_twin = t["int8"]["baseline_qat_test_acc"], t["baseline"]["test_acc"]
     return {
         "params": m["student"]["params"], "objective": m["student"]["objective"],
         "teacher": m["teacher"]["test_acc"],
-        "float_student": m["student"]["test_acc"], "float_twin": m["baseline"]["test_acc"],
-        "int8_student": q["qat_test_acc"], "int8_twin": q["baseline_qat_test_acc"],
+        "float_student": m["student"]["test_acc"], "float_twin": float_twin,
+        "int8_student": q["qat_test_acc"], "int8_twin": int8_twin,
         "int8_student_tflite": tfl["accuracy"], "tflite_agreement": tfl["top1_agreement"],
-        "gain_int8": q["gain_vs_baseline_int8"], "gain_float": m["gain_vs_baseline"],
-        "seconds": seconds if seconds is not None else m["timings"]["total_s"],
+        "gain_int8": q["qat_test_acc"] - int8_twin, "gain_float": m["student"]["test_acc"] - float_twin,
+        "twin_from": twin[1] if twin else None,
+        "seconds": m["timings"]["total_s"],
     }
 
 
@@ -90,6 +101,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="runs/bench-kd-gain")
     ap.add_argument("--doc", default="docs/kd_gain", help="writes DOC.json and DOC.md")
+    ap.add_argument("--twins-from", action="append", default=[], metavar="DIR",
+                    help="reuse the twin of a finished run under DIR with the same student, seed, data, augmentation "
+                         "and schedule (training is deterministic), instead of training it again")
     args = ap.parse_args()
     teachers = [{"path": t} for t in (args.teacher or ["builtin:fashion-mnist"])]
     auto = lambda v: v if v == "auto" else float(v)  # noqa: E731
@@ -108,8 +122,8 @@ def main() -> None:
                 "quant": {"qat": True, "qat_epochs": args.qat_epochs, "formats": ["tflite"]},
                 "report": False, "out": f"{args.out}/{fam}{width}x{depth}-seed{seed}"})
             t0 = time.perf_counter()
-            m = _run(cfg)
-            row = _row(m, None)
+            m, twin = _run(cfg, args.twins_from)
+            row = _row(m, twin)
             results.setdefault(name, []).append({"seed": seed, **row})
             print(f"seed {seed} {name}: {row['params']:,} params, int8 student {row['int8_student']:.2f}% "
                   f"(TFLite {row['int8_student_tflite']:.2f}%), twin {row['int8_twin']:.2f}%, gain "
