@@ -100,7 +100,15 @@ def test_sigint_then_resume_gives_the_same_artifacts(tmp_path, built):
     out = tmp_path / "b"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "edgedistill", *ARGS, "--epochs", "3", "--out", str(out)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Ctrl-C in a terminal: the child must start with SIGINT's default disposition. A job launched with `&` from a
+    # non-interactive shell (how CI runners often start scripts) inherits SIGINT *ignored*, and Python then never
+    # raises KeyboardInterrupt; the build would finish and exit 0, which is what the shell asked for, not a bug.
+    # A handled (not ignored) signal is reset to its default at exec, so handle it here while the child starts.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     ckpt = tmp_path / "b.partial" / "checkpoints" / "student.pt"
     deadline = time.time() + 300
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
