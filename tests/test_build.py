@@ -43,6 +43,19 @@ def test_build_outputs(built):
     assert (out / "gate.xml").exists() and "PASS" in (out / "gate.md").read_text() and "gate: PASS" in output
 
 
+
+def test_microcontroller_accuracy_is_tflite_micro_arithmetic(built):
+    """cortex-m4 runs TFLite Micro: the reported deployed accuracy is the int8 file on TFLite's reference kernels
+    (TFLite Micro's rounding) over the whole test split, not XNNPACK's, and the report says so."""
+    out, _ = built
+    rep = json.loads((out / "report.json").read_text())
+    rows = {(p["artifact"], p["runtime"]): p for p in rep["parity"]}
+    ref = rows[("tflite-int8", "litert-reference")]
+    assert ref["samples"] == rows[("tflite-int8", "litert")]["samples"] == 359 and not ref["checked"]  # whole split
+    assert rep["summary"]["accuracy_deployed_runtime"] == "litert-reference"
+    assert rep["summary"]["accuracy_deployed"] == rep["usage"]["accuracy"] == ref["accuracy"]
+    assert "deployed int8 (TFLite Micro arithmetic)" in (out / "report.md").read_text()
+
 def test_rerun_with_nothing_changed_only_rechecks(built):
     out, _ = built
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix in (".tflite", ".safetensors")}

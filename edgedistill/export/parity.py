@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from edgedistill.export.artifact import Artifact
 from edgedistill.export.registry import EXPORTERS
-from edgedistill.runtimes import LiteRTRunner, OnnxRunner, TFLMRunner
+from edgedistill.runtimes import LiteRTReferenceRunner, LiteRTRunner, OnnxRunner, TFLMRunner
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,15 @@ class ParityRow:
         return asdict(self)
 
 
+# Runtimes run beside the required ones, reported but not part of the verdict: format -> why.
+INFORMATIONAL = {
+    "onnxruntime-fused": ("onnx", "onnxruntime's fused int8 kernels on this CPU (informational: int8 dot products "
+                                  "can saturate on x86 without VNNI)"),
+    "litert-reference": ("tflite", "LiteRT's reference kernels: TFLite Micro's int8 rounding on every test image "
+                                   "(informational: XNNPACK rounds like the torch model, microcontrollers do not)"),
+}
+
+
 def _runner(runtime: str, art: Artifact):
     if runtime == "onnxruntime":
         # Q/DQ executed as written: the reference semantics of the file.
@@ -37,18 +46,22 @@ def _runner(runtime: str, art: Artifact):
         return OnnxRunner(art.path, optimization="all")
     if runtime == "litert":
         return LiteRTRunner(art.path)
+    if runtime == "litert-reference":
+        return LiteRTReferenceRunner(art.path)
     if runtime == "tflm":
         return TFLMRunner(art.path)
     raise ValueError(runtime)
 
 
 def parity_plan(artifacts: list[Artifact]) -> list[tuple[Artifact, str]]:
-    """Every (file, runtime) pair to run: the exporter's runtimes, plus onnxruntime's fused kernels for int8 ONNX."""
+    """Every (file, runtime) pair to run: the exporter's runtimes, plus two informational ones: onnxruntime's fused
+    kernels for int8 ONNX, and LiteRT's reference kernels (TFLite Micro's arithmetic on the whole test split, where
+    the TFLite Micro row covers its first `tflm_max_samples`) for int8 TFLite."""
     plan = []
     for art in artifacts:
         runtimes = list(EXPORTERS.get(art.name).runtimes)
-        if art.format == "onnx" and art.precision == "int8":
-            runtimes.append("onnxruntime-fused")
+        if art.precision == "int8":
+            runtimes += [rt for rt in INFORMATIONAL if INFORMATIONAL[rt][0] == art.format]
         plan += [(art, rt) for rt in runtimes]
     return plan
 
@@ -64,9 +77,8 @@ def check_parity(artifacts: list[Artifact], ref_float: np.ndarray, ref_int8: np.
         out = _runner(rt, art).predict_batched(x[:n], batch=1024)
         acc = 100.0 * float((out.argmax(1) == y[:n]).mean())
         ref_acc = 100.0 * float((ref[:n].argmax(1) == y[:n]).mean())
-        checked = rt != "onnxruntime-fused"
-        note = "" if checked else ("onnxruntime's fused int8 kernels on this CPU (informational: int8 dot products "
-                                   "can saturate on x86 without VNNI)")
+        checked = rt not in INFORMATIONAL
+        note = "" if checked else INFORMATIONAL[rt][1]
         rows.append(ParityRow(
             artifact=art.name, runtime=rt, samples=n, accuracy=acc, reference_accuracy=ref_acc,
             top1_agreement=100.0 * float((out.argmax(1) == ref[:n].argmax(1)).mean()),

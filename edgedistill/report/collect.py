@@ -48,7 +48,7 @@ def profile_teacher(teacher, input_shape, threads: int, runs: int = 100) -> dict
 def target_section(artifacts, target: TargetProfile, host_ms: float | None) -> dict:
     art = next((a for a in artifacts if a.name == "tflite-int8"), None)
     if art is None:
-        return {"name": target.name, "kind": target.kind}
+        return {"name": target.name, "kind": target.kind, "runtime": target.runtime}
     cost = tflite_cost(art.path)
     est = estimate_latency(cost, target, "int8")
     from edgedistill.profile.run import tflite_facts
@@ -57,7 +57,7 @@ def target_section(artifacts, target: TargetProfile, host_ms: float | None) -> d
     ops, floats, _ = tflite_facts(art.path)
     ram = tflm_arena(art.path).total_bytes if target.runtime == "tflm" else cost.peak_activation_bytes
     checks = fit_checks(cost, art.bytes, ram, ops, floats, target)
-    return {"name": target.name, "kind": target.kind, "estimate_ms": est.total_ms, "estimate_model": est.model,
+    return {"name": target.name, "kind": target.kind, "runtime": target.runtime, "estimate_ms": est.total_ms, "estimate_model": est.model,
             "estimate_error": (est.total_ms / host_ms - 1) if (target.kind == "host" and host_ms) else None,
             "per_op": est.per_op, "fit": [c.__dict__ for c in checks], "macs": cost.macs,
             "peak_activation_bytes": cost.peak_activation_bytes}

@@ -62,6 +62,11 @@ def objective_lines(o: dict | None) -> list[str]:
     return ["", "## Training objective", ""] + out if out else []
 
 
+def _arithmetic(s: dict) -> str:
+    """Which arithmetic the deployed accuracy was measured with, when it is not LiteRT's default (XNNPACK)."""
+    return " (TFLite Micro arithmetic)" if s.get("accuracy_deployed_runtime") == "litert-reference" else ""
+
+
 def headline(r: dict) -> list[tuple[str, str]]:
     s = r["summary"]
     match = {True: "yes: every exported file reproduced the trained model on its runtime",
@@ -69,8 +74,8 @@ def headline(r: dict) -> list[tuple[str, str]]:
     return [
         ("Smaller", f"{_x(s['size_ratio_teacher_over_student'])} smaller file than the teacher"),
         ("Faster", f"{_x(s['speedup_vs_teacher'])} faster than the teacher on this machine"),
-        ("Accuracy kept", f"{_pct(s['accuracy_deployed'])} deployed int8 vs {_pct(s['accuracy_teacher'])} teacher "
-                          f"({_pts(s['accuracy_kept_vs_teacher'])})"),
+        ("Accuracy kept", f"{_pct(s['accuracy_deployed'])} deployed int8{_arithmetic(s)} vs "
+                          f"{_pct(s['accuracy_teacher'])} teacher ({_pts(s['accuracy_kept_vs_teacher'])})"),
         ("Distillation gain", f"{_pts(s['gain_vs_no_teacher_twin_int8'])} int8, {_pts(s['gain_vs_no_teacher_twin_float'])} "
                               "float, vs the same student trained without a teacher" + _conditions(s.get("training"))),
         ("QAT vs PTQ", f"QAT {_pct(s['qat_accuracy'])}, post-training quantization {_pct(s['ptq_accuracy'])}"),

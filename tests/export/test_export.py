@@ -13,7 +13,7 @@ from edgedistill.export.parity import check_parity
 from edgedistill.export.registry import EXPORTERS, export_all
 from edgedistill.quantize import post_training_quantize
 from edgedistill.quantize.qat import qat_distill
-from edgedistill.runtimes import LiteRTRunner
+from edgedistill.runtimes import LiteRTReferenceRunner, LiteRTRunner, TFLMRunner
 from edgedistill.students import StudentArch, build_student
 
 
@@ -98,6 +98,21 @@ def test_parity_on_every_runtime(exported):
         assert r.max_abs_logit_diff <= 2.01 * float(qmodel.output_q.scale)  # at most ~2 output LSBs
     assert by[("onnx-int8", "onnxruntime")].max_abs_logit_diff == 0.0  # QDQ semantics: exact
     assert by[("tflite-int8", "tflm")].samples == 200
+    ref = by[("tflite-int8", "litert-reference")]  # informational: TFLite Micro's arithmetic on the whole split
+    assert not ref.checked and ref.samples == len(x) and "TFLite Micro" in ref.note
+
+
+def test_reference_kernels_compute_what_tflite_micro_computes(exported):
+    """The litert-reference runtime stands in for TFLite Micro on whole test splits: same int8 logits up to one
+    output step (the classifier's rounding), where XNNPACK may differ by more on other models."""
+    s, _, qmodel, arts = exported
+    path = arts["tflite-int8"].path
+    x = s.test.x[:200]
+    ref = LiteRTReferenceRunner(path).predict_batched(x, batch=64)
+    micro = TFLMRunner(path).predict_batched(x, batch=64)
+    step = float(qmodel.output_q.scale)
+    assert np.abs(ref - micro).max() <= 1.01 * step
+    assert (ref.argmax(1) == micro.argmax(1)).mean() >= 0.99
 
 
 def test_ptq_baseline_is_a_real_quantization(exported):
