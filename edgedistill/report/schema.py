@@ -45,8 +45,13 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
          **(profiles.get("tflite-float") or {})},
     ]
     parity = {(r["artifact"], r["runtime"]): r for r in q.get("parity", [])}
-    for art, rt, label in (("onnx-int8", "onnxruntime", "QAT int8 ONNX"), ("tflite-int8", "litert", "int8 TFLite"),
-                           ("tflite-int8", "litert-reference", "int8 TFLite, TFLite Micro arithmetic")):
+    # what the target runs: a microcontroller rounds as TFLite's reference kernels do, on the whole test split
+    deployed_on = "litert-reference" if (target or {}).get("runtime") == "tflm" and \
+        ("tflite-int8", "litert-reference") in parity else "litert"
+    shown = [("onnx-int8", "onnxruntime", "QAT int8 ONNX"), ("tflite-int8", "litert", "int8 TFLite")]
+    if deployed_on == "litert-reference":
+        shown.append(("tflite-int8", "litert-reference", "int8 TFLite, TFLite Micro arithmetic"))
+    for art, rt, label in shown:
         if (art, rt) in parity:
             rows.append({"name": label, "params": metrics["student"]["params"], "accuracy": parity[(art, rt)]["accuracy"],
                          **(profiles.get(art) or {})})
@@ -54,9 +59,6 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
         rows.append({"name": "no-teacher twin (QAT int8, simulated)", "params": (metrics.get("baseline") or {})
                      .get("params"), "accuracy": q["baseline_qat_test_acc"]})
     teacher_acc = metrics["teacher"]["test_acc"]
-    # what the target runs: a microcontroller rounds as TFLite's reference kernels do, on the whole test split
-    deployed_on = "litert-reference" if (target or {}).get("runtime") == "tflm" and \
-        ("tflite-int8", "litert-reference") in parity else "litert"
     deployed_acc = parity.get(("tflite-int8", deployed_on), {}).get("accuracy")
     summary = {
         "size_ratio_teacher_over_student": _ratio((teacher_p or {}).get("bytes"), (student_p or {}).get("bytes")),
