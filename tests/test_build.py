@@ -43,7 +43,6 @@ def test_build_outputs(built):
     assert (out / "gate.xml").exists() and "PASS" in (out / "gate.md").read_text() and "gate: PASS" in output
 
 
-
 def test_microcontroller_accuracy_is_tflite_micro_arithmetic(built):
     """cortex-m4 runs TFLite Micro: the reported deployed accuracy is the int8 file on TFLite's reference kernels
     (TFLite Micro's rounding) over the whole test split, not XNNPACK's, and the report says so."""
@@ -55,6 +54,7 @@ def test_microcontroller_accuracy_is_tflite_micro_arithmetic(built):
     assert rep["summary"]["accuracy_deployed_runtime"] == "litert-reference"
     assert rep["summary"]["accuracy_deployed"] == rep["usage"]["accuracy"] == ref["accuracy"]
     assert "deployed int8 (TFLite Micro arithmetic)" in (out / "report.md").read_text()
+
 
 def test_rerun_with_nothing_changed_only_rechecks(built):
     out, _ = built

@@ -57,7 +57,8 @@ def target_section(artifacts, target: TargetProfile, host_ms: float | None) -> d
     ops, floats, _ = tflite_facts(art.path)
     ram = tflm_arena(art.path).total_bytes if target.runtime == "tflm" else cost.peak_activation_bytes
     checks = fit_checks(cost, art.bytes, ram, ops, floats, target)
-    return {"name": target.name, "kind": target.kind, "runtime": target.runtime, "estimate_ms": est.total_ms, "estimate_model": est.model,
+    return {"name": target.name, "kind": target.kind, "runtime": target.runtime, "estimate_ms": est.total_ms,
+            "estimate_model": est.model,
             "estimate_error": (est.total_ms / host_ms - 1) if (target.kind == "host" and host_ms) else None,
             "per_op": est.per_op, "fit": [c.__dict__ for c in checks], "macs": cost.macs,
             "peak_activation_bytes": cost.peak_activation_bytes}
