@@ -1,11 +1,13 @@
 """`auto` temperature / alpha (and soft loss): a bounded grid of short trials scored on the validation split.
 
-The grid: for each loss, its temperatures (below) × alpha in {0.5, 0.9} (alpha = 1 without labels). `loss = kd` with
-T and alpha auto is 4 × 2 = 8 trials; `loss = auto` adds decoupled KD (T 1, 4: the DKD paper's setting is 4) and
-standardized-logit KD (T 2, 4: logits are z-scored, so the useful temperatures are lower), 16 trials in all. Each
-trial is `tune_epochs` epochs (default epochs // 3) on at most `tune_max_samples` transfer samples, with the run's
-augmentation. The no-teacher objective is scored with the same budget, so a setting is only chosen if it is measured
-against what training without a teacher gets in the same time. Ties keep the earlier candidate (plain KD first).
+The grid: for each loss, its temperatures (below) × alpha in {0.5, 0.9, 1} (alpha = 1 alone without labels; alpha 1
+with labels is pure function matching: the labels only score the trials, which was the steadiest recipe measured in
+docs/distillation_gain.md). `loss = kd` with T and alpha auto is 4 × 3 = 12 trials; `loss = auto` adds decoupled KD
+(T 1, 4: the DKD paper's setting is 4) and standardized-logit KD (T 2, 4: logits are z-scored, so the useful
+temperatures are lower), 24 trials in all. Each trial is `tune_epochs` epochs (default epochs // 3) on at most
+`tune_max_samples` transfer samples, with the run's augmentation. The no-teacher objective is scored with the same
+budget, so a setting is only chosen if it is measured against what training without a teacher gets in the same time.
+Ties keep the earlier candidate (plain KD first, lower alpha first).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, fit
 TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
 LOSS_TEMPERATURES = {"kd": TEMPERATURES, "dkd": (1.0, 4.0), "kd-std": (2.0, 4.0), "mse": (1.0,)}
 AUTO_LOSSES = ("kd", "dkd", "kd-std")
-ALPHAS = (0.5, 0.9)
+ALPHAS = (0.5, 0.9, 1.0)
 
 
 @dataclass(frozen=True)
