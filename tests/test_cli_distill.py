@@ -180,6 +180,11 @@ def test_augmented_run_with_loss_auto(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert {t["loss"] for t in m["tuning"]["trials"]} == {"kd", "dkd", "kd-std"}
     assert len(m["tuning"]["trials"]) == 25  # 24 distillation trials + the no-teacher objective
+    tu, o = m["tuning"], m["student"]["objective"]
+    assert tu["reference"] == "kd T 1 alpha 1" and tu["chosen"] in (tu["reference"], tu["best"])
+    assert tu["chosen"] == f"{o['loss']} T {o['temperature']:g} alpha {o['alpha']:g}"
+    assert (tu["chosen"] == tu["best"]) == (tu["best_minus_reference"] > 2 * tu["std_error"] or tu["best"] ==
+                                            tu["reference"])
     assert m["training"]["teacher_outputs"].startswith("on the fly")
     assert m["timings"]["teacher_batches_computed"] > 0 and m["timings"]["teacher_batches_reused"] > 0
     assert "augmentation: shift ±1, mixup α=0.2" in r.output

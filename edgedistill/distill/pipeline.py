@@ -344,7 +344,7 @@ def _metrics(config, prep, members_te, y_te, teacher_acc, student, res_s, object
             "trials": [asdict(t) for t in tuning.trials], "baseline_val_acc": tuning.baseline_val_acc,
             "epochs_per_trial": tuning_settings(TrainSettings(**config.train.model_dump(exclude={"threads"})),
                                                 config.kd.tune_epochs).epochs,
-            "max_samples_per_trial": config.kd.tune_max_samples},
+            "max_samples_per_trial": config.kd.tune_max_samples, **tuning.summary()},
         "timings": {**timings, "teacher_cache_hits": cache.stats.hits, "teacher_cache_misses": cache.stats.misses},
         "versions": {"edgedistill": edgedistill.__version__, "torch": torch.__version__,
                      "python": platform.python_version(), "numpy": np.__version__},

@@ -1,6 +1,9 @@
 """The `auto` grid: which (loss, T, alpha) candidates the tuner scores."""
 
-from edgedistill.distill.tuning import candidate_objectives
+import pytest
+import torch
+
+from edgedistill.distill.tuning import NOISE_Z, candidate_objectives, decide, reference_index
 
 
 def _grid(loss, t="auto", a="auto", labeled=True):
@@ -26,3 +29,41 @@ def test_without_labels_only_alpha_one_and_fixed_values_are_respected():
     assert {g[2] for g in _grid("kd", labeled=False)} == {1.0} and len(_grid("kd", labeled=False)) == 4
     assert _grid("kd", "2", "0.7") == [("kd", 2.0, 0.7)]
     assert _grid("mse") == [("mse", 1.0, 0.5), ("mse", 1.0, 0.9), ("mse", 1.0, 1.0)]
+
+
+def _correct(*bits):
+    return torch.tensor([bool(b) for b in bits])
+
+
+def test_decide_keeps_the_reference_when_the_lead_is_within_noise():
+    """Two trials that disagree on 2 of 100 images, one each way plus one more: a 1-point lead is noise."""
+    ref = _correct(*([1] * 80 + [0] * 20))
+    other = ref.clone()
+    other[80] = other[81] = True
+    other[0] = False  # net +1 image
+    d = decide([80.0, 81.0], [ref, other], reference=0)
+    assert d.best == 1 and d.difference == pytest.approx(1.0)
+    assert d.std_error > d.difference / NOISE_Z and d.chosen == 0
+
+
+def test_decide_switches_when_the_lead_is_clear():
+    """The best trial is right on every image the reference gets right and on 30 more: far beyond the noise."""
+    ref = _correct(*([1] * 50 + [0] * 50))
+    better = _correct(*([1] * 80 + [0] * 20))
+    d = decide([50.0, 80.0], [ref, better], reference=0)
+    assert d.difference == pytest.approx(30.0) and d.chosen == 1
+
+
+def test_decide_when_the_reference_is_best_and_ties_keep_the_earlier():
+    a = _correct(1, 1, 0, 0)
+    b = _correct(0, 1, 1, 0)
+    assert decide([50.0, 50.0], [a, b], reference=1).best == 0  # tie: the earlier
+    d = decide([50.0, 25.0], [a, _correct(1, 0, 0, 0)], reference=0)
+    assert d.best == d.reference == d.chosen == 0 and d.difference == 0.0
+
+
+def test_reference_is_pure_function_matching_when_in_the_grid():
+    grid = candidate_objectives("auto", "auto", "auto", True)
+    assert (grid[reference_index(grid)].loss, grid[reference_index(grid)].temperature,
+            grid[reference_index(grid)].alpha) == ("kd", 1.0, 1.0)
+    assert reference_index(candidate_objectives("dkd", "auto", "auto", True)) == 0  # not in the grid: the first
