@@ -27,6 +27,18 @@ def _conditions(tr: dict | None) -> str:
             f"student loss {loss}, teacher outputs {tr['teacher_outputs']})")
 
 
+def tuning_line(tu: dict) -> str:
+    """The auto search in one sentence: its budget, what it chose and why (the best trial's lead and its noise)."""
+    head = (f"Auto search: {tu['n_trials']} trials of {tu['epochs_per_trial']} epoch(s) on at most "
+            f"{tu['max_samples_per_trial']:,} samples, scored on validation")
+    if "chosen" not in tu:  # runs made before the reference rule
+        return head + "."
+    lead = ("" if tu["best"] == tu["reference"] else
+            f" The best trial, {tu['best']}, led the reference ({tu['reference']}) by {tu['best_minus_reference']:.2f}"
+            f" ± {tu['std_error']:.2f} points (paired standard error).")
+    return f"{head}; chosen: {tu['chosen']} ({tu['why']}).{lead}"
+
+
 def objective_lines(o: dict | None) -> list[str]:
     """Markdown lines: each loss term's contribution over training, the scheme and the data-free synthesis."""
     if not o:
@@ -54,6 +66,8 @@ def objective_lines(o: dict | None) -> list[str]:
         if online := sch.get("online_teacher"):
             out.append(f"The teacher trained online with the peers (learning rate ×{online['lr_scale']:g}): test "
                        f"{_pct(online['before']['test_acc'])} before, {_pct(online['after']['test_acc'])} after.")
+    if tu := o.get("tuning"):
+        out.append(tuning_line(tu))
     df = o.get("data_free")
     if df:
         out.append(f"Data-free: {df['samples']} inputs synthesized from the teacher's BatchNorm statistics "

@@ -27,8 +27,11 @@ def _objective(metrics: dict) -> dict:
                for f in (student.get("objective") or {}).get("features") or []}
     terms = [{"name": name, "weight": w, "per_epoch": [(h.get("terms") or {}).get(name) for h in history]}
              for name, w in weights.items()]
+    tuning = metrics.get("tuning") or {}
     return {"total_loss_per_epoch": [h.get("train_loss") for h in history], "terms": terms,
-            "scheme": metrics.get("scheme"), "data_free": metrics.get("data_free")}
+            "scheme": metrics.get("scheme"), "data_free": metrics.get("data_free"),
+            "tuning": {**{k: v for k, v in tuning.items() if k != "trials"}, "n_trials": len(tuning["trials"])}
+            if tuning.get("trials") else None}
 
 
 def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
