@@ -15,9 +15,15 @@ def finished_metrics(cfg) -> dict | None:
     if not (out / "metrics.json").is_file():
         return None
     saved = load_config(None, json.loads((out / "config.json").read_text()))
-    if saved.model_dump(mode="json") != cfg.model_dump(mode="json"):
+    if _absolute_out(saved) != _absolute_out(cfg):
         return None
     return json.loads((out / "metrics.json").read_text())
+
+
+def _absolute_out(cfg) -> dict:
+    """The configuration with its output folder resolved: `runs/x` and `/abs/runs/x` are the same run."""
+    d = cfg.model_dump(mode="json")
+    return {**d, "out": str(Path(d["out"]).resolve())}
 
 
 # What the no-teacher twin does not depend on: the teacher and the distillation loss, and where the run is written.
