@@ -60,7 +60,8 @@ def test_distill_digits_end_to_end(digits_run, tmp_path):
     s = make_splits(read_dataset("builtin:digits"))
     with torch.no_grad():
         acc = 100 * float((model(torch.from_numpy(s.test.x)).argmax(1).numpy() == s.test.y).mean())
-    assert acc == pytest.approx(m["student"]["test_acc"], abs=1e-6)
+    # The reported figure is a float32 mean (rounding ~1e-5 points); one test image is 0.28 points.
+    assert acc == pytest.approx(m["student"]["test_acc"], abs=1e-4)
 
     # `export` reuses the QAT weights: its int8 TFLite file is byte-identical to the one distill wrote.
     r_exp = run(["export", str(out), "--int8", "--format", "tflite", "--out", str(tmp_path / "exp")])
