@@ -10,8 +10,8 @@ budget, so a setting is only chosen if it is measured against what training with
 
 Noise-aware choice. Settings that differ by a few tenths of a point cannot be told apart on a validation split of a
 few thousand images, and a short trial rewards what learns fastest, not what ends best (measured in
-docs/distillation_gain.md: 1-epoch trials picked standardized KD with alpha 1 every time, which ended 0.3-0.8 points
-below plain KD at 30 epochs). So the grid's *reference* (plain KD, T 1, alpha 1: pure function matching, the
+docs/distillation_gain.md: 1-epoch trials picked standardized KD on every seed, which ended level with plain KD at
+T 1, alpha 1 after 30 epochs or up to 0.5 points below it). So the grid's *reference* (plain KD, T 1, alpha 1: pure function matching, the
 steadiest recipe measured; or the grid's first candidate when it is not in the grid) is kept unless the best trial
 beats it by more than NOISE_Z standard errors of the paired difference: both trials are scored on the same
 validation images, so the per-image difference (right/wrong of one minus the other's) gives that error exactly.
