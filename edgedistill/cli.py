@@ -284,7 +284,7 @@ def build_cmd(target, budget_text, config_file, data, teachers, teacher_factory,
     ONNX and TFLite, prove parity on the real runtimes, profile, report, and gate. With no --data/--teacher it builds
     the built-in Fashion-MNIST example. Re-running with nothing changed only re-checks; an interrupted build
     resumes. Exit code: 0 when the gate passes, 1 otherwise."""
-    from edgedistill.build import build
+    from edgedistill.api import build
     from edgedistill.config import load_config
 
     overrides = {

@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from edgedistill.build import build
+from edgedistill.api import build
 from edgedistill.config import load_config
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from edgedistill.cli_args import parse_augment
 from edgedistill.config import load_config
-from edgedistill.distill.pipeline import distill
+from edgedistill.api import distill
 
 from _reuse import finished_metrics, finished_twin
 

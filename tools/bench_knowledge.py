@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from edgedistill.config import load_config
-from edgedistill.distill.pipeline import distill
+from edgedistill.api import distill
 
 from _reuse import finished_metrics
 

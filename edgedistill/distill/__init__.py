@@ -1,1 +1,2 @@
-"""Distillation: losses (one function per method), the trainer, auto-tuning and the distill pipeline."""
+"""Distillation algorithms only: losses (one function per method), feature and relation terms, the trainer, auto-tuning,
+schemes and data-free synthesis. The stages that use them are edgedistill.pipeline."""

@@ -18,7 +18,7 @@ from edgedistill.distill.datafree import (
     synthesize,
     total_variation,
 )
-from edgedistill.distill.pipeline import distill
+from edgedistill.api import distill
 from edgedistill.errors import ConfigError
 from edgedistill.teachers import TeacherSpec, load_teacher
 from tiny_models import tiny_cnn

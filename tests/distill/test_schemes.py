@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from edgedistill.config import load_config
 from edgedistill.data import Normalizer
-from edgedistill.distill.pipeline import distill
+from edgedistill.api import distill
 from edgedistill.distill.schemes import fit_mutual, student_as_teacher
 from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, fit, predict_logits
 from edgedistill.errors import ConfigError

@@ -1,9 +1,14 @@
-"""Measure what the report plots: each exported file and the teacher, batch 1, on this machine."""
+"""Stage 7, measure: what the report shows and the gate judges. Each exported file and the teacher, batch 1, on
+this machine's runtimes; the deployed int8 file's exact cost, target estimate and fit checks; and, when asked, the
+same file on a device (whose outputs must reproduce this machine's)."""
 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from edgedistill.profile.cost import tflite_cost
 from edgedistill.profile.estimate import estimate_latency, fit_checks
@@ -62,3 +67,31 @@ def target_section(artifacts, target: TargetProfile, host_ms: float | None) -> d
             "estimate_error": (est.total_ms / host_ms - 1) if (target.kind == "host" and host_ms) else None,
             "per_op": est.per_op, "fit": [c.__dict__ for c in checks], "macs": cost.macs,
             "peak_activation_bytes": cost.peak_activation_bytes}
+
+
+@dataclass(frozen=True)
+class Measured:
+    """`profiles`: artifact name (and "teacher") -> {bytes, latency_ms, where, ...}; `target`: the target section
+    (estimate, fit checks, MACs, arena) of the deployed int8 TFLite file."""
+
+    profiles: dict
+    target: dict
+
+
+def measure_build(artifacts, teachers, input_shape, target: TargetProfile) -> Measured:
+    """Profile every artifact (and a lone teacher) with the target's threads on a host target, else one thread."""
+    threads = target.threads if target.kind == "host" else 1
+    profiles = profile_artifacts(artifacts, threads)
+    if len(teachers) == 1:
+        profiles["teacher"] = profile_teacher(teachers[0], input_shape, threads)
+    host_ms = (profiles.get("tflite-int8") or {}).get("latency_ms")
+    return Measured(profiles, target_section(artifacts, target, host_ms))
+
+
+def measure_device(url: str, model: Path, x: np.ndarray, threads: int) -> dict:
+    """The int8 TFLite file on the device at `url`, fed the real test samples `x`; the device must reproduce this
+    machine's outputs. A device failure is a record with status "missing" (never zeros), not an exception."""
+    from edgedistill.device.collect import host_reference, measure_on_device
+
+    ref, tolerance = host_reference(model, x)
+    return measure_on_device(url, model, x, ref, threads, tolerance=tolerance)

@@ -1,5 +1,5 @@
-"""The int8 stage after float distillation: PTQ baseline, QAT distillation (student and its no-teacher twin),
-export of float and int8 files, and parity of every file on its own runtime(s)."""
+"""Stage 6, int8: PTQ baseline, QAT distillation (student and its no-teacher twin), export of float and int8 files,
+and parity of every file on its own runtime(s): the proof that each file computes what was trained."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ from edgedistill.quantize import calibration_indices, post_training_quantize
 from edgedistill.quantize.qat import qat_distill
 
 
-@dataclass
+@dataclass(frozen=True)
 class Int8Outcome:
+    """`metrics`: metrics.json's int8 section; `passed`: every checked parity row held; `artifacts`: the files."""
+
     metrics: dict
     passed: bool
     failures: list[str] = field(default_factory=list)
@@ -41,6 +43,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
                    x_val: torch.Tensor, y_val: torch.Tensor, x_test: np.ndarray, y_test: np.ndarray,
                    objective: Objective, settings: TrainSettings, input_shape, num_classes: int, work: Path,
                    ui) -> Int8Outcome:
+    """Quantize, QAT-distill, export into `work` and check parity. The float student and twin are not modified."""
     t0 = time.perf_counter()
     x_te = torch.from_numpy(x_test)
     y_te = torch.from_numpy(y_test)
@@ -78,11 +81,18 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     metrics["train_s"] = time.perf_counter() - t0
     if not ddp.is_main():  # export, parity and profiling run once, on rank 0
         return Int8Outcome(metrics, True, qat_student=qs)
+    return _export_and_check(q, student, qs, input_shape, num_classes, x_test, y_test, work, ui, metrics)
 
+
+def _export_and_check(q: QuantConfig, student, qs, input_shape, num_classes: int, x_test: np.ndarray,
+                      y_test: np.ndarray, work: Path, ui, metrics: dict) -> Int8Outcome:
+    """Export float and int8 files into `work`, run each on its runtime(s) against the torch model it came from."""
+    metrics = dict(metrics)
     t1 = time.perf_counter()
     artifacts = export_all(student, qs, input_shape, num_classes, work, q.formats, int8=True)
     metrics["export_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
+    x_te = torch.from_numpy(x_test)
     ref_f = predict_logits(student, x_te).numpy()
     ref_q = predict_logits(qs, x_te).numpy()
     bar = _bar(ui, "parity on real runtimes", len(parity_plan(artifacts)))

@@ -1,9 +1,7 @@
 """Checks on the user's inputs that run before anything trains or is written: the teacher runs on the data, feature
-terms name layers that exist and fit, the output directory is free."""
+terms name layers that exist and fit (the output directory's rule is edgedistill.pipeline.rundir)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 
@@ -57,9 +55,3 @@ def check_teacher_fits(teacher: Teacher, input_mode: str, splits: DataSplits) ->
         )
     if not torch.isfinite(out).all():
         raise DataError(f"Teacher {teacher.name!r} returns NaN or infinite logits on the first samples.")
-
-
-def check_out_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise ConfigError(f"Output directory {out} already exists and is not empty; choose another --out or pass "
-                          "--overwrite (the old directory is replaced only after the new run succeeds).")

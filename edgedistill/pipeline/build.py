@@ -1,0 +1,146 @@
+"""`build(config, budget)`: the whole chain for one target in one directory, re-runnable.
+
+    inputs -> search (fails fast) -> [the distill chain on the chosen student, QAT on] -> measure (+ device)
+           -> report (+ search, device) -> manifest -> gate
+
+The build directory holds a manifest: every input with its hash, tool versions, the resolved config and every
+artifact with its sha256. A re-run whose inputs hash the same and whose artifacts still verify trains nothing: it
+re-measures on the device when asked and re-runs the gate; an interrupted run resumes from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from edgedistill import distributed as ddp
+from edgedistill.budget import Budget
+from edgedistill.config import DistillConfig
+from edgedistill.gate import Verdict, gate, junit_xml, load_report, markdown, report_budget
+from edgedistill.pipeline.distill import check_and_target, finish, measure, train_and_deploy
+from edgedistill.pipeline.inputs import Inputs, read_inputs
+from edgedistill.pipeline.measure import measure_device
+from edgedistill.pipeline.report import report_document, search_section, with_device, write_report
+from edgedistill.pipeline.rundir import MANIFEST, RunDir, artifact_list, artifacts_verify, read_manifest
+from edgedistill.pipeline.search import choose_student
+from edgedistill.students.search import SearchResult
+from edgedistill.targets import load_target
+from edgedistill.teachers.cache import array_digest
+from edgedistill.util import write_json
+
+TOOLS = ("edgedistill", "torch", "numpy", "onnx", "onnxruntime", "ai-edge-litert", "litert-torch", "tflite-micro")
+DEVICE_SAMPLES = 100
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out_dir: Path
+    verdict: Verdict
+    reused: bool
+    search: SearchResult
+
+
+def build(config: DistillConfig, budget_text: str | None = None, *, show_progress: bool = True,
+          device: str | None = None) -> BuildResult | None:
+    """Returns None on the ranks other than 0 of a distributed build (rank 0 writes, checks and gates)."""
+    t_start = time.perf_counter()
+    ddp.init_from_env()
+    target = load_target(config.target)
+    budget = Budget.from_target(target).tighten(Budget.parse(budget_text or ""))
+    with RunDir(Path(config.out), overwrite=True) as run:
+        inputs = read_inputs(config)
+        found = choose_student(config, budget, inputs)  # an infeasible budget fails here, before any training
+        config = _with_student(config, found)
+        key = _input_hash(config, _inputs_record(config, inputs), budget)
+        old = read_manifest(run.out)
+        reused = old is not None and old.get("input_hash") == key and artifacts_verify(run.out, old)
+        if not reused:
+            if not _train(config, inputs, found, budget, key, run, device, show_progress, t_start):
+                return None
+        else:
+            run.lock()
+            if device:
+                _recheck_device(run.out, device, inputs, target.threads)
+        verdict = _gate(run.out, budget)
+    return BuildResult(run.out, verdict, reused, found)
+
+
+def _train(config, inputs: Inputs, found, budget: Budget, key: str, run: RunDir, device, show_progress,
+           t_start) -> bool:
+    """The distill chain on the chosen student, the report with its search and device sections, the manifest."""
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    arch = found.chosen.arch
+    target = check_and_target(config, inputs, arch)
+    run.create()
+    done = train_and_deploy(config, inputs, arch, run, show_progress)
+    if not ddp.is_main():
+        return False  # under torchrun the other ranks helped train; rank 0 writes, checks and gates
+    t0 = time.perf_counter()
+    report = report_document(done.metrics, measure(done.int8, inputs, target), search_section(found))
+    done.metrics["timings"]["report_s"] = time.perf_counter() - t0
+    if device:
+        dev = measure_device(device, run.work / "student_int8.tflite", inputs.splits.test.x[:DEVICE_SAMPLES],
+                             target.threads)
+        report = with_device(report, dev, device, "student_int8.tflite")
+    record = _inputs_record(config, inputs)
+
+    def manifest(work: Path) -> None:
+        write_json(work / MANIFEST, {
+            "input_hash": key, "inputs": record, "budget": budget.to_dict(), "versions": _versions(),
+            "config": config.model_dump(mode="json"), "artifacts": artifact_list(work)})
+
+    finish(config, run, done, report, t_start, extra_files=manifest)
+    return True
+
+
+def _recheck_device(out: Path, url: str, inputs: Inputs, threads: int) -> None:
+    model = out / "student_int8.tflite"
+    dev = measure_device(url, model, inputs.splits.test.x[:DEVICE_SAMPLES], threads)
+    write_report(with_device(json.loads((out / "report.json").read_text()), dev, url, model.name), out)
+
+
+def _gate(out: Path, budget: Budget) -> Verdict:
+    """Stage 9, gate: report + budget -> verdict, written as JUnit XML and Markdown beside the report."""
+    report = load_report(out / "report.json")
+    verdict = gate(report, report_budget(report).tighten(budget))
+    (out / "gate.xml").write_text(junit_xml(verdict))
+    (out / "gate.md").write_text(markdown(verdict))
+    return verdict
+
+
+def _with_student(config: DistillConfig, found: SearchResult) -> DistillConfig:
+    arch = found.chosen.arch
+    return config.model_copy(update={
+        "student": config.student.model_copy(update={"family": arch.family, "width": arch.width, "depth": arch.depth}),
+        "quant": config.quant.model_copy(update={"qat": True})})
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in TOOLS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _inputs_record(config: DistillConfig, inputs: Inputs) -> dict:
+    data = {"source": config.data.source, "train_sha256": array_digest(inputs.raw.train.x)}
+    return {"data": data, "teachers": [
+        {"path": t.path, "files": [{"path": str(f), "sha256": d} for f, d in zip(teacher.files, teacher.digests())]}
+        for t, teacher in zip(config.teachers, inputs.teachers)]}
+
+
+def _input_hash(config: DistillConfig, inputs: dict, budget: Budget) -> str:
+    blob = json.dumps([config.model_dump(mode="json", exclude={"out"}), inputs, budget.to_dict(),
+                       _versions()], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()

@@ -1,0 +1,184 @@
+"""`distill(config)`: the chain of stages, top to bottom.
+
+    inputs -> teacher outputs -> tune -> train (student + twin) -> int8 (QAT, export, parity) -> measure -> report
+
+`build` (edgedistill.pipeline.build) is the same chain with the student search before it and the gate after it.
+Every check a user's input can fail runs in the inputs stage, before anything is written. Work happens in
+`<out>.partial/` (which also holds the resumable checkpoints), owned by one RunDir, and is renamed to `<out>` only
+when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from edgedistill import distributed as ddp
+from edgedistill.config import DistillConfig
+from edgedistill.distill import datafree
+from edgedistill.distill.datafree import parse_synthetic
+from edgedistill.distill.trainer import TrainSettings
+from edgedistill.errors import EdgeDistillError
+from edgedistill.pipeline.inputs import EvalTensors, Inputs, check_student, read_inputs, student_arch
+from edgedistill.pipeline.int8 import Int8Outcome, run_int8_stage
+from edgedistill.pipeline.measure import Measured, measure_build
+from edgedistill.pipeline.report import distill_metrics, report_document, write_report
+from edgedistill.pipeline.rundir import RunDir
+from edgedistill.pipeline.teacher_outputs import teacher_outputs
+from edgedistill.pipeline.train import train_students
+from edgedistill.pipeline.tune import choose_objective
+from edgedistill.progress import bars
+from edgedistill.students import StudentArch, build_student
+from edgedistill.students.checkpoint import StudentCheckpoint, save_student
+from edgedistill.teachers import LogitCache
+from edgedistill.util import write_json
+
+
+class ParityError(EdgeDistillError):
+    """An exported file does not compute what was trained (beyond the configured tolerance)."""
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    out_dir: Path
+    metrics: dict
+
+
+@dataclass(frozen=True)
+class Trained8:
+    """What the training stages hand to measure and report: metrics.json's content and the int8 outcome."""
+
+    metrics: dict
+    int8: Int8Outcome | None
+
+
+def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bool = True) -> DistillResult:
+    t_start = time.perf_counter()
+    ddp.init_from_env()  # under torchrun: join the process group (see edgedistill.distributed)
+    with RunDir(Path(config.out), overwrite) as run:
+        if config.train.threads:
+            torch.set_num_threads(config.train.threads)
+        inputs = read_inputs(config)
+        arch = student_arch(config, inputs.splits)
+        target = check_and_target(config, inputs, arch)
+        run.create()
+        done = train_and_deploy(config, inputs, arch, run, show_progress)
+        if not ddp.is_main():  # training is done; rank 0 alone exports, reports and writes
+            return DistillResult(run.out, {})
+        report = None
+        if done.int8 is not None and config.report:
+            t0 = time.perf_counter()
+            report = report_document(done.metrics, measure(done.int8, inputs, target))
+            done.metrics["timings"]["report_s"] = time.perf_counter() - t0
+        finish(config, run, done, report, t_start)
+    return DistillResult(run.out, done.metrics)
+
+
+def check_and_target(config: DistillConfig, inputs: Inputs, arch: StudentArch):
+    """The student's checks, then (with --qat) the target profile the report is measured against."""
+    check_student(config, inputs, arch)
+    if not config.quant.qat:
+        return None
+    from edgedistill.targets import load_target
+
+    return load_target(config.target)
+
+
+def measure(int8: Int8Outcome, inputs: Inputs, target) -> Measured:
+    return measure_build(int8.artifacts, inputs.teachers, inputs.splits.input_shape, target)
+
+
+def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, run: RunDir,
+                     show_progress: bool) -> Trained8:
+    """Teacher outputs -> tune -> train -> int8, in `run.work`. Returns metrics.json's content and the int8 outcome
+    (on ranks other than 0 of a distributed run: after the collective steps, with no files written)."""
+    timings: dict[str, float] = {}
+    cache = LogitCache(Path(config.cache_dir) if config.cache_dir else None)
+    inputs, data_free = _synthesize(config, inputs, cache, run, show_progress)
+    s = inputs.splits
+    ev = EvalTensors.of(s)
+    settings = TrainSettings(**config.train.model_dump(exclude={"threads"}), augment=config.augment.recipe())
+
+    def make_student(k: int = 0) -> torch.nn.Module:
+        torch.manual_seed(settings.seed + k)  # k > 0: mutual-learning peers; peer 0 starts where the twin starts
+        return build_student(arch, s.input_shape, s.num_classes, s.normalizer)
+
+    with bars(show_progress and ddp.is_main()) as ui:
+        outs = teacher_outputs(config, inputs.teachers, s, ev, cache, settings.augment.enabled, ui)
+        timings["teacher_logits_s"] = outs.seconds
+        tuned = choose_objective(config, outs.data, ev, settings, make_student, ui)
+        if tuned.seconds is not None:
+            timings["tune_s"] = tuned.seconds
+        trained = train_students(config, make_student, inputs.teachers, outs.data, ev, tuned.objective, settings,
+                                 run.checkpoints, ui)
+        timings["distill_s"] = trained.result.seconds
+        if trained.twin_result is not None:
+            timings["baseline_s"] = trained.twin_result.seconds
+        int8 = None
+        if config.quant.qat:
+            int8 = run_int8_stage(config.quant, trained.student, trained.twin, outs.data, ev.x_val, ev.y_val,
+                                  s.test.x, s.test.y, tuned.objective, settings, s.input_shape, s.num_classes,
+                                  run.work, ui)
+    replicas = _replica_digests(trained.student, trained.twin, int8)
+    if not ddp.is_main():
+        return Trained8({}, int8)
+    ckpt = StudentCheckpoint(arch, s.input_shape, s.num_classes, s.class_names, s.normalizer)
+    save_student(run.work, trained.student, ckpt, "student")
+    if trained.twin is not None:
+        save_student(run.work, trained.twin, ckpt, "baseline")
+    if outs.stream is not None:
+        st = outs.stream.stats
+        timings.update(teacher_on_the_fly_s=st.seconds, teacher_batches_computed=st.computed,
+                       teacher_batches_reused=st.reused)
+    metrics = distill_metrics(config, inputs, arch, ev, outs.test_members, tuned, trained, cache, timings)
+    metrics.update(int8=None if int8 is None else int8.metrics, data_free=data_free, scheme=trained.scheme,
+                   distributed={"world_size": ddp.world(), "replica_weight_sha256": replicas,
+                                "replicas_identical": all(r == replicas[0] for r in replicas),
+                                "global_batch": settings.batch_size,
+                                "per_rank_batch": -(-settings.batch_size // ddp.world())})
+    return Trained8(metrics, int8)
+
+
+def finish(config: DistillConfig, run: RunDir, done: Trained8, report: dict | None, t_start: float,
+           extra_files=None) -> None:
+    """Write the report, config.json and metrics.json (and the caller's extra files) into the work directory,
+    publish it, and only then fail on parity (the outputs stay for inspection)."""
+    if report is not None:
+        write_report(report, run.work)
+    done.metrics["timings"]["total_s"] = time.perf_counter() - t_start
+    write_json(run.work / "config.json", config.model_dump(mode="json"))
+    write_json(run.work / "metrics.json", done.metrics)
+    if extra_files is not None and (done.int8 is None or done.int8.passed):
+        extra_files(run.work)
+    run.publish()
+    if done.int8 is not None and not done.int8.passed:
+        raise ParityError(
+            f"Parity check failed (outputs are in {run.out}, metrics.json records every figure): "
+            + "; ".join(done.int8.failures) + f". Tolerance: {config.quant.int8_tolerance} points (--int8-tolerance).")
+
+
+def _synthesize(config: DistillConfig, inputs: Inputs, cache: LogitCache, run: RunDir, show_progress: bool):
+    """Data-free distillation: the transfer set synthesized from the teacher (cached), else the inputs unchanged."""
+    if parse_synthetic(config.data.transfer) is None:
+        return inputs, None
+    with bars(show_progress and ddp.is_main()) as ui:
+        cache_dir = cache.directory if cache.enabled else run.work
+        splits, record = datafree.synthetic_splits(config, inputs.splits, inputs.teachers[0], cache_dir, ui)
+    return replace(inputs, splits=splits), record
+
+
+def _replica_digests(student, baseline, int8) -> list[str]:
+    """sha256 of each rank's final trained weights (one entry per rank; all equal when the replicas agree)."""
+    h = hashlib.sha256()
+    models = [student, baseline] + ([int8.qat_student] if int8 is not None and int8.qat_student is not None else [])
+    for m in models:
+        if m is None:
+            continue
+        for k, v in sorted(m.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().contiguous().numpy().tobytes())
+    return ddp.gather_objects(h.hexdigest())

@@ -1,0 +1,101 @@
+"""Stage 1, inputs: read the data and the teachers, and check that they fit each other and the student. Writes nothing.
+
+Every check a user's input can fail runs here, before any output exists: the teacher runs on the data and returns
+one logit per class, augmentation fits the samples, the student family fits the data, feature-term layers exist,
+the scheme's needs are met, and (with --qat) the student is expressible in int8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from edgedistill import distributed as ddp
+from edgedistill.config import DistillConfig
+from edgedistill.data import DataSplits, RawDataset, Split, make_splits, read_dataset
+from edgedistill.distill import datafree
+from edgedistill.distill.datafree import parse_synthetic
+from edgedistill.distill.schemes import check_online_teacher
+from edgedistill.errors import ConfigError
+from edgedistill.pipeline.checks import check_feature_terms, check_teacher_fits
+from edgedistill.students import DEFAULT_FAMILY, StudentArch, build_student
+from edgedistill.teachers import Teacher, TeacherSpec, load_teacher
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The user's data (read and split) and teachers (loaded), checked against each other."""
+
+    raw: RawDataset
+    splits: DataSplits
+    teachers: tuple[Teacher, ...]
+
+
+@dataclass(frozen=True)
+class EvalTensors:
+    """The transfer / validation / test splits as tensors (y_transfer is None for an unlabelled transfer set)."""
+
+    x_transfer: torch.Tensor
+    y_transfer: torch.Tensor | None
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @classmethod
+    def of(cls, s: DataSplits) -> "EvalTensors":
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        return cls(t(s.transfer.x), t(s.transfer.y) if s.transfer.labeled else None, t(s.val.x), t(s.val.y),
+                   t(s.test.x), t(s.test.y))
+
+
+def load_teachers(config: DistillConfig) -> tuple[Teacher, ...]:
+    return tuple(load_teacher(TeacherSpec(t.path, t.format, t.factory, t.factory_kwargs, t.allow_pickle))
+                 for t in config.teachers)
+
+
+def read_inputs(config: DistillConfig) -> Inputs:
+    """Read data and teachers and check that they fit each other. Raises EdgeDistillError; writes nothing."""
+    raw = read_dataset(config.data.source)
+    transfer = None
+    synthetic = parse_synthetic(config.data.transfer, config.train.seed)
+    if config.data.transfer and synthetic is None:
+        t = read_dataset(config.data.transfer)
+        transfer = Split(t.train.x, t.train.y)
+    splits = make_splits(raw, val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
+                         seed=config.data.seed, transfer=transfer, max_train=config.data.max_train)
+    teachers = load_teachers(config)
+    for spec, teacher in zip(config.teachers, teachers):
+        check_teacher_fits(teacher, spec.input, splits)
+    if synthetic is not None:
+        datafree.check_teacher(config, list(teachers))
+    why = config.augment.recipe().check(len(splits.input_shape))
+    if why:
+        raise ConfigError(f"Augmentation {config.augment.recipe().describe()} does not fit this data (samples of "
+                          f"shape {splits.input_shape}): {why}. Change or drop --augment.")
+    return Inputs(raw, splits, teachers)
+
+
+def student_arch(config: DistillConfig, splits: DataSplits) -> StudentArch:
+    """The student the config names (family 'auto': the default family of the data's kind)."""
+    family = DEFAULT_FAMILY[splits.kind] if config.student.family == "auto" else config.student.family
+    return StudentArch(family, config.student.width, config.student.depth)
+
+
+def check_student(config: DistillConfig, inputs: Inputs, arch: StudentArch) -> None:
+    """The student against the data, the feature terms, the scheme and (with --qat) the int8 op set."""
+    splits = inputs.splits
+    student = build_student(arch, splits.input_shape, splits.num_classes, splits.normalizer)  # family vs data
+    if config.kd.features:
+        check_feature_terms(config, list(inputs.teachers), student, splits)
+    if config.kd.scheme == "mutual" and (config.kd.features or ddp.active()):
+        raise ConfigError("Mutual learning (--scheme mutual) cannot be combined with feature terms or run under "
+                          "torch.distributed yet; use the offline or born-again scheme for those.")
+    if config.kd.online_teacher:
+        check_online_teacher(config, list(inputs.teachers), splits)
+    if config.quant.qat:
+        from edgedistill.quantize import to_quant_student
+
+        to_quant_student(student)  # an architecture int8 cannot express fails now, not after training

@@ -1,0 +1,149 @@
+"""Stage 8, report: metrics.json and report.json (+ .md, .html) assembled in one place from the stage results.
+
+metrics.json is what training measured (teacher, twin and student accuracy, the gain over the twin, parameters,
+the tuning record, per-epoch history, timings, versions); report.json adds what the measure stage found (sizes,
+latencies, the target's estimate and fit checks) and, for `build`, the student search and the device figures.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import edgedistill
+from edgedistill.config import DistillConfig
+from edgedistill.distill.trainer import FitResult, TrainSettings, accuracy, predict_logits
+from edgedistill.distill.tuning import tuning_settings
+from edgedistill.pipeline.inputs import EvalTensors, Inputs
+from edgedistill.pipeline.measure import Measured
+from edgedistill.pipeline.train import Trained
+from edgedistill.pipeline.tune import Tuned
+from edgedistill.students import StudentArch, count_params
+from edgedistill.teachers import LogitCache, combine
+
+SCHEMA_VERSION = 1
+
+
+def run_summary(model, res: FitResult, ev: EvalTensors) -> dict:
+    """One trained model's figures: parameters, test accuracy, best validation accuracy and epoch, history."""
+    return {
+        "params": count_params(model),
+        "test_acc": accuracy(predict_logits(model, ev.x_test), ev.y_test),
+        "best_val_acc": res.best_val_acc,
+        "best_epoch": res.best_epoch,
+        "resumed_from_epoch": res.resumed_from_epoch,
+        "samples_per_s": res.samples_per_s,
+        "history": [asdict(h) for h in res.history],
+    }
+
+
+def _teachers(config: DistillConfig, inputs: Inputs, members_te: torch.Tensor, y_te: torch.Tensor) -> list[dict]:
+    return [{"name": t.name, "format": t.format, "runtime": t.runtime(), "path": spec.path, "params": t.num_params(),
+             "files": [{"path": str(f), "sha256": d} for f, d in zip(t.files, t.digests())],
+             "test_acc": accuracy(members_te[i], y_te)}
+            for i, (t, spec) in enumerate(zip(inputs.teachers, config.teachers))]
+
+
+def _training(config: DistillConfig) -> dict:
+    return {"epochs": config.train.epochs, "qat_epochs": config.quant.qat_epochs if config.quant.qat else 0,
+            "augment": config.augment.model_dump(), "augment_text": config.augment.recipe().describe(),
+            "teacher_outputs": "on the fly, per augmented batch" if config.augment.recipe().enabled
+            else "cached per sample",
+            "twin": "same architecture, initialisation, data order, augmentation and epochs; hard labels only"}
+
+
+def _tuning(config: DistillConfig, tuned: Tuned) -> dict | None:
+    if tuned.search is None:
+        return None
+    epochs = tuning_settings(TrainSettings(**config.train.model_dump(exclude={"threads"})), config.kd.tune_epochs).epochs
+    return {"trials": [asdict(t) for t in tuned.search.trials], "baseline_val_acc": tuned.search.baseline_val_acc,
+            "epochs_per_trial": epochs, "max_samples_per_trial": config.kd.tune_max_samples, **tuned.search.summary()}
+
+
+def _gain_warning(student_acc: float, twin_acc: float) -> str:
+    return (f"Distillation LOST to the no-teacher twin by {twin_acc - student_acc:.2f} points on the test split "
+            f"({student_acc:.2f}% vs {twin_acc:.2f}%). The teacher is not helping this student at this budget: try "
+            "more epochs, another temperature/alpha, or a stronger teacher.")
+
+
+def distill_metrics(config: DistillConfig, inputs: Inputs, arch: StudentArch, ev: EvalTensors,
+                    members_te: torch.Tensor, tuned: Tuned, trained: Trained, cache: LogitCache,
+                    timings: dict) -> dict:
+    """metrics.json's training part (int8, scheme, data-free and distributed sections are added by the caller's
+    composition from their own stage results, before anything is written)."""
+    teachers = _teachers(config, inputs, members_te, ev.y_test)
+    student = run_summary(trained.student, trained.result, ev)
+    student.update(arch=asdict(arch), objective=asdict(tuned.objective))
+    m = {
+        "schema_version": SCHEMA_VERSION,
+        "data": inputs.splits.summary(),
+        "teachers": teachers,
+        "teacher": {"ensemble": config.ensemble if len(teachers) > 1 else None,
+                    "test_acc": accuracy(combine(members_te, config.ensemble, 1.0), ev.y_test),
+                    "params": sum(t["params"] or 0 for t in teachers) or None},
+        "student": student,
+        "baseline": None,
+        "gain_vs_baseline": None,
+        "training": _training(config),
+        "warnings": [],
+        "tuning": _tuning(config, tuned),
+        "timings": {**timings, "teacher_cache_hits": cache.stats.hits, "teacher_cache_misses": cache.stats.misses},
+        "versions": {"edgedistill": edgedistill.__version__, "torch": torch.__version__,
+                     "python": platform.python_version(), "numpy": np.__version__},
+    }
+    if trained.twin is not None:
+        m["baseline"] = run_summary(trained.twin, trained.twin_result, ev)
+        m["gain_vs_baseline"] = student["test_acc"] - m["baseline"]["test_acc"]
+        if m["gain_vs_baseline"] < 0:
+            m["warnings"].append(_gain_warning(student["test_acc"], m["baseline"]["test_acc"]))
+    return m
+
+
+def report_document(metrics: dict, measured: Measured, search: dict | None = None) -> dict:
+    """report.json from metrics.json, the measure stage and (build) the search section."""
+    from edgedistill.report import assemble
+
+    rep = assemble(metrics, measured.profiles, measured.target)
+    if search is not None:
+        rep["search"] = search
+    return rep
+
+
+_DEVICE_WARNINGS = ("Device figures are missing", "The device ")
+
+
+def with_device(report: dict, device: dict, url: str, model: str) -> dict:
+    """A copy of `report` whose device section (and, when measured, the gated latency) is `device`. A re-check
+    replaces the previous device figures: the latency starts again from the host / estimated figure."""
+    rep = copy.deepcopy(report)
+    u = rep["usage"]
+    u.setdefault("latency_ms_host_or_estimate", u["latency_ms"])
+    u.setdefault("latency_how_host_or_estimate", u["latency_how"])
+    u["latency_ms"], u["latency_how"] = u["latency_ms_host_or_estimate"], u["latency_how_host_or_estimate"]
+    rep["warnings"] = [w for w in rep["warnings"] if not w.startswith(_DEVICE_WARNINGS)]
+    rep["device"] = device
+    if device["status"] == "measured":
+        u["latency_ms"] = device["latency_ms"].get("p50") or device["latency_ms"]["mean"]
+        u["latency_how"] = "measured-device"
+        if device["parity"].get("passed") is False:
+            rep["warnings"].append(f"The device {url} does not reproduce this machine's outputs for {model} "
+                                   f"(max |diff| {device['parity'].get('max_abs_diff')}).")
+    else:
+        rep["warnings"].append(f"Device figures are missing: {device['error']}")
+    return rep
+
+
+def search_section(found) -> dict:
+    return {"rule": found.rule, "max_params": found.max_params, "chosen": found.chosen.to_dict(),
+            "candidates": [c.to_dict() for c in found.candidates]}
+
+
+def write_report(report: dict, directory: Path) -> None:
+    from edgedistill.report import write_reports
+
+    write_reports(report, directory)

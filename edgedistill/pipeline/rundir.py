@@ -1,0 +1,159 @@
+"""The run directory: `OUT.partial/` while a run works, renamed to `OUT` only when it succeeded.
+
+One `RunDir` owns, for both `distill` and `build`:
+* the rule on an existing output (refused unless `--overwrite`; the old directory is replaced only on success);
+* `OUT.partial/checkpoints/`, where an interrupted run's finished epochs wait for the same command to resume them;
+* a lock (`OUT.lock`, holding the pid and host of the run that owns the directory), so a second process started on
+  the same `--out` while the first is alive is refused instead of "resuming" into the first one's live work. The lock
+  is an `fcntl.flock` on that file: the kernel drops it when its process dies, so a killed run's lock is taken over
+  and the run resumes;
+* publishing (`OUT.partial` -> `OUT`) and the build manifest's artifact list and verification.
+
+Under torchrun only rank 0 locks, creates and publishes; the other ranks share its work directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+from edgedistill import distributed as ddp
+from edgedistill.errors import ConfigError
+from edgedistill.teachers.base import file_digest
+
+
+class RunDirBusy(ConfigError):
+    """Another live process owns this output directory."""
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse an existing, non-empty output directory unless the user said `--overwrite`. Writes nothing."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise ConfigError(f"Output directory {out} already exists and is not empty; choose another --out or pass "
+                          "--overwrite (the old directory is replaced only after the new run succeeds).")
+
+
+class RunDir:
+    """Context manager: `with RunDir(out, overwrite) as run: ... run.work ... run.publish()`.
+
+    Entering checks the output rule and takes the lock (rank 0); it creates nothing else until `create()`.
+    Raises ConfigError when the output exists without --overwrite, RunDirBusy when another live process holds it.
+    """
+
+    def __init__(self, out: Path, overwrite: bool = False):
+        self.out = Path(out)
+        self.overwrite = overwrite
+        self.work = self.out.with_name(self.out.name + ".partial")
+        self.lock_path = self.out.with_name(self.out.name + ".lock")
+        self._fd: int | None = None
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.work / "checkpoints"
+
+    def __enter__(self) -> "RunDir":
+        check_out_dir(self.out, self.overwrite)
+        if ddp.is_main():
+            self._probe()  # refuse a live owner now, before reading data and teachers; lock in create()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._unlock()
+
+    def create(self) -> Path:
+        """Take the lock, then make `OUT.partial/checkpoints` (kept from an interrupted run: resuming reads it)."""
+        if ddp.is_main():
+            self.lock()
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+        ddp.barrier()
+        return self.work
+
+    def publish(self) -> None:
+        """Replace `OUT` with the finished work directory; checkpoints are dropped (the run is complete)."""
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+        if self.out.exists():
+            old = self.out.with_name(self.out.name + f".old{os.getpid()}")
+            os.replace(self.out, old)
+            os.replace(self.work, self.out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.work, self.out)
+
+    def lock(self) -> None:
+        """Own the directory until the run ends (idempotent). Raises RunDirBusy naming the live owner."""
+        if self._fd is not None:
+            return
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._try_flock(fd)
+            if _same_file(fd, self.lock_path):  # not a file a finishing run unlinked between open and lock
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode())
+        self._fd = fd
+
+    def _probe(self) -> None:
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR)
+        except FileNotFoundError:
+            return
+        self._try_flock(fd)
+        os.close(fd)  # free: a killed run's lock, taken over in create()
+
+    def _try_flock(self, fd: int) -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 512).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunDirBusy(
+                f"Output directory {self.out} is in use by a run that is still alive ({owner}, lock file "
+                f"{self.lock_path}). Wait for it to finish, stop it, or choose another --out; a run that was "
+                "killed releases the directory, and the same command then resumes it.") from None
+
+    def _unlock(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.lock_path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+MANIFEST = "manifest.json"
+
+
+def artifact_list(out: Path) -> list[dict]:
+    """Every file of a published build with its sha256 (the report and gate files excluded: they are re-derived)."""
+    files = sorted(p for p in out.iterdir() if p.is_file() and p.name != MANIFEST)
+    return [{"path": p.name, "sha256": file_digest(p), "bytes": p.stat().st_size} for p in files
+            if not p.name.startswith(("gate.", "report."))]
+
+
+def read_manifest(out: Path) -> dict | None:
+    path = out / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def artifacts_verify(out: Path, manifest: dict) -> bool:
+    """True when every artifact the manifest lists is present with its recorded sha256."""
+    for a in manifest.get("artifacts", []):
+        p = out / a["path"]
+        if not p.is_file() or file_digest(p) != a["sha256"]:
+            return False
+    return bool(manifest.get("artifacts"))

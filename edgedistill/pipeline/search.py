@@ -1,0 +1,25 @@
+"""Stage 3 (build only), search: the student to train, chosen under the target's budget without training
+(edgedistill.students.search has the candidates, their exact costs and the rule). An infeasible budget fails here,
+before any training, naming the limit and the smallest budget that would work."""
+
+from __future__ import annotations
+
+from edgedistill.budget import Budget
+from edgedistill.config import DistillConfig
+from edgedistill.data import kind_of
+from edgedistill.pipeline.inputs import Inputs
+from edgedistill.students.search import SearchResult, search
+
+
+def teacher_params(teachers) -> int:
+    """Parameters of the (largest) teacher; for runtime formats, estimated from the file size (4 bytes each)."""
+    return max(t.num_params() or sum(f.stat().st_size for f in t.files) // 4 for t in teachers)
+
+
+def choose_student(config: DistillConfig, budget: Budget, inputs: Inputs) -> SearchResult:
+    """The largest candidate that fits every limit, capped at half the teacher's parameters (a student as large as
+    its teacher is not compression)."""
+    families = None if config.student.family == "auto" else [config.student.family]
+    s = inputs.splits
+    return search(kind_of(inputs.raw.train.x), s.input_shape, s.num_classes, budget, families,
+                  max_params=teacher_params(inputs.teachers) // 2)

@@ -1,0 +1,63 @@
+"""Stage 2, teacher outputs: every teacher's logits on the transfer and test splits, from the on-disk cache when the
+same teacher already ran on the same bytes; with augmentation, a stream that runs the teachers on each augmented
+batch instead (function matching, edgedistill.teachers.stream)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from edgedistill.config import DistillConfig
+from edgedistill.data import DataSplits
+from edgedistill.distill.trainer import TrainSet
+from edgedistill.pipeline.inputs import EvalTensors
+from edgedistill.teachers import LogitCache, Teacher
+from edgedistill.teachers.stream import TeacherStream
+
+
+@dataclass(frozen=True)
+class TeacherOutputs:
+    """`data`: the transfer set with the teachers' outputs attached (cached members or a stream);
+    `test_members`: (teachers, N_test, classes) logits on the test split."""
+
+    data: TrainSet
+    test_members: torch.Tensor
+    stream: TeacherStream | None
+    seconds: float
+
+
+def _members(teachers, specs, cache: LogitCache, x: np.ndarray, splits: DataSplits, update) -> torch.Tensor:
+    parts = []
+    for teacher, spec in zip(teachers, specs):
+        transform = splits.normalizer.apply if spec.input == "normalized" else None
+        parts.append(cache.get(teacher, x, spec.input, transform, progress=lambda k: update(k)))
+    return torch.stack(parts)
+
+
+def _stream(teachers, specs, splits: DataSplits, cache: LogitCache) -> TeacherStream:
+    """The teachers run on each augmented batch (function matching); see edgedistill.teachers.stream."""
+    transforms = [splits.normalizer.apply if spec.input == "normalized" else None for spec in specs]
+
+    def members(xb: torch.Tensor) -> torch.Tensor:
+        x = xb.numpy()
+        return torch.stack([t.logits(f(x) if f else x) for t, f in zip(teachers, transforms)])
+
+    identity = "|".join(f"{t.identity()}|{spec.input}" for t, spec in zip(teachers, specs))
+    return TeacherStream(members, identity, cache.directory if cache.enabled else None)
+
+
+def teacher_outputs(config: DistillConfig, teachers: tuple[Teacher, ...], splits: DataSplits, ev: EvalTensors,
+                    cache: LogitCache, augmenting: bool, ui) -> TeacherOutputs:
+    t0 = time.perf_counter()
+    total = len(teachers) * ((0 if augmenting else len(splits.transfer)) + len(splits.test))
+    update = ui.task("teacher logits", total)
+    members_tr = None if augmenting else _members(teachers, config.teachers, cache, splits.transfer.x, splits, update)
+    members_te = _members(teachers, config.teachers, cache, splits.test.x, splits, update)
+    seconds = time.perf_counter() - t0
+    stream = _stream(teachers, config.teachers, splits, cache) if augmenting else None
+    data = TrainSet(ev.x_transfer, ev.y_transfer, members_tr, config.ensemble, stream,
+                    teachers[0].torch_module() if config.kd.features else None)
+    return TeacherOutputs(data, members_te, stream, seconds)

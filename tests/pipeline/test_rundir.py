@@ -1,0 +1,100 @@
+"""The run directory against a second process: a live run's lock refuses a second run on the same --out (naming the
+owner), a killed run's lock is taken over, and the run resumes. Real processes, real locks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgedistill.errors import ConfigError
+from edgedistill.pipeline.rundir import RunDir, RunDirBusy
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from edgedistill.pipeline.rundir import RunDir
+with RunDir(Path(sys.argv[1]), overwrite=False) as run:
+    run.create()
+    (run.checkpoints / "student.pt").write_bytes(b"unfinished")
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def _hold(out: Path) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "locked"
+    return p
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from edgedistill.cli import main; main()", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_live_owner_is_refused_naming_its_pid_and_a_killed_one_is_taken_over(tmp_path):
+    out = tmp_path / "same"
+    holder = _hold(out)
+    try:
+        with pytest.raises(RunDirBusy) as exc:
+            with RunDir(out) as run:
+                run.create()
+        assert f"pid {holder.pid}" in str(exc.value)
+        assert (out.with_name("same.partial") / "checkpoints" / "student.pt").read_bytes() == b"unfinished"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with RunDir(out) as run:  # the kernel dropped the dead process's lock: taken over, checkpoints kept to resume
+        run.create()
+        assert (run.checkpoints / "student.pt").read_bytes() == b"unfinished"
+        (run.work / "result.txt").write_text("done")
+        run.publish()
+    assert (out / "result.txt").read_text() == "done"
+    assert not out.with_name("same.partial").exists() and not out.with_name("same.lock").exists()
+
+
+@pytest.mark.slow
+def test_a_second_distill_on_a_live_runs_directory_exits_1_and_leaves_it_alone(tmp_path):
+    out = tmp_path / "runs" / "same"
+    holder = _hold(out)
+    try:
+        r = _cli("distill", "--epochs", "1", "--no-baseline", "--out", str(out), "-q", cwd=tmp_path)
+        assert r.returncode == 1, r.stderr
+        assert f"pid {holder.pid}" in r.stderr and "Traceback" not in r.stderr
+        assert (out.with_name("same.partial") / "checkpoints" / "student.pt").read_bytes() == b"unfinished"
+        assert not out.exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    r = _cli("distill", "--epochs", "1", "--no-baseline", "--out", str(out), "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (out / "metrics.json").is_file() and not out.with_name("same.partial").exists()
+
+
+def test_an_existing_output_needs_overwrite_and_nothing_is_created_before_create(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="--overwrite"):
+        with RunDir(out):
+            pass
+    fresh = tmp_path / "deeper" / "o"
+    with RunDir(fresh):
+        pass
+    assert not (tmp_path / "deeper").exists()  # checks alone write nothing
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_the_lock_names_pid_and_host_while_held(tmp_path):
+    out = tmp_path / "o"
+    with RunDir(out) as run:
+        run.create()
+        text = out.with_name("o.lock").read_text()
+        assert f"pid {os.getpid()} on host " in text
+    assert not out.with_name("o.lock").exists()
