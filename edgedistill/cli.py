@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from edgedistill.cli_args import float_or_auto, parse_augment, parse_feature, parse_student
+from edgedistill.cli_args import float_or_auto, parse_augment, parse_feature, parse_formats, parse_student
 from edgedistill.cli_summary import print_distill_summary, print_parity_table
 from edgedistill.errors import EdgeDistillError
 
@@ -118,7 +118,8 @@ def main() -> None:
 @click.option("--no-baseline", is_flag=True, default=None, help="Skip the no-teacher twin (not recommended).")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="Teacher-logit cache. [default: $EDGEDISTILL_CACHE or ~/.cache/edgedistill/logits]")
-@click.option("--out", type=click.Path(file_okay=False), help="Output directory. [default: runs/distill]")
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory. [default: runs/distill-DATA, "
+              "plus -TEACHER... when not the data's built-in teacher, plus -int8 with --qat]")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory (only after success).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_user_errors
@@ -148,7 +149,8 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
         "ensemble": ensemble,
         "student": parse_student(student),
         "augment": parse_augment(augment_text),
-        "kd": {"loss": loss, "temperature": float_or_auto(temperature), "alpha": float_or_auto(alpha),
+        "kd": {"loss": loss, "temperature": float_or_auto(temperature, "--temperature"),
+               "alpha": float_or_auto(alpha, "--alpha"),
                "tune_epochs": tune_epochs, "features": [parse_feature(f) for f in features] or None,
                "scheme": scheme, "generations": generations, "peers": peers,
                "online_teacher": online_teacher},
@@ -156,7 +158,7 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
                   "schedule": schedule, "weight_decay": weight_decay, "seed": seed, "threads": threads},
         "quant": {"qat": qat, "qat_epochs": qat_epochs, "calibration": calibration,
                   "calibration_size": calibration_size, "int8_tolerance": int8_tolerance,
-                  "formats": [f.strip() for f in formats.split(",")] if formats else None},
+                  "formats": parse_formats(formats)},
         "baseline": False if no_baseline else None,
         "target": target,
         "cache_dir": cache_dir,
@@ -170,8 +172,8 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
 
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(file_okay=False))
-@click.option("--format", "formats", default="onnx,tflite", show_default=True,
-              help="Comma-separated formats to write: onnx, tflite.")
+@click.option("--formats", "formats", help="Comma-separated formats to write: onnx, tflite. [default: both]")
+@click.option("--format", "format_alias", hidden=True, help="Deprecated spelling of --formats.")
 @click.option("--int8", is_flag=True, help="Also write int8 files: the checkpoint's QAT weights when it has them "
               "(distill --qat), else post-training quantization calibrated on the training data.")
 @click.option("--data", help="Data for calibration and parity. [default: the data named in CHECKPOINT/config.json]")
@@ -182,7 +184,7 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory. [default: CHECKPOINT/export]")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
 @_user_errors
-def export_cmd(checkpoint, formats, int8, data, calibration, calibration_size, int8_tolerance, out, overwrite):
+def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calibration_size, int8_tolerance, out, overwrite):
     """Export a distilled student (a directory written by `edgedistill distill`) to ONNX and TFLite, and run
     every file on its own runtime (onnxruntime, LiteRT, TFLite Micro) against the torch model it came from."""
     from pathlib import Path
@@ -192,10 +194,11 @@ def export_cmd(checkpoint, formats, int8, data, calibration, calibration_size, i
     from edgedistill.api import export_checkpoint
     from edgedistill.errors import ConfigError, EdgeDistillError
 
-    fmts = [f.strip() for f in formats.split(",") if f.strip()]
-    unknown = sorted(set(fmts) - {"onnx", "tflite"})
-    if unknown:
-        raise EdgeDistillError(f"Unknown export format(s) {unknown}; choose from onnx, tflite.")
+    if format_alias is not None:
+        click.echo("note: --format is deprecated; it is spelled --formats (as for distill).", err=True)
+        if formats is not None and parse_formats(formats) != parse_formats(format_alias):
+            raise ConfigError(f"--formats {formats!r} and --format {format_alias!r} disagree; give --formats only.")
+    fmts = parse_formats(formats if formats is not None else format_alias) or ["onnx", "tflite"]
     out_dir = Path(out) if out else Path(checkpoint) / "export"
     res = export_checkpoint(Path(checkpoint), out_dir, fmts, int8, data, calibration, calibration_size,
                             int8_tolerance, overwrite=overwrite)
