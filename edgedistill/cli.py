@@ -66,7 +66,8 @@ def main() -> None:
 @click.option("--teacher", "teachers", multiple=True, help="Teacher model: .onnx, .tflite, .pt2, TorchScript, "
               "weights (.safetensors/.pt, with --teacher-factory) or builtin:NAME. Repeat for an ensemble. "
               "[default: the built-in teacher of a built-in data set]")
-@click.option("--teacher-factory", help="'package.module:function' that builds the teacher nn.Module for weights files.")
+@click.option("--teacher-factory", help="'package.module:function' (an importable module) or 'path/to/file.py:function' that "
+              "builds the teacher nn.Module for weights files.")
 @click.option("--teacher-format", type=click.Choice(["auto", "torch", "torchscript", "exported", "onnx", "tflite"]),
               help="Override format detection for every --teacher.")
 @click.option("--teacher-input", type=click.Choice(["raw", "normalized"]),
@@ -269,7 +270,8 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON config; flags override it.")
 @click.option("--data", help="Training data (as for distill). [default: builtin:fashion-mnist]")
 @click.option("--teacher", "teachers", multiple=True, help="Teacher model(s), as for distill. [default: built-in]")
-@click.option("--teacher-factory", help="'package.module:function' for weights-only teacher files.")
+@click.option("--teacher-factory", help="'package.module:function' or 'path/to/file.py:function' for weights-only teacher "
+              "files.")
 @click.option("--family", help="Restrict the search to one student family. [default: by the data's shape]")
 @click.option("--epochs", type=int, help="Float distillation epochs. [default for the built-in example: 4 on 30,000 "
               "training samples, then 1 QAT epoch on 20,000: sized to build in under 5 minutes on 2 cores]")

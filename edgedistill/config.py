@@ -31,7 +31,8 @@ class DataConfig(_Strict):
 class TeacherConfig(_Strict):
     path: str = Field(description="model file, or builtin:NAME")
     format: Literal["auto", "torch", "torchscript", "exported", "onnx", "tflite"] = "auto"
-    factory: str | None = Field(None, description="'package.module:function' building the nn.Module (weights files)")
+    factory: str | None = Field(None, description="'package.module:function' or 'path/to/file.py:function' "
+                                                 "building the nn.Module (weights files)")
     factory_kwargs: dict = Field(default_factory=dict)
     allow_pickle: bool = Field(False, description="allow unpickling arbitrary objects from a torch weights file")
     input: Literal["raw", "normalized"] = Field("raw", description="feed the teacher raw or train-normalised samples")
