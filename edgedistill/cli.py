@@ -9,7 +9,7 @@ import sys
 import click
 
 from edgedistill.cli_args import float_or_auto, parse_augment, parse_feature, parse_formats, parse_student
-from edgedistill.cli_summary import print_distill_summary, print_parity_table
+from edgedistill.cli_summary import print_distill_summary, print_parity_table, print_profile, print_warnings
 from edgedistill.errors import EdgeDistillError
 
 
@@ -214,8 +214,8 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
 @main.command("profile")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--target", "target", default="cpu", show_default=True, help="Target profile (edgedistill targets list).")
-@click.option("--runs", type=int, default=100, show_default=True, help="Timed runs after warm-up (at least 1 s).")
-@click.option("--warmup", type=int, default=10, show_default=True)
+@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed runs after warm-up (at least 1 s).")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full profile as JSON here.")
 @click.option("--device", "device_url", help="Also measure on a device: local[?cores=0], ssh://user@host[:port]"
               "[?key=PATH&python=python3], adb://SERIAL?benchmark_model=PATH. The device must reproduce this "
@@ -238,23 +238,7 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
     if device_url:
         rep["device"] = profile_on_device(device_url, Path(model), device_inputs, target_threads(target), runs,
                                            warmup)
-    c = rep["cost"]
-    click.echo(f"{rep['model']}  ({rep['format']}, {rep['precision']}) on target {rep['target']}")
-    click.echo(f"  params {c['params']:,}  MACs {c['macs']:,}  weights {c['weight_bytes']:,} B  file {rep['file_bytes']:,} B"
-               + (f"  activation arena {c['peak_activation_bytes']:,} B" if c["peak_activation_bytes"] else ""))
-    if rep.get("tflm_arena"):
-        a = rep["tflm_arena"]
-        click.echo(f"  TFLite Micro arena (recording allocator): {a['total_bytes']:,} B "
-                   f"({a['activation_bytes']:,} activations + {a['persistent_bytes']:,} runtime)")
-    for m in rep["measured"]:
-        click.echo(f"  [{m['where']}] {m['runtime']} x{m['threads']}: median {m['median_ms']:.4f} ms, "
-                   f"p90 {m['p90_ms']:.4f}, p99 {m['p99_ms']:.4f} ({m['runs']} runs), load {m['load_ms']:.1f} ms")
-    if rep["estimate"]:
-        e = rep["estimate"]
-        err = f", error vs measured {e['measured_error']:+.0%}" if "measured_error" in e else ", no ground truth here"
-        click.echo(f"  [estimated] {e['total_ms']:.4f} ms on {e['target']} ({e['model']}{err})")
-    for f in rep.get("fit", []):
-        click.echo(f"  fit {f['check']:<9} {'ok' if f['passed'] else 'EXCEEDS'}  value {f['value']}  limit {f['limit']}")
+    print_profile(rep, click.echo)
     if device_url:
         echo_device(rep["device"])
     if json_out:
@@ -308,13 +292,14 @@ def build_cmd(target, budget_text, config_file, data, teachers, teacher_factory,
     if res is None:  # a rank other than 0 of a distributed build: rank 0 reports
         return
     c = res.search.chosen
-    click.echo(f"student: {c.arch.describe()}, {c.params:,} params ({res.search.rule}); "
+    click.echo(f"student: {c.arch.describe()}, {c.params:,} parameters ({res.search.rule}); "
                f"{'nothing changed: re-checked only' if res.reused else 'built'} -> {res.out_dir}")
     rep = json.loads((res.out_dir / "report.json").read_text())
     from edgedistill.report.render import headline
 
     for k, v in headline(rep):
         click.echo(f"  {k}: {v}")
+    print_warnings(rep.get("warnings", []))  # as distill prints them (e.g. distillation lost to the twin)
     if rep.get("device"):
         from edgedistill.device.show import echo_device
 

@@ -357,6 +357,11 @@ def _metrics(config, prep, members_te, y_te, teacher_acc, student, res_s, object
                 f"Distillation LOST to the no-teacher twin by {-m['gain_vs_baseline']:.2f} points on the test split "
                 f"({st['test_acc']:.2f}% vs {m['baseline']['test_acc']:.2f}%). The teacher is not helping this "
                 "student at this budget: try more epochs, another temperature/alpha, or a stronger teacher.")
+    from edgedistill.sanity import student_not_smaller_warning, teacher_size
+
+    t_params, how = teacher_size(m["teacher"]["params"], [f["path"] for t in teachers for f in t["files"]])
+    if warning := student_not_smaller_warning(st["params"], t_params, how):
+        m["warnings"].append(warning)
     return m
 
 
