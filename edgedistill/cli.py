@@ -10,7 +10,7 @@ import click
 
 from edgedistill.cli_args import float_or_auto, parse_augment, parse_feature, parse_formats, parse_student
 from edgedistill.cli_summary import print_distill_summary, print_parity_table, print_profile, print_warnings
-from edgedistill.errors import EdgeDistillError
+from edgedistill.errors import ConfigError, EdgeDistillError
 
 
 def _user_errors(fn):
@@ -193,7 +193,6 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
     from rich.console import Console
 
     from edgedistill.api import export_checkpoint
-    from edgedistill.errors import ConfigError, EdgeDistillError
 
     if format_alias is not None:
         click.echo("note: --format is deprecated; it is spelled --formats (as for distill).", err=True)
@@ -356,6 +355,10 @@ def gate_cmd(report, budget_text, baseline, tolerance, junit, summary):
     from edgedistill.budget import Budget
     from edgedistill.gate import Tolerance, gate, junit_xml, load_report, markdown, report_budget
 
+    for name, value in (("--junit", junit), ("--summary", summary)):
+        if value is not None and not value.strip():
+            raise ConfigError(f"{name} was given an empty path (an unset variable such as $GITHUB_STEP_SUMMARY "
+                              "outside CI?); name a file or leave the option out.")
     rep = load_report(Path(report))
     budget = report_budget(rep).tighten(Budget.parse(budget_text or ""))
     base = load_report(Path(baseline)) if baseline else None
