@@ -66,8 +66,8 @@ def main() -> None:
 @click.option("--teacher", "teachers", multiple=True, help="Teacher model: .onnx, .tflite, .pt2, TorchScript, "
               "weights (.safetensors/.pt, with --teacher-factory) or builtin:NAME. Repeat for an ensemble. "
               "[default: the built-in teacher of a built-in data set]")
-@click.option("--teacher-factory", help="'package.module:function' (an importable module) or 'path/to/file.py:function' that "
-              "builds the teacher nn.Module for weights files.")
+@click.option("--teacher-factory", help="'package.module:function' (an importable module) or "
+              "'path/to/file.py:function' that builds the teacher nn.Module for weights files.")
 @click.option("--teacher-format", type=click.Choice(["auto", "torch", "torchscript", "exported", "onnx", "tflite"]),
               help="Override format detection for every --teacher.")
 @click.option("--teacher-input", type=click.Choice(["raw", "normalized"]),
@@ -185,7 +185,8 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory. [default: CHECKPOINT/export]")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
 @_user_errors
-def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calibration_size, int8_tolerance, out, overwrite):
+def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calibration_size, int8_tolerance, out,
+               overwrite):
     """Export a distilled student (a directory written by `edgedistill distill`) to ONNX and TFLite, and run
     every file on its own runtime (onnxruntime, LiteRT, TFLite Micro) against the torch model it came from."""
     from pathlib import Path
@@ -213,7 +214,8 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
 @main.command("profile")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--target", "target", default="cpu", show_default=True, help="Target profile (edgedistill targets list).")
-@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed runs after warm-up (at least 1 s).")
+@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Timed runs after warm-up (at least 1 s).")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full profile as JSON here.")
 @click.option("--device", "device_url", help="Also measure on a device: local[?cores=0], ssh://user@host[:port]"
@@ -253,8 +255,8 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON config; flags override it.")
 @click.option("--data", help="Training data (as for distill). [default: builtin:fashion-mnist]")
 @click.option("--teacher", "teachers", multiple=True, help="Teacher model(s), as for distill. [default: built-in]")
-@click.option("--teacher-factory", help="'package.module:function' or 'path/to/file.py:function' for weights-only teacher "
-              "files.")
+@click.option("--teacher-factory", help="'package.module:function' or 'path/to/file.py:function' for "
+              "weights-only teacher files.")
 @click.option("--family", help="Restrict the search to one student family. [default: by the data's shape]")
 @click.option("--epochs", type=int, help="Float distillation epochs. [default for the built-in example: 4 on 30,000 "
               "training samples, then 1 QAT epoch on 20,000: sized to build in under 5 minutes on 2 cores]")

@@ -62,7 +62,8 @@ def make_stand_ins(d: Path) -> None:
     for c in range(10):
         (d / "images" / f"class{c}").mkdir(parents=True)
         for i in range(12):
-            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), "L").save(d / "images" / f"class{c}" / f"{i}.png")
+            pixels = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+            Image.fromarray(pixels, "L").save(d / "images" / f"class{c}" / f"{i}.png")
     teacher = tiny_cnn()
     export_onnx_float(teacher, (1, 8, 8), d / "teacher.onnx")
     export_tflite_float(teacher, (1, 8, 8), d / "a.tflite")
