@@ -67,7 +67,9 @@ def make_stand_ins(d: Path) -> None:
     teacher = tiny_cnn()
     export_onnx_float(teacher, (1, 8, 8), d / "teacher.onnx")
     export_tflite_float(teacher, (1, 8, 8), d / "a.tflite")
-    torch.export.save(torch.export.export(tiny_cnn(seed=1), (torch.rand(2, 1, 8, 8),)), str(d / "b.pt2"))
+    batch = {0: torch.export.Dim("batch", min=1, max=1024)}
+    torch.export.save(torch.export.export(tiny_cnn(seed=1), (torch.rand(2, 1, 8, 8),), dynamic_shapes=(batch,)),
+                      str(d / "b.pt2"))
     save_file(tiny_cnn(seed=2).state_dict(), str(d / "w.safetensors"))
     (d / "models.py").write_text("from tiny_models import tiny_cnn\n\n\ndef resnet():\n    return tiny_cnn()\n")
     toml = re.search(r"```toml\n(# distill.toml\n.*?)```", using_it_section(), re.S).group(1)
