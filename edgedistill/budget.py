@@ -2,23 +2,34 @@
 
 `None` means unconstrained. Budget strings: comma-separated `key=value` with units, e.g.
 `flash=64KiB,ram=128KiB,latency=5ms,macs=2M,accuracy=90%,drop=1.0`.
-Units: bytes (bare number or B), KB/MB/GB (powers of 1000) and KiB/MiB/GiB (powers of 1024); time us, ms, s; counts K, M, G;
-accuracy in percent (`90` or `90%`); drop in accuracy points.
+Units: bytes B, KB/MB/GB (powers of 1000) and KiB/MiB/GiB (powers of 1024); time us, ms, s; counts K, M, G (or a bare
+number); accuracy in percent (`90` or `90%`); drop in accuracy points. A size or a time needs its unit: a bare
+`flash=64` is refused (64 bytes or 64 KiB? the budget says which).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, fields
 
 from edgedistill.errors import ConfigError
 
-_BYTES = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+_BYTES = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 _TIME_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 _COUNT = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}
 KEYS = {"flash": ("flash_bytes", _BYTES), "ram": ("ram_bytes", _BYTES), "latency": ("latency_ms", _TIME_MS),
         "macs": ("macs", _COUNT), "accuracy": ("min_accuracy", {"": 1, "%": 1}),
         "drop": ("max_accuracy_drop", {"": 1, "pt": 1, "points": 1})}
+
+_EXAMPLE = {"flash": "64KiB", "ram": "128KiB", "latency": "5ms"}
+
+
+def _spelled(units: dict) -> str:
+    """Units as a user writes them: 'B, KB, MB, GB, KiB, MiB, GiB'."""
+    cased = {"b": "B", "kb": "KB", "mb": "MB", "gb": "GB", "kib": "KiB", "mib": "MiB", "gib": "GiB", "k": "K",
+             "m": "M", "g": "G"}
+    return ", ".join(cased.get(u, u) or "(none)" for u in units)
 
 
 @dataclass(frozen=True)
@@ -62,8 +73,12 @@ class Budget:
             if not m:
                 raise ConfigError(f"Budget value {raw!r} for {key} is not a number with an optional unit.")
             unit = m.group(2).lower()
+            if not unit and "" not in units:
+                raise ConfigError(f"Budget value {raw.strip()!r} for {key} has no unit; write it with one of "
+                                  f"{_spelled(units)} (e.g. {key}={_EXAMPLE[key]}).")
             if unit not in units:
-                raise ConfigError(f"Unknown unit {m.group(2)!r} for {key}; use one of: "
-                                  f"{', '.join(u or '(none)' for u in units)}.")
+                raise ConfigError(f"Unknown unit {m.group(2)!r} for {key}; use one of: {_spelled(units)}.")
             values[field] = float(m.group(1)) * units[unit]
+            if not math.isfinite(values[field]):
+                raise ConfigError(f"Budget value {raw.strip()!r} for {key} is not a finite number.")
         return cls(**values)

@@ -8,9 +8,9 @@ import sys
 
 import click
 
-from edgedistill.cli_args import float_or_auto, parse_augment, parse_feature, parse_student
-from edgedistill.cli_summary import print_distill_summary, print_parity_table
-from edgedistill.errors import EdgeDistillError
+from edgedistill.cli_args import float_or_auto, parse_augment, parse_feature, parse_formats, parse_student
+from edgedistill.cli_summary import print_distill_summary, print_parity_table, print_profile, print_warnings
+from edgedistill.errors import ConfigError, EdgeDistillError
 
 
 def _user_errors(fn):
@@ -66,7 +66,8 @@ def main() -> None:
 @click.option("--teacher", "teachers", multiple=True, help="Teacher model: .onnx, .tflite, .pt2, TorchScript, "
               "weights (.safetensors/.pt, with --teacher-factory) or builtin:NAME. Repeat for an ensemble. "
               "[default: the built-in teacher of a built-in data set]")
-@click.option("--teacher-factory", help="'package.module:function' that builds the teacher nn.Module for weights files.")
+@click.option("--teacher-factory", help="'package.module:function' (an importable module) or "
+              "'path/to/file.py:function' that builds the teacher nn.Module for weights files.")
 @click.option("--teacher-format", type=click.Choice(["auto", "torch", "torchscript", "exported", "onnx", "tflite"]),
               help="Override format detection for every --teacher.")
 @click.option("--teacher-input", type=click.Choice(["raw", "normalized"]),
@@ -118,7 +119,8 @@ def main() -> None:
 @click.option("--no-baseline", is_flag=True, default=None, help="Skip the no-teacher twin (not recommended).")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="Teacher-logit cache. [default: $EDGEDISTILL_CACHE or ~/.cache/edgedistill/logits]")
-@click.option("--out", type=click.Path(file_okay=False), help="Output directory. [default: runs/distill]")
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory. [default: runs/distill-DATA, "
+              "plus -TEACHER... when not the data's built-in teacher, plus -int8 with --qat]")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory (only after success).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_user_errors
@@ -148,7 +150,8 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
         "ensemble": ensemble,
         "student": parse_student(student),
         "augment": parse_augment(augment_text),
-        "kd": {"loss": loss, "temperature": float_or_auto(temperature), "alpha": float_or_auto(alpha),
+        "kd": {"loss": loss, "temperature": float_or_auto(temperature, "--temperature"),
+               "alpha": float_or_auto(alpha, "--alpha"),
                "tune_epochs": tune_epochs, "features": [parse_feature(f) for f in features] or None,
                "scheme": scheme, "generations": generations, "peers": peers,
                "online_teacher": online_teacher},
@@ -156,7 +159,7 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
                   "schedule": schedule, "weight_decay": weight_decay, "seed": seed, "threads": threads},
         "quant": {"qat": qat, "qat_epochs": qat_epochs, "calibration": calibration,
                   "calibration_size": calibration_size, "int8_tolerance": int8_tolerance,
-                  "formats": [f.strip() for f in formats.split(",")] if formats else None},
+                  "formats": parse_formats(formats)},
         "baseline": False if no_baseline else None,
         "target": target,
         "cache_dir": cache_dir,
@@ -170,8 +173,8 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
 
 @main.command("export")
 @click.argument("checkpoint", type=click.Path(file_okay=False))
-@click.option("--format", "formats", default="onnx,tflite", show_default=True,
-              help="Comma-separated formats to write: onnx, tflite.")
+@click.option("--formats", "formats", help="Comma-separated formats to write: onnx, tflite. [default: both]")
+@click.option("--format", "format_alias", hidden=True, help="Deprecated spelling of --formats.")
 @click.option("--int8", is_flag=True, help="Also write int8 files: the checkpoint's QAT weights when it has them "
               "(distill --qat), else post-training quantization calibrated on the training data.")
 @click.option("--data", help="Data for calibration and parity. [default: the data named in CHECKPOINT/config.json]")
@@ -182,7 +185,8 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory. [default: CHECKPOINT/export]")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
 @_user_errors
-def export_cmd(checkpoint, formats, int8, data, calibration, calibration_size, int8_tolerance, out, overwrite):
+def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calibration_size, int8_tolerance, out,
+               overwrite):
     """Export a distilled student (a directory written by `edgedistill distill`) to ONNX and TFLite, and run
     every file on its own runtime (onnxruntime, LiteRT, TFLite Micro) against the torch model it came from."""
     from pathlib import Path
@@ -190,12 +194,12 @@ def export_cmd(checkpoint, formats, int8, data, calibration, calibration_size, i
     from rich.console import Console
 
     from edgedistill.api import export_checkpoint
-    from edgedistill.errors import ConfigError, EdgeDistillError
 
-    fmts = [f.strip() for f in formats.split(",") if f.strip()]
-    unknown = sorted(set(fmts) - {"onnx", "tflite"})
-    if unknown:
-        raise EdgeDistillError(f"Unknown export format(s) {unknown}; choose from onnx, tflite.")
+    if format_alias is not None:
+        click.echo("note: --format is deprecated; it is spelled --formats (as for distill).", err=True)
+        if formats is not None and parse_formats(formats) != parse_formats(format_alias):
+            raise ConfigError(f"--formats {formats!r} and --format {format_alias!r} disagree; give --formats only.")
+    fmts = parse_formats(formats if formats is not None else format_alias) or ["onnx", "tflite"]
     out_dir = Path(out) if out else Path(checkpoint) / "export"
     res = export_checkpoint(Path(checkpoint), out_dir, fmts, int8, data, calibration, calibration_size,
                             int8_tolerance, overwrite=overwrite)
@@ -210,8 +214,9 @@ def export_cmd(checkpoint, formats, int8, data, calibration, calibration_size, i
 @main.command("profile")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--target", "target", default="cpu", show_default=True, help="Target profile (edgedistill targets list).")
-@click.option("--runs", type=int, default=100, show_default=True, help="Timed runs after warm-up (at least 1 s).")
-@click.option("--warmup", type=int, default=10, show_default=True)
+@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Timed runs after warm-up (at least 1 s).")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full profile as JSON here.")
 @click.option("--device", "device_url", help="Also measure on a device: local[?cores=0], ssh://user@host[:port]"
               "[?key=PATH&python=python3], adb://SERIAL?benchmark_model=PATH. The device must reproduce this "
@@ -234,23 +239,7 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
     if device_url:
         rep["device"] = profile_on_device(device_url, Path(model), device_inputs, target_threads(target), runs,
                                            warmup)
-    c = rep["cost"]
-    click.echo(f"{rep['model']}  ({rep['format']}, {rep['precision']}) on target {rep['target']}")
-    click.echo(f"  params {c['params']:,}  MACs {c['macs']:,}  weights {c['weight_bytes']:,} B  file {rep['file_bytes']:,} B"
-               + (f"  activation arena {c['peak_activation_bytes']:,} B" if c["peak_activation_bytes"] else ""))
-    if rep.get("tflm_arena"):
-        a = rep["tflm_arena"]
-        click.echo(f"  TFLite Micro arena (recording allocator): {a['total_bytes']:,} B "
-                   f"({a['activation_bytes']:,} activations + {a['persistent_bytes']:,} runtime)")
-    for m in rep["measured"]:
-        click.echo(f"  [{m['where']}] {m['runtime']} x{m['threads']}: median {m['median_ms']:.4f} ms, "
-                   f"p90 {m['p90_ms']:.4f}, p99 {m['p99_ms']:.4f} ({m['runs']} runs), load {m['load_ms']:.1f} ms")
-    if rep["estimate"]:
-        e = rep["estimate"]
-        err = f", error vs measured {e['measured_error']:+.0%}" if "measured_error" in e else ", no ground truth here"
-        click.echo(f"  [estimated] {e['total_ms']:.4f} ms on {e['target']} ({e['model']}{err})")
-    for f in rep.get("fit", []):
-        click.echo(f"  fit {f['check']:<9} {'ok' if f['passed'] else 'EXCEEDS'}  value {f['value']}  limit {f['limit']}")
+    print_profile(rep, click.echo)
     if device_url:
         echo_device(rep["device"])
     if json_out:
@@ -266,7 +255,8 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON config; flags override it.")
 @click.option("--data", help="Training data (as for distill). [default: builtin:fashion-mnist]")
 @click.option("--teacher", "teachers", multiple=True, help="Teacher model(s), as for distill. [default: built-in]")
-@click.option("--teacher-factory", help="'package.module:function' for weights-only teacher files.")
+@click.option("--teacher-factory", help="'package.module:function' or 'path/to/file.py:function' for "
+              "weights-only teacher files.")
 @click.option("--family", help="Restrict the search to one student family. [default: by the data's shape]")
 @click.option("--epochs", type=int, help="Float distillation epochs. [default for the built-in example: 4 on 30,000 "
               "training samples, then 1 QAT epoch on 20,000: sized to build in under 5 minutes on 2 cores]")
@@ -303,13 +293,14 @@ def build_cmd(target, budget_text, config_file, data, teachers, teacher_factory,
     if res is None:  # a rank other than 0 of a distributed build: rank 0 reports
         return
     c = res.search.chosen
-    click.echo(f"student: {c.arch.describe()}, {c.params:,} params ({res.search.rule}); "
+    click.echo(f"student: {c.arch.describe()}, {c.params:,} parameters ({res.search.rule}); "
                f"{'nothing changed: re-checked only' if res.reused else 'built'} -> {res.out_dir}")
     rep = json.loads((res.out_dir / "report.json").read_text())
     from edgedistill.report.render import headline
 
     for k, v in headline(rep):
         click.echo(f"  {k}: {v}")
+    print_warnings(rep.get("warnings", []))  # as distill prints them (e.g. distillation lost to the twin)
     if rep.get("device"):
         from edgedistill.device.show import echo_device
 
@@ -366,6 +357,10 @@ def gate_cmd(report, budget_text, baseline, tolerance, junit, summary):
     from edgedistill.budget import Budget
     from edgedistill.gate import Tolerance, gate, junit_xml, load_report, markdown, report_budget
 
+    for name, value in (("--junit", junit), ("--summary", summary)):
+        if value is not None and not value.strip():
+            raise ConfigError(f"{name} was given an empty path (an unset variable such as $GITHUB_STEP_SUMMARY "
+                              "outside CI?); name a file or leave the option out.")
     rep = load_report(Path(report))
     budget = report_budget(rep).tighten(Budget.parse(budget_text or ""))
     base = load_report(Path(baseline)) if baseline else None

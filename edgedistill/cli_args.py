@@ -3,9 +3,10 @@ config fields. Errors are ConfigErrors: one paragraph, non-zero exit."""
 
 from __future__ import annotations
 
-import click
-
 from edgedistill.errors import ConfigError
+
+EXPORT_FORMATS = ("onnx", "tflite")
+_TRUE, _FALSE = ("", "1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def parse_student(value: str | None) -> dict | None:
@@ -48,18 +49,34 @@ def parse_augment(value: str | None) -> dict | None:
             raise ConfigError(f"--augment: unknown augmentation {key!r}; use shift=N, hflip, mixup=A (comma-separated).")
         try:
             if key == "hflip":
-                out[key] = not val or val.lower() in ("1", "true", "yes", "on")
+                if val.lower() not in _TRUE + _FALSE:
+                    raise ValueError
+                out[key] = val.lower() in _TRUE
             else:
                 out[key] = type(out[key])(val)
         except ValueError:
-            raise ConfigError(f"--augment: {part!r}: {key} takes a number.") from None
+            what = "on or off (hflip, hflip=1, hflip=0)" if key == "hflip" else "a number"
+            raise ConfigError(f"--augment: {part!r}: {key} takes {what}.") from None
     return out
 
 
-def float_or_auto(value: str | None):
-    if value is None or value == "auto":
-        return value
+def float_or_auto(value: str | None, option: str = "") -> float | str | None:
+    """'auto' or a number ('0.5', '4'); anything else is a ConfigError naming the option."""
+    if value is None or value.strip().lower() == "auto":
+        return None if value is None else "auto"
     try:
         return float(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is neither a number nor 'auto'") from None
+        raise ConfigError(f"{option + ': ' if option else ''}{value!r} is neither a number nor 'auto'.") from None
+
+
+def parse_formats(value: str | None) -> list[str] | None:
+    """'onnx,tflite' -> ['onnx', 'tflite']; None -> None (the default); unknown or empty -> ConfigError."""
+    if value is None:
+        return None
+    fmts = [f.strip().lower() for f in value.split(",") if f.strip()]
+    unknown = sorted(set(fmts) - set(EXPORT_FORMATS))
+    if unknown or not fmts:
+        raise ConfigError(f"--formats {value!r}: " + (f"unknown export format(s) {', '.join(unknown)}; " if unknown
+                          else "no format named; ") + f"choose from {', '.join(EXPORT_FORMATS)} (comma-separated).")
+    return list(dict.fromkeys(fmts))

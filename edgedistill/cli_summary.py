@@ -33,8 +33,19 @@ def print_distill_summary(m: dict, out) -> None:
         tr = m.get("training") or {}
         console.print(f"gain over the no-teacher twin: {m['gain_vs_baseline']:+.2f} points (both {tr.get('epochs')} "
                       f"epochs, augmentation: {tr.get('augment_text', 'none')})")
-    for w in m["warnings"]:
-        console.print(f"[bold red]WARNING[/]: {w}")
+    print_warnings(m["warnings"], console)
+
+
+def print_warnings(warnings: list[str], console=None) -> None:
+    """Each warning in bold red (distill's summary and build's headline print the same ones)."""
+    from rich.markup import escape
+
+    if console is None:
+        from rich.console import Console
+
+        console = Console(width=None if sys.stdout.isatty() else 140)
+    for w in warnings:
+        console.print(f"[bold red]WARNING[/]: {escape(w)}")
 
 
 def print_int8(console, q: dict) -> None:
@@ -57,3 +68,60 @@ def print_parity_table(console, parity: list[dict]) -> None:
                       f"{r['reference_accuracy']:.2f}%", f"{r['top1_agreement']:.2f}%",
                       f"{r['max_abs_logit_diff']:.4g}", f"{r['bytes']:,}", verdict)
     console.print(table)
+
+
+# What `profile` leaves out for an ONNX file, and why (the estimate, the fit checks and the arena are TFLite's).
+ONNX_UNAVAILABLE = (
+    ("target latency estimate", "the per-op latency model and the targets' kernel efficiencies are defined on "
+                                "TFLite kernels"),
+    ("fit checks (flash, RAM, operators, precision)", "the targets list their operators as TFLite builtins and "
+                                                      "their limits apply to the .tflite file the device loads"),
+    ("TFLite Micro arena", "TFLite Micro runs .tflite files only"),
+)
+
+
+def fit_line(f: dict, runtime: str) -> str:
+    """One fit check; a missing value is NOT CHECKED (never 'ok'), a missing limit says there is none."""
+    if f["value"] is None:
+        why = (f"no RAM figure for this file on a {runtime} target: the arena is measured with TFLite Micro, for int8 "
+               ".tflite files on tflm targets" if f["check"] == "ram" else "no measured value")
+        return f"  fit {f['check']:<9} NOT CHECKED  {why} (limit {_num(f['limit'])})"
+    if f["limit"] is None and f["check"] in ("flash", "ram"):
+        return f"  fit {f['check']:<9} ok  value {_num(f['value'])}  (no limit on this target)"
+    verdict = "ok" if f["passed"] else "EXCEEDS"
+    return f"  fit {f['check']:<9} {verdict}  value {_num(f['value'])}  limit {_num(f['limit'])}"
+
+
+def _num(v) -> str:
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def print_profile(rep: dict, echo) -> None:
+    """`edgedistill profile`'s text: cost, arena, measurements, estimate, fit checks, and what is not available for
+    this format (and why). `echo` prints one line."""
+    from edgedistill.targets import load_target
+
+    c = rep["cost"]
+    echo(f"{rep['model']}  ({rep['format']}, {rep['precision']}) on target {rep['target']}")
+    echo(f"  params {c['params']:,}  MACs {c['macs']:,}  weights {c['weight_bytes']:,} B  file {rep['file_bytes']:,} B"
+         + (f"  activation arena {c['peak_activation_bytes']:,} B" if c["peak_activation_bytes"] else ""))
+    if rep.get("tflm_arena"):
+        a = rep["tflm_arena"]
+        echo(f"  TFLite Micro arena (recording allocator): {a['total_bytes']:,} B "
+             f"({a['activation_bytes']:,} activations + {a['persistent_bytes']:,} runtime)")
+    for m in rep["measured"]:
+        echo(f"  [{m['where']}] {m['runtime']} x{m['threads']}: median {m['median_ms']:.4f} ms, "
+             f"p90 {m['p90_ms']:.4f}, p99 {m['p99_ms']:.4f} ({m['runs']} runs), load {m['load_ms']:.1f} ms")
+    if rep["estimate"]:
+        e = rep["estimate"]
+        err = f", error vs measured {e['measured_error']:+.0%}" if "measured_error" in e else ", no ground truth here"
+        echo(f"  [estimated] {e['total_ms']:.4f} ms on {e['target']} ({e['model']}{err})")
+    runtime = load_target(rep["target"]).runtime
+    for f in rep.get("fit", []):
+        echo(fit_line(f, runtime))
+    if rep["format"] == "onnx":
+        echo("  not available for ONNX files (profile the .tflite export for these):")
+        for what, why in ONNX_UNAVAILABLE:
+            echo(f"    {what}: {why}")
+    elif rep["format"] == "tflite" and rep["estimate"] is None:
+        echo(f"  [estimated] not available: target {rep['target']} has no {rep['precision']} throughput figure")

@@ -10,7 +10,7 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edgedistill.errors import ConfigError
+from edgedistill.errors import ConfigError, DataError
 
 Auto = Literal["auto"]
 
@@ -31,7 +31,8 @@ class DataConfig(_Strict):
 class TeacherConfig(_Strict):
     path: str = Field(description="model file, or builtin:NAME")
     format: Literal["auto", "torch", "torchscript", "exported", "onnx", "tflite"] = "auto"
-    factory: str | None = Field(None, description="'package.module:function' building the nn.Module (weights files)")
+    factory: str | None = Field(None, description="'package.module:function' or 'path/to/file.py:function' "
+                                                 "building the nn.Module (weights files)")
     factory_kwargs: dict = Field(default_factory=dict)
     allow_pickle: bool = Field(False, description="allow unpickling arbitrary objects from a torch weights file")
     input: Literal["raw", "normalized"] = Field("raw", description="feed the teacher raw or train-normalised samples")
@@ -160,11 +161,13 @@ class DistillConfig(_Strict):
     report: bool = Field(True, description="with --qat: profile the files and write report.json / .md / .html")
     baseline: bool = Field(True, description="also train the no-teacher twin (same student, epochs, data order)")
     cache_dir: str | None = None
-    out: str = "runs/distill"
+    out: str | None = Field(None, description="output directory; default runs/distill-DATA[-TEACHERS][-int8], "
+                            "named after the data, the teachers when not the data's built-in one, and --qat")
 
     @model_validator(mode="after")
     def _default_teacher(self):
         if not self.teachers:
+            _check_data_exists(self.data.source)  # a missing file is the first thing to say, before "no teacher"
             name = self.data.source.removeprefix("builtin:") if self.data.source.startswith("builtin:") else None
             from edgedistill.teachers.loader import BUILTIN_TEACHERS
 
@@ -172,7 +175,46 @@ class DistillConfig(_Strict):
                 raise ValueError("no teacher given; name one with --teacher (built-in teachers exist only for "
                                  f"{', '.join('builtin:' + n for n in sorted(BUILTIN_TEACHERS))})")
             object.__setattr__(self, "teachers", [TeacherConfig(path=f"builtin:{name}")])
+        if self.out is None:
+            object.__setattr__(self, "out", default_out(self))
         return self
+
+
+def _check_data_exists(source: str) -> None:
+    """DataError (raised as is, not as a validation error) when a data path does not exist or a built-in name is
+    unknown; the readers check everything else when the data is read."""
+    if source.startswith("builtin:"):
+        from edgedistill.data.builtin import BUILTIN_DATASETS
+
+        BUILTIN_DATASETS.get(source.split(":", 1)[1])  # ConfigError listing the known names
+        return
+    if not Path(source).expanduser().exists():
+        from edgedistill.data.builtin import BUILTIN_DATASETS
+
+        known = ", ".join(f"builtin:{n}" for n in BUILTIN_DATASETS.names())
+        raise DataError(f"Data path {Path(source).expanduser()} does not exist. Give a .npz file, a directory, or "
+                        f"one of: {known}.")
+
+
+def _slug(source: str) -> str:
+    """'builtin:fashion-mnist' -> 'fashion-mnist', 'data/my.npz' -> 'my', 'images/' -> 'images'."""
+    if source.startswith("builtin:"):
+        return source.split(":", 1)[1]
+    p = Path(source.rstrip("/\\") or ".").expanduser()
+    name = (p.stem if p.suffix else p.name) or p.resolve().name or "data"
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def default_out(config: "DistillConfig") -> str:
+    """runs/distill-DATA, plus -TEACHER[-TEACHER] when the teachers are not the data's own built-in one, plus -int8
+    with QAT: so the README's commands, run one after the other, each write their own directory."""
+    parts = [_slug(config.data.source)]
+    teachers = [t.path for t in config.teachers]
+    if teachers != [config.data.source] or not config.data.source.startswith("builtin:"):
+        parts += [_slug(t) for t in teachers]
+    if config.quant.qat:
+        parts.append("int8")
+    return "runs/distill-" + "-".join(parts)
 
 
 def _errors_to_paragraph(exc: ValidationError, where: str) -> str:
@@ -190,10 +232,17 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> Disti
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"Config file {p} does not exist.")
+        kind = "TOML" if p.suffix == ".toml" else "JSON"
         try:
-            raw = tomllib.loads(p.read_text()) if p.suffix == ".toml" else json.loads(p.read_text())
+            raw = tomllib.loads(p.read_text()) if kind == "TOML" else json.loads(p.read_text())
         except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"Config file {p} does not parse: {exc}.") from None
+            raise ConfigError(f"Config file {p} does not parse as {kind} (a .toml file is read as TOML, any other "
+                              f"as JSON): {exc}.") from None
+        except OSError as exc:
+            raise ConfigError(f"Config file {p} cannot be read: {exc.strerror or exc}.") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"Config file {p} must hold a table of settings (data, teachers, student, train ...), "
+                              f"not a {type(raw).__name__}.")
     merged = _merge(raw, overrides or {})
     try:
         return DistillConfig.model_validate(merged)
@@ -202,9 +251,19 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> Disti
 
 
 def _merge(base: dict, over: dict) -> dict:
+    """`over` on top of `base`, nested; None in `over` keeps `base`. A non-table in `base` where `over` has a table
+    is kept when `over` sets nothing in it, so validation names the wrong setting (`data = 5`) instead of crashing."""
     out = dict(base)
     for k, v in over.items():
         if v is None:
             continue
-        out[k] = _merge(out.get(k, {}) or {}, v) if isinstance(v, dict) else v
+        if isinstance(v, dict):
+            sub = out.get(k)
+            if sub is not None and not isinstance(sub, dict):
+                if any(x is not None for x in v.values()):
+                    out[k] = _merge({}, v)
+                continue
+            out[k] = _merge(sub or {}, v)
+        else:
+            out[k] = v
     return out

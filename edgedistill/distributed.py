@@ -81,15 +81,29 @@ def my_share(items: list) -> list:
     return items[rank()::world()]
 
 
+_FILTERED = False
+
+
 def wrap(model: torch.nn.Module) -> torch.nn.Module:
-    """DDP around the model; buffers (BatchNorm running statistics) stay per rank until `sync_buffers`."""
+    """DDP around the model; buffers (BatchNorm running statistics) stay per rank until `sync_buffers`.
+
+    torch 2.13 deprecates `broadcast_buffers` (a FutureWarning) for `forward_sync_buffers`, which is used where the
+    installed torch has it: it differs only in also copying rank 0's buffers at construction, and they are equal on
+    every rank then (same seed or checkpoint; averaged at each epoch's end). The warnings filter is installed once:
+    installing it on every call reset Python's once-per-location registry, so every later warning printed again."""
     if not active():
         return model
+    import inspect
     import warnings
 
     from torch.nn.parallel import DistributedDataParallel
 
-    warnings.filterwarnings("ignore", message=".*Grad strides do not match bucket view strides.*")
+    global _FILTERED
+    if not _FILTERED:
+        warnings.filterwarnings("ignore", message=".*Grad strides do not match bucket view strides.*")
+        _FILTERED = True
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return DistributedDataParallel(model, forward_sync_buffers=False)
     return DistributedDataParallel(model, broadcast_buffers=False)
 
 

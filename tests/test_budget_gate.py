@@ -24,7 +24,7 @@ REPORT = {
 def test_budget_units():
     b = Budget.parse("flash=64KiB, ram=0.5MB, latency=250us, macs=2M, accuracy=90%, drop=1.5")
     assert b == Budget(65536, 500000, 0.25, 2e6, 90.0, 1.5)
-    assert Budget.parse("latency=2s").latency_ms == 2000 and Budget.parse("flash=100").flash_bytes == 100
+    assert Budget.parse("latency=2s").latency_ms == 2000 and Budget.parse("flash=100B").flash_bytes == 100
 
 
 @pytest.mark.parametrize("text,needle", [("flash", "key=value"), ("speed=3", "key one of"),

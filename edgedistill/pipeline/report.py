@@ -23,6 +23,7 @@ from edgedistill.pipeline.inputs import EvalTensors, Inputs
 from edgedistill.pipeline.measure import Measured
 from edgedistill.pipeline.train import Trained
 from edgedistill.pipeline.tune import Tuned
+from edgedistill.sanity import student_not_smaller_warning, teacher_size
 from edgedistill.students import StudentArch, count_params
 from edgedistill.teachers import LogitCache, combine
 
@@ -101,6 +102,9 @@ def distill_metrics(config: DistillConfig, inputs: Inputs, arch: StudentArch, ev
         m["gain_vs_baseline"] = student["test_acc"] - m["baseline"]["test_acc"]
         if m["gain_vs_baseline"] < 0:
             m["warnings"].append(_gain_warning(student["test_acc"], m["baseline"]["test_acc"]))
+    t_params, how = teacher_size(m["teacher"]["params"], [f["path"] for t in teachers for f in t["files"]])
+    if warning := student_not_smaller_warning(student["params"], t_params, how):
+        m["warnings"].append(warning)
     return m
 
 

@@ -123,7 +123,8 @@ def to_markdown(r: dict) -> str:
                          + (f"measured error on this host {t['estimate_error']:+.0%})" if t.get("estimate_error") is not None
                             else "no ground truth here)"))
         for f in t.get("fit", []):
-            lines.append(f"- {f['check']}: {f['value']} (limit {f['limit']}) — {'ok' if f['passed'] else 'EXCEEDS'}")
+            verdict = "NOT CHECKED (no figure)" if f["value"] is None else "ok" if f["passed"] else "EXCEEDS"
+            lines.append(f"- {f['check']}: {f['value']} (limit {f['limit']}) — {verdict}")
     if r.get("search"):
         s = r["search"]
         fits = [c for c in s["candidates"] if c["fits"]]

@@ -21,7 +21,7 @@ import torch
 from edgedistill.budget import Budget
 from edgedistill.data.splits import Normalizer
 from edgedistill.errors import EdgeDistillError
-from edgedistill.students import DEFAULT_FAMILY, STUDENT_FAMILIES, StudentArch, build_student
+from edgedistill.students import DEFAULT_FAMILY, STUDENT_FAMILIES, StudentArch, build_student, count_params
 
 WIDTHS = (4, 6, 8, 12, 16, 24, 32, 48, 64)
 DEPTHS = (2, 3, 4)
@@ -94,7 +94,8 @@ def candidate_cost(arch: StudentArch, input_shape: tuple[int, ...], num_classes:
     channels = sum(m.weight.shape[0] for m in layers)
     file_bytes = int(weight_bytes + OVERHEAD_FIXED + OVERHEAD_PER_CHANNEL * channels + OVERHEAD_PER_LAYER * len(layers)
                      + OVERHEAD_MARGIN)
-    return Candidate(arch, weights + sum(m.bias.numel() for m in layers), int(macs), weight_bytes, file_bytes, peak)
+    # parameters as the report counts them: the float model's torch parameters (BatchNorm included, not folded)
+    return Candidate(arch, count_params(model), int(macs), weight_bytes, file_bytes, peak)
 
 
 def _violations(c: Candidate, b: Budget, max_params: int | None = None) -> tuple[str, ...]:
