@@ -52,7 +52,7 @@ def _versions() -> dict:
 
 
 def _load_teachers(config: DistillConfig) -> list:
-    return [load_teacher(TeacherSpec(t.path, t.format, t.factory, t.factory_kwargs, t.allow_pickle))
+    return [load_teacher(TeacherSpec(t.path, t.format, t.factory, t.factory_kwargs, t.allow_pickle, t.output))
             for t in config.teachers]
 
 

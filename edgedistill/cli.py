@@ -71,6 +71,7 @@ def main() -> None:
               help="Override format detection for every --teacher.")
 @click.option("--teacher-input", type=click.Choice(["raw", "normalized"]),
               help="Feed teachers the raw samples (default) or samples normalised with train statistics.")
+@click.option("--teacher-output", help="Which output of a multi-output teacher holds the class scores: NAME or INDEX.")
 @click.option("--teacher-allow-pickle", is_flag=True, default=None,
               help="Allow unpickling arbitrary objects from a torch weights file (only for files you trust).")
 @click.option("--ensemble", type=click.Choice(["arithmetic", "geometric"]),
@@ -123,8 +124,8 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_user_errors
 def distill(config_file, data, transfer, max_train, teachers, teacher_factory, teacher_format, teacher_input,
-            teacher_allow_pickle, ensemble, student, loss, augment_text, features, scheme, generations, peers,
-            online_teacher, temperature, alpha, tune_epochs, epochs, batch_size, lr,
+            teacher_output, teacher_allow_pickle, ensemble, student, loss, augment_text, features, scheme, generations,
+            peers, online_teacher, temperature, alpha, tune_epochs, epochs, batch_size, lr,
             optimizer, schedule, weight_decay, seed, threads, qat, qat_epochs, calibration, calibration_size, formats,
             int8_tolerance, target, no_baseline, cache_dir, out, overwrite, quiet):
     """Distill a teacher (or an ensemble) into a small student, and train its no-teacher twin for comparison.
@@ -140,7 +141,7 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
     teacher_cfgs = None
     if teachers:
         common = {"factory": teacher_factory, "format": teacher_format, "input": teacher_input,
-                  "allow_pickle": teacher_allow_pickle}
+                  "allow_pickle": teacher_allow_pickle, "output": teacher_output}
         teacher_cfgs = [{"path": t, **{k: v for k, v in common.items() if v is not None}} for t in teachers]
     overrides = {
         "data": {"source": data, "transfer": transfer, "max_train": max_train},

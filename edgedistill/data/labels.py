@@ -73,7 +73,8 @@ def fit_label_map(ys: list[np.ndarray], class_names: list[str], source: str) -> 
 
     Labels already 0..K-1 (every index up to the largest present, or covered by `class_names`) keep their values;
     any other set maps its sorted unique values to 0..K-1. Negative labels other than UNLABELED are refused,
-    and so is data with no labelled class, or one class beside unlabelled samples (a {-1, 1} labelling). Raises DataError."""
+    and so is data with no labelled class, or one class beside unlabelled samples (a {-1, 1} labelling).
+    Raises DataError."""
     parts = [np.asarray(y, np.int64) for y in ys if y is not None]
     values = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
     has_unlabelled = bool((values == UNLABELED).any())

@@ -76,7 +76,7 @@ def prepare(config: DistillConfig) -> Prepared:
         transfer = Split(t.train.x, t.train.y)
     splits = make_splits(raw, val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
                          seed=config.data.seed, transfer=transfer, max_train=config.data.max_train)
-    teachers = [load_teacher(TeacherSpec(t.path, t.format, t.factory, t.factory_kwargs, t.allow_pickle))
+    teachers = [load_teacher(TeacherSpec(t.path, t.format, t.factory, t.factory_kwargs, t.allow_pickle, t.output))
                 for t in config.teachers]
     for spec, teacher in zip(config.teachers, teachers):
         check_teacher_fits(teacher, spec.input, splits)
@@ -320,7 +320,7 @@ def _metrics(config, prep, members_te, y_te, teacher_acc, student, res_s, object
     teachers = []
     for i, (t, spec) in enumerate(zip(prep.teachers, config.teachers)):
         teachers.append({"name": t.name, "format": t.format, "runtime": t.runtime(), "path": spec.path,
-                         "params": t.num_params(),
+                         "params": t.num_params(), "output": t.contract.to_dict(),
                          "files": [{"path": str(f), "sha256": d} for f, d in zip(t.files, t.digests())],
                          "test_acc": accuracy(members_te[i], y_te)})
     st = _run_summary(student, res_s, x_te, y_te)
