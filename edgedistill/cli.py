@@ -256,6 +256,9 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
         echo_device(rep["device"])
     if json_out:
         write_json(Path(json_out), rep)
+    if rep.get("fits") is False:  # every figure is printed and saved above; the verdict decides the exit status
+        click.echo(f"  {rep['verdict']}", err=True)
+        sys.exit(1)
     if device_url and (rep["device"]["status"] != "measured" or rep["device"]["parity"].get("passed") is False):
         sys.exit(1)  # the host figures are printed and saved; the device part the user asked for failed
 
