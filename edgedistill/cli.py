@@ -11,6 +11,7 @@ import click
 from edgedistill.cli_args import float_or_auto, parse_augment, parse_feature, parse_student
 from edgedistill.cli_summary import print_distill_summary, print_parity_table
 from edgedistill.errors import EdgeDistillError
+from edgedistill.quiet import keep_log_in, third_party_to_log
 
 
 def _user_errors(fn):
@@ -122,7 +123,9 @@ def main() -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory. [default: runs/distill]")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory (only after success).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--verbose", is_flag=True, help="Show third-party log lines (otherwise kept in OUT/third_party.log).")
 @_user_errors
+@third_party_to_log
 def distill(config_file, data, transfer, max_train, teachers, teacher_factory, teacher_format, teacher_input,
             teacher_output, teacher_allow_pickle, ensemble, student, loss, augment_text, features, scheme, generations,
             peers, online_teacher, temperature, alpha, tune_epochs, epochs, batch_size, lr,
@@ -164,6 +167,7 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
         "out": out,
     }
     cfg = load_config(config_file, overrides)
+    keep_log_in(cfg.out)
     result = run_distill(cfg, overwrite=overwrite, show_progress=not quiet)
     if result.metrics:  # empty on the ranks other than 0 of a distributed run
         print_distill_summary(result.metrics, result.out_dir)
@@ -281,7 +285,9 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
               "see `edgedistill profile --help`); its latency then feeds the gate. A device failure marks the "
               "device figures missing in the report.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--verbose", is_flag=True, help="Show third-party log lines (otherwise kept in OUT/third_party.log).")
 @_user_errors
+@third_party_to_log
 def build_cmd(target, budget_text, config_file, data, teachers, teacher_factory, family, epochs, qat_epochs, seed,
               out, device_url, quiet):
     """Build a deployable student for a target: search under the budget, distill (float, then QAT int8), export
@@ -303,6 +309,7 @@ def build_cmd(target, budget_text, config_file, data, teachers, teacher_factory,
         "target": target,
         "out": out or f"runs/build-{target}",
     }
+    keep_log_in(overrides["out"])
     res = build(load_config(config_file, overrides), budget_text, show_progress=not quiet, device=device_url)
     if res is None:  # a rank other than 0 of a distributed build: rank 0 reports
         return
