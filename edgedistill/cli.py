@@ -348,7 +348,9 @@ def search_cmd(target, budget_text, data, families, show_all):
 
     raw = read_dataset(data)
     budget = Budget.from_target(load_target(target)).tighten(Budget.parse(budget_text or ""))
-    num_classes = int(raw.train.y.max()) + 1 if raw.train.y is not None else 2
+    from edgedistill.data.labels import fit_label_map  # labels 1..K are K classes, -1 marks unlabelled samples
+
+    num_classes = fit_label_map([raw.train.y], raw.class_names, raw.source).num_classes if raw.train.labeled else 2
     res = search(kind_of(raw.train.x), tuple(raw.train.x.shape[1:]), num_classes, budget, list(families) or None)
     rows = res.candidates if show_all else sorted((c for c in res.candidates if c.fits), key=lambda c: -c.params)[:10]
     click.echo(f"{len(res.candidates)} candidates, {sum(c.fits for c in res.candidates)} fit "
