@@ -26,3 +26,7 @@ def test_distill_on_labels_1_to_10_uses_the_10_class_teacher(tmp_path):
     assert m["teachers"][0]["test_acc"] > 90
     assert m["teachers"][0]["output"]["kind"] == "logits"
     assert json.loads((out / "student.json").read_text())["class_names"] == [str(v) for v in range(1, 11)]
+    from edgedistill.report.render import input_lines
+
+    text = "\n".join(input_lines(m["data"], m["teachers"]))
+    assert "1→0" in text and "10→9" in text  # the report states the map
