@@ -13,8 +13,8 @@ to the last step (micro_allocation_info.cc). The planner then
 3. needs max(offset + size) bytes.
 
 A lower bound (the largest sum of live tensors at one step) is what a perfect planner would need; the greedy
-planner needs more when lifetimes interleave (the MLPerf Tiny VWW MobileNet: 73,728 B planned against a 55,296 B
-bound). tests/profile/test_tflm_planner.py checks this module against TFLite Micro's own recording allocator.
+planner needs more when lifetimes interleave (reported for the MLPerf Tiny VWW reference model: 73,728 B
+planned against a 55,296 B bound). tests/profile/test_tflm_planner.py checks this module against TFLite Micro's own recording allocator.
 """
 
 from __future__ import annotations
