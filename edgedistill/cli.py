@@ -11,6 +11,7 @@ import click
 from edgedistill.cli_args import float_or_auto, parse_augment, parse_feature, parse_formats, parse_student
 from edgedistill.cli_summary import print_distill_summary, print_parity_table, print_profile, print_warnings
 from edgedistill.errors import ConfigError, EdgeDistillError
+from edgedistill.quiet import keep_log_in, third_party_to_log
 
 
 def _user_errors(fn):
@@ -72,6 +73,7 @@ def main() -> None:
               help="Override format detection for every --teacher.")
 @click.option("--teacher-input", type=click.Choice(["raw", "normalized"]),
               help="Feed teachers the raw samples (default) or samples normalised with train statistics.")
+@click.option("--teacher-output", help="Which output of a multi-output teacher holds the class scores: NAME or INDEX.")
 @click.option("--teacher-allow-pickle", is_flag=True, default=None,
               help="Allow unpickling arbitrary objects from a torch weights file (only for files you trust).")
 @click.option("--ensemble", type=click.Choice(["arithmetic", "geometric"]),
@@ -123,10 +125,12 @@ def main() -> None:
               "plus -TEACHER... when not the data's built-in teacher, plus -int8 with --qat]")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory (only after success).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--verbose", is_flag=True, help="Show third-party log lines (otherwise kept in OUT/third_party.log).")
 @_user_errors
+@third_party_to_log
 def distill(config_file, data, transfer, max_train, teachers, teacher_factory, teacher_format, teacher_input,
-            teacher_allow_pickle, ensemble, student, loss, augment_text, features, scheme, generations, peers,
-            online_teacher, temperature, alpha, tune_epochs, epochs, batch_size, lr,
+            teacher_output, teacher_allow_pickle, ensemble, student, loss, augment_text, features, scheme, generations,
+            peers, online_teacher, temperature, alpha, tune_epochs, epochs, batch_size, lr,
             optimizer, schedule, weight_decay, seed, threads, qat, qat_epochs, calibration, calibration_size, formats,
             int8_tolerance, target, no_baseline, cache_dir, out, overwrite, quiet):
     """Distill a teacher (or an ensemble) into a small student, and train its no-teacher twin for comparison.
@@ -142,7 +146,7 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
     teacher_cfgs = None
     if teachers:
         common = {"factory": teacher_factory, "format": teacher_format, "input": teacher_input,
-                  "allow_pickle": teacher_allow_pickle}
+                  "allow_pickle": teacher_allow_pickle, "output": teacher_output}
         teacher_cfgs = [{"path": t, **{k: v for k, v in common.items() if v is not None}} for t in teachers]
     overrides = {
         "data": {"source": data, "transfer": transfer, "max_train": max_train},
@@ -166,6 +170,7 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
         "out": out,
     }
     cfg = load_config(config_file, overrides)
+    keep_log_in(cfg.out)
     result = run_distill(cfg, overwrite=overwrite, show_progress=not quiet)
     if result.metrics:  # empty on the ranks other than 0 of a distributed run
         print_distill_summary(result.metrics, result.out_dir)
@@ -244,6 +249,9 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
         echo_device(rep["device"])
     if json_out:
         write_json(Path(json_out), rep)
+    if rep.get("fits") is False:  # every figure is printed and saved above; the verdict decides the exit status
+        click.echo(f"  {rep['verdict']}", err=True)
+        sys.exit(1)
     if device_url and (rep["device"]["status"] != "measured" or rep["device"]["parity"].get("passed") is False):
         sys.exit(1)  # the host figures are printed and saved; the device part the user asked for failed
 
@@ -267,7 +275,9 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
               "see `edgedistill profile --help`); its latency then feeds the gate. A device failure marks the "
               "device figures missing in the report.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--verbose", is_flag=True, help="Show third-party log lines (otherwise kept in OUT/third_party.log).")
 @_user_errors
+@third_party_to_log
 def build_cmd(target, budget_text, config_file, data, teachers, teacher_factory, family, epochs, qat_epochs, seed,
               out, device_url, quiet):
     """Build a deployable student for a target: search under the budget, distill (float, then QAT int8), export
@@ -289,6 +299,7 @@ def build_cmd(target, budget_text, config_file, data, teachers, teacher_factory,
         "target": target,
         "out": out or f"runs/build-{target}",
     }
+    keep_log_in(overrides["out"])
     res = build(load_config(config_file, overrides), budget_text, show_progress=not quiet, device=device_url)
     if res is None:  # a rank other than 0 of a distributed build: rank 0 reports
         return
@@ -328,7 +339,9 @@ def search_cmd(target, budget_text, data, families, show_all):
 
     raw = read_dataset(data)
     budget = Budget.from_target(load_target(target)).tighten(Budget.parse(budget_text or ""))
-    num_classes = int(raw.train.y.max()) + 1 if raw.train.y is not None else 2
+    from edgedistill.data.labels import fit_label_map  # labels 1..K are K classes, -1 marks unlabelled samples
+
+    num_classes = fit_label_map([raw.train.y], raw.class_names, raw.source).num_classes if raw.train.labeled else 2
     res = search(kind_of(raw.train.x), tuple(raw.train.x.shape[1:]), num_classes, budget, list(families) or None)
     rows = res.candidates if show_all else sorted((c for c in res.candidates if c.fits), key=lambda c: -c.params)[:10]
     click.echo(f"{len(res.candidates)} candidates, {sum(c.fits for c in res.candidates)} fit "

@@ -36,6 +36,8 @@ class TeacherConfig(_Strict):
     factory_kwargs: dict = Field(default_factory=dict)
     allow_pickle: bool = Field(False, description="allow unpickling arbitrary objects from a torch weights file")
     input: Literal["raw", "normalized"] = Field("raw", description="feed the teacher raw or train-normalised samples")
+    output: str | None = Field(None, description="which output holds the class scores: its name or index "
+                               "(default: the only output, or the one with one value per class)")
 
 
 class StudentConfig(_Strict):

@@ -40,7 +40,8 @@ class TargetProfile(BaseModel):
     memory_bandwidth_bytes_per_s: float = Field(gt=0)
     ram_bytes: int | None = Field(None, gt=0, description="memory available to the model; None: unconstrained")
     flash_bytes: int | None = Field(None, gt=0, description="storage for the model file; None: unconstrained")
-    ops: list[str] = Field(min_length=1, description="TFLite builtin operators the target's runtime provides")
+    ops: list[str] | None = Field(None, min_length=1, description="restricts the operators to these (TFLite "
+                                  "builtin names); None: every operator the runtime registers (targets/ops/)")
     efficiency: dict[Literal["conv", "depthwise", "fc", "pool", "other"], float]
     op_overhead_s: float = Field(ge=0, description="fixed cost per operator (dispatch, requantization setup)")
     sources: dict[str, str]

@@ -93,6 +93,7 @@ def test_a_wheel_carries_the_target_profiles_where_search_dirs_looks(tmp_path, m
                 dest = prefix / n.split("/data/", 1)[1]
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(zf.read(n))
-    assert shipped == {p.name for p in (root / "targets").glob("*.toml")}
+    assert shipped == {p.name for p in (root / "targets").glob("*.toml")} | \
+        {p.name for p in (root / "targets" / "ops").glob("*.json")}  # and the runtimes' derived operator sets
     monkeypatch.setattr(sys, "prefix", str(prefix))
     assert prefix / "share" / "edgedistill" / "targets" in targets_mod.search_dirs()

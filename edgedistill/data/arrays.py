@@ -54,8 +54,9 @@ class RawDataset:
         return kind_of(self.train.x)
 
 
-def validate_split(split: Split, what: str, num_classes: int | None = None) -> None:
-    """Reject NaN/inf samples, labels that are not integers in range, and mismatched lengths."""
+def validate_split(split: Split, what: str, num_classes: int | None = None, allow_unlabeled: bool = False) -> None:
+    """Reject NaN/inf samples, labels that are not integers in range, and mismatched lengths. With
+    `allow_unlabeled`, -1 marks a sample without a label (the transfer set only)."""
     x = split.x
     if x.dtype != np.float32:
         raise DataError(f"{what}: samples must be float32 after reading, got {x.dtype}.")
@@ -75,6 +76,10 @@ def validate_split(split: Split, what: str, num_classes: int | None = None) -> N
         raise DataError(f"{what}: {len(x)} samples but labels of shape {tuple(y.shape)}; expected ({len(x)},).")
     if not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{what}: labels must be integers (class indices), got dtype {y.dtype}.")
+    if allow_unlabeled:
+        y = y[y != -1]
+        if y.size == 0:
+            return
     if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
         hi = f"{num_classes - 1}" if num_classes is not None else "…"
         raise DataError(

@@ -1,4 +1,7 @@
-"""An image folder: one sub-folder per class, images inside (png, jpg, bmp); all resized to the first one's size."""
+"""An image folder: one sub-folder per class, images inside (png, jpg, bmp); all resized to the first one's size.
+
+A sub-folder named `unlabeled` (or `unlabelled`) holds samples without a label: they are read with y == -1 and
+join the transfer set only (see edgedistill.data.splits)."""
 
 from __future__ import annotations
 
@@ -7,19 +10,23 @@ from pathlib import Path
 import numpy as np
 
 from edgedistill.data.arrays import RawDataset, Split
+from edgedistill.data.labels import UNLABELED
 from edgedistill.errors import DataError
 
 _SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+UNLABELED_DIRS = ("unlabeled", "unlabelled")
 
 
 def read_image_folder(root: Path) -> RawDataset:
     from PIL import Image, UnidentifiedImageError
 
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not classes:
+    dirs = sorted(p.name for p in root.iterdir() if p.is_dir())
+    classes = [d for d in dirs if d.lower() not in UNLABELED_DIRS]
+    extra = [d for d in dirs if d.lower() in UNLABELED_DIRS]
+    if not dirs:
         raise DataError(f"{root} has no class sub-folders; expected {root}/<class>/<image files>.")
     xs, ys, size, mode = [], [], None, None
-    for label, name in enumerate(classes):
+    for label, name in [*enumerate(classes), *((UNLABELED, d) for d in extra)]:
         files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in _SUFFIXES)
         for f in files:
             try:

@@ -12,8 +12,11 @@ from edgedistill.errors import DataError
 
 
 def _labels(arr: np.ndarray | None, path: Path) -> np.ndarray | None:
+    """Class labels as int64 from any integer, bool or whole-valued float array; -1 marks an unlabelled sample."""
     if arr is None:
         return None
+    if arr.dtype == np.bool_:
+        return arr.astype(np.int64)
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
             raise DataError(f"{path}: labels `y` must be whole class indices; found non-integer values.")
@@ -22,8 +25,17 @@ def _labels(arr: np.ndarray | None, path: Path) -> np.ndarray | None:
     return arr.astype(np.int64)
 
 
+def _samples(arr: np.ndarray, path: Path, key: str) -> np.ndarray:
+    """Samples as float32 from any numeric or bool array (uint8 / int16 keep their values: no rescaling)."""
+    numeric = np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    if not (numeric or arr.dtype == np.bool_):
+        raise DataError(f"{path}: `{key}` must hold real numbers, got dtype {arr.dtype}.")
+    return arr.astype(np.float32)
+
+
 def read_npz(path: Path) -> RawDataset:
-    """Read arrays without unpickling (object arrays are refused)."""
+    """Read arrays without unpickling (object arrays are refused). Labels -1 mark unlabelled samples (they join
+    the transfer set only); other labels need not be 0..K-1 (see edgedistill.data.labels)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -31,11 +43,11 @@ def read_npz(path: Path) -> RawDataset:
         raise DataError(f"Cannot read {path} as a .npz archive of plain arrays: {exc}.") from None
     if "x" not in arrays:
         raise DataError(f"{path} has arrays {sorted(arrays)} but no `x`; store samples as `x` (and labels as `y`).")
-    x = arrays["x"].astype(np.float32)
+    x = _samples(arrays["x"], path, "x")
     kind_of(x)
     train = Split(x, _labels(arrays.get("y"), path))
     test = None
     if "x_test" in arrays:
-        test = Split(arrays["x_test"].astype(np.float32), _labels(arrays.get("y_test"), path))
+        test = Split(_samples(arrays["x_test"], path, "x_test"), _labels(arrays.get("y_test"), path))
     names = [str(n) for n in arrays["class_names"]] if "class_names" in arrays else []
     return RawDataset(train=train, test=test, source=str(path), class_names=names)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edgedistill.data.arrays import RawDataset, Split, kind_of, validate_split
+from edgedistill.data.labels import UNLABELED, LabelMap, fit_label_map, labelled
 from edgedistill.errors import DataError
 
 
@@ -20,9 +21,14 @@ class Normalizer:
 
     @classmethod
     def fit(cls, x: np.ndarray) -> "Normalizer":
+        """Statistics of `x` (N×F or N×C×...). A constant column / channel (std at float32 round-off level of its
+        mean, or below 1e-6) gets std 1: it carries no information, and a tiny std would put a huge multiplier
+        (and a huge quantization scale) into the student's first layer. std is always finite and positive."""
         axes = (0,) if x.ndim == 2 else tuple(i for i in range(x.ndim) if i != 1)
         mean = x.mean(axis=axes, dtype=np.float64)
-        std = np.maximum(x.std(axis=axes, dtype=np.float64), 1e-6)
+        std = x.std(axis=axes, dtype=np.float64)
+        flat = ~np.isfinite(std) | (std <= np.maximum(1e-6, 1e-6 * np.abs(mean)))
+        std = np.where(flat, 1.0, std)
         return cls(mean.tolist(), std.tolist(), "feature" if x.ndim == 2 else "channel")
 
     def _shape(self, ndim: int) -> tuple[int, ...]:
@@ -39,7 +45,10 @@ class Normalizer:
 
 @dataclass(frozen=True)
 class DataSplits:
-    """Raw (un-normalised) splits plus the normaliser; `transfer` is what the student distills on."""
+    """Raw (un-normalised) splits plus the normaliser; `transfer` is what the student distills on.
+
+    Labels are class indices 0..num_classes-1 (`label_map` says which data label each index stands for). Only
+    `transfer` may hold unlabelled samples (y == UNLABELED, -1); `transfer.y is None` when none is labelled."""
 
     train: Split
     val: Split
@@ -49,6 +58,7 @@ class DataSplits:
     num_classes: int
     class_names: list[str]
     source: str
+    label_map: LabelMap | None = None
 
     @property
     def kind(self) -> str:
@@ -59,6 +69,9 @@ class DataSplits:
         return tuple(int(d) for d in self.train.x.shape[1:])
 
     def summary(self) -> dict:
+        t = self.transfer
+        n_lab = 0 if t.y is None else int(labelled(t.y).sum())
+        lmap = self.label_map or LabelMap(tuple(range(self.num_classes)))
         return {
             "source": self.source,
             "kind": self.kind,
@@ -66,12 +79,37 @@ class DataSplits:
             "num_classes": self.num_classes,
             "sizes": {k: len(getattr(self, k)) for k in ("train", "val", "test", "transfer")},
             "transfer_labeled": self.transfer.labeled,
+            "transfer_counts": {"labelled": n_lab, "unlabelled": len(t) - n_lab},
+            "label_map": lmap.to_dict(),
             "normalizer": self.normalizer.to_dict(),
         }
 
 
 def _permutation(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)
+
+
+def _split_labelled(split: Split, lmap: LabelMap, what: str) -> tuple[Split, Split | None]:
+    """(labelled part with class indices, unlabelled part or None) of a split whose labels are data labels."""
+    y = lmap.apply(split.y, what)
+    keep = labelled(y)
+    if keep.all():
+        return Split(split.x, y), None
+    rest = Split(split.x[~keep], np.full(int((~keep).sum()), UNLABELED, np.int64))
+    return Split(split.x[keep], y[keep]), rest
+
+
+def _concat(parts: list[Split]) -> Split:
+    """One split from several; a part without labels contributes UNLABELED; all unlabelled -> y None."""
+    parts = [p for p in parts if p is not None and len(p)]
+    y = np.concatenate([p.y if p.y is not None else np.full(len(p), UNLABELED, np.int64) for p in parts])
+    return Split(np.concatenate([p.x for p in parts]), y if labelled(y).any() else None)
+
+
+def _class_names(raw: RawDataset, lmap: LabelMap) -> list[str]:
+    if len(raw.class_names) == lmap.num_classes:
+        return list(raw.class_names)
+    return [str(o) for o in lmap.original]
 
 
 def make_splits(
@@ -84,49 +122,56 @@ def make_splits(
     max_train: int | None = None,
 ) -> DataSplits:
     """Split `raw` reproducibly. The dataset's own test split is used when it has one; otherwise `test_fraction`
-    of the labelled samples is held out. `transfer` (labelled or not) replaces train as the distillation set."""
+    of the labelled samples is held out. `transfer` (labelled or not) replaces train as the distillation set.
+
+    Labels that are not 0..K-1 are mapped (see edgedistill.data.labels); samples labelled UNLABELED (-1) in the
+    main data (or its test arrays) join the transfer set and never the train / val / test splits."""
     if not raw.train.labeled:
         raise DataError(
             f"{raw.source}: the main data has no labels `y`. Labelled data is needed for validation and testing; "
             "pass unlabeled samples as the transfer set instead."
         )
-    train = raw.train
+    if raw.test is not None and raw.test.y is None:
+        raise DataError(f"{raw.source}: the test split has no labels.")
+    lmap = fit_label_map([raw.train.y, raw.test.y if raw.test else None], raw.class_names, raw.source)
+    train, pool = _split_labelled(raw.train, lmap, f"{raw.source} (train)")
+    test, test_pool = (None, None) if raw.test is None else _split_labelled(raw.test, lmap, f"{raw.source} (test)")
     n = len(train)
     perm = _permutation(n, seed)
-    n_test = 0 if raw.test is not None else int(round(n * test_fraction))
+    n_test = 0 if test is not None else int(round(n * test_fraction))
     n_val = int(round(n * val_fraction))
     if n - n_test - n_val < 2 or n_val < 1:
         raise DataError(f"{raw.source}: {n} labelled samples are too few for the requested val/test fractions.")
-    test = raw.test if raw.test is not None else train.take(perm[:n_test])
+    test = test if test is not None else train.take(perm[:n_test])
     val = train.take(perm[n_test : n_test + n_val])
     tr_idx = perm[n_test + n_val :]
     if max_train is not None:
         tr_idx = tr_idx[:max_train]
     tr = train.take(np.sort(tr_idx))
 
-    num_classes = int(max(tr.y.max(), val.y.max(), test.y.max() if test.y is not None else 0)) + 1
-    num_classes = max(num_classes, len(raw.class_names))
-    if test.y is None:
-        raise DataError(f"{raw.source}: the test split has no labels.")
+    num_classes = lmap.num_classes
     for split, what in ((tr, "train split"), (val, "validation split"), (test, "test split")):
         validate_split(split, what, num_classes)
     if test.x.shape[1:] != tr.x.shape[1:]:
         raise DataError(f"{raw.source}: test samples have shape {test.x.shape[1:]}, train {tr.x.shape[1:]}.")
     if transfer is not None:
-        validate_split(transfer, "transfer set", num_classes)
+        transfer = Split(transfer.x, lmap.apply(transfer.y, "transfer set"))
+        validate_split(transfer, "transfer set", num_classes, allow_unlabeled=True)
         if transfer.x.shape[1:] != tr.x.shape[1:]:
             raise DataError(
                 f"Transfer set samples have shape {tuple(transfer.x.shape[1:])} but the labelled data has "
                 f"{tuple(tr.x.shape[1:])}; they must match."
             )
-    names = raw.class_names or [str(i) for i in range(num_classes)]
+    transfer = _concat([transfer if transfer is not None else tr, pool, test_pool])
+    validate_split(transfer, "transfer set", num_classes, allow_unlabeled=True)
     return DataSplits(
         train=tr,
         val=val,
         test=test,
-        transfer=transfer if transfer is not None else tr,
+        transfer=transfer,
         normalizer=Normalizer.fit(tr.x),
         num_classes=num_classes,
-        class_names=names,
+        class_names=_class_names(raw, lmap),
         source=raw.source,
+        label_map=lmap,
     )

@@ -37,11 +37,14 @@ def check_feature_terms(config: DistillConfig, teachers: list[Teacher], student:
 
 
 def check_teacher_fits(teacher: Teacher, input_mode: str, splits: DataSplits) -> None:
-    sample = splits.val.x[:2]
+    sample = splits.val.x[:32]
     if input_mode == "normalized":
         sample = splits.normalizer.apply(sample)
     try:
+        teacher.bind(splits.num_classes, sample)  # which output, logits or probabilities, layout
         out = teacher.logits(sample)
+    except DataError:
+        raise
     except Exception as exc:  # whatever the runtime raises, the cause is data that does not fit the model
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
@@ -51,7 +54,12 @@ def check_teacher_fits(teacher: Teacher, input_mode: str, splits: DataSplits) ->
     if out.shape != (len(sample), splits.num_classes):
         raise DataError(
             f"Teacher {teacher.name!r} returns outputs of shape {tuple(out.shape[1:])} per sample, but the data has "
-            f"{splits.num_classes} classes; the teacher must output one logit per class."
+            f"{splits.num_classes} classes{_label_note(splits)}; the teacher must output one logit per class."
         )
     if not torch.isfinite(out).all():
         raise DataError(f"Teacher {teacher.name!r} returns NaN or infinite logits on the first samples.")
+
+
+def _label_note(splits: DataSplits) -> str:
+    lm = splits.label_map
+    return "" if lm is None or lm.identity else f" (its {lm.describe()})"

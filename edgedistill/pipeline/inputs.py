@@ -52,7 +52,7 @@ class EvalTensors:
 
 
 def load_teachers(config: DistillConfig) -> tuple[Teacher, ...]:
-    return tuple(load_teacher(TeacherSpec(t.path, t.format, t.factory, t.factory_kwargs, t.allow_pickle))
+    return tuple(load_teacher(TeacherSpec(t.path, t.format, t.factory, t.factory_kwargs, t.allow_pickle, t.output))
                  for t in config.teachers)
 
 

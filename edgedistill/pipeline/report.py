@@ -45,7 +45,7 @@ def run_summary(model, res: FitResult, ev: EvalTensors) -> dict:
 
 def _teachers(config: DistillConfig, inputs: Inputs, members_te: torch.Tensor, y_te: torch.Tensor) -> list[dict]:
     return [{"name": t.name, "format": t.format, "runtime": t.runtime(), "path": spec.path, "params": t.num_params(),
-             "files": [{"path": str(f), "sha256": d} for f, d in zip(t.files, t.digests())],
+             "output": t.contract.to_dict(), "files": [{"path": str(f), "sha256": d} for f, d in zip(t.files, t.digests())],
              "test_acc": accuracy(members_te[i], y_te)}
             for i, (t, spec) in enumerate(zip(inputs.teachers, config.teachers))]
 

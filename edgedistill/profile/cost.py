@@ -1,11 +1,11 @@
 """Exact cost accounting of a .tflite file: parameters, MACs per op, weight bytes at the file's precision, and
-the peak activation memory (the tensor arena a static planner needs).
+the activation arena TFLite Micro's greedy memory planner needs (edgedistill.profile.tflm_planner).
 
 MACs follow the kernels' arithmetic: CONV_2D = out_elems · kh · kw · c_in/groups, DEPTHWISE_CONV_2D =
 out_elems · kh · kw, FULLY_CONNECTED = batch · out · in; pooling / mean / element-wise ops count one operation per
-input element (reported as `ops`, not MACs). Peak activation memory is the largest sum, over the op sequence, of the
-bytes of non-constant tensors alive at that op (16-byte aligned, as TFLite Micro aligns them): a lower bound for
-any planner, which TFLite Micro's greedy planner meets when lifetimes nest (checked by the tests).
+input element (reported as `ops`, not MACs). The activation arena places every non-constant tensor (16-byte
+aligned) as TFLite Micro's greedy planner does: largest first, each in the lowest gap free over its lifetime; it
+can exceed the largest sum of live tensors at one op when lifetimes interleave.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedistill.optional import require
+from edgedistill.profile.tflm_planner import Buffer, greedy_arena_bytes
 
 ALIGN = 16
 _KIND = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "fc", "MAX_POOL_2D": "pool",
@@ -95,22 +96,30 @@ def tflite_cost(path: Path) -> ModelCost:
             input_bytes=sum(_nbytes(tensors[i]) for i in ins if i not in const),
             output_bytes=sum(_nbytes(tensors[i]) for i in outs), output_shape=[int(v) for v in out_t["shape"]]))
 
+    peak = greedy_arena_bytes(planned_buffers(tensors, ops, const, graph_inputs, graph_outputs))
+    params = sum(int(np.prod(tensors[i]["shape"])) for i in const)
+    return ModelCost(str(path), params, _unique_constant_bytes(interp, const), sum(c.macs for c in layers), peak,
+                     np.dtype(tensors[min(graph_inputs)]["dtype"]).name, layers)
+
+
+def planned_buffers(tensors: dict, ops: list[dict], const: set[int], graph_inputs: set[int],
+                    graph_outputs: set[int]) -> list[Buffer]:
+    """The activation tensors TFLite Micro plans, in tensor-index order, with their aligned sizes and lifetimes
+    (micro_allocation_info.cc: subgraph inputs from step 0, outputs to the last step)."""
     first, last = {}, {}
     for i in graph_inputs:
         first[i] = 0
     for k, o in enumerate(ops):
-        for i in [*o["inputs"], *o["outputs"]]:
-            if i < 0 or i in const:
-                continue
-            first.setdefault(i, k)
-            last[i] = k
+        for i in o["inputs"]:
+            if i >= 0 and i not in const:
+                last[i] = k
+                first.setdefault(i, k)
+        for i in o["outputs"]:
+            if i not in const:
+                first[i] = min(first.get(i, k), k)
     for i in graph_outputs:
         last[i] = len(ops) - 1
-    peak = max(sum(_aligned(_nbytes(tensors[i])) for i in first if first[i] <= k <= last.get(i, first[i]))
-               for k in range(len(ops)))
-    params = sum(int(np.prod(tensors[i]["shape"])) for i in const)
-    return ModelCost(str(path), params, _unique_constant_bytes(interp, const), sum(c.macs for c in layers), peak,
-                     np.dtype(tensors[min(graph_inputs)]["dtype"]).name, layers)
+    return [Buffer(_aligned(_nbytes(tensors[i])), first[i], last.get(i, first[i])) for i in sorted(first)]
 
 
 def _unique_constant_bytes(interp, const: set[int]) -> int:

@@ -55,8 +55,12 @@ class FitCheck:
 
 
 def fit_checks(cost: ModelCost, file_bytes: int, ram_bytes: int | None, op_names: list[str], float_tensors: int,
-               target: TargetProfile) -> list[FitCheck]:
-    """Flash, RAM, operator support and precision against the target's limits."""
+               target: TargetProfile, precision_detail: str = "") -> list[FitCheck]:
+    """Flash, RAM, operator support and precision against the target's limits. The operators a target runs are
+    its runtime's own set (targets/ops/, derived from the runtime), narrowed by the profile's `ops` if given;
+    `precision_detail` names the cause when float tensors remain (a hybrid file, float ops)."""
+    from edgedistill.profile.opsets import target_ops
+
     checks = [
         FitCheck("flash", file_bytes, target.flash_bytes, target.flash_bytes is None or file_bytes <= target.flash_bytes,
                  "bytes of the model file"),
@@ -64,11 +68,12 @@ def fit_checks(cost: ModelCost, file_bytes: int, ram_bytes: int | None, op_names
                  target.ram_bytes is None or ram_bytes is None or ram_bytes <= target.ram_bytes,
                  "activation arena plus runtime overhead (TFLite Micro's own figure where available)"),
     ]
-    unsupported = sorted(set(op_names) - set(target.ops))
+    provided = target_ops(target)
+    unsupported = [] if provided is None else sorted(set(op_names) - provided)
     checks.append(FitCheck("ops", ", ".join(unsupported) or "all supported", None, not unsupported,
                            f"operators not provided by {target.runtime} on {target.name}: {', '.join(unsupported)}"
                            if unsupported else ""))
     if target.precisions == ["int8"]:
-        checks.append(FitCheck("precision", f"{float_tensors} float tensors", "int8 only", float_tensors == 0,
-                               "the target runs only int8 kernels" if float_tensors else ""))
+        detail = (precision_detail or "the target runs only int8 kernels") if float_tensors else ""
+        checks.append(FitCheck("precision", f"{float_tensors} float tensors", "int8 only", float_tensors == 0, detail))
     return checks

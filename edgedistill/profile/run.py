@@ -12,6 +12,7 @@ from edgedistill.errors import EdgeDistillError, ModelLoadError
 from edgedistill.profile.cost import tflite_cost
 from edgedistill.profile.estimate import estimate_latency, fit_checks
 from edgedistill.profile.measure import measure
+from edgedistill.profile.precision import tflite_precision
 from edgedistill.targets import load_target
 
 
@@ -48,6 +49,13 @@ def tflite_facts(path: Path) -> tuple[list[str], int, str]:
     return ops, floats, "int8" if r.inp["dtype"] == np.int8 and floats == 0 else "float32"
 
 
+def _why(c) -> str:
+    if c.check in ("flash", "ram"):
+        over = c.value - c.limit
+        return f"{c.check} {c.value:,} B exceeds {c.limit:,} B by {over:,} B ({over / c.limit:+.0%})"
+    return c.detail
+
+
 def profile_model(path: Path, target_name: str, runs: int = 100, warmup: int = 10) -> dict:
     path = Path(path)
     target = load_target(target_name)
@@ -70,19 +78,30 @@ def profile_model(path: Path, target_name: str, runs: int = 100, warmup: int = 1
     if fmt == "tflite" and precision == "int8":
         from edgedistill.profile.tflm_arena import tflm_arena
 
-        arena = tflm_arena(path)
-        report["tflm_arena"] = asdict(arena)
-        ram = arena.total_bytes if target.runtime == "tflm" else None
+        try:
+            arena = tflm_arena(path)
+        except Exception as exc:  # TFLite Micro cannot load or run the file: its fit checks say why
+            report["tflm_arena"] = None
+            report["tflm_arena_error"] = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else repr(exc)
+        else:
+            report["tflm_arena"] = asdict(arena)
+            ram = arena.total_bytes if target.runtime == "tflm" else None
+    runs_on_target = True
     if fmt == "tflite":
-        checks = fit_checks(cost, report["file_bytes"], ram, ops, floats, target)
-        bad = [c for c in checks if c.check in ("ops", "precision") and not c.passed]
-        if bad:
-            raise TargetMismatchError(f"{path.name} cannot run on {target.name}: " + "; ".join(c.detail for c in bad) + ".")
+        facts = tflite_precision(path)
+        report["activations"] = {"precision": facts.precision, "float_ops": facts.float_ops,
+                                 "int8_weight_ops": facts.int8_weight_ops}
+        checks = fit_checks(cost, report["file_bytes"], ram, ops, floats, target, facts.describe())
         report["fit"] = [asdict(c) for c in checks]
+        runs_on_target = all(c.passed for c in checks if c.check in ("ops", "precision"))
+        bad = [c for c in checks if not c.passed]
+        report["fits"] = not bad  # every figure above is still reported; the caller exits non-zero when False
+        report["verdict"] = (f"fits {target.name}" if not bad else f"{path.name} does not fit {target.name}: "
+                             + "; ".join(_why(c) for c in bad) + ".")
     runtime = {"onnx": "onnxruntime", "tflite": "litert"}[fmt]
     host = measure(path, runtime, threads=target.threads if target.kind == "host" else 1, warmup=warmup, runs=runs)
     report["measured"].append({"where": "measured-host", **host.to_dict()})
-    if fmt == "tflite" and precision == "int8":
+    if fmt == "tflite" and precision == "int8" and runs_on_target:
         micro = measure(path, "tflm", warmup=min(warmup, 3), runs=max(10, runs // 10), min_seconds=0.2)
         report["measured"].append({"where": "measured-host-tflm", **micro.to_dict(),
                                    "note": "TFLite Micro reference kernels on this host: the arena is exact for any "

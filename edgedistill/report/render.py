@@ -76,6 +76,29 @@ def objective_lines(o: dict | None) -> list[str]:
     return ["", "## Training objective", ""] + out if out else []
 
 
+def input_lines(data: dict | None, teachers: list | None) -> list[str]:
+    """Markdown lines: how the data's labels map to class indices, labelled / unlabelled transfer samples, and how
+    each teacher's outputs were read (which output, logits or probabilities, input layout)."""
+    out = []
+    lm = (data or {}).get("label_map")
+    if lm and not lm["identity"]:
+        pairs = ", ".join(f"{o}→{i}" for i, o in enumerate(lm["original_labels"][:20]))
+        out.append(f"- labels: the data's labels map to class indices ({pairs}"
+                   f"{', …' if len(lm['original_labels']) > 20 else ''})")
+    tc = (data or {}).get("transfer_counts")
+    if tc and tc["unlabelled"]:
+        out.append(f"- transfer set: {tc['labelled']:,} labelled + {tc['unlabelled']:,} unlabelled samples "
+                   "(unlabelled ones learn from the teacher only)")
+    for t in teachers or []:
+        o = t.get("output")
+        if not o or (o["kind"] == "logits" and len(o["outputs"]) <= 1 and o["layout"].startswith("as the data")):
+            continue
+        how = ("probabilities, used as log-probabilities" if o["kind"] == "probabilities" else "logits")
+        out.append(f"- teacher {t['name']}: output {o['name']!r} ({o['index'] + 1} of {max(len(o['outputs']), 1)}), "
+                   f"{how} ({o['detected_by']}); input {o['layout']}")
+    return ["", "## Inputs", ""] + out if out else []
+
+
 def _arithmetic(s: dict) -> str:
     """Which arithmetic the deployed accuracy was measured with, when it is not LiteRT's default (XNNPACK)."""
     return " (TFLite Micro arithmetic)" if s.get("accuracy_deployed_runtime") == "litert-reference" else ""
@@ -136,6 +159,7 @@ def to_markdown(r: dict) -> str:
             lines.append(f"| {c['arch']} | {c['params']:,} | {c['macs']:,} | {c['file_bytes']:,} | "
                          f"{c['arena_bytes']:,} | {fit} |")
     lines += objective_lines(r.get("objective"))
+    lines += input_lines(r.get("data"), r.get("teachers"))
     lines += _device_lines(r.get("device"))
     for w in r.get("warnings", []):
         lines += ["", f"> **Warning:** {w}"]

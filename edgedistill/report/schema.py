@@ -94,4 +94,5 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
     return {"schema_version": REPORT_SCHEMA_VERSION, "summary": summary, "usage": usage, "models": rows,
             "parity": q.get("parity", []), "objective": objective,
             "target": target, "warnings": metrics.get("warnings", []), "data": metrics.get("data"),
+            "teachers": [{"name": t["name"], "output": t.get("output")} for t in metrics.get("teachers", [])],
             "versions": metrics.get("versions")}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -30,6 +30,7 @@ class TeacherSpec:
     factory: str | None = None
     factory_kwargs: dict = field(default_factory=dict)
     allow_pickle: bool = False
+    output: str | None = None  # which output holds the class scores: a name or an index (--teacher-output)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def builtin_spec(name: str) -> TeacherSpec:
 def load_teacher(spec: TeacherSpec) -> Teacher:
     """Load one teacher, validating the file before anything else runs."""
     if spec.path.startswith("builtin:"):
-        return load_teacher(builtin_spec(spec.path.split(":", 1)[1]))
+        return load_teacher(replace(builtin_spec(spec.path.split(":", 1)[1]), output=spec.output))
     p = Path(spec.path).expanduser()
     if not p.exists():
         raise ModelLoadError(f"Teacher file {p} does not exist.")
@@ -101,4 +102,6 @@ def load_teacher(spec: TeacherSpec) -> Teacher:
                 "inside); or set the format explicitly."
             )
         fmt = found[0]
-    return fmt.load(spec, p)
+    teacher = fmt.load(spec, p)
+    teacher.requested_output = spec.output
+    return teacher

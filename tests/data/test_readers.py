@@ -115,7 +115,7 @@ def test_nan_and_bad_labels_are_rejected():
     with pytest.raises(DataError, match="NaN"):
         make_splits(RawDataset(Split(x, np.zeros(50, np.int64)), None, "mem"))
     y = np.zeros(50, np.int64)
-    y[3] = -1
+    y[3] = -5  # -1 would mark an unlabelled sample
     with pytest.raises(DataError, match="labels range"):
         make_splits(RawDataset(Split(np.zeros((50, 4), np.float32), y), None, "mem"))
 
