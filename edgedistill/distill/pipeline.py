@@ -37,6 +37,7 @@ from edgedistill.distill.schemes import born_again, check_online_teacher, mutual
 from edgedistill.distill.tuning import candidate_objectives, tune, tuning_settings
 from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.progress import bars
+from edgedistill.report.noise import annotate_intervals, correct, gain_text, paired_gain
 from edgedistill.students import DEFAULT_FAMILY, StudentArch, build_student, count_params
 from edgedistill.students.checkpoint import StudentCheckpoint, save_student
 from edgedistill.teachers import LogitCache, Teacher, TeacherSpec, combine, load_teacher
@@ -240,6 +241,7 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
     metrics["int8"] = None if int8 is None else int8.metrics
     metrics["data_free"] = data_free
     metrics["scheme"] = scheme
+    annotate_intervals(metrics, len(s.test))  # every test accuracy gets its Wilson 95 % interval and n
     metrics["distributed"] = {"world_size": ddp.world(), "replica_weight_sha256": replicas,
                               "replicas_identical": all(r == replicas[0] for r in replicas),
                               "global_batch": settings.batch_size,
@@ -352,11 +354,13 @@ def _metrics(config, prep, members_te, y_te, teacher_acc, student, res_s, object
     if baseline is not None:
         m["baseline"] = _run_summary(baseline, res_b, x_te, y_te)
         m["gain_vs_baseline"] = st["test_acc"] - m["baseline"]["test_acc"]
+        m["gain_vs_baseline_test"] = paired_gain(correct(student, x_te, y_te), correct(baseline, x_te, y_te))
         if m["gain_vs_baseline"] < 0:
             m["warnings"].append(
                 f"Distillation LOST to the no-teacher twin by {-m['gain_vs_baseline']:.2f} points on the test split "
-                f"({st['test_acc']:.2f}% vs {m['baseline']['test_acc']:.2f}%). The teacher is not helping this "
-                "student at this budget: try more epochs, another temperature/alpha, or a stronger teacher.")
+                f"({st['test_acc']:.2f}% vs {m['baseline']['test_acc']:.2f}%; {gain_text(m['gain_vs_baseline_test'])})."
+                " The teacher is not helping this student at this budget: try more epochs, another "
+                "temperature/alpha, or a stronger teacher.")
     return m
 
 
