@@ -34,8 +34,10 @@ def print_distill_summary(m: dict, out) -> None:
         print_int8(console, m["int8"])
     if m["gain_vs_baseline"] is not None:
         tr = m.get("training") or {}
+        sched = tr.get("schedule") or {}
+        steps = f" = {sched['steps']:,} steps at batch {sched['batch_size']}" if sched.get("steps") else ""
         console.print(f"gain over the no-teacher twin: {m['gain_vs_baseline']:+.2f} points (both {tr.get('epochs')} "
-                      f"epochs, augmentation: {tr.get('augment_text', 'none')})"
+                      f"epochs{steps}, augmentation: {tr.get('augment_text', 'none')})"
                       + (f"; {gain_text(m.get('gain_vs_baseline_test'))}" if m.get("gain_vs_baseline_test") else ""))
     for w in m["warnings"]:
         console.print(f"[bold red]WARNING[/]: {w}")

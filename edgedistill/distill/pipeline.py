@@ -33,6 +33,7 @@ from edgedistill.distill.trainer import (
 from edgedistill.distill import datafree
 from edgedistill.distill.checks import check_feature_terms, check_out_dir, check_teacher_fits, feature_terms
 from edgedistill.distill.datafree import parse_synthetic
+from edgedistill.distill.schedule import resolve_config
 from edgedistill.distill.schemes import born_again, check_online_teacher, mutual_student, trainable_teacher
 from edgedistill.distill.tuning import candidate_objectives, tune, tuning_settings
 from edgedistill.errors import ConfigError, EdgeDistillError
@@ -149,6 +150,7 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
             splits, data_free = datafree.synthetic_splits(config, prep.splits, prep.teachers[0], cache_dir, ui)
         prep = replace(prep, splits=splits)
     s = prep.splits
+    config, schedule = resolve_config(config, len(s.transfer))  # the training budget, sized to the data
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     x_tr, x_val, x_te = to_t(s.transfer.x), to_t(s.val.x), to_t(s.test.x)
     y_tr = to_t(s.transfer.y) if s.transfer.labeled else None
@@ -242,6 +244,7 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
     metrics["data_free"] = data_free
     metrics["scheme"] = scheme
     annotate_intervals(metrics, len(s.test))  # every test accuracy gets its Wilson 95 % interval and n
+    metrics["training"]["schedule"] = schedule.to_dict()  # steps, epochs and batch size actually used
     metrics["distributed"] = {"world_size": ddp.world(), "replica_weight_sha256": replicas,
                               "replicas_identical": all(r == replicas[0] for r in replicas),
                               "global_batch": settings.batch_size,

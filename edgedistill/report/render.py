@@ -37,7 +37,8 @@ def _conditions(tr: dict | None) -> str:
     if not tr or tr.get("epochs") is None:
         return ""
     loss = f"{tr['loss']}, T={tr['temperature']:g}, α={tr['alpha']:g}" if tr.get("loss") else "?"
-    return (f" (both: {tr['epochs']} float + {tr['qat_epochs']} QAT epochs, augmentation: {tr['augment']}; "
+    steps = f" ({tr['steps']:,} optimizer steps at batch {tr['batch_size']})" if tr.get("steps") else ""
+    return (f" (both: {tr['epochs']} float epochs{steps} + {tr['qat_epochs']} QAT epochs, augmentation: {tr['augment']}; "
             f"student loss {loss}, teacher outputs {tr['teacher_outputs']})")
 
 
