@@ -45,7 +45,9 @@ def _conditions(tr: dict | None) -> str:
 def tuning_line(tu: dict) -> str:
     """The auto search in one sentence: its budget, what it chose and why (the best trial's lead and its noise)."""
     head = (f"Auto search: {tu['n_trials']} trials of {tu['epochs_per_trial']} epoch(s) on at most "
-            f"{tu['max_samples_per_trial']:,} samples, scored on validation")
+            f"{tu['max_samples_per_trial']:,} samples, scored on "
+            + (f"{tu['scored_on']:,} samples (validation + {tu['cv_folds']} held-out folds of the labelled transfer "
+               "samples)" if tu.get("cv_folds") else "validation"))
     if "chosen" not in tu:  # runs made before the reference rule
         return head + "."
     lead = ("" if tu["best"] == tu["reference"] else
