@@ -99,8 +99,10 @@ def main() -> None:
 @click.option("--temperature", "-T", help="Softmax temperature, or 'auto' (searched on validation). [default: auto]")
 @click.option("--alpha", help="Weight of the soft loss against hard labels (0..1), or 'auto'. [default: auto]")
 @click.option("--tune-epochs", type=int, help="Epochs per auto-tuning trial. [default: epochs // 3]")
-@click.option("--epochs", type=int, help="Training epochs for the student and its twin. [default: 10]")
-@click.option("--batch-size", type=int, help="[default: 128]")
+@click.option("--epochs", type=int, help="Training epochs for the student and its twin. [default: sized from the "
+              "number of transfer samples: at least 2,000 optimizer steps, 10 epochs at batch 128 on a large set]")
+@click.option("--steps", type=int, help="Optimizer steps in all, instead of --epochs (epochs follow from the data).")
+@click.option("--batch-size", type=int, help="[default: 32 below 1,024 transfer samples, 64 below 4,096, else 128]")
 @click.option("--lr", type=float, help="Peak learning rate. [default: 0.003]")
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), help="[default: adamw]")
 @click.option("--schedule", type=click.Choice(["cosine", "onecycle", "constant"]), help="[default: cosine]")
@@ -109,7 +111,8 @@ def main() -> None:
 @click.option("--threads", type=int, help="Torch CPU threads. [default: all cores]")
 @click.option("--qat", is_flag=True, default=None, help="After float distillation, distill on quantization-aware "
               "(int8), export ONNX and TFLite (float and int8) and check parity on onnxruntime, LiteRT, TFLite Micro.")
-@click.option("--qat-epochs", type=int, help="QAT epochs (at lr × 0.1). [default: 3]")
+@click.option("--qat-epochs", type=int, help="QAT epochs (at lr × 0.1). [default: 3 with --epochs, else 0.3 × the "
+              "sized epochs, at least 3]")
 @click.option("--calibration", type=click.Choice(["minmax", "percentile", "mse"]),
               help="How activation ranges are chosen from the calibration set. [default: minmax]")
 @click.option("--calibration-size", type=int, help="Training samples used for calibration. [default: 1000]")
@@ -130,7 +133,7 @@ def main() -> None:
 @third_party_to_log
 def distill(config_file, data, transfer, max_train, teachers, teacher_factory, teacher_format, teacher_input,
             teacher_output, teacher_allow_pickle, ensemble, student, loss, augment_text, features, scheme, generations,
-            peers, online_teacher, temperature, alpha, tune_epochs, epochs, batch_size, lr,
+            peers, online_teacher, temperature, alpha, tune_epochs, epochs, steps, batch_size, lr,
             optimizer, schedule, weight_decay, seed, threads, qat, qat_epochs, calibration, calibration_size, formats,
             int8_tolerance, target, no_baseline, cache_dir, out, overwrite, quiet):
     """Distill a teacher (or an ensemble) into a small student, and train its no-teacher twin for comparison.
@@ -159,7 +162,7 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
                "tune_epochs": tune_epochs, "features": [parse_feature(f) for f in features] or None,
                "scheme": scheme, "generations": generations, "peers": peers,
                "online_teacher": online_teacher},
-        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
+        "train": {"epochs": epochs, "steps": steps, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
                   "schedule": schedule, "weight_decay": weight_decay, "seed": seed, "threads": threads},
         "quant": {"qat": qat, "qat_epochs": qat_epochs, "calibration": calibration,
                   "calibration_size": calibration_size, "int8_tolerance": int8_tolerance,

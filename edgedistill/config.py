@@ -124,8 +124,15 @@ class KDConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    epochs: int = Field(10, ge=1, le=10000)
-    batch_size: int = Field(128, ge=1)
+    """The optimizer's budget. epochs and batch_size default to "auto": sized from the number of transfer samples
+    (edgedistill.distill.schedule: at least 2,000 optimizer steps, 10 epochs at batch 128 on a large set); `steps`
+    gives the optimizer steps instead of the epochs."""
+
+    epochs: Union[int, Auto] = Field("auto", description="training epochs, or auto (sized from the data)")
+    batch_size: Union[int, Auto] = Field("auto", description="samples per optimizer step, or auto (32 / 64 / 128 "
+                                         "by data size)")
+    steps: int | None = Field(None, ge=1, le=10_000_000, exclude=True,
+                              description="optimizer steps in all (instead of epochs); resolved into epochs")
     lr: float = Field(3e-3, gt=0)
     optimizer: Literal["adamw", "sgd"] = "adamw"
     schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
@@ -134,13 +141,36 @@ class TrainConfig(_Strict):
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
 
+    @field_validator("epochs", "batch_size")
+    @classmethod
+    def _positive(cls, v, info):
+        top = {"epochs": 10000, "batch_size": 1 << 20}[info.field_name]
+        if v != "auto" and not (1 <= int(v) <= top):
+            raise ValueError(f"{info.field_name} must be in 1..{top} or 'auto'")
+        return v
+
+    @model_validator(mode="after")
+    def _epochs_or_steps(self):
+        if self.steps is not None and self.epochs != "auto":
+            raise ValueError("give epochs or steps, not both")
+        return self
+
 
 class QuantConfig(_Strict):
     qat: bool = Field(False, description="after float distillation, distill on with int8 fake quantization")
-    qat_epochs: int = Field(3, ge=1)
+    qat_epochs: Union[int, Auto] = Field("auto", description="QAT epochs, or auto: 3 with explicit epochs, "
+                                         "else 0.3 × the sized float epochs (at least 3)")
     qat_lr_scale: float = Field(0.1, gt=0, le=1, description="QAT learning rate = train.lr × this")
     qat_max_samples: int | None = Field(None, ge=100, description="QAT fine-tunes on at most this many transfer "
                                         "samples (a seeded subset; default: all)")
+
+    @field_validator("qat_epochs")
+    @classmethod
+    def _qat_epochs(cls, v):
+        if v != "auto" and int(v) < 1:
+            raise ValueError("qat_epochs must be >= 1 or 'auto'")
+        return v
+
     calibration: Literal["minmax", "percentile", "mse"] = "minmax"
     calibration_size: int = Field(1000, ge=16, description="training samples drawn (seeded) for calibration")
     formats: list[Literal["onnx", "tflite"]] = Field(default_factory=lambda: ["onnx", "tflite"])

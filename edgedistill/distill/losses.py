@@ -111,13 +111,42 @@ def hard_label_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.T
     return F.cross_entropy(student_logits, labels)
 
 
+UNLABELED = -1  # a class index of -1 marks a sample without a label (soft targets only)
+
+
+def labeled_rows(labels: torch.Tensor) -> torch.Tensor:
+    """Bool mask (N) of the rows that carry a label: index >= 0, or a soft-label row that is not all zeros."""
+    return labels >= 0 if labels.dim() == 1 else labels.sum(1) > 0
+
+
 def distillation_objective(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
                            labels: torch.Tensor | None, loss: str, temperature: float, alpha: float) -> torch.Tensor:
-    """alpha · soft + (1 − alpha) · hard. No teacher: hard labels only. No labels: soft term only (alpha = 1)."""
+    """alpha · soft + (1 − alpha) · hard. No teacher: hard labels only. No labels: soft term only (alpha = 1).
+
+    Partly labelled batches (index -1, or an all-zero soft-label row after mixup): the soft term is averaged over
+    every sample, the hard term over the labelled ones only, L = alpha · mean_all(soft) + (1 − alpha) ·
+    mean_labelled(CE); a batch without any label contributes its soft term alone (no teacher: zero, with a graph).
+    Where a loss needs the true class (DKD), an unlabelled sample uses the teacher's argmax, as without labels."""
+    known = None
+    if labels is not None:
+        known = labeled_rows(labels)
+        if bool(known.all()):
+            known = None  # fully labelled: the plain formula
     if teacher_logits is None:
-        return hard_label_ce(student_logits, labels)
+        if known is None:
+            return hard_label_ce(student_logits, labels)
+        return _masked_ce(student_logits, labels, known)
     target = None if labels is None else (labels.argmax(1) if labels.dim() == 2 else labels)
+    if target is not None and known is not None:
+        target = torch.where(known, target, teacher_logits.argmax(1))
     soft = SOFT_LOSSES.get(loss)(student_logits, teacher_logits, temperature, target)
     if labels is None or alpha >= 1.0:
         return soft
-    return alpha * soft + (1.0 - alpha) * hard_label_ce(student_logits, labels)
+    hard = hard_label_ce(student_logits, labels) if known is None else _masked_ce(student_logits, labels, known)
+    return alpha * soft + (1.0 - alpha) * hard
+
+
+def _masked_ce(student_logits: torch.Tensor, labels: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    if not bool(known.any()):
+        return student_logits.sum() * 0.0
+    return hard_label_ce(student_logits[known], labels[known])

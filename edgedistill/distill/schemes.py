@@ -38,6 +38,7 @@ from edgedistill.distill.trainer import (
     TrainSettings,
     augment_seed,
     batch_at,
+    mixed_labels,
     predict_logits,
     val_accuracy,
 )
@@ -125,7 +126,7 @@ def fit_mutual(models: list[nn.Module], data: TrainSet, val_x: torch.Tensor, val
                              objective.temperature)
             logits = [m(xb) for m in models]
             if yb is not None and mix is not None:
-                yb = mix.soft_labels(yb, logits[0].shape[1])
+                yb = mixed_labels(mix, yb, logits[0].shape[1])
             for k, (out, opt, sched) in enumerate(zip(logits, opts, scheds)):
                 own = distillation_objective(out, tb, yb, objective.loss, objective.temperature,
                                              objective.alpha if use_teacher else 0.0)

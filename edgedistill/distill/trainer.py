@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -84,6 +84,12 @@ class TrainSet:
         if self.teacher_members is None:
             return None
         return combine(self.teacher_members, self.ensemble, temperature)
+
+    def labeled(self) -> "TrainSet":
+        """The samples that carry a label (y >= 0): what a user without a teacher can train on. Self when all do."""
+        if self.y is None or bool((self.y >= 0).all()):
+            return self
+        return self.subset(torch.nonzero(self.y >= 0).flatten())
 
     def subset(self, idx: torch.Tensor) -> "TrainSet":
         members = None if self.teacher_members is None else self.teacher_members[:, idx]
@@ -207,6 +213,29 @@ def batch_at(data: TrainSet, idx: torch.Tensor, aug: Augment,
     return xb, yb, mix
 
 
+def mixed_labels(mix: Mix, yb: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Mixup's soft labels; a mixed sample is labelled only when both of its sources are (an all-zero row marks
+    it unlabelled, see losses.labeled_rows)."""
+    known = yb >= 0
+    if bool(known.all()):
+        return mix.soft_labels(yb, num_classes)
+    soft = mix.soft_labels(yb.clamp_min(0), num_classes)
+    return soft * (known & known[mix.perm]).unsqueeze(1).to(soft.dtype)
+
+
+def labeled_only(data: TrainSet, settings: TrainSettings) -> tuple[TrainSet, TrainSettings]:
+    """The no-teacher twin's data and budget on a partly labelled transfer set: the labelled samples only, for the
+    same number of optimizer steps the full set gets (epochs = ceil(steps / labelled steps per epoch))."""
+    sub = data.labeled()
+    if sub is data:
+        return data, settings
+    if len(sub) == 0:
+        raise ValueError("the no-teacher twin needs labelled samples; every transfer sample is unlabelled (y = -1)")
+    steps = settings.epochs * -(-len(data) // settings.batch_size)
+    per_epoch = -(-len(sub) // settings.batch_size)
+    return sub, replace(settings, epochs=max(1, -(-steps // per_epoch)))
+
+
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return 100.0 * float((logits.argmax(1) == y).float().mean())
 
@@ -231,7 +260,12 @@ ProgressFn = Callable[[int, float, float | None], None]  # (samples done in this
 def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tensor, objective: Objective,
         settings: TrainSettings, checkpoint: Path | None = None,
         progress: ProgressFn | None = None) -> FitResult:
-    """Train `model` in place; return the best weights by validation accuracy and the per-epoch history."""
+    """Train `model` in place; return the best weights by validation accuracy and the per-epoch history.
+
+    Labels of -1 mark unlabelled samples: the soft loss sees them, the hard loss does not (losses.py), and an
+    objective without a teacher trains on the labelled samples only, for the same number of optimizer steps."""
+    if not objective.teacher:
+        data, settings = labeled_only(data, settings)
     n = len(data)
     steps_per_epoch = (n + settings.batch_size - 1) // settings.batch_size
     features = FeatureTerms(model, data, objective) if objective.teacher and objective.features else None
@@ -272,7 +306,7 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
                 tb = combine(members, data.ensemble, objective.temperature)
             logits = net(xb)
             if yb is not None:
-                yb = (mix.soft_labels(yb, logits.shape[1]) if mix is not None else yb)[shard]
+                yb = (mixed_labels(mix, yb, logits.shape[1]) if mix is not None else yb)[shard]
             loss = distillation_objective(
                 logits, tb if objective.teacher else None, yb, objective.loss, objective.temperature, objective.alpha,
             )

@@ -97,7 +97,7 @@ def _train(config, inputs: Inputs, found, budget: Budget, key: str, run: RunDir,
             "input_hash": key, "inputs": record, "budget": budget.to_dict(), "versions": _versions(),
             "config": config.model_dump(mode="json"), "artifacts": artifact_list(work)})
 
-    finish(config, run, done, report, t_start, extra_files=manifest)
+    finish(run, done, report, t_start, extra_files=manifest)
     return True
 
 

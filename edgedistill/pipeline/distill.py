@@ -21,6 +21,7 @@ from edgedistill import distributed as ddp
 from edgedistill.config import DistillConfig
 from edgedistill.distill import datafree
 from edgedistill.distill.datafree import parse_synthetic
+from edgedistill.distill.schedule import resolve_config
 from edgedistill.distill.trainer import TrainSettings
 from edgedistill.errors import EdgeDistillError
 from edgedistill.pipeline.inputs import EvalTensors, Inputs, check_student, read_inputs, student_arch
@@ -32,6 +33,7 @@ from edgedistill.pipeline.teacher_outputs import teacher_outputs
 from edgedistill.pipeline.train import train_students
 from edgedistill.pipeline.tune import choose_objective
 from edgedistill.progress import bars
+from edgedistill.report.noise import annotate_intervals
 from edgedistill.students import StudentArch, build_student
 from edgedistill.students.checkpoint import StudentCheckpoint, save_student
 from edgedistill.teachers import LogitCache
@@ -50,10 +52,12 @@ class DistillResult:
 
 @dataclass(frozen=True)
 class Trained8:
-    """What the training stages hand to measure and report: metrics.json's content and the int8 outcome."""
+    """What the training stages hand to measure and report: metrics.json's content, the int8 outcome and the config
+    with its training budget resolved for the data (what config.json records)."""
 
     metrics: dict
     int8: Int8Outcome | None
+    config: DistillConfig
 
 
 def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bool = True) -> DistillResult:
@@ -74,7 +78,7 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
             t0 = time.perf_counter()
             report = report_document(done.metrics, measure(done.int8, inputs, target))
             done.metrics["timings"]["report_s"] = time.perf_counter() - t0
-        finish(config, run, done, report, t_start)
+        finish(run, done, report, t_start)
     return DistillResult(run.out, done.metrics)
 
 
@@ -100,6 +104,7 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, r
     cache = LogitCache(Path(config.cache_dir) if config.cache_dir else None)
     inputs, data_free = _synthesize(config, inputs, cache, run, show_progress)
     s = inputs.splits
+    config, schedule = resolve_config(config, len(s.transfer))  # the training budget, sized to the data
     ev = EvalTensors.of(s)
     settings = TrainSettings(**config.train.model_dump(exclude={"threads"}), augment=config.augment.recipe())
 
@@ -125,7 +130,7 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, r
                                   run.work, ui)
     replicas = _replica_digests(trained.student, trained.twin, int8)
     if not ddp.is_main():
-        return Trained8({}, int8)
+        return Trained8({}, int8, config)
     ckpt = StudentCheckpoint(arch, s.input_shape, s.num_classes, s.class_names, s.normalizer)
     save_student(run.work, trained.student, ckpt, "student")
     if trained.twin is not None:
@@ -135,22 +140,23 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, r
         timings.update(teacher_on_the_fly_s=st.seconds, teacher_batches_computed=st.computed,
                        teacher_batches_reused=st.reused)
     metrics = distill_metrics(config, inputs, arch, ev, outs.test_members, tuned, trained, cache, timings)
-    metrics.update(int8=None if int8 is None else int8.metrics, data_free=data_free, scheme=trained.scheme,
-                   distributed={"world_size": ddp.world(), "replica_weight_sha256": replicas,
+    metrics.update(int8=None if int8 is None else int8.metrics, data_free=data_free, scheme=trained.scheme)
+    annotate_intervals(metrics, len(s.test))  # every test accuracy gets its Wilson 95 % interval and n
+    metrics["training"]["schedule"] = schedule.to_dict()  # steps, epochs and batch size actually used
+    metrics.update(distributed={"world_size": ddp.world(), "replica_weight_sha256": replicas,
                                 "replicas_identical": all(r == replicas[0] for r in replicas),
                                 "global_batch": settings.batch_size,
                                 "per_rank_batch": -(-settings.batch_size // ddp.world())})
-    return Trained8(metrics, int8)
+    return Trained8(metrics, int8, config)
 
 
-def finish(config: DistillConfig, run: RunDir, done: Trained8, report: dict | None, t_start: float,
-           extra_files=None) -> None:
+def finish(run: RunDir, done: Trained8, report: dict | None, t_start: float, extra_files=None) -> None:
     """Write the report, config.json and metrics.json (and the caller's extra files) into the work directory,
     publish it, and only then fail on parity (the outputs stay for inspection)."""
     if report is not None:
         write_report(report, run.work)
     done.metrics["timings"]["total_s"] = time.perf_counter() - t_start
-    write_json(run.work / "config.json", config.model_dump(mode="json"))
+    write_json(run.work / "config.json", done.config.model_dump(mode="json"))
     write_json(run.work / "metrics.json", done.metrics)
     if extra_files is not None and (done.int8 is None or done.int8.passed):
         extra_files(run.work)
@@ -158,7 +164,7 @@ def finish(config: DistillConfig, run: RunDir, done: Trained8, report: dict | No
     if done.int8 is not None and not done.int8.passed:
         raise ParityError(
             f"Parity check failed (outputs are in {run.out}, metrics.json records every figure): "
-            + "; ".join(done.int8.failures) + f". Tolerance: {config.quant.int8_tolerance} points (--int8-tolerance).")
+            + "; ".join(done.int8.failures) + f". Tolerance: {done.config.quant.int8_tolerance} points (--int8-tolerance).")
 
 
 def _synthesize(config: DistillConfig, inputs: Inputs, cache: LogitCache, run: RunDir, show_progress: bool):

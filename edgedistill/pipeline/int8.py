@@ -18,6 +18,7 @@ from edgedistill.export.parity import ParityRow, check_parity, parity_plan
 from edgedistill.export.registry import export_all
 from edgedistill.quantize import calibration_indices, post_training_quantize
 from edgedistill.quantize.qat import qat_distill
+from edgedistill.report.noise import correct, paired_gain
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
                             progress=_bar(ui, "QAT no-teacher twin", qat_settings.epochs * len(data)))
         metrics["baseline_qat_test_acc"] = accuracy(predict_logits(qt, x_te), y_te)
         metrics["gain_vs_baseline_int8"] = metrics["qat_test_acc"] - metrics["baseline_qat_test_acc"]
+        metrics["gain_vs_baseline_int8_test"] = paired_gain(correct(qs, x_te, y_te), correct(qt, x_te, y_te))
         if ddp.is_main():
             save_file({k: v.contiguous() for k, v in qt.state_dict().items()}, str(work / "baseline_qat.safetensors"))
     metrics["train_s"] = time.perf_counter() - t0

@@ -23,6 +23,7 @@ from edgedistill.pipeline.inputs import EvalTensors, Inputs
 from edgedistill.pipeline.measure import Measured
 from edgedistill.pipeline.train import Trained
 from edgedistill.pipeline.tune import Tuned
+from edgedistill.report.noise import correct, gain_text, paired_gain
 from edgedistill.sanity import student_not_smaller_warning, teacher_size
 from edgedistill.students import StudentArch, count_params
 from edgedistill.teachers import LogitCache, combine
@@ -66,10 +67,10 @@ def _tuning(config: DistillConfig, tuned: Tuned) -> dict | None:
             "epochs_per_trial": epochs, "max_samples_per_trial": config.kd.tune_max_samples, **tuned.search.summary()}
 
 
-def _gain_warning(student_acc: float, twin_acc: float) -> str:
+def _gain_warning(student_acc: float, twin_acc: float, test: dict) -> str:
     return (f"Distillation LOST to the no-teacher twin by {twin_acc - student_acc:.2f} points on the test split "
-            f"({student_acc:.2f}% vs {twin_acc:.2f}%). The teacher is not helping this student at this budget: try "
-            "more epochs, another temperature/alpha, or a stronger teacher.")
+            f"({student_acc:.2f}% vs {twin_acc:.2f}%; {gain_text(test)}). The teacher is not helping this student at "
+            "this budget: try more epochs, another temperature/alpha, or a stronger teacher.")
 
 
 def distill_metrics(config: DistillConfig, inputs: Inputs, arch: StudentArch, ev: EvalTensors,
@@ -100,8 +101,11 @@ def distill_metrics(config: DistillConfig, inputs: Inputs, arch: StudentArch, ev
     if trained.twin is not None:
         m["baseline"] = run_summary(trained.twin, trained.twin_result, ev)
         m["gain_vs_baseline"] = student["test_acc"] - m["baseline"]["test_acc"]
+        m["gain_vs_baseline_test"] = paired_gain(correct(trained.student, ev.x_test, ev.y_test),
+                                                 correct(trained.twin, ev.x_test, ev.y_test))
         if m["gain_vs_baseline"] < 0:
-            m["warnings"].append(_gain_warning(student["test_acc"], m["baseline"]["test_acc"]))
+            m["warnings"].append(_gain_warning(student["test_acc"], m["baseline"]["test_acc"],
+                                               m["gain_vs_baseline_test"]))
     t_params, how = teacher_size(m["teacher"]["params"], [f["path"] for t in teachers for f in t["files"]])
     if warning := student_not_smaller_warning(student["params"], t_params, how):
         m["warnings"].append(warning)

@@ -11,6 +11,20 @@ def _pct(v) -> str:
     return "n/a" if v is None else f"{v:.2f}%"
 
 
+def _acc(m: dict) -> str:
+    """A model row's accuracy with its Wilson 95 % interval when the report has it: '91.25% [82.9, 95.7]'."""
+    ci = m.get("ci95")
+    return _pct(m.get("accuracy")) + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci and m.get("accuracy") is not None else "")
+
+
+def _noise(paired: dict | None) -> str:
+    """' (McNemar p = 0.21 on 80 test samples: within noise)', or '' when the report has no paired test."""
+    if not paired:
+        return ""
+    verdict = "within noise" if paired["within_noise"] else "beyond noise"
+    return f" (McNemar p = {paired['p_value']:.3g} on {paired['n']:,} test samples: {verdict})"
+
+
 def _pts(v) -> str:
     return "n/a" if v is None else f"{v:+.2f} points"
 
@@ -23,14 +37,17 @@ def _conditions(tr: dict | None) -> str:
     if not tr or tr.get("epochs") is None:
         return ""
     loss = f"{tr['loss']}, T={tr['temperature']:g}, α={tr['alpha']:g}" if tr.get("loss") else "?"
-    return (f" (both: {tr['epochs']} float + {tr['qat_epochs']} QAT epochs, augmentation: {tr['augment']}; "
+    steps = f" ({tr['steps']:,} optimizer steps at batch {tr['batch_size']})" if tr.get("steps") else ""
+    return (f" (both: {tr['epochs']} float epochs{steps} + {tr['qat_epochs']} QAT epochs, augmentation: {tr['augment']}; "
             f"student loss {loss}, teacher outputs {tr['teacher_outputs']})")
 
 
 def tuning_line(tu: dict) -> str:
     """The auto search in one sentence: its budget, what it chose and why (the best trial's lead and its noise)."""
     head = (f"Auto search: {tu['n_trials']} trials of {tu['epochs_per_trial']} epoch(s) on at most "
-            f"{tu['max_samples_per_trial']:,} samples, scored on validation")
+            f"{tu['max_samples_per_trial']:,} samples, scored on "
+            + (f"{tu['scored_on']:,} samples (validation + {tu['cv_folds']} held-out folds of the labelled transfer "
+               "samples)" if tu.get("cv_folds") else "validation"))
     if "chosen" not in tu:  # runs made before the reference rule
         return head + "."
     lead = ("" if tu["best"] == tu["reference"] else
@@ -104,6 +121,12 @@ def _arithmetic(s: dict) -> str:
     return " (TFLite Micro arithmetic)" if s.get("accuracy_deployed_runtime") == "litert-reference" else ""
 
 
+def _usage_ci(r: dict) -> dict:
+    u = r.get("usage") or {}
+    n = u.get("accuracy_n")
+    return {"ci95": u.get("accuracy_ci95"), "n": n}
+
+
 def headline(r: dict) -> list[tuple[str, str]]:
     s = r["summary"]
     match = {True: "yes: every exported file reproduced the trained model on its runtime",
@@ -111,10 +134,14 @@ def headline(r: dict) -> list[tuple[str, str]]:
     return [
         ("Smaller", f"{_x(s['size_ratio_teacher_over_student'])} smaller file than the teacher"),
         ("Faster", f"{_x(s['speedup_vs_teacher'])} faster than the teacher on this machine"),
-        ("Accuracy kept", f"{_pct(s['accuracy_deployed'])} deployed int8{_arithmetic(s)} vs "
-                          f"{_pct(s['accuracy_teacher'])} teacher ({_pts(s['accuracy_kept_vs_teacher'])})"),
-        ("Distillation gain", f"{_pts(s['gain_vs_no_teacher_twin_int8'])} int8, {_pts(s['gain_vs_no_teacher_twin_float'])} "
-                              "float, vs the same student trained without a teacher" + _conditions(s.get("training"))),
+        ("Accuracy kept", f"{_acc({'accuracy': s['accuracy_deployed'], **_usage_ci(r)})} deployed int8"
+                          f"{_arithmetic(s)} vs {_pct(s['accuracy_teacher'])} teacher "
+                          f"({_pts(s['accuracy_kept_vs_teacher'])})"),
+        ("Distillation gain", f"{_pts(s['gain_vs_no_teacher_twin_int8'])} int8"
+                              f"{_noise(s.get('gain_vs_no_teacher_twin_int8_test'))}, "
+                              f"{_pts(s['gain_vs_no_teacher_twin_float'])} float"
+                              f"{_noise(s.get('gain_vs_no_teacher_twin_float_test'))}, "
+                              "vs the same student trained without a teacher" + _conditions(s.get("training"))),
         ("QAT vs PTQ", f"QAT {_pct(s['qat_accuracy'])}, post-training quantization {_pct(s['ptq_accuracy'])}"),
         ("Deployed = measured", match),
     ]
@@ -123,11 +150,12 @@ def headline(r: dict) -> list[tuple[str, str]]:
 def to_markdown(r: dict) -> str:
     lines = ["# edgedistill report", ""]
     lines += [f"- **{k}**: {v}" for k, v in headline(r)]
-    lines += ["", "## Models (accuracy on the test split; latency measured on this machine, batch 1)", "",
+    lines += ["", "## Models (accuracy on the test split with its Wilson 95 % interval; latency measured on this "
+              "machine, batch 1)", "",
               "| model | params | accuracy | file bytes | latency ms | how |", "|---|---:|---:|---:|---:|---|"]
     for m in r["models"]:
         lat = f"{m['latency_ms']:.4f}" if m.get("latency_ms") else "n/a"
-        lines.append(f"| {m['name']} | {m['params'] or 'n/a'} | {_pct(m['accuracy'])} | {m.get('bytes') or 'n/a'} | "
+        lines.append(f"| {m['name']} | {m['params'] or 'n/a'} | {_acc(m)} | {m.get('bytes') or 'n/a'} | "
                      f"{lat} | {m.get('where', '')} |")
     if r["parity"]:
         lines += ["", "## Parity: each file on its own runtime", "",
@@ -213,7 +241,7 @@ def to_html(r: dict) -> str:
               and f["check"] in ("flash", "ram")]
     budget_plot = hbars(budget, f"Size and memory against the {t.get('name', '?')} budget", "% of budget")
     rows = "".join(
-        f"<tr><td>{esc(m['name'])}</td><td>{m['params'] or ''}</td><td>{_pct(m['accuracy'])}</td>"
+        f"<tr><td>{esc(m['name'])}</td><td>{m['params'] or ''}</td><td>{_acc(m)}</td>"
         f"<td>{m.get('bytes') or ''}</td><td>{'%.4f' % m['latency_ms'] if m.get('latency_ms') else ''}</td>"
         f"<td>{esc(m.get('where', ''))}</td></tr>" for m in r["models"])
     par = "".join(
@@ -233,7 +261,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{t
 .plots{{display:flex;flex-wrap:wrap;gap:1em}}</style></head><body>
 <h1>edgedistill report</h1><ul id="headline">{items}</ul>{warn}
 <div class="plots">{acc_plot}{layer_plot}{budget_plot}</div>
-<h2>Models</h2><table><tr><th>model</th><th>params</th><th>accuracy</th><th>file bytes</th><th>latency ms</th><th>how</th></tr>{rows}</table>
+<h2>Models</h2><table><tr><th>model</th><th>params</th><th>accuracy [95% CI]</th><th>file bytes</th><th>latency ms</th><th>how</th></tr>{rows}</table>
 <h2>Parity: each file on its own runtime</h2><table><tr><th>file</th><th>runtime</th><th>n</th><th>accuracy</th><th>agreement</th>
 <th>max |Δlogit|</th><th>verdict</th></tr>{par}</table>{objective}{dev}
 </body></html>

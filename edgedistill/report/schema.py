@@ -9,11 +9,24 @@ def _ratio(a, b):
     return a / b if a and b else None
 
 
+def _ci(d: dict | None, key: str = "test_acc") -> dict:
+    """The 95 % interval and sample count metrics.json keeps beside an accuracy (edgedistill.report.noise)."""
+    d = d or {}
+    return {"ci95": d.get(f"{key}_ci95"), "n": d.get(f"{key}_n")}
+
+
+def _parity_ci(row: dict | None) -> dict:
+    row = row or {}
+    return {"ci95": row.get("accuracy_ci95"), "n": row.get("samples")}
+
+
 def _training(metrics: dict) -> dict:
     """How the student and its twin were trained: the conditions under which the gain was measured."""
     tr = metrics.get("training") or {}
     obj = (metrics.get("student") or {}).get("objective") or {}
+    sched = tr.get("schedule") or {}
     return {"epochs": tr.get("epochs"), "qat_epochs": tr.get("qat_epochs"), "augment": tr.get("augment_text"),
+            "steps": sched.get("steps"), "batch_size": sched.get("batch_size"), "schedule_how": sched.get("how"),
             "teacher_outputs": tr.get("teacher_outputs"), "loss": obj.get("loss"),
             "temperature": obj.get("temperature"), "alpha": obj.get("alpha"), "twin": tr.get("twin")}
 
@@ -41,11 +54,12 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
     teacher_p, student_p = profiles.get("teacher"), profiles.get("tflite-int8")
     rows = [
         {"name": "teacher", "params": metrics["teacher"]["params"], "accuracy": metrics["teacher"]["test_acc"],
-         **(teacher_p or {})},
+         **_ci(metrics["teacher"]), **(teacher_p or {})},
         {"name": "no-teacher twin (float)", "params": (metrics.get("baseline") or {}).get("params"),
-         "accuracy": (metrics.get("baseline") or {}).get("test_acc"), **(profiles.get("tflite-float") or {})},
-        {"name": "distilled (float)", "params": metrics["student"]["params"], "accuracy": metrics["student"]["test_acc"],
+         "accuracy": (metrics.get("baseline") or {}).get("test_acc"), **_ci(metrics.get("baseline")),
          **(profiles.get("tflite-float") or {})},
+        {"name": "distilled (float)", "params": metrics["student"]["params"], "accuracy": metrics["student"]["test_acc"],
+         **_ci(metrics["student"]), **(profiles.get("tflite-float") or {})},
     ]
     parity = {(r["artifact"], r["runtime"]): r for r in q.get("parity", [])}
     # what the target runs: a microcontroller rounds as TFLite's reference kernels do, on the whole test split
@@ -57,10 +71,10 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
     for art, rt, label in shown:
         if (art, rt) in parity:
             rows.append({"name": label, "params": metrics["student"]["params"], "accuracy": parity[(art, rt)]["accuracy"],
-                         **(profiles.get(art) or {})})
+                         **_parity_ci(parity[(art, rt)]), **(profiles.get(art) or {})})
     if q.get("baseline_qat_test_acc") is not None:
         rows.append({"name": "no-teacher twin (QAT int8, simulated)", "params": (metrics.get("baseline") or {})
-                     .get("params"), "accuracy": q["baseline_qat_test_acc"]})
+                     .get("params"), "accuracy": q["baseline_qat_test_acc"], **_ci(q, "baseline_qat_test_acc")})
     teacher_acc = metrics["teacher"]["test_acc"]
     deployed_acc = parity.get(("tflite-int8", deployed_on), {}).get("accuracy")
     summary = {
@@ -72,6 +86,8 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
         "accuracy_kept_vs_teacher": None if deployed_acc is None else deployed_acc - teacher_acc,
         "gain_vs_no_teacher_twin_float": metrics.get("gain_vs_baseline"),
         "gain_vs_no_teacher_twin_int8": q.get("gain_vs_baseline_int8"),
+        "gain_vs_no_teacher_twin_float_test": metrics.get("gain_vs_baseline_test"),  # McNemar, same test samples
+        "gain_vs_no_teacher_twin_int8_test": q.get("gain_vs_baseline_int8_test"),
         "deployed_matches_measured": q.get("parity_passed"),
         "ptq_accuracy": q.get("ptq_test_acc"),
         "qat_accuracy": q.get("qat_test_acc"),
@@ -87,6 +103,10 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
         "latency_how": "measured-host" if (target or {}).get("kind") == "host" else "estimated",
         "macs": (target or {}).get("macs"),
         "accuracy": deployed_acc,
+        "accuracy_n": _parity_ci(parity.get(("tflite-int8", deployed_on)))["n"],  # the gate's noise (Wilson)
+        "accuracy_ci95": _parity_ci(parity.get(("tflite-int8", deployed_on)))["ci95"],
+        "teacher_accuracy": teacher_acc,
+        "teacher_accuracy_n": metrics["teacher"].get("test_acc_n"),
         "accuracy_drop": None if deployed_acc is None else teacher_acc - deployed_acc,
         "parity_passed": q.get("parity_passed"),
         "ops_supported": (fit.get("ops") or {}).get("passed"),

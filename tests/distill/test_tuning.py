@@ -67,3 +67,46 @@ def test_reference_is_pure_function_matching_when_in_the_grid():
     assert (grid[reference_index(grid)].loss, grid[reference_index(grid)].temperature,
             grid[reference_index(grid)].alpha) == ("kd", 1.0, 1.0)
     assert reference_index(candidate_objectives("dkd", "auto", "auto", True)) == 0  # not in the grid: the first
+
+
+def _set(n_labeled=100, n_unlabeled=20):
+    from edgedistill.distill.trainer import TrainSet
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n_labeled + n_unlabeled, 4, generator=g)
+    x[:, 3] = torch.arange(len(x)).float()  # an id, to follow samples across folds
+    y = x[:, :3].argmax(1)
+    y[n_labeled:] = -1
+    return TrainSet(x, y, (3 * torch.eye(3)[x[:, :3].argmax(1)]).unsqueeze(0))
+
+
+def test_small_validation_adds_folds_that_hold_out_each_labelled_sample_once():
+    from edgedistill.distill.tuning import CV_FOLDS, scoring_folds
+
+    data = _set()
+    folds = scoring_folds(data, torch.randn(30, 4), torch.zeros(30, dtype=torch.long), seed=0)
+    assert len(folds) == 1 + CV_FOLDS
+    held = torch.cat([f.x[:, 3] for f in folds[1:]])
+    assert sorted(held.tolist()) == list(range(100))  # every labelled sample scored exactly once
+    for f in folds[1:]:
+        train_ids = set(f.train.x[:, 3].tolist())
+        assert not train_ids & set(f.x[:, 3].tolist())  # never trained on what it is scored on
+        assert set(range(100, 120)) <= train_ids  # unlabelled samples stay in every fold
+        assert len(f.train.teacher_members[0]) == len(f.train)  # teacher outputs follow their samples
+    big_val = scoring_folds(data, torch.randn(1000, 4), torch.zeros(1000, dtype=torch.long), seed=0)
+    assert len(big_val) == 1  # large validation: the single-split search
+
+
+def test_tune_scores_on_the_pooled_folds():
+    from edgedistill.distill.trainer import TrainSettings
+    from edgedistill.distill.tuning import tune
+
+    data = _set()
+    val_x = torch.randn(20, 4)
+    val_y = val_x[:, :3].argmax(1)
+    make = lambda: torch.nn.Linear(4, 3)  # noqa: E731
+    res = tune(make, data, val_x, val_y, "kd", 4.0, "auto", TrainSettings(epochs=1, batch_size=32), 10000)
+    assert res.cv_folds == 4 and res.scored_on == 20 + 100 and len(res.trials) == 4  # 3 alphas + the twin
+    assert res.summary()["scored_on"] == 120
+    for t in res.trials:  # a pooled accuracy is a whole number of the 120 samples
+        assert abs(t.val_acc * 120 / 100 - round(t.val_acc * 120 / 100)) < 1e-6

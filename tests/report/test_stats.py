@@ -1,0 +1,91 @@
+"""Wilson interval, McNemar's exact test and the Newcombe difference interval against hand computations and scipy."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from edgedistill.report.stats import (Z95, at_least_within_noise, at_most_within_noise, mcnemar, newcombe,
+                                      paired_counts, wilson, wilson_from_percent)
+
+
+def test_wilson_8_of_10_by_hand():
+    z2 = Z95 ** 2
+    centre = (0.8 + z2 / 20) / (1 + z2 / 10)
+    half = Z95 / (1 + z2 / 10) * math.sqrt(0.8 * 0.2 / 10 + z2 / 400)
+    iv = wilson(8, 10)
+    assert iv.value == pytest.approx(80.0)
+    assert iv.low == pytest.approx(100 * (centre - half)) and iv.high == pytest.approx(100 * (centre + half))
+    assert (round(iv.low, 2), round(iv.high, 2)) == (49.02, 94.33)  # the textbook value (Brown, Cai & DasGupta)
+
+
+def test_wilson_at_zero_and_n_is_never_degenerate():
+    z2 = Z95 ** 2
+    lo = wilson(0, 10)
+    assert lo.low == 0.0 and lo.high == pytest.approx(100 * z2 / (10 + z2))  # 27.75 %
+    hi = wilson(10, 10)
+    assert hi.high == 100.0 and hi.low == pytest.approx(100 * 10 / (10 + z2))  # 72.25 %
+    assert wilson(0, 0).low == 0.0 and wilson(0, 0).high == 100.0
+    with pytest.raises(ValueError):
+        wilson(11, 10)
+
+
+@pytest.mark.parametrize("k,n", [(1, 7), (37, 80), (79, 80), (3521, 3600)])
+def test_wilson_agrees_with_scipy(k, n):
+    ci = sps.binomtest(k, n).proportion_ci(0.95, method="wilson")
+    iv = wilson(k, n)
+    assert iv.low == pytest.approx(100 * ci.low, abs=1e-9) and iv.high == pytest.approx(100 * ci.high, abs=1e-9)
+
+
+def test_wilson_from_percent_recovers_the_count():
+    assert wilson_from_percent(100 * 73 / 80, 80) == wilson(73, 80)
+    assert wilson_from_percent(91.25000381, 80) == wilson(73, 80)  # float32 mean
+
+
+def test_mcnemar_by_hand():
+    r = mcnemar(0, 5)  # five discordant samples, all one way: 2 · (1/2)^5
+    assert r.p_value == pytest.approx(2 / 32) and r.mid_p == pytest.approx(1 / 32) and r.within_noise
+    r = mcnemar(1, 9)  # 2 · (C(10,0) + C(10,1)) / 2^10
+    assert r.p_value == pytest.approx(22 / 1024) and r.mid_p == pytest.approx(12 / 1024) and not r.within_noise
+    assert mcnemar(9, 1).p_value == r.p_value  # symmetric
+
+
+def test_mcnemar_without_disagreements_and_ties():
+    for b, c in ((0, 0), (3, 3)):
+        r = mcnemar(b, c)
+        assert r.p_value == 1.0 and r.mid_p == pytest.approx(1.0) and r.within_noise
+
+
+@pytest.mark.parametrize("b,c", [(2, 11), (40, 62), (1800, 2000)])
+def test_mcnemar_agrees_with_scipy_binomtest(b, c):
+    assert mcnemar(b, c).p_value == pytest.approx(sps.binomtest(b, b + c, 0.5).pvalue, rel=1e-9)
+
+
+def test_paired_counts():
+    a = np.array([1, 1, 0, 0, 1], bool)
+    b = np.array([1, 0, 1, 0, 0], bool)
+    assert paired_counts(a, b) == (2, 1)
+    with pytest.raises(ValueError):
+        paired_counts(a, b[:3])
+
+
+def test_newcombe_by_hand():
+    a, b = wilson(90, 100), wilson(80, 100)
+    iv = newcombe(90, 100, 80, 100)
+    assert iv.value == pytest.approx(10.0)
+    assert iv.low == pytest.approx(10 - math.hypot(a.value - a.low, b.high - b.value))
+    assert iv.high == pytest.approx(10 + math.hypot(a.high - a.value, b.value - b.low))
+    # Newcombe (1998), table II, example (a): 56/70 vs 48/80, method 10 gives 0.0524 to 0.3339
+    ex = newcombe(56, 70, 48, 80)
+    assert (round(ex.low / 100, 4), round(ex.high / 100, 4)) == (0.0524, 0.3339)
+
+
+def test_within_noise_rules():
+    iv = wilson(70, 80)  # 87.5 %, interval about [78.5, 93.1]
+    assert at_least_within_noise(iv, 85) == (True, False)
+    assert at_least_within_noise(iv, 90) == (True, True)
+    assert at_least_within_noise(iv, 95) == (False, False)
+    assert at_most_within_noise(iv, 90) == (True, False)
+    assert at_most_within_noise(iv, 80) == (True, True)
+    assert at_most_within_noise(iv, 75) == (False, False)
