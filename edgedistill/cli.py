@@ -8,7 +8,8 @@ import sys
 
 import click
 
-from edgedistill.cli_args import float_or_auto, parse_augment, parse_feature, parse_formats, parse_student
+from edgedistill.cli_args import parse_formats
+from edgedistill.cli_options import build_options, build_overrides, distill_options, distill_overrides
 from edgedistill.cli_summary import print_distill_summary, print_parity_table, print_profile, print_warnings
 from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.quiet import keep_log_in, third_party_to_log
@@ -57,85 +58,10 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON config; flags override it.")
-@click.option("--data", help="Data: builtin:digits, builtin:fashion-mnist, a .npz file (x, y), a directory of IDX "
-              "files, or an image folder (one sub-folder per class). [default: builtin:digits]")
-@click.option("--transfer", help="Separate transfer set to distill on (.npz etc.; labels optional), or "
-              "'synthetic[:samples=2048,steps=200,range=0:1]' for data-free distillation: inputs synthesized from "
-              "the teacher's BatchNorm statistics, no real training sample used.")
-@click.option("--max-train", type=int, help="Use at most this many training samples.")
-@click.option("--teacher", "teachers", multiple=True, help="Teacher model: .onnx, .tflite, .pt2, TorchScript, "
-              "weights (.safetensors/.pt, with --teacher-factory) or builtin:NAME. Repeat for an ensemble. "
-              "[default: the built-in teacher of a built-in data set]")
-@click.option("--teacher-factory", help="'package.module:function' (an importable module) or "
-              "'path/to/file.py:function' that builds the teacher nn.Module for weights files.")
-@click.option("--teacher-format", type=click.Choice(["auto", "torch", "torchscript", "exported", "onnx", "tflite"]),
-              help="Override format detection for every --teacher.")
-@click.option("--teacher-input", type=click.Choice(["raw", "normalized"]),
-              help="Feed teachers the raw samples (default) or samples normalised with train statistics.")
-@click.option("--teacher-output", help="Which output of a multi-output teacher holds the class scores: NAME or INDEX.")
-@click.option("--teacher-allow-pickle", is_flag=True, default=None,
-              help="Allow unpickling arbitrary objects from a torch weights file (only for files you trust).")
-@click.option("--ensemble", type=click.Choice(["arithmetic", "geometric"]),
-              help="Combine several teachers by mean of probabilities or of log-probabilities. [default: arithmetic]")
-@click.option("--student", help="Student family and knobs, e.g. cnn, dscnn:width=8, mlp:width=32,depth=2. "
-              "[default: chosen from the data's shape, width 16, depth 3]")
-@click.option("--loss", type=click.Choice(["kd", "dkd", "kd-std", "mse", "auto"]),
-              help="Soft loss: Hinton KD, decoupled KD, KD on standardized logits, logit MSE, or auto (picked with T "
-              "and alpha on the validation split). [default: kd]")
-@click.option("--augment", "augment_text", help="Batch augmentation, e.g. shift=2,hflip,mixup=0.2. With a teacher, "
-              "the teacher then runs on every augmented batch (function matching); the twin sees the same batches. "
-              "[default: none]")
-@click.option("--feature", "features", multiple=True, help="Add a feature / relation term (float phase; torch "
-              "teachers), e.g. loss=hint,student=body.1,teacher=layer2,weight=0.5. Losses: hint, cosine, at, "
-              "rkd_distance, rkd_angle, sp. Repeat to compose; a wrong layer name lists the available ones.")
-@click.option("--scheme", type=click.Choice(["offline", "born-again", "mutual"]), help="offline: learn from the "
-              "frozen teacher; born-again: then --generations more students, each taught by the previous one; "
-              "mutual: --peers students train together and match each other. [default: offline]")
-@click.option("--generations", type=int, help="Born-again generations after the first. [default: 1]")
-@click.option("--peers", type=int, help="Students trained together by --scheme mutual. [default: 2]")
-@click.option("--online-teacher", is_flag=True, default=None, help="With --scheme mutual: the (torch) teacher trains "
-              "along with the students at a tenth of their learning rate, instead of staying frozen.")
-@click.option("--temperature", "-T", help="Softmax temperature, or 'auto' (searched on validation). [default: auto]")
-@click.option("--alpha", help="Weight of the soft loss against hard labels (0..1), or 'auto'. [default: auto]")
-@click.option("--tune-epochs", type=int, help="Epochs per auto-tuning trial. [default: epochs // 3]")
-@click.option("--epochs", type=int, help="Training epochs for the student and its twin. [default: sized from the "
-              "number of transfer samples: at least 2,000 optimizer steps, 10 epochs at batch 128 on a large set]")
-@click.option("--steps", type=int, help="Optimizer steps in all, instead of --epochs (epochs follow from the data).")
-@click.option("--batch-size", type=int, help="[default: 32 below 1,024 transfer samples, 64 below 4,096, else 128]")
-@click.option("--lr", type=float, help="Peak learning rate. [default: 0.003]")
-@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), help="[default: adamw]")
-@click.option("--schedule", type=click.Choice(["cosine", "onecycle", "constant"]), help="[default: cosine]")
-@click.option("--weight-decay", type=float, help="[default: 0.0001]")
-@click.option("--seed", type=int, help="Seed for initialisation and data order. [default: 0]")
-@click.option("--threads", type=int, help="Torch CPU threads. [default: all cores]")
-@click.option("--qat", is_flag=True, default=None, help="After float distillation, distill on quantization-aware "
-              "(int8), export ONNX and TFLite (float and int8) and check parity on onnxruntime, LiteRT, TFLite Micro.")
-@click.option("--qat-epochs", type=int, help="QAT epochs (at lr × 0.1). [default: 3 with --epochs, else 0.3 × the "
-              "sized epochs, at least 3]")
-@click.option("--calibration", type=click.Choice(["minmax", "percentile", "mse"]),
-              help="How activation ranges are chosen from the calibration set. [default: minmax]")
-@click.option("--calibration-size", type=int, help="Training samples used for calibration. [default: 1000]")
-@click.option("--formats", help="Export formats, comma-separated: onnx,tflite. [default: both]")
-@click.option("--int8-tolerance", type=float,
-              help="Fail if an int8 file's accuracy is more than this many points below the torch QAT student. [default: 1.0]")
-@click.option("--target", help="With --qat: target profile for the report's estimate and fit checks "
-              "(edgedistill targets list). [default: cpu]")
-@click.option("--no-baseline", is_flag=True, default=None, help="Skip the no-teacher twin (not recommended).")
-@click.option("--cache-dir", type=click.Path(file_okay=False),
-              help="Teacher-logit cache. [default: $EDGEDISTILL_CACHE or ~/.cache/edgedistill/logits]")
-@click.option("--out", type=click.Path(file_okay=False), help="Output directory. [default: runs/distill-DATA, "
-              "plus -TEACHER... when not the data's built-in teacher, plus -int8 with --qat]")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory (only after success).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-@click.option("--verbose", is_flag=True, help="Show third-party log lines (otherwise kept in OUT/third_party.log).")
+@distill_options
 @_user_errors
 @third_party_to_log
-def distill(config_file, data, transfer, max_train, teachers, teacher_factory, teacher_format, teacher_input,
-            teacher_output, teacher_allow_pickle, ensemble, student, loss, augment_text, features, scheme, generations,
-            peers, online_teacher, temperature, alpha, tune_epochs, epochs, steps, batch_size, lr,
-            optimizer, schedule, weight_decay, seed, threads, qat, qat_epochs, calibration, calibration_size, formats,
-            int8_tolerance, target, no_baseline, cache_dir, out, overwrite, quiet):
+def distill(quiet, overwrite, **options):
     """Distill a teacher (or an ensemble) into a small student, and train its no-teacher twin for comparison.
 
     Writes to --out: student.safetensors + student.json (the distilled student), baseline.* (the same student
@@ -146,33 +72,7 @@ def distill(config_file, data, transfer, max_train, teachers, teacher_factory, t
     from edgedistill.api import distill as run_distill
     from edgedistill.config import load_config
 
-    teacher_cfgs = None
-    if teachers:
-        common = {"factory": teacher_factory, "format": teacher_format, "input": teacher_input,
-                  "allow_pickle": teacher_allow_pickle, "output": teacher_output}
-        teacher_cfgs = [{"path": t, **{k: v for k, v in common.items() if v is not None}} for t in teachers]
-    overrides = {
-        "data": {"source": data, "transfer": transfer, "max_train": max_train},
-        "teachers": teacher_cfgs,
-        "ensemble": ensemble,
-        "student": parse_student(student),
-        "augment": parse_augment(augment_text),
-        "kd": {"loss": loss, "temperature": float_or_auto(temperature, "--temperature"),
-               "alpha": float_or_auto(alpha, "--alpha"),
-               "tune_epochs": tune_epochs, "features": [parse_feature(f) for f in features] or None,
-               "scheme": scheme, "generations": generations, "peers": peers,
-               "online_teacher": online_teacher},
-        "train": {"epochs": epochs, "steps": steps, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
-                  "schedule": schedule, "weight_decay": weight_decay, "seed": seed, "threads": threads},
-        "quant": {"qat": qat, "qat_epochs": qat_epochs, "calibration": calibration,
-                  "calibration_size": calibration_size, "int8_tolerance": int8_tolerance,
-                  "formats": parse_formats(formats)},
-        "baseline": False if no_baseline else None,
-        "target": target,
-        "cache_dir": cache_dir,
-        "out": out,
-    }
-    cfg = load_config(config_file, overrides)
+    cfg = load_config(options["config_file"], distill_overrides(options))
     keep_log_in(cfg.out)
     result = run_distill(cfg, overwrite=overwrite, show_progress=not quiet)
     if result.metrics:  # empty on the ranks other than 0 of a distributed run
@@ -260,29 +160,10 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
 
 
 @main.command("build")
-@click.option("--target", default="android", show_default=True, help="Target profile (edgedistill targets list).")
-@click.option("--budget", "budget_text", help="Tighten the target's limits: flash=64KiB,ram=128KiB,latency=5ms,"
-              "macs=2M,accuracy=90%,drop=1.0.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON config; flags override it.")
-@click.option("--data", help="Training data (as for distill). [default: builtin:fashion-mnist]")
-@click.option("--teacher", "teachers", multiple=True, help="Teacher model(s), as for distill. [default: built-in]")
-@click.option("--teacher-factory", help="'package.module:function' or 'path/to/file.py:function' for "
-              "weights-only teacher files.")
-@click.option("--family", help="Restrict the search to one student family. [default: by the data's shape]")
-@click.option("--epochs", type=int, help="Float distillation epochs. [default for the built-in example: 4 on 30,000 "
-              "training samples, then 1 QAT epoch on 20,000: sized to build in under 5 minutes on 2 cores]")
-@click.option("--qat-epochs", type=int, help="QAT epochs. [default: 1]")
-@click.option("--seed", type=int, help="[default: 0]")
-@click.option("--out", type=click.Path(file_okay=False), help="Build directory. [default: runs/build-TARGET]")
-@click.option("--device", "device_url", help="Measure the int8 TFLite file on a device (local, ssh://..., adb://...; "
-              "see `edgedistill profile --help`); its latency then feeds the gate. A device failure marks the "
-              "device figures missing in the report.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-@click.option("--verbose", is_flag=True, help="Show third-party log lines (otherwise kept in OUT/third_party.log).")
+@build_options
 @_user_errors
 @third_party_to_log
-def build_cmd(target, budget_text, config_file, data, teachers, teacher_factory, family, epochs, qat_epochs, seed,
-              out, device_url, quiet):
+def build_cmd(budget_text, device_url, quiet, **options):
     """Build a deployable student for a target: search under the budget, distill (float, then QAT int8), export
     ONNX and TFLite, prove parity on the real runtimes, profile, report, and gate. With no --data/--teacher it builds
     the built-in Fashion-MNIST example. Re-running with nothing changed only re-checks; an interrupted build
@@ -290,20 +171,9 @@ def build_cmd(target, budget_text, config_file, data, teachers, teacher_factory,
     from edgedistill.api import build
     from edgedistill.config import load_config
 
-    overrides = {
-        "data": {"source": data or ("builtin:fashion-mnist" if not config_file else None),
-                 "max_train": 30000 if not (data or config_file) else None},
-        "teachers": [{"path": t, **({"factory": teacher_factory} if teacher_factory else {})} for t in teachers] or None,
-        "student": {"family": family} if family else None,
-        "train": {"epochs": epochs or (4 if not config_file else None), "seed": seed},
-        "kd": {"tune_max_samples": 3000} if not config_file else None,
-        "quant": {"qat": True, "qat_epochs": qat_epochs or (1 if not config_file else None),
-                  "qat_max_samples": 20000 if not config_file else None},
-        "target": target,
-        "out": out or f"runs/build-{target}",
-    }
+    overrides = build_overrides(options)
     keep_log_in(overrides["out"])
-    res = build(load_config(config_file, overrides), budget_text, show_progress=not quiet, device=device_url)
+    res = build(load_config(options["config_file"], overrides), budget_text, show_progress=not quiet, device=device_url)
     if res is None:  # a rank other than 0 of a distributed build: rank 0 reports
         return
     c = res.search.chosen
