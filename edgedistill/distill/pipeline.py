@@ -37,7 +37,7 @@ from edgedistill.distill.schemes import born_again, check_online_teacher, mutual
 from edgedistill.distill.tuning import candidate_objectives, tune, tuning_settings
 from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.progress import bars
-from edgedistill.students import DEFAULT_FAMILY, StudentArch, build_student, count_params
+from edgedistill.students import StudentArch, build_student, count_params
 from edgedistill.students.checkpoint import StudentCheckpoint, save_student
 from edgedistill.teachers import LogitCache, Teacher, TeacherSpec, combine, load_teacher
 from edgedistill.teachers.stream import TeacherStream
@@ -86,8 +86,7 @@ def prepare(config: DistillConfig) -> Prepared:
     if why:
         raise ConfigError(f"Augmentation {config.augment.recipe().describe()} does not fit this data (samples of "
                           f"shape {splits.input_shape}): {why}. Change or drop --augment.")
-    family = DEFAULT_FAMILY[splits.kind] if config.student.family == "auto" else config.student.family
-    arch = StudentArch(family, config.student.width, config.student.depth)
+    arch = config.student.arch(splits.kind)  # a family (auto: from the data's kind) or the user's factory
     student = build_student(arch, splits.input_shape, splits.num_classes, splits.normalizer)  # family vs data
     if config.kd.features:
         check_feature_terms(config, teachers, student, splits)

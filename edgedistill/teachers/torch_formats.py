@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import pickle
 import zipfile
@@ -14,21 +13,7 @@ import torch
 from edgedistill.errors import ModelLoadError
 from edgedistill.teachers.accelerate import OrtRunner
 from edgedistill.teachers.base import TorchBackedTeacher, existing_file
-
-
-def import_factory(spec: str):
-    """Resolve `package.module:callable`. Only imports a module the user named; never evaluates strings."""
-    if ":" not in spec:
-        raise ModelLoadError(f"Model factory {spec!r} must look like 'package.module:function'.")
-    mod_name, attr = spec.split(":", 1)
-    try:
-        module = importlib.import_module(mod_name)
-    except ImportError as exc:
-        raise ModelLoadError(f"Cannot import module {mod_name!r} for model factory {spec!r}: {exc}.") from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ModelLoadError(f"Module {mod_name!r} has no callable {attr!r} (model factory {spec!r}).")
-    return fn
+from edgedistill.user_code import import_factory  # shared with student factories (file.py:fn too)
 
 
 def load_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
