@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedistill.quantize.qmodel import QuantStudent, to_quant_student
+from edgedistill.quantize.graph import QuantStudent, to_quant_student
 
 
 def calibration_indices(n: int, size: int, seed: int) -> np.ndarray:

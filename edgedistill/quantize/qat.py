@@ -13,7 +13,7 @@ from torch import nn
 
 from edgedistill.distill.trainer import FitResult, Objective, TrainSet, TrainSettings, fit
 from edgedistill.quantize.calibrate import calibrate
-from edgedistill.quantize.qmodel import QuantStudent, to_quant_student
+from edgedistill.quantize.graph import QuantStudent, to_quant_student
 
 
 def qat_distill(float_model: nn.Module, data: TrainSet, x_calib: torch.Tensor, val_x: torch.Tensor,
