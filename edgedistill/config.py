@@ -43,8 +43,8 @@ class StudentConfig(_Strict):
     `factory_kwargs`). A relative file path is resolved against the current directory and stored absolute."""
 
     family: str = Field("auto", description="registered family name, auto (from the data's shape), or custom")
-    width: int = Field(16, ge=1, le=1024)
-    depth: int = Field(3, ge=1, le=12)
+    width: int | None = Field(None, ge=1, le=1024, description="the family's width knob (default: the family's)")
+    depth: int | None = Field(None, ge=1, le=12, description="the family's depth knob (default: the family's)")
     factory: str | None = Field(None, description="your own student: 'path/file.py:function' or 'pkg.mod:function'")
     factory_kwargs: dict = Field(default_factory=dict, description="keyword arguments for the student factory")
 
@@ -76,12 +76,13 @@ class StudentConfig(_Strict):
 
     def arch(self, kind: str):
         """The StudentArch to build for data of `kind` (image / signal / features)."""
-        from edgedistill.students import DEFAULT_FAMILY, StudentArch
+        from edgedistill.students import DEFAULT_FAMILY, StudentArch, family_defaults
 
         if self.factory:
             return StudentArch.custom(self.factory, self.factory_kwargs)
         family = DEFAULT_FAMILY[kind] if self.family == "auto" else self.family
-        return StudentArch(family, self.width, self.depth)
+        width, depth = family_defaults(family)
+        return StudentArch(family, self.width or width, self.depth or depth)
 
 
 class AugmentConfig(_Strict):

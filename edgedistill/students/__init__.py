@@ -8,7 +8,8 @@ from torch import nn
 
 from edgedistill.data.splits import Normalizer
 from edgedistill.students.custom import build_custom
-from edgedistill.students.families import CUSTOM, DEFAULT_FAMILY, STUDENT_FAMILIES, StudentArch
+from edgedistill.students import reference as _reference  # noqa: F401  (registers resnet8, mobilenetv1, mbv3)
+from edgedistill.students.families import CUSTOM, DEFAULT_FAMILY, STUDENT_FAMILIES, StudentArch, family_defaults
 from edgedistill.students.layers import Normalize, count_params
 
 
@@ -27,4 +28,4 @@ def build_student(arch: StudentArch, input_shape: tuple[int, ...], num_classes: 
     return nn.Sequential(OrderedDict(normalize=norm, features=body.features, head=body.head))
 
 
-__all__ = ["CUSTOM", "DEFAULT_FAMILY", "STUDENT_FAMILIES", "StudentArch", "build_student", "count_params"]
+__all__ = ["CUSTOM", "DEFAULT_FAMILY", "STUDENT_FAMILIES", "StudentArch", "build_student", "family_defaults", "count_params"]

@@ -6,6 +6,7 @@ stages can hook layers by name and fuse Conv-BN-ReLU for quantization.
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,12 @@ class StudentArch:
         if d.get("factory"):
             return cls.custom(d["factory"], dict(d.get("kwargs") or {}))
         return cls(d["family"], int(d.get("width", 16)), int(d.get("depth", 3)))
+
+
+def family_defaults(family: str) -> tuple[int, int]:
+    """(width, depth) a family uses when the user names neither: its builder's own defaults."""
+    params = inspect.signature(STUDENT_FAMILIES.get(family)).parameters
+    return int(params["width"].default), int(params["depth"].default)
 
 
 def _channels(width: int, depth: int) -> list[int]:
