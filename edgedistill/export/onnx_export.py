@@ -25,7 +25,7 @@ from edgedistill.optional import require
 from edgedistill.quantize.capture import UnsupportedOpError
 from edgedistill.quantize.fake import int32_bias, int8_weights
 from edgedistill.quantize.graph import QuantGraph
-from edgedistill.quantize.ops import Activation, Binary, Concat, Mean, QLayer, SameGrid
+from edgedistill.quantize.ops import Activation, AvgPool, Binary, Concat, Mean, QLayer, SameGrid
 
 OPSET = 17
 
@@ -132,12 +132,24 @@ def _pool(g: _Graph, op: SameGrid, x: str, onnx_op: str) -> str:
                   pads=pad + pad)
 
 
+def _avg_rounding(g: _Graph, op: SameGrid, y: str) -> str:
+    """TFLite's AVERAGE_POOL rounds the int8 codes' average half away from zero, QuantizeLinear half to even: nudge
+    y by s/(4n) towards the sign of its code y/s + z (codes are multiples of 1/n, so only ties move)."""
+    k = op.fn.kwargs["kernel_size"]
+    n = int(np.prod(_pair(k, 2 if op.fn._fn is F.avg_pool2d else 1)))
+    s, z = float(op.grid.scale), int(op.grid.zero_point)
+    code = g.node("Add", [y, g.const(op.name + "_zs", np.array(z * s, np.float32))], op.name + "_code")
+    sign = g.node("Sign", [code], op.name + "_sign")
+    nudge = g.node("Mul", [sign, g.const(op.name + "_eps", np.array(s / (4 * n), np.float32))], op.name + "_nudge")
+    return g.node("Add", [y, nudge], op.name + "_round")
+
+
 def _same_grid(g: _Graph, op: SameGrid, xs: list[str], shape) -> str:
     x, kw = xs[0], op.fn.kwargs
     if op.kind == "maxpool":
         return _pool(g, op, x, "MaxPool")
     if op.kind == "avgpool":
-        return _pool(g, op, x, "AveragePool")
+        return _avg_rounding(g, op, _pool(g, op, x, "AveragePool"))
     if op.kind in ("relu", "relu6"):
         return _act(g, x, op.kind, op.name)
     if op.kind == "flatten":
@@ -156,7 +168,7 @@ def _same_grid(g: _Graph, op: SameGrid, xs: list[str], shape) -> str:
 
 
 LOWERINGS = {QLayer: _layer, Binary: _binary, Concat: _concat, Mean: _mean, Activation: _activation,
-             SameGrid: _same_grid}
+             SameGrid: _same_grid, AvgPool: _same_grid}
 
 
 def _shapes(qmodel: QuantGraph, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:

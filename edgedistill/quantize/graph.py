@@ -29,7 +29,7 @@ from torch import nn
 from edgedistill.quantize.capture import (SUPPORTED, UnsupportedOpError, capture, check_supported, node_path,
                                           op_kind, refuse)
 from edgedistill.quantize.fake import ActQuant
-from edgedistill.quantize.ops import (Activation, Binary, Concat, GraphOp, Lambda, Mean, QLayer, SameGrid,
+from edgedistill.quantize.ops import (Activation, AvgPool, Binary, Concat, GraphOp, Lambda, Mean, QLayer, SameGrid,
                                       reshape_to)
 
 __all__ = ["QuantGraph", "QuantStudent", "UnsupportedOpError", "SUPPORTED", "to_quant_student", "BUILDERS"]
@@ -96,6 +96,7 @@ class _Ctx:
     steps: list = field(default_factory=list)
     done: set = field(default_factory=set)                    # nodes absorbed by a fusion
     norm_into: dict = field(default_factory=dict)             # Linear node name -> Normalize folded into it
+    pad_into: dict = field(default_factory=dict)              # conv node name -> zero padding folded into it
     meta: set = field(default_factory=set)                    # non-tensor values (x.size(0), x.shape)
 
     def val(self, node) -> str:
@@ -157,7 +158,9 @@ def _conv_geometry(node: fx.Node, ctx: _Ctx, m: nn.Module) -> dict:
             pad = (0,) * len(k)
         else:
             raise refuse(node, ctx.modules, f"padding={pad!r} with an even kernel cannot be written as int8")
-    return dict(stride=m.stride, padding=pad, groups=m.groups)
+    pad = (pad,) * len(m.kernel_size) if isinstance(pad, int) else tuple(pad)
+    extra = ctx.pad_into.pop(node.name, (0,) * len(pad))
+    return dict(stride=m.stride, padding=tuple(p + e for p, e in zip(pad, extra)), groups=m.groups)
 
 
 def _build_layer(ctx: _Ctx, node: fx.Node) -> None:
@@ -281,8 +284,9 @@ def _pool_args(ctx: _Ctx, node: fx.Node) -> dict:
     else:
         k, stride, pad = _arg(node, 1, "kernel_size"), _arg(node, 2, "stride"), _arg(node, 3, "padding", 0)
         stride = stride or k
-        flags = [len(node.args) > 4] + [node.kwargs.get(n) for n in ("ceil_mode", "return_indices", "dilation",
-                                                                     "divisor_override")]
+        kw = node.kwargs
+        flags = [len(node.args) > 4, kw.get("ceil_mode"), kw.get("return_indices"), kw.get("divisor_override"),
+                 kw.get("dilation", 1) not in (1, (1,), (1, 1))]
     if any(flags):
         raise refuse(node, ctx.modules, "ceil_mode, dilation, divisor_override and return_indices are not "
                                         "supported in int8 pooling")
@@ -305,7 +309,7 @@ def _build_avgpool(ctx: _Ctx, node: fx.Node) -> None:
         raise refuse(node, ctx.modules, "average pooling with padding (counted or not) is not supported in int8; "
                                         "pad explicitly with F.pad")
     fn = F.avg_pool2d if _two_d(ctx, node) else F.avg_pool1d
-    _same(ctx, node, "avgpool", Lambda("avgpool", fn, **args), requant=True)
+    ctx.add(node, AvgPool(node_path(node), Lambda("avgpool", fn, **args)), [ctx.tensor_input(node, node.args[0])])
 
 
 def _build_relu(ctx: _Ctx, node: fx.Node) -> None:
@@ -313,10 +317,26 @@ def _build_relu(ctx: _Ctx, node: fx.Node) -> None:
     _same(ctx, node, kind, Lambda(kind, F.relu if kind == "relu" else F.relu6), requant=kind == "relu6")
 
 
+def _symmetric_pad(pad: tuple[int, ...], dims: int) -> tuple[int, ...] | None:
+    """torch's (last begin, last end, previous begin, ...) as per-dimension padding, when symmetric."""
+    pad = tuple(pad) + (0,) * (2 * dims - len(pad))
+    if len(pad) != 2 * dims or any(pad[2 * i] != pad[2 * i + 1] for i in range(dims)):
+        return None
+    return tuple(pad[2 * (dims - 1 - d)] for d in range(dims))
+
+
 def _build_pad(ctx: _Ctx, node: fx.Node) -> None:
     pad, mode, value = _arg(node, 1, "pad"), _arg(node, 2, "mode", "constant"), _arg(node, 3, "value", None)
     if mode != "constant" or value not in (None, 0, 0.0):
         raise refuse(node, ctx.modules, "only zero padding (mode='constant', value=0) is supported in int8")
+    user = ctx.only_user(node)
+    conv = ctx.modules.get(user.target) if user is not None and user.op == "call_module" else None
+    if isinstance(conv, (nn.Conv1d, nn.Conv2d)) and conv.padding_mode == "zeros" and user.name not in ctx.pad_into:
+        per_dim = _symmetric_pad(pad, conv.weight.dim() - 2)
+        if per_dim is not None:  # symmetric zero padding before a conv is the conv's own padding (no PAD op)
+            ctx.pad_into[user.name] = per_dim
+            ctx.alias[node.name] = ctx.tensor_input(node, node.args[0])
+            return
     _same(ctx, node, "pad", Lambda("pad", F.pad, pad=tuple(pad)))
 
 

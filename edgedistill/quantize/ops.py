@@ -193,6 +193,25 @@ class SameGrid(GraphOp):
         return y
 
 
+class AvgPool(SameGrid):
+    """AVERAGE_POOL_2D (and its 1-D form): the output on the input's grid, as the int8 spec requires. The kernel
+    averages the raw int8 values and rounds half away from zero ((sum ± n/2) / n, TFLite's reference kernel); QAT
+    rounds the same way (ties are common: an average of n values lands on k/n), with a straight-through gradient."""
+
+    def __init__(self, name: str, fn: nn.Module) -> None:
+        super().__init__(name, "avgpool", fn, requant=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self._in_qs[0]
+        if q.mode != "quant":
+            return super().forward(x)
+        s, z = float(q.scale), int(q.zero_point)
+        y = self.fn(x)
+        raw = self.fn(torch.round(x.detach() / s) + z)  # the int8 codes' average, k / n exactly
+        code = torch.clamp(torch.sign(raw) * torch.floor(raw.abs() + 0.5), -128, 127)
+        return y + ((code - z) * s - y).detach()
+
+
 class Lambda(nn.Module):
     """A parameter-free tensor function with fixed arguments (pad, reshape, relu ...), as a module."""
 
