@@ -26,9 +26,10 @@ def test_chosen_student_fits_when_measured_on_the_exported_file(tmp_path, flash)
     export_tflite_int8(calibrate(to_quant_student(model), torch.rand(32, 1, 8, 8)), (1, 8, 8), path)
     cost = tflite_cost(path)
     assert path.stat().st_size <= flash  # the real file, not the estimate
-    assert tflm_arena(path).activation_bytes <= budget.ram_bytes
-    assert cost.macs == c.macs and cost.peak_activation_bytes == c.arena_bytes
-    assert 0 <= c.file_bytes - path.stat().st_size <= 1024  # conservative, and close
+    arena = tflm_arena(path).activation_bytes
+    assert arena <= budget.ram_bytes
+    assert cost.macs == c.macs and arena == c.arena_bytes  # TFLite Micro's own planner, predicted exactly
+    assert 0 <= c.file_bytes - path.stat().st_size <= 4096  # an upper bound, and close
     # Largest capacity that fits: no fitting candidate has more parameters.
     assert all(o.params <= c.params for o in res.candidates if o.fits)
 
