@@ -38,6 +38,7 @@ class OpCost:
     weights: int = 0  # int8 weight elements
     biases: int = 0   # int32 bias elements (= output channels of a conv / linear)
     out_elems: int = 0
+    fused: bool = False  # an activation fused into this op's output (conv / linear / ADD / SUB / MUL + ReLU ...)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ def _layer_cost(name: str, layer, y: torch.Tensor) -> OpCost:
     w = layer.weight
     per_out = w.shape[1] if layer.kind == "linear" else w.shape[1] * math.prod(w.shape[2:])
     kind = "fc" if layer.kind == "linear" else ("depthwise" if layer.groups > 1 else "conv")
-    return OpCost(name, kind, y.numel() * per_out, w.numel(), int(layer.bias.numel()), y.numel())
+    return OpCost(name, kind, y.numel() * per_out, w.numel(), int(layer.bias.numel()), y.numel(),
+                  fused=layer.act != "none")
 
 
 @torch.no_grad()
@@ -128,7 +130,9 @@ def graph_cost(model: nn.Module, input_shape: tuple[int, ...]) -> GraphCost:
                 isinstance(_producer(q, ins[0]), Mean) and readers.get(ins[0]) == 1:
             alias[out] = src(ins[0])  # MEAN writes the flat [1, C] tensor itself
         else:
-            op(key, getattr(m, "kind", type(m).__name__.lower()), reads, out, y.numel())
+            kind = getattr(m, "kind", type(m).__name__.lower())
+            op(key, kind, reads, out, y.numel(), OpCost(key, kind, out_elems=y.numel(),
+                                                        fused=getattr(m, "act", "none") != "none"))
     end = src(q.output_name)
     last[end] = len(ops) - 1
     buffers = [Buffer(sizes[t], first[t], max(last.get(t, first[t]), first[t])) for t in sizes]
