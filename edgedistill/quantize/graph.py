@@ -48,19 +48,33 @@ class QuantGraph(nn.Module):
         self.ops = nn.ModuleDict(ops)
         self.steps = steps
         self.input_name, self.output_name = input_name, output_name
+        kinds = {getattr(op, "kind", "") for op in self.ops.values()} | {
+            getattr(getattr(op, "fn", None), "_fn", None) for op in self.ops.values()}
+        self.one_d = ("conv1d" in kinds or bool(kinds & {F.max_pool1d, F.avg_pool1d})) and not (
+            "conv2d" in kinds or bool(kinds & {F.max_pool2d, F.avg_pool2d}))
+        self.lifted = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        env = {self.input_name: self.input_q(x)}
+        x = self.input_q(x)
+        if self.lifted:  # int8 N×C×L as N×C×1×L: the converter keeps NHWC kernels throughout, no transposes
+            x = x.unsqueeze(2)
+        env = {self.input_name: x}
         for key, ins, out in self.steps:
             env[out] = self.ops[key](*[env[i] for i in ins])
-        return env[self.output_name]
+        y = env[self.output_name]
+        return y.squeeze(2) if self.lifted and y.dim() == 4 else y
 
     def quantizers(self) -> list[ActQuant]:
         return [m for m in self.modules() if isinstance(m, ActQuant)]
 
     def set_mode(self, mode: str) -> None:
+        """Switch every quantizer. "export" also freezes constants for converters and, for a 1-D graph, carries
+        its maps as N×C×1×L (litert-torch lowers 1-D convs with a transpose on each side; 2-D ones it keeps NHWC)."""
         for q in self.quantizers():
             q.mode = mode
+        self.lifted = mode == "export" and self.one_d
+        for op in self.ops.values():
+            op.lifted = self.lifted
         if mode == "export":
             for m in self.modules():
                 if hasattr(m, "prepare_export"):

@@ -50,6 +50,7 @@ class GraphOp(nn.Module):
         super().__init__()
         self.name = name  # the float model's module path or graph node, for messages and exported names
         self._in_qs: list[ActQuant] = []
+        self.lifted = False  # export of a 1-D graph as 2-D with height 1 (see QuantGraph.set_mode)
 
     @property
     def in_qs(self) -> list[ActQuant]:
@@ -95,6 +96,8 @@ class QLayer(GraphOp):
             b = self.export_b
         if self.kind == "linear":
             y = F.linear(x, w, b)
+        elif self.kind == "conv1d" and self.lifted:
+            y = F.conv2d(x, w.unsqueeze(2), b, (1, _one(self.stride)), (0, _one(self.padding)), 1, self.groups)
         elif self.kind == "conv1d":
             y = F.conv1d(x, w, b, self.stride, self.padding, 1, self.groups)
         else:
@@ -138,7 +141,7 @@ class Concat(GraphOp):
         self.out_q = ActQuant()
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        return self.out_q(torch.cat(xs, self.dim))
+        return self.out_q(torch.cat(xs, _lift_dims((self.dim,), self.lifted)[0]))
 
 
 class Mean(GraphOp):
@@ -152,7 +155,7 @@ class Mean(GraphOp):
         self.out_q = ActQuant()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out_q(x.mean(dim=self.dims, keepdim=self.keepdim))
+        return self.out_q(x.mean(dim=_lift_dims(self.dims, self.lifted), keepdim=self.keepdim))
 
 
 ACTIVATIONS: dict[str, tuple[Callable, tuple[float, int] | None]] = {
@@ -186,7 +189,7 @@ class SameGrid(GraphOp):
         return self._in_qs[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.fn(x)
+        y = self.fn.lifted_call(x) if self.lifted else self.fn(x)
         q = self._in_qs[0]
         if q.mode == "export" or (q.mode == "quant" and self.requant):
             return q(y)  # explicit Q/DQ for converters; rounding back to the grid in QAT
@@ -222,8 +225,28 @@ class Lambda(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fn(x, **self.kwargs)
 
+    def lifted_call(self, x: torch.Tensor) -> torch.Tensor:
+        """The same op on a 1-D map carried as N×C×1×L (1-D pools become 2-D pools of height 1)."""
+        if self._fn in LIFT_2D:
+            kw = self.kwargs
+            return LIFT_2D[self._fn](x, (1, _one(kw["kernel_size"])), (1, _one(kw["stride"])),
+                                     (0, _one(kw["padding"])))
+        return self._fn(x, **self.kwargs)
+
     def extra_repr(self) -> str:
         return f"{self.kind}, {self.kwargs}"
+
+
+LIFT_2D = {F.max_pool1d: F.max_pool2d, F.avg_pool1d: F.avg_pool2d}
+
+
+def _one(v) -> int:
+    return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
+
+
+def _lift_dims(dims: tuple[int, ...], lifted: bool) -> tuple[int, ...]:
+    """A 1-D map's dimensions on its N×C×1×L form (the length moves from 2 to 3; negative ones stay)."""
+    return tuple(d + 1 if lifted and d >= 2 else d for d in dims)
 
 
 def reshape_to(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:

@@ -121,7 +121,6 @@ OPS = {"residual-add": "ADD", "sub": "SUB", "concat": "CONCATENATION", "se-sigmo
 FAMILIES = {"cnn": (8, 3, (3, 16, 16)), "dscnn": (8, 3, (3, 16, 16)), "conv1d": (8, 3, (3, 32)),
             "mlp": (8, 3, (12,)), "resnet8": (8, 3, (3, 16, 16)), "resnet8_1d": (8, 2, (3, 32)),
             "mobilenetv1": (8, 3, (3, 16, 16)), "mbv3": (8, 3, (3, 16, 16)), "mbv3_1d": (8, 3, (3, 32))}
-ONE_D = {"conv1d", "resnet8_1d", "mbv3_1d"}  # litert-torch lowers 1-D convs with transposes around them
 CASES = sorted(MODULES) + [pytest.param(f, marks=pytest.mark.slow) for f in sorted(FAMILIES)
                            if f in STUDENT_FAMILIES.names()]
 
@@ -215,10 +214,9 @@ def test_tflite_is_full_integer_without_transposes(exported):
     assert OPS.get(name, ops[-1]) in ops, ops
     # NHWC kernels throughout: a TRANSPOSE only takes the NCHW input in, or puts a spatial map in torch's C, H, W
     # order right before a flattening RESHAPE; never one around a convolution
-    if name not in ONE_D:
-        for i, op in enumerate(ops):
-            if op == "TRANSPOSE":
-                assert i == 0 or ops[i + 1] == "RESHAPE", ops
+    for i, op in enumerate(ops):
+        if op == "TRANSPOSE":
+            assert i <= 1 or ops[i + 1] == "RESHAPE", ops  # 1-D: RESHAPE to N×C×1×L, then the input TRANSPOSE
     assert not {"DEQUANTIZE", "QUANTIZE"} & set(ops) or name == "concat", ops  # concat may requantize an input
     floats = [t["name"] for t in r.interp.get_tensor_details() if t["dtype"] == np.float32]
     assert not floats, floats
