@@ -4,6 +4,7 @@ errors for every malformed `--student` value."""
 import json
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -206,3 +207,40 @@ def test_distill_trains_a_file_factory_student_end_to_end(user_dir, tmp_path):
     assert cfg["student"]["factory"] == ck.arch.factory and cfg["student"]["family"] == "custom"
     m = json.loads((out / "metrics.json").read_text())
     assert m["student"]["test_acc"] > 10  # digits, 1 epoch: better than chance
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["file", "module"])
+def test_user_student_through_distill_qat_export_and_teacher_chain(user_dir, tmp_path, monkeypatch, form):
+    """A residual user module (file.py:fn and package.module:fn) through distill --qat (int8 ONNX / TFLite parity on
+    every runtime), then `export` and teacher-from-build-dir from another directory."""
+    if form == "module":
+        pkg = user_dir / "userpkg"
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text("")
+        (pkg / "nets.py").write_text(MODELS.replace("from blocks import Res", "from .blocks import Res"))
+        (pkg / "blocks.py").write_text(BLOCKS)
+        monkeypatch.syspath_prepend(str(user_dir))
+    spec = "mymodels.py:resnet,width=8" if form == "file" else "userpkg.nets:resnet,width=8"
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["distill", "--student", spec, "--epochs", "5", "--batch-size", "32", "--lr", "0.01",
+                                  "-q", "-T", "2", "--alpha", "0.5", "--no-baseline", "--max-train", "600", "--qat",
+                                  "--qat-epochs", "1", "--out", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["student"]["test_acc"] > 25 and m["int8"]["qat_test_acc"] > 25  # chance is 10 %
+    assert m["int8"]["parity_passed"]
+    assert {(p["artifact"], p["runtime"]) for p in m["int8"]["parity"] if p["checked"]} >= {
+        ("onnx-int8", "onnxruntime"), ("tflite-int8", "litert"), ("tflite-int8", "tflm")}
+    monkeypatch.chdir(tmp_path)  # elsewhere: the checkpoint's recorded factory rebuilds the student
+    r = CliRunner().invoke(main, ["export", str(out), "--int8", "--format", "tflite", "--out", str(tmp_path / "exp")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "exp" / "student_int8.tflite").read_bytes() == (out / "student_int8.tflite").read_bytes()
+    from edgedistill.teachers import TeacherSpec, load_teacher
+
+    teacher = load_teacher(TeacherSpec(str(out)))
+    model, _ = load_student(out)
+    x = np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32) * 16
+    with torch.no_grad():
+        np.testing.assert_allclose(teacher.logits(x).numpy(), model(torch.from_numpy(x)).numpy(), rtol=1e-4,
+                                   atol=1e-4)
