@@ -93,17 +93,23 @@ def _violations(c: Candidate, b: Budget, max_params: int | None = None) -> tuple
 
 
 def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Budget,
-           families: list[str] | None = None, max_params: int | None = None) -> SearchResult:
+           families: list[str] | None = None, max_params: int | None = None,
+           arch: StudentArch | None = None) -> SearchResult:
     """Cost every candidate of the data kind's families and choose one; infeasible budgets fail here.
     `max_params` caps the student's size (the build passes half the teacher's parameters: a student as large as
-    its teacher is not compression, however loose the device budget)."""
-    fams = families or [DEFAULT_FAMILY[kind]] + (["dscnn"] if kind == "image" else [])
+    its teacher is not compression, however loose the device budget). `arch` (e.g. the user's own factory,
+    `StudentArch.custom(...)`) is the only candidate: it is costed and checked against the budget, not searched."""
+    if arch is not None:
+        archs = [arch]
+    else:
+        fams = families or [DEFAULT_FAMILY[kind]] + (["dscnn"] if kind == "image" else [])
+        for fam in fams:
+            STUDENT_FAMILIES.get(fam)  # an unknown name fails before any costing
+        archs = [a for fam in fams for a in grid(fam)]
     cands = []
-    for fam in fams:
-        STUDENT_FAMILIES.get(fam)
-        for arch in grid(fam):
-            c = candidate_cost(arch, input_shape, num_classes)
-            cands.append(Candidate(**{**c.__dict__, "violations": _violations(c, budget, max_params)}))
+    for a in archs:
+        c = candidate_cost(a, input_shape, num_classes)
+        cands.append(Candidate(**{**c.__dict__, "violations": _violations(c, budget, max_params)}))
     fitting = [c for c in cands if c.fits]
     if not fitting:
         smallest = min(cands, key=lambda c: (c.file_bytes, c.arena_bytes, c.macs))
