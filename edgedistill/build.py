@@ -83,9 +83,11 @@ def _teacher_params(teachers: list) -> int:
 
 
 def _search(config: DistillConfig, budget: Budget, raw, splits, teachers: list) -> SearchResult:
-    fams = None if config.student.family == "auto" else [config.student.family]
-    return search(kind_of(raw.train.x), splits.input_shape, splits.num_classes, budget, fams,
-                  max_params=_teacher_params(teachers) // 2)
+    kind = kind_of(raw.train.x)
+    own = config.student.arch(kind) if config.student.factory else None  # the user's student: costed, not searched
+    fams = None if config.student.family == "auto" or own else [config.student.family]
+    return search(kind, splits.input_shape, splits.num_classes, budget, fams,
+                  max_params=_teacher_params(teachers) // 2, arch=own)
 
 
 def build(config: DistillConfig, budget_text: str | None = None, *, show_progress: bool = True,
