@@ -28,4 +28,5 @@ def build_student(arch: StudentArch, input_shape: tuple[int, ...], num_classes: 
     return nn.Sequential(OrderedDict(normalize=norm, features=body.features, head=body.head))
 
 
-__all__ = ["CUSTOM", "DEFAULT_FAMILY", "STUDENT_FAMILIES", "StudentArch", "build_student", "family_defaults", "count_params"]
+__all__ = ["CUSTOM", "DEFAULT_FAMILY", "STUDENT_FAMILIES", "StudentArch", "build_student", "count_params",
+           "family_defaults"]

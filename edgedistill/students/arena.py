@@ -2,8 +2,9 @@
 
 `greedy_arena` reproduces TFLite Micro's GreedyMemoryPlanner (tensorflow/lite/micro/memory_planner/
 greedy_memory_planner.cc): buffers sorted by size, largest first (a stable bubble sort over the buffers listed
-last tensor first, so equal sizes are placed in reverse tensor order); the first at offset 0; each next one at the lowest offset where it overlaps no already placed buffer
-that is alive at the same time (lifetimes are inclusive op-index ranges); the arena is the highest end. Sizes are
+last tensor first, so equal sizes are placed in reverse tensor order); the first at offset 0; each next one at the
+lowest offset where it overlaps no already placed buffer that is alive at the same time (lifetimes are inclusive
+op-index ranges); the arena is the highest end. Sizes are
 rounded up to 16 bytes, as MicroAllocator aligns every buffer. `live_peak` is the largest sum of tensors alive at one
 op: a lower bound no planner can beat, which the greedy planner exceeds when lifetimes interleave (residual DAGs).
 """

@@ -12,8 +12,9 @@ table per operator (input / output index vectors, options), and a fixed part (op
              + PER_TENSOR · tensors + PER_OP · ops + FIXED
 
 Every term counts at least what the converter writes: the tensor count adds two constants per weight op and one
-per op reading a shape / axis / padding constant, names take their longest observed form (an activation tensor's name joins up to three op locations
-when an activation is fused into its producer), and 1-D convolutions are counted with the RESHAPE / TRANSPOSE pairs the converter writes around them.
+per op reading a shape / axis / padding constant, names take their longest observed form (an activation tensor's
+name joins up to three op locations when an activation is fused into its producer), and 1-D convolutions are
+counted with the RESHAPE / TRANSPOSE pairs the converter writes around them.
 PER_TENSOR, PER_OP and FIXED were fitted on exports of every family (4 to 60 ops, 1.6 K to 1 M parameters: residual
 93.6 B per tensor + 40.3 B per op + 661 B) and rounded up; tests check the bound against real exports across
 families and sizes (issue 22: a 64,523 B estimate for a 64,800 B file must not happen again).

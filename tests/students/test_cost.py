@@ -66,8 +66,8 @@ def test_resnet8_reference_size():
     model = build_student(StudentArch("resnet8", 16, 3), (3, 32, 32), 10, Normalizer([0.0] * 3, [1.0] * 3, "channel"))
     assert sum(p.numel() for n, p in model.named_parameters() if not n.startswith("normalize")) == 77_946
     g = graph_cost(model.eval(), (3, 32, 32))
-    # Conv MACs by hand: stem 32·32·16·27, stack1 2·(32·32·16·144), stack2 16·16·32·(144 + 288) + 16·16·32·16,
-    # stack3 8·8·64·(288 + 576) + 8·8·64·32, fc 64·10, normaliser 3072.
+    # Conv MACs by hand: stem 32·32·16·27, stack1 2·(32·32·16·144), stack2 16·16·32·(144 + 288 + 16),
+    # stack3 8·8·64·(288 + 576 + 32) (the last term: 1×1 shortcut), fc 64·10, normaliser 3072.
     hand = (32 * 32 * 16 * 27 + 2 * 32 * 32 * 16 * 144 + 16 * 16 * 32 * (144 + 288 + 16)
             + 8 * 8 * 64 * (288 + 576 + 32) + 640 + 3072)
     assert g.macs == hand
