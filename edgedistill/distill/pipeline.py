@@ -323,7 +323,7 @@ def _metrics(config, prep, members_te, y_te, teacher_acc, student, res_s, object
                          "files": [{"path": str(f), "sha256": d} for f, d in zip(t.files, t.digests())],
                          "test_acc": accuracy(members_te[i], y_te)})
     st = _run_summary(student, res_s, x_te, y_te)
-    st.update(arch=asdict(prep.arch), objective=asdict(objective))
+    st.update(arch=prep.arch.to_dict(), objective=asdict(objective))
     m = {
         "schema_version": SCHEMA_VERSION,
         "data": prep.splits.summary(),
