@@ -115,3 +115,59 @@ def test_predicted_arena_and_macs_equal_the_exported_int8_file_on_tflite_micro(t
     assert g.macs == real.macs
     assert g.arena_lower_bound == real.peak_activation_bytes
     assert g.arena_bytes == tflm_arena(path).activation_bytes
+
+
+class _Concat(nn.Module):
+    """Two branches concatenated, then a mean that drops the spatial dims (the converter transposes first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 4, 1), nn.Linear(12, 5)
+
+    def forward(self, x):
+        return self.fc(torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], 1).mean((2, 3)))
+
+
+class _SigmoidSE(nn.Module):
+    """ReLU6, average pooling, a squeeze-excite with a sigmoid gate (LOGISTIC), MUL, hardswish."""
+
+    def __init__(self):
+        super().__init__()
+        self.c, self.p = nn.Conv2d(3, 8, 3, padding=1), nn.AvgPool2d(2)
+        self.r, self.e, self.fc = nn.Conv2d(8, 4, 1), nn.Conv2d(4, 8, 1), nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.p(nn.functional.relu6(self.c(x)))
+        g = torch.sigmoid(self.e(torch.relu(self.r(x.mean((2, 3), keepdim=True)))))
+        return self.fc(nn.functional.hardswish(x * g).mean((2, 3)))
+
+
+class _PadFlatten(nn.Module):
+    """Explicit zero padding, max pooling and a flatten of a feature map (TRANSPOSE + RESHAPE in the file)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c, self.m, self.fc = nn.Conv2d(3, 8, 3), nn.MaxPool2d(2), nn.Linear(8 * 4 * 4, 5)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.m(torch.relu(self.c(nn.functional.pad(x, (1, 1, 1, 1))))), 1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("body", [_Concat, _SigmoidSE, _PadFlatten], ids=lambda c: c.__name__.strip("_"))
+def test_user_graphs_cost_exactly_what_the_int8_file_holds(tmp_path, body):
+    from edgedistill.export.tflite_export import export_tflite_int8
+    from edgedistill.profile.cost import tflite_cost
+    from edgedistill.profile.tflm_arena import tflm_arena
+    from edgedistill.quantize import calibrate, to_quant_student
+    from edgedistill.students.layers import Normalize
+
+    torch.manual_seed(0)
+    model = nn.Sequential(Normalize([0.5] * 3, [0.2] * 3, ndim=4), body()).eval()
+    g = graph_cost(model, (3, 8, 8))
+    path = tmp_path / "user.tflite"
+    export_tflite_int8(calibrate(to_quant_student(model), torch.rand(32, 3, 8, 8)), (3, 8, 8), path)
+    real = tflite_cost(path)
+    assert len(g.ops) == len(real.layers) and g.macs == real.macs == hand_macs(model, (3, 8, 8))
+    assert g.arena_lower_bound == real.peak_activation_bytes
+    assert g.arena_bytes == tflm_arena(path).activation_bytes
