@@ -11,7 +11,8 @@ producer, `Normalize` a depthwise 1×1 conv or folded into the first Linear), th
 * weight bytes: int8 weights + an int32 bias per output channel (BN folding gives every conv a bias).
 * arena: every activation tensor of the .tflite file with its lifetime [producing op, last reading op], int8
   (1 byte per element), placed by TFLite Micro's greedy planner (students/arena.py). Besides the graph's values the
-  converter writes one layout op at the input (NCHW -> NHWC: RESHAPE for one channel, TRANSPOSE otherwise) and an
+  converter writes the input's layout ops (NCHW -> NHWC: RESHAPE for one channel, TRANSPOSE otherwise; a signal
+  N×C×L is first reshaped to N×C×1×L, the exporters carry 1-D graphs as 2-D with height 1) and an
   explicit PAD before a conv whose symmetric torch padding is not TFLite's SAME padding (stride 2 on an even size),
   and a TRANSPOSE back to NCHW before flattening a feature map or a MEAN that drops the spatial dims; a flatten
   right after global average pooling is folded into the MEAN. A residual branch's input stays alive until
@@ -109,9 +110,14 @@ def graph_cost(model: nn.Module, input_shape: tuple[int, ...]) -> GraphCost:
 
     alias: dict[str, str] = {}
     src = lambda v: alias.get(v, v)  # noqa: E731
-    if len(input_shape) >= 2:  # NCHW -> NHWC at the input
-        op("input", "reshape" if input_shape[0] == 1 else "transpose", [q.input_name], "input/nhwc", x.numel())
-        alias[q.input_name] = "input/nhwc"
+    if len(input_shape) >= 2:  # NCHW -> NHWC at the input (a signal is carried as N×1×L×C)
+        one_d = len(input_shape) == 2
+        layout = ["reshape"] if input_shape[0] == 1 else (["reshape", "transpose"] if one_d else ["transpose"])
+        last_name = q.input_name
+        for i, kind in enumerate(layout):
+            op(f"input/{kind}", kind, [last_name], f"input/{i}", x.numel())
+            last_name = f"input/{i}"
+        alias[q.input_name] = last_name
     readers: dict[str, int] = {}
     for _, ins, _ in q.steps:
         for i in ins:
@@ -150,7 +156,7 @@ def graph_cost(model: nn.Module, input_shape: tuple[int, ...]) -> GraphCost:
 def _back_to_nchw(m: nn.Module, kind: str, x: torch.Tensor) -> bool:
     """The converter writes a TRANSPOSE back to NCHW before a flatten / reshape of a 2-D feature map (the flat
     order is torch's, channel-major) and before a MEAN over the spatial dims that drops them (keepdim=False)."""
-    if x.dim() != 4:
+    if x.dim() not in (3, 4):  # a 1-D map N×C×L is exported as N×1×L×C, like a 2-D one
         return False
     if kind in ("flatten", "reshape"):
         return math.prod(x.shape[2:]) > 1

@@ -13,8 +13,8 @@ table per operator (input / output index vectors, options), and a fixed part (op
 
 Every term counts at least what the converter writes: the tensor count adds two constants per weight op and one
 per op reading a shape / axis / padding constant, names take their longest observed form (an activation tensor's
-name joins up to three op locations when an activation is fused into its producer), and 1-D convolutions are
-counted with the RESHAPE / TRANSPOSE pairs the converter writes around them.
+name joins up to three op locations when an activation is fused into its producer); 1-D graphs are exported as
+2-D ones of height 1, with the same ops.
 PER_TENSOR, PER_OP and FIXED were fitted on exports of every family (4 to 60 ops, 1.6 K to 1 M parameters: residual
 93.6 B per tensor + 40.3 B per op + 661 B) and rounded up; tests check the bound against real exports across
 families and sizes (issue 22: a 64,523 B estimate for a 64,800 B file must not happen again).
@@ -28,7 +28,6 @@ CONST_BYTES = 48          # a small constant (shape, axis, paddings) with its 16
 QUANT_BYTES = 12          # float32 scale + int64 zero point, per channel / per activation tensor
 NAME_PART = 80            # 'edgedistill.quantize.graph.QuantGraph/edgedistill.quantize.ops.<Op>_' + ';' + suffix
 PER_TENSOR, PER_OP, FIXED = 100, 45, 800
-LAYOUT_OPS_PER_1D_CONV = 4  # RESHAPE + TRANSPOSE before and after a 1-D conv, as exported today
 WITH_CONSTANT = ("pad", "mean", "gap", "reshape", "flatten", "transpose")  # ops reading one small constant
 
 
@@ -39,19 +38,16 @@ def _name_parts(kind: str, fused: bool) -> int:
     return 3 if fused else (2 if kind in ("mean", "gap") else 1)
 
 
-def tflite_size_bound(g: GraphCost, signal: bool = False) -> int:
-    """Bytes the int8 .tflite file of a student with graph cost `g` takes at most. `signal`: the student takes
-    N×C×L signals (1-D convs are wrapped in layout ops)."""
-    convs_1d = sum(1 for o in g.ops if o.kind in ("conv", "depthwise")) if signal else 0
-    layout = LAYOUT_OPS_PER_1D_CONV * convs_1d
-    ops = len(g.ops) + layout
-    constants = 2 * g.layers + sum(1 for o in g.ops if o.kind in WITH_CONSTANT) + layout
-    activations = g.tensors + layout
+def tflite_size_bound(g: GraphCost) -> int:
+    """Bytes the int8 .tflite file of a student with graph cost `g` takes at most."""
+    ops = len(g.ops)
+    constants = 2 * g.layers + sum(1 for o in g.ops if o.kind in WITH_CONSTANT)
+    activations = g.tensors
     part = NAME_PART + max((len(o.name) for o in g.ops), default=0)
     # The graph input, each op's output, a weight op's weights (one part) and bias (as many as its output), the
     # small constants (one part each).
     parts = (1 + sum(_name_parts(o.kind, o.fused) * (2 if o.weights else 1) + (1 if o.weights else 0) for o in g.ops)
-             + (constants - 2 * g.layers) + layout)
+             + (constants - 2 * g.layers))
     names = parts * part
     quant = QUANT_BYTES * (2 * g.channels + activations)
     return (g.weight_bytes + CONST_BYTES * (ops - g.layers) + quant + names + PER_TENSOR * (constants + activations)

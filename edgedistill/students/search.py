@@ -75,8 +75,7 @@ def candidate_cost(arch: StudentArch, input_shape: tuple[int, ...], num_classes:
     c = input_shape[0]
     model = build_student(arch, input_shape, num_classes, Normalizer([0.0] * c, [1.0] * c, "channel")).eval()
     g = graph_cost(model, input_shape)
-    return Candidate(arch, g.params, g.macs, g.weight_bytes, tflite_size_bound(g, signal=len(input_shape) == 2),
-                     g.arena_bytes)
+    return Candidate(arch, g.params, g.macs, g.weight_bytes, tflite_size_bound(g), g.arena_bytes)
 
 
 def _violations(c: Candidate, b: Budget, max_params: int | None = None) -> tuple[str, ...]:

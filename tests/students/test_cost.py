@@ -97,10 +97,8 @@ def test_greedy_planner_on_hand_made_lifetimes():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["resnet8", "mobilenetv1", "mbv3", "cnn", "dscnn", "mlp",
-                                    pytest.param("resnet8_1d", marks=pytest.mark.xfail(
-                                        reason="1-D convs are exported with TRANSPOSE / RESHAPE pairs around them; "
-                                               "the cost model predicts the transpose-free graph", strict=False))])
+@pytest.mark.parametrize("family", ["resnet8", "mobilenetv1", "mbv3", "cnn", "dscnn", "mlp", "resnet8_1d", "mbv3_1d",
+                                    "conv1d"])
 def test_predicted_arena_and_macs_equal_the_exported_int8_file_on_tflite_micro(tmp_path, family):
     from edgedistill.export.tflite_export import export_tflite_int8
     from edgedistill.profile.cost import tflite_cost

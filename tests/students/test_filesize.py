@@ -37,13 +37,12 @@ def test_size_bound_holds_on_real_int8_exports(tmp_path, family, shape, width, d
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.running_mean.uniform_(-1, 1)
                 m.bias.uniform_(-1, 1)
-    bound = tflite_size_bound(graph_cost(model, shape), signal=len(shape) == 2)
+    bound = tflite_size_bound(graph_cost(model, shape))
     path = tmp_path / "m.tflite"
     export_tflite_int8(calibrate(to_quant_student(model), torch.rand(32, *shape)), shape, path)
     real = path.stat().st_size
     assert real <= bound
-    if len(shape) != 2:  # 1-D students carry the layout ops' allowance (see filesize.py)
-        assert bound <= 1.06 * real + 6144, (bound, real)  # and close: a few KB of name and table allowance
+    assert bound <= 1.06 * real + 6144, (bound, real)  # and close: a few KB of name and table allowance
 
 
 def test_bound_grows_with_the_student():
