@@ -29,6 +29,7 @@ from torch import nn
 from edgedistill.quantize.capture import (SUPPORTED, UnsupportedOpError, capture, check_supported, node_path,
                                           op_kind, refuse)
 from edgedistill.quantize.fake import ActQuant
+from edgedistill.quantize.mcu import ROUNDINGS
 from edgedistill.quantize.ops import (Activation, AvgPool, Binary, Concat, GraphOp, Lambda, Mean, QLayer, SameGrid,
                                       reshape_to)
 
@@ -53,6 +54,7 @@ class QuantGraph(nn.Module):
         self.one_d = ("conv1d" in kinds or bool(kinds & {F.max_pool1d, F.avg_pool1d})) and not (
             "conv2d" in kinds or bool(kinds & {F.max_pool2d, F.avg_pool2d}))
         self.lifted = False
+        self.rounding = "float"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.input_q(x)
@@ -79,6 +81,16 @@ class QuantGraph(nn.Module):
             for m in self.modules():
                 if hasattr(m, "prepare_export"):
                     m.prepare_export()
+
+    def set_rounding(self, rounding: str) -> None:
+        """"float" (XNNPACK, onnxruntime: round(acc · M)) or "tflm" (TFLite Micro's fixed-point requantization of
+        every conv / linear output, quantize/mcu.py) for the "quant" forward."""
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {ROUNDINGS}, not {rounding!r}")
+        self.rounding = rounding
+        for op in self.ops.values():
+            if hasattr(op, "rounding"):
+                op.rounding = rounding
 
     def grid_of(self, value: str) -> ActQuant:
         """The quantizer of a graph value's int8 grid."""
@@ -400,9 +412,10 @@ BUILDERS["hardsigmoid"] = _build_hardsigmoid
 
 
 @torch.no_grad()
-def to_quant_student(model: nn.Module) -> QuantGraph:
+def to_quant_student(model: nn.Module, rounding: str = "float") -> QuantGraph:
     """Rewrite a float student (any nn.Module torch.fx can trace, made of the supported ops) as a QuantGraph.
-    The input model is not modified. Raises UnsupportedOpError naming the layer it cannot express in int8."""
+    The input model is not modified. `rounding="tflm"` makes QAT compute TFLite Micro's requantization (for a
+    microcontroller target). Raises UnsupportedOpError naming the layer it cannot express in int8."""
     was_training = model.training
     model.eval()
     try:
@@ -428,4 +441,6 @@ def to_quant_student(model: nn.Module) -> QuantGraph:
             output_name = ctx.tensor_input(node, out)
         else:
             BUILDERS[kind](ctx, node)
-    return QuantGraph(input_q, ctx.ops, ctx.steps, input_name, output_name)
+    graph = QuantGraph(input_q, ctx.ops, ctx.steps, input_name, output_name)
+    graph.set_rounding(rounding)
+    return graph

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgedistill.quantize.fake import ActQuant, fake_quant_bias, fake_quant_weight, qdq_weight_export, weight_scale
+from edgedistill.quantize.mcu import requantize_tflm
 
 LOGISTIC_GRID = (1.0 / 256.0, -128)   # TFLite int8 spec: LOGISTIC output scale 1/256, zero point -128
 UNIT_GRID = (1.0 / 255.0, -128)       # hardsigmoid's [0, 1]: saturation of this grid is the clamp
@@ -76,6 +77,7 @@ class QLayer(GraphOp):
         self.kind, self.stride, self.padding, self.groups = kind, stride, padding, groups
         self.act = act  # "none" | "relu" | "relu6" | "hardsigmoid" (weights already scaled by 1/6, bias + 1/2)
         self.out_q = ActQuant(fixed=UNIT_GRID if act == "hardsigmoid" else None)
+        self.rounding = "float"  # "tflm": requantize as TFLite Micro's kernels do (quantize/mcu.py)
 
     @property
     def in_q(self) -> ActQuant:
@@ -104,7 +106,29 @@ class QLayer(GraphOp):
             y = F.conv2d(x, w, b, self.stride, self.padding, 1, self.groups)
         if self.act == "hardsigmoid" and mode in ("float", "observe"):
             y = torch.clamp(y, 0.0, 1.0)  # in "quant" / "export" the [0, 1] grid's saturation is the clamp
-        return self.out_q(_act(self.act, y))
+        out = self.out_q(_act(self.act, y))
+        if mode == "quant" and self.rounding == "tflm":
+            out = out + (self._tflm_output(x, w, b) - out).detach()  # TFLM's integers, straight-through gradient
+        return out
+
+    def _conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.kind == "linear":
+            return F.linear(x, w, b)
+        conv = F.conv1d if self.kind == "conv1d" else F.conv2d
+        return conv(x, w, b, self.stride, self.padding, 1, self.groups)
+
+    @torch.no_grad()
+    def _tflm_output(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The exact int32 accumulator (float64 holds it exactly), requantized with TFLite's fixed-point
+        multiplier; returned dequantized."""
+        s_in, s_w = float(self.in_q.scale), weight_scale(self.weight)
+        shape = (-1,) + (1,) * (w.dim() - 1)
+        acc = self._conv(torch.round(x.detach() / s_in).double(), torch.round(w.detach() / s_w.view(shape)).double(),
+                         torch.round(b.detach() / (s_in * s_w)).double())
+        s_out, zp = float(self.out_q.scale), int(self.out_q.zero_point)
+        kernel = "linear" if self.kind == "linear" else "depthwise" if self.groups > 1 else "conv"
+        code = requantize_tflm(torch.round(acc), s_in, s_w, s_out, zp, self.act, kernel)
+        return (code - zp) * s_out
 
     @torch.no_grad()
     def prepare_export(self) -> None:
