@@ -93,7 +93,7 @@ def parse_student_spec(value: str) -> dict:
     if ":" in head or "=" not in head:  # 'family' or 'family:knobs'
         family, _, knobs = value.strip().partition(":")
         if family not in STUDENT_FAMILIES:
-            raise ConfigError(f"--student {value!r}: unknown student family {family!r}; the families are "
+            raise ConfigError(f"Unknown student family {family!r} in --student {value!r}; the families are "
                               f"{', '.join(STUDENT_FAMILIES.names())} ({EXAMPLES}).")
         return _family_knobs(family, knobs, value)
     return _family_knobs("", value, value)  # knobs only

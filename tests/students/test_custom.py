@@ -150,7 +150,7 @@ def test_old_checkpoints_without_a_factory_still_load(tmp_path):
     ("dscnn:width=eight", ["width takes a positive whole number", "'eight'"]),
     ("cnn:depth=0", ["depth takes a positive whole number"]),
     ("cnn:width", ["key=value"]),
-    ("dscn", ["unknown student family 'dscn'", "cnn", "dscnn"]),
+    ("dscn", ["Unknown student family 'dscn'", "cnn", "dscnn"]),
     ("missing.py:resnet", ["missing.py does not exist"]),
     ("mymodels.py", ["name the function", "mymodels.py:make_model"]),
     ("mymodels.py:resnet,width", ["key=value"]),
