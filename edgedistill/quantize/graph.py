@@ -211,6 +211,10 @@ def _build_layer(ctx: _Ctx, node: fx.Node) -> None:
         w, b = w / 6.0, b / 6.0 + 0.5
     if isinstance(m, nn.Linear):
         layer = QLayer(node.target, w, b, "linear", act)
+        flat = ctx.ops.get(src.name) if isinstance(src, fx.Node) and len(src.users) == 1 else None
+        if isinstance(flat, SameGrid) and (flat.kind == "flatten" or flat.kind == "reshape"
+                                           and flat.fn.kwargs["shape"] == (-1,)):
+            layer.read_flattened(flat)
     else:
         kind = "conv2d" if isinstance(m, nn.Conv2d) else "conv1d"
         layer = QLayer(node.target, w, b, kind, act, **_conv_geometry(node, ctx, m))

@@ -130,10 +130,19 @@ class QLayer(GraphOp):
         code = requantize_tflm(torch.round(acc), s_in, s_w, s_out, zp, self.act, kernel)
         return (code - zp) * s_out
 
+    def read_flattened(self, flatten: "SameGrid") -> None:
+        """This Linear reads a flattened map: in export, take its columns in the H, W, C order the flatten writes."""
+        self._flatten = [flatten]
+        flatten.channels_last = True
+
     @torch.no_grad()
     def prepare_export(self) -> None:
         """Freeze weights, weight scales and the int32-grid bias as constants for tracing converters."""
         w = self.weight.detach().clone()
+        src = getattr(self, "_flatten", [None])[0]
+        if src is not None and len(src.in_shape) >= 2:  # columns C, *S -> *S, C (a pure permutation)
+            c, spatial = src.in_shape[0], src.in_shape[1:]
+            w = w.view(w.shape[0], c, *spatial).permute(0, *range(2, 2 + len(spatial)), 1).reshape(w.shape[0], -1)
         consts = {"export_w": w, "export_w_scale": weight_scale(w),
                   "export_w_zero": torch.zeros(w.shape[0], dtype=torch.int64),
                   "export_b": fake_quant_bias(self.bias.detach(), self.in_q.scale, w)}
@@ -208,11 +217,21 @@ class SameGrid(GraphOp):
         super().__init__(name)
         self.kind, self.fn, self.requant = kind, fn, requant
 
+    channels_last = False  # a flatten feeding a Linear: exported in the file's H, W, C order (see QLayer)
+    in_shape: tuple[int, ...] = ()
+
     @property
     def grid(self) -> ActQuant:
         return self._in_qs[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() > 2 and not self.lifted:
+            self.in_shape = tuple(x.shape[1:])  # C, *spatial: for the Linear's column order in export
+        if self.channels_last and self._in_qs[0].mode == "export" and x.dim() > 2:
+            # The converter keeps maps NHWC; flattening in C, H, W order would need a TRANSPOSE. Flatten in H, W, C
+            # order instead (the Linear's columns are permuted to match in QLayer.prepare_export).
+            y = x.permute(0, *range(2, x.dim()), 1).flatten(1)
+            return self._in_qs[0](y)
         y = self.fn.lifted_call(x) if self.lifted else self.fn(x)
         q = self._in_qs[0]
         if q.mode == "export" or (q.mode == "quant" and self.requant):
