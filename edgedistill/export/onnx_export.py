@@ -9,7 +9,6 @@ point is copied from the trained quantizers, so the file computes what QAT train
 
 from __future__ import annotations
 
-import tempfile
 import warnings
 from pathlib import Path
 

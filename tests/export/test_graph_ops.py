@@ -1,6 +1,7 @@
 """The graph-level int8 core, one tiny module per op (residual add, concat, SE gates, hardswish, ReLU6, pooling,
-pad, view) and every student family: calibrate + a few QAT steps -> int8 TFLite and int8 ONNX -> onnxruntime, LiteRT (XNNPACK and
-reference kernels) and TFLite Micro, each compared with the torch QAT model the file came from."""
+pad, view) and every student family: calibrate + a few QAT steps -> int8 TFLite and int8 ONNX -> onnxruntime,
+LiteRT (XNNPACK and reference kernels) and TFLite Micro, each compared with the torch QAT model the file came
+from."""
 
 import numpy as np
 import onnx
