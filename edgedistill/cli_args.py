@@ -10,19 +10,13 @@ _TRUE, _FALSE = ("", "1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def parse_student(value: str | None) -> dict | None:
-    """'cnn', 'cnn:width=16,depth=3' or 'width=8' -> StudentConfig fields."""
+    """'cnn', 'cnn:width=16,depth=3', 'width=8', 'mymodels.py:resnet,width=8' or 'pkg.mod:fn' -> StudentConfig
+    fields (grammar and errors: edgedistill.students.spec)."""
     if not value:
         return None
-    out: dict = {}
-    family, _, knobs = value.partition(":") if ":" in value or "=" not in value else ("", "", value)
-    if family:
-        out["family"] = family
-    for part in filter(None, knobs.split(",")):
-        key, eq, val = part.partition("=")
-        if not eq or key not in ("width", "depth") or not val.isdigit():
-            raise EdgeDistillError(f"Cannot parse student knob {part!r} in {value!r}; use e.g. cnn:width=16,depth=3.")
-        out[key] = int(val)
-    return out
+    from edgedistill.students.spec import parse_student_spec
+
+    return parse_student_spec(value)
 
 
 def parse_feature(value: str) -> dict:

@@ -41,9 +41,51 @@ class TeacherConfig(_Strict):
 
 
 class StudentConfig(_Strict):
-    family: str = Field("auto", description="registered family name, or auto (from the data's shape)")
-    width: int = Field(16, ge=1, le=1024)
-    depth: int = Field(3, ge=1, le=12)
+    """A registered family with width / depth, or your own model: `factory` ('path/file.py:function' or
+    'package.module:function', called with num_classes (+ in_channels / input_shape if it takes them) and
+    `factory_kwargs`). A relative file path is resolved against the current directory and stored absolute."""
+
+    family: str = Field("auto", description="registered family name, auto (from the data's shape), or custom")
+    width: int | None = Field(None, ge=1, le=1024, description="the family's width knob (default: the family's)")
+    depth: int | None = Field(None, ge=1, le=12, description="the family's depth knob (default: the family's)")
+    factory: str | None = Field(None, description="your own student: 'path/file.py:function' or 'pkg.mod:function'")
+    factory_kwargs: dict = Field(default_factory=dict, description="keyword arguments for the student factory")
+
+    @field_validator("factory")
+    @classmethod
+    def _factory(cls, v):
+        from edgedistill.students.spec import check_factory
+
+        return None if v is None else check_factory(v)
+
+    @model_validator(mode="after")
+    def _family_or_factory(self):
+        from edgedistill.students import CUSTOM, STUDENT_FAMILIES
+        from edgedistill.students.spec import check_factory_kwargs
+
+        if self.factory is None:
+            if self.factory_kwargs:
+                raise ValueError("factory_kwargs are given but no factory; name one (factory = 'file.py:function')")
+            if self.family not in ("auto", *STUDENT_FAMILIES.names()):
+                raise ValueError(f"unknown student family {self.family!r}; choose from auto, "
+                                 f"{', '.join(STUDENT_FAMILIES.names())}, or name your own factory")
+        elif self.family not in ("auto", CUSTOM):
+            raise ValueError(f"give either a student family ({self.family!r}) or a factory ({self.factory!r}), "
+                             "not both")
+        else:
+            check_factory_kwargs(self.factory_kwargs)
+            object.__setattr__(self, "family", CUSTOM)
+        return self
+
+    def arch(self, kind: str):
+        """The StudentArch to build for data of `kind` (image / signal / features)."""
+        from edgedistill.students import DEFAULT_FAMILY, StudentArch, family_defaults
+
+        if self.factory:
+            return StudentArch.custom(self.factory, self.factory_kwargs)
+        family = DEFAULT_FAMILY[kind] if self.family == "auto" else self.family
+        width, depth = family_defaults(family)
+        return StudentArch(family, self.width or width, self.depth or depth)
 
 
 class AugmentConfig(_Strict):

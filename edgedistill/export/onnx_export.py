@@ -1,4 +1,6 @@
-"""ONNX export. Float: torch.onnx. Int8: the QuantStudent written directly as a QDQ graph (opset 17).
+"""ONNX export. Float: torch.onnx. Int8: the quantized graph written directly as a QDQ graph (opset 17), one
+lowering per int8 op kind (`LOWERINGS`), every op's output behind a QuantizeLinear / DequantizeLinear pair with
+its quantizer's parameters.
 
 The int8 graph carries int8 weight initializers (per-channel scales, axis 0) and int32 biases with scale
 s_in · s_w, the layout onnxruntime's QDQ transformer fuses into QLinearConv / QGemm kernels. Every scale and zero
@@ -7,18 +9,22 @@ point is copied from the trained quantizers, so the file computes what QAT train
 
 from __future__ import annotations
 
-import tempfile
 import warnings
 from pathlib import Path
 
+import copy
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edgedistill.export.artifact import Artifact, TensorSpec, finish
 from edgedistill.optional import require
-from edgedistill.quantize.fake import int8_weights
-from edgedistill.quantize.qmodel import GlobalAvg, QLayer, QuantStudent, SameGrid, UnsupportedOpError
+from edgedistill.quantize.capture import UnsupportedOpError
+from edgedistill.quantize.fake import int32_bias, int8_weights
+from edgedistill.quantize.graph import QuantGraph
+from edgedistill.quantize.ops import Activation, AvgPool, Binary, Concat, Mean, QLayer, SameGrid
 
 OPSET = 17
 
@@ -63,57 +69,135 @@ class _Graph:
         return self.node("DequantizeLinear", [self.node("QuantizeLinear", [x, s, z], base + "_q"), s, z], base + "_dq")
 
 
-def _layer(g: _Graph, layer: QLayer, x: str) -> str:
+def _qdq_out(g: _Graph, y: str, op) -> str:
+    q = op.grid
+    return g.qdq(y, float(q.scale), int(q.zero_point), op.name + "_out")
+
+
+def _act(g: _Graph, y: str, act: str, base: str) -> str:
+    if act == "relu":
+        return g.node("Relu", [y], base + "_relu")
+    if act == "relu6":
+        lo, hi = g.const(base + "_min", np.array(0.0, np.float32)), g.const(base + "_max", np.array(6.0, np.float32))
+        return g.node("Clip", [y, lo, hi], base + "_relu6")
+    return y  # "none"; "hardsigmoid": folded into the weights, the [0, 1] output grid saturates
+
+
+def _pair(v, n: int) -> list[int]:
+    return [int(v)] * n if isinstance(v, int) else [int(u) for u in v]
+
+
+def _layer(g: _Graph, layer: QLayer, xs: list[str], shape) -> str:
     wq, ws = int8_weights(layer.weight)
-    s_in = float(layer.in_q.scale)
     w = g.node("DequantizeLinear", [g.const(layer.name + "_w_int8", wq), g.const(layer.name + "_w_scale", ws),
                                     g.const(layer.name + "_w_zp", np.zeros_like(ws, dtype=np.int8))],
                layer.name + "_w", axis=0)
-    bias_scale = (np.float32(s_in) * ws).astype(np.float32)
-    bq = np.round(layer.bias.detach().numpy().astype(np.float64) / bias_scale).astype(np.int32)
+    bq, bias_scale = int32_bias(layer.bias, float(layer.in_q.scale), layer.weight)
     b = g.node("DequantizeLinear", [g.const(layer.name + "_b_int32", bq), g.const(layer.name + "_b_scale", bias_scale),
                                     g.const(layer.name + "_b_zp", np.zeros_like(bq))], layer.name + "_b", axis=0)
     if layer.kind == "linear":
-        y = g.node("Gemm", [x, w, b], layer.name, transB=1)
+        y = g.node("Gemm", [xs[0], w, b], layer.name, transB=1)
     else:
         k = list(layer.weight.shape[2:])
-        stride = list(layer.stride) if isinstance(layer.stride, (tuple, list)) else [layer.stride] * len(k)
-        pad = list(layer.padding) if isinstance(layer.padding, (tuple, list)) else [layer.padding] * len(k)
-        y = g.node("Conv", [x, w, b], layer.name, kernel_shape=k, strides=stride, pads=pad + pad, group=layer.groups)
-    if layer.relu:
-        y = g.node("Relu", [y], layer.name + "_relu")
-    return g.qdq(y, float(layer.out_q.scale), int(layer.out_q.zero_point), layer.name + "_out")
+        pad = _pair(layer.padding, len(k))
+        y = g.node("Conv", [xs[0], w, b], layer.name, kernel_shape=k, strides=_pair(layer.stride, len(k)),
+                   pads=pad + pad, group=layer.groups)
+    return _act(g, y, layer.act, layer.name)
 
 
-def _same_grid(g: _Graph, stage: SameGrid, x: str, idx: int) -> str:
-    op, q = stage.op, stage.in_q[0]
-    if isinstance(op, nn.Flatten):
-        y = g.node("Flatten", [x], f"flatten{idx}", axis=1)
-    else:
-        k = [op.kernel_size] * (2 if isinstance(op, nn.MaxPool2d) else 1) if isinstance(op.kernel_size, int) else list(op.kernel_size)
-        st = op.stride if op.stride is not None else op.kernel_size
-        st = [st] * len(k) if isinstance(st, int) else list(st)
-        y = g.node("MaxPool", [x], f"maxpool{idx}", kernel_shape=k, strides=st)
-    return g.qdq(y, float(q.scale), int(q.zero_point), f"pool{idx}")
+def _binary(g: _Graph, op: Binary, xs: list[str], shape) -> str:
+    y = g.node({"add": "Add", "sub": "Sub", "mul": "Mul"}[op.kind], xs, op.name + "_" + op.kind)
+    return _act(g, y, op.act, op.name)
 
 
-def export_onnx_int8(qmodel: QuantStudent, input_shape: tuple[int, ...], num_classes: int, path: Path,
+def _concat(g: _Graph, op: Concat, xs: list[str], shape) -> str:
+    return g.node("Concat", xs, op.name + "_concat", axis=op.dim)
+
+
+def _mean(g: _Graph, op: Mean, xs: list[str], shape) -> str:
+    return g.node("ReduceMean", xs, op.name + "_mean", axes=list(op.dims), keepdims=int(op.keepdim))
+
+
+def _activation(g: _Graph, op: Activation, xs: list[str], shape) -> str:
+    return g.node({"hardswish": "HardSwish", "sigmoid": "Sigmoid"}[op.kind], xs, op.name + "_" + op.kind)
+
+
+def _pool(g: _Graph, op: SameGrid, x: str, onnx_op: str) -> str:
+    kw = op.fn.kwargs
+    k = kw["kernel_size"]
+    n = len(k) if not isinstance(k, int) else (2 if op.fn._fn in (F.max_pool2d, F.avg_pool2d) else 1)
+    pad = _pair(kw["padding"], n)
+    return g.node(onnx_op, [x], op.name + "_pool", kernel_shape=_pair(k, n), strides=_pair(kw["stride"], n),
+                  pads=pad + pad)
+
+
+def _avg_rounding(g: _Graph, op: SameGrid, y: str) -> str:
+    """TFLite's AVERAGE_POOL rounds the int8 codes' average half away from zero, QuantizeLinear half to even: nudge
+    y by s/(4n) towards the sign of its code y/s + z (codes are multiples of 1/n, so only ties move)."""
+    k = op.fn.kwargs["kernel_size"]
+    n = int(np.prod(_pair(k, 2 if op.fn._fn is F.avg_pool2d else 1)))
+    s, z = float(op.grid.scale), int(op.grid.zero_point)
+    code = g.node("Add", [y, g.const(op.name + "_zs", np.array(z * s, np.float32))], op.name + "_code")
+    sign = g.node("Sign", [code], op.name + "_sign")
+    nudge = g.node("Mul", [sign, g.const(op.name + "_eps", np.array(s / (4 * n), np.float32))], op.name + "_nudge")
+    return g.node("Add", [y, nudge], op.name + "_round")
+
+
+def _same_grid(g: _Graph, op: SameGrid, xs: list[str], shape) -> str:
+    x, kw = xs[0], op.fn.kwargs
+    if op.kind == "maxpool":
+        return _pool(g, op, x, "MaxPool")
+    if op.kind == "avgpool":
+        return _avg_rounding(g, op, _pool(g, op, x, "AveragePool"))
+    if op.kind in ("relu", "relu6"):
+        return _act(g, x, op.kind, op.name)
+    if op.kind == "flatten":
+        return g.node("Flatten", [x], op.name + "_flatten", axis=1)
+    if op.kind == "reshape":
+        return g.node("Reshape", [x, g.const(op.name + "_shape", np.array([0, *kw["shape"]], np.int64))],
+                      op.name + "_reshape")
+    if op.kind == "pad":
+        rank, pad = len(shape), list(kw["pad"])
+        begin, end = [0] * rank, [0] * rank
+        for i in range(len(pad) // 2):  # torch: (last dim begin, last dim end, next-to-last begin, ...)
+            begin[rank - 1 - i], end[rank - 1 - i] = pad[2 * i], pad[2 * i + 1]
+        return g.node("Pad", [x, g.const(op.name + "_pads", np.array(begin + end, np.int64))], op.name + "_pad",
+                      mode="constant")
+    raise UnsupportedOpError(f"Op {op.name!r} ({op.kind}) has no ONNX int8 lowering.")
+
+
+LOWERINGS = {QLayer: _layer, Binary: _binary, Concat: _concat, Mean: _mean, Activation: _activation,
+             SameGrid: _same_grid, AvgPool: _same_grid}
+
+
+def _shapes(qmodel: QuantGraph, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Each step's input shape (one sample), from a float pass of a copy."""
+    m = copy.deepcopy(qmodel)
+    m.set_mode("float")
+    shapes, hooks = {}, []
+    for key, _, _ in m.steps:
+        hooks.append(m.ops[key].register_forward_hook(
+            lambda mod, inp, out, key=key: shapes.__setitem__(key, tuple(inp[0].shape))))
+    with torch.no_grad():
+        m(torch.zeros(1, *input_shape))
+    return shapes
+
+
+def export_onnx_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], num_classes: int, path: Path,
                      name: str = "int8") -> Artifact:
     onnx = require("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     g = _Graph(helper, numpy_helper, TensorProto)
-    x = g.qdq("input", float(qmodel.input_q.scale), int(qmodel.input_q.zero_point), "input")
-    for idx, stage in enumerate(qmodel.stages):
-        if isinstance(stage, QLayer):
-            x = _layer(g, stage, x)
-        elif isinstance(stage, SameGrid):
-            x = _same_grid(g, stage, x, idx)
-        elif isinstance(stage, GlobalAvg):
-            x = g.qdq(g.node("GlobalAveragePool", [x], f"gap{idx}"), float(stage.out_q.scale),
-                      int(stage.out_q.zero_point), f"gap{idx}")
-        else:
-            raise UnsupportedOpError(f"Stage {idx} ({type(stage).__name__}) has no ONNX int8 lowering.")
+    shapes = _shapes(qmodel, input_shape)
+    env = {qmodel.input_name: g.qdq("input", float(qmodel.input_q.scale), int(qmodel.input_q.zero_point), "input")}
+    for key, ins, out in qmodel.steps:
+        op = qmodel.ops[key]
+        lower = LOWERINGS.get(type(op))
+        if lower is None:
+            raise UnsupportedOpError(f"Op {op.name!r} ({type(op).__name__}) has no ONNX int8 lowering.")
+        env[out] = _qdq_out(g, lower(g, op, [env[i] for i in ins], shapes[key]), op)
+    x = env[qmodel.output_name]
     g.nodes.append(helper.make_node("Identity", [x], ["logits"], name="output"))
     graph = helper.make_graph(
         g.nodes, "edgedistill_int8",

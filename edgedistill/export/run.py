@@ -44,7 +44,9 @@ def _data_spec(checkpoint: Path, data: str | None) -> dict:
 
 def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: bool, data: str | None = None,
                       calibration: str = "minmax", calibration_size: int = 1000, tolerance: float = 1.0,
-                      tflm_max_samples: int = 1000, overwrite: bool = False) -> ExportResult:
+                      tflm_max_samples: int = 1000, overwrite: bool = False, rounding: str = "float") -> ExportResult:
+    """`rounding`: the requantization the int8 reference model computes ("tflm" for a student trained with
+    TFLite Micro's rounding for a microcontroller target; quantize/mcu.py)."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_dir():
         raise ModelLoadError(f"Checkpoint {checkpoint} is not a directory written by `edgedistill distill`.")
@@ -60,10 +62,10 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
     if int8:
         qat_path = checkpoint / "student_qat.safetensors"
         if qat_path.exists():
-            qmodel, source = rebuild_quant_student(model, load_file(str(qat_path))), "qat"
+            qmodel, source = rebuild_quant_student(model, load_file(str(qat_path)), rounding), "qat"
         else:
             idx = calibration_indices(len(splits.train), calibration_size, 0)
-            qmodel = post_training_quantize(model, torch.from_numpy(splits.train.x[idx]), calibration)
+            qmodel = post_training_quantize(model, torch.from_numpy(splits.train.x[idx]), calibration, rounding)
             source = f"ptq-{calibration}"
     work = out.with_name(out.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
@@ -74,7 +76,7 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
         ref_f = predict_logits(model, torch.from_numpy(x)).numpy()
         ref_q = None if qmodel is None else predict_logits(qmodel, torch.from_numpy(x)).numpy()
         rows = check_parity(artifacts, ref_f, ref_q, x, splits.test.y, tolerance, tflm_max_samples)
-        record = {"checkpoint": str(checkpoint), "int8_source": source,
+        record = {"checkpoint": str(checkpoint), "int8_source": source, "int8_rounding": rounding if int8 else None,
                   "artifacts": [a.to_dict() for a in artifacts], "parity": [r.to_dict() for r in rows],
                   "parity_passed": all(r.passed for r in rows if r.checked)}
         write_json(work / "export.json", record)

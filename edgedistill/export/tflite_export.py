@@ -1,6 +1,6 @@
 """TFLite export through litert-torch (no TensorFlow): float, and full-integer int8 from the QAT quantizers.
 
-Int8 route: the QuantStudent in "export" mode places explicit quantize/dequantize ops (torch's
+Int8 route: the quantized graph (quantize/graph.py) in "export" mode places explicit quantize/dequantize ops (torch's
 quantized_decomposed ops) with the trained scales around every op; litert-torch lowers them to StableHLO uniform
 quantization and the LiteRT converter's STATIC QDQ mode folds them into int8 kernels with int8 input and output.
 We do not use litert-torch's PT2E quantizer (it fails on torch 2.13) nor ai-edge-quantizer's own calibration
@@ -21,7 +21,7 @@ from torch import nn
 
 from edgedistill.export.artifact import Artifact, TensorSpec, finish
 from edgedistill.optional import require
-from edgedistill.quantize.qmodel import QuantStudent
+from edgedistill.quantize.graph import QuantGraph
 
 
 def _static_qdq_config():
@@ -62,7 +62,7 @@ def export_tflite_float(model: nn.Module, input_shape: tuple[int, ...], path: Pa
     return Artifact(name, "tflite", "float32", path, size, digest, i, o)
 
 
-def export_tflite_int8(qmodel: QuantStudent, input_shape: tuple[int, ...], path: Path, name: str = "int8") -> Artifact:
+def export_tflite_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], path: Path, name: str = "int8") -> Artifact:
     m = copy.deepcopy(qmodel)
     m.set_mode("export")
     size, digest = _convert(m, torch.zeros(1, *input_shape), path, _static_qdq_config())

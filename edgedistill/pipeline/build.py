@@ -118,9 +118,9 @@ def _gate(out: Path, budget: Budget) -> Verdict:
 
 def _with_student(config: DistillConfig, found: SearchResult) -> DistillConfig:
     arch = found.chosen.arch
-    return config.model_copy(update={
-        "student": config.student.model_copy(update={"family": arch.family, "width": arch.width, "depth": arch.depth}),
-        "quant": config.quant.model_copy(update={"qat": True})})
+    student = config.student if arch.factory else config.student.model_copy(  # the user's own student stays as given
+        update={"family": arch.family, "width": arch.width, "depth": arch.depth})
+    return config.model_copy(update={"student": student, "quant": config.quant.model_copy(update={"qat": True})})
 
 
 def _versions() -> dict:

@@ -20,7 +20,7 @@ from edgedistill.distill.datafree import parse_synthetic
 from edgedistill.distill.schemes import check_online_teacher
 from edgedistill.errors import ConfigError
 from edgedistill.pipeline.checks import check_feature_terms, check_teacher_fits
-from edgedistill.students import DEFAULT_FAMILY, StudentArch, build_student
+from edgedistill.students import StudentArch, build_student
 from edgedistill.teachers import Teacher, TeacherSpec, load_teacher
 
 
@@ -79,9 +79,8 @@ def read_inputs(config: DistillConfig) -> Inputs:
 
 
 def student_arch(config: DistillConfig, splits: DataSplits) -> StudentArch:
-    """The student the config names (family 'auto': the default family of the data's kind)."""
-    family = DEFAULT_FAMILY[splits.kind] if config.student.family == "auto" else config.student.family
-    return StudentArch(family, config.student.width, config.student.depth)
+    """The student the config names (family 'auto': the default family of the data's kind; or the user's factory)."""
+    return config.student.arch(splits.kind)  # a family (auto: from the data's kind) or the user's factory
 
 
 def check_student(config: DistillConfig, inputs: Inputs, arch: StudentArch) -> None:

@@ -80,7 +80,7 @@ def distill_metrics(config: DistillConfig, inputs: Inputs, arch: StudentArch, ev
     composition from their own stage results, before anything is written)."""
     teachers = _teachers(config, inputs, members_te, ev.y_test)
     student = run_summary(trained.student, trained.result, ev)
-    student.update(arch=asdict(arch), objective=asdict(tuned.objective))
+    student.update(arch=arch.to_dict(), objective=asdict(tuned.objective))
     m = {
         "schema_version": SCHEMA_VERSION,
         "data": inputs.splits.summary(),

@@ -18,8 +18,11 @@ def teacher_params(teachers) -> int:
 
 def choose_student(config: DistillConfig, budget: Budget, inputs: Inputs) -> SearchResult:
     """The largest candidate that fits every limit, capped at half the teacher's parameters (a student as large as
-    its teacher is not compression)."""
-    families = None if config.student.family == "auto" else [config.student.family]
+    its teacher is not compression). A user's own student (a factory) is costed and checked against the budget
+    instead of searched."""
+    kind = kind_of(inputs.raw.train.x)
+    own = config.student.arch(kind) if config.student.factory else None  # the user's student: costed, not searched
+    families = None if config.student.family == "auto" or own else [config.student.family]
     s = inputs.splits
-    return search(kind_of(inputs.raw.train.x), s.input_shape, s.num_classes, budget, families,
-                  max_params=teacher_params(inputs.teachers) // 2)
+    return search(kind, s.input_shape, s.num_classes, budget, families,
+                  max_params=teacher_params(inputs.teachers) // 2, arch=own)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedistill.quantize.qmodel import QuantStudent, to_quant_student
+from edgedistill.quantize.graph import QuantStudent, to_quant_student
 
 
 def calibration_indices(n: int, size: int, seed: int) -> np.ndarray:
@@ -28,6 +28,7 @@ def calibrate(qmodel: QuantStudent, x: torch.Tensor, method: str = "minmax", bat
     return qmodel
 
 
-def post_training_quantize(float_model: nn.Module, x_calib: torch.Tensor, method: str = "minmax") -> QuantStudent:
+def post_training_quantize(float_model: nn.Module, x_calib: torch.Tensor, method: str = "minmax",
+                           rounding: str = "float") -> QuantStudent:
     """PTQ baseline: fold, calibrate and freeze a copy of the float student; no training."""
-    return calibrate(to_quant_student(copy.deepcopy(float_model).eval()), x_calib, method)
+    return calibrate(to_quant_student(copy.deepcopy(float_model).eval(), rounding), x_calib, method)

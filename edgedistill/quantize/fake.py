@@ -15,22 +15,26 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgedistill.errors import EdgeDistillError
 from edgedistill.quantize.ranges import QMAX, QMIN, RANGE_METHODS, scale_zero_point
 
 import torch.ao.quantization.fx._decomposed  # noqa: F401  registers torch.ops.quantized_decomposed
 
 _qd = torch.ops.quantized_decomposed
 _MAX_SAMPLES = 200_000
+INT32_MAX = 2**31 - 1
 
 
 class ActQuant(nn.Module):
     """Per-tensor int8 fake quantizer. Modes: "float" (identity), "observe" (record values, identity),
     "quant" (fake-quantize with the frozen scale / zero point), "export" (explicit Q/DQ ops for converters)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fixed: tuple[float, int] | None = None) -> None:
         super().__init__()
-        self.register_buffer("scale", torch.tensor(1.0))
-        self.register_buffer("zero_point", torch.tensor(0, dtype=torch.int64))
+        self.register_buffer("scale", torch.tensor(1.0 if fixed is None else float(fixed[0])))
+        self.register_buffer("zero_point", torch.tensor(0 if fixed is None else int(fixed[1]), dtype=torch.int64))
+        self.fixed = fixed  # (scale, zero point) the int8 spec prescribes (LOGISTIC: 1/256, -128); never calibrated
+        self.name = ""  # the graph value it quantizes, for error messages
         self.mode = "float"
         self._lo, self._hi = np.inf, -np.inf
         self._samples: list[np.ndarray] = []
@@ -62,9 +66,19 @@ class ActQuant(nn.Module):
             self._seen += k
 
     def freeze(self, method: str = "minmax") -> None:
-        """Fix scale / zero point from what was observed, then switch to fake quantization."""
+        """Fix scale / zero point from what was observed, then switch to fake quantization. A fixed quantizer
+        keeps the spec's values. Raises QuantRangeError when the observed values are not finite."""
+        if self.fixed is not None:
+            s, z = self.fixed
+            self.scale.fill_(s)
+            self.zero_point.fill_(z)
+            self._samples, self._seen, self.mode = [], 0, "quant"
+            return
         if not self._samples:
             raise RuntimeError("ActQuant.freeze() before any calibration data was observed")
+        if not (np.isfinite(self._lo) and np.isfinite(self._hi)):
+            raise QuantRangeError(f"The activation {self.name or 'of a layer'} took non-finite values (inf / NaN) "
+                                  "during calibration, so it has no int8 range; check the model and its inputs.")
         values = np.concatenate(self._samples)
         lo, hi = RANGE_METHODS.get(method)(values, self._lo, self._hi)
         s, z = scale_zero_point(lo, hi)
@@ -77,9 +91,15 @@ class ActQuant(nn.Module):
         return f"mode={self.mode}, scale={float(self.scale):.6g}, zero_point={int(self.zero_point)}"
 
 
+class QuantRangeError(EdgeDistillError):
+    """An activation has no usable int8 range (non-finite values during calibration)."""
+
+
 def weight_scale(w: torch.Tensor) -> torch.Tensor:
-    """Per-output-channel symmetric scale max|w_c| / 127 (float32, never zero)."""
-    return (w.detach().abs().flatten(1).amax(1) / 127.0).clamp_min(1e-12).float()
+    """Per-output-channel symmetric scale max|w_c| / 127 (float32). Never zero nor non-finite: an all-zero row
+    (any scale represents it exactly) gets 1 / 127, so its int32 bias grid s_in / 127 stays coarse enough."""
+    amax = w.detach().abs().flatten(1).amax(1).float()
+    return torch.where(amax > 0, amax / 127.0, torch.full_like(amax, 1.0 / 127.0)).clamp_min(1e-30)
 
 
 def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
@@ -96,9 +116,17 @@ def qdq_weight_export(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) 
 
 
 def fake_quant_bias(b: torch.Tensor, input_scale: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Round the bias to the int32 grid s_in · s_w[c]; straight-through gradient."""
+    """Round the bias to the int32 grid s_in · s_w[c] (saturating at the int32 range, as the exporters do);
+    straight-through gradient."""
     step = float(input_scale) * weight_scale(w)
-    return b + (torch.round(b / step) * step - b).detach()
+    return b + (torch.clamp(torch.round(b / step), -INT32_MAX, INT32_MAX) * step - b).detach()
+
+
+def int32_bias(b: torch.Tensor, input_scale: float, w: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The int32 bias and its per-channel scale s_in · s_w[c] an exporter writes (same rounding as QAT)."""
+    scale = (np.float32(input_scale) * weight_scale(w).numpy()).astype(np.float32)
+    q = np.clip(np.round(b.detach().numpy().astype(np.float64) / scale), -INT32_MAX, INT32_MAX).astype(np.int32)
+    return q, scale
 
 
 def int8_weights(w: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -13,23 +13,25 @@ from torch import nn
 
 from edgedistill.distill.trainer import FitResult, Objective, TrainSet, TrainSettings, fit
 from edgedistill.quantize.calibrate import calibrate
-from edgedistill.quantize.qmodel import QuantStudent, to_quant_student
+from edgedistill.quantize.graph import QuantStudent, to_quant_student
 
 
 def qat_distill(float_model: nn.Module, data: TrainSet, x_calib: torch.Tensor, val_x: torch.Tensor,
                 val_y: torch.Tensor, objective: Objective, settings: TrainSettings, *, method: str = "minmax",
-                lr_scale: float = 0.1, checkpoint: Path | None = None, progress=None) -> tuple[QuantStudent, FitResult]:
-    """Returns the best QAT student (by validation accuracy) and its training record. The float model is untouched."""
-    qmodel = calibrate(to_quant_student(copy.deepcopy(float_model).eval()), x_calib, method)
+                lr_scale: float = 0.1, checkpoint: Path | None = None, progress=None,
+                rounding: str = "float") -> tuple[QuantStudent, FitResult]:
+    """Returns the best QAT student (by validation accuracy) and its training record. The float model is untouched.
+    `rounding="tflm"` trains with TFLite Micro's requantization (a microcontroller target; quantize/mcu.py)."""
+    qmodel = calibrate(to_quant_student(copy.deepcopy(float_model).eval(), rounding), x_calib, method)
     qat_settings = replace(settings, lr=settings.lr * lr_scale)
     result = fit(qmodel, data, val_x, val_y, objective, qat_settings, checkpoint=checkpoint, progress=progress)
     qmodel.load_state_dict(result.best_state)
     return qmodel.eval(), result
 
 
-def rebuild_quant_student(float_model: nn.Module, state: dict) -> QuantStudent:
+def rebuild_quant_student(float_model: nn.Module, state: dict, rounding: str = "float") -> QuantStudent:
     """Recreate a trained QuantStudent from its float architecture and saved state (scales included)."""
-    qmodel = to_quant_student(copy.deepcopy(float_model).eval())
+    qmodel = to_quant_student(copy.deepcopy(float_model).eval(), rounding)
     qmodel.load_state_dict(state)
     qmodel.set_mode("quant")
     return qmodel.eval()

@@ -23,10 +23,14 @@ RANGE_METHODS: Registry = Registry("calibration method")
 
 def scale_zero_point(lo: float, hi: float) -> tuple[float, int]:
     """Asymmetric int8 parameters for a range that always contains 0 (so 0 is exactly representable):
-    scale = (hi - lo) / 255, zero_point = round(-128 - lo / scale), clamped to [-128, 127]."""
+    scale = (hi - lo) / 255, zero_point = round(-128 - lo / scale), clamped to [-128, 127].
+    The scale is never zero or non-finite: a range narrower than 1e-8 (a tensor that was 0 everywhere, e.g. a dead
+    channel) becomes [lo, lo + 1], whose grid still holds 0 exactly; a non-finite bound raises ValueError."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"no int8 range for non-finite bounds [{lo}, {hi}]")
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     if hi - lo < 1e-8:
-        hi = lo + 1e-8
+        hi = lo + 1.0
     scale = float(np.float32((hi - lo) / (QMAX - QMIN)))
     zp = int(np.clip(np.round(QMIN - lo / scale), QMIN, QMAX))
     return scale, zp

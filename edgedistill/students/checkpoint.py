@@ -1,19 +1,21 @@
 """A self-describing student checkpoint: weights (safetensors) + student.json (architecture, input, classes).
 
 Everything needed to rebuild the module is plain data, so later stages (export, profile) load it without pickles.
+A user's student is recorded by its factory spec (an absolute file path, or package.module:function) and keyword
+arguments: rebuilding it imports that code again, so the file must still be there (the error says so if not).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from edgedistill.data.splits import Normalizer
-from edgedistill.errors import ModelLoadError
+from edgedistill.errors import ConfigError, ModelLoadError
 from edgedistill.students import StudentArch, build_student
 
 WEIGHTS, META = "student.safetensors", "student.json"
@@ -36,7 +38,7 @@ def save_student(directory: Path, model: nn.Module, ckpt: StudentCheckpoint, ste
     weights = directory / f"{stem}.safetensors"
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(weights))
     meta = {
-        "arch": asdict(ckpt.arch), "input_shape": list(ckpt.input_shape), "num_classes": ckpt.num_classes,
+        "arch": ckpt.arch.to_dict(), "input_shape": list(ckpt.input_shape), "num_classes": ckpt.num_classes,
         "class_names": ckpt.class_names, "normalizer": ckpt.normalizer.to_dict(), "weights": weights.name,
     }
     (directory / f"{stem}.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -50,10 +52,12 @@ def load_student(path: Path) -> tuple[nn.Module, StudentCheckpoint]:
         raise ModelLoadError(f"No student checkpoint at {path} (expected {META} beside the weights).")
     try:
         meta = json.loads(meta_path.read_text())
-        ckpt = StudentCheckpoint(StudentArch(**meta["arch"]), tuple(meta["input_shape"]), int(meta["num_classes"]),
-                                 list(meta["class_names"]), Normalizer(**meta["normalizer"]))
+        ckpt = StudentCheckpoint(StudentArch.from_dict(meta["arch"]), tuple(meta["input_shape"]),
+                                 int(meta["num_classes"]), list(meta["class_names"]), Normalizer(**meta["normalizer"]))
         model = ckpt.build()
         model.load_state_dict(load_file(str(meta_path.parent / meta["weights"])))
+    except ConfigError as exc:  # the user's factory is gone or changed since the student was trained
+        raise ModelLoadError(f"Student checkpoint {meta_path} cannot be rebuilt: {exc}") from None
     except (KeyError, TypeError, ValueError, OSError, RuntimeError) as exc:
         raise ModelLoadError(f"Student checkpoint {meta_path} is damaged or incomplete: {exc}.") from None
     return model.eval(), ckpt

@@ -6,8 +6,10 @@ stages can hook layers by name and fuse Conv-BN-ReLU for quantization.
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -21,14 +23,47 @@ STUDENT_FAMILIES: Registry = Registry("student family")
 DEFAULT_FAMILY = {"image": "cnn", "signal": "conv1d", "features": "mlp"}
 
 
+CUSTOM = "custom"  # the family of a student built by the user's factory
+
+
 @dataclass(frozen=True)
 class StudentArch:
+    """A registered family with its knobs, or (family "custom") the user's factory spec and keyword arguments.
+
+    `factory` is 'package.module:function' or an absolute '/path/file.py:function'; `kwargs` is a sorted tuple of
+    (name, value) pairs so the architecture stays hashable and serialises to JSON as plain data."""
+
     family: str
     width: int = 16
     depth: int = 3
+    factory: str | None = None
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def custom(cls, factory: str, kwargs: dict | None = None) -> "StudentArch":
+        return cls(CUSTOM, factory=factory, kwargs=tuple(sorted((kwargs or {}).items())))
 
     def describe(self) -> str:
+        if self.factory:
+            return f"{self.factory}({', '.join(f'{k}={v!r}' for k, v in self.kwargs)})"
         return f"{self.family}(width={self.width}, depth={self.depth})"
+
+    def to_dict(self) -> dict:
+        d = {"family": self.family, "width": self.width, "depth": self.depth}
+        return {**d, "factory": self.factory, "kwargs": dict(self.kwargs)} if self.factory else d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StudentArch":
+        """Inverse of to_dict (checkpoints written before factories existed have no factory / kwargs keys)."""
+        if d.get("factory"):
+            return cls.custom(d["factory"], dict(d.get("kwargs") or {}))
+        return cls(d["family"], int(d.get("width", 16)), int(d.get("depth", 3)))
+
+
+def family_defaults(family: str) -> tuple[int, int]:
+    """(width, depth) a family uses when the user names neither: its builder's own defaults."""
+    params = inspect.signature(STUDENT_FAMILIES.get(family)).parameters
+    return int(params["width"].default), int(params["depth"].default)
 
 
 def _channels(width: int, depth: int) -> list[int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import pickle
 import zipfile
@@ -14,38 +13,7 @@ import torch
 from edgedistill.errors import ModelLoadError
 from edgedistill.teachers.accelerate import OrtRunner
 from edgedistill.teachers.base import TorchBackedTeacher, existing_file
-
-
-def import_factory(spec: str):
-    """Resolve `package.module:callable` (an importable module) or `path/to/file.py:callable` (a Python file, loaded
-    by path). Only imports a module the user named; never evaluates strings."""
-    if ":" not in spec:
-        raise ModelLoadError(f"Model factory {spec!r} must look like 'package.module:function' or "
-                             "'path/to/file.py:function'.")
-    mod_name, attr = spec.rsplit(":", 1)
-    try:
-        module = _module_from_file(mod_name) if mod_name.endswith(".py") else importlib.import_module(mod_name)
-    except ImportError as exc:
-        hint = "" if mod_name.endswith(".py") else (" (a module must be importable from the current directory or "
-                                                     "PYTHONPATH; or give the file: path/to/file.py:function)")
-        raise ModelLoadError(f"Cannot import module {mod_name!r} for model factory {spec!r}: {exc}{hint}.") from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ModelLoadError(f"Module {mod_name!r} has no callable {attr!r} (model factory {spec!r}).")
-    return fn
-
-
-def _module_from_file(path: str):
-    """Load a Python file as a module (its directory is not added to sys.path)."""
-    import importlib.util
-
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ImportError(f"file {p} does not exist")
-    mod_spec = importlib.util.spec_from_file_location(f"_edgedistill_factory_{p.stem}", p)
-    module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
-    return module
+from edgedistill.user_code import import_factory  # shared with student factories (file.py:fn too)
 
 
 def load_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:

@@ -26,9 +26,10 @@ def test_chosen_student_fits_when_measured_on_the_exported_file(tmp_path, flash)
     export_tflite_int8(calibrate(to_quant_student(model), torch.rand(32, 1, 8, 8)), (1, 8, 8), path)
     cost = tflite_cost(path)
     assert path.stat().st_size <= flash  # the real file, not the estimate
-    assert tflm_arena(path).activation_bytes <= budget.ram_bytes
-    assert cost.macs == c.macs and cost.peak_activation_bytes == c.arena_bytes
-    assert 0 <= c.file_bytes - path.stat().st_size <= 1024  # conservative, and close
+    arena = tflm_arena(path).activation_bytes
+    assert arena <= budget.ram_bytes
+    assert cost.macs == c.macs and arena == c.arena_bytes  # TFLite Micro's own planner, predicted exactly
+    assert 0 <= c.file_bytes - path.stat().st_size <= 4096  # an upper bound, and close
     # Largest capacity that fits: no fitting candidate has more parameters.
     assert all(o.params <= c.params for o in res.candidates if o.fits)
 
@@ -66,3 +67,33 @@ def test_search_cli():
     assert r.exit_code == 1 and r.output.startswith("error: No student fits") and "flash" in r.output
     r = CliRunner().invoke(main, ["search", "--data", "builtin:digits", "--budget", "flash=lots"])
     assert r.exit_code == 1 and "not a number" in r.output
+
+
+@pytest.mark.slow
+def test_reference_families_are_searchable_and_a_bigger_budget_never_picks_less():
+    fams = ["resnet8", "mobilenetv1", "mbv3"]
+    small = search("image", (3, 32, 32), 10, Budget(flash_bytes=48 * 1024, ram_bytes=64 * 1024), fams)
+    big = search("image", (3, 32, 32), 10, Budget(flash_bytes=160 * 1024, ram_bytes=64 * 1024), fams)
+    assert {c.arch.family for c in small.candidates} == set(fams)
+    assert small.chosen.file_bytes <= 48 * 1024 and small.chosen.arena_bytes <= 64 * 1024
+    assert big.chosen.params >= small.chosen.params
+    # At MLPerf Tiny's reference size, ResNet-8 is a candidate that fits 160 KB of flash.
+    ref = next(c for c in big.candidates if (c.arch.family, c.arch.width, c.arch.depth) == ("resnet8", 16, 3))
+    # Deployed parameters: BN's two per-channel parameters fold into one bias (240 BN channels); + the normaliser.
+    assert ref.fits and ref.params == 77_946 - 240 + 2 * 3
+
+
+def test_a_user_student_is_costed_against_the_budget(tmp_path):
+    from edgedistill.students import StudentArch
+
+    f = tmp_path / "net.py"
+    f.write_text("from torch import nn\n"
+                 "def net(num_classes, in_channels, width=8):\n"
+                 "    return nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(),\n"
+                 "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))\n")
+    arch = StudentArch.custom(f"{f}:net", {"width": 8})
+    res = search("image", (1, 8, 8), 10, Budget(flash_bytes=64 * 1024), arch=arch)
+    assert [c.arch for c in res.candidates] == [arch] and res.chosen.fits
+    assert res.chosen.macs == 8 * 8 * 8 * 9 + 8 * 10 + 64  # conv + fc + the normaliser's 1x1 depthwise
+    with pytest.raises(InfeasibleBudgetError, match="flash"):
+        search("image", (1, 8, 8), 10, Budget(flash_bytes=1000), arch=arch)

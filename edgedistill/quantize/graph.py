@@ -1,0 +1,450 @@
+"""The int8-simulating student: the float student's captured graph, rewritten op by op as int8 ops.
+
+`to_quant_student(model)` traces the model (quantize/capture.py), then walks its nodes in order:
+
+* BatchNorm folds into the conv / linear before it (y = γ(Wx + b − μ)/σ + β  →  W' = γW/σ, b' = γ(b − μ)/σ + β;
+  Jacob et al. 2018 sec. 3.2); a BatchNorm2d with no such producer becomes a depthwise 1×1 conv.
+* ReLU / ReLU6 fuse into the output range of the conv, linear, ADD, SUB or MUL that produces their input (the
+  TFLite kernels' fused activation); hardsigmoid folds into a conv / linear (quantize/ops.py).
+* The `Normalize` input layer becomes a depthwise 1×1 conv for images and signals (so the deployed file takes raw
+  samples) or folds into the first Linear for feature vectors (W' = W·diag(1/σ), b' = b − W·(μ/σ)). A channel the
+  normaliser found constant (σ at its floor) carries no information and is zeroed, so its 1/σ cannot blow up the
+  weight scale of every other channel.
+* Every other op becomes the quantize/ops.py op of its kind, each with a quantizer wherever its output leaves the
+  int8 grid. Builders register per op kind (`BUILDERS`); anything else is refused by name and module path.
+
+`QuantGraph` executes the steps in order; one instance feeds QAT, the ONNX QDQ writer and the TFLite converter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from edgedistill.quantize.capture import (SUPPORTED, UnsupportedOpError, capture, check_supported, node_path,
+                                          op_kind, refuse)
+from edgedistill.quantize.fake import ActQuant
+from edgedistill.quantize.mcu import ROUNDINGS
+from edgedistill.quantize.ops import (Activation, AvgPool, Binary, Concat, GraphOp, Lambda, Mean, QLayer, SameGrid,
+                                      reshape_to)
+
+__all__ = ["QuantGraph", "QuantStudent", "UnsupportedOpError", "SUPPORTED", "to_quant_student", "BUILDERS"]
+
+CONSTANT_INV_STD = 0.99e6  # Normalizer floors σ at 1e-6: a channel at the floor was constant in the training data
+
+
+class QuantGraph(nn.Module):
+    """input quantizer → int8 ops in graph order. `set_mode("observe"|"quant"|"export"|"float")` switches every
+    quantizer; `steps` are (op key, input value names, output value name)."""
+
+    def __init__(self, input_q: ActQuant, ops: dict[str, GraphOp], steps: list[tuple[str, tuple[str, ...], str]],
+                 input_name: str, output_name: str) -> None:
+        super().__init__()
+        self.input_q = input_q
+        self.ops = nn.ModuleDict(ops)
+        self.steps = steps
+        self.input_name, self.output_name = input_name, output_name
+        kinds = {getattr(op, "kind", "") for op in self.ops.values()} | {
+            getattr(getattr(op, "fn", None), "_fn", None) for op in self.ops.values()}
+        self.one_d = ("conv1d" in kinds or bool(kinds & {F.max_pool1d, F.avg_pool1d})) and not (
+            "conv2d" in kinds or bool(kinds & {F.max_pool2d, F.avg_pool2d}))
+        self.lifted = False
+        self.rounding = "float"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input_q(x)
+        if self.lifted:  # int8 N×C×L as N×C×1×L: the converter keeps NHWC kernels throughout, no transposes
+            x = x.unsqueeze(2)
+        env = {self.input_name: x}
+        for key, ins, out in self.steps:
+            env[out] = self.ops[key](*[env[i] for i in ins])
+        y = env[self.output_name]
+        return y.squeeze(2) if self.lifted and y.dim() == 4 else y
+
+    def quantizers(self) -> list[ActQuant]:
+        return [m for m in self.modules() if isinstance(m, ActQuant)]
+
+    def set_mode(self, mode: str) -> None:
+        """Switch every quantizer. "export" also freezes constants for converters and, for a 1-D graph, carries
+        its maps as N×C×1×L (litert-torch lowers 1-D convs with a transpose on each side; 2-D ones it keeps NHWC)."""
+        for q in self.quantizers():
+            q.mode = mode
+        self.lifted = mode == "export" and self.one_d
+        for op in self.ops.values():
+            op.lifted = self.lifted
+        if mode == "export":
+            for m in self.modules():
+                if hasattr(m, "prepare_export"):
+                    m.prepare_export()
+
+    def set_rounding(self, rounding: str) -> None:
+        """"float" (XNNPACK, onnxruntime: round(acc · M)) or "tflm" (TFLite Micro's fixed-point requantization of
+        every conv / linear output, quantize/mcu.py) for the "quant" forward."""
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {ROUNDINGS}, not {rounding!r}")
+        self.rounding = rounding
+        for op in self.ops.values():
+            if hasattr(op, "rounding"):
+                op.rounding = rounding
+
+    def grid_of(self, value: str) -> ActQuant:
+        """The quantizer of a graph value's int8 grid."""
+        if value == self.input_name:
+            return self.input_q
+        key = next(k for k, _, out in self.steps if out == value)
+        return self.ops[key].grid
+
+    @property
+    def output_q(self) -> ActQuant:
+        return self.grid_of(self.output_name)
+
+    @property
+    def stages(self) -> list[GraphOp]:
+        """The ops in execution order (one per step)."""
+        return [self.ops[k] for k, _, _ in self.steps]
+
+
+QuantStudent = QuantGraph  # the name the pipeline has always used
+
+
+@dataclass
+class _Ctx:
+    gm: fx.GraphModule
+    modules: dict[str, nn.Module]
+    alias: dict[str, str] = field(default_factory=dict)      # node name -> the value it is (identity ops)
+    grids: dict[str, ActQuant] = field(default_factory=dict)  # value name -> quantizer of its grid
+    ops: dict[str, GraphOp] = field(default_factory=dict)
+    steps: list = field(default_factory=list)
+    done: set = field(default_factory=set)                    # nodes absorbed by a fusion
+    norm_into: dict = field(default_factory=dict)             # Linear node name -> Normalize folded into it
+    pad_into: dict = field(default_factory=dict)              # conv node name -> zero padding folded into it
+    meta: set = field(default_factory=set)                    # non-tensor values (x.size(0), x.shape)
+
+    def val(self, node) -> str:
+        if not isinstance(node, fx.Node):
+            raise TypeError(node)
+        name = node.name
+        while name in self.alias:
+            name = self.alias[name]
+        return name
+
+    def kind(self, node: fx.Node) -> str | None:
+        return op_kind(node, self.modules)
+
+    def only_user(self, node: fx.Node) -> fx.Node | None:
+        users = list(node.users)
+        return users[0] if len(users) == 1 else None
+
+    def tensor_input(self, node: fx.Node, arg) -> str:
+        if not isinstance(arg, fx.Node) or self.val(arg) in self.meta or self.val(arg) not in self.grids:
+            raise refuse(node, self.modules, f"operand {arg!r} is not a tensor computed by the graph (constant "
+                                             "operands are not supported in int8; make them a layer's weights)")
+        return self.val(arg)
+
+    def add(self, node: fx.Node, op: GraphOp, inputs: list[str], out_node: fx.Node | None = None) -> None:
+        op.set_inputs([self.grids[i] for i in inputs])
+        out = (out_node or node).name
+        key = node.name
+        self.ops[key] = op
+        self.steps.append((key, tuple(inputs), out))
+        self.grids[out] = op.grid
+        op.grid.name = op.grid.name or f"{node_path(node)!r}"
+
+
+def _fold_bn(w: torch.Tensor, b: torch.Tensor | None, bn: nn.modules.batchnorm._BatchNorm):
+    b = torch.zeros(w.shape[0]) if b is None else b
+    inv = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    shape = (-1,) + (1,) * (w.dim() - 1)
+    return w * inv.view(shape), (b - bn.running_mean) * inv + bn.bias
+
+
+def _fuse_act(ctx: _Ctx, node: fx.Node, allowed: tuple[str, ...]) -> tuple[str, fx.Node]:
+    """If `node`'s only user is an activation in `allowed`, absorb it: returns (activation, last node)."""
+    user = ctx.only_user(node)
+    if user is not None and ctx.kind(user) in allowed:
+        ctx.done.add(user.name)
+        return ctx.kind(user), user
+    return "none", node
+
+
+def _conv_geometry(node: fx.Node, ctx: _Ctx, m: nn.Module) -> dict:
+    if m.dilation not in ((1, 1), (1,)) or m.padding_mode != "zeros":
+        raise refuse(node, ctx.modules, "dilation and non-zero padding modes are not supported in int8 export")
+    pad = m.padding
+    if isinstance(pad, str):
+        k = m.kernel_size
+        if pad == "same" and all(v % 2 for v in k):
+            pad = tuple(v // 2 for v in k)
+        elif pad == "valid":
+            pad = (0,) * len(k)
+        else:
+            raise refuse(node, ctx.modules, f"padding={pad!r} with an even kernel cannot be written as int8")
+    pad = (pad,) * len(m.kernel_size) if isinstance(pad, int) else tuple(pad)
+    extra = ctx.pad_into.pop(node.name, (0,) * len(pad))
+    return dict(stride=m.stride, padding=tuple(p + e for p, e in zip(pad, extra)), groups=m.groups)
+
+
+def _build_layer(ctx: _Ctx, node: fx.Node) -> None:
+    m = ctx.modules[node.target]
+    w, b = m.weight.detach().float(), None if m.bias is None else m.bias.detach().float()
+    src = node.args[0]
+    norm = ctx.norm_into.pop(node.name, None)
+    if norm is not None:
+        inv, mean = norm.inv_std.reshape(-1).clone(), norm.mean.reshape(-1)
+        inv[inv >= CONSTANT_INV_STD] = 0.0
+        b = (torch.zeros(w.shape[0]) if b is None else b) - w @ (mean * inv)
+        w = w * inv.reshape(1, -1)
+    end = node
+    user = ctx.only_user(node)
+    if user is not None and ctx.kind(user) == "bn":
+        w, b = _fold_bn(w, b, ctx.modules[user.target])
+        ctx.done.add(user.name)
+        end = user
+    b = torch.zeros(w.shape[0]) if b is None else b
+    act, end = _fuse_act(ctx, end, ("relu", "relu6", "hardsigmoid"))
+    if act == "hardsigmoid":  # relu6(z + 3) / 6 = clamp(z / 6 + 1/2, 0, 1)
+        w, b = w / 6.0, b / 6.0 + 0.5
+    if isinstance(m, nn.Linear):
+        layer = QLayer(node.target, w, b, "linear", act)
+        flat = ctx.ops.get(src.name) if isinstance(src, fx.Node) and len(src.users) == 1 else None
+        if isinstance(flat, SameGrid) and (flat.kind == "flatten" or flat.kind == "reshape"
+                                           and flat.fn.kwargs["shape"] == (-1,)):
+            layer.read_flattened(flat)
+    else:
+        kind = "conv2d" if isinstance(m, nn.Conv2d) else "conv1d"
+        layer = QLayer(node.target, w, b, kind, act, **_conv_geometry(node, ctx, m))
+    ctx.add(node, layer, [ctx.tensor_input(node, src)], end)
+
+
+def _depthwise(node: fx.Node, ctx: _Ctx, scale: torch.Tensor, shift: torch.Tensor, dims: int) -> None:
+    """y = scale[c] · x + shift[c] per channel, as a depthwise 1×1 conv."""
+    c = scale.numel()
+    w = scale.reshape(c, 1, *([1] * dims))
+    layer = QLayer(str(node_path(node)), w, shift.reshape(c), "conv2d" if dims == 2 else "conv1d", groups=c)
+    ctx.add(node, layer, [ctx.tensor_input(node, node.args[0])])
+
+
+def _build_normalize(ctx: _Ctx, node: fx.Node) -> None:
+    m = ctx.modules[node.target]
+    dims = m.mean.dim() - 2
+    if dims > 0:
+        inv = m.inv_std.reshape(-1).clone()
+        inv[inv >= CONSTANT_INV_STD] = 0.0
+        _depthwise(node, ctx, inv, -m.mean.reshape(-1) * inv, dims)
+        return
+    user = ctx.only_user(node)
+    if user is None or ctx.kind(user) != "layer" or not isinstance(ctx.modules[user.target], nn.Linear):
+        raise refuse(node, ctx.modules, "per-feature normalisation must be followed by a Linear layer (its only "
+                                        "user) to be folded into it for int8 export")
+    ctx.norm_into[user.name] = m  # exact: the Linear absorbs it
+    ctx.alias[node.name] = ctx.tensor_input(node, node.args[0])
+
+
+def _build_bn(ctx: _Ctx, node: fx.Node) -> None:
+    bn = ctx.modules[node.target]
+    if not isinstance(bn, nn.BatchNorm2d):
+        raise refuse(node, ctx.modules, "a BatchNorm1d must follow a Conv1d / Linear (its only user) to be folded")
+    inv = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    _depthwise(node, ctx, inv, bn.bias.detach() - bn.running_mean * inv, 2)
+
+
+def _arg(node: fx.Node, i: int, name: str, default=None):
+    return node.args[i] if len(node.args) > i else node.kwargs.get(name, default)
+
+
+def _build_binary(ctx: _Ctx, node: fx.Node) -> None:
+    kind = ctx.kind(node)
+    if node.kwargs.get("alpha", 1) != 1 or len(node.args) != 2:
+        raise refuse(node, ctx.modules, "only `a + b`, `a - b` and `a * b` of two tensors are supported")
+    a, b = (ctx.tensor_input(node, x) for x in node.args)
+    act, end = _fuse_act(ctx, node, ("relu", "relu6"))
+    ctx.add(node, Binary(node_path(node), kind, act), [a, b], end)
+
+
+def _build_cat(ctx: _Ctx, node: fx.Node) -> None:
+    xs, dim = _arg(node, 0, "tensors"), _arg(node, 1, "dim", 0)
+    if dim == 0:
+        raise refuse(node, ctx.modules, "concatenation along the batch dimension is not a model op")
+    ctx.add(node, Concat(node_path(node), dim), [ctx.tensor_input(node, x) for x in xs])
+
+
+def _mean_dims(node: fx.Node, ctx: _Ctx) -> tuple[tuple[int, ...], bool]:
+    kind = ctx.kind(node)
+    if kind == "gap":
+        m = ctx.modules.get(node.target) if node.op == "call_module" else None
+        size = m.output_size if m is not None else _arg(node, 1, "output_size")
+        if size not in (1, (1,), (1, 1)):
+            raise refuse(node, ctx.modules, "adaptive average pooling is supported to output size 1 only")
+        one_d = isinstance(m, nn.AdaptiveAvgPool1d) or node.target is F.adaptive_avg_pool1d
+        return ((2,) if one_d else (2, 3)), True
+    dims = _arg(node, 1, "dim")
+    if dims is None:
+        raise refuse(node, ctx.modules, "a mean over every dimension (batch included) is not a model op")
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    if 0 in dims:
+        raise refuse(node, ctx.modules, "a mean over the batch dimension is not a model op")
+    return dims, bool(_arg(node, 2, "keepdim", False))
+
+
+def _build_mean(ctx: _Ctx, node: fx.Node) -> None:
+    dims, keep = _mean_dims(node, ctx)
+    ctx.add(node, Mean(node_path(node), dims, keep), [ctx.tensor_input(node, node.args[0])])
+
+
+def _build_activation(ctx: _Ctx, node: fx.Node) -> None:
+    kind = ctx.kind(node)
+    ctx.add(node, Activation(node_path(node), kind), [ctx.tensor_input(node, node.args[0])])
+
+
+def _same(ctx: _Ctx, node: fx.Node, kind: str, fn: Lambda, requant: bool = False) -> None:
+    ctx.add(node, SameGrid(node_path(node), kind, fn, requant), [ctx.tensor_input(node, node.args[0])])
+
+
+def _pool_args(ctx: _Ctx, node: fx.Node) -> dict:
+    m = ctx.modules.get(node.target) if node.op == "call_module" else None
+    if m is not None:
+        k, stride, pad = m.kernel_size, m.stride or m.kernel_size, m.padding
+        flags = [getattr(m, "ceil_mode", False), getattr(m, "return_indices", False),
+                 getattr(m, "dilation", 1) not in (1, (1,), (1, 1)), getattr(m, "divisor_override", None)]
+    else:
+        k, stride, pad = _arg(node, 1, "kernel_size"), _arg(node, 2, "stride"), _arg(node, 3, "padding", 0)
+        stride = stride or k
+        kw = node.kwargs
+        flags = [len(node.args) > 4, kw.get("ceil_mode"), kw.get("return_indices"), kw.get("divisor_override"),
+                 kw.get("dilation", 1) not in (1, (1,), (1, 1))]
+    if any(flags):
+        raise refuse(node, ctx.modules, "ceil_mode, dilation, divisor_override and return_indices are not "
+                                        "supported in int8 pooling")
+    return dict(kernel_size=k, stride=stride, padding=pad)
+
+
+def _two_d(ctx: _Ctx, node: fx.Node) -> bool:
+    m = ctx.modules.get(node.target) if node.op == "call_module" else None
+    return isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) or node.target in (F.max_pool2d, F.avg_pool2d)
+
+
+def _build_maxpool(ctx: _Ctx, node: fx.Node) -> None:
+    fn = F.max_pool2d if _two_d(ctx, node) else F.max_pool1d
+    _same(ctx, node, "maxpool", Lambda("maxpool", fn, **_pool_args(ctx, node)))
+
+
+def _build_avgpool(ctx: _Ctx, node: fx.Node) -> None:
+    args = _pool_args(ctx, node)
+    if args["padding"] not in (0, (0, 0), (0,)):
+        raise refuse(node, ctx.modules, "average pooling with padding (counted or not) is not supported in int8; "
+                                        "pad explicitly with F.pad")
+    fn = F.avg_pool2d if _two_d(ctx, node) else F.avg_pool1d
+    ctx.add(node, AvgPool(node_path(node), Lambda("avgpool", fn, **args)), [ctx.tensor_input(node, node.args[0])])
+
+
+def _build_relu(ctx: _Ctx, node: fx.Node) -> None:
+    kind = ctx.kind(node)
+    _same(ctx, node, kind, Lambda(kind, F.relu if kind == "relu" else F.relu6), requant=kind == "relu6")
+
+
+def _symmetric_pad(pad: tuple[int, ...], dims: int) -> tuple[int, ...] | None:
+    """torch's (last begin, last end, previous begin, ...) as per-dimension padding, when symmetric."""
+    pad = tuple(pad) + (0,) * (2 * dims - len(pad))
+    if len(pad) != 2 * dims or any(pad[2 * i] != pad[2 * i + 1] for i in range(dims)):
+        return None
+    return tuple(pad[2 * (dims - 1 - d)] for d in range(dims))
+
+
+def _build_pad(ctx: _Ctx, node: fx.Node) -> None:
+    pad, mode, value = _arg(node, 1, "pad"), _arg(node, 2, "mode", "constant"), _arg(node, 3, "value", None)
+    if mode != "constant" or value not in (None, 0, 0.0):
+        raise refuse(node, ctx.modules, "only zero padding (mode='constant', value=0) is supported in int8")
+    user = ctx.only_user(node)
+    conv = ctx.modules.get(user.target) if user is not None and user.op == "call_module" else None
+    if isinstance(conv, (nn.Conv1d, nn.Conv2d)) and conv.padding_mode == "zeros" and user.name not in ctx.pad_into:
+        per_dim = _symmetric_pad(pad, conv.weight.dim() - 2)
+        if per_dim is not None:  # symmetric zero padding before a conv is the conv's own padding (no PAD op)
+            ctx.pad_into[user.name] = per_dim
+            ctx.alias[node.name] = ctx.tensor_input(node, node.args[0])
+            return
+    _same(ctx, node, "pad", Lambda("pad", F.pad, pad=tuple(pad)))
+
+
+def _build_flatten(ctx: _Ctx, node: fx.Node) -> None:
+    m = ctx.modules.get(node.target) if node.op == "call_module" else None
+    start = m.start_dim if m is not None else _arg(node, 1, "start_dim", 0)
+    end = m.end_dim if m is not None else _arg(node, 2, "end_dim", -1)
+    if start != 1 or end != -1:
+        raise refuse(node, ctx.modules, "only flattening from dimension 1 to the end is supported (the batch stays)")
+    _same(ctx, node, "flatten", Lambda("flatten", torch.flatten, start_dim=1))
+
+
+def _build_reshape(ctx: _Ctx, node: fx.Node) -> None:
+    shape = list(node.args[1:])
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = list(shape[0])
+    rest = shape[1:]  # the first entry is the batch (x.size(0), -1 or a number)
+    if not rest or not all(isinstance(v, int) for v in rest):
+        raise refuse(node, ctx.modules, "view / reshape must keep the batch first and give the other sizes as "
+                                        "numbers, e.g. x.view(x.size(0), -1)")
+    _same(ctx, node, "reshape", Lambda("reshape", reshape_to, shape=tuple(rest)))
+
+
+def _build_identity(ctx: _Ctx, node: fx.Node) -> None:
+    ctx.alias[node.name] = ctx.tensor_input(node, node.args[0])
+
+
+def _build_meta(ctx: _Ctx, node: fx.Node) -> None:
+    ctx.meta.add(node.name)  # x.size(0) / x.shape[...]: only reshape may read it (as the batch)
+
+
+BUILDERS: dict[str, Callable[[_Ctx, fx.Node], None]] = {
+    "layer": _build_layer, "normalize": _build_normalize, "bn": _build_bn, "add": _build_binary,
+    "sub": _build_binary, "mul": _build_binary, "cat": _build_cat, "mean": _build_mean, "gap": _build_mean,
+    "hardswish": _build_activation, "sigmoid": _build_activation, "maxpool": _build_maxpool,
+    "avgpool": _build_avgpool, "relu": _build_relu, "relu6": _build_relu, "pad": _build_pad,
+    "flatten": _build_flatten, "reshape": _build_reshape, "identity": _build_identity, "meta": _build_meta,
+}
+
+
+def _build_hardsigmoid(ctx: _Ctx, node: fx.Node) -> None:
+    raise refuse(node, ctx.modules, "hardsigmoid is supported as the activation of a conv / linear layer (its only "
+                                    "user), where it folds into the weights, e.g. an SE gate's last layer")
+
+
+BUILDERS["hardsigmoid"] = _build_hardsigmoid
+
+
+@torch.no_grad()
+def to_quant_student(model: nn.Module, rounding: str = "float") -> QuantGraph:
+    """Rewrite a float student (any nn.Module torch.fx can trace, made of the supported ops) as a QuantGraph.
+    The input model is not modified. `rounding="tflm"` makes QAT compute TFLite Micro's requantization (for a
+    microcontroller target). Raises UnsupportedOpError naming the layer it cannot express in int8."""
+    was_training = model.training
+    model.eval()
+    try:
+        gm = capture(model)
+    finally:
+        model.train(was_training)
+    check_supported(gm)
+    ctx = _Ctx(gm, dict(gm.named_modules()))
+    input_q, input_name, output_name = ActQuant(), None, None
+    for node in gm.graph.nodes:
+        if node.name in ctx.done:
+            continue
+        kind = ctx.kind(node)
+        if kind == "input":
+            input_name = node.name
+            ctx.grids[node.name] = input_q
+            input_q.name = "the input"
+        elif kind == "output":
+            out = node.args[0]
+            if not isinstance(out, fx.Node):
+                raise UnsupportedOpError("The student's forward must return one tensor (the logits); it returns "
+                                         f"{type(out).__name__}.")
+            output_name = ctx.tensor_input(node, out)
+        else:
+            BUILDERS[kind](ctx, node)
+    graph = QuantGraph(input_q, ctx.ops, ctx.steps, input_name, output_name)
+    graph.set_rounding(rounding)
+    return graph

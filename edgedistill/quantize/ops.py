@@ -1,0 +1,297 @@
+"""The int8 ops of a quantized graph, each simulating one TFLite int8 kernel (TFLite int8 quantization spec,
+https://ai.google.dev/edge/litert/models/quantization_spec) and each knowing the quantizer of its output grid.
+
+* `QLayer`: CONV_2D / DEPTHWISE_CONV_2D / 1-D conv / FULLY_CONNECTED with BN folded, per-channel symmetric int8
+  weights, an int32 bias on s_in · s_w and a fused activation (none, ReLU, ReLU6, or hardsigmoid folded into the
+  weights: relu6(z + 3) / 6 = clamp(z / 6 + 1/2, 0, 1), the clamp being the saturation of a fixed [0, 1] grid).
+* `Binary`: ADD / SUB / MUL. Each input stays on its own grid, the kernel rescales them and requantizes to the
+  output's own quantizer (optionally with a fused ReLU / ReLU6).
+* `Concat`: CONCATENATION; inputs on their own grids, the output on its own (the converter inserts a requantizing
+  QUANTIZE op for an input whose grid differs, which computes the same rounding as the fake quantizer).
+* `Mean`: MEAN / global average pooling, requantized to its own quantizer.
+* `Activation`: HARD_SWISH (own quantizer), LOGISTIC (the spec's fixed output 1/256, zero point -128).
+* `SameGrid`: MAX_POOL, PAD, RESHAPE / flatten, RELU, RELU6 and AVERAGE_POOL keep their input's grid (the spec
+  requires AVERAGE_POOL_2D's output to share its input's scale); ops that can leave the grid (averaging, the ReLU6
+  bound) round back to it.
+
+Every op is a module whose forward takes the graph values it reads; its `out_q` is the quantizer of what it writes.
+In "export" mode each op emits explicit quantize / dequantize ops with those parameters, which the LiteRT converter
+folds into int8 kernels, and which the ONNX writer reproduces as QDQ pairs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgedistill.quantize.fake import ActQuant, fake_quant_bias, fake_quant_weight, qdq_weight_export, weight_scale
+from edgedistill.quantize.mcu import requantize_tflm
+
+LOGISTIC_GRID = (1.0 / 256.0, -128)   # TFLite int8 spec: LOGISTIC output scale 1/256, zero point -128
+UNIT_GRID = (1.0 / 255.0, -128)       # hardsigmoid's [0, 1]: saturation of this grid is the clamp
+
+
+def _act(kind: str, y: torch.Tensor) -> torch.Tensor:
+    if kind == "relu":
+        return F.relu(y)
+    if kind == "relu6":
+        return F.relu6(y)
+    return y
+
+
+class GraphOp(nn.Module):
+    """Base: `in_qs` holds the quantizers of the inputs' grids (a list, so they are not registered twice)."""
+
+    kind = "op"
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name  # the float model's module path or graph node, for messages and exported names
+        self._in_qs: list[ActQuant] = []
+        self.lifted = False  # export of a 1-D graph as 2-D with height 1 (see QuantGraph.set_mode)
+
+    @property
+    def in_qs(self) -> list[ActQuant]:
+        return self._in_qs
+
+    def set_inputs(self, qs: list[ActQuant]) -> None:
+        self._in_qs[:] = list(qs)
+
+    @property
+    def grid(self) -> ActQuant:
+        """The quantizer of this op's output."""
+        return self.out_q
+
+
+class QLayer(GraphOp):
+    """Conv (1-D / 2-D, depthwise via groups) or linear with folded BN and a fused activation."""
+
+    def __init__(self, name: str, weight: torch.Tensor, bias: torch.Tensor, kind: str, act: str = "none",
+                 stride=1, padding=0, groups: int = 1) -> None:
+        super().__init__(name)
+        self.weight = nn.Parameter(weight.detach().clone().float())
+        self.bias = nn.Parameter(bias.detach().clone().float())
+        self.kind, self.stride, self.padding, self.groups = kind, stride, padding, groups
+        self.act = act  # "none" | "relu" | "relu6" | "hardsigmoid" (weights already scaled by 1/6, bias + 1/2)
+        self.out_q = ActQuant(fixed=UNIT_GRID if act == "hardsigmoid" else None)
+        self.rounding = "float"  # "tflm": requantize as TFLite Micro's kernels do (quantize/mcu.py)
+
+    @property
+    def in_q(self) -> ActQuant:
+        return self._in_qs[0]
+
+    @property
+    def relu(self) -> bool:
+        return self.act == "relu"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mode = self.out_q.mode
+        w, b = self.weight, self.bias
+        if mode == "quant":
+            w = fake_quant_weight(w)
+            b = fake_quant_bias(b, self.in_q.scale, self.weight)
+        elif mode == "export":
+            w = qdq_weight_export(self.export_w, self.export_w_scale, self.export_w_zero)
+            b = self.export_b
+        if self.kind == "linear":
+            y = F.linear(x, w, b)
+        elif self.kind == "conv1d" and self.lifted:
+            y = F.conv2d(x, w.unsqueeze(2), b, (1, _one(self.stride)), (0, _one(self.padding)), 1, self.groups)
+        elif self.kind == "conv1d":
+            y = F.conv1d(x, w, b, self.stride, self.padding, 1, self.groups)
+        else:
+            y = F.conv2d(x, w, b, self.stride, self.padding, 1, self.groups)
+        if self.act == "hardsigmoid" and mode in ("float", "observe"):
+            y = torch.clamp(y, 0.0, 1.0)  # in "quant" / "export" the [0, 1] grid's saturation is the clamp
+        out = self.out_q(_act(self.act, y))
+        if mode == "quant" and self.rounding == "tflm":
+            out = out + (self._tflm_output(x, w, b) - out).detach()  # TFLM's integers, straight-through gradient
+        return out
+
+    def _conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.kind == "linear":
+            return F.linear(x, w, b)
+        conv = F.conv1d if self.kind == "conv1d" else F.conv2d
+        return conv(x, w, b, self.stride, self.padding, 1, self.groups)
+
+    @torch.no_grad()
+    def _tflm_output(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The exact int32 accumulator (float64 holds it exactly), requantized with TFLite's fixed-point
+        multiplier; returned dequantized."""
+        s_in, s_w = float(self.in_q.scale), weight_scale(self.weight)
+        shape = (-1,) + (1,) * (w.dim() - 1)
+        acc = self._conv(torch.round(x.detach() / s_in).double(), torch.round(w.detach() / s_w.view(shape)).double(),
+                         torch.round(b.detach() / (s_in * s_w)).double())
+        s_out, zp = float(self.out_q.scale), int(self.out_q.zero_point)
+        kernel = "linear" if self.kind == "linear" else "depthwise" if self.groups > 1 else "conv"
+        code = requantize_tflm(torch.round(acc), s_in, s_w, s_out, zp, self.act, kernel)
+        return (code - zp) * s_out
+
+    def read_flattened(self, flatten: "SameGrid") -> None:
+        """This Linear reads a flattened map: in export, take its columns in the H, W, C order the flatten writes."""
+        self._flatten = [flatten]
+        flatten.channels_last = True
+
+    @torch.no_grad()
+    def prepare_export(self) -> None:
+        """Freeze weights, weight scales and the int32-grid bias as constants for tracing converters."""
+        w = self.weight.detach().clone()
+        src = getattr(self, "_flatten", [None])[0]
+        if src is not None and len(src.in_shape) >= 2:  # columns C, *S -> *S, C (a pure permutation)
+            c, spatial = src.in_shape[0], src.in_shape[1:]
+            w = w.view(w.shape[0], c, *spatial).permute(0, *range(2, 2 + len(spatial)), 1).reshape(w.shape[0], -1)
+        consts = {"export_w": w, "export_w_scale": weight_scale(w),
+                  "export_w_zero": torch.zeros(w.shape[0], dtype=torch.int64),
+                  "export_b": fake_quant_bias(self.bias.detach(), self.in_q.scale, w)}
+        for name, value in consts.items():  # buffers, so torch.export lifts them as graph inputs
+            self.register_buffer(name, value, persistent=False)
+
+
+BINARY: dict[str, Callable] = {"add": torch.add, "sub": torch.sub, "mul": torch.mul}
+
+
+class Binary(GraphOp):
+    """ADD / SUB / MUL of two graph values, each on its own grid; output requantized (fused ReLU / ReLU6)."""
+
+    def __init__(self, name: str, op: str, act: str = "none") -> None:
+        super().__init__(name)
+        self.kind, self.act = op, act
+        self.out_q = ActQuant()
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.out_q(_act(self.act, BINARY[self.kind](a, b)))
+
+
+class Concat(GraphOp):
+    kind = "concat"
+
+    def __init__(self, name: str, dim: int) -> None:
+        super().__init__(name)
+        self.dim = dim
+        self.out_q = ActQuant()
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return self.out_q(torch.cat(xs, _lift_dims((self.dim,), self.lifted)[0]))
+
+
+class Mean(GraphOp):
+    """MEAN over `dims` (global average pooling when they are the spatial ones), requantized."""
+
+    kind = "mean"
+
+    def __init__(self, name: str, dims: tuple[int, ...], keepdim: bool) -> None:
+        super().__init__(name)
+        self.dims, self.keepdim = tuple(dims), keepdim
+        self.out_q = ActQuant()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out_q(x.mean(dim=_lift_dims(self.dims, self.lifted), keepdim=self.keepdim))
+
+
+ACTIVATIONS: dict[str, tuple[Callable, tuple[float, int] | None]] = {
+    "hardswish": (F.hardswish, None),
+    "sigmoid": (torch.sigmoid, LOGISTIC_GRID),
+}
+
+
+class Activation(GraphOp):
+    """HARD_SWISH (calibrated output) or LOGISTIC (the spec's fixed output grid)."""
+
+    def __init__(self, name: str, kind: str) -> None:
+        super().__init__(name)
+        self.kind = kind
+        self.out_q = ActQuant(fixed=ACTIVATIONS[kind][1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out_q(ACTIVATIONS[self.kind][0](x))
+
+
+class SameGrid(GraphOp):
+    """An op whose output stays on its input's grid. `fn` is a module (MaxPool, AvgPool, Flatten, a Lambda);
+    `requant`: the op can leave the grid (averaging, the ReLU6 bound), so "quant" mode rounds back to it."""
+
+    def __init__(self, name: str, kind: str, fn: nn.Module, requant: bool = False) -> None:
+        super().__init__(name)
+        self.kind, self.fn, self.requant = kind, fn, requant
+
+    channels_last = False  # a flatten feeding a Linear: exported in the file's H, W, C order (see QLayer)
+    in_shape: tuple[int, ...] = ()
+
+    @property
+    def grid(self) -> ActQuant:
+        return self._in_qs[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() > 2 and not self.lifted:
+            self.in_shape = tuple(x.shape[1:])  # C, *spatial: for the Linear's column order in export
+        if self.channels_last and self._in_qs[0].mode == "export" and x.dim() > 2:
+            # The converter keeps maps NHWC; flattening in C, H, W order would need a TRANSPOSE. Flatten in H, W, C
+            # order instead (the Linear's columns are permuted to match in QLayer.prepare_export).
+            y = x.permute(0, *range(2, x.dim()), 1).flatten(1)
+            return self._in_qs[0](y)
+        y = self.fn.lifted_call(x) if self.lifted else self.fn(x)
+        q = self._in_qs[0]
+        if q.mode == "export" or (q.mode == "quant" and self.requant):
+            return q(y)  # explicit Q/DQ for converters; rounding back to the grid in QAT
+        return y
+
+
+class AvgPool(SameGrid):
+    """AVERAGE_POOL_2D (and its 1-D form): the output on the input's grid, as the int8 spec requires. The kernel
+    averages the raw int8 values and rounds half away from zero ((sum ± n/2) / n, TFLite's reference kernel); QAT
+    rounds the same way (ties are common: an average of n values lands on k/n), with a straight-through gradient."""
+
+    def __init__(self, name: str, fn: nn.Module) -> None:
+        super().__init__(name, "avgpool", fn, requant=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self._in_qs[0]
+        if q.mode != "quant":
+            return super().forward(x)
+        s, z = float(q.scale), int(q.zero_point)
+        y = self.fn(x)
+        raw = self.fn(torch.round(x.detach() / s) + z)  # the int8 codes' average, k / n exactly
+        code = torch.clamp(torch.sign(raw) * torch.floor(raw.abs() + 0.5), -128, 127)
+        return y + ((code - z) * s - y).detach()
+
+
+class Lambda(nn.Module):
+    """A parameter-free tensor function with fixed arguments (pad, reshape, relu ...), as a module."""
+
+    def __init__(self, kind: str, fn: Callable, **kwargs) -> None:
+        super().__init__()
+        self.kind, self._fn, self.kwargs = kind, fn, kwargs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fn(x, **self.kwargs)
+
+    def lifted_call(self, x: torch.Tensor) -> torch.Tensor:
+        """The same op on a 1-D map carried as N×C×1×L (1-D pools become 2-D pools of height 1)."""
+        if self._fn in LIFT_2D:
+            kw = self.kwargs
+            return LIFT_2D[self._fn](x, (1, _one(kw["kernel_size"])), (1, _one(kw["stride"])),
+                                     (0, _one(kw["padding"])))
+        return self._fn(x, **self.kwargs)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, {self.kwargs}"
+
+
+LIFT_2D = {F.max_pool1d: F.max_pool2d, F.avg_pool1d: F.avg_pool2d}
+
+
+def _one(v) -> int:
+    return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
+
+
+def _lift_dims(dims: tuple[int, ...], lifted: bool) -> tuple[int, ...]:
+    """A 1-D map's dimensions on its N×C×1×L form (the length moves from 2 to 3; negative ones stay)."""
+    return tuple(d + 1 if lifted and d >= 2 else d for d in dims)
+
+
+def reshape_to(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Reshape keeping the batch dimension: `shape` excludes it."""
+    return x.reshape(x.shape[0], *shape)

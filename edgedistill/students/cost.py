@@ -1,0 +1,167 @@
+"""Exact cost of a student on its int8 graph, without exporting: MACs, int8 weight bytes, and the tensor arena
+TFLite Micro plans for it.
+
+The student is captured as a graph (torch.fx) and rewritten as the graph the int8 exporters write
+(`quantize.to_quant_student`: BatchNorm folded into its conv / linear, ReLU / ReLU6 / hardsigmoid fused into their
+producer, `Normalize` a depthwise 1×1 conv or folded into the first Linear), then run once on a zero sample
+(batch 1) to read the shape of every value. Per op:
+
+* MACs: conv = out_elems · k · c_in/groups (depthwise: out_elems · k), linear = out_elems · in_features: the
+  kernels' arithmetic, the rule profile/cost.py applies to a .tflite file. Other ops count no MACs.
+* weight bytes: int8 weights + an int32 bias per output channel (BN folding gives every conv a bias).
+* arena: every activation tensor of the .tflite file with its lifetime [producing op, last reading op], int8
+  (1 byte per element), placed by TFLite Micro's greedy planner (students/arena.py). Besides the graph's values the
+  converter writes the input's layout ops (NCHW -> NHWC: RESHAPE for one channel, TRANSPOSE otherwise; a signal
+  N×C×L is first reshaped to N×C×1×L, the exporters carry 1-D graphs as 2-D with height 1) and an
+  explicit PAD before a conv whose symmetric torch padding is not TFLite's SAME padding (stride 2 on an even size),
+  and a TRANSPOSE back to NCHW before flattening a feature map or a MEAN that drops the spatial dims; a flatten
+  right after global average pooling is folded into the MEAN. A residual branch's input stays alive until
+  the ADD reads it, so the arena exceeds the largest single layer's input + output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from edgedistill.students.arena import Buffer, greedy_arena, live_peak
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One op of the int8 graph (as written to .tflite): its kind, MACs, weights and output elements."""
+
+    name: str
+    kind: str
+    macs: int = 0
+    weights: int = 0  # int8 weight elements
+    biases: int = 0   # int32 bias elements (= output channels of a conv / linear)
+    out_elems: int = 0
+    fused: bool = False  # an activation fused into this op's output (conv / linear / ADD / SUB / MUL + ReLU ...)
+
+
+@dataclass(frozen=True)
+class GraphCost:
+    params: int            # weights + biases after BN folding (the deployed parameters)
+    macs: int
+    weight_bytes: int      # int8 weights + 4 B per int32 bias
+    arena_bytes: int       # TFLite Micro's greedy planner on the graph's int8 tensors
+    arena_lower_bound: int # the largest sum of tensors alive at one op
+    layers: int            # ops with weights (conv, depthwise conv, fully connected)
+    channels: int          # output channels summed over those ops (one scale each for weights and bias)
+    tensors: int           # activation tensors, input included
+    ops: tuple[OpCost, ...] = field(default=(), repr=False)
+
+
+def _same_padding(n: int, k: int, s: int, p: int) -> bool:
+    """True when torch's symmetric padding `p` equals TFLite's padding for this dim (VALID when p == 0, SAME)."""
+    if p == 0:
+        return True
+    out = -(-n // s)
+    total = max((out - 1) * s + k - n, 0)
+    return total // 2 == p and total - total // 2 == p and (n + 2 * p - k) // s + 1 == out
+
+
+def _pad_elems(layer, x: torch.Tensor) -> int:
+    """Elements of the explicit PAD output the converter writes before this conv (0 when none is needed)."""
+    if layer.kind == "linear":
+        return 0
+    k, spatial = layer.weight.shape[2:], x.shape[2:]
+    as_tuple = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v,) * len(k)  # noqa: E731
+    stride, pad = as_tuple(layer.stride), as_tuple(layer.padding)
+    if all(_same_padding(n, kk, s, p) for n, kk, s, p in zip(spatial, k, stride, pad)):
+        return 0
+    return x.shape[1] * math.prod(n + 2 * p for n, p in zip(spatial, pad))
+
+
+def _layer_cost(name: str, layer, y: torch.Tensor) -> OpCost:
+    w = layer.weight
+    per_out = w.shape[1] if layer.kind == "linear" else w.shape[1] * math.prod(w.shape[2:])
+    kind = "fc" if layer.kind == "linear" else ("depthwise" if layer.groups > 1 else "conv")
+    return OpCost(name, kind, y.numel() * per_out, w.numel(), int(layer.bias.numel()), y.numel(),
+                  fused=layer.act != "none")
+
+
+@torch.no_grad()
+def graph_cost(model: nn.Module, input_shape: tuple[int, ...]) -> GraphCost:
+    """Cost `model` (a float student, Normalize first) on (1, *input_shape). Raises UnsupportedOpError (one
+    paragraph, naming the layer) for a model the int8 pipeline cannot express."""
+    from edgedistill.quantize import to_quant_student
+    from edgedistill.quantize.ops import Mean, QLayer
+
+    q = to_quant_student(model)
+    q.set_mode("float")
+    x = torch.zeros(1, *input_shape)
+    env = {q.input_name: x}
+    sizes: dict[str, int] = {q.input_name: x.numel()}  # tensor -> int8 bytes, in creation order
+    first: dict[str, int] = {q.input_name: 0}
+    last: dict[str, int] = {}
+    ops: list[OpCost] = []
+
+    def op(name: str, kind: str, reads: list[str], out: str, elems: int, cost: OpCost | None = None) -> None:
+        k = len(ops)
+        for r in reads:
+            last[r] = k
+        sizes[out], first[out] = elems, k
+        ops.append(cost or OpCost(name, kind, out_elems=elems))
+
+    alias: dict[str, str] = {}
+    src = lambda v: alias.get(v, v)  # noqa: E731
+    if len(input_shape) >= 2:  # NCHW -> NHWC at the input (a signal is carried as N×1×L×C)
+        one_d = len(input_shape) == 2
+        layout = ["reshape"] if input_shape[0] == 1 else (["reshape", "transpose"] if one_d else ["transpose"])
+        last_name = q.input_name
+        for i, kind in enumerate(layout):
+            op(f"input/{kind}", kind, [last_name], f"input/{i}", x.numel())
+            last_name = f"input/{i}"
+        alias[q.input_name] = last_name
+    readers: dict[str, int] = {}
+    for _, ins, _ in q.steps:
+        for i in ins:
+            readers[i] = readers.get(i, 0) + 1
+    for key, ins, out in q.steps:
+        m = q.ops[key]
+        y = m(*[env[i] for i in ins])
+        env[out] = y
+        reads = [src(i) for i in ins]
+        if isinstance(m, QLayer):
+            pad = _pad_elems(m, env[ins[0]])
+            if pad:
+                op(f"{key}/pad", "pad", reads, f"{out}/pad", pad)
+                reads = [f"{out}/pad"]
+            op(key, "layer", reads, out, y.numel(), _layer_cost(key, m, y))
+        elif getattr(m, "kind", "") in ("flatten", "reshape") and len(ins) == 1 and \
+                isinstance(_producer(q, ins[0]), Mean) and readers.get(ins[0]) == 1:
+            alias[out] = src(ins[0])  # MEAN writes the flat [1, C] tensor itself
+        else:
+            kind = getattr(m, "kind", type(m).__name__.lower())
+            if _back_to_nchw(m, kind, env[ins[0]]):
+                op(f"{key}/transpose", "transpose", reads, f"{out}/nchw", env[ins[0]].numel())
+                reads = [f"{out}/nchw"]
+            op(key, kind, reads, out, y.numel(), OpCost(key, kind, out_elems=y.numel(),
+                                                        fused=getattr(m, "act", "none") != "none"))
+    end = src(q.output_name)
+    last[end] = len(ops) - 1
+    buffers = [Buffer(sizes[t], first[t], max(last.get(t, first[t]), first[t])) for t in sizes]
+    layers = [o for o in ops if o.weights]
+    weights, biases = sum(o.weights for o in layers), sum(o.biases for o in layers)
+    return GraphCost(params=weights + biases, macs=sum(o.macs for o in ops), weight_bytes=weights + 4 * biases,
+                     arena_bytes=greedy_arena(buffers), arena_lower_bound=live_peak(buffers), layers=len(layers),
+                     channels=biases, tensors=len(buffers), ops=tuple(ops))
+
+
+def _back_to_nchw(m: nn.Module, kind: str, x: torch.Tensor) -> bool:
+    """The converter writes a TRANSPOSE back to NCHW before a flatten / reshape of a 2-D feature map (the flat
+    order is torch's, channel-major) and before a MEAN over the spatial dims that drops them (keepdim=False)."""
+    if x.dim() not in (3, 4):  # a 1-D map N×C×L is exported as N×1×L×C, like a 2-D one
+        return False
+    if kind in ("flatten", "reshape"):
+        return math.prod(x.shape[2:]) > 1
+    return kind == "mean" and not getattr(m, "keepdim", True)
+
+
+def _producer(q, value: str) -> nn.Module | None:
+    return next((q.ops[k] for k, _, out in q.steps if out == value), None)
