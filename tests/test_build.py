@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgedistill.cli import main
+from edgedistill.teachers import TeacherSpec, load_teacher
 from edgedistill.teachers.base import file_digest
 
 ARGS = ["build", "--data", "builtin:digits", "--target", "cortex-m4", "--epochs", "3", "--qat-epochs", "1", "-q"]
@@ -37,8 +38,18 @@ def test_build_outputs(built):
         assert file_digest(out / a["path"]) == a["sha256"]
     rep = json.loads((out / "report.json").read_text())
     s = rep["search"]
-    assert s["chosen"]["fits"] and len(s["candidates"]) > 20 and s["max_params"] > 0
+    assert s["chosen"]["fits"] and len(s["candidates"]) > 20
     assert all(c["params"] <= s["chosen"]["params"] for c in s["candidates"] if c["fits"])
+    # the student is capped at half the teacher's parameters, counted here from the teacher module itself
+    teacher = load_teacher(TeacherSpec("builtin:digits")).torch_module()
+    cap = sum(p.numel() for p in teacher.parameters()) // 2
+    assert s["max_params"] == cap
+    assert s["chosen"]["params"] <= cap
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["student"]["params"] == s["chosen"]["params"] <= cap  # the student actually trained
+    assert all(("params" in c["violations"]) == (c["params"] > cap) for c in s["candidates"])
+    # on cortex-m4 the cap decides: a larger candidate fits every device limit and is refused only for its size
+    assert any(c["violations"] == ["params"] and c["params"] > s["chosen"]["params"] for c in s["candidates"])
     assert "## Student search" in (out / "report.md").read_text()
     assert (out / "gate.xml").exists() and "PASS" in (out / "gate.md").read_text() and "gate: PASS" in output
 
@@ -63,6 +74,24 @@ def test_rerun_with_nothing_changed_only_rechecks(built):
     assert r.exit_code == 0 and "nothing changed: re-checked only" in r.output
     after = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix in (".tflite", ".safetensors")}
     assert before == after
+
+
+@pytest.mark.slow
+def test_rerun_notices_a_corrupted_artifact_and_restores_its_bytes(built):
+    out, _ = built
+    manifest = json.loads((out / "manifest.json").read_text())
+    want = next(a["sha256"] for a in manifest["artifacts"] if a["path"] == "student_int8.tflite")
+    tfl = out / "student_int8.tflite"
+    damaged = bytearray(tfl.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # one flipped byte in the middle of the weights
+    tfl.write_bytes(bytes(damaged))
+    assert file_digest(tfl) != want
+    r = CliRunner().invoke(main, [*ARGS, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "nothing changed" not in r.output  # it did not take the damaged file as verified
+    assert file_digest(tfl) == want  # the same seed and settings rebuild exactly the bytes the manifest records
+    for a in json.loads((out / "manifest.json").read_text())["artifacts"]:
+        assert file_digest(out / a["path"]) == a["sha256"], a["path"]
 
 
 def test_build_with_a_device_puts_device_figures_in_the_report(built):
