@@ -138,6 +138,15 @@ def test_int8_tflite_biases_lie_on_the_input_times_weight_scale_grid(exported):
         assert len(s_in) == 1 and len(s_b) == len(s_w) == b["shape"][0]
         np.testing.assert_allclose(s_b, s_in[0] * s_w, rtol=1e-6)
         assert not b["quantization_parameters"]["zero_points"].any()
+    # the two exporters (ours for ONNX, the LiteRT converter for TFLite) put the same integers on that grid
+    tfl = [interp.get_tensor(op["inputs"][2]) for op in ops]
+    m = onnx.load(str(arts["onnx-int8"].path))
+    inits = {i.name: i for i in m.graph.initializer}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    onx = [_init_value(inits, producer[n.input[2]].input[0]) for n in m.graph.node if n.op_type in ("Conv", "Gemm")]
+    assert len(tfl) == len(onx)
+    for a, b in zip(tfl, onx):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_parity_on_every_runtime(exported):
