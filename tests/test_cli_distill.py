@@ -225,8 +225,19 @@ def test_report_files(digits_run):
     rep = json.loads((digits_run / "report.json").read_text())
     assert rep["schema_version"] == 1
     s = rep["summary"]
-    assert s["deployed_matches_measured"] is True and s["size_ratio_teacher_over_student"] > 1
-    assert s["speedup_vs_teacher"] > 0 and s["gain_vs_no_teacher_twin_int8"] is not None
+    rows = {m["name"]: m for m in rep["models"]}
+    teacher, deployed = rows["teacher"], rows["int8 TFLite"]
+    # the headline figures recomputed from the report's own measurements
+    assert s["speedup_vs_teacher"] == pytest.approx(teacher["latency_ms"] / deployed["latency_ms"], rel=1e-9)
+    assert s["size_ratio_teacher_over_student"] == pytest.approx(teacher["bytes"] / deployed["bytes"], rel=1e-9)
+    assert s["size_ratio_teacher_over_student"] > 1 and deployed["bytes"] == (digits_run / "student_int8.tflite").stat().st_size
+    # parity: each row's verdict from its own accuracies (default --int8-tolerance 1.0), the run's from its rows
+    for r in rep["parity"]:
+        assert r["passed"] == (not r["checked"] or r["accuracy"] >= r["reference_accuracy"] - 1.0), r
+    checked = [r for r in rep["parity"] if r["checked"]]
+    assert len(checked) == 5 and all(r["passed"] for r in checked)
+    assert s["deployed_matches_measured"] is True and rep["usage"]["parity_passed"] is True
+    assert s["gain_vs_no_teacher_twin_int8"] is not None
     names = [m["name"] for m in rep["models"]]
     assert names == ["teacher", "no-teacher twin (float)", "distilled (float)", "QAT int8 ONNX", "int8 TFLite",
                      "int8 TFLite, TFLite Micro arithmetic", "no-teacher twin (QAT int8, simulated)"]  # cortex-m4

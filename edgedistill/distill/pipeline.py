@@ -251,11 +251,12 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
     metrics["timings"]["total_s"] = time.perf_counter() - t_start
     write_json(work / "config.json", config.model_dump(mode="json"))
     write_json(work / "metrics.json", metrics)
-    _publish(work, out)
-    if int8 is not None and not int8.passed:
+    if int8 is not None and not int8.passed:  # a failed run is not published: OUT (if any) stays as it was
         raise ParityError(
-            f"Parity check failed (outputs are in {out}, metrics.json records every figure): "
-            + "; ".join(int8.failures) + f". Tolerance: {config.quant.int8_tolerance} points (--int8-tolerance).")
+            f"Parity check failed (outputs are kept in {work} for inspection, metrics.json records every figure; "
+            f"{out} was not touched): " + "; ".join(int8.failures)
+            + f". Tolerance: {config.quant.int8_tolerance} points (--int8-tolerance).")
+    _publish(work, out)
     return DistillResult(out, metrics)
 
 
