@@ -26,6 +26,7 @@ def built(tmp_path_factory):
     return out, r.output
 
 
+@pytest.mark.slow
 def test_build_outputs(built):
     out, output = built
     m = json.loads((out / "manifest.json").read_text())
@@ -54,6 +55,7 @@ def test_build_outputs(built):
     assert (out / "gate.xml").exists() and "PASS" in (out / "gate.md").read_text() and "gate: PASS" in output
 
 
+@pytest.mark.slow
 def test_microcontroller_accuracy_is_tflite_micro_arithmetic(built):
     """cortex-m4 runs TFLite Micro: the reported deployed accuracy is the int8 file on TFLite's reference kernels
     (TFLite Micro's rounding) over the whole test split, not XNNPACK's, and the report says so."""
@@ -67,6 +69,7 @@ def test_microcontroller_accuracy_is_tflite_micro_arithmetic(built):
     assert "deployed int8 (TFLite Micro arithmetic)" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_rerun_with_nothing_changed_only_rechecks(built):
     out, _ = built
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix in (".tflite", ".safetensors")}
@@ -94,6 +97,7 @@ def test_rerun_notices_a_corrupted_artifact_and_restores_its_bytes(built):
         assert file_digest(out / a["path"]) == a["sha256"], a["path"]
 
 
+@pytest.mark.slow
 def test_build_with_a_device_puts_device_figures_in_the_report(built):
     """`--device local` runs the device benchmark in a separate process on the deployed int8 file with real test
     samples; its parity and latency land in the report (and its latency feeds the gate)."""
@@ -108,6 +112,7 @@ def test_build_with_a_device_puts_device_figures_in_the_report(built):
     assert "Measured on the device" in (out / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_unreachable_device_marks_figures_missing_and_keeps_the_host_report(built):
     out, _ = built
     r = CliRunner().invoke(main, [*ARGS, "--out", str(out), "--device", "ssh://nobody@127.0.0.1:1?connect_timeout=2"])
@@ -119,6 +124,7 @@ def test_unreachable_device_marks_figures_missing_and_keeps_the_host_report(buil
     assert any("Device figures are missing" in w for w in rep["warnings"]) and "MISSING" in r.output
 
 
+@pytest.mark.slow
 def test_gate_failure_is_the_exit_code(built):
     out, _ = built
     r = CliRunner().invoke(main, [*ARGS, "--out", str(out), "--budget", "accuracy=99.99%"])

@@ -37,6 +37,7 @@ def test_distill_digits_end_to_end(digits_run, tmp_path):
     assert m["teacher"]["test_acc"] > 95
     assert m["student"]["test_acc"] > 80 and m["baseline"]["test_acc"] > 80  # chance is 10%
     assert m["gain_vs_baseline"] == pytest.approx(m["student"]["test_acc"] - m["baseline"]["test_acc"])
+    assert any("LOST to the no-teacher twin" in w for w in m["warnings"]) == (m["gain_vs_baseline"] < 0)
     assert m["student"]["params"] == m["baseline"]["params"] and 0 < m["student"]["params"] < m["teacher"]["params"]
     assert len(m["student"]["history"]) == 8 and m["tuning"]["trials"]
     assert m["data"]["normalizer"]["mean"] and m["timings"]["distill_s"] > 0
@@ -172,6 +173,7 @@ def test_augmentation_that_does_not_fit_the_data_fails_before_writing(tmp_path):
     assert not out.exists() and not (tmp_path / "out.partial").exists()
 
 
+@pytest.mark.slow
 def test_augmented_run_with_loss_auto(tmp_path):
     """Function matching on digits: the teacher runs on the augmented batches, DKD and kd-std join the tuning."""
     out = tmp_path / "aug"
@@ -221,6 +223,7 @@ def test_export_bad_inputs(tmp_path):
     assert not (tmp_path / "ck" / "export").exists()
 
 
+@pytest.mark.slow
 def test_report_files(digits_run):
     rep = json.loads((digits_run / "report.json").read_text())
     assert rep["schema_version"] == 1
@@ -251,6 +254,7 @@ def test_report_files(digits_run):
     assert "Deployed = measured" in md and "| int8 TFLite |" in md
 
 
+@pytest.mark.slow
 def test_feature_terms_compose_and_are_reported(tmp_path):
     """Hint (with its regressor) + attention transfer + RKD on digits: each term's mean per epoch is recorded."""
     out = tmp_path / "feat"

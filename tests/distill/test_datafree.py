@@ -66,6 +66,7 @@ def test_total_variation_formula():
     assert total_variation(x).item() == pytest.approx(3.0)
 
 
+@pytest.mark.slow
 def test_synthesis_matches_statistics_better_over_iterations_and_leaves_the_teacher_untouched():
     teacher = load_teacher(TeacherSpec("builtin:digits")).torch_module()
     before = {k: v.clone() for k, v in teacher.state_dict().items()}

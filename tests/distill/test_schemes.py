@@ -62,6 +62,7 @@ def test_mutual_term_makes_the_peers_agree():
     assert disagreement(5.0) < 0.7 * disagreement(0.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme,key", [("born-again", "generations"), ("mutual", "peers")])
 def test_schemes_run_end_to_end_and_report_every_member(tmp_path, scheme, key):
     cfg = load_config(None, {"data": {"source": "builtin:digits", "max_train": 300}, "student": {"width": 8},
@@ -86,6 +87,7 @@ def test_mutual_learning_refuses_feature_terms(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_online_teacher_trains_with_the_student_and_the_users_teacher_is_untouched(tmp_path):
     """kd.online_teacher: a copy of the torch teacher joins the peers; its record shows before/after accuracy."""
     from edgedistill.teachers import TeacherSpec, load_teacher
