@@ -63,6 +63,8 @@ def test_distill_digits_end_to_end(digits_run, tmp_path):
         acc = 100 * float((model(torch.from_numpy(s.test.x)).argmax(1).numpy() == s.test.y).mean())
     # The reported figure is a float32 mean (rounding ~1e-5 points); one test image is 0.28 points.
     assert acc == pytest.approx(m["student"]["test_acc"], abs=1e-4)
+    np.testing.assert_allclose(m["data"]["normalizer"]["mean"], s.normalizer.mean, rtol=1e-12)  # train-only stats
+    np.testing.assert_allclose(m["data"]["normalizer"]["std"], s.normalizer.std, rtol=1e-12)
 
     # `export` reuses the QAT weights: its int8 TFLite file is byte-identical to the one distill wrote.
     r_exp = run(["export", str(out), "--int8", "--format", "tflite", "--out", str(tmp_path / "exp")])
@@ -240,7 +242,8 @@ def test_report_files(digits_run):
     checked = [r for r in rep["parity"] if r["checked"]]
     assert len(checked) == 5 and all(r["passed"] for r in checked)
     assert s["deployed_matches_measured"] is True and rep["usage"]["parity_passed"] is True
-    assert s["gain_vs_no_teacher_twin_int8"] is not None
+    q = json.loads((digits_run / "metrics.json").read_text())["int8"]
+    assert s["gain_vs_no_teacher_twin_int8"] == pytest.approx(q["qat_test_acc"] - q["baseline_qat_test_acc"])
     names = [m["name"] for m in rep["models"]]
     assert names == ["teacher", "no-teacher twin (float)", "distilled (float)", "QAT int8 ONNX", "int8 TFLite",
                      "int8 TFLite, TFLite Micro arithmetic", "no-teacher twin (QAT int8, simulated)"]  # cortex-m4
