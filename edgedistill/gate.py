@@ -93,10 +93,12 @@ def _le(name, value, limit, how) -> Check:
 def gate(report: dict, budget: Budget, baseline: dict | None = None, tol: Tolerance = Tolerance()) -> Verdict:
     u = report["usage"]
     v = Verdict()
-    v.checks.append(Check("parity", u.get("parity_passed"), True, u.get("parity_passed") is True,
-                          "every exported file reproduces the trained model on its runtime"))
-    if u.get("ops_supported") is not None:
-        v.checks.append(Check("ops", u["ops_supported"], True, bool(u["ops_supported"]), "target operator support"))
+    parity = u.get("parity_passed")
+    v.checks.append(Check("parity", parity, True, parity is True,
+                          "every exported file reproduces the trained model on its runtime" if parity is not None
+                          else "missing"))
+    ops = u.get("ops_supported")
+    v.checks.append(Check("ops", ops, True, ops is True, "target operator support" if ops is not None else "missing"))
     limits = [("flash", u.get("flash_bytes"), budget.flash_bytes, "int8 TFLite file bytes"),
               ("ram", u.get("ram_bytes"), budget.ram_bytes, "arena + runtime overhead"),
               ("latency", u.get("latency_ms"), budget.latency_ms, u.get("latency_how", "")),
@@ -117,8 +119,13 @@ def gate(report: dict, budget: Budget, baseline: dict | None = None, tol: Tolera
         v.warnings.extend(warnings)
     if baseline is not None:
         b = baseline["usage"]
+        # a baseline figure that is missing leaves nothing to compare against: that check fails too
+        if b.get("accuracy") is None:
+            v.checks.append(Check("regression:accuracy", u.get("accuracy"), None, False, "missing in the baseline"))
         for name, key, rel in (("latency", "latency_ms", tol.latency_rel), ("flash", "flash_bytes", tol.size_rel)):
-            if b.get(key):
+            if b.get(key) is None:
+                v.checks.append(Check(f"regression:{name}", u.get(key), None, False, "missing in the baseline"))
+            else:
                 v.checks.append(_le(f"regression:{name}", u.get(key), b[key] * (1 + rel),
                                     f"baseline {b[key]:.4g} + {rel:.0%}"))
     return v

@@ -46,12 +46,50 @@ def test_gate_pass_and_fail():
     assert failed == {"flash", "accuracy"}
 
 
-def test_missing_value_fails_rather_than_passing_as_zero():
+# every check, the usage value it reads, and a budget that makes the check apply
+CHECKS = [("parity", "parity_passed", Budget()), ("ops", "ops_supported", Budget()),
+          ("flash", "flash_bytes", Budget(flash_bytes=1e6)), ("ram", "ram_bytes", Budget(ram_bytes=1e6)),
+          ("latency", "latency_ms", Budget(latency_ms=5)), ("macs", "macs", Budget(macs=1e9)),
+          ("accuracy", "accuracy", Budget(min_accuracy=50)), ("accuracy_drop", "accuracy_drop", Budget(max_accuracy_drop=5))]
+
+
+@pytest.mark.parametrize("how_missing", ["none", "absent"])
+@pytest.mark.parametrize("name,key,budget", CHECKS, ids=[c[0] for c in CHECKS])
+def test_missing_value_fails_rather_than_passing_as_zero(name, key, budget, how_missing):
+    assert gate(REPORT, budget).passed  # with the value present this budget passes
     rep = copy.deepcopy(REPORT)
-    rep["usage"]["latency_ms"] = None
-    v = gate(rep, Budget(latency_ms=5))
-    c = next(c for c in v.checks if c.name == "latency")
-    assert not c.passed and c.how == "missing"
+    if how_missing == "none":
+        rep["usage"][key] = None
+    else:
+        del rep["usage"][key]
+    v = gate(rep, budget)
+    c = next(c for c in v.checks if c.name == name)  # the check is there, not dropped
+    assert not c.passed and c.value is None and c.how == "missing"
+    assert not v.passed and [x.name for x in v.checks if not x.passed] == [name]
+
+
+@pytest.mark.parametrize("how_missing", ["none", "absent"])
+@pytest.mark.parametrize("name,key", [("accuracy", "accuracy"), ("latency", "latency_ms"), ("flash", "flash_bytes")])
+def test_missing_value_fails_its_baseline_regression(name, key, how_missing):
+    assert gate(REPORT, Budget(), REPORT).passed
+    for side in ("current", "baseline"):
+        cur, base = copy.deepcopy(REPORT), copy.deepcopy(REPORT)
+        rep = cur if side == "current" else base
+        if how_missing == "none":
+            rep["usage"][key] = None
+        else:
+            del rep["usage"][key]
+        v = gate(cur, Budget(), base)
+        c = next(c for c in v.checks if c.name == f"regression:{name}")
+        assert not c.passed and c.how.startswith("missing"), (side, c)
+        assert not v.passed
+
+
+def test_a_zero_baseline_figure_is_compared_not_dropped():
+    base = copy.deepcopy(REPORT)
+    base["usage"]["latency_ms"] = 0.0
+    c = next(c for c in gate(REPORT, Budget(), base).checks if c.name == "regression:latency")
+    assert c.limit == 0.0 and not c.passed
 
 
 def test_regression_against_baseline():

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgedistill.cli import main
+from edgedistill.teachers import TeacherSpec, load_teacher
 from edgedistill.teachers.base import file_digest
 
 ARGS = ["build", "--data", "builtin:digits", "--target", "cortex-m4", "--epochs", "3", "--qat-epochs", "1", "-q"]
@@ -25,6 +26,7 @@ def built(tmp_path_factory):
     return out, r.output
 
 
+@pytest.mark.slow
 def test_build_outputs(built):
     out, output = built
     m = json.loads((out / "manifest.json").read_text())
@@ -37,12 +39,23 @@ def test_build_outputs(built):
         assert file_digest(out / a["path"]) == a["sha256"]
     rep = json.loads((out / "report.json").read_text())
     s = rep["search"]
-    assert s["chosen"]["fits"] and len(s["candidates"]) > 20 and s["max_params"] > 0
+    assert s["chosen"]["fits"] and len(s["candidates"]) > 20
     assert all(c["params"] <= s["chosen"]["params"] for c in s["candidates"] if c["fits"])
+    # the student is capped at half the teacher's parameters, counted here from the teacher module itself
+    teacher = load_teacher(TeacherSpec("builtin:digits")).torch_module()
+    cap = sum(p.numel() for p in teacher.parameters()) // 2
+    assert s["max_params"] == cap
+    assert s["chosen"]["params"] <= cap
+    arch = json.loads((out / "metrics.json").read_text())["student"]["arch"]  # the student actually trained
+    assert "{family}(width={width}, depth={depth})".format(**arch) == s["chosen"]["arch"]
+    assert all(("params" in c["violations"]) == (c["params"] > cap) for c in s["candidates"])
+    # on cortex-m4 the cap decides: a larger candidate fits every device limit and is refused only for its size
+    assert any(c["violations"] == ["params"] and c["params"] > s["chosen"]["params"] for c in s["candidates"])
     assert "## Student search" in (out / "report.md").read_text()
     assert (out / "gate.xml").exists() and "PASS" in (out / "gate.md").read_text() and "gate: PASS" in output
 
 
+@pytest.mark.slow
 def test_microcontroller_accuracy_is_tflite_micro_arithmetic(built):
     """cortex-m4 runs TFLite Micro: the reported deployed accuracy is the int8 file on TFLite's reference kernels
     (TFLite Micro's rounding) over the whole test split, not XNNPACK's, and the report says so."""
@@ -56,6 +69,7 @@ def test_microcontroller_accuracy_is_tflite_micro_arithmetic(built):
     assert "deployed int8 (TFLite Micro arithmetic)" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_rerun_with_nothing_changed_only_rechecks(built):
     out, _ = built
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix in (".tflite", ".safetensors")}
@@ -65,6 +79,25 @@ def test_rerun_with_nothing_changed_only_rechecks(built):
     assert before == after
 
 
+@pytest.mark.slow
+def test_rerun_notices_a_corrupted_artifact_and_restores_its_bytes(built):
+    out, _ = built
+    manifest = json.loads((out / "manifest.json").read_text())
+    want = next(a["sha256"] for a in manifest["artifacts"] if a["path"] == "student_int8.tflite")
+    tfl = out / "student_int8.tflite"
+    damaged = bytearray(tfl.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # one flipped byte in the middle of the weights
+    tfl.write_bytes(bytes(damaged))
+    assert file_digest(tfl) != want
+    r = CliRunner().invoke(main, [*ARGS, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "nothing changed" not in r.output  # it did not take the damaged file as verified
+    assert file_digest(tfl) == want  # the same seed and settings rebuild exactly the bytes the manifest records
+    for a in json.loads((out / "manifest.json").read_text())["artifacts"]:
+        assert file_digest(out / a["path"]) == a["sha256"], a["path"]
+
+
+@pytest.mark.slow
 def test_build_with_a_device_puts_device_figures_in_the_report(built):
     """`--device local` runs the device benchmark in a separate process on the deployed int8 file with real test
     samples; its parity and latency land in the report (and its latency feeds the gate)."""
@@ -79,6 +112,7 @@ def test_build_with_a_device_puts_device_figures_in_the_report(built):
     assert "Measured on the device" in (out / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_unreachable_device_marks_figures_missing_and_keeps_the_host_report(built):
     out, _ = built
     r = CliRunner().invoke(main, [*ARGS, "--out", str(out), "--device", "ssh://nobody@127.0.0.1:1?connect_timeout=2"])
@@ -90,6 +124,7 @@ def test_unreachable_device_marks_figures_missing_and_keeps_the_host_report(buil
     assert any("Device figures are missing" in w for w in rep["warnings"]) and "MISSING" in r.output
 
 
+@pytest.mark.slow
 def test_gate_failure_is_the_exit_code(built):
     out, _ = built
     r = CliRunner().invoke(main, [*ARGS, "--out", str(out), "--budget", "accuracy=99.99%"])

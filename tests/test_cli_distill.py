@@ -37,6 +37,7 @@ def test_distill_digits_end_to_end(digits_run, tmp_path):
     assert m["teacher"]["test_acc"] > 95
     assert m["student"]["test_acc"] > 80 and m["baseline"]["test_acc"] > 80  # chance is 10%
     assert m["gain_vs_baseline"] == pytest.approx(m["student"]["test_acc"] - m["baseline"]["test_acc"])
+    assert any("LOST to the no-teacher twin" in w for w in m["warnings"]) == (m["gain_vs_baseline"] < 0)
     assert m["student"]["params"] == m["baseline"]["params"] and 0 < m["student"]["params"] < m["teacher"]["params"]
     assert len(m["student"]["history"]) == 8 and m["tuning"]["trials"]
     assert m["data"]["normalizer"]["mean"] and m["timings"]["distill_s"] > 0
@@ -62,6 +63,8 @@ def test_distill_digits_end_to_end(digits_run, tmp_path):
         acc = 100 * float((model(torch.from_numpy(s.test.x)).argmax(1).numpy() == s.test.y).mean())
     # The reported figure is a float32 mean (rounding ~1e-5 points); one test image is 0.28 points.
     assert acc == pytest.approx(m["student"]["test_acc"], abs=1e-4)
+    np.testing.assert_allclose(m["data"]["normalizer"]["mean"], s.normalizer.mean, rtol=1e-12)  # train-only stats
+    np.testing.assert_allclose(m["data"]["normalizer"]["std"], s.normalizer.std, rtol=1e-12)
 
     # `export` reuses the QAT weights: its int8 TFLite file is byte-identical to the one distill wrote.
     r_exp = run(["export", str(out), "--int8", "--format", "tflite", "--out", str(tmp_path / "exp")])
@@ -172,6 +175,7 @@ def test_augmentation_that_does_not_fit_the_data_fails_before_writing(tmp_path):
     assert not out.exists() and not (tmp_path / "out.partial").exists()
 
 
+@pytest.mark.slow
 def test_augmented_run_with_loss_auto(tmp_path):
     """Function matching on digits: the teacher runs on the augmented batches, DKD and kd-std join the tuning."""
     out = tmp_path / "aug"
@@ -221,12 +225,25 @@ def test_export_bad_inputs(tmp_path):
     assert not (tmp_path / "ck" / "export").exists()
 
 
+@pytest.mark.slow
 def test_report_files(digits_run):
     rep = json.loads((digits_run / "report.json").read_text())
     assert rep["schema_version"] == 1
     s = rep["summary"]
-    assert s["deployed_matches_measured"] is True and s["size_ratio_teacher_over_student"] > 1
-    assert s["speedup_vs_teacher"] > 0 and s["gain_vs_no_teacher_twin_int8"] is not None
+    rows = {m["name"]: m for m in rep["models"]}
+    teacher, deployed = rows["teacher"], rows["int8 TFLite"]
+    # the headline figures recomputed from the report's own measurements
+    assert s["speedup_vs_teacher"] == pytest.approx(teacher["latency_ms"] / deployed["latency_ms"], rel=1e-9)
+    assert s["size_ratio_teacher_over_student"] == pytest.approx(teacher["bytes"] / deployed["bytes"], rel=1e-9)
+    assert s["size_ratio_teacher_over_student"] > 1 and deployed["bytes"] == (digits_run / "student_int8.tflite").stat().st_size
+    # parity: each row's verdict from its own accuracies (default --int8-tolerance 1.0), the run's from its rows
+    for r in rep["parity"]:
+        assert r["passed"] == (not r["checked"] or r["accuracy"] >= r["reference_accuracy"] - 1.0), r
+    checked = [r for r in rep["parity"] if r["checked"]]
+    assert len(checked) == 5 and all(r["passed"] for r in checked)
+    assert s["deployed_matches_measured"] is True and rep["usage"]["parity_passed"] is True
+    q = json.loads((digits_run / "metrics.json").read_text())["int8"]
+    assert s["gain_vs_no_teacher_twin_int8"] == pytest.approx(q["qat_test_acc"] - q["baseline_qat_test_acc"])
     names = [m["name"] for m in rep["models"]]
     assert names == ["teacher", "no-teacher twin (float)", "distilled (float)", "QAT int8 ONNX", "int8 TFLite",
                      "int8 TFLite, TFLite Micro arithmetic", "no-teacher twin (QAT int8, simulated)"]  # cortex-m4
@@ -240,6 +257,7 @@ def test_report_files(digits_run):
     assert "Deployed = measured" in md and "| int8 TFLite |" in md
 
 
+@pytest.mark.slow
 def test_feature_terms_compose_and_are_reported(tmp_path):
     """Hint (with its regressor) + attention transfer + RKD on digits: each term's mean per epoch is recorded."""
     out = tmp_path / "feat"

@@ -7,10 +7,10 @@ HEAVY = ("onnxruntime", "ai_edge_litert", "litert_torch", "tflite_micro", "onnx"
 def test_list_shows_every_registry_without_heavy_imports():
     """`edgedistill list` must work (and stay fast) without importing the optional runtimes."""
     code = ("import sys\nfrom edgedistill.cli import main\nsys.argv = ['edgedistill', 'list']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))")
+            "code = 'returned'\ntry:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+            f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))\nprint('EXIT', code)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     for section in ("losses:", "students:", "teachers:", "calibration:", "exporters:", "runtimes:"):
         assert section in out
     assert "tflite-int8" in out and "tflm" in out and "kd" in out
-    assert out.strip().splitlines()[-1] == "HEAVY []"
+    assert out.strip().splitlines()[-2:] == ["HEAVY []", "EXIT 0"]  # click's standalone mode exits 0 on success

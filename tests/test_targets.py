@@ -25,6 +25,13 @@ def test_profile_validates_and_cites_sources(path):
             assert len(p.sources[f]) > 10
     if p.kind == "mcu":
         assert p.precisions == ["int8"] and p.runtime == "tflm" and p.ram_bytes and p.flash_bytes
+    root = Path(__file__).parents[1]
+    for field, text in p.sources.items():
+        for script in re.findall(r"tools/[\w./-]+\.py", text):  # a cited script must exist in the repository
+            assert (root / script).is_file(), f"{path.name}: {field} cites {script}, which does not exist"
+    if p.kind == "host":  # this machine's throughputs were measured here, by a script a reader can re-run
+        for f in ("peak_int8_macs_per_s", "peak_fp32_macs_per_s", "memory_bandwidth_bytes_per_s"):
+            assert "tools/" in p.sources[f], (f, p.sources[f])
 
 
 def test_mcu_limits_match_the_issue():
@@ -50,6 +57,24 @@ def test_schema_failure_names_the_field(tmp_path):
     no_source = "\n".join(line for line in good.splitlines() if not line.startswith('clock_hz = "'))
     with pytest.raises(ConfigError, match="source"):
         load_profile_file(_write(tmp_path, no_source))
+
+
+def test_user_targets_directory_is_searched_first(tmp_path, monkeypatch):
+    """$EDGEDISTILL_TARGETS: a profile there shadows the built-in one of the same name, and a new name is listed."""
+    builtin = (Path(__file__).parents[1] / "targets" / "cortex-m4.toml").read_text()
+    mine = re.sub(r"^clock_hz = .*$", "clock_hz = 7.7e7", builtin, count=1, flags=re.M)
+    mine = re.sub(r'^clock_hz = ".*"$', 'clock_hz = "our own board, overclocked down to 77 MHz"', mine, flags=re.M)
+    assert "clock_hz = 7.7e7" in mine and "77 MHz" in mine
+    (tmp_path / "cortex-m4.toml").write_text(mine)
+    (tmp_path / "my-board.toml").write_text(mine.replace('name = "cortex-m4"', 'name = "my-board"'))
+    monkeypatch.setenv("EDGEDISTILL_TARGETS", str(tmp_path))
+    assert load_target("cortex-m4").clock_hz == 7.7e7 and load_target("my-board").clock_hz == 7.7e7
+    r = CliRunner().invoke(main, ["targets", "show", "cortex-m4"])
+    assert r.exit_code == 0 and "source: our own board, overclocked down to 77 MHz" in r.output
+    r = CliRunner().invoke(main, ["targets", "list"])
+    assert r.exit_code == 0 and "my-board" in r.output and "cortex-m7" in r.output  # built-ins still listed
+    monkeypatch.delenv("EDGEDISTILL_TARGETS")
+    assert load_target("cortex-m4").clock_hz == 1.2e8
 
 
 def test_unknown_target_lists_known():

@@ -151,20 +151,22 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, r
 
 
 def finish(run: RunDir, done: Trained8, report: dict | None, t_start: float, extra_files=None) -> None:
-    """Write the report, config.json and metrics.json (and the caller's extra files) into the work directory,
-    publish it, and only then fail on parity (the outputs stay for inspection)."""
+    """Write the report, config.json and metrics.json (and the caller's extra files) into the work directory and
+    publish it. A run whose parity failed is not published: its outputs stay in OUT.partial for inspection and an
+    existing OUT is left as it was."""
     if report is not None:
         write_report(report, run.work)
     done.metrics["timings"]["total_s"] = time.perf_counter() - t_start
     write_json(run.work / "config.json", done.config.model_dump(mode="json"))
     write_json(run.work / "metrics.json", done.metrics)
-    if extra_files is not None and (done.int8 is None or done.int8.passed):
-        extra_files(run.work)
-    run.publish()
     if done.int8 is not None and not done.int8.passed:
         raise ParityError(
-            f"Parity check failed (outputs are in {run.out}, metrics.json records every figure): "
-            + "; ".join(done.int8.failures) + f". Tolerance: {done.config.quant.int8_tolerance} points (--int8-tolerance).")
+            f"Parity check failed (outputs are kept in {run.work} for inspection, metrics.json records every figure; "
+            f"{run.out} was not touched): " + "; ".join(done.int8.failures)
+            + f". Tolerance: {done.config.quant.int8_tolerance} points (--int8-tolerance).")
+    if extra_files is not None:
+        extra_files(run.work)
+    run.publish()
 
 
 def _synthesize(config: DistillConfig, inputs: Inputs, cache: LogitCache, run: RunDir, show_progress: bool):

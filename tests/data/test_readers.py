@@ -84,11 +84,45 @@ def test_digits_splits_are_seeded_and_disjoint():
     c = make_splits(raw, seed=4)
     assert not np.array_equal(a.val.x, c.val.x)
     assert len(a.train) + len(a.val) + len(a.test) == len(raw.train)
-    rows = lambda s: {r.tobytes() for r in s.x}  # noqa: E731
-    assert not (rows(a.val) & rows(a.test)) or True  # digits has duplicate images; check indices instead
-    n = len(raw.train)
-    perm = np.random.default_rng(3).permutation(n)
-    assert len(set(perm[: len(a.test)]) & set(perm[len(a.test) : len(a.test) + len(a.val)])) == 0
+
+
+def _tagged(n: int, seed: int = 0) -> Split:
+    """n feature rows whose first feature is the sample's index (digits has duplicate images: rows alone cannot
+    tell samples apart), with labels from 3 classes."""
+    rng = np.random.default_rng(seed)
+    x = np.stack([np.arange(n), rng.normal(size=n)], 1).astype(np.float32)
+    return Split(x, rng.integers(0, 3, n))
+
+
+def _ids(split: Split) -> list[int]:
+    return split.x[:, 0].astype(np.int64).tolist()
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_held_out_splits_are_disjoint_and_cover_every_sample(seed):
+    n = 200
+    s = make_splits(RawDataset(_tagged(n), None, "mem"), val_fraction=0.1, test_fraction=0.2, seed=seed)
+    tr, va, te = _ids(s.train), _ids(s.val), _ids(s.test)
+    assert len(set(tr)) == len(tr) and len(set(va)) == len(va) and len(set(te)) == len(te)  # no sample twice
+    assert not set(tr) & set(va) and not set(tr) & set(te) and not set(va) & set(te)
+    assert set(tr) | set(va) | set(te) == set(range(n))
+    assert (len(va), len(te)) == (20, 40)
+    assert _ids(s.transfer) == tr  # without a transfer set the student distills on train, nothing else
+    # each sample keeps its own label
+    full = _tagged(n)
+    for split in (s.train, s.val, s.test):
+        np.testing.assert_array_equal(split.y, full.y[_ids(split)])
+
+
+def test_own_test_split_is_kept_and_train_val_cover_train():
+    n = 100
+    test = Split(np.stack([np.arange(1000, 1030), np.zeros(30)], 1).astype(np.float32), np.zeros(30, np.int64))
+    s = make_splits(RawDataset(_tagged(n), test, "mem"), val_fraction=0.2, seed=1)
+    assert _ids(s.test) == list(range(1000, 1030))  # the dataset's own test split, untouched
+    tr, va = _ids(s.train), _ids(s.val)
+    assert not set(tr) & set(va) and len(tr) + len(va) == n and set(tr) | set(va) == set(range(n))
+    capped = make_splits(RawDataset(_tagged(n), test, "mem"), val_fraction=0.2, seed=1, max_train=10)
+    assert len(capped.train) == 10 and set(_ids(capped.train)) <= set(tr) and _ids(capped.val) == va
 
 
 def test_normalizer_uses_train_only():

@@ -89,12 +89,12 @@ def test_adb_runner_pushes_runs_parses_and_cleans_up(fake_adb, tflite_pair):
     assert calls[-1][2:] == ["shell", "rm", "-rf", "/data/local/tmp/edgedistill"]
 
 
-@pytest.mark.parametrize("mode,url_extra,message", [
-    ("offline", "", "the device is 'offline'"),
-    ("garbage", "", "running benchmark_model failed: /system/bin/sh: benchmark_model: can't execute"),
-    ("nooutput", "", "no inference timings"),
+@pytest.mark.parametrize("mode,message", [
+    ("offline", "the device is 'offline'"),
+    ("garbage", "running benchmark_model failed: /system/bin/sh: benchmark_model: can't execute"),
+    ("nooutput", "no inference timings"),
 ])
-def test_adb_runner_error_paths(fake_adb, tflite_pair, monkeypatch, mode, url_extra, message):
+def test_adb_runner_error_paths(fake_adb, tflite_pair, monkeypatch, mode, message):
     monkeypatch.setenv("FAKE_ADB_MODE", mode)
     with pytest.raises(DeviceError, match=message.replace("(", r"\(")):
         open_runner(f"adb://emulator-5554?benchmark_model={fake_adb['tool']}").benchmark(

@@ -62,15 +62,17 @@ def test_mutual_term_makes_the_peers_agree():
     assert disagreement(5.0) < 0.7 * disagreement(0.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme,key", [("born-again", "generations"), ("mutual", "peers")])
 def test_schemes_run_end_to_end_and_report_every_member(tmp_path, scheme, key):
     cfg = load_config(None, {"data": {"source": "builtin:digits", "max_train": 300}, "student": {"width": 8},
                              "kd": {"temperature": 4.0, "alpha": 0.9, "scheme": scheme},
-                             "train": {"epochs": 2}, "out": str(tmp_path / "run")})
+                             "train": {"epochs": 3, "batch_size": 32}, "out": str(tmp_path / "run")})
     m = distill(cfg, show_progress=False).metrics
     members = m["scheme"][key]
     assert m["scheme"]["scheme"] == scheme and len(members) == 2
-    assert all(0.0 <= r["test_acc"] <= 100.0 for r in members)
+    # 10 classes, chance 10 %: every generation / peer learned (~70 % here after 3 short epochs on 300 images)
+    assert all(r["test_acc"] > 50.0 and r["val_acc"] > 40.0 for r in members), members
     if scheme == "born-again":  # the final student is the last generation
         assert m["student"]["test_acc"] == pytest.approx(members[-1]["test_acc"])
     else:  # the chosen peer is the best on validation
@@ -85,6 +87,7 @@ def test_mutual_learning_refuses_feature_terms(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_online_teacher_trains_with_the_student_and_the_users_teacher_is_untouched(tmp_path):
     """kd.online_teacher: a copy of the torch teacher joins the peers; its record shows before/after accuracy."""
     from edgedistill.teachers import TeacherSpec, load_teacher

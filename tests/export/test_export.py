@@ -17,6 +17,19 @@ from edgedistill.runtimes import LiteRTReferenceRunner, LiteRTRunner, TFLMRunner
 from edgedistill.students import StudentArch, build_student
 
 
+# Every (file, runtime) pair whose parity decides the verdict, TFLite Micro included, and the informational ones.
+CHECKED = {("onnx-float", "onnxruntime"), ("onnx-int8", "onnxruntime"), ("tflite-float", "litert"),
+           ("tflite-int8", "litert"), ("tflite-int8", "tflm")}
+INFORMATIONAL = {("onnx-int8", "onnxruntime-fused"), ("tflite-int8", "litert-reference")}
+
+
+def _assert_every_checked_row_agrees(rows):
+    by = {(r.artifact, r.runtime): r for r in rows}
+    assert {k for k, r in by.items() if r.checked} == CHECKED
+    for key in CHECKED:
+        assert by[key].top1_agreement >= 99.0 and by[key].passed, by[key]
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     s = make_splits(read_dataset("builtin:digits"))
@@ -81,6 +94,61 @@ def test_int8_tflite_structure(exported):
     assert "TRANSPOSE" not in LiteRTRunner(arts["tflite-float"].path).op_names()
 
 
+def _init_value(inits, name):
+    import onnx.numpy_helper as nh
+
+    return nh.to_array(inits[name])
+
+
+def test_int8_onnx_biases_lie_on_the_input_times_weight_scale_grid(exported):
+    """Read off the file: every Conv / Gemm's bias is int32, dequantized with scale s_in · s_w (per output
+    channel) and zero point 0, where s_in is the scale its input activation was dequantized with and s_w its
+    weights' scale (the TFLite int8 spec; integer kernels add the bias to the int32 accumulator as it is)."""
+    _, _, _, arts = exported
+    m = onnx.load(str(arts["onnx-int8"].path))
+    inits = {i.name: i for i in m.graph.initializer}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    layers = [n for n in m.graph.node if n.op_type in ("Conv", "Gemm")]
+    assert len(layers) >= 4
+    for n in layers:
+        x_dq, w_dq, b_dq = (producer[i] for i in n.input[:3])
+        assert x_dq.op_type == w_dq.op_type == b_dq.op_type == "DequantizeLinear", n.name
+        s_in = _init_value(inits, x_dq.input[1])
+        s_w = _init_value(inits, w_dq.input[1])
+        bias, s_b = _init_value(inits, b_dq.input[0]), _init_value(inits, b_dq.input[1])
+        assert bias.dtype == np.int32 and bias.shape == s_w.shape
+        np.testing.assert_allclose(s_b, np.float32(s_in) * s_w, rtol=1e-6)
+        if len(b_dq.input) > 2:
+            assert not _init_value(inits, b_dq.input[2]).any()
+
+
+def test_int8_tflite_biases_lie_on_the_input_times_weight_scale_grid(exported):
+    _, _, _, arts = exported
+    interp = LiteRTRunner(arts["tflite-int8"].path).interp
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    ops = [op for op in interp._get_ops_details()
+           if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert len(ops) >= 4
+    for op in ops:
+        x, w, b = (tensors[i] for i in op["inputs"][:3])
+        assert (x["dtype"], w["dtype"], b["dtype"]) == (np.int8, np.int8, np.int32), op
+        s_in = x["quantization_parameters"]["scales"]
+        s_w = w["quantization_parameters"]["scales"]
+        s_b = b["quantization_parameters"]["scales"]
+        assert len(s_in) == 1 and len(s_b) == len(s_w) == b["shape"][0]
+        np.testing.assert_allclose(s_b, s_in[0] * s_w, rtol=1e-6)
+        assert not b["quantization_parameters"]["zero_points"].any()
+    # the two exporters (ours for ONNX, the LiteRT converter for TFLite) put the same integers on that grid
+    tfl = [interp.get_tensor(op["inputs"][2]) for op in ops]
+    m = onnx.load(str(arts["onnx-int8"].path))
+    inits = {i.name: i for i in m.graph.initializer}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    onx = [_init_value(inits, producer[n.input[2]].input[0]) for n in m.graph.node if n.op_type in ("Conv", "Gemm")]
+    assert len(tfl) == len(onx)
+    for a, b in zip(tfl, onx):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_parity_on_every_runtime(exported):
     s, model, qmodel, arts = exported
     x, y = s.test.x, s.test.y
@@ -88,7 +156,9 @@ def test_parity_on_every_runtime(exported):
     ref_q = predict_logits(qmodel, torch.from_numpy(x)).numpy()
     rows = check_parity(list(arts.values()), ref_f, ref_q, x, y, tolerance=0.3, tflm_max_samples=200)
     by = {(r.artifact, r.runtime): r for r in rows}
-    assert {("tflite-int8", "tflm"), ("tflite-int8", "litert"), ("onnx-int8", "onnxruntime")} <= set(by)
+    assert len(by) == len(rows)  # one row per (file, runtime)
+    assert {k for k, r in by.items() if r.checked} == CHECKED
+    assert {k for k, r in by.items() if not r.checked} == INFORMATIONAL
     for key in [("onnx-float", "onnxruntime"), ("tflite-float", "litert")]:
         assert by[key].top1_agreement == 100.0 and by[key].max_abs_logit_diff < 1e-3
     for key in [("onnx-int8", "onnxruntime"), ("tflite-int8", "litert"), ("tflite-int8", "tflm")]:
@@ -147,9 +217,7 @@ def test_signal_student_exports_with_parity(tmp_path):
     arts = export_all(m, q, (3, 64), 5, tmp_path, ["onnx", "tflite"], True)
     ref_q = predict_logits(q, x).numpy()
     rows = check_parity(arts, predict_logits(m, x).numpy(), ref_q, x.numpy(), ref_q.argmax(1), 0.3, 100)
-    for r in rows:
-        if r.checked:
-            assert r.top1_agreement >= 99.0 and r.passed, r
+    _assert_every_checked_row_agrees(rows)
     ops = LiteRTRunner(tmp_path / "student_int8.tflite").op_names()
     assert ops.count("TRANSPOSE") <= 2 and ops.count("CONV_2D") == 3  # layout changes only at the ends
 
@@ -170,6 +238,4 @@ def test_feature_vector_mlp_exports_with_parity(tmp_path):
     arts = export_all(m, q, (12,), 4, tmp_path, ["onnx", "tflite"], True)
     ref_q = predict_logits(q, x).numpy()
     rows = check_parity(arts, predict_logits(m, x).numpy(), ref_q, x.numpy(), ref_q.argmax(1), 0.3, 100)
-    for r in rows:
-        if r.checked:
-            assert r.top1_agreement >= 99.0 and r.passed, r
+    _assert_every_checked_row_agrees(rows)

@@ -43,10 +43,17 @@ def test_profile_int8_on_microcontroller(files, tmp_path):
     assert fit["precision"]["passed"] and fit["ops"]["passed"]
 
 
-def test_profile_on_host_reports_estimator_error(files):
-    r = run(["profile", str(files["int8"]), "--target", "cpu", "--runs", "20"])
+def test_profile_on_host_reports_estimator_error(files, tmp_path):
+    out = tmp_path / "host.json"
+    r = run(["profile", str(files["int8"]), "--target", "cpu", "--runs", "20", "--json", str(out)])
     assert r.exit_code == 0, r.output
     assert "error vs measured" in r.output and "[measured-host] litert x2" in r.output
+    rep = json.loads(out.read_text())
+    host = next(m for m in rep["measured"] if m["where"] == "measured-host")
+    est = rep["estimate"]
+    # the error is the estimate against this host's measured median, recomputed from the file's own figures
+    assert est["measured_error"] == pytest.approx(est["total_ms"] / host["median_ms"] - 1.0, rel=1e-9)
+    assert rep["target"] == "cpu" and rep["precision"] == "int8" and rep["file_bytes"] == files["int8"].stat().st_size
 
 
 def test_float_model_on_int8_only_target_names_the_problem(files):
@@ -65,8 +72,10 @@ def test_bad_inputs(files, tmp_path):
     assert "neither an ONNX" in run(["profile", str(txt)]).output
     r = run(["profile", str(files["int8"]), "--target", "esp32"])
     assert r.exit_code == 1 and "Known targets" in r.output
-    r = run(["profile", str(files["int8"]), "--target", "cpu", "--json", str(tmp_path / "never.json"), "--runs", "1"])
+    r = run(["profile", str(files["int8"]), "--target", "cpu", "--json", str(tmp_path / "one.json"), "--runs", "1"])
     assert r.exit_code == 0
+    one = json.loads((tmp_path / "one.json").read_text())  # a valid report even for a single timed run
+    assert one["model"] == str(files["int8"]) and one["measured"][0]["runs"] >= 1
     bad = run(["profile", str(files["float"]), "--target", "cortex-m7", "--json", str(tmp_path / "no.json")])
     assert bad.exit_code == 1  # the figures are written, with the verdict saying it does not fit
     assert json.loads((tmp_path / "no.json").read_text())["fits"] is False

@@ -1,6 +1,8 @@
 """Budgeted search: the chosen student fits its budget when measured on the exported file; infeasible budgets
 fail before any training, naming the limit."""
 
+import re
+
 import pytest
 import torch
 
@@ -44,7 +46,13 @@ def test_infeasible_budget_names_the_limit_and_the_smallest_budget():
     with pytest.raises(InfeasibleBudgetError) as info:
         search("image", (1, 28, 28), 10, Budget(flash_bytes=2_000))
     msg = str(info.value)
-    assert "flash" in msg and "smallest" in msg and "B" in msg
+    assert "flash" in msg and "smallest" in msg
+    # the figure it names is the smallest flash budget that works: that budget is feasible, one byte less is not
+    figure = int(re.search(r"needs flash ([\d,]+) B", msg).group(1).replace(",", ""))
+    assert figure > 2_000
+    assert search("image", (1, 28, 28), 10, Budget(flash_bytes=figure)).chosen.file_bytes == figure
+    with pytest.raises(InfeasibleBudgetError):
+        search("image", (1, 28, 28), 10, Budget(flash_bytes=figure - 1))
 
 
 def test_cost_of_a_candidate_is_consistent():
