@@ -188,7 +188,16 @@ class Mean(GraphOp):
         self.out_q = ActQuant()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out_q(x.mean(dim=_lift_dims(self.dims, self.lifted), keepdim=self.keepdim))
+        dims = _lift_dims(self.dims, self.lifted)
+        if self.lifted and 3 in {d % 4 for d in dims}:  # reducing the length reduces the height-1 row with it
+            dims = tuple(sorted({d % 4 for d in dims} | {2}))
+        spatial = sorted(d % x.dim() for d in dims) == list(range(2, x.dim()))
+        if self.out_q.mode == "export" and not self.keepdim and spatial:
+            # A MEAN that drops the spatial dims makes the converter TRANSPOSE the NHWC map back first; keep them,
+            # then drop them channels-last (1×1: the same values), which it folds away.
+            y = x.mean(dim=dims, keepdim=True)
+            return self.out_q(y.permute(0, *range(2, y.dim()), 1).flatten(1))
+        return self.out_q(x.mean(dim=dims, keepdim=self.keepdim))
 
 
 ACTIVATIONS: dict[str, tuple[Callable, tuple[float, int] | None]] = {

@@ -13,9 +13,9 @@ producer, `Normalize` a depthwise 1×1 conv or folded into the first Linear), th
   (1 byte per element), placed by TFLite Micro's greedy planner (students/arena.py). Besides the graph's values the
   converter writes the input's layout ops (NCHW -> NHWC: RESHAPE for one channel, TRANSPOSE otherwise; a signal
   N×C×L is first reshaped to N×C×1×L, the exporters carry 1-D graphs as 2-D with height 1) and an
-  explicit PAD before a conv whose symmetric torch padding is not TFLite's SAME padding (stride 2 on an even size),
-  and a TRANSPOSE back to NCHW before flattening a feature map or a MEAN that drops the spatial dims; a flatten
-  right after global average pooling is folded into the MEAN. A residual branch's input stays alive until
+  explicit PAD before a conv whose symmetric torch padding is not TFLite's SAME padding (stride 2 on an even size);
+  a flatten right after global average pooling is folded into the MEAN (a flatten of a feature map is one RESHAPE:
+  the exporter permutes the next Linear's columns to the file's H, W, C order, so no TRANSPOSE). A residual branch's input stays alive until
   the ADD reads it, so the arena exceeds the largest single layer's input + output.
 """
 
@@ -138,9 +138,6 @@ def graph_cost(model: nn.Module, input_shape: tuple[int, ...]) -> GraphCost:
             alias[out] = src(ins[0])  # MEAN writes the flat [1, C] tensor itself
         else:
             kind = getattr(m, "kind", type(m).__name__.lower())
-            if _back_to_nchw(m, kind, env[ins[0]]):
-                op(f"{key}/transpose", "transpose", reads, f"{out}/nchw", env[ins[0]].numel())
-                reads = [f"{out}/nchw"]
             op(key, kind, reads, out, y.numel(), OpCost(key, kind, out_elems=y.numel(),
                                                         fused=getattr(m, "act", "none") != "none"))
     end = src(q.output_name)
@@ -151,16 +148,6 @@ def graph_cost(model: nn.Module, input_shape: tuple[int, ...]) -> GraphCost:
     return GraphCost(params=weights + biases, macs=sum(o.macs for o in ops), weight_bytes=weights + 4 * biases,
                      arena_bytes=greedy_arena(buffers), arena_lower_bound=live_peak(buffers), layers=len(layers),
                      channels=biases, tensors=len(buffers), ops=tuple(ops))
-
-
-def _back_to_nchw(m: nn.Module, kind: str, x: torch.Tensor) -> bool:
-    """The converter writes a TRANSPOSE back to NCHW before a flatten / reshape of a 2-D feature map (the flat
-    order is torch's, channel-major) and before a MEAN over the spatial dims that drops them (keepdim=False)."""
-    if x.dim() not in (3, 4):  # a 1-D map N×C×L is exported as N×1×L×C, like a 2-D one
-        return False
-    if kind in ("flatten", "reshape"):
-        return math.prod(x.shape[2:]) > 1
-    return kind == "mean" and not getattr(m, "keepdim", True)
 
 
 def _producer(q, value: str) -> nn.Module | None:

@@ -112,12 +112,26 @@ class Pooling(nn.Module):
         return self.fc(x.view(x.size(0), -1))
 
 
+class MeanHead(nn.Module):
+    """A head that averages away the spatial (or temporal) dims without keeping them: x.mean((2, 3)) / x.mean(-1)."""
+
+    def __init__(self, dims: int):
+        super().__init__()
+        conv = nn.Conv2d if dims == 2 else nn.Conv1d
+        self.c, self.fc, self.dims = conv(3, 8, 3, padding=1), nn.Linear(8, CLASSES), dims
+
+    def forward(self, x):
+        y = F.relu(self.c(x))
+        return self.fc(y.mean((2, 3)) if self.dims == 2 else y.mean(-1))
+
+
 MODULES = {"residual-add": Residual, "sub": Subtract, "concat": Concat, "se-sigmoid": lambda: SE(nn.Sigmoid()),
            "se-hardsigmoid": lambda: SE(nn.Hardsigmoid()), "hardswish": HardSwish, "relu6": ReLU6,
-           "pool-pad-view": Pooling}
+           "pool-pad-view": Pooling, "mean-2d": lambda: MeanHead(2), "mean-1d": lambda: MeanHead(1)}
+SHAPES = {"mean-1d": (3, 16)}
 OPS = {"residual-add": "ADD", "sub": "SUB", "concat": "CONCATENATION", "se-sigmoid": "LOGISTIC",
        "se-hardsigmoid": "MUL", "hardswish": "HARD_SWISH", "relu6": "DEPTHWISE_CONV_2D",
-       "pool-pad-view": "AVERAGE_POOL_2D"}
+       "pool-pad-view": "AVERAGE_POOL_2D", "mean-2d": "MEAN", "mean-1d": "MEAN"}
 # Every student family on the same core: (width, depth, sample shape)
 FAMILIES = {"cnn": (8, 3, (3, 16, 16)), "dscnn": (8, 3, (3, 16, 16)), "conv1d": (8, 3, (3, 32)),
             "mlp": (8, 3, (12,)), "resnet8": (8, 3, (3, 16, 16)), "resnet8_1d": (8, 2, (3, 32)),
@@ -128,7 +142,7 @@ CASES = sorted(MODULES) + [pytest.param(f, marks=pytest.mark.slow) for f in sort
 
 def _build(name: str) -> tuple[nn.Module, tuple[int, ...]]:
     if name in MODULES:
-        return MODULES[name]().eval(), SHAPE
+        return MODULES[name]().eval(), SHAPES.get(name, SHAPE)
     width, depth, shape = FAMILIES[name]
     c = shape[0]
     norm = Normalizer([0.2] * c, [0.5] * c, "feature" if len(shape) == 1 else "channel")

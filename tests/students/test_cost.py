@@ -117,7 +117,7 @@ def test_predicted_arena_and_macs_equal_the_exported_int8_file_on_tflite_micro(t
 
 
 class _Concat(nn.Module):
-    """Two branches concatenated, then a mean that drops the spatial dims (the converter transposes first)."""
+    """Two branches concatenated, then a mean that drops the spatial dims."""
 
     def __init__(self):
         super().__init__()
@@ -142,7 +142,7 @@ class _SigmoidSE(nn.Module):
 
 
 class _PadFlatten(nn.Module):
-    """Explicit zero padding, max pooling and a flatten of a feature map (TRANSPOSE + RESHAPE in the file)."""
+    """Explicit zero padding, max pooling and a flatten of a feature map (one RESHAPE in the file)."""
 
     def __init__(self):
         super().__init__()
