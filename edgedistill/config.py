@@ -205,6 +205,9 @@ class QuantConfig(_Strict):
     qat_lr_scale: float = Field(0.1, gt=0, le=1, description="QAT learning rate = train.lr × this")
     qat_max_samples: int | None = Field(None, ge=100, description="QAT fine-tunes on at most this many transfer "
                                         "samples (a seeded subset; default: all)")
+    rounding: Literal["auto", "float", "tflm"] = Field(
+        "auto", description="the int8 requantization QAT trains with: tflm (TFLite Micro's reference kernels, what a "
+        "microcontroller computes), float (XNNPACK / onnxruntime), or auto: tflm when the target runs TFLite Micro")
 
     @field_validator("qat_epochs")
     @classmethod

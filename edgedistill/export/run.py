@@ -44,15 +44,17 @@ def _data_spec(checkpoint: Path, data: str | None) -> dict:
 
 def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: bool, data: str | None = None,
                       calibration: str = "minmax", calibration_size: int = 1000, tolerance: float = 1.0,
-                      tflm_max_samples: int = 1000, overwrite: bool = False, rounding: str = "float") -> ExportResult:
+                      tflm_max_samples: int = 1000, overwrite: bool = False, rounding: str | None = None) -> ExportResult:
     """`rounding`: the requantization the int8 reference model computes ("tflm" for a student trained with
-    TFLite Micro's rounding for a microcontroller target; quantize/mcu.py)."""
+    TFLite Micro's rounding for a microcontroller target; quantize/mcu.py). None: what the checkpoint's QAT used
+    (metrics.json), else "float"."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_dir():
         raise ModelLoadError(f"Checkpoint {checkpoint} is not a directory written by `edgedistill distill`.")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"Output directory {out} already exists and is not empty; pass --overwrite to replace it.")
     model, ck = load_student(checkpoint)
+    rounding = rounding or _trained_rounding(checkpoint)
     spec = _data_spec(checkpoint, data)
     splits = make_splits(read_dataset(spec["source"]), val_fraction=spec.get("val_fraction", 0.1),
                          test_fraction=spec.get("test_fraction", 0.2), seed=spec.get("seed", 0))
@@ -87,3 +89,11 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
         shutil.rmtree(out)
     os.replace(work, out)
     return ExportResult(out, record)
+
+
+def _trained_rounding(checkpoint: Path) -> str:
+    """The requantization the checkpoint's QAT trained with (recorded in metrics.json), "float" when not recorded."""
+    try:
+        return (json.loads((checkpoint / "metrics.json").read_text()).get("int8") or {}).get("rounding") or "float"
+    except (OSError, ValueError):
+        return "float"

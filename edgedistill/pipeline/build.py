@@ -80,7 +80,7 @@ def _train(config, inputs: Inputs, found, budget: Budget, key: str, run: RunDir,
     arch = found.chosen.arch
     target = check_and_target(config, inputs, arch)
     run.create()
-    done = train_and_deploy(config, inputs, arch, run, show_progress)
+    done = train_and_deploy(config, inputs, arch, target, run, show_progress)
     if not ddp.is_main():
         return False  # under torchrun the other ranks helped train; rank 0 writes, checks and gates
     t0 = time.perf_counter()

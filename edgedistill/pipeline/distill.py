@@ -25,7 +25,7 @@ from edgedistill.distill.schedule import resolve_config
 from edgedistill.distill.trainer import TrainSettings
 from edgedistill.errors import EdgeDistillError
 from edgedistill.pipeline.inputs import EvalTensors, Inputs, check_student, read_inputs, student_arch
-from edgedistill.pipeline.int8 import Int8Outcome, run_int8_stage
+from edgedistill.pipeline.int8 import Int8Outcome, qat_rounding, run_int8_stage
 from edgedistill.pipeline.measure import Measured, measure_build
 from edgedistill.pipeline.report import distill_metrics, report_document, write_report
 from edgedistill.pipeline.rundir import RunDir
@@ -70,7 +70,7 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
         arch = student_arch(config, inputs.splits)
         target = check_and_target(config, inputs, arch)
         run.create()
-        done = train_and_deploy(config, inputs, arch, run, show_progress)
+        done = train_and_deploy(config, inputs, arch, target, run, show_progress)
         if not ddp.is_main():  # training is done; rank 0 alone exports, reports and writes
             return DistillResult(run.out, {})
         report = None
@@ -96,7 +96,7 @@ def measure(int8: Int8Outcome, inputs: Inputs, target) -> Measured:
     return measure_build(int8.artifacts, inputs.teachers, inputs.splits.input_shape, target)
 
 
-def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, run: RunDir,
+def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, target, run: RunDir,
                      show_progress: bool) -> Trained8:
     """Teacher outputs -> tune -> train -> int8, in `run.work`. Returns metrics.json's content and the int8 outcome
     (on ranks other than 0 of a distributed run: after the collective steps, with no files written)."""
@@ -127,7 +127,7 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, r
         if config.quant.qat:
             int8 = run_int8_stage(config.quant, trained.student, trained.twin, outs.data, ev.x_val, ev.y_val,
                                   s.test.x, s.test.y, tuned.objective, settings, s.input_shape, s.num_classes,
-                                  run.work, ui)
+                                  run.work, ui, qat_rounding(config.quant.rounding, target))
     replicas = _replica_digests(trained.student, trained.twin, int8)
     if not ddp.is_main():
         return Trained8({}, int8, config)

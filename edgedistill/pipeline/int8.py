@@ -43,14 +43,15 @@ def _host_cpu_flags() -> list[str]:
 def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Module | None, data: TrainSet,
                    x_val: torch.Tensor, y_val: torch.Tensor, x_test: np.ndarray, y_test: np.ndarray,
                    objective: Objective, settings: TrainSettings, input_shape, num_classes: int, work: Path,
-                   ui) -> Int8Outcome:
-    """Quantize, QAT-distill, export into `work` and check parity. The float student and twin are not modified."""
+                   ui, rounding: str = "float") -> Int8Outcome:
+    """Quantize, QAT-distill, export into `work` and check parity. The float student and twin are not modified.
+    `rounding`: the requantization QAT models ("tflm": TFLite Micro's, for a microcontroller target)."""
     t0 = time.perf_counter()
     x_te = torch.from_numpy(x_test)
     y_te = torch.from_numpy(y_test)
     idx = calibration_indices(len(data), q.calibration_size, settings.seed)
     x_calib = data.x[torch.from_numpy(idx)]
-    ptq = post_training_quantize(student, x_calib, q.calibration)
+    ptq = post_training_quantize(student, x_calib, q.calibration, rounding)
     qat_settings = replace(settings, epochs=q.qat_epochs)
     if q.qat_max_samples and q.qat_max_samples < len(data):  # QAT fine-tunes a trained model: a subset can do
         pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(settings.seed + 7))
@@ -58,10 +59,11 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     ckpt = work / "checkpoints"
     objective = replace(objective, features=())  # feature terms shape the float student; QAT keeps the response loss
     qs, res = qat_distill(student, data, x_calib, x_val, y_val, objective, qat_settings, method=q.calibration,
-                          lr_scale=q.qat_lr_scale, checkpoint=ckpt / "student_qat.pt",
+                          lr_scale=q.qat_lr_scale, checkpoint=ckpt / "student_qat.pt", rounding=rounding,
                           progress=_bar(ui, "QAT distill", qat_settings.epochs * len(data)))
     metrics = {
         "calibration": {"method": q.calibration, "samples": int(len(idx))},
+        "rounding": rounding,
         "qat_epochs": q.qat_epochs,
         "qat_samples": len(data),
         "float_test_acc": accuracy(predict_logits(student, x_te), y_te),
@@ -74,6 +76,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     if twin is not None:
         qt, _ = qat_distill(twin, data, x_calib, x_val, y_val, Objective(teacher=False), qat_settings,
                             method=q.calibration, lr_scale=q.qat_lr_scale, checkpoint=ckpt / "baseline_qat.pt",
+                            rounding=rounding,
                             progress=_bar(ui, "QAT no-teacher twin", qat_settings.epochs * len(data)))
         metrics["baseline_qat_test_acc"] = accuracy(predict_logits(qt, x_te), y_te)
         metrics["gain_vs_baseline_int8"] = metrics["qat_test_acc"] - metrics["baseline_qat_test_acc"]
@@ -120,3 +123,11 @@ def _failure(r: ParityRow) -> str:
 def _bar(ui, label: str, total: int):
     update = ui.task(label, total)
     return lambda k, loss=None, val=None: update(k, loss, val)
+
+
+def qat_rounding(setting: str, target) -> str:
+    """The requantization QAT models: the config's choice, or (auto) TFLite Micro's when the target runs it, so the
+    accuracy reported for a microcontroller is what it computes (not XNNPACK's rounding)."""
+    if setting != "auto":
+        return setting
+    return "tflm" if target is not None and target.runtime == "tflm" else "float"
