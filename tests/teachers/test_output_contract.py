@@ -8,7 +8,7 @@ from torch import nn
 
 from edgedistill.data import Split, make_splits
 from edgedistill.data.arrays import RawDataset
-from edgedistill.distill.checks import check_teacher_fits
+from edgedistill.pipeline.checks import check_teacher_fits
 from edgedistill.errors import DataError
 from edgedistill.teachers import TeacherSpec, load_teacher
 
