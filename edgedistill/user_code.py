@@ -85,7 +85,9 @@ def import_factory(spec: str, error: type[EdgeDistillError] = ModelLoadError):
         try:
             module = importlib.import_module(head)
         except ImportError as exc:
-            raise error(f"Cannot import module {head!r} for model factory {spec!r}: {exc}.") from None
+            raise error(f"Cannot import module {head!r} for model factory {spec!r}: {exc} (a module must be "
+                        "importable from the current directory or PYTHONPATH; or give the file: "
+                        "path/to/file.py:function).") from None
         except Exception as exc:  # the module exists but its own code failed
             raise error(f"Importing module {head!r} (factory {spec!r}) raised {type(exc).__name__}: {exc}.") from None
     fn = getattr(module, attr, None)
