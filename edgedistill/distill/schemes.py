@@ -38,6 +38,7 @@ from edgedistill.distill.trainer import (
     TrainSettings,
     augment_seed,
     batch_at,
+    keep_last_epoch,
     mixed_labels,
     predict_logits,
     val_accuracy,
@@ -150,8 +151,11 @@ def fit_mutual(models: list[nn.Module], data: TrainSet, val_x: torch.Tensor, val
                 r.best_val_acc, r.best_epoch, r.best_state = acc, epoch + 1, copy.deepcopy(m.state_dict())
         if progress:
             progress(0, totals[0] / n, results[0].best_val_acc)
-    for r in results:
+    for m, r in zip(models, results):
         r.samples_per_s = settings.epochs * n * len(models) / r.seconds if r.seconds else 0.0
+        if r.history and keep_last_epoch(r.best_val_acc, r.history[-1].val_acc, len(val_y)):  # as fit() does
+            r.best_val_acc, r.best_epoch, r.best_state = r.history[-1].val_acc, r.history[-1].epoch, \
+                copy.deepcopy(m.state_dict())
     return results
 
 
