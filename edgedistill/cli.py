@@ -2,48 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 
 import click
 
 from edgedistill.cli_args import parse_formats
+from edgedistill.cli_errors import user_errors
 from edgedistill.cli_options import build_options, build_overrides, distill_options, distill_overrides
 from edgedistill.cli_summary import print_distill_summary, print_parity_table, print_profile, print_warnings
 from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.quiet import keep_log_in, third_party_to_log
-
-
-def _user_errors(fn):
-    """Turn user-caused errors into one paragraph on stderr and a non-zero exit, without a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from edgedistill import distributed as ddp
-
-        where = f"rank {ddp.rank()} of {ddp.world()}: " if ddp.requested() else ""
-        try:
-            return fn(*args, **kwargs)
-        except EdgeDistillError as exc:
-            click.echo(f"error: {where}{exc}", err=True)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("interrupted: finished epochs are checkpointed; run the same command again to resume.",
-                       err=True)
-            sys.exit(130)
-        except Exception as exc:
-            if not ddp.requested():
-                raise
-            # under torchrun: one line naming the rank (torchrun then stops the other ranks and reports the failure)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            click.echo(f"error: rank {ddp.rank()} of {ddp.world()} failed: {type(exc).__name__}: {first[:400]}. "
-                       "Finished epochs are checkpointed by rank 0; run the same command again to resume.", err=True)
-            sys.exit(1)
-        finally:
-            ddp.shutdown()
-
-    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -59,7 +28,7 @@ def main() -> None:
 
 @main.command()
 @distill_options
-@_user_errors
+@user_errors
 @third_party_to_log
 def distill(quiet, overwrite, **options):
     """Distill a teacher (or an ensemble) into a small student, and train its no-teacher twin for comparison.
@@ -92,7 +61,7 @@ def distill(quiet, overwrite, **options):
               help="Fail if an int8 file loses more accuracy than this vs the torch int8 model.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory. [default: CHECKPOINT/export]")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
-@_user_errors
+@user_errors
 def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calibration_size, int8_tolerance, out,
                overwrite):
     """Export a distilled student (a directory written by `edgedistill distill`) to ONNX and TFLite, and run
@@ -131,7 +100,7 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
               "machine's outputs (parity on the device).")
 @click.option("--device-inputs", type=click.Path(dir_okay=False), help=".npy of samples for the device run. "
               "[default: 32 seeded random samples of the model's input shape]")
-@_user_errors
+@user_errors
 def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs):
     """Profile any .onnx or .tflite file for a target: exact cost (MACs, weight bytes, activation arena), latency
     measured on this machine with the real runtime (and TFLite Micro for int8 TFLite), the target estimate with its
@@ -161,7 +130,7 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
 
 @main.command("build")
 @build_options
-@_user_errors
+@user_errors
 @third_party_to_log
 def build_cmd(budget_text, device_url, quiet, **options):
     """Build a deployable student for a target: search under the budget, distill (float, then QAT int8), export
@@ -201,7 +170,7 @@ def build_cmd(budget_text, device_url, quiet, **options):
 @click.option("--data", default="builtin:fashion-mnist", show_default=True, help="Data (only its shape is used).")
 @click.option("--family", "families", multiple=True, help="Restrict to these student families (repeatable).")
 @click.option("--all", "show_all", is_flag=True, help="List every candidate, not only the ten largest that fit.")
-@_user_errors
+@user_errors
 def search_cmd(target, budget_text, data, families, show_all):
     """Cost every candidate student for the data's shape and choose the largest that fits the budget (no training).
     An infeasible budget fails here, naming the limit and the smallest budget that would work."""
@@ -235,7 +204,7 @@ def search_cmd(target, budget_text, data, families, show_all):
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML here (CI test reports).")
 @click.option("--summary", type=click.Path(dir_okay=False),
               help="Write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).")
-@_user_errors
+@user_errors
 def gate_cmd(report, budget_text, baseline, tolerance, junit, summary):
     """Judge a report.json against its target's limits and your budget; exit 0 if every check passes, 1 if not."""
     from pathlib import Path
@@ -267,7 +236,7 @@ def targets():
 
 
 @targets.command("list")
-@_user_errors
+@user_errors
 def targets_list():
     """One line per known target."""
     from edgedistill.targets import load_profile_file, profile_files
@@ -280,7 +249,7 @@ def targets_list():
 
 @targets.command("show")
 @click.argument("name")
-@_user_errors
+@user_errors
 def targets_show(name):
     """Every field of one target with its source."""
     from edgedistill.targets import load_target

@@ -1,0 +1,41 @@
+"""How the CLI answers a failure: a user's mistake is one paragraph on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from edgedistill.errors import EdgeDistillError
+
+
+def user_errors(fn):
+    """Turn user-caused errors into one paragraph on stderr and a non-zero exit, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from edgedistill import distributed as ddp
+
+        where = f"rank {ddp.rank()} of {ddp.world()}: " if ddp.requested() else ""
+        try:
+            return fn(*args, **kwargs)
+        except EdgeDistillError as exc:
+            click.echo(f"error: {where}{exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished epochs are checkpointed; run the same command again to resume.",
+                       err=True)
+            sys.exit(130)
+        except Exception as exc:
+            if not ddp.requested():
+                raise
+            # under torchrun: one line naming the rank (torchrun then stops the other ranks and reports the failure)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            click.echo(f"error: rank {ddp.rank()} of {ddp.world()} failed: {type(exc).__name__}: {first[:400]}. "
+                       "Finished epochs are checkpointed by rank 0; run the same command again to resume.", err=True)
+            sys.exit(1)
+        finally:
+            ddp.shutdown()
+
+    return wrapper
