@@ -292,3 +292,7 @@ def list_(what):
         if name == "optimizers":
             for e in SCHEDULES:
                 click.echo(f"  {'schedule ' + e.name:<14} {e.summary}")
+
+
+if __name__ == "__main__":  # python -m edgedistill.cli (python -m edgedistill works too)
+    main()

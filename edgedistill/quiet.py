@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 LOG_NAME = "third_party.log"
@@ -95,6 +96,7 @@ class Capture:
             self._tmp.flush()
 
     def start(self) -> "Capture":
+        self._started = time.time()
         sys.stderr.flush()
         self._old_stderr = sys.stderr
         self._saved_fd = os.dup(2)
@@ -149,12 +151,18 @@ class Capture:
         self._keep()
 
     def _keep(self) -> None:
+        """Into OUT.partial when the run left one (failed or interrupted), into OUT only when this run published it
+        (renamed it into place after the capture began); never into a directory the run did not write: a refused
+        run leaves the user's existing OUT exactly as it was."""
         tmp = Path(self._tmp.name)
         dest = self.destination
-        candidates = [dest, dest.with_name(dest.name + ".partial")] if dest is not None else []
-        for d in candidates:
-            if d.is_dir():
-                shutil.move(str(tmp), str(d / LOG_NAME))
+        if dest is not None:
+            partial = dest.with_name(dest.name + ".partial")
+            if partial.is_dir():
+                shutil.move(str(tmp), str(partial / LOG_NAME))
+                return
+            if dest.is_dir() and dest.stat().st_ctime >= self._started:
+                shutil.move(str(tmp), str(dest / LOG_NAME))
                 return
         tmp.unlink(missing_ok=True)
 

@@ -38,11 +38,20 @@ def read_npz(path: Path) -> RawDataset:
     the transfer set only); other labels need not be 0..K-1 (see edgedistill.data.labels)."""
     try:
         with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):  # np.load read a single .npy or guessed a pickle: not an archive
+                raise ValueError("it is not a .npz archive")
             arrays = {k: z[k] for k in z.files}
+    except EOFError:
+        raise DataError(f"Cannot read {path} as a .npz archive: the file is empty.") from None
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"Cannot read {path} as a .npz archive of plain arrays: {exc}.") from None
+        why = "it is not a .npz archive (nor a NumPy file)" if "pickle" in str(exc) else str(exc)
+        raise DataError(f"Cannot read {path} as a .npz archive of plain arrays: {why}.") from None
     if "x" not in arrays:
         raise DataError(f"{path} has arrays {sorted(arrays)} but no `x`; store samples as `x` (and labels as `y`).")
+    for xs, ys in (("x", "y"), ("x_test", "y_test")):
+        if xs in arrays and ys in arrays and len(arrays[xs]) != len(arrays[ys]):
+            raise DataError(f"{path}: `{xs}` has {len(arrays[xs])} samples but `{ys}` has {len(arrays[ys])} labels; "
+                            "they must pair up one to one.")
     x = _samples(arrays["x"], path, "x")
     kind_of(x)
     train = Split(x, _labels(arrays.get("y"), path))

@@ -34,8 +34,9 @@ def load_state_dict(path: Path, allow_pickle: bool = False) -> dict[str, torch.T
             f"arbitrary code. Save the weights with safetensors or `torch.save(model.state_dict())`, or, if you "
             f"trust the file, set allow_pickle (--teacher-allow-pickle). Detail: {str(exc).splitlines()[0]}"
         ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
-        raise ModelLoadError(f"{path} is not a readable PyTorch weights file: {exc}.") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, IndexError, KeyError, ValueError, TypeError,
+            AttributeError) as exc:  # torch.load on arbitrary bytes raises any of these
+        raise ModelLoadError(f"{path} is not a readable PyTorch weights file: {type(exc).__name__}: {exc}.") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if isinstance(obj, torch.nn.Module):

@@ -1,0 +1,46 @@
+"""Inputs a breaking session found: each is a one-paragraph error with exit 1, and a refused run adds nothing to the
+user's existing output directory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgedistill.cli import main
+from edgedistill.data import read_dataset
+from edgedistill.errors import DataError, ModelLoadError
+from edgedistill.teachers.torch_formats import load_state_dict
+
+
+def test_npz_whose_x_and_y_do_not_pair_up(tmp_path):
+    p = tmp_path / "mm.npz"
+    np.savez(p, x=np.random.rand(20, 4).astype("f4"), y=np.arange(15) % 2)
+    with pytest.raises(DataError, match="`x` has 20 samples but `y` has 15 labels"):
+        read_dataset(str(p))
+
+
+@pytest.mark.parametrize("content, why", [(b"", "the file is empty"),
+                                          (np.random.default_rng(0).bytes(500), "not a .npz archive")])
+def test_empty_or_garbage_npz(tmp_path, content, why):
+    p = tmp_path / "bad.npz"
+    p.write_bytes(content)
+    with pytest.raises(DataError, match=why):
+        read_dataset(str(p))
+
+
+def test_garbage_torch_weights_are_a_load_error(tmp_path):
+    p = tmp_path / "w.pt"
+    p.write_bytes(np.random.default_rng(1).bytes(5000))
+    with pytest.raises(ModelLoadError):
+        load_state_dict(p)
+
+
+def test_a_refused_run_leaves_the_users_directory_as_it_was(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    user = tmp_path / "userdir"
+    user.mkdir()
+    (user / "mine.txt").write_text("mine")
+    r = CliRunner().invoke(main, ["distill", "--out", "userdir", "-q", "--epochs", "1"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert sorted(p.name for p in user.iterdir()) == ["mine.txt"]
