@@ -139,8 +139,10 @@ def distill_overrides(o: dict) -> dict:
                "tune_epochs": o["tune_epochs"], "features": [parse_feature(f) for f in o["features"]] or None,
                "scheme": o["scheme"], "generations": o["generations"], "peers": o["peers"],
                "online_teacher": o["online_teacher"]},
-        "train": {k: o[k] for k in ("epochs", "steps", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
-                                    "seed", "threads")},
+        "train": {**{k: o[k] for k in ("epochs", "steps", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
+                                       "seed", "threads")},
+                  # --steps on the command line replaces a config file's epochs (flags override the file)
+                  **({"epochs": "auto"} if o["steps"] is not None and o["epochs"] is None else {})},
         "quant": {"qat": o["qat"], "qat_epochs": o["qat_epochs"], "calibration": o["calibration"],
                   "calibration_size": o["calibration_size"], "int8_tolerance": o["int8_tolerance"],
                   "formats": parse_formats(o["formats"])},

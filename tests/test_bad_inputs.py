@@ -44,3 +44,20 @@ def test_a_refused_run_leaves_the_users_directory_as_it_was(tmp_path, monkeypatc
     r = CliRunner().invoke(main, ["distill", "--out", "userdir", "-q", "--epochs", "1"])
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert sorted(p.name for p in user.iterdir()) == ["mine.txt"]
+
+
+def test_steps_on_the_command_line_override_a_config_files_epochs(tmp_path):
+    from edgedistill.cli_options import distill_overrides
+    from edgedistill.config import load_config
+
+    cfg = tmp_path / "d.toml"
+    cfg.write_text("[train]\nepochs = 20\n")
+    names = ["config_file", "data", "transfer", "max_train", "teachers", "teacher_factory", "teacher_format",
+             "teacher_input", "teacher_output", "teacher_allow_pickle", "ensemble", "student", "loss", "augment_text",
+             "features", "scheme", "generations", "peers", "online_teacher", "temperature", "alpha", "tune_epochs",
+             "epochs", "steps", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "seed", "threads", "qat",
+             "qat_epochs", "calibration", "calibration_size", "formats", "int8_tolerance", "target", "no_baseline",
+             "cache_dir", "out"]
+    opts = {n: None for n in names} | {"teachers": (), "features": (), "steps": 40}
+    c = load_config(str(cfg), distill_overrides(opts))
+    assert c.train.steps == 40 and c.train.epochs == "auto"
