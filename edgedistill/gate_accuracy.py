@@ -1,4 +1,4 @@
-"""The gate's accuracy checks, judged against the noise of the test split (formulas: edgedistill.report.stats).
+"""The gate's accuracy checks, judged against the noise of the test split (formulas: edgedistill.stats).
 
 An accuracy measured on n test samples is uncertain by a few points when n is small (80 samples: about ±7 points
 at 90 %). Each accuracy check therefore has three outcomes:
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 
-from edgedistill.report.stats import (Z95, Interval, at_least_within_noise, at_most_within_noise, newcombe,
+from edgedistill.stats import (Z95, Interval, at_least_within_noise, at_most_within_noise, newcombe,
                                       wilson_from_percent)
 
 

@@ -26,7 +26,6 @@ import shutil
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 LOG_NAME = "third_party.log"
@@ -96,7 +95,7 @@ class Capture:
             self._tmp.flush()
 
     def start(self) -> "Capture":
-        self._started = time.time()
+        self.failed = False
         sys.stderr.flush()
         self._old_stderr = sys.stderr
         self._saved_fd = os.dup(2)
@@ -151,9 +150,8 @@ class Capture:
         self._keep()
 
     def _keep(self) -> None:
-        """Into OUT.partial when the run left one (failed or interrupted), into OUT only when this run published it
-        (renamed it into place after the capture began); never into a directory the run did not write: a refused
-        run leaves the user's existing OUT exactly as it was."""
+        """Into OUT.partial when the run left one (failed or interrupted), into OUT only when the command
+        succeeded; a refused or failed run leaves the user's existing OUT exactly as it was."""
         tmp = Path(self._tmp.name)
         dest = self.destination
         if dest is not None:
@@ -161,7 +159,7 @@ class Capture:
             if partial.is_dir():
                 shutil.move(str(tmp), str(partial / LOG_NAME))
                 return
-            if dest.is_dir() and dest.stat().st_ctime >= self._started:
+            if dest.is_dir() and not self.failed:
                 shutil.move(str(tmp), str(dest / LOG_NAME))
                 return
         tmp.unlink(missing_ok=True)
@@ -209,6 +207,11 @@ def third_party_to_log(fn):
         _active = Capture().start()
         try:
             return fn(*args, **kwargs)
+        except SystemExit:
+            raise  # the command finished and chose its exit code (build: the gate's verdict)
+        except BaseException:
+            _active.failed = True
+            raise
         finally:
             cap, _active = _active, None
             cap.stop()

@@ -16,7 +16,8 @@ import pytest
 
 pytestmark = pytest.mark.slow  # real multi-process runs: tens of seconds each
 
-ARGS = ["distill", "--data", "builtin:digits", "--epochs", "6", "-q", "-T", "4", "--alpha", "0.9", "--threads", "1",
+ARGS = ["distill", "--data", "builtin:digits", "--epochs", "6", "--batch-size", "128", "-q", "-T", "4", "--alpha", "0.9",
+        "--threads", "1",
         "--student", "cnn:width=8,depth=2"]
 
 

@@ -5,7 +5,7 @@ import copy
 
 from edgedistill.budget import Budget
 from edgedistill.gate import Tolerance, gate, markdown
-from edgedistill.report.stats import newcombe, wilson
+from edgedistill.stats import newcombe, wilson
 
 N = 80
 REPORT = {

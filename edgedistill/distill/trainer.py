@@ -355,11 +355,11 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
 def keep_last_epoch(best_val_acc: float, last_val_acc: float, n_val: int) -> bool:
     """Whether the final weights are kept instead of the best epoch's: when the best epoch's validation lead over the
     last epoch is within the noise of the validation split (best <= the upper end of the last epoch's Wilson 95 %
-    interval, edgedistill.report.stats). On a 40-sample split one sample is 2.5 points and the interval is about
+    interval, edgedistill.stats). On a 40-sample split one sample is 2.5 points and the interval is about
     ±10 points, so "best" is mostly luck: on MNIST-1D with 400 labels (issue 20) the best-by-validation epoch lost
     up to 7 points of test accuracy against the last one. On thousands of samples an earlier epoch that is clearly
     better is still kept."""
-    from edgedistill.report.stats import wilson_from_percent
+    from edgedistill.stats import wilson_from_percent
 
     if n_val <= 0 or last_val_acc >= best_val_acc:
         return True

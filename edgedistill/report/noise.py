@@ -1,4 +1,4 @@
-"""Attach the noise of the test split to the figures in metrics.json (see edgedistill.report.stats for the formulas).
+"""Attach the noise of the test split to the figures in metrics.json (see edgedistill.stats for the formulas).
 
 * Every accuracy stored under a key ending in `test_acc` gets two siblings: `<key>_ci95` = [low, high] (Wilson 95 %
   interval, percent points) and `<key>_n` = the number of test samples it was measured on.
@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from edgedistill.report.stats import ALPHA, Interval, mcnemar, paired_counts, wilson_from_percent
+from edgedistill.stats import ALPHA, Interval, mcnemar, paired_counts, wilson_from_percent
 
 ACC_SUFFIX = "test_acc"
 

@@ -3,7 +3,7 @@
 import torch
 
 from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, fit, keep_last_epoch
-from edgedistill.report.stats import wilson
+from edgedistill.stats import wilson
 
 
 def test_rule_against_the_wilson_interval():

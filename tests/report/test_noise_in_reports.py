@@ -5,7 +5,7 @@ import torch
 from edgedistill.report.noise import annotate_intervals, correct, paired_gain
 from edgedistill.report.render import to_markdown
 from edgedistill.report.schema import assemble
-from edgedistill.report.stats import mcnemar, wilson
+from edgedistill.stats import mcnemar, wilson
 
 
 def _metrics(n: int = 80) -> dict:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from edgedistill.report.stats import (Z95, at_least_within_noise, at_most_within_noise, mcnemar, newcombe,
+from edgedistill.stats import (Z95, at_least_within_noise, at_most_within_noise, mcnemar, newcombe,
                                       paired_counts, wilson, wilson_from_percent)
 
 
