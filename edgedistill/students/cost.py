@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from edgedistill.students.arena import Buffer, greedy_arena, live_peak
+from edgedistill.profile.tflm_planner import Buffer, align, greedy_arena_bytes, lower_bound_bytes
 
 
 @dataclass(frozen=True)
@@ -142,12 +142,13 @@ def graph_cost(model: nn.Module, input_shape: tuple[int, ...]) -> GraphCost:
                                                         fused=getattr(m, "act", "none") != "none"))
     end = src(q.output_name)
     last[end] = len(ops) - 1
-    buffers = [Buffer(sizes[t], first[t], max(last.get(t, first[t]), first[t])) for t in sizes]
+    buffers = [Buffer(align(sizes[t]), first[t], max(last.get(t, first[t]), first[t])) for t in sizes]
     layers = [o for o in ops if o.weights]
     weights, biases = sum(o.weights for o in layers), sum(o.biases for o in layers)
     return GraphCost(params=weights + biases, macs=sum(o.macs for o in ops), weight_bytes=weights + 4 * biases,
-                     arena_bytes=greedy_arena(buffers), arena_lower_bound=live_peak(buffers), layers=len(layers),
-                     channels=biases, tensors=len(buffers), ops=tuple(ops))
+                     arena_bytes=greedy_arena_bytes(buffers),
+                     arena_lower_bound=lower_bound_bytes(buffers, max((b.last for b in buffers), default=0) + 1),
+                     layers=len(layers), channels=biases, tensors=len(buffers), ops=tuple(ops))
 
 
 def _producer(q, value: str) -> nn.Module | None:

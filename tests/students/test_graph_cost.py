@@ -9,7 +9,15 @@ from torch import nn
 
 from edgedistill.data import Normalizer
 from edgedistill.students import STUDENT_FAMILIES, StudentArch, build_student
-from edgedistill.students.arena import Buffer, greedy_arena, live_peak
+from edgedistill.profile.tflm_planner import Buffer, align, greedy_arena_bytes, lower_bound_bytes
+
+
+def greedy_arena(buffers):
+    return greedy_arena_bytes([Buffer(align(b.size), b.first, b.last) for b in buffers])
+
+
+def live_peak(buffers):
+    return lower_bound_bytes([Buffer(align(b.size), b.first, b.last) for b in buffers], max(b.last for b in buffers) + 1)
 from edgedistill.students.cost import graph_cost
 
 SHAPES = {"resnet8": (3, 16, 16), "mobilenetv1": (3, 16, 16), "mbv3": (1, 16, 16), "cnn": (1, 8, 8),
