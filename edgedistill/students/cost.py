@@ -10,7 +10,7 @@ producer, `Normalize` a depthwise 1×1 conv or folded into the first Linear), th
   kernels' arithmetic, the rule profile/cost.py applies to a .tflite file. Other ops count no MACs.
 * weight bytes: int8 weights + an int32 bias per output channel (BN folding gives every conv a bias).
 * arena: every activation tensor of the .tflite file with its lifetime [producing op, last reading op], int8
-  (1 byte per element), placed by TFLite Micro's greedy planner (students/arena.py). Besides the graph's values the
+  (1 byte per element), placed by TFLite Micro's greedy planner (profile/tflm_planner.py). Besides the graph's values the
   converter writes the input's layout ops (NCHW -> NHWC: RESHAPE for one channel, TRANSPOSE otherwise; a signal
   N×C×L is first reshaped to N×C×1×L, the exporters carry 1-D graphs as 2-D with height 1) and an
   explicit PAD before a conv whose symmetric torch padding is not TFLite's SAME padding (stride 2 on an even size);
