@@ -144,9 +144,9 @@ def test_teacher_factory_from_a_file_path(tmp_path, monkeypatch):
     r = run(["distill", "--teacher", "w.safetensors", "--teacher-factory", "nowhere.py:resnet", "-q",
              "--data", "builtin:digits"])
     _one_paragraph_error(r, "nowhere.py", "does not exist")
-    r = run(["distill", "--teacher", "w.safetensors", "--teacher-factory", "mypkg.models:resnet", "-q",
+    r = run(["distill", "--teacher", "w.safetensors", "--teacher-factory", "no_such_pkg_xyz.models:resnet", "-q",
              "--data", "builtin:digits"])
-    _one_paragraph_error(r, "No module named 'mypkg'", "path/to/file.py:function")
+    _one_paragraph_error(r, "No module named 'no_such_pkg_xyz", "path/to/file.py:function")
 
 
 def test_student_not_smaller_than_teacher_rule():
