@@ -69,6 +69,8 @@ class Budget:
                 raise ConfigError(f"Cannot parse budget item {part!r}: expected key=value with key one of "
                                   f"{', '.join(KEYS)} (e.g. flash=64KiB,latency=5ms).")
             field, units = KEYS[key]
+            if field in values:
+                raise ConfigError(f"Budget item {key!r} is given twice in {text!r}; give each limit once.")
             m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([a-zA-Z%]*)\s*", raw)
             if not m:
                 raise ConfigError(f"Budget value {raw!r} for {key} is not a number with an optional unit.")

@@ -100,7 +100,10 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
               "machine's outputs (parity on the device).")
 @click.option("--device-inputs", type=click.Path(dir_okay=False), help=".npy of samples for the device run. "
               "[default: 32 seeded random samples of the model's input shape]")
+@click.option("--verbose", is_flag=True, help="Show the runtimes' own log lines (LiteRT, absl) instead of dropping "
+              "them.")
 @user_errors
+@third_party_to_log
 def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs):
     """Profile any .onnx or .tflite file for a target: exact cost (MACs, weight bytes, activation arena), latency
     measured on this machine with the real runtime (and TFLite Micro for int8 TFLite), the target estimate with its
@@ -186,8 +189,10 @@ def search_cmd(target, budget_text, data, families, show_all):
     num_classes = fit_label_map([raw.train.y], raw.class_names, raw.source).num_classes if raw.train.labeled else 2
     res = search(kind_of(raw.train.x), tuple(raw.train.x.shape[1:]), num_classes, budget, list(families) or None)
     rows = res.candidates if show_all else sorted((c for c in res.candidates if c.fits), key=lambda c: -c.params)[:10]
-    click.echo(f"{len(res.candidates)} candidates, {sum(c.fits for c in res.candidates)} fit "
-               f"(flash <= {budget.flash_bytes}, RAM <= {budget.ram_bytes}, MACs <= {budget.macs}); rule: {res.rule}")
+    limits = ", ".join(f"{name} <= {v:,}" for name, v in (("flash", budget.flash_bytes), ("RAM", budget.ram_bytes),
+                                                           ("MACs", budget.macs)) if v is not None) or "no limits"
+    click.echo(f"{len(res.candidates)} candidates, {sum(c.fits for c in res.candidates)} fit ({limits}); "
+               f"rule: {res.rule}")
     click.echo(f"{'student':<28}{'params':>9}{'MACs':>12}{'file B':>10}{'arena B':>10}  fits")
     for c in rows:
         mark = "<- chosen" if c is res.chosen else ("yes" if c.fits else "no: " + ",".join(c.violations))

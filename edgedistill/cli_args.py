@@ -12,8 +12,11 @@ _TRUE, _FALSE = ("", "1", "true", "yes", "on"), ("0", "false", "no", "off")
 def parse_student(value: str | None) -> dict | None:
     """'cnn', 'cnn:width=16,depth=3', 'width=8', 'mymodels.py:resnet,width=8' or 'pkg.mod:fn' -> StudentConfig
     fields (grammar and errors: edgedistill.students.spec)."""
-    if not value:
+    if value is None:
         return None
+    if not value.strip():
+        raise ConfigError("--student is empty: give a family (cnn, resnet8, ...; see `edgedistill list`), knobs "
+                          "(width=8) or your own factory (path/to/file.py:function), or leave the option out.")
     from edgedistill.students.spec import parse_student_spec
 
     return parse_student_spec(value)

@@ -98,11 +98,12 @@ def fit_line(f: dict, runtime: str) -> str:
     if f["value"] is None:
         why = (f"no RAM figure for this file on a {runtime} target: the arena is measured with TFLite Micro, for int8 "
                ".tflite files on tflm targets" if f["check"] == "ram" else "no measured value")
-        return f"  fit {f['check']:<9} NOT CHECKED  {why} (limit {_num(f['limit'])})"
+        return f"  fit {f['check']:<9} NOT CHECKED  {why}" + ("" if f["limit"] is None else f" (limit {_num(f['limit'])})")
     if f["limit"] is None and f["check"] in ("flash", "ram"):
         return f"  fit {f['check']:<9} ok  value {_num(f['value'])}  (no limit on this target)"
-    verdict = "ok" if f["passed"] else "EXCEEDS"
-    return f"  fit {f['check']:<9} {verdict}  value {_num(f['value'])}  limit {_num(f['limit'])}"
+    verdict = "ok" if f["passed"] else ("EXCEEDS" if isinstance(f["value"], (int, float)) else "FAILS")
+    limit = "" if f["limit"] is None else f"  limit {_num(f['limit'])}"
+    return f"  fit {f['check']:<9} {verdict}  {_num(f['value'])}{limit}"
 
 
 def _num(v) -> str:

@@ -61,3 +61,21 @@ def test_steps_on_the_command_line_override_a_config_files_epochs(tmp_path):
     opts = {n: None for n in names} | {"teachers": (), "features": (), "steps": 40}
     c = load_config(str(cfg), distill_overrides(opts))
     assert c.train.steps == 40 and c.train.epochs == "auto"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["search", "--budget", "flash=64KiB,flash=1MiB", "--data", "builtin:digits"], "'flash' is given twice"),
+    (["search", "--data", "builtin:digits", "--family", "cnn", "--budget", "ram=1MiB,ram=2MiB"], "given twice"),
+    (["distill", "--student", "cnn:width=8,width=16", "-q"], "'width' is given twice"),
+    (["distill", "--student", "tiny.py:make,k=1,k=2", "-q"], "'k' is given twice"),
+    (["distill", "--student", "", "-q"], "--student is empty"),
+    (["distill", "--student", "  ", "-q"], "--student is empty"),
+])
+def test_repeated_keys_and_an_empty_student_are_refused(tmp_path, monkeypatch, args, needle):
+    """Before: the last of two values silently won, and `--student ""` quietly meant the default student."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.py").write_text("def make(num_classes, k=0):\n    raise AssertionError('never built')\n")
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1 and r.output.startswith("error: ") and "Traceback" not in r.output, r.output
+    assert needle in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.py"]  # nothing written

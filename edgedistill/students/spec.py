@@ -43,6 +43,8 @@ def _pairs(text: str, value: str) -> list[tuple[str, str]]:
         key, eq, val = part.partition("=")
         if not eq or not key.strip() or not val.strip():
             raise ConfigError(f"--student {value!r}: {part!r} needs the form key=value ({EXAMPLES}).")
+        if key.strip() in (k for k, _ in out):
+            raise ConfigError(f"--student {value!r}: {key.strip()!r} is given twice; give each key once.")
         out.append((key.strip(), val.strip()))
     return out
 
