@@ -189,7 +189,7 @@ def search_cmd(target, budget_text, data, families, show_all):
     num_classes = fit_label_map([raw.train.y], raw.class_names, raw.source).num_classes if raw.train.labeled else 2
     res = search(kind_of(raw.train.x), tuple(raw.train.x.shape[1:]), num_classes, budget, list(families) or None)
     rows = res.candidates if show_all else sorted((c for c in res.candidates if c.fits), key=lambda c: -c.params)[:10]
-    limits = ", ".join(f"{name} <= {v:,}" for name, v in (("flash", budget.flash_bytes), ("RAM", budget.ram_bytes),
+    limits = ", ".join(f"{name} <= {v:,.0f}" for name, v in (("flash", budget.flash_bytes), ("RAM", budget.ram_bytes),
                                                            ("MACs", budget.macs)) if v is not None) or "no limits"
     click.echo(f"{len(res.candidates)} candidates, {sum(c.fits for c in res.candidates)} fit ({limits}); "
                f"rule: {res.rule}")

@@ -84,7 +84,7 @@ def test_bare_size_or_time_in_a_budget_is_refused_with_its_units(tmp_path, budge
 def test_bare_count_and_accuracy_stay_accepted():
     r = run(["search", "--data", "builtin:digits", "--target", "cortex-m4", "--budget", "macs=200000,flash=64KiB"])
     assert r.exit_code == 0, r.output
-    assert "MACs <= 200000" in r.output
+    assert "MACs <= 200,000" in r.output and "flash <= 65,536" in r.output and "None" not in r.output
 
 
 def test_missing_data_file_is_said_first(tmp_path, monkeypatch):
