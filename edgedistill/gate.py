@@ -100,7 +100,7 @@ def gate(report: dict, budget: Budget, baseline: dict | None = None, tol: Tolera
     ops = u.get("ops_supported")
     v.checks.append(Check("ops", ops, True, ops is True, "target operator support" if ops is not None else "missing"))
     limits = [("flash", u.get("flash_bytes"), budget.flash_bytes, "int8 TFLite file bytes"),
-              ("ram", u.get("ram_bytes"), budget.ram_bytes, "arena + runtime overhead"),
+              ("ram", u.get("ram_bytes"), budget.ram_bytes, "TFLite Micro arena incl. its runtime overhead"),
               ("latency", u.get("latency_ms"), budget.latency_ms, u.get("latency_how", "")),
               ("macs", u.get("macs"), budget.macs, "exact count from the file")]
     for name, value, limit, how in limits:
