@@ -17,7 +17,7 @@ from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, accu
 from edgedistill.export.parity import ParityRow, check_parity, parity_plan
 from edgedistill.export.registry import export_all
 from edgedistill.quantize import calibration_indices, post_training_quantize
-from edgedistill.quantize.inspect import layer_report, layer_section
+from edgedistill.quantize.inspect import SAMPLES, layer_report, layer_section
 from edgedistill.quantize.qat import qat_distill
 from edgedistill.report.noise import correct, paired_gain
 from edgedistill.report.per_class import confusion_matrix
@@ -89,7 +89,8 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     if not ddp.is_main():  # export, parity and profiling run once, on rank 0
         return Int8Outcome(metrics, True, qat_student=qs)
     t3 = time.perf_counter()
-    metrics["layers"] = layer_section(layer_report(student, qs, x_calib), int(len(idx)))  # where int8 went
+    x_layers = x_calib[:SAMPLES]  # the calibration set is a seeded random draw: its head is one too
+    metrics["layers"] = layer_section(layer_report(student, qs, x_layers), len(x_layers))  # where int8 went
     metrics["layers_s"] = time.perf_counter() - t3
     return _export_and_check(q, student, qs, input_shape, num_classes, x_test, y_test, work, ui, metrics)
 

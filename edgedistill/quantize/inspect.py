@@ -34,6 +34,7 @@ from edgedistill.quantize.ranges import QMAX, QMIN
 
 SQNR_CAP = 120.0  # dB: float32 agreement; an exact match (zero noise) is reported as this
 SATURATING = 0.01  # a layer whose output clips more than 1 % of its values is named as saturating
+SAMPLES = 256  # calibration samples the build inspects: within ~0.2 dB of 1000 on digits' dscnn, 4x less time
 
 
 @dataclass(frozen=True)

@@ -272,7 +272,7 @@ def _charts(r: dict) -> list[str]:
         out.append(plots.hbars(
             [{"label": f"{i}: {x['name']} ({x['op']})", "value": max(x["sqnr_db"], 0.0),
               "color": plots.COLORS[3 if x["name"] in sat else 0],
-              "text": f"{x['sqnr_db']:.1f} dB" + (f", {100 * x['saturation']:.1f} % clipped" if x["saturation"] else "")}
+              "text": f"{x['sqnr_db']:.1f} dB" + (f", {100 * x['saturation']:.2g} % clipped" if x["saturation"] else "")}
              for i, x in enumerate(L["layers"])],
             "int8 vs float per layer (SQNR; red: saturating)", "SQNR, dB"))
     s = r.get("search")
@@ -336,7 +336,7 @@ def to_html(r: dict) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>edgedistill report</title>
 <style>body{{font-family:sans-serif;max-width:1040px;margin:2em auto;padding:0 1em;color:#222}}
 table{{border-collapse:collapse;margin:1em 0;max-width:100%}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right;
-overflow-wrap:anywhere}}td:first-child{{text-align:left}}.warn{{color:#b00;font-weight:bold}}
+}}td:first-child{{text-align:left;overflow-wrap:anywhere}}.warn{{color:#b00;font-weight:bold}}
 .plots{{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}}figure{{margin:0;max-width:100%}}
 svg.plot{{max-width:100%;height:auto;display:block}}p,li{{overflow-wrap:anywhere}}</style></head><body>
 <h1>edgedistill report</h1><ul id="headline">{items}</ul>{warn}

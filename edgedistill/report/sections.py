@@ -114,12 +114,12 @@ def layer_lines(r: dict) -> list[str]:
     out = ["", f"## Per layer: the deployed int8 model against the float student ({L['samples']:,} calibration "
                "samples)", "", "SQNR of each op's int8 output against the float activation (errors accumulate "
                "through the graph); saturation: share of outputs clipped to −128 / 127.", "",
-           "| # | layer | op | SQNR dB | activation range | int8 grid range | weight range | saturation |",
-           "|---:|---|---|---:|---|---|---|---:|"]
-    for i, x in enumerate(L["layers"]):
+           "| layer | op | SQNR dB | activation range | int8 grid range | weight range | saturation |",
+           "|---|---|---:|---|---|---|---:|"]
+    for x in L["layers"]:
         w = "" if x["weight_min"] is None else f"[{x['weight_min']:.3g}, {x['weight_max']:.3g}]"
         sat = "fixed grid" if x["fixed_grid"] else f"{100 * x['saturation']:.2f} %"
         flag = " **saturates**" if x["name"] in L["saturating"] else ""
-        out.append(f"| {i} | {x['name']} | {x['op']} | {x['sqnr_db']:.1f} | [{x['act_min']:.3g}, {x['act_max']:.3g}] "
+        out.append(f"| {x['name']} | {x['op']} | {x['sqnr_db']:.1f} | [{x['act_min']:.3g}, {x['act_max']:.3g}] "
                    f"| [{x['grid_min']:.3g}, {x['grid_max']:.3g}] | {w} | {sat}{flag} |")
     return out
