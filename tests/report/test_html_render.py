@@ -40,8 +40,10 @@ def _layers() -> dict:
             "lowest_sqnr": {"name": rows[-1]["name"], "sqnr_db": rows[-1]["sqnr_db"]}, "how": ""}
 
 
-def _report(target_name: str = "cortex-m4", flash_limit: int = 1048576, ram_limit: int = 262144) -> dict:
+def _report(target_name: str = "cortex-m4", flash_limit: int = 1048576, ram_limit: int = 262144,
+            classes: int = 10) -> dict:
     rng = np.random.default_rng(0)
+    names = NAMES if classes == 10 else [f"category number {i} of the label map" for i in range(classes)]
     parity = [{"artifact": a, "runtime": rt, "samples": 1000, "accuracy": acc, "reference_accuracy": 96.9,
                "top1_agreement": 100.0, "max_abs_logit_diff": 0.0, "bytes": b, "checked": True, "passed": True,
                "accuracy_ci95": [acc - 1.2, acc + 1.0]}
@@ -50,11 +52,12 @@ def _report(target_name: str = "cortex-m4", flash_limit: int = 1048576, ram_limi
         "teacher": {"params": 65834, "test_acc": 99.2, "test_acc_ci95": [98.5, 99.6]},
         "baseline": {"params": 6000, "test_acc": 96.0, "test_acc_ci95": [94.6, 97.0]},
         "student": {"params": 6000, "test_acc": 97.1, "test_acc_ci95": [95.9, 97.9]}, "gain_vs_baseline": 1.1,
-        "warnings": [], "class_names": NAMES,
-        "confusion": {"teacher": _confusion(rng, 100, 0.99), "distilled (float)": _confusion(rng, 100, 0.97),
-                      "no-teacher twin (float)": _confusion(rng, 100, 0.96)},
+        "warnings": [], "class_names": names,
+        "confusion": {"teacher": _confusion(rng, 100, 0.99, classes), "distilled (float)": _confusion(rng, 100, 0.97,
+                                                                                                       classes),
+                      "no-teacher twin (float)": _confusion(rng, 100, 0.96, classes)},
         "int8": {"parity_passed": True, "ptq_test_acc": 95.5, "qat_test_acc": 96.9, "gain_vs_baseline_int8": 0.8,
-                 "parity": parity, "confusion": {"tflite-int8/litert": _confusion(rng, 100, 0.968)},
+                 "parity": parity, "confusion": {"tflite-int8/litert": _confusion(rng, 100, 0.968, classes)},
                  "layers": _layers()},
     }
     # three int8 points within a few microseconds of each other: their labels used to print on top of each other
@@ -150,10 +153,10 @@ def _need_chromium():
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
 
 
-@pytest.mark.parametrize("width", [1100, 700])
-def test_chromium_dom_no_overlapping_labels_nothing_wider_than_the_page(tmp_path, width):
+@pytest.mark.parametrize("width,classes", [(1100, 10), (700, 10), (1100, 40)])
+def test_chromium_dom_no_overlapping_labels_nothing_wider_than_the_page(tmp_path, width, classes):
     _need_chromium()
-    found = _dom_check(tmp_path, to_html(_report()), width)
+    found = _dom_check(tmp_path, to_html(_report(classes=classes)), width)
     assert found["charts"] == 7 and found["texts"] > 100  # the labels are real <text> elements, measured
     assert found["overlaps"] == []
     assert found["wide"] == [] and found["scroll"] <= found["page"]
