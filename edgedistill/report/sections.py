@@ -27,8 +27,8 @@ def human(value: float, unit: str) -> str:
 
 def budget_view(r: dict) -> dict:
     """Each limited resource as a share of its own limit: {rows: [{check, value, limit, share, unit}] (drawn, largest
-    share first), far: rows under FAR of their limit (one line), binding: the check closest to (or most over) its
-    limit, or None}. Limits: the build's budget (report.json `search.budget`), else the target's flash / RAM."""
+    share first), far: those under FAR of their limit (one line, not drawn), binding: the check closest to (or most
+    over) its limit, far or not, or None}. Limits: the build's budget (report.json `search.budget`), else the target's flash / RAM."""
     fit = {f["check"]: f.get("limit") for f in (r.get("target") or {}).get("fit", [])}
     budget = (r.get("search") or {}).get("budget") or {}
     u = r.get("usage") or {}
@@ -40,8 +40,8 @@ def budget_view(r: dict) -> dict:
             rows.append({"check": check, "value": value, "limit": limit, "share": value / limit, "unit": unit})
     rows.sort(key=lambda x: -x["share"])
     binding = rows[0]["check"] if rows else None
-    return {"rows": [x for x in rows if x["share"] >= FAR or x["check"] == binding],
-            "far": [x for x in rows if x["share"] < FAR and x["check"] != binding], "binding": binding}
+    return {"rows": [x for x in rows if x["share"] >= FAR], "far": [x for x in rows if x["share"] < FAR],
+            "binding": binding}
 
 
 def _use(x: dict) -> str:
@@ -50,9 +50,9 @@ def _use(x: dict) -> str:
 
 def budget_lines(r: dict) -> list[str]:
     v = budget_view(r)
-    if not v["rows"]:
+    if not v["binding"]:
         return []
-    out = ["", "## Budget (each resource against its own limit)", ""]
+    out = ["", f"## Budget (each resource against its own limit; binding: {v['binding']})", ""]
     for x in v["rows"]:
         tag = " — **binding**" if x["check"] == v["binding"] else ""
         tag += " — EXCEEDS" if x["share"] > 1 else ""
@@ -63,8 +63,11 @@ def budget_lines(r: dict) -> list[str]:
 
 
 def far_line(r: dict) -> str:
-    far = budget_view(r)["far"]
-    return ("Far from their limits (under 1 %, not drawn): " + "; ".join(_use(x) for x in far) + ".") if far else ""
+    v = budget_view(r)
+    if not v["far"]:
+        return ""
+    return (f"Budget (binding: {v['binding']}): far from their limits (under 1 %, not drawn): "
+            + "; ".join(_use(x) for x in v["far"]) + ".")
 
 
 def where_accuracy(r: dict) -> str | None:

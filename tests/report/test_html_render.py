@@ -100,10 +100,16 @@ def test_far_limits_are_one_line_and_the_binding_one_is_named():
     r = _report("android", flash_limit=100_000_000, ram_limit=100_000_000)
     r["search"]["budget"].update(flash_bytes=None, ram_bytes=None)
     v = budget_view(r)
-    assert v["binding"] == "flash" and [x["check"] for x in v["rows"]] == ["flash"]  # the closest one is kept
-    assert [x["check"] for x in v["far"]] == ["ram"]
+    assert v["binding"] == "flash" and v["rows"] == []  # 0.009 % and 0.005 %: nothing worth a bar
+    assert [x["check"] for x in v["far"]] == ["flash", "ram"]
     md = to_markdown(r)
-    assert "far from their limits" in md and "flash 8.79 KiB of 95.4 MiB" in md and "**binding**" in md
+    assert "binding: flash" in md and "far from their limits (under 1 %): flash 8.79 KiB of 95.4 MiB" in md
+    page = to_html(r)
+    assert "Budget: each resource" not in page and "Budget (binding: flash): far from their limits" in page
+    r["usage"]["macs"], r["search"]["budget"]["macs"] = 150000, 200000  # a MACs budget at 75 % is drawn, binding
+    v = budget_view(r)
+    assert v["binding"] == "macs" and [x["check"] for x in v["rows"]] == ["macs"] and len(v["far"]) == 2
+    assert "Budget: each resource against its own limit (binding: macs)" in to_html(r)
     tight = budget_view(_report())  # the build's flash budget (31000 B) binds before the target's RAM
     assert tight["binding"] == "flash" and abs(tight["rows"][0]["share"] - 9000 / 31000) < 1e-12
 
