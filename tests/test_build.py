@@ -56,6 +56,31 @@ def test_build_outputs(built):
 
 
 @pytest.mark.slow
+def test_report_says_where_accuracy_and_int8_went(built):
+    """Per class: each model's per-class accuracies, weighted by the class counts, give back its overall accuracy and
+    the deployed file's confusion rows sum to the class counts; per layer: every int8 op has an SQNR; the search's
+    budget and all seven charts are in the page."""
+    out, _ = built
+    rep = json.loads((out / "report.json").read_text())
+    pc = rep["per_class"]
+    counts = pc["counts"]
+    assert sum(counts) == 359 and pc["class_names"] == [str(i) for i in range(10)]
+    overall = {m["name"]: m["accuracy"] for m in rep["models"]}
+    overall["int8 (deployed)"] = rep["summary"]["accuracy_deployed"]
+    assert set(pc["accuracy"]) == {"teacher", "no-teacher twin (float)", "distilled (float)", "int8 (deployed)"}
+    for name, per in pc["accuracy"].items():
+        assert abs(sum(a * n for a, n in zip(per, counts)) / sum(counts) - overall[name]) < 1e-4, name
+    assert [sum(row) for row in pc["confusion"]] == counts
+    layers = rep["int8_layers"]
+    assert layers["layers"][0]["name"] == "input" and len(layers["layers"]) > 5
+    assert all(-120 <= x["sqnr_db"] <= 120 and 0 <= x["saturation"] <= 1 for x in layers["layers"])
+    assert rep["search"]["budget"]["flash_bytes"] == 1048576
+    md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
+    assert "## Per class" in md and "## Per layer" in md and "**Where int8 went**" in md
+    assert page.count('<svg class="plot"') == 7
+
+
+@pytest.mark.slow
 def test_microcontroller_accuracy_is_tflite_micro_arithmetic(built):
     """cortex-m4 runs TFLite Micro: the reported deployed accuracy is the int8 file on TFLite's reference kernels
     (TFLite Micro's rounding) over the whole test split, not XNNPACK's, and the report says so."""

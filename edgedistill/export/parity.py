@@ -67,15 +67,19 @@ def parity_plan(artifacts: list[Artifact]) -> list[tuple[Artifact, str]]:
 
 
 def check_parity(artifacts: list[Artifact], ref_float: np.ndarray, ref_int8: np.ndarray | None, x: np.ndarray,
-                 y: np.ndarray, tolerance: float, tflm_max_samples: int = 1000, progress=None) -> list[ParityRow]:
+                 y: np.ndarray, tolerance: float, tflm_max_samples: int = 1000, progress=None,
+                 predictions: dict | None = None) -> list[ParityRow]:
     """ref_*: the torch reference logits on `x`. A row fails when its accuracy is more than `tolerance` points
-    below its reference (the QAT student for int8 files, the float student for float files)."""
+    below its reference (the QAT student for int8 files, the float student for float files). `predictions`, when
+    given, receives each row's predicted classes (N ints) under "artifact/runtime"."""
     rows = []
     for art, rt in parity_plan(artifacts):
         ref = ref_int8 if art.precision == "int8" else ref_float
         n = min(len(x), tflm_max_samples) if rt == "tflm" else len(x)
         out = _runner(rt, art).predict_batched(x[:n], batch=1024)
         acc = 100.0 * float((out.argmax(1) == y[:n]).mean())
+        if predictions is not None:
+            predictions[f"{art.name}/{rt}"] = out.argmax(1)
         ref_acc = 100.0 * float((ref[:n].argmax(1) == y[:n]).mean())
         checked = rt not in INFORMATIONAL
         note = "" if checked else INFORMATIONAL[rt][1]

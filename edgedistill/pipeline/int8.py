@@ -17,8 +17,10 @@ from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, accu
 from edgedistill.export.parity import ParityRow, check_parity, parity_plan
 from edgedistill.export.registry import export_all
 from edgedistill.quantize import calibration_indices, post_training_quantize
+from edgedistill.quantize.inspect import SAMPLES, layer_report, layer_section
 from edgedistill.quantize.qat import qat_distill
 from edgedistill.report.noise import correct, paired_gain
+from edgedistill.report.per_class import confusion_matrix
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,10 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     metrics["train_s"] = time.perf_counter() - t0
     if not ddp.is_main():  # export, parity and profiling run once, on rank 0
         return Int8Outcome(metrics, True, qat_student=qs)
+    t3 = time.perf_counter()
+    x_layers = x_calib[:SAMPLES]  # the calibration set is a seeded random draw: its head is one too
+    metrics["layers"] = layer_section(layer_report(student, qs, x_layers), len(x_layers))  # where int8 went
+    metrics["layers_s"] = time.perf_counter() - t3
     return _export_and_check(q, student, qs, input_shape, num_classes, x_test, y_test, work, ui, metrics)
 
 
@@ -101,8 +107,12 @@ def _export_and_check(q: QuantConfig, student, qs, input_shape, num_classes: int
     ref_f = predict_logits(student, x_te).numpy()
     ref_q = predict_logits(qs, x_te).numpy()
     bar = _bar(ui, "parity on real runtimes", len(parity_plan(artifacts)))
+    predicted: dict = {}
     rows = check_parity(artifacts, ref_f, ref_q, x_test, y_test, q.int8_tolerance, q.tflm_max_samples,
-                        progress=lambda k: bar(k, None, None))
+                        progress=lambda k: bar(k, None, None), predictions=predicted)
+    # each int8 file's confusion matrix on the whole test split, as its own runtime predicted (the per-class view)
+    metrics["confusion"] = {key: confusion_matrix(p, y_test, num_classes) for key, p in predicted.items()
+                            if "int8" in key and len(p) == len(y_test)}
     metrics["parity_s"] = time.perf_counter() - t2
     metrics["artifacts"] = [a.to_dict() for a in artifacts]
     metrics["parity"] = [r.to_dict() for r in rows]

@@ -24,6 +24,7 @@ from edgedistill.pipeline.measure import Measured
 from edgedistill.pipeline.train import Trained
 from edgedistill.pipeline.tune import Tuned
 from edgedistill.report.noise import correct, gain_text, paired_gain
+from edgedistill.report.per_class import confusion_matrix
 from edgedistill.sanity import student_not_smaller_warning, teacher_size
 from edgedistill.students import StudentArch, count_params
 from edgedistill.teachers import LogitCache, combine
@@ -106,6 +107,14 @@ def distill_metrics(config: DistillConfig, inputs: Inputs, arch: StudentArch, ev
         if m["gain_vs_baseline"] < 0:
             m["warnings"].append(_gain_warning(student["test_acc"], m["baseline"]["test_acc"],
                                                m["gain_vs_baseline_test"]))
+    k = inputs.splits.num_classes
+    m["class_names"] = list(inputs.splits.class_names)
+    m["confusion"] = {"teacher": confusion_matrix(combine(members_te, config.ensemble, 1.0).argmax(1), ev.y_test, k),
+                      "distilled (float)": confusion_matrix(predict_logits(trained.student, ev.x_test).argmax(1),
+                                                            ev.y_test, k)}
+    if trained.twin is not None:
+        m["confusion"]["no-teacher twin (float)"] = confusion_matrix(
+            predict_logits(trained.twin, ev.x_test).argmax(1), ev.y_test, k)
     t_params, how = teacher_size(m["teacher"]["params"], [f["path"] for t in teachers for f in t["files"]])
     if warning := student_not_smaller_warning(student["params"], t_params, how):
         m["warnings"].append(warning)
@@ -146,9 +155,12 @@ def with_device(report: dict, device: dict, url: str, model: str) -> dict:
     return rep
 
 
-def search_section(found) -> dict:
+def search_section(found, budget=None) -> dict:
+    """report.json's `search`: the rule, every candidate with its exact costs, the chosen one and the budget (limits
+    the search applied; None = unconstrained)."""
     return {"rule": found.rule, "max_params": found.max_params, "chosen": found.chosen.to_dict(),
-            "candidates": [c.to_dict() for c in found.candidates]}
+            "candidates": [c.to_dict() for c in found.candidates],
+            "budget": None if budget is None else budget.to_dict()}
 
 
 def write_report(report: dict, directory: Path) -> None:

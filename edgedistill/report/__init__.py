@@ -1,4 +1,4 @@
-"""Reports: report.json (versioned), report.md, and a self-contained report.html with inline SVG plots."""
+"""Reports: report.json (versioned), report.md, and a self-contained report.html with inline SVG plots (matplotlib)."""
 
 from __future__ import annotations
 

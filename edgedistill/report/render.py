@@ -1,10 +1,13 @@
-"""report.md and report.html from report.json. The HTML is one self-contained file (inline SVG plots, no scripts)."""
+"""report.md and report.html from report.json. The HTML is one self-contained file (inline SVG plots drawn by
+matplotlib, report/plots.py; no scripts); the Markdown carries every figure as text and reads without the plots."""
 
 from __future__ import annotations
 
 import html
 
-from edgedistill.report.svg import hbars, scatter
+from edgedistill.report import plots
+from edgedistill.report.sections import (budget_lines, budget_view, far_line, human, layer_lines, per_class_lines,
+                                         where_accuracy, where_int8)
 
 
 def _pct(v) -> str:
@@ -131,6 +134,8 @@ def headline(r: dict) -> list[tuple[str, str]]:
     s = r["summary"]
     match = {True: "yes: every exported file reproduced the trained model on its runtime",
              False: "NO: a file failed its parity check", None: "not checked (run with --qat)"}[s["deployed_matches_measured"]]
+    where = [("Where accuracy went", w) for w in [where_accuracy(r)] if w] + \
+        [("Where int8 went", w) for w in [where_int8(r)] if w]
     return [
         ("Smaller", f"{_x(s['size_ratio_teacher_over_student'])} smaller file than the teacher"),
         ("Faster", f"{_x(s['speedup_vs_teacher'])} faster than the teacher on this machine"),
@@ -144,7 +149,7 @@ def headline(r: dict) -> list[tuple[str, str]]:
                               "vs the same student trained without a teacher" + _conditions(s.get("training"))),
         ("QAT vs PTQ", f"QAT {_pct(s['qat_accuracy'])}, post-training quantization {_pct(s['ptq_accuracy'])}"),
         ("Deployed = measured", match),
-    ]
+    ] + where
 
 
 def to_markdown(r: dict) -> str:
@@ -176,6 +181,7 @@ def to_markdown(r: dict) -> str:
         for f in t.get("fit", []):
             verdict = "NOT CHECKED (no figure)" if f["value"] is None else "ok" if f["passed"] else "EXCEEDS"
             lines.append(f"- {f['check']}: {f['value']} (limit {f['limit']}) — {verdict}")
+    lines += budget_lines(r)
     if r.get("search"):
         s = r["search"]
         fits = [c for c in s["candidates"] if c["fits"]]
@@ -186,6 +192,8 @@ def to_markdown(r: dict) -> str:
             fit = "yes" if c["fits"] else "no: " + ", ".join(c["violations"])
             lines.append(f"| {c['arch']} | {c['params']:,} | {c['macs']:,} | {c['file_bytes']:,} | "
                          f"{c['arena_bytes']:,} | {fit} |")
+    lines += per_class_lines(r)
+    lines += layer_lines(r)
     lines += objective_lines(r.get("objective"))
     lines += input_lines(r.get("data"), r.get("teachers"))
     lines += _device_lines(r.get("device"))
@@ -226,20 +234,91 @@ def _device_lines(d: dict | None) -> list[str]:
     return ["", "## Measured on the device", ""] + [f"- **{k}**: {v}" for k, v in rows] if rows else []
 
 
+MAX_CLASS_ROWS = 20
+
+
+def _charts(r: dict) -> list[str]:
+    """Every chart of the page, in reading order (an absent figure draws no chart)."""
+    pts = [{"label": m["name"], "x": m.get("latency_ms"), "y": m["accuracy"], "ci95": m.get("ci95")}
+           for m in r["models"] if m.get("latency_ms") and m.get("accuracy") is not None]
+    out = [plots.accuracy_latency(pts)]
+    v = budget_view(r)
+    if v["rows"]:
+        out.append(plots.hbars(
+            [{"label": x["check"], "value": 100.0 * x["share"], "color": plots.COLORS[3 if x["share"] > 1 else 0],
+              "text": f"{human(x['value'], x['unit'])} of {human(x['limit'], x['unit'])}"} for x in v["rows"]],
+            f"Budget: each resource against its own limit (binding: {v['binding']})", "% of the limit",
+            limit=100.0, limit_label="limit"))
+    t = r.get("target") or {}
+    if t.get("per_op"):
+        out.append(plots.hbars([{"label": f"{o['index']}: {o['op']}", "value": o["ms"], "text": f"{o['ms']:.3g}"}
+                                for o in t["per_op"]], f"Per-layer latency estimate on {t.get('name', '?')}", "ms"))
+    pc = r.get("per_class")
+    if pc:
+        shown = range(len(pc["class_names"]))
+        title = "Test accuracy per class"
+        if len(shown) > MAX_CLASS_ROWS:  # past that the chart would be pages long: the classes int8 loses most on
+            ref, dep = pc["accuracy"][pc["teacher"]], pc["accuracy"][pc["student"]]
+            shown = sorted(sorted(shown, key=lambda c: -((ref[c] or 0) - (dep[c] or 0)))[:MAX_CLASS_ROWS])
+            title += f" ({MAX_CLASS_ROWS} of {len(pc['class_names'])}: where int8 loses most to the teacher)"
+        out.append(plots.grouped_hbars([pc["class_names"][c] for c in shown],
+                                       {m: [a[c] for c in shown] for m, a in pc["accuracy"].items()}, title,
+                                       "accuracy, %"))
+        if pc.get("confusion"):
+            out.append(plots.confusion(pc["confusion"], pc["class_names"], f"Confusion matrix, {pc['confusion_of']}"))
+    L = r.get("int8_layers")
+    if L:
+        sat = set(L["saturating"])
+        out.append(plots.hbars(
+            [{"label": f"{i}: {x['name']} ({x['op']})", "value": max(x["sqnr_db"], 0.0),
+              "color": plots.COLORS[3 if x["name"] in sat else 0],
+              "text": f"{x['sqnr_db']:.1f} dB" + (f", {100 * x['saturation']:.2g} % clipped" if x["saturation"] else "")}
+             for i, x in enumerate(L["layers"])],
+            "int8 vs float per layer (SQNR; red: saturating)", "SQNR, dB"))
+    s = r.get("search")
+    if s and s.get("candidates"):
+        chosen = s["chosen"]["arch"]
+        budget = s.get("budget") or {}
+        fit = {f["check"]: f.get("limit") for f in t.get("fit", [])}
+        limits = {"file_bytes": budget.get("flash_bytes") or fit.get("flash"),
+                  "arena_bytes": budget.get("ram_bytes") or fit.get("ram"), "macs": budget.get("macs")}
+        out.append(plots.search_costs([{**c, "chosen": c["arch"] == chosen} for c in s["candidates"]], limits,
+                                      f"Student search: {len(s['candidates'])} candidates, chosen {chosen}"))
+    return out
+
+
+def _md_html(lines: list[str]) -> str:
+    """Markdown lines as HTML: `| a | b |` blocks become tables, other lines paragraphs (objective, per class ...)."""
+    esc = html.escape
+    out, rows = [], []
+
+    def flush():
+        if rows:
+            cells = [[c.strip() for c in row.strip().strip("|").split("|")] for row in rows if not set(row) <= set("|-: ")]
+            head, body = cells[0], cells[1:]
+            out.append("<table><tr>" + "".join(f"<th>{esc(c)}</th>" for c in head) + "</tr>" + "".join(
+                "<tr>" + "".join(f"<td>{esc(c.replace('**', ''))}</td>" for c in row) + "</tr>" for row in body)
+                + "</table>")
+            rows.clear()
+
+    for line in lines:
+        if line.startswith("|"):
+            rows.append(line)
+            continue
+        flush()
+        if line.startswith("## "):
+            out.append(f"<h2>{esc(line[3:])}</h2>")
+        elif line.strip():
+            out.append(f"<p>{esc(line.lstrip('- ').replace('**', ''))}</p>")
+    flush()
+    return "".join(out)
+
+
 def to_html(r: dict) -> str:
     esc = html.escape
     items = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in headline(r))
-    pts = [{"label": m["name"], "x": m.get("latency_ms"), "y": m["accuracy"]} for m in r["models"]
-           if m.get("latency_ms") and m.get("accuracy") is not None]
-    acc_plot = scatter(pts, "latency on this machine, ms (log scale)", "test accuracy, %", "Accuracy vs latency")
-    t = r.get("target") or {}
-    layer_plot = hbars([{"label": f"{o['index']}: {o['op']}", "value": o["ms"]} for o in t.get("per_op", [])],
-                       f"Per-layer latency estimate on {t.get('name', '?')}", "ms")
-    budget = [{"label": f"{f['check']} ({f['value']:,} of {f['limit']:,} B)", "value": 100.0 * f["value"] / f["limit"],
-               "limit": 100.0}
-              for f in t.get("fit", []) if isinstance(f["value"], (int, float)) and f.get("limit")
-              and f["check"] in ("flash", "ram")]
-    budget_plot = hbars(budget, f"Size and memory against the {t.get('name', '?')} budget", "% of budget")
+    charts = "".join(f"<figure>{c}</figure>" for c in _charts(r))
+    far = far_line(r)
     rows = "".join(
         f"<tr><td>{esc(m['name'])}</td><td>{m['params'] or ''}</td><td>{_acc(m)}</td>"
         f"<td>{m.get('bytes') or ''}</td><td>{'%.4f' % m['latency_ms'] if m.get('latency_ms') else ''}</td>"
@@ -250,19 +329,20 @@ def to_html(r: dict) -> str:
         f"<td>{'ok' if p['passed'] and p['checked'] else ('info' if not p['checked'] else 'FAIL')}</td></tr>"
         for p in r["parity"])
     warn = "".join(f"<p class='warn'>Warning: {esc(w)}</p>" for w in r.get("warnings", []))
-    obj = objective_lines(r.get("objective"))
-    objective = ("<h2>Training objective</h2><pre>" + esc("\n".join(obj[3:])) + "</pre>") if obj else ""
+    sections = _md_html(per_class_lines(r, confusion_table=False) + layer_lines(r) + objective_lines(r.get("objective")))
     dev_rows = device_summary(r.get("device"))
     dev = ("<h2>Measured on the device</h2><ul>" + "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in dev_rows)
            + "</ul>") if dev_rows else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>edgedistill report</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}.warn{{color:#b00;font-weight:bold}}
-.plots{{display:flex;flex-wrap:wrap;gap:1em}}</style></head><body>
+<style>body{{font-family:sans-serif;max-width:1040px;margin:2em auto;padding:0 1em;color:#222}}
+table{{border-collapse:collapse;margin:1em 0;max-width:100%}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right;
+}}td:first-child{{text-align:left;overflow-wrap:anywhere}}.warn{{color:#b00;font-weight:bold}}
+.plots{{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}}figure{{margin:0;max-width:100%}}
+svg.plot{{max-width:100%;height:auto;display:block}}p,li{{overflow-wrap:anywhere}}</style></head><body>
 <h1>edgedistill report</h1><ul id="headline">{items}</ul>{warn}
-<div class="plots">{acc_plot}{layer_plot}{budget_plot}</div>
+<div class="plots">{charts}</div>{f'<p class="far">{esc(far)}</p>' if far else ''}
 <h2>Models</h2><table><tr><th>model</th><th>params</th><th>accuracy [95% CI]</th><th>file bytes</th><th>latency ms</th><th>how</th></tr>{rows}</table>
 <h2>Parity: each file on its own runtime</h2><table><tr><th>file</th><th>runtime</th><th>n</th><th>accuracy</th><th>agreement</th>
-<th>max |Δlogit|</th><th>verdict</th></tr>{par}</table>{objective}{dev}
+<th>max |Δlogit|</th><th>verdict</th></tr>{par}</table>{sections}{dev}
 </body></html>
 """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgedistill.report.per_class import per_class_section
+
 REPORT_SCHEMA_VERSION = 1
 
 
@@ -45,6 +47,23 @@ def _objective(metrics: dict) -> dict:
             "scheme": metrics.get("scheme"), "data_free": metrics.get("data_free"),
             "tuning": {**{k: v for k, v in tuning.items() if k != "trials"}, "n_trials": len(tuning["trials"])}
             if tuning.get("trials") else None}
+
+
+DEPLOYED = "int8 (deployed)"
+
+
+def _per_class(metrics: dict, deployed_on: str) -> dict | None:
+    """Per-class accuracy of teacher, twin, distilled float and the deployed int8 file (as its runtime predicted),
+    with the deployed file's confusion matrix (edgedistill.report.per_class); None for runs that kept none."""
+    conf = dict(metrics.get("confusion") or {})
+    deployed = ((metrics.get("int8") or {}).get("confusion") or {}).get(f"tflite-int8/{deployed_on}")
+    if not conf or deployed is None:
+        return None
+    names = metrics.get("class_names") or [str(i) for i in range(len(deployed))]
+    order = ["teacher", "no-teacher twin (float)", "distilled (float)"]
+    confusions = {k: conf[k] for k in order if k in conf} | {DEPLOYED: deployed}
+    return per_class_section(confusions, names, student=DEPLOYED, teacher="teacher", deployed=DEPLOYED,
+                             float_key="distilled (float)")
 
 
 def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
@@ -112,7 +131,8 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
         "ops_supported": (fit.get("ops") or {}).get("passed"),
     }
     return {"schema_version": REPORT_SCHEMA_VERSION, "summary": summary, "usage": usage, "models": rows,
-            "parity": q.get("parity", []), "objective": objective,
+            "parity": q.get("parity", []), "objective": objective, "per_class": _per_class(metrics, deployed_on),
+            "int8_layers": q.get("layers"),
             "target": target, "warnings": metrics.get("warnings", []), "data": metrics.get("data"),
             "teachers": [{"name": t["name"], "output": t.get("output")} for t in metrics.get("teachers", [])],
             "versions": metrics.get("versions")}

@@ -1,68 +1,187 @@
-"""report.html rendered by a real headless Chromium: the page shows its three plots (checked on the pixels)."""
+"""report.html rendered by a real headless Chromium: every chart is drawn, no two text labels of a chart overlap and
+nothing is wider than the page (measured through the DOM), and the page is one self-contained file."""
 
+import json
 import os
+import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from edgedistill.report import assemble, to_html
-from edgedistill.report.svg import COLORS
+from edgedistill.report import assemble, to_html, to_markdown
+from edgedistill.report.plots import COLORS
+from edgedistill.report.sections import budget_view
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
-def _report() -> dict:
+def _confusion(rng, n_per_class: int, acc: float, k: int = 10) -> list[list[int]]:
+    m = np.zeros((k, k), dtype=int)
+    for c in range(k):
+        right = int(round(n_per_class * acc * rng.uniform(0.85, 1.0)))
+        m[c, c] = right
+        for _ in range(n_per_class - right):
+            m[c, (c + rng.integers(1, k)) % k] += 1
+    return m.tolist()
+
+
+def _layers() -> dict:
+    rows = [{"name": n, "op": op, "sqnr_db": db, "act_min": -1.0, "act_max": 4.0, "grid_min": -1.0, "grid_max": 4.0,
+             "clipped_low": 0.0, "clipped_high": sat, "weight_min": -0.5, "weight_max": 0.5, "fixed_grid": False,
+             "saturation": sat}
+            for n, op, db, sat in [("input", "quantize", 48.0, 0.0), ("features.0", "conv2d", 38.5, 0.0),
+                                   ("features.3", "conv2d", 31.2, 0.04), ("features.6", "maxpool", 31.2, 0.0),
+                                   ("classifier.very_long_module_name.linear", "linear", 24.9, 0.0)]]
+    return {"samples": 512, "layers": rows, "saturating": ["features.3"], "saturating_above": 0.01,
+            "lowest_sqnr": {"name": rows[-1]["name"], "sqnr_db": rows[-1]["sqnr_db"]}, "how": ""}
+
+
+def _report(target_name: str = "cortex-m4", flash_limit: int = 1048576, ram_limit: int = 262144,
+            classes: int = 10) -> dict:
+    rng = np.random.default_rng(0)
+    names = NAMES if classes == 10 else [f"category number {i} of the label map" for i in range(classes)]
+    parity = [{"artifact": a, "runtime": rt, "samples": 1000, "accuracy": acc, "reference_accuracy": 96.9,
+               "top1_agreement": 100.0, "max_abs_logit_diff": 0.0, "bytes": b, "checked": True, "passed": True,
+               "accuracy_ci95": [acc - 1.2, acc + 1.0]}
+              for a, rt, acc, b in [("tflite-int8", "litert", 96.9, 9000), ("onnx-int8", "onnxruntime", 96.8, 8000)]]
     metrics = {
-        "teacher": {"params": 65834, "test_acc": 99.2}, "baseline": {"params": 6000, "test_acc": 96.0},
-        "student": {"params": 6000, "test_acc": 97.1}, "gain_vs_baseline": 1.1, "warnings": [],
+        "teacher": {"params": 65834, "test_acc": 99.2, "test_acc_ci95": [98.5, 99.6]},
+        "baseline": {"params": 6000, "test_acc": 96.0, "test_acc_ci95": [94.6, 97.0]},
+        "student": {"params": 6000, "test_acc": 97.1, "test_acc_ci95": [95.9, 97.9]}, "gain_vs_baseline": 1.1,
+        "warnings": [], "class_names": names,
+        "confusion": {"teacher": _confusion(rng, 100, 0.99, classes), "distilled (float)": _confusion(rng, 100, 0.97,
+                                                                                                       classes),
+                      "no-teacher twin (float)": _confusion(rng, 100, 0.96, classes)},
         "int8": {"parity_passed": True, "ptq_test_acc": 95.5, "qat_test_acc": 96.9, "gain_vs_baseline_int8": 0.8,
-                 "parity": [{"artifact": "tflite-int8", "runtime": "litert", "samples": 10, "accuracy": 96.9,
-                             "reference_accuracy": 96.9, "top1_agreement": 100.0, "max_abs_logit_diff": 0.0,
-                             "bytes": 9000, "checked": True, "passed": True},
-                            {"artifact": "onnx-int8", "runtime": "onnxruntime", "samples": 10, "accuracy": 96.9,
-                             "reference_accuracy": 96.9, "top1_agreement": 100.0, "max_abs_logit_diff": 0.0,
-                             "bytes": 8000, "checked": True, "passed": True}]},
+                 "parity": parity, "confusion": {"tflite-int8/litert": _confusion(rng, 100, 0.968, classes)},
+                 "layers": _layers()},
     }
+    # three int8 points within a few microseconds of each other: their labels used to print on top of each other
     profiles = {"teacher": {"bytes": 270000, "latency_ms": 0.1, "where": "measured-host"},
-                "tflite-float": {"bytes": 30000, "latency_ms": 0.02, "where": "measured-host"},
-                "tflite-int8": {"bytes": 9000, "latency_ms": 0.03, "where": "measured-host"},
-                "onnx-int8": {"bytes": 8000, "latency_ms": 0.025, "where": "measured-host"}}
-    target = {"name": "cortex-m4", "estimate_ms": 2.0, "estimate_model": "roofline", "estimate_error": None,
+                "tflite-float": {"bytes": 30000, "latency_ms": 0.0201, "where": "measured-host"},
+                "tflite-int8": {"bytes": 9000, "latency_ms": 0.0203, "where": "measured-host"},
+                "onnx-int8": {"bytes": 8000, "latency_ms": 0.0202, "where": "measured-host"}}
+    target = {"name": target_name, "kind": "mcu", "estimate_ms": 2.0, "estimate_model": "roofline",
+              "estimate_error": None, "macs": 150000,
               "per_op": [{"index": i, "op": op, "ms": ms} for i, (op, ms) in
                          enumerate([("CONV_2D", 1.2), ("MAX_POOL_2D", 0.1), ("FULLY_CONNECTED", 0.3)])],
-              "fit": [{"check": "flash", "value": 9000, "limit": 1048576, "passed": True},
-                      {"check": "ram", "value": 5000, "limit": 262144, "passed": True}]}
-    return assemble(metrics, profiles, target)
+              "fit": [{"check": "flash", "value": 9000, "limit": flash_limit, "passed": True},
+                      {"check": "ram", "value": 5000, "limit": ram_limit, "passed": True}]}
+    rep = assemble(metrics, profiles, target)
+    cands = [{"arch": f"cnn w{w} d{d}", "params": 300 * w * d, "macs": 20000 * w * d, "weight_bytes": 300 * w * d,
+              "file_bytes": 1000 + 310 * w * d, "arena_bytes": 800 * w, "fits": 310 * w * d < 30000,
+              "violations": [] if 310 * w * d < 30000 else ["flash"]} for w in (4, 8, 16, 32) for d in (1, 2, 3)]
+    chosen = max((c for c in cands if c["fits"]), key=lambda c: c["params"])
+    rep["search"] = {"rule": "most parameters", "max_params": None, "chosen": chosen, "candidates": cands,
+                     "budget": {"flash_bytes": 31000, "ram_bytes": ram_limit, "latency_ms": None, "macs": None,
+                                "min_accuracy": None, "max_accuracy_drop": None}}
+    return rep
 
 
-def test_html_is_self_contained_with_three_plots():
+def test_html_is_self_contained_with_every_chart():
     page = to_html(_report())
-    assert page.count('<svg class="plot"') == 3
-    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+    # accuracy/latency, budget, per-layer latency, per-class, confusion, SQNR, search
+    assert page.count('<svg class="plot"') == 7
+    assert "<script" not in page
+    # nothing fetched: no address but the SVG / XLink namespaces, images only as data: URIs
+    assert not re.findall(r"https?://(?!www\.w3\.org/)", page)
+    assert not re.findall(r'(?:src|href)="(?!data:|#)', page)
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids))  # several matplotlib charts in one page never share an element id
+    for m in re.finditer(r'(?:url\(#|href="#)([^)"]+)', page):
+        assert m.group(1) in ids  # every reference resolves inside the page
 
 
-def test_chromium_renders_the_plots(tmp_path):
+def test_far_limits_are_one_line_and_the_binding_one_is_named():
+    r = _report("android", flash_limit=100_000_000, ram_limit=100_000_000)
+    r["search"]["budget"].update(flash_bytes=None, ram_bytes=None)
+    v = budget_view(r)
+    assert v["binding"] == "flash" and v["rows"] == []  # 0.009 % and 0.005 %: nothing worth a bar
+    assert [x["check"] for x in v["far"]] == ["flash", "ram"]
+    md = to_markdown(r)
+    assert "binding: flash" in md and "far from their limits (under 1 %): flash 8.79 KiB of 95.4 MiB" in md
+    page = to_html(r)
+    assert "Budget: each resource" not in page and "Budget (binding: flash): far from their limits" in page
+    r["usage"]["macs"], r["search"]["budget"]["macs"] = 150000, 200000  # a MACs budget at 75 % is drawn, binding
+    v = budget_view(r)
+    assert v["binding"] == "macs" and [x["check"] for x in v["rows"]] == ["macs"] and len(v["far"]) == 2
+    assert "Budget: each resource against its own limit (binding: macs)" in to_html(r)
+    tight = budget_view(_report())  # the build's flash budget (31000 B) binds before the target's RAM
+    assert tight["binding"] == "flash" and abs(tight["rows"][0]["share"] - 9000 / 31000) < 1e-12
+
+
+def _dom_check(tmp_path, page: str, width: int) -> dict:
+    """Load the page in headless Chromium with a measuring script appended (the report itself has none) and read
+    back what it found: overlapping text boxes per chart, elements past the page's right edge."""
+    probe = """<script>
+    const out = {charts: 0, texts: 0, overlaps: [], wide: [], page: document.documentElement.clientWidth,
+                 scroll: document.documentElement.scrollWidth};
+    for (const svg of document.querySelectorAll('svg.plot')) {
+      out.charts++;
+      const boxes = [...svg.querySelectorAll('text')].filter(t => t.textContent.trim())
+        .map(t => [t.textContent.trim(), t.getBoundingClientRect()]).filter(b => b[1].width > 0);
+      out.texts += boxes.length;
+      for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+        const a = boxes[i][1], b = boxes[j][1];
+        const ix = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+        const iy = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+        if (ix > 0.5 && iy > 0.5) out.overlaps.push([svg.getAttribute('aria-label'), boxes[i][0], boxes[j][0]]);
+      }
+    }
+    for (const el of document.body.querySelectorAll('*')) {
+      const r = el.getBoundingClientRect();
+      if (r.width > 0 && r.right > out.page + 0.5) out.wide.push(el.tagName + ' ' + Math.round(r.right));
+    }
+    const pre = document.createElement('pre'); pre.id = 'probe'; pre.textContent = JSON.stringify(out);
+    document.body.appendChild(pre);
+    </script>"""
+    path = tmp_path / f"report-{width}.html"
+    path.write_text(page.replace("</body>", probe + "</body>"))
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},1200",
+                          "--virtual-time-budget=5000", "--dump-dom", path.as_uri()],
+                         check=True, capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert found, dom[-2000:]
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<")
+                      .replace("&gt;", ">"))
+
+
+def _need_chromium():
     if CHROMIUM is None:
         if os.environ.get("CI"):  # CI installs it (.ci/run): a missing browser there is a broken job, not a skip
             pytest.fail("chromium is not installed; .ci/run installs it")
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+
+
+@pytest.mark.parametrize("width,classes", [(1100, 10), (700, 10), (1100, 40)])
+def test_chromium_dom_no_overlapping_labels_nothing_wider_than_the_page(tmp_path, width, classes):
+    _need_chromium()
+    found = _dom_check(tmp_path, to_html(_report(classes=classes)), width)
+    assert found["charts"] == 7 and found["texts"] > 100  # the labels are real <text> elements, measured
+    assert found["overlaps"] == []
+    assert found["wide"] == [] and found["scroll"] <= found["page"]
+
+
+def test_chromium_renders_the_plots(tmp_path):
+    _need_chromium()
     html_path = tmp_path / "report.html"
     html_path.write_text(to_html(_report()))
     shot = tmp_path / "shot.png"
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,1600",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,2400",
                     f"--screenshot={shot}", html_path.as_uri()], check=True, capture_output=True, timeout=120)
     img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+
     def count(hex_color: str) -> int:
         rgb = np.array([int(hex_color[i:i + 2], 16) for i in (1, 3, 5)])
         return int((np.abs(img - rgb).sum(axis=2) < 30).sum())
-    # Scatter points use several palette colours; bars are the first colour; each must cover real area.
-    assert count(COLORS[0]) > 2000  # per-layer and budget bars + a scatter point
-    assert sum(count(c) > 50 for c in COLORS[1:5]) >= 3  # other scatter points are drawn
-    blank = Image.new("RGB", (10, 10), "white")
-    assert np.asarray(blank).mean() > img.mean()  # the page is not empty
+    assert count(COLORS[0]) > 2000  # bars (budget, per-layer, per class) and points
+    assert sum(count(c) > 50 for c in COLORS[1:4]) >= 3  # the other models' points and per-class series
+    assert np.asarray(Image.new("RGB", (10, 10), "white")).mean() > img.mean()  # the page is not empty
