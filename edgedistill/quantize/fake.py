@@ -53,6 +53,13 @@ class ActQuant(nn.Module):
             return _qd.dequantize_per_tensor(q, s, z, QMIN, QMAX, torch.int8)
         return x
 
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """self(relu(x)). In "quant" mode with the grid starting at 0 (zero point -128, as a ReLU output's range
+        does) the clamp at code -128 is the ReLU, so both are one pass with the same values and gradient."""
+        if self.mode == "quant" and int(self.zero_point) == QMIN:
+            return _FakeQuant.apply(x, self.scale, QMIN, True)
+        return self(torch.relu(x))
+
     def prepare_export(self) -> None:
         """Cache scale / zero point as Python numbers (torch.export cannot trace float(tensor))."""
         self.export_params = (float(self.scale), int(self.zero_point))
@@ -97,18 +104,18 @@ class _FakeQuant(torch.autograd.Function):
     built-in kernel on CPU: the QAT step is mostly these passes on a small student."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: torch.Tensor, zero_point: int) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, scale: torch.Tensor, zero_point: int, relu: bool = False) -> torch.Tensor:
         inv = float(1.0 / scale.float())  # float32 1/s, as the built-in kernel computes it
         q = torch.round(x * inv)  # half to even, like nearbyint
         lo, hi = QMIN - zero_point, QMAX - zero_point
-        if x.requires_grad:
-            ctx.save_for_backward((q >= lo) & (q <= hi))
+        if x.requires_grad:  # relu: the ReLU's gradient (x > 0) times the quantizer's (lo = 0 <= q there)
+            ctx.save_for_backward(((x > 0) if relu else (q >= lo)) & (q <= hi))
         return q.clamp_(lo, hi).mul_(float(scale))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (mask,) = ctx.saved_tensors
-        return grad * mask, None, None
+        return grad * mask, None, None, None
 
 
 class QuantRangeError(EdgeDistillError):

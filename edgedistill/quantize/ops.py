@@ -107,7 +107,7 @@ class QLayer(GraphOp):
             y = F.conv2d(x, w, b, self.stride, self.padding, 1, self.groups)
         if self.act == "hardsigmoid" and mode in ("float", "observe"):
             y = torch.clamp(y, 0.0, 1.0)  # in "quant" / "export" the [0, 1] grid's saturation is the clamp
-        out = self.out_q(_act(self.act, y))
+        out = self.out_q.after_relu(y) if self.act == "relu" else self.out_q(_act(self.act, y))
         if mode == "quant" and self.rounding == "tflm":
             out = out + (self._tflm_output(x, w, b) - out).detach()  # TFLM's integers, straight-through gradient
         return out
