@@ -46,7 +46,7 @@ def quantize_multiplier(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """TFLite's QuantizeMultiplier, per element: m = m0 · 2^(shift − 31) with m0 in [2^30, 2^31) (int64 arrays)."""
     m = np.asarray(m, np.float64)
     frac, shift = np.frexp(m)
-    m0 = np.round(frac * (1 << 31)).astype(np.int64)
+    m0 = np.floor(frac * (1 << 31) + 0.5).astype(np.int64)  # TfLiteRound: ties away from zero (frac >= 0)
     carry = m0 == (1 << 31)
     m0[carry] //= 2
     shift = shift.astype(np.int64) + carry
