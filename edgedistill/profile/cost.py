@@ -58,18 +58,34 @@ def _aligned(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def tflite_cost(path: Path) -> ModelCost:
+@dataclass(frozen=True)
+class _Graph:
+    interp: object
+    tensors: dict
+    ops: list
+    const: set
+    inputs: set
+    outputs: set
+
+
+def _read(path: Path) -> _Graph:
+    """The file's tensors and ops (no delegate: the plain kernels' graph), constants = tensors no op writes."""
     interp_mod = require("ai_edge_litert.interpreter")
     interp = interp_mod.Interpreter(
         model_path=str(path),
         experimental_op_resolver_type=interp_mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interp.allocate_tensors()
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
     ops = [o for o in interp._get_ops_details() if o["op_name"] != "DELEGATE"]
     produced = {i for o in ops for i in o["outputs"]}
-    graph_inputs = {d["index"] for d in interp.get_input_details()}
-    graph_outputs = {d["index"] for d in interp.get_output_details()}
-    const = {i for o in ops for i in o["inputs"] if i >= 0 and i not in produced and i not in graph_inputs}
+    inputs = {d["index"] for d in interp.get_input_details()}
+    const = {i for o in ops for i in o["inputs"] if i >= 0 and i not in produced and i not in inputs}
+    return _Graph(interp, {t["index"]: t for t in interp.get_tensor_details()}, ops, const, inputs,
+                  {d["index"] for d in interp.get_output_details()})
+
+
+def tflite_cost(path: Path) -> ModelCost:
+    g = _read(path)
+    interp, tensors, ops, const, graph_inputs, graph_outputs = g.interp, g.tensors, g.ops, g.const, g.inputs, g.outputs
 
     layers = []
     for k, o in enumerate(ops):
@@ -100,6 +116,12 @@ def tflite_cost(path: Path) -> ModelCost:
     params = sum(int(np.prod(tensors[i]["shape"])) for i in const)
     return ModelCost(str(path), params, _unique_constant_bytes(interp, const), sum(c.macs for c in layers), peak,
                      np.dtype(tensors[min(graph_inputs)]["dtype"]).name, layers)
+
+
+def tflite_planned_buffers(path: Path) -> list[Buffer]:
+    """The activation tensors of a .tflite file as TFLite Micro's planner sees them (see planned_buffers)."""
+    g = _read(path)
+    return planned_buffers(g.tensors, g.ops, g.const, g.inputs, g.outputs)
 
 
 def planned_buffers(tensors: dict, ops: list[dict], const: set[int], graph_inputs: set[int],

@@ -83,8 +83,8 @@ class QuantGraph(nn.Module):
                     m.prepare_export()
 
     def set_rounding(self, rounding: str) -> None:
-        """"float" (XNNPACK, onnxruntime: round(acc · M)) or "tflm" (TFLite Micro's fixed-point requantization of
-        every conv / linear output, quantize/mcu.py) for the "quant" forward."""
+        """"float" (XNNPACK, onnxruntime: round(acc · M)) or "tflm" (TFLite Micro's integer arithmetic for every op
+        that leaves its input's grid, quantize/mcu.py) for the "quant" forward."""
         if rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, not {rounding!r}")
         self.rounding = rounding
@@ -418,7 +418,7 @@ BUILDERS["hardsigmoid"] = _build_hardsigmoid
 @torch.no_grad()
 def to_quant_student(model: nn.Module, rounding: str = "float") -> QuantGraph:
     """Rewrite a float student (any nn.Module torch.fx can trace, made of the supported ops) as a QuantGraph.
-    The input model is not modified. `rounding="tflm"` makes QAT compute TFLite Micro's requantization (for a
+    The input model is not modified. `rounding="tflm"` makes QAT compute TFLite Micro's integer kernels (for a
     microcontroller target). Raises UnsupportedOpError naming the layer it cannot express in int8."""
     was_training = model.training
     model.eval()

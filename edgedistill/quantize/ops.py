@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgedistill.quantize.fake import ActQuant, fake_quant_bias, fake_quant_weight, qdq_weight_export, weight_scale
-from edgedistill.quantize.mcu import requantize_tflm
+from edgedistill.quantize.mcu import (binary_tflm, hard_swish_table, logistic_table, mean_tflm, requantize_codes,
+                                     requantize_tflm)
 
 LOGISTIC_GRID = (1.0 / 256.0, -128)   # TFLite int8 spec: LOGISTIC output scale 1/256, zero point -128
 UNIT_GRID = (1.0 / 255.0, -128)       # hardsigmoid's [0, 1]: saturation of this grid is the clamp
@@ -106,7 +107,7 @@ class QLayer(GraphOp):
             y = F.conv2d(x, w, b, self.stride, self.padding, 1, self.groups)
         if self.act == "hardsigmoid" and mode in ("float", "observe"):
             y = torch.clamp(y, 0.0, 1.0)  # in "quant" / "export" the [0, 1] grid's saturation is the clamp
-        out = self.out_q(_act(self.act, y))
+        out = self.out_q.after_relu(y) if self.act == "relu" else self.out_q(_act(self.act, y))
         if mode == "quant" and self.rounding == "tflm":
             out = out + (self._tflm_output(x, w, b) - out).detach()  # TFLM's integers, straight-through gradient
         return out
@@ -160,9 +161,19 @@ class Binary(GraphOp):
         super().__init__(name)
         self.kind, self.act = op, act
         self.out_q = ActQuant()
+        self.rounding = "float"  # "tflm": TFLite Micro's fixed-point rescaling (quantize/mcu.py: binary_tflm)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.out_q(_act(self.act, BINARY[self.kind](a, b)))
+        out = self.out_q(_act(self.act, BINARY[self.kind](a, b)))
+        if self.out_q.mode == "quant" and self.rounding == "tflm":
+            out = out + (self._tflm_output(a, b) - out).detach()
+        return out
+
+    @torch.no_grad()
+    def _tflm_output(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        grids = [(float(q.scale), int(q.zero_point)) for q in (*self.in_qs, self.out_q)]
+        codes = [(torch.round(v.detach() / s) + z).to(torch.int64) for v, (s, z) in zip((a, b), grids)]
+        return (binary_tflm(self.kind, *codes, *grids, self.act) - grids[2][1]) * grids[2][0]
 
 
 class Concat(GraphOp):
@@ -172,9 +183,24 @@ class Concat(GraphOp):
         super().__init__(name)
         self.dim = dim
         self.out_q = ActQuant()
+        self.rounding = "float"  # "tflm": an input on another grid is requantized as TFLite Micro's QUANTIZE does
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        return self.out_q(torch.cat(xs, _lift_dims((self.dim,), self.lifted)[0]))
+        dim = _lift_dims((self.dim,), self.lifted)[0]
+        out = self.out_q(torch.cat(xs, dim))
+        if self.out_q.mode == "quant" and self.rounding == "tflm":
+            out = out + (self._tflm_output(xs, dim) - out).detach()
+        return out
+
+    @torch.no_grad()
+    def _tflm_output(self, xs: tuple[torch.Tensor, ...], dim: int) -> torch.Tensor:
+        so, zo = float(self.out_q.scale), int(self.out_q.zero_point)
+        parts = []
+        for x, q in zip(xs, self.in_qs):
+            s, z = float(q.scale), int(q.zero_point)
+            code = (torch.round(x.detach() / s) + z).to(torch.int64)
+            parts.append(code if (s, z) == (so, zo) else requantize_codes(code, (s, z), (so, zo)))
+        return (torch.cat(parts, dim) - zo).to(torch.float32) * so
 
 
 class Mean(GraphOp):
@@ -186,6 +212,7 @@ class Mean(GraphOp):
         super().__init__(name)
         self.dims, self.keepdim = tuple(dims), keepdim
         self.out_q = ActQuant()
+        self.rounding = "float"  # "tflm": TFLite Micro's integer MEAN (quantize/mcu.py)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dims = _lift_dims(self.dims, self.lifted)
@@ -197,7 +224,20 @@ class Mean(GraphOp):
             # then drop them channels-last (1×1: the same values), which it folds away.
             y = x.mean(dim=dims, keepdim=True)
             return self.out_q(y.permute(0, *range(2, y.dim()), 1).flatten(1))
-        return self.out_q(x.mean(dim=dims, keepdim=self.keepdim))
+        out = self.out_q(x.mean(dim=dims, keepdim=self.keepdim))
+        if self.out_q.mode == "quant" and self.rounding == "tflm":
+            out = out + (self._tflm_output(x, dims) - out).detach()
+        return out
+
+    @torch.no_grad()
+    def _tflm_output(self, x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+        """TFLite Micro's MEAN: the integer sum of (code − zero point), requantized with 1/count folded into the
+        fixed-point multiplier (quantize/mcu.py: mean_tflm); returned dequantized."""
+        s_in = float(self.in_qs[0].scale)
+        total = torch.round(x.detach() / s_in).sum(dim=dims, keepdim=self.keepdim).to(torch.int64)
+        count = x[0].numel() // max(total[0].numel(), 1)
+        s_out, zp = float(self.out_q.scale), int(self.out_q.zero_point)
+        return (mean_tflm(total, count, s_in, s_out, zp) - zp) * s_out
 
 
 ACTIVATIONS: dict[str, tuple[Callable, tuple[float, int] | None]] = {
@@ -213,9 +253,28 @@ class Activation(GraphOp):
         super().__init__(name)
         self.kind = kind
         self.out_q = ActQuant(fixed=ACTIVATIONS[kind][1])
+        self.rounding = "float"  # "tflm": TFLite Micro's fixed-point kernel, as a table of the 256 input codes
+        self._tables: dict[tuple, torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out_q(ACTIVATIONS[self.kind][0](x))
+        out = self.out_q(ACTIVATIONS[self.kind][0](x))
+        if self.out_q.mode == "quant" and self.rounding == "tflm":
+            out = out + (self._tflm_output(x) - out).detach()
+        return out
+
+    @torch.no_grad()
+    def _tflm_output(self, x: torch.Tensor) -> torch.Tensor:
+        """The kernel's output code for each input code (the input is on its producer's grid), dequantized."""
+        q_in = self.in_qs[0]
+        s_in, zp_in = float(q_in.scale), int(q_in.zero_point)
+        s_out, zp_out = float(self.out_q.scale), int(self.out_q.zero_point)
+        key = (s_in, zp_in, s_out, zp_out)
+        if key not in self._tables:
+            table = logistic_table(s_in, zp_in) if self.kind == "sigmoid" else \
+                hard_swish_table(s_in, zp_in, s_out, zp_out)
+            self._tables = {key: torch.from_numpy(table).float()}
+        code_in = (torch.round(x.detach() / s_in) + zp_in).clamp(-128, 127).long() + 128
+        return (self._tables[key][code_in] - zp_out) * s_out
 
 
 class SameGrid(GraphOp):

@@ -54,6 +54,7 @@ class GraphCost:
     channels: int          # output channels summed over those ops (one scale each for weights and bias)
     tensors: int           # activation tensors, input included
     ops: tuple[OpCost, ...] = field(default=(), repr=False)
+    buffers: tuple[Buffer, ...] = field(default=(), repr=False)  # the planned tensors, in creation order
 
 
 def _same_padding(n: int, k: int, s: int, p: int) -> bool:
@@ -148,7 +149,8 @@ def graph_cost(model: nn.Module, input_shape: tuple[int, ...]) -> GraphCost:
     return GraphCost(params=weights + biases, macs=sum(o.macs for o in ops), weight_bytes=weights + 4 * biases,
                      arena_bytes=greedy_arena_bytes(buffers),
                      arena_lower_bound=lower_bound_bytes(buffers, max((b.last for b in buffers), default=0) + 1),
-                     layers=len(layers), channels=biases, tensors=len(buffers), ops=tuple(ops))
+                     layers=len(layers), channels=biases, tensors=len(buffers), ops=tuple(ops),
+                     buffers=tuple(buffers))
 
 
 def _producer(q, value: str) -> nn.Module | None:
