@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from edgedistill.config import load_config
-from edgedistill.distill.pipeline import distill
+from edgedistill.pipeline import distill
 from edgedistill.errors import EdgeDistillError
 
 MNIST1D_STUDENT = {"family": "conv1d", "width": 8, "depth": 3}
@@ -182,7 +182,8 @@ def main() -> None:
     ap.add_argument("--sets", default="mnist1d:2.5,mnist1d:5,mnist1d:10,mnist1d:25,fashion:1,fashion:3")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--unlabeled", action="store_true", help="keep the unlabelled training samples as transfer set")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1: these students are so "
+                    "small that more threads only add contention; 2 threads on a busy 2-core machine were 13x slower)")
     ap.add_argument("--out", default="runs/bench-scarce")
     ap.add_argument("--doc", default="docs/scarce_labels")
     args = ap.parse_args()

@@ -266,9 +266,11 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
     and best_val_acc describe the chosen weights.
 
     Labels of -1 mark unlabelled samples: the soft loss sees them, the hard loss does not (losses.py), and an
-    objective without a teacher trains on the labelled samples only, for the same number of optimizer steps."""
+    objective without a teacher trains on the labelled samples only, for the same number of optimizer steps, and
+    without a mixup that is the teacher's alone (Augment.twin_mixup False: the automatic function-matching mixup)."""
     if not objective.teacher:
         data, settings = labeled_only(data, settings)
+        settings = replace(settings, augment=settings.augment.for_twin())  # the automatic mixup is the teacher's
     n = len(data)
     steps_per_epoch = (n + settings.batch_size - 1) // settings.batch_size
     features = FeatureTerms(model, data, objective) if objective.teacher and objective.features else None
