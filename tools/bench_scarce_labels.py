@@ -8,9 +8,10 @@ official test split (MNIST-1D: 1,000 signals; Fashion-MNIST: 10,000 images). The
 MNIST-1D (the `mnist1d` package, generated offline with its default arguments: 4,000 training signals of length
 40) gets a 1-D CNN trained here once and exported to ONNX; Fashion-MNIST uses the built-in teacher. The student is
 a ~3.7 K-parameter conv1d (width 8, depth 3) on MNIST-1D and the default student on Fashion-MNIST; everything else is
-edgedistill's default (training budget sized to the data, auto loss / T / alpha, QAT int8). With --unlabeled, the
-training samples whose labels were dropped stay in the data set as unlabelled (y = -1) transfer samples; that needs
-data readers that accept y = -1 (otherwise the run is recorded as refused, with the reader's message).
+edgedistill's default (training budget sized to the data: 6,000 optimizer steps on these small sets; function
+matching: mixup with the teacher labelling the mixed inputs, the twin un-mixed; auto T / alpha scored with held-out
+folds; QAT int8). With --unlabeled, the training samples whose labels were dropped stay in the data set as
+unlabelled (y = -1) transfer samples: soft targets only, and the twin never sees them.
 
 For every (set, seed) this is one `edgedistill distill --qat` run: the distilled student and its twin share the
 architecture, initialisation and data order; the twin learns from the labelled samples only. Finished runs under
