@@ -34,12 +34,13 @@ def parse_feature(value: str) -> dict:
 
 
 def parse_augment(value: str | None) -> dict | None:
-    """'shift=2,hflip,mixup=0.2' -> {"shift": 2, "hflip": True, "mixup": 0.2}; 'none' -> everything off."""
+    """'shift=2,hflip,mixup=0.2' -> {"shift": 2, "hflip": True, "mixup": 0.2}; 'none' -> everything off (the
+    automatic mixup too). A mixup not named keeps its default (auto: function matching on small data)."""
     if value is None:
         return None
-    out: dict = {"shift": 0, "hflip": False, "mixup": 0.0}
+    out: dict = {"shift": 0, "hflip": False, "mixup": "auto"}
     if value.strip().lower() in ("", "none", "off"):
-        return out
+        return {**out, "mixup": 0.0}
     for part in value.split(","):
         key, _, val = part.strip().partition("=")
         if key not in out:
@@ -49,6 +50,8 @@ def parse_augment(value: str | None) -> dict | None:
                 if val.lower() not in _TRUE + _FALSE:
                     raise ValueError
                 out[key] = val.lower() in _TRUE
+            elif key == "mixup":
+                out[key] = "auto" if val.strip().lower() == "auto" else float(val)
             else:
                 out[key] = type(out[key])(val)
         except ValueError:

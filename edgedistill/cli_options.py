@@ -39,7 +39,8 @@ DISTILL_OPTIONS = [
                  "and alpha on the validation split). [default: kd]"),
     click.option("--augment", "augment_text", help="Batch augmentation, e.g. shift=2,hflip,mixup=0.2. With a teacher, "
                  "the teacher then runs on every augmented batch (function matching); the twin sees the same batches. "
-                 "[default: none]"),
+                 "[default: mixup=auto: mixup 1 with the teacher only below 10,000 transfer samples, else none; "
+                 "'none' or mixup=0 turns it off]"),
     click.option("--feature", "features", multiple=True, help="Add a feature / relation term (float phase; torch "
                  "teachers), e.g. loss=hint,student=body.1,teacher=layer2,weight=0.5. Losses: hint, cosine, at, "
                  "rkd_distance, rkd_angle, sp. Repeat to compose; a wrong layer name lists the available ones."),

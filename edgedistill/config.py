@@ -94,12 +94,31 @@ class AugmentConfig(_Strict):
 
     shift: int = Field(0, ge=0, le=16, description="random translation by up to this many pixels / steps (0 = off)")
     hflip: bool = Field(False, description="random left-right mirroring (only for mirror-invariant classes)")
-    mixup: float = Field(0.0, ge=0, le=10, description="mixup Beta(a, a) parameter (0 = off)")
+    mixup: Union[float, Auto] = Field("auto", description="mixup Beta(a, a) parameter (0 = off), or auto: "
+                                      "function matching on small data, mixup 1 with the teacher only below 10,000 "
+                                      "transfer samples, else off (edgedistill.data.augment.auto_mixup)")
+    mixup_twin: bool = Field(True, description="whether the no-teacher twin mixes too (False for the auto mixup)")
+
+    @field_validator("mixup")
+    @classmethod
+    def _mixup(cls, v):
+        if v != "auto" and not 0 <= float(v) <= 10:
+            raise ValueError("mixup must be between 0 and 10, or 'auto'")
+        return v
 
     def recipe(self):
+        """The Augment this config describes; an unresolved auto mixup counts as off (see `resolved`)."""
         from edgedistill.data.augment import Augment
 
-        return Augment(self.shift, self.hflip, self.mixup)
+        return Augment(self.shift, self.hflip, 0.0 if self.mixup == "auto" else float(self.mixup), self.mixup_twin)
+
+    def resolved(self, n_transfer: int, teacher: bool = True) -> "AugmentConfig":
+        """A concrete copy for a transfer set of n samples: auto mixup becomes auto_mixup(n), the teacher's alone."""
+        if self.mixup != "auto":
+            return self
+        from edgedistill.data.augment import auto_mixup
+
+        return self.model_copy(update={"mixup": auto_mixup(n_transfer, teacher), "mixup_twin": False})
 
 
 class FeatureTermConfig(_Strict):

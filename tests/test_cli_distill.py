@@ -80,7 +80,9 @@ def test_distill_digits_end_to_end(digits_run, tmp_path):
     r3 = run(["distill", "--out", str(out2), "--epochs", "1", "-q", "-T", "2", "--alpha", "0.5"])
     assert r3.exit_code == 0, r3.output
     m2 = json.loads((out2 / "metrics.json").read_text())
-    assert m2["timings"]["teacher_cache_hits"] == 2 and m2["timings"]["teacher_cache_misses"] == 0
+    # digits is a small set, so the transfer split goes through the function-matching stream (auto mixup) and only
+    # the test split's logits come from the per-sample cache
+    assert m2["timings"]["teacher_cache_hits"] == 1 and m2["timings"]["teacher_cache_misses"] == 0
 
 
 @pytest.fixture

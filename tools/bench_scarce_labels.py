@@ -8,9 +8,10 @@ official test split (MNIST-1D: 1,000 signals; Fashion-MNIST: 10,000 images). The
 MNIST-1D (the `mnist1d` package, generated offline with its default arguments: 4,000 training signals of length
 40) gets a 1-D CNN trained here once and exported to ONNX; Fashion-MNIST uses the built-in teacher. The student is
 a ~3.7 K-parameter conv1d (width 8, depth 3) on MNIST-1D and the default student on Fashion-MNIST; everything else is
-edgedistill's default (training budget sized to the data, auto loss / T / alpha, QAT int8). With --unlabeled, the
-training samples whose labels were dropped stay in the data set as unlabelled (y = -1) transfer samples; that needs
-data readers that accept y = -1 (otherwise the run is recorded as refused, with the reader's message).
+edgedistill's default (training budget sized to the data: 6,000 optimizer steps on these small sets; function
+matching: mixup with the teacher labelling the mixed inputs, the twin un-mixed; auto T / alpha scored with held-out
+folds; QAT int8). With --unlabeled, the training samples whose labels were dropped stay in the data set as
+unlabelled (y = -1) transfer samples: soft targets only, and the twin never sees them.
 
 For every (set, seed) this is one `edgedistill distill --qat` run: the distilled student and its twin share the
 architecture, initialisation and data order; the twin learns from the labelled samples only. Finished runs under
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 from edgedistill.config import load_config
-from edgedistill.distill.pipeline import distill
+from edgedistill.pipeline import distill
 from edgedistill.errors import EdgeDistillError
 
 MNIST1D_STUDENT = {"family": "conv1d", "width": 8, "depth": 3}
@@ -182,7 +183,8 @@ def main() -> None:
     ap.add_argument("--sets", default="mnist1d:2.5,mnist1d:5,mnist1d:10,mnist1d:25,fashion:1,fashion:3")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--unlabeled", action="store_true", help="keep the unlabelled training samples as transfer set")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1: these students are so "
+                    "small that more threads only add contention; 2 threads on a busy 2-core machine were 13x slower)")
     ap.add_argument("--out", default="runs/bench-scarce")
     ap.add_argument("--doc", default="docs/scarce_labels")
     args = ap.parse_args()

@@ -5,7 +5,8 @@ The grid: for each loss, its temperatures (below) × alpha in {0.5, 0.9, 1} (alp
 with labels is pure function matching: the labels only score the trials, which was the steadiest recipe measured in
 docs/distillation_gain.md). `loss = kd` with T and alpha auto is 4 × 3 = 12 trials; `loss = auto` adds decoupled KD
 (T 1, 4: the DKD paper's setting is 4) and standardized-logit KD (T 2, 4: logits are z-scored, so the useful
-temperatures are lower), 24 trials in all. Each trial is `tune_epochs` epochs (default epochs // 3) on at most
+temperatures are lower), 24 trials in all. Each trial is `tune_epochs` epochs (default epochs // 3, at most
+schedule.TRIAL_STEPS = 700 optimizer steps) on at most
 `tune_max_samples` transfer samples, with the run's augmentation. The no-teacher objective is scored with the same
 budget, so a setting is only chosen if it is measured against what training without a teacher gets in the same time.
 
@@ -86,6 +87,7 @@ class TuneResult:
     decision: Decision | None = None
     cv_folds: int = 0  # folds of the labelled transfer samples added to the validation split (0: validation only)
     scored_on: int = 0  # samples each trial was scored on, pooled over the folds
+    trial_epochs: int = 0  # epochs of each trial run
 
     def summary(self) -> dict:
         """The choice as the metrics record it: reference, best, their paired difference and its noise."""
@@ -187,8 +189,16 @@ def tune(make_model: Callable[[], nn.Module], data: TrainSet, val_x: torch.Tenso
     decision = decide([t.val_acc for t in trials if t.teacher], correct, reference_index(kd_objs))
     base = [t.val_acc for t in trials if not t.teacher]
     return TuneResult(kd_objs[decision.chosen], trials, base[0] if base else float("nan"), decision,
-                      len(folds) - 1, sum(len(f.y) for f in folds))
+                      len(folds) - 1, sum(len(f.y) for f in folds), settings.epochs)
 
 
-def tuning_settings(settings: TrainSettings, tune_epochs: int | None) -> TrainSettings:
-    return replace(settings, epochs=tune_epochs or max(1, settings.epochs // 3))
+def tuning_settings(settings: TrainSettings, tune_epochs: int | None, n: int | None = None) -> TrainSettings:
+    """Each trial's settings: `tune_epochs` when given, else a third of the run's epochs capped at
+    schedule.TRIAL_STEPS optimizer steps on the trial's n samples (n None: no cap)."""
+    from edgedistill.distill.schedule import trial_epochs
+
+    if tune_epochs:
+        return replace(settings, epochs=tune_epochs)
+    if n is None:
+        return replace(settings, epochs=max(1, settings.epochs // 3))
+    return replace(settings, epochs=trial_epochs(settings.epochs, settings.batch_size, n))

@@ -105,6 +105,7 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
     inputs, data_free = _synthesize(config, inputs, cache, run, show_progress)
     s = inputs.splits
     config, schedule = resolve_config(config, len(s.transfer))  # the training budget, sized to the data
+    config = config.model_copy(update={"augment": config.augment.resolved(len(s.transfer))})  # auto mixup
     ev = EvalTensors.of(s)
     settings = TrainSettings(**config.train.model_dump(exclude={"threads"}), augment=config.augment.recipe())
 

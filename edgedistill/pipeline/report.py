@@ -17,8 +17,7 @@ import torch
 
 import edgedistill
 from edgedistill.config import DistillConfig
-from edgedistill.distill.trainer import FitResult, TrainSettings, accuracy, predict_logits
-from edgedistill.distill.tuning import tuning_settings
+from edgedistill.distill.trainer import FitResult, accuracy, predict_logits
 from edgedistill.pipeline.inputs import EvalTensors, Inputs
 from edgedistill.pipeline.measure import Measured
 from edgedistill.pipeline.train import Trained
@@ -63,7 +62,7 @@ def _training(config: DistillConfig) -> dict:
 def _tuning(config: DistillConfig, tuned: Tuned) -> dict | None:
     if tuned.search is None:
         return None
-    epochs = tuning_settings(TrainSettings(**config.train.model_dump(exclude={"threads"})), config.kd.tune_epochs).epochs
+    epochs = tuned.search.trial_epochs
     return {"trials": [asdict(t) for t in tuned.search.trials], "baseline_val_acc": tuned.search.baseline_val_acc,
             "epochs_per_trial": epochs, "max_samples_per_trial": config.kd.tune_max_samples, **tuned.search.summary()}
 

@@ -44,7 +44,7 @@ def choose_objective(config: DistillConfig, data: TrainSet, ev: EvalTensors, set
     objective, search, seconds = fixed_objective(config, labeled), None, None
     if objective is None:
         t0 = time.perf_counter()
-        tset = tuning_settings(settings, config.kd.tune_epochs)
+        tset = tuning_settings(settings, config.kd.tune_epochs, min(len(data), config.kd.tune_max_samples))
         n_trials = len(candidate_objectives(config.kd.loss, config.kd.temperature, config.kd.alpha, labeled)) + labeled
         what = "loss/T/alpha" if config.kd.loss == "auto" else "T/alpha"
         update = ui.task(f"auto {what} ({n_trials} trials)", n_trials)

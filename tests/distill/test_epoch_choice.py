@@ -8,7 +8,12 @@ from edgedistill.stats import wilson
 
 def test_rule_against_the_wilson_interval():
     hi = wilson(32, 40).high  # last epoch 80 % on 40 samples: the interval reaches about 89.5 %
-    assert keep_last_epoch(hi - 0.1, 80.0, 40) and not keep_last_epoch(hi + 0.1, 80.0, 40)
+    assert keep_last_epoch(hi - 0.1, 80.0, 40)
+    assert keep_last_epoch(hi + 0.1, 80.0, 40)  # above the interval, but < 4 samples: McNemar can never reject
+    assert not keep_last_epoch(95.0, 80.0, 40)  # 38 vs 32 of 40: 6 samples and above the interval
+    assert keep_last_epoch(92.5, 80.0, 40)  # 37 vs 32: 5 samples are too few
+    assert wilson(39, 40).high < 100.0 and keep_last_epoch(100.0, 97.5, 40)  # 40/40 vs 39/40: one sample
+    assert not keep_last_epoch(80.3, 80.0, 100_000)  # 300 samples on 100,000: beyond both bars
     assert not keep_last_epoch(85.0, 80.0, 10_000)  # 5 points on 10,000 samples is beyond noise: keep the best
     assert keep_last_epoch(80.0, 82.5, 40)  # the last is the best
 

@@ -111,3 +111,28 @@ def test_augmentation_without_a_teacher_stream_is_refused():
         assert "augment" in str(exc)
     else:
         raise AssertionError("augmented training with cached logits must be refused")
+
+
+def test_teacher_only_mixup_leaves_the_twin_unmixed(monkeypatch):
+    """The automatic function-matching mixup (twin_mixup False): the distilled student trains on mixed batches with
+    the teacher's outputs on them; the no-teacher twin sees the same shifted batches, un-mixed, with hard labels."""
+    data, vx, vy, model, teacher_inputs = _setup()
+    aug = Augment(shift=1, mixup=1.0, twin_mixup=False)
+    settings = TrainSettings(epochs=1, batch_size=50, lr=5e-3, seed=3, augment=aug)
+    labels = {"kd": [], "twin": []}
+    real = trainer_mod.distillation_objective
+    recs = {}
+    for which, obj in (("kd", KD), ("twin", Objective(teacher=False))):
+        monkeypatch.setattr(trainer_mod, "distillation_objective",
+                            lambda lg, t, y, *a, w=which: labels[w].append(y.clone()) or real(lg, t, y, *a))
+        recs[which] = Recorder(copy.deepcopy(model))
+        fit(recs[which], data, vx, vy, obj, settings)
+    assert all(y.dim() == 2 for y in labels["kd"])  # mixed: soft labels
+    assert all(y.dim() == 1 for y in labels["twin"])  # not mixed: class indices
+    assert len(teacher_inputs) == 6  # the teacher ran for the distilled student only
+    shift_only = TrainSettings(epochs=1, batch_size=50, lr=5e-3, seed=3, augment=Augment(shift=1))
+    plain = Recorder(copy.deepcopy(model))
+    fit(plain, data, vx, vy, Objective(teacher=False), shift_only)
+    for a, b in zip(recs["twin"].seen, plain.seen):
+        assert torch.equal(a, b)  # the twin's batches are exactly the shift-only recipe's
+    assert aug.for_twin() == Augment(shift=1) and AUG.for_twin() is AUG  # a user's mixup stays shared
