@@ -23,6 +23,13 @@ def user_errors(fn):
         except EdgeDistillError as exc:
             click.echo(f"error: {where}{exc}", err=True)
             sys.exit(1)
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            # the file system refused: a read-only --out, a missing directory for --json / --junit, a full disk
+            click.echo(f"error: {where}cannot write or read {exc.filename}: {exc.strerror or exc}. Check that the "
+                       "path exists and is writable, or choose another one.", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted: finished epochs are checkpointed; run the same command again to resume.",
                        err=True)

@@ -55,7 +55,7 @@ DISTILL_OPTIONS = [
     click.option("--alpha", help="Weight of the soft loss against hard labels (0..1), or 'auto'. [default: auto]"),
     click.option("--tune-epochs", type=int, help="Epochs per auto-tuning trial. [default: epochs // 3]"),
     click.option("--epochs", type=int, help="Training epochs for the student and its twin. [default: sized from the "
-                 "number of transfer samples: at least 2,000 optimizer steps, 10 epochs at batch 128 on a large set]"),
+                 "number of transfer samples: at least 6,000 optimizer steps or 400,000 sample passes, 10 epochs at batch 128 on a large set]"),
     click.option("--steps", type=int, help="Optimizer steps in all, instead of --epochs (epochs follow from the data)."),
     click.option("--batch-size", type=int, help="[default: 32 below 1,024 transfer samples, 64 below 4,096, else 128]"),
     click.option("--lr", type=float, help="Peak learning rate. [default: 0.003]"),

@@ -186,7 +186,7 @@ class KDConfig(_Strict):
 
 class TrainConfig(_Strict):
     """The optimizer's budget. epochs and batch_size default to "auto": sized from the number of transfer samples
-    (edgedistill.distill.schedule: at least 2,000 optimizer steps, 10 epochs at batch 128 on a large set); `steps`
+    (edgedistill.distill.schedule: at least 6,000 optimizer steps or 400,000 sample passes, 10 epochs at batch 128 on a large set); `steps`
     gives the optimizer steps instead of the epochs."""
 
     epochs: Union[int, Auto] = Field("auto", description="training epochs, or auto (sized from the data)")

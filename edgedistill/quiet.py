@@ -154,7 +154,7 @@ class Capture:
         succeeded; a refused or failed run leaves the user's existing OUT exactly as it was."""
         tmp = Path(self._tmp.name)
         dest = self.destination
-        if dest is not None:
+        if dest is not None and dest.name not in ("", ".", ".."):
             partial = dest.with_name(dest.name + ".partial")
             if partial.is_dir():
                 shutil.move(str(tmp), str(partial / LOG_NAME))

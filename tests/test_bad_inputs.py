@@ -69,6 +69,7 @@ def test_steps_on_the_command_line_override_a_config_files_epochs(tmp_path):
     (["distill", "--student", "cnn:width=8,width=16", "-q"], "'width' is given twice"),
     (["distill", "--student", "tiny.py:make,k=1,k=2", "-q"], "'k' is given twice"),
     (["distill", "--student", "", "-q"], "--student is empty"),
+    (["distill", "--student", "cnn:width=²", "-q"], "positive whole number"),
     (["distill", "--student", "  ", "-q"], "--student is empty"),
 ])
 def test_repeated_keys_and_an_empty_student_are_refused(tmp_path, monkeypatch, args, needle):
@@ -79,3 +80,43 @@ def test_repeated_keys_and_an_empty_student_are_refused(tmp_path, monkeypatch, a
     assert r.exit_code == 1 and r.output.startswith("error: ") and "Traceback" not in r.output, r.output
     assert needle in r.output and len(r.output.strip().splitlines()) == 1, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.py"]  # nothing written
+
+
+def test_overwrite_never_replaces_a_directory_an_earlier_run_did_not_write(tmp_path, monkeypatch):
+    """`--overwrite` replaces the whole directory; pointed at the user's own folder (their data in it) it deleted
+    the data and their notes. Now only an earlier run's output (config.json + metrics.json) is replaced."""
+    from edgedistill.pipeline.rundir import check_out_dir
+
+    monkeypatch.chdir(tmp_path)
+    user = tmp_path / "udir"
+    user.mkdir()
+    np.savez(user / "d.npz", x=np.random.rand(30, 4).astype("f4"), y=np.arange(30) % 2)
+    (user / "notes.txt").write_text("mine")
+    r = CliRunner().invoke(main, ["distill", "--data", "udir/d.npz", "--teacher", "builtin:digits", "--out", "udir", "--overwrite", "-q",
+                                  "--epochs", "1"])
+    assert r.exit_code == 1 and "not an edgedistill output" in r.output and "Traceback" not in r.output, r.output
+    assert sorted(p.name for p in user.iterdir()) == ["d.npz", "notes.txt"]
+    for out in (".", "", "..", "/"):
+        r = CliRunner().invoke(main, ["distill", "--out", out, "-q", "--epochs", "1"])
+        assert r.exit_code == 1 and "must name a directory" in r.output and "Traceback" not in r.output, r.output
+    (user / "config.json").write_text("{}")
+    (user / "metrics.json").write_text("{}")
+    check_out_dir(user, overwrite=True)  # an earlier run's output: replaceable (after the new run succeeds)
+    with pytest.raises(Exception, match="already exists"):
+        check_out_dir(user, overwrite=False)
+
+
+def test_an_edited_report_is_not_a_verified_artifact(tmp_path):
+    """A build re-run gated an edited report.json as 'nothing changed' (the report was not in the manifest)."""
+    from edgedistill.pipeline.rundir import artifact_list, artifacts_verify
+
+    (tmp_path / "student_int8.tflite").write_bytes(b"model")
+    (tmp_path / "report.json").write_text('{"usage": {"latency_ms": 13.5}}')
+    (tmp_path / "gate.md").write_text("PASS")
+    manifest = {"artifacts": artifact_list(tmp_path)}
+    assert {a["path"] for a in manifest["artifacts"]} == {"student_int8.tflite", "report.json"}
+    assert artifacts_verify(tmp_path, manifest)
+    (tmp_path / "gate.md").write_text("FAIL")  # the gate's own files are re-derived on every re-run
+    assert artifacts_verify(tmp_path, manifest)
+    (tmp_path / "report.json").write_text('{"usage": {"latency_ms": 1e-7}}')
+    assert not artifacts_verify(tmp_path, manifest)

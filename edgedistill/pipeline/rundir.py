@@ -30,11 +30,30 @@ class RunDirBusy(ConfigError):
     """Another live process owns this output directory."""
 
 
+RUN_FILES = ("config.json", "metrics.json")  # every published run directory holds both
+
+
+def check_out_name(out: Path) -> None:
+    """The output must be a directory of its own: the run publishes by renaming OUT.partial onto it."""
+    if out.name in ("", ".", "..") or out.resolve() == Path(out.resolve().anchor):
+        raise ConfigError(f"--out {str(out)!r} must name a directory for this run's outputs (e.g. runs/mine), not "
+                          "the current, parent or root directory: the run publishes its outputs by replacing it.")
+
+
 def check_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse an existing, non-empty output directory unless the user said `--overwrite`. Writes nothing."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+    """Refuse an existing, non-empty output directory unless the user said `--overwrite`, and refuse even then
+    unless it is an earlier run's output (it holds config.json and metrics.json): --overwrite replaces the whole
+    directory, and nothing the user put there may be lost. Writes nothing."""
+    check_out_name(out)
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not overwrite:
         raise ConfigError(f"Output directory {out} already exists and is not empty; choose another --out or pass "
                           "--overwrite (the old directory is replaced only after the new run succeeds).")
+    if not out.is_dir() or not all((out / f).is_file() for f in RUN_FILES):
+        what = "is a file" if not out.is_dir() else f"is not an edgedistill output (no {' and '.join(RUN_FILES)})"
+        raise ConfigError(f"--overwrite replaces only an earlier run's output directory, and {out} {what}; "
+                          "nothing there was touched. Choose another --out.")
 
 
 class RunDir:
@@ -46,6 +65,7 @@ class RunDir:
 
     def __init__(self, out: Path, overwrite: bool = False):
         self.out = Path(out)
+        check_out_name(self.out)
         self.overwrite = overwrite
         self.work = self.out.with_name(self.out.name + ".partial")
         self.lock_path = self.out.with_name(self.out.name + ".lock")
@@ -139,10 +159,11 @@ MANIFEST = "manifest.json"
 
 
 def artifact_list(out: Path) -> list[dict]:
-    """Every file of a published build with its sha256 (the report and gate files excluded: they are re-derived)."""
+    """Every file of a published build with its sha256 (the gate's files excluded: a re-run re-derives them; the
+    report is included, so an edited report.json is noticed and rebuilt rather than gated)."""
     files = sorted(p for p in out.iterdir() if p.is_file() and p.name != MANIFEST)
     return [{"path": p.name, "sha256": file_digest(p), "bytes": p.stat().st_size} for p in files
-            if not p.name.startswith(("gate.", "report."))]
+            if not p.name.startswith("gate.")]
 
 
 def read_manifest(out: Path) -> dict | None:

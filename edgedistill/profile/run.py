@@ -64,8 +64,13 @@ def profile_model(path: Path, target_name: str, runs: int = 100, warmup: int = 1
         raise TargetMismatchError(f"{target.name} runs {', '.join(target.formats)} models ({target.runtime}); "
                                   f"{path.name} is {fmt}.")
     if fmt == "tflite":
-        cost = tflite_cost(path)
-        ops, floats, precision = tflite_facts(path)
+        try:
+            cost = tflite_cost(path)
+            ops, floats, precision = tflite_facts(path)
+        except ValueError as exc:  # the flatbuffer does not parse: a truncated or damaged file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"{path} is not a readable .tflite file ({first}); it may be truncated or "
+                                 "damaged: export it again.") from None
     else:
         from edgedistill.profile.cost_onnx import onnx_cost
 

@@ -55,7 +55,7 @@ def _family_knobs(family: str, text: str, value: str) -> dict:
         if key not in KNOBS:
             raise ConfigError(f"--student {value!r}: unknown knob {key!r}; a student family takes "
                               f"{' and '.join(KNOBS)} ({EXAMPLES}).")
-        if not val.isdigit() or int(val) < 1:
+        if not (val.isascii() and val.isdigit()) or int(val) < 1:
             raise ConfigError(f"--student {value!r}: {key} takes a positive whole number, not {val!r}.")
         out[key] = int(val)
     return out

@@ -79,3 +79,16 @@ def test_bad_inputs(files, tmp_path):
     bad = run(["profile", str(files["float"]), "--target", "cortex-m7", "--json", str(tmp_path / "no.json")])
     assert bad.exit_code == 1  # the figures are written, with the verdict saying it does not fit
     assert json.loads((tmp_path / "no.json").read_text())["fits"] is False
+
+
+def test_a_truncated_tflite_or_an_unwritable_json_path_is_one_paragraph(files, tmp_path):
+    """A file cut short in the middle of its flatbuffer (a copy interrupted) and a --json path whose directory does
+    not exist were tracebacks."""
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(files["int8"].read_bytes()[:5000])
+    r = run(["profile", str(cut)])
+    assert r.exit_code == 1 and r.output.startswith("error: ") and "Traceback" not in r.output, r.output
+    assert "truncated or damaged" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    r = run(["profile", str(files["int8"]), "--runs", "1", "--json", str(tmp_path / "nowhere" / "p.json")])
+    assert r.exit_code == 1 and "Traceback" not in r.output and "nowhere" in r.output, r.output
+    assert r.output.strip().splitlines()[-1].startswith("error: cannot write or read"), r.output
