@@ -16,8 +16,10 @@ import pytest
 
 pytestmark = pytest.mark.slow  # real multi-process runs: tens of seconds each
 
+# --augment none: the sharded teacher pass and its cache are under test; the small-data function-matching default
+# would label every mixed batch on the fly per rank instead of reading the cache
 ARGS = ["distill", "--data", "builtin:digits", "--epochs", "6", "--batch-size", "128", "-q", "-T", "4", "--alpha", "0.9",
-        "--threads", "1",
+        "--threads", "1", "--augment", "none",
         "--student", "cnn:width=8,depth=2"]
 
 
@@ -75,6 +77,7 @@ def test_sharded_teacher_pass_writes_the_same_cache_as_one_process(runs):
 def test_killing_a_rank_ends_the_job_clearly_and_the_run_resumes(tmp_path):
     out = tmp_path / "killed"
     args = ["distill", "--data", "builtin:digits", "--epochs", "40", "-q", "-T", "4", "--alpha", "0.9",
+            "--augment", "none",
             "--threads", "1", "--student", "cnn:width=8,depth=2", "--out", str(out)]
     proc = _torchrun(args, tmp_path / "cache", start_new_session=True)
     ckpt = out.with_name("killed.partial") / "checkpoints" / "student.pt"
