@@ -41,10 +41,14 @@ def parse_augment(value: str | None) -> dict | None:
     out: dict = {"shift": 0, "hflip": False, "mixup": "auto"}
     if value.strip().lower() in ("", "none", "off"):
         return {**out, "mixup": 0.0}
+    seen: set[str] = set()
     for part in value.split(","):
         key, _, val = part.strip().partition("=")
         if key not in out:
             raise ConfigError(f"--augment: unknown augmentation {key!r}; use shift=N, hflip, mixup=A (comma-separated).")
+        if key in seen:
+            raise ConfigError(f"--augment {value!r}: {key!r} is given twice; give each once.")
+        seen.add(key)
         try:
             if key == "hflip":
                 if val.lower() not in _TRUE + _FALSE:

@@ -6,6 +6,7 @@ silently as zero: a check whose value is unknown fails (and says so)."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
@@ -57,10 +58,19 @@ class Tolerance:
             names = {"accuracy": "accuracy_points", "latency": "latency_rel", "size": "size_rel"}
             if k not in names:
                 raise ConfigError(f"Unknown tolerance {k!r}; use accuracy=POINTS, latency=PERCENT%, size=PERCENT%.")
+            if names[k] in vals:
+                raise ConfigError(f"Tolerance {k!r} is given twice in {text!r}; give each once.")
+            if k != "accuracy" and not v.strip().endswith("%"):
+                raise ConfigError(f"Tolerance {k}={v} needs a percent sign ({k}={v.strip() or 10}%): a bare number "
+                                  "is ambiguous between a fraction and a percentage.")
             try:
-                vals[names[k]] = float(v.rstrip("%")) / (100 if v.endswith("%") else 1)
+                x = float(v.strip().rstrip("%")) / (100 if k != "accuracy" else 1)
             except ValueError:
                 raise ConfigError(f"Tolerance value {v!r} for {k} is not a number.") from None
+            if not math.isfinite(x) or x < 0:
+                raise ConfigError(f"Tolerance value {v!r} for {k} must be a finite number >= 0 (an allowed "
+                                  "regression).")
+            vals[names[k]] = x
         return cls(**vals)
 
 
@@ -147,7 +157,7 @@ def markdown(v: Verdict) -> str:
              "|---|---:|---:|---|---|"]
     for c in v.checks:
         fmt = lambda x: (f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}") if isinstance(x, (int, float)) \
-            and not isinstance(x, bool) else str(x)  # noqa: E731
+            and not isinstance(x, bool) else "missing" if x is None else str(x)  # noqa: E731
         verdict = ("pass (within noise)" if c.within_noise else "pass") if c.passed else "**FAIL**"
         lines.append(f"| {c.name} | {fmt(c.value)} | {fmt(c.limit)} | {verdict} | {c.how} |")
     for w in v.warnings:

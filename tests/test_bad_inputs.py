@@ -69,6 +69,7 @@ def test_steps_on_the_command_line_override_a_config_files_epochs(tmp_path):
     (["distill", "--student", "cnn:width=8,width=16", "-q"], "'width' is given twice"),
     (["distill", "--student", "tiny.py:make,k=1,k=2", "-q"], "'k' is given twice"),
     (["distill", "--student", "", "-q"], "--student is empty"),
+    (["distill", "--augment", "mixup=0,mixup=1", "-q"], "'mixup' is given twice"),
     (["distill", "--student", "cnn:width=²", "-q"], "positive whole number"),
     (["distill", "--student", "  ", "-q"], "--student is empty"),
 ])

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from edgedistill.budget import Budget
 from edgedistill.cli import main
 from edgedistill.errors import ConfigError
-from edgedistill.gate import Tolerance, gate, junit_xml, load_report
+from edgedistill.gate import Tolerance, gate, junit_xml, load_report, markdown
 
 REPORT = {
     "schema_version": 1,
@@ -124,3 +124,19 @@ def test_cli_exit_codes_and_outputs(tmp_path):
     assert r.exit_code == 1 and "schema version 0" in r.output
     with pytest.raises(ConfigError, match="does not exist"):
         load_report(tmp_path / "none.json")
+
+
+@pytest.mark.parametrize("text, needle", [("size=5%,size=6%", "given twice"), ("latency=10", "percent sign"),
+                                          ("accuracy=-1", ">= 0"), ("size=nan%", ">= 0"), ("latency=x%", "not a number")])
+def test_bad_tolerances_are_refused(text, needle):
+    """A bare latency=10 meant +1000 %, a negative accuracy tolerance turned the rule around, a repeated key took
+    the last value."""
+    with pytest.raises(ConfigError, match=needle):
+        Tolerance.parse(text)
+    assert Tolerance.parse("accuracy=1,latency=20%,size=5%") == Tolerance(1.0, 0.2, 0.05)
+
+
+def test_the_gate_table_says_missing_not_none():
+    v = gate({**REPORT, "usage": {**REPORT["usage"], "flash_bytes": None}}, Budget(flash_bytes=65536))
+    row = next(line for line in markdown(v).splitlines() if line.startswith("| flash "))
+    assert "| missing |" in row and "None" not in markdown(v)
