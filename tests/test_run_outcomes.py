@@ -54,14 +54,13 @@ def damaged_int8_tflite(monkeypatch):
 def test_parity_failure_exits_1_keeps_the_outputs_and_leaves_the_old_output_alone(tmp_path, monkeypatch,
                                                                                   damaged_int8_tflite):
     out, partial = tmp_path / "run", tmp_path / "run.partial"
-    out.mkdir()
-    (out / "old.txt").write_text("the previous run")
+    _earlier_run_output(out)
     r = CliRunner().invoke(main, [*QAT, "--out", str(out), "--overwrite"])
     assert r.exit_code == 1, r.output
     assert r.output.startswith("error: Parity check failed") and "Traceback" not in r.output
     assert "tflite-int8 on litert" in r.output and "--int8-tolerance" in r.output
     # the failed run's outputs are kept for inspection; the old output is untouched (--overwrite needs success)
-    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "old.txt"]
     assert {"student_int8.tflite", "student_int8.onnx", "metrics.json"} <= {p.name for p in partial.iterdir()}
     q = json.loads((partial / "metrics.json").read_text())["int8"]
     assert q["parity_passed"] is False
@@ -81,6 +80,14 @@ def test_parity_failure_exits_1_keeps_the_outputs_and_leaves_the_old_output_alon
     assert json.loads((out / "metrics.json").read_text())["int8"]["parity_passed"] is True
 
 
+def _earlier_run_output(out):
+    """What --overwrite may replace: an earlier run's output (config.json + metrics.json), with a file of its own."""
+    out.mkdir()
+    for name in ("config.json", "metrics.json"):
+        (out / name).write_text("{}")
+    (out / "old.txt").write_text("the previous run")
+
+
 def test_an_impossible_tolerance_is_refused_before_anything_is_written(tmp_path):
     out = tmp_path / "run"
     r = CliRunner().invoke(main, [*QAT, "--out", str(out), "--int8-tolerance", "-1"])
@@ -90,8 +97,7 @@ def test_an_impossible_tolerance_is_refused_before_anything_is_written(tmp_path)
 
 def test_overwrite_replaces_the_old_output_after_success(tmp_path):
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "old.txt").write_text("the previous run")
+    _earlier_run_output(out)
     args = ["distill", "--data", "builtin:digits", "--max-train", "300", "--epochs", "1", "-T", "4", "--alpha", "0.9",
             "--student", "cnn:width=4,depth=2", "-q", "--out", str(out)]
     r = CliRunner().invoke(main, args)
