@@ -87,8 +87,10 @@ def drop_check(u: dict, max_drop: float):
                     "would decide a gap this size.")
     elif passed and iv.half_width > max_drop:
         warn.append(_too_small("accuracy_drop", iv, max_drop, acc))
-    return Check("accuracy_drop", drop, max_drop, passed, _noise_how(iv, how) + (", within noise" if noise else ""),
-                 noise), warn
+    # the drop's own interval: the teacher's figure is the fixed reference, so it is the deployed interval mirrored
+    how = (f"{how}; 95% interval [{teacher - iv.high:.2f}, {teacher - iv.low:.2f}] (teacher {teacher:.2f}% minus the "
+           f"deployed accuracy's Wilson interval over {iv.n:,} test samples)")
+    return Check("accuracy_drop", drop, max_drop, passed, how + (", within noise" if noise else ""), noise), warn
 
 
 def regression_check(u: dict, b: dict, tol_points: float):

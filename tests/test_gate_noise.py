@@ -42,6 +42,10 @@ def test_drop_inside_the_interval_passes_within_noise_and_beyond_fails():
     beyond_limit = teacher - iv.high - 0.5
     c = _check(gate(REPORT, Budget(max_accuracy_drop=beyond_limit)), "accuracy_drop")
     assert not c.passed and not c.within_noise
+    # the row states the drop's interval (teacher minus the deployed interval), not the deployed accuracy's
+    assert f"[{teacher - iv.high:.2f}, {teacher - iv.low:.2f}]" in c.how
+    assert f"[{iv.low:.2f}, {iv.high:.2f}]" not in c.how
+    assert teacher - iv.high <= c.value <= teacher - iv.low
 
 
 def test_regression_against_a_baseline_uses_the_difference_interval():
