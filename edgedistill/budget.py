@@ -22,7 +22,7 @@ KEYS = {"flash": ("flash_bytes", _BYTES), "ram": ("ram_bytes", _BYTES), "latency
         "macs": ("macs", _COUNT), "accuracy": ("min_accuracy", {"": 1, "%": 1}),
         "drop": ("max_accuracy_drop", {"": 1, "pt": 1, "points": 1})}
 
-_EXAMPLE = {"flash": "64KiB", "ram": "128KiB", "latency": "5ms"}
+_EXAMPLE = {"flash": "64KiB", "ram": "128KiB", "latency": "5ms", "accuracy": "90%", "drop": "1.5"}
 
 
 def _spelled(units: dict) -> str:
@@ -83,4 +83,11 @@ class Budget:
             values[field] = float(m.group(1)) * units[unit]
             if not math.isfinite(values[field]):
                 raise ConfigError(f"Budget value {raw.strip()!r} for {key} is not a finite number.")
+            if key in ("accuracy", "drop") and values[field] > 100:
+                raise ConfigError(f"Budget value {raw.strip()!r} for {key} is above 100: {key} is in percent points "
+                                  f"(e.g. {key}={_EXAMPLE[key]}).")
+            if key == "accuracy" and not unit and values[field] <= 1:
+                raise ConfigError(f"Budget value {raw.strip()!r} for accuracy looks like a fraction; accuracy is in "
+                                  f"percent: write accuracy={values[field] * 100:g}% (or accuracy={raw.strip()}% if you "
+                                  "really mean that low a limit).")
         return cls(**values)

@@ -28,10 +28,16 @@ def test_budget_units():
 
 
 @pytest.mark.parametrize("text,needle", [("flash", "key=value"), ("speed=3", "key one of"),
-                                         ("flash=lots", "not a number"), ("flash=3 furlongs", "Unknown unit")])
+                                         ("flash=lots", "not a number"), ("flash=3 furlongs", "Unknown unit"),
+                                         ("accuracy=150", "above 100"), ("drop=101", "above 100"),
+                                         ("accuracy=0.95", "accuracy=95%")])
 def test_bad_budget_strings(text, needle):
     with pytest.raises(ConfigError, match=needle):
         Budget.parse(text)
+
+
+def test_a_low_accuracy_limit_with_its_percent_sign_is_accepted():
+    assert Budget.parse("accuracy=0.95%").min_accuracy == 0.95 and Budget.parse("accuracy=100").min_accuracy == 100
 
 
 def test_tighten_keeps_the_stricter_limit():
