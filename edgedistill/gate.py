@@ -87,7 +87,45 @@ def load_report(path: Path) -> dict:
                           f"{REPORT_SCHEMA_VERSION}. Re-run the build to write a current report.")
     if "usage" not in rep:
         raise ConfigError(f"Report {path} has no `usage` section (was it written by `distill --qat`?).")
+    _check_types(rep, path)
     return rep
+
+
+# what the gate reads from a report, and the JSON type each must have (None is always allowed: "missing")
+_NUMBERS = ("flash_bytes", "ram_bytes", "latency_ms", "macs", "accuracy", "accuracy_n", "teacher_accuracy",
+            "teacher_accuracy_n", "accuracy_drop")
+_FLAGS = ("parity_passed", "ops_supported")
+
+
+def _check_types(rep: dict, path) -> None:
+    """Refuse a report whose gated fields have the wrong JSON type (a hand edit, another tool's file): the gate
+    would otherwise compare a string with a limit and crash, or pass a negative size."""
+    u = rep["usage"]
+    if not isinstance(u, dict):
+        raise ConfigError(f"Report {path}: `usage` is a {type(u).__name__}, not an object; re-run the build to write "
+                          "a current report.")
+    for key in _NUMBERS:
+        v = u.get(key)
+        ok = v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                           and (v >= 0 or key == "accuracy_drop"))
+        if not ok:
+            raise ConfigError(f"Report {path}: usage.{key} is {v!r}; the gate needs a finite number"
+                              f"{'' if key == 'accuracy_drop' else ' >= 0'} or null. Re-run the build rather than "
+                              "editing the report by hand.")
+    for key in _FLAGS:
+        if u.get(key) is not None and not isinstance(u.get(key), bool):
+            raise ConfigError(f"Report {path}: usage.{key} is {u.get(key)!r}; the gate needs true, false or null.")
+    target = rep.get("target")
+    fit = target.get("fit", []) if isinstance(target, dict) else [] if target is None else None
+    if not isinstance(fit, list) or not all(isinstance(f, dict) and isinstance(f.get("check"), str) for f in fit):
+        raise ConfigError(f"Report {path}: `target.fit` must be a list of checks, each an object with a `check` "
+                          "name; re-run the build to write a current report.")
+    for f in fit:
+        lim = f.get("limit")
+        if f["check"] in ("flash", "ram") and lim is not None and not (
+                isinstance(lim, (int, float)) and not isinstance(lim, bool) and math.isfinite(lim) and lim >= 0):
+            raise ConfigError(f"Report {path}: the target's {f['check']} limit is {lim!r}; it must be a number of "
+                              "bytes >= 0 or null.")
 
 
 def report_budget(report: dict) -> Budget:

@@ -146,3 +146,23 @@ def test_the_gate_table_says_missing_not_none():
     v = gate({**REPORT, "usage": {**REPORT["usage"], "flash_bytes": None}}, Budget(flash_bytes=65536))
     row = next(line for line in markdown(v).splitlines() if line.startswith("| flash "))
     assert "| missing |" in row and "None" not in markdown(v)
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda r: r.update(usage=[1, 2]), "`usage` is a list"),
+    (lambda r: r["usage"].update(flash_bytes="30000"), "usage.flash_bytes is '30000'"),
+    (lambda r: r["usage"].update(flash_bytes=-5), "usage.flash_bytes is -5"),
+    (lambda r: r["usage"].update(accuracy=True), "usage.accuracy is True"),
+    (lambda r: r["usage"].update(parity_passed="yes"), "usage.parity_passed"),
+    (lambda r: r["target"].update(fit={"flash": 1}), "target.fit"),
+    (lambda r: r["target"]["fit"][1].update(limit="256KiB"), "ram limit is '256KiB'")])
+def test_a_hand_edited_report_with_wrong_types_is_refused_in_one_paragraph(tmp_path, edit, needle):
+    """A report with a string, a negative size or a list where the gate reads a number used to traceback (or pass)."""
+    rep = copy.deepcopy(REPORT)
+    edit(rep)
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(rep))
+    r = CliRunner().invoke(main, ["gate", str(path)])
+    assert r.exit_code == 1 and needle in r.output and "Traceback" not in r.output, r.output
+    path.write_text(json.dumps(REPORT))
+    assert CliRunner().invoke(main, ["gate", str(path)]).exit_code == 0
