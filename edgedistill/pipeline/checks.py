@@ -51,6 +51,13 @@ def check_teacher_fits(teacher: Teacher, input_mode: str, splits: DataSplits) ->
             f"The data's samples have shape {splits.input_shape} but teacher {teacher.name!r} ({teacher.format}) "
             f"cannot run on them: {msg[:300]}"
         ) from None
+    if out.ndim < 1 or out.shape[0] != len(sample):
+        raise DataError(
+            f"Teacher {teacher.name!r} ({teacher.format}) returned outputs of shape {tuple(out.shape)} for a batch of "
+            f"{len(sample)} samples of shape {splits.input_shape}: one row per sample was expected. The teacher "
+            "probably expects another input shape (it may fold the batch into its features); give data whose "
+            "samples have the shape the teacher was trained on."
+        )
     if out.shape != (len(sample), splits.num_classes):
         raise DataError(
             f"Teacher {teacher.name!r} returns outputs of shape {tuple(out.shape[1:])} per sample, but the data has "

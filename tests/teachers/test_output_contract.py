@@ -157,3 +157,27 @@ def test_int8_tflite_softmax_output_is_dequantized_then_logged(tmp_path):
     raw = t.raw_outputs(s.val.x[:8])[0]
     assert raw.dtype == np.float32 and np.all(raw >= 0) and np.allclose(raw.sum(1), 1, atol=4 / 256)
     np.testing.assert_allclose(t.logits(s.val.x[:8]).numpy(), np.log(np.maximum(raw, 1 / 512)), rtol=1e-5)
+
+
+class Folding(nn.Module):
+    """Expects 6 features per sample; fed 12 it folds them into twice as many rows."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        return self.fc(x.reshape(-1, 6))
+
+
+def test_a_teacher_fed_the_wrong_input_shape_is_named_as_such_not_as_a_class_count(tmp_path):
+    """The right number of logits but one row per sample lost: the message used to say "outputs of shape (4,) ... but
+    the data has 4 classes", which points at the wrong cause."""
+    path = tmp_path / "fold.pt"
+    torch.jit.save(torch.jit.trace(Folding().eval(), torch.randn(2, 6)), str(path))
+    with pytest.raises(DataError) as err:
+        check_teacher_fits(load_teacher(TeacherSpec(str(path))), "raw", _splits(shape=(12,)))
+    msg = str(err.value)
+    assert "one row per sample" in msg and "(12,)" in msg and "classes" not in msg, msg
+    check_teacher_fits(load_teacher(TeacherSpec(str(path))), "raw", _splits())
