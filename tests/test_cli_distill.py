@@ -144,7 +144,7 @@ def test_nan_in_data(tmp_path, tiny_teacher):
     x, y = _images()
     x[17, 0, 3, 3] = np.nan
     _expect_clean_failure(tmp_path, ["--teacher", str(tiny_teacher), "--teacher-factory", "tiny_models:tiny_cnn",
-                                     "--data", _npz(tmp_path, x, y)], "NaN")
+                                     "--data", _npz(tmp_path, x, y)], "NaN", ": [17]")
 
 
 def test_pickle_where_weights_expected(tmp_path):

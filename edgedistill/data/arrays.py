@@ -54,6 +54,18 @@ class RawDataset:
         return kind_of(self.train.x)
 
 
+def check_finite(x: np.ndarray, what: str, where: str) -> None:
+    """Raise DataError naming the first samples of `x` (N, ...) that hold NaN or an infinity; `where` says what
+    the indices count (positions in the file, or within a split)."""
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1) if len(x) else np.zeros(0, bool)
+    if bad.any():
+        first = np.flatnonzero(bad)[:5].tolist()
+        raise DataError(
+            f"{what}: {int(bad.sum())} sample(s) contain NaN or infinite values (first {where}: {first}). "
+            "Clean or drop them before distilling; edgedistill does not impute values."
+        )
+
+
 def validate_split(split: Split, what: str, num_classes: int | None = None, allow_unlabeled: bool = False) -> None:
     """Reject NaN/inf samples, labels that are not integers in range, and mismatched lengths. With
     `allow_unlabeled`, -1 marks a sample without a label (the transfer set only)."""
@@ -62,13 +74,7 @@ def validate_split(split: Split, what: str, num_classes: int | None = None, allo
         raise DataError(f"{what}: samples must be float32 after reading, got {x.dtype}.")
     if len(split) == 0:
         raise DataError(f"{what}: the split is empty.")
-    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
-    if bad.any():
-        first = np.flatnonzero(bad)[:5].tolist()
-        raise DataError(
-            f"{what}: {int(bad.sum())} sample(s) contain NaN or infinite values (first indices: {first}). "
-            "Clean or drop them before distilling; edgedistill does not impute values."
-        )
+    check_finite(x, what, "indices within this split")
     if split.y is None:
         return
     y = split.y

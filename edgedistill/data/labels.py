@@ -73,7 +73,8 @@ def fit_label_map(ys: list[np.ndarray], class_names: list[str], source: str) -> 
 
     Labels already 0..K-1 (every index up to the largest present, or covered by `class_names`) keep their values;
     any other set maps its sorted unique values to 0..K-1. Negative labels other than UNLABELED are refused,
-    and so is data with no labelled class, or one class beside unlabelled samples (a {-1, 1} labelling).
+    and so is data with no labelled class or with one class only (also one class beside unlabelled samples, a {-1, 1}
+    labelling), unless `class_names` name more classes.
     Raises DataError."""
     parts = [np.asarray(y, np.int64) for y in ys if y is not None]
     values = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
@@ -87,6 +88,9 @@ def fit_label_map(ys: list[np.ndarray], class_names: list[str], source: str) -> 
         raise DataError(f"{source}: the labelled samples hold fewer than two classes (labels: {found}; "
                         f"{UNLABELED} marks an unlabelled sample, so {{-1, 1}} labels are one class plus "
                         "unlabelled samples). Relabel the data with labels 0..K-1.")
+    if values.size == 1 and len(class_names) < 2:
+        raise DataError(f"{source}: every labelled sample has the same label ({int(values[0])}); a classifier needs at "
+                        "least two classes. Check that the labels were read from the right column or file.")
     top = int(values.max())
     if values.size == top + 1 or (class_names and top < len(class_names)):
         return LabelMap(tuple(range(max(top + 1, len(class_names)))))

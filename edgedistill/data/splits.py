@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from edgedistill.data.arrays import RawDataset, Split, kind_of, validate_split
+from edgedistill.data.arrays import RawDataset, Split, check_finite, kind_of, validate_split
 from edgedistill.data.labels import UNLABELED, LabelMap, fit_label_map, labelled
 from edgedistill.errors import DataError
 
@@ -133,6 +133,10 @@ def make_splits(
         )
     if raw.test is not None and raw.test.y is None:
         raise DataError(f"{raw.source}: the test split has no labels.")
+    # before any shuffling, so the indices are the user's: positions in the file (or in the folder's read order)
+    check_finite(raw.train.x, raw.source, "sample positions in the data, counting from 0")
+    if raw.test is not None:
+        check_finite(raw.test.x, f"{raw.source} (test arrays)", "sample positions in the test arrays, from 0")
     lmap = fit_label_map([raw.train.y, raw.test.y if raw.test else None], raw.class_names, raw.source)
     train, pool = _split_labelled(raw.train, lmap, f"{raw.source} (train)")
     test, test_pool = (None, None) if raw.test is None else _split_labelled(raw.test, lmap, f"{raw.source} (test)")

@@ -92,6 +92,13 @@ def test_minus_one_with_one_other_label_is_explained(tmp_path):
         make_splits(_npz(tmp_path, np.tile([-1, 1], 20)))
 
 
+@pytest.mark.parametrize("label", [0, 3])
+def test_a_single_class_is_refused_before_any_teacher_runs(tmp_path, label):
+    """One label everywhere used to pass as a 1-class task and fail later as a teacher/class-count mismatch."""
+    with pytest.raises(DataError, match=f"same label \\({label}\\).*at least two classes"):
+        make_splits(_npz(tmp_path, np.full(40, label)))
+
+
 def test_unlabeled_image_subfolder(tmp_path):
     from PIL import Image
 

@@ -146,8 +146,11 @@ def test_feature_normalizer_is_per_feature():
 def test_nan_and_bad_labels_are_rejected():
     x = np.zeros((50, 4), np.float32)
     x[7, 2] = np.nan
-    with pytest.raises(DataError, match="NaN"):
-        make_splits(RawDataset(Split(x, np.zeros(50, np.int64)), None, "mem"))
+    with pytest.raises(DataError, match=r"NaN.*positions in the data, counting from 0: \[7\]"):
+        make_splits(RawDataset(Split(x, np.arange(50) % 2), None, "mem"))
+    x[7, 2], x[40, 0] = 0.0, np.inf  # the index is the sample's position in the file, whatever the shuffle
+    with pytest.raises(DataError, match=r"infinite.*: \[40\]"):
+        make_splits(RawDataset(Split(x, np.arange(50) % 2), None, "mem"), seed=3)
     y = np.zeros(50, np.int64)
     y[3] = -5  # -1 would mark an unlabelled sample
     with pytest.raises(DataError, match="labels range"):
