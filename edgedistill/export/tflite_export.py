@@ -21,6 +21,7 @@ from torch import nn
 
 from edgedistill.export.artifact import Artifact, TensorSpec, finish
 from edgedistill.optional import require
+from edgedistill.quantize.capture import UnsupportedOpError
 from edgedistill.quantize.graph import QuantGraph
 
 
@@ -40,9 +41,32 @@ def _convert(module: nn.Module, sample: torch.Tensor, path: Path, quant_config=N
     litert_torch = require("litert_torch")
     logging.getLogger("litert_torch").setLevel(logging.ERROR)
     tmp = path.with_name(path.name + ".tmp")
-    with contextlib.redirect_stdout(io.StringIO()):
-        litert_torch.convert(module.eval(), (sample,), quant_config=quant_config).export(str(tmp))
+    said = io.StringIO()  # torch.export prints the half-captured graph on failure: kept out of the terminal
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(said):
+            litert_torch.convert(module.eval(), (sample,), quant_config=quant_config).export(str(tmp))
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        if not _is_capture_failure(exc):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UnsupportedOpError(
+            f"The student cannot be converted to TFLite: torch.export could not capture its forward as one graph "
+            f"({type(exc).__name__}: {first[:240]}). Data-dependent control flow (an `if` or loop on a tensor's "
+            "values, `.item()`, `.tolist()`) cannot be exported; write the forward as a fixed sequence of ops, or "
+            "export ONNX only (--formats onnx traces the branch taken on a zero input).") from None
     return finish(tmp, path)
+
+
+def _is_capture_failure(exc: BaseException) -> bool:
+    """Whether torch.export refused the model's forward (as opposed to a bug in the conversion itself)."""
+    from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
+
+    try:
+        from torch._dynamo.exc import Unsupported, UserError
+    except ImportError:  # pragma: no cover - torch internals moved
+        Unsupported = UserError = ()
+    return isinstance(exc, (GuardOnDataDependentSymNode, Unsupported, UserError))
 
 
 def _io(path: Path) -> tuple[TensorSpec, TensorSpec]:

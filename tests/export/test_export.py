@@ -239,3 +239,28 @@ def test_feature_vector_mlp_exports_with_parity(tmp_path):
     ref_q = predict_logits(q, x).numpy()
     rows = check_parity(arts, predict_logits(m, x).numpy(), ref_q, x.numpy(), ref_q.argmax(1), 0.3, 100)
     _assert_every_checked_row_agrees(rows)
+
+
+class _Branchy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow: torch.export cannot capture it
+            return self.fc(x)
+        return -self.fc(x)
+
+
+def test_float_tflite_of_a_student_with_control_flow_is_refused_in_one_paragraph(tmp_path, capfd):
+    """torch.export printed the half-captured graph twice and raised a 17-line guard error (about 280 lines through
+    the CLI); now one paragraph that names the cause, and no file or temporary is left."""
+    from edgedistill.export.tflite_export import export_tflite_float
+    from edgedistill.quantize.capture import UnsupportedOpError
+
+    with pytest.raises(UnsupportedOpError) as err:
+        export_tflite_float(_Branchy(), (8,), tmp_path / "f.tflite")
+    msg = str(err.value)
+    assert "control flow" in msg and "GuardOnDataDependentSymNode" in msg and len(msg.splitlines()) == 1
+    assert "def forward" not in capfd.readouterr().err
+    assert list(tmp_path.iterdir()) == []
