@@ -44,6 +44,10 @@ def test_distill_digits_end_to_end(digits_run, tmp_path):
     q = m["int8"]
     assert q["parity_passed"] and q["calibration"] == {"method": "percentile", "samples": 1000}
     assert q["qat_test_acc"] > 80 and q["ptq_test_acc"] > 80 and q["baseline_qat_test_acc"] > 80
+    paired = q["qat_vs_ptq_test"]  # QAT vs PTQ on the same test samples; warned about only when beyond noise
+    assert paired["gain_points"] == pytest.approx(q["qat_test_acc"] - q["ptq_test_acc"])
+    assert any("below post-training int8" in w for w in m["warnings"]) == (
+        paired["gain_points"] < 0 and not paired["within_noise"])
     assert {a["name"] for a in q["artifacts"]} == {"onnx-float", "onnx-int8", "tflite-float", "tflite-int8"}
     assert {(r["artifact"], r["runtime"]) for r in q["parity"] if r["checked"]} >= {
         ("onnx-int8", "onnxruntime"), ("tflite-int8", "litert"), ("tflite-int8", "tflm")}

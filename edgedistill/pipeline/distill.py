@@ -25,7 +25,7 @@ from edgedistill.distill.schedule import resolve_config
 from edgedistill.distill.trainer import TrainSettings
 from edgedistill.errors import EdgeDistillError
 from edgedistill.pipeline.inputs import EvalTensors, Inputs, check_student, read_inputs, student_arch
-from edgedistill.pipeline.int8 import Int8Outcome, qat_rounding, run_int8_stage
+from edgedistill.pipeline.int8 import Int8Outcome, qat_below_ptq_warning, qat_rounding, run_int8_stage
 from edgedistill.pipeline.measure import Measured, measure_build
 from edgedistill.pipeline.report import distill_metrics, report_document, write_report
 from edgedistill.pipeline.rundir import RunDir
@@ -142,6 +142,8 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
                        teacher_batches_reused=st.reused)
     metrics = distill_metrics(config, inputs, arch, ev, outs.test_members, tuned, trained, cache, timings)
     metrics.update(int8=None if int8 is None else int8.metrics, data_free=data_free, scheme=trained.scheme)
+    if warning := qat_below_ptq_warning(metrics["int8"]):
+        metrics["warnings"].append(warning)
     annotate_intervals(metrics, len(s.test))  # every test accuracy gets its Wilson 95 % interval and n
     metrics["training"]["schedule"] = schedule.to_dict()  # steps, epochs and batch size actually used
     metrics.update(distributed={"world_size": ddp.world(), "replica_weight_sha256": replicas,

@@ -72,6 +72,8 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
         "ptq_test_acc": accuracy(predict_logits(ptq, x_te), y_te),
         "qat_test_acc": accuracy(predict_logits(qs, x_te), y_te),
         "qat_best_val_acc": res.best_val_acc,
+        # QAT against plain PTQ of the same float student, on the same test samples (McNemar)
+        "qat_vs_ptq_test": paired_gain(correct(qs, x_te, y_te), correct(ptq, x_te, y_te)),
     }
     if ddp.is_main():
         save_file({k: v.contiguous() for k, v in qs.state_dict().items()}, str(work / "student_qat.safetensors"))
@@ -123,6 +125,19 @@ def _export_and_check(q: QuantConfig, student, qs, input_shape, num_classes: int
     failures = [_failure(r) for r in rows if r.checked and not r.passed]
     metrics["parity_passed"] = not failures
     return Int8Outcome(metrics, not failures, failures, artifacts, qs)
+
+
+def qat_below_ptq_warning(int8: dict | None) -> str | None:
+    """A warning when the deployed QAT int8 model is worse than post-training quantization of the same float
+    student beyond the test split's noise (McNemar p < 0.05): QAT was meant to recover accuracy, not lose it."""
+    paired = (int8 or {}).get("qat_vs_ptq_test")
+    if not paired or paired["gain_points"] >= 0 or paired["within_noise"]:
+        return None
+    return (f"QAT int8 ({int8['qat_test_acc']:.2f}%) is below post-training int8 of the same float student "
+            f"({int8['ptq_test_acc']:.2f}%) beyond the test split's noise (McNemar p = {paired['p_value']:.2g}), and the "
+            "QAT model is what the int8 files hold. QAT may have been too short (--qat-epochs) or its learning rate "
+            "too high (quant.qat_lr_scale); a run without --qat followed by `edgedistill export --int8` writes the "
+            "post-training file instead.")
 
 
 def _failure(r: ParityRow) -> str:
