@@ -43,7 +43,8 @@ class Registry(Generic[T]):
             return self._entries[name].obj
         except KeyError:
             known = ", ".join(sorted(self._entries)) or "(none)"
-            raise ConfigError(f"Unknown {self.kind} {name!r}. Known {self.kind}s: {known}.") from None
+            kinds = self.kind[:-1] + "ies" if self.kind.endswith("y") else self.kind + "s"
+            raise ConfigError(f"Unknown {self.kind} {name!r}. Known {kinds}: {known}.") from None
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries

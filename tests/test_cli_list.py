@@ -14,3 +14,13 @@ def test_list_shows_every_registry_without_heavy_imports():
         assert section in out
     assert "tflite-int8" in out and "tflm" in out and "kd" in out
     assert out.strip().splitlines()[-2:] == ["HEAVY []", "EXIT 0"]  # click's standalone mode exits 0 on success
+
+
+def test_unknown_registry_name_lists_the_known_ones_in_plain_english():
+    import pytest
+
+    from edgedistill.errors import ConfigError
+    from edgedistill.students.families import STUDENT_FAMILIES
+
+    with pytest.raises(ConfigError, match="Known student families: .*dscnn"):
+        STUDENT_FAMILIES.get("nope")

@@ -41,7 +41,8 @@ def _conditions(tr: dict | None) -> str:
         return ""
     loss = f"{tr['loss']}, T={tr['temperature']:g}, α={tr['alpha']:g}" if tr.get("loss") else "?"
     steps = f" ({tr['steps']:,} optimizer steps at batch {tr['batch_size']})" if tr.get("steps") else ""
-    return (f" (both: {tr['epochs']} float epochs{steps} + {tr['qat_epochs']} QAT epochs, augmentation: {tr['augment']}; "
+    ep = lambda k, kind: f"{k} {kind} epoch" + ("" if k == 1 else "s")  # noqa: E731
+    return (f" (both: {ep(tr['epochs'], 'float')}{steps} + {ep(tr['qat_epochs'], 'QAT')}, augmentation: {tr['augment']}; "
             f"student loss {loss}, teacher outputs {tr['teacher_outputs']})")
 
 
