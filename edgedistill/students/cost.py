@@ -22,7 +22,7 @@ producer, `Normalize` a depthwise 1×1 conv or folded into the first Linear), th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -41,6 +41,9 @@ class OpCost:
     biases: int = 0   # int32 bias elements (= output channels of a conv / linear)
     out_elems: int = 0
     fused: bool = False  # an activation fused into this op's output (conv / linear / ADD / SUB / MUL + ReLU ...)
+    in_elems: int = 0     # int8 activation elements the op reads (all its inputs)
+    first_in_elems: int = 0  # elements of its first input (the "ops" of an op without MACs, as profile/cost.py counts)
+    const_bytes: int = 0  # int32 shape / permutation / axis / padding operands the file holds (layers: 0, see weights)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,34 @@ class GraphCost:
     tensors: int           # activation tensors, input included
     ops: tuple[OpCost, ...] = field(default=(), repr=False)
     buffers: tuple[Buffer, ...] = field(default=(), repr=False)  # the planned tensors, in creation order
+
+    def model_cost(self):
+        """The int8 file's per-op cost as profile/cost.py reads it from a .tflite (`ModelCost`), predicted from the
+        graph: what `profile.estimate.estimate_latency` needs to estimate a candidate's latency on a target before
+        it is trained or exported. Tests check it op by op against the exported files."""
+        from edgedistill.profile.cost import ModelCost
+        from edgedistill.profile.cost import OpCost as FileOp
+
+        layers = [FileOp(index=k, op=TFLITE_OP.get(o.kind, o.kind.upper()), kind=_COST_KIND.get(o.kind, "other"),
+                         macs=o.macs, ops=0 if o.macs else o.first_in_elems,
+                         weight_bytes=o.weights + 4 * o.biases + o.const_bytes, input_bytes=o.in_elems,
+                         output_bytes=o.out_elems, output_shape=[]) for k, o in enumerate(self.ops)]
+        return ModelCost("(predicted from the graph)", self.params, self.weight_bytes, self.macs, self.arena_bytes,
+                         "int8", layers)
+
+
+# int32 operands beside the tensor data (4-D file layout): RESHAPE's new shape, TRANSPOSE's permutation, MEAN's two
+# spatial axes, PAD's 4 × 2 paddings. A flatten's RESHAPE has a 2-D shape (see `graph_cost`).
+_CONST_BYTES = {"reshape": 16, "transpose": 16, "mean": 8, "pad": 32}
+_FLAT_RESHAPE_BYTES = 8
+
+# the TFLite builtin each graph op kind becomes, and the cost class profile/estimate.py gives it
+TFLITE_OP = {"conv": "CONV_2D", "depthwise": "DEPTHWISE_CONV_2D", "fc": "FULLY_CONNECTED", "maxpool": "MAX_POOL_2D",
+             "avgpool": "AVERAGE_POOL_2D", "mean": "MEAN", "add": "ADD", "sub": "SUB", "mul": "MUL", "pad": "PAD",
+             "reshape": "RESHAPE", "flatten": "RESHAPE", "transpose": "TRANSPOSE", "hardswish": "HARD_SWISH",
+             "sigmoid": "LOGISTIC", "concat": "CONCATENATION", "relu": "RELU", "relu6": "RELU6"}
+_COST_KIND = {"conv": "conv", "depthwise": "depthwise", "fc": "fc", "maxpool": "pool", "avgpool": "pool",
+              "mean": "pool"}
 
 
 def _same_padding(n: int, k: int, s: int, p: int) -> bool:
@@ -81,7 +112,8 @@ def _pad_elems(layer, x: torch.Tensor) -> int:
 def _layer_cost(name: str, layer, y: torch.Tensor) -> OpCost:
     w = layer.weight
     per_out = w.shape[1] if layer.kind == "linear" else w.shape[1] * math.prod(w.shape[2:])
-    kind = "fc" if layer.kind == "linear" else ("depthwise" if layer.groups > 1 else "conv")
+    # the converter writes a convolution of a single input channel as DEPTHWISE_CONV_2D (depth multiplier = C_out)
+    kind = "fc" if layer.kind == "linear" else ("depthwise" if layer.groups > 1 or w.shape[1] == 1 else "conv")
     return OpCost(name, kind, y.numel() * per_out, w.numel(), int(layer.bias.numel()), y.numel(),
                   fused=layer.act != "none")
 
@@ -102,12 +134,15 @@ def graph_cost(model: nn.Module, input_shape: tuple[int, ...]) -> GraphCost:
     last: dict[str, int] = {}
     ops: list[OpCost] = []
 
-    def op(name: str, kind: str, reads: list[str], out: str, elems: int, cost: OpCost | None = None) -> None:
+    def op(name: str, kind: str, reads: list[str], out: str, elems: int, cost: OpCost | None = None,
+           const: int | None = None) -> None:
         k = len(ops)
         for r in reads:
             last[r] = k
         sizes[out], first[out] = elems, k
-        ops.append(cost or OpCost(name, kind, out_elems=elems))
+        cost = cost or OpCost(name, kind, out_elems=elems)
+        ops.append(replace(cost, in_elems=sum(sizes[r] for r in reads), first_in_elems=sizes[reads[0]] if reads else 0,
+                           const_bytes=_CONST_BYTES.get(cost.kind, 0) if const is None else const))
 
     alias: dict[str, str] = {}
     src = lambda v: alias.get(v, v)  # noqa: E731
@@ -139,8 +174,10 @@ def graph_cost(model: nn.Module, input_shape: tuple[int, ...]) -> GraphCost:
             alias[out] = src(ins[0])  # MEAN writes the flat [1, C] tensor itself
         else:
             kind = getattr(m, "kind", type(m).__name__.lower())
+            flat = kind in ("flatten", "reshape") and y.dim() == 2  # a RESHAPE to [N, features]: a 2-D shape operand
             op(key, kind, reads, out, y.numel(), OpCost(key, kind, out_elems=y.numel(),
-                                                        fused=getattr(m, "act", "none") != "none"))
+                                                        fused=getattr(m, "act", "none") != "none"),
+               const=_FLAT_RESHAPE_BYTES if flat else _CONST_BYTES.get("reshape") if kind == "flatten" else None)
     end = src(q.output_name)
     last[end] = len(ops) - 1
     buffers = [Buffer(align(sizes[t]), first[t], max(last.get(t, first[t]), first[t])) for t in sizes]

@@ -134,6 +134,18 @@ def _assert_cost_equals_file(g, path):
     assert sorted(g.buffers, key=key) == sorted(file_buffers, key=key)
     assert g.arena_lower_bound == lower_bound_bytes(file_buffers, max(b.last for b in file_buffers) + 1)
     assert g.arena_bytes == real.peak_activation_bytes == tflm_arena(path).activation_bytes
+    # every op as the latency model reads it (TFLite op, cost class, MACs, ops, bytes), so a candidate's estimated
+    # latency before training equals the estimate from the exported file on every target
+    from edgedistill.profile.estimate import estimate_latency
+    from edgedistill.targets import load_target
+
+    row = lambda o: (o.op, o.kind, o.macs, o.ops, o.weight_bytes, o.input_bytes, o.output_bytes)  # noqa: E731
+    predicted = g.model_cost()
+    assert [row(o) for o in predicted.layers] == [row(o) for o in real.layers]
+    for name in ("cortex-m4", "cpu", "android"):
+        t = load_target(name)
+        assert estimate_latency(predicted, t, "int8").total_ms == pytest.approx(
+            estimate_latency(real, t, "int8").total_ms, rel=1e-12)
 
 
 class _Concat(nn.Module):
