@@ -169,12 +169,15 @@ def build_cmd(budget_text, device_url, quiet, **options):
 
 @main.command("search")
 @click.option("--target", default="android", show_default=True, help="Target whose flash / RAM limits apply.")
-@click.option("--budget", "budget_text", help="Tighten the limits: flash=64KiB,ram=128KiB,macs=2M.")
+@click.option("--budget", "budget_text", help="Tighten the limits: flash=64KiB,ram=128KiB,macs=2M,latency=5ms "
+              "(latency: the target's int8 estimate per candidate).")
 @click.option("--data", default="builtin:fashion-mnist", show_default=True, help="Data (only its shape is used).")
+@click.option("--teacher", "teacher_path", help="The teacher `build` would use: caps the student at half its "
+              "parameters, as `build` does (without it, this search has no such cap).")
 @click.option("--family", "families", multiple=True, help="Restrict to these student families (repeatable).")
 @click.option("--all", "show_all", is_flag=True, help="List every candidate, not only the ten largest that fit.")
 @user_errors
-def search_cmd(target, budget_text, data, families, show_all):
+def search_cmd(target, budget_text, data, teacher_path, families, show_all):
     """Cost every candidate student for the data's shape and choose the largest that fits the budget (no training).
     An infeasible budget fails here, naming the limit and the smallest budget that would work."""
     from edgedistill.budget import Budget
@@ -183,20 +186,38 @@ def search_cmd(target, budget_text, data, families, show_all):
     from edgedistill.targets import load_target
 
     raw = read_dataset(data)
-    budget = Budget.from_target(load_target(target)).tighten(Budget.parse(budget_text or ""))
+    profile = load_target(target)
+    budget = Budget.from_target(profile).tighten(Budget.parse(budget_text or ""))
     from edgedistill.data.labels import fit_label_map  # labels 1..K are K classes, -1 marks unlabelled samples
 
     num_classes = fit_label_map([raw.train.y], raw.class_names, raw.source).num_classes if raw.train.labeled else 2
-    res = search(kind_of(raw.train.x), tuple(raw.train.x.shape[1:]), num_classes, budget, list(families) or None)
+    max_params = None
+    if teacher_path:
+        from edgedistill.pipeline.search import teacher_params
+        from edgedistill.teachers import TeacherSpec, load_teacher
+
+        max_params = teacher_params([load_teacher(TeacherSpec(teacher_path))]) // 2
+    res = search(kind_of(raw.train.x), tuple(raw.train.x.shape[1:]), num_classes, budget, list(families) or None,
+                 max_params=max_params, target=profile)
     rows = res.candidates if show_all else sorted((c for c in res.candidates if c.fits), key=lambda c: -c.params)[:10]
-    limits = ", ".join(f"{name} <= {v:,.0f}" for name, v in (("flash", budget.flash_bytes), ("RAM", budget.ram_bytes),
-                                                           ("MACs", budget.macs)) if v is not None) or "no limits"
+    limits = ", ".join([f"{name} <= {v:,.0f}" for name, v in (
+        ("flash", budget.flash_bytes), ("RAM", budget.ram_bytes), ("MACs", budget.macs), ("params", max_params))
+        if v is not None] + ([f"latency <= {budget.latency_ms:g} ms (estimated on {profile.name})"]
+                             if budget.latency_ms is not None else [])) or "no limits"
     click.echo(f"{len(res.candidates)} candidates, {sum(c.fits for c in res.candidates)} fit ({limits}); "
                f"rule: {res.rule}")
-    click.echo(f"{'student':<28}{'params':>9}{'MACs':>12}{'file B':>10}{'arena B':>10}  fits")
+    if max_params is None:
+        click.echo("note: `build` also caps the student at half its teacher's parameters; pass --teacher to apply it.")
+    if budget.min_accuracy is not None or budget.max_accuracy_drop is not None:
+        click.echo("note: accuracy limits cannot be judged before training; the gate checks them after the build.")
+    lat = any(c.latency_ms is not None for c in rows)
+    click.echo(f"{'student':<28}{'params':>9}{'MACs':>12}{'file B':>10}{'arena B':>10}"
+               + (f"{'est. ms':>10}" if lat else "") + "  fits")
     for c in rows:
         mark = "<- chosen" if c is res.chosen else ("yes" if c.fits else "no: " + ",".join(c.violations))
-        click.echo(f"{c.arch.describe():<28}{c.params:>9,}{c.macs:>12,}{c.file_bytes:>10,}{c.arena_bytes:>10,}  {mark}")
+        ms = (f"{c.latency_ms:>10.3g}" if c.latency_ms is not None else f"{'n/a':>10}") if lat else ""
+        click.echo(f"{c.arch.describe():<28}{c.params:>9,}{c.macs:>12,}{c.file_bytes:>10,}{c.arena_bytes:>10,}{ms}"
+                   f"  {mark}")
 
 
 @main.command("gate")

@@ -156,10 +156,12 @@ def test_gate_failure_is_the_exit_code(built):
     assert r.exit_code == 1 and "**FAIL**" in r.output
 
 
-def test_infeasible_budget_fails_before_training(tmp_path):
+@pytest.mark.parametrize("limit, needle", [("flash=2KB", "flash"), ("latency=1us", "latency")])
+def test_infeasible_budget_fails_before_training(tmp_path, limit, needle):
+    """A latency limit no candidate's estimate meets used to train for minutes and then fail the gate."""
     out = tmp_path / "never"
-    r = CliRunner().invoke(main, [*ARGS, "--out", str(out), "--budget", "flash=2KB"])
-    assert r.exit_code == 1 and r.output.startswith("error: No student fits") and "flash" in r.output
+    r = CliRunner().invoke(main, [*ARGS, "--out", str(out), "--budget", limit])
+    assert r.exit_code == 1 and r.output.startswith("error: No student fits") and needle in r.output
     assert not out.exists() and not (tmp_path / "never.partial").exists()
 
 

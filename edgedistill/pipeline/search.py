@@ -1,6 +1,8 @@
 """Stage 3 (build only), search: the student to train, chosen under the target's budget without training
-(edgedistill.students.search has the candidates, their exact costs and the rule). An infeasible budget fails here,
-before any training, naming the limit and the smallest budget that would work."""
+(edgedistill.students.search has the candidates, their exact costs, the latency estimate and the rule). An
+infeasible flash / RAM / MACs / latency budget fails here, before any training, naming the limit and the smallest
+budget that would work. Accuracy limits (`accuracy=`, `drop=`) cannot be judged before training: the gate checks
+them on the test split."""
 
 from __future__ import annotations
 
@@ -16,13 +18,13 @@ def teacher_params(teachers) -> int:
     return max(t.num_params() or sum(f.stat().st_size for f in t.files) // 4 for t in teachers)
 
 
-def choose_student(config: DistillConfig, budget: Budget, inputs: Inputs) -> SearchResult:
+def choose_student(config: DistillConfig, budget: Budget, inputs: Inputs, target=None) -> SearchResult:
     """The largest candidate that fits every limit, capped at half the teacher's parameters (a student as large as
     its teacher is not compression). A user's own student (a factory) is costed and checked against the budget
-    instead of searched."""
+    instead of searched. `target`: the profile whose int8 latency estimate a `latency=` limit is checked with."""
     kind = kind_of(inputs.raw.train.x)
     own = config.student.arch(kind) if config.student.factory else None  # the user's student: costed, not searched
     families = None if config.student.family == "auto" or own else [config.student.family]
     s = inputs.splits
     return search(kind, s.input_shape, s.num_classes, budget, families,
-                  max_params=teacher_params(inputs.teachers) // 2, arch=own)
+                  max_params=teacher_params(inputs.teachers) // 2, arch=own, target=target)

@@ -7,6 +7,11 @@ graph's tensors and their lifetimes (a residual input stays alive across its bra
 .tflite file size (students/filesize.py). Tests check the chosen student against its exported .tflite file and
 TFLite Micro's recording allocator.
 
+Latency (when the budget limits it): the target's roofline estimate (profile/estimate.py) on the per-op cost the
+graph predicts for the int8 file (`GraphCost.model_cost`, equal op by op to the exported file's), so a latency
+budget no candidate can meet fails here too. It is the same estimate the report gives an MCU or phone target; on a
+host target the gate later checks the *measured* latency, which the estimate only approximates.
+
 Rule: among candidates that fit (every budget limit, and at most half the teacher's parameters in a build), the one
 with the most parameters (capacity), ties broken by fewer MACs. It is cheap, monotone in the budget, and needs no
 proxy training; its weakness (capacity is not accuracy) is stated in the report.
@@ -20,7 +25,8 @@ import torch
 
 from edgedistill.budget import Budget
 from edgedistill.data.splits import Normalizer
-from edgedistill.errors import EdgeDistillError
+from edgedistill.errors import ConfigError, EdgeDistillError
+from edgedistill.profile.estimate import estimate_latency
 from edgedistill.students import DEFAULT_FAMILY, STUDENT_FAMILIES, StudentArch, build_student, count_params
 from edgedistill.students.cost import graph_cost
 from edgedistill.students.filesize import tflite_size_bound
@@ -42,6 +48,7 @@ class Candidate:
     weight_bytes: int
     file_bytes: int
     arena_bytes: int
+    latency_ms: float | None = None  # estimated int8 latency on the search's target (None: no target / no figures)
     violations: tuple[str, ...] = ()
 
     @property
@@ -70,13 +77,17 @@ def grid(family: str) -> list[StudentArch]:
 
 
 @torch.no_grad()
-def candidate_cost(arch: StudentArch, input_shape: tuple[int, ...], num_classes: int) -> Candidate:
-    """Cost one architecture for the data (raises ConfigError when the family does not fit the data's shape)."""
+def candidate_cost(arch: StudentArch, input_shape: tuple[int, ...], num_classes: int, target=None) -> Candidate:
+    """Cost one architecture for the data (raises ConfigError when the family does not fit the data's shape).
+    `target` (a TargetProfile with int8 throughput figures): also estimate its int8 latency there, in ms."""
     c = input_shape[0]
     model = build_student(arch, input_shape, num_classes, Normalizer([0.0] * c, [1.0] * c, "channel")).eval()
     g = graph_cost(model, input_shape)
+    latency = None
+    if target is not None and target.peak_int8_macs_per_s:
+        latency = estimate_latency(g.model_cost(), target, "int8").total_ms
     # parameters as the report counts them: the float model's torch parameters (BatchNorm included, not folded)
-    return Candidate(arch, count_params(model), g.macs, g.weight_bytes, tflite_size_bound(g), g.arena_bytes)
+    return Candidate(arch, count_params(model), g.macs, g.weight_bytes, tflite_size_bound(g), g.arena_bytes, latency)
 
 
 def _violations(c: Candidate, b: Budget, max_params: int | None = None) -> tuple[str, ...]:
@@ -89,16 +100,24 @@ def _violations(c: Candidate, b: Budget, max_params: int | None = None) -> tuple
         v.append("ram")
     if b.macs is not None and c.macs > b.macs:
         v.append("macs")
+    if b.latency_ms is not None and c.latency_ms is not None and c.latency_ms > b.latency_ms:
+        v.append("latency")
     return tuple(v)
 
 
 def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Budget,
            families: list[str] | None = None, max_params: int | None = None,
-           arch: StudentArch | None = None) -> SearchResult:
+           arch: StudentArch | None = None, target=None) -> SearchResult:
     """Cost every candidate of the data kind's families and choose one; infeasible budgets fail here.
     `max_params` caps the student's size (the build passes half the teacher's parameters: a student as large as
     its teacher is not compression, however loose the device budget). `arch` (e.g. the user's own factory,
-    `StudentArch.custom(...)`) is the only candidate: it is costed and checked against the budget, not searched."""
+    `StudentArch.custom(...)`) is the only candidate: it is costed and checked against the budget, not searched.
+    `target` (TargetProfile): candidates get its estimated int8 latency, checked against `budget.latency_ms`.
+    Raises ConfigError for a latency limit without a target that has int8 throughput figures to estimate with."""
+    if budget.latency_ms is not None and (target is None or not target.peak_int8_macs_per_s):
+        raise ConfigError(f"A latency limit ({budget.latency_ms:g} ms) needs a target with int8 throughput figures to "
+                          "estimate each candidate's latency" + (f"; {target.name} has none." if target else
+                                                                 "; pass --target."))
     if arch is not None:
         archs = [arch]
     else:
@@ -108,15 +127,20 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
         archs = [a for fam in fams for a in grid(fam)]
     cands = []
     for a in archs:
-        c = candidate_cost(a, input_shape, num_classes)
+        c = candidate_cost(a, input_shape, num_classes, target)
         cands.append(Candidate(**{**c.__dict__, "violations": _violations(c, budget, max_params)}))
     fitting = [c for c in cands if c.fits]
     if not fitting:
         smallest = min(cands, key=lambda c: (c.file_bytes, c.arena_bytes, c.macs))
         limits = sorted({v for c in cands for v in c.violations if v in smallest.violations})
+        fastest = min((c for c in cands if c.latency_ms is not None), key=lambda c: c.latency_ms, default=None)
+        latency = "" if budget.latency_ms is None or fastest is None else (
+            f" The fastest, {fastest.arch.describe()}, is estimated at {fastest.latency_ms:.3g} ms on {target.name} "
+            f"(limit {budget.latency_ms:g} ms).")
         raise InfeasibleBudgetError(
             f"No student fits the budget: the {', '.join(limits)} limit cannot be met by any of {len(cands)} "
             f"candidates. The smallest, {smallest.arch.describe()}, needs flash {smallest.file_bytes:,} B, "
-            f"RAM {smallest.arena_bytes:,} B and {smallest.macs:,} MACs; a budget of at least that would work.")
+            f"RAM {smallest.arena_bytes:,} B and {smallest.macs:,} MACs; a budget of at least that would work."
+            + latency)
     chosen = max(fitting, key=lambda c: (c.params, -c.macs))
     return SearchResult(chosen, cands, max_params=max_params)

@@ -55,6 +55,26 @@ def test_infeasible_budget_names_the_limit_and_the_smallest_budget():
         search("image", (1, 28, 28), 10, Budget(flash_bytes=figure - 1))
 
 
+def test_a_latency_limit_is_checked_on_each_candidates_estimate_before_training():
+    from edgedistill.config import ConfigError
+    from edgedistill.targets import load_target
+
+    m4 = load_target("cortex-m4")
+    free = search("image", (1, 28, 28), 10, Budget(), target=m4)
+    times = sorted(c.latency_ms for c in free.candidates)
+    assert all(t > 0 for t in times) and times[0] < times[-1]
+    limit = times[len(times) // 2]
+    res = search("image", (1, 28, 28), 10, Budget(latency_ms=limit), target=m4)
+    assert res.chosen.latency_ms <= limit < free.chosen.latency_ms
+    assert all(("latency" in c.violations) == (c.latency_ms > limit) for c in res.candidates)
+    # the fastest candidate's estimate is the tightest feasible limit; below it nothing fits, and the error says so
+    assert search("image", (1, 28, 28), 10, Budget(latency_ms=times[0]), target=m4).chosen.latency_ms == times[0]
+    with pytest.raises(InfeasibleBudgetError, match=r"latency limit .* estimated at .* on cortex-m4"):
+        search("image", (1, 28, 28), 10, Budget(latency_ms=times[0] * 0.99), target=m4)
+    with pytest.raises(ConfigError, match="needs a target"):
+        search("image", (1, 28, 28), 10, Budget(latency_ms=5.0))
+
+
 def test_cost_of_a_candidate_is_consistent():
     from edgedistill.students import StudentArch
 
@@ -75,6 +95,15 @@ def test_search_cli():
     assert r.exit_code == 1 and r.output.startswith("error: No student fits") and "flash" in r.output
     r = CliRunner().invoke(main, ["search", "--data", "builtin:digits", "--budget", "flash=lots"])
     assert r.exit_code == 1 and "not a number" in r.output
+    # --teacher applies build's cap (half the teacher's parameters), so search and build choose the same student
+    r = CliRunner().invoke(main, ["search", "--data", "builtin:digits", "--target", "cortex-m4", "--teacher",
+                                  "builtin:digits", "--all"])
+    assert r.exit_code == 0 and "params <= " in r.output and "pass --teacher" not in r.output, r.output
+    cap = int(re.search(r"params <= ([\d,]+)", r.output).group(1).replace(",", ""))
+    rows = [line.split() for line in r.output.splitlines() if re.match(r"^\w+\(width", line)]
+    params = {row[0] + row[1]: int(row[2].replace(",", "")) for row in rows}
+    chosen = next(row for row in rows if "<- chosen" in " ".join(row))
+    assert int(chosen[2].replace(",", "")) == max(p for p in params.values() if p <= cap)
 
 
 @pytest.mark.slow
