@@ -42,6 +42,9 @@ def distill(quiet, overwrite, **options):
     from edgedistill.config import load_config
 
     cfg = load_config(options["config_file"], distill_overrides(options))
+    if options.get("target") and not cfg.quant.qat:
+        print_warnings([f"--target {options['target']} applies to int8 runs (its fit checks, estimate and, on a "
+                        "microcontroller, TFLite Micro's rounding in QAT); without --qat it is ignored."])
     keep_log_in(cfg.out)
     result = run_distill(cfg, overwrite=overwrite, show_progress=not quiet)
     if result.metrics:  # empty on the ranks other than 0 of a distributed run

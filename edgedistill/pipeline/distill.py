@@ -92,6 +92,16 @@ def check_and_target(config: DistillConfig, inputs: Inputs, arch: StudentArch):
     return load_target(config.target)
 
 
+def formats_warning(target, formats: list[str]) -> str | None:
+    """A warning when none of the written formats is one the target runs (`--formats onnx --target cortex-m4`):
+    the report's target section would be silently empty."""
+    if target is None or set(target.formats) & set(formats):
+        return None
+    return (f"The target {target.name} runs {' / '.join(target.formats)} files ({target.runtime}), but this run wrote "
+            f"only {', '.join(formats)}: nothing was measured or fit-checked against the target. Add "
+            f"--formats {','.join(sorted(set(formats) | set(target.formats)))}.")
+
+
 def measure(int8: Int8Outcome, inputs: Inputs, target) -> Measured:
     return measure_build(int8.artifacts, inputs.teachers, inputs.splits.input_shape, target)
 
@@ -143,6 +153,8 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
     metrics = distill_metrics(config, inputs, arch, ev, outs.test_members, tuned, trained, cache, timings)
     metrics.update(int8=None if int8 is None else int8.metrics, data_free=data_free, scheme=trained.scheme)
     if warning := qat_below_ptq_warning(metrics["int8"]):
+        metrics["warnings"].append(warning)
+    if warning := formats_warning(target, config.quant.formats):
         metrics["warnings"].append(warning)
     annotate_intervals(metrics, len(s.test))  # every test accuracy gets its Wilson 95 % interval and n
     metrics["training"]["schedule"] = schedule.to_dict()  # steps, epochs and batch size actually used
