@@ -99,6 +99,17 @@ class AugmentConfig(_Strict):
                                       "transfer samples, else off (edgedistill.data.augment.auto_mixup)")
     mixup_twin: bool = Field(True, description="whether the no-teacher twin mixes too (False for the auto mixup)")
 
+    @field_validator("mixup", mode="before")
+    @classmethod
+    def _mixup_spelling(cls, v):
+        if isinstance(v, str) and v.strip() != "auto":
+            try:
+                return float(v)
+            except ValueError:
+                raise ValueError(f"mixup is a number (the Beta(a, a) parameter; 0 turns it off) or 'auto', not {v!r}"
+                                 ) from None
+        return v
+
     @field_validator("mixup")
     @classmethod
     def _mixup(cls, v):
@@ -253,6 +264,20 @@ class DistillConfig(_Strict):
     kd: KDConfig = KDConfig()
     train: TrainConfig = TrainConfig()
     quant: QuantConfig = QuantConfig()
+
+    @field_validator("student", mode="before")
+    @classmethod
+    def _student_spelling(cls, v):
+        """`student = "cnn:width=8"` in a config file means what `--student cnn:width=8` means."""
+        if isinstance(v, str):
+            from edgedistill.students.spec import parse_student_spec
+
+            try:
+                return parse_student_spec(v) if v.strip() else v
+            except ConfigError as exc:
+                raise ValueError(str(exc).replace("--student", "student")) from None
+        return v
+
     target: str = Field("cpu", description="target profile for the report's estimate and fit checks (with --qat)")
     report: bool = Field(True, description="with --qat: profile the files and write report.json / .md / .html")
     baseline: bool = Field(True, description="also train the no-teacher twin (same student, epochs, data order)")
@@ -317,7 +342,7 @@ def _errors_to_paragraph(exc: ValidationError, where: str) -> str:
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        parts.append(f"{loc}: {err['msg']}")
+        parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ').rstrip('.')}")
     return f"Invalid configuration ({where}): " + "; ".join(parts) + "."
 
 

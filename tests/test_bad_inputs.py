@@ -121,3 +121,21 @@ def test_an_edited_report_is_not_a_verified_artifact(tmp_path):
     assert artifacts_verify(tmp_path, manifest)
     (tmp_path / "report.json").write_text('{"usage": {"latency_ms": 1e-7}}')
     assert not artifacts_verify(tmp_path, manifest)
+
+
+def test_config_file_spellings_of_the_cli_values(tmp_path):
+    """`student = "cnn:width=8"` means what --student cnn:width=8 means; `mixup = "none"` and an unknown family get
+    one readable line each instead of pydantic's union internals."""
+    from edgedistill.config import load_config
+    from edgedistill.errors import ConfigError
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('student = "cnn:width=8,depth=3"\n[augment]\nmixup = "0.5"\n')
+    c = load_config(str(cfg), {})
+    assert (c.student.family, c.student.width, c.student.depth, c.augment.mixup) == ("cnn", 8, 3, 0.5)
+    for text, needle in (('[augment]\nmixup = "none"\n', "augment.mixup: mixup is a number"),
+                         ('student = "nope:width=8"\n', "student: Unknown student family 'nope' in student")):
+        cfg.write_text(text)
+        with pytest.raises(ConfigError) as err:
+            load_config(str(cfg), {})
+        assert needle in str(err.value) and "Value error" not in str(err.value) and ".." not in str(err.value)
