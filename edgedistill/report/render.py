@@ -153,6 +153,24 @@ def headline(r: dict) -> list[tuple[str, str]]:
     ] + where
 
 
+def target_lines(r: dict) -> list[str]:
+    """Markdown lines: the target's estimated int8 latency and its fit checks (flash, RAM, ops, precision)."""
+    t = r.get("target") or {}
+    if not t:
+        return []
+    lines = ["", f"## Target `{t['name']}`", ""]
+    if t.get("estimate_ms") is not None:
+        lines.append(f"- estimated int8 latency: {t['estimate_ms']:.4f} ms ({t['estimate_model']}; "
+                     + (f"measured error on this host {t['estimate_error']:+.0%})" if t.get("estimate_error") is not None
+                        else "no ground truth here)"))
+    num = lambda v: f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)  # noqa: E731
+    for f in t.get("fit", []):
+        verdict = "NOT CHECKED (no figure)" if f["value"] is None else "ok" if f["passed"] else "EXCEEDS"
+        limit = "no limit" if f["limit"] is None else f"limit {num(f['limit'])}"
+        lines.append(f"- {f['check']}: {num(f['value'])} ({limit}) — {verdict}")
+    return lines
+
+
 def to_markdown(r: dict) -> str:
     lines = ["# edgedistill report", ""]
     lines += [f"- **{k}**: {v}" for k, v in headline(r)]
@@ -172,16 +190,7 @@ def to_markdown(r: dict) -> str:
             lines.append(f"| {p['artifact']} | {p['runtime']} | {p['samples']} | {_pct(p['accuracy'])} | "
                          f"{_pct(p['reference_accuracy'])} | {_pct(p['top1_agreement'])} | {p['max_abs_logit_diff']:.4g} | "
                          f"{verdict} |")
-    t = r.get("target") or {}
-    if t:
-        lines += ["", f"## Target `{t['name']}`", ""]
-        if t.get("estimate_ms") is not None:
-            lines.append(f"- estimated int8 latency: {t['estimate_ms']:.4f} ms ({t['estimate_model']}; "
-                         + (f"measured error on this host {t['estimate_error']:+.0%})" if t.get("estimate_error") is not None
-                            else "no ground truth here)"))
-        for f in t.get("fit", []):
-            verdict = "NOT CHECKED (no figure)" if f["value"] is None else "ok" if f["passed"] else "EXCEEDS"
-            lines.append(f"- {f['check']}: {f['value']} (limit {f['limit']}) — {verdict}")
+    lines += target_lines(r)
     lines += budget_lines(r)
     if r.get("search"):
         s = r["search"]
@@ -308,7 +317,7 @@ def _md_html(lines: list[str]) -> str:
             continue
         flush()
         if line.startswith("## "):
-            out.append(f"<h2>{esc(line[3:])}</h2>")
+            out.append(f"<h2>{esc(line[3:].replace('`', ''))}</h2>")
         elif line.strip():
             out.append(f"<p>{esc(line.lstrip('- ').replace('**', ''))}</p>")
     flush()
@@ -330,7 +339,8 @@ def to_html(r: dict) -> str:
         f"<td>{'ok' if p['passed'] and p['checked'] else ('info' if not p['checked'] else 'FAIL')}</td></tr>"
         for p in r["parity"])
     warn = "".join(f"<p class='warn'>Warning: {esc(w)}</p>" for w in r.get("warnings", []))
-    sections = _md_html(per_class_lines(r, confusion_table=False) + layer_lines(r) + objective_lines(r.get("objective")))
+    sections = _md_html(target_lines(r) + budget_lines(r) + per_class_lines(r, confusion_table=False) + layer_lines(r)
+                        + objective_lines(r.get("objective")) + input_lines(r.get("data"), r.get("teachers")))
     dev_rows = device_summary(r.get("device"))
     dev = ("<h2>Measured on the device</h2><ul>" + "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in dev_rows)
            + "</ul>") if dev_rows else ""

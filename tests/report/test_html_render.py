@@ -185,3 +185,16 @@ def test_chromium_renders_the_plots(tmp_path):
     assert count(COLORS[0]) > 2000  # bars (budget, per-layer, per class) and points
     assert sum(count(c) > 50 for c in COLORS[1:4]) >= 3  # the other models' points and per-class series
     assert np.asarray(Image.new("RGB", (10, 10), "white")).mean() > img.mean()  # the page is not empty
+
+
+def test_html_carries_the_markdown_sections_it_used_to_lack():
+    """The target's fit checks and the label map were in report.md only."""
+    r = _report()
+    r["data"] = {"label_map": {"original_labels": [3, 7, 9], "identity": False},
+                 "transfer_counts": {"labelled": 360, "unlabelled": 3600}}
+    md, page = to_markdown(r), to_html(r)
+    assert "- flash: 9,000 (limit 1,048,576) — ok" in md
+    for text in ("flash: 9,000 (limit 1,048,576) — ok", "ram: 5,000 (limit 262,144) — ok",
+                 "estimated int8 latency: 2.0000 ms", "<h2>Target cortex-m4</h2>",
+                 "the data&#x27;s labels map to class indices (3→0, 7→1, 9→2)", "360 labelled + 3,600 unlabelled"):
+        assert text in page, text
