@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 
 import click
 
 from edgedistill.errors import EdgeDistillError
+
+
+# the file-system answers a user can act on (a path that is missing, read-only, a directory, or a full disk); any
+# other OSError with a file name (a library's internal file, a device error) stays a traceback worth reporting
+_USER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.ENAMETOOLONG}
+
+
+def _file_system_refusal(exc: OSError) -> bool:
+    return isinstance(exc, (PermissionError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+                            FileExistsError)) or exc.errno in _USER_ERRNOS
 
 
 def user_errors(fn):
@@ -24,7 +35,7 @@ def user_errors(fn):
             click.echo(f"error: {where}{exc}", err=True)
             sys.exit(1)
         except OSError as exc:
-            if exc.filename is None:
+            if exc.filename is None or not _file_system_refusal(exc):
                 raise
             # the file system refused: a read-only --out, a missing directory for --json / --junit, a full disk
             click.echo(f"error: {where}cannot write or read {exc.filename}: {exc.strerror or exc}. Check that the "
