@@ -35,6 +35,10 @@ def user_errors(fn):
             click.echo(f"error: {where}{exc}", err=True)
             sys.exit(1)
         except OSError as exc:
+            if exc.filename is None and exc.errno in _USER_ERRNOS:  # a full disk shows at write / close, nameless
+                click.echo(f"error: {where}the file system refused a write: {exc.strerror or exc}. Free some space "
+                           "or choose another output path.", err=True)
+                sys.exit(1)
             if exc.filename is None or not _file_system_refusal(exc):
                 raise
             # the file system refused: a read-only --out, a missing directory for --json / --junit, a full disk

@@ -81,6 +81,8 @@ def load_report(path: Path) -> dict:
         raise ConfigError(f"Report {path} does not exist.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"Report {path} is not valid JSON: {exc}.") from None
+    except RecursionError:
+        raise ConfigError(f"Report {path} is nested too deeply to be a report.") from None
     version = rep.get("schema_version") if isinstance(rep, dict) else None
     if version != REPORT_SCHEMA_VERSION:
         raise ConfigError(f"Report {path} has schema version {version!r}; this edgedistill reads version "
@@ -94,36 +96,63 @@ def load_report(path: Path) -> dict:
 # what the gate reads from a report, and the JSON type each must have (None is always allowed: "missing")
 _NUMBERS = ("flash_bytes", "ram_bytes", "latency_ms", "macs", "accuracy", "accuracy_n", "teacher_accuracy",
             "teacher_accuracy_n", "accuracy_drop")
+_PERCENTS = ("accuracy", "teacher_accuracy")
+_COUNTS = ("accuracy_n", "teacher_accuracy_n")
 _FLAGS = ("parity_passed", "ops_supported")
+_JSON_TYPE = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+              int: "a number", float: "a number"}
+
+
+def _finite(v) -> bool:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # a JSON integer beyond float range
+        return False
 
 
 def _check_types(rep: dict, path) -> None:
-    """Refuse a report whose gated fields have the wrong JSON type (a hand edit, another tool's file): the gate
-    would otherwise compare a string with a limit and crash, or pass a negative size."""
+    """Refuse a report whose gated fields have the wrong JSON type or an impossible value (a hand edit, another
+    tool's file): the gate would otherwise compare a string with a limit and crash, or pass a negative size, an
+    accuracy above 100 % or a drop that contradicts the accuracies it is computed from."""
     u = rep["usage"]
     if not isinstance(u, dict):
-        raise ConfigError(f"Report {path}: `usage` is a {type(u).__name__}, not an object; re-run the build to write "
-                          "a current report.")
+        raise ConfigError(f"Report {path}: `usage` is {_JSON_TYPE.get(type(u), type(u).__name__)}, not an object; "
+                          "re-run the build to write a current report.")
+    bad = lambda key, v, need: ConfigError(  # noqa: E731
+        f"Report {path}: usage.{key} is {v!r}; the gate needs {need} or null. Re-run the build rather than editing "
+        "the report by hand.")
     for key in _NUMBERS:
         v = u.get(key)
-        ok = v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                           and (v >= 0 or key == "accuracy_drop"))
-        if not ok:
-            raise ConfigError(f"Report {path}: usage.{key} is {v!r}; the gate needs a finite number"
-                              f"{'' if key == 'accuracy_drop' else ' >= 0'} or null. Re-run the build rather than "
-                              "editing the report by hand.")
+        if v is None:
+            continue
+        if not _finite(v):
+            raise bad(key, v, "a finite number")
+        if key in _PERCENTS and not 0 <= v <= 100:
+            raise bad(key, v, "a percentage in [0, 100]")
+        if key in _COUNTS and (v < 1 or float(v) != int(v)):
+            raise bad(key, v, "a whole number of test samples >= 1")
+        if key not in _PERCENTS + ("accuracy_drop",) and v < 0:
+            raise bad(key, v, "a number >= 0")
+    acc, teacher, drop = u.get("accuracy"), u.get("teacher_accuracy"), u.get("accuracy_drop")
+    if None not in (acc, teacher, drop) and abs(drop - (teacher - acc)) > 1e-6:
+        raise ConfigError(f"Report {path}: usage.accuracy_drop is {drop!r} but teacher_accuracy - accuracy is "
+                          f"{teacher - acc!r}; the report contradicts itself. Re-run the build.")
     for key in _FLAGS:
         if u.get(key) is not None and not isinstance(u.get(key), bool):
             raise ConfigError(f"Report {path}: usage.{key} is {u.get(key)!r}; the gate needs true, false or null.")
     target = rep.get("target")
-    fit = target.get("fit", []) if isinstance(target, dict) else [] if target is None else None
+    if target is not None and not isinstance(target, dict):
+        raise ConfigError(f"Report {path}: `target` is {_JSON_TYPE.get(type(target), type(target).__name__)}, not an "
+                          "object; re-run the build to write a current report.")
+    fit = (target or {}).get("fit", [])
     if not isinstance(fit, list) or not all(isinstance(f, dict) and isinstance(f.get("check"), str) for f in fit):
         raise ConfigError(f"Report {path}: `target.fit` must be a list of checks, each an object with a `check` "
                           "name; re-run the build to write a current report.")
     for f in fit:
         lim = f.get("limit")
-        if f["check"] in ("flash", "ram") and lim is not None and not (
-                isinstance(lim, (int, float)) and not isinstance(lim, bool) and math.isfinite(lim) and lim >= 0):
+        if f["check"] in ("flash", "ram") and lim is not None and not (_finite(lim) and lim >= 0):
             raise ConfigError(f"Report {path}: the target's {f['check']} limit is {lim!r}; it must be a number of "
                               "bytes >= 0 or null.")
 

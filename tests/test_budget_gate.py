@@ -155,7 +155,13 @@ def test_the_gate_table_says_missing_not_none():
     (lambda r: r["usage"].update(accuracy=True), "usage.accuracy is True"),
     (lambda r: r["usage"].update(parity_passed="yes"), "usage.parity_passed"),
     (lambda r: r["target"].update(fit={"flash": 1}), "target.fit"),
-    (lambda r: r["target"]["fit"][1].update(limit="256KiB"), "ram limit is '256KiB'")])
+    (lambda r: r["target"]["fit"][1].update(limit="256KiB"), "ram limit is '256KiB'"),
+    (lambda r: r["usage"].update(accuracy=150), "a percentage in [0, 100]"),
+    (lambda r: r["usage"].update(accuracy_n=0.5), "a whole number of test samples"),
+    (lambda r: r["usage"].update(flash_bytes=10 ** 400), "a finite number"),
+    (lambda r: r["usage"].update(teacher_accuracy=95.0, accuracy_drop=-5.0), "contradicts itself"),
+    (lambda r: r.update(usage=None), "`usage` is null"),
+    (lambda r: r.update(target="cortex-m4"), "`target` is a string")])
 def test_a_hand_edited_report_with_wrong_types_is_refused_in_one_paragraph(tmp_path, edit, needle):
     """A report with a string, a negative size or a list where the gate reads a number used to traceback (or pass)."""
     rep = copy.deepcopy(REPORT)

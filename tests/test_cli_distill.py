@@ -76,6 +76,18 @@ def test_distill_digits_end_to_end(digits_run, tmp_path):
     rec = json.loads((tmp_path / "exp" / "export.json").read_text())
     assert rec["int8_source"] == "qat" and rec["parity_passed"]
     assert (tmp_path / "exp" / "student_int8.tflite").read_bytes() == (out / "student_int8.tflite").read_bytes()
+    # export --overwrite replaces only an earlier export's output: never a user's folder, the checkpoint or its parent
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    for dest, needle in ((user, "not an edgedistill output (no export.json)"), (out, "would delete the checkpoint"),
+                         (out.parent, "would delete the checkpoint")):
+        r = run(["export", str(out), "--formats", "onnx", "--out", str(dest), "--overwrite"])
+        assert r.exit_code == 1 and needle in r.output, r.output
+    assert [p.name for p in user.iterdir()] == ["notes.txt"] and (out / "student.safetensors").exists()
+    from edgedistill.pipeline.rundir import check_out_dir
+
+    check_out_dir(tmp_path / "exp", overwrite=True, marks=("export.json",))  # an earlier export: replaceable
 
     # Refusing to clobber without --overwrite; a second run with the same teacher and data hits the logit cache.
     r2 = run(["distill", "--out", str(out), "--epochs", "1", "-q", "-T", "2", "--alpha", "0.5"])

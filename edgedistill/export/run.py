@@ -51,8 +51,13 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
     checkpoint = Path(checkpoint)
     if not checkpoint.is_dir():
         raise ModelLoadError(f"Checkpoint {checkpoint} is not a directory written by `edgedistill distill`.")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"Output directory {out} already exists and is not empty; pass --overwrite to replace it.")
+    from edgedistill.pipeline.rundir import check_out_dir
+
+    ck, dest = checkpoint.resolve(), Path(out).resolve()
+    if dest == ck or dest in ck.parents:
+        raise ConfigError(f"--out {out} is the checkpoint {checkpoint} or a directory holding it; the export replaces "
+                          f"its --out, so it would delete the checkpoint. Choose another --out (e.g. {checkpoint}/export).")
+    check_out_dir(Path(out), overwrite, marks=("export.json",))  # only an earlier export's output is replaced
     model, ck = load_student(checkpoint)
     rounding = rounding or _trained_rounding(checkpoint)
     spec = _data_spec(checkpoint, data)

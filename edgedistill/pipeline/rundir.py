@@ -40,20 +40,21 @@ def check_out_name(out: Path) -> None:
                           "the current, parent or root directory: the run publishes its outputs by replacing it.")
 
 
-def check_out_dir(out: Path, overwrite: bool) -> None:
+def check_out_dir(out: Path, overwrite: bool, marks: tuple[str, ...] = RUN_FILES) -> None:
     """Refuse an existing, non-empty output directory unless the user said `--overwrite`, and refuse even then
-    unless it is an earlier run's output (it holds config.json and metrics.json): --overwrite replaces the whole
-    directory, and nothing the user put there may be lost. Writes nothing."""
+    unless it is an earlier run's output (it holds every file of `marks`: config.json and metrics.json for distill
+    and build, export.json for export): replacing it replaces the whole directory, and nothing the user put there
+    may be lost. Writes nothing."""
     check_out_name(out)
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return
     if not overwrite:
         raise ConfigError(f"Output directory {out} already exists and is not empty; choose another --out or pass "
                           "--overwrite (the old directory is replaced only after the new run succeeds).")
-    if not out.is_dir() or not all((out / f).is_file() for f in RUN_FILES):
-        what = "is a file" if not out.is_dir() else f"is not an edgedistill output (no {' and '.join(RUN_FILES)})"
-        raise ConfigError(f"--overwrite replaces only an earlier run's output directory, and {out} {what}; "
-                          "nothing there was touched. Choose another --out.")
+    if not out.is_dir() or not all((out / f).is_file() for f in marks):
+        what = "is a file" if not out.is_dir() else f"is not an edgedistill output (no {' and '.join(marks)})"
+        raise ConfigError(f"An existing --out is replaced only when it is an earlier run's output directory, and "
+                          f"{out} {what}; nothing there was touched. Choose another --out.")
 
 
 class RunDir:
