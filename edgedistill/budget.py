@@ -71,6 +71,9 @@ class Budget:
             field, units = KEYS[key]
             if field in values:
                 raise ConfigError(f"Budget item {key!r} is given twice in {text!r}; give each limit once.")
+            if re.fullmatch(r"\s*-\s*[0-9.].*", raw):
+                raise ConfigError(f"Budget value {raw.strip()!r} for {key} is negative; a limit is a number >= 0 "
+                                  f"(e.g. {key}={_EXAMPLE.get(key, '2M')}).")
             m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([a-zA-Z%]*)\s*", raw)
             if not m:
                 raise ConfigError(f"Budget value {raw!r} for {key} is not a number with an optional unit.")
@@ -86,7 +89,7 @@ class Budget:
             if key in ("accuracy", "drop") and values[field] > 100:
                 raise ConfigError(f"Budget value {raw.strip()!r} for {key} is above 100: {key} is in percent points "
                                   f"(e.g. {key}={_EXAMPLE[key]}).")
-            if key == "accuracy" and not unit and values[field] <= 1:
+            if key == "accuracy" and not unit and 0 < values[field] <= 1:
                 raise ConfigError(f"Budget value {raw.strip()!r} for accuracy looks like a fraction; accuracy is in "
                                   f"percent: write accuracy={values[field] * 100:g}% (or accuracy={raw.strip()}% if you "
                                   "really mean that low a limit).")

@@ -30,7 +30,8 @@ def test_budget_units():
 @pytest.mark.parametrize("text,needle", [("flash", "key=value"), ("speed=3", "key one of"),
                                          ("flash=lots", "not a number"), ("flash=3 furlongs", "Unknown unit"),
                                          ("accuracy=150", "above 100"), ("drop=101", "above 100"),
-                                         ("accuracy=0.95", "accuracy=95%")])
+                                         ("accuracy=0.95", "accuracy=95%"), ("latency=-1ms", "is negative"),
+                                         ("drop=-1", "is negative")])
 def test_bad_budget_strings(text, needle):
     with pytest.raises(ConfigError, match=needle):
         Budget.parse(text)

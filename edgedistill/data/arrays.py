@@ -66,7 +66,8 @@ def check_finite(x: np.ndarray, what: str, where: str) -> None:
         )
 
 
-def validate_split(split: Split, what: str, num_classes: int | None = None, allow_unlabeled: bool = False) -> None:
+def validate_split(split: Split, what: str, num_classes: int | None = None, allow_unlabeled: bool = False,
+                   positions: str = "indices within this split") -> None:
     """Reject NaN/inf samples, labels that are not integers in range, and mismatched lengths. With
     `allow_unlabeled`, -1 marks a sample without a label (the transfer set only)."""
     x = split.x
@@ -74,7 +75,7 @@ def validate_split(split: Split, what: str, num_classes: int | None = None, allo
         raise DataError(f"{what}: samples must be float32 after reading, got {x.dtype}.")
     if len(split) == 0:
         raise DataError(f"{what}: the split is empty.")
-    check_finite(x, what, "indices within this split")
+    check_finite(x, what, positions)
     if split.y is None:
         return
     y = split.y

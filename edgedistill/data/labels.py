@@ -73,8 +73,8 @@ def fit_label_map(ys: list[np.ndarray], class_names: list[str], source: str) -> 
 
     Labels already 0..K-1 (every index up to the largest present, or covered by `class_names`) keep their values;
     any other set maps its sorted unique values to 0..K-1. Negative labels other than UNLABELED are refused,
-    and so is data with no labelled class or with one class only (also one class beside unlabelled samples, a {-1, 1}
-    labelling), unless `class_names` name more classes.
+    and so is data with no samples, no labelled class or one class only (also one class beside unlabelled samples,
+    a {-1, 1} labelling), whatever `class_names` say.
     Raises DataError."""
     parts = [np.asarray(y, np.int64) for y in ys if y is not None]
     values = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
@@ -83,12 +83,16 @@ def fit_label_map(ys: list[np.ndarray], class_names: list[str], source: str) -> 
     if values.size and values.min() < 0:
         raise DataError(f"{source}: labels range from {int(values.min())} to {int(values.max())}; class labels "
                         f"must be non-negative integers ({UNLABELED} marks an unlabelled sample).")
-    if values.size == 0 or (values.size == 1 and has_unlabelled):
-        found = ", ".join(str(int(v)) for v in values) or "none"
-        raise DataError(f"{source}: the labelled samples hold fewer than two classes (labels: {found}; "
-                        f"{UNLABELED} marks an unlabelled sample, so {{-1, 1}} labels are one class plus "
-                        "unlabelled samples). Relabel the data with labels 0..K-1.")
-    if values.size == 1 and len(class_names) < 2:
+    if not parts or not sum(len(p) for p in parts):
+        raise DataError(f"{source}: the data holds no samples.")
+    if values.size == 0:
+        raise DataError(f"{source}: no sample has a label ({UNLABELED} marks an unlabelled sample); labelled samples "
+                        "are needed for validation and testing.")
+    if values.size == 1 and has_unlabelled:
+        raise DataError(f"{source}: the labelled samples hold one class (label {int(values[0])}); {UNLABELED} marks "
+                        f"an unlabelled sample, so {{-1, {int(values[0])}}} labels are one class plus unlabelled "
+                        "samples. Relabel the data with labels 0..K-1.")
+    if values.size == 1:  # named classes do not help: the student would learn one answer
         raise DataError(f"{source}: every labelled sample has the same label ({int(values[0])}); a classifier needs at "
                         "least two classes. Check that the labels were read from the right column or file.")
     top = int(values.max())

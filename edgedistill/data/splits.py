@@ -160,7 +160,8 @@ def make_splits(
         raise DataError(f"{raw.source}: test samples have shape {test.x.shape[1:]}, train {tr.x.shape[1:]}.")
     if transfer is not None:
         transfer = Split(transfer.x, lmap.apply(transfer.y, "transfer set"))
-        validate_split(transfer, "transfer set", num_classes, allow_unlabeled=True)
+        validate_split(transfer, "transfer set", num_classes, allow_unlabeled=True,
+                       positions="sample positions in the transfer data, counting from 0")
         if transfer.x.shape[1:] != tr.x.shape[1:]:
             raise DataError(
                 f"Transfer set samples have shape {tuple(transfer.x.shape[1:])} but the labelled data has "

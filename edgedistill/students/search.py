@@ -131,16 +131,36 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
         cands.append(Candidate(**{**c.__dict__, "violations": _violations(c, budget, max_params)}))
     fitting = [c for c in cands if c.fits]
     if not fitting:
-        smallest = min(cands, key=lambda c: (c.file_bytes, c.arena_bytes, c.macs))
-        limits = sorted({v for c in cands for v in c.violations if v in smallest.violations})
-        fastest = min((c for c in cands if c.latency_ms is not None), key=lambda c: c.latency_ms, default=None)
-        latency = "" if budget.latency_ms is None or fastest is None else (
-            f" The fastest, {fastest.arch.describe()}, is estimated at {fastest.latency_ms:.3g} ms on {target.name} "
-            f"(limit {budget.latency_ms:g} ms).")
-        raise InfeasibleBudgetError(
-            f"No student fits the budget: the {', '.join(limits)} limit cannot be met by any of {len(cands)} "
-            f"candidates. The smallest, {smallest.arch.describe()}, needs flash {smallest.file_bytes:,} B, "
-            f"RAM {smallest.arena_bytes:,} B and {smallest.macs:,} MACs; a budget of at least that would work."
-            + latency)
+        raise InfeasibleBudgetError(_infeasible(cands, budget, max_params, target))
     chosen = max(fitting, key=lambda c: (c.params, -c.macs))
     return SearchResult(chosen, cands, max_params=max_params)
+
+
+def _infeasible(cands: list[Candidate], budget: Budget, max_params: int | None, target) -> str:
+    """Why no candidate fits: each limit no candidate meets on its own, with the best figure any candidate reaches
+    there (the smallest budget for that limit that would admit one), or the smallest candidate when only the
+    combination of limits fails."""
+    best = {"flash": (min(c.file_bytes for c in cands), budget.flash_bytes, "{:,.0f} B"),
+            "ram": (min(c.arena_bytes for c in cands), budget.ram_bytes, "{:,.0f} B"),
+            "macs": (min(c.macs for c in cands), budget.macs, "{:,.0f} MACs"),
+            "latency": (min((c.latency_ms for c in cands if c.latency_ms is not None), default=None),
+                        budget.latency_ms, "{:.3g} ms" + (f" (estimated on {target.name})" if target else "")),
+            "params": (min(c.params for c in cands), max_params, "{:,} parameters")}
+    alone = [k for k, (low, limit, _) in best.items() if low is not None and limit is not None and low > limit]
+    head = f"No student fits the budget: none of {len(cands)} candidates meets "
+    if not alone:
+        smallest = min(cands, key=lambda c: (c.file_bytes, c.arena_bytes, c.macs))
+        return (head + "all the limits at once. The smallest, " + smallest.arch.describe() + f", needs flash "
+                f"{smallest.file_bytes:,} B, RAM {smallest.arena_bytes:,} B and {smallest.macs:,} MACs; loosen one "
+                "of the limits.")
+    parts = []
+    for k in alone:
+        low, limit, fmt = best[k]
+        if k == "params":
+            parts.append(f"the params limit (half the teacher's parameters, {limit:,.0f}): the smallest candidate has "
+                         f"{low:,}; the teacher is too small to distill into any candidate of these families "
+                         "(choose a smaller --student or --family)")
+        else:
+            parts.append(f"the {k} limit ({fmt.format(limit)}): the best candidate needs {fmt.format(low)}, so a "
+                         f"{k} budget of at least that would work")
+    return head + "; ".join(parts) + "."

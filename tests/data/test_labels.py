@@ -137,3 +137,11 @@ def test_constant_column_and_channel_give_finite_unit_scale():
     # a near-constant column (float noise around a large value) must not blow up either
     x[:, 1] = 1e6 + np.random.default_rng(6).standard_normal(50).astype(np.float32) * 1e-3
     assert np.abs(Normalizer.fit(x).apply(x)).max() < 1e3
+
+
+def test_one_class_is_refused_even_when_class_names_name_more(tmp_path):
+    """y all 0 with ten class names used to train and report a 100 % student."""
+    with pytest.raises(DataError, match="same label \\(0\\)"):
+        make_splits(_npz(tmp_path, np.zeros(40, np.int64), class_names=np.array([str(i) for i in range(10)])))
+    with pytest.raises(DataError, match="\\{-1, 0\\} labels are one class"):
+        make_splits(_npz(tmp_path, np.tile([-1, 0], 20)))

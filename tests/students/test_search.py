@@ -46,9 +46,9 @@ def test_infeasible_budget_names_the_limit_and_the_smallest_budget():
     with pytest.raises(InfeasibleBudgetError) as info:
         search("image", (1, 28, 28), 10, Budget(flash_bytes=2_000))
     msg = str(info.value)
-    assert "flash" in msg and "smallest" in msg
+    assert "flash" in msg and "best candidate needs" in msg
     # the figure it names is the smallest flash budget that works: that budget is feasible, one byte less is not
-    figure = int(re.search(r"needs flash ([\d,]+) B", msg).group(1).replace(",", ""))
+    figure = int(re.search(r"flash limit .*?best candidate needs ([\d,]+) B", msg).group(1).replace(",", ""))
     assert figure > 2_000
     assert search("image", (1, 28, 28), 10, Budget(flash_bytes=figure)).chosen.file_bytes == figure
     with pytest.raises(InfeasibleBudgetError):
@@ -69,10 +69,27 @@ def test_a_latency_limit_is_checked_on_each_candidates_estimate_before_training(
     assert all(("latency" in c.violations) == (c.latency_ms > limit) for c in res.candidates)
     # the fastest candidate's estimate is the tightest feasible limit; below it nothing fits, and the error says so
     assert search("image", (1, 28, 28), 10, Budget(latency_ms=times[0]), target=m4).chosen.latency_ms == times[0]
-    with pytest.raises(InfeasibleBudgetError, match=r"latency limit .* estimated at .* on cortex-m4"):
+    with pytest.raises(InfeasibleBudgetError) as err:
         search("image", (1, 28, 28), 10, Budget(latency_ms=times[0] * 0.99), target=m4)
+    # the remedy named is the latency one (the flash / RAM figures of the smallest candidate would not help)
+    assert re.search(rf"the latency limit .*: the best candidate needs {times[0]:.3g} ms \(estimated on cortex-m4\)",
+                     str(err.value)) and "flash" not in str(err.value), str(err.value)
     with pytest.raises(ConfigError, match="needs a target"):
         search("image", (1, 28, 28), 10, Budget(latency_ms=5.0))
+
+
+def test_a_teacher_too_small_for_any_candidate_is_named_as_such():
+    with pytest.raises(InfeasibleBudgetError, match=r"half the teacher's parameters, 65\): the smallest candidate has"):
+        search("image", (1, 8, 8), 10, Budget(), max_params=65)
+
+
+def test_limits_each_met_by_some_candidate_but_not_together_are_named_as_a_combination():
+    cands = search("image", (1, 28, 28), 10, Budget()).candidates
+    f_min = min(c.file_bytes for c in cands)
+    ram = min(c.arena_bytes for c in cands if c.file_bytes == f_min) - 1  # the smallest files need more RAM
+    assert ram >= min(c.arena_bytes for c in cands)  # ...than some other candidate: each limit alone is feasible
+    with pytest.raises(InfeasibleBudgetError, match="all the limits at once"):
+        search("image", (1, 28, 28), 10, Budget(flash_bytes=f_min, ram_bytes=ram))
 
 
 def test_cost_of_a_candidate_is_consistent():
