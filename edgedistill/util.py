@@ -20,7 +20,15 @@ def _clean(obj):
 
 
 def write_json(path: Path, obj) -> None:
-    """Write atomically (temp file + rename), so a reader never sees half a file."""
+    """Write atomically (temp file + rename), so a reader never sees half a file. A symlink is followed (its target
+    is replaced, the link kept); a path that exists and is not a regular file (a FIFO, /dev/stdout) is written in
+    place, never replaced by a file."""
+    text = json.dumps(_clean(obj), indent=2, default=str) + "\n"
+    path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        with open(path, "w") as fh:
+            fh.write(text)
+        return
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(_clean(obj), indent=2, default=str) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
