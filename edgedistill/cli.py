@@ -43,6 +43,9 @@ def distill(quiet, overwrite, **options):
 
     cfg = load_config(options["config_file"], distill_overrides(options))
     if options.get("target") and not cfg.quant.qat:
+        from edgedistill.targets import load_target
+
+        load_target(options["target"])  # an unknown name is an error with or without --qat
         print_warnings([f"--target {options['target']} applies to int8 runs (its fit checks, estimate and, on a "
                         "microcontroller, TFLite Micro's rounding in QAT); without --qat it is ignored."])
     keep_log_in(cfg.out)
@@ -175,12 +178,13 @@ def build_cmd(budget_text, device_url, quiet, **options):
 @click.option("--budget", "budget_text", help="Tighten the limits: flash=64KiB,ram=128KiB,macs=2M,latency=5ms "
               "(latency: the target's int8 estimate per candidate).")
 @click.option("--data", default="builtin:fashion-mnist", show_default=True, help="Data (only its shape is used).")
-@click.option("--teacher", "teacher_path", help="The teacher `build` would use: caps the student at half its "
-              "parameters, as `build` does (without it, this search has no such cap).")
+@click.option("--teacher", "teacher_paths", multiple=True, help="The teacher `build` would use (repeatable for an "
+              "ensemble): caps the student at half the largest one's parameters, as `build` does (without it, this "
+              "search has no such cap).")
 @click.option("--family", "families", multiple=True, help="Restrict to these student families (repeatable).")
 @click.option("--all", "show_all", is_flag=True, help="List every candidate, not only the ten largest that fit.")
 @user_errors
-def search_cmd(target, budget_text, data, teacher_path, families, show_all):
+def search_cmd(target, budget_text, data, teacher_paths, families, show_all):
     """Cost every candidate student for the data's shape and choose the largest that fits the budget (no training).
     An infeasible budget fails here, naming the limit and the smallest budget that would work."""
     from edgedistill.budget import Budget
@@ -195,11 +199,11 @@ def search_cmd(target, budget_text, data, teacher_path, families, show_all):
 
     num_classes = fit_label_map([raw.train.y], raw.class_names, raw.source).num_classes if raw.train.labeled else 2
     max_params = None
-    if teacher_path:
+    if teacher_paths:
         from edgedistill.pipeline.search import teacher_params
         from edgedistill.teachers import TeacherSpec, load_teacher
 
-        max_params = teacher_params([load_teacher(TeacherSpec(teacher_path))]) // 2
+        max_params = teacher_params([load_teacher(TeacherSpec(p)) for p in teacher_paths]) // 2
     res = search(kind_of(raw.train.x), tuple(raw.train.x.shape[1:]), num_classes, budget, list(families) or None,
                  max_params=max_params, target=profile)
     rows = res.candidates if show_all else sorted((c for c in res.candidates if c.fits), key=lambda c: -c.params)[:10]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from edgedistill.errors import ConfigError
 
 EXPORT_FORMATS = ("onnx", "tflite")
-_TRUE, _FALSE = ("", "1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def parse_student(value: str | None) -> dict | None:
@@ -34,34 +33,10 @@ def parse_feature(value: str) -> dict:
 
 
 def parse_augment(value: str | None) -> dict | None:
-    """'shift=2,hflip,mixup=0.2' -> {"shift": 2, "hflip": True, "mixup": 0.2}; 'none' -> everything off (the
-    automatic mixup too). A mixup not named keeps its default (auto: function matching on small data)."""
-    if value is None:
-        return None
-    out: dict = {"shift": 0, "hflip": False, "mixup": "auto"}
-    if value.strip().lower() in ("", "none", "off"):
-        return {**out, "mixup": 0.0}
-    seen: set[str] = set()
-    for part in value.split(","):
-        key, _, val = part.strip().partition("=")
-        if key not in out:
-            raise ConfigError(f"--augment: unknown augmentation {key!r}; use shift=N, hflip, mixup=A (comma-separated).")
-        if key in seen:
-            raise ConfigError(f"--augment {value!r}: {key!r} is given twice; give each once.")
-        seen.add(key)
-        try:
-            if key == "hflip":
-                if val.lower() not in _TRUE + _FALSE:
-                    raise ValueError
-                out[key] = val.lower() in _TRUE
-            elif key == "mixup":
-                out[key] = "auto" if val.strip().lower() == "auto" else float(val)
-            else:
-                out[key] = type(out[key])(val)
-        except ValueError:
-            what = "on or off (hflip, hflip=1, hflip=0)" if key == "hflip" else "a number"
-            raise ConfigError(f"--augment: {part!r}: {key} takes {what}.") from None
-    return out
+    """'shift=2,hflip,mixup=0.2' -> AugmentConfig fields; 'none' -> everything off (edgedistill.data.augment)."""
+    from edgedistill.data.augment import parse_augment_spec
+
+    return None if value is None else parse_augment_spec(value)
 
 
 def float_or_auto(value: str | None, option: str = "") -> float | str | None:

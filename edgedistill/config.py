@@ -265,6 +265,19 @@ class DistillConfig(_Strict):
     train: TrainConfig = TrainConfig()
     quant: QuantConfig = QuantConfig()
 
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment_spelling(cls, v):
+        """`augment = "none"` / `"shift=2,mixup=0.2"` in a config file mean what `--augment` means."""
+        if isinstance(v, str):
+            from edgedistill.data.augment import parse_augment_spec
+
+            try:
+                return parse_augment_spec(v, option="augment")
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("augment: ")) from None
+        return v
+
     @field_validator("student", mode="before")
     @classmethod
     def _student_spelling(cls, v):
@@ -342,7 +355,13 @@ def _errors_to_paragraph(exc: ValidationError, where: str) -> str:
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ').rstrip('.')}")
+        msg = err["msg"].removeprefix("Value error, ").rstrip(".")
+        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+            home = [name for name, f in DistillConfig.model_fields.items() if isinstance(f.annotation, type)
+                    and issubclass(f.annotation, BaseModel) and err["loc"][0] in f.annotation.model_fields]
+            msg = "unknown key" + (f"; it belongs in the [{home[0]}] section ({home[0]}.{err['loc'][0]})" if home
+                                   else "")
+        parts.append(f"{loc}: {msg}")
     return f"Invalid configuration ({where}): " + "; ".join(parts) + "."
 
 

@@ -133,7 +133,11 @@ def test_config_file_spellings_of_the_cli_values(tmp_path):
     cfg.write_text('student = "cnn:width=8,depth=3"\n[augment]\nmixup = "0.5"\n')
     c = load_config(str(cfg), {})
     assert (c.student.family, c.student.width, c.student.depth, c.augment.mixup) == ("cnn", 8, 3, 0.5)
+    cfg.write_text('augment = "none"\n')
+    assert load_config(str(cfg), {}).augment.mixup == 0.0  # as --augment none
     for text, needle in (('[augment]\nmixup = "none"\n', "augment.mixup: mixup is a number"),
+                         ('epochs = 3\n', "epochs: unknown key; it belongs in the [train] section (train.epochs)"),
+                         ('augment = "shift=x"\n', "augment: 'shift=x': shift takes a number"),
                          ('student = "nope:width=8"\n', "student: Unknown student family 'nope' in student")):
         cfg.write_text(text)
         with pytest.raises(ConfigError) as err:

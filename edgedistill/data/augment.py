@@ -22,6 +22,8 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from edgedistill.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Mix:
@@ -128,4 +130,37 @@ def random_hflip(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch
         return x
     out = x.clone()
     out[flip] = out[flip].flip(-1)
+    return out
+
+
+_TRUE, _FALSE = ("", "1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def parse_augment_spec(value: str, option: str = "--augment") -> dict:
+    """'shift=2,hflip,mixup=0.2' -> {"shift": 2, "hflip": True, "mixup": 0.2}; 'none' -> everything off (the
+    automatic mixup too). A mixup not named keeps its default (auto: function matching on small data). The same
+    spelling works in a config file (`augment = "none"`). Raises ConfigError naming `option`."""
+    out: dict = {"shift": 0, "hflip": False, "mixup": "auto"}
+    if value.strip().lower() in ("", "none", "off"):
+        return {**out, "mixup": 0.0}
+    seen: set[str] = set()
+    for part in value.split(","):
+        key, _, val = part.strip().partition("=")
+        if key not in out:
+            raise ConfigError(f"{option}: unknown augmentation {key!r}; use shift=N, hflip, mixup=A (comma-separated).")
+        if key in seen:
+            raise ConfigError(f"{option} {value!r}: {key!r} is given twice; give each once.")
+        seen.add(key)
+        try:
+            if key == "hflip":
+                if val.lower() not in _TRUE + _FALSE:
+                    raise ValueError
+                out[key] = val.lower() in _TRUE
+            elif key == "mixup":
+                out[key] = "auto" if val.strip().lower() == "auto" else float(val)
+            else:
+                out[key] = type(out[key])(val)
+        except ValueError:
+            what = "on or off (hflip, hflip=1, hflip=0)" if key == "hflip" else "a number"
+            raise ConfigError(f"{option}: {part!r}: {key} takes {what}.") from None
     return out

@@ -23,3 +23,9 @@ def test_target_without_qat_is_named_as_ignored(tmp_path):
     r = CliRunner().invoke(main, ["distill", "--qat", "--target", "cortex-m4", "--teacher",
                                   str(tmp_path / "none.onnx"), "--out", str(tmp_path / "o")])
     assert "applies to int8 runs" not in r.output and r.exit_code == 1
+
+
+def test_an_unknown_target_is_an_error_with_or_without_qat(tmp_path):
+    r = CliRunner().invoke(main, ["distill", "--target", "bogus", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "bogus" in r.output and "applies to int8 runs" not in r.output
+    assert not (tmp_path / "o").exists()
