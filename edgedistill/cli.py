@@ -66,8 +66,9 @@ def distill(quiet, overwrite, **options):
 @click.option("--int8-tolerance", type=float, default=1.0, show_default=True,
               help="Fail if an int8 file loses more accuracy than this vs the torch int8 model.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory. [default: CHECKPOINT/export]")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier export's output directory.")
 @user_errors
+@third_party_to_log
 def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calibration_size, int8_tolerance, out,
                overwrite):
     """Export a distilled student (a directory written by `edgedistill distill`) to ONNX and TFLite, and run
@@ -84,6 +85,7 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
             raise ConfigError(f"--formats {formats!r} and --format {format_alias!r} disagree; give --formats only.")
     fmts = parse_formats(formats if formats is not None else format_alias) or ["onnx", "tflite"]
     out_dir = Path(out) if out else Path(checkpoint) / "export"
+    keep_log_in(out_dir)  # the converters' log lines go to OUT/third_party.log, not the terminal
     res = export_checkpoint(Path(checkpoint), out_dir, fmts, int8, data, calibration, calibration_size,
                             int8_tolerance, overwrite=overwrite)
     console = Console(width=None if sys.stdout.isatty() else 140)
