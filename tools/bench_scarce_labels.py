@@ -123,6 +123,8 @@ def run_one(name: str, percent: float, seed: int, arrays, teacher: str, args, un
     tag = f"{name}-{percent:g}pct-seed{seed}" + ("-unlabeled" if unlabeled else "")
     out = Path(args.out) / tag
     done = out / "metrics.json"
+    if not done.exists() and args.finished_only:
+        return {"seed": seed, "not_run": True}
     if not done.exists():
         data = Path(args.out) / f"{tag}.npz"
         keep = labelled_subset(y, percent, seed)
@@ -168,6 +170,11 @@ def write_doc(results: dict, args, teachers: dict) -> None:
              "| set | labels | seeds | int8 student % | int8 twin % | gain (points) | never lost | McNemar p per seed |",
              "|---|---:|---:|---:|---:|---:|---|---|"]
     for key, rows in results.items():
+        missing = [r["seed"] for r in rows if r.get("not_run")]
+        rows = [r for r in rows if not r.get("not_run")]
+        if not rows:
+            lines.append(f"| {key} | | 0 | not run (seeds {', '.join(map(str, missing))}) | | | | |")
+            continue
         ok = [r for r in rows if "refused" not in r]
         if not ok:
             lines.append(f"| {key} | | 0 | refused: {rows[0]['refused'][:120]} | | | | |")
@@ -187,6 +194,8 @@ def main() -> None:
                     "transfer set (as if each were NAME:PERCENT:u)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1: these students are so "
                     "small that more threads only add contention; 2 threads on a busy 2-core machine were 13x slower)")
+    ap.add_argument("--finished-only", action="store_true", help="train nothing: tabulate the runs already under "
+                    "--out and list the others as not run")
     ap.add_argument("--out", default="runs/bench-scarce")
     ap.add_argument("--doc", default="docs/scarce_labels")
     args = ap.parse_args()
@@ -208,8 +217,11 @@ def main() -> None:
         for seed in [int(s) for s in args.seeds.split(",")]:
             t0 = time.perf_counter()
             row = run_one(name, float(percent), seed, arrays[name], teachers[name], args, unlabeled)
-            teacher_acc.setdefault(name, row.get("teacher", float("nan")))
+            if "teacher" in row:
+                teacher_acc.setdefault(name, row["teacher"])
             results.setdefault(spec, []).append(row)
+            if row.get("not_run"):
+                continue
             print(f"{spec} seed {seed}: " + (f"refused: {row['refused']}" if "refused" in row else
                   f"int8 student {row['int8_student']:.2f}%, twin {row['int8_twin']:.2f}%, gain "
                   f"{row['gain_int8']:+.2f} (McNemar p {row['mcnemar_p']:.2g}; {row['objective']}, "
