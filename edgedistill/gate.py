@@ -183,6 +183,10 @@ def gate(report: dict, budget: Budget, baseline: dict | None = None, tol: Tolera
     for name, value, limit, how in limits:
         if limit is not None:
             v.checks.append(_le(name, value, limit, how))
+    if budget.flash_bytes is None and budget.ram_bytes is None:
+        v.warnings.append("No flash or RAM limit was judged: the report records no target limits and --budget gave "
+                          "none, so only parity, operator support and any accuracy / latency / MACs limits were "
+                          "checked.")
     # accuracy checks: judged against the noise of the test split (edgedistill.gate_accuracy)
     noisy = []
     if budget.max_accuracy_drop is not None:
@@ -203,8 +207,8 @@ def gate(report: dict, budget: Budget, baseline: dict | None = None, tol: Tolera
             if b.get(key) is None:
                 v.checks.append(Check(f"regression:{name}", u.get(key), None, False, "missing in the baseline"))
             else:
-                v.checks.append(_le(f"regression:{name}", u.get(key), b[key] * (1 + rel),
-                                    f"baseline {b[key]:.4g} + {rel:.0%}"))
+                base = f"{b[key]:,.0f} B" if key == "flash_bytes" else f"{b[key]:.4g} ms"
+                v.checks.append(_le(f"regression:{name}", u.get(key), b[key] * (1 + rel), f"baseline {base} + {rel:.0%}"))
     return v
 
 

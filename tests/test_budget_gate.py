@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from edgedistill.budget import Budget
 from edgedistill.cli import main
 from edgedistill.errors import ConfigError
-from edgedistill.gate import Tolerance, gate, junit_xml, load_report, markdown
+from edgedistill.gate import Tolerance, gate, junit_xml, load_report, markdown, report_budget
 
 REPORT = {
     "schema_version": 1,
@@ -173,3 +173,10 @@ def test_a_hand_edited_report_with_wrong_types_is_refused_in_one_paragraph(tmp_p
     assert r.exit_code == 1 and needle in r.output and "Traceback" not in r.output, r.output
     path.write_text(json.dumps(REPORT))
     assert CliRunner().invoke(main, ["gate", str(path)]).exit_code == 0
+
+
+def test_a_report_without_any_size_limit_passes_with_a_warning_that_says_so():
+    bare = {"schema_version": 1, "usage": {"parity_passed": True, "ops_supported": True}}
+    v = gate(bare, report_budget(bare))
+    assert v.passed and any("No flash or RAM limit was judged" in w for w in v.warnings)
+    assert not gate(REPORT, report_budget(REPORT)).warnings

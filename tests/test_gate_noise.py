@@ -72,7 +72,7 @@ def test_a_split_too_small_for_the_limit_warns_even_when_the_check_passes():
     assert any("too small to decide a limit of 1 points" in w for w in v.warnings)
     big = copy.deepcopy(rep)
     big["usage"]["accuracy_n"] = 100_000
-    assert not gate(big, Budget(max_accuracy_drop=1.0)).warnings
+    assert not [w for w in gate(big, Budget(max_accuracy_drop=1.0)).warnings if "too small" in w]
 
 
 def test_reports_without_sample_counts_are_judged_on_point_values():

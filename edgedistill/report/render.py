@@ -167,7 +167,9 @@ def target_lines(r: dict) -> list[str]:
     for f in t.get("fit", []):
         verdict = "NOT CHECKED (no figure)" if f["value"] is None else "ok" if f["passed"] else "EXCEEDS"
         limit = "no limit" if f["limit"] is None else f"limit {num(f['limit'])}"
-        lines.append(f"- {f['check']}: {num(f['value'])} ({limit}) — {verdict}")
+        unit = " B" if f["check"] in ("flash", "ram") and isinstance(f["value"], int) else ""
+        limit += " B" if unit and f["limit"] is not None else ""
+        lines.append(f"- {f['check']}: {num(f['value'])}{unit} ({limit}) — {verdict}")
     return lines
 
 

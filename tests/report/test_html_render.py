@@ -193,8 +193,8 @@ def test_html_carries_the_markdown_sections_it_used_to_lack():
     r["data"] = {"label_map": {"original_labels": [3, 7, 9], "identity": False},
                  "transfer_counts": {"labelled": 360, "unlabelled": 3600}}
     md, page = to_markdown(r), to_html(r)
-    assert "- flash: 9,000 (limit 1,048,576) — ok" in md
-    for text in ("flash: 9,000 (limit 1,048,576) — ok", "ram: 5,000 (limit 262,144) — ok",
+    assert "- flash: 9,000 B (limit 1,048,576 B) — ok" in md
+    for text in ("flash: 9,000 B (limit 1,048,576 B) — ok", "ram: 5,000 B (limit 262,144 B) — ok",
                  "estimated int8 latency: 2.0000 ms", "<h2>Target cortex-m4</h2>",
                  "the data&#x27;s labels map to class indices (3→0, 7→1, 9→2)", "360 labelled + 3,600 unlabelled"):
         assert text in page, text
