@@ -20,9 +20,9 @@ from edgedistill.quiet import keep_log_in, third_party_to_log
 def main() -> None:
     """edgedistill turns a big teacher model into a small student that fits an edge device.
 
-    Start with `edgedistill distill` on the built-in example (no arguments needed), then point --teacher and
-    --data at your own model and data. `edgedistill list` shows the registered losses, student families, data
-    sets and teacher formats.
+    Start with `edgedistill build --target android` on the built-in example (no other arguments needed), then
+    point --teacher and --data at your own model and data; `edgedistill distill` runs the training steps alone.
+    `edgedistill list` shows the registered losses, student families, data sets and teacher formats.
     """
 
 
