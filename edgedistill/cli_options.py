@@ -97,7 +97,7 @@ BUILD_OPTIONS = [
                  "weights-only teacher files."),
     click.option("--family", help="Restrict the search to one student family. [default: by the data's shape]"),
     click.option("--epochs", type=int, help="Float distillation epochs. [default for the built-in example: 4 on 30,000 "
-                 "training samples, then 1 QAT epoch on 20,000: about 24 CPU-minutes]"),
+                 "training samples, then 1 QAT epoch on 20,000: about 3.5 minutes on 2 idle cores]"),
     click.option("--qat-epochs", type=int, help="QAT epochs. [default: 1]"),
     click.option("--seed", type=int, help="[default: 0]"),
     click.option("--out", type=click.Path(file_okay=False), help="Build directory. [default: runs/build-TARGET]"),
@@ -156,7 +156,7 @@ def distill_overrides(o: dict) -> dict:
 
 def build_overrides(o: dict) -> dict:
     """`build`'s parsed option values -> nested config overrides (with no --data / --config: the built-in example,
-    4 + 1 epochs on part of the training set, about 24 CPU-minutes)."""
+    4 + 1 epochs on part of the training set, about 3.5 minutes on 2 idle cores)."""
     return {
         "data": {"source": o["data"] or ("builtin:fashion-mnist" if not o["config_file"] else None),
                  "max_train": 30000 if not (o["data"] or o["config_file"]) else None},
