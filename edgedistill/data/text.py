@@ -1,0 +1,32 @@
+"""Text data before tokenization: what every text reader returns.
+
+A text sample is a Python string; its label is the data's own label (a string or an integer) or None for an
+unlabelled sample, which joins the transfer set only (as y = -1 does for arrays). The student's tokenizer
+(edgedistill.data.tokenizers) turns texts into the int32 token ids the rest of the pipeline carries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TextSplit:
+    """`texts[i]` with label `labels[i]` (str, int or None = unlabelled). `labels is None`: no sample is labelled."""
+
+    texts: tuple[str, ...]
+    labels: tuple[str | int | None, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass(frozen=True)
+class TextCorpus:
+    """A text data set as read: training texts, the data's own test split if it has one, and class names (empty:
+    the sorted distinct labels name the classes)."""
+
+    train: TextSplit
+    test: TextSplit | None
+    source: str
+    class_names: list[str] = field(default_factory=list)
