@@ -29,7 +29,7 @@ from torch import nn
 from edgedistill.quantize.capture import (SUPPORTED, UnsupportedOpError, capture, check_supported, node_path,
                                           op_kind, refuse)
 from edgedistill.quantize.fake import ActQuant
-from edgedistill.quantize.mcu import ROUNDINGS
+from edgedistill.quantize.arithmetic import ROUNDINGS
 from edgedistill.quantize.ops import (Activation, AvgPool, Binary, Concat, GraphOp, Lambda, Mean, QLayer, SameGrid,
                                       reshape_to)
 
@@ -83,8 +83,9 @@ class QuantGraph(nn.Module):
                     m.prepare_export()
 
     def set_rounding(self, rounding: str) -> None:
-        """"float" (XNNPACK, onnxruntime: round(acc · M)) or "tflm" (TFLite Micro's integer arithmetic for every op
-        that leaves its input's grid, quantize/mcu.py) for the "quant" forward."""
+        """"float" (torch's fake quantization, as onnxruntime's QDQ reference computes it), or a runtime's integer
+        arithmetic for every op that leaves its input's grid (quantize/arithmetic.py: "tflm" for TFLite Micro and
+        LiteRT's reference kernels, "xnnpack" for LiteRT's default CPU delegate), for the "quant" forward."""
         if rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, not {rounding!r}")
         self.rounding = rounding
@@ -145,6 +146,11 @@ class _Ctx:
             raise refuse(node, self.modules, f"operand {arg!r} is not a tensor computed by the graph (constant "
                                              "operands are not supported in int8; make them a layer's weights)")
         return self.val(arg)
+
+    def producer(self, value: str) -> GraphOp | None:
+        """The op whose output is the graph value `value` (None for the input)."""
+        key = next((k for k, _, out in self.steps if out == value), None)
+        return None if key is None else self.ops[key]
 
     def add(self, node: fx.Node, op: GraphOp, inputs: list[str], out_node: fx.Node | None = None) -> None:
         op.set_inputs([self.grids[i] for i in inputs])
@@ -267,10 +273,21 @@ def _build_binary(ctx: _Ctx, node: fx.Node) -> None:
 
 
 def _build_cat(ctx: _Ctx, node: fx.Node) -> None:
+    """CONCATENATION. The int8 spec gives a concatenation's inputs and output one grid; the converter meets it by
+    writing an input whose producer has no other user directly on the output's grid (one rounding), and by a
+    requantizing QUANTIZE op otherwise. QAT does the same: such a producer shares the concatenation's quantizer."""
     xs, dim = _arg(node, 0, "tensors"), _arg(node, 1, "dim", 0)
     if dim == 0:
         raise refuse(node, ctx.modules, "concatenation along the batch dimension is not a model op")
-    ctx.add(node, Concat(node_path(node), dim), [ctx.tensor_input(node, x) for x in xs])
+    ins = [ctx.tensor_input(node, x) for x in xs]
+    cat = Concat(node_path(node), dim)
+    for x, value in zip(xs, ins):
+        producer = ctx.producer(value)
+        if (producer is not None and len(x.users) == 1 and ins.count(value) == 1 and x.name == value
+                and isinstance(getattr(producer, "out_q", None), ActQuant) and producer.out_q.fixed is None):
+            producer.out_q = cat.out_q
+            ctx.grids[value] = cat.out_q
+    ctx.add(node, cat, ins)
 
 
 def _mean_dims(node: fx.Node, ctx: _Ctx) -> tuple[tuple[int, ...], bool]:
