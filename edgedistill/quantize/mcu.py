@@ -39,8 +39,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-ROUNDINGS = ("float", "tflm")
-
 
 def quantize_multiplier(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """TFLite's QuantizeMultiplier, per element: m = m0 · 2^(shift − 31) with m0 in [2^30, 2^31) (int64 arrays)."""
@@ -80,11 +78,16 @@ KERNEL_ROUNDING = {"depthwise": "double", "conv": "double", "linear": "double", 
                    "logistic": "double", "binary": "double"}
 
 
+# LiteRT's reference kernels (BUILTIN_REF) differ from TFLite Micro's in one place: FULLY_CONNECTED rounds once.
+REFERENCE_ROUNDING = {**KERNEL_ROUNDING, "linear": "single"}
+
+
 def multiply_by_quantized_multiplier(acc: torch.Tensor, m0: torch.Tensor, shift: torch.Tensor,
-                                     kernel: str = "conv") -> torch.Tensor:
+                                     kernel: str = "conv", rounding: dict = KERNEL_ROUNDING) -> torch.Tensor:
     """The int32 accumulator `acc` (int64 tensor) times the fixed-point multiplier m0 · 2^(shift − 31), as the
-    kernel computes it; m0 / shift broadcast against acc (per output channel)."""
-    return MULTIPLY[KERNEL_ROUNDING[kernel]](acc, m0, shift)
+    kernel computes it (`rounding`: TFLite Micro's kernels, or REFERENCE_ROUNDING for LiteRT's); m0 / shift
+    broadcast against acc (per output channel)."""
+    return MULTIPLY[rounding[kernel]](acc, m0, shift)
 
 
 def activation_range(act: str, scale: float, zero_point: int) -> tuple[int, int]:
@@ -99,13 +102,13 @@ def activation_range(act: str, scale: float, zero_point: int) -> tuple[int, int]
 
 @torch.no_grad()
 def requantize_tflm(acc: torch.Tensor, s_in: float, s_w: torch.Tensor, s_out: float, zp_out: int, act: str,
-                    kernel: str = "conv", channel_dim: int = 1) -> torch.Tensor:
+                    kernel: str = "conv", channel_dim: int = 1, rounding: dict = KERNEL_ROUNDING) -> torch.Tensor:
     """int8 codes of a conv / linear output from its exact int32 accumulator (bias included), as float."""
     m0, shift = quantize_multiplier(np.float64(s_in) * s_w.double().numpy() / np.float64(s_out))
     shape = [1] * acc.dim()
     shape[channel_dim] = -1
     m0, shift = torch.from_numpy(m0).view(shape), torch.from_numpy(shift).view(shape)
-    code = multiply_by_quantized_multiplier(acc.to(torch.int64), m0, shift, kernel) + zp_out
+    code = multiply_by_quantized_multiplier(acc.to(torch.int64), m0, shift, kernel, rounding) + zp_out
     lo, hi = activation_range(act, s_out, zp_out)
     return code.clamp(lo, hi).to(torch.float32)
 

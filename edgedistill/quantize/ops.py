@@ -27,9 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgedistill.quantize.arithmetic import ARITHMETIC, Arithmetic
 from edgedistill.quantize.fake import ActQuant, fake_quant_bias, fake_quant_weight, qdq_weight_export, weight_scale
-from edgedistill.quantize.mcu import (binary_tflm, hard_swish_table, logistic_table, mean_tflm, requantize_codes,
-                                     requantize_tflm)
 
 LOGISTIC_GRID = (1.0 / 256.0, -128)   # TFLite int8 spec: LOGISTIC output scale 1/256, zero point -128
 UNIT_GRID = (1.0 / 255.0, -128)       # hardsigmoid's [0, 1]: saturation of this grid is the clamp
@@ -44,7 +43,9 @@ def _act(kind: str, y: torch.Tensor) -> torch.Tensor:
 
 
 class GraphOp(nn.Module):
-    """Base: `in_qs` holds the quantizers of the inputs' grids (a list, so they are not registered twice)."""
+    """Base: `in_qs` holds the quantizers of the inputs' grids (a list, so they are not registered twice).
+    `rounding`: "float" (fake quantization only) or the name of the runtime arithmetic whose integers the "quant"
+    forward computes (quantize/arithmetic.py: "tflm", "xnnpack")."""
 
     kind = "op"
 
@@ -53,6 +54,11 @@ class GraphOp(nn.Module):
         self.name = name  # the float model's module path or graph node, for messages and exported names
         self._in_qs: list[ActQuant] = []
         self.lifted = False  # export of a 1-D graph as 2-D with height 1 (see QuantGraph.set_mode)
+        self.rounding = "float"
+
+    @property
+    def arithmetic(self) -> Arithmetic:
+        return ARITHMETIC.get(self.rounding)
 
     @property
     def in_qs(self) -> list[ActQuant]:
@@ -78,7 +84,6 @@ class QLayer(GraphOp):
         self.kind, self.stride, self.padding, self.groups = kind, stride, padding, groups
         self.act = act  # "none" | "relu" | "relu6" | "hardsigmoid" (weights already scaled by 1/6, bias + 1/2)
         self.out_q = ActQuant(fixed=UNIT_GRID if act == "hardsigmoid" else None)
-        self.rounding = "float"  # "tflm": requantize as TFLite Micro's kernels do (quantize/mcu.py)
 
     @property
     def in_q(self) -> ActQuant:
@@ -108,8 +113,8 @@ class QLayer(GraphOp):
         if self.act == "hardsigmoid" and mode in ("float", "observe"):
             y = torch.clamp(y, 0.0, 1.0)  # in "quant" / "export" the [0, 1] grid's saturation is the clamp
         out = self.out_q.after_relu(y) if self.act == "relu" else self.out_q(_act(self.act, y))
-        if mode == "quant" and self.rounding == "tflm":
-            out = out + (self._tflm_output(x, w, b) - out).detach()  # TFLM's integers, straight-through gradient
+        if mode == "quant" and self.rounding != "float":
+            out = out + (self._int_output(x, w, b) - out).detach()  # the runtime's integers, straight-through
         return out
 
     def _conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -119,16 +124,16 @@ class QLayer(GraphOp):
         return conv(x, w, b, self.stride, self.padding, 1, self.groups)
 
     @torch.no_grad()
-    def _tflm_output(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """The exact int32 accumulator (float64 holds it exactly), requantized with TFLite's fixed-point
-        multiplier; returned dequantized."""
+    def _int_output(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The exact int32 accumulator (float64 holds it exactly), requantized as the runtime does; returned
+        dequantized."""
         s_in, s_w = float(self.in_q.scale), weight_scale(self.weight)
         shape = (-1,) + (1,) * (w.dim() - 1)
         acc = self._conv(torch.round(x.detach() / s_in).double(), torch.round(w.detach() / s_w.view(shape)).double(),
                          torch.round(b.detach() / (s_in * s_w)).double())
         s_out, zp = float(self.out_q.scale), int(self.out_q.zero_point)
         kernel = "linear" if self.kind == "linear" else "depthwise" if self.groups > 1 else "conv"
-        code = requantize_tflm(torch.round(acc), s_in, s_w, s_out, zp, self.act, kernel)
+        code = self.arithmetic.conv(torch.round(acc), s_in, s_w, s_out, zp, self.act, kernel)
         return (code - zp) * s_out
 
     def read_flattened(self, flatten: "SameGrid") -> None:
@@ -161,19 +166,18 @@ class Binary(GraphOp):
         super().__init__(name)
         self.kind, self.act = op, act
         self.out_q = ActQuant()
-        self.rounding = "float"  # "tflm": TFLite Micro's fixed-point rescaling (quantize/mcu.py: binary_tflm)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         out = self.out_q(_act(self.act, BINARY[self.kind](a, b)))
-        if self.out_q.mode == "quant" and self.rounding == "tflm":
-            out = out + (self._tflm_output(a, b) - out).detach()
+        if self.out_q.mode == "quant" and self.rounding != "float":
+            out = out + (self._int_output(a, b) - out).detach()
         return out
 
     @torch.no_grad()
-    def _tflm_output(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def _int_output(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         grids = [(float(q.scale), int(q.zero_point)) for q in (*self.in_qs, self.out_q)]
         codes = [(torch.round(v.detach() / s) + z).to(torch.int64) for v, (s, z) in zip((a, b), grids)]
-        return (binary_tflm(self.kind, *codes, *grids, self.act) - grids[2][1]) * grids[2][0]
+        return (self.arithmetic.binary(self.kind, *codes, *grids, self.act) - grids[2][1]) * grids[2][0]
 
 
 class Concat(GraphOp):
@@ -183,23 +187,23 @@ class Concat(GraphOp):
         super().__init__(name)
         self.dim = dim
         self.out_q = ActQuant()
-        self.rounding = "float"  # "tflm": an input on another grid is requantized as TFLite Micro's QUANTIZE does
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         dim = _lift_dims((self.dim,), self.lifted)[0]
         out = self.out_q(torch.cat(xs, dim))
-        if self.out_q.mode == "quant" and self.rounding == "tflm":
-            out = out + (self._tflm_output(xs, dim) - out).detach()
+        if self.out_q.mode == "quant" and self.rounding != "float":
+            out = out + (self._int_output(xs, dim) - out).detach()
         return out
 
     @torch.no_grad()
-    def _tflm_output(self, xs: tuple[torch.Tensor, ...], dim: int) -> torch.Tensor:
+    def _int_output(self, xs: tuple[torch.Tensor, ...], dim: int) -> torch.Tensor:
+        """An input on another grid than the output's is moved by the runtime's QUANTIZE op."""
         so, zo = float(self.out_q.scale), int(self.out_q.zero_point)
         parts = []
         for x, q in zip(xs, self.in_qs):
             s, z = float(q.scale), int(q.zero_point)
             code = (torch.round(x.detach() / s) + z).to(torch.int64)
-            parts.append(code if (s, z) == (so, zo) else requantize_codes(code, (s, z), (so, zo)))
+            parts.append(code if (s, z) == (so, zo) else self.arithmetic.requantize(code, (s, z), (so, zo)))
         return (torch.cat(parts, dim) - zo).to(torch.float32) * so
 
 
@@ -212,7 +216,6 @@ class Mean(GraphOp):
         super().__init__(name)
         self.dims, self.keepdim = tuple(dims), keepdim
         self.out_q = ActQuant()
-        self.rounding = "float"  # "tflm": TFLite Micro's integer MEAN (quantize/mcu.py)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dims = _lift_dims(self.dims, self.lifted)
@@ -225,19 +228,19 @@ class Mean(GraphOp):
             y = x.mean(dim=dims, keepdim=True)
             return self.out_q(y.permute(0, *range(2, y.dim()), 1).flatten(1))
         out = self.out_q(x.mean(dim=dims, keepdim=self.keepdim))
-        if self.out_q.mode == "quant" and self.rounding == "tflm":
-            out = out + (self._tflm_output(x, dims) - out).detach()
+        if self.out_q.mode == "quant" and self.rounding != "float":
+            out = out + (self._int_output(x, dims) - out).detach()
         return out
 
     @torch.no_grad()
-    def _tflm_output(self, x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-        """TFLite Micro's MEAN: the integer sum of (code − zero point), requantized with 1/count folded into the
-        fixed-point multiplier (quantize/mcu.py: mean_tflm); returned dequantized."""
-        s_in = float(self.in_qs[0].scale)
+    def _int_output(self, x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+        """The runtime's MEAN from the integer sum of (code − zero point); returned dequantized."""
+        q = self.in_qs[0]
+        s_in = float(q.scale)
         total = torch.round(x.detach() / s_in).sum(dim=dims, keepdim=self.keepdim).to(torch.int64)
         count = x[0].numel() // max(total[0].numel(), 1)
         s_out, zp = float(self.out_q.scale), int(self.out_q.zero_point)
-        return (mean_tflm(total, count, s_in, s_out, zp) - zp) * s_out
+        return (self.arithmetic.mean(total, count, (s_in, int(q.zero_point)), (s_out, zp)) - zp) * s_out
 
 
 ACTIVATIONS: dict[str, tuple[Callable, tuple[float, int] | None]] = {
@@ -253,25 +256,23 @@ class Activation(GraphOp):
         super().__init__(name)
         self.kind = kind
         self.out_q = ActQuant(fixed=ACTIVATIONS[kind][1])
-        self.rounding = "float"  # "tflm": TFLite Micro's fixed-point kernel, as a table of the 256 input codes
         self._tables: dict[tuple, torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.out_q(ACTIVATIONS[self.kind][0](x))
-        if self.out_q.mode == "quant" and self.rounding == "tflm":
-            out = out + (self._tflm_output(x) - out).detach()
+        if self.out_q.mode == "quant" and self.rounding != "float":
+            out = out + (self._int_output(x) - out).detach()
         return out
 
     @torch.no_grad()
-    def _tflm_output(self, x: torch.Tensor) -> torch.Tensor:
+    def _int_output(self, x: torch.Tensor) -> torch.Tensor:
         """The kernel's output code for each input code (the input is on its producer's grid), dequantized."""
         q_in = self.in_qs[0]
         s_in, zp_in = float(q_in.scale), int(q_in.zero_point)
         s_out, zp_out = float(self.out_q.scale), int(self.out_q.zero_point)
-        key = (s_in, zp_in, s_out, zp_out)
+        key = (self.rounding, s_in, zp_in, s_out, zp_out)
         if key not in self._tables:
-            table = logistic_table(s_in, zp_in) if self.kind == "sigmoid" else \
-                hard_swish_table(s_in, zp_in, s_out, zp_out)
+            table = self.arithmetic.table(self.kind, (s_in, zp_in), (s_out, zp_out))
             self._tables = {key: torch.from_numpy(table).float()}
         code_in = (torch.round(x.detach() / s_in) + zp_in).clamp(-128, 127).long() + 128
         return (self._tables[key][code_in] - zp_out) * s_out

@@ -1,0 +1,73 @@
+"""Which integer arithmetic QAT computes: one entry per runtime family that runs an int8 file.
+
+The int8 ops (quantize/ops.py) fake-quantize their float result ("float": one rounding, what onnxruntime's QDQ
+reference computes) and, with an integer arithmetic selected, replace the forward value by the codes that runtime's
+kernels compute, with a straight-through gradient. Each entry gives the same five pieces of arithmetic:
+
+* `conv(acc, s_in, s_w, s_out, zp_out, act, kernel)`: a conv / depthwise / fully-connected output from its exact
+  int32 accumulator (int64 tensor, bias included);
+* `binary(kind, a, b, grid_a, grid_b, grid_out, act)`: ADD / SUB / MUL from the input codes;
+* `mean(shifted_sum, count, grid_in, grid_out)`: MEAN from the sums of (code − zero point);
+* `table(kind, grid_in, grid_out)`: HARD_SWISH / LOGISTIC as the 256 output codes of the input codes;
+* `requantize(code, grid_in, grid_out)`: QUANTIZE int8 -> int8 (a concatenation input on another grid).
+
+Codes come back as float tensors (int64 for `requantize`, a NumPy int64 array for `table`).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+from edgedistill.quantize import mcu, xnnpack
+from edgedistill.registry import Registry
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    conv: Callable
+    binary: Callable
+    mean: Callable
+    table: Callable
+    requantize: Callable
+
+
+ARITHMETIC: Registry[Arithmetic] = Registry("integer arithmetic")
+
+
+def _tflm_table(kind: str, grid_in: tuple[float, int], grid_out: tuple[float, int]):
+    if kind == "sigmoid":
+        return mcu.logistic_table(*grid_in)
+    return mcu.hard_swish_table(*grid_in, *grid_out)
+
+
+def _tflm_mean(total, count: int, grid_in: tuple[float, int], grid_out: tuple[float, int]):
+    return mcu.mean_tflm(total, count, grid_in[0], *grid_out)
+
+
+ARITHMETIC.register("tflm", "TFLite Micro (and LiteRT's reference kernels): fixed-point multipliers, gemmlowp "
+                            "rounding (quantize/mcu.py)")(Arithmetic(
+    conv=mcu.requantize_tflm,
+    binary=mcu.binary_tflm,
+    mean=_tflm_mean,
+    table=_tflm_table,
+    requantize=mcu.requantize_codes))
+
+ARITHMETIC.register("reference", "LiteRT's reference kernels (BUILTIN_REF): TFLite Micro's arithmetic, except that "
+                                 "FULLY_CONNECTED rounds once")(Arithmetic(
+    conv=functools.partial(mcu.requantize_tflm, rounding=mcu.REFERENCE_ROUNDING),
+    binary=mcu.binary_tflm,
+    mean=_tflm_mean,
+    table=_tflm_table,
+    requantize=mcu.requantize_codes))
+
+ARITHMETIC.register("xnnpack", "LiteRT's XNNPACK delegate: float32 requantization, integer ADD, lookup tables "
+                               "(quantize/xnnpack.py)")(Arithmetic(
+    conv=xnnpack.requantize,
+    binary=xnnpack.binary,
+    mean=xnnpack.mean,
+    table=xnnpack.table,
+    requantize=xnnpack.requantize_codes))
+
+ROUNDINGS = ("float", *ARITHMETIC.names())  # "float": torch's fake quantization only (onnxruntime's QDQ reference)
