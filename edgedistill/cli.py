@@ -63,14 +63,11 @@ def distill(quiet, overwrite, **options):
 @click.option("--data", help="Data for calibration and parity. [default: the data named in CHECKPOINT/config.json]")
 @click.option("--calibration", type=click.Choice(["minmax", "percentile", "mse"]), default="minmax", show_default=True)
 @click.option("--calibration-size", type=int, default=1000, show_default=True)
-@click.option("--int8-tolerance", type=float, default=1.0, show_default=True,
-              help="Fail if an int8 file loses more accuracy than this vs the torch int8 model.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory. [default: CHECKPOINT/export]")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier export's output directory.")
 @user_errors
 @third_party_to_log
-def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calibration_size, int8_tolerance, out,
-               overwrite):
+def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calibration_size, out, overwrite):
     """Export a distilled student (a directory written by `edgedistill distill`) to ONNX and TFLite, and run
     every file on its own runtime (onnxruntime, LiteRT, TFLite Micro) against the torch model it came from."""
     from pathlib import Path
@@ -78,6 +75,7 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
     from rich.console import Console
 
     from edgedistill.api import export_checkpoint
+    from edgedistill.export.parity import ParityRow
 
     if format_alias is not None:
         click.echo("note: --format is deprecated; it is spelled --formats (as for distill).", err=True)
@@ -87,13 +85,13 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
     out_dir = Path(out) if out else Path(checkpoint) / "export"
     keep_log_in(out_dir)  # the converters' log lines go to OUT/third_party.log, not the terminal
     res = export_checkpoint(Path(checkpoint), out_dir, fmts, int8, data, calibration, calibration_size,
-                            int8_tolerance, overwrite=overwrite)
+                            overwrite=overwrite)
     console = Console(width=None if sys.stdout.isatty() else 140)
     print_parity_table(console, res.record["parity"])
     console.print(f"wrote {len(res.record['artifacts'])} file(s) and export.json to {res.out_dir}")
     if not res.record["parity_passed"]:
-        raise EdgeDistillError("Parity check failed: an exported file does not reproduce the torch model within "
-                               f"{int8_tolerance} points; see {res.out_dir / 'export.json'}.")
+        failed = [ParityRow(**r).failure() for r in res.record["parity"] if r["checked"] and not r["passed"]]
+        raise EdgeDistillError(f"Parity check failed: {'; '.join(failed)}. See {res.out_dir / 'export.json'}.")
 
 
 @main.command("profile")

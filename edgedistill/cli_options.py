@@ -72,8 +72,6 @@ DISTILL_OPTIONS = [
                  help="How activation ranges are chosen from the calibration set. [default: minmax]"),
     click.option("--calibration-size", type=int, help="Training samples used for calibration. [default: 1000]"),
     click.option("--formats", help="Export formats, comma-separated: onnx,tflite. [default: both]"),
-    click.option("--int8-tolerance", type=float,
-                 help="Fail if an int8 file's accuracy is more than this many points below the torch QAT student. [default: 1.0]"),
     click.option("--target", help="With --qat: target profile for the report's estimate and fit checks "
                  "(edgedistill targets list). [default: cpu]"),
     click.option("--no-baseline", is_flag=True, default=None, help="Skip the no-teacher twin (not recommended)."),
@@ -145,7 +143,7 @@ def distill_overrides(o: dict) -> dict:
                   # --steps on the command line replaces a config file's epochs (flags override the file)
                   **({"epochs": "auto"} if o["steps"] is not None and o["epochs"] is None else {})},
         "quant": {"qat": o["qat"], "qat_epochs": o["qat_epochs"], "calibration": o["calibration"],
-                  "calibration_size": o["calibration_size"], "int8_tolerance": o["int8_tolerance"],
+                  "calibration_size": o["calibration_size"],
                   "formats": parse_formats(o["formats"])},
         "baseline": False if o["no_baseline"] else None,
         "target": o["target"],

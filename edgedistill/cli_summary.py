@@ -73,13 +73,15 @@ def print_parity_table(console, parity: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="parity: every exported file on its own runtime (test split)")
+    from edgedistill.report.sections import parity_diff
+
     for col in ("file", "runtime", "n", "acc", "ref acc", "agree", "max |Δlogit|", "bytes", "verdict"):
         table.add_column(col, justify="left" if col in ("file", "runtime", "verdict") else "right")
     for r in parity:
         verdict = ("[green]ok[/]" if r["passed"] else "[red]FAIL[/]") if r["checked"] else "[yellow]info[/]"
         table.add_row(r["artifact"], r["runtime"], str(r["samples"]), f"{r['accuracy']:.2f}%",
                       f"{r['reference_accuracy']:.2f}%", f"{r['top1_agreement']:.2f}%",
-                      f"{r['max_abs_logit_diff']:.4g}", f"{r['bytes']:,}", verdict)
+                      parity_diff(r), f"{r['bytes']:,}", verdict)
     console.print(table)
 
 

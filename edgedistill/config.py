@@ -235,9 +235,19 @@ class QuantConfig(_Strict):
     qat_lr_scale: float = Field(0.1, gt=0, le=1, description="QAT learning rate = train.lr × this")
     qat_max_samples: int | None = Field(None, ge=100, description="QAT fine-tunes on at most this many transfer "
                                         "samples (a seeded subset; default: all)")
-    rounding: Literal["auto", "float", "tflm"] = Field(
-        "auto", description="the int8 requantization QAT trains with: tflm (TFLite Micro's reference kernels, what a "
-        "microcontroller computes), float (XNNPACK / onnxruntime), or auto: tflm when the target runs TFLite Micro")
+    rounding: Literal["auto", "float", "tflm", "reference", "xnnpack"] = Field(
+        "auto", description="the integer arithmetic QAT computes: xnnpack (LiteRT's default CPU delegate), tflm "
+        "(TFLite Micro), reference (LiteRT's reference kernels), float (torch fake quantization, as onnxruntime's QDQ "
+        "reference), or auto: that of the target's runtime (xnnpack without a target)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed(cls, v):
+        if isinstance(v, dict) and "int8_tolerance" in v:
+            raise ValueError("int8_tolerance was removed: parity no longer allows an accuracy loss; every int8 file "
+                             "must agree with the trained model computing its runtime's arithmetic (top-1 >= 99.9 %, "
+                             "logits within one output step). Delete the setting.")
+        return v
 
     @field_validator("qat_epochs")
     @classmethod
@@ -249,7 +259,6 @@ class QuantConfig(_Strict):
     calibration: Literal["minmax", "percentile", "mse"] = "minmax"
     calibration_size: int = Field(1000, ge=16, description="training samples drawn (seeded) for calibration")
     formats: list[Literal["onnx", "tflite"]] = Field(default_factory=lambda: ["onnx", "tflite"])
-    int8_tolerance: float = Field(1.0, ge=0, description="max accuracy points an int8 file may lose vs QAT torch")
     tflm_max_samples: int = Field(1000, ge=1, description="test samples run through TFLite Micro (1 per invoke)")
 
 

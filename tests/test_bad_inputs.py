@@ -56,7 +56,7 @@ def test_steps_on_the_command_line_override_a_config_files_epochs(tmp_path):
              "teacher_input", "teacher_output", "teacher_allow_pickle", "ensemble", "student", "loss", "augment_text",
              "features", "scheme", "generations", "peers", "online_teacher", "temperature", "alpha", "tune_epochs",
              "epochs", "steps", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "seed", "threads", "qat",
-             "qat_epochs", "calibration", "calibration_size", "formats", "int8_tolerance", "target", "no_baseline",
+             "qat_epochs", "calibration", "calibration_size", "formats", "target", "no_baseline",
              "cache_dir", "out"]
     opts = {n: None for n in names} | {"teachers": (), "features": (), "steps": 40}
     c = load_config(str(cfg), distill_overrides(opts))

@@ -254,11 +254,17 @@ def test_report_files(digits_run):
     assert s["speedup_vs_teacher"] == pytest.approx(teacher["latency_ms"] / deployed["latency_ms"], rel=1e-9)
     assert s["size_ratio_teacher_over_student"] == pytest.approx(teacher["bytes"] / deployed["bytes"], rel=1e-9)
     assert s["size_ratio_teacher_over_student"] > 1 and deployed["bytes"] == (digits_run / "student_int8.tflite").stat().st_size
-    # parity: each row's verdict from its own accuracies (default --int8-tolerance 1.0), the run's from its rows
+    # parity: each row's verdict from its own agreement and step bound, the run's from its rows; the int8 TFLite
+    # file on LiteRT and TFLite Micro computes exactly what the QAT model computes in that runtime's arithmetic
     for r in rep["parity"]:
-        assert r["passed"] == (not r["checked"] or r["accuracy"] >= r["reference_accuracy"] - 1.0), r
+        within = r["top1_agreement"] >= 99.9 and (r["max_steps"] is None or r["max_steps"] <= r["step_bound"] + 1e-3)
+        assert r["passed"] == (not r["checked"] or within), r
     checked = [r for r in rep["parity"] if r["checked"]]
-    assert len(checked) == 5 and all(r["passed"] for r in checked)
+    assert len(checked) == 6 and all(r["passed"] for r in checked)
+    exact = {(r["artifact"], r["runtime"]): r for r in checked if r["artifact"] == "tflite-int8"}
+    assert {rt: r["arithmetic"] for (_, rt), r in exact.items()} == {"litert": "xnnpack", "tflm": "tflm",
+                                                                     "litert-reference": "reference"}
+    assert all(r["max_steps"] == 0 for r in exact.values()), exact
     assert s["deployed_matches_measured"] is True and rep["usage"]["parity_passed"] is True
     q = json.loads((digits_run / "metrics.json").read_text())["int8"]
     assert s["gain_vs_no_teacher_twin_int8"] == pytest.approx(q["qat_test_acc"] - q["baseline_qat_test_acc"])

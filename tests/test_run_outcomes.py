@@ -58,7 +58,7 @@ def test_parity_failure_exits_1_keeps_the_outputs_and_leaves_the_old_output_alon
     r = CliRunner().invoke(main, [*QAT, "--out", str(out), "--overwrite"])
     assert r.exit_code == 1, r.output
     assert r.output.startswith("error: Parity check failed") and "Traceback" not in r.output
-    assert "tflite-int8 on litert" in r.output and "--int8-tolerance" in r.output
+    assert "tflite-int8 on litert" in r.output and "output steps apart" in r.output and "top-1 agreement" in r.output
     # the failed run's outputs are kept for inspection; the old output is untouched (--overwrite needs success)
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "old.txt"]
     assert {"student_int8.tflite", "student_int8.onnx", "metrics.json"} <= {p.name for p in partial.iterdir()}
@@ -88,10 +88,14 @@ def _earlier_run_output(out):
     (out / "old.txt").write_text("the previous run")
 
 
-def test_an_impossible_tolerance_is_refused_before_anything_is_written(tmp_path):
-    out = tmp_path / "run"
-    r = CliRunner().invoke(main, [*QAT, "--out", str(out), "--int8-tolerance", "-1"])
-    assert r.exit_code != 0 and "int8_tolerance" in r.output.replace("-", "_")
+def test_the_removed_accuracy_tolerance_is_refused_with_the_rule_that_replaced_it(tmp_path):
+    """Parity no longer allows an accuracy loss: a config still setting quant.int8_tolerance is told the new rule,
+    before anything is written."""
+    out, cfg = tmp_path / "run", tmp_path / "c.toml"
+    cfg.write_text("[quant]\nint8_tolerance = 1.0\n")
+    r = CliRunner().invoke(main, [*QAT, "--out", str(out), "--config", str(cfg)])
+    assert r.exit_code != 0 and "int8_tolerance was removed" in r.output and "99.9" in r.output, r.output
+    assert "Traceback" not in r.output
     assert not out.exists() and not (tmp_path / "run.partial").exists()
 
 

@@ -1,14 +1,31 @@
 """Parity: every exported file is run by its own runtime(s) on the test split and compared with the torch model it
-came from (the float student for float files, the QAT student for int8 files)."""
+came from: the float student for float files; for int8 files, the QAT model computing the same integer arithmetic as
+that runtime's kernels (quantize/arithmetic.py: XNNPACK's for LiteRT, the reference kernels' for LiteRT's
+BUILTIN_REF, TFLite Micro's, torch's fake quantization for onnxruntime's QDQ reference).
+
+A row passes when the file's top-1 class agrees with its reference on at least `AGREEMENT` % of the samples and,
+for an int8 file, every logit lies within the runtime's step bound of the reference, in output quantization steps
+(the file's own output scale): `MAX_STEPS` (one) for LiteRT and TFLite Micro, whose integers the QAT model computes
+bit for bit (measured: 0 steps on every family), two for onnxruntime's QDQ reference, which computes each op in
+float32 in another summation order than torch (runtimes/onnxrt.py).
+A float file's logits must lie within `FLOAT_TOLERANCE` of the reference, relative to the reference's largest logit.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
+import torch
+
 from edgedistill.export.artifact import Artifact
 from edgedistill.export.registry import EXPORTERS
 from edgedistill.runtimes import LiteRTReferenceRunner, LiteRTRunner, OnnxRunner, TFLMRunner
+
+AGREEMENT = 99.9        # % top-1 agreement with the reference, every checked row
+MAX_STEPS = 1.0         # int8 files on LiteRT / TFLite Micro: output steps between the file's and the reference's
+FLOAT_TOLERANCE = 1e-3  # float files: max |Δlogit| relative to the reference's largest |logit|
 
 
 @dataclass(frozen=True)
@@ -24,18 +41,30 @@ class ParityRow:
     checked: bool  # False: informational (e.g. a runtime's fused kernels), not part of the pass/fail verdict
     passed: bool
     note: str = ""
+    arithmetic: str = "float"          # the reference's arithmetic (int8 files: the runtime's, see module doc)
+    max_steps: float | None = None     # int8 files: max |Δlogit| in output quantization steps
+    step_bound: float | None = None    # int8 files: the runtime's bound on max_steps
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def failure(self) -> str:
+        """Which file, on which runtime, by how much (for a row that did not pass)."""
+        off = (f"logits up to {self.max_steps:.1f} output steps apart (bound {self.step_bound:g})"
+               if self.max_steps is not None else f"logits up to {self.max_abs_logit_diff:.3g} apart")
+        return (f"{self.artifact} on {self.runtime}: top-1 agreement {self.top1_agreement:.2f}% with the trained model "
+                f"computing {self.arithmetic} arithmetic (bound {AGREEMENT}%), {off}; accuracy {self.accuracy:.2f}% "
+                f"vs {self.reference_accuracy:.2f}%")
 
 
 # Runtimes run beside the required ones, reported but not part of the verdict: format -> why.
 INFORMATIONAL = {
     "onnxruntime-fused": ("onnx", "onnxruntime's fused int8 kernels on this CPU (informational: int8 dot products "
                                   "can saturate on x86 without VNNI)"),
-    "litert-reference": ("tflite", "LiteRT's reference kernels: TFLite Micro's int8 rounding on every test image "
-                                   "(informational: XNNPACK rounds like the torch model, microcontrollers do not)"),
 }
+# Extra runtimes for int8 files: LiteRT's reference kernels run TFLite Micro's arithmetic on the whole test split
+# (the TFLite Micro row covers its first `tflm_max_samples`, one sample per invoke).
+INT8_EXTRA = {"tflite": ("litert-reference",), "onnx": ("onnxruntime-fused",)}
 
 
 def _runner(runtime: str, art: Artifact):
@@ -54,40 +83,73 @@ def _runner(runtime: str, art: Artifact):
 
 
 def parity_plan(artifacts: list[Artifact]) -> list[tuple[Artifact, str]]:
-    """Every (file, runtime) pair to run: the exporter's runtimes, plus two informational ones: onnxruntime's fused
-    kernels for int8 ONNX, and LiteRT's reference kernels (TFLite Micro's arithmetic on the whole test split, where
-    the TFLite Micro row covers its first `tflm_max_samples`) for int8 TFLite."""
+    """Every (file, runtime) pair to run: the exporter's runtimes, plus LiteRT's reference kernels for int8 TFLite
+    and onnxruntime's fused kernels (informational) for int8 ONNX."""
     plan = []
     for art in artifacts:
         runtimes = list(EXPORTERS.get(art.name).runtimes)
         if art.precision == "int8":
-            runtimes += [rt for rt in INFORMATIONAL if INFORMATIONAL[rt][0] == art.format]
+            runtimes += list(INT8_EXTRA.get(art.format, ()))
         plan += [(art, rt) for rt in runtimes]
     return plan
 
 
-def check_parity(artifacts: list[Artifact], ref_float: np.ndarray, ref_int8: np.ndarray | None, x: np.ndarray,
-                 y: np.ndarray, tolerance: float, tflm_max_samples: int = 1000, progress=None,
+def _judge(out: np.ndarray, ref: np.ndarray, step: float | None,
+           bound: float) -> tuple[float, float, float | None, bool]:
+    """(agreement %, max |Δ|, max Δ in steps or None, within bounds)."""
+    agreement = 100.0 * float((out.argmax(1) == ref.argmax(1)).mean())
+    diff = float(np.abs(out - ref).max()) if out.size else 0.0
+    if step is not None:
+        steps = diff / step
+        return agreement, diff, steps, agreement >= AGREEMENT and steps <= bound + 1e-3
+    scale = max(float(np.abs(ref).max()), 1.0)
+    return agreement, diff, None, agreement >= AGREEMENT and diff <= FLOAT_TOLERANCE * scale
+
+
+def check_parity(artifacts: list[Artifact], ref_float: np.ndarray, ref_int8: Callable[[str], np.ndarray] | None,
+                 x: np.ndarray, y: np.ndarray, step: float | None, tflm_max_samples: int = 1000, progress=None,
                  predictions: dict | None = None) -> list[ParityRow]:
-    """ref_*: the torch reference logits on `x`. A row fails when its accuracy is more than `tolerance` points
-    below its reference (the QAT student for int8 files, the float student for float files). `predictions`, when
+    """Run every planned (file, runtime) pair on `x` (N×...) and judge it against its torch reference: `ref_float`
+    (N×K logits of the float student) for float files, `ref_int8(arithmetic)` (N×K logits of the QAT model
+    computing that arithmetic) for int8 files, whose output quantization step is `step`. `predictions`, when
     given, receives each row's predicted classes (N ints) under "artifact/runtime"."""
     rows = []
     for art, rt in parity_plan(artifacts):
-        ref = ref_int8 if art.precision == "int8" else ref_float
+        runner = _runner(rt, art)
+        int8 = art.precision == "int8"
+        arithmetic = runner.arithmetic if int8 else "float"
+        ref = ref_int8(arithmetic) if int8 else ref_float
         n = min(len(x), tflm_max_samples) if rt == "tflm" else len(x)
-        out = _runner(rt, art).predict_batched(x[:n], batch=1024)
-        acc = 100.0 * float((out.argmax(1) == y[:n]).mean())
+        out = runner.predict_batched(x[:n], batch=1024)
         if predictions is not None:
             predictions[f"{art.name}/{rt}"] = out.argmax(1)
-        ref_acc = 100.0 * float((ref[:n].argmax(1) == y[:n]).mean())
+        agreement, diff, steps, within = _judge(out, ref[:n], step if int8 else None, runner.step_bound)
         checked = rt not in INFORMATIONAL
-        note = "" if checked else INFORMATIONAL[rt][1]
         rows.append(ParityRow(
-            artifact=art.name, runtime=rt, samples=n, accuracy=acc, reference_accuracy=ref_acc,
-            top1_agreement=100.0 * float((out.argmax(1) == ref[:n].argmax(1)).mean()),
-            max_abs_logit_diff=float(np.abs(out - ref[:n]).max()), bytes=art.bytes, checked=checked,
-            passed=acc >= ref_acc - tolerance or not checked, note=note))
+            artifact=art.name, runtime=rt, samples=n, accuracy=100.0 * float((out.argmax(1) == y[:n]).mean()),
+            reference_accuracy=100.0 * float((ref[:n].argmax(1) == y[:n]).mean()), top1_agreement=agreement,
+            max_abs_logit_diff=diff, bytes=art.bytes, checked=checked, passed=within or not checked,
+            note=INFORMATIONAL[rt][1] if not checked else "", arithmetic=arithmetic, max_steps=steps,
+            step_bound=runner.step_bound if int8 else None))
         if progress:
             progress(1)
     return rows
+
+
+def int8_references(model, x: np.ndarray, predict) -> Callable[[str], np.ndarray]:
+    """`arithmetic -> N×K logits` of the QAT `model` (a QuantGraph) on `x`, computed once per arithmetic with
+    `predict(model, x)`; the model's own rounding is restored after each."""
+    cache: dict[str, np.ndarray] = {}
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+
+    def reference(arithmetic: str) -> np.ndarray:
+        if arithmetic not in cache:
+            trained = model.rounding
+            model.set_rounding(arithmetic)
+            try:
+                cache[arithmetic] = predict(model, xt).numpy()
+            finally:
+                model.set_rounding(trained)
+        return cache[arithmetic]
+
+    return reference

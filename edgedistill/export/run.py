@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from edgedistill.data import make_splits, read_dataset
 from edgedistill.distill.trainer import predict_logits
 from edgedistill.errors import ConfigError, ModelLoadError
-from edgedistill.export.parity import check_parity
+from edgedistill.export.parity import check_parity, int8_references
 from edgedistill.export.registry import export_all
 from edgedistill.quantize import calibration_indices, post_training_quantize
 from edgedistill.quantize.qat import rebuild_quant_student
@@ -43,11 +43,11 @@ def _data_spec(checkpoint: Path, data: str | None) -> dict:
 
 
 def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: bool, data: str | None = None,
-                      calibration: str = "minmax", calibration_size: int = 1000, tolerance: float = 1.0,
-                      tflm_max_samples: int = 1000, overwrite: bool = False, rounding: str | None = None) -> ExportResult:
-    """`rounding`: the requantization the int8 reference model computes ("tflm" for a student trained with
-    TFLite Micro's rounding for a microcontroller target; quantize/mcu.py). None: what the checkpoint's QAT used
-    (metrics.json), else "float"."""
+                      calibration: str = "minmax", calibration_size: int = 1000, tflm_max_samples: int = 1000,
+                      overwrite: bool = False, rounding: str | None = None) -> ExportResult:
+    """`rounding`: the integer arithmetic the int8 model was trained with (quantize/arithmetic.py; it is recorded
+    with the export). None: what the checkpoint's QAT used (metrics.json), else "xnnpack". Parity compares each
+    file with the model computing its own runtime's arithmetic, whatever the training used."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_dir():
         raise ModelLoadError(f"Checkpoint {checkpoint} is not a directory written by `edgedistill distill`.")
@@ -81,8 +81,9 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
         artifacts = export_all(model, qmodel, ck.input_shape, ck.num_classes, work, formats, int8)
         x = splits.test.x
         ref_f = predict_logits(model, torch.from_numpy(x)).numpy()
-        ref_q = None if qmodel is None else predict_logits(qmodel, torch.from_numpy(x)).numpy()
-        rows = check_parity(artifacts, ref_f, ref_q, x, splits.test.y, tolerance, tflm_max_samples)
+        ref_q = None if qmodel is None else int8_references(qmodel, x, predict_logits)
+        step = None if qmodel is None else float(qmodel.output_q.scale)
+        rows = check_parity(artifacts, ref_f, ref_q, x, splits.test.y, step, tflm_max_samples)
         record = {"checkpoint": str(checkpoint), "int8_source": source, "int8_rounding": rounding if int8 else None,
                   "artifacts": [a.to_dict() for a in artifacts], "parity": [r.to_dict() for r in rows],
                   "parity_passed": all(r.passed for r in rows if r.checked)}
@@ -97,8 +98,9 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
 
 
 def _trained_rounding(checkpoint: Path) -> str:
-    """The requantization the checkpoint's QAT trained with (recorded in metrics.json), "float" when not recorded."""
+    """The integer arithmetic the checkpoint's QAT trained with (recorded in metrics.json), "xnnpack" when not
+    recorded."""
     try:
-        return (json.loads((checkpoint / "metrics.json").read_text()).get("int8") or {}).get("rounding") or "float"
+        return (json.loads((checkpoint / "metrics.json").read_text()).get("int8") or {}).get("rounding") or "xnnpack"
     except (OSError, ValueError):
-        return "float"
+        return "xnnpack"

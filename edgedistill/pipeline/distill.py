@@ -24,6 +24,7 @@ from edgedistill.distill.datafree import parse_synthetic
 from edgedistill.distill.schedule import resolve_config
 from edgedistill.distill.trainer import TrainSettings
 from edgedistill.errors import EdgeDistillError
+from edgedistill.export.parity import AGREEMENT, MAX_STEPS
 from edgedistill.pipeline.inputs import EvalTensors, Inputs, check_student, read_inputs, student_arch
 from edgedistill.pipeline.int8 import Int8Outcome, qat_below_ptq_warning, qat_rounding, run_int8_stage
 from edgedistill.pipeline.measure import Measured, measure_build
@@ -178,7 +179,8 @@ def finish(run: RunDir, done: Trained8, report: dict | None, t_start: float, ext
         raise ParityError(
             f"Parity check failed (outputs are kept in {run.work} for inspection, metrics.json records every figure; "
             f"{run.out} was not touched): " + "; ".join(done.int8.failures)
-            + f". Tolerance: {done.config.quant.int8_tolerance} points (--int8-tolerance).")
+            + f". Every file must agree with the trained model on its runtime's arithmetic (top-1 >= {AGREEMENT}%, "
+            f"logits within {MAX_STEPS:g} output step).")
     if extra_files is not None:
         extra_files(run.work)
     run.publish()

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from edgedistill import distributed as ddp
 from edgedistill.config import QuantConfig
 from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, accuracy, predict_logits
-from edgedistill.export.parity import ParityRow, check_parity, parity_plan
+from edgedistill.export.parity import check_parity, int8_references, parity_plan
 from edgedistill.export.registry import export_all
 from edgedistill.quantize import calibration_indices, post_training_quantize
 from edgedistill.quantize.inspect import SAMPLES, layer_report, layer_section
@@ -47,7 +47,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
                    objective: Objective, settings: TrainSettings, input_shape, num_classes: int, work: Path,
                    ui, rounding: str = "float") -> Int8Outcome:
     """Quantize, QAT-distill, export into `work` and check parity. The float student and twin are not modified.
-    `rounding`: the requantization QAT models ("tflm": TFLite Micro's, for a microcontroller target)."""
+    `rounding`: the integer arithmetic QAT computes (quantize/arithmetic.py; see `qat_rounding`)."""
     t0 = time.perf_counter()
     x_te = torch.from_numpy(x_test)
     y_te = torch.from_numpy(y_test)
@@ -105,13 +105,12 @@ def _export_and_check(q: QuantConfig, student, qs, input_shape, num_classes: int
     artifacts = export_all(student, qs, input_shape, num_classes, work, q.formats, int8=True)
     metrics["export_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    x_te = torch.from_numpy(x_test)
-    ref_f = predict_logits(student, x_te).numpy()
-    ref_q = predict_logits(qs, x_te).numpy()
+    ref_f = predict_logits(student, torch.from_numpy(x_test)).numpy()
     bar = _bar(ui, "parity on real runtimes", len(parity_plan(artifacts)))
     predicted: dict = {}
-    rows = check_parity(artifacts, ref_f, ref_q, x_test, y_test, q.int8_tolerance, q.tflm_max_samples,
-                        progress=lambda k: bar(k, None, None), predictions=predicted)
+    rows = check_parity(artifacts, ref_f, int8_references(qs, x_test, predict_logits), x_test, y_test,
+                        float(qs.output_q.scale), q.tflm_max_samples, progress=lambda k: bar(k, None, None),
+                        predictions=predicted)
     # each int8 file's confusion matrix on the whole test split, as its own runtime predicted (the per-class view)
     metrics["confusion"] = {key: confusion_matrix(p, y_test, num_classes) for key, p in predicted.items()
                             if "int8" in key and len(p) == len(y_test)}
@@ -122,7 +121,7 @@ def _export_and_check(q: QuantConfig, student, qs, input_shape, num_classes: int
     sizes = {a.name: a.bytes for a in artifacts}
     if "tflite-int8" in sizes and "tflite-float" in sizes:
         metrics["tflite_int8_size_ratio"] = sizes["tflite-int8"] / sizes["tflite-float"]
-    failures = [_failure(r) for r in rows if r.checked and not r.passed]
+    failures = [r.failure() for r in rows if r.checked and not r.passed]
     metrics["parity_passed"] = not failures
     return Int8Outcome(metrics, not failures, failures, artifacts, qs)
 
@@ -140,19 +139,20 @@ def qat_below_ptq_warning(int8: dict | None) -> str | None:
             "post-training file instead.")
 
 
-def _failure(r: ParityRow) -> str:
-    return (f"{r.artifact} on {r.runtime}: accuracy {r.accuracy:.2f}% is {r.reference_accuracy - r.accuracy:.2f} "
-            f"points below the torch reference ({r.reference_accuracy:.2f}%)")
-
-
 def _bar(ui, label: str, total: int):
     update = ui.task(label, total)
     return lambda k, loss=None, val=None: update(k, loss, val)
 
 
+# The integer arithmetic each target runtime computes (quantize/arithmetic.py); no target: the host's LiteRT, which
+# is what the report measures.
+RUNTIME_ARITHMETIC = {"tflm": "tflm", "litert": "xnnpack", "onnxruntime": "float"}
+
+
 def qat_rounding(setting: str, target) -> str:
-    """The requantization QAT models: the config's choice, or (auto) TFLite Micro's when the target runs it, so the
-    accuracy reported for a microcontroller is what it computes (not XNNPACK's rounding)."""
+    """The integer arithmetic QAT computes: the config's choice, or (auto) that of the runtime the target deploys
+    to (TFLite Micro's on a microcontroller, XNNPACK's for LiteRT, also without a target), so the accuracy QAT
+    reports is what the deployed file computes there."""
     if setting != "auto":
         return setting
-    return "tflm" if target is not None and target.runtime == "tflm" else "float"
+    return RUNTIME_ARITHMETIC[target.runtime if target is not None else "litert"]

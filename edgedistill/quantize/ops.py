@@ -117,7 +117,7 @@ class QLayer(GraphOp):
             out = out + (self._int_output(x, w, b) - out).detach()  # the runtime's integers, straight-through
         return out
 
-    def _conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def _conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         if self.kind == "linear":
             return F.linear(x, w, b)
         conv = F.conv1d if self.kind == "conv1d" else F.conv2d
@@ -125,12 +125,16 @@ class QLayer(GraphOp):
 
     @torch.no_grad()
     def _int_output(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """The exact int32 accumulator (float64 holds it exactly), requantized as the runtime does; returned
-        dequantized."""
+        """The exact int32 accumulator, requantized as the runtime does; returned dequantized. The codes' products
+        and sums are integers, exact in float32 while every partial sum stays below 2^24 (bounded by the weights'
+        absolute row sums times the largest input code), else computed in float64."""
         s_in, s_w = float(self.in_q.scale), weight_scale(self.weight)
         shape = (-1,) + (1,) * (w.dim() - 1)
-        acc = self._conv(torch.round(x.detach() / s_in).double(), torch.round(w.detach() / s_w.view(shape)).double(),
-                         torch.round(b.detach() / (s_in * s_w)).double())
+        xq, wq = torch.round(x.detach() / s_in), torch.round(w.detach() / s_w.view(shape))
+        exact32 = float(wq.abs().flatten(1).sum(1).max()) * float(xq.abs().max()) < 2.0 ** 24
+        dtype = torch.float32 if exact32 else torch.float64
+        bias = torch.round(b.detach().double() / (s_in * s_w.double()))
+        acc = self._conv(xq.to(dtype), wq.to(dtype), None).double() + bias.view((1, -1) + (1,) * (x.dim() - 2))
         s_out, zp = float(self.out_q.scale), int(self.out_q.zero_point)
         kernel = "linear" if self.kind == "linear" else "depthwise" if self.groups > 1 else "conv"
         code = self.arithmetic.conv(torch.round(acc), s_in, s_w, s_out, zp, self.act, kernel)

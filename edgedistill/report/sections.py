@@ -48,6 +48,11 @@ def _use(x: dict) -> str:
     return f"{x['check']} {human(x['value'], x['unit'])} of {human(x['limit'], x['unit'])} ({100 * x['share']:.3g} %)"
 
 
+def parity_diff(p: dict) -> str:
+    """A parity row's largest logit difference: in output quantization steps for an int8 file, else absolute."""
+    return f"{p['max_steps']:.1f} steps" if p.get("max_steps") is not None else f"{p['max_abs_logit_diff']:.3g}"
+
+
 def budget_lines(r: dict) -> list[str]:
     v = budget_view(r)
     if not v["binding"]:

@@ -29,6 +29,12 @@ class Runner(ABC):
     """A loaded model file. `predict` takes raw float32 samples (N×...) and returns float32 logits (N×K)."""
 
     name = "?"
+    # The integer arithmetic this runtime's int8 kernels compute (quantize/arithmetic.py), so a parity check can
+    # compare an int8 file with the QAT model computing the same integers; "float": torch's fake quantization.
+    arithmetic = "float"
+    # Output quantization steps an int8 file's logits may lie from that reference (0 expected where the arithmetic
+    # is modelled bit for bit; see export/parity.py).
+    step_bound = 1.0
 
     def __init__(self, path: Path):
         self.path = Path(path)

@@ -14,6 +14,7 @@ from edgedistill.runtimes.base import RUNTIMES, Runner, dequantize_output, quant
 @RUNTIMES.register("litert", "LiteRT interpreter (ai-edge-litert), XNNPACK delegate (.tflite)")
 class LiteRTRunner(Runner):
     name = "litert"
+    arithmetic = "xnnpack"
 
     reference_kernels = False
 
@@ -79,4 +80,5 @@ class LiteRTReferenceRunner(LiteRTRunner):
     on every test image in seconds, where the TFLite Micro interpreter takes one sample per invoke."""
 
     name = "litert-reference"
+    arithmetic = "reference"
     reference_kernels = True

@@ -15,6 +15,7 @@ from edgedistill.runtimes.base import RUNTIMES, Runner, dequantize_output, quant
 @RUNTIMES.register("tflm", "TFLite Micro interpreter (tflite-micro), int8, batch 1 (.tflite)")
 class TFLMRunner(Runner):
     name = "tflm"
+    arithmetic = "tflm"
 
     def __init__(self, path: Path, arena_size: int | None = None):
         super().__init__(path)
