@@ -256,6 +256,11 @@ class QuantConfig(_Strict):
             raise ValueError("qat_epochs must be >= 1 or 'auto'")
         return v
 
+    input_head: Literal["auto", "on", "off"] = Field(
+        "auto", description="standardise the input in float before one QUANTIZE op (the file then takes raw float32 "
+        "samples): auto when the input channels' ranges cannot share one int8 scale")
+    max_qat_drop: float = Field(3.0, ge=0, le=100, description="the run fails when QAT int8 ends more than this many "
+                                "accuracy points below the float student, beyond the test split's noise")
     calibration: Literal["minmax", "percentile", "mse"] = "minmax"
     calibration_size: int = Field(1000, ge=16, description="training samples drawn (seeded) for calibration")
     formats: list[Literal["onnx", "tflite"]] = Field(default_factory=lambda: ["onnx", "tflite"])

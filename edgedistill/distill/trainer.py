@@ -130,12 +130,17 @@ def val_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch: int = 1024) -> torch.Tensor:
+def predict_logits(model: nn.Module, x: torch.Tensor, batch: int = 1024, progress=None) -> torch.Tensor:
+    """N×K logits of `model` in eval mode, in batches; `progress(k)` is told of every k samples done."""
     was_training = model.training
     model.eval()
-    out = torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
+    parts = []
+    for i in range(0, len(x), batch):
+        parts.append(model(x[i : i + batch]))
+        if progress:
+            progress(len(parts[-1]))
     model.train(was_training)
-    return out
+    return torch.cat(parts)
 
 
 class FeatureTerms:

@@ -190,7 +190,12 @@ def export_onnx_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], num_class
 
     g = _Graph(helper, numpy_helper, TensorProto)
     shapes = _shapes(qmodel, input_shape)
-    env = {qmodel.input_name: g.qdq("input", float(qmodel.input_q.scale), int(qmodel.input_q.zero_point), "input")}
+    x = "input"
+    if qmodel.head is not None:  # float input head: (x · a + b) in float, then the input grid
+        shape = (1, -1) + (1,) * (len(input_shape) - 1)
+        a, b = (g.const("head_" + n, getattr(qmodel.head, n).reshape(shape).numpy()) for n in ("a", "b"))
+        x = g.node("Add", [g.node("Mul", [x, a], "head_mul"), b], "head_add")
+    env = {qmodel.input_name: g.qdq(x, float(qmodel.input_q.scale), int(qmodel.input_q.zero_point), "input")}
     for key, ins, out in qmodel.steps:
         op = qmodel.ops[key]
         lower = LOWERINGS.get(type(op))
@@ -210,6 +215,7 @@ def export_onnx_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], num_class
     onnx.save(model, str(tmp))
     size, digest = finish(tmp, path)
     q_in, q_out = qmodel.input_q, qmodel.output_q
+    in_q = (None, None) if qmodel.float_input else (float(q_in.scale), int(q_in.zero_point))
     return Artifact(name, "onnx", "int8", path, size, digest,
-                    TensorSpec([-1, *input_shape], "float32", float(q_in.scale), int(q_in.zero_point)),
+                    TensorSpec([-1, *input_shape], "float32", *in_q),
                     TensorSpec([-1, num_classes], "float32", float(q_out.scale), int(q_out.zero_point)))

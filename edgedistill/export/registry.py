@@ -58,13 +58,18 @@ EXPORTERS.register("tflite-int8", "TFLite full-integer int8 with int8 I/O (liter
     Exporter("tflite", "int8", "_int8.tflite", ("litert", "tflm"), _tflite_int8))
 
 
+def planned_exports(formats, int8: bool) -> list[Exporter]:
+    """The exporters `export_all` runs for these formats (float, and int8 when `int8`), in order."""
+    return [e.obj for e in EXPORTERS if e.obj.format in formats and (e.obj.precision != "int8" or int8)]
+
+
 def export_all(model: nn.Module, qmodel, input_shape, num_classes: int, out_dir: Path, formats, int8: bool,
-               stem: str = "student") -> list[Artifact]:
-    """Write every requested format (float, and int8 when `int8`), returning their records."""
+               stem: str = "student", progress=None) -> list[Artifact]:
+    """Write every requested format (float, and int8 when `int8`), returning their records; `progress(1)` after
+    each file."""
     arts = []
-    for e in EXPORTERS:
-        exp = e.obj
-        if exp.format not in formats or (exp.precision == "int8" and not int8):
-            continue
+    for exp in planned_exports(formats, int8):
         arts.append(exp.write(model, qmodel, tuple(input_shape), num_classes, out_dir / f"{stem}{exp.suffix}"))
+        if progress:
+            progress(1)
     return arts

@@ -91,6 +91,7 @@ def export_tflite_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], path: P
     m.set_mode("export")
     size, digest = _convert(m, torch.zeros(1, *input_shape), path, _static_qdq_config())
     i, o = _io(path)
-    if i.dtype != "int8" or o.dtype != "int8":
-        raise RuntimeError(f"TFLite int8 export produced {i.dtype} input / {o.dtype} output, expected int8")
+    want_in = "float32" if qmodel.float_input else "int8"  # a float input head takes raw float samples
+    if i.dtype != want_in or o.dtype != "int8":
+        raise RuntimeError(f"TFLite int8 export produced {i.dtype} input / {o.dtype} output, expected {want_in} / int8")
     return Artifact(name, "tflite", "int8", path, size, digest, i, o)

@@ -13,13 +13,14 @@ from safetensors.torch import save_file
 
 from edgedistill import distributed as ddp
 from edgedistill.config import QuantConfig
-from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, accuracy, predict_logits
+from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, predict_logits
 from edgedistill.export.parity import check_parity, int8_references, parity_plan
-from edgedistill.export.registry import export_all
-from edgedistill.quantize import calibration_indices, post_training_quantize
+from edgedistill.export.registry import export_all, planned_exports
+from edgedistill.errors import EdgeDistillError
+from edgedistill.quantize import calibration_indices, post_training_quantize, to_quant_student
 from edgedistill.quantize.inspect import SAMPLES, layer_report, layer_section
 from edgedistill.quantize.qat import qat_distill
-from edgedistill.report.noise import correct, paired_gain
+from edgedistill.report.noise import paired_gain
 from edgedistill.report.per_class import confusion_matrix
 
 
@@ -53,7 +54,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     y_te = torch.from_numpy(y_test)
     idx = calibration_indices(len(data), q.calibration_size, settings.seed)
     x_calib = data.x[torch.from_numpy(idx)]
-    ptq = post_training_quantize(student, x_calib, q.calibration, rounding)
+    ptq = post_training_quantize(student, x_calib, q.calibration, rounding, q.input_head)
     qat_settings = replace(settings, epochs=q.qat_epochs)
     if q.qat_max_samples and q.qat_max_samples < len(data):  # QAT fine-tunes a trained model: a subset can do
         pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(settings.seed + 7))
@@ -62,29 +63,36 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     objective = replace(objective, features=())  # feature terms shape the float student; QAT keeps the response loss
     qs, res = qat_distill(student, data, x_calib, x_val, y_val, objective, qat_settings, method=q.calibration,
                           lr_scale=q.qat_lr_scale, checkpoint=ckpt / "student_qat.pt", rounding=rounding,
-                          progress=_bar(ui, "QAT distill", qat_settings.epochs * len(data)))
+                          input_head=q.input_head, progress=_bar(ui, "QAT distill", qat_settings.epochs * len(data)))
+    evaluate = _evaluator(ui, "int8 evaluation on the test split (float, PTQ, QAT)", 3, x_te, y_te)
+    right = {"float": evaluate(student), "ptq": evaluate(ptq), "qat": evaluate(qs)}
     metrics = {
         "calibration": {"method": q.calibration, "samples": int(len(idx))},
         "rounding": rounding,
+        "deployed_arithmetic": ARITHMETIC_OF.get(rounding, rounding),
         "qat_epochs": q.qat_epochs,
         "qat_samples": len(data),
-        "float_test_acc": accuracy(predict_logits(student, x_te), y_te),
-        "ptq_test_acc": accuracy(predict_logits(ptq, x_te), y_te),
-        "qat_test_acc": accuracy(predict_logits(qs, x_te), y_te),
+        "float_test_acc": _pct(right["float"]),
+        "ptq_test_acc": _pct(right["ptq"]),
+        "qat_test_acc": _pct(right["qat"]),
         "qat_best_val_acc": res.best_val_acc,
         # QAT against plain PTQ of the same float student, on the same test samples (McNemar)
-        "qat_vs_ptq_test": paired_gain(correct(qs, x_te, y_te), correct(ptq, x_te, y_te)),
+        "qat_vs_ptq_test": paired_gain(right["qat"], right["ptq"]),
+        "qat_vs_float_test": paired_gain(right["qat"], right["float"]),
+        "input_head": qs.head is not None,  # the file takes raw float32 samples (quantize/input_head.py)
     }
+    check_qat_kept(metrics, q, student)
     if ddp.is_main():
         save_file({k: v.contiguous() for k, v in qs.state_dict().items()}, str(work / "student_qat.safetensors"))
     if twin is not None:
         qt, _ = qat_distill(twin, data, x_calib, x_val, y_val, Objective(teacher=False), qat_settings,
                             method=q.calibration, lr_scale=q.qat_lr_scale, checkpoint=ckpt / "baseline_qat.pt",
-                            rounding=rounding,
+                            rounding=rounding, input_head=q.input_head,
                             progress=_bar(ui, "QAT no-teacher twin", qat_settings.epochs * len(data)))
-        metrics["baseline_qat_test_acc"] = accuracy(predict_logits(qt, x_te), y_te)
+        right["twin"] = _evaluator(ui, "int8 evaluation of the twin", 1, x_te, y_te)(qt)
+        metrics["baseline_qat_test_acc"] = _pct(right["twin"])
         metrics["gain_vs_baseline_int8"] = metrics["qat_test_acc"] - metrics["baseline_qat_test_acc"]
-        metrics["gain_vs_baseline_int8_test"] = paired_gain(correct(qs, x_te, y_te), correct(qt, x_te, y_te))
+        metrics["gain_vs_baseline_int8_test"] = paired_gain(right["qat"], right["twin"])
         if ddp.is_main():
             save_file({k: v.contiguous() for k, v in qt.state_dict().items()}, str(work / "baseline_qat.safetensors"))
     metrics["train_s"] = time.perf_counter() - t0
@@ -102,7 +110,9 @@ def _export_and_check(q: QuantConfig, student, qs, input_shape, num_classes: int
     """Export float and int8 files into `work`, run each on its runtime(s) against the torch model it came from."""
     metrics = dict(metrics)
     t1 = time.perf_counter()
-    artifacts = export_all(student, qs, input_shape, num_classes, work, q.formats, int8=True)
+    bar = _bar(ui, "export", len(planned_exports(q.formats, True)))
+    artifacts = export_all(student, qs, input_shape, num_classes, work, q.formats, int8=True,
+                           progress=lambda k: bar(k))
     metrics["export_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     ref_f = predict_logits(student, torch.from_numpy(x_test)).numpy()
@@ -126,6 +136,36 @@ def _export_and_check(q: QuantConfig, student, qs, input_shape, num_classes: int
     return Int8Outcome(metrics, not failures, failures, artifacts, qs)
 
 
+class QATCollapse(EdgeDistillError):
+    """QAT int8 ended far below its float student: the run stops before any int8 file is written."""
+
+
+def check_qat_kept(int8: dict, q: QuantConfig, student: torch.nn.Module) -> None:
+    """Raise QATCollapse, naming the likely cause, when the QAT model is more than `q.max_qat_drop` points below the
+    float student on the test split, beyond its noise (McNemar on the same samples)."""
+    paired = int8["qat_vs_float_test"]
+    drop = int8["float_test_acc"] - int8["qat_test_acc"]
+    if drop <= q.max_qat_drop or paired["within_noise"]:
+        return
+    if int8["ptq_test_acc"] >= int8["float_test_acc"] - q.max_qat_drop:
+        why = (f"post-training int8 of the same float student keeps {int8['ptq_test_acc']:.2f}%, so QAT itself went "
+               "wrong: lower its learning rate (quant.qat_lr_scale, now a fraction of --lr) or give it more epochs "
+               "(--qat-epochs)")
+    elif not int8["input_head"] and to_quant_student(student, input_head="auto").head is not None:
+        why = (f"post-training int8 collapses too ({int8['ptq_test_acc']:.2f}%): the input channels' ranges differ by "
+               "orders of magnitude and one int8 input scale cannot carry them; let the float input head "
+               "standardise them (quant.input_head = \"auto\" or \"on\")")
+    else:
+        why = (f"post-training int8 collapses too ({int8['ptq_test_acc']:.2f}%), so int8 cannot represent this student "
+               "as calibrated: metrics.json's int8.layers names the layers that saturate; try --calibration "
+               "percentile or mse, or a student without those layers")
+    raise QATCollapse(
+        f"QAT int8 reaches {int8['qat_test_acc']:.2f}% on the test split where the float student reaches "
+        f"{int8['float_test_acc']:.2f}%: {drop:.1f} points lower (McNemar p = {paired['p_value']:.2g}, beyond the "
+        f"split's noise; the limit is quant.max_qat_drop = {q.max_qat_drop:g}). {why[0].upper() + why[1:]}. No int8 "
+        "file was written.")
+
+
 def qat_below_ptq_warning(int8: dict | None) -> str | None:
     """A warning when the deployed QAT int8 model is worse than post-training quantization of the same float
     student beyond the test split's noise (McNemar p < 0.05): QAT was meant to recover accuracy, not lose it."""
@@ -139,6 +179,16 @@ def qat_below_ptq_warning(int8: dict | None) -> str | None:
             "post-training file instead.")
 
 
+def _evaluator(ui, label: str, models: int, x: torch.Tensor, y: torch.Tensor):
+    """model -> per-sample correctness (bool tensor) on the test split, one progress bar for `models` models."""
+    bar = _bar(ui, label, models * len(x))
+    return lambda model: predict_logits(model, x, progress=lambda k: bar(k)).argmax(1) == y
+
+
+def _pct(right: torch.Tensor) -> float:
+    return 100.0 * float(right.float().mean())
+
+
 def _bar(ui, label: str, total: int):
     update = ui.task(label, total)
     return lambda k, loss=None, val=None: update(k, loss, val)
@@ -147,6 +197,9 @@ def _bar(ui, label: str, total: int):
 # The integer arithmetic each target runtime computes (quantize/arithmetic.py); no target: the host's LiteRT, which
 # is what the report measures.
 RUNTIME_ARITHMETIC = {"tflm": "tflm", "litert": "xnnpack", "onnxruntime": "float"}
+# Which deployed runtime computes each arithmetic: the runtime the reported QAT accuracy is exact for.
+ARITHMETIC_OF = {"tflm": "TFLite Micro", "xnnpack": "LiteRT (XNNPACK)", "reference": "LiteRT reference kernels",
+                 "float": "onnxruntime (QDQ, float32)"}
 
 
 def qat_rounding(setting: str, target) -> str:

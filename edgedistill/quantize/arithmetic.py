@@ -9,7 +9,8 @@ kernels compute, with a straight-through gradient. Each entry gives the same fiv
 * `binary(kind, a, b, grid_a, grid_b, grid_out, act)`: ADD / SUB / MUL from the input codes;
 * `mean(shifted_sum, count, grid_in, grid_out)`: MEAN from the sums of (code − zero point);
 * `table(kind, grid_in, grid_out)`: HARD_SWISH / LOGISTIC as the 256 output codes of the input codes;
-* `requantize(code, grid_in, grid_out)`: QUANTIZE int8 -> int8 (a concatenation input on another grid).
+* `requantize(code, grid_in, grid_out)`: QUANTIZE int8 -> int8 (a concatenation input on another grid);
+* `quantize(y, scale, zero_point)`: QUANTIZE float32 -> int8 (a float input head's output).
 
 Codes come back as float tensors (int64 for `requantize`, a NumPy int64 array for `table`).
 """
@@ -31,6 +32,7 @@ class Arithmetic:
     mean: Callable
     table: Callable
     requantize: Callable
+    quantize: Callable
 
 
 ARITHMETIC: Registry[Arithmetic] = Registry("integer arithmetic")
@@ -52,7 +54,8 @@ ARITHMETIC.register("tflm", "TFLite Micro (and LiteRT's reference kernels): fixe
     binary=mcu.binary_tflm,
     mean=_tflm_mean,
     table=_tflm_table,
-    requantize=mcu.requantize_codes))
+    requantize=mcu.requantize_codes,
+    quantize=mcu.quantize))
 
 ARITHMETIC.register("reference", "LiteRT's reference kernels (BUILTIN_REF): TFLite Micro's arithmetic, except that "
                                  "FULLY_CONNECTED rounds once")(Arithmetic(
@@ -60,7 +63,8 @@ ARITHMETIC.register("reference", "LiteRT's reference kernels (BUILTIN_REF): TFLi
     binary=mcu.binary_tflm,
     mean=_tflm_mean,
     table=_tflm_table,
-    requantize=mcu.requantize_codes))
+    requantize=mcu.requantize_codes,
+    quantize=mcu.quantize))
 
 ARITHMETIC.register("xnnpack", "LiteRT's XNNPACK delegate: float32 requantization, integer ADD, lookup tables "
                                "(quantize/xnnpack.py)")(Arithmetic(
@@ -68,6 +72,7 @@ ARITHMETIC.register("xnnpack", "LiteRT's XNNPACK delegate: float32 requantizatio
     binary=xnnpack.binary,
     mean=xnnpack.mean,
     table=xnnpack.table,
-    requantize=xnnpack.requantize_codes))
+    requantize=xnnpack.requantize_codes,
+    quantize=xnnpack.quantize))
 
 ROUNDINGS = ("float", *ARITHMETIC.names())  # "float": torch's fake quantization only (onnxruntime's QDQ reference)

@@ -29,6 +29,6 @@ def calibrate(qmodel: QuantStudent, x: torch.Tensor, method: str = "minmax", bat
 
 
 def post_training_quantize(float_model: nn.Module, x_calib: torch.Tensor, method: str = "minmax",
-                           rounding: str = "float") -> QuantStudent:
+                           rounding: str = "float", input_head: str = "auto") -> QuantStudent:
     """PTQ baseline: fold, calibrate and freeze a copy of the float student; no training."""
-    return calibrate(to_quant_student(copy.deepcopy(float_model).eval(), rounding), x_calib, method)
+    return calibrate(to_quant_student(copy.deepcopy(float_model).eval(), rounding, input_head), x_calib, method)

@@ -29,13 +29,12 @@ from torch import nn
 from edgedistill.quantize.capture import (SUPPORTED, UnsupportedOpError, capture, check_supported, node_path,
                                           op_kind, refuse)
 from edgedistill.quantize.fake import ActQuant
-from edgedistill.quantize.arithmetic import ROUNDINGS
+from edgedistill.quantize.arithmetic import ARITHMETIC, ROUNDINGS
+from edgedistill.quantize.input_head import CONSTANT_INV_STD, InputHead, needs_head
 from edgedistill.quantize.ops import (Activation, AvgPool, Binary, Concat, GraphOp, Lambda, Mean, QLayer, SameGrid,
                                       reshape_to)
 
 __all__ = ["QuantGraph", "QuantStudent", "UnsupportedOpError", "SUPPORTED", "to_quant_student", "BUILDERS"]
-
-CONSTANT_INV_STD = 0.99e6  # Normalizer floors σ at 1e-6: a channel at the floor was constant in the training data
 
 
 class QuantGraph(nn.Module):
@@ -43,9 +42,10 @@ class QuantGraph(nn.Module):
     quantizer; `steps` are (op key, input value names, output value name)."""
 
     def __init__(self, input_q: ActQuant, ops: dict[str, GraphOp], steps: list[tuple[str, tuple[str, ...], str]],
-                 input_name: str, output_name: str) -> None:
+                 input_name: str, output_name: str, head: InputHead | None = None) -> None:
         super().__init__()
         self.input_q = input_q
+        self.head = head  # a float input head (quantize/input_head.py): raw float samples in, QUANTIZE to int8
         self.ops = nn.ModuleDict(ops)
         self.steps = steps
         self.input_name, self.output_name = input_name, output_name
@@ -57,7 +57,7 @@ class QuantGraph(nn.Module):
         self.rounding = "float"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.input_q(x)
+        x = self.quantize_input(x)
         if self.lifted:  # int8 N×C×L as N×C×1×L: the converter keeps NHWC kernels throughout, no transposes
             x = x.unsqueeze(2)
         env = {self.input_name: x}
@@ -65,6 +65,23 @@ class QuantGraph(nn.Module):
             env[out] = self.ops[key](*[env[i] for i in ins])
         y = env[self.output_name]
         return y.squeeze(2) if self.lifted and y.dim() == 4 else y
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The first int8 value: the raw samples on the input grid (the device app quantizes them), or, with a
+        float input head, the head's output quantized by the file's own QUANTIZE op (the runtime's arithmetic)."""
+        if self.head is None:
+            return self.input_q(x)
+        y = self.head(x)
+        q = self.input_q(y)
+        if self.input_q.mode == "quant" and self.rounding != "float":
+            s, z = float(self.input_q.scale), int(self.input_q.zero_point)
+            q = q + ((ARITHMETIC.get(self.rounding).quantize(y.detach(), s, z) - z) * s - q).detach()
+        return q
+
+    @property
+    def float_input(self) -> bool:
+        """True when the file takes raw float32 samples (a float input head), else int8 samples."""
+        return self.head is not None
 
     def quantizers(self) -> list[ActQuant]:
         return [m for m in self.modules() if isinstance(m, ActQuant)]
@@ -125,6 +142,9 @@ class _Ctx:
     norm_into: dict = field(default_factory=dict)             # Linear node name -> Normalize folded into it
     pad_into: dict = field(default_factory=dict)              # conv node name -> zero padding folded into it
     meta: set = field(default_factory=set)                    # non-tensor values (x.size(0), x.shape)
+    input_name: str = ""
+    input_head: str = "auto"                                  # "auto" | "on" | "off" (quantize/input_head.py)
+    head: InputHead | None = None
 
     def val(self, node) -> str:
         if not isinstance(node, fx.Node):
@@ -237,6 +257,12 @@ def _depthwise(node: fx.Node, ctx: _Ctx, scale: torch.Tensor, shift: torch.Tenso
 
 def _build_normalize(ctx: _Ctx, node: fx.Node) -> None:
     m = ctx.modules[node.target]
+    reads_input = isinstance(node.args[0], fx.Node) and ctx.val(node.args[0]) == ctx.input_name
+    wanted = ctx.input_head == "on" or (ctx.input_head == "auto" and needs_head(m.mean, m.inv_std))
+    if reads_input and wanted and ctx.head is None:  # raw ranges one int8 scale cannot carry: standardise in float
+        ctx.head = InputHead(m.mean, m.inv_std)
+        ctx.alias[node.name] = ctx.input_name
+        return
     dims = m.mean.dim() - 2
     if dims > 0:
         inv = m.inv_std.reshape(-1).clone()
@@ -433,10 +459,12 @@ BUILDERS["hardsigmoid"] = _build_hardsigmoid
 
 
 @torch.no_grad()
-def to_quant_student(model: nn.Module, rounding: str = "float") -> QuantGraph:
+def to_quant_student(model: nn.Module, rounding: str = "float", input_head: str = "auto") -> QuantGraph:
     """Rewrite a float student (any nn.Module torch.fx can trace, made of the supported ops) as a QuantGraph.
-    The input model is not modified. `rounding="tflm"` makes QAT compute TFLite Micro's integer kernels (for a
-    microcontroller target). Raises UnsupportedOpError naming the layer it cannot express in int8."""
+    The input model is not modified. `rounding`: the runtime arithmetic QAT computes (quantize/arithmetic.py).
+    `input_head`: "auto" standardises the input in float before one QUANTIZE when its channels' ranges cannot share
+    one int8 scale (quantize/input_head.py), "on" always (a student with a Normalize layer first), "off" never.
+    Raises UnsupportedOpError naming the layer it cannot express in int8."""
     was_training = model.training
     model.eval()
     try:
@@ -444,14 +472,14 @@ def to_quant_student(model: nn.Module, rounding: str = "float") -> QuantGraph:
     finally:
         model.train(was_training)
     check_supported(gm)
-    ctx = _Ctx(gm, dict(gm.named_modules()))
+    ctx = _Ctx(gm, dict(gm.named_modules()), input_head=input_head)
     input_q, input_name, output_name = ActQuant(), None, None
     for node in gm.graph.nodes:
         if node.name in ctx.done:
             continue
         kind = ctx.kind(node)
         if kind == "input":
-            input_name = node.name
+            input_name = ctx.input_name = node.name
             ctx.grids[node.name] = input_q
             input_q.name = "the input"
         elif kind == "output":
@@ -462,6 +490,6 @@ def to_quant_student(model: nn.Module, rounding: str = "float") -> QuantGraph:
             output_name = ctx.tensor_input(node, out)
         else:
             BUILDERS[kind](ctx, node)
-    graph = QuantGraph(input_q, ctx.ops, ctx.steps, input_name, output_name)
+    graph = QuantGraph(input_q, ctx.ops, ctx.steps, input_name, output_name, ctx.head)
     graph.set_rounding(rounding)
     return graph

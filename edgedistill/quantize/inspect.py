@@ -86,7 +86,7 @@ class _Acc:
 
 def _run(graph: QuantGraph, x: torch.Tensor, on_step=None) -> dict[str, torch.Tensor]:
     """Every graph value of `graph` on `x` (QuantGraph.forward, step by step; not in export mode)."""
-    env = {graph.input_name: graph.input_q(x)}
+    env = {graph.input_name: graph.quantize_input(x)}
     for key, ins, out in graph.steps:
         if on_step is not None:
             on_step(key)

@@ -315,6 +315,15 @@ def binary_tflm(kind: str, a: torch.Tensor, b: torch.Tensor, grid_a: tuple[float
 
 
 @torch.no_grad()
+def quantize(y: torch.Tensor, s: float, zp: int) -> torch.Tensor:
+    """QUANTIZE float32 -> int8 as TFLite Micro's (and LiteRT's reference) kernel computes it: TfLiteRound(y / s)
+    (float32 division, half away from zero) plus the zero point, clamped (reference/quantize.h AffineQuantize);
+    codes as float."""
+    v = y.float() / np.float32(s)
+    return (torch.sign(v) * torch.floor(v.abs() + 0.5) + zp).clamp(-128, 127)
+
+
+@torch.no_grad()
 def requantize_codes(code: torch.Tensor, grid_in: tuple[float, int], grid_out: tuple[float, int]) -> torch.Tensor:
     """int8 codes moved from one grid to another as TFLite Micro's QUANTIZE (int8 -> int8) does it: the code less
     its zero point times the fixed-point s_in / s_out, plus the output zero point (quantize_common.cc,

@@ -19,10 +19,10 @@ from edgedistill.quantize.graph import QuantStudent, to_quant_student
 def qat_distill(float_model: nn.Module, data: TrainSet, x_calib: torch.Tensor, val_x: torch.Tensor,
                 val_y: torch.Tensor, objective: Objective, settings: TrainSettings, *, method: str = "minmax",
                 lr_scale: float = 0.1, checkpoint: Path | None = None, progress=None,
-                rounding: str = "float") -> tuple[QuantStudent, FitResult]:
+                rounding: str = "float", input_head: str = "auto") -> tuple[QuantStudent, FitResult]:
     """Returns the best QAT student (by validation accuracy) and its training record. The float model is untouched.
-    `rounding="tflm"` trains with TFLite Micro's requantization (a microcontroller target; quantize/mcu.py)."""
-    qmodel = calibrate(to_quant_student(copy.deepcopy(float_model).eval(), rounding), x_calib, method)
+    `rounding`: the runtime arithmetic QAT computes (quantize/arithmetic.py); `input_head`: see to_quant_student."""
+    qmodel = calibrate(to_quant_student(copy.deepcopy(float_model).eval(), rounding, input_head), x_calib, method)
     qat_settings = replace(settings, lr=settings.lr * lr_scale)
     result = fit(qmodel, data, val_x, val_y, objective, qat_settings, checkpoint=checkpoint, progress=progress)
     qmodel.load_state_dict(result.best_state)
@@ -30,8 +30,10 @@ def qat_distill(float_model: nn.Module, data: TrainSet, x_calib: torch.Tensor, v
 
 
 def rebuild_quant_student(float_model: nn.Module, state: dict, rounding: str = "float") -> QuantStudent:
-    """Recreate a trained QuantStudent from its float architecture and saved state (scales included)."""
-    qmodel = to_quant_student(copy.deepcopy(float_model).eval(), rounding)
+    """Recreate a trained QuantStudent from its float architecture and saved state (scales included; a float input
+    head exactly when the state holds one)."""
+    head = "on" if "head.a" in state else "off"
+    qmodel = to_quant_student(copy.deepcopy(float_model).eval(), rounding, head)
     qmodel.load_state_dict(state)
     qmodel.set_mode("quant")
     return qmodel.eval()

@@ -125,6 +125,13 @@ def table(kind: str, grid_in: tuple[float, int], grid_out: tuple[float, int]) ->
 
 
 @torch.no_grad()
+def quantize(y: torch.Tensor, s: float, zp: int) -> torch.Tensor:
+    """QUANTIZE float32 -> int8 (a float input head's output): y times the float32 1 / s, half to even, plus the
+    zero point, clamped (f32-qs8-vcvt fmagic kernels); codes as float."""
+    return _round_clamp(y.float() * float(F32(1.0) / F32(s)), zp, -128, 127)
+
+
+@torch.no_grad()
 def requantize_codes(code: torch.Tensor, grid_in: tuple[float, int], grid_out: tuple[float, int]) -> torch.Tensor:
     """int8 codes moved from one grid to another as XNNPACK's QUANTIZE (qs8 -> qs8 convert) does; int64."""
     (si, zi), (so, zo) = grid_in, grid_out

@@ -17,6 +17,9 @@ producer, `Normalize` a depthwise 1×1 conv or folded into the first Linear), th
   a flatten right after global average pooling is folded into the MEAN (a flatten of a feature map is one RESHAPE:
   the exporter permutes the next Linear's columns to the file's H, W, C order, so no TRANSPOSE). A residual branch's input stays alive until
   the ADD reads it, so the arena exceeds the largest single layer's input + output.
+* a float input head (quantize/input_head.py): the file takes float32 samples and starts with a float MUL and ADD
+  (its per-channel constants, 4 bytes each) and a QUANTIZE to int8, before the layout ops; its float tensors count
+  4 bytes each (in the arena, and as the ops' input / output bytes).
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ _FLAT_RESHAPE_BYTES = 8
 TFLITE_OP = {"conv": "CONV_2D", "depthwise": "DEPTHWISE_CONV_2D", "fc": "FULLY_CONNECTED", "maxpool": "MAX_POOL_2D",
              "avgpool": "AVERAGE_POOL_2D", "mean": "MEAN", "add": "ADD", "sub": "SUB", "mul": "MUL", "pad": "PAD",
              "reshape": "RESHAPE", "flatten": "RESHAPE", "transpose": "TRANSPOSE", "hardswish": "HARD_SWISH",
-             "sigmoid": "LOGISTIC", "concat": "CONCATENATION", "relu": "RELU", "relu6": "RELU6"}
+             "sigmoid": "LOGISTIC", "concat": "CONCATENATION", "relu": "RELU", "relu6": "RELU6",
+             "quantize": "QUANTIZE"}
 _COST_KIND = {"conv": "conv", "depthwise": "depthwise", "fc": "fc", "maxpool": "pool", "avgpool": "pool",
               "mean": "pool"}
 
@@ -129,27 +133,35 @@ def graph_cost(model: nn.Module, input_shape: tuple[int, ...]) -> GraphCost:
     q.set_mode("float")
     x = torch.zeros(1, *input_shape)
     env = {q.input_name: x}
-    sizes: dict[str, int] = {q.input_name: x.numel()}  # tensor -> int8 bytes, in creation order
+    floats = 4 if q.head is not None else 1  # a float input head: the input and the head's tensors are float32
+    sizes: dict[str, int] = {q.input_name: x.numel() * floats}  # tensor -> bytes, in creation order
+    counts: dict[str, int] = {q.input_name: x.numel()}  # tensor -> elements
     first: dict[str, int] = {q.input_name: 0}
     last: dict[str, int] = {}
     ops: list[OpCost] = []
 
     def op(name: str, kind: str, reads: list[str], out: str, elems: int, cost: OpCost | None = None,
-           const: int | None = None) -> None:
+           const: int | None = None, itemsize: int = 1) -> None:
         k = len(ops)
         for r in reads:
             last[r] = k
-        sizes[out], first[out] = elems, k
-        cost = cost or OpCost(name, kind, out_elems=elems)
-        ops.append(replace(cost, in_elems=sum(sizes[r] for r in reads), first_in_elems=sizes[reads[0]] if reads else 0,
+        sizes[out], counts[out], first[out] = elems * itemsize, elems, k
+        cost = cost or OpCost(name, kind, out_elems=elems * itemsize)
+        ops.append(replace(cost, in_elems=sum(sizes[r] for r in reads), first_in_elems=counts[reads[0]] if reads else 0,
                            const_bytes=_CONST_BYTES.get(cost.kind, 0) if const is None else const))
 
     alias: dict[str, str] = {}
     src = lambda v: alias.get(v, v)  # noqa: E731
+    if q.head is not None:  # float MUL and ADD (C float constants each), then QUANTIZE, on the layout as fed
+        n, c = x.numel(), q.head.channels
+        op("input/head_mul", "mul", [q.input_name], "head/mul", n, const=4 * c, itemsize=4)
+        op("input/head_add", "add", ["head/mul"], "head/add", n, const=4 * c, itemsize=4)
+        op("input/quantize", "quantize", ["head/add"], "head/q", n)
+        alias[q.input_name] = "head/q"
     if len(input_shape) >= 2:  # NCHW -> NHWC at the input (a signal is carried as N×1×L×C)
         one_d = len(input_shape) == 2
         layout = ["reshape"] if input_shape[0] == 1 else (["reshape", "transpose"] if one_d else ["transpose"])
-        last_name = q.input_name
+        last_name = src(q.input_name)
         for i, kind in enumerate(layout):
             op(f"input/{kind}", kind, [last_name], f"input/{i}", x.numel())
             last_name = f"input/{i}"
@@ -183,7 +195,9 @@ def graph_cost(model: nn.Module, input_shape: tuple[int, ...]) -> GraphCost:
     buffers = [Buffer(align(sizes[t]), first[t], max(last.get(t, first[t]), first[t])) for t in sizes]
     layers = [o for o in ops if o.weights]
     weights, biases = sum(o.weights for o in layers), sum(o.biases for o in layers)
-    return GraphCost(params=weights + biases, macs=sum(o.macs for o in ops), weight_bytes=weights + 4 * biases,
+    head = 0 if q.head is None else 2 * q.head.channels  # the head's float constants
+    return GraphCost(params=weights + biases + head, macs=sum(o.macs for o in ops),
+                     weight_bytes=weights + 4 * biases + 4 * head,
                      arena_bytes=greedy_arena_bytes(buffers),
                      arena_lower_bound=lower_bound_bytes(buffers, max((b.last for b in buffers), default=0) + 1),
                      layers=len(layers), channels=biases, tensors=len(buffers), ops=tuple(ops),

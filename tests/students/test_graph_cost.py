@@ -197,3 +197,24 @@ def test_user_graphs_cost_exactly_what_the_int8_file_holds(tmp_path, body):
     _export(model, (3, 8, 8), path)
     assert len(g.ops) == len(tflite_cost(path).layers) and g.macs == hand_macs(model, (3, 8, 8))
     _assert_cost_equals_file(g, path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family, shape", [("mlp", (6,)), ("cnn", (3, 8, 8)), ("conv1d", (3, 32))])
+def test_a_float_input_head_costs_what_the_file_holds(tmp_path, family, shape):
+    """Raw ranges one int8 scale cannot carry (a channel around 1,000, the others around 0.01): the graph starts with
+    the float input head (float MUL, ADD, QUANTIZE), and the prediction still equals the file op by op."""
+    from edgedistill.export.tflite_export import export_tflite_int8
+    from edgedistill.quantize import calibrate, to_quant_student
+
+    c, rest = shape[0], (1,) * (len(shape) - 1)
+    mean, std = [1000.0] + [0.01] * (c - 1), [300.0] + [0.003] * (c - 1)
+    torch.manual_seed(0)
+    model = build_student(StudentArch(family, 8, 2), shape, 10,
+                          Normalizer(mean, std, "feature" if len(shape) == 1 else "channel")).eval()
+    q = to_quant_student(model)
+    assert q.head is not None  # chosen automatically
+    x = torch.randn(32, *shape) * torch.tensor(std).view(1, -1, *rest) + torch.tensor(mean).view(1, -1, *rest)
+    path = tmp_path / "head.tflite"
+    export_tflite_int8(calibrate(q, x), shape, path)
+    _assert_cost_equals_file(graph_cost(model, shape), path)
