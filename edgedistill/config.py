@@ -259,6 +259,9 @@ class QuantConfig(_Strict):
     input_head: Literal["auto", "on", "off"] = Field(
         "auto", description="standardise the input in float before one QUANTIZE op (the file then takes raw float32 "
         "samples): auto when the input channels' ranges cannot share one int8 scale")
+    ranges: Literal["ema", "frozen"] = Field(
+        "ema", description="activation ranges during QAT: ema (follow each batch's extremes, a moving average) or "
+        "frozen (as calibrated)")
     max_qat_drop: float = Field(3.0, ge=0, le=100, description="the run fails when QAT int8 ends more than this many "
                                 "accuracy points below the float student, beyond the test split's noise")
     calibration: Literal["minmax", "percentile", "mse"] = "minmax"

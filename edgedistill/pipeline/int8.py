@@ -63,7 +63,8 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     objective = replace(objective, features=())  # feature terms shape the float student; QAT keeps the response loss
     qs, res = qat_distill(student, data, x_calib, x_val, y_val, objective, qat_settings, method=q.calibration,
                           lr_scale=q.qat_lr_scale, checkpoint=ckpt / "student_qat.pt", rounding=rounding,
-                          input_head=q.input_head, progress=_bar(ui, "QAT distill", qat_settings.epochs * len(data)))
+                          input_head=q.input_head, ranges=q.ranges,
+                          progress=_bar(ui, "QAT distill", qat_settings.epochs * len(data)))
     evaluate = _evaluator(ui, "int8 evaluation on the test split (float, PTQ, QAT)", 3, x_te, y_te)
     right = {"float": evaluate(student), "ptq": evaluate(ptq), "qat": evaluate(qs)}
     metrics = {
@@ -87,7 +88,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     if twin is not None:
         qt, _ = qat_distill(twin, data, x_calib, x_val, y_val, Objective(teacher=False), qat_settings,
                             method=q.calibration, lr_scale=q.qat_lr_scale, checkpoint=ckpt / "baseline_qat.pt",
-                            rounding=rounding, input_head=q.input_head,
+                            rounding=rounding, input_head=q.input_head, ranges=q.ranges,
                             progress=_bar(ui, "QAT no-teacher twin", qat_settings.epochs * len(data)))
         right["twin"] = _evaluator(ui, "int8 evaluation of the twin", 1, x_te, y_te)(qt)
         metrics["baseline_qat_test_acc"] = _pct(right["twin"])

@@ -1,6 +1,11 @@
 """Fake quantization that simulates exactly what int8 TFLite and onnxruntime QDQ kernels compute.
 
-* Activations: per-tensor asymmetric int8 in [-128, 127]; `ActQuant` observes during calibration, then freezes.
+* Activations: per-tensor asymmetric int8 in [-128, 127]; `ActQuant` observes during calibration and freezes a
+  range; during QAT training it then tracks the range (an exponential moving average of each batch's min and max,
+  Jacob et al. 2018 sec. 3.1; TensorFlow's QAT does the same), so ranges follow the weights as they move instead of
+  clipping a layer whose outputs grew. The calibrated clipping is kept in proportion: range = calibrated range ×
+  (tracked batch extremes / the mean batch extremes seen at calibration), so `percentile` and `mse` keep clipping
+  their tails and a range that did not move stays where calibration put it.
 * Weights: per-output-channel symmetric int8 in [-127, 127], zero point 0 (the TFLite int8 spec); the scale
   tracks the weights, s_c = max|w_c| / 127, so no weight is ever clipped.
 * Bias: int32 with scale s_in · s_w[c] (the TFLite / ONNX convention), simulated by rounding to that grid.
@@ -23,6 +28,8 @@ import torch.ao.quantization.fx._decomposed  # noqa: F401  registers torch.ops.q
 _qd = torch.ops.quantized_decomposed
 _MAX_SAMPLES = 200_000
 INT32_MAX = 2**31 - 1
+EMA_DECAY = 0.99     # per training batch: a horizon of ~100 steps
+RESCALE_AT = 0.01    # re-derive scale / zero point when the tracked range moved by more than 1 % of its width
 
 
 class ActQuant(nn.Module):
@@ -33,10 +40,15 @@ class ActQuant(nn.Module):
         super().__init__()
         self.register_buffer("scale", torch.tensor(1.0 if fixed is None else float(fixed[0])))
         self.register_buffer("zero_point", torch.tensor(0 if fixed is None else int(fixed[1]), dtype=torch.int64))
+        # [calibrated lo, hi, mean batch extremes at calibration lo, hi, tracked batch extremes lo, hi, the range the
+        # scale was derived from lo, hi]
+        self.register_buffer("ranges", torch.zeros(8, dtype=torch.float64))
+        self.track = False  # QAT training: follow the observed range (see the module doc)
         self.fixed = fixed  # (scale, zero point) the int8 spec prescribes (LOGISTIC: 1/256, -128); never calibrated
         self.name = ""  # the graph value it quantizes, for error messages
         self.mode = "float"
         self._lo, self._hi = np.inf, -np.inf
+        self._batch_extremes: list[tuple[float, float]] = []
         self._samples: list[np.ndarray] = []
         self._seen = 0
         self._rng = np.random.default_rng(0)
@@ -46,6 +58,8 @@ class ActQuant(nn.Module):
             self._observe(x.detach())
             return x
         if self.mode == "quant":
+            if self.track and self.training and self.fixed is None:
+                self._follow(x.detach())
             return _FakeQuant.apply(x, self.scale, int(self.zero_point))
         if self.mode == "export":
             s, z = self.export_params  # Python constants: torch.export cannot trace float(tensor)
@@ -57,8 +71,30 @@ class ActQuant(nn.Module):
         """self(relu(x)). In "quant" mode with the grid starting at 0 (zero point -128, as a ReLU output's range
         does) the clamp at code -128 is the ReLU, so both are one pass with the same values and gradient."""
         if self.mode == "quant" and int(self.zero_point) == QMIN:
+            if self.track and self.training and self.fixed is None:
+                self._follow(torch.relu(x.detach()))
             return _FakeQuant.apply(x, self.scale, QMIN, True)
         return self(torch.relu(x))
+
+    @torch.no_grad()
+    def _follow(self, x: torch.Tensor) -> None:
+        """Update the tracked extremes with this batch; re-derive scale / zero point when they moved enough."""
+        r = self.ranges
+        if not bool(torch.isfinite(x).all()) or x.numel() == 0:
+            return
+        lo, hi = float(x.min()), float(x.max())
+        r[4] = EMA_DECAY * r[4] + (1 - EMA_DECAY) * lo
+        r[5] = EMA_DECAY * r[5] + (1 - EMA_DECAY) * hi
+        if float(r[3] - r[2]) <= 0:
+            return
+        # the calibrated range, stretched as the tracked extremes moved from those seen at calibration
+        new_lo = float(r[0] * (r[4] / r[2])) if r[2] < 0 else float(r[0])
+        new_hi = float(r[1] * (r[5] / r[3])) if r[3] > 0 else float(r[1])
+        if max(abs(new_lo - float(r[6])), abs(new_hi - float(r[7]))) > RESCALE_AT * float(r[7] - r[6]):
+            s, z = scale_zero_point(new_lo, new_hi)
+            self.scale.fill_(s)
+            self.zero_point.fill_(z)
+            r[6], r[7] = new_lo, new_hi
 
     def prepare_export(self) -> None:
         """Cache scale / zero point as Python numbers (torch.export cannot trace float(tensor))."""
@@ -67,6 +103,7 @@ class ActQuant(nn.Module):
     def _observe(self, x: torch.Tensor) -> None:
         flat = x.flatten().numpy()
         self._lo, self._hi = min(self._lo, float(flat.min())), max(self._hi, float(flat.max()))
+        self._batch_extremes.append((float(flat.min()), float(flat.max())))
         if self._seen < _MAX_SAMPLES:
             k = min(len(flat), 4096)
             self._samples.append(self._rng.choice(flat, k, replace=False) if k < len(flat) else flat.copy())
@@ -91,6 +128,9 @@ class ActQuant(nn.Module):
         s, z = scale_zero_point(lo, hi)
         self.scale.fill_(s)
         self.zero_point.fill_(z)
+        blo, bhi = np.mean(self._batch_extremes, axis=0)
+        self.ranges.copy_(torch.tensor([lo, hi, blo, bhi, blo, bhi, lo, hi], dtype=torch.float64))
+        self._batch_extremes = []
         self._samples, self._seen = [], 0
         self.mode = "quant"
 

@@ -99,6 +99,11 @@ class QuantGraph(nn.Module):
                 if hasattr(m, "prepare_export"):
                     m.prepare_export()
 
+    def set_tracking(self, on: bool) -> None:
+        """Let every calibrated quantizer follow its observed range while the graph trains (quantize/fake.py)."""
+        for q in self.quantizers():
+            q.track = on
+
     def set_rounding(self, rounding: str) -> None:
         """"float" (torch's fake quantization, as onnxruntime's QDQ reference computes it), or a runtime's integer
         arithmetic for every op that leaves its input's grid (quantize/arithmetic.py: "tflm" for TFLite Micro and

@@ -99,7 +99,8 @@ def layer_report(float_model: nn.Module, qmodel: QuantGraph, x: torch.Tensor, ba
     """Per-op figures (module docstring) of `qmodel` (the int8 graph, in "quant" mode) against `float_model` on the
     samples `x` (N × input shape, raw as the model takes them). Returns one LayerStats per op in graph order, the
     input quantizer first (name "input"). Raises ValueError when the two graphs differ in structure."""
-    ref = to_quant_student(copy.deepcopy(float_model).eval())  # every quantizer in "float" mode: the float model
+    ref = to_quant_student(copy.deepcopy(float_model).eval(),  # every quantizer in "float" mode: the float model
+                           input_head="on" if qmodel.head is not None else "off")
     ref.set_mode("float")
     if [(k, o) for k, _, o in ref.steps] != [(k, o) for k, _, o in qmodel.steps]:
         raise ValueError("layer_report: the float model and the int8 graph have different structures")

@@ -19,12 +19,16 @@ from edgedistill.quantize.graph import QuantStudent, to_quant_student
 def qat_distill(float_model: nn.Module, data: TrainSet, x_calib: torch.Tensor, val_x: torch.Tensor,
                 val_y: torch.Tensor, objective: Objective, settings: TrainSettings, *, method: str = "minmax",
                 lr_scale: float = 0.1, checkpoint: Path | None = None, progress=None,
-                rounding: str = "float", input_head: str = "auto") -> tuple[QuantStudent, FitResult]:
+                rounding: str = "float", input_head: str = "auto",
+                ranges: str = "ema") -> tuple[QuantStudent, FitResult]:
     """Returns the best QAT student (by validation accuracy) and its training record. The float model is untouched.
-    `rounding`: the runtime arithmetic QAT computes (quantize/arithmetic.py); `input_head`: see to_quant_student."""
+    `rounding`: the runtime arithmetic QAT computes (quantize/arithmetic.py); `input_head`: see to_quant_student;
+    `ranges`: "ema" lets activation ranges follow the training (quantize/fake.py), "frozen" keeps the calibrated."""
     qmodel = calibrate(to_quant_student(copy.deepcopy(float_model).eval(), rounding, input_head), x_calib, method)
     qat_settings = replace(settings, lr=settings.lr * lr_scale)
+    qmodel.set_tracking(ranges == "ema")
     result = fit(qmodel, data, val_x, val_y, objective, qat_settings, checkpoint=checkpoint, progress=progress)
+    qmodel.set_tracking(False)
     qmodel.load_state_dict(result.best_state)
     return qmodel.eval(), result
 
@@ -34,6 +38,10 @@ def rebuild_quant_student(float_model: nn.Module, state: dict, rounding: str = "
     head exactly when the state holds one)."""
     head = "on" if "head.a" in state else "off"
     qmodel = to_quant_student(copy.deepcopy(float_model).eval(), rounding, head)
-    qmodel.load_state_dict(state)
+    missing, unexpected = qmodel.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(".ranges")]  # tracked ranges: only used while training
+    if missing or unexpected:
+        raise RuntimeError(f"the saved int8 state does not fit the student: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}")
     qmodel.set_mode("quant")
     return qmodel.eval()

@@ -1,0 +1,75 @@
+"""Ranges that follow the weights: during QAT training every calibrated activation quantizer tracks its batch
+extremes (quantize/fake.py), so a layer whose outputs grow while training is not left saturating; frozen ranges
+clip it. Untouched layers keep their calibrated range."""
+
+import torch
+from torch import nn
+
+from edgedistill.quantize import calibrate, to_quant_student
+from edgedistill.quantize.ranges import QMAX, QMIN
+
+
+def _saturation(q, layer: str, x: torch.Tensor) -> float:
+    """Share of `layer`'s outputs whose code lies beyond the int8 grid (clipped), in the float pass of the graph."""
+    seen = {}
+    op = q.ops[layer]
+    hook = op.register_forward_hook(lambda m, i, o: seen.__setitem__("y", o))
+    mode = op.out_q.mode
+    q.set_mode("float")  # the unclipped values, to compare with the grid
+    with torch.no_grad():
+        q(x)
+    q.set_mode(mode)
+    hook.remove()
+    code = torch.round(seen["y"] / float(op.out_q.scale)) + int(op.out_q.zero_point)
+    return float(((code < QMIN) | (code > QMAX)).float().mean())
+
+
+def _grown(tracking: bool):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Sigmoid(), nn.Linear(16, 16), nn.Linear(16, 3)).eval()
+    x = torch.randn(512, 6)
+    q = calibrate(to_quant_student(model, rounding="xnnpack"), x[:256])
+    first, _, second, _ = [k for k, _, _ in q.steps]  # Linear, LOGISTIC, Linear, Linear
+    before = (float(q.ops[first].out_q.scale), float(q.ops[second].out_q.scale))
+    with torch.no_grad():
+        q.ops[second].weight.mul_(3.0)  # as training might: the middle layer's outputs grow threefold
+    q.set_tracking(tracking)
+    q.train()
+    with torch.no_grad():
+        for i in range(400):  # training batches (forward passes; the optimizer is beside the point here)
+            q(x[torch.randint(0, 512, (64,))])
+    q.eval()
+    q.set_tracking(False)
+    return q, first, second, before, x
+
+
+def test_a_layer_whose_range_grows_is_not_saturated_with_tracking():
+    q, first, second, (s1, s2), x = _grown(tracking=True)
+    assert _saturation(q, second, x) < 0.005
+    assert float(q.ops[second].out_q.scale) > 2.0 * s2  # the grid followed the threefold growth
+    assert abs(float(q.ops[first].out_q.scale) / s1 - 1) < 0.1  # an unchanged layer stays near its calibration
+
+
+def test_frozen_ranges_leave_the_grown_layer_clipping():
+    q, _, second, (_, s2), x = _grown(tracking=False)
+    assert float(q.ops[second].out_q.scale) == s2
+    assert _saturation(q, second, x) > 0.05
+
+
+def test_tracking_never_moves_fixed_grids_and_stops_in_eval():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 2)).eval()
+    x = torch.randn(128, 4)
+    q = calibrate(to_quant_student(model), x)
+    scales = [float(m.scale) for m in q.quantizers()]
+    q.set_tracking(True)
+    q.eval()
+    with torch.no_grad():
+        q(x * 50)  # eval passes never move a range
+    assert [float(m.scale) for m in q.quantizers()] == scales
+    q.train()
+    with torch.no_grad():
+        for _ in range(50):
+            q(x * 50)
+    fixed = [m for m in q.quantizers() if m.fixed is not None]
+    assert fixed and all(float(m.scale) == m.fixed[0] and int(m.zero_point) == m.fixed[1] for m in fixed)
