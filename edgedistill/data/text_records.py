@@ -145,8 +145,21 @@ def read_jsonl(path: Path, text_field: str, label_field: str, label_required: bo
             raise DataError(f"{path}, line {number}: no field `{text_field}`; this line has the fields "
                             f"{', '.join(map(str, obj)) or '(none)'}. Name the text field that the file uses.")
         records.has_label_field |= label_field in obj
+        if "\\u" in line and isinstance(obj[text_field], str):
+            _refuse_lone_surrogates(obj[text_field], f"{path}, line {number}", text_field)
         records.add(number, obj[text_field], obj.get(label_field), text_field)
     return records.finish(label_field, label_required, fields)
+
+
+def _refuse_lone_surrogates(text: str, where: str, text_field: str) -> None:
+    """JSON's \\uD800..\\uDFFF escapes can leave half a surrogate pair, which is no Unicode character and has no
+    UTF-8 form; no tokenizer (nor a device) could encode it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"{where}: the `{text_field}` field holds the escape \\u{ord(text[exc.start]):04x}, half of "
+                        "a UTF-16 surrogate pair with no partner; it is no character. Fix or remove the escape."
+                        ) from None
 
 
 @contextlib.contextmanager
@@ -181,7 +194,7 @@ def _read_delimited(path: Path, text_field: str, label_field: str, label_require
                 continue
             if header is None:
                 header = [name.strip() for name in row]
-                _check_header(path, header, text_field, label_field, label_required, delimiter)
+                _check_header(path, first, header, text_field, label_field, label_required, delimiter)
                 records.has_label_field = label_field in header
                 text_at = header.index(text_field)
                 label_at = header.index(label_field) if records.has_label_field else None
@@ -194,8 +207,8 @@ def _read_delimited(path: Path, text_field: str, label_field: str, label_require
     return records.finish(label_field, label_required, header or [])
 
 
-def _check_header(path: Path, header: list[str], text_field: str, label_field: str, label_required: bool,
-                  delimiter: str) -> None:
+def _check_header(path: Path, line: int, header: list[str], text_field: str, label_field: str,
+                  label_required: bool, delimiter: str) -> None:
     missing = [f for f in (text_field, label_field if label_required else None) if f and f not in header]
     if not missing:
         return
@@ -204,9 +217,9 @@ def _check_header(path: Path, header: list[str], text_field: str, label_field: s
         hint = (" The header is one column: the file seems to be "
                 f"{'tab' if delimiter == ',' else 'comma'}-separated; name it "
                 f"{path.stem}{'.tsv' if delimiter == ',' else '.csv'}.")
-    raise DataError(f"{path}, line 1: the header has no column {' or '.join(f'`{m}`' for m in missing)}; its columns "
-                    f"are {', '.join(header)}. Name the column that holds the {'text' if text_field in missing else 'label'}"
-                    f".{hint}")
+    what = "text" if text_field in missing else "label"
+    raise DataError(f"{path}, line {line}: the header has no column {' or '.join(f'`{m}`' for m in missing)}; its "
+                    f"columns are {', '.join(header)}. Name the column that holds the {what}.{hint}")
 
 
 def _shown(row: list[str]) -> str:

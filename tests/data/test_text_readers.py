@@ -140,6 +140,7 @@ def test_non_utf8_bytes_in_a_csv_and_in_a_txt_file(tmp_path):
     ('{"text": "x", "label": true}', ["line 2", "true/false"]),
     ('{"text": "x", "label": 1.5}', ["line 2", "1.5"]),
     ('{"text": "x", "label": 7}', ["line 2", "line 1", "integer", "'a'"]),
+    (r'{"text": "half \ud83d a pair", "label": "a"}', ["line 2", "\\ud83d", "surrogate"]),
 ])
 def test_jsonl_refusals(tmp_path, line, needles):
     path = tmp_path / "d.jsonl"
