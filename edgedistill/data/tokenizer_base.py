@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 
 from edgedistill.errors import ConfigError, ModelLoadError
 from edgedistill.registry import Registry
+from edgedistill.util import write_json
 
 FORMAT_VERSION = 1
 TOKENIZERS: Registry[type["StudentTokenizer"]] = Registry("tokenizer")
@@ -124,17 +123,9 @@ class StudentTokenizer(ABC):
         return f"{self.name}-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
 
     def save(self, path: Path) -> Path:
-        """Write the JSON form to `path` atomically (a temporary file renamed into place: never half-written)."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.to_dict(), f, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        """Write the JSON form to `path` atomically (edgedistill.util.write_json: never half-written)."""
+        write_json(Path(path), self.to_dict())
+        return Path(path)
 
     @classmethod
     def load(cls, path: Path) -> "StudentTokenizer":
