@@ -17,8 +17,17 @@ class TextSplit:
     texts: tuple[str, ...]
     labels: tuple[str | int | None, ...] | None = None
 
+    def __post_init__(self) -> None:
+        if self.labels is not None and len(self.labels) != len(self.texts):
+            raise ValueError(f"{len(self.texts)} texts but {len(self.labels)} labels")
+
     def __len__(self) -> int:
         return len(self.texts)
+
+    @property
+    def num_labelled(self) -> int:
+        """How many samples carry a label."""
+        return 0 if self.labels is None else sum(label is not None for label in self.labels)
 
 
 @dataclass(frozen=True)

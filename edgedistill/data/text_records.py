@@ -1,0 +1,246 @@
+"""Line-oriented text files: JSON Lines (`.jsonl`) and delimited text (`.csv`, `.tsv`), read as a stream.
+
+Each reader turns one file into `FileRecords`: the texts, their labels (None = unlabelled) and the line where each
+kind of label (integer, string) first appeared, so a later check across files can name the line. Files are read
+once, line by line, as bytes split on b"\\n" only: JSON strings may hold U+2028 or a lone "\\r", which a text-mode
+`splitlines()` would wrongly take for line ends. Every error names the file and the line and is one paragraph.
+
+Formats: JSON Lines (https://jsonlines.org); CSV as RFC 4180 read by Python's csv module (quoted fields may span
+lines); TSV the same with a tab delimiter. A UTF-8 byte-order mark at the start of a file is ignored.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from edgedistill.errors import DataError
+from edgedistill.registry import Registry
+
+Label = str | int | None
+DEFAULT_TEXT_FIELD = "text"
+DEFAULT_LABEL_FIELD = "label"
+
+# suffix (without the dot) -> reader(path, text_field, label_field, label_required) -> FileRecords
+TEXT_FILE_FORMATS: Registry[Callable[..., "FileRecords"]] = Registry("text file format")
+
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "true/false",
+               type(None): "null"}
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+@dataclass
+class FileRecords:
+    """What one file holds: `texts[i]` with `labels[i]` (None: unlabelled).
+
+    `textual_labels`: the format stores every label as text (CSV, TSV), so integers are decided across all files
+    of a corpus (edgedistill.data.text_readers). `first_line`: label kind ("int" / "str") -> (line, label) of its
+    first occurrence. `has_label_field`: some line or the header carries the label field at all."""
+
+    path: Path
+    texts: list[str] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
+    textual_labels: bool = False
+    first_line: dict[str, tuple[int, Label]] = field(default_factory=dict)
+    has_label_field: bool = False
+
+    def add(self, line: int, text: object, label: object, text_field: str) -> None:
+        """Append one sample after checking it. Raises DataError naming the file and line."""
+        where = f"{self.path}, line {line}"
+        if not isinstance(text, str):
+            raise DataError(f"{where}: the `{text_field}` field holds a JSON {_JSON_TYPES.get(type(text), 'value')}, "
+                            "not a string; every sample's text must be a string.")
+        if not text.strip():
+            raise DataError(f"{where}: the `{text_field}` field is empty; every sample needs a non-blank text. "
+                            "Remove the line or fill in its text.")
+        label = self._label(label, where)
+        if label is not None:
+            kind = "int" if isinstance(label, int) else "str"
+            self.first_line.setdefault(kind, (line, label))
+            other = self.first_line.get("str" if kind == "int" else "int")
+            if other is not None:
+                raise DataError(f"{where}: label {label!r} is {'an integer' if kind == 'int' else 'a string'} but "
+                                f"line {other[0]} has the label {other[1]!r}; a file's labels must be all integers "
+                                "or all strings (quote the numbers to make every label a string).")
+        self.texts.append(text)
+        self.labels.append(label)
+
+    @staticmethod
+    def _label(label: object, where: str) -> Label:
+        if label is None:
+            return None
+        if isinstance(label, str):
+            return label.strip() or None
+        if isinstance(label, float) and label.is_integer():
+            return int(label)
+        if isinstance(label, int) and not isinstance(label, bool):
+            return label
+        raise DataError(f"{where}: the label {json.dumps(label)} is a JSON {_JSON_TYPES.get(type(label), 'value')}; "
+                        "a label must be a string, an integer, or null / empty for an unlabelled sample.")
+
+    def finish(self, label_field: str, label_required: bool, fields: list[str]) -> "FileRecords":
+        """Refuse a file without samples, or without the label field the user named. Returns self."""
+        if not self.texts:
+            raise DataError(f"{self.path} holds no samples (only blank lines or a header); a text data file needs "
+                            "at least one line with a text.")
+        if label_required and not self.has_label_field:
+            raise DataError(f"{self.path}: no line has the label field `{label_field}`; the lines have the fields "
+                            f"{', '.join(fields) or '(none)'}. Name the label field that the file uses.")
+        return self
+
+
+def utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number from 1, line with its end) for each line of `path`, decoded as strict UTF-8.
+
+    Raises DataError on bytes that are not UTF-8, naming the line and the byte offset in the file."""
+    offset = 0
+    try:
+        with path.open("rb") as f:
+            for number, raw in enumerate(f, 1):
+                start = offset
+                offset += len(raw)
+                if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw, start = raw[len(codecs.BOM_UTF8):], start + len(codecs.BOM_UTF8)
+                try:
+                    yield number, raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(non_utf8_message(path, number, start + exc.start, raw[exc.start])) from None
+    except OSError as exc:
+        raise DataError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+
+
+def non_utf8_message(path: Path, line: int, offset: int, byte: int) -> str:
+    return (f"{path}, line {line}: byte {offset} of the file (0x{byte:02x}) is not UTF-8; text data must be "
+            f"UTF-8 encoded. Re-encode the file, e.g. `iconv -f WINDOWS-1252 -t UTF-8 {path.name} > "
+            f"{path.stem}.utf8{path.suffix}` if it was written as Latin-1 / Windows-1252.")
+
+
+@TEXT_FILE_FORMATS.register("jsonl", "JSON Lines: one object per line with a text field and an optional label")
+def read_jsonl(path: Path, text_field: str, label_field: str, label_required: bool) -> FileRecords:
+    """One JSON object per line; blank lines are skipped; a null / empty / missing label marks an unlabelled
+    sample. Raises DataError (malformed JSON, a line that is not an object, a missing or empty text, a bad label,
+    a mix of integer and string labels, no samples)."""
+    records, fields = FileRecords(path), []
+    for number, line in utf8_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}, line {number}: not valid JSON ({exc.msg} at column {exc.colno}); each line must "
+                            f"hold one JSON object such as {{\"{text_field}\": \"...\", \"{label_field}\": \"...\"}}."
+                            ) from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}, line {number}: a JSON {_JSON_TYPES.get(type(obj), 'value')} where an object "
+                            f"such as {{\"{text_field}\": \"...\", \"{label_field}\": \"...\"}} is expected.")
+        fields = fields or list(obj)
+        if text_field not in obj:
+            raise DataError(f"{path}, line {number}: no field `{text_field}`; this line has the fields "
+                            f"{', '.join(map(str, obj)) or '(none)'}. Name the text field that the file uses.")
+        records.has_label_field |= label_field in obj
+        if "\\u" in line and isinstance(obj[text_field], str):
+            _refuse_lone_surrogates(obj[text_field], f"{path}, line {number}", text_field)
+        records.add(number, obj[text_field], obj.get(label_field), text_field)
+    return records.finish(label_field, label_required, fields)
+
+
+def _refuse_lone_surrogates(text: str, where: str, text_field: str) -> None:
+    """JSON's \\uD800..\\uDFFF escapes can leave half a surrogate pair, which is no Unicode character and has no
+    UTF-8 form; no tokenizer (nor a device) could encode it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"{where}: the `{text_field}` field holds the escape \\u{ord(text[exc.start]):04x}, half of "
+                        "a UTF-16 surrogate pair with no partner; it is no character. Fix or remove the escape."
+                        ) from None
+
+
+@contextlib.contextmanager
+def _long_fields() -> Iterator[None]:
+    """The csv module refuses fields over 128 KiB by default; a document-classification text can be longer."""
+    old = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def _read_delimited(path: Path, text_field: str, label_field: str, label_required: bool, delimiter: str
+                    ) -> FileRecords:
+    records = FileRecords(path, textual_labels=True)
+    # strict: an unclosed quote is an error, not a field that silently swallows the rest of the file
+    reader = csv.reader((line for _, line in utf8_lines(path)), delimiter=delimiter, strict=True)
+    header: list[str] | None = None
+    with _long_fields():
+        while True:
+            first = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                raise DataError(f"{path}, line {first}: malformed {'TSV' if delimiter == chr(9) else 'CSV'} ({exc}); "
+                                "a field that starts with a double quote must end with one, and a double quote "
+                                'inside it is written twice ("").') from None
+            if not row:
+                continue
+            if header is None:
+                header = [name.strip() for name in row]
+                _check_header(path, first, header, text_field, label_field, label_required, delimiter)
+                records.has_label_field = label_field in header
+                text_at = header.index(text_field)
+                label_at = header.index(label_field) if records.has_label_field else None
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{path}, line {first}: {len(row)} field{'s' * (len(row) != 1)} "
+                                f"({_shown(row)}) where the header names {len(header)} ({', '.join(header)}); "
+                                "a text that holds the delimiter or a line break must be in double quotes.")
+            records.add(first, row[text_at], row[label_at] if label_at is not None else None, text_field)
+    return records.finish(label_field, label_required, header or [])
+
+
+def _check_header(path: Path, line: int, header: list[str], text_field: str, label_field: str,
+                  label_required: bool, delimiter: str) -> None:
+    missing = [f for f in (text_field, label_field if label_required else None) if f and f not in header]
+    if not missing:
+        return
+    hint = ""
+    if len(header) == 1 and ("\t" if delimiter == "," else ",") in header[0]:
+        hint = (" The header is one column: the file seems to be "
+                f"{'tab' if delimiter == ',' else 'comma'}-separated; name it "
+                f"{path.stem}{'.tsv' if delimiter == ',' else '.csv'}.")
+    what = "text" if text_field in missing else "label"
+    raise DataError(f"{path}, line {line}: the header has no column {' or '.join(f'`{m}`' for m in missing)}; its "
+                    f"columns are {', '.join(header)}. Name the column that holds the {what}.{hint}")
+
+
+def _shown(row: list[str]) -> str:
+    cut = [v if len(v) <= 20 else v[:17] + "..." for v in row[:6]]
+    return ", ".join(repr(v) for v in cut) + (", ..." if len(row) > 6 else "")
+
+
+@TEXT_FILE_FORMATS.register("csv", "CSV with a header row naming a text column and an optional label column")
+def read_csv(path: Path, text_field: str, label_field: str, label_required: bool) -> FileRecords:
+    """Comma-separated, header row first, RFC 4180 quoting (a quoted field may span lines); blank lines are
+    skipped; an empty label marks an unlabelled sample. Raises DataError as read_jsonl does, and for a row whose
+    field count differs from the header's."""
+    return _read_delimited(path, text_field, label_field, label_required, ",")
+
+
+@TEXT_FILE_FORMATS.register("tsv", "tab-separated values with a header row, as CSV")
+def read_tsv(path: Path, text_field: str, label_field: str, label_required: bool) -> FileRecords:
+    """Tab-separated, otherwise as read_csv."""
+    return _read_delimited(path, text_field, label_field, label_required, "\t")
+
+
+def is_integer_text(value: str) -> bool:
+    """True for a whole number written in ASCII digits with an optional sign ("3", "-1", "+07")."""
+    return _INTEGER.fullmatch(value) is not None
