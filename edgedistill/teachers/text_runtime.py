@@ -13,6 +13,7 @@ beside the model (optimum writes it), else 512.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -198,20 +199,26 @@ class TFLiteTextTeacher(TextTeacher):
 def takes_token_ids(path: Path) -> bool:
     """Whether an .onnx / .tflite model takes integer token ids (int32 / int64 inputs, or an input named
     input_ids): a text teacher. Array teachers take float (or int8 / uint8 quantized) samples."""
+    if path.suffix not in (".onnx", ".tflite") or not path.is_file():
+        return False
+    st = path.stat()
+    return _takes_token_ids(str(path.resolve()), st.st_mtime_ns, st.st_size)  # the file once, not per matcher
+
+
+@functools.lru_cache(maxsize=32)
+def _takes_token_ids(path: str, mtime_ns: int, size: int) -> bool:
     try:
-        if path.suffix == ".onnx":
+        if path.endswith(".onnx"):
             import onnx
 
-            graph = onnx.load(str(path), load_external_data=False).graph
+            graph = onnx.load(path, load_external_data=False).graph
             inits = {i.name for i in graph.initializer}
             elem = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
             inputs = [i for i in graph.input if i.name not in inits]
             return any(i.type.tensor_type.elem_type in elem or "input_ids" in i.name for i in inputs)
-        if path.suffix == ".tflite":
-            from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter
 
-            details = Interpreter(model_path=str(path)).get_input_details()
-            return any(d["dtype"] in (np.int32, np.int64) or "input_ids" in d["name"] for d in details)
+        details = Interpreter(model_path=path).get_input_details()
+        return any(d["dtype"] in (np.int32, np.int64) or "input_ids" in d["name"] for d in details)
     except Exception:  # unreadable file, or the runtime package missing: the array adapter gives the error
         return False
-    return False
