@@ -44,8 +44,10 @@ class Encoded:
 class TextFeatures:
     """What feature terms read from a text teacher, for one batch of N texts padded to T tokens.
 
-    hidden_states: the embedding output and every layer's output, each float32 N×T×H (DistilBERT's cosine loss).
-    attentions: every layer's attention probabilities, each float32 N×heads×T×T (MiniLM's attention transfer).
+    hidden_states: the embedding output and every layer's output, each float32 N×T×H (the cosine loss between
+        hidden states of DistilBERT, Sanh et al. 2019).
+    attentions: every layer's attention probabilities (softmax over the keys), each float32 N×heads×T×T (the
+        last-layer self-attention transfer of MiniLM, Wang et al. 2020).
     attention_mask: int64 N×T, 1 = token, 0 = padding (padded positions must be left out of both losses)."""
 
     hidden_states: tuple[torch.Tensor, ...]

@@ -144,14 +144,15 @@ class TransformersTeacher(TextTeacher):
         limits = [n for n in (positions(config), tokenizer_max_length(tok)) if n]
         length = max_length or (min(limits) if limits else DEFAULT_MAX_LENGTH)
         self._type_ids = "token_type_ids" in inspect.signature(self.module.forward).parameters
-        super().__init__(name or folder.name, [folder / "config.json", *weights], tok, length,
+        code = sorted(folder.glob("*.py")) if reason else []  # remote code computes the logits too
+        super().__init__(name or folder.name, [folder / "config.json", *weights, *code], tok, length,
                          config.get("pad_token_id") if isinstance(config.get("pad_token_id"), int) else None)
 
     @staticmethod
     def _load(folder: Path, safetensors: bool, remote_code: bool) -> nn.Module:
         transformers = _transformers()
         hf_logging = transformers.utils.logging
-        level = hf_logging.get_verbosity()
+        level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         try:
@@ -164,7 +165,8 @@ class TransformersTeacher(TextTeacher):
                                  f"({type(exc).__name__}: {first[:300]}).") from None
         finally:
             hf_logging.set_verbosity(level)
-            hf_logging.enable_progress_bar()
+            if bars:
+                hf_logging.enable_progress_bar()
         fresh = sorted(info.get("missing_keys") or []) + sorted(str(k[0]) if isinstance(k, tuple) else str(k)
                                                                 for k in info.get("mismatched_keys") or [])
         if fresh:
