@@ -98,6 +98,9 @@ BUILTIN_TEACHERS = {
     # a second member (seed 1, 15 epochs) for ensembles: --teacher builtin:fashion-mnist --teacher builtin:fashion-mnist-s1
     "fashion-mnist-s1": ("edgedistill.zoo.models:fashion_cnn", "fashion_cnn_s1.safetensors", "builtin:fashion-mnist"),
     "digits": ("edgedistill.zoo.models:digits_cnn", "digits_cnn.safetensors", "builtin:digits"),
+    # a 0.8M-parameter BERT and its WordPiece tokenizer (84.75 % on the 14,000 test words), trained by
+    # tools/train_text_teacher.py
+    "langid": (None, "langid_bert", "builtin:langid"),
 }
 
 

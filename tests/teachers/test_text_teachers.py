@@ -98,6 +98,8 @@ def test_transformers_folder_logits_equal_the_models_own_forward(tiny, no_networ
     teacher = load_teacher(TeacherSpec(str(folder)))
     assert teacher.format == "transformers" and teacher.is_text
     assert teacher.max_length == MAX_POS
+    contract = teacher.bind(3, TEXTS[:4])
+    assert (contract.index, contract.kind) == (0, "logits")
     teacher.batch_size = 3  # batches padded to different lengths
     got = teacher.logits(TEXTS)
     assert got.dtype == torch.float32 and got.shape == (len(TEXTS), 3)
@@ -276,3 +278,26 @@ def test_text_teacher_refuses_an_array_batch(tiny):
     with pytest.raises(DataError):
         teacher.logits("one string, not a list")
 
+
+@pytest.mark.slow
+def test_builtin_langid_teacher_reproduces_its_logged_test_accuracy():
+    from edgedistill.data.builtin_text import langid
+    from edgedistill.teachers.loader import BUILTIN_TEACHERS
+
+    try:
+        corpus = langid()
+    except DataError as exc:
+        if os.environ.get("CI"):  # .ci/run installs the word lists: missing there is a broken job, not a skip
+            raise
+        pytest.skip(f"Debian's word lists are not installed: {exc}")
+    teacher = load_teacher(TeacherSpec("builtin:langid"))
+    assert teacher.format == "transformers"
+    teacher.batch_size = 512
+    pred = teacher.logits(corpus.test.texts).argmax(1).numpy()
+    labels = teacher.torch_module().config.id2label
+    acc = 100.0 * np.mean([labels[int(p)] == y for p, y in zip(pred, corpus.test.labels)])
+    from importlib import resources
+
+    log = json.loads((resources.files("edgedistill.zoo") / "langid_bert.json").read_text())
+    assert abs(acc - log["test_accuracy"]) < 0.01, (acc, log["test_accuracy"])
+    assert BUILTIN_TEACHERS["langid"][2] == "builtin:langid"
