@@ -4,6 +4,9 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
 FASHION = /usr/share/datasets/fashion-mnist
+# Debian's word lists (package:file under /usr/share/dict): the built-in text example langid
+WORDLISTS = wamerican:american-english wngerman:ngerman wfrench:french wspanish:spanish witalian:italian \
+            wportuguese:portuguese wdutch:dutch
 
 .PHONY: install demo test data clean
 
@@ -16,10 +19,13 @@ $(VENV)/.installed: pyproject.toml requirements/lock.txt
 
 install: $(VENV)/.installed
 
-# Fashion-MNIST comes from Debian's package (no download at run time).
+# Fashion-MNIST and the word lists come from Debian's packages (no download at run time).
 data:
 	@test -d $(FASHION) || { echo "installing Debian package dataset-fashion-mnist"; \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) sh -c 'apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist'; }
+	@need=""; for pair in $(WORDLISTS); do test -f /usr/share/dict/$${pair#*:} || need="$$need $${pair%%:*}"; done; \
+	test -z "$$need" || { echo "installing Debian packages$$need"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) sh -c "apt-get update -qq && apt-get install -y -qq$$need"; }
 
 demo: install data
 	$(VENV)/bin/edgedistill build --target android --out runs/demo

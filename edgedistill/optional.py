@@ -16,7 +16,8 @@ _EXTRAS = {
     "litert_torch": ("tflite", "converting PyTorch models to TFLite"),
     "ai_edge_quantizer": ("tflite", "quantizing TFLite models to int8"),
     "tflite_micro": ("tflite", "running models in the TFLite Micro interpreter"),
-    "tokenizers": ("text", "reading a teacher's tokenizer.json"),
+    "transformers": ("text", "loading transformers teachers (save_pretrained folders)"),
+    "tokenizers": ("text", "tokenizing text with a tokenizer.json"),
 }
 
 

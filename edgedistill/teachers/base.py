@@ -45,6 +45,7 @@ class Teacher(ABC):
 
     format: str = "?"
     requested_output: str | int | None = None
+    is_text: bool = False  # text teachers (teachers/text.py) take a sequence of strings instead of an array batch
 
     def __init__(self, name: str, files: list[Path]):
         self.name = name

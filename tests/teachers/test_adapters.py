@@ -50,7 +50,10 @@ CASES = {
 }
 
 
-COVERED_ELSEWHERE = {"edgedistill"}  # a trained student as teacher: tests/teachers/test_student_teacher.py
+COVERED_ELSEWHERE = {
+    "edgedistill",  # a trained student as teacher: tests/teachers/test_student_teacher.py
+    "transformers", "onnx-text", "tflite-text",  # text teachers: tests/teachers/test_text_teachers.py
+}
 
 
 def test_every_registered_format_is_covered():
