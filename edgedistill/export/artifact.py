@@ -37,6 +37,15 @@ class Artifact:
         return d
 
 
+def sample_input(model, input_shape: tuple[int, ...]):
+    """A zero batch of one sample as `model` takes it: int32 token ids for a text student (one with an embedding
+    table), else float32."""
+    import torch
+
+    ids = any(isinstance(m, torch.nn.Embedding) for m in model.modules()) or getattr(model, "index_input", False)
+    return torch.zeros(1, *input_shape, dtype=torch.int32 if ids else torch.float32)
+
+
 def finish(tmp: Path, final: Path) -> tuple[int, str]:
     """Move a fully written temporary file into place (never leaves a half-written artifact)."""
     os.replace(tmp, final)

@@ -19,19 +19,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgedistill.export.artifact import Artifact, TensorSpec, finish
+from edgedistill.export.artifact import Artifact, TensorSpec, finish, sample_input
 from edgedistill.optional import require
 from edgedistill.quantize.capture import UnsupportedOpError
 from edgedistill.quantize.fake import int32_bias, int8_weights
 from edgedistill.quantize.graph import QuantGraph
-from edgedistill.quantize.ops import Activation, AvgPool, Binary, Concat, Mean, QLayer, SameGrid
+from edgedistill.quantize.ops import Activation, AvgPool, Binary, Concat, Mean, QLayer, SameGrid, global_max_pool
+from edgedistill.quantize.sequence_ops import Embedding, table_scale
 
 OPSET = 17
 
 
 def export_onnx_float(model: nn.Module, input_shape: tuple[int, ...], path: Path, name: str = "float") -> Artifact:
     require("onnx")
-    x = torch.zeros(1, *input_shape)
+    x = sample_input(model, input_shape)
     tmp = path.with_name(path.name + ".tmp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -40,7 +41,7 @@ def export_onnx_float(model: nn.Module, input_shape: tuple[int, ...], path: Path
                           dynamo=False)
     size, digest = finish(tmp, path)
     k = int(model(x).shape[1])
-    return Artifact(name, "onnx", "float32", path, size, digest, TensorSpec([-1, *input_shape], "float32"),
+    return Artifact(name, "onnx", "float32", path, size, digest, TensorSpec([-1, *input_shape], str(x.dtype)[6:]),
                     TensorSpec([-1, k], "float32"))
 
 
@@ -122,6 +123,17 @@ def _activation(g: _Graph, op: Activation, xs: list[str], shape) -> str:
     return g.node({"hardswish": "HardSwish", "sigmoid": "Sigmoid"}[op.kind], xs, op.name + "_" + op.kind)
 
 
+def _embedding(g: _Graph, op: Embedding, xs: list[str], shape) -> str:
+    """Gather from the int8 table (per-tensor, zero point 0), N×L×D; transposed to N×D×L for a conv student."""
+    s = table_scale(op.weight)
+    codes = np.clip(np.round(op.weight.detach().numpy() / s), -127, 127).astype(np.int8)
+    table = g.node("DequantizeLinear", [g.const(op.name + "_table_int8", codes),
+                                        g.const(op.name + "_table_scale", np.array(s, np.float32)),
+                                        g.const(op.name + "_table_zp", np.array(0, np.int8))], op.name + "_table")
+    y = g.node("Gather", [table, xs[0]], op.name + "_gather", axis=0)
+    return g.node("Transpose", [y], op.name + "_ncl", perm=[0, 2, 1]) if op.channels_first else y
+
+
 def _pool(g: _Graph, op: SameGrid, x: str, onnx_op: str) -> str:
     kw = op.fn.kwargs
     k = kw["kernel_size"]
@@ -145,6 +157,8 @@ def _avg_rounding(g: _Graph, op: SameGrid, y: str) -> str:
 
 def _same_grid(g: _Graph, op: SameGrid, xs: list[str], shape) -> str:
     x, kw = xs[0], op.fn.kwargs
+    if op.kind == "maxpool" and op.fn._fn is global_max_pool:
+        return g.node("GlobalMaxPool", [x], op.name + "_gmp")
     if op.kind == "maxpool":
         return _pool(g, op, x, "MaxPool")
     if op.kind == "avgpool":
@@ -167,6 +181,7 @@ def _same_grid(g: _Graph, op: SameGrid, xs: list[str], shape) -> str:
 
 
 LOWERINGS = {QLayer: _layer, Binary: _binary, Concat: _concat, Mean: _mean, Activation: _activation,
+             Embedding: _embedding,
              SameGrid: _same_grid, AvgPool: _same_grid}
 
 
@@ -179,7 +194,7 @@ def _shapes(qmodel: QuantGraph, input_shape: tuple[int, ...]) -> dict[str, tuple
         hooks.append(m.ops[key].register_forward_hook(
             lambda mod, inp, out, key=key: shapes.__setitem__(key, tuple(inp[0].shape))))
     with torch.no_grad():
-        m(torch.zeros(1, *input_shape))
+        m(sample_input(m, input_shape))
     return shapes
 
 
@@ -195,7 +210,8 @@ def export_onnx_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], num_class
         shape = (1, -1) + (1,) * (len(input_shape) - 1)
         a, b = (g.const("head_" + n, getattr(qmodel.head, n).reshape(shape).numpy()) for n in ("a", "b"))
         x = g.node("Add", [g.node("Mul", [x, a], "head_mul"), b], "head_add")
-    env = {qmodel.input_name: g.qdq(x, float(qmodel.input_q.scale), int(qmodel.input_q.zero_point), "input")}
+    env = {qmodel.input_name: x if qmodel.index_input else
+           g.qdq(x, float(qmodel.input_q.scale), int(qmodel.input_q.zero_point), "input")}
     for key, ins, out in qmodel.steps:
         op = qmodel.ops[key]
         lower = LOWERINGS.get(type(op))
@@ -206,7 +222,8 @@ def export_onnx_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], num_class
     g.nodes.append(helper.make_node("Identity", [x], ["logits"], name="output"))
     graph = helper.make_graph(
         g.nodes, "edgedistill_int8",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *input_shape])],
+        [helper.make_tensor_value_info("input", TensorProto.INT32 if qmodel.index_input else TensorProto.FLOAT,
+                                       ["batch", *input_shape])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", num_classes])], g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgedistill")
     model.ir_version = 8
@@ -215,7 +232,7 @@ def export_onnx_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], num_class
     onnx.save(model, str(tmp))
     size, digest = finish(tmp, path)
     q_in, q_out = qmodel.input_q, qmodel.output_q
-    in_q = (None, None) if qmodel.float_input else (float(q_in.scale), int(q_in.zero_point))
+    in_q = (None, None) if qmodel.float_input or qmodel.index_input else (float(q_in.scale), int(q_in.zero_point))
     return Artifact(name, "onnx", "int8", path, size, digest,
-                    TensorSpec([-1, *input_shape], "float32", *in_q),
+                    TensorSpec([-1, *input_shape], "int32" if qmodel.index_input else "float32", *in_q),
                     TensorSpec([-1, num_classes], "float32", float(q_out.scale), int(q_out.zero_point)))

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedistill.export.artifact import Artifact, TensorSpec, finish
+from edgedistill.export.artifact import Artifact, TensorSpec, finish, sample_input
+from edgedistill.export.tflite_fixups import drop_identity_quantize, drop_index_wraparound
 from edgedistill.optional import require
 from edgedistill.quantize.capture import UnsupportedOpError
 from edgedistill.quantize.graph import QuantGraph
@@ -36,8 +37,8 @@ def _static_qdq_config():
     return qc
 
 
-def _convert(module: nn.Module, sample: torch.Tensor, path: Path, quant_config=None) -> tuple[int, str]:
-    """Convert and write atomically; returns the file's size and sha256."""
+def _convert(module: nn.Module, sample: torch.Tensor, path: Path, quant_config=None, fixup=None) -> tuple[int, str]:
+    """Convert, apply `fixup(tmp_path)` (export/tflite_fixups.py) and write atomically; returns size and sha256."""
     litert_torch = require("litert_torch")
     logging.getLogger("litert_torch").setLevel(logging.ERROR)
     tmp = path.with_name(path.name + ".tmp")
@@ -55,6 +56,8 @@ def _convert(module: nn.Module, sample: torch.Tensor, path: Path, quant_config=N
             f"({type(exc).__name__}: {first[:240]}). Data-dependent control flow (an `if` or loop on a tensor's "
             "values, `.item()`, `.tolist()`) cannot be exported; write the forward as a fixed sequence of ops, or "
             "export ONNX only (--formats onnx traces the branch taken on a zero input).") from None
+    if fixup is not None:
+        fixup(tmp)
     return finish(tmp, path)
 
 
@@ -81,17 +84,26 @@ def _io(path: Path) -> tuple[TensorSpec, TensorSpec]:
 
 
 def export_tflite_float(model: nn.Module, input_shape: tuple[int, ...], path: Path, name: str = "float") -> Artifact:
-    size, digest = _convert(copy.deepcopy(model), torch.zeros(1, *input_shape), path)
+    size, digest = _convert(copy.deepcopy(model), sample_input(model, input_shape), path)
     i, o = _io(path)
     return Artifact(name, "tflite", "float32", path, size, digest, i, o)
+
+
+def _text_fixups(path: Path) -> None:
+    drop_index_wraparound(path)
+    drop_identity_quantize(path)
 
 
 def export_tflite_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], path: Path, name: str = "int8") -> Artifact:
     m = copy.deepcopy(qmodel)
     m.set_mode("export")
-    size, digest = _convert(m, torch.zeros(1, *input_shape), path, _static_qdq_config())
+    sample = torch.zeros(1, *input_shape, dtype=torch.int32 if qmodel.index_input else torch.float32)
+    # token ids are never negative: the gather's index wrap-around goes (export/tflite_fixups.py)
+    size, digest = _convert(m, sample, path, _static_qdq_config(),
+                            fixup=_text_fixups if qmodel.index_input else None)
     i, o = _io(path)
-    want_in = "float32" if qmodel.float_input else "int8"  # a float input head takes raw float samples
+    # raw float samples with a float input head, int32 token ids for a text student, else int8 samples
+    want_in = "float32" if qmodel.float_input else "int32" if qmodel.index_input else "int8"
     if i.dtype != want_in or o.dtype != "int8":
         raise RuntimeError(f"TFLite int8 export produced {i.dtype} input / {o.dtype} output, expected {want_in} / int8")
     return Artifact(name, "tflite", "int8", path, size, digest, i, o)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgedistill.errors import EdgeDistillError
-from edgedistill.students.layers import Normalize
+from edgedistill.students.layers import GlobalMaxPool, Normalize, TokenEmbedding
 
 
 class UnsupportedOpError(EdgeDistillError):
@@ -30,8 +30,9 @@ class UnsupportedOpError(EdgeDistillError):
 
 SUPPORTED = ("Conv1d / Conv2d (incl. depthwise; + BatchNorm, + ReLU / ReLU6 / Hardsigmoid), Linear, BatchNorm2d, "
              "ReLU, ReLU6, Hardswish, Hardsigmoid (after a conv / linear), Sigmoid, tensor + - * tensor, torch.cat, "
-             "MaxPool1d/2d, AvgPool1d/2d, global average pooling (AdaptiveAvgPool(1), mean over spatial dims), "
-             "F.pad (zeros), Flatten / view / reshape, Dropout, Identity, Normalize")
+             "MaxPool1d/2d, AvgPool1d/2d, global average / max pooling (AdaptiveAvgPool(1), AdaptiveMaxPool(1), mean "
+             "over spatial dims), F.pad (zeros), Flatten / view / reshape, Dropout, Identity, Normalize, Embedding "
+             "(of the input token ids)")
 
 _MODULES: dict[type, str] = {
     nn.Conv1d: "layer", nn.Conv2d: "layer", nn.Linear: "layer", nn.BatchNorm1d: "bn", nn.BatchNorm2d: "bn",
@@ -39,7 +40,8 @@ _MODULES: dict[type, str] = {
     nn.Sigmoid: "sigmoid", nn.MaxPool1d: "maxpool", nn.MaxPool2d: "maxpool", nn.AvgPool1d: "avgpool",
     nn.AvgPool2d: "avgpool", nn.AdaptiveAvgPool1d: "gap", nn.AdaptiveAvgPool2d: "gap", nn.Flatten: "flatten",
     nn.Dropout: "identity", nn.Dropout1d: "identity", nn.Dropout2d: "identity", nn.Identity: "identity",
-    Normalize: "normalize",
+    Normalize: "normalize", nn.Embedding: "embedding", TokenEmbedding: "embedding",
+    nn.AdaptiveMaxPool1d: "gmp", nn.AdaptiveMaxPool2d: "gmp", GlobalMaxPool: "gmp",
 }
 _FUNCTIONS: dict = {
     operator.add: "add", operator.iadd: "add", torch.add: "add", operator.sub: "sub", torch.sub: "sub",
@@ -48,6 +50,7 @@ _FUNCTIONS: dict = {
     F.hardsigmoid: "hardsigmoid", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", F.max_pool1d: "maxpool",
     F.max_pool2d: "maxpool", F.avg_pool1d: "avgpool", F.avg_pool2d: "avgpool", F.adaptive_avg_pool1d: "gap",
     F.adaptive_avg_pool2d: "gap", F.pad: "pad", torch.mean: "mean", F.dropout: "identity",
+    F.embedding: "embedding", F.adaptive_max_pool1d: "gmp", F.adaptive_max_pool2d: "gmp",
     operator.getitem: "meta", getattr: "meta", torch.reshape: "reshape",
 }
 _METHODS: dict[str, str] = {
@@ -57,10 +60,11 @@ _METHODS: dict[str, str] = {
 
 
 class _Tracer(fx.Tracer):
-    """torch.fx's tracer, with `Normalize` kept whole (it becomes one depthwise conv or folds into a Linear)."""
+    """torch.fx's tracer, with `Normalize` (one depthwise conv, a Linear's folded input, or the float input head)
+    and `TokenEmbedding` (one gather) kept whole."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, Normalize) or super().is_leaf_module(m, qualname)
+        return isinstance(m, (Normalize, TokenEmbedding, GlobalMaxPool)) or super().is_leaf_module(m, qualname)
 
 
 def capture(model: nn.Module) -> fx.GraphModule:

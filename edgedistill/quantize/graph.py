@@ -32,7 +32,9 @@ from edgedistill.quantize.fake import ActQuant
 from edgedistill.quantize.arithmetic import ARITHMETIC, ROUNDINGS
 from edgedistill.quantize.input_head import CONSTANT_INV_STD, InputHead, needs_head
 from edgedistill.quantize.ops import (Activation, AvgPool, Binary, Concat, GraphOp, Lambda, Mean, QLayer, SameGrid,
-                                      reshape_to)
+                                      global_max_pool, reshape_to)
+from edgedistill.quantize.sequence_ops import Embedding
+from edgedistill.students.layers import TokenEmbedding
 
 __all__ = ["QuantGraph", "QuantStudent", "UnsupportedOpError", "SUPPORTED", "to_quant_student", "BUILDERS"]
 
@@ -41,10 +43,10 @@ class QuantGraph(nn.Module):
     """input quantizer → int8 ops in graph order. `set_mode("observe"|"quant"|"export"|"float")` switches every
     quantizer; `steps` are (op key, input value names, output value name)."""
 
-    def __init__(self, input_q: ActQuant, ops: dict[str, GraphOp], steps: list[tuple[str, tuple[str, ...], str]],
+    def __init__(self, input_q: ActQuant | None, ops: dict[str, GraphOp], steps: list[tuple[str, tuple[str, ...], str]],
                  input_name: str, output_name: str, head: InputHead | None = None) -> None:
         super().__init__()
-        self.input_q = input_q
+        self.input_q = input_q  # None: the input is token ids (int32), read only by embedding lookups
         self.head = head  # a float input head (quantize/input_head.py): raw float samples in, QUANTIZE to int8
         self.ops = nn.ModuleDict(ops)
         self.steps = steps
@@ -58,7 +60,7 @@ class QuantGraph(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.quantize_input(x)
-        if self.lifted:  # int8 N×C×L as N×C×1×L: the converter keeps NHWC kernels throughout, no transposes
+        if self.lifted and not self.index_input:  # int8 N×C×L as N×C×1×L: NHWC kernels, no transposes
             x = x.unsqueeze(2)
         env = {self.input_name: x}
         for key, ins, out in self.steps:
@@ -69,6 +71,8 @@ class QuantGraph(nn.Module):
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         """The first int8 value: the raw samples on the input grid (the device app quantizes them), or, with a
         float input head, the head's output quantized by the file's own QUANTIZE op (the runtime's arithmetic)."""
+        if self.input_q is None:
+            return x
         if self.head is None:
             return self.input_q(x)
         y = self.head(x)
@@ -77,6 +81,11 @@ class QuantGraph(nn.Module):
             s, z = float(self.input_q.scale), int(self.input_q.zero_point)
             q = q + ((ARITHMETIC.get(self.rounding).quantize(y.detach(), s, z) - z) * s - q).detach()
         return q
+
+    @property
+    def index_input(self) -> bool:
+        """True when the file takes int32 token ids (its input feeds embedding lookups only)."""
+        return self.input_q is None
 
     @property
     def float_input(self) -> bool:
@@ -325,7 +334,7 @@ def _mean_dims(node: fx.Node, ctx: _Ctx) -> tuple[tuple[int, ...], bool]:
     kind = ctx.kind(node)
     if kind == "gap":
         m = ctx.modules.get(node.target) if node.op == "call_module" else None
-        size = m.output_size if m is not None else _arg(node, 1, "output_size")
+        size = getattr(m, "output_size", 1) if m is not None else _arg(node, 1, "output_size")
         if size not in (1, (1,), (1, 1)):
             raise refuse(node, ctx.modules, "adaptive average pooling is supported to output size 1 only")
         one_d = isinstance(m, nn.AdaptiveAvgPool1d) or node.target is F.adaptive_avg_pool1d
@@ -342,6 +351,32 @@ def _mean_dims(node: fx.Node, ctx: _Ctx) -> tuple[tuple[int, ...], bool]:
 def _build_mean(ctx: _Ctx, node: fx.Node) -> None:
     dims, keep = _mean_dims(node, ctx)
     ctx.add(node, Mean(node_path(node), dims, keep), [ctx.tensor_input(node, node.args[0])])
+
+
+def _build_embedding(ctx: _Ctx, node: fx.Node) -> None:
+    if node.op == "call_module":
+        m = ctx.modules[node.target]
+        weight, channels_first = m.weight, isinstance(m, TokenEmbedding)
+        if m.max_norm is not None:
+            raise refuse(node, ctx.modules, "an embedding with max_norm renormalises rows at run time; int8 tables "
+                                            "are fixed")
+    else:
+        arg = _arg(node, 1, "weight")
+        if not (isinstance(arg, fx.Node) and arg.op == "get_attr"):
+            raise refuse(node, ctx.modules, "F.embedding's table must be a parameter of the model")
+        weight, channels_first = ctx.gm.get_parameter(arg.target), False
+    src = node.args[0]
+    if not isinstance(src, fx.Node) or ctx.val(src) != ctx.input_name:
+        raise refuse(node, ctx.modules, "an embedding must look up the model's input token ids directly")
+    ctx.add(node, Embedding(node_path(node), weight, channels_first), [ctx.input_name])
+
+
+def _build_gmp(ctx: _Ctx, node: fx.Node) -> None:
+    m = ctx.modules.get(node.target) if node.op == "call_module" else None
+    size = getattr(m, "output_size", 1) if m is not None else _arg(node, 1, "output_size")
+    if size not in (1, (1,), (1, 1)) or getattr(m, "return_indices", False):
+        raise refuse(node, ctx.modules, "adaptive max pooling is supported to output size 1 only")
+    _same(ctx, node, "maxpool", Lambda("maxpool", global_max_pool))
 
 
 def _build_activation(ctx: _Ctx, node: fx.Node) -> None:
@@ -452,6 +487,7 @@ BUILDERS: dict[str, Callable[[_Ctx, fx.Node], None]] = {
     "hardswish": _build_activation, "sigmoid": _build_activation, "maxpool": _build_maxpool,
     "avgpool": _build_avgpool, "relu": _build_relu, "relu6": _build_relu, "pad": _build_pad,
     "flatten": _build_flatten, "reshape": _build_reshape, "identity": _build_identity, "meta": _build_meta,
+    "embedding": _build_embedding, "gmp": _build_gmp,
 }
 
 
@@ -485,8 +521,11 @@ def to_quant_student(model: nn.Module, rounding: str = "float", input_head: str 
         kind = ctx.kind(node)
         if kind == "input":
             input_name = ctx.input_name = node.name
+            if node.users and all(ctx.kind(u) == "embedding" for u in node.users):
+                input_q = None  # token ids: gathered, never quantized
+            else:
+                input_q.name = "the input"
             ctx.grids[node.name] = input_q
-            input_q.name = "the input"
         elif kind == "output":
             out = node.args[0]
             if not isinstance(out, fx.Node):

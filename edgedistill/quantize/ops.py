@@ -343,6 +343,8 @@ class Lambda(nn.Module):
 
     def lifted_call(self, x: torch.Tensor) -> torch.Tensor:
         """The same op on a 1-D map carried as N×C×1×L (1-D pools become 2-D pools of height 1)."""
+        if self._fn is global_max_pool:
+            return global_max_pool(x)
         if self._fn in LIFT_2D:
             kw = self.kwargs
             return LIFT_2D[self._fn](x, (1, _one(kw["kernel_size"])), (1, _one(kw["stride"])),
@@ -354,6 +356,12 @@ class Lambda(nn.Module):
 
 
 LIFT_2D = {F.max_pool1d: F.max_pool2d, F.avg_pool1d: F.avg_pool2d}
+
+
+def global_max_pool(x: torch.Tensor) -> torch.Tensor:
+    """Max over every position (N×C×L or N×C×H×W -> N×C×1[×1]) as one full-size MAX_POOL_2D window (the converter
+    has no adaptive max pooling)."""
+    return F.max_pool1d(x, x.shape[-1]) if x.dim() == 3 else F.max_pool2d(x, tuple(x.shape[2:]))
 
 
 def _one(v) -> int:

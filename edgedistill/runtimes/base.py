@@ -21,6 +21,16 @@ def quantize_input(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.nd
     return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
 
 
+def integer_ids(x: np.ndarray, dtype) -> np.ndarray:
+    """Token ids for an integer input tensor (int32 / int64), exactly (they may arrive as floats); ValueError for
+    values that are not whole numbers."""
+    ids = np.asarray(x)
+    if not np.issubdtype(ids.dtype, np.integer):
+        if not np.all(np.isfinite(ids)) or not np.all(ids == np.round(ids)):
+            raise ValueError("token ids must be whole numbers")
+    return ids.astype(dtype)
+
+
 def dequantize_output(y: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return (y.astype(np.float32) - zero_point) * np.float32(scale)
 

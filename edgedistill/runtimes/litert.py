@@ -8,7 +8,7 @@ import numpy as np
 
 from edgedistill.errors import ModelLoadError
 from edgedistill.optional import require
-from edgedistill.runtimes.base import RUNTIMES, Runner, dequantize_output, quantize_input
+from edgedistill.runtimes.base import RUNTIMES, Runner, dequantize_output, integer_ids, quantize_input
 
 
 @RUNTIMES.register("litert", "LiteRT interpreter (ai-edge-litert), XNNPACK delegate (.tflite)")
@@ -42,6 +42,8 @@ class LiteRTRunner(Runner):
         if self.inp["dtype"] in (np.int8, np.uint8):
             scale, zero = self.inp["quantization"]
             x = quantize_input(x, scale, zero, self.inp["dtype"])
+        elif self.inp["dtype"] in (np.int32, np.int64):  # token ids
+            x = integer_ids(x, self.inp["dtype"])
         return np.ascontiguousarray(x)
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
@@ -58,7 +60,8 @@ class LiteRTRunner(Runner):
         return y.copy()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        x = self._prepare(np.asarray(x, np.float32))
+        x = np.asarray(x)
+        x = self._prepare(x if np.issubdtype(x.dtype, np.integer) else np.asarray(x, np.float32))
         if int(self.inp["shape_signature"][0]) == -1:  # dynamic batch: one call
             return self._invoke(x)
         b = int(self.inp["shape_signature"][0])  # static batch (litert-torch exports): slice by slice

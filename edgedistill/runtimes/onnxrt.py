@@ -9,7 +9,7 @@ import numpy as np
 
 from edgedistill.errors import ModelLoadError
 from edgedistill.optional import require
-from edgedistill.runtimes.base import RUNTIMES, Runner
+from edgedistill.runtimes.base import RUNTIMES, Runner, integer_ids
 
 
 @RUNTIMES.register("onnxruntime", "onnxruntime CPU execution provider (.onnx)")
@@ -37,13 +37,15 @@ class OnnxRunner(Runner):
             raise ModelLoadError(f"{path} is not a loadable ONNX model: {str(exc).splitlines()[0]}") from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
+        self.input_dtype = {"tensor(int32)": np.int32, "tensor(int64)": np.int64}.get(inp.type, np.float32)
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: x})[0]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, np.float32)
+        x = np.ascontiguousarray(integer_ids(x, self.input_dtype) if self.input_dtype != np.float32
+                                 else np.asarray(x, np.float32))
         if self.fixed_batch in (None, len(x)):
             return self._run(x)
         b = self.fixed_batch

@@ -9,7 +9,7 @@ import numpy as np
 
 from edgedistill.errors import ModelLoadError
 from edgedistill.optional import require
-from edgedistill.runtimes.base import RUNTIMES, Runner, dequantize_output, quantize_input
+from edgedistill.runtimes.base import RUNTIMES, Runner, dequantize_output, integer_ids, quantize_input
 
 
 @RUNTIMES.register("tflm", "TFLite Micro interpreter (tflite-micro), int8, batch 1 (.tflite)")
@@ -28,7 +28,8 @@ class TFLMRunner(Runner):
         self.out = self.interp.get_output_details(0)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float32)
+        x = np.asarray(x)
+        x = x if np.issubdtype(x.dtype, np.integer) else np.asarray(x, np.float32)
         shape = [int(d) for d in self.inp["shape"]]
         outs = []
         for i in range(len(x)):
@@ -36,6 +37,8 @@ class TFLMRunner(Runner):
             if self.inp["dtype"] in (np.int8, np.uint8):
                 qp = self.inp["quantization_parameters"]
                 xi = quantize_input(xi, float(qp["scales"][0]), int(qp["zero_points"][0]), self.inp["dtype"])
+            elif self.inp["dtype"] in (np.int32, np.int64):  # token ids
+                xi = integer_ids(xi, self.inp["dtype"])
             self.interp.set_input(xi, 0)
             self.interp.invoke()
             y = self.interp.get_output(0)

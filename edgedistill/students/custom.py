@@ -16,7 +16,7 @@ from torch import nn
 from edgedistill.errors import ConfigError
 from edgedistill.user_code import import_factory
 
-RESERVED = ("num_classes", "in_channels", "input_shape")
+RESERVED = ("num_classes", "in_channels", "input_shape", "vocab_size")
 
 
 def _signature(fn) -> inspect.Signature | None:
@@ -26,7 +26,8 @@ def _signature(fn) -> inspect.Signature | None:
         return None
 
 
-def _call_args(fn, spec: str, input_shape: tuple[int, ...], num_classes: int, kwargs: dict) -> dict:
+def _call_args(fn, spec: str, input_shape: tuple[int, ...], num_classes: int, kwargs: dict,
+               extra: dict | None = None) -> dict:
     sig = _signature(fn)
     params = {} if sig is None else sig.parameters
     var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -38,6 +39,9 @@ def _call_args(fn, spec: str, input_shape: tuple[int, ...], num_classes: int, kw
         args["in_channels"] = int(input_shape[0])
     if "input_shape" in params:
         args["input_shape"] = tuple(int(v) for v in input_shape)
+    for name, value in (extra or {}).items():  # vocab_size for text data
+        if name in params or var_kw:
+            args[name] = value
     unknown = [k for k in kwargs if k not in params] if sig is not None and not var_kw else []
     if unknown:
         valid = [n for n, p in params.items() if n not in RESERVED and p.kind in
@@ -47,10 +51,12 @@ def _call_args(fn, spec: str, input_shape: tuple[int, ...], num_classes: int, kw
     return {**args, **kwargs}
 
 
-def build_custom(spec: str, kwargs: dict, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """Import and call the user's factory; check it returns an nn.Module producing `(N, num_classes)` logits."""
+def build_custom(spec: str, kwargs: dict, input_shape: tuple[int, ...], num_classes: int,
+                 extra: dict | None = None) -> nn.Module:
+    """Import and call the user's factory; check it returns an nn.Module producing `(N, num_classes)` logits.
+    `extra` (vocab_size for text) is passed when the factory names the parameter."""
     fn = import_factory(spec, ConfigError)
-    args = _call_args(fn, spec, input_shape, num_classes, kwargs)
+    args = _call_args(fn, spec, input_shape, num_classes, kwargs, extra)
     try:
         module = fn(**args)
     except Exception as exc:  # the user's code failed: say where and why, in one paragraph
@@ -59,16 +65,16 @@ def build_custom(spec: str, kwargs: dict, input_shape: tuple[int, ...], num_clas
                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else '(no message)'}") from None
     if not isinstance(module, nn.Module):
         raise ConfigError(f"Student factory {spec!r} returned a {type(module).__name__}, not a torch.nn.Module.")
-    _dry_run(module, spec, input_shape, num_classes)
+    _dry_run(module, spec, input_shape, num_classes, text=bool(extra))
     return module
 
 
-def _dry_run(module: nn.Module, spec: str, input_shape: tuple[int, ...], num_classes: int) -> None:
+def _dry_run(module: nn.Module, spec: str, input_shape: tuple[int, ...], num_classes: int, text: bool = False) -> None:
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            out = module(torch.zeros(2, *input_shape))
+            out = module(torch.zeros(2, *input_shape, dtype=torch.int32 if text else torch.float32))
     except Exception as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"The student built by {spec!r} cannot run on the data's samples (a batch of shape "

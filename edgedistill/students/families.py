@@ -20,7 +20,7 @@ from edgedistill.students.layers import conv_bn_relu
 STUDENT_FAMILIES: Registry = Registry("student family")
 
 # Which family fits which data kind when the user does not name one.
-DEFAULT_FAMILY = {"image": "cnn", "signal": "conv1d", "features": "mlp"}
+DEFAULT_FAMILY = {"image": "cnn", "signal": "conv1d", "features": "mlp", "text": "textcnn"}
 
 
 CUSTOM = "custom"  # the family of a student built by the user's factory

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -23,6 +24,22 @@ class Normalize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) * self.inv_std
+
+
+class TokenEmbedding(nn.Embedding):
+    """An embedding whose output is channels-first, N×D×L, ready for 1-D convolutions (the int8 graph writes it as
+    a GATHER_ND whose N×L×D output is already the converter's NHWC layout: no TRANSPOSE)."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(ids.long()).transpose(1, 2)
+
+
+class GlobalMaxPool(nn.Module):
+    """Max over every position: N×C×L -> N×C×1 (N×C×H×W -> N×C×1×1), as one full-size max-pooling window, which
+    every converter and runtime has (litert-torch has no adaptive max pooling)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool1d(x, x.shape[-1]) if x.dim() == 3 else F.max_pool2d(x, tuple(x.shape[2:]))
 
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, dims: int = 2) -> nn.Sequential:
