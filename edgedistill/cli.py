@@ -303,6 +303,7 @@ def targets_show(name):
 def list_(what):
     """Show what is registered (losses, student families, built-in data sets, teacher formats ...)."""
     from edgedistill.data import BUILTIN_DATASETS
+    from edgedistill.data.builtin_text import TEXT_DATASETS
     from edgedistill.distill.losses import SOFT_LOSSES
     from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
     from edgedistill.export.registry import EXPORTERS
@@ -312,7 +313,8 @@ def list_(what):
     from edgedistill.teachers import ENSEMBLE_METHODS, TEACHER_FORMATS
 
     sections = {
-        "losses": SOFT_LOSSES, "students": STUDENT_FAMILIES, "datasets": BUILTIN_DATASETS,
+        "losses": SOFT_LOSSES, "students": STUDENT_FAMILIES,
+        "datasets": sorted([*BUILTIN_DATASETS, *TEXT_DATASETS], key=lambda e: e.name),
         "teachers": TEACHER_FORMATS, "ensembles": ENSEMBLE_METHODS, "optimizers": OPTIMIZERS,
         "calibration": RANGE_METHODS, "exporters": EXPORTERS, "runtimes": RUNTIMES,
     }

@@ -18,6 +18,13 @@ DISTILL_OPTIONS = [
                  "'synthetic[:samples=2048,steps=200,range=0:1]' for data-free distillation: inputs synthesized from "
                  "the teacher's BatchNorm statistics, no real training sample used."),
     click.option("--max-train", type=int, help="Use at most this many training samples."),
+    click.option("--max-length", type=int, help="Text: tokens per sample. [default: the 99th percentile of the "
+                 "training texts' token counts, at most 256; truncation is counted in the report]"),
+    click.option("--tokenizer", type=click.Choice(["auto", "bytes", "vocab"]), help="Text: how the student tokenizes: "
+                 "bytes (UTF-8, no tokenizer on the device), vocab (the teacher's vocabulary cut to the tokens the "
+                 "data uses). [default: auto: bytes on microcontrollers or without a teacher tokenizer, else vocab]"),
+    click.option("--teacher-tokenizer", type=click.Path(dir_okay=False),
+                 help="Text: the tokenizer.json of an ONNX / TFLite text teacher. [default: the one beside the model]"),
     click.option("--teacher", "teachers", multiple=True, help="Teacher model: .onnx, .tflite, .pt2, TorchScript, "
                  "weights (.safetensors/.pt, with --teacher-factory) or builtin:NAME. Repeat for an ensemble. "
                  "[default: the built-in teacher of a built-in data set]"),
@@ -30,6 +37,9 @@ DISTILL_OPTIONS = [
     click.option("--teacher-output", help="Which output of a multi-output teacher holds the class scores: NAME or INDEX."),
     click.option("--teacher-allow-pickle", is_flag=True, default=None,
                  help="Allow unpickling arbitrary objects from a torch weights file (only for files you trust)."),
+    click.option("--teacher-allow-remote-code", is_flag=True, default=None,
+                 help="Load a transformers folder whose config needs the model's own Python code (only for folders "
+                 "you trust)."),
     click.option("--ensemble", type=click.Choice(["arithmetic", "geometric"]),
                  help="Combine several teachers by mean of probabilities or of log-probabilities. [default: arithmetic]"),
     click.option("--student", help="Student family and knobs, e.g. cnn, dscnn:width=8, mlp:width=32,depth=2. "
@@ -94,6 +104,13 @@ BUILD_OPTIONS = [
     click.option("--teacher-factory", help="'package.module:function' or 'path/to/file.py:function' for "
                  "weights-only teacher files."),
     click.option("--family", help="Restrict the search to one student family. [default: by the data's shape]"),
+    click.option("--max-length", type=int, help="Text: tokens per sample. [default: the 99th percentile of the "
+                 "training texts' token counts, at most 256; truncation is counted in the report]"),
+    click.option("--tokenizer", type=click.Choice(["auto", "bytes", "vocab"]), help="Text: how the student tokenizes: "
+                 "bytes (UTF-8, no tokenizer on the device), vocab (the teacher's vocabulary cut to the tokens the "
+                 "data uses). [default: auto: bytes on microcontrollers or without a teacher tokenizer, else vocab]"),
+    click.option("--teacher-tokenizer", type=click.Path(dir_okay=False),
+                 help="Text: the tokenizer.json of an ONNX / TFLite text teacher. [default: the one beside the model]"),
     click.option("--epochs", type=int, help="Float distillation epochs. [default for the built-in example: 4 on 30,000 "
                  "training samples, then 1 QAT epoch on 20,000: about 3.5 minutes on 2 idle cores]"),
     click.option("--qat-epochs", type=int, help="QAT epochs. [default: 1]"),
@@ -120,18 +137,24 @@ distill_options = _apply(DISTILL_OPTIONS)
 build_options = _apply(BUILD_OPTIONS)
 
 
+def _with_tokenizer(student: dict | None, tokenizer: str | None) -> dict | None:
+    return student if tokenizer is None else {**(student or {}), "tokenizer": tokenizer}
+
+
 def distill_overrides(o: dict) -> dict:
     """`distill`'s parsed option values -> nested config overrides."""
     teacher_cfgs = None
     if o["teachers"]:
         common = {"factory": o["teacher_factory"], "format": o["teacher_format"], "input": o["teacher_input"],
-                  "allow_pickle": o["teacher_allow_pickle"], "output": o["teacher_output"]}
+                  "allow_pickle": o["teacher_allow_pickle"], "output": o["teacher_output"],
+                  "allow_remote_code": o["teacher_allow_remote_code"], "tokenizer": o["teacher_tokenizer"]}
         teacher_cfgs = [{"path": t, **{k: v for k, v in common.items() if v is not None}} for t in o["teachers"]]
     return {
-        "data": {"source": o["data"], "transfer": o["transfer"], "max_train": o["max_train"]},
+        "data": {"source": o["data"], "transfer": o["transfer"], "max_train": o["max_train"],
+                 "max_length": o["max_length"]},
         "teachers": teacher_cfgs,
         "ensemble": o["ensemble"],
-        "student": parse_student(o["student"]),
+        "student": _with_tokenizer(parse_student(o["student"]), o["tokenizer"]),
         "augment": parse_augment(o["augment_text"]),
         "kd": {"loss": o["loss"], "temperature": float_or_auto(o["temperature"], "--temperature"),
                "alpha": float_or_auto(o["alpha"], "--alpha"),
@@ -157,10 +180,11 @@ def build_overrides(o: dict) -> dict:
     4 + 1 epochs on part of the training set, about 3.5 minutes on 2 idle cores)."""
     return {
         "data": {"source": o["data"] or ("builtin:fashion-mnist" if not o["config_file"] else None),
-                 "max_train": 30000 if not (o["data"] or o["config_file"]) else None},
-        "teachers": [{"path": t, **({"factory": o["teacher_factory"]} if o["teacher_factory"] else {})}
+                 "max_train": 30000 if not (o["data"] or o["config_file"]) else None, "max_length": o["max_length"]},
+        "teachers": [{"path": t, **({"factory": o["teacher_factory"]} if o["teacher_factory"] else {}),
+                      **({"tokenizer": o["teacher_tokenizer"]} if o["teacher_tokenizer"] else {})}
                      for t in o["teachers"]] or None,
-        "student": {"family": o["family"]} if o["family"] else None,
+        "student": _with_tokenizer({"family": o["family"]} if o["family"] else None, o["tokenizer"]),
         "train": {"epochs": o["epochs"] or (4 if not o["config_file"] else None), "seed": o["seed"]},
         "kd": {"tune_max_samples": 3000} if not o["config_file"] else None,
         "quant": {"qat": True, "qat_epochs": o["qat_epochs"] or (1 if not o["config_file"] else None),

@@ -26,11 +26,14 @@ class DataConfig(_Strict):
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="held out when the data has no test split")
     seed: int = 0
     max_train: int | None = Field(None, gt=0, description="use at most this many training samples")
+    max_length: int | None = Field(None, ge=1, le=4096, description="text: tokens per sample (default: the 99th "
+                                   "percentile of the training texts' token counts, at most 256)")
 
 
 class TeacherConfig(_Strict):
     path: str = Field(description="model file, or builtin:NAME")
-    format: Literal["auto", "torch", "torchscript", "exported", "onnx", "tflite"] = "auto"
+    format: Literal["auto", "torch", "torchscript", "exported", "onnx", "tflite", "transformers", "onnx-text",
+                    "tflite-text"] = "auto"
     factory: str | None = Field(None, description="'package.module:function' or 'path/to/file.py:function' "
                                                  "building the nn.Module (weights files)")
     factory_kwargs: dict = Field(default_factory=dict)
@@ -38,6 +41,10 @@ class TeacherConfig(_Strict):
     input: Literal["raw", "normalized"] = Field("raw", description="feed the teacher raw or train-normalised samples")
     output: str | None = Field(None, description="which output holds the class scores: its name or index "
                                "(default: the only output, or the one with one value per class)")
+    allow_remote_code: bool = Field(False, description="load a transformers folder whose config needs the model's "
+                                    "own code (only for folders you trust)")
+    tokenizer: str | None = Field(None, description="a text teacher's tokenizer.json (default: the one in or beside "
+                                  "the model)")
 
 
 class StudentConfig(_Strict):
@@ -50,6 +57,12 @@ class StudentConfig(_Strict):
     depth: int | None = Field(None, ge=1, le=12, description="the family's depth knob (default: the family's)")
     factory: str | None = Field(None, description="your own student: 'path/file.py:function' or 'pkg.mod:function'")
     factory_kwargs: dict = Field(default_factory=dict, description="keyword arguments for the student factory")
+    tokenizer: Literal["auto", "bytes", "vocab"] = Field(
+        "auto", description="text: how the student tokenizes: bytes (UTF-8, no tokenizer on the device), vocab (the "
+        "teacher's vocabulary cut to the tokens the data uses), or auto (bytes on microcontrollers or without a "
+        "teacher tokenizer, else vocab)")
+    max_vocab: int | None = Field(None, ge=3, description="text, vocab tokenizer: keep at most this many ids "
+                                  "(padding and unknown included; the rarest tokens become unknown)")
 
     @field_validator("factory")
     @classmethod
@@ -123,13 +136,14 @@ class AugmentConfig(_Strict):
 
         return Augment(self.shift, self.hflip, 0.0 if self.mixup == "auto" else float(self.mixup), self.mixup_twin)
 
-    def resolved(self, n_transfer: int, teacher: bool = True) -> "AugmentConfig":
-        """A concrete copy for a transfer set of n samples: auto mixup becomes auto_mixup(n), the teacher's alone."""
+    def resolved(self, n_transfer: int, teacher: bool = True, text: bool = False) -> "AugmentConfig":
+        """A concrete copy for a transfer set of n samples: auto mixup becomes auto_mixup(n), the teacher's alone
+        (never for text: token ids do not mix)."""
         if self.mixup != "auto":
             return self
         from edgedistill.data.augment import auto_mixup
 
-        return self.model_copy(update={"mixup": auto_mixup(n_transfer, teacher), "mixup_twin": False})
+        return self.model_copy(update={"mixup": 0.0 if text else auto_mixup(n_transfer, teacher), "mixup_twin": False})
 
 
 class FeatureTermConfig(_Strict):
@@ -334,17 +348,17 @@ class DistillConfig(_Strict):
 def _check_data_exists(source: str) -> None:
     """DataError (raised as is, not as a validation error) when a data path does not exist or a built-in name is
     unknown; the readers check everything else when the data is read."""
-    if source.startswith("builtin:"):
-        from edgedistill.data.builtin import BUILTIN_DATASETS
+    from edgedistill.data.sources import builtin_names
 
-        BUILTIN_DATASETS.get(source.split(":", 1)[1])  # ConfigError listing the known names
+    if source.startswith("builtin:"):
+        if source.split(":", 1)[1] not in builtin_names():
+            raise ConfigError(f"Unknown built-in dataset {source.split(':', 1)[1]!r}. Known built-in datasets: "
+                              f"{', '.join(builtin_names())}.")
         return
     if not Path(source).expanduser().exists():
-        from edgedistill.data.builtin import BUILTIN_DATASETS
-
-        known = ", ".join(f"builtin:{n}" for n in BUILTIN_DATASETS.names())
-        raise DataError(f"Data path {Path(source).expanduser()} does not exist. Give a .npz file, a directory, or "
-                        f"one of: {known}.")
+        known = ", ".join(f"builtin:{n}" for n in builtin_names())
+        raise DataError(f"Data path {Path(source).expanduser()} does not exist. Give a .npz file, a directory, a "
+                        f".jsonl / .csv / .tsv text file, or one of: {known}.")
 
 
 def _slug(source: str) -> str:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from edgedistill.errors import DataError
 
-KINDS = ("image", "signal", "features")
+KINDS = ("image", "signal", "features", "text")
 
 
 def kind_of(x: np.ndarray) -> str:
-    """The data kind follows from the array's rank: N×C×H×W image, N×C×L signal, N×F feature vectors."""
+    """The data kind follows from the array: N×C×H×W image, N×C×L signal, N×F feature vectors (float32), N×L token
+    ids (an integer array: text after tokenization, edgedistill.data.text_encode)."""
+    if x.ndim == 2 and np.issubdtype(x.dtype, np.integer):
+        return "text"
     kinds = {4: "image", 3: "signal", 2: "features"}
     if x.ndim not in kinds:
         raise DataError(
@@ -48,6 +52,7 @@ class RawDataset:
     test: Split | None
     source: str
     class_names: list[str] = field(default_factory=list)
+    text: Any = None  # text data: how the texts became token ids (edgedistill.data.text_encode.TextEncoding)
 
     @property
     def kind(self) -> str:
@@ -71,7 +76,7 @@ def validate_split(split: Split, what: str, num_classes: int | None = None, allo
     """Reject NaN/inf samples, labels that are not integers in range, and mismatched lengths. With
     `allow_unlabeled`, -1 marks a sample without a label (the transfer set only)."""
     x = split.x
-    if x.dtype != np.float32:
+    if x.dtype != np.float32 and not (x.dtype == np.int32 and x.ndim == 2):  # float samples, or token ids
         raise DataError(f"{what}: samples must be float32 after reading, got {x.dtype}.")
     if len(split) == 0:
         raise DataError(f"{what}: the split is empty.")

@@ -1,4 +1,6 @@
-"""Turn a data argument (`builtin:NAME`, a .npz file, a directory of IDX files, an image folder) into a dataset."""
+"""Turn a data argument (`builtin:NAME`, a .npz file, a directory of IDX files, an image folder, or text: a JSONL /
+CSV / TSV file or a text folder) into a dataset: arrays (RawDataset), or texts (TextCorpus) that the student's
+tokenizer turns into token ids later (edgedistill.data.text_encode)."""
 
 from __future__ import annotations
 
@@ -6,28 +8,45 @@ from pathlib import Path
 
 from edgedistill.data.arrays import RawDataset
 from edgedistill.data.builtin import BUILTIN_DATASETS
+from edgedistill.data.builtin_text import TEXT_DATASETS
 from edgedistill.data.folder import looks_like_image_folder, read_image_folder
 from edgedistill.data.idx import looks_like_idx_dir, read_idx_dir
 from edgedistill.data.npz import read_npz
+from edgedistill.data.text import TextCorpus
+from edgedistill.data.text_readers import looks_like_text, read_text
 from edgedistill.errors import DataError
 
 
-def read_dataset(spec: str) -> RawDataset:
+def builtin_names() -> list[str]:
+    return sorted(BUILTIN_DATASETS.names() + TEXT_DATASETS.names())
+
+
+def read_dataset(spec: str) -> RawDataset | TextCorpus:
     """Read any supported source. The format is decided by the argument's form, never guessed from content."""
     if spec.startswith("builtin:"):
-        return BUILTIN_DATASETS.get(spec.split(":", 1)[1])()
+        name = spec.split(":", 1)[1]
+        if name in TEXT_DATASETS:
+            return TEXT_DATASETS.get(name)()
+        return BUILTIN_DATASETS.get(name)()
     path = Path(spec).expanduser()
     if not path.exists():
-        known = ", ".join(f"builtin:{n}" for n in BUILTIN_DATASETS.names())
-        raise DataError(f"Data path {path} does not exist. Give a .npz file, a directory, or one of: {known}.")
+        known = ", ".join(f"builtin:{n}" for n in builtin_names())
+        raise DataError(f"Data path {path} does not exist. Give a .npz file, a directory, a .jsonl / .csv / .tsv "
+                        f"text file, or one of: {known}.")
     if path.is_file():
         if path.suffix == ".npz":
             return read_npz(path)
-        raise DataError(f"{path}: unsupported data file; expected a .npz archive (arrays `x` and optional `y`).")
+        if looks_like_text(path):
+            return read_text(path)
+        raise DataError(f"{path}: unsupported data file; expected a .npz archive (arrays `x` and optional `y`) or a "
+                        ".jsonl / .csv / .tsv file of texts (fields `text` and `label`).")
     if looks_like_idx_dir(path):
         return read_idx_dir(path)
+    if looks_like_text(path):
+        return read_text(path)
     if looks_like_image_folder(path):
         return read_image_folder(path)
     raise DataError(
-        f"{path} is a directory but holds neither IDX files (train-images-idx3-ubyte…) nor one sub-folder per class."
+        f"{path} is a directory but holds neither IDX files (train-images-idx3-ubyte…), nor one sub-folder per class "
+        "(images or .txt files), nor train.jsonl / train.csv / train.tsv."
     )

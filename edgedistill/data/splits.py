@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +60,12 @@ class DataSplits:
     class_names: list[str]
     source: str
     label_map: LabelMap | None = None
+    text: Any = None  # text data: the student's tokenizer, sequence length, truncation (data/text_encode.py)
+
+    @property
+    def vocab_size(self) -> int | None:
+        """The student's vocabulary for text data (embedding rows), None for arrays."""
+        return None if self.text is None else self.text.tokenizer.vocab_size
 
     @property
     def kind(self) -> str:
@@ -82,6 +89,7 @@ class DataSplits:
             "transfer_counts": {"labelled": n_lab, "unlabelled": len(t) - n_lab},
             "label_map": lmap.to_dict(),
             "normalizer": self.normalizer.to_dict(),
+            **({"text": self.text.summary()} if self.text is not None else {}),
         }
 
 
@@ -174,9 +182,10 @@ def make_splits(
         val=val,
         test=test,
         transfer=transfer,
-        normalizer=Normalizer.fit(tr.x),
+        normalizer=Normalizer.fit(tr.x) if raw.text is None else Normalizer([0.0], [1.0], "feature"),  # ids: none
         num_classes=num_classes,
         class_names=_class_names(raw, lmap),
         source=raw.source,
         label_map=lmap,
+        text=raw.text,
     )

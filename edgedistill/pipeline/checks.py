@@ -38,7 +38,13 @@ def check_feature_terms(config: DistillConfig, teachers: list[Teacher], student:
 
 def check_teacher_fits(teacher: Teacher, input_mode: str, splits: DataSplits) -> None:
     sample = splits.val.x[:32]
-    if input_mode == "normalized":
+    if getattr(teacher, "is_text", False) != (splits.text is not None):
+        raise DataError(f"Teacher {teacher.name!r} ({teacher.format}) " + (
+            "is a text model, but the data are arrays; give texts (a .jsonl / .csv / .tsv file or a text folder)."
+            if splits.text is None else "takes arrays, but the data are texts."))
+    if splits.text is not None:
+        sample = splits.text.tokenizer.decode(sample)  # the teacher reads what the student sees, as text
+    elif input_mode == "normalized":
         sample = splits.normalizer.apply(sample)
     try:
         teacher.bind(splits.num_classes, sample)  # which output, logits or probabilities, layout

@@ -116,13 +116,14 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
     inputs, data_free = _synthesize(config, inputs, cache, run, show_progress)
     s = inputs.splits
     config, schedule = resolve_config(config, len(s.transfer))  # the training budget, sized to the data
-    config = config.model_copy(update={"augment": config.augment.resolved(len(s.transfer))})  # auto mixup
+    # auto mixup (arrays; mixing token ids means nothing, so text trains on its samples as they are)
+    config = config.model_copy(update={"augment": config.augment.resolved(len(s.transfer), text=s.text is not None)})
     ev = EvalTensors.of(s)
     settings = TrainSettings(**config.train.model_dump(exclude={"threads"}), augment=config.augment.recipe())
 
     def make_student(k: int = 0) -> torch.nn.Module:
         torch.manual_seed(settings.seed + k)  # k > 0: mutual-learning peers; peer 0 starts where the twin starts
-        return build_student(arch, s.input_shape, s.num_classes, s.normalizer)
+        return build_student(arch, s.input_shape, s.num_classes, s.normalizer, s.vocab_size)
 
     with bars(show_progress and ddp.is_main()) as ui:
         outs = teacher_outputs(config, inputs.teachers, s, ev, cache, settings.augment.enabled, ui)
@@ -143,7 +144,8 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
     replicas = _replica_digests(trained.student, trained.twin, int8)
     if not ddp.is_main():
         return Trained8({}, int8, config)
-    ckpt = StudentCheckpoint(arch, s.input_shape, s.num_classes, s.class_names, s.normalizer)
+    ckpt = StudentCheckpoint(arch, s.input_shape, s.num_classes, s.class_names, s.normalizer,
+                             None if s.text is None else s.text.tokenizer)
     save_student(run.work, trained.student, ckpt, "student")
     if trained.twin is not None:
         save_student(run.work, trained.twin, ckpt, "baseline")

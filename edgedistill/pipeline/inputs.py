@@ -15,11 +15,14 @@ import torch
 from edgedistill import distributed as ddp
 from edgedistill.config import DistillConfig
 from edgedistill.data import DataSplits, RawDataset, Split, make_splits, read_dataset
+from edgedistill.data.text import TextCorpus
+from edgedistill.data.text_encode import encode_corpus
 from edgedistill.distill import datafree
 from edgedistill.distill.datafree import parse_synthetic
 from edgedistill.distill.schemes import check_online_teacher
 from edgedistill.errors import ConfigError
 from edgedistill.pipeline.checks import check_feature_terms, check_teacher_fits
+from edgedistill.pipeline.text_inputs import encode_text
 from edgedistill.students import StudentArch, build_student
 from edgedistill.teachers import Teacher, TeacherSpec, load_teacher
 
@@ -52,26 +55,44 @@ class EvalTensors:
 
 
 def load_teachers(config: DistillConfig) -> tuple[Teacher, ...]:
-    return tuple(load_teacher(TeacherSpec(t.path, t.format, t.factory, t.factory_kwargs, t.allow_pickle, t.output))
+    return tuple(load_teacher(TeacherSpec(t.path, t.format, t.factory, t.factory_kwargs, t.allow_pickle, t.output,
+                                          t.allow_remote_code, t.tokenizer))
                  for t in config.teachers)
+
+
+def _target_runtime(config: DistillConfig) -> str | None:
+    if not config.target:
+        return None
+    from edgedistill.targets import load_target
+
+    return load_target(config.target).runtime
 
 
 def read_inputs(config: DistillConfig) -> Inputs:
     """Read data and teachers and check that they fit each other. Raises EdgeDistillError; writes nothing."""
     raw = read_dataset(config.data.source)
+    teachers = load_teachers(config)
+    if isinstance(raw, TextCorpus):  # texts -> the student's token ids (pipeline/text_inputs.py)
+        raw = encode_text(config, raw, teachers, _target_runtime(config))
     transfer = None
     synthetic = parse_synthetic(config.data.transfer, config.train.seed)
     if config.data.transfer and synthetic is None:
         t = read_dataset(config.data.transfer)
+        if isinstance(t, TextCorpus) != (raw.text is not None):
+            raise ConfigError(f"The transfer set {config.data.transfer} and the data {config.data.source} must both "
+                              "be texts or both be arrays.")
+        if isinstance(t, TextCorpus):
+            t = encode_corpus(t, raw.text.tokenizer, raw.text.max_length)
         transfer = Split(t.train.x, t.train.y)
     splits = make_splits(raw, val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
                          seed=config.data.seed, transfer=transfer, max_train=config.data.max_train)
-    teachers = load_teachers(config)
     for spec, teacher in zip(config.teachers, teachers):
         check_teacher_fits(teacher, spec.input, splits)
     if synthetic is not None:
         datafree.check_teacher(config, list(teachers))
     why = config.augment.recipe().check(len(splits.input_shape))
+    if splits.text is not None and config.augment.recipe().enabled:
+        why = "shift, hflip and mixup act on arrays; token ids neither shift, mirror nor mix"
     if why:
         raise ConfigError(f"Augmentation {config.augment.recipe().describe()} does not fit this data (samples of "
                           f"shape {splits.input_shape}): {why}. Change or drop --augment.")
@@ -86,7 +107,8 @@ def student_arch(config: DistillConfig, splits: DataSplits) -> StudentArch:
 def check_student(config: DistillConfig, inputs: Inputs, arch: StudentArch) -> None:
     """The student against the data, the feature terms, the scheme and (with --qat) the int8 op set."""
     splits = inputs.splits
-    student = build_student(arch, splits.input_shape, splits.num_classes, splits.normalizer)  # family vs data
+    student = build_student(arch, splits.input_shape, splits.num_classes, splits.normalizer,
+                            splits.vocab_size)  # family vs data
     if config.kd.features:
         check_feature_terms(config, list(inputs.teachers), student, splits)
     if config.kd.scheme == "mutual" and (config.kd.features or ddp.active()):

@@ -14,6 +14,7 @@ from edgedistill.config import DistillConfig
 from edgedistill.data import DataSplits
 from edgedistill.distill.trainer import TrainSet
 from edgedistill.pipeline.inputs import EvalTensors
+from edgedistill.pipeline.text_inputs import teacher_input_tag, teacher_view
 from edgedistill.teachers import LogitCache, Teacher
 from edgedistill.teachers.stream import TeacherStream
 
@@ -29,23 +30,32 @@ class TeacherOutputs:
     seconds: float
 
 
+def _transform(spec, splits: DataSplits):
+    """What a teacher reads of a batch: the texts the student's token ids spell (text), the normalised samples
+    (--teacher-input normalized), or the raw samples (None)."""
+    view = teacher_view(splits)
+    if view is not None:
+        return view
+    return splits.normalizer.apply if spec.input == "normalized" else None
+
+
 def _members(teachers, specs, cache: LogitCache, x: np.ndarray, splits: DataSplits, update) -> torch.Tensor:
     parts = []
     for teacher, spec in zip(teachers, specs):
-        transform = splits.normalizer.apply if spec.input == "normalized" else None
-        parts.append(cache.get(teacher, x, spec.input, transform, progress=lambda k: update(k)))
+        parts.append(cache.get(teacher, x, teacher_input_tag(spec.input, splits), _transform(spec, splits),
+                               progress=lambda k: update(k)))
     return torch.stack(parts)
 
 
 def _stream(teachers, specs, splits: DataSplits, cache: LogitCache) -> TeacherStream:
     """The teachers run on each augmented batch (function matching); see edgedistill.teachers.stream."""
-    transforms = [splits.normalizer.apply if spec.input == "normalized" else None for spec in specs]
+    transforms = [_transform(spec, splits) for spec in specs]
 
     def members(xb: torch.Tensor) -> torch.Tensor:
         x = xb.numpy()
         return torch.stack([t.logits(f(x) if f else x) for t, f in zip(teachers, transforms)])
 
-    identity = "|".join(f"{t.identity()}|{spec.input}" for t, spec in zip(teachers, specs))
+    identity = "|".join(f"{t.identity()}|{teacher_input_tag(spec.input, splits)}" for t, spec in zip(teachers, specs))
     return TeacherStream(members, identity, cache.directory if cache.enabled else None)
 
 

@@ -43,7 +43,12 @@ def _rss() -> int:
 
 
 def _sample(runner, shape: list[int]) -> np.ndarray:
-    return np.random.default_rng(0).random([1, *shape[1:]]).astype(np.float32)
+    """One input sample: uniform floats, or for a text model token ids (0 and 1: any id costs the same gather)."""
+    dtype = runner.input_dtype if isinstance(runner, OnnxRunner) else runner.inp["dtype"]
+    rng = np.random.default_rng(0)
+    if np.issubdtype(np.dtype(dtype), np.integer) and np.dtype(dtype).itemsize >= 4:
+        return rng.integers(0, 2, [1, *shape[1:]]).astype(dtype)
+    return rng.random([1, *shape[1:]]).astype(np.float32)
 
 
 def _load(path: Path, runtime: str, threads: int):

@@ -81,7 +81,8 @@ class _Acc:
         f64, q64 = f.double(), q.double()
         self.sig += float((f64 * f64).sum())
         self.noise += float(((f64 - q64) ** 2).sum())
-        self.lo, self.hi = min(self.lo, float(f.min())), max(self.hi, float(f.max()))
+        if f.numel():
+            self.lo, self.hi = min(self.lo, float(f.min())), max(self.hi, float(f.max()))
 
 
 def _run(graph: QuantGraph, x: torch.Tensor, on_step=None) -> dict[str, torch.Tensor]:
@@ -104,9 +105,10 @@ def layer_report(float_model: nn.Module, qmodel: QuantGraph, x: torch.Tensor, ba
     ref.set_mode("float")
     if [(k, o) for k, _, o in ref.steps] != [(k, o) for k, _, o in qmodel.steps]:
         raise ValueError("layer_report: the float model and the int8 graph have different structures")
-    keys = ["input"] + [k for k, _, _ in qmodel.steps]
+    # token ids (a text student's input) are not quantized: no "input" row then
+    keys = ([] if qmodel.index_input else ["input"]) + [k for k, _, _ in qmodel.steps]
     accs = {k: _Acc() for k in keys}
-    owner = {"input": qmodel.input_q, **{k: getattr(qmodel.ops[k], "out_q", None) for k in keys[1:]}}
+    owner = {"input": qmodel.input_q, **{k: getattr(qmodel.ops[k], "out_q", None) for k, _, _ in qmodel.steps}}
     current = ["input"]
 
     def clip_hook(module, args):
@@ -128,7 +130,8 @@ def layer_report(float_model: nn.Module, qmodel: QuantGraph, x: torch.Tensor, ba
             current[0] = "input"
             qv = _run(qmodel, xb, lambda k: current.__setitem__(0, k))
             fv = _run(ref, xb)
-            accs["input"].add(fv[ref.input_name], qv[qmodel.input_name])
+            if not qmodel.index_input:
+                accs["input"].add(fv[ref.input_name], qv[qmodel.input_name])
             for key, _, out in qmodel.steps:
                 accs[key].add(fv[out], qv[out])
     finally:
@@ -156,7 +159,8 @@ def layer_section(stats: list[LayerStats], samples: int) -> dict:
     """report.json's `int8_layers`: every op's figures, the saturating ones and the lowest-SQNR op named."""
     rows = [s.to_dict() for s in stats]
     saturating = [r["name"] for r in rows if r["saturation"] > SATURATING]
-    worst = min(rows[1:] or rows, key=lambda r: r["sqnr_db"]) if rows else None
+    ops = [r for r in rows if r["name"] != "input"]  # the input quantizer is no layer
+    worst = min(ops or rows, key=lambda r: r["sqnr_db"]) if rows else None
     return {"samples": samples, "layers": rows, "saturating": saturating, "saturating_above": SATURATING,
             "lowest_sqnr": None if worst is None else {"name": worst["name"], "sqnr_db": worst["sqnr_db"]},
             "how": "SQNR of each op's int8 output (dequantized) against the float student's, on the calibration "

@@ -15,10 +15,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from edgedistill.data.splits import Normalizer
+from edgedistill.data.tokenizers import StudentTokenizer, load_tokenizer
 from edgedistill.errors import ConfigError, ModelLoadError
 from edgedistill.students import StudentArch, build_student
 
-WEIGHTS, META = "student.safetensors", "student.json"
+WEIGHTS, META, TOKENIZER = "student.safetensors", "student.json", "tokenizer.json"
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,11 @@ class StudentCheckpoint:
     num_classes: int
     class_names: list[str]
     normalizer: Normalizer
+    tokenizer: StudentTokenizer | None = None  # text students: what turns a string into their input ids
 
     def build(self) -> nn.Module:
-        return build_student(self.arch, self.input_shape, self.num_classes, self.normalizer)
+        vocab = None if self.tokenizer is None else self.tokenizer.vocab_size
+        return build_student(self.arch, self.input_shape, self.num_classes, self.normalizer, vocab)
 
 
 def save_student(directory: Path, model: nn.Module, ckpt: StudentCheckpoint, stem: str = "student") -> Path:
@@ -41,6 +44,9 @@ def save_student(directory: Path, model: nn.Module, ckpt: StudentCheckpoint, ste
         "arch": ckpt.arch.to_dict(), "input_shape": list(ckpt.input_shape), "num_classes": ckpt.num_classes,
         "class_names": ckpt.class_names, "normalizer": ckpt.normalizer.to_dict(), "weights": weights.name,
     }
+    if ckpt.tokenizer is not None:  # the tokenizer beside the model files: the device app's first step
+        ckpt.tokenizer.save(directory / TOKENIZER)
+        meta["tokenizer"] = TOKENIZER
     (directory / f"{stem}.json").write_text(json.dumps(meta, indent=2) + "\n")
     return weights
 
@@ -52,8 +58,10 @@ def load_student(path: Path) -> tuple[nn.Module, StudentCheckpoint]:
         raise ModelLoadError(f"No student checkpoint at {path} (expected {META} beside the weights).")
     try:
         meta = json.loads(meta_path.read_text())
+        tokenizer = load_tokenizer(meta_path.parent / meta["tokenizer"]) if meta.get("tokenizer") else None
         ckpt = StudentCheckpoint(StudentArch.from_dict(meta["arch"]), tuple(meta["input_shape"]),
-                                 int(meta["num_classes"]), list(meta["class_names"]), Normalizer(**meta["normalizer"]))
+                                 int(meta["num_classes"]), list(meta["class_names"]), Normalizer(**meta["normalizer"]),
+                                 tokenizer)
         model = ckpt.build()
         model.load_state_dict(load_file(str(meta_path.parent / meta["weights"])))
     except ConfigError as exc:  # the user's factory is gone or changed since the student was trained

@@ -1,0 +1,88 @@
+"""Text read -> the arrays every stage carries: the student's token ids (int32, N×L, 0 = padding) and labels.
+
+The sequence length L is chosen from the training texts' token counts (a high percentile, capped) unless given, and
+the truncation this costs is counted per split. Labels become class indices: string labels in sorted order (their
+strings name the classes), integer labels as they are (the label map of edgedistill.data.labels applies later, as
+for arrays); a sample without a label gets -1 and joins the transfer set only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgedistill.data.arrays import RawDataset, Split
+from edgedistill.data.labels import UNLABELED
+from edgedistill.data.sequence_length import TruncationStats, choose_max_length
+from edgedistill.data.text import TextCorpus, TextSplit
+from edgedistill.data.tokenizer_base import StudentTokenizer
+from edgedistill.errors import DataError
+
+PERCENTILE = 99.0  # the sequence length holds this share of the training texts whole
+
+
+@dataclass(frozen=True)
+class TextEncoding:
+    """How texts became the student's input: its tokenizer, the sequence length, truncation per split."""
+
+    tokenizer: StudentTokenizer
+    max_length: int
+    chosen: str  # "data" (a percentile of the training texts' token counts) or "given" (--max-length)
+    truncation: dict = field(default_factory=dict)  # split -> TruncationStats.to_dict()
+
+    def summary(self) -> dict:
+        return {"tokenizer": self.tokenizer.name, "vocab_size": self.tokenizer.vocab_size,
+                "max_length": self.max_length, "max_length_from": self.chosen, "truncation": self.truncation,
+                "device_steps": self.tokenizer.device_steps(self.max_length)}
+
+
+def _labels(split: TextSplit, names: list[str] | None) -> np.ndarray | None:
+    if split.labels is None:
+        return None
+    if names is None:  # integer labels
+        return np.array([UNLABELED if v is None else int(v) for v in split.labels], np.int64)
+    index = {n: i for i, n in enumerate(names)}
+    return np.array([UNLABELED if v is None else index[str(v)] for v in split.labels], np.int64)
+
+
+def _class_names(corpus: TextCorpus) -> list[str] | None:
+    """Sorted distinct string labels (train and test), or None for integer labels."""
+    labels = [v for s in (corpus.train, corpus.test) if s is not None and s.labels is not None
+              for v in s.labels if v is not None]
+    if not labels or all(isinstance(v, int) for v in labels):
+        return None
+    return sorted({str(v) for v in labels})
+
+
+def _padded(ids: list[np.ndarray], length: int) -> np.ndarray:
+    """N×length int32: each text's first `length` ids, then 0 (padding)."""
+    out = np.zeros((len(ids), length), np.int32)
+    for i, t in enumerate(ids):
+        t = t[:length]
+        out[i, : len(t)] = t
+    return out
+
+
+def encode_corpus(corpus: TextCorpus, tokenizer: StudentTokenizer, max_length: int | None = None,
+                  cap: int | None = None) -> RawDataset:
+    """Token ids (int32, N×L) and labels for every split of `corpus`; L = `max_length`, else chosen from the
+    training texts (PERCENTILE, at most `cap`). The result's `text` records the encoding."""
+    if len(corpus.train) == 0:
+        raise DataError(f"{corpus.source}: no training texts.")
+    tokens = {what: tokenizer.token_ids(list(split.texts)) for what, split in
+              (("train", corpus.train), ("test", corpus.test)) if split is not None}
+    counts = {what: np.array([len(t) for t in ids], np.int64) for what, ids in tokens.items()}
+    chosen = "given" if max_length else "data"
+    length = int(max_length) if max_length else choose_max_length(counts["train"], PERCENTILE, cap)
+    names = _class_names(corpus)
+    splits, truncation = {}, {}
+    for what, split in (("train", corpus.train), ("test", corpus.test)):
+        if split is None:
+            continue
+        truncation[what] = TruncationStats.measure(counts[what], length, PERCENTILE if chosen == "data" and
+                                                   what == "train" else None).to_dict()
+        splits[what] = Split(_padded(tokens[what], length), _labels(split, names))
+    class_names = names if names is not None else list(corpus.class_names)
+    encoding = TextEncoding(tokenizer, length, chosen, truncation)
+    return RawDataset(splits["train"], splits.get("test"), corpus.source, class_names, text=encoding)
