@@ -29,3 +29,16 @@ def test_an_unknown_target_is_an_error_with_or_without_qat(tmp_path):
     r = CliRunner().invoke(main, ["distill", "--target", "bogus", "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and "bogus" in r.output and "applies to int8 runs" not in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_qat_computes_the_arithmetic_of_the_targets_runtime():
+    """QAT trains with the integers the deployed runtime computes: XNNPACK for LiteRT targets and without a target
+    (the host's LiteRT is what the report measures), TFLite Micro's for microcontrollers; a setting overrides."""
+    from edgedistill.pipeline.int8 import qat_rounding
+    from edgedistill.targets import profile_files
+
+    for t in map(load_target, profile_files()):
+        want = {"litert": "xnnpack", "tflm": "tflm", "onnxruntime": "float"}[t.runtime]
+        assert qat_rounding("auto", t) == want, t.name
+    assert qat_rounding("auto", None) == "xnnpack"
+    assert qat_rounding("tflm", load_target("android")) == "tflm"
