@@ -257,8 +257,8 @@ def gate(report: dict, budget: Budget, baseline: dict | None = None, tol: Tolera
             else:
                 unit = "B" if key == "flash_bytes" else "ms"
                 base = f"{b[key]:,.0f} B" if key == "flash_bytes" else f"{b[key]:.4g} ms"
-                v.checks.append(_le(f"regression:{name}", u.get(key), b[key] * (1 + rel), f"baseline {base} + {rel:.0%}",
-                                    unit))
+                v.checks.append(_le(f"regression:{name}", u.get(key), b[key] * (1 + rel),
+                                    f"baseline {base} + {rel:.0%}", unit))
     return v
 
 

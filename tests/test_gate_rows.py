@@ -126,7 +126,8 @@ def test_the_ram_row_names_the_figure_of_the_targets_runtime(runtime, needle, ab
 
 def _metrics() -> dict:
     row = {"artifact": "tflite-int8", "checked": True, "passed": True, "samples": N, "accuracy_ci95": [86.6, 92.7]}
-    return {"teacher": {"params": 1000, "test_acc": 95.0, "test_acc_n": N}, "student": {"params": 100, "test_acc": 90.5},
+    return {"teacher": {"params": 1000, "test_acc": 95.0, "test_acc_n": N},
+            "student": {"params": 100, "test_acc": 90.5},
             "baseline": {"params": 100, "test_acc": 89.0},
             "int8": {"parity_passed": True, "parity": [{**row, "runtime": "litert", "accuracy": 90.0}]}}
 
