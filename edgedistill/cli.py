@@ -218,13 +218,14 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all):
     if budget.min_accuracy is not None or budget.max_accuracy_drop is not None:
         click.echo("note: accuracy limits cannot be judged before training; the gate checks them after the build.")
     lat = any(c.latency_ms is not None for c in rows)
-    click.echo(f"{'student':<28}{'params':>9}{'MACs':>12}{'file B':>10}{'arena B':>10}"
+    name_w = max([len("student")] + [len(c.arch.describe()) for c in rows]) + 2  # mobilenetv1(width=32, depth=5)
+    click.echo(f"{'student':<{name_w}}{'params':>11}{'MACs':>12}{'file B':>11}{'arena B':>10}"
                + (f"{'est. ms':>10}" if lat else "") + "  fits")
     for c in rows:
         mark = "<- chosen" if c is res.chosen else ("yes" if c.fits else "no: " + ",".join(c.violations))
         ms = (f"{c.latency_ms:>10.3g}" if c.latency_ms is not None else f"{'n/a':>10}") if lat else ""
-        click.echo(f"{c.arch.describe():<28}{c.params:>9,}{c.macs:>12,}{c.file_bytes:>10,}{c.arena_bytes:>10,}{ms}"
-                   f"  {mark}")
+        click.echo(f"{c.arch.describe():<{name_w}}{c.params:>11,}{c.macs:>12,}{c.file_bytes:>11,}"
+                   f"{c.arena_bytes:>10,}{ms}  {mark}")
 
 
 @main.command("gate")
@@ -236,7 +237,8 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all):
               "[default: accuracy=0.5,latency=10%,size=5%]")
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML here (CI test reports).")
 @click.option("--summary", type=click.Path(dir_okay=False),
-              help="Write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).")
+              help="Append the Markdown summary to this file, keeping what it holds (e.g. $GITHUB_STEP_SUMMARY); "
+              "created when missing.")
 @user_errors
 def gate_cmd(report, budget_text, baseline, tolerance, junit, summary):
     """Judge a report.json against its target's limits and your budget; exit 0 if every check passes, 1 if not."""
@@ -285,13 +287,13 @@ def targets_list():
 @user_errors
 def targets_show(name):
     """Every field of one target with its source."""
-    from edgedistill.targets import load_target
+    from edgedistill.targets import field_text, load_target
 
     p = load_target(name)
-    for field, value in p.model_dump().items():
+    for field in type(p).model_fields:
         if field == "sources":
             continue
-        click.echo(f"{field:<30} {value}")
+        click.echo(f"{field:<30} {field_text(p, field)}")
         if field in p.sources:
             click.echo(f"{'':<30} source: {p.sources[field]}")
 
@@ -322,11 +324,12 @@ def list_(what):
         if what and name != what:
             continue
         click.echo(f"{name}:")
-        for e in reg:
-            click.echo(f"  {e.name:<14} {e.summary}")
+        rows = [(e.name, e.summary) for e in reg]
         if name == "optimizers":
-            for e in SCHEDULES:
-                click.echo(f"  {'schedule ' + e.name:<14} {e.summary}")
+            rows += [(f"schedule {e.name}", e.summary) for e in SCHEDULES]
+        width = max([14] + [len(n) for n, _ in rows])  # one summary column per section, however long a name
+        for n, summary in rows:
+            click.echo(f"  {n:<{width}} {summary}")
 
 
 if __name__ == "__main__":  # python -m edgedistill.cli (python -m edgedistill works too)

@@ -1,7 +1,12 @@
 """The CI gate: report + budget (+ an optional baseline report) -> a verdict, JUnit XML and a Markdown summary.
 
 Every check carries its value, its limit and how the value was obtained; a value that is missing never passes
-silently as zero: a check whose value is unknown fails (and says so)."""
+silently as zero: a check whose value is unknown fails (and says so).
+
+Every gate also shows the trade a build made even where no limit asks about it: the accuracy drop vs the teacher
+(with its 95 % interval), the latency (the figure a limit would judge, and the other of measured-on-this-host /
+estimated-on-the-target), flash, RAM and MACs. A row without a limit says "no limit set", is not judged
+(`Check.judged` is False) and never fails the gate, so the accuracy-vs-latency trade is visible in every CI run."""
 
 from __future__ import annotations
 
@@ -14,17 +19,23 @@ from xml.sax.saxutils import escape, quoteattr
 from edgedistill.budget import Budget
 from edgedistill.errors import ConfigError
 from edgedistill.gate_accuracy import drop_check, min_accuracy_check, regression_check
+from edgedistill.profile.ram import ram_figure
 from edgedistill.report.schema import REPORT_SCHEMA_VERSION
 
 
 @dataclass(frozen=True)
 class Check:
+    """One row of the verdict. `judged` False: no limit was set, the row only shows the figure and always passes.
+    `unit`: how value and limit are counted ("B", "ms", "%", "points", "" for a count or a flag)."""
+
     name: str
     value: float | bool | None
     limit: float | bool | None
     passed: bool
     how: str = ""
     within_noise: bool = False  # passed only because the test split cannot tell (edgedistill.gate_accuracy)
+    judged: bool = True
+    unit: str = ""
 
 
 @dataclass
@@ -94,8 +105,8 @@ def load_report(path: Path) -> dict:
 
 
 # what the gate reads from a report, and the JSON type each must have (None is always allowed: "missing")
-_NUMBERS = ("flash_bytes", "ram_bytes", "latency_ms", "macs", "accuracy", "accuracy_n", "teacher_accuracy",
-            "teacher_accuracy_n", "accuracy_drop")
+_NUMBERS = ("flash_bytes", "ram_bytes", "latency_ms", "latency_host_ms", "latency_estimate_ms", "macs", "accuracy",
+            "accuracy_n", "teacher_accuracy", "teacher_accuracy_n", "accuracy_drop")
 _PERCENTS = ("accuracy", "teacher_accuracy")
 _COUNTS = ("accuracy_n", "teacher_accuracy_n")
 _FLAGS = ("parity_passed", "ops_supported")
@@ -163,11 +174,54 @@ def report_budget(report: dict) -> Budget:
     return Budget(flash_bytes=(fit.get("flash") or {}).get("limit"), ram_bytes=(fit.get("ram") or {}).get("limit"))
 
 
-def _le(name, value, limit, how) -> Check:
-    return Check(name, value, limit, value is not None and value <= limit, how if value is not None else "missing")
+def _le(name, value, limit, how, unit="") -> Check:
+    return Check(name, value, limit, value is not None and value <= limit, how if value is not None else "missing",
+                 unit=unit)
+
+
+def _shown(name, value, how, unit) -> Check:
+    """A row with no limit: the figure (or "missing"), not judged, never failing."""
+    return Check(name, value, None, True, how if value is not None else "missing", judged=False, unit=unit)
+
+
+# the latency figures a report keeps: usage key, its description's key, and the latency_how that names it as judged
+_LATENCIES = (("latency:host", "latency_host_ms", "latency_host_how", "measured-host"),
+              ("latency:estimate", "latency_estimate_ms", "latency_estimate_how", "estimated"))
+
+
+def _latency_rows(u: dict, limit: float | None) -> list[Check]:
+    """The judged latency (`latency_ms`: measured on a host target or a device, else the target's estimate) and the
+    other figures the report keeps, shown beside it and never judged."""
+    judged_how = u.get("latency_how", "")
+    detail = next((u.get(desc) for _, _, desc, kind in _LATENCIES if kind == judged_how), None)
+    how = detail or judged_how
+    rows = [_le("latency", u.get("latency_ms"), limit, how, "ms") if limit is not None
+            else _shown("latency", u.get("latency_ms"), how, "ms")]
+    for name, key, desc, kind in _LATENCIES:
+        if key in u and kind != judged_how:  # reports written before these fields show only the judged figure
+            other = u.get(desc) or kind
+            rows.append(_shown(name, u.get(key), other if limit is None else
+                               f"{other}; the latency limit judges the {judged_how} figure", "ms"))
+    return rows
+
+
+def _usage_rows(report: dict, budget: Budget) -> list[Check]:
+    """Flash, RAM, latency and MACs: judged against their limit where one is set, shown as "no limit set" where
+    not. The RAM row names the figure of the target's runtime (edgedistill.profile.ram)."""
+    u = report["usage"]
+    ram_how = u.get("ram_how") or ram_figure((report.get("target") or {}).get("runtime"))
+    rows = [("flash", u.get("flash_bytes"), budget.flash_bytes, "int8 TFLite file bytes", "B"),
+            ("ram", u.get("ram_bytes"), budget.ram_bytes, ram_how, "B")]
+    checks = [_le(name, value, limit, how, unit) if limit is not None else _shown(name, value, how, unit)
+              for name, value, limit, how, unit in rows]
+    checks += _latency_rows(u, budget.latency_ms)
+    macs, how = u.get("macs"), "exact count from the file"
+    checks.append(_le("macs", macs, budget.macs, how) if budget.macs is not None else _shown("macs", macs, how, ""))
+    return checks
 
 
 def gate(report: dict, budget: Budget, baseline: dict | None = None, tol: Tolerance = Tolerance()) -> Verdict:
+    """The verdict on `report` (a loaded report.json) under `budget`, and regressions against `baseline`."""
     u = report["usage"]
     v = Verdict()
     parity = u.get("parity_passed")
@@ -176,21 +230,13 @@ def gate(report: dict, budget: Budget, baseline: dict | None = None, tol: Tolera
                           else "missing"))
     ops = u.get("ops_supported")
     v.checks.append(Check("ops", ops, True, ops is True, "target operator support" if ops is not None else "missing"))
-    limits = [("flash", u.get("flash_bytes"), budget.flash_bytes, "int8 TFLite file bytes"),
-              ("ram", u.get("ram_bytes"), budget.ram_bytes, "TFLite Micro arena incl. its runtime overhead"),
-              ("latency", u.get("latency_ms"), budget.latency_ms, u.get("latency_how", "")),
-              ("macs", u.get("macs"), budget.macs, "exact count from the file")]
-    for name, value, limit, how in limits:
-        if limit is not None:
-            v.checks.append(_le(name, value, limit, how))
+    v.checks.extend(_usage_rows(report, budget))
     if budget.flash_bytes is None and budget.ram_bytes is None:
         v.warnings.append("No flash or RAM limit was judged: the report records no target limits and --budget gave "
                           "none, so only parity, operator support and any accuracy / latency / MACs limits were "
                           "checked.")
     # accuracy checks: judged against the noise of the test split (edgedistill.gate_accuracy)
-    noisy = []
-    if budget.max_accuracy_drop is not None:
-        noisy.append(drop_check(u, budget.max_accuracy_drop))
+    noisy = [drop_check(u, budget.max_accuracy_drop)]  # shown as "no limit set" without one
     if budget.min_accuracy is not None:
         noisy.append(min_accuracy_check(u, budget.min_accuracy))
     if baseline is not None and baseline["usage"].get("accuracy") is not None:
@@ -202,35 +248,62 @@ def gate(report: dict, budget: Budget, baseline: dict | None = None, tol: Tolera
         b = baseline["usage"]
         # a baseline figure that is missing leaves nothing to compare against: that check fails too
         if b.get("accuracy") is None:
-            v.checks.append(Check("regression:accuracy", u.get("accuracy"), None, False, "missing in the baseline"))
+            v.checks.append(Check("regression:accuracy", u.get("accuracy"), None, False, "missing in the baseline",
+                                  unit="%"))
         for name, key, rel in (("latency", "latency_ms", tol.latency_rel), ("flash", "flash_bytes", tol.size_rel)):
             if b.get(key) is None:
-                v.checks.append(Check(f"regression:{name}", u.get(key), None, False, "missing in the baseline"))
+                v.checks.append(Check(f"regression:{name}", u.get(key), None, False, "missing in the baseline",
+                                      unit="B" if key == "flash_bytes" else "ms"))
             else:
+                unit = "B" if key == "flash_bytes" else "ms"
                 base = f"{b[key]:,.0f} B" if key == "flash_bytes" else f"{b[key]:.4g} ms"
-                v.checks.append(_le(f"regression:{name}", u.get(key), b[key] * (1 + rel), f"baseline {base} + {rel:.0%}"))
+                v.checks.append(_le(f"regression:{name}", u.get(key), b[key] * (1 + rel),
+                                    f"baseline {base} + {rel:.0%}", unit))
     return v
 
 
+def _fmt(x, unit: str = "") -> str:
+    """A value or limit as the tables print it: '30,000 B', '2.5 ms', '87.5 %', 'missing', 'True'."""
+    if x is None:
+        return "missing"
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    num = f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+    return f"{num} {unit}" if unit else num
+
+
+NO_LIMIT = "no limit set"
+
+
+def _limit_text(c: Check) -> str:
+    return _fmt(c.limit, c.unit) if c.judged else NO_LIMIT
+
+
 def junit_xml(v: Verdict) -> str:
+    """One testcase per row; a row without a limit is a passing testcase whose output says "no limit set"."""
     cases = []
     for c in v.checks:
-        body = "" if c.passed else f'<failure message={quoteattr(f"{c.name}: {c.value} vs limit {c.limit}")}/>'
+        body = "" if c.passed else \
+            f'<failure message={quoteattr(f"{c.name}: {_fmt(c.value, c.unit)} vs limit {_fmt(c.limit, c.unit)}")}/>'
+        out = f"{_fmt(c.value, c.unit)} (limit: {_limit_text(c)}): {c.how}"
         cases.append(f'  <testcase classname="edgedistill.gate" name={quoteattr(c.name)}>{body}'
-                     f"<system-out>{escape(c.how)}</system-out></testcase>")
+                     f"<system-out>{escape(out)}</system-out></testcase>")
     failures = sum(not c.passed for c in v.checks)
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="edgedistill-gate" tests="{len(v.checks)}" '
             f'failures="{failures}" errors="0">\n' + "\n".join(cases) + "\n</testsuite>\n")
 
 
 def markdown(v: Verdict) -> str:
+    """The verdict as a Markdown table (one row per check; "no limit set" / "not judged" where no limit applies)
+    followed by the warnings."""
     lines = [f"### edgedistill gate: {'PASS' if v.passed else 'FAIL'}", "", "| check | value | limit | verdict | how |",
              "|---|---:|---:|---|---|"]
     for c in v.checks:
-        fmt = lambda x: (f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}") if isinstance(x, (int, float)) \
-            and not isinstance(x, bool) else "missing" if x is None else str(x)  # noqa: E731
-        verdict = ("pass (within noise)" if c.within_noise else "pass") if c.passed else "**FAIL**"
-        lines.append(f"| {c.name} | {fmt(c.value)} | {fmt(c.limit)} | {verdict} | {c.how} |")
+        if not c.judged:
+            verdict = "not judged"
+        else:
+            verdict = ("pass (within noise)" if c.within_noise else "pass") if c.passed else "**FAIL**"
+        lines.append(f"| {c.name} | {_fmt(c.value, c.unit)} | {_limit_text(c)} | {verdict} | {c.how} |")
     for w in v.warnings:
         lines += ["", f"> **Warning:** {w}"]
     return "\n".join(lines) + "\n"

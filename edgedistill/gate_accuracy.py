@@ -53,10 +53,10 @@ def min_accuracy_check(u: dict, limit: float):
     acc, n = u.get("accuracy"), u.get("accuracy_n")
     how = "deployed int8 TFLite on the test split"
     if acc is None:
-        return Check("accuracy", None, limit, False, "missing"), []
+        return Check("accuracy", None, limit, False, "missing", unit="%"), []
     iv = _interval(acc, n)
     if iv is None:
-        return Check("accuracy", acc, limit, acc >= limit, how), []
+        return Check("accuracy", acc, limit, acc >= limit, how, unit="%"), []
     passed, noise = at_least_within_noise(iv, limit)
     warn = []
     if noise:
@@ -64,20 +64,27 @@ def min_accuracy_check(u: dict, limit: float):
                     f"{iv.high:.2f}] over {n:,} test samples reaches it, so it passed as within noise; about "
                     f"{samples_to_resolve(acc, limit - acc):,} test samples would decide a gap this size.")
     return Check("accuracy", acc, limit, passed, _noise_how(iv, how) + (", within noise" if noise else ""),
-                 noise), warn
+                 noise, unit="%"), warn
 
 
-def drop_check(u: dict, max_drop: float):
-    """(Check, warnings) for teacher - deployed <= max_drop."""
+def drop_check(u: dict, max_drop: float | None):
+    """(Check, warnings) for teacher - deployed <= max_drop. With max_drop None (no limit set) the row still shows
+    the drop and its interval, is marked not judged and always passes, so every gate shows the accuracy cost."""
     from edgedistill.gate import Check
 
     drop, acc, n, teacher = u.get("accuracy_drop"), u.get("accuracy"), u.get("accuracy_n"), u.get("teacher_accuracy")
     how = "teacher minus deployed, points"
+    if max_drop is None:
+        iv = _interval(acc, n)
+        if drop is not None and iv is not None and teacher is not None:
+            how = _drop_how(how, teacher, iv)
+        return Check("accuracy_drop", drop, None, True, how if drop is not None else "missing", judged=False,
+                     unit="points"), []
     if drop is None:
-        return Check("accuracy_drop", None, max_drop, False, "missing"), []
+        return Check("accuracy_drop", None, max_drop, False, "missing", unit="points"), []
     iv = _interval(acc, n)
     if iv is None or teacher is None:
-        return Check("accuracy_drop", drop, max_drop, drop <= max_drop, how), []
+        return Check("accuracy_drop", drop, max_drop, drop <= max_drop, how, unit="points"), []
     passed, noise = at_least_within_noise(iv, teacher - max_drop)
     warn = []
     if noise:
@@ -87,10 +94,15 @@ def drop_check(u: dict, max_drop: float):
                     "would decide a gap this size.")
     elif passed and iv.half_width > max_drop:
         warn.append(_too_small("accuracy_drop", iv, max_drop, acc))
-    # the drop's own interval: the teacher's figure is the fixed reference, so it is the deployed interval mirrored
-    how = (f"{how}; 95% interval [{teacher - iv.high:.2f}, {teacher - iv.low:.2f}] (teacher {teacher:.2f}% minus the "
-           f"deployed accuracy's Wilson interval over {iv.n:,} test samples)")
-    return Check("accuracy_drop", drop, max_drop, passed, how + (", within noise" if noise else ""), noise), warn
+    how = _drop_how(how, teacher, iv) + (", within noise" if noise else "")
+    return Check("accuracy_drop", drop, max_drop, passed, how, noise, unit="points"), warn
+
+
+def _drop_how(how: str, teacher: float, iv: Interval) -> str:
+    """The drop's own interval: the teacher's figure is the fixed reference, so it is the deployed interval
+    mirrored."""
+    return (f"{how}; 95% interval [{teacher - iv.high:.2f}, {teacher - iv.low:.2f}] (teacher {teacher:.2f}% minus the "
+            f"deployed accuracy's Wilson interval over {iv.n:,} test samples)")
 
 
 def regression_check(u: dict, b: dict, tol_points: float):
@@ -101,9 +113,9 @@ def regression_check(u: dict, b: dict, tol_points: float):
     limit = base - tol_points
     how = f"baseline {base:.2f}% - {tol_points} points"
     if acc is None:
-        return Check("regression:accuracy", None, limit, False, "missing"), []
+        return Check("regression:accuracy", None, limit, False, "missing", unit="%"), []
     if not (u.get("accuracy_n") and b.get("accuracy_n")):
-        return Check("regression:accuracy", acc, limit, acc >= limit, how), []
+        return Check("regression:accuracy", acc, limit, acc >= limit, how, unit="%"), []
     n1, n2 = int(b["accuracy_n"]), int(u["accuracy_n"])
     k1, k2 = min(n1, max(0, round(base * n1 / 100))), min(n2, max(0, round(acc * n2 / 100)))
     diff = newcombe(k1, n1, k2, n2)  # baseline - current
@@ -118,7 +130,7 @@ def regression_check(u: dict, b: dict, tol_points: float):
         warn.append(_too_small("regression:accuracy", diff, tol_points, acc, factor=2))
     return Check("regression:accuracy", acc, limit, passed,
                  f"{how}; regression {base - acc:+.2f} points, 95% interval [{diff.low:.2f}, {diff.high:.2f}] (Newcombe)"
-                 + (", within noise" if noise else ""), noise), warn
+                 + (", within noise" if noise else ""), noise, unit="%"), warn
 
 
 def _too_small(name: str, iv: Interval, tolerance: float, acc: float, factor: int = 1) -> str:

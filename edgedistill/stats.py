@@ -40,6 +40,11 @@ Every accuracy edgedistill reports is k correct out of n test samples: a binomia
 
 A result is "within noise" when the 95 % interval still contains the limit it is compared with (or, for a paired
 difference, when McNemar's p ≥ 0.05): the test split cannot tell whether the limit was met.
+
+The Wilson interval and the binomial tail are computed by scipy (`scipy.stats.binomtest`, its
+`proportion_ci(method="wilson")`, and `scipy.stats.binom`); the formulas above are what those compute and what the
+tests check them against by hand. scipy is imported on first use, so importing this module (the gate, `edgedistill
+list`) stays cheap.
 """
 
 from __future__ import annotations
@@ -69,20 +74,20 @@ class Interval:
 
 
 def wilson(k: int, n: int, z: float = Z95) -> Interval:
-    """Wilson score interval for k successes in n trials, in percent points. n = 0 gives [0, 100] (no information).
-    Raises ValueError unless 0 <= k <= n."""
+    """Wilson score interval for k successes in n trials, in percent points; z is the normal quantile of the
+    two-sided level (Z95: 95 %). n = 0 gives [0, 100] (no information). Raises ValueError unless 0 <= k <= n.
+    Computed by scipy.stats.binomtest(k, n).proportion_ci(method="wilson"), which pins k = 0 to a lower end of
+    exactly 0 and k = n to an upper end of exactly 1, as the formula above does."""
     if not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
-    if n == 0:
+    if n == 0:  # scipy refuses n = 0; no sample says nothing
         return Interval(float("nan"), 0.0, 100.0, 0)
-    p = k / n
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    low = 0.0 if k == 0 else max(0.0, centre - half)
-    high = 1.0 if k == n else min(1.0, centre + half)
-    return Interval(100.0 * p, 100.0 * low, 100.0 * high, n)
+    from scipy import stats as sps
+
+    level = 1.0 - 2.0 * float(sps.norm.sf(z))  # the two-sided level whose quantile is z
+    ci = sps.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    low, high = max(0.0, float(ci.low)), min(1.0, float(ci.high))
+    return Interval(100.0 * k / n, 100.0 * low, 100.0 * high, n)
 
 
 def wilson_from_percent(accuracy: float, n: int) -> Interval:
@@ -106,23 +111,20 @@ class McNemar:
         return self.p_value >= ALPHA
 
 
-def _binom_half_cdf(k: int, n: int) -> float:
-    """P(X <= k) for X ~ Binomial(n, 1/2), exact (integer arithmetic, no underflow for large n)."""
-    return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-
-
 def mcnemar(b: int, c: int) -> McNemar:
-    """McNemar's exact (conditional binomial) test; two-sided p and mid-p. b + c == 0 gives p = mid_p = 1."""
+    """McNemar's exact (conditional binomial) test; two-sided p and mid-p. b + c == 0 gives p = mid_p = 1.
+    Raises ValueError for a negative count. The p-value is scipy.stats.binomtest(b, b + c, 1/2)'s two-sided one
+    (for p = 1/2 it is twice the smaller tail, capped at 1); mid-p subtracts scipy.stats.binom's P(X = min(b, c))."""
     if b < 0 or c < 0:
         raise ValueError(f"discordant counts must be >= 0, got b={b}, c={c}")
     n = b + c
     if n == 0:
         return McNemar(b, c, 1.0, 1.0)
-    lo = min(b, c)
-    p = min(1.0, 2.0 * _binom_half_cdf(lo, n))
-    point = math.comb(n, lo) / 2**n
+    from scipy import stats as sps
+
+    p = min(1.0, float(sps.binomtest(int(b), int(n), 0.5, alternative="two-sided").pvalue))
     # mid-p = 2 · (P(X < lo) + P(X = lo) / 2); for b == c that is (1 − point) + point = 1 by symmetry
-    mid = 1.0 if b == c else p - point
+    mid = 1.0 if b == c else max(0.0, p - float(sps.binom.pmf(min(b, c), n, 0.5)))
     return McNemar(b, c, p, mid)
 
 

@@ -100,3 +100,31 @@ def load_target(name: str) -> TargetProfile:
         known = ", ".join(sorted(files)) or "(none found)"
         raise ConfigError(f"Unknown target {name!r}. Known targets: {known}.")
     return load_profile_file(files[name])
+
+
+# units of a field, by the end of its name (longest match first); `targets show` prints them after the number
+_UNITS = (("_bytes_per_s", "B/s"), ("_macs_per_s", "MACs/s"), ("_bytes", "B"), ("_hz", "Hz"), ("_s", "s"))
+
+
+def _number(x: float) -> str:
+    """2.8e9 -> '2,800,000,000'; 0.3 -> '0.3'; 2e-06 -> '2e-06' (integral values exactly, with separators)."""
+    return f"{int(x):,}" if float(x).is_integer() and abs(x) >= 1 else f"{x:g}"
+
+
+def field_text(profile: TargetProfile, field: str) -> str:
+    """One field of a profile as plain text for `targets show`: numbers with their unit, lists and tables as
+    comma-separated words, and an unset field as what it means (from the schema's description), never a Python
+    repr such as ['tflite'], None or {'conv': 0.3}."""
+    value = getattr(profile, field)
+    if value is None:
+        desc = TargetProfile.model_fields[field].description or ""
+        meaning = desc.partition("None: ")[2]
+        return f"not set: {meaning}" if meaning else "not set"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_number(v) if isinstance(v, (int, float)) else v}" for k, v in value.items())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        unit = next((u for suffix, u in _UNITS if field.endswith(suffix)), "")
+        return f"{_number(value)} {unit}".rstrip()
+    return str(value)

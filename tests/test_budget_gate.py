@@ -180,3 +180,16 @@ def test_a_report_without_any_size_limit_passes_with_a_warning_that_says_so():
     v = gate(bare, report_budget(bare))
     assert v.passed and any("No flash or RAM limit was judged" in w for w in v.warnings)
     assert not gate(REPORT, report_budget(REPORT)).warnings
+
+
+def test_summary_appends_and_the_help_says_so(tmp_path):
+    """CI step summaries collect several steps' Markdown in one file: --summary keeps what is there."""
+    path, summary = tmp_path / "report.json", tmp_path / "summary.md"
+    path.write_text(json.dumps(REPORT))
+    summary.write_text("## earlier step\n")
+    for _ in range(2):
+        assert CliRunner().invoke(main, ["gate", str(path), "--summary", str(summary)]).exit_code == 0
+    text = summary.read_text()
+    assert text.startswith("## earlier step\n") and text.count("### edgedistill gate: PASS") == 2
+    help_text = " ".join(CliRunner().invoke(main, ["gate", "--help"]).output.split())
+    assert "Append the Markdown summary" in help_text and "Write a Markdown summary" not in help_text

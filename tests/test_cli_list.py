@@ -24,3 +24,19 @@ def test_unknown_registry_name_lists_the_known_ones_in_plain_english():
 
     with pytest.raises(ConfigError, match="Known student families: .*dscnn"):
         STUDENT_FAMILIES.get("nope")
+
+
+def test_list_keeps_one_summary_column_per_section():
+    """`schedule onecycle` is longer than the other names; its summary used to start one column further right."""
+    from click.testing import CliRunner
+
+    from edgedistill.cli import main
+    from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
+
+    out = CliRunner().invoke(main, ["list", "optimizers"]).output.splitlines()
+    rows = out[1:]
+    assert len(rows) == len(list(OPTIMIZERS)) + len(list(SCHEDULES))
+    starts = {line.index(summary) for line in rows for summary in
+              [e.summary for e in list(OPTIMIZERS) + list(SCHEDULES) if e.summary in line][:1]}
+    assert len(starts) == 1, out
+    assert any(line.lstrip().startswith("schedule onecycle ") for line in rows)

@@ -122,3 +122,17 @@ def test_a_wheel_carries_the_target_profiles_where_search_dirs_looks(tmp_path, m
         {p.name for p in (root / "targets" / "ops").glob("*.json")}  # and the runtimes' derived operator sets
     monkeypatch.setattr(sys, "prefix", str(prefix))
     assert prefix / "share" / "edgedistill" / "targets" in targets_mod.search_dirs()
+
+
+@pytest.mark.parametrize("name", ["android", "cortex-m4"])
+def test_targets_show_prints_plain_values_not_python_reprs(name):
+    r = CliRunner().invoke(main, ["targets", "show", name])
+    assert r.exit_code == 0
+    values = {line[:30].strip(): line[31:] for line in r.output.splitlines() if line[:30].strip()}
+    p = load_target(name)
+    assert not re.search(r"\[|\]|\{|\}|\bNone\b|'", "\n".join(values.values())), r.output
+    assert values["formats"] == ", ".join(p.formats) and values["precisions"] == ", ".join(p.precisions)
+    assert values["ram_bytes"] == f"{p.ram_bytes:,} B" and values["clock_hz"] == f"{int(p.clock_hz):,} Hz"
+    assert values["efficiency"] == ", ".join(f"{k} {v:g}" for k, v in p.efficiency.items())
+    assert values["ops"].startswith("not set: every operator the runtime registers")
+    assert float(values["op_overhead_s"].removesuffix(" s")) == p.op_overhead_s

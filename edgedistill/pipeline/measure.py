@@ -13,6 +13,7 @@ import numpy as np
 from edgedistill.profile.cost import tflite_cost
 from edgedistill.profile.estimate import estimate_latency, fit_checks
 from edgedistill.profile.measure import measure
+from edgedistill.profile.ram import ram_figure
 from edgedistill.targets import TargetProfile
 
 RUNTIME = {"onnx": "onnxruntime", "tflite": "litert"}
@@ -60,12 +61,14 @@ def target_section(artifacts, target: TargetProfile, host_ms: float | None) -> d
     from edgedistill.profile.tflm_arena import tflm_arena
 
     ops, floats, _ = tflite_facts(art.path)
+    # the figures edgedistill.profile.ram describes: TFLite Micro's own arena, else the file's planned activations
     ram = tflm_arena(art.path).total_bytes if target.runtime == "tflm" else cost.peak_activation_bytes
     checks = fit_checks(cost, art.bytes, ram, ops, floats, target)
     return {"name": target.name, "kind": target.kind, "runtime": target.runtime, "estimate_ms": est.total_ms,
             "estimate_model": est.model,
             "estimate_error": (est.total_ms / host_ms - 1) if (target.kind == "host" and host_ms) else None,
             "per_op": est.per_op, "fit": [c.__dict__ for c in checks], "macs": cost.macs,
+            "ram_figure": ram_figure(target.runtime),
             "peak_activation_bytes": cost.peak_activation_bytes}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from edgedistill.profile.cost import ModelCost
+from edgedistill.profile.ram import ram_figure
 from edgedistill.targets import TargetProfile
 
 
@@ -56,8 +57,9 @@ class FitCheck:
 
 def fit_checks(cost: ModelCost, file_bytes: int, ram_bytes: int | None, op_names: list[str], float_tensors: int,
                target: TargetProfile, precision_detail: str = "") -> list[FitCheck]:
-    """Flash, RAM, operator support and precision against the target's limits. The operators a target runs are
-    its runtime's own set (targets/ops/, derived from the runtime), narrowed by the profile's `ops` if given;
+    """Flash, RAM, operator support and precision against the target's limits. `ram_bytes` is the figure
+    edgedistill.profile.ram names for the target's runtime (None: not known, not checked). The operators a target
+    runs are its runtime's own set (targets/ops/, derived from the runtime), narrowed by the profile's `ops` if given;
     `precision_detail` names the cause when float tensors remain (a hybrid file, float ops)."""
     from edgedistill.profile.opsets import target_ops
 
@@ -66,7 +68,7 @@ def fit_checks(cost: ModelCost, file_bytes: int, ram_bytes: int | None, op_names
                  "bytes of the model file"),
         FitCheck("ram", ram_bytes, target.ram_bytes,
                  target.ram_bytes is None or ram_bytes is None or ram_bytes <= target.ram_bytes,
-                 "activation arena plus runtime overhead (TFLite Micro's own figure where available)"),
+                 ram_figure(target.runtime)),
     ]
     provided = target_ops(target)
     unsupported = [] if provided is None else sorted(set(op_names) - provided)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import html
 
 from edgedistill.report import plots
-from edgedistill.report.sections import (budget_lines, budget_view, far_line, human, layer_lines, parity_diff,
+from edgedistill.report.sections import (binding_text, budget_lines, budget_view, far_line, human, layer_lines,
+                                         parity_diff,
                                          per_class_lines, where_accuracy, where_int8)
 
 
@@ -262,7 +263,7 @@ def _charts(r: dict) -> list[str]:
         out.append(plots.hbars(
             [{"label": x["check"], "value": 100.0 * x["share"], "color": plots.COLORS[3 if x["share"] > 1 else 0],
               "text": f"{human(x['value'], x['unit'])} of {human(x['limit'], x['unit'])}"} for x in v["rows"]],
-            f"Budget: each resource against its own limit (binding: {v['binding']})", "% of the limit",
+            f"Budget: each resource against its own limit ({binding_text(v)})", "% of the limit",
             limit=100.0, limit_label="limit"))
     t = r.get("target") or {}
     if t.get("per_op"):

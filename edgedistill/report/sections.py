@@ -28,7 +28,9 @@ def human(value: float, unit: str) -> str:
 def budget_view(r: dict) -> dict:
     """Each limited resource as a share of its own limit: {rows: [{check, value, limit, share, unit}] (drawn, largest
     share first), far: those under FAR of their limit (one line, not drawn), binding: the check closest to (or most
-    over) its limit, far or not, or None}. Limits: the build's budget (report.json `search.budget`), else the target's flash / RAM."""
+    over) its limit, or None when none binds (no limit, or every resource under FAR of its limit: a flash use of
+    0.14 % does not bind anything)}. Limits: the build's budget (report.json `search.budget`), else the target's
+    flash / RAM."""
     fit = {f["check"]: f.get("limit") for f in (r.get("target") or {}).get("fit", [])}
     budget = (r.get("search") or {}).get("budget") or {}
     u = r.get("usage") or {}
@@ -39,7 +41,7 @@ def budget_view(r: dict) -> dict:
         if isinstance(limit, (int, float)) and limit > 0 and isinstance(value, (int, float)):
             rows.append({"check": check, "value": value, "limit": limit, "share": value / limit, "unit": unit})
     rows.sort(key=lambda x: -x["share"])
-    binding = rows[0]["check"] if rows else None
+    binding = rows[0]["check"] if rows and rows[0]["share"] >= FAR else None
     return {"rows": [x for x in rows if x["share"] >= FAR], "far": [x for x in rows if x["share"] < FAR],
             "binding": binding}
 
@@ -55,9 +57,9 @@ def parity_diff(p: dict) -> str:
 
 def budget_lines(r: dict) -> list[str]:
     v = budget_view(r)
-    if not v["binding"]:
+    if not v["rows"] and not v["far"]:
         return []
-    out = ["", f"## Budget (each resource against its own limit; binding: {v['binding']})", ""]
+    out = ["", f"## Budget (each resource against its own limit; {binding_text(v)})", ""]
     for x in v["rows"]:
         tag = " — **binding**" if x["check"] == v["binding"] else ""
         tag += " — EXCEEDS" if x["share"] > 1 else ""
@@ -67,11 +69,16 @@ def budget_lines(r: dict) -> list[str]:
     return out
 
 
+def binding_text(v: dict) -> str:
+    """'binding: flash', or 'no limit binds' when every resource is far from its limit."""
+    return f"binding: {v['binding']}" if v["binding"] else "no limit binds"
+
+
 def far_line(r: dict) -> str:
     v = budget_view(r)
     if not v["far"]:
         return ""
-    return (f"Budget (binding: {v['binding']}): far from their limits (under 1 %, not drawn): "
+    return (f"Budget ({binding_text(v)}): far from their limits (under 1 %, not drawn): "
             + "; ".join(_use(x) for x in v["far"]) + ".")
 
 

@@ -115,6 +115,10 @@ def mbv3_1d(input_shape: tuple[int, ...], num_classes: int, width: int = 16, dep
     return _mbv3(input_shape, num_classes, width, depth, 1, "mbv3_1d")
 
 
+# The reference families of each data kind: the default search costs them beside the kind's own families
+# (students.search.search_families); they are chosen when they fit the budget like any other candidate.
+REFERENCE_FAMILIES = {"image": ("resnet8", "mobilenetv1", "mbv3")}
+
 # Widths and depths `search` enumerates for these families (the others use search.WIDTHS x search.DEPTHS).
 SEARCH_GRID = {
     "resnet8": ((4, 6, 8, 12, 16, 24, 32), (1, 2, 3)),

@@ -12,9 +12,17 @@ graph predicts for the int8 file (`GraphCost.model_cost`, equal op by op to the 
 budget no candidate can meet fails here too. It is the same estimate the report gives an MCU or phone target; on a
 host target the gate later checks the *measured* latency, which the estimate only approximates.
 
+Candidates (`search_families`): the data kind's own families (images: cnn and dscnn; signals: conv1d; feature
+vectors: mlp) and, for images, the field's reference families (resnet8, mobilenetv1, mbv3: MLPerf Tiny's image
+classification and visual wake words references, MobileNetV3-style), each over its width x depth grid. `--family`
+narrows the search to the families named.
+
 Rule: among candidates that fit (every budget limit, and at most half the teacher's parameters in a build), the one
 with the most parameters (capacity), ties broken by fewer MACs. It is cheap, monotone in the budget, and needs no
 proxy training; its weakness (capacity is not accuracy) is stated in the report.
+
+Costing is one batch-1 pass per candidate (no training); it runs on one torch thread, which for ops this small is
+several times faster than two (thread hand-offs dominate), and restores the caller's thread count.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from edgedistill.profile.estimate import estimate_latency
 from edgedistill.students import DEFAULT_FAMILY, STUDENT_FAMILIES, StudentArch, build_student, count_params
 from edgedistill.students.cost import graph_cost
 from edgedistill.students.filesize import tflite_size_bound
-from edgedistill.students.reference import SEARCH_GRID
+from edgedistill.students.reference import REFERENCE_FAMILIES, SEARCH_GRID
 
 WIDTHS = (4, 6, 8, 12, 16, 24, 32, 48, 64)
 DEPTHS = (2, 3, 4)
@@ -68,6 +76,13 @@ class SearchResult:
     candidates: list[Candidate] = field(default_factory=list)
     rule: str = "most parameters among the candidates that fit every limit (ties: fewer MACs)"
     max_params: int | None = None
+
+
+def search_families(kind: str) -> list[str]:
+    """The families the default search costs for a data kind ("image", "signal", "features"): the kind's default
+    family, dscnn for images, and the kind's reference families (students.reference.REFERENCE_FAMILIES)."""
+    own = [DEFAULT_FAMILY[kind]] + (["dscnn"] if kind == "image" else [])
+    return own + [f for f in REFERENCE_FAMILIES.get(kind, ()) if f not in own]
 
 
 def grid(family: str) -> list[StudentArch]:
@@ -121,14 +136,19 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
     if arch is not None:
         archs = [arch]
     else:
-        fams = families or [DEFAULT_FAMILY[kind]] + (["dscnn"] if kind == "image" else [])
+        fams = families or search_families(kind)
         for fam in fams:
             STUDENT_FAMILIES.get(fam)  # an unknown name fails before any costing
         archs = [a for fam in fams for a in grid(fam)]
     cands = []
-    for a in archs:
-        c = candidate_cost(a, input_shape, num_classes, target)
-        cands.append(Candidate(**{**c.__dict__, "violations": _violations(c, budget, max_params)}))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # batch-1 passes over small layers: one thread is several times faster than two
+    try:
+        for a in archs:
+            c = candidate_cost(a, input_shape, num_classes, target)
+            cands.append(Candidate(**{**c.__dict__, "violations": _violations(c, budget, max_params)}))
+    finally:
+        torch.set_num_threads(threads)
     fitting = [c for c in cands if c.fits]
     if not fitting:
         raise InfeasibleBudgetError(_infeasible(cands, budget, max_params, target))

@@ -100,12 +100,18 @@ def test_far_limits_are_one_line_and_the_binding_one_is_named():
     r = _report("android", flash_limit=100_000_000, ram_limit=100_000_000)
     r["search"]["budget"].update(flash_bytes=None, ram_bytes=None)
     v = budget_view(r)
-    assert v["binding"] == "flash" and v["rows"] == []  # 0.009 % and 0.005 %: nothing worth a bar
+    # 0.009 % and 0.005 %: nothing worth a bar, and nothing binds (flash used to be named binding at 0.14 %)
+    assert v["binding"] is None and v["rows"] == []
     assert [x["check"] for x in v["far"]] == ["flash", "ram"]
     md = to_markdown(r)
-    assert "binding: flash" in md and "far from their limits (under 1 %): flash 8.79 KiB of 95.4 MiB" in md
+    assert "no limit binds" in md and "binding:" not in md
+    assert "far from their limits (under 1 %): flash 8.79 KiB of 95.4 MiB" in md
     page = to_html(r)
-    assert "Budget: each resource" not in page and "Budget (binding: flash): far from their limits" in page
+    assert "Budget: each resource" not in page and "Budget (no limit binds): far from their limits" in page
+    near = _report("android", flash_limit=100_000_000, ram_limit=100_000_000)
+    near["search"]["budget"].update(flash_bytes=None, ram_bytes=None)
+    near["usage"]["flash_bytes"] = 1_000_000  # 1 % of its limit: no longer far, and the closest to its limit
+    assert budget_view(near)["binding"] == "flash" and "binding: flash" in to_markdown(near)
     r["usage"]["macs"], r["search"]["budget"]["macs"] = 150000, 200000  # a MACs budget at 75 % is drawn, binding
     v = budget_view(r)
     assert v["binding"] == "macs" and [x["check"] for x in v["rows"]] == ["macs"] and len(v["far"]) == 2

@@ -1,10 +1,16 @@
-"""Wilson interval, McNemar's exact test and the Newcombe difference interval against hand computations and scipy."""
+"""Wilson interval, McNemar's exact test and the Newcombe difference interval against hand computations.
+
+edgedistill.stats computes the first two with scipy; the references here are the closed-form Wilson formula and
+exact integer binomial sums, written out independently of scipy."""
 
 import math
+import subprocess
+import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest
-from scipy import stats as sps
+from scipy.special import ndtri
 
 from edgedistill.stats import (Z95, at_least_within_noise, at_most_within_noise, mcnemar, newcombe,
                                       paired_counts, wilson, wilson_from_percent)
@@ -31,11 +37,35 @@ def test_wilson_at_zero_and_n_is_never_degenerate():
         wilson(11, 10)
 
 
-@pytest.mark.parametrize("k,n", [(1, 7), (37, 80), (79, 80), (3521, 3600)])
-def test_wilson_agrees_with_scipy(k, n):
-    ci = sps.binomtest(k, n).proportion_ci(0.95, method="wilson")
+def _wilson_by_hand(k, n, z=Z95):
+    p, z2 = k / n, z * z
+    denom = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return 100 * (0.0 if k == 0 else centre - half), 100 * (1.0 if k == n else centre + half)
+
+
+@pytest.mark.parametrize("k,n", [(0, 1), (1, 1), (1, 7), (37, 80), (79, 80), (3521, 3600), (9047, 10000),
+                                 (59999, 60000)])
+def test_wilson_agrees_with_the_formula(k, n):
     iv = wilson(k, n)
-    assert iv.low == pytest.approx(100 * ci.low, abs=1e-9) and iv.high == pytest.approx(100 * ci.high, abs=1e-9)
+    low, high = _wilson_by_hand(k, n)
+    assert iv.value == pytest.approx(100 * k / n) and iv.n == n
+    assert iv.low == pytest.approx(low, abs=1e-9) and iv.high == pytest.approx(high, abs=1e-9)
+
+
+def test_wilson_other_levels_follow_z():
+    assert Z95 == pytest.approx(float(ndtri(0.975)), rel=1e-15)
+    iv = wilson(8, 10, z=1.0)  # about a 68.3 % interval: narrower than the 95 % one
+    low, high = _wilson_by_hand(8, 10, z=1.0)
+    assert iv.low == pytest.approx(low, abs=1e-9) and iv.high == pytest.approx(high, abs=1e-9)
+    assert wilson(8, 10).low < iv.low < iv.high < wilson(8, 10).high
+
+
+def test_importing_stats_does_not_import_scipy():
+    code = "import sys, edgedistill.stats, edgedistill.gate\nprint('scipy' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
 
 
 def test_wilson_from_percent_recovers_the_count():
@@ -57,9 +87,27 @@ def test_mcnemar_without_disagreements_and_ties():
         assert r.p_value == 1.0 and r.mid_p == pytest.approx(1.0) and r.within_noise
 
 
-@pytest.mark.parametrize("b,c", [(2, 11), (40, 62), (1800, 2000)])
-def test_mcnemar_agrees_with_scipy_binomtest(b, c):
-    assert mcnemar(b, c).p_value == pytest.approx(sps.binomtest(b, b + c, 0.5).pvalue, rel=1e-9)
+def _mcnemar_by_hand(b, c):
+    """Exact rationals: p = min(1, 2 · P(X <= min(b, c))), mid-p = p − P(X = min(b, c)), X ~ Binomial(b + c, 1/2)."""
+    n, lo = b + c, min(b, c)
+    tail = Fraction(sum(math.comb(n, i) for i in range(lo + 1)), 2 ** n)
+    p = min(Fraction(1), 2 * tail)
+    return float(p), 1.0 if b == c else float(p - Fraction(math.comb(n, lo), 2 ** n))
+
+
+@pytest.mark.parametrize("b,c", [(0, 1), (2, 11), (7, 8), (40, 62), (1800, 2000), (12, 0)])
+def test_mcnemar_agrees_with_exact_sums(b, c):
+    r = mcnemar(b, c)
+    p, mid = _mcnemar_by_hand(b, c)
+    assert r.p_value == pytest.approx(p, rel=1e-9) and r.mid_p == pytest.approx(mid, rel=1e-9)
+    assert 0.0 <= r.mid_p <= r.p_value <= 1.0
+
+
+def test_mcnemar_far_beyond_noise_underflows_to_zero_not_an_error():
+    r = mcnemar(5000, 0)  # 2 · 0.5^5000 is below the smallest double
+    assert r.p_value == 0.0 and r.mid_p == 0.0 and not r.within_noise
+    with pytest.raises(ValueError):
+        mcnemar(-1, 3)
 
 
 def test_paired_counts():

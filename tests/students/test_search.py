@@ -151,3 +151,38 @@ def test_a_user_student_is_costed_against_the_budget(tmp_path):
     assert res.chosen.macs == 8 * 8 * 8 * 9 + 8 * 10 + 64  # conv + fc + the normaliser's 1x1 depthwise
     with pytest.raises(InfeasibleBudgetError, match="flash"):
         search("image", (1, 8, 8), 10, Budget(flash_bytes=1000), arch=arch)
+
+
+def test_the_default_image_search_costs_the_reference_families_and_picks_one_when_it_fits_best():
+    from edgedistill.students.search import grid, search_families
+
+    assert search_families("image") == ["cnn", "dscnn", "resnet8", "mobilenetv1", "mbv3"]
+    assert search_families("signal") == ["conv1d"] and search_families("features") == ["mlp"]
+    # Fashion-MNIST's shape under cortex-m4's limits and the demo teacher's cap (half of 288,170 parameters)
+    budget, cap = Budget(flash_bytes=1024 * 1024, ram_bytes=256 * 1024), 144_085
+    res = search("image", (1, 28, 28), 10, budget, max_params=cap)
+    assert [c.arch for c in res.candidates] == [a for f in search_families("image") for a in grid(f)]
+    own = search("image", (1, 28, 28), 10, budget, ["cnn", "dscnn"], max_params=cap)
+    # the rule is unchanged: the most parameters that fit; with more candidates it can only pick more
+    assert res.chosen.params == max(c.params for c in res.candidates if c.fits) >= own.chosen.params
+    assert res.chosen.arch.family in ("resnet8", "mobilenetv1", "mbv3"), res.chosen.arch.describe()
+    # a reference candidate that breaks a limit is costed and listed, never chosen, and its violations are real
+    broken = [c for c in res.candidates if c.arch.family in ("resnet8", "mobilenetv1", "mbv3") and not c.fits]
+    assert broken and res.chosen not in broken
+    for c in broken:
+        assert set(c.violations) == {k for k, over in (("params", c.params > cap),
+                                                       ("flash", c.file_bytes > budget.flash_bytes),
+                                                       ("ram", c.arena_bytes > budget.ram_bytes)) if over}
+
+
+def test_search_costs_on_one_thread_and_gives_the_callers_thread_count_back():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        search("image", (1, 8, 8), 10, Budget(), ["cnn"])
+        assert torch.get_num_threads() == 2
+        with pytest.raises(InfeasibleBudgetError):
+            search("image", (1, 8, 8), 10, Budget(flash_bytes=10), ["cnn"])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
