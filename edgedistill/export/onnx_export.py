@@ -25,6 +25,7 @@ from edgedistill.quantize.capture import UnsupportedOpError
 from edgedistill.quantize.fake import int32_bias, int8_weights
 from edgedistill.quantize.graph import QuantGraph
 from edgedistill.quantize.ops import Activation, AvgPool, Binary, Concat, Mean, QLayer, SameGrid, global_max_pool
+from edgedistill.quantize.attention_ops import Attention, Constant, LayerNorm, MatMul
 from edgedistill.quantize.sequence_ops import Embedding, table_scale
 
 OPSET = 17
@@ -96,7 +97,10 @@ def _layer(g: _Graph, layer: QLayer, xs: list[str], shape) -> str:
     bq, bias_scale = int32_bias(layer.bias, float(layer.in_q.scale), layer.weight)
     b = g.node("DequantizeLinear", [g.const(layer.name + "_b_int32", bq), g.const(layer.name + "_b_scale", bias_scale),
                                     g.const(layer.name + "_b_zp", np.zeros_like(bq))], layer.name + "_b", axis=0)
-    if layer.kind == "linear":
+    if layer.kind == "linear" and shape is not None and len(shape) >= 3:  # N×L×F: MatMul with Wᵀ, then the bias
+        wt = g.node("Transpose", [w], layer.name + "_wt", perm=[1, 0])
+        y = g.node("Add", [g.node("MatMul", [xs[0], wt], layer.name + "_matmul"), b], layer.name)
+    elif layer.kind == "linear":
         y = g.node("Gemm", [xs[0], w, b], layer.name, transB=1)
     else:
         k = list(layer.weight.shape[2:])
@@ -132,6 +136,52 @@ def _embedding(g: _Graph, op: Embedding, xs: list[str], shape) -> str:
                                         g.const(op.name + "_table_zp", np.array(0, np.int8))], op.name + "_table")
     y = g.node("Gather", [table, xs[0]], op.name + "_gather", axis=0)
     return g.node("Transpose", [y], op.name + "_ncl", perm=[0, 2, 1]) if op.channels_first else y
+
+
+def _sub(g: _Graph, op, xs: list[str], shape=None) -> str:
+    """A sub-op of a composite op, lowered and put on its own grid (QDQ), as the top-level ops are."""
+    return _qdq_out(g, LOWERINGS[type(op)](g, op, xs, shape), op)
+
+
+def _constant(g: _Graph, op: Constant, xs: list[str], shape) -> str:
+    s, z = float(op.out_q.scale), int(op.out_q.zero_point)
+    codes = np.clip(np.round(op.value.detach().numpy() / s) + z, -128, 127).astype(np.int8)
+    return g.node("DequantizeLinear", [g.const(op.name + "_int8", codes), g.const(op.name + "_scale", np.array(
+        s, np.float32)), g.const(op.name + "_zp", np.array(z, np.int8))], op.name + "_value")
+
+
+def _heads(g: _Graph, op: Attention, x: str, perm: list[int], base: str) -> str:
+    shape = g.const(base + "_shape", np.array([0, 0, op.heads, op.head_dim], np.int64))
+    return g.node("Transpose", [g.node("Reshape", [x, shape], base + "_split")], base + "_heads", perm=perm)
+
+
+def _attention(g: _Graph, op: Attention, xs: list[str], shape) -> str:
+    x, ids = xs
+    q, k, v = (_sub(g, layer, [x], shape) for layer in (op.q, op.k, op.v))
+    scores = _sub(g, op.scores, [_heads(g, op, q, [0, 2, 1, 3], op.name + "_q"),
+                                 _heads(g, op, k, [0, 2, 3, 1], op.name + "_k")])
+    pad = g.node("Unsqueeze", [g.node("Equal", [ids, g.const(op.name + "_pad", np.array(0, np.int32))],
+                                      op.name + "_is_pad"), g.const(op.name + "_axes", np.array([1, 2], np.int64))],
+                 op.name + "_mask")
+    s, z = float(op.scores.out_q.scale), int(op.scores.out_q.zero_point)
+    low = g.const(op.name + "_low", np.array((-128 - z) * s, np.float32))
+    scores = _qdq_out(g, g.node("Where", [pad, low, scores], op.name + "_masked"), op.scores)
+    probs = _qdq_out(g, g.node("Softmax", [scores], op.name + "_softmax", axis=-1), op.softmax)
+    ctx = _sub(g, op.context, [probs, _heads(g, op, v, [0, 2, 1, 3], op.name + "_v")])
+    merged = g.node("Reshape", [g.node("Transpose", [ctx], op.name + "_merge", perm=[0, 2, 1, 3]),
+                                g.const(op.name + "_merged", np.array([0, 0, -1], np.int64))], op.name + "_ctx")
+    return LOWERINGS[QLayer](g, op.out, [merged], shape)
+
+
+def _layer_norm(g: _Graph, op: LayerNorm, xs: list[str], shape) -> str:
+    x = xs[0]
+    mu = _sub(g, op.mu, [x])
+    d = _sub(g, op.diff, [x, mu])
+    var = _sub(g, op.var, [_sub(g, op.square, [d, d])])
+    r = _qdq_out(g, g.node("Reciprocal", [g.node("Sqrt", [var], op.name + "_sqrt")], op.name + "_rsqrt"), op.rsqrt)
+    y = _sub(g, op.scaled, [d, r])
+    z = _sub(g, op.times_gamma, [y, _constant(g, op.gamma, [], None)])
+    return LOWERINGS[Binary](g, op.plus_beta, [z, _constant(g, op.beta, [], None)], None)
 
 
 def _pool(g: _Graph, op: SameGrid, x: str, onnx_op: str) -> str:
@@ -181,7 +231,8 @@ def _same_grid(g: _Graph, op: SameGrid, xs: list[str], shape) -> str:
 
 
 LOWERINGS = {QLayer: _layer, Binary: _binary, Concat: _concat, Mean: _mean, Activation: _activation,
-             Embedding: _embedding,
+             Embedding: _embedding, Constant: _constant, Attention: _attention, LayerNorm: _layer_norm,
+             MatMul: lambda g, op, xs, shape: g.node("MatMul", xs, op.name + "_matmul"),
              SameGrid: _same_grid, AvgPool: _same_grid}
 
 
@@ -191,8 +242,8 @@ def _shapes(qmodel: QuantGraph, input_shape: tuple[int, ...]) -> dict[str, tuple
     m.set_mode("float")
     shapes, hooks = {}, []
     for key, _, _ in m.steps:
-        hooks.append(m.ops[key].register_forward_hook(
-            lambda mod, inp, out, key=key: shapes.__setitem__(key, tuple(inp[0].shape))))
+        hooks.append(m.ops[key].register_forward_hook(  # a constant has no input
+            lambda mod, inp, out, key=key: shapes.__setitem__(key, tuple(inp[0].shape) if inp else ())))
     with torch.no_grad():
         m(sample_input(m, input_shape))
     return shapes

@@ -10,7 +10,9 @@ kernels compute, with a straight-through gradient. Each entry gives the same fiv
 * `mean(shifted_sum, count, grid_in, grid_out)`: MEAN from the sums of (code − zero point);
 * `table(kind, grid_in, grid_out)`: HARD_SWISH / LOGISTIC as the 256 output codes of the input codes;
 * `requantize(code, grid_in, grid_out)`: QUANTIZE int8 -> int8 (a concatenation input on another grid);
-* `quantize(y, scale, zero_point)`: QUANTIZE float32 -> int8 (a float input head's output).
+* `quantize(y, scale, zero_point)`: QUANTIZE float32 -> int8 (a float input head's output);
+* `matmul(acc, multiplier, zp_out)`: a matmul of two activations (attention) from its exact accumulator;
+* `softmax(codes, s_in)`: SOFTMAX over the last dimension onto the fixed 1/256 grid.
 
 Codes come back as float tensors (int64 for `requantize`, a NumPy int64 array for `table`).
 """
@@ -21,7 +23,7 @@ import functools
 from dataclasses import dataclass
 from typing import Callable
 
-from edgedistill.quantize import mcu, xnnpack
+from edgedistill.quantize import mcu, softmax_kernels, xnnpack
 from edgedistill.registry import Registry
 
 
@@ -33,6 +35,8 @@ class Arithmetic:
     table: Callable
     requantize: Callable
     quantize: Callable
+    matmul: Callable
+    softmax: Callable
 
 
 ARITHMETIC: Registry[Arithmetic] = Registry("integer arithmetic")
@@ -41,6 +45,8 @@ ARITHMETIC: Registry[Arithmetic] = Registry("integer arithmetic")
 def _tflm_table(kind: str, grid_in: tuple[float, int], grid_out: tuple[float, int]):
     if kind == "sigmoid":
         return mcu.logistic_table(*grid_in)
+    if kind == "rsqrt":
+        return softmax_kernels.rsqrt_table(*grid_in, *grid_out)
     return mcu.hard_swish_table(*grid_in, *grid_out)
 
 
@@ -55,7 +61,9 @@ ARITHMETIC.register("tflm", "TFLite Micro (and LiteRT's reference kernels): fixe
     mean=_tflm_mean,
     table=_tflm_table,
     requantize=mcu.requantize_codes,
-    quantize=mcu.quantize))
+    quantize=mcu.quantize,
+    matmul=mcu.matmul_tflm,
+    softmax=softmax_kernels.softmax_reference))
 
 ARITHMETIC.register("reference", "LiteRT's reference kernels (BUILTIN_REF): TFLite Micro's arithmetic, except that "
                                  "FULLY_CONNECTED rounds once")(Arithmetic(
@@ -64,7 +72,9 @@ ARITHMETIC.register("reference", "LiteRT's reference kernels (BUILTIN_REF): TFLi
     mean=_tflm_mean,
     table=_tflm_table,
     requantize=mcu.requantize_codes,
-    quantize=mcu.quantize))
+    quantize=mcu.quantize,
+    matmul=functools.partial(mcu.matmul_tflm, rounding="single"),
+    softmax=softmax_kernels.softmax_reference))
 
 ARITHMETIC.register("xnnpack", "LiteRT's XNNPACK delegate: float32 requantization, integer ADD, lookup tables "
                                "(quantize/xnnpack.py)")(Arithmetic(
@@ -73,6 +83,8 @@ ARITHMETIC.register("xnnpack", "LiteRT's XNNPACK delegate: float32 requantizatio
     mean=xnnpack.mean,
     table=xnnpack.table,
     requantize=xnnpack.requantize_codes,
-    quantize=xnnpack.quantize))
+    quantize=xnnpack.quantize,
+    matmul=functools.partial(mcu.matmul_tflm, rounding="ruy"),
+    softmax=softmax_kernels.softmax_litert))
 
 ROUNDINGS = ("float", *ARITHMETIC.names())  # "float": torch's fake quantization only (onnxruntime's QDQ reference)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgedistill.errors import EdgeDistillError
-from edgedistill.students.layers import GlobalMaxPool, Normalize, TokenEmbedding
+from edgedistill.students.layers import GlobalMaxPool, MaskedSelfAttention, Normalize, TokenEmbedding
 
 
 class UnsupportedOpError(EdgeDistillError):
@@ -32,7 +32,8 @@ SUPPORTED = ("Conv1d / Conv2d (incl. depthwise; + BatchNorm, + ReLU / ReLU6 / Ha
              "ReLU, ReLU6, Hardswish, Hardsigmoid (after a conv / linear), Sigmoid, tensor + - * tensor, torch.cat, "
              "MaxPool1d/2d, AvgPool1d/2d, global average / max pooling (AdaptiveAvgPool(1), AdaptiveMaxPool(1), mean "
              "over spatial dims), F.pad (zeros), Flatten / view / reshape, Dropout, Identity, Normalize, Embedding "
-             "(of the input token ids)")
+             "(of the input token ids), a parameter as an operand (e.g. learned positions), LayerNorm, "
+             "edgedistill's MaskedSelfAttention")
 
 _MODULES: dict[type, str] = {
     nn.Conv1d: "layer", nn.Conv2d: "layer", nn.Linear: "layer", nn.BatchNorm1d: "bn", nn.BatchNorm2d: "bn",
@@ -42,6 +43,7 @@ _MODULES: dict[type, str] = {
     nn.Dropout: "identity", nn.Dropout1d: "identity", nn.Dropout2d: "identity", nn.Identity: "identity",
     Normalize: "normalize", nn.Embedding: "embedding", TokenEmbedding: "embedding",
     nn.AdaptiveMaxPool1d: "gmp", nn.AdaptiveMaxPool2d: "gmp", GlobalMaxPool: "gmp",
+    MaskedSelfAttention: "attention", nn.LayerNorm: "layernorm",
 }
 _FUNCTIONS: dict = {
     operator.add: "add", operator.iadd: "add", torch.add: "add", operator.sub: "sub", torch.sub: "sub",
@@ -64,7 +66,8 @@ class _Tracer(fx.Tracer):
     and `TokenEmbedding` (one gather) kept whole."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (Normalize, TokenEmbedding, GlobalMaxPool)) or super().is_leaf_module(m, qualname)
+        return isinstance(m, (Normalize, TokenEmbedding, GlobalMaxPool, MaskedSelfAttention)) or \
+            super().is_leaf_module(m, qualname)
 
 
 def capture(model: nn.Module) -> fx.GraphModule:
@@ -113,7 +116,7 @@ def op_kind(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
         return _FUNCTIONS.get(node.target)
     if node.op == "call_method":
         return _METHODS.get(node.target)
-    return None  # get_attr: a parameter used as a tensor operand
+    return "constant"  # get_attr: a parameter used as a tensor operand
 
 
 def check_supported(gm: fx.GraphModule) -> None:

@@ -33,6 +33,7 @@ from edgedistill.quantize.arithmetic import ARITHMETIC, ROUNDINGS
 from edgedistill.quantize.input_head import CONSTANT_INV_STD, InputHead, needs_head
 from edgedistill.quantize.ops import (Activation, AvgPool, Binary, Concat, GraphOp, Lambda, Mean, QLayer, SameGrid,
                                       global_max_pool, reshape_to)
+from edgedistill.quantize.attention_ops import Attention, Constant, LayerNorm
 from edgedistill.quantize.sequence_ops import Embedding
 from edgedistill.students.layers import TokenEmbedding
 
@@ -120,8 +121,8 @@ class QuantGraph(nn.Module):
         if rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, not {rounding!r}")
         self.rounding = rounding
-        for op in self.ops.values():
-            if hasattr(op, "rounding"):
+        for op in self.modules():  # the graph's ops and those inside composite ops (attention, LayerNorm)
+            if isinstance(op, GraphOp):
                 op.rounding = rounding
 
     def grid_of(self, value: str) -> ActQuant:
@@ -371,6 +372,28 @@ def _build_embedding(ctx: _Ctx, node: fx.Node) -> None:
     ctx.add(node, Embedding(node_path(node), weight, channels_first), [ctx.input_name])
 
 
+def _build_constant(ctx: _Ctx, node: fx.Node) -> None:
+    if node.users and all(ctx.kind(u) == "embedding" for u in node.users):
+        return  # an embedding table: the Embedding op holds it
+    value = ctx.gm.get_parameter(node.target) if node.target in dict(ctx.gm.named_parameters()) else \
+        ctx.gm.get_buffer(node.target)
+    ctx.add(node, Constant(node_path(node), value), [])
+
+
+def _build_attention(ctx: _Ctx, node: fx.Node) -> None:
+    x, ids = (node.args + (None,))[:2]
+    if not isinstance(ids, fx.Node) or ctx.val(ids) != ctx.input_name:
+        raise refuse(node, ctx.modules, "attention takes the token states and the model's input token ids")
+    ctx.add(node, Attention(node.target, ctx.modules[node.target]), [ctx.tensor_input(node, x), ctx.input_name])
+
+
+def _build_layernorm(ctx: _Ctx, node: fx.Node) -> None:
+    m = ctx.modules[node.target]
+    if len(m.normalized_shape) != 1:
+        raise refuse(node, ctx.modules, "LayerNorm is supported over the last dimension only")
+    ctx.add(node, LayerNorm(node.target, m), [ctx.tensor_input(node, node.args[0])])
+
+
 def _build_gmp(ctx: _Ctx, node: fx.Node) -> None:
     m = ctx.modules.get(node.target) if node.op == "call_module" else None
     size = getattr(m, "output_size", 1) if m is not None else _arg(node, 1, "output_size")
@@ -487,7 +510,8 @@ BUILDERS: dict[str, Callable[[_Ctx, fx.Node], None]] = {
     "hardswish": _build_activation, "sigmoid": _build_activation, "maxpool": _build_maxpool,
     "avgpool": _build_avgpool, "relu": _build_relu, "relu6": _build_relu, "pad": _build_pad,
     "flatten": _build_flatten, "reshape": _build_reshape, "identity": _build_identity, "meta": _build_meta,
-    "embedding": _build_embedding, "gmp": _build_gmp,
+    "embedding": _build_embedding, "gmp": _build_gmp, "constant": _build_constant, "attention": _build_attention,
+    "layernorm": _build_layernorm,
 }
 
 
@@ -521,7 +545,7 @@ def to_quant_student(model: nn.Module, rounding: str = "float", input_head: str 
         kind = ctx.kind(node)
         if kind == "input":
             input_name = ctx.input_name = node.name
-            if node.users and all(ctx.kind(u) == "embedding" for u in node.users):
+            if node.users and all(ctx.kind(u) in ("embedding", "attention") for u in node.users):
                 input_q = None  # token ids: gathered, never quantized
             else:
                 input_q.name = "the input"

@@ -71,7 +71,17 @@ def _double_rounding(acc: torch.Tensor, m0: torch.Tensor, shift: torch.Tensor) -
     return (high >> exponent) + ((high & mask) > threshold).to(high.dtype)
 
 
-MULTIPLY = {"single": _single_rounding, "double": _double_rounding}
+def _ruy_rounding(acc: torch.Tensor, m0: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """ruy's x86 requantization (kernel_avx2_fma.cc), which LiteRT's optimized FULLY_CONNECTED with a runtime weight
+    operand runs: a left shift, (x · m0 + 2^30) >> 31, then a right shift adding half first: both roundings ties
+    upward (gemmlowp's round ties away from zero)."""
+    left, right = shift.clamp(min=0), (-shift).clamp(min=0)
+    scaled = ((acc << left) * m0 + (1 << 30)) >> 31
+    nudge = torch.where(right > 0, torch.ones_like(right) << (right - 1).clamp(min=0), torch.zeros_like(right))
+    return (scaled + nudge) >> right
+
+
+MULTIPLY = {"single": _single_rounding, "double": _double_rounding, "ruy": _ruy_rounding}
 # Which rounding each TFLite Micro kernel uses (measured against the tflite-micro interpreter: double rounding
 # throughout; LiteRT's reference FULLY_CONNECTED alone rounds once).
 KERNEL_ROUNDING = {"depthwise": "double", "conv": "double", "linear": "double", "mean": "double",
@@ -270,6 +280,16 @@ def hard_swish_table(s_in: float, zp_in: int, s_out: float, zp_out: int) -> np.n
         o = _wrap16(_rdbpot(prod, -out_e) + zp_out)
         table[code + 128] = min(max(o, -128), 127)
     return table
+
+
+@torch.no_grad()
+def matmul_tflm(acc: torch.Tensor, multiplier: float, zp_out: int, rounding: str = "double") -> torch.Tensor:
+    """int8 codes (as float) of a matmul of two activations from its exact accumulator of zero-point-free codes:
+    MultiplyByQuantizedMultiplier with the per-tensor multiplier s_a · s_b / s_out (reference batch_matmul.h,
+    fully_connected.h), `rounding` "double" (TFLite Micro), "single" or "ruy" (LiteRT's optimized kernels)."""
+    m0, shift = _multiplier(float(multiplier))
+    code = MULTIPLY[rounding](acc.to(torch.int64), m0.expand_as(acc), shift.expand_as(acc)) + zp_out
+    return code.clamp(-128, 127).to(torch.float32)
 
 
 def mean_tflm(shifted_sum: torch.Tensor, count: int, s_in: float, s_out: float, zp_out: int) -> torch.Tensor:

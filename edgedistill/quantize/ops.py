@@ -134,10 +134,14 @@ class QLayer(GraphOp):
         exact32 = float(wq.abs().flatten(1).sum(1).max()) * float(xq.abs().max()) < 2.0 ** 24
         dtype = torch.float32 if exact32 else torch.float64
         bias = torch.round(b.detach().double() / (s_in * s_w.double()))
-        acc = self._conv(xq.to(dtype), wq.to(dtype), None).double() + bias.view((1, -1) + (1,) * (x.dim() - 2))
+        # output channels: the last dimension of a linear's output (N×F, N×L×F), dimension 1 of a conv's
+        channel = x.dim() - 1 if self.kind == "linear" else 1
+        shape = [1] * x.dim()
+        shape[channel] = -1
+        acc = self._conv(xq.to(dtype), wq.to(dtype), None).double() + bias.view(shape)
         s_out, zp = float(self.out_q.scale), int(self.out_q.zero_point)
         kernel = "linear" if self.kind == "linear" else "depthwise" if self.groups > 1 else "conv"
-        code = self.arithmetic.conv(torch.round(acc), s_in, s_w, s_out, zp, self.act, kernel)
+        code = self.arithmetic.conv(torch.round(acc), s_in, s_w, s_out, zp, self.act, kernel, channel)
         return (code - zp) * s_out
 
     def read_flattened(self, flatten: "SameGrid") -> None:
@@ -250,6 +254,7 @@ class Mean(GraphOp):
 ACTIVATIONS: dict[str, tuple[Callable, tuple[float, int] | None]] = {
     "hardswish": (F.hardswish, None),
     "sigmoid": (torch.sigmoid, LOGISTIC_GRID),
+    "rsqrt": (torch.rsqrt, None),  # a LayerNorm's 1/σ (quantize/attention_ops.py)
 }
 
 

@@ -118,6 +118,10 @@ def table(kind: str, grid_in: tuple[float, int], grid_out: tuple[float, int]) ->
     (si, zi), (so, zo) = grid_in, grid_out
     if kind == "hardswish":
         return mcu.hard_swish_table(si, zi, so, zo)
+    if kind == "rsqrt":  # not delegated either: LiteRT's builtin integer kernel
+        from edgedistill.quantize.softmax_kernels import rsqrt_table
+
+        return rsqrt_table(si, zi, so, zo)
     x = (np.arange(-128, 128, dtype=F32) - F32(zi)) * F32(si)
     y = _sigmoid(x).astype(F32)
     code = np.rint(y * (F32(1.0) / F32(so)) + F32(zo))

@@ -41,8 +41,9 @@ def build_student(arch: StudentArch, input_shape: tuple[int, ...], num_classes: 
             f"reads token ids (text), but the data are not text. Text families: {texts}." if takes_ids else
             f"does not read token ids; the data are text. Text families: {texts}, or your own factory."))
     body = builder(tuple(input_shape), num_classes, width=arch.width, depth=arch.depth, **extra)
-    if text:
-        return nn.Sequential(OrderedDict(features=body.features, head=body.head))
+    if text:  # a Sequential(features, head) family, or one with a forward of its own (the transformer)
+        return nn.Sequential(OrderedDict(features=body.features, head=body.head)) \
+            if isinstance(body, nn.Sequential) else body
     return nn.Sequential(OrderedDict(normalize=_normalize(normalizer, input_shape), features=body.features,
                                      head=body.head))
 

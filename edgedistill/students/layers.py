@@ -52,3 +52,29 @@ def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int =
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+class MaskedSelfAttention(nn.Module):
+    """Multi-head self-attention over N×L×D token states, with the padding mask of the token ids (id 0 = padding: no
+    query attends to a padded key). Written the way an int8 file computes it: the q, k, v and output projections are
+    Linears, 1/√d_head is folded into q, and the mask sets a padded key's score to a large negative value
+    (Vaswani et al. 2017, "Attention is all you need", sec. 3.2). `forward(x, ids)`: x N×L×D, ids N×L -> N×L×D."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+        self.heads, self.head_dim = heads, dim // heads
+        self.q, self.k, self.v, self.out = (nn.Linear(dim, dim) for _ in range(4))
+
+    def split(self, t: torch.Tensor) -> torch.Tensor:
+        n, length, _ = t.shape
+        return t.reshape(n, length, self.heads, self.head_dim).transpose(1, 2)  # N×H×L×d
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        n, length, dim = x.shape
+        q = self.split(self.q(x)) * self.head_dim ** -0.5
+        scores = q @ self.split(self.k(x)).transpose(-2, -1)  # N×H×L×L
+        scores = scores.masked_fill((ids == 0)[:, None, None, :], float("-inf"))
+        ctx = scores.softmax(-1) @ self.split(self.v(x))  # N×H×L×d
+        return self.out(ctx.transpose(1, 2).reshape(n, length, dim))

@@ -6,17 +6,23 @@
   "Convolutional Neural Networks for Sentence Classification", with MobileNet's separable convolutions, Howard et
   al. 2017). Every op runs on TFLite Micro in int8: the microcontroller choice. The padding id 0 embeds to zeros
   and max pooling sees the padded positions too (the network learns to ignore them; no mask is needed).
+* `transformer`: a token embedding plus learned positions, `depth` post-LayerNorm encoder layers (multi-head self
+  attention with the padding mask, a ReLU feed-forward of 2 × width, residual adds; BERT's layout, Devlin et al.
+  2019), the mean over positions and a linear classifier; width / 32 heads (at least 1). ReLU, not GELU: TFLite
+  Micro has no GELU kernel, and ReLU fuses into the feed-forward's FULLY_CONNECTED.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edgedistill.errors import ConfigError
 from edgedistill.students.families import STUDENT_FAMILIES
-from edgedistill.students.layers import GlobalMaxPool, TokenEmbedding, conv_bn_relu
+from edgedistill.students.layers import GlobalMaxPool, MaskedSelfAttention, TokenEmbedding, conv_bn_relu
 
 
 def _sequence_length(input_shape: tuple[int, ...], family: str) -> int:
@@ -43,3 +49,44 @@ def textcnn(input_shape: tuple[int, ...], num_classes: int, width: int = 32, dep
         cin = cout
     head = nn.Sequential(OrderedDict(pool=GlobalMaxPool(), flatten=nn.Flatten(), fc=nn.Linear(cin, num_classes)))
     return nn.Sequential(OrderedDict(features=nn.Sequential(blocks), head=head))
+
+
+class EncoderLayer(nn.Module):
+    """Post-LN encoder layer: x = LN(x + attention(x)); x = LN(x + W2 relu(W1 x))."""
+
+    def __init__(self, width: int, heads: int, ffn: int):
+        super().__init__()
+        self.attn, self.norm1 = MaskedSelfAttention(width, heads), nn.LayerNorm(width)
+        self.ff1, self.ff2, self.norm2 = nn.Linear(width, ffn), nn.Linear(ffn, width), nn.LayerNorm(width)
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.attn(x, ids))
+        return self.norm2(x + self.ff2(F.relu(self.ff1(x))))
+
+
+class TextTransformer(nn.Module):
+    """ids N×L -> logits N×K (see the module doc)."""
+
+    def __init__(self, length: int, vocab_size: int, width: int, depth: int, heads: int, ffn: int, num_classes: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, width, padding_idx=0)
+        self.pos = nn.Parameter(torch.randn(1, length, width) * 0.02)
+        self.layers = nn.ModuleList(EncoderLayer(width, heads, ffn) for _ in range(depth))
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids) + self.pos
+        for layer in self.layers:
+            x = layer(x, ids)
+        return self.head(x.mean(1))
+
+
+@STUDENT_FAMILIES.register("transformer", "token + position embedding, post-LN encoder layers (masked multi-head "
+                                          "attention, ReLU feed-forward), mean pooling, linear (text)")
+def transformer(input_shape: tuple[int, ...], num_classes: int, width: int = 64, depth: int = 2,
+                vocab_size: int = 257) -> nn.Module:
+    length = _sequence_length(input_shape, "transformer")
+    heads = max(1, width // 32)
+    if width % heads:
+        raise ConfigError(f"transformer width {width} must be a multiple of its {heads} heads (width / 32).")
+    return TextTransformer(length, vocab_size, width, depth, heads, 2 * width, num_classes)

@@ -271,6 +271,28 @@ def test_text_student_exports_with_parity(tmp_path):
     assert not [t["name"] for t in r.interp.get_tensor_details() if t["dtype"] == np.float32]
 
 
+def test_transformer_student_exports_with_parity(tmp_path):
+    """The transformer family (embedding + positions, masked multi-head attention, softmax, LayerNorm, ReLU
+    feed-forward, mean pooling) in int8: every runtime computes exactly what the QAT model computes in its arithmetic
+    (ruy's requantization for LiteRT's runtime-weight FULLY_CONNECTED, the float-table SOFTMAX of LiteRT's optimized
+    kernel, gemmlowp's SOFTMAX and the integer RSQRT of the reference kernels and TFLite Micro)."""
+    from edgedistill.quantize import calibrate, to_quant_student
+
+    torch.manual_seed(0)
+    m = build_student(StudentArch("transformer", 32, 2), (16,), 5, None, vocab_size=257).eval()
+    x = torch.randint(1, 257, (240, 16), dtype=torch.int32)
+    x[::2, 10:] = 0  # padded texts: the attention mask matters
+    q = calibrate(to_quant_student(m), x)
+    arts = export_all(m, q, (16,), 5, tmp_path, ["onnx", "tflite"], True)
+    ref_q = int8_references(q, x.numpy(), predict_logits)
+    rows = check_parity(arts, predict_logits(m, x).numpy(), ref_q, x.numpy(), ref_q("float").argmax(1),
+                        float(q.output_q.scale), 120)
+    _assert_every_checked_row_agrees(rows)
+    assert all(r.max_steps == 0 for r in rows if r.artifact == "tflite-int8"), rows
+    ops = LiteRTRunner(tmp_path / "student_int8.tflite").op_names()
+    assert {"GATHER_ND", "SOFTMAX", "SELECT_V2", "RSQRT", "FULLY_CONNECTED"} <= set(ops), ops
+
+
 class _Branchy(torch.nn.Module):
     def __init__(self):
         super().__init__()

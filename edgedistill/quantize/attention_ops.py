@@ -1,0 +1,186 @@
+"""The int8 ops of transformer students, each written as the TFLite kernels the converter makes of it.
+
+* `Constant`: a parameter used as an operand (learned positions), an int8 constant tensor on its own per-tensor grid.
+* `Attention` (students.layers.MaskedSelfAttention): q, k, v projections (FULLY_CONNECTED on N×L×D, 1/√d folded
+  into q), heads split by RESHAPE + TRANSPOSE, scores Q·Kᵀ by BATCH_MATMUL of two int8 activations requantized to
+  their own grid, the padding mask by SELECT_V2 (a padded key's score becomes the grid's lowest code; the
+  condition is NOT_EQUAL on the int32 token ids), SOFTMAX onto the int8 spec's fixed output grid (scale 1/256, zero
+  point −128), the context by a second BATCH_MATMUL, heads merged, the output projection.
+* `LayerNorm`: the form the converter writes for int8, one kernel per step, each on its own grid: MEAN → SUB
+  (x − μ) → MUL (the square) → MEAN (the variance) → RSQRT → MUL → MUL (γ, a constant) → ADD (β, a constant); ε is
+  below the variance's int8 step and is left out (Ba et al. 2016, "Layer normalization").
+
+Every intermediate tensor gets its own quantizer (calibrated, then tracked in QAT like every activation), so the
+QAT forward fake-quantizes exactly the tensors the file holds in int8.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgedistill.quantize.fake import ActQuant
+from edgedistill.quantize.ops import Activation, Binary, GraphOp, Mean, QLayer
+
+PROBS_GRID = (1.0 / 256.0, -128)  # TFLite int8 spec: SOFTMAX output scale 1/256, zero point -128
+
+
+def _mode(q: ActQuant) -> str:
+    return q.mode
+
+
+class Constant(GraphOp):
+    """A model parameter read as a tensor (e.g. learned position embeddings), on its own int8 grid."""
+
+    kind = "constant"
+
+    def __init__(self, name: str, value: torch.Tensor) -> None:
+        super().__init__(name)
+        self.value = nn.Parameter(value.detach().clone().float())
+        self.out_q = ActQuant()
+
+    def forward(self) -> torch.Tensor:
+        return self.out_q(self.value)
+
+
+class MatMul(GraphOp):
+    """BATCH_MATMUL of two int8 activations a @ b (the converter writes FULLY_CONNECTED with a runtime weight
+    operand where one side's batch is 1), each on its own grid, requantized to its own."""
+
+    kind = "matmul"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.out_q = ActQuant()
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        out = self.out_q(a @ b)
+        if self.out_q.mode == "quant" and self.rounding != "float":
+            out = out + (self._int_output(a, b) - out).detach()
+        return out
+
+    @torch.no_grad()
+    def _int_output(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        (sa, za), (sb, zb) = ((float(q.scale), int(q.zero_point)) for q in self.in_qs)
+        so, zo = float(self.out_q.scale), int(self.out_q.zero_point)
+        acc = torch.round(a.detach().double() / sa) @ torch.round(b.detach().double() / sb)  # exact: int products
+        code = self.arithmetic.matmul(acc.to(torch.int64), sa * sb / so, zo)
+        return (code - zo) * so
+
+
+class Softmax(GraphOp):
+    """SOFTMAX over the last dimension onto the int8 spec's fixed grid (1/256, -128)."""
+
+    kind = "softmax"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.out_q = ActQuant(fixed=PROBS_GRID)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.out_q(x.softmax(-1))
+        if self.out_q.mode == "quant" and self.rounding != "float":
+            q = self.in_qs[0]
+            codes = torch.round(x.detach() / float(q.scale)) + int(q.zero_point)
+            exact = (self.arithmetic.softmax(codes.clamp(-128, 127), float(q.scale)) - PROBS_GRID[1]) * PROBS_GRID[0]
+            out = out + (exact - out).detach()
+        return out
+
+
+class Attention(GraphOp):
+    """MaskedSelfAttention as int8 kernels (module doc). Inputs: the token states (N×L×D) and the token ids."""
+
+    kind = "attention"
+
+    def __init__(self, name: str, m) -> None:
+        super().__init__(name)
+        self.heads, self.head_dim = m.heads, m.head_dim
+        scale = m.head_dim ** -0.5
+        self.q = QLayer(f"{name}.q", m.q.weight * scale, m.q.bias * scale, "linear")
+        self.k = QLayer(f"{name}.k", m.k.weight, m.k.bias, "linear")
+        self.v = QLayer(f"{name}.v", m.v.weight, m.v.bias, "linear")
+        self.out = QLayer(f"{name}.out", m.out.weight, m.out.bias, "linear")
+        self.scores, self.context = MatMul(f"{name}.scores"), MatMul(f"{name}.context")
+        self.softmax = Softmax(f"{name}.softmax")
+        self.scores.set_inputs([self.q.out_q, self.k.out_q])
+        self.softmax.set_inputs([self.scores.out_q])
+        self.context.set_inputs([self.softmax.out_q, self.v.out_q])
+        self.out.set_inputs([self.context.out_q])
+
+    @property
+    def out_q(self) -> ActQuant:
+        return self.out.out_q
+
+    def set_inputs(self, qs: list) -> None:
+        super().set_inputs(qs)
+        for layer in (self.q, self.k, self.v):
+            layer.set_inputs([qs[0]])
+
+    def _split(self, t: torch.Tensor) -> torch.Tensor:
+        n, length, _ = t.shape
+        return t.reshape(n, length, self.heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        n, length, dim = x.shape
+        q, k, v = self._split(self.q(x)), self._split(self.k(x)), self._split(self.v(x))
+        scores = self.scores(q, k.transpose(-2, -1))
+        pad = (ids == 0)[:, None, None, :]
+        grid = self.scores.out_q
+        if grid.mode in ("float", "observe"):  # calibration observed the unmasked scores above
+            scores = scores.masked_fill(pad, float("-inf"))
+        else:  # the grid's lowest code, as the file's SELECT_V2 writes it
+            s, z = grid.export_params if grid.mode == "export" else (float(grid.scale), int(grid.zero_point))
+            scores = torch.where(pad, torch.full((), (-128 - z) * s, dtype=scores.dtype), scores)
+            if grid.mode == "export":
+                scores = grid(scores)  # the SELECT_V2's output on the scores' grid
+        ctx = self.context(self.softmax(scores), v)
+        return self.out(ctx.transpose(1, 2).reshape(n, length, dim))
+
+
+class LayerNorm(GraphOp):
+    """nn.LayerNorm over the last dimension as the converter's int8 kernels (module doc): each step an int8 op of
+    quantize/ops.py with its runtime arithmetic."""
+
+    kind = "layernorm"
+
+    def __init__(self, name: str, m: nn.LayerNorm) -> None:
+        super().__init__(name)
+        if len(m.normalized_shape) != 1:
+            raise ValueError("LayerNorm over one (the last) dimension only")
+        width = m.normalized_shape[0]
+        self.eps = float(m.eps)
+        self.gamma = Constant(f"{name}.weight", m.weight if m.weight is not None else torch.ones(width))
+        self.beta = Constant(f"{name}.bias", m.bias if m.bias is not None else torch.zeros(width))
+        self.mu, self.var = Mean(f"{name}.mean", (-1,), True), Mean(f"{name}.variance", (-1,), True)
+        self.diff, self.square = Binary(f"{name}.centre", "sub"), Binary(f"{name}.square", "mul")
+        self.rsqrt = Activation(f"{name}.rsqrt", "rsqrt")
+        self.scaled, self.times_gamma = Binary(f"{name}.normalized", "mul"), Binary(f"{name}.gamma", "mul")
+        self.plus_beta = Binary(f"{name}.beta", "add")
+        self.diff.set_inputs([None, self.mu.out_q])
+        self.square.set_inputs([self.diff.out_q, self.diff.out_q])
+        self.var.set_inputs([self.square.out_q])
+        self.rsqrt.set_inputs([self.var.out_q])
+        self.scaled.set_inputs([self.diff.out_q, self.rsqrt.out_q])
+        self.times_gamma.set_inputs([self.scaled.out_q, self.gamma.out_q])
+        self.plus_beta.set_inputs([self.times_gamma.out_q, self.beta.out_q])
+
+    @property
+    def out_q(self) -> ActQuant:
+        return self.plus_beta.out_q
+
+    def set_inputs(self, qs: list) -> None:
+        super().set_inputs(qs)
+        self.mu.set_inputs([qs[0]])
+        self.diff.set_inputs([qs[0], self.mu.out_q])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.out_q.mode == "float":
+            return F.layer_norm(x, x.shape[-1:], self.gamma.value, self.beta.value, self.eps)
+        d = self.diff(x, self.mu(x))
+        var = self.var(self.square(d, d))
+        if self.out_q.mode == "observe":  # calibration sees the float LayerNorm's 1/√(σ² + ε) ...
+            r = self.rsqrt.out_q(torch.rsqrt(var + self.eps))
+        else:  # ... the int8 kernels compute RSQRT of the int8 variance
+            r = self.rsqrt(var)
+        return self.plus_beta(self.times_gamma(self.scaled(d, r), self.gamma()), self.beta())

@@ -1,0 +1,47 @@
+"""Text students: the families build for token ids, the attention mask hides padded keys, and the int8 graph of
+each family computes the float model (before training, up to rounding)."""
+
+import pytest
+import torch
+
+from edgedistill.distill.trainer import predict_logits
+from edgedistill.errors import ConfigError
+from edgedistill.quantize import calibrate, to_quant_student
+from edgedistill.students import StudentArch, build_student
+from edgedistill.students.layers import MaskedSelfAttention
+
+
+@pytest.mark.parametrize("family", ["textcnn", "transformer"])
+def test_text_families_take_token_ids_and_track_their_int8_graph(family):
+    torch.manual_seed(0)
+    m = build_student(StudentArch(family, 32, 2), (20,), 4, None, vocab_size=100).eval()
+    x = torch.randint(1, 100, (128, 20), dtype=torch.int32)
+    x[::3, 12:] = 0
+    assert m(x).shape == (128, 4)
+    q = calibrate(to_quant_student(m), x)
+    assert q.index_input
+    agree = (predict_logits(q, x).argmax(1) == predict_logits(m, x).argmax(1)).float().mean()
+    assert agree >= 0.9, agree
+
+
+def test_array_families_refuse_token_ids_and_text_families_refuse_arrays():
+    with pytest.raises(ConfigError, match="does not read token ids"):
+        build_student(StudentArch("cnn", 8, 2), (20,), 4, None, vocab_size=100)
+    from edgedistill.data import Normalizer
+
+    with pytest.raises(ConfigError, match="reads token ids"):
+        build_student(StudentArch("textcnn", 8, 2), (20,), 4, Normalizer([0.0] * 20, [1.0] * 20, "feature"))
+
+
+def test_padded_keys_get_no_attention():
+    """Whatever the token states at padded positions hold, the outputs at the real positions do not change."""
+    torch.manual_seed(0)
+    attn = MaskedSelfAttention(16, 2).eval()
+    ids = torch.tensor([[5, 7, 9, 0, 0, 0]])
+    x = torch.randn(1, 6, 16)
+    y = attn(x, ids)
+    x2 = x.clone()
+    x2[:, 3:] = torch.randn(1, 3, 16) * 10
+    torch.testing.assert_close(attn(x2, ids)[:, :3], y[:, :3])
+    ids_all = torch.tensor([[5, 7, 9, 4, 4, 4]])  # the same states as real tokens do change them
+    assert not torch.allclose(attn(x2, ids_all)[:, :3], y[:, :3])
