@@ -195,6 +195,14 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all):
     raw = read_dataset(data)
     profile = load_target(target)
     budget = Budget.from_target(profile).tighten(Budget.parse(budget_text or ""))
+    from edgedistill.data.text import TextCorpus
+
+    if isinstance(raw, TextCorpus):  # the search's student reads UTF-8 bytes (build may cut a teacher's vocabulary)
+        from edgedistill.data.text_encode import encode_corpus
+        from edgedistill.data.tokenizers import ByteTokenizer
+        from edgedistill.pipeline.text_inputs import MAX_LENGTH_CAP
+
+        raw = encode_corpus(raw, ByteTokenizer(), cap=MAX_LENGTH_CAP)
     from edgedistill.data.labels import fit_label_map  # labels 1..K are K classes, -1 marks unlabelled samples
 
     num_classes = fit_label_map([raw.train.y], raw.class_names, raw.source).num_classes if raw.train.labeled else 2
@@ -205,7 +213,8 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all):
 
         max_params = teacher_params([load_teacher(TeacherSpec(p)) for p in teacher_paths]) // 2
     res = search(kind_of(raw.train.x), tuple(raw.train.x.shape[1:]), num_classes, budget, list(families) or None,
-                 max_params=max_params, target=profile)
+                 max_params=max_params, target=profile,
+                 vocab_size=None if raw.text is None else raw.text.tokenizer.vocab_size)
     rows = res.candidates if show_all else sorted((c for c in res.candidates if c.fits), key=lambda c: -c.params)[:10]
     limits = ", ".join([f"{name} <= {v:,.0f}" for name, v in (
         ("flash", budget.flash_bytes), ("RAM", budget.ram_bytes), ("MACs", budget.macs), ("params", max_params))

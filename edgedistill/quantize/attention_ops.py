@@ -181,6 +181,8 @@ class LayerNorm(GraphOp):
         var = self.var(self.square(d, d))
         if self.out_q.mode == "observe":  # calibration sees the float LayerNorm's 1/√(σ² + ε) ...
             r = self.rsqrt.out_q(torch.rsqrt(var + self.eps))
-        else:  # ... the int8 kernels compute RSQRT of the int8 variance
+        elif self.out_q.mode == "export":  # ... the int8 kernels compute RSQRT of the int8 variance
             r = self.rsqrt(var)
+        else:  # (a zero variance: code 127 either way; the clamp keeps its gradient finite)
+            r = self.rsqrt(var.clamp_min(1e-12))
         return self.plus_beta(self.times_gamma(self.scaled(d, r), self.gamma()), self.beta())

@@ -183,9 +183,17 @@ class Binary(GraphOp):
 
     @torch.no_grad()
     def _int_output(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The kernel's output code for every pair of input codes, computed once per grid as a 256 × 256 table
+        (exact: the same integer arithmetic, on all 65,536 pairs), then looked up; returned dequantized."""
         grids = [(float(q.scale), int(q.zero_point)) for q in (*self.in_qs, self.out_q)]
-        codes = [(torch.round(v.detach() / s) + z).to(torch.int64) for v, (s, z) in zip((a, b), grids)]
-        return (self.arithmetic.binary(self.kind, *codes, *grids, self.act) - grids[2][1]) * grids[2][0]
+        key = (self.rounding, self.kind, self.act, *grids)
+        if getattr(self, "_table_key", None) != key:
+            codes = torch.arange(-128, 128, dtype=torch.int64)
+            table = self.arithmetic.binary(self.kind, codes[:, None], codes[None, :], *grids, self.act)
+            self._table, self._table_key = table.reshape(-1), key
+        ca, cb = ((torch.round(v.detach() / s) + z).clamp(-128, 127).to(torch.int64) + 128
+                  for v, (s, z) in zip((a, b), grids[:2]))
+        return (self._table[ca * 256 + cb] - grids[2][1]) * grids[2][0]
 
 
 class Concat(GraphOp):

@@ -18,6 +18,7 @@ adds) as quantize/mcu.py has them for scalars.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -89,6 +90,7 @@ def softmax_params(s_in: float, beta: float = 1.0) -> tuple[int, int, int]:
     return m0, shift, -radius
 
 
+@functools.lru_cache(maxsize=64)
 def _reference_tables(s_in: float) -> tuple[torch.Tensor, torch.Tensor, int]:
     """For each difference d = 0, -1, … -255 (index -d): exp in Q0.31 and its Rescale<12>; and diff_min."""
     m0, shift, diff_min = softmax_params(s_in)

@@ -111,6 +111,7 @@ def input_lines(data: dict | None, teachers: list | None) -> list[str]:
     if tc and tc["unlabelled"]:
         out.append(f"- transfer set: {tc['labelled']:,} labelled + {tc['unlabelled']:,} unlabelled samples "
                    "(unlabelled ones learn from the teacher only)")
+    out += text_lines((data or {}).get("text"))
     for t in teachers or []:
         o = t.get("output")
         if not o or (o["kind"] == "logits" and len(o["outputs"]) <= 1 and o["layout"].startswith("as the data")):
@@ -119,6 +120,21 @@ def input_lines(data: dict | None, teachers: list | None) -> list[str]:
         out.append(f"- teacher {t['name']}: output {o['name']!r} ({o['index'] + 1} of {max(len(o['outputs']), 1)}), "
                    f"{how} ({o['detected_by']}); input {o['layout']}")
     return ["", "## Inputs", ""] + out if out else []
+
+
+def text_lines(text: dict | None) -> list[str]:
+    """Markdown lines for text data: the student's tokenizer, the sequence length and what it cut, and what a device
+    app does before invoking the model."""
+    if not text:
+        return []
+    why = "the 99th percentile of the training texts' token counts" if text["max_length_from"] == "data" else \
+        "set with --max-length"
+    lines = [f"- text: the student reads {text['max_length']} tokens ({why}) of its `{text['tokenizer']}` "
+             f"tokenizer ({text['vocab_size']:,} ids); `tokenizer.json` beside the model holds it"]
+    for split, t in sorted((text.get("truncation") or {}).items()):
+        lines.append(f"- truncation ({split}): {t['samples_truncated']:,} of {t['samples']:,} texts cut "
+                     f"({100 * t['fraction_truncated']:.1f} %), {t['tokens_dropped']:,} of {t['tokens']:,} tokens dropped")
+    return lines + [f"- on the device: {text['device_steps']}"]
 
 
 def _arithmetic(s: dict) -> str:

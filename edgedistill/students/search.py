@@ -81,7 +81,7 @@ class SearchResult:
 def search_families(kind: str) -> list[str]:
     """The families the default search costs for a data kind ("image", "signal", "features"): the kind's default
     family, dscnn for images, and the kind's reference families (students.reference.REFERENCE_FAMILIES)."""
-    own = [DEFAULT_FAMILY[kind]] + (["dscnn"] if kind == "image" else [])
+    own = [DEFAULT_FAMILY[kind]] + (["dscnn"] if kind == "image" else []) + (["transformer"] if kind == "text" else [])
     return own + [f for f in REFERENCE_FAMILIES.get(kind, ()) if f not in own]
 
 
@@ -92,11 +92,14 @@ def grid(family: str) -> list[StudentArch]:
 
 
 @torch.no_grad()
-def candidate_cost(arch: StudentArch, input_shape: tuple[int, ...], num_classes: int, target=None) -> Candidate:
+def candidate_cost(arch: StudentArch, input_shape: tuple[int, ...], num_classes: int, target=None,
+                   vocab_size: int | None = None) -> Candidate:
     """Cost one architecture for the data (raises ConfigError when the family does not fit the data's shape).
-    `target` (a TargetProfile with int8 throughput figures): also estimate its int8 latency there, in ms."""
+    `target` (a TargetProfile with int8 throughput figures): also estimate its int8 latency there, in ms.
+    `vocab_size`: text data (samples of L token ids)."""
     c = input_shape[0]
-    model = build_student(arch, input_shape, num_classes, Normalizer([0.0] * c, [1.0] * c, "channel")).eval()
+    norm = None if vocab_size else Normalizer([0.0] * c, [1.0] * c, "channel")
+    model = build_student(arch, input_shape, num_classes, norm, vocab_size).eval()
     g = graph_cost(model, input_shape)
     latency = None
     if target is not None and target.peak_int8_macs_per_s:
@@ -122,7 +125,7 @@ def _violations(c: Candidate, b: Budget, max_params: int | None = None) -> tuple
 
 def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Budget,
            families: list[str] | None = None, max_params: int | None = None,
-           arch: StudentArch | None = None, target=None) -> SearchResult:
+           arch: StudentArch | None = None, target=None, vocab_size: int | None = None) -> SearchResult:
     """Cost every candidate of the data kind's families and choose one; infeasible budgets fail here.
     `max_params` caps the student's size (the build passes half the teacher's parameters: a student as large as
     its teacher is not compression, however loose the device budget). `arch` (e.g. the user's own factory,
@@ -145,7 +148,7 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
     torch.set_num_threads(1)  # batch-1 passes over small layers: one thread is several times faster than two
     try:
         for a in archs:
-            c = candidate_cost(a, input_shape, num_classes, target)
+            c = candidate_cost(a, input_shape, num_classes, target, vocab_size)
             cands.append(Candidate(**{**c.__dict__, "violations": _violations(c, budget, max_params)}))
     finally:
         torch.set_num_threads(threads)

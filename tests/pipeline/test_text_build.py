@@ -1,0 +1,99 @@
+"""Text end to end, as the README's Text section promises: a `transformers` classifier saved with save_pretrained (a
+tiny BERT built here from a config, with a WordPiece tokenizer trained here: no download) and a JSONL file of
+labelled and unlabelled sentences -> `distill --qat` for a microcontroller (byte tokenizer, textcnn) and for a phone
+(the teacher's vocabulary cut to the data, a transformer student): int8 files that take int32 token ids, parity bit
+for bit on LiteRT and TFLite Micro, the student's tokenizer beside the model reproducing the training inputs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edgedistill.cli import main
+
+transformers = pytest.importorskip("transformers")
+
+WORDS = {"de": ["haus", "garten", "schnell", "wasser", "baum", "strasse", "kirche", "brot"],
+         "fr": ["maison", "jardin", "rapide", "eau", "arbre", "rue", "eglise", "pain"],
+         "it": ["casa", "giardino", "veloce", "acqua", "albero", "strada", "chiesa", "pane"]}
+
+
+@pytest.fixture(scope="module")
+def text_inputs(tmp_path_factory):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    d = tmp_path_factory.mktemp("text")
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(360):
+        lang = sorted(WORDS)[i % 3]
+        sentence = " ".join(rng.choice(WORDS[lang], size=int(rng.integers(2, 7))))
+        label = None if i % 9 == 8 else lang  # every ninth sentence unlabelled: it joins the transfer set
+        lines.append(json.dumps({"text": sentence, "label": label}))
+    (d / "sentences.jsonl").write_text("\n".join(lines) + "\n")
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator([w for ws in WORDS.values() for w in ws] * 4, trainers.WordPieceTrainer(
+        vocab_size=120, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"], show_progress=False))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=32,
+                                  num_labels=3, pad_token_id=0)
+    folder = d / "my_bert"
+    transformers.BertForSequenceClassification(cfg).eval().save_pretrained(folder)
+    tok.save(str(folder / "tokenizer.json"))
+    return d
+
+
+def _distill(d, out, *extra):
+    args = ["distill", "--qat", "--teacher", str(d / "my_bert"), "--data", str(d / "sentences.jsonl"), "--out",
+            str(out), "--epochs", "3", "--qat-epochs", "1", "-T", "2", "--alpha", "0.5", "-q", *extra]
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return json.loads((out / "metrics.json").read_text())
+
+
+def _exact_on_device_runtimes(q: dict) -> None:
+    assert q["parity_passed"]
+    rows = {(p["artifact"], p["runtime"]): p for p in q["parity"]}
+    for rt in ("litert", "tflm", "litert-reference"):
+        assert rows[("tflite-int8", rt)]["max_steps"] == 0 and rows[("tflite-int8", rt)]["top1_agreement"] == 100.0
+
+
+@pytest.mark.slow
+def test_microcontroller_build_reads_bytes_and_runs_exactly_on_tflite_micro(text_inputs, tmp_path):
+    out = tmp_path / "mcu"
+    m = _distill(text_inputs, out, "--target", "cortex-m4")
+    text = m["data"]["text"]
+    assert text["tokenizer"] == "bytes" and text["vocab_size"] == 257  # the microcontroller default
+    assert m["data"]["transfer_counts"]["unlabelled"] == 40  # the unlabelled sentences carry soft targets
+    assert text["max_length"] >= 8 and "UTF-8" in text["device_steps"]
+    assert json.loads((out / "student.json").read_text())["arch"]["family"] == "textcnn"
+    _exact_on_device_runtimes(m["int8"])
+    from ai_edge_litert.interpreter import Interpreter
+
+    inp = Interpreter(model_path=str(out / "student_int8.tflite")).get_input_details()[0]
+    assert inp["dtype"] == np.int32 and list(inp["shape"]) == [1, text["max_length"]]
+    # the tokenizer written beside the model turns the texts into exactly the ids the student trained on
+    from edgedistill.data.tokenizers import load_tokenizer
+
+    ids = load_tokenizer(out / "tokenizer.json").encode(["haus garten", "maison"], text["max_length"]).ids
+    assert ids[0, :5].tolist() == [ord(c) + 1 for c in "haus "] and ids[1, 6:].sum() == 0
+    assert "UTF-8" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_phone_build_cuts_the_teachers_vocabulary_for_a_transformer_student(text_inputs, tmp_path):
+    out = tmp_path / "phone"
+    m = _distill(text_inputs, out, "--target", "android", "--student", "transformer:width=32,depth=1")
+    text = m["data"]["text"]
+    assert text["tokenizer"] == "vocab" and 5 < text["vocab_size"] < 120  # cut to the tokens the sentences use
+    assert m["int8"]["rounding"] == "xnnpack"
+    _exact_on_device_runtimes(m["int8"])
+    saved = json.loads((out / "tokenizer.json").read_text())
+    assert saved["tokenizer"] == "vocab" and len(saved["teacher_ids"]) == text["vocab_size"] - 2  # + pad, unknown
