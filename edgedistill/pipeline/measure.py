@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from edgedistill.profile.cost import tflite_cost
 from edgedistill.profile.estimate import estimate_latency, fit_checks
@@ -28,9 +29,43 @@ def profile_artifacts(artifacts, threads: int, runs: int = 200) -> dict:
     return out
 
 
+class _IdsToLogits(torch.nn.Module):
+    """A transformers classifier as a text student is timed: int32 token ids in (every position a token), logits out."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=ids.long(), attention_mask=torch.ones_like(ids)).logits
+
+
+def _profile_text_teacher(teacher, input_shape, threads: int, runs: int) -> dict | None:
+    """A transformers teacher converted to float TFLite at the student's sequence length (at most its own), timed by
+    LiteRT as the student is; an ONNX / TFLite text teacher (several inputs) is sized but not timed."""
+    model_files = [f for f in teacher.files if f.name != "tokenizer.json"]
+    size = sum(f.stat().st_size for f in model_files)
+    module = teacher.torch_module()
+    if module is None:
+        return {"bytes": size, "latency_ms": None, "where": "not timed (a text model with several inputs)"}
+    from edgedistill.export.tflite_export import export_tflite_float
+
+    length = min(int(input_shape[0]), int(teacher.max_length))
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            art = export_tflite_float(_IdsToLogits(module).eval(), (length,), Path(tmp) / "teacher.tflite")
+        except Exception:  # a teacher litert-torch cannot convert is reported without latency, not a failure
+            return {"bytes": size, "latency_ms": None, "where": "not timed (litert-torch cannot convert it)"}
+        m = measure(art.path, "litert", threads=threads, runs=runs, min_seconds=0.5)
+    return {"bytes": size, "latency_ms": m.median_ms,
+            "where": f"measured-host (litert, {threads} threads, converted to float TFLite, {length} tokens)"}
+
+
 def profile_teacher(teacher, input_shape, threads: int, runs: int = 100) -> dict | None:
     """The teacher's own file where it is ONNX / TFLite; a torch teacher is converted to float TFLite first
     (litert-torch) so that teacher and student are timed by the same runtime."""
+    if getattr(teacher, "is_text", False):
+        return _profile_text_teacher(teacher, input_shape, threads, runs)
     fmt = teacher.format
     if fmt in RUNTIME:
         path = teacher.files[0]
