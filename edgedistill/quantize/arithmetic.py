@@ -11,7 +11,8 @@ kernels compute, with a straight-through gradient. Each entry gives the same fiv
 * `table(kind, grid_in, grid_out)`: HARD_SWISH / LOGISTIC as the 256 output codes of the input codes;
 * `requantize(code, grid_in, grid_out)`: QUANTIZE int8 -> int8 (a concatenation input on another grid);
 * `quantize(y, scale, zero_point)`: QUANTIZE float32 -> int8 (a float input head's output);
-* `matmul(acc, multiplier, zp_out)`: a matmul of two activations (attention) from its exact accumulator;
+* `matmul(acc, multiplier, zp_out, batched)`: a matmul of two activations (attention) from its exact accumulator,
+  as BATCH_MATMUL or (`batched` False) FULLY_CONNECTED with a runtime weight operand;
 * `softmax(codes, s_in)`: SOFTMAX over the last dimension onto the fixed 1/256 grid.
 
 Codes come back as float tensors (int64 for `requantize`, a NumPy int64 array for `table`).
@@ -54,6 +55,15 @@ def _tflm_mean(total, count: int, grid_in: tuple[float, int], grid_out: tuple[fl
     return mcu.mean_tflm(total, count, grid_in[0], *grid_out)
 
 
+def _litert_matmul(fully_connected: str):
+    """LiteRT's BATCH_MATMUL int8 is its reference kernel in every build (gemmlowp's double rounding); its
+    FULLY_CONNECTED with a runtime weight operand rounds as `fully_connected` says (the reference kernel once, the
+    optimized one through ruy)."""
+    def matmul(acc, multiplier: float, zp_out: int, batched: bool = True):
+        return mcu.matmul_tflm(acc, multiplier, zp_out, batched, "double" if batched else fully_connected)
+    return matmul
+
+
 ARITHMETIC.register("tflm", "TFLite Micro (and LiteRT's reference kernels): fixed-point multipliers, gemmlowp "
                             "rounding (quantize/mcu.py)")(Arithmetic(
     conv=mcu.requantize_tflm,
@@ -73,7 +83,7 @@ ARITHMETIC.register("reference", "LiteRT's reference kernels (BUILTIN_REF): TFLi
     table=_tflm_table,
     requantize=mcu.requantize_codes,
     quantize=mcu.quantize,
-    matmul=functools.partial(mcu.matmul_tflm, rounding="single"),
+    matmul=_litert_matmul("single"),
     softmax=softmax_kernels.softmax_reference))
 
 ARITHMETIC.register("xnnpack", "LiteRT's XNNPACK delegate: float32 requantization, integer ADD, lookup tables "
@@ -84,7 +94,7 @@ ARITHMETIC.register("xnnpack", "LiteRT's XNNPACK delegate: float32 requantizatio
     table=xnnpack.table,
     requantize=xnnpack.requantize_codes,
     quantize=xnnpack.quantize,
-    matmul=functools.partial(mcu.matmul_tflm, rounding="ruy"),
+    matmul=_litert_matmul("ruy"),
     softmax=softmax_kernels.softmax_litert))
 
 ROUNDINGS = ("float", *ARITHMETIC.names())  # "float": torch's fake quantization only (onnxruntime's QDQ reference)

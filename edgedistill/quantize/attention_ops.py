@@ -45,13 +45,15 @@ class Constant(GraphOp):
 
 
 class MatMul(GraphOp):
-    """BATCH_MATMUL of two int8 activations a @ b (the converter writes FULLY_CONNECTED with a runtime weight
-    operand where one side's batch is 1), each on its own grid, requantized to its own."""
+    """a @ b of two int8 activations, each on its own grid, requantized to its own. The converter writes
+    BATCH_MATMUL, or FULLY_CONNECTED with a runtime weight operand when the batch is one matrix (`batched` False:
+    attention with one head); the runtimes requantize the two differently."""
 
     kind = "matmul"
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, batched: bool = True) -> None:
         super().__init__(name)
+        self.batched = batched
         self.out_q = ActQuant()
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -65,7 +67,7 @@ class MatMul(GraphOp):
         (sa, za), (sb, zb) = ((float(q.scale), int(q.zero_point)) for q in self.in_qs)
         so, zo = float(self.out_q.scale), int(self.out_q.zero_point)
         acc = torch.round(a.detach().double() / sa) @ torch.round(b.detach().double() / sb)  # exact: int products
-        code = self.arithmetic.matmul(acc.to(torch.int64), sa * sb / so, zo)
+        code = self.arithmetic.matmul(acc.to(torch.int64), sa * sb / so, zo, self.batched)
         return (code - zo) * so
 
 
@@ -101,7 +103,8 @@ class Attention(GraphOp):
         self.k = QLayer(f"{name}.k", m.k.weight, m.k.bias, "linear")
         self.v = QLayer(f"{name}.v", m.v.weight, m.v.bias, "linear")
         self.out = QLayer(f"{name}.out", m.out.weight, m.out.bias, "linear")
-        self.scores, self.context = MatMul(f"{name}.scores"), MatMul(f"{name}.context")
+        batched = m.heads > 1  # one head: the converter writes FULLY_CONNECTED
+        self.scores, self.context = MatMul(f"{name}.scores", batched), MatMul(f"{name}.context", batched)
         self.softmax = Softmax(f"{name}.softmax")
         self.scores.set_inputs([self.q.out_q, self.k.out_q])
         self.softmax.set_inputs([self.scores.out_q])

@@ -283,10 +283,12 @@ def hard_swish_table(s_in: float, zp_in: int, s_out: float, zp_out: int) -> np.n
 
 
 @torch.no_grad()
-def matmul_tflm(acc: torch.Tensor, multiplier: float, zp_out: int, rounding: str = "double") -> torch.Tensor:
+def matmul_tflm(acc: torch.Tensor, multiplier: float, zp_out: int, batched: bool = True,
+                rounding: str = "double") -> torch.Tensor:
     """int8 codes (as float) of a matmul of two activations from its exact accumulator of zero-point-free codes:
     MultiplyByQuantizedMultiplier with the per-tensor multiplier s_a · s_b / s_out (reference batch_matmul.h,
-    fully_connected.h), `rounding` "double" (TFLite Micro), "single" or "ruy" (LiteRT's optimized kernels)."""
+    fully_connected.h), `rounding` "double" (TFLite Micro), "single" or "ruy" (LiteRT's optimized kernels).
+    `batched`: BATCH_MATMUL, else FULLY_CONNECTED with a runtime weight operand (the same arithmetic here)."""
     m0, shift = _multiplier(float(multiplier))
     code = MULTIPLY[rounding](acc.to(torch.int64), m0.expand_as(acc), shift.expand_as(acc)) + zp_out
     return code.clamp(-128, 127).to(torch.float32)

@@ -15,10 +15,12 @@ from edgedistill.runtimes.base import RUNTIMES, Runner, integer_ids
 @RUNTIMES.register("onnxruntime", "onnxruntime CPU execution provider (.onnx)")
 class OnnxRunner(Runner):
     name = "onnxruntime"
-    # The QDQ reference computes every op in float32 with its own summation order (MLAS), torch with another: where a
-    # value lands within float32 round-off of a rounding boundary an intermediate code differs by one, and layers
-    # with a gain above one carry that to the logits (measured: up to 2 steps on mbv3, mobilenetv1; 0-1 elsewhere).
-    step_bound = 2.0
+    # The QDQ reference computes every op in float32 with its own summation order (MLAS) and QuantizeLinear divides by
+    # the scale where torch's fake quantization multiplies by its reciprocal: where a value lands within float32
+    # round-off of a rounding boundary an intermediate code differs by one, and layers with a gain above one carry
+    # that to the logits (measured: 0-2 steps on the convolution families, up to 5 on a trained 4-layer transformer
+    # whose LayerNorms amplify it; top-1 agreement stayed >= 99.95 %).
+    step_bound = 8.0
 
     def __init__(self, path: Path, optimization: str = "all", threads: int | None = None):
         super().__init__(path)
