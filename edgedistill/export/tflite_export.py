@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from edgedistill.export.artifact import Artifact, TensorSpec, finish, sample_input
-from edgedistill.export.tflite_fixups import drop_identity_quantize, drop_index_wraparound
+from edgedistill.export.tflite_fixups import drop_identity_quantize, drop_index_wraparound, drop_unused_tensors
 from edgedistill.optional import require
 from edgedistill.quantize.capture import UnsupportedOpError
 from edgedistill.quantize.graph import QuantGraph
@@ -92,6 +92,7 @@ def export_tflite_float(model: nn.Module, input_shape: tuple[int, ...], path: Pa
 def _text_fixups(path: Path) -> None:
     drop_index_wraparound(path)
     drop_identity_quantize(path)
+    drop_unused_tensors(path)  # the removed ops' tensors would each take arena on TFLite Micro
 
 
 def export_tflite_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], path: Path, name: str = "int8") -> Artifact:

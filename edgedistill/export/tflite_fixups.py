@@ -103,3 +103,39 @@ def drop_index_wraparound(path: Path) -> int:
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
         Path(path).write_bytes(builder.Output())
     return fixed
+
+
+def drop_unused_tensors(path: Path) -> int:
+    """Remove every tensor that no operator reads or writes and that is no subgraph input / output (the file at
+    `path` is rewritten in place when anything changed; tensor indices in operators, subgraph inputs / outputs and
+    signatures are renumbered). Returns the number of tensors removed."""
+    s = _schema()
+    flatbuffers = require("flatbuffers")
+    model = s.ModelT.InitFromObj(s.Model.GetRootAs(Path(path).read_bytes(), 0))
+    removed = 0
+    for k, graph in enumerate(model.subgraphs):
+        used = {int(t) for t in list(graph.inputs) + list(graph.outputs)}
+        for op in graph.operators:
+            for field in (op.inputs, op.outputs, op.intermediates):
+                used |= {int(t) for t in (field if field is not None else []) if int(t) >= 0}
+        keep = [i for i in range(len(graph.tensors)) if i in used]
+        if len(keep) == len(graph.tensors):
+            continue
+        new = {old: i for i, old in enumerate(keep)}
+        renumber = lambda ts: [new[int(t)] if int(t) >= 0 else int(t) for t in ts]  # noqa: E731  (-1: no operand)
+        for op in graph.operators:
+            op.inputs, op.outputs = renumber(op.inputs), renumber(op.outputs)
+            if op.intermediates is not None:
+                op.intermediates = renumber(op.intermediates)
+        graph.inputs, graph.outputs = renumber(graph.inputs), renumber(graph.outputs)
+        for sig in model.signatureDefs or []:
+            if sig.subgraphIndex == k:
+                for t in list(sig.inputs or []) + list(sig.outputs or []):
+                    t.tensorIndex = new[int(t.tensorIndex)]
+        removed += len(graph.tensors) - len(keep)
+        graph.tensors = [graph.tensors[i] for i in keep]
+    if removed:
+        builder = flatbuffers.Builder(1024)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        Path(path).write_bytes(builder.Output())
+    return removed

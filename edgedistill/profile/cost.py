@@ -2,10 +2,12 @@
 the activation arena TFLite Micro's greedy memory planner needs (edgedistill.profile.tflm_planner).
 
 MACs follow the kernels' arithmetic: CONV_2D = out_elems · kh · kw · c_in/groups, DEPTHWISE_CONV_2D =
-out_elems · kh · kw, FULLY_CONNECTED = batch · out · in; pooling / mean / element-wise ops count one operation per
-input element (reported as `ops`, not MACs). The activation arena places every non-constant tensor (16-byte
-aligned) as TFLite Micro's greedy planner does: largest first, each in the lowest gap free over its lifetime; it
-can exceed the largest sum of live tensors at one op when lifetimes interleave.
+out_elems · kh · kw, FULLY_CONNECTED = batch · out · in (its weight operand may be an activation: an attention's
+product), BATCH_MATMUL = out_elems · the contracted size (an attention's scores and context: L·L·d per head);
+pooling / mean / element-wise ops count one operation per input element (reported as `ops`, not MACs). The
+activation arena places every non-constant tensor (16-byte aligned) as TFLite Micro's greedy planner does: largest
+first, each in the lowest gap free over its lifetime; it can exceed the largest sum of live tensors at one op when
+lifetimes interleave.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from edgedistill.optional import require
 from edgedistill.profile.tflm_planner import Buffer, greedy_arena_bytes
 
 ALIGN = 16
-_KIND = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "fc", "MAX_POOL_2D": "pool",
-         "AVERAGE_POOL_2D": "pool", "MEAN": "pool"}
+_KIND = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "fc", "BATCH_MATMUL": "fc",
+         "MAX_POOL_2D": "pool", "AVERAGE_POOL_2D": "pool", "MEAN": "pool"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,16 @@ def _read(path: Path) -> _Graph:
                   {d["index"] for d in interp.get_output_details()})
 
 
+def kernel_scratch(op: str, input_rank: int, output_elems: int, axes: int, quantized: bool = True) -> list[int]:
+    """Bytes of each scratch buffer TFLite Micro's kernel for `op` requests from the arena, in request order: MEAN's
+    int32 accumulators (one per output element, quantized input only), its input index and its resolved axes (an int
+    per input dimension / reduced axis: kernels/reduce_common.cc, PrepareMeanOrSumHelper). The other kernels
+    edgedistill writes request none (convolutions and FULLY_CONNECTED only for int4 weights)."""
+    if op == "MEAN":
+        return ([4 * output_elems] if quantized else []) + [4 * input_rank, 4 * axes]
+    return []
+
+
 def tflite_cost(path: Path) -> ModelCost:
     g = _read(path)
     interp, tensors, ops, const, graph_inputs, graph_outputs = g.interp, g.tensors, g.ops, g.const, g.inputs, g.outputs
@@ -104,6 +116,10 @@ def tflite_cost(path: Path) -> ModelCost:
         elif name == "FULLY_CONNECTED":
             w = tensors[ins[1]]["shape"]
             macs = int(np.prod(out_t["shape"][:-1])) * int(w[0]) * int(w[1])
+        elif name == "BATCH_MATMUL":
+            # lhs B×M×K (or B×K×M when adjoint): M·K / M = K, whichever way round and however the batch broadcasts
+            lhs = tensors[ins[0]]["shape"]
+            macs = out_elems * (int(lhs[-2]) * int(lhs[-1]) // int(out_t["shape"][-2]))
         else:
             n_ops = int(np.prod(tensors[ins[0]]["shape"])) if ins else 0
         layers.append(OpCost(
@@ -127,7 +143,8 @@ def tflite_planned_buffers(path: Path) -> list[Buffer]:
 def planned_buffers(tensors: dict, ops: list[dict], const: set[int], graph_inputs: set[int],
                     graph_outputs: set[int]) -> list[Buffer]:
     """The activation tensors TFLite Micro plans, in tensor-index order, with their aligned sizes and lifetimes
-    (micro_allocation_info.cc: subgraph inputs from step 0, outputs to the last step)."""
+    (micro_allocation_info.cc: subgraph inputs from step 0, outputs to the last step), then the kernels' scratch
+    buffers (`kernel_scratch`), each live at its op's step only (planned after every tensor, in request order)."""
     first, last = {}, {}
     for i in graph_inputs:
         first[i] = 0
@@ -141,7 +158,14 @@ def planned_buffers(tensors: dict, ops: list[dict], const: set[int], graph_input
                 first[i] = min(first.get(i, k), k)
     for i in graph_outputs:
         last[i] = len(ops) - 1
-    return [Buffer(_aligned(_nbytes(tensors[i])), first[i], last.get(i, first[i])) for i in sorted(first)]
+    scratch = []
+    for k, o in enumerate(ops):
+        inp, out = tensors[o["inputs"][0]], tensors[o["outputs"][0]]
+        axes = int(np.prod(tensors[o["inputs"][1]]["shape"])) if len(o["inputs"]) > 1 else 0
+        quantized = np.dtype(inp["dtype"]) in (np.int8, np.int16)
+        scratch += [Buffer(_aligned(b), k, k) for b in kernel_scratch(o["op_name"], len(inp["shape"]),
+                                                                       int(np.prod(out["shape"])), axes, quantized)]
+    return [Buffer(_aligned(_nbytes(tensors[i])), first[i], last.get(i, first[i])) for i in sorted(first)] + scratch
 
 
 def _unique_constant_bytes(interp, const: set[int]) -> int:

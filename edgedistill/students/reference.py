@@ -126,7 +126,4 @@ SEARCH_GRID = {
     "mobilenetv1": ((4, 6, 8, 12, 16, 24, 32), (2, 3, 4, 5)),
     "mbv3": ((4, 6, 8, 12, 16, 24, 32), (2, 3, 4)),
     "mbv3_1d": ((4, 6, 8, 12, 16, 24, 32), (2, 3, 4)),
-    # text: the embedding width; the transformer's heads follow from it (width / 32)
-    "textcnn": ((16, 24, 32, 48, 64, 96, 128), (1, 2, 3)),
-    "transformer": ((32, 64, 96, 128), (1, 2, 3, 4)),
 }

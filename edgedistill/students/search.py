@@ -13,8 +13,10 @@ budget no candidate can meet fails here too. It is the same estimate the report 
 host target the gate later checks the *measured* latency, which the estimate only approximates.
 
 Candidates (`search_families`): the data kind's own families (images: cnn and dscnn; signals: conv1d; feature
-vectors: mlp) and, for images, the field's reference families (resnet8, mobilenetv1, mbv3: MLPerf Tiny's image
-classification and visual wake words references, MobileNetV3-style), each over its width x depth grid. `--family`
+vectors: mlp; token ids: textcnn and transformer) and, for images, the field's reference families (resnet8,
+mobilenetv1, mbv3: MLPerf Tiny's image classification and visual wake words references, MobileNetV3-style), each
+over its width x depth grid. Text candidates are costed like the others, on the int8 graph of their embedding,
+convolutions or attention (students/cost_text.py), for the tokenizer's vocabulary size. `--family`
 narrows the search to the families named.
 
 Rule: among candidates that fit (every budget limit, and at most half the teacher's parameters in a build), the one
@@ -39,6 +41,7 @@ from edgedistill.students import DEFAULT_FAMILY, STUDENT_FAMILIES, StudentArch, 
 from edgedistill.students.cost import graph_cost
 from edgedistill.students.filesize import tflite_size_bound
 from edgedistill.students.reference import REFERENCE_FAMILIES, SEARCH_GRID
+from edgedistill.students.text_families import TEXT_SEARCH_GRID
 
 WIDTHS = (4, 6, 8, 12, 16, 24, 32, 48, 64)
 DEPTHS = (2, 3, 4)
@@ -78,19 +81,25 @@ class SearchResult:
     max_params: int | None = None
 
 
+# families searched beside a kind's default one
+# text: textcnn only; the transformer is searched when named (--family transformer): on builtin:langid at
+# cortex-m4's budget the search's largest transformer, (96, 4), reached 80.2 % int8 where textcnn(32, 2) reached
+# 82.1 % (teacher 84.7 %; docs/text.md)
+_ALSO = {"image": ["dscnn"]}
+_GRIDS = {**SEARCH_GRID, **TEXT_SEARCH_GRID}
+
+
 def search_families(kind: str) -> list[str]:
-    """The families the default search costs for a data kind ("image", "signal", "features"): the kind's default
-    family, dscnn for images, and the kind's reference families (students.reference.REFERENCE_FAMILIES)."""
-    # text: textcnn only; the transformer is searched when named (--family transformer): on builtin:langid at
-    # cortex-m4's budget the search's largest transformer, (96, 4), reached 80.2 % int8 where textcnn(32, 2) reached
-    # 82.1 % (teacher 84.7 %; docs/text.md)
-    own = [DEFAULT_FAMILY[kind]] + (["dscnn"] if kind == "image" else [])
+    """The families the default search costs for a data kind ("image", "signal", "features", "text"): the kind's
+    default family, dscnn for images, and the kind's reference families
+    (students.reference.REFERENCE_FAMILIES)."""
+    own = [DEFAULT_FAMILY[kind]] + _ALSO.get(kind, [])
     return own + [f for f in REFERENCE_FAMILIES.get(kind, ()) if f not in own]
 
 
 def grid(family: str) -> list[StudentArch]:
     """The architectures `search` enumerates for a family (its own widths / depths, or WIDTHS x DEPTHS)."""
-    widths, depths = SEARCH_GRID.get(family, (WIDTHS, DEPTHS))
+    widths, depths = _GRIDS.get(family, (WIDTHS, DEPTHS))
     return [StudentArch(family, w, d) for d in depths for w in widths]
 
 
@@ -99,10 +108,10 @@ def candidate_cost(arch: StudentArch, input_shape: tuple[int, ...], num_classes:
                    vocab_size: int | None = None) -> Candidate:
     """Cost one architecture for the data (raises ConfigError when the family does not fit the data's shape).
     `target` (a TargetProfile with int8 throughput figures): also estimate its int8 latency there, in ms.
-    `vocab_size`: text data (samples of L token ids)."""
+    `vocab_size`: the tokenizer's vocabulary size when the samples are token ids (text; the embedding table's rows)."""
     c = input_shape[0]
-    norm = None if vocab_size else Normalizer([0.0] * c, [1.0] * c, "channel")
-    model = build_student(arch, input_shape, num_classes, norm, vocab_size).eval()
+    normalizer = None if vocab_size is not None else Normalizer([0.0] * c, [1.0] * c, "channel")
+    model = build_student(arch, input_shape, num_classes, normalizer, vocab_size).eval()
     g = graph_cost(model, input_shape)
     latency = None
     if target is not None and target.peak_int8_macs_per_s:
@@ -134,11 +143,16 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
     its teacher is not compression, however loose the device budget). `arch` (e.g. the user's own factory,
     `StudentArch.custom(...)`) is the only candidate: it is costed and checked against the budget, not searched.
     `target` (TargetProfile): candidates get its estimated int8 latency, checked against `budget.latency_ms`.
-    Raises ConfigError for a latency limit without a target that has int8 throughput figures to estimate with."""
+    `vocab_size`: the tokenizer's vocabulary size, for text (kind "text": samples of L token ids).
+    Raises ConfigError for a latency limit without a target that has int8 throughput figures to estimate with, or
+    for text without a vocabulary size."""
     if budget.latency_ms is not None and (target is None or not target.peak_int8_macs_per_s):
         raise ConfigError(f"A latency limit ({budget.latency_ms:g} ms) needs a target with int8 throughput figures to "
                           "estimate each candidate's latency" + (f"; {target.name} has none." if target else
                                                                  "; pass --target."))
+    if kind == "text" and vocab_size is None:
+        raise ConfigError("Searching text students needs the tokenizer's vocabulary size (the embedding table's "
+                          "rows): pass vocab_size.")
     if arch is not None:
         archs = [arch]
     else:
@@ -151,7 +165,7 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
     torch.set_num_threads(1)  # batch-1 passes over small layers: one thread is several times faster than two
     try:
         for a in archs:
-            c = candidate_cost(a, input_shape, num_classes, target, vocab_size)
+            c = candidate_cost(a, input_shape, num_classes, target, vocab_size if kind == "text" else None)
             cands.append(Candidate(**{**c.__dict__, "violations": _violations(c, budget, max_params)}))
     finally:
         torch.set_num_threads(threads)

@@ -25,6 +25,12 @@ from edgedistill.students.families import STUDENT_FAMILIES
 from edgedistill.students.layers import GlobalMaxPool, MaskedSelfAttention, TokenEmbedding, conv_bn_relu
 
 
+# the widths x depths the search costs (students.search.grid): the textcnn from 8 to 128 embedding channels, the
+# transformer from one head of 16 to four heads of 32
+TEXT_SEARCH_GRID = {"textcnn": ((8, 12, 16, 24, 32, 48, 64, 96, 128), (1, 2, 3)),
+                    "transformer": ((16, 32, 48, 64, 96, 128), (1, 2, 3, 4))}
+
+
 def _sequence_length(input_shape: tuple[int, ...], family: str) -> int:
     if len(input_shape) != 1:
         raise ConfigError(f"Student family {family!r} reads token ids (samples of shape (L,)), but the data's samples "

@@ -269,6 +269,13 @@ def test_text_student_exports_with_parity(tmp_path):
     assert "GATHER_ND" in ops and not {"QUANTIZE", "SELECT", "SELECT_V2", "LESS", "TRANSPOSE"} & set(ops), ops
     assert r.inp["dtype"] == np.int32
     assert not [t["name"] for t in r.interp.get_tensor_details() if t["dtype"] == np.float32]
+    # the ops the fixups removed leave no tensor behind (TFLite Micro would plan each in its arena)
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = schema.ModelT.InitFromObj(schema.Model.GetRootAs((tmp_path / "student_int8.tflite").read_bytes(), 0))
+    graph = graph.subgraphs[0]
+    used = {int(t) for op in graph.operators for t in list(op.inputs) + list(op.outputs)}
+    assert used | {int(t) for t in list(graph.inputs) + list(graph.outputs)} == set(range(len(graph.tensors)))
 
 
 def test_transformer_student_exports_with_parity(tmp_path):

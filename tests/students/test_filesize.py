@@ -54,3 +54,32 @@ def test_bound_grows_with_the_student():
         sizes.append((g.weight_bytes, tflite_size_bound(g)))
     assert all(b > w for w, b in sizes)  # weights alone never reach the bound
     assert sizes[0][1] < sizes[1][1] < sizes[2][1]
+
+
+TEXT_CASES = [("textcnn", 32, 3, 64, 2000), ("transformer", 16, 4, 16, 300), ("transformer", 96, 2, 48, 1000)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family, width, depth, length, vocab", TEXT_CASES,
+                         ids=[f"{c[0]}-{c[1]}x{c[2]}" for c in TEXT_CASES])
+def test_size_bound_holds_on_text_students(tmp_path, family, width, depth, length, vocab):
+    """Text students (embedding table, attention, LayerNorm constants) stay under the bound the search uses."""
+    from edgedistill.export.tflite_export import export_tflite_int8
+    from edgedistill.quantize import calibrate, to_quant_student
+
+    torch.manual_seed(0)
+    model = build_student(StudentArch(family, width, depth), (length,), 4, None, vocab_size=vocab).eval()
+    with torch.no_grad():  # trained-looking statistics and LayerNorm constants: nothing the converter can share
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-1, 1)
+                m.bias.uniform_(-1, 1)
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-1, 1)
+    bound = tflite_size_bound(graph_cost(model, (length,)))
+    path = tmp_path / "m.tflite"
+    ids = torch.randint(1, vocab, (32, length), dtype=torch.int32)
+    export_tflite_int8(calibrate(to_quant_student(model), ids), (length,), path)
+    real = path.stat().st_size
+    assert real <= bound <= 1.06 * real + 6144, (bound, real)

@@ -1,5 +1,6 @@
 """Exact cost on graphs: MACs against an independent per-layer count on the float model, the arena against TFLite
-Micro's recording allocator on the exported int8 file, the greedy planner against hand-made lifetimes."""
+Micro's recording allocator on the exported int8 file, the greedy planner against hand-made lifetimes; image,
+signal, feature-vector and text (token-id) students."""
 
 import math
 
@@ -11,6 +12,7 @@ from edgedistill.data import Normalizer
 from edgedistill.students import STUDENT_FAMILIES, StudentArch, build_student
 from edgedistill.profile.tflm_planner import Buffer, align, greedy_arena_bytes, lower_bound_bytes
 from edgedistill.students.cost import graph_cost
+from edgedistill.students.layers import GlobalMaxPool, MaskedSelfAttention, TokenEmbedding
 
 
 def greedy_arena(buffers):
@@ -22,6 +24,8 @@ def live_peak(buffers):
 
 SHAPES = {"resnet8": (3, 16, 16), "mobilenetv1": (3, 16, 16), "mbv3": (1, 16, 16), "cnn": (1, 8, 8),
           "dscnn": (1, 28, 28), "mlp": (12,), "conv1d": (2, 32), "resnet8_1d": (2, 32), "mbv3_1d": (2, 32)}
+TEXT = ("textcnn", "transformer")  # token-id families: samples are L ids (see the text tests below)
+VOCAB = 257
 
 
 def _student(family, width=8, depth=2, shape=None):
@@ -50,7 +54,7 @@ def hand_macs(model: nn.Module, shape) -> int:
 
 
 def test_every_registered_family_is_covered():
-    assert set(STUDENT_FAMILIES.names()) <= set(SHAPES)
+    assert set(STUDENT_FAMILIES.names()) <= set(SHAPES) | set(TEXT)
 
 
 @pytest.mark.parametrize("family", sorted(SHAPES))
@@ -148,6 +152,17 @@ def _assert_cost_equals_file(g, path):
             estimate_latency(real, t, "int8").total_ms, rel=1e-12)
 
 
+class _GlobalMax(nn.Module):
+    """Global max pooling, then a flatten of the 1×1 map that the FULLY_CONNECTED reading it absorbs."""
+
+    def __init__(self):
+        super().__init__()
+        self.c, self.pool, self.fc = nn.Conv2d(3, 8, 3, padding=1), GlobalMaxPool(), nn.Linear(8, 5)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(torch.relu(self.c(x))), 1))
+
+
 class _Concat(nn.Module):
     """Two branches concatenated, then a mean that drops the spatial dims."""
 
@@ -185,7 +200,8 @@ class _PadFlatten(nn.Module):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("body", [_Concat, _SigmoidSE, _PadFlatten], ids=lambda c: c.__name__.strip("_"))
+@pytest.mark.parametrize("body", [_Concat, _SigmoidSE, _PadFlatten, _GlobalMax],
+                         ids=lambda c: c.__name__.strip("_"))
 def test_user_graphs_cost_exactly_what_the_int8_file_holds(tmp_path, body):
     from edgedistill.profile.cost import tflite_cost
     from edgedistill.students.layers import Normalize
@@ -218,3 +234,151 @@ def test_a_float_input_head_costs_what_the_file_holds(tmp_path, family, shape):
     path = tmp_path / "head.tflite"
     export_tflite_int8(calibrate(q, x), shape, path)
     _assert_cost_equals_file(graph_cost(model, shape), path)
+
+
+# --- text students: int32 token ids, embedding lookups, attention, LayerNorm ---------------------------------------
+
+def _text_student(family, width, depth, length):
+    torch.manual_seed(0)
+    return build_student(StudentArch(family, width, depth), (length,), 5, None, vocab_size=VOCAB).eval()
+
+
+def hand_text_cost(model: nn.Module, length: int) -> tuple[int, int, int]:
+    """(MACs, parameters, weight bytes), counted independently on the float model. MACs: every Conv1d / Linear's
+    output elements times its fan-in (the attention's projections included), plus each attention's two products
+    (scores Q·Kᵀ and context P·V: L·L·d per head each, 2·L·L·D in all). Parameters: conv / linear weights, one bias
+    per output channel (BatchNorm folds into its conv), and every other parameter but BatchNorm's (embedding tables,
+    learned positions, LayerNorm's γ and β), which the file holds as int8 tensors; 4 bytes per bias, 1 per other."""
+    total = [0]
+
+    def layer(m, _inp, out):
+        fan_in = m.in_features if isinstance(m, nn.Linear) else m.in_channels // m.groups * math.prod(m.kernel_size)
+        total[0] += out.numel() * fan_in
+
+    def attention(_m, inp, _out):
+        _, seq, dim = inp[0].shape
+        total[0] += 2 * seq * seq * dim
+
+    hooks = [m.register_forward_hook(layer) for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Linear))]
+    hooks += [m.register_forward_hook(attention) for m in model.modules() if isinstance(m, MaskedSelfAttention)]
+    with torch.no_grad():
+        model(torch.randint(1, VOCAB, (1, length), dtype=torch.int32))
+    for h in hooks:
+        h.remove()
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Linear))]
+    n_w, n_b = sum(m.weight.numel() for m in layers), sum(m.weight.shape[0] for m in layers)
+    skip = {id(p) for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Linear, nn.BatchNorm1d))
+            for p in m.parameters(recurse=False)}
+    other = sum(p.numel() for p in model.parameters() if id(p) not in skip)
+    return total[0], n_w + n_b + other, n_w + 4 * n_b + other
+
+
+# (family, width, depth, length): textcnn with and without pooling between blocks; the transformer with one head
+# (its products are FULLY_CONNECTED ops) and two (BATCH_MATMUL), one and two layers (the padding mask is shared)
+TEXT_SIZES = [("textcnn", 8, 2, 24), ("textcnn", 16, 3, 40), ("textcnn", 12, 1, 10), ("transformer", 16, 1, 8),
+              ("transformer", 32, 2, 16), ("transformer", 64, 1, 32), ("transformer", 64, 2, 12)]
+
+
+@pytest.mark.parametrize("family, width, depth, length", TEXT_SIZES)
+def test_text_macs_and_weights_match_an_independent_count(family, width, depth, length):
+    model = _text_student(family, width, depth, length)
+    g = graph_cost(model, (length,))
+    assert (g.macs, g.params, g.weight_bytes) == hand_text_cost(model, length)
+
+
+@pytest.mark.parametrize("width, length", [(32, 48), (64, 24)])  # one head, two heads
+def test_the_attention_scores_and_probabilities_are_in_the_arena(width, length):
+    """At the SOFTMAX its N×H×L×L input and output are alive beside the layer's input (read again by the residual
+    ADD) and V (read by the context product): the arena holds at least those four tensors."""
+    model = _text_student("transformer", width, 1, length)
+    g = graph_cost(model, (length,))
+    k = next(i for i, o in enumerate(g.ops) if o.kind == "softmax")
+    alive = [b.size for b in g.buffers if b.first <= k <= b.last]
+    scores, states = align(model.layers[0].attn.heads * length * length), align(length * width)
+    assert alive.count(scores) >= 2 and alive.count(states) >= 2
+    assert g.arena_bytes >= g.arena_lower_bound >= 2 * scores + 2 * states
+
+
+def _export_text(model, length, path):
+    from edgedistill.export.tflite_export import export_tflite_int8
+    from edgedistill.quantize import calibrate, to_quant_student
+
+    ids = torch.randint(1, VOCAB, (64, length), dtype=torch.int32)
+    ids[::3, length // 2:] = 0  # padded texts
+    export_tflite_int8(calibrate(to_quant_student(model), ids), (length,), path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family, width, depth, length", TEXT_SIZES)
+def test_text_students_cost_exactly_what_the_int8_file_holds(tmp_path, family, width, depth, length):
+    model = _text_student(family, width, depth, length)
+    g = graph_cost(model, (length,))
+    path = tmp_path / f"{family}.tflite"
+    _export_text(model, length, path)
+    _assert_cost_equals_file(g, path)
+
+
+class _BagOfEmbeddings(nn.Module):
+    """The mean of the token embeddings, then a linear classifier (a MEAN over positions, no convolution)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.fc = nn.Embedding(VOCAB, 16, padding_idx=0), nn.Linear(16, 5)
+
+    def forward(self, ids):
+        return self.fc(self.embed(ids).mean(1))
+
+
+class _ConvText(nn.Module):
+    """Channels-first embeddings into a 1-D conv, global average pooling (a MEAN absorbing the flatten), linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.conv = TokenEmbedding(VOCAB, 12, padding_idx=0), nn.Conv1d(12, 16, 3, padding=1)
+        self.pool, self.fc = nn.AdaptiveAvgPool1d(1), nn.Linear(16, 5)
+
+    def forward(self, ids):
+        return self.fc(torch.flatten(self.pool(torch.relu(self.conv(self.embed(ids)))), 1))
+
+
+class _MaxOfEmbeddings(nn.Module):
+    """Channels-first embeddings max-pooled over the positions with no convolution (the map stays N×L×D: the pooling
+    reshapes it to N×1×L×D itself), linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.pool, self.fc = TokenEmbedding(VOCAB, 16, padding_idx=0), GlobalMaxPool(), nn.Linear(16, 5)
+
+    def forward(self, ids):
+        return self.fc(torch.flatten(self.pool(self.embed(ids)), 1))
+
+
+class _FourHeads(nn.Module):
+    """Token and position embeddings, one pre-LN attention with four heads, a token-wise ReLU layer, mean, linear."""
+
+    def __init__(self, length=10):
+        super().__init__()
+        self.embed, self.pos = nn.Embedding(VOCAB, 32, padding_idx=0), nn.Parameter(torch.randn(1, length, 32) * 0.1)
+        self.norm, self.attn = nn.LayerNorm(32), MaskedSelfAttention(32, 4)
+        self.ff, self.fc = nn.Linear(32, 24), nn.Linear(24, 5)
+
+    def forward(self, ids):
+        x = self.embed(ids) + self.pos
+        x = x + self.attn(self.norm(x), ids)
+        return self.fc(torch.relu(self.ff(x)).mean(1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("body", [_BagOfEmbeddings, _ConvText, _MaxOfEmbeddings, _FourHeads],
+                         ids=lambda c: c.__name__.strip("_"))
+def test_user_text_modules_cost_exactly_what_the_int8_file_holds(tmp_path, body):
+    from edgedistill.profile.cost import tflite_cost
+
+    torch.manual_seed(0)
+    model = body().eval()
+    g = graph_cost(model, (10,))
+    path = tmp_path / "user_text.tflite"
+    _export_text(model, 10, path)
+    assert len(g.ops) == len(tflite_cost(path).layers)
+    assert (g.macs, g.params, g.weight_bytes) == hand_text_cost(model, 10)
+    _assert_cost_equals_file(g, path)

@@ -36,6 +36,33 @@ def test_chosen_student_fits_when_measured_on_the_exported_file(tmp_path, flash)
     assert all(o.params <= c.params for o in res.candidates if o.fits)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("flash, ram", [(64 * 1024, 8 * 1024), (96 * 1024, 24 * 1024)])
+def test_text_search_costs_both_families_and_its_choice_fits_when_measured(tmp_path, flash, ram):
+    """Token ids (L = 32, 300 ids): textcnn and transformer candidates, costed on their int8 graphs; the chosen
+    student's exported file fits, and TFLite Micro plans exactly the predicted arena."""
+    budget = Budget(flash_bytes=flash, ram_bytes=ram)
+    res = search("text", (32,), 4, budget, families=["textcnn", "transformer"], vocab_size=300)
+    c = res.chosen
+    assert {o.arch.family for o in res.candidates if o.fits} == {"textcnn", "transformer"}
+    torch.manual_seed(0)
+    model = build_student(c.arch, (32,), 4, None, vocab_size=300).eval()
+    path = tmp_path / "chosen.tflite"
+    ids = torch.randint(1, 300, (32, 32), dtype=torch.int32)
+    export_tflite_int8(calibrate(to_quant_student(model), ids), (32,), path)
+    arena = tflm_arena(path).activation_bytes
+    assert path.stat().st_size <= c.file_bytes <= flash and arena == c.arena_bytes <= ram
+    assert tflite_cost(path).macs == c.macs
+    assert all(o.params <= c.params for o in res.candidates if o.fits)
+
+
+def test_text_search_needs_the_vocabulary_size():
+    from edgedistill.config import ConfigError
+
+    with pytest.raises(ConfigError, match="vocabulary size"):
+        search("text", (32,), 4, Budget(flash_bytes=64 * 1024))
+
+
 def test_a_bigger_budget_never_picks_a_smaller_student():
     small = search("image", (1, 8, 8), 10, Budget(flash_bytes=20_000)).chosen
     big = search("image", (1, 8, 8), 10, Budget(flash_bytes=80_000)).chosen
