@@ -59,7 +59,9 @@ def print_int8(console, q: dict) -> None:
 
     line = (f"int8: float {fmt_acc(q, 'float_test_acc')}  PTQ {fmt_acc(q, 'ptq_test_acc')}  "
             f"QAT {fmt_acc(q, 'qat_test_acc')}"
-            + (f" (as {q['deployed_arithmetic']} computes it)" if q.get("deployed_arithmetic") else ""))
+            + (f" (as {q['deployed_arithmetic']} computes it)" if q.get("deployed_arithmetic") else "")
+            + (" (the post-training weights: no QAT epoch beat them on validation)" if q.get("qat_best_epoch") == 0
+               else ""))
     if "baseline_qat_test_acc" in q:
         paired = q.get("gain_vs_baseline_int8_test")
         noise = "" if not paired else f", McNemar p = {paired['p_value']:.3g}: " + \

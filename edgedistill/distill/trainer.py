@@ -265,10 +265,12 @@ ProgressFn = Callable[[int, float, float | None], None]  # (samples done in this
 
 def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tensor, objective: Objective,
         settings: TrainSettings, checkpoint: Path | None = None,
-        progress: ProgressFn | None = None) -> FitResult:
+        progress: ProgressFn | None = None, score_start: bool = False) -> FitResult:
     """Train `model` in place; return the chosen weights and the per-epoch history. The chosen weights are the last
     epoch's unless an earlier epoch beat it on validation beyond the split's noise (`keep_last_epoch`); best_epoch
-    and best_val_acc describe the chosen weights.
+    and best_val_acc describe the chosen weights. `score_start`: the weights `model` starts from are kept instead
+    (best_epoch 0) when they score higher on validation than the chosen ones: fine-tuning a model that is already
+    good, as QAT does from its post-training int8 starting point, then never ends below where it began.
 
     Labels of -1 mark unlabelled samples: the soft loss sees them, the hard loss does not (losses.py), and an
     objective without a teacher trains on the labelled samples only, for the same number of optimizer steps, and
@@ -284,6 +286,7 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
     sched = SCHEDULES.get(settings.schedule)(opt, settings.epochs * steps_per_epoch, settings.lr)
     gen = torch.Generator().manual_seed(settings.seed)
     result = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=0, best_val_acc=-1.0)
+    start = (copy.deepcopy(model.state_dict()), val_accuracy(model, val_x, val_y)) if score_start else None
     fingerprint = _fingerprint(settings, objective, n)
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
@@ -353,6 +356,8 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
     if result.history and keep_last_epoch(result.best_val_acc, result.history[-1].val_acc, len(val_y)):
         result.best_state = copy.deepcopy(model.state_dict())
         result.best_epoch, result.best_val_acc = result.history[-1].epoch, result.history[-1].val_acc
+    if start is not None and start[1] > result.best_val_acc:
+        result.best_state, result.best_epoch, result.best_val_acc = start[0], 0, start[1]
     done = max(0, settings.epochs - start_epoch)
     result.seconds = t_train
     result.samples_per_s = done * n / t_train if t_train > 0 else 0.0

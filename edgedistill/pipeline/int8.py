@@ -77,6 +77,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
         "ptq_test_acc": _pct(right["ptq"]),
         "qat_test_acc": _pct(right["qat"]),
         "qat_best_val_acc": res.best_val_acc,
+        "qat_best_epoch": res.best_epoch,  # 0: no QAT epoch beat the post-training starting point on validation
         # QAT against plain PTQ of the same float student, on the same test samples (McNemar)
         "qat_vs_ptq_test": paired_gain(right["qat"], right["ptq"]),
         "qat_vs_float_test": paired_gain(right["qat"], right["float"]),

@@ -22,12 +22,15 @@ def qat_distill(float_model: nn.Module, data: TrainSet, x_calib: torch.Tensor, v
                 rounding: str = "float", input_head: str = "auto",
                 ranges: str = "ema") -> tuple[QuantStudent, FitResult]:
     """Returns the best QAT student (by validation accuracy) and its training record. The float model is untouched.
+    The calibrated starting point (post-training int8) competes as epoch 0: QAT that only loses accuracy, as a short
+    run at a high learning rate can, ends where it began (FitResult.best_epoch 0).
     `rounding`: the runtime arithmetic QAT computes (quantize/arithmetic.py); `input_head`: see to_quant_student;
     `ranges`: "ema" lets activation ranges follow the training (quantize/fake.py), "frozen" keeps the calibrated."""
     qmodel = calibrate(to_quant_student(copy.deepcopy(float_model).eval(), rounding, input_head), x_calib, method)
     qat_settings = replace(settings, lr=settings.lr * lr_scale)
     qmodel.set_tracking(ranges == "ema")
-    result = fit(qmodel, data, val_x, val_y, objective, qat_settings, checkpoint=checkpoint, progress=progress)
+    result = fit(qmodel, data, val_x, val_y, objective, qat_settings, checkpoint=checkpoint, progress=progress,
+                 score_start=True)
     qmodel.set_tracking(False)
     qmodel.load_state_dict(result.best_state)
     return qmodel.eval(), result

@@ -111,6 +111,7 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
         "deployed_matches_measured": q.get("parity_passed"),
         "ptq_accuracy": q.get("ptq_test_acc"),
         "qat_accuracy": q.get("qat_test_acc"),
+        "qat_kept_post_training": q.get("qat_best_epoch") == 0,  # no QAT epoch beat the PTQ start on validation
         "training": _training(metrics),
     }
     objective = _objective(metrics)

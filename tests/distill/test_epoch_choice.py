@@ -1,5 +1,7 @@
 """Which epoch's weights fit() keeps: the last, unless an earlier one was better on validation beyond its noise."""
 
+import copy
+
 import torch
 
 from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, fit, keep_last_epoch
@@ -31,3 +33,35 @@ def test_fit_returns_the_last_weights_when_the_lead_is_noise():
     assert keep_last_epoch(best, last.val_acc, 5)  # 5 validation samples: any lead is noise
     assert res.best_epoch == 6 and res.best_val_acc == last.val_acc
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in res.best_state.items())
+
+
+def _separable(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    return x, x[:, :3].argmax(1)
+
+
+def test_score_start_keeps_the_starting_weights_when_training_only_loses():
+    """QAT's case (quantize/qat.py): the model starts good and training (here on shifted labels) wrecks it; with
+    score_start the starting weights come back as epoch 0, without it the wrecked last epoch is kept."""
+    x, y = _separable()
+    good = torch.nn.Linear(4, 3)
+    with torch.no_grad():
+        good.weight.zero_()
+        good.weight[:, :3] = torch.eye(3) * 5
+        good.bias.zero_()
+    wrong = TrainSet(x, (y + 1) % 3, None)
+    settings = TrainSettings(epochs=2, batch_size=16, lr=0.5)
+    res = fit(copy.deepcopy(good), wrong, x, y, Objective(teacher=False), settings, score_start=True)
+    assert res.best_epoch == 0 and res.best_val_acc == 100.0
+    assert all(torch.equal(v, good.state_dict()[k]) for k, v in res.best_state.items())
+    lost = fit(copy.deepcopy(good), wrong, x, y, Objective(teacher=False), settings)
+    assert lost.best_epoch >= 1 and lost.best_val_acc < 50.0
+
+
+def test_score_start_keeps_training_that_helps():
+    x, y = _separable()
+    torch.manual_seed(0)
+    res = fit(torch.nn.Linear(4, 3), TrainSet(x, y, None), x, y, Objective(teacher=False),
+              TrainSettings(epochs=4, batch_size=16, lr=0.1), score_start=True)
+    assert res.best_epoch == 4 and res.best_val_acc > 90.0
