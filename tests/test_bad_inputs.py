@@ -47,17 +47,13 @@ def test_a_refused_run_leaves_the_users_directory_as_it_was(tmp_path, monkeypatc
 
 
 def test_steps_on_the_command_line_override_a_config_files_epochs(tmp_path):
+    from edgedistill.cli import distill as distill_cmd
     from edgedistill.cli_options import distill_overrides
     from edgedistill.config import load_config
 
     cfg = tmp_path / "d.toml"
     cfg.write_text("[train]\nepochs = 20\n")
-    names = ["config_file", "data", "transfer", "max_train", "teachers", "teacher_factory", "teacher_format",
-             "teacher_input", "teacher_output", "teacher_allow_pickle", "ensemble", "student", "loss", "augment_text",
-             "features", "scheme", "generations", "peers", "online_teacher", "temperature", "alpha", "tune_epochs",
-             "epochs", "steps", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "seed", "threads", "qat",
-             "qat_epochs", "calibration", "calibration_size", "formats", "target", "no_baseline",
-             "cache_dir", "out"]
+    names = [p.name for p in distill_cmd.params]  # every option the command parses, so new ones are covered
     opts = {n: None for n in names} | {"teachers": (), "features": (), "steps": 40}
     c = load_config(str(cfg), distill_overrides(opts))
     assert c.train.steps == 40 and c.train.epochs == "auto"
