@@ -1,5 +1,6 @@
 """Cost of an ONNX file: parameters and weight bytes from its initializers, MACs of Conv / Gemm / MatMul from
-shape inference (batch 1). Peak activation memory is not estimated for ONNX (the runtime's allocator decides)."""
+shape inference (batch 1): a MatMul of two activations (an attention's Q·Kᵀ and P·V) counts its output elements
+times the contracted size, as TFLite's BATCH_MATMUL does in profile/cost.py. Peak activation memory is not estimated for ONNX (the runtime's allocator decides)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def onnx_cost(path: Path) -> ModelCost:
         elif n.op_type in ("Gemm", "MatMul") and w is not None and out:
             macs = int(np.prod(out)) * int(w.shape[1] if n.op_type == "Gemm" and any(
                 a.name == "transB" and a.i for a in n.attribute) else w.shape[0])
+        elif n.op_type == "MatMul" and out and shapes.get(n.input[0]):  # both operands are activations
+            macs = int(np.prod(out)) * int(shapes[n.input[0]][-1])
         kind = {"Conv": "conv", "Gemm": "fc", "MatMul": "fc"}.get(n.op_type, "other")
         if kind == "conv" and w is not None and w.shape[1] == 1 and len(w.shape) > 2:
             kind = "depthwise"

@@ -77,3 +77,21 @@ def test_per_layer_records(model_file):
     assert sum(layer.macs for layer in c.layers) == c.macs
     assert {layer.kind for layer in c.layers} >= {"conv", "fc"} or {"depthwise", "fc"} <= {l.kind for l in c.layers}
     assert c.input_dtype == "int8"
+
+
+def test_onnx_and_tflite_count_the_same_macs_for_a_transformer(tmp_path):
+    """Attention multiplies two activations (Q·Kᵀ, P·V): ONNX's MatMul without an initializer and TFLite's
+    BATCH_MATMUL are both counted as output elements × contracted size, so the two files of one student agree."""
+    from edgedistill.export.registry import export_all
+    from edgedistill.profile.cost_onnx import onnx_cost
+
+    torch.manual_seed(0)
+    m = build_student(StudentArch("transformer", 64, 2), (32,), 4, None, vocab_size=300).eval()
+    x = torch.randint(1, 300, (64, 32), dtype=torch.int32)
+    q = calibrate(to_quant_student(m), x)
+    export_all(m, q, (32,), 4, tmp_path, ["onnx", "tflite"], True)
+    onnx_c = onnx_cost(tmp_path / "student_int8.onnx")
+    tfl_c = tflite_cost(tmp_path / "student_int8.tflite")
+    attention = [op for op in onnx_c.layers if op.op == "MatMul" and op.macs and op.output_shape[-1] in (32, 64 // 2)]
+    assert attention, [(op.op, op.macs, op.output_shape) for op in onnx_c.layers if op.macs]
+    assert onnx_c.macs == tfl_c.macs, (onnx_c.macs, tfl_c.macs)
