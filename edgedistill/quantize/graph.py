@@ -545,7 +545,8 @@ def to_quant_student(model: nn.Module, rounding: str = "float", input_head: str 
         kind = ctx.kind(node)
         if kind == "input":
             input_name = ctx.input_name = node.name
-            if node.users and all(ctx.kind(u) in ("embedding", "attention") for u in node.users):
+            readers = [u for u in node.users if ctx.kind(u) != "meta"]  # ids.shape[0] / ids.size(0) read no values
+            if readers and all(ctx.kind(u) in ("embedding", "attention") for u in readers):
                 input_q = None  # token ids: gathered, never quantized
             else:
                 input_q.name = "the input"

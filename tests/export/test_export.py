@@ -300,6 +300,43 @@ def test_transformer_student_exports_with_parity(tmp_path):
     assert {"GATHER_ND", "SOFTMAX", "SELECT_V2", "RSQRT", "FULLY_CONNECTED"} <= set(ops), ops
 
 
+class _ReadsTheBatchSize(torch.nn.Module):
+    """A user's text module that flattens by `ids.shape[0]` (or `ids.size(0)`): a shape read of the token ids."""
+
+    def __init__(self, size_call: bool):
+        super().__init__()
+        self.emb, self.fc, self.size_call = torch.nn.Embedding(60, 8), torch.nn.Linear(8 * 12, 3), size_call
+
+    def forward(self, ids):
+        n = ids.size(0) if self.size_call else ids.shape[0]
+        return self.fc(torch.relu(self.emb(ids)).reshape(n, -1))
+
+
+@pytest.mark.parametrize("size_call", [False, True], ids=["shape", "size"])
+def test_token_ids_read_for_their_shape_stay_token_ids(tmp_path, size_call):
+    """Before: a shape read counted as a float use of the input, so the ids were quantized as samples and the
+    export failed with a traceback. Trained a few steps, the int8 file takes int32 ids and every runtime computes
+    the QAT model's arithmetic exactly."""
+    from edgedistill.quantize import calibrate, to_quant_student
+
+    torch.manual_seed(0)
+    m = _ReadsTheBatchSize(size_call)
+    x = torch.randint(0, 60, (240, 12), dtype=torch.int32)
+    y = (x[:, 0] % 3).long()
+    fit(m, TrainSet(x, y, None), x[:40], y[:40], Objective(teacher=False), TrainSettings(epochs=3, batch_size=32))
+    m.eval()
+    q = calibrate(to_quant_student(m), x)
+    assert q.input_q is None  # token ids: gathered, never quantized
+    arts = export_all(m, q, (12,), 3, tmp_path, ["tflite"], True)
+    ref_q = int8_references(q, x.numpy(), predict_logits)
+    rows = check_parity(arts, predict_logits(m, x).numpy(), ref_q, x.numpy(), y.numpy(), float(q.output_q.scale),
+                        120)
+    int8 = [r for r in rows if r.artifact == "tflite-int8"]
+    assert {r.runtime for r in int8} >= {"litert", "litert-reference", "tflm"}
+    assert all(r.passed and r.max_steps == 0 for r in int8), int8
+    assert LiteRTRunner(tmp_path / "student_int8.tflite").inp["dtype"] == np.int32
+
+
 class _Branchy(torch.nn.Module):
     def __init__(self):
         super().__init__()
