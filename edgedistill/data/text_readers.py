@@ -22,6 +22,7 @@ from edgedistill.data.text_records import (
     DEFAULT_LABEL_FIELD,
     DEFAULT_TEXT_FIELD,
     TEXT_FILE_FORMATS,
+    MAX_CLASS_INDEX,
     FileRecords,
     is_integer_text,
     non_utf8_message,
@@ -142,7 +143,7 @@ def _settle_labels(records: list[FileRecords]) -> list[TextSplit]:
     """Decide CSV / TSV labels' type over the whole corpus, refuse a mix of integer and string labels across
     files, and build one TextSplit per file."""
     textual = [lb for r in records if r.textual_labels for lb in r.labels if lb is not None]
-    as_int = bool(textual) and all(is_integer_text(lb) for lb in textual)
+    as_int = bool(textual) and all(is_integer_text(lb) and abs(int(lb)) < MAX_CLASS_INDEX for lb in textual)
     for r in records:
         if r.textual_labels and as_int:
             r.labels = [None if lb is None else int(lb) for lb in r.labels]

@@ -31,6 +31,7 @@ DEFAULT_LABEL_FIELD = "label"
 # suffix (without the dot) -> reader(path, text_field, label_field, label_required) -> FileRecords
 TEXT_FILE_FORMATS: Registry[Callable[..., "FileRecords"]] = Registry("text file format")
 
+MAX_CLASS_INDEX = 2**31  # integer labels are class indices; beyond int32 they are names or codes, not indices
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "true/false",
                type(None): "null"}
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -79,8 +80,12 @@ class FileRecords:
         if isinstance(label, str):
             return label.strip() or None
         if isinstance(label, float) and label.is_integer():
-            return int(label)
+            label = int(label)
         if isinstance(label, int) and not isinstance(label, bool):
+            if abs(label) >= MAX_CLASS_INDEX:
+                raise DataError(f"{where}: the integer label {label} is too large to be a class index (at most "
+                                f"{MAX_CLASS_INDEX - 1:,}); write the labels as strings (\"{label}\") if they are "
+                                "names or codes rather than indices.")
             return label
         raise DataError(f"{where}: the label {json.dumps(label)} is a JSON {_JSON_TYPES.get(type(label), 'value')}; "
                         "a label must be a string, an integer, or null / empty for an unlabelled sample.")

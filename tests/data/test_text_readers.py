@@ -210,3 +210,11 @@ def test_a_large_file_is_read_in_one_streaming_pass(tmp_path, monkeypatch):
     corpus = read_text(path)
     assert opened == [path] and len(corpus.train) == n
     assert corpus.train.texts[-1] == f"sample number {n - 1}" and corpus.train.labels == tuple(labels.tolist())
+
+
+def test_an_integer_label_beyond_a_class_index_is_refused_or_kept_as_a_name(tmp_path):
+    """Before: a JSON label of 10**30 crashed with OverflowError; CSV numbers that large are names, not indices."""
+    _refused(_jsonl(tmp_path / "big.jsonl", [{"text": "a", "label": 10**30}, {"text": "b", "label": 1}]),
+             "line 1", "too large to be a class index", '"1000000000000000000000000000000"')
+    (tmp_path / "big.csv").write_text(f"text,label\na,{10**30}\nb,{10**30 + 1}\n", encoding="utf-8")
+    assert read_text(tmp_path / "big.csv").train.labels == (str(10**30), str(10**30 + 1))
