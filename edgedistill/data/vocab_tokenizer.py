@@ -111,11 +111,14 @@ class VocabTokenizer(StudentTokenizer):
         return FIRST_KEPT_ID + len(self.teacher_ids)
 
     def token_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Student ids (int32) per text: teacher tokenization without special tokens, mapped to the kept ids."""
+        """Student ids (int32) per text: teacher tokenization without special tokens, mapped to the kept ids. A text
+        the tokenizer reduces to nothing (zero-width or control characters only) is one unknown id: a sequence of
+        padding alone leaves attention nothing to attend to and its softmax undefined."""
         out: list[np.ndarray] = []
         for start in range(0, len(texts), _BATCH):
             encodings = self._teacher.encode_batch(list(texts[start:start + _BATCH]), add_special_tokens=False)
-            out.extend(self._to_student[np.asarray(e.ids, np.int64)] for e in encodings)
+            out.extend(self._to_student[np.asarray(e.ids, np.int64)] if e.ids else np.array([UNKNOWN_ID], np.int32)
+                       for e in encodings)
         return out
 
     def decode(self, ids: Any) -> list[str]:
@@ -144,7 +147,8 @@ class VocabTokenizer(StudentTokenizer):
                 f"pre-tokenizer {parts['pre_tokenizer']}); add no special tokens ([CLS] / [SEP]), truncate and pad "
                 f"nothing. Map each teacher id t to the student id 2 + i where teacher_ids[i] == t, and every other id "
                 f"to 1 (unknown; {len(self.teacher_ids)} of the teacher's "
-                f"{self._teacher.get_vocab_size(with_added_tokens=True)} tokens are kept). Keep the first {t} ids, "
+                f"{self._teacher.get_vocab_size(with_added_tokens=True)} tokens are kept); a string that gives no "
+                f"ids at all is the single id 1. Keep the first {t} ids, "
                 f"fill the rest with 0 (padding) and pass an int32 tensor of shape [1, {max_length or 'T'}].")
 
     def _payload(self) -> dict:

@@ -221,3 +221,12 @@ def test_importing_the_tokenizers_module_does_not_import_the_tokenizers_library(
 def test_the_registry_holds_both_tokenizers():
     assert TOKENIZERS.names() == ["bytes", "vocab"]
     assert all(issubclass(e.obj, StudentTokenizer) and e.summary for e in TOKENIZERS)
+
+
+def test_a_text_that_gives_no_tokens_is_one_unknown_id(teacher_json):
+    """Zero-width or control characters only pass the readers' non-blank check but give the tokenizer nothing; a
+    row of padding alone made attention's softmax NaN and trained a student of NaN weights."""
+    tok = VocabTokenizer.fit(teacher_json, TEXTS)
+    assert _teacher(teacher_json).encode(" \t ", add_special_tokens=False).ids == []
+    assert [t.tolist() for t in tok.token_ids([" \t ", "the cat"])][0] == [1]
+    assert tok.encode([" \t "], 4).ids[0].tolist() == [1, 0, 0, 0]
