@@ -27,8 +27,14 @@ from edgedistill import distributed as ddp
 from edgedistill.data.augment import Augment, Mix
 from edgedistill.distill.losses import distillation_objective
 from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
+from edgedistill.errors import EdgeDistillError
+from edgedistill.teachers.cache import array_digest
 from edgedistill.teachers.ensemble import combine
 from edgedistill.teachers.stream import TeacherStream
+
+
+class TrainingDiverged(EdgeDistillError):
+    """The training loss became NaN or infinite: the run stops instead of writing a model of NaN weights."""
 
 
 @dataclass(frozen=True)
@@ -246,11 +252,18 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return 100.0 * float((logits.argmax(1) == y).float().mean())
 
 
-def _fingerprint(settings: TrainSettings, objective: Objective, n: int) -> str:
+def _fingerprint(settings: TrainSettings, objective: Objective, data: TrainSet, model: nn.Module) -> str:
+    """What a checkpoint was trained on and for: the settings, the objective, the samples, labels and teacher
+    outputs (content digests), the teacher stream's identity and the model's parameter shapes. A checkpoint of other
+    data, another teacher or another architecture is not resumed (the run starts fresh)."""
     obj = asdict(objective)
     if not obj["features"]:
-        del obj["features"]  # objectives without feature terms keep the fingerprint they had before terms existed
-    blob = json.dumps([asdict(settings), obj, n], sort_keys=True)
+        del obj["features"]
+    arrays = [data.x, data.y, data.teacher_members]
+    content = [None if a is None else array_digest(a.detach().cpu().numpy()) for a in arrays]
+    stream = data.teacher_stream.identity if data.teacher_stream is not None else None
+    shapes = [[k, list(v.shape)] for k, v in model.state_dict().items()]
+    blob = json.dumps([asdict(settings), obj, len(data), content, stream, shapes], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -287,7 +300,7 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
     gen = torch.Generator().manual_seed(settings.seed)
     result = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=0, best_val_acc=-1.0)
     start = (copy.deepcopy(model.state_dict()), val_accuracy(model, val_x, val_y)) if score_start else None
-    fingerprint = _fingerprint(settings, objective, n)
+    fingerprint = _fingerprint(settings, objective, data, model) if checkpoint is not None else ""
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
         start_epoch = _resume(checkpoint, fingerprint, model, opt, sched, gen, result, features)
@@ -325,6 +338,12 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
             )
             if features is not None:
                 loss = loss + features.loss(xb)
+            if not torch.isfinite(loss.detach()):
+                raise TrainingDiverged(
+                    f"Training diverged: the loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1}"
+                    f" (lr {opt.param_groups[0]['lr']:.3g}). Usual causes: a learning rate too high for this student "
+                    "(--lr), NaN or infinite values in the data, or a student whose output is undefined for some "
+                    "inputs (a custom layer dividing by zero, attention over padding only). Nothing was written.")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -3,6 +3,7 @@
 import copy
 
 import numpy as np
+import pytest
 import torch
 
 from edgedistill.data import make_splits, read_dataset
@@ -90,3 +91,28 @@ def test_foreign_checkpoint_is_ignored(tmp_path):
     res = fit(copy.deepcopy(m0), data, vx, vy, KD, TrainSettings(epochs=2, batch_size=32, seed=1), checkpoint=ckpt)
     assert res.resumed_from_epoch == 0 and len(res.history) == 2
     assert np.isfinite(res.best_val_acc)
+
+
+def test_a_loss_that_becomes_nan_stops_training_in_one_paragraph():
+    from edgedistill.distill.trainer import TrainingDiverged
+
+    data, vx, vy, m0 = _setup(200)
+    data = TrainSet(data.x.clone(), data.y, data.teacher_members)
+    data.x[7] = float("nan")
+    with pytest.raises(TrainingDiverged) as info:
+        fit(copy.deepcopy(m0), data, vx, vy, KD, TrainSettings(epochs=1, batch_size=64, seed=1))
+    assert "\n" not in str(info.value) and "the loss became nan" in str(info.value)
+
+
+def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path):
+    """Before: the fingerprint held the settings and the sample count only, so a run stopped and restarted on
+    other texts (same count, other labels) resumed the other data's weights without a word."""
+    data, vx, vy, m0 = _setup(200)
+    ckpt = tmp_path / "c.pt"
+    settings = TrainSettings(epochs=2, batch_size=64, seed=1)
+    fit(copy.deepcopy(m0), data, vx, vy, KD, settings, checkpoint=ckpt)
+    assert fit(copy.deepcopy(m0), data, vx, vy, KD, settings, checkpoint=ckpt).resumed_from_epoch == 2
+    shuffled = TrainSet(data.x, data.y[torch.randperm(len(data.y), generator=torch.Generator().manual_seed(0))],
+                        data.teacher_members)
+    res = fit(copy.deepcopy(m0), shuffled, vx, vy, KD, settings, checkpoint=ckpt)
+    assert res.resumed_from_epoch == 0 and len(res.history) == 2
