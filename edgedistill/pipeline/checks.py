@@ -46,6 +46,8 @@ def check_teacher_fits(teacher: Teacher, input_mode: str, splits: DataSplits) ->
         sample = splits.text.tokenizer.decode(sample)  # the teacher reads what the student sees, as text
     elif input_mode == "normalized":
         sample = splits.normalizer.apply(sample)
+    if splits.text is not None and splits.class_names != [str(i) for i in range(splits.num_classes)]:
+        teacher.match_classes(splits.class_names)  # named classes: the teacher's outputs in the data's order
     try:
         teacher.bind(splits.num_classes, sample)  # which output, logits or probabilities, layout
         out = teacher.logits(sample)
@@ -67,10 +69,16 @@ def check_teacher_fits(teacher: Teacher, input_mode: str, splits: DataSplits) ->
     if out.shape != (len(sample), splits.num_classes):
         raise DataError(
             f"Teacher {teacher.name!r} returns outputs of shape {tuple(out.shape[1:])} per sample, but the data has "
-            f"{splits.num_classes} classes{_label_note(splits)}; the teacher must output one logit per class."
+            f"{splits.num_classes} classes{_label_note(splits)}{_names_note(teacher)}; the teacher must output one "
+            "logit per class."
         )
     if not torch.isfinite(out).all():
         raise DataError(f"Teacher {teacher.name!r} returns NaN or infinite logits on the first samples.")
+
+
+def _names_note(teacher: Teacher) -> str:
+    names = getattr(teacher, "class_names", None)
+    return f" (the teacher's classes: {', '.join(map(repr, names))})" if names else ""
 
 
 def _label_note(splits: DataSplits) -> str:

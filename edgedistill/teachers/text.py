@@ -131,6 +131,8 @@ class TextTeacher(Teacher):
     is_text = True
     batch_size = 64
     fixed_length: int | None = None  # a model with a static sequence dimension is padded to it
+    class_names: list[str] | None = None  # the model's own names for its outputs, in output order, when it has them
+    class_order: tuple[int, ...] | None = None  # output columns in the data's class order (match_classes)
 
     def __init__(self, name: str, model_files: list[Path], tokenizer: Path, max_length: int, pad_id: int | None = None):
         self.tokenizer = TextTokenizer(tokenizer, max_length, pad_id)
@@ -180,7 +182,30 @@ class TextTeacher(Teacher):
         out = raw[c.index]
         if c.kind == "probabilities":
             out = to_logits(out, c, c.outputs[c.index].quant_step if c.outputs else None)
-        return torch.from_numpy(np.ascontiguousarray(out, np.float32)).reshape(len(out), -1)
+        out = np.asarray(out).reshape(len(out), -1)
+        if self.class_order is not None:
+            out = out[:, list(self.class_order)]
+        return torch.from_numpy(np.ascontiguousarray(out, np.float32))
+
+    def match_classes(self, data_names: Sequence[str]) -> bool:
+        """Put the outputs in the data's class order when the model names its classes (`class_names`) and the data
+        names the same set in another order. Returns True when it reordered. Raises DataError when both name their
+        classes, as many, but with different names: the soft targets would otherwise go to the wrong classes."""
+        names = self.class_names
+        if not names or len(names) != len(data_names) or list(names) == list(data_names):
+            return False
+        if sorted(names) != sorted(data_names):
+            raise DataError(
+                f"Teacher {self.name!r} names its {len(names)} classes {', '.join(map(repr, names))} (config.json's "
+                f"id2label), but the data's labels are {', '.join(map(repr, data_names))}; without one name per class "
+                "the teacher's scores cannot be matched to the data's classes. Rename the data's labels to the "
+                "teacher's names (or give the teacher the data's names in its id2label).")
+        self.class_order = tuple(list(names).index(n) for n in data_names)
+        return True
+
+    def identity(self) -> str:
+        order = "" if self.class_order is None else "|classes=" + ",".join(map(str, self.class_order))
+        return super().identity() + order
 
     def _feed(self, x):  # the array path of Teacher; text teachers never take arrays
         raise DataError(f"Teacher {self.name!r} is a text teacher: it takes strings, not an array batch.")

@@ -17,6 +17,7 @@ import contextlib
 import inspect
 import json
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -103,6 +104,22 @@ def positions(config: dict) -> int | None:
     return None
 
 
+def label_names(config: dict) -> list[str] | None:
+    """The class names of config.json's `id2label`, in output order; None when it is absent, incomplete, or holds
+    only the generic names `transformers` writes by default (LABEL_0, LABEL_1, ...)."""
+    id2label = config.get("id2label")
+    if not isinstance(id2label, dict) or not id2label:
+        return None
+    try:
+        by_index = {int(k): str(v) for k, v in id2label.items()}
+    except (TypeError, ValueError):
+        return None
+    if sorted(by_index) != list(range(len(by_index))):
+        return None
+    names = [by_index[i] for i in range(len(by_index))]
+    return None if all(re.fullmatch(r"LABEL_\d+", n) for n in names) else names
+
+
 def missing_tokenizer(folder: Path) -> ModelLoadError:
     return ModelLoadError(
         f"The teacher folder {folder} has no tokenizer.json, and a text teacher must tokenize with its own "
@@ -147,6 +164,7 @@ class TransformersTeacher(TextTeacher):
         code = sorted(folder.glob("*.py")) if reason else []  # remote code computes the logits too
         super().__init__(name or folder.name, [folder / "config.json", *weights, *code], tok, length,
                          config.get("pad_token_id") if isinstance(config.get("pad_token_id"), int) else None)
+        self.class_names = label_names(config)
 
     @staticmethod
     def _load(folder: Path, safetensors: bool, remote_code: bool) -> nn.Module:

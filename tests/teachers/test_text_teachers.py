@@ -301,3 +301,31 @@ def test_builtin_langid_teacher_reproduces_its_logged_test_accuracy():
     log = json.loads((resources.files("edgedistill.zoo") / "langid_bert.json").read_text())
     assert abs(acc - log["test_accuracy"]) < 0.01, (acc, log["test_accuracy"])
     assert BUILTIN_TEACHERS["langid"][2] == "builtin:langid"
+
+
+def _named(tiny, tmp_path, names):
+    folder = tmp_path / "named"
+    shutil.copytree(tiny[0], folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["id2label"] = {str(i): n for i, n in enumerate(names)}
+    cfg["label2id"] = {n: i for i, n in enumerate(names)}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return load_teacher(TeacherSpec(str(folder)))
+
+
+def test_a_teacher_that_names_its_classes_is_put_in_the_data_s_order(tiny, tmp_path):
+    """Before: id2label was never read, so data labelled in another order (or sorted differently) got every soft
+    target on the wrong class without a word. Same names, other order: the columns follow the data; other names:
+    refused in one paragraph; LABEL_k (transformers' default): index order, as before."""
+    teacher = _named(tiny, tmp_path, ["tech", "food", "sport"])
+    teacher.bind(3, TEXTS[:4])
+    before = teacher.logits(TEXTS).numpy()
+    identity = teacher.identity()
+    assert teacher.match_classes(["food", "sport", "tech"])
+    np.testing.assert_array_equal(teacher.logits(TEXTS).numpy(), before[:, [1, 2, 0]])
+    assert teacher.identity() != identity  # cached logits of the old order are not reused
+    with pytest.raises(DataError) as exc:
+        _named(tiny, tmp_path / "b", ["tech", "food", "sport"]).match_classes(["drink", "food", "sport"])
+    _one_paragraph(exc, "'tech'", "'drink'", "id2label")
+    generic = load_teacher(TeacherSpec(str(tiny[0])))
+    assert generic.class_names is None and not generic.match_classes(["b", "a", "c"])
