@@ -40,7 +40,9 @@ def read_image_folder(root: Path) -> RawDataset:
             xs.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
             ys.append(label)
     if not xs:
-        raise DataError(f"{root}: the class folders {classes} contain no images ({', '.join(sorted(_SUFFIXES))}).")
+        raise DataError(f"{root}: the class folders {classes} contain no images ({', '.join(sorted(_SUFFIXES))}) "
+                        "and no .txt files. A folder of images or texts holds each sample directly in its class "
+                        "folder (nested folders are not read): image files, or one UTF-8 .txt file per text.")
     return RawDataset(Split(np.stack(xs), np.asarray(ys, np.int64)), None, str(root), classes)
 
 

@@ -71,7 +71,12 @@ def looks_like_text(path: Path) -> bool:
         return path.suffix.lower().lstrip(".") in TEXT_FILE_FORMATS
     if not path.is_dir():
         return False
-    return bool(_split_files(path)) or any(next(d.glob("*.txt"), None) is not None for d in _class_dirs(path))
+    return bool(_split_files(path)) or any(_txt_files(d) for d in _class_dirs(path))
+
+
+def _txt_files(folder: Path) -> list[Path]:
+    """The folder's `.txt` files (any case: `.TXT` too), sorted; nested folders are not read."""
+    return sorted(f for f in folder.iterdir() if f.suffix.lower() == ".txt" and f.is_file())
 
 
 def read_text_folder(root: Path) -> TextCorpus:
@@ -85,10 +90,9 @@ def read_text_folder(root: Path) -> TextCorpus:
     texts: list[str] = []
     labels: list[int | None] = []
     for label, name in [*enumerate(classes), *((None, d) for d in extra)]:
-        for f in sorted((root / name).glob("*.txt")):
-            if f.is_file():
-                texts.append(_read_txt(f))
-                labels.append(label)
+        for f in _txt_files(root / name):
+            texts.append(_read_txt(f))
+            labels.append(label)
     if not texts:
         raise DataError(f"{root}: the class folders {', '.join(classes + extra)} hold no .txt files; each sample "
                         "is one UTF-8 .txt file in the folder of its class.")

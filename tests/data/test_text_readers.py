@@ -218,3 +218,22 @@ def test_an_integer_label_beyond_a_class_index_is_refused_or_kept_as_a_name(tmp_
              "line 1", "too large to be a class index", '"1000000000000000000000000000000"')
     (tmp_path / "big.csv").write_text(f"text,label\na,{10**30}\nb,{10**30 + 1}\n", encoding="utf-8")
     assert read_text(tmp_path / "big.csv").train.labels == (str(10**30), str(10**30 + 1))
+
+
+def test_txt_suffix_in_any_case_and_a_folder_without_samples_names_both_kinds(tmp_path):
+    """Before: `.TXT` files were dropped without a word, and a folder of .md files got the image reader's message."""
+    from edgedistill.data import read_dataset
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        (tmp_path / cls / "1.txt").write_text(f"{cls} one", encoding="utf-8")
+        (tmp_path / cls / "2.TXT").write_text(f"{cls} two", encoding="utf-8")
+    assert read_text(tmp_path).train.texts == ("a one", "a two", "b one", "b two")
+    empty = tmp_path / "md"
+    for cls in ("a", "b"):
+        (empty / cls / "deeper").mkdir(parents=True)
+        (empty / cls / "note.md").write_text("x")
+        (empty / cls / "deeper" / "1.txt").write_text("nested")
+    with pytest.raises(DataError) as info:
+        read_dataset(str(empty))
+    assert "no .txt files" in str(info.value) and "nested folders are not read" in str(info.value)
