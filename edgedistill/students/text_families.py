@@ -92,6 +92,11 @@ class TextTransformer(nn.Module):
 def transformer(input_shape: tuple[int, ...], num_classes: int, width: int = 64, depth: int = 2,
                 vocab_size: int = 257) -> nn.Module:
     length = _sequence_length(input_shape, "transformer")
+    if length < 2:
+        raise ConfigError("The transformer student needs sequences of at least 2 tokens (the sequence length is 1): "
+                          "attention over one token is a no-op, and the converter then writes ONE_HOT, which TFLite "
+                          "Micro lacks. Give --max-length 2 or more, or use the textcnn student for one-token "
+                          "inputs.")
     heads = max(1, width // 32)
     if width % heads:
         raise ConfigError(f"transformer width {width} must be a multiple of its {heads} heads (width / 32).")

@@ -45,3 +45,10 @@ def test_padded_keys_get_no_attention():
     torch.testing.assert_close(attn(x2, ids)[:, :3], y[:, :3])
     ids_all = torch.tensor([[5, 7, 9, 4, 4, 4]])  # the same states as real tokens do change them
     assert not torch.allclose(attn(x2, ids_all)[:, :3], y[:, :3])
+
+
+def test_a_transformer_over_one_token_is_refused():
+    """Before: --max-length 1 trained and exported a transformer whose file TFLite Micro could not load (ONE_HOT)."""
+    with pytest.raises(ConfigError, match="at least 2 tokens"):
+        build_student(StudentArch("transformer", 32, 1), (1,), 3, None, vocab_size=257)
+    assert build_student(StudentArch("textcnn", 8, 1), (1,), 3, None, vocab_size=257) is not None
