@@ -20,6 +20,7 @@ from edgedistill.data.tokenizer_base import StudentTokenizer
 from edgedistill.errors import DataError
 
 PERCENTILE = 99.0  # the sequence length holds this share of the training texts whole
+UNKNOWN_WARN = 0.05  # warn when more of the test split's tokens than this are unknown to the student's vocabulary
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,22 @@ class TextEncoding:
     max_length: int
     chosen: str  # "data" (a percentile of the training texts' token counts) or "given" (--max-length)
     truncation: dict = field(default_factory=dict)  # split -> TruncationStats.to_dict()
+    unknown: dict = field(default_factory=dict)  # split -> share of its tokens outside the student's vocabulary
 
     def summary(self) -> dict:
         return {"tokenizer": self.tokenizer.name, "vocab_size": self.tokenizer.vocab_size,
                 "max_length": self.max_length, "max_length_from": self.chosen, "truncation": self.truncation,
-                "device_steps": self.tokenizer.device_steps(self.max_length)}
+                "unknown_tokens": self.unknown, "device_steps": self.tokenizer.device_steps(self.max_length)}
+
+    def unknown_warning(self, limit: float = UNKNOWN_WARN) -> str | None:
+        """A warning when more than `limit` of the test split's tokens are unknown to the student's vocabulary."""
+        share = self.unknown.get("test")
+        if share is None or share <= limit:
+            return None
+        return (f"{100 * share:.1f} % of the test split's tokens are outside the student's vocabulary (the "
+                f"teacher's, cut to the {self.tokenizer.vocab_size - 2:,} tokens the training texts use) and read as "
+                f"unknown by the student and the teacher alike, which costs both accuracy. More training text, a "
+                f"larger student.max_vocab, or --tokenizer bytes (no unknown tokens) avoids it.")
 
 
 def _labels(split: TextSplit, names: list[str] | None) -> np.ndarray | None:
@@ -83,6 +95,10 @@ def encode_corpus(corpus: TextCorpus, tokenizer: StudentTokenizer, max_length: i
         truncation[what] = TruncationStats.measure(counts[what], length, PERCENTILE if chosen == "data" and
                                                    what == "train" else None).to_dict()
         splits[what] = Split(_padded(tokens[what], length), _labels(split, names))
+    unknown_id = getattr(tokenizer, "unknown_id", None)
+    unknown = {} if unknown_id is None else {
+        what: float(np.mean(np.concatenate(ids) == unknown_id)) if sum(map(len, ids)) else 0.0
+        for what, ids in tokens.items()}
     class_names = names if names is not None else list(corpus.class_names)
-    encoding = TextEncoding(tokenizer, length, chosen, truncation)
+    encoding = TextEncoding(tokenizer, length, chosen, truncation, unknown)
     return RawDataset(splits["train"], splits.get("test"), corpus.source, class_names, text=encoding)

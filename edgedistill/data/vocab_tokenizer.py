@@ -58,6 +58,7 @@ class VocabTokenizer(StudentTokenizer):
     vocab_size = 2 + len(teacher_ids). Build it with `fit`."""
 
     name = "vocab"
+    unknown_id = UNKNOWN_ID  # the id of every token outside the kept vocabulary (text_encode counts them)
 
     def __init__(self, teacher_spec: dict, teacher_ids: Sequence[int], source: str = "the teacher tokenizer"):
         self._spec = teacher_spec

@@ -230,3 +230,21 @@ def test_a_text_that_gives_no_tokens_is_one_unknown_id(teacher_json):
     assert _teacher(teacher_json).encode(" \t ", add_special_tokens=False).ids == []
     assert [t.tolist() for t in tok.token_ids([" \t ", "the cat"])][0] == [1]
     assert tok.encode([" \t "], 4).ids[0].tolist() == [1, 0, 0, 0]
+
+
+def test_unknown_tokens_are_counted_per_split_and_warned_about(teacher_json):
+    """A vocabulary cut to a small training set reads much of the test split as unknown, for the teacher as well:
+    the share is recorded per split and a warning says what it costs and how to avoid it."""
+    from edgedistill.data.text import TextCorpus, TextSplit
+    from edgedistill.data.text_encode import encode_corpus
+
+    corpus = TextCorpus(TextSplit(("the cat sat", "a dog ran"), (0, 1)),
+                        TextSplit(("owl owl owl the", "the cat"), (0, 1)), "t", ["x", "y"])
+    enc = encode_corpus(corpus, VocabTokenizer.fit(teacher_json, list(corpus.train.texts)), 8).text
+    teacher = _teacher(teacher_json)
+    test_tokens = [t for s in corpus.test.texts for t in teacher.encode(s, add_special_tokens=False).tokens]
+    kept = {t for s in corpus.train.texts for t in teacher.encode(s, add_special_tokens=False).tokens}
+    assert enc.unknown["train"] == 0.0
+    assert enc.unknown["test"] == pytest.approx(sum(t not in kept for t in test_tokens) / len(test_tokens))
+    assert enc.unknown["test"] > 0.05 and "outside the student's vocabulary" in enc.unknown_warning()
+    assert encode_corpus(corpus, ByteTokenizer(), 8).text.unknown == {}
