@@ -67,6 +67,19 @@ def _class_names(corpus: TextCorpus) -> list[str] | None:
     return sorted({str(v) for v in labels})
 
 
+def _check_test_classes(corpus: TextCorpus) -> None:
+    """Refuse test labels that no training text has: the class count would silently grow past the teacher's."""
+    if corpus.test is None or corpus.test.labels is None or corpus.train.labels is None:
+        return
+    seen = {v for v in corpus.train.labels if v is not None}
+    unseen = sorted({v for v in corpus.test.labels if v is not None and v not in seen}, key=str)
+    if unseen:
+        shown = ", ".join(map(repr, unseen[:10])) + (f" and {len(unseen) - 10} more" if len(unseen) > 10 else "")
+        raise DataError(f"{corpus.source}: the test split has labels that no training text has: {shown}. A class "
+                        "must be learnt before it is tested: add training texts of those classes, or drop those "
+                        "test texts.")
+
+
 def _padded(ids: list[np.ndarray], length: int) -> np.ndarray:
     """N×length int32: each text's first `length` ids, then 0 (padding)."""
     out = np.zeros((len(ids), length), np.int32)
@@ -87,6 +100,7 @@ def encode_corpus(corpus: TextCorpus, tokenizer: StudentTokenizer, max_length: i
     counts = {what: np.array([len(t) for t in ids], np.int64) for what, ids in tokens.items()}
     chosen = "given" if max_length else "data"
     length = int(max_length) if max_length else choose_max_length(counts["train"], PERCENTILE, cap)
+    _check_test_classes(corpus)
     names = _class_names(corpus)
     splits, truncation = {}, {}
     for what, split in (("train", corpus.train), ("test", corpus.test)):

@@ -237,3 +237,15 @@ def test_txt_suffix_in_any_case_and_a_folder_without_samples_names_both_kinds(tm
     with pytest.raises(DataError) as info:
         read_dataset(str(empty))
     assert "no .txt files" in str(info.value) and "nested folders are not read" in str(info.value)
+
+
+def test_a_test_label_that_no_training_text_has_is_refused(tmp_path):
+    """Before: the unseen test class grew the class count and the error blamed the teacher's output shape."""
+    from edgedistill.data.text_encode import encode_corpus
+    from edgedistill.data.tokenizers import ByteTokenizer
+
+    _jsonl(tmp_path / "train.jsonl", [{"text": "bread", "label": "food"}, {"text": "ball", "label": "sport"}])
+    _jsonl(tmp_path / "test.jsonl", [{"text": "tea", "label": "drink"}, {"text": "rice", "label": "food"}])
+    with pytest.raises(DataError) as info:
+        encode_corpus(read_text(tmp_path), ByteTokenizer(), 8)
+    assert "'drink'" in str(info.value) and "no training text has" in str(info.value)
