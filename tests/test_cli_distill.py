@@ -198,7 +198,7 @@ def test_augmented_run_with_loss_auto(tmp_path):
     """Function matching on digits: the teacher runs on the augmented batches, DKD and kd-std join the tuning."""
     out = tmp_path / "aug"
     r = run(["distill", "--out", str(out), "--epochs", "3", "-q", "--augment", "shift=1,mixup=0.2", "--loss", "auto",
-             "--tune-epochs", "1", "--max-train", "600"])
+             "--tune-epochs", "6", "--max-train", "600"])  # trials long enough to rank (tuning.MIN_MATURITY)
     assert r.exit_code == 0, r.output
     m = json.loads((out / "metrics.json").read_text())
     assert {t["loss"] for t in m["tuning"]["trials"]} == {"kd", "dkd", "kd-std"}

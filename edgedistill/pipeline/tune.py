@@ -50,6 +50,8 @@ def choose_objective(config: DistillConfig, data: TrainSet, ev: EvalTensors, set
         update = ui.task(f"auto {what} ({n_trials} trials)", n_trials)
         search = tune(make_model, data, ev.x_val, ev.y_val, config.kd.loss, config.kd.temperature, config.kd.alpha,
                       tset, config.kd.tune_max_samples, on_trial=lambda tr: update(1, val_acc=tr.val_acc))
+        if search.skipped:
+            update(n_trials - len(search.trials))  # the trials not run: the bar ends, the report says why
         objective = search.chosen
         seconds = time.perf_counter() - t0
     return Tuned(replace(objective, features=feature_terms(config)), search, seconds)

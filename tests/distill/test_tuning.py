@@ -102,11 +102,31 @@ def test_tune_scores_on_the_pooled_folds():
     from edgedistill.distill.tuning import tune
 
     data = _set()
-    val_x = torch.randn(20, 4)
+    val_x = torch.randn(20, 4, generator=torch.Generator().manual_seed(1))
     val_y = val_x[:, :3].argmax(1)
     make = lambda: torch.nn.Linear(4, 3)  # noqa: E731
-    res = tune(make, data, val_x, val_y, "kd", 4.0, "auto", TrainSettings(epochs=1, batch_size=32), 10000)
+    torch.manual_seed(0)
+    res = tune(make, data, val_x, val_y, "kd", 4.0, "auto", TrainSettings(epochs=40, batch_size=32, lr=0.01), 10000)
+    assert not res.skipped  # trials long enough to rank (the reference well above chance)
     assert res.cv_folds == 4 and res.scored_on == 20 + 100 and len(res.trials) == 4  # 3 alphas + the twin
     assert res.summary()["scored_on"] == 120
     for t in res.trials:  # a pooled accuracy is a whole number of the 120 samples
         assert abs(t.val_acc * 120 / 100 - round(t.val_acc * 120 / 100)) < 1e-6
+
+
+def test_trials_too_short_to_rank_are_skipped_and_the_reference_kept():
+    """#30.7: one-epoch trials near chance chose by noise. The reference runs first; below MIN_MATURITY the other
+    trials are not run, the reference is kept, and the summary says why."""
+    from edgedistill.distill.trainer import TrainSettings
+    from edgedistill.distill.tuning import MIN_MATURITY, tune
+
+    data = _set()
+    val_x = torch.randn(20, 4, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    seen = []
+    res = tune(lambda: torch.nn.Linear(4, 3), data, val_x, val_x[:, :3].argmax(1), "kd", "auto", "auto",
+               TrainSettings(epochs=1, batch_size=32), 10000, on_trial=seen.append)
+    assert len(seen) == len(res.trials) == 1 and (res.chosen.temperature, res.chosen.alpha) == (1.0, 1.0)
+    assert (seen[0].val_acc - 100 / 3) / (100 - 100 / 3) < MIN_MATURITY
+    summary = res.summary()
+    assert summary["skipped"] and summary["chosen"] == "kd T 1 alpha 1" and "too short to rank" in summary["why"]
