@@ -39,14 +39,15 @@ def model_format(path: Path) -> str:
 
 
 def tflite_facts(path: Path) -> tuple[list[str], int, str]:
-    """Operators in the file, the number of float32 tensors, and its precision ("int8" only if fully integer)."""
+    """Operators in the file, the number of float32 tensors, and its precision ("int8" only if fully integer: int8
+    samples, or a text model's int32 token ids, in)."""
     from edgedistill.runtimes import LiteRTRunner
 
     r = LiteRTRunner(path, threads=1)
     ops = r.op_names()
     tensors = r.interp.get_tensor_details()
     floats = sum(1 for t in tensors if t["dtype"] == np.float32)
-    return ops, floats, "int8" if r.inp["dtype"] == np.int8 and floats == 0 else "float32"
+    return ops, floats, "int8" if np.issubdtype(r.inp["dtype"], np.integer) and floats == 0 else "float32"
 
 
 def _why(c) -> str:

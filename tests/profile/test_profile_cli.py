@@ -92,3 +92,16 @@ def test_a_truncated_tflite_or_an_unwritable_json_path_is_one_paragraph(files, t
     r = run(["profile", str(files["int8"]), "--runs", "1", "--json", str(tmp_path / "nowhere" / "p.json")])
     assert r.exit_code == 1 and "Traceback" not in r.output and "nowhere" in r.output, r.output
     assert r.output.strip().splitlines()[-1].startswith("error: cannot write or read"), r.output
+
+
+def test_a_text_int8_file_is_profiled_as_int8(tmp_path):
+    """Before: a text student's int8 file (int32 token ids in) was called float32: no arena, no estimate."""
+    torch.manual_seed(0)
+    m = build_student(StudentArch("textcnn", 8, 1), (12,), 3, None, vocab_size=257).eval()
+    q = calibrate(to_quant_student(m), torch.randint(1, 257, (64, 12), dtype=torch.int32))
+    path = export_tflite_int8(q, (12,), tmp_path / "text_int8.tflite").path
+    out = tmp_path / "p.json"
+    r = run(["profile", str(path), "--target", "cortex-m4", "--runs", "5", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(out.read_text())
+    assert rep["precision"] == "int8" and rep["tflm_arena"]["total_bytes"] > 0 and rep["estimate"]["total_ms"] > 0
