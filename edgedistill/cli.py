@@ -8,7 +8,7 @@ import sys
 import click
 
 from edgedistill.cli_args import parse_formats
-from edgedistill.cli_errors import user_errors
+from edgedistill.cli_errors import INPUT_ERROR, user_errors
 from edgedistill.cli_options import build_options, build_overrides, distill_options, distill_overrides
 from edgedistill.cli_summary import print_distill_summary, print_parity_table, print_profile, print_warnings
 from edgedistill.errors import ConfigError, EdgeDistillError
@@ -139,7 +139,7 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
 
 @main.command("build")
 @build_options
-@user_errors
+@user_errors(code=INPUT_ERROR)
 @third_party_to_log
 def build_cmd(budget_text, device_url, quiet, **options):
     """Build a deployable student for a target: search under the budget, distill (float, then QAT int8), export
@@ -248,9 +248,10 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all):
 @click.option("--summary", type=click.Path(dir_okay=False),
               help="Append the Markdown summary to this file, keeping what it holds (e.g. $GITHUB_STEP_SUMMARY); "
               "created when missing.")
-@user_errors
+@user_errors(code=INPUT_ERROR)
 def gate_cmd(report, budget_text, baseline, tolerance, junit, summary):
-    """Judge a report.json against its target's limits and your budget; exit 0 if every check passes, 1 if not."""
+    """Judge a report.json against its target's limits and your budget; exit 0 if every check passes, 1 if not, 2
+    when an input is refused (a missing report, a budget typo)."""
     from pathlib import Path
 
     from edgedistill.budget import Budget

@@ -21,8 +21,13 @@ def _file_system_refusal(exc: OSError) -> bool:
                             FileExistsError)) or exc.errno in _USER_ERRNOS
 
 
-def user_errors(fn):
-    """Turn user-caused errors into one paragraph on stderr and a non-zero exit, without a traceback."""
+INPUT_ERROR = 2  # gate and build: exit 1 is the FAIL verdict, so a refused input exits 2 (CI tells them apart)
+
+
+def user_errors(fn=None, *, code: int = 1):
+    """Turn user-caused errors into one paragraph on stderr and exit `code` (non-zero), without a traceback."""
+    if fn is None:
+        return functools.partial(user_errors, code=code)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -33,21 +38,21 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except EdgeDistillError as exc:
             click.echo(f"error: {where}{exc}", err=True)
-            sys.exit(1)
+            sys.exit(code)
         except OSError as exc:
             if exc.filename is None and exc.errno in _USER_ERRNOS:  # a full disk shows at write / close, nameless
                 click.echo(f"error: {where}the file system refused a write: {exc.strerror or exc}. Free some space "
                            "or choose another output path.", err=True)
-                sys.exit(1)
+                sys.exit(code)
             if exc.filename is None or not _file_system_refusal(exc):
                 raise
             # the file system refused: a read-only --out, a missing directory for --json / --junit, a full disk
             click.echo(f"error: {where}cannot write or read {exc.filename}: {exc.strerror or exc}. Check that the "
                        "path exists and is writable, or choose another one.", err=True)
-            sys.exit(1)
+            sys.exit(code)
         except KeyboardInterrupt:
-            click.echo("interrupted: finished epochs are checkpointed; run the same command again to resume.",
-                       err=True)
+            click.echo("interrupted: finished training epochs are checkpointed (the auto T/alpha trials are not); "
+                       "run the same command again to resume.", err=True)
             sys.exit(130)
         except Exception as exc:
             if not ddp.requested():
@@ -56,7 +61,7 @@ def user_errors(fn):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             click.echo(f"error: rank {ddp.rank()} of {ddp.world()} failed: {type(exc).__name__}: {first[:400]}. "
                        "Finished epochs are checkpointed by rank 0; run the same command again to resume.", err=True)
-            sys.exit(1)
+            sys.exit(code)
         finally:
             ddp.shutdown()
 

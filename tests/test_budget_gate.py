@@ -128,7 +128,7 @@ def test_cli_exit_codes_and_outputs(tmp_path):
     old = tmp_path / "old.json"
     old.write_text(json.dumps({**REPORT, "schema_version": 0}))
     r = CliRunner().invoke(main, ["gate", str(old)])
-    assert r.exit_code == 1 and "schema version 0" in r.output
+    assert r.exit_code == 2 and "schema version 0" in r.output
     with pytest.raises(ConfigError, match="does not exist"):
         load_report(tmp_path / "none.json")
 
@@ -170,7 +170,7 @@ def test_a_hand_edited_report_with_wrong_types_is_refused_in_one_paragraph(tmp_p
     path = tmp_path / "report.json"
     path.write_text(json.dumps(rep))
     r = CliRunner().invoke(main, ["gate", str(path)])
-    assert r.exit_code == 1 and needle in r.output and "Traceback" not in r.output, r.output
+    assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
     path.write_text(json.dumps(REPORT))
     assert CliRunner().invoke(main, ["gate", str(path)]).exit_code == 0
 
