@@ -78,7 +78,10 @@ def test_verbose_turns_the_capture_off():
 def test_distill_qat_terminal_is_free_of_third_party_noise(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(PKG.parent), "OMP_NUM_THREADS": "1"}
-    env.pop("EDGEDISTILL_VERBOSE", None)
+    # a user's shell, not this test process: imports earlier in the suite set TF_CPP_MIN_LOG_LEVEL=1 (litert-torch),
+    # which silences the converter's INFO lines in the child, so the log had nothing to keep
+    for name in ("EDGEDISTILL_VERBOSE", "TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL", "GLOG_minloglevel"):
+        env.pop(name, None)
     r = subprocess.run([sys.executable, "-m", "edgedistill", "distill", "--out", str(out), "--epochs", "1", "--qat",
                         "--qat-epochs", "1", "-T", "3", "--alpha", "0.5", "--target", "cortex-m4", "--formats",
                         "tflite"], capture_output=True, text=True, env=env, timeout=600)
