@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 from edgedistill.errors import ConfigError
 
@@ -45,6 +45,17 @@ class Budget:
     def from_target(cls, target) -> "Budget":
         """Defaults from a target profile's hard limits."""
         return cls(flash_bytes=target.flash_bytes, ram_bytes=target.ram_bytes)
+
+    @classmethod
+    def for_target(cls, target, user: "Budget") -> "Budget":
+        """The budget a build searches and gates under: the target's limits tightened by the user's, except flash,
+        whose default is the target's share for the model (`model_flash_bytes`: on a microcontroller the model
+        shares the flash with the firmware) where the user names no flash limit; a user's flash limit counts up
+        to the target's whole flash (`flash_bytes`), beyond which it is ignored like any looser limit."""
+        budget = cls.from_target(target).tighten(user)
+        if user.flash_bytes is None and target.model_flash_bytes is not None:
+            budget = replace(budget, flash_bytes=target.model_flash_bytes)
+        return budget
 
     def tighten(self, other: "Budget") -> "Budget":
         """Each limit becomes the stricter of the two (a user can tighten a target's defaults, never loosen

@@ -194,7 +194,7 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all):
 
     raw = read_dataset(data)
     profile = load_target(target)
-    budget = Budget.from_target(profile).tighten(Budget.parse(budget_text or ""))
+    budget = Budget.for_target(profile, Budget.parse(budget_text or ""))
     from edgedistill.data.text import TextCorpus
 
     if isinstance(raw, TextCorpus):  # the search's student reads UTF-8 bytes (build may cut a teacher's vocabulary)

@@ -169,9 +169,14 @@ def _check_types(rep: dict, path) -> None:
 
 
 def report_budget(report: dict) -> Budget:
-    """The target's limits as recorded in the report."""
+    """The target's limits as recorded in the report, tightened by the flash and RAM limits a build searched under
+    (`search.budget`: e.g. a microcontroller's share of flash for the model), so `gate report.json` judges a build
+    as the build's own gate did."""
     fit = {f["check"]: f for f in (report.get("target") or {}).get("fit", [])}
-    return Budget(flash_bytes=(fit.get("flash") or {}).get("limit"), ram_bytes=(fit.get("ram") or {}).get("limit"))
+    device = Budget(flash_bytes=(fit.get("flash") or {}).get("limit"), ram_bytes=(fit.get("ram") or {}).get("limit"))
+    searched = (report.get("search") or {}).get("budget") or {}
+    return device.tighten(Budget(**{k: searched[k] for k in ("flash_bytes", "ram_bytes")
+                                    if _finite(searched.get(k)) and searched[k] >= 0}))
 
 
 def _le(name, value, limit, how, unit="") -> Check:

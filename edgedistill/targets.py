@@ -18,7 +18,7 @@ from edgedistill.errors import ConfigError
 
 SCHEMA_VERSION = 1
 NUMERIC_FIELDS = ("clock_hz", "peak_int8_macs_per_s", "peak_fp32_macs_per_s", "memory_bandwidth_bytes_per_s",
-                  "ram_bytes", "flash_bytes", "threads", "efficiency", "op_overhead_s")
+                  "ram_bytes", "flash_bytes", "model_flash_bytes", "threads", "efficiency", "op_overhead_s")
 
 
 class TargetProfile(BaseModel):
@@ -40,6 +40,9 @@ class TargetProfile(BaseModel):
     memory_bandwidth_bytes_per_s: float = Field(gt=0)
     ram_bytes: int | None = Field(None, gt=0, description="memory available to the model; None: unconstrained")
     flash_bytes: int | None = Field(None, gt=0, description="storage for the model file; None: unconstrained")
+    model_flash_bytes: int | None = Field(None, gt=0, description="the student search's default limit for the "
+                                          "model file where it shares flash_bytes with the firmware (a user's "
+                                          "--budget flash=... may raise it up to flash_bytes); None: flash_bytes")
     ops: list[str] | None = Field(None, min_length=1, description="restricts the operators to these (TFLite "
                                   "builtin names); None: every operator the runtime registers (targets/ops/)")
     efficiency: dict[Literal["conv", "depthwise", "fc", "pool", "other"], float]
@@ -51,6 +54,9 @@ class TargetProfile(BaseModel):
         missing = [f for f in NUMERIC_FIELDS if getattr(self, f) is not None and not self.sources.get(f)]
         if missing:
             raise ValueError(f"no source given for {', '.join(missing)} (add them under [sources])")
+        if self.model_flash_bytes is not None and self.flash_bytes is not None \
+                and self.model_flash_bytes > self.flash_bytes:
+            raise ValueError(f"model_flash_bytes ({self.model_flash_bytes}) exceeds flash_bytes ({self.flash_bytes})")
         if "int8" not in self.precisions and self.peak_fp32_macs_per_s is None:
             raise ValueError("a float-only target needs peak_fp32_macs_per_s")
         for k, v in self.efficiency.items():

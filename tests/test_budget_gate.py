@@ -46,6 +46,29 @@ def test_tighten_keeps_the_stricter_limit():
     assert (t.flash_bytes, t.ram_bytes, t.min_accuracy) == (5e4, 2e5, 80)
 
 
+def test_a_microcontrollers_model_gets_its_share_of_flash_unless_the_user_names_a_limit():
+    """cortex-m4 has 1 MB of flash and gives the model a quarter of it by default (model_flash_bytes); a user's flash
+    limit replaces that default, up to the whole flash and never beyond; targets without a share keep their flash."""
+    from edgedistill.targets import load_target
+
+    m4 = load_target("cortex-m4")
+    assert (m4.flash_bytes, m4.model_flash_bytes) == (1048576, 262144)
+    assert Budget.for_target(m4, Budget()).flash_bytes == 262144
+    assert Budget.for_target(m4, Budget.parse("flash=512KiB")).flash_bytes == 524288
+    assert Budget.for_target(m4, Budget.parse("flash=100KiB")).flash_bytes == 102400
+    assert Budget.for_target(m4, Budget.parse("flash=4MiB")).flash_bytes == 1048576
+    assert Budget.for_target(m4, Budget.parse("ram=64KiB")).ram_bytes == 65536
+    android = load_target("android")
+    assert Budget.for_target(android, Budget()).flash_bytes == android.flash_bytes
+
+
+def test_gate_of_a_report_judges_the_flash_the_build_searched_under():
+    """`gate report.json` reads the build's own flash limit (search.budget), not only the device's whole flash."""
+    rep = {**REPORT, "search": {"budget": {"flash_bytes": 20000, "ram_bytes": None}}}
+    assert report_budget(rep) == Budget(flash_bytes=20000, ram_bytes=262144)
+    assert not gate(rep, report_budget(rep)).passed and gate(REPORT, report_budget(REPORT)).passed
+
+
 def test_gate_pass_and_fail():
     assert gate(REPORT, Budget(flash_bytes=1e6, ram_bytes=1e5)).passed
     v = gate(REPORT, Budget(flash_bytes=1e4, min_accuracy=95))

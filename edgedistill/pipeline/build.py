@@ -53,7 +53,7 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
     t_start = time.perf_counter()
     ddp.init_from_env()
     target = load_target(config.target)
-    budget = Budget.from_target(target).tighten(Budget.parse(budget_text or ""))
+    budget = Budget.for_target(target, Budget.parse(budget_text or ""))
     with RunDir(Path(config.out), overwrite=True) as run:
         inputs = read_inputs(config)
         found = choose_student(config, budget, inputs, target)  # an infeasible budget fails here, untrained
