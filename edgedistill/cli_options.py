@@ -10,14 +10,21 @@ import click
 
 from edgedistill.cli_args import float_or_auto, parse_augment, parse_feature, parse_formats, parse_student
 
+# what --data reads, said once for both commands (edgedistill.data.sources decides by the argument's form)
+DATA_FORMS = ("builtin:NAME (digits, fashion-mnist; langid: texts), a .npz file (x, optional y, x_test, y_test), a "
+              "directory of IDX files, an image folder (one sub-folder per class), or texts: a .jsonl / .csv / .tsv "
+              "file (fields text and label; a null / empty label: unlabelled), a folder of .txt files (one sub-folder "
+              "per class, unlabeled/ allowed), or a folder holding train.jsonl|csv|tsv and optionally test.* (its "
+              "test split).")
+MAX_TRAIN_HELP = "Use at most this many training samples (a seeded subset; validation and test are not cut)."
+
 DISTILL_OPTIONS = [
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON config; flags override it."),
-    click.option("--data", help="Data: builtin:digits, builtin:fashion-mnist, a .npz file (x, y), a directory of IDX "
-                 "files, or an image folder (one sub-folder per class). [default: builtin:digits]"),
+    click.option("--data", help=f"Data: {DATA_FORMS} [default: builtin:digits]"),
     click.option("--transfer", help="Separate transfer set to distill on (.npz etc.; labels optional), or "
                  "'synthetic[:samples=2048,steps=200,range=0:1]' for data-free distillation: inputs synthesized from "
                  "the teacher's BatchNorm statistics, no real training sample used."),
-    click.option("--max-train", type=int, help="Use at most this many training samples."),
+    click.option("--max-train", type=int, help=MAX_TRAIN_HELP),
     click.option("--max-length", type=int, help="Text: tokens per sample. [default: the 99th percentile of the "
                  "training texts' token counts, at most 256; truncation is counted in the report]"),
     click.option("--tokenizer", type=click.Choice(["auto", "bytes", "vocab"]), help="Text: how the student tokenizes: "
@@ -99,7 +106,7 @@ BUILD_OPTIONS = [
     click.option("--budget", "budget_text", help="Tighten the target's limits: flash=64KiB,ram=128KiB,latency=5ms,"
                  "macs=2M,accuracy=90%,drop=1.0."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON config; flags override it."),
-    click.option("--data", help="Training data (as for distill). [default: builtin:fashion-mnist]"),
+    click.option("--data", help=f"Training data: {DATA_FORMS} [default: builtin:fashion-mnist]"),
     click.option("--teacher", "teachers", multiple=True, help="Teacher model(s), as for distill. [default: built-in]"),
     click.option("--teacher-factory", help="'package.module:function' or 'path/to/file.py:function' for "
                  "weights-only teacher files."),
