@@ -111,6 +111,8 @@ BUILD_OPTIONS = [
     click.option("--teacher-factory", help="'package.module:function' or 'path/to/file.py:function' for "
                  "weights-only teacher files."),
     click.option("--family", help="Restrict the search to one student family. [default: by the data's shape]"),
+    click.option("--max-train", type=int, help=MAX_TRAIN_HELP + " [default: 30,000 for the built-in example, else "
+                 "every sample]"),
     click.option("--max-length", type=int, help="Text: tokens per sample. [default: the 99th percentile of the "
                  "training texts' token counts, at most 256; truncation is counted in the report]"),
     click.option("--tokenizer", type=click.Choice(["auto", "bytes", "vocab"]), help="Text: how the student tokenizes: "
@@ -187,7 +189,8 @@ def build_overrides(o: dict) -> dict:
     4 + 1 epochs on part of the training set, about 3.5 minutes on 2 idle cores)."""
     return {
         "data": {"source": o["data"] or ("builtin:fashion-mnist" if not o["config_file"] else None),
-                 "max_train": 30000 if not (o["data"] or o["config_file"]) else None, "max_length": o["max_length"]},
+                 "max_train": o["max_train"] or (30000 if not (o["data"] or o["config_file"]) else None),
+                 "max_length": o["max_length"]},
         "teachers": [{"path": t, **({"factory": o["teacher_factory"]} if o["teacher_factory"] else {}),
                       **({"tokenizer": o["teacher_tokenizer"]} if o["teacher_tokenizer"] else {})}
                      for t in o["teachers"]] or None,
