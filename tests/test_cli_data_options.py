@@ -1,5 +1,6 @@
 """The data options of `distill` and `build` as a user meets them: --help says which data forms (texts included) are
-read, and both commands take the same --max-train (parsed by click into the config the run uses)."""
+read, both commands take the same --max-train, and a text file's fields are named with --text-field / --label-field
+(each parsed by click into the config the run uses)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,30 @@ def test_build_takes_max_train_as_distill_does():
     assert load_config(None, build_overrides(_params(build_cmd, data))).data.max_train is None
     assert load_config(None, build_overrides(_params(build_cmd, []))).data.max_train == 30000
     assert load_config(None, build_overrides(_params(build_cmd, ["--max-train", "800"]))).data.max_train == 800
+
+
+@pytest.mark.parametrize("command,overrides", [(distill, distill_overrides), (build_cmd, build_overrides)],
+                         ids=["distill", "build"])
+def test_text_and_label_fields_are_named_on_the_command_line(tmp_path, command, overrides):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"body": "guten tag", "lang": "de"}\n{"body": "bonjour", "lang": "fr"}\n', encoding="utf-8")
+    argv = ["--data", str(data), "--teacher", "builtin:langid", "--text-field", "body", "--label-field", "lang"]
+    cfg = load_config(None, overrides(_params(command, argv)))
+    assert (cfg.data.text_field, cfg.data.label_field) == ("body", "lang")
+    from edgedistill.data import read_dataset
+
+    corpus = read_dataset(cfg.data.source, cfg.data.text_field, cfg.data.label_field)
+    assert corpus.train.texts == ("guten tag", "bonjour") and corpus.train.labels == ("de", "fr")
+
+
+def test_an_unknown_text_field_is_one_paragraph_listing_the_file_s_fields(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"body": "guten tag", "lang": "de"}\n', encoding="utf-8")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["distill", "--data", str(data), "--teacher", "builtin:langid", "--text-field",
+                                  "sentence", "--out", str(out), "-q"])
+    assert r.exit_code != 0
+    msg = r.output.strip()
+    assert msg.startswith("error:") and "\n" not in msg and "Traceback" not in msg, msg
+    assert "no field `sentence`" in msg and "body, lang" in msg and "--text-field" in msg, msg
+    assert not out.exists() and not (tmp_path / "out.partial").exists()

@@ -27,6 +27,9 @@ from edgedistill.registry import Registry
 Label = str | int | None
 DEFAULT_TEXT_FIELD = "text"
 DEFAULT_LABEL_FIELD = "label"
+# how a user names the fields (the command-line option and the config key), for messages
+TEXT_FIELD_OPTION = "--text-field (config data.text_field)"
+LABEL_FIELD_OPTION = "--label-field (config data.label_field)"
 
 # suffix (without the dot) -> reader(path, text_field, label_field, label_required) -> FileRecords
 TEXT_FILE_FORMATS: Registry[Callable[..., "FileRecords"]] = Registry("text file format")
@@ -43,7 +46,8 @@ class FileRecords:
 
     `textual_labels`: the format stores every label as text (CSV, TSV), so integers are decided across all files
     of a corpus (edgedistill.data.text_readers). `first_line`: label kind ("int" / "str") -> (line, label) of its
-    first occurrence. `has_label_field`: some line or the header carries the label field at all."""
+    first occurrence. `has_label_field`: some line or the header carries the label field at all. `fields`: the
+    header's columns or the first line's JSON fields, for messages."""
 
     path: Path
     texts: list[str] = field(default_factory=list)
@@ -51,6 +55,7 @@ class FileRecords:
     textual_labels: bool = False
     first_line: dict[str, tuple[int, Label]] = field(default_factory=dict)
     has_label_field: bool = False
+    fields: list[str] = field(default_factory=list)  # the header's columns, or the first JSON object's fields
 
     def add(self, line: int, text: object, label: object, text_field: str) -> None:
         """Append one sample after checking it. Raises DataError naming the file and line."""
@@ -92,12 +97,14 @@ class FileRecords:
 
     def finish(self, label_field: str, label_required: bool, fields: list[str]) -> "FileRecords":
         """Refuse a file without samples, or without the label field the user named. Returns self."""
+        self.fields = [str(f) for f in fields]
         if not self.texts:
             raise DataError(f"{self.path} holds no samples (only blank lines or a header); a text data file needs "
                             "at least one line with a text.")
         if label_required and not self.has_label_field:
             raise DataError(f"{self.path}: no line has the label field `{label_field}`; the lines have the fields "
-                            f"{', '.join(fields) or '(none)'}. Name the label field that the file uses.")
+                            f"{', '.join(self.fields) or '(none)'}. Name the field that holds the labels with "
+                            f"{LABEL_FIELD_OPTION}.")
         return self
 
 
@@ -148,7 +155,8 @@ def read_jsonl(path: Path, text_field: str, label_field: str, label_required: bo
         fields = fields or list(obj)
         if text_field not in obj:
             raise DataError(f"{path}, line {number}: no field `{text_field}`; this line has the fields "
-                            f"{', '.join(map(str, obj)) or '(none)'}. Name the text field that the file uses.")
+                            f"{', '.join(map(str, obj)) or '(none)'}. Name the field that holds the text with "
+                            f"{TEXT_FIELD_OPTION}.")
         records.has_label_field |= label_field in obj
         if "\\u" in line and isinstance(obj[text_field], str):
             _refuse_lone_surrogates(obj[text_field], f"{path}, line {number}", text_field)
@@ -222,9 +230,10 @@ def _check_header(path: Path, line: int, header: list[str], text_field: str, lab
         hint = (" The header is one column: the file seems to be "
                 f"{'tab' if delimiter == ',' else 'comma'}-separated; name it "
                 f"{path.stem}{'.tsv' if delimiter == ',' else '.csv'}.")
-    what = "text" if text_field in missing else "label"
+    option = TEXT_FIELD_OPTION if text_field in missing else LABEL_FIELD_OPTION
+    what = "text" if text_field in missing else "labels"
     raise DataError(f"{path}, line {line}: the header has no column {' or '.join(f'`{m}`' for m in missing)}; its "
-                    f"columns are {', '.join(header)}. Name the column that holds the {what}.{hint}")
+                    f"columns are {', '.join(header)}. Name the column that holds the {what} with {option}.{hint}")
 
 
 def _shown(row: list[str]) -> str:
