@@ -108,8 +108,8 @@ def check_labels(corpus: TextCorpus) -> None:
     (only,) = labels
     if corpus.label_field:
         raise DataError(f"{corpus.source}: every labelled text has the same label, {only!r}, in "
-                        f"{_label_source(corpus)}; a classifier needs at least two classes. Check that this field holds "
-                        f"each text's class, or name the one that does with {LABEL_FIELD_OPTION}.")
+                        f"{_label_source(corpus)}; a classifier needs at least two classes. Check that this field "
+                        f"holds each text's class, or name the one that does with {LABEL_FIELD_OPTION}.")
     name = corpus.class_names[only] if isinstance(only, int) and only < len(corpus.class_names) else only
     raise DataError(f"{corpus.source}: every labelled text is in the class folder {name!r}; a classifier needs at "
                     "least two classes: add a sub-folder of .txt files for each other class.")
