@@ -22,6 +22,9 @@ from edgedistill.errors import DataError
 
 PERCENTILE = 99.0  # the sequence length holds this share of the training texts whole
 UNKNOWN_WARN = 0.05  # warn when more of the test split's tokens than this are unknown to the student's vocabulary
+# warn when a teacher reads more of the texts than this cut at its own maximum length: the student's own length
+# leaves 1 % of the training texts cut by design (PERCENTILE), so a few % more is the teacher's limit showing
+TEACHER_TRUNCATION_WARN = 0.02
 
 
 @dataclass(frozen=True)
@@ -33,11 +36,32 @@ class TextEncoding:
     chosen: str  # "data" (a percentile of the training texts' token counts) or "given" (--max-length)
     truncation: dict = field(default_factory=dict)  # split -> TruncationStats.to_dict()
     unknown: dict = field(default_factory=dict)  # split -> share of its tokens outside the student's vocabulary
+    # one entry per text teacher: {"teacher": name, "max_length": its limit, split: TruncationStats.to_dict()}, what
+    # the teacher reads cut of the texts the student's ids spell (in the teacher's own tokens)
+    teacher_truncation: tuple[dict, ...] = ()
 
     def summary(self) -> dict:
         return {"tokenizer": self.tokenizer.name, "vocab_size": self.tokenizer.vocab_size,
                 "max_length": self.max_length, "max_length_from": self.chosen, "truncation": self.truncation,
-                "unknown_tokens": self.unknown, "device_steps": self.tokenizer.device_steps(self.max_length)}
+                "teacher_truncation": list(self.teacher_truncation), "unknown_tokens": self.unknown,
+                "device_steps": self.tokenizer.device_steps(self.max_length)}
+
+    def teacher_truncation_warning(self, limit: float = TEACHER_TRUNCATION_WARN) -> str | None:
+        """One warning naming every teacher that reads more than `limit` of the texts (train and test together) cut
+        at its own maximum length, or None."""
+        cut = []
+        for t in self.teacher_truncation:
+            n = sum(t[s]["samples"] for s in self.truncation if s in t)
+            k = sum(t[s]["samples_truncated"] for s in self.truncation if s in t)
+            if n and k / n > limit:
+                cut.append(f"{t['teacher']!r} reads at most {t['max_length']:,} tokens and {k:,} of the {n:,} texts "
+                           f"({100 * k / n:.1f} %) are longer in its tokenizer")
+        if not cut:
+            return None
+        return (f"Teacher {'; teacher '.join(cut)}: it labels only their beginnings (its max_position_embeddings or "
+                "its tokenizer's model_max_length), so its soft targets miss what the rest of those texts says, while "
+                f"the student reads {self.max_length:,} of its own tokens. A teacher that reads longer texts avoids "
+                "it; a smaller --max-length makes the student read no more than the teacher does.")
 
     def unknown_warning(self, limit: float = UNKNOWN_WARN) -> str | None:
         """A warning when more than `limit` of the test split's tokens are unknown to the student's vocabulary."""

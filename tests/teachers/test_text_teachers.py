@@ -329,3 +329,21 @@ def test_a_teacher_that_names_its_classes_is_put_in_the_data_s_order(tiny, tmp_p
     _one_paragraph(exc, "'tech'", "'drink'", "id2label")
     generic = load_teacher(TeacherSpec(str(tiny[0])))
     assert generic.class_names is None and not generic.match_classes(["b", "a", "c"])
+
+
+def test_truncation_counts_the_texts_the_teacher_reads_cut(tiny):
+    """Counted by tokenizing alone (the model does not run), against the tokenizer's own untruncated counts and
+    against the truncation the teacher meets when it does run (the tokenizer's overflow)."""
+    folder, _, tok = tiny
+    tok.no_truncation()
+    tok.no_padding()
+    counts = np.array([len(tok.encode(t).ids) for t in TEXTS])
+    stats = load_teacher(TeacherSpec(str(folder))).truncation(TEXTS)
+    assert stats.max_length == MAX_POS and stats.samples == len(TEXTS)
+    assert stats.samples_truncated == int((counts > MAX_POS).sum()) >= 1
+    assert stats.tokens == int(counts.sum()) and stats.tokens_dropped == int(np.maximum(counts - MAX_POS, 0).sum())
+    running = load_teacher(TeacherSpec(str(folder)))
+    running.bind(3, TEXTS[:2])
+    running.truncated = 0
+    running.logits(TEXTS)
+    assert running.truncated == stats.samples_truncated
