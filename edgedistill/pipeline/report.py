@@ -64,7 +64,8 @@ def _tuning(config: DistillConfig, tuned: Tuned) -> dict | None:
         return None
     epochs = tuned.search.trial_epochs
     return {"trials": [asdict(t) for t in tuned.search.trials], "baseline_val_acc": tuned.search.baseline_val_acc,
-            "epochs_per_trial": epochs, "max_samples_per_trial": config.kd.tune_max_samples, **tuned.search.summary()}
+            "epochs_per_trial": epochs, "max_samples_per_trial": config.kd.tune_max_samples,
+            "resumed_from_checkpoint": tuned.resumed, **tuned.search.summary()}
 
 
 def _gain_warning(student_acc: float, twin_acc: float, test: dict) -> str:
