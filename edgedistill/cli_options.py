@@ -30,7 +30,8 @@ DISTILL_OPTIONS = [
     click.option("--data", help=f"Data: {DATA_FORMS} [default: builtin:digits]"),
     click.option("--transfer", help="Separate transfer set to distill on (.npz etc.; labels optional), or "
                  "'synthetic[:samples=2048,steps=200,range=0:1]' for data-free distillation: inputs synthesized from "
-                 "the teacher's BatchNorm statistics, no real training sample used."),
+                 "the teacher's BatchNorm statistics, no real training sample used (not for text: give unlabelled "
+                 "texts)."),
     click.option("--max-train", type=int, help=MAX_TRAIN_HELP),
     *TEXT_FIELD_OPTIONS,
     click.option("--max-length", type=int, help="Text: tokens per sample. [default: the 99th percentile of the "
