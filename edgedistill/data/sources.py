@@ -30,7 +30,11 @@ def read_dataset(spec: str, text_field: str | None = None, label_field: str | No
     that has none (arrays, images, a built-in, a folder of .txt files) is a DataError: the name would be ignored."""
     named = [f"--{what}-field {v!r}" for what, v in (("text", text_field), ("label", label_field)) if v]
     path = None if spec.startswith("builtin:") else Path(spec).expanduser()
-    if path is not None and path.exists() and not looks_like_idx_dir(path) and looks_like_text(path):
+    if path is not None and not path.exists():
+        known = ", ".join(f"builtin:{n}" for n in builtin_names())
+        raise DataError(f"Data path {path} does not exist. Give a .npz file, a directory, a .jsonl / .csv / .tsv "
+                        f"text file, or one of: {known}.")
+    if path is not None and not looks_like_idx_dir(path) and looks_like_text(path):
         return read_text(path, text_field, label_field, label_required)
     if named:
         raise DataError(f"{' and '.join(named)} name{'s' * (len(named) == 1)} a field of a .jsonl / .csv / .tsv text "
@@ -41,10 +45,6 @@ def read_dataset(spec: str, text_field: str | None = None, label_field: str | No
         if name in TEXT_DATASETS:
             return TEXT_DATASETS.get(name)()
         return BUILTIN_DATASETS.get(name)()
-    if not path.exists():
-        known = ", ".join(f"builtin:{n}" for n in builtin_names())
-        raise DataError(f"Data path {path} does not exist. Give a .npz file, a directory, a .jsonl / .csv / .tsv "
-                        f"text file, or one of: {known}.")
     if path.is_file():
         if path.suffix == ".npz":
             return read_npz(path)
