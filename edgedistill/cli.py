@@ -9,7 +9,13 @@ import click
 
 from edgedistill.cli_args import parse_formats
 from edgedistill.cli_errors import INPUT_ERROR, user_errors
-from edgedistill.cli_options import build_options, build_overrides, distill_options, distill_overrides
+from edgedistill.cli_options import (
+    build_options,
+    build_overrides,
+    distill_options,
+    distill_overrides,
+    text_field_options,
+)
 from edgedistill.cli_summary import print_distill_summary, print_parity_table, print_profile, print_warnings
 from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.quiet import keep_log_in, third_party_to_log
@@ -183,8 +189,9 @@ def build_cmd(budget_text, device_url, quiet, **options):
               "search has no such cap).")
 @click.option("--family", "families", multiple=True, help="Restrict to these student families (repeatable).")
 @click.option("--all", "show_all", is_flag=True, help="List every candidate, not only the ten largest that fit.")
+@text_field_options
 @user_errors
-def search_cmd(target, budget_text, data, teacher_paths, families, show_all):
+def search_cmd(target, budget_text, data, teacher_paths, families, show_all, text_field, label_field):
     """Cost every candidate student for the data's shape and choose the largest that fits the budget (no training).
     An infeasible budget fails here, naming the limit and the smallest budget that would work."""
     from edgedistill.budget import Budget
@@ -192,7 +199,7 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all):
     from edgedistill.students.search import search
     from edgedistill.targets import load_target
 
-    raw = read_dataset(data)
+    raw = read_dataset(data, text_field, label_field)
     profile = load_target(target)
     budget = Budget.for_target(profile, Budget.parse(budget_text or ""))
     from edgedistill.data.text import TextCorpus

@@ -51,8 +51,8 @@ def user_errors(fn=None, *, code: int = 1):
                        "path exists and is writable, or choose another one.", err=True)
             sys.exit(code)
         except KeyboardInterrupt:
-            click.echo("interrupted: finished training epochs are checkpointed (the auto T/alpha trials are not); "
-                       "run the same command again to resume.", err=True)
+            click.echo("interrupted: finished training epochs and a finished auto T/alpha search are checkpointed "
+                       "(trials of an unfinished search are not); run the same command again to resume.", err=True)
             sys.exit(130)
         except Exception as exc:
             if not ddp.requested():

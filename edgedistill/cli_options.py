@@ -10,14 +10,30 @@ import click
 
 from edgedistill.cli_args import float_or_auto, parse_augment, parse_feature, parse_formats, parse_student
 
+# what --data reads, said once for both commands (edgedistill.data.sources decides by the argument's form)
+DATA_FORMS = ("builtin:NAME (digits, fashion-mnist; langid: texts), a .npz file (x, optional y, x_test, y_test), a "
+              "directory of IDX files, an image folder (one sub-folder per class), or texts: a .jsonl / .csv / .tsv "
+              "file (fields text and label; a null / empty label: unlabelled), a folder of .txt files (one sub-folder "
+              "per class, unlabeled/ allowed), or a folder holding train.jsonl|csv|tsv and optionally test.* (its "
+              "test split).")
+TEXT_FIELD_OPTIONS = [
+    click.option("--text-field", help="Text: the JSON field / CSV column that holds each text; a name the file does "
+                 "not have is refused, listing the fields it has. [default: text]"),
+    click.option("--label-field", help="Text: the JSON field / CSV column that holds each label (a null / empty value: "
+                 "an unlabelled text); named, it must occur in the file. [default: label, or none: every text "
+                 "unlabelled]"),
+]
+MAX_TRAIN_HELP = "Use at most this many training samples (a seeded subset; validation and test are not cut)."
+
 DISTILL_OPTIONS = [
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON config; flags override it."),
-    click.option("--data", help="Data: builtin:digits, builtin:fashion-mnist, a .npz file (x, y), a directory of IDX "
-                 "files, or an image folder (one sub-folder per class). [default: builtin:digits]"),
+    click.option("--data", help=f"Data: {DATA_FORMS} [default: builtin:digits]"),
     click.option("--transfer", help="Separate transfer set to distill on (.npz etc.; labels optional), or "
                  "'synthetic[:samples=2048,steps=200,range=0:1]' for data-free distillation: inputs synthesized from "
-                 "the teacher's BatchNorm statistics, no real training sample used."),
-    click.option("--max-train", type=int, help="Use at most this many training samples."),
+                 "the teacher's BatchNorm statistics, no real training sample used (not for text: give unlabelled "
+                 "texts)."),
+    click.option("--max-train", type=int, help=MAX_TRAIN_HELP),
+    *TEXT_FIELD_OPTIONS,
     click.option("--max-length", type=int, help="Text: tokens per sample. [default: the 99th percentile of the "
                  "training texts' token counts, at most 256; truncation is counted in the report]"),
     click.option("--tokenizer", type=click.Choice(["auto", "bytes", "vocab"]), help="Text: how the student tokenizes: "
@@ -99,11 +115,14 @@ BUILD_OPTIONS = [
     click.option("--budget", "budget_text", help="Tighten the target's limits: flash=64KiB,ram=128KiB,latency=5ms,"
                  "macs=2M,accuracy=90%,drop=1.0."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON config; flags override it."),
-    click.option("--data", help="Training data (as for distill). [default: builtin:fashion-mnist]"),
+    click.option("--data", help=f"Training data: {DATA_FORMS} [default: builtin:fashion-mnist]"),
     click.option("--teacher", "teachers", multiple=True, help="Teacher model(s), as for distill. [default: built-in]"),
     click.option("--teacher-factory", help="'package.module:function' or 'path/to/file.py:function' for "
                  "weights-only teacher files."),
     click.option("--family", help="Restrict the search to one student family. [default: by the data's shape]"),
+    click.option("--max-train", type=int, help=MAX_TRAIN_HELP + " [default: 30,000 for the built-in example, else "
+                 "every sample]"),
+    *TEXT_FIELD_OPTIONS,
     click.option("--max-length", type=int, help="Text: tokens per sample. [default: the 99th percentile of the "
                  "training texts' token counts, at most 256; truncation is counted in the report]"),
     click.option("--tokenizer", type=click.Choice(["auto", "bytes", "vocab"]), help="Text: how the student tokenizes: "
@@ -135,6 +154,7 @@ def _apply(options):
 
 distill_options = _apply(DISTILL_OPTIONS)
 build_options = _apply(BUILD_OPTIONS)
+text_field_options = _apply(TEXT_FIELD_OPTIONS)
 
 
 def _with_tokenizer(student: dict | None, tokenizer: str | None) -> dict | None:
@@ -151,7 +171,7 @@ def distill_overrides(o: dict) -> dict:
         teacher_cfgs = [{"path": t, **{k: v for k, v in common.items() if v is not None}} for t in o["teachers"]]
     return {
         "data": {"source": o["data"], "transfer": o["transfer"], "max_train": o["max_train"],
-                 "max_length": o["max_length"]},
+                 "max_length": o["max_length"], "text_field": o["text_field"], "label_field": o["label_field"]},
         "teachers": teacher_cfgs,
         "ensemble": o["ensemble"],
         "student": _with_tokenizer(parse_student(o["student"]), o["tokenizer"]),
@@ -180,7 +200,8 @@ def build_overrides(o: dict) -> dict:
     4 + 1 epochs on part of the training set, about 3.5 minutes on 2 idle cores)."""
     return {
         "data": {"source": o["data"] or ("builtin:fashion-mnist" if not o["config_file"] else None),
-                 "max_train": 30000 if not (o["data"] or o["config_file"]) else None, "max_length": o["max_length"]},
+                 "max_train": o["max_train"] or (30000 if not (o["data"] or o["config_file"]) else None),
+                 "max_length": o["max_length"], "text_field": o["text_field"], "label_field": o["label_field"]},
         "teachers": [{"path": t, **({"factory": o["teacher_factory"]} if o["teacher_factory"] else {}),
                       **({"tokenizer": o["teacher_tokenizer"]} if o["teacher_tokenizer"] else {})}
                      for t in o["teachers"]] or None,

@@ -28,6 +28,10 @@ class DataConfig(_Strict):
     max_train: int | None = Field(None, gt=0, description="use at most this many training samples")
     max_length: int | None = Field(None, ge=1, le=4096, description="text: tokens per sample (default: the 99th "
                                    "percentile of the training texts' token counts, at most 256)")
+    text_field: str | None = Field(None, min_length=1, description="text: the JSON field / CSV column holding the "
+                                   "text (default: text)")
+    label_field: str | None = Field(None, min_length=1, description="text: the JSON field / CSV column holding the "
+                                    "label; a field named here must occur in the file (default: label, optional)")
 
 
 class TeacherConfig(_Strict):

@@ -36,8 +36,8 @@ def choose_max_length(lengths, percentile: float = 99.0, cap: int | None = None,
 @dataclass(frozen=True)
 class TruncationStats:
     """What a sequence length cut: `samples_truncated` of `samples` texts were longer than `max_length`, losing
-    `tokens_dropped` of their `tokens` (all counts in tokens of the student's tokenizer). `percentile`: the one
-    that chose max_length, None when the user set it."""
+    `tokens_dropped` of their `tokens` (in tokens of the tokenizer that counted them: the student's, or a teacher's).
+    `percentile`: the one that chose max_length, None when the user set it."""
 
     max_length: int
     samples: int

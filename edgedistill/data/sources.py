@@ -21,29 +21,37 @@ def builtin_names() -> list[str]:
     return sorted(BUILTIN_DATASETS.names() + TEXT_DATASETS.names())
 
 
-def read_dataset(spec: str) -> RawDataset | TextCorpus:
-    """Read any supported source. The format is decided by the argument's form, never guessed from content."""
-    if spec.startswith("builtin:"):
+def read_dataset(spec: str, text_field: str | None = None, label_field: str | None = None,
+                 label_required: bool | None = None) -> RawDataset | TextCorpus:
+    """Read any supported source. The format is decided by the argument's form, never guessed from content.
+
+    `text_field` / `label_field` name the JSON fields / CSV columns of a text file (None: "text" and "label"; see
+    edgedistill.data.text_readers.read_text, which also explains `label_required`). Naming a field for a source
+    that has none (arrays, images, a built-in, a folder of .txt files) is a DataError: the name would be ignored."""
+    named = [f"--{what}-field {v!r}" for what, v in (("text", text_field), ("label", label_field)) if v]
+    path = None if spec.startswith("builtin:") else Path(spec).expanduser()
+    if path is not None and not path.exists():
+        known = ", ".join(f"builtin:{n}" for n in builtin_names())
+        raise DataError(f"Data path {path} does not exist. Give a .npz file, a directory, a .jsonl / .csv / .tsv "
+                        f"text file, or one of: {known}.")
+    if path is not None and not looks_like_idx_dir(path) and looks_like_text(path):
+        return read_text(path, text_field, label_field, label_required)
+    if named:
+        raise DataError(f"{' and '.join(named)} name{'s' * (len(named) == 1)} a field of a .jsonl / .csv / .tsv text "
+                        f"file, but {spec} is not one (arrays, images or a built-in data set have no fields to "
+                        "name). Leave the option out, or point --data at the text file.")
+    if path is None:
         name = spec.split(":", 1)[1]
         if name in TEXT_DATASETS:
             return TEXT_DATASETS.get(name)()
         return BUILTIN_DATASETS.get(name)()
-    path = Path(spec).expanduser()
-    if not path.exists():
-        known = ", ".join(f"builtin:{n}" for n in builtin_names())
-        raise DataError(f"Data path {path} does not exist. Give a .npz file, a directory, a .jsonl / .csv / .tsv "
-                        f"text file, or one of: {known}.")
     if path.is_file():
         if path.suffix == ".npz":
             return read_npz(path)
-        if looks_like_text(path):
-            return read_text(path)
         raise DataError(f"{path}: unsupported data file; expected a .npz archive (arrays `x` and optional `y`) or a "
                         ".jsonl / .csv / .tsv file of texts (fields `text` and `label`).")
     if looks_like_idx_dir(path):
         return read_idx_dir(path)
-    if looks_like_text(path):
-        return read_text(path)
     if looks_like_image_folder(path):
         return read_image_folder(path)
     raise DataError(

@@ -33,9 +33,12 @@ class TextSplit:
 @dataclass(frozen=True)
 class TextCorpus:
     """A text data set as read: training texts, the data's own test split if it has one, and class names (empty:
-    the sorted distinct labels name the classes)."""
+    the sorted distinct labels name the classes). `label_field`: the JSON field / CSV column the labels were read
+    from (None: labels from class folders or a built-in); `fields`: the fields the file has, for messages."""
 
     train: TextSplit
     test: TextSplit | None
     source: str
     class_names: list[str] = field(default_factory=list)
+    label_field: str | None = None
+    fields: tuple[str, ...] = ()

@@ -16,11 +16,15 @@ from edgedistill.data.arrays import RawDataset, Split
 from edgedistill.data.labels import UNLABELED
 from edgedistill.data.sequence_length import TruncationStats, choose_max_length
 from edgedistill.data.text import TextCorpus, TextSplit
+from edgedistill.data.text_records import LABEL_FIELD_OPTION
 from edgedistill.data.tokenizer_base import StudentTokenizer
 from edgedistill.errors import DataError
 
 PERCENTILE = 99.0  # the sequence length holds this share of the training texts whole
 UNKNOWN_WARN = 0.05  # warn when more of the test split's tokens than this are unknown to the student's vocabulary
+# warn when a teacher reads more of the texts than this cut at its own maximum length: the student's own length
+# leaves 1 % of the training texts cut by design (PERCENTILE), so a few % more is the teacher's limit showing
+TEACHER_TRUNCATION_WARN = 0.02
 
 
 @dataclass(frozen=True)
@@ -32,11 +36,32 @@ class TextEncoding:
     chosen: str  # "data" (a percentile of the training texts' token counts) or "given" (--max-length)
     truncation: dict = field(default_factory=dict)  # split -> TruncationStats.to_dict()
     unknown: dict = field(default_factory=dict)  # split -> share of its tokens outside the student's vocabulary
+    # one entry per text teacher: {"teacher": name, "max_length": its limit, split: TruncationStats.to_dict()}, what
+    # the teacher reads cut of the texts the student's ids spell (in the teacher's own tokens)
+    teacher_truncation: tuple[dict, ...] = ()
 
     def summary(self) -> dict:
         return {"tokenizer": self.tokenizer.name, "vocab_size": self.tokenizer.vocab_size,
                 "max_length": self.max_length, "max_length_from": self.chosen, "truncation": self.truncation,
-                "unknown_tokens": self.unknown, "device_steps": self.tokenizer.device_steps(self.max_length)}
+                "teacher_truncation": list(self.teacher_truncation), "unknown_tokens": self.unknown,
+                "device_steps": self.tokenizer.device_steps(self.max_length)}
+
+    def teacher_truncation_warning(self, limit: float = TEACHER_TRUNCATION_WARN) -> str | None:
+        """One warning naming every teacher that reads more than `limit` of the texts (train and test together) cut
+        at its own maximum length, or None."""
+        cut = []
+        for t in self.teacher_truncation:
+            n = sum(t[s]["samples"] for s in self.truncation if s in t)
+            k = sum(t[s]["samples_truncated"] for s in self.truncation if s in t)
+            if n and k / n > limit:
+                cut.append(f"{t['teacher']!r} reads at most {t['max_length']:,} tokens and {k:,} of the {n:,} texts "
+                           f"({100 * k / n:.1f} %) are longer in its tokenizer")
+        if not cut:
+            return None
+        return (f"Teacher {'; teacher '.join(cut)}: it labels only their beginnings (its max_position_embeddings or "
+                "its tokenizer's model_max_length), so its soft targets miss what the rest of those texts says, while "
+                f"the student reads {self.max_length:,} of its own tokens. A teacher that reads longer texts avoids "
+                "it; a smaller --max-length makes the student read no more than the teacher does.")
 
     def unknown_warning(self, limit: float = UNKNOWN_WARN) -> str | None:
         """A warning when more than `limit` of the test split's tokens are unknown to the student's vocabulary."""
@@ -49,22 +74,69 @@ class TextEncoding:
                 f"larger student.max_vocab, or --tokenizer bytes (no unknown tokens) avoids it.")
 
 
-def _labels(split: TextSplit, names: list[str] | None) -> np.ndarray | None:
+def _labels(split: TextSplit, names: list[str] | None, where: str) -> np.ndarray | None:
     if split.labels is None:
         return None
-    if names is None:  # integer labels
+    if names is None:  # integer labels, none negative: the label map (data/labels.py) takes them as they are
+        text = next((v for v in split.labels if isinstance(v, str)), None)
+        if text is not None:
+            raise DataError(f"{where}: the label {text!r} is a string, but the labels of --data are integers; a "
+                            "transfer set's labels must be of the same kind (or empty: unlabelled texts).")
         return np.array([UNLABELED if v is None else int(v) for v in split.labels], np.int64)
     index = {n: i for i, n in enumerate(names)}
+    unknown = sorted({str(v) for v in split.labels if v is not None and str(v) not in index})
+    if unknown:
+        shown = ", ".join(map(repr, unknown[:10])) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+        raise DataError(f"{where}: the labels {shown} are not among the data's classes "
+                        f"({', '.join(map(repr, names[:12]))}{', ...' if len(names) > 12 else ''}); a transfer set's "
+                        "labels must name the classes of --data (or be empty: unlabelled texts).")
     return np.array([UNLABELED if v is None else index[str(v)] for v in split.labels], np.int64)
 
 
 def _class_names(corpus: TextCorpus) -> list[str] | None:
-    """Sorted distinct string labels (train and test), or None for integer labels."""
+    """Sorted distinct string labels (train and test), or None for integer labels. Integer labels with a negative
+    one among them are names too (sorted as numbers: -1, 1 for a sentiment file): a text marks an unlabelled sample
+    with a null / empty label, so -1 is a class here, not the arrays' marker of an unlabelled sample."""
     labels = [v for s in (corpus.train, corpus.test) if s is not None and s.labels is not None
               for v in s.labels if v is not None]
-    if not labels or all(isinstance(v, int) for v in labels):
+    if not labels:
         return None
+    if all(isinstance(v, int) for v in labels):
+        return [str(v) for v in sorted(set(labels))] if min(labels) < 0 else None
     return sorted({str(v) for v in labels})
+
+
+def _label_source(corpus: TextCorpus) -> str:
+    return f"the field `{corpus.label_field}`" if corpus.label_field else "the class folders"
+
+
+def check_labels(corpus: TextCorpus) -> None:
+    """Refuse, in the text data's own terms (its label field, its lines), texts that cannot train and test a
+    classifier: no labelled training text, an unlabelled test file, or a single class. Raises DataError."""
+    fields = f" Its lines have the fields {', '.join(corpus.fields)}." if corpus.fields else ""
+    hint = f"Name the field that holds the labels with {LABEL_FIELD_OPTION}" if corpus.label_field else \
+        "Put the labelled texts in one sub-folder per class"
+    if corpus.train.num_labelled == 0:
+        raise DataError(f"{corpus.source}: none of its {len(corpus.train):,} training texts has a label in "
+                        f"{_label_source(corpus)}; labelled texts are needed for validation and testing.{fields} "
+                        f"{hint}, or give these texts as --transfer (unlabelled texts carry the teacher's soft "
+                        "targets) beside labelled --data.")
+    if corpus.test is not None and corpus.test.num_labelled == 0:
+        raise DataError(f"{corpus.source}: none of the test file's {len(corpus.test):,} texts has a label in "
+                        f"{_label_source(corpus)}; the test split scores every model and must be labelled. Label "
+                        "the test texts, or remove the test file (a share of the training texts is then held out).")
+    labels = {v for s in (corpus.train, corpus.test) if s is not None and s.labels is not None
+              for v in s.labels if v is not None}
+    if len(labels) != 1:
+        return
+    (only,) = labels
+    if corpus.label_field:
+        raise DataError(f"{corpus.source}: every labelled text has the same label, {only!r}, in "
+                        f"{_label_source(corpus)}; a classifier needs at least two classes. Check that this field "
+                        f"holds each text's class, or name the one that does with {LABEL_FIELD_OPTION}.")
+    name = corpus.class_names[only] if isinstance(only, int) and only < len(corpus.class_names) else only
+    raise DataError(f"{corpus.source}: every labelled text is in the class folder {name!r}; a classifier needs at "
+                    "least two classes: add a sub-folder of .txt files for each other class.")
 
 
 def _check_test_classes(corpus: TextCorpus) -> None:
@@ -90,25 +162,32 @@ def _padded(ids: list[np.ndarray], length: int) -> np.ndarray:
 
 
 def encode_corpus(corpus: TextCorpus, tokenizer: StudentTokenizer, max_length: int | None = None,
-                  cap: int | None = None) -> RawDataset:
+                  cap: int | None = None, classes: list[str] | None = None) -> RawDataset:
     """Token ids (int32, N×L) and labels for every split of `corpus`; L = `max_length`, else chosen from the
-    training texts (PERCENTILE, at most `cap`). The result's `text` records the encoding."""
+    training texts (PERCENTILE, at most `cap`). The result's `text` records the encoding.
+
+    `classes`: for a --transfer set, the class names of the data it joins (RawDataset.class_names), which its
+    labels are indexed by; empty: that data has integer labels, taken as they are. None: the corpus is the data
+    itself (checked by check_labels). Raises DataError for labels that cannot train a classifier, test labels no
+    training text has, or transfer labels that are not the data's classes."""
     if len(corpus.train) == 0:
         raise DataError(f"{corpus.source}: no training texts.")
+    if classes is None:
+        check_labels(corpus)
     tokens = {what: tokenizer.token_ids(list(split.texts)) for what, split in
               (("train", corpus.train), ("test", corpus.test)) if split is not None}
     counts = {what: np.array([len(t) for t in ids], np.int64) for what, ids in tokens.items()}
     chosen = "given" if max_length else "data"
     length = int(max_length) if max_length else choose_max_length(counts["train"], PERCENTILE, cap)
     _check_test_classes(corpus)
-    names = _class_names(corpus)
+    names = _class_names(corpus) if classes is None else list(classes) or None
     splits, truncation = {}, {}
     for what, split in (("train", corpus.train), ("test", corpus.test)):
         if split is None:
             continue
         truncation[what] = TruncationStats.measure(counts[what], length, PERCENTILE if chosen == "data" and
                                                    what == "train" else None).to_dict()
-        splits[what] = Split(_padded(tokens[what], length), _labels(split, names))
+        splits[what] = Split(_padded(tokens[what], length), _labels(split, names, corpus.source))
     unknown_id = getattr(tokenizer, "unknown_id", None)
     unknown = {} if unknown_id is None else {
         what: float(np.mean(np.concatenate(ids) == unknown_id)) if sum(map(len, ids)) else 0.0

@@ -32,18 +32,22 @@ from edgedistill.errors import DataError
 SPLIT_STEMS = ("train", "test")
 
 
-def read_text(path: Path, text_field: str = DEFAULT_TEXT_FIELD, label_field: str | None = None) -> TextCorpus:
+def read_text(path: Path, text_field: str | None = None, label_field: str | None = None,
+              label_required: bool | None = None) -> TextCorpus:
     """Read a text data set in any supported layout (see the module docstring).
 
-    `text_field` / `label_field` name the JSON fields or CSV columns. `label_field=None` means "label" and lets a
-    file have no label field at all (every sample unlabelled); a label field named explicitly must occur in the
-    file. Labels are str or int (None: unlabelled); `TextSplit.labels` is None when no sample of a split has one.
-    Files are streamed line by line and read once. Raises DataError (one paragraph naming the file and the line)
-    for non-UTF-8 bytes, an empty text, a missing field, malformed JSON or CSV, a file with no samples, labels
-    that mix integers and strings, or a path that is no supported layout."""
+    `text_field` / `label_field` name the JSON fields or CSV columns (None: "text" and "label").
+    `label_required` (default: whether `label_field` is named): the label field must occur in the file; when it
+    need not, a file without it is read as unlabelled texts (a transfer set). Labels are str or int (None:
+    unlabelled); `TextSplit.labels` is None when no sample of a split has one. Files are streamed line by line and
+    read once. Raises DataError (one paragraph naming the file and the line) for non-UTF-8 bytes, an empty text, a
+    missing field, malformed JSON or CSV, a file with no samples, labels that mix integers and strings, fields named
+    for a folder of .txt files (it has none), or a path that is no supported layout."""
     path = Path(path)
     field = label_field or DEFAULT_LABEL_FIELD
-    required = label_field is not None
+    required = label_field is not None if label_required is None else label_required
+    named = [f"{what} `{v}`" for what, v in (("text field", text_field), ("label field", label_field)) if v]
+    text_field = text_field or DEFAULT_TEXT_FIELD
     if not path.exists():
         raise DataError(f"Text data path {path} does not exist.")
     if path.is_file():
@@ -54,12 +58,18 @@ def read_text(path: Path, text_field: str = DEFAULT_TEXT_FIELD, label_field: str
                             f"needs train.{{{','.join(TEXT_FILE_FORMATS.names())}}} beside the test file.")
         records = [_read_file(split_files[s], text_field, field, required) for s in SPLIT_STEMS if s in split_files]
     elif _class_dirs(path):
+        if named:
+            raise DataError(f"{path} is a folder of .txt files, one sub-folder per class: each file is a whole text "
+                            f"and its folder names its class, so there are no fields to name, yet the "
+                            f"{' and '.join(named)} were named. Leave out --text-field / --label-field for a folder, "
+                            "or give a .jsonl / .csv / .tsv file whose fields they name.")
         return read_text_folder(path)
     else:
         raise DataError(f"{path} is a folder but holds neither train.{{{','.join(TEXT_FILE_FORMATS.names())}}} nor "
                         "one sub-folder of .txt files per class.")
     splits = _settle_labels(records)
-    return TextCorpus(train=splits[0], test=splits[1] if len(splits) > 1 else None, source=str(path))
+    return TextCorpus(train=splits[0], test=splits[1] if len(splits) > 1 else None, source=str(path),
+                      label_field=field, fields=tuple(records[0].fields))
 
 
 def looks_like_text(path: Path) -> bool:

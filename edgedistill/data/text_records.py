@@ -2,11 +2,14 @@
 
 Each reader turns one file into `FileRecords`: the texts, their labels (None = unlabelled) and the line where each
 kind of label (integer, string) first appeared, so a later check across files can name the line. Files are read
-once, line by line, as bytes split on b"\\n" only: JSON strings may hold U+2028 or a lone "\\r", which a text-mode
-`splitlines()` would wrongly take for line ends. Every error names the file and the line and is one paragraph.
+once, line by line, as bytes split at line feeds and at carriage returns that no line feed follows (old Mac OS and
+some spreadsheet exports end lines with "\\r" alone), never at U+2028 or the other breaks a text-mode `splitlines()`
+takes for line ends: a JSON string may hold them. Every error names the file and the line and is one paragraph.
 
 Formats: JSON Lines (https://jsonlines.org); CSV as RFC 4180 read by Python's csv module (quoted fields may span
-lines); TSV the same with a tab delimiter. A UTF-8 byte-order mark at the start of a file is ignored.
+lines); TSV the same with a tab delimiter. A CSV / TSV file whose header names the text column only when split at
+another delimiter (";" as European spreadsheets write CSV, a tab, "|") is read at that one. A UTF-8 byte-order mark
+at the start of a file is ignored.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import itertools
 import json
 import re
 import sys
@@ -27,6 +31,9 @@ from edgedistill.registry import Registry
 Label = str | int | None
 DEFAULT_TEXT_FIELD = "text"
 DEFAULT_LABEL_FIELD = "label"
+# how a user names the fields (the command-line option and the config key), for messages
+TEXT_FIELD_OPTION = "--text-field (config data.text_field)"
+LABEL_FIELD_OPTION = "--label-field (config data.label_field)"
 
 # suffix (without the dot) -> reader(path, text_field, label_field, label_required) -> FileRecords
 TEXT_FILE_FORMATS: Registry[Callable[..., "FileRecords"]] = Registry("text file format")
@@ -43,7 +50,8 @@ class FileRecords:
 
     `textual_labels`: the format stores every label as text (CSV, TSV), so integers are decided across all files
     of a corpus (edgedistill.data.text_readers). `first_line`: label kind ("int" / "str") -> (line, label) of its
-    first occurrence. `has_label_field`: some line or the header carries the label field at all."""
+    first occurrence. `has_label_field`: some line or the header carries the label field at all. `fields`: the
+    header's columns or the first line's JSON fields, for messages."""
 
     path: Path
     texts: list[str] = field(default_factory=list)
@@ -51,6 +59,7 @@ class FileRecords:
     textual_labels: bool = False
     first_line: dict[str, tuple[int, Label]] = field(default_factory=dict)
     has_label_field: bool = False
+    fields: list[str] = field(default_factory=list)  # the header's columns, or the first JSON object's fields
 
     def add(self, line: int, text: object, label: object, text_field: str) -> None:
         """Append one sample after checking it. Raises DataError naming the file and line."""
@@ -92,12 +101,14 @@ class FileRecords:
 
     def finish(self, label_field: str, label_required: bool, fields: list[str]) -> "FileRecords":
         """Refuse a file without samples, or without the label field the user named. Returns self."""
+        self.fields = [str(f) for f in fields]
         if not self.texts:
             raise DataError(f"{self.path} holds no samples (only blank lines or a header); a text data file needs "
                             "at least one line with a text.")
         if label_required and not self.has_label_field:
             raise DataError(f"{self.path}: no line has the label field `{label_field}`; the lines have the fields "
-                            f"{', '.join(fields) or '(none)'}. Name the label field that the file uses.")
+                            f"{', '.join(self.fields) or '(none)'}. Name the field that holds the labels with "
+                            f"{LABEL_FIELD_OPTION}.")
         return self
 
 
@@ -133,7 +144,7 @@ def read_jsonl(path: Path, text_field: str, label_field: str, label_required: bo
     sample. Raises DataError (malformed JSON, a line that is not an object, a missing or empty text, a bad label,
     a mix of integer and string labels, no samples)."""
     records, fields = FileRecords(path), []
-    for number, line in utf8_lines(path):
+    for number, line in enumerate(_split_lone_cr(line for _, line in utf8_lines(path)), 1):
         if not line.strip():
             continue
         try:
@@ -148,7 +159,8 @@ def read_jsonl(path: Path, text_field: str, label_field: str, label_required: bo
         fields = fields or list(obj)
         if text_field not in obj:
             raise DataError(f"{path}, line {number}: no field `{text_field}`; this line has the fields "
-                            f"{', '.join(map(str, obj)) or '(none)'}. Name the text field that the file uses.")
+                            f"{', '.join(map(str, obj)) or '(none)'}. Name the field that holds the text with "
+                            f"{TEXT_FIELD_OPTION}.")
         records.has_label_field |= label_field in obj
         if "\\u" in line and isinstance(obj[text_field], str):
             _refuse_lone_surrogates(obj[text_field], f"{path}, line {number}", text_field)
@@ -178,11 +190,47 @@ def _long_fields() -> Iterator[None]:
         csv.field_size_limit(old)
 
 
-def _read_delimited(path: Path, text_field: str, label_field: str, label_required: bool, delimiter: str
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # just after a carriage return that no line feed follows
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
+
+
+def _split_lone_cr(lines: Iterator[str]) -> Iterator[str]:
+    """Lines ended by \n, \r\n or a lone \r (which csv would read as a line break inside an unquoted field, and
+    json as whitespace before a second object). A \r inside a quoted CSV field is kept: csv joins the pieces of a
+    quoted field with their line ends; a JSON string cannot hold a raw \r."""
+    for line in lines:
+        yield from (part for part in _LONE_CR.split(line) if part)
+
+
+def _cells(line: str, delimiter: str) -> list[str]:
+    try:
+        return [c.strip() for c in next(csv.reader([line], delimiter=delimiter), [])]
+    except csv.Error:
+        return []
+
+
+def sniff_delimiter(header: str, expected: str, text_field: str) -> str:
+    """The delimiter of a CSV / TSV file, decided by its header line: the format's own (`expected`) when the header
+    holds `text_field` split at it, else the first of DELIMITERS that does (a ";" CSV as European spreadsheets write
+    it, a tab-separated .csv), else `expected` (the header check then says what the header holds)."""
+    for d in (expected, *DELIMITERS):
+        if text_field in _cells(header, d):
+            return d
+    return expected
+
+
+def _read_delimited(path: Path, text_field: str, label_field: str, label_required: bool, expected: str
                     ) -> FileRecords:
     records = FileRecords(path, textual_labels=True)
+    lines = _split_lone_cr(line for _, line in utf8_lines(path))
+    head = []  # blank lines, then the header line (csv reads them again, so its line numbers stay the file's)
+    for line in lines:
+        head.append(line)
+        if line.strip():
+            break
+    delimiter = sniff_delimiter(head[-1] if head else "", expected, text_field)
     # strict: an unclosed quote is an error, not a field that silently swallows the rest of the file
-    reader = csv.reader((line for _, line in utf8_lines(path)), delimiter=delimiter, strict=True)
+    reader = csv.reader(itertools.chain(head, lines), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     with _long_fields():
         while True:
@@ -206,8 +254,9 @@ def _read_delimited(path: Path, text_field: str, label_field: str, label_require
                 continue
             if len(row) != len(header):
                 raise DataError(f"{path}, line {first}: {len(row)} field{'s' * (len(row) != 1)} "
-                                f"({_shown(row)}) where the header names {len(header)} ({', '.join(header)}); "
-                                "a text that holds the delimiter or a line break must be in double quotes.")
+                                f"({_shown(row)}) where the header names {len(header)} ({', '.join(header)}) "
+                                f"separated by {DELIMITERS.get(delimiter, repr(delimiter))}s; a text that holds the "
+                                "delimiter or a line break must be in double quotes.")
             records.add(first, row[text_at], row[label_at] if label_at is not None else None, text_field)
     return records.finish(label_field, label_required, header or [])
 
@@ -217,14 +266,17 @@ def _check_header(path: Path, line: int, header: list[str], text_field: str, lab
     missing = [f for f in (text_field, label_field if label_required else None) if f and f not in header]
     if not missing:
         return
-    hint = ""
-    if len(header) == 1 and ("\t" if delimiter == "," else ",") in header[0]:
-        hint = (" The header is one column: the file seems to be "
-                f"{'tab' if delimiter == ',' else 'comma'}-separated; name it "
-                f"{path.stem}{'.tsv' if delimiter == ',' else '.csv'}.")
-    what = "text" if text_field in missing else "label"
+    columns = ", ".join(header)
+    if len(header) == 1:  # one column: the header as it splits at another delimiter, if it does
+        splits = [(d, _cells(header[0], d)) for d in DELIMITERS if d != delimiter and d in header[0]]
+        if splits:
+            d, cells = max(splits, key=lambda s: len(s[1]))
+            columns = (f"{', '.join(cells)} (split at {DELIMITERS[d]}s, which the file is read with once its text "
+                       "column is named)")
+    option = TEXT_FIELD_OPTION if text_field in missing else LABEL_FIELD_OPTION
+    what = "text" if text_field in missing else "labels"
     raise DataError(f"{path}, line {line}: the header has no column {' or '.join(f'`{m}`' for m in missing)}; its "
-                    f"columns are {', '.join(header)}. Name the column that holds the {what}.{hint}")
+                    f"columns are {columns}. Name the column that holds the {what} with {option}.")
 
 
 def _shown(row: list[str]) -> str:

@@ -227,6 +227,12 @@ def parse_synthetic(spec: str | None, seed: int = 0) -> SynthesisConfig | None:
 
 def check_teacher(config, teachers: list) -> None:
     """Data-free distillation needs one raw-fed torch teacher with BatchNorm layers; say so before any work."""
+    if any(getattr(t, "is_text", False) for t in teachers):
+        raise ConfigError("A synthetic transfer set (data-free distillation) optimises continuous inputs through the "
+                          "teacher's BatchNorm statistics, and text has neither: the student reads discrete token ids, "
+                          "which no gradient moves, and text teachers normalise with LayerNorm, which keeps no "
+                          "training statistics. For text, give unlabelled texts instead: --transfer FILE.jsonl with "
+                          "no label (or a null one) on each line, which the teacher labels, or such lines in --data.")
     if len(teachers) != 1 or teachers[0].torch_module() is None or config.teachers[0].input != "raw":
         raise ConfigError("A synthetic transfer set (data-free distillation) needs one teacher in a torch format fed "
                           "raw samples: the inputs are optimised through the teacher's BatchNorm statistics, which "

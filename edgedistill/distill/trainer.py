@@ -252,7 +252,7 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return 100.0 * float((logits.argmax(1) == y).float().mean())
 
 
-def _fingerprint(settings: TrainSettings, objective: Objective, data: TrainSet, model: nn.Module) -> str:
+def fingerprint(settings: TrainSettings, objective: Objective, data: TrainSet, model: nn.Module) -> str:
     """What a checkpoint was trained on and for: the settings, the objective, the samples, labels and teacher
     outputs (content digests), the teacher stream's identity and the model's parameter shapes. A checkpoint of other
     data, another teacher or another architecture is not resumed (the run starts fresh)."""
@@ -300,10 +300,10 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
     gen = torch.Generator().manual_seed(settings.seed)
     result = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=0, best_val_acc=-1.0)
     start = (copy.deepcopy(model.state_dict()), val_accuracy(model, val_x, val_y)) if score_start else None
-    fingerprint = _fingerprint(settings, objective, data, model) if checkpoint is not None else ""
+    key = fingerprint(settings, objective, data, model) if checkpoint is not None else ""
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
-        start_epoch = _resume(checkpoint, fingerprint, model, opt, sched, gen, result, features)
+        start_epoch = _resume(checkpoint, key, model, opt, sched, gen, result, features)
     aug = settings.augment
     on_the_fly = objective.teacher and aug.enabled
     if on_the_fly and data.teacher_stream is None:
@@ -364,7 +364,7 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
             progress(0, float(total) / n, val_acc)
         if checkpoint is not None and ddp.is_main():
             _save_atomic({
-                "fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
+                "fingerprint": key, "epoch": epoch + 1, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "generator": gen.get_state(),
                 "best_state": result.best_state, "best_epoch": result.best_epoch,
                 "best_val_acc": result.best_val_acc, "history": [asdict(h) for h in result.history],

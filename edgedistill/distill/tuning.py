@@ -38,13 +38,23 @@ large data (validation >= 1,000) the search is the single-split search, bounded 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import torch
 from torch import nn
 
-from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, fit, predict_logits
+from edgedistill.distill.trainer import (
+    FeatureTerm,
+    Objective,
+    TrainSet,
+    TrainSettings,
+    fingerprint,
+    fit,
+    predict_logits,
+)
 
 TEMPERATURES = (1.0, 2.0, 4.0, 8.0)
 LOSS_TEMPERATURES = {"kd": TEMPERATURES, "dkd": (1.0, 4.0), "kd-std": (2.0, 4.0), "mse": (1.0,)}
@@ -94,6 +104,19 @@ class TuneResult:
     scored_on: int = 0  # samples each trial was scored on, pooled over the folds
     trial_epochs: int = 0  # epochs of each trial run
     skipped: str = ""  # why the other trials were not run (the reference trial was too immature to rank them)
+
+    def to_dict(self) -> dict:
+        """Everything the search found, as JSON-able data (from_dict rebuilds it)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TuneResult":
+        """Inverse of to_dict. Raises KeyError / TypeError on a record of another shape."""
+        chosen = dict(d["chosen"])
+        chosen["features"] = tuple(FeatureTerm(**f) for f in chosen.get("features") or ())
+        decision = Decision(**d["decision"]) if d.get("decision") else None
+        return cls(Objective(**chosen), [Trial(**t) for t in d["trials"]], d["baseline_val_acc"], decision,
+                   **{k: d[k] for k in ("cv_folds", "scored_on", "trial_epochs", "skipped")})
 
     def summary(self) -> dict:
         """The choice as the metrics record it: reference, best, their paired difference and its noise."""
@@ -211,6 +234,21 @@ def tune(make_model: Callable[[], nn.Module], data: TrainSet, val_x: torch.Tenso
     decision = decide([t.val_acc for t, _ in results], [c for _, c in results], ref)
     return TuneResult(kd_objs[decision.chosen], trials, base[0].val_acc if base else float("nan"), decision,
                       len(folds) - 1, scored_on, settings.epochs)
+
+
+def search_key(make_model: Callable[[], nn.Module], data: TrainSet, val_x: torch.Tensor, val_y: torch.Tensor,
+               loss: str, temperature, alpha, settings: TrainSettings, max_samples: int) -> str:
+    """What `tune` with these arguments computes, as a digest: the training checkpoint's fingerprint of the trial
+    settings, transfer samples, labels, teacher outputs and architecture (trainer.fingerprint), the validation split,
+    the search's own arguments and the grid and rule of this module. The same key means the same search, so its
+    result can be reused (a resumed run need not run the trials again)."""
+    from edgedistill.teachers.cache import array_digest
+
+    rule = [TEMPERATURES, LOSS_TEMPERATURES, AUTO_LOSSES, ALPHAS, REFERENCE, NOISE_Z, CV_BELOW, CV_FOLDS,
+            CV_MIN_LABELED, MIN_MATURITY]
+    blob = json.dumps([fingerprint(settings, Objective(), data, make_model()), loss, temperature, alpha, max_samples,
+                       array_digest(val_x.numpy()), array_digest(val_y.numpy()), rule], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def tuning_settings(settings: TrainSettings, tune_epochs: int | None, n: int | None = None) -> TrainSettings:

@@ -42,6 +42,21 @@ def _data_spec(checkpoint: Path, data: str | None) -> dict:
     return spec
 
 
+def _read(spec: dict, ck, checkpoint: Path):
+    """The checkpoint's data as arrays: texts become the token ids its student was trained on (its own tokenizer and
+    sequence length, labels numbered by its classes)."""
+    from edgedistill.data.text import TextCorpus
+    from edgedistill.data.text_encode import encode_corpus
+
+    raw = read_dataset(spec["source"], spec.get("text_field"), spec.get("label_field"))
+    if not isinstance(raw, TextCorpus):
+        return raw
+    if ck.tokenizer is None:
+        raise ConfigError(f"{spec['source']} holds texts, but the student in {checkpoint} reads arrays; pass the data "
+                          "it was trained on with --data.")
+    return encode_corpus(raw, ck.tokenizer, ck.input_shape[0], classes=list(ck.class_names))
+
+
 def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: bool, data: str | None = None,
                       calibration: str = "minmax", calibration_size: int = 1000, tflm_max_samples: int = 1000,
                       overwrite: bool = False, rounding: str | None = None) -> ExportResult:
@@ -61,7 +76,7 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
     model, ck = load_student(checkpoint)
     rounding = rounding or _trained_rounding(checkpoint)
     spec = _data_spec(checkpoint, data)
-    splits = make_splits(read_dataset(spec["source"]), val_fraction=spec.get("val_fraction", 0.1),
+    splits = make_splits(_read(spec, ck, checkpoint), val_fraction=spec.get("val_fraction", 0.1),
                          test_fraction=spec.get("test_fraction", 0.2), seed=spec.get("seed", 0))
     if splits.input_shape != tuple(ck.input_shape):
         raise ConfigError(f"The data's samples have shape {splits.input_shape}; the student expects {ck.input_shape}.")

@@ -128,7 +128,7 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
     with bars(show_progress and ddp.is_main()) as ui:
         outs = teacher_outputs(config, inputs.teachers, s, ev, cache, settings.augment.enabled, ui)
         timings["teacher_logits_s"] = outs.seconds
-        tuned = choose_objective(config, outs.data, ev, settings, make_student, ui)
+        tuned = choose_objective(config, outs.data, ev, settings, make_student, ui, run.checkpoints)
         if tuned.seconds is not None:
             timings["tune_s"] = tuned.seconds
         trained = train_students(config, make_student, inputs.teachers, outs.data, ev, tuned.objective, settings,

@@ -70,19 +70,20 @@ def _target_runtime(config: DistillConfig) -> str | None:
 
 def read_inputs(config: DistillConfig) -> Inputs:
     """Read data and teachers and check that they fit each other. Raises EdgeDistillError; writes nothing."""
-    raw = read_dataset(config.data.source)
+    d = config.data
+    raw = read_dataset(d.source, d.text_field, d.label_field)
     teachers = load_teachers(config)
     if isinstance(raw, TextCorpus):  # texts -> the student's token ids (pipeline/text_inputs.py)
         raw = encode_text(config, raw, teachers, _target_runtime(config))
     transfer = None
     synthetic = parse_synthetic(config.data.transfer, config.train.seed)
     if config.data.transfer and synthetic is None:
-        t = read_dataset(config.data.transfer)
+        t = read_dataset(config.data.transfer, d.text_field, d.label_field, label_required=False)  # may be unlabelled
         if isinstance(t, TextCorpus) != (raw.text is not None):
             raise ConfigError(f"The transfer set {config.data.transfer} and the data {config.data.source} must both "
                               "be texts or both be arrays.")
         if isinstance(t, TextCorpus):
-            t = encode_corpus(t, raw.text.tokenizer, raw.text.max_length)
+            t = encode_corpus(t, raw.text.tokenizer, raw.text.max_length, classes=list(raw.class_names))
         transfer = Split(t.train.x, t.train.y)
     splits = make_splits(raw, val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
                          seed=config.data.seed, transfer=transfer, max_train=config.data.max_train)

@@ -64,7 +64,8 @@ def _tuning(config: DistillConfig, tuned: Tuned) -> dict | None:
         return None
     epochs = tuned.search.trial_epochs
     return {"trials": [asdict(t) for t in tuned.search.trials], "baseline_val_acc": tuned.search.baseline_val_acc,
-            "epochs_per_trial": epochs, "max_samples_per_trial": config.kd.tune_max_samples, **tuned.search.summary()}
+            "epochs_per_trial": epochs, "max_samples_per_trial": config.kd.tune_max_samples,
+            "resumed_from_checkpoint": tuned.resumed, **tuned.search.summary()}
 
 
 def _gain_warning(student_acc: float, twin_acc: float, test: dict) -> str:
@@ -114,8 +115,10 @@ def distill_metrics(config: DistillConfig, inputs: Inputs, arch: StudentArch, ev
     if trained.twin is not None:
         m["confusion"]["no-teacher twin (float)"] = confusion_matrix(
             predict_logits(trained.twin, ev.x_test).argmax(1), ev.y_test, k)
-    if inputs.splits.text is not None and (warning := inputs.splits.text.unknown_warning()):
-        m["warnings"].append(warning)
+    if inputs.splits.text is not None:
+        for warning in (inputs.splits.text.unknown_warning(), inputs.splits.text.teacher_truncation_warning()):
+            if warning:
+                m["warnings"].append(warning)
     t_params, how = teacher_size(m["teacher"]["params"], [f["path"] for t in teachers for f in t["files"]])
     if warning := student_not_smaller_warning(student["params"], t_params, how):
         m["warnings"].append(warning)

@@ -9,6 +9,7 @@ not depend on the tokenizer, so the teacher reads the same samples decoded back 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,18 @@ def encode_text(config: DistillConfig, corpus: TextCorpus, teachers: tuple[Teach
                         "a transformers model folder, or an ONNX / TFLite model with token-id inputs and its "
                         "tokenizer.json (--teacher-tokenizer).")
     tokenizer = choose_tokenizer(config, teachers, corpus, target_runtime)
-    return encode_corpus(corpus, tokenizer, config.data.max_length, MAX_LENGTH_CAP)
+    raw = encode_corpus(corpus, tokenizer, config.data.max_length, MAX_LENGTH_CAP)
+    return replace(raw, text=replace(raw.text, teacher_truncation=teacher_truncation(teachers, raw)))
+
+
+def teacher_truncation(teachers: tuple[Teacher, ...], raw: RawDataset) -> tuple[dict, ...]:
+    """For each text teacher, how many texts of each split it reads cut at its own maximum length: the texts the
+    student's ids spell (what the teacher labels), counted in the teacher's tokens. Tokenizes; runs no model."""
+    texts = {what: raw.text.tokenizer.decode(split.x) for what, split in (("train", raw.train), ("test", raw.test))
+             if split is not None}
+    return tuple({"teacher": t.name, "max_length": t.max_length,
+                  **{what: t.truncation(x).to_dict() for what, x in texts.items()}}
+                 for t in teachers if getattr(t, "is_text", False))
 
 
 def teacher_view(splits):

@@ -134,6 +134,11 @@ def text_lines(text: dict | None) -> list[str]:
     for split, t in sorted((text.get("truncation") or {}).items()):
         lines.append(f"- truncation ({split}): {t['samples_truncated']:,} of {t['samples']:,} texts cut "
                      f"({100 * t['fraction_truncated']:.1f} %), {t['tokens_dropped']:,} of {t['tokens']:,} tokens dropped")
+    for teacher in text.get("teacher_truncation") or []:
+        for split, t in sorted((k, v) for k, v in teacher.items() if isinstance(v, dict)):
+            lines.append(f"- teacher {teacher['teacher']} reads {teacher['max_length']:,} of its own tokens ({split}): "
+                         f"{t['samples_truncated']:,} of {t['samples']:,} texts cut "
+                         f"({100 * t['fraction_truncated']:.1f} %)")
     return lines + [f"- on the device: {text['device_steps']}"]
 
 

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from edgedistill.data.sequence_length import TruncationStats
 from edgedistill.errors import DataError, ModelLoadError
 from edgedistill.optional import require
 from edgedistill.teachers.base import Teacher
@@ -67,6 +68,8 @@ class TextTokenizer:
         self.path, self.max_length = path, int(max_length)
         self.pad_id = pad_id if pad_id is not None else self._pad_id()
         self.tok.no_padding()
+        self._whole = type(self.tok).from_str(self.tok.to_str())  # the same tokenizer, never truncating: counts
+        self._whole.no_truncation()
         self.tok.enable_truncation(self.max_length)
 
     def _pad_id(self) -> int:
@@ -75,6 +78,11 @@ class TextTokenizer:
             return int(padding["pad_id"])
         ids = [self.tok.token_to_id(t) for t in _PAD_TOKENS]
         return next((i for i in ids if i is not None), 0)  # padded positions are masked: any id will do
+
+    def counts(self, texts: Sequence[str]) -> np.ndarray:
+        """Each text's token count before truncation, special tokens included (int64, N): above max_length, the
+        model reads the text cut."""
+        return np.array([len(e.ids) for e in self._whole.encode_batch(list(texts))], np.int64)
 
     def encode(self, texts: Sequence[str], length: int | None = None) -> Encoded:
         """Tokenize with special tokens, truncate at max_length, pad to `length` or to the longest sequence."""
@@ -146,6 +154,11 @@ class TextTeacher(Teacher):
 
     def recipe(self) -> str:
         return f"max_length={self.max_length}"
+
+    def truncation(self, texts: Sequence[str]) -> TruncationStats:
+        """How many of `texts` this teacher reads cut at its max_length, in its own tokenizer's tokens (special
+        tokens included). Tokenizes only; the model does not run."""
+        return TruncationStats.measure(self.tokenizer.counts(check_texts(texts, repr(self.name))), self.max_length)
 
     @abstractmethod
     def _forward(self, enc: Encoded) -> list[np.ndarray | torch.Tensor]:

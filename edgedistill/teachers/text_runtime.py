@@ -82,6 +82,44 @@ def onnx_files(path: Path) -> list[Path]:
     return [path, *(path.parent / n for n in sorted(names) if (path.parent / n).is_file())]
 
 
+# ops that carry token ids to the embedding lookup unchanged in value (a cast to int32, a reshape)
+_ID_PASS_THROUGH = {"Cast", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Flatten"}
+
+
+def onnx_embedding_rows(path: Path, ids_input: str) -> int | None:
+    """Rows of the embedding table the model's token-id input indexes: the first Gather fed by `ids_input` (through
+    casts and reshapes) whose data is a constant 2-D table. None when the graph shows no such lookup (the ids then
+    reach the model's own code path unchecked here; onnxruntime still refuses an id out of range)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    tables = {i.name: tuple(i.dims) for i in graph.initializer}
+    tables.update({n.output[0]: tuple(n.attribute[0].t.dims) for n in graph.node
+                   if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    frontier, seen = [ids_input], {ids_input}
+    while frontier:
+        name = frontier.pop(0)
+        for n in graph.node:
+            table = tables.get(n.input[0], ()) if n.input else ()
+            if n.op_type == "Gather" and len(n.input) > 1 and n.input[1] == name and len(table) == 2:
+                return int(table[0])
+            if n.op_type in _ID_PASS_THROUGH and n.input and n.input[0] == name and n.output[0] not in seen:
+                seen.add(n.output[0])
+                frontier.append(n.output[0])
+    return None
+
+
+def vocabulary_mismatch(model: Path, tokenizer: Path, tokens: int, rows: int | None, detail: str = ""
+                        ) -> ModelLoadError:
+    """The refusal for a tokenizer whose ids do not fit the model's embedding table (`rows`; None: unknown)."""
+    table = f"an embedding table of {rows:,} rows (ids 0..{rows - 1:,})" if rows else "a smaller vocabulary"
+    return ModelLoadError(
+        f"The tokenizer {tokenizer} has {tokens:,} tokens (ids 0..{tokens - 1:,}), but {model} has {table} for its "
+        f"input_ids{detail}: ids past the table make the runtime fail (or, where it wraps them, read other rows), so "
+        "this is not the tokenizer the model was trained with. Give the model's own tokenizer.json with "
+        "--teacher-tokenizer FILE (tokenizer= in the API); optimum's export writes it beside model.onnx.")
+
+
 def _feeds(enc: Encoded, roles: list[str]) -> list[np.ndarray]:
     return [getattr(enc, r) for r in roles]
 
@@ -131,6 +169,10 @@ class OnnxTextTeacher(TextTeacher):
         self._batch = _dim(ids.shape[0])
         tok = find_tokenizer(p, tokenizer)
         super().__init__(name or p.stem, onnx_files(p), tok, max_length_for(p, tok, self.fixed_length, max_length))
+        self.embedding_rows = onnx_embedding_rows(p, ids.name)
+        tokens = self.tokenizer.tok.get_vocab_size(with_added_tokens=True)
+        if self.embedding_rows is not None and tokens > self.embedding_rows:
+            raise vocabulary_mismatch(p, tok, tokens, self.embedding_rows)
 
     def output_infos(self) -> list[OutputInfo]:
         return [OutputInfo(o.name, tuple(_dim(d) for d in o.shape), self._final.get(o.name))
@@ -141,7 +183,15 @@ class OnnxTextTeacher(TextTeacher):
 
     def _run(self, enc: Encoded) -> list[np.ndarray]:
         feed = {n: a.astype(d) for n, a, d in zip(self._names, _feeds(enc, self.roles), self._dtypes)}
-        return self.runner.session.run([o.name for o in self.output_infos()], feed)
+        try:
+            return self.runner.session.run([o.name for o in self.output_infos()], feed)
+        except Exception as exc:  # onnxruntime's own error types; the ids are the one input the user chose
+            if "out of" not in str(exc) or "bound" not in str(exc):
+                raise
+            first = str(exc).strip().splitlines()[0]
+            raise vocabulary_mismatch(self.runner.path, self.tokenizer.path,
+                                      self.tokenizer.tok.get_vocab_size(with_added_tokens=True), self.embedding_rows,
+                                      f" (onnxruntime: {first[first.find('indices'):][:200]})") from None
 
     def _forward(self, enc: Encoded) -> list[np.ndarray]:
         return _sliced(self._run, enc, self._batch)

@@ -154,7 +154,8 @@ def test_jsonl_refusals(tmp_path, line, needles):
     ("text,label\nok,a\nalone\n", ["line 3", "1 field ", "'alone'"]),
     ('text,label\nok,a\n"never closed,b\nmore,c\n', ["line 3", "malformed CSV", "double quote"]),
     ("sentence,label\nok,a\n", ["line 1", "no column `text`", "sentence, label"]),
-    ("text\tlabel\nok\ta\n", ["line 1", "tab-separated", "d.tsv"]),
+    ("sentence;label\nok;a\n", ["line 1", "no column `text`", "sentence, label (split at semicolons", "--text-field"]),
+    ("text,label\rok,a\r,b\r", ["line 3", "empty"]),  # lines ended by a lone carriage return, counted as lines
     ("", ["no samples"]),
     ("text,label\n\n", ["no samples"]),
 ])
@@ -162,6 +163,33 @@ def test_csv_refusals(tmp_path, body, needles):
     path = tmp_path / "d.csv"
     path.write_text(body, encoding="utf-8")
     _refused(path, *needles)
+
+
+@pytest.mark.parametrize("name,body", [
+    ("semicolons.csv", "text;label\n\"a; b, c\";x\nplain, with comma;y\n"),  # a European spreadsheet's CSV
+    ("tabs.csv", "text\tlabel\na; b, c\tx\nplain, with comma\ty\n"),  # tab-separated, named .csv
+    ("commas.tsv", 'label,text\nx,"a; b, c"\ny,"plain, with comma"\n'),  # comma-separated, named .tsv
+    ("bars.csv", "text|label\na; b, c|x\nplain, with comma|y\n"),
+])
+def test_the_delimiter_is_the_one_at_which_the_header_names_the_text_column(tmp_path, name, body):
+    path = tmp_path / name
+    path.write_text(body, encoding="utf-8")
+    corpus = read_text(path)
+    assert corpus.train.texts == ("a; b, c", "plain, with comma") and corpus.train.labels == ("x", "y")
+
+
+def test_lines_ended_by_a_lone_carriage_return_are_lines(tmp_path):
+    """Old Mac OS and some spreadsheet exports end lines with \\r alone: csv refused the file ("new-line character seen
+    in unquoted field") and a JSONL file read as one line of several objects. A \\r inside a quoted field stays."""
+    path = tmp_path / "d.csv"
+    path.write_bytes(b'text,label\r"two\rlines",a\rplain,b\r\r')
+    corpus = read_text(path)
+    assert corpus.train.texts == ("two\rlines", "plain") and corpus.train.labels == ("a", "b")
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"text": "one", "label": "a"}\r{"text": "two", "label": "b"}\r')
+    assert read_text(path).train.texts == ("one", "two")
+    path.write_bytes(b'{"text": "one", "label": "a"}\r{"text": "", "label": "b"}\r')
+    _refused(path, "line 2", "empty")
 
 
 def test_an_empty_jsonl_file_and_an_empty_txt_sample_are_refused(tmp_path):

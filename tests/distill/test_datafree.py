@@ -178,3 +178,19 @@ def test_data_free_needs_a_torch_teacher(tmp_path):
     with pytest.raises(ConfigError, match="torch format"):
         distill(cfg, show_progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_data_free_refuses_text_in_its_own_terms(tmp_path):
+    """Before: a transformers teacher was refused for having no BatchNorm layers, as if another teacher could help."""
+    pytest.importorskip("transformers")
+    words = {"de": "haus", "en": "house", "es": "casa", "fr": "maison", "it": "casetta", "nl": "huis", "pt": "lar"}
+    data = tmp_path / "words.jsonl"
+    data.write_text("".join(json.dumps({"text": f"{w}{i}", "label": lang}) + "\n"
+                            for i in range(6) for lang, w in words.items()))
+    cfg = load_config(None, {"data": {"source": str(data), "transfer": "synthetic:samples=8,steps=1"},
+                             "teachers": [{"path": "builtin:langid"}], "out": str(tmp_path / "run")})
+    with pytest.raises(ConfigError) as exc:
+        distill(cfg, show_progress=False)
+    msg = str(exc.value)
+    assert "\n" not in msg and "token ids" in msg and "--transfer FILE.jsonl" in msg and "BatchNorm layers" not in msg
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()

@@ -329,3 +329,77 @@ def test_a_teacher_that_names_its_classes_is_put_in_the_data_s_order(tiny, tmp_p
     _one_paragraph(exc, "'tech'", "'drink'", "id2label")
     generic = load_teacher(TeacherSpec(str(tiny[0])))
     assert generic.class_names is None and not generic.match_classes(["b", "a", "c"])
+
+
+def test_truncation_counts_the_texts_the_teacher_reads_cut(tiny):
+    """Counted by tokenizing alone (the model does not run), against the tokenizer's own untruncated counts and
+    against the truncation the teacher meets when it does run (the tokenizer's overflow)."""
+    folder, _, tok = tiny
+    tok.no_truncation()
+    tok.no_padding()
+    counts = np.array([len(tok.encode(t).ids) for t in TEXTS])
+    stats = load_teacher(TeacherSpec(str(folder))).truncation(TEXTS)
+    assert stats.max_length == MAX_POS and stats.samples == len(TEXTS)
+    assert stats.samples_truncated == int((counts > MAX_POS).sum()) >= 1
+    assert stats.tokens == int(counts.sum()) and stats.tokens_dropped == int(np.maximum(counts - MAX_POS, 0).sum())
+    running = load_teacher(TeacherSpec(str(folder)))
+    running.bind(3, TEXTS[:2])
+    running.truncated = 0
+    running.logits(TEXTS)
+    assert running.truncated == stats.samples_truncated
+
+
+def _grown_tokenizer(tiny, tmp_path, extra: int):
+    """The tiny model's tokenizer with `extra` tokens added: ids past the model's embedding rows."""
+    tok = tokenizers.Tokenizer.from_file(str(tiny[0] / "tokenizer.json"))
+    rows = tok.get_vocab_size()
+    tok.add_tokens([f"newword{i}" for i in range(extra)])
+    path = tmp_path / "grown.json"
+    tok.save(str(path))
+    return path, rows
+
+
+def test_an_onnx_teacher_refuses_a_tokenizer_larger_than_its_embedding_table(tiny, onnx_file, tmp_path):
+    """Before: onnxruntime's 'indices element out of data bounds' traceback at the first text with a new token."""
+    grown, rows = _grown_tokenizer(tiny, tmp_path, 5)
+    with pytest.raises(ModelLoadError) as exc:
+        load_teacher(TeacherSpec(str(onnx_file), tokenizer=str(grown)))
+    _one_paragraph(exc, f"{rows + 5:,} tokens", f"{rows:,} rows", str(grown), "--teacher-tokenizer")
+    ok = load_teacher(TeacherSpec(str(onnx_file), tokenizer=str(tiny[0] / "tokenizer.json")))
+    assert ok.embedding_rows == rows  # the table the graph's input_ids index, read from the file
+
+
+def _hand_built_onnx(path, rows: int, via: str):
+    """input_ids -> `via` (Cast: seen through; Add 0: not) -> Gather(table rows×4) -> mean over tokens -> 3 logits."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    table = numpy_helper.from_array(rng.standard_normal((rows, 4)).astype(np.float32), "table")
+    head = numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), "head")
+    zero = numpy_helper.from_array(np.zeros((), np.int64), "zero")
+    first = helper.make_node("Cast", ["input_ids"], ["ids"], to=TensorProto.INT32) if via == "Cast" else \
+        helper.make_node("Add", ["input_ids", "zero"], ["ids"])
+    nodes = [first, helper.make_node("Gather", ["table", "ids"], ["emb"]),
+             helper.make_node("ReduceMean", ["emb"], ["pooled"], axes=[1], keepdims=0),
+             helper.make_node("MatMul", ["pooled", "head"], ["logits"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["n", "t"]),
+                                           helper.make_tensor_value_info("attention_mask", TensorProto.INT64,
+                                                                         ["n", "t"])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 3])],
+                              [table, head, zero])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def test_a_lookup_the_graph_hides_is_refused_when_the_first_id_falls_outside(tiny, tmp_path):
+    grown, rows = _grown_tokenizer(tiny, tmp_path, 3)
+    with pytest.raises(ModelLoadError) as exc:  # a cast in front of the lookup: found in the graph, refused at load
+        load_teacher(TeacherSpec(str(_hand_built_onnx(tmp_path / "cast.onnx", rows, "Cast")), tokenizer=str(grown)))
+    _one_paragraph(exc, f"{rows:,} rows")
+    hidden = load_teacher(TeacherSpec(str(_hand_built_onnx(tmp_path / "add.onnx", rows, "Add")), tokenizer=str(grown)))
+    assert hidden.embedding_rows is None
+    hidden.bind(3, ["haus", "maison"])  # tokens the model knows: it runs
+    with pytest.raises(ModelLoadError) as exc:  # a new token: onnxruntime's bounds error, said in one paragraph
+        hidden.logits(["haus newword2"])
+    _one_paragraph(exc, f"{rows + 3:,} tokens", "onnxruntime", "--teacher-tokenizer")

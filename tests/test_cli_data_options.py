@@ -1,0 +1,69 @@
+"""The data options of `distill` and `build` as a user meets them: --help says which data forms (texts included) are
+read, both commands take the same --max-train, and a text file's fields are named with --text-field / --label-field
+(each parsed by click into the config the run uses)."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from edgedistill.cli import build_cmd, distill, main
+from edgedistill.cli_options import build_overrides, distill_overrides
+from edgedistill.config import load_config
+
+
+def _option_help(command, name: str) -> str:
+    return next(p.help for p in command.params if name in getattr(p, "opts", ()))
+
+
+@pytest.mark.parametrize("command", [distill, build_cmd], ids=["distill", "build"])
+def test_data_help_names_every_text_form(command):
+    text = " ".join(_option_help(command, "--data").split())
+    for form in (".jsonl", ".csv", ".tsv", ".txt", "train.", "test.", "unlabeled/", "langid", ".npz", "IDX"):
+        assert form in text, (form, text)
+    shown = " ".join(CliRunner().invoke(main, [command.name, "--help"]).output.split())
+    assert ".jsonl" in shown  # what the terminal prints, not only the option object
+
+
+def _params(command, argv: list[str]) -> dict:
+    with command.make_context(command.name, argv) as ctx:
+        return ctx.params
+
+
+def test_build_takes_max_train_as_distill_does():
+    help_d, help_b = _option_help(distill, "--max-train"), _option_help(build_cmd, "--max-train")
+    assert help_b.startswith(help_d)  # the same words; build adds its own default
+    data = ["--data", "builtin:digits"]  # data of the user's choice (not build's built-in example)
+    assert load_config(None, build_overrides(_params(build_cmd, data + ["--max-train", "500"]))).data.max_train == 500
+    assert load_config(None, distill_overrides(_params(distill, data + ["--max-train", "500"]))).data.max_train == 500
+    # not given: your own data is used whole, the built-in example keeps its 30,000
+    assert load_config(None, build_overrides(_params(build_cmd, data))).data.max_train is None
+    assert load_config(None, build_overrides(_params(build_cmd, []))).data.max_train == 30000
+    assert load_config(None, build_overrides(_params(build_cmd, ["--max-train", "800"]))).data.max_train == 800
+
+
+@pytest.mark.parametrize("command,overrides", [(distill, distill_overrides), (build_cmd, build_overrides)],
+                         ids=["distill", "build"])
+def test_text_and_label_fields_are_named_on_the_command_line(tmp_path, command, overrides):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"body": "guten tag", "lang": "de"}\n{"body": "bonjour", "lang": "fr"}\n', encoding="utf-8")
+    argv = ["--data", str(data), "--teacher", "builtin:langid", "--text-field", "body", "--label-field", "lang"]
+    cfg = load_config(None, overrides(_params(command, argv)))
+    assert (cfg.data.text_field, cfg.data.label_field) == ("body", "lang")
+    from edgedistill.data import read_dataset
+
+    corpus = read_dataset(cfg.data.source, cfg.data.text_field, cfg.data.label_field)
+    assert corpus.train.texts == ("guten tag", "bonjour") and corpus.train.labels == ("de", "fr")
+
+
+def test_an_unknown_text_field_is_one_paragraph_listing_the_file_s_fields(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"body": "guten tag", "lang": "de"}\n', encoding="utf-8")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["distill", "--data", str(data), "--teacher", "builtin:langid", "--text-field",
+                                  "sentence", "--out", str(out), "-q"])
+    assert r.exit_code != 0
+    msg = r.output.strip()
+    assert msg.startswith("error:") and "\n" not in msg and "Traceback" not in msg, msg
+    assert "no field `sentence`" in msg and "body, lang" in msg and "--text-field" in msg, msg
+    assert not out.exists() and not (tmp_path / "out.partial").exists()
