@@ -82,7 +82,9 @@ DISTILL_OPTIONS = [
     click.option("--tune-epochs", type=int, help="Epochs per auto-tuning trial. [default: epochs // 3]"),
     click.option("--epochs", type=int, help="Training epochs for the student and its twin. [default: sized from the "
                  "number of transfer samples: at least 6,000 optimizer steps or 400,000 sample passes, 10 epochs at batch 128 on a large set]"),
-    click.option("--steps", type=int, help="Optimizer steps in all, instead of --epochs (epochs follow from the data)."),
+    click.option("--steps", type=int, help="Optimizer steps in all, exactly, instead of --epochs: the run stops "
+                 "mid-epoch if need be, the learning rate schedule ends there, the twin takes the same steps and QAT "
+                 "0.3 × them."),
     click.option("--batch-size", type=int, help="[default: 32 below 1,024 transfer samples, 64 below 4,096, else 128]"),
     click.option("--lr", type=float, help="Peak learning rate. [default: 0.003]"),
     click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), help="[default: adamw]"),

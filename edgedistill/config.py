@@ -221,8 +221,9 @@ class TrainConfig(_Strict):
     epochs: Union[int, Auto] = Field("auto", description="training epochs, or auto (sized from the data)")
     batch_size: Union[int, Auto] = Field("auto", description="samples per optimizer step, or auto (32 / 64 / 128 "
                                          "by data size)")
-    steps: int | None = Field(None, ge=1, le=10_000_000, exclude=True,
-                              description="optimizer steps in all (instead of epochs); resolved into epochs")
+    steps: int | None = Field(None, ge=1, le=10_000_000,
+                              description="optimizer steps in all, exactly (instead of epochs): the run stops "
+                              "mid-epoch after the last one and the learning rate schedule ends there")
     lr: float = Field(3e-3, gt=0)
     optimizer: Literal["adamw", "sgd"] = "adamw"
     schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
@@ -250,6 +251,8 @@ class QuantConfig(_Strict):
     qat: bool = Field(False, description="after float distillation, distill on with int8 fake quantization")
     qat_epochs: Union[int, Auto] = Field("auto", description="QAT epochs, or auto: 3 with explicit epochs, "
                                          "else 0.3 × the sized float epochs (at least 3)")
+    qat_steps: int | None = Field(None, ge=1, le=10_000_000, description="QAT optimizer steps in all, exactly "
+                                  "(instead of qat_epochs); default with train.steps: 0.3 × train.steps")
     qat_lr_scale: float = Field(0.1, gt=0, le=1, description="QAT learning rate = train.lr × this")
     qat_max_samples: int | None = Field(None, ge=100, description="QAT fine-tunes on at most this many transfer "
                                         "samples (a seeded subset; default: all)")
@@ -266,6 +269,12 @@ class QuantConfig(_Strict):
                              "must agree with the trained model computing its runtime's arithmetic (top-1 >= 99.9 %, "
                              "logits within one output step). Delete the setting.")
         return v
+
+    @model_validator(mode="after")
+    def _qat_epochs_or_steps(self):
+        if self.qat_steps is not None and self.qat_epochs != "auto":
+            raise ValueError("give qat_epochs or qat_steps, not both")
+        return self
 
     @field_validator("qat_epochs")
     @classmethod

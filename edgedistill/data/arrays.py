@@ -1,4 +1,9 @@
-"""In-memory labelled arrays: the one data shape every reader produces and every stage consumes."""
+"""Labelled arrays: the one data shape every reader produces and every stage consumes.
+
+Samples are float32 after reading, token ids (an integer N×L array) for text, or, for a memory-mapped x.npy folder
+(edgedistill.data.npy_dir), numbers in their stored dtype (uint8 images stay uint8, a quarter of float32's bytes),
+converted batch by batch by `model_input` where a model or a teacher reads them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from edgedistill.errors import DataError
 
@@ -26,9 +32,33 @@ def kind_of(x: np.ndarray) -> str:
     return kinds[x.ndim]
 
 
+def is_token_ids(x) -> bool:
+    """An integer N×L array (numpy or torch): token ids, which a model embeds rather than reads as numbers."""
+    dtype = x.dtype
+    integer = (not dtype.is_floating_point and dtype != torch.bool) if isinstance(x, torch.Tensor) \
+        else np.issubdtype(dtype, np.integer)
+    return x.ndim == 2 and integer
+
+
+def model_input(x):
+    """Samples as a model reads them: float32 (a numpy array or a torch tensor, of any length N×...), token ids
+    unchanged. Samples kept in their stored dtype (uint8, int16, float16, float64, bool from a memory-mapped x.npy)
+    become float32 with their values unchanged, as `.npz` samples do on reading (no rescaling: the student's
+    normaliser standardises them); float32 comes back as the same object, uncopied."""
+    if isinstance(x, torch.Tensor):
+        return x if x.dtype == torch.float32 or is_token_ids(x) else x.to(torch.float32)
+    return x if x.dtype == np.float32 or is_token_ids(x) else np.asarray(x, dtype=np.float32)
+
+
+def stored_samples(x: np.ndarray) -> bool:
+    """Whether `x` holds samples in a stored dtype that `model_input` converts (not float32, not token ids)."""
+    return x.dtype != np.float32 and not is_token_ids(x)
+
+
 @dataclass(frozen=True)
 class Split:
-    """Samples `x` (float32, N×...) and optional integer labels `y` (N,). `y is None` means unlabeled."""
+    """Samples `x` (N×...: float32, token ids, or a stored dtype, see the module docstring) and optional integer
+    labels `y` (N,). `y is None` means unlabeled."""
 
     x: np.ndarray
     y: np.ndarray | None = None
@@ -53,16 +83,25 @@ class RawDataset:
     source: str
     class_names: list[str] = field(default_factory=list)
     text: Any = None  # text data: how the texts became token ids (edgedistill.data.text_encode.TextEncoding)
+    notes: list[str] = field(default_factory=list)  # one-line advice from the reader (a large .npz), for the user
 
     @property
     def kind(self) -> str:
         return kind_of(self.train.x)
 
 
+CHECK_ROWS = 1 << 14  # samples checked at a time: a memory-mapped array is read in pieces, never copied whole
+
+
 def check_finite(x: np.ndarray, what: str, where: str) -> None:
     """Raise DataError naming the first samples of `x` (N, ...) that hold NaN or an infinity; `where` says what
-    the indices count (positions in the file, or within a split)."""
-    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1) if len(x) else np.zeros(0, bool)
+    the indices count (positions in the file, or within a split). Integer and bool samples are finite by type."""
+    if not np.issubdtype(x.dtype, np.floating):
+        return
+    bad = np.zeros(len(x), bool)
+    for i in range(0, len(x), CHECK_ROWS):
+        part = np.asarray(x[i : i + CHECK_ROWS])
+        bad[i : i + len(part)] = ~np.isfinite(part.reshape(len(part), -1)).all(axis=1)
     if bad.any():
         first = np.flatnonzero(bad)[:5].tolist()
         raise DataError(
@@ -76,7 +115,8 @@ def validate_split(split: Split, what: str, num_classes: int | None = None, allo
     """Reject NaN/inf samples, labels that are not integers in range, and mismatched lengths. With
     `allow_unlabeled`, -1 marks a sample without a label (the transfer set only)."""
     x = split.x
-    if x.dtype != np.float32 and not (x.dtype == np.int32 and x.ndim == 2):  # float samples, or token ids
+    stored = np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_  # a memory-mapped x.npy keeps its dtype
+    if x.dtype != np.float32 and not (x.dtype == np.int32 and x.ndim == 2) and not (stored and x.ndim > 2):
         raise DataError(f"{what}: samples must be float32 after reading, got {x.dtype}.")
     if len(split) == 0:
         raise DataError(f"{what}: the split is empty.")

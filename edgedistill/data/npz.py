@@ -1,4 +1,9 @@
-"""`.npz` arrays: `x` (required) and `y` (optional); optional `x_test`/`y_test` and `class_names`."""
+"""`.npz` arrays: `x` (required) and `y` (optional); optional `x_test`/`y_test` and `class_names`.
+
+An `.npz` is a zip archive: numpy reads it whole (`np.load` ignores `mmap_mode` for it) and the samples become
+float32 in memory. Past LARGE_NPZ_BYTES of arrays the reader says so in one line (RawDataset.notes) with the
+one-liner that turns the archive into a folder of `.npy` files, which is memory-mapped instead
+(edgedistill.data.npy_dir)."""
 
 from __future__ import annotations
 
@@ -10,8 +15,10 @@ import numpy as np
 from edgedistill.data.arrays import RawDataset, Split, kind_of
 from edgedistill.errors import DataError
 
+LARGE_NPZ_BYTES = 1 << 30  # decompressed array bytes past which the reader suggests a memory-mapped .npy folder
 
-def _labels(arr: np.ndarray | None, path: Path) -> np.ndarray | None:
+
+def labels_of(arr: np.ndarray | None, path: Path) -> np.ndarray | None:
     """Class labels as int64 from any integer, bool or whole-valued float array; -1 marks an unlabelled sample."""
     if arr is None:
         return None
@@ -25,7 +32,7 @@ def _labels(arr: np.ndarray | None, path: Path) -> np.ndarray | None:
     return arr.astype(np.int64)
 
 
-def _samples(arr: np.ndarray, path: Path, key: str) -> np.ndarray:
+def samples_of(arr: np.ndarray, path: Path, key: str) -> np.ndarray:
     """Samples as float32 from any numeric or bool array (uint8 / int16 keep their values: no rescaling)."""
     numeric = np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
     if not (numeric or arr.dtype == np.bool_):
@@ -52,11 +59,25 @@ def read_npz(path: Path) -> RawDataset:
         if xs in arrays and ys in arrays and len(arrays[xs]) != len(arrays[ys]):
             raise DataError(f"{path}: `{xs}` has {len(arrays[xs])} samples but `{ys}` has {len(arrays[ys])} labels; "
                             "they must pair up one to one.")
-    x = _samples(arrays["x"], path, "x")
+    x = samples_of(arrays["x"], path, "x")
     kind_of(x)
-    train = Split(x, _labels(arrays.get("y"), path))
+    train = Split(x, labels_of(arrays.get("y"), path))
     test = None
     if "x_test" in arrays:
-        test = Split(_samples(arrays["x_test"], path, "x_test"), _labels(arrays.get("y_test"), path))
+        test = Split(samples_of(arrays["x_test"], path, "x_test"), labels_of(arrays.get("y_test"), path))
     names = [str(n) for n in arrays["class_names"]] if "class_names" in arrays else []
-    return RawDataset(train=train, test=test, source=str(path), class_names=names)
+    return RawDataset(train=train, test=test, source=str(path), class_names=names, notes=large_npz_note(path))
+
+
+def large_npz_note(path: Path, limit: int = LARGE_NPZ_BYTES) -> list[str]:
+    """One line when the archive's arrays exceed `limit` bytes decompressed (from the zip directory: nothing is
+    read), naming the conversion into a memory-mapped .npy folder; else nothing."""
+    from edgedistill.data.npy_dir import CONVERT_ONE_LINER
+
+    with zipfile.ZipFile(path) as z:
+        size = sum(i.file_size for i in z.infolist())
+    if size <= limit:
+        return []
+    return [f"{path} holds {size / 2**30:.1f} GiB of arrays, read whole into memory (an .npz cannot be memory-mapped) "
+            f"and then converted to float32; a folder of .npy files is memory-mapped instead and keeps the stored "
+            f"dtype until a batch is built. Convert it once: {CONVERT_ONE_LINER}, then pass --data DIR."]

@@ -1,6 +1,7 @@
-"""Turn a data argument (`builtin:NAME`, a .npz file, a directory of IDX files, an image folder, or text: a JSONL /
-CSV / TSV file or a text folder) into a dataset: arrays (RawDataset), or texts (TextCorpus) that the student's
-tokenizer turns into token ids later (edgedistill.data.text_encode)."""
+"""Turn a data argument (`builtin:NAME`, a .npz file, a folder of .npy arrays (x.npy, y.npy, ...: memory-mapped), a
+directory of IDX files, an image folder, or text: a JSONL / CSV / TSV file or a text folder) into a dataset: arrays
+(RawDataset), or texts (TextCorpus) that the student's tokenizer turns into token ids later
+(edgedistill.data.text_encode)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from edgedistill.data.builtin import BUILTIN_DATASETS
 from edgedistill.data.builtin_text import TEXT_DATASETS
 from edgedistill.data.folder import looks_like_image_folder, read_image_folder
 from edgedistill.data.idx import looks_like_idx_dir, read_idx_dir
+from edgedistill.data.npy_dir import looks_like_npy_dir, read_npy_dir
 from edgedistill.data.npz import read_npz
 from edgedistill.data.text import TextCorpus
 from edgedistill.data.text_readers import looks_like_text, read_text
@@ -32,7 +34,8 @@ def read_dataset(spec: str, text_field: str | None = None, label_field: str | No
     path = None if spec.startswith("builtin:") else Path(spec).expanduser()
     if path is not None and not path.exists():
         known = ", ".join(f"builtin:{n}" for n in builtin_names())
-        raise DataError(f"Data path {path} does not exist. Give a .npz file, a directory, a .jsonl / .csv / .tsv "
+        raise DataError(f"Data path {path} does not exist. Give a .npz file, a directory (x.npy and y.npy, IDX "
+                        "files or one sub-folder per class), a .jsonl / .csv / .tsv "
                         f"text file, or one of: {known}.")
     if path is not None and not looks_like_idx_dir(path) and looks_like_text(path):
         return read_text(path, text_field, label_field, label_required)
@@ -50,11 +53,14 @@ def read_dataset(spec: str, text_field: str | None = None, label_field: str | No
             return read_npz(path)
         raise DataError(f"{path}: unsupported data file; expected a .npz archive (arrays `x` and optional `y`) or a "
                         ".jsonl / .csv / .tsv file of texts (fields `text` and `label`).")
+    if looks_like_npy_dir(path):
+        return read_npy_dir(path)
     if looks_like_idx_dir(path):
         return read_idx_dir(path)
     if looks_like_image_folder(path):
         return read_image_folder(path)
     raise DataError(
-        f"{path} is a directory but holds neither IDX files (train-images-idx3-ubyte…), nor one sub-folder per class "
+        f"{path} is a directory but holds neither x.npy (and y.npy), nor IDX files (train-images-idx3-ubyte…), nor "
+        "one sub-folder per class "
         "(images or .txt files), nor train.jsonl / train.csv / train.tsv."
     )

@@ -1,4 +1,8 @@
-"""Seeded train / val / test splits, the transfer set, and normalisation statistics computed on train only."""
+"""Seeded train / val / test splits, the transfer set, and normalisation statistics computed on train only.
+
+Samples kept in their stored dtype (a memory-mapped x.npy folder, edgedistill.data.npy_dir) stay so in the train
+and transfer splits, which the trainer reads batch by batch; the validation and test splits, which every stage
+scores whole and the runtimes read as they are, become float32 here (`model_input`)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.data.arrays import RawDataset, Split, check_finite, kind_of, validate_split
+from edgedistill.data.arrays import (RawDataset, Split, check_finite, kind_of, model_input, stored_samples,
+                                     validate_split)
 from edgedistill.data.labels import UNLABELED, LabelMap, fit_label_map, labelled
 from edgedistill.errors import DataError
 
@@ -24,10 +29,14 @@ class Normalizer:
     def fit(cls, x: np.ndarray) -> "Normalizer":
         """Statistics of `x` (N×F or N×C×...). A constant column / channel (std at float32 round-off level of its
         mean, or below 1e-6) gets std 1: it carries no information, and a tiny std would put a huge multiplier
-        (and a huge quantization scale) into the student's first layer. std is always finite and positive."""
+        (and a huge quantization scale) into the student's first layer. std is always finite and positive.
+        Samples in a stored dtype (uint8 ...) are summed in pieces (two passes, float64), never converted whole."""
         axes = (0,) if x.ndim == 2 else tuple(i for i in range(x.ndim) if i != 1)
-        mean = x.mean(axis=axes, dtype=np.float64)
-        std = x.std(axis=axes, dtype=np.float64)
+        if stored_samples(x):
+            mean, std = _chunked_moments(x, axes)
+        else:
+            mean = x.mean(axis=axes, dtype=np.float64)
+            std = x.std(axis=axes, dtype=np.float64)
         flat = ~np.isfinite(std) | (std <= np.maximum(1e-6, 1e-6 * np.abs(mean)))
         std = np.where(flat, 1.0, std)
         return cls(mean.tolist(), std.tolist(), "feature" if x.ndim == 2 else "channel")
@@ -42,6 +51,24 @@ class Normalizer:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+MOMENT_ROWS = 4096  # samples per piece when computing statistics of samples in a stored dtype
+
+
+def _chunked_moments(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and population std of `x` over `axes`, in float64, MOMENT_ROWS samples at a time (two
+    passes: the mean, then the squared deviations from it, as np.std computes them)."""
+    count = len(x) * int(np.prod([x.shape[a] for a in axes if a != 0]))
+    total = sum(np.asarray(x[i : i + MOMENT_ROWS]).sum(axis=axes, dtype=np.float64)
+                for i in range(0, len(x), MOMENT_ROWS))
+    mean = total / count
+    shape = [1] * x.ndim
+    shape[1] = -1
+    m = mean.reshape(shape)
+    sq = sum(((np.asarray(x[i : i + MOMENT_ROWS], np.float64) - m) ** 2).sum(axis=axes)
+             for i in range(0, len(x), MOMENT_ROWS))
+    return mean, np.sqrt(sq / count)
 
 
 @dataclass(frozen=True)
@@ -93,6 +120,19 @@ class DataSplits:
         }
 
 
+VAL_SCORED_MAX = 10_000  # validation samples scored at each evaluation point and by each tuning trial
+
+
+def scored_subset(n: int, seed: int, cap: int = VAL_SCORED_MAX) -> np.ndarray | None:
+    """Sorted indices of at most `cap` of n validation samples, a seeded draw, for the scoring repeated at every
+    evaluation point (keep-best, tuning); None when n <= cap (all are scored). On large data this keeps evaluation
+    from dominating training: the validation split of 600,000 samples is 60,000, and a 300-step run would spend
+    longer scoring it than training. The test split is always scored whole."""
+    if n <= cap:
+        return None
+    return np.sort(np.random.default_rng(seed + 29).permutation(n)[:cap])
+
+
 def _permutation(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)
 
@@ -108,10 +148,25 @@ def _split_labelled(split: Split, lmap: LabelMap, what: str) -> tuple[Split, Spl
 
 
 def _concat(parts: list[Split]) -> Split:
-    """One split from several; a part without labels contributes UNLABELED; all unlabelled -> y None."""
+    """One split from several; a part without labels contributes UNLABELED; all unlabelled -> y None. A single
+    labelled part is returned as it is (no copy of its samples)."""
     parts = [p for p in parts if p is not None and len(p)]
+    if len(parts) == 1 and parts[0].y is not None and labelled(parts[0].y).any() and parts[0].x.flags.c_contiguous:
+        return Split(_canonical(parts[0].x), parts[0].y)
     y = np.concatenate([p.y if p.y is not None else np.full(len(p), UNLABELED, np.int64) for p in parts])
     return Split(np.concatenate([p.x for p in parts]), y if labelled(y).any() else None)
+
+
+def _float32(split: Split) -> Split:
+    return split if not stored_samples(split.x) else Split(model_input(split.x), split.y)
+
+
+def _canonical(x: np.ndarray) -> np.ndarray:
+    """A view of C-contiguous `x` with the strides np.concatenate would give it. Fancy indexing may leave a size-1
+    axis (one channel) with another stride, which torch keeps, and a convolution then takes another code path whose
+    float rounding differs: the view keeps training bit-identical to a copy, without the copy."""
+    strides = np.cumprod((1,) + x.shape[:0:-1])[::-1] * x.itemsize
+    return np.lib.stride_tricks.as_strided(x, x.shape, tuple(int(v) for v in strides))
 
 
 def _class_names(raw: RawDataset, lmap: LabelMap) -> list[str]:
@@ -160,6 +215,7 @@ def make_splits(
     if max_train is not None:
         tr_idx = tr_idx[:max_train]
     tr = train.take(np.sort(tr_idx))
+    val, test = _float32(val), _float32(test)  # scored whole, read by the runtimes: float32 (module docstring)
 
     num_classes = lmap.num_classes
     for split, what in ((tr, "train split"), (val, "validation split"), (test, "test split")):

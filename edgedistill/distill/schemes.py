@@ -40,7 +40,9 @@ from edgedistill.distill.trainer import (
     batch_at,
     keep_last_epoch,
     mixed_labels,
+    planned_samples,
     predict_logits,
+    total_steps,
     val_accuracy,
 )
 from edgedistill.errors import ConfigError
@@ -97,13 +99,16 @@ def fit_mutual(models: list[nn.Module], data: TrainSet, val_x: torch.Tensor, val
                progress: Callable[[int, float, float | None], None] | None = None,
                lr_scales: list[float] | None = None) -> list[FitResult]:
     """Deep mutual learning: every model steps on the same batch with its objective + weight · mean KL to peers.
-    `lr_scales[k]` multiplies model k's learning rate (an online teacher fine-tunes gently)."""
+    `lr_scales[k]` multiplies model k's learning rate (an online teacher fine-tunes gently). Runs
+    total_steps(settings) optimizer steps (a step budget cuts the last epoch short) and validates at every epoch's
+    end and after the last step."""
     n = len(data)
     steps = (n + settings.batch_size - 1) // settings.batch_size
     lrs = [settings.lr * s for s in (lr_scales or [1.0] * len(models))]
     opts = [OPTIMIZERS.get(settings.optimizer)(list(m.parameters()), lr, settings.weight_decay, settings.momentum)
             for m, lr in zip(models, lrs)]
-    scheds = [SCHEDULES.get(settings.schedule)(o, settings.epochs * steps, lr) for o, lr in zip(opts, lrs)]
+    total = total_steps(settings, n)  # whole epochs, or exactly settings.steps (the last epoch cut short)
+    scheds = [SCHEDULES.get(settings.schedule)(o, total, lr) for o, lr in zip(opts, lrs)]
     gen = torch.Generator().manual_seed(settings.seed)
     results = [FitResult(copy.deepcopy(m.state_dict()), 0, -1.0) for m in models]
     aug = settings.augment
@@ -111,14 +116,17 @@ def fit_mutual(models: list[nn.Module], data: TrainSet, val_x: torch.Tensor, val
     on_the_fly = use_teacher and aug.enabled
     fixed = data.teacher_logits(objective.temperature) if use_teacher and not on_the_fly else None
     key = data.teacher_stream.stream_key(data.x, settings.seed, settings.batch_size, aug) if on_the_fly else ""
-    for epoch in range(settings.epochs):
+    done = 0
+    for epoch in range(-(-total // steps)):
         t0 = time.perf_counter()
         for m in models:
             m.train()
         order = torch.randperm(n, generator=gen)
         aug_gen = torch.Generator().manual_seed(augment_seed(settings.seed, epoch))
         totals = [0.0] * len(models)
-        for step, i in enumerate(range(0, n, settings.batch_size)):
+        seen = 0
+        for step in range(min(steps, total - done)):
+            i = step * settings.batch_size
             idx = order[i: i + settings.batch_size]
             xb, yb, mix = batch_at(data, idx, aug, aug_gen)
             tb = fixed[idx] if fixed is not None else None
@@ -140,22 +148,26 @@ def fit_mutual(models: list[nn.Module], data: TrainSet, val_x: torch.Tensor, val
                 opt.step()
                 sched.step()
                 totals[k] += float(loss.detach()) * len(xb)
+            done, seen = done + 1, seen + len(idx)
             if progress:
                 progress(len(idx), totals[0] / max(1, i + len(idx)), None)
-        for m, r, opt, total in zip(models, results, opts, totals):
+        for m, r, opt, loss_sum in zip(models, results, opts, totals):
             acc = val_accuracy(m, val_x, val_y)
-            r.history.append(EpochRecord(epoch + 1, total / n, acc, opt.param_groups[0]["lr"],
-                                         time.perf_counter() - t0))
+            r.history.append(EpochRecord(epoch + 1, loss_sum / seen, acc, opt.param_groups[0]["lr"],
+                                         time.perf_counter() - t0, step=done))
             r.seconds += time.perf_counter() - t0
             if acc > r.best_val_acc:
-                r.best_val_acc, r.best_epoch, r.best_state = acc, epoch + 1, copy.deepcopy(m.state_dict())
+                r.best_val_acc, r.best_epoch, r.best_step = acc, epoch + 1, done
+                r.best_state = copy.deepcopy(m.state_dict())
         if progress:
-            progress(0, totals[0] / n, results[0].best_val_acc)
+            progress(0, totals[0] / seen, results[0].best_val_acc)
     for m, r in zip(models, results):
-        r.samples_per_s = settings.epochs * n * len(models) / r.seconds if r.seconds else 0.0
+        r.steps, r.eval_every = done, steps
+        r.samples_per_s = planned_samples(settings, n) * len(models) / r.seconds if r.seconds else 0.0
         if r.history and keep_last_epoch(r.best_val_acc, r.history[-1].val_acc, len(val_y)):  # as fit() does
-            r.best_val_acc, r.best_epoch, r.best_state = r.history[-1].val_acc, r.history[-1].epoch, \
-                copy.deepcopy(m.state_dict())
+            last = r.history[-1]
+            r.best_val_acc, r.best_epoch, r.best_step = last.val_acc, last.epoch, last.step
+            r.best_state = copy.deepcopy(m.state_dict())
     return results
 
 

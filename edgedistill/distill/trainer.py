@@ -1,8 +1,14 @@
 """The training loop shared by distillation, its no-teacher twin and the auto-tuning trials.
 
-Deterministic for a given seed (data order from a seeded generator, checkpointed with everything else), validates
-every epoch, keeps the last weights unless an earlier epoch was better on validation beyond its noise, and resumes
-from its last finished epoch.
+Deterministic for a given seed (data order from a seeded generator, checkpointed with everything else). The budget
+is a number of optimizer steps: whole epochs (`epochs`), or exactly `steps`, the last epoch cut short, with the
+learning-rate schedule sized to them. Validates every `eval_every` steps (schedule.eval_interval: every epoch while
+an epoch is at most 1,000 steps, more often within a longer one) and after the last step, keeps the last weights
+unless an earlier evaluation was better on validation beyond its noise, and checkpoints at every evaluation point,
+from which a run resumes exactly, mid-epoch included (edgedistill.distill.resume).
+
+Samples may be kept in their stored dtype (a memory-mapped uint8 x.npy): each batch becomes float32 as it is built
+(`edgedistill.data.arrays.model_input`), so the whole set never exists in float32.
 
 Augmentation (settings.augment) draws from its own generator, seeded by (seed, epoch), that nothing else consumes:
 a distilled student and its no-teacher twin with the same settings see identical batches, and with augmentation on
@@ -12,9 +18,6 @@ the teacher runs on those same batches (`TrainSet.teacher_stream`), never on un-
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -24,11 +27,13 @@ import torch
 from torch import nn
 
 from edgedistill import distributed as ddp
+from edgedistill.data.arrays import model_input
 from edgedistill.data.augment import Augment, Mix
+from edgedistill.distill import resume
 from edgedistill.distill.losses import distillation_objective
 from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
+from edgedistill.distill.schedule import eval_interval
 from edgedistill.errors import EdgeDistillError
-from edgedistill.teachers.cache import array_digest
 from edgedistill.teachers.ensemble import combine
 from edgedistill.teachers.stream import TeacherStream
 
@@ -39,6 +44,9 @@ class TrainingDiverged(EdgeDistillError):
 
 @dataclass(frozen=True)
 class TrainSettings:
+    """The budget and optimizer of one fit(). `steps`: optimizer steps in all, exactly (None: `epochs` whole
+    epochs); `eval_every`: optimizer steps between two validations (None: schedule.eval_interval)."""
+
     epochs: int = 10
     batch_size: int = 128
     lr: float = 3e-3
@@ -48,6 +56,23 @@ class TrainSettings:
     momentum: float = 0.9
     seed: int = 0
     augment: Augment = Augment()
+    steps: int | None = None
+    eval_every: int | None = None
+
+
+def steps_per_epoch(settings: TrainSettings, n: int) -> int:
+    return -(-n // settings.batch_size)
+
+
+def total_steps(settings: TrainSettings, n: int) -> int:
+    """Optimizer steps fit() takes on n samples: `steps` when given, else `epochs` whole epochs."""
+    return settings.steps if settings.steps is not None else settings.epochs * steps_per_epoch(settings, n)
+
+
+def planned_samples(settings: TrainSettings, n: int) -> int:
+    """Samples fit() trains on over n samples (a progress bar's total): whole epochs, then the cut-short one."""
+    full, rest = divmod(total_steps(settings, n), steps_per_epoch(settings, n))
+    return full * n + min(n, rest * settings.batch_size)
 
 
 @dataclass(frozen=True)
@@ -106,16 +131,23 @@ class TrainSet:
 
 @dataclass
 class EpochRecord:
+    """One evaluation point: the epoch it fell in (1-based; at an epoch's end, the epochs done), the optimizer steps
+    done, the mean training loss since the previous evaluation, validation accuracy, learning rate, seconds."""
+
     epoch: int
     train_loss: float
     val_acc: float
     lr: float
     seconds: float
-    terms: dict = field(default_factory=dict)  # mean of each loss term over the epoch (feature terms)
+    terms: dict = field(default_factory=dict)  # mean of each loss term since the previous evaluation (feature terms)
+    step: int = 0
 
 
 @dataclass
 class FitResult:
+    """The chosen weights (best_epoch / best_step: the evaluation they come from; 0: the starting weights) and the
+    record: `steps` optimizer steps in all (resumed ones included), validated every `eval_every` steps."""
+
     best_state: dict
     best_epoch: int
     best_val_acc: float
@@ -123,6 +155,10 @@ class FitResult:
     seconds: float = 0.0
     samples_per_s: float = 0.0
     resumed_from_epoch: int = 0
+    best_step: int = 0
+    steps: int = 0
+    eval_every: int = 0
+    resumed_from_step: int = 0
 
 
 @torch.no_grad()
@@ -142,7 +178,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch: int = 1024, progres
     model.eval()
     parts = []
     for i in range(0, len(x), batch):
-        parts.append(model(x[i : i + batch]))
+        parts.append(model(model_input(x[i : i + batch])))
         if progress:
             progress(len(parts[-1]))
     model.train(was_training)
@@ -171,7 +207,7 @@ class FeatureTerms:
         was = model.training
         model.eval()
         with torch.no_grad():
-            probe = data.x[:2]
+            probe = model_input(data.x[:2])
             model(probe)
             self.teacher(probe)
         model.train(was)
@@ -216,8 +252,9 @@ def augment_seed(seed: int, epoch: int) -> int:
 
 def batch_at(data: TrainSet, idx: torch.Tensor, aug: Augment,
              aug_gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None, Mix | None]:
-    """One training batch: augmented inputs, their labels and what mixup did (None without mixup)."""
-    xb = data.x[idx]
+    """One training batch (float32, or token ids): augmented inputs, their labels and what mixup did (None without
+    mixup)."""
+    xb = model_input(data.x[idx])
     yb = data.y[idx] if data.y is not None else None
     if not aug.enabled:
         return xb, yb, None
@@ -236,41 +273,20 @@ def mixed_labels(mix: Mix, yb: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def labeled_only(data: TrainSet, settings: TrainSettings) -> tuple[TrainSet, TrainSettings]:
-    """The no-teacher twin's data and budget on a partly labelled transfer set: the labelled samples only, for the
-    same number of optimizer steps the full set gets (epochs = ceil(steps / labelled steps per epoch))."""
+    """The no-teacher twin's data and budget on a partly labelled transfer set: the labelled samples only, for
+    exactly the optimizer steps the full set gets (its last epoch over the labelled samples cut short)."""
     sub = data.labeled()
     if sub is data:
         return data, settings
     if len(sub) == 0:
         raise ValueError("the no-teacher twin needs labelled samples; every transfer sample is unlabelled (y = -1)")
-    steps = settings.epochs * -(-len(data) // settings.batch_size)
-    per_epoch = -(-len(sub) // settings.batch_size)
-    return sub, replace(settings, epochs=max(1, -(-steps // per_epoch)))
+    steps = total_steps(settings, len(data))
+    per_epoch = steps_per_epoch(settings, len(sub))
+    return sub, replace(settings, epochs=-(-steps // per_epoch), steps=steps)  # validated at its own epochs' ends
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return 100.0 * float((logits.argmax(1) == y).float().mean())
-
-
-def fingerprint(settings: TrainSettings, objective: Objective, data: TrainSet, model: nn.Module) -> str:
-    """What a checkpoint was trained on and for: the settings, the objective, the samples, labels and teacher
-    outputs (content digests), the teacher stream's identity and the model's parameter shapes. A checkpoint of other
-    data, another teacher or another architecture is not resumed (the run starts fresh)."""
-    obj = asdict(objective)
-    if not obj["features"]:
-        del obj["features"]
-    arrays = [data.x, data.y, data.teacher_members]
-    content = [None if a is None else array_digest(a.detach().cpu().numpy()) for a in arrays]
-    stream = data.teacher_stream.identity if data.teacher_stream is not None else None
-    shapes = [[k, list(v.shape)] for k, v in model.state_dict().items()]
-    blob = json.dumps([asdict(settings), obj, len(data), content, stream, shapes], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 ProgressFn = Callable[[int, float, float | None], None]  # (samples done in this call, loss, val acc or None)
@@ -279,11 +295,13 @@ ProgressFn = Callable[[int, float, float | None], None]  # (samples done in this
 def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tensor, objective: Objective,
         settings: TrainSettings, checkpoint: Path | None = None,
         progress: ProgressFn | None = None, score_start: bool = False) -> FitResult:
-    """Train `model` in place; return the chosen weights and the per-epoch history. The chosen weights are the last
-    epoch's unless an earlier epoch beat it on validation beyond the split's noise (`keep_last_epoch`); best_epoch
-    and best_val_acc describe the chosen weights. `score_start`: the weights `model` starts from are kept instead
-    (best_epoch 0) when they score higher on validation than the chosen ones: fine-tuning a model that is already
-    good, as QAT does from its post-training int8 starting point, then never ends below where it began.
+    """Train `model` in place for total_steps(settings, len(data)) optimizer steps; return the chosen weights and the
+    history of evaluation points. The chosen weights are the last evaluation's unless an earlier one beat it on
+    validation beyond the split's noise (`keep_last_epoch`); best_epoch / best_step and best_val_acc describe the
+    chosen weights. `score_start`: the weights `model` starts from are kept instead (best_epoch 0) when they score
+    higher on validation than the chosen ones: fine-tuning a model that is already good, as QAT does from its
+    post-training int8 starting point, then never ends below where it began. `checkpoint`: written at every
+    evaluation point and resumed from when it fits this run (edgedistill.distill.resume).
 
     Labels of -1 mark unlabelled samples: the soft loss sees them, the hard loss does not (losses.py), and an
     objective without a teacher trains on the labelled samples only, for the same number of optimizer steps, and
@@ -291,96 +309,148 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
     if not objective.teacher:
         data, settings = labeled_only(data, settings)
         settings = replace(settings, augment=settings.augment.for_twin())  # the automatic mixup is the teacher's
-    n = len(data)
-    steps_per_epoch = (n + settings.batch_size - 1) // settings.batch_size
-    features = FeatureTerms(model, data, objective) if objective.teacher and objective.features else None
-    params = list(model.parameters()) + (list(features.heads.parameters()) if features else [])
-    opt = OPTIMIZERS.get(settings.optimizer)(params, settings.lr, settings.weight_decay, settings.momentum)
-    sched = SCHEDULES.get(settings.schedule)(opt, settings.epochs * steps_per_epoch, settings.lr)
+    n, bs = len(data), settings.batch_size
+    per_epoch, total = steps_per_epoch(settings, n), total_steps(settings, n)
+    every = settings.eval_every or eval_interval(per_epoch, total)
+    step_fn = _Stepper(model, data, objective, settings, per_epoch)
+    sched = SCHEDULES.get(settings.schedule)(step_fn.opt, total, settings.lr)
     gen = torch.Generator().manual_seed(settings.seed)
-    result = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=0, best_val_acc=-1.0)
+    result = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=0, best_val_acc=-1.0, steps=total,
+                       eval_every=every)
     start = (copy.deepcopy(model.state_dict()), val_accuracy(model, val_x, val_y)) if score_start else None
-    key = fingerprint(settings, objective, data, model) if checkpoint is not None else ""
-    start_epoch = 0
-    if checkpoint is not None and checkpoint.exists():
-        start_epoch = _resume(checkpoint, key, model, opt, sched, gen, result, features)
-    aug = settings.augment
-    on_the_fly = objective.teacher and aug.enabled
-    if on_the_fly and data.teacher_stream is None:
-        raise ValueError("training with augmentation and a teacher needs TrainSet.teacher_stream (the teacher must "
-                         "see the augmented batch)")
-    teacher_logits = data.teacher_logits(objective.temperature) if objective.teacher and not on_the_fly else None
-    stream_key = data.teacher_stream.stream_key(data.x, settings.seed, settings.batch_size, aug) if on_the_fly else ""
-    if ddp.active():  # each rank runs the teacher on its own slice of every batch: its own stream
-        stream_key += f"|rank{ddp.rank()}of{ddp.world()}"
-    shard = slice(ddp.rank(), None, ddp.world())  # this rank's share of every global batch
-    net = ddp.wrap(model)
-    t_train = 0.0
-    for epoch in range(start_epoch, settings.epochs):
-        t0 = time.perf_counter()
+    key = resume.fingerprint(settings, objective, data, model) if checkpoint is not None else ""
+    pos = resume.Position(0, gen.get_state(), None)
+    state = resume.load(checkpoint, key) if checkpoint is not None else None
+    if state is not None:
+        pos = _restore(state, model, step_fn, sched, result)
+        result.resumed_from_step, result.resumed_from_epoch = pos.step, pos.step // per_epoch
+    gen.set_state(pos.generator)
+    done, trained, t_train = pos.step, 0, 0.0
+    loss_sum, seen, t_seg = torch.zeros(()), 0, time.perf_counter()
+    while done < total:
+        epoch, first = divmod(done, per_epoch)
+        at_epoch_start = gen.get_state()
         model.train()
         order = torch.randperm(n, generator=gen)
         aug_gen = torch.Generator().manual_seed(augment_seed(settings.seed, epoch))
-        total = torch.zeros(())
-        for step, i in enumerate(range(0, n, settings.batch_size)):
-            idx = order[i : i + settings.batch_size]
-            xb, yb, mix = batch_at(data, idx, aug, aug_gen)  # the whole global batch: identical on every rank
-            tb = teacher_logits[idx[shard]] if teacher_logits is not None else None
-            xb = xb[shard]
-            if on_the_fly:
-                members = data.teacher_stream.members(stream_key, epoch, step, steps_per_epoch, xb)
-                tb = combine(members, data.ensemble, objective.temperature)
-            logits = net(xb)
-            if yb is not None:
-                yb = (mixed_labels(mix, yb, logits.shape[1]) if mix is not None else yb)[shard]
-            loss = distillation_objective(
-                logits, tb if objective.teacher else None, yb, objective.loss, objective.temperature, objective.alpha,
-            )
-            if features is not None:
-                loss = loss + features.loss(xb)
-            if not torch.isfinite(loss.detach()):
-                raise TrainingDiverged(
-                    f"Training diverged: the loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1}"
-                    f" (lr {opt.param_groups[0]['lr']:.3g}). Usual causes: a learning rate too high for this student "
-                    "(--lr), NaN or infinite values in the data, or a student whose output is undefined for some "
-                    "inputs (a custom layer dividing by zero, attention over padding only). Nothing was written.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.detach() * len(xb)
+        if first and pos.aug_generator is not None:
+            aug_gen.set_state(pos.aug_generator)  # resumed mid-epoch: the augmentation draws continue where they were
+        for step in range(first, min(per_epoch, first + total - done)):
+            idx = order[step * bs : (step + 1) * bs]
+            loss_sum += step_fn(idx, aug_gen, epoch, step, sched)
+            done, seen, trained = done + 1, seen + len(idx), trained + len(idx)
             if progress:
-                progress(len(idx), float(loss.detach()), None)
-        t_train += time.perf_counter() - t0
-        ddp.sync_buffers(model)
-        val_acc = val_accuracy(model, val_x, val_y)
-        total = ddp.all_sum(total)
-        result.history.append(EpochRecord(epoch + 1, float(total) / n, val_acc, opt.param_groups[0]["lr"],
-                                          time.perf_counter() - t0, features.epoch_terms() if features else {}))
-        if val_acc > result.best_val_acc:
-            result.best_val_acc, result.best_epoch = val_acc, epoch + 1
-            result.best_state = copy.deepcopy(model.state_dict())
-        if progress:
-            progress(0, float(total) / n, val_acc)
-        if checkpoint is not None and ddp.is_main():
-            _save_atomic({
-                "fingerprint": key, "epoch": epoch + 1, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "generator": gen.get_state(),
-                "best_state": result.best_state, "best_epoch": result.best_epoch,
-                "best_val_acc": result.best_val_acc, "history": [asdict(h) for h in result.history],
-                "heads": features.heads.state_dict() if features else {},
-            }, checkpoint)
-    if features is not None:
-        features.close()
+                progress(len(idx), step_fn.last_loss, None)
+            if done % every and done < total:
+                continue
+            t_train += time.perf_counter() - t_seg
+            record = _evaluate(model, step_fn, val_x, val_y, epoch + 1, done, loss_sum, seen, t_seg)
+            result.history.append(record)
+            if record.val_acc > result.best_val_acc:
+                result.best_val_acc, result.best_epoch, result.best_step = record.val_acc, epoch + 1, done
+                result.best_state = copy.deepcopy(model.state_dict())
+            if progress:
+                progress(0, record.train_loss, record.val_acc)
+            if checkpoint is not None and ddp.is_main():
+                ended = step + 1 == per_epoch  # the next step opens a new epoch: its shuffle is drawn from `gen` now
+                _checkpoint(checkpoint, key, done, per_epoch, model, step_fn, sched, result,
+                            gen.get_state() if ended else at_epoch_start, None if ended else aug_gen.get_state())
+            model.train()
+            loss_sum, seen, t_seg = torch.zeros(()), 0, time.perf_counter()
+    step_fn.close()
+    result.steps = done
     if result.history and keep_last_epoch(result.best_val_acc, result.history[-1].val_acc, len(val_y)):
+        last = result.history[-1]
         result.best_state = copy.deepcopy(model.state_dict())
-        result.best_epoch, result.best_val_acc = result.history[-1].epoch, result.history[-1].val_acc
+        result.best_epoch, result.best_step, result.best_val_acc = last.epoch, last.step, last.val_acc
     if start is not None and start[1] > result.best_val_acc:
-        result.best_state, result.best_epoch, result.best_val_acc = start[0], 0, start[1]
-    done = max(0, settings.epochs - start_epoch)
+        result.best_state, result.best_epoch, result.best_step, result.best_val_acc = start[0], 0, 0, start[1]
     result.seconds = t_train
-    result.samples_per_s = done * n / t_train if t_train > 0 else 0.0
+    result.samples_per_s = trained / t_train if t_train > 0 else 0.0
     return result
+
+
+class _Stepper:
+    """One optimizer step on a batch of sample indices: the batch (augmented), the teacher's targets (cached or run
+    on the augmented batch), this rank's share, the loss, backward, optimizer and scheduler. Owns the optimizer and
+    the feature terms."""
+
+    def __init__(self, model: nn.Module, data: TrainSet, objective: Objective, settings: TrainSettings,
+                 per_epoch: int):
+        self.data, self.objective, self.settings, self.per_epoch = data, objective, settings, per_epoch
+        self.features = FeatureTerms(model, data, objective) if objective.teacher and objective.features else None
+        params = list(model.parameters()) + (list(self.features.heads.parameters()) if self.features else [])
+        self.opt = OPTIMIZERS.get(settings.optimizer)(params, settings.lr, settings.weight_decay, settings.momentum)
+        aug = settings.augment
+        self.on_the_fly = objective.teacher and aug.enabled
+        if self.on_the_fly and data.teacher_stream is None:
+            raise ValueError("training with augmentation and a teacher needs TrainSet.teacher_stream (the teacher "
+                             "must see the augmented batch)")
+        self.teacher_logits = (data.teacher_logits(objective.temperature)
+                               if objective.teacher and not self.on_the_fly else None)
+        self.stream_key = (data.teacher_stream.stream_key(data.x, settings.seed, settings.batch_size, aug)
+                           if self.on_the_fly else "")
+        if ddp.active():  # each rank runs the teacher on its own slice of every batch: its own stream
+            self.stream_key += f"|rank{ddp.rank()}of{ddp.world()}"
+        self.shard = slice(ddp.rank(), None, ddp.world())  # this rank's share of every global batch
+        self.net = ddp.wrap(model)
+        self.last_loss = 0.0
+
+    def __call__(self, idx: torch.Tensor, aug_gen: torch.Generator, epoch: int, step: int, sched) -> torch.Tensor:
+        """Train on the global batch `idx`; returns the loss times this rank's batch size (detached)."""
+        data, objective, shard = self.data, self.objective, self.shard
+        xb, yb, mix = batch_at(data, idx, self.settings.augment, aug_gen)  # the whole global batch, on every rank
+        tb = self.teacher_logits[idx[shard]] if self.teacher_logits is not None else None
+        xb = xb[shard]
+        if self.on_the_fly:
+            members = data.teacher_stream.members(self.stream_key, epoch, step, self.per_epoch, xb)
+            tb = combine(members, data.ensemble, objective.temperature)
+        logits = self.net(xb)
+        if yb is not None:
+            yb = (mixed_labels(mix, yb, logits.shape[1]) if mix is not None else yb)[shard]
+        loss = distillation_objective(logits, tb if objective.teacher else None, yb, objective.loss,
+                                      objective.temperature, objective.alpha)
+        if self.features is not None:
+            loss = loss + self.features.loss(xb)
+        if not torch.isfinite(loss.detach()):
+            raise TrainingDiverged(
+                f"Training diverged: the loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1}"
+                f" (lr {self.opt.param_groups[0]['lr']:.3g}). Usual causes: a learning rate too high for this "
+                "student (--lr), NaN or infinite values in the data, or a student whose output is undefined for "
+                "some inputs (a custom layer dividing by zero, attention over padding only). Nothing was written.")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        sched.step()
+        self.last_loss = float(loss.detach())
+        return loss.detach() * len(xb)
+
+    def close(self) -> None:
+        if self.features is not None:
+            self.features.close()
+
+
+def _evaluate(model: nn.Module, step_fn: _Stepper, val_x, val_y, epoch: int, done: int, loss_sum: torch.Tensor,
+              seen: int, t_seg: float) -> EpochRecord:
+    """Score the model on validation at an evaluation point (replicas' buffers synchronised first)."""
+    ddp.sync_buffers(model)
+    val_acc = val_accuracy(model, val_x, val_y)
+    loss = float(ddp.all_sum(loss_sum)) / max(1, seen)
+    terms = step_fn.features.epoch_terms() if step_fn.features else {}
+    return EpochRecord(epoch, loss, val_acc, step_fn.opt.param_groups[0]["lr"], time.perf_counter() - t_seg, terms,
+                       done)
+
+
+def _checkpoint(path: Path, key: str, done: int, per_epoch: int, model: nn.Module, step_fn: _Stepper, sched,
+                result: FitResult, generator: torch.Tensor, aug_generator: torch.Tensor | None) -> None:
+    resume.save_atomic({
+        "fingerprint": key, "step": done, "epoch": done // per_epoch, "model": model.state_dict(),
+        "optimizer": step_fn.opt.state_dict(), "scheduler": sched.state_dict(), "generator": generator,
+        "aug_generator": aug_generator, "best_state": result.best_state, "best_epoch": result.best_epoch,
+        "best_step": result.best_step, "best_val_acc": result.best_val_acc,
+        "history": [asdict(h) for h in result.history],
+        "heads": step_fn.features.heads.state_dict() if step_fn.features else {},
+    }, path)
 
 
 MIN_LEAD_SAMPLES = 6  # the fewest discordant samples McNemar's exact test can call significant: 2 · 0.5^6 = 0.031
@@ -405,22 +475,15 @@ def keep_last_epoch(best_val_acc: float, last_val_acc: float, n_val: int) -> boo
     return best_val_acc <= wilson_from_percent(last_val_acc, n_val).high
 
 
-def _resume(path: Path, fingerprint: str, model, opt, sched, gen, result: FitResult, features=None) -> int:
-    """Restore a checkpoint written by the same settings; a foreign or damaged one is ignored (fresh start)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a checkpoint cut short by a crash: start over rather than fail
-        return 0
-    if state.get("fingerprint") != fingerprint:
-        return 0
+def _restore(state: dict, model: nn.Module, step_fn: _Stepper, sched, result: FitResult) -> resume.Position:
+    """Load a checkpoint of this run (resume.load checked it) into the model, optimizer, scheduler and result."""
     model.load_state_dict(state["model"])
-    if features is not None:
-        features.heads.load_state_dict(state.get("heads", {}))
-    opt.load_state_dict(state["optimizer"])
+    if step_fn.features is not None:
+        step_fn.features.heads.load_state_dict(state.get("heads", {}))
+    step_fn.opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
-    gen.set_state(state["generator"])
     result.best_state, result.best_epoch = state["best_state"], state["best_epoch"]
-    result.best_val_acc = state["best_val_acc"]
+    result.best_step, result.best_val_acc = state["best_step"], state["best_val_acc"]
     result.history = [EpochRecord(**h) for h in state["history"]]
-    result.resumed_from_epoch = int(state["epoch"])
-    return int(state["epoch"])
+    return resume.Position(int(state["step"]), state["generator"], state.get("aug_generator"))
+

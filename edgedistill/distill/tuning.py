@@ -5,8 +5,8 @@ The grid: for each loss, its temperatures (below) × alpha in {0.5, 0.9, 1} (alp
 with labels is pure function matching: the labels only score the trials, which was the steadiest recipe measured in
 docs/distillation_gain.md). `loss = kd` with T and alpha auto is 4 × 3 = 12 trials; `loss = auto` adds decoupled KD
 (T 1, 4: the DKD paper's setting is 4) and standardized-logit KD (T 2, 4: logits are z-scored, so the useful
-temperatures are lower), 24 trials in all. Each trial is `tune_epochs` epochs (default epochs // 3, at most
-schedule.TRIAL_STEPS = 700 optimizer steps) on at most
+temperatures are lower), 24 trials in all. Each trial is `tune_epochs` epochs (default epochs // 3, or a third of a
+step budget, at most exactly schedule.TRIAL_STEPS = 700 optimizer steps) on at most
 `tune_max_samples` transfer samples, with the run's augmentation. The no-teacher objective is scored with the same
 budget, so a setting is only chosen if it is measured against what training without a teacher gets in the same time.
 
@@ -46,12 +46,12 @@ from typing import Callable
 import torch
 from torch import nn
 
+from edgedistill.distill.resume import fingerprint
 from edgedistill.distill.trainer import (
     FeatureTerm,
     Objective,
     TrainSet,
     TrainSettings,
-    fingerprint,
     fit,
     predict_logits,
 )
@@ -102,7 +102,8 @@ class TuneResult:
     decision: Decision | None = None
     cv_folds: int = 0  # folds of the labelled transfer samples added to the validation split (0: validation only)
     scored_on: int = 0  # samples each trial was scored on, pooled over the folds
-    trial_epochs: int = 0  # epochs of each trial run
+    trial_epochs: int = 0  # epochs of each trial run (the last one cut short when trial_steps is set)
+    trial_steps: int | None = None  # optimizer steps of each trial run, exactly (None: whole epochs)
     skipped: str = ""  # why the other trials were not run (the reference trial was too immature to rank them)
 
     def to_dict(self) -> dict:
@@ -227,19 +228,19 @@ def tune(make_model: Callable[[], nn.Module], data: TrainSet, val_x: torch.Tenso
                f"{chance:.1f} % (maturity {maturity:.2f} < {MIN_MATURITY:g}), so the other trials were not run and "
                "the reference is kept; --tune-epochs N lengthens them, -T / --alpha fix the objective")
         return TuneResult(kd_objs[ref], [done[ref][0]], float("nan"), Decision(0, 0, 0.0, 0.0), len(folds) - 1,
-                          scored_on, settings.epochs, skipped=why)
+                          scored_on, settings.epochs, settings.steps, skipped=why)
     results = [done[i] if i == ref else run(o) for i, o in enumerate(kd_objs)]
     base = [run(o)[0] for o in candidates if not o.teacher]
     trials = [t for t, _ in results] + base
     decision = decide([t.val_acc for t, _ in results], [c for _, c in results], ref)
     return TuneResult(kd_objs[decision.chosen], trials, base[0].val_acc if base else float("nan"), decision,
-                      len(folds) - 1, scored_on, settings.epochs)
+                      len(folds) - 1, scored_on, settings.epochs, settings.steps)
 
 
 def search_key(make_model: Callable[[], nn.Module], data: TrainSet, val_x: torch.Tensor, val_y: torch.Tensor,
                loss: str, temperature, alpha, settings: TrainSettings, max_samples: int) -> str:
     """What `tune` with these arguments computes, as a digest: the training checkpoint's fingerprint of the trial
-    settings, transfer samples, labels, teacher outputs and architecture (trainer.fingerprint), the validation split,
+    settings, transfer samples, labels, teacher outputs and architecture (resume.fingerprint), the validation split,
     the search's own arguments and the grid and rule of this module. The same key means the same search, so its
     result can be reused (a resumed run need not run the trials again)."""
     from edgedistill.teachers.cache import array_digest
@@ -252,12 +253,14 @@ def search_key(make_model: Callable[[], nn.Module], data: TrainSet, val_x: torch
 
 
 def tuning_settings(settings: TrainSettings, tune_epochs: int | None, n: int | None = None) -> TrainSettings:
-    """Each trial's settings: `tune_epochs` when given, else a third of the run's epochs capped at
-    schedule.TRIAL_STEPS optimizer steps on the trial's n samples (n None: no cap)."""
-    from edgedistill.distill.schedule import trial_epochs
+    """Each trial's settings: `tune_epochs` whole epochs when given, else a third of the run's epochs (a third of
+    its steps for a step budget), capped at exactly schedule.TRIAL_STEPS optimizer steps on the trial's n samples
+    (n None: no cap)."""
+    from edgedistill.distill.schedule import trial_budget
 
     if tune_epochs:
-        return replace(settings, epochs=tune_epochs)
+        return replace(settings, epochs=tune_epochs, steps=None, eval_every=None)
     if n is None:
-        return replace(settings, epochs=max(1, settings.epochs // 3))
-    return replace(settings, epochs=trial_epochs(settings.epochs, settings.batch_size, n))
+        return replace(settings, epochs=max(1, settings.epochs // 3), steps=None, eval_every=None)
+    epochs, steps = trial_budget(settings.epochs, settings.batch_size, n, settings.steps)
+    return replace(settings, epochs=epochs, steps=steps, eval_every=None)

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from edgedistill.data import make_splits, read_dataset
+from edgedistill.data.arrays import model_input
 from edgedistill.distill.trainer import predict_logits
 from edgedistill.errors import ConfigError, ModelLoadError
 from edgedistill.export.parity import check_parity, int8_references
@@ -87,7 +88,8 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
             qmodel, source = rebuild_quant_student(model, load_file(str(qat_path)), rounding), "qat"
         else:
             idx = calibration_indices(len(splits.train), calibration_size, 0)
-            qmodel = post_training_quantize(model, torch.from_numpy(splits.train.x[idx]), calibration, rounding)
+            x_calib = torch.from_numpy(model_input(splits.train.x[idx]))  # a stored dtype (x.npy) becomes float32
+            qmodel = post_training_quantize(model, x_calib, calibration, rounding)
             source = f"ptq-{calibration}"
     work = out.with_name(out.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)

@@ -21,7 +21,7 @@ from edgedistill import distributed as ddp
 from edgedistill.config import DistillConfig
 from edgedistill.distill import datafree
 from edgedistill.distill.datafree import parse_synthetic
-from edgedistill.distill.schedule import resolve_config
+from edgedistill.distill.schedule import recorded_config, resolve_config
 from edgedistill.distill.trainer import TrainSettings
 from edgedistill.errors import EdgeDistillError
 from edgedistill.export.parity import AGREEMENT, MAX_STEPS
@@ -68,6 +68,7 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
         inputs = read_inputs(config)
+        show_notes(inputs, show_progress)
         arch = student_arch(config, inputs.splits)
         target = check_and_target(config, inputs, arch)
         run.create()
@@ -81,6 +82,15 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
             done.metrics["timings"]["report_s"] = time.perf_counter() - t0
         finish(run, done, report, t_start)
     return DistillResult(run.out, done.metrics)
+
+
+def show_notes(inputs: Inputs, show: bool) -> None:
+    """The readers' advice (a large .npz) at once, before the long steps; metrics.json keeps it among the warnings."""
+    if show and ddp.is_main():
+        from edgedistill.progress import console
+
+        for note in inputs.notes:
+            console.print(f"note: {note}", markup=False, highlight=False)
 
 
 def check_and_target(config: DistillConfig, inputs: Inputs, arch: StudentArch):
@@ -118,7 +128,7 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
     config, schedule = resolve_config(config, len(s.transfer))  # the training budget, sized to the data
     # auto mixup (arrays; mixing token ids means nothing, so text trains on its samples as they are)
     config = config.model_copy(update={"augment": config.augment.resolved(len(s.transfer), text=s.text is not None)})
-    ev = EvalTensors.of(s)
+    ev = EvalTensors.of(s, config.data.seed)
     settings = TrainSettings(**config.train.model_dump(exclude={"threads"}), augment=config.augment.recipe())
 
     def make_student(k: int = 0) -> torch.nn.Module:
@@ -139,7 +149,8 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
         int8 = None
         if config.quant.qat:
             int8 = run_int8_stage(config.quant, trained.student, trained.twin, outs.data, ev.x_val, ev.y_val,
-                                  s.test.x, s.test.y, tuned.objective, settings, s.input_shape, s.num_classes,
+                                  ev.x_test.numpy(), ev.y_test.numpy(), tuned.objective, settings, s.input_shape,
+                                  s.num_classes,
                                   run.work, ui, qat_rounding(config.quant.rounding, target))
     replicas = _replica_digests(trained.student, trained.twin, int8)
     if not ddp.is_main():
@@ -160,7 +171,10 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
     if warning := formats_warning(target, config.quant.formats):
         metrics["warnings"].append(warning)
     annotate_intervals(metrics, len(s.test))  # every test accuracy gets its Wilson 95 % interval and n
-    metrics["training"]["schedule"] = schedule.to_dict()  # steps, epochs and batch size actually used
+    metrics["training"]["schedule"] = schedule.to_dict()  # steps, epochs and batch size planned
+    metrics["training"]["steps_run"] = steps_run(trained, int8)  # optimizer steps each model actually took
+    metrics["data"]["val_scored"] = ev.val_scored
+    metrics["warnings"][:0] = list(inputs.notes)
     metrics.update(distributed={"world_size": ddp.world(), "replica_weight_sha256": replicas,
                                 "replicas_identical": all(r == replicas[0] for r in replicas),
                                 "global_batch": settings.batch_size,
@@ -175,7 +189,7 @@ def finish(run: RunDir, done: Trained8, report: dict | None, t_start: float, ext
     if report is not None:
         write_report(report, run.work)
     done.metrics["timings"]["total_s"] = time.perf_counter() - t_start
-    write_json(run.work / "config.json", done.config.model_dump(mode="json"))
+    write_json(run.work / "config.json", recorded_config(done.config))
     write_json(run.work / "metrics.json", done.metrics)
     if done.int8 is not None and not done.int8.passed:
         raise ParityError(
@@ -196,6 +210,16 @@ def _synthesize(config: DistillConfig, inputs: Inputs, cache: LogitCache, run: R
         cache_dir = cache.directory if cache.enabled else run.work
         splits, record = datafree.synthetic_splits(config, inputs.splits, inputs.teachers[0], cache_dir, ui)
     return replace(inputs, splits=splits), record
+
+
+def steps_run(trained, int8: Int8Outcome | None) -> dict:
+    """Optimizer steps each trained model took in all (a resumed run's earlier steps included)."""
+    out = {"student": trained.result.steps}
+    if trained.twin_result is not None:
+        out["baseline"] = trained.twin_result.steps
+    if int8 is not None:
+        out.update({k: v for k, v in int8.metrics.items() if k in ("qat_steps_run", "baseline_qat_steps_run")})
+    return out
 
 
 def _replica_digests(student, baseline, int8) -> list[str]:

@@ -15,6 +15,7 @@ import torch
 from edgedistill import distributed as ddp
 from edgedistill.config import DistillConfig
 from edgedistill.data import DataSplits, RawDataset, Split, make_splits, read_dataset
+from edgedistill.data.splits import VAL_SCORED_MAX, scored_subset
 from edgedistill.data.text import TextCorpus
 from edgedistill.data.text_encode import encode_corpus
 from edgedistill.distill import datafree
@@ -29,16 +30,21 @@ from edgedistill.teachers import Teacher, TeacherSpec, load_teacher
 
 @dataclass(frozen=True)
 class Inputs:
-    """The user's data (read and split) and teachers (loaded), checked against each other."""
+    """The user's data (read and split) and teachers (loaded), checked against each other. `notes`: the readers'
+    one-line advice (a large .npz), shown at once and kept among metrics.json's warnings."""
 
     raw: RawDataset
     splits: DataSplits
     teachers: tuple[Teacher, ...]
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class EvalTensors:
-    """The transfer / validation / test splits as tensors (y_transfer is None for an unlabelled transfer set)."""
+    """The transfer / validation / test splits as tensors (y_transfer is None for an unlabelled transfer set).
+    x_val / y_val are what every evaluation point and tuning trial scores: the validation split, or on large data a
+    seeded subset of VAL_SCORED_MAX samples (`val_scored` records which); the test split is whole. The transfer
+    samples keep their stored dtype (the trainer converts each batch); validation and test are float32."""
 
     x_transfer: torch.Tensor
     y_transfer: torch.Tensor | None
@@ -46,12 +52,16 @@ class EvalTensors:
     y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    val_scored: dict | None = None
 
     @classmethod
-    def of(cls, s: DataSplits) -> "EvalTensors":
+    def of(cls, s: DataSplits, seed: int = 0, cap: int = VAL_SCORED_MAX) -> "EvalTensors":
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
-        return cls(t(s.transfer.x), t(s.transfer.y) if s.transfer.labeled else None, t(s.val.x), t(s.val.y),
-                   t(s.test.x), t(s.test.y))
+        pick = scored_subset(len(s.val), seed, cap)
+        val = s.val if pick is None else s.val.take(pick)
+        scored = {"samples": len(val), "of": len(s.val), "cap": cap, "seed": seed, "subset": pick is not None}
+        return cls(t(s.transfer.x), t(s.transfer.y) if s.transfer.labeled else None, t(val.x), t(val.y),
+                   t(s.test.x), t(s.test.y), scored)
 
 
 def load_teachers(config: DistillConfig) -> tuple[Teacher, ...]:
@@ -72,6 +82,7 @@ def read_inputs(config: DistillConfig) -> Inputs:
     """Read data and teachers and check that they fit each other. Raises EdgeDistillError; writes nothing."""
     d = config.data
     raw = read_dataset(d.source, d.text_field, d.label_field)
+    notes = list(getattr(raw, "notes", []))
     teachers = load_teachers(config)
     if isinstance(raw, TextCorpus):  # texts -> the student's token ids (pipeline/text_inputs.py)
         raw = encode_text(config, raw, teachers, _target_runtime(config))
@@ -85,6 +96,7 @@ def read_inputs(config: DistillConfig) -> Inputs:
         if isinstance(t, TextCorpus):
             t = encode_corpus(t, raw.text.tokenizer, raw.text.max_length, classes=list(raw.class_names))
         transfer = Split(t.train.x, t.train.y)
+        notes += getattr(t, "notes", [])
     splits = make_splits(raw, val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
                          seed=config.data.seed, transfer=transfer, max_train=config.data.max_train)
     for spec, teacher in zip(config.teachers, teachers):
@@ -97,7 +109,7 @@ def read_inputs(config: DistillConfig) -> Inputs:
     if why:
         raise ConfigError(f"Augmentation {config.augment.recipe().describe()} does not fit this data (samples of "
                           f"shape {splits.input_shape}): {why}. Change or drop --augment.")
-    return Inputs(raw, splits, teachers)
+    return Inputs(raw, splits, teachers, tuple(notes))
 
 
 def student_arch(config: DistillConfig, splits: DataSplits) -> StudentArch:

@@ -13,7 +13,8 @@ from safetensors.torch import save_file
 
 from edgedistill import distributed as ddp
 from edgedistill.config import QuantConfig
-from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, predict_logits
+from edgedistill.data.arrays import model_input
+from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, planned_samples, predict_logits
 from edgedistill.export.parity import check_parity, int8_references, parity_plan
 from edgedistill.export.registry import export_all, planned_exports
 from edgedistill.errors import EdgeDistillError
@@ -53,9 +54,9 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     x_te = torch.from_numpy(x_test)
     y_te = torch.from_numpy(y_test)
     idx = calibration_indices(len(data), q.calibration_size, settings.seed)
-    x_calib = data.x[torch.from_numpy(idx)]
+    x_calib = model_input(data.x[torch.from_numpy(idx)])
     ptq = post_training_quantize(student, x_calib, q.calibration, rounding, q.input_head)
-    qat_settings = replace(settings, epochs=q.qat_epochs)
+    qat_settings = replace(settings, epochs=q.qat_epochs, steps=q.qat_steps, eval_every=None)  # steps: exact
     if q.qat_max_samples and q.qat_max_samples < len(data):  # QAT fine-tunes a trained model: a subset can do
         pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(settings.seed + 7))
         data = data.subset(pick[: q.qat_max_samples])
@@ -64,7 +65,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     qs, res = qat_distill(student, data, x_calib, x_val, y_val, objective, qat_settings, method=q.calibration,
                           lr_scale=q.qat_lr_scale, checkpoint=ckpt / "student_qat.pt", rounding=rounding,
                           input_head=q.input_head, ranges=q.ranges,
-                          progress=_bar(ui, "QAT distill", qat_settings.epochs * len(data)))
+                          progress=_bar(ui, "QAT distill", planned_samples(qat_settings, len(data))))
     evaluate = _evaluator(ui, "int8 evaluation on the test split (float, PTQ, QAT)", 3, x_te, y_te)
     right = {"float": evaluate(student), "ptq": evaluate(ptq), "qat": evaluate(qs)}
     metrics = {
@@ -72,6 +73,8 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
         "rounding": rounding,
         "deployed_arithmetic": ARITHMETIC_OF.get(rounding, rounding),
         "qat_epochs": q.qat_epochs,
+        "qat_steps": q.qat_steps,  # None: qat_epochs whole epochs
+        "qat_steps_run": res.steps,
         "qat_samples": len(data),
         "float_test_acc": _pct(right["float"]),
         "ptq_test_acc": _pct(right["ptq"]),
@@ -87,12 +90,13 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     if ddp.is_main():
         save_file({k: v.contiguous() for k, v in qs.state_dict().items()}, str(work / "student_qat.safetensors"))
     if twin is not None:
-        qt, _ = qat_distill(twin, data, x_calib, x_val, y_val, Objective(teacher=False), qat_settings,
+        qt, twin_res = qat_distill(twin, data, x_calib, x_val, y_val, Objective(teacher=False), qat_settings,
                             method=q.calibration, lr_scale=q.qat_lr_scale, checkpoint=ckpt / "baseline_qat.pt",
                             rounding=rounding, input_head=q.input_head, ranges=q.ranges,
-                            progress=_bar(ui, "QAT no-teacher twin", qat_settings.epochs * len(data)))
+                            progress=_bar(ui, "QAT no-teacher twin", planned_samples(qat_settings, len(data))))
         right["twin"] = _evaluator(ui, "int8 evaluation of the twin", 1, x_te, y_te)(qt)
         metrics["baseline_qat_test_acc"] = _pct(right["twin"])
+        metrics["baseline_qat_steps_run"] = twin_res.steps
         metrics["gain_vs_baseline_int8"] = metrics["qat_test_acc"] - metrics["baseline_qat_test_acc"]
         metrics["gain_vs_baseline_int8_test"] = paired_gain(right["qat"], right["twin"])
         if ddp.is_main():

@@ -38,7 +38,11 @@ def run_summary(model, res: FitResult, ev: EvalTensors) -> dict:
         "test_acc": accuracy(predict_logits(model, ev.x_test), ev.y_test),
         "best_val_acc": res.best_val_acc,
         "best_epoch": res.best_epoch,
+        "best_step": res.best_step,
+        "steps": res.steps,  # optimizer steps run in all (a resumed run's earlier ones included)
+        "eval_every": res.eval_every,
         "resumed_from_epoch": res.resumed_from_epoch,
+        "resumed_from_step": res.resumed_from_step,
         "samples_per_s": res.samples_per_s,
         "history": [asdict(h) for h in res.history],
     }
@@ -53,6 +57,7 @@ def _teachers(config: DistillConfig, inputs: Inputs, members_te: torch.Tensor, y
 
 def _training(config: DistillConfig) -> dict:
     return {"epochs": config.train.epochs, "qat_epochs": config.quant.qat_epochs if config.quant.qat else 0,
+            "steps": config.train.steps, "qat_steps": config.quant.qat_steps if config.quant.qat else None,
             "augment": config.augment.model_dump(), "augment_text": config.augment.recipe().describe(),
             "teacher_outputs": "on the fly, per augmented batch" if config.augment.recipe().enabled
             else "cached per sample",
@@ -64,8 +69,9 @@ def _tuning(config: DistillConfig, tuned: Tuned) -> dict | None:
         return None
     epochs = tuned.search.trial_epochs
     return {"trials": [asdict(t) for t in tuned.search.trials], "baseline_val_acc": tuned.search.baseline_val_acc,
-            "epochs_per_trial": epochs, "max_samples_per_trial": config.kd.tune_max_samples,
-            "resumed_from_checkpoint": tuned.resumed, **tuned.search.summary()}
+            "epochs_per_trial": epochs, "steps_per_trial": tuned.search.trial_steps,
+            "max_samples_per_trial": config.kd.tune_max_samples, "resumed_from_checkpoint": tuned.resumed,
+            **tuned.search.summary()}
 
 
 def _gain_warning(student_acc: float, twin_acc: float, test: dict) -> str:

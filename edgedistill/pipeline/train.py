@@ -12,7 +12,8 @@ import torch
 
 from edgedistill.config import DistillConfig
 from edgedistill.distill.schemes import born_again, mutual_student, trainable_teacher
-from edgedistill.distill.trainer import FitResult, Objective, TrainSet, TrainSettings, accuracy, fit, predict_logits
+from edgedistill.distill.trainer import (FitResult, Objective, TrainSet, TrainSettings, accuracy, fit, planned_samples,
+                                         predict_logits)
 from edgedistill.pipeline.inputs import EvalTensors
 from edgedistill.teachers import Teacher
 
@@ -40,7 +41,7 @@ def fit_model(make_model: Callable[[], torch.nn.Module], data: TrainSet, ev: Eva
 
 
 def _mutual(config, make_peer, teachers, data, ev, objective, settings, label, ui):
-    update = ui.task(f"mutual ×{config.kd.peers}, " + label, settings.epochs * len(data))
+    update = ui.task(f"mutual ×{config.kd.peers}, " + label, planned_samples(settings, len(data)))
     online = trainable_teacher(teachers[0].torch_module()) if config.kd.online_teacher else None
     return mutual_student(make_peer, config.kd.peers, data, ev.x_val, ev.y_val, objective, settings,
                           config.kd.mutual_weight, lambda m: accuracy(predict_logits(m, ev.x_test), ev.y_test), update,
@@ -57,11 +58,11 @@ def train_students(config: DistillConfig, make_model: Callable[[int], torch.nn.M
         student, res, scheme = _mutual(config, make_model, teachers, data, ev, objective, settings, label, ui)
     else:
         student, res = fit_model(first, data, ev, objective, settings, checkpoints / "student.pt",
-                                 ui.task(label, settings.epochs * len(data)))
+                                 ui.task(label, planned_samples(settings, len(data))))
         scheme = {"scheme": "offline"}
     if config.kd.scheme == "born-again":
         def train_gen(mk, d, obj, tag):
-            return fit_model(mk, d, ev, obj, settings, checkpoints / f"{tag}.pt", ui.task(tag, settings.epochs * len(d)))
+            return fit_model(mk, d, ev, obj, settings, checkpoints / f"{tag}.pt", ui.task(tag, planned_samples(settings, len(d))))
 
         student, res, gens = born_again(student, res, train_gen, first, data, objective, settings,
                                         config.kd.generations, lambda m: accuracy(predict_logits(m, ev.x_test),
@@ -70,5 +71,5 @@ def train_students(config: DistillConfig, make_model: Callable[[int], torch.nn.M
     twin = twin_res = None
     if config.baseline and ev.y_transfer is not None:
         twin, twin_res = fit_model(first, data, ev, Objective(teacher=False), settings, checkpoints / "baseline.pt",
-                                   ui.task("no-teacher twin", settings.epochs * len(data)))
+                                   ui.task("no-teacher twin", planned_samples(settings, len(data))))
     return Trained(student, res, scheme, twin, twin_res)

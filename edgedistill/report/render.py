@@ -43,13 +43,16 @@ def _conditions(tr: dict | None) -> str:
     loss = f"{tr['loss']}, T={tr['temperature']:g}, α={tr['alpha']:g}" if tr.get("loss") else "?"
     steps = f" ({tr['steps']:,} optimizer steps at batch {tr['batch_size']})" if tr.get("steps") else ""
     ep = lambda k, kind: f"{k} {kind} epoch" + ("" if k == 1 else "s")  # noqa: E731
-    return (f" (both: {ep(tr['epochs'], 'float')}{steps} + {ep(tr['qat_epochs'], 'QAT')}, augmentation: {tr['augment']}; "
+    qat = f"{tr['qat_steps']:,} QAT steps" if tr.get("qat_steps") else ep(tr["qat_epochs"], "QAT")
+    return (f" (both: {ep(tr['epochs'], 'float')}{steps} + {qat}, augmentation: {tr['augment']}; "
             f"student loss {loss}, teacher outputs {tr['teacher_outputs']})")
 
 
 def tuning_line(tu: dict) -> str:
     """The auto search in one sentence: its budget, what it chose and why (the best trial's lead and its noise)."""
-    head = (f"Auto search: {tu['n_trials']} trials of {tu['epochs_per_trial']} epoch(s) on at most "
+    budget = (f"{tu['steps_per_trial']:,} optimizer steps" if tu.get("steps_per_trial")
+              else f"{tu['epochs_per_trial']} epoch(s)")
+    head = (f"Auto search: {tu['n_trials']} trials of {budget} on at most "
             f"{tu['max_samples_per_trial']:,} samples, scored on "
             + (f"{tu['scored_on']:,} samples (validation + {tu['cv_folds']} held-out folds of the labelled transfer "
                "samples)" if tu.get("cv_folds") else "validation"))

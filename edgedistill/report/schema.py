@@ -28,7 +28,8 @@ def _training(metrics: dict) -> dict:
     tr = metrics.get("training") or {}
     obj = (metrics.get("student") or {}).get("objective") or {}
     sched = tr.get("schedule") or {}
-    return {"epochs": tr.get("epochs"), "qat_epochs": tr.get("qat_epochs"), "augment": tr.get("augment_text"),
+    return {"epochs": tr.get("epochs"), "qat_epochs": tr.get("qat_epochs"), "qat_steps": tr.get("qat_steps"),
+            "augment": tr.get("augment_text"),
             "steps": sched.get("steps"), "batch_size": sched.get("batch_size"), "schedule_how": sched.get("how"),
             "teacher_outputs": tr.get("teacher_outputs"), "loss": obj.get("loss"),
             "temperature": obj.get("temperature"), "alpha": obj.get("alpha"), "twin": tr.get("twin")}

@@ -160,3 +160,77 @@ def test_nan_and_bad_labels_are_rejected():
 def test_missing_path_lists_builtins(tmp_path):
     with pytest.raises(DataError, match="builtin:digits"):
         read_dataset(str(tmp_path / "nothing.npz"))
+
+
+def _npy_dir(tmp_path, **arrays):
+    d = tmp_path / "npy"
+    d.mkdir()
+    for k, v in arrays.items():
+        np.save(d / f"{k}.npy", v)
+    return d
+
+
+def _mapped(arr) -> bool:
+    """A np.memmap, or a view whose base chain reaches one."""
+    while arr is not None:
+        if isinstance(arr, np.memmap):
+            return True
+        arr = arr.base if isinstance(arr, np.ndarray) else None
+    return False
+
+
+def test_a_folder_of_npy_arrays_is_memory_mapped_in_its_stored_dtype(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (300, 3, 8, 8), dtype=np.uint8)
+    y = rng.integers(0, 4, 300)
+    xt, yt = rng.integers(0, 256, (50, 3, 8, 8), dtype=np.uint8), rng.integers(0, 4, 50)
+    raw = read_dataset(str(_npy_dir(tmp_path, x=x, y=y, x_test=xt, y_test=yt, class_names=np.array(list("abcd")))))
+    assert _mapped(raw.train.x) and raw.train.x.dtype == np.uint8 and np.array_equal(raw.train.x, x)
+    assert _mapped(raw.test.x) and raw.test.y.dtype == np.int64 and np.array_equal(raw.test.y, yt)
+    assert raw.kind == "image" and raw.class_names == list("abcd") and raw.notes == []
+    s = make_splits(raw, seed=3)
+    assert s.train.x.dtype == np.uint8 and s.transfer.x.dtype == np.uint8  # read batch by batch by the trainer
+    assert s.val.x.dtype == np.float32 and s.test.x.dtype == np.float32  # scored whole: float32, same values
+    assert np.array_equal(s.test.x, xt.astype(np.float32))
+    # the same splits and statistics as the same data converted to float32 first (the .npz path)
+    ref = make_splits(RawDataset(Split(x.astype(np.float32), y), Split(xt.astype(np.float32), yt), "ref"), seed=3)
+    assert np.array_equal(s.train.x, ref.train.x) and np.array_equal(s.val.x, ref.val.x)
+    assert np.allclose(s.normalizer.mean, ref.normalizer.mean, rtol=1e-12)
+    assert np.allclose(s.normalizer.std, ref.normalizer.std, rtol=1e-9)
+
+
+def test_npy_folder_features_and_bad_files(tmp_path):
+    rng = np.random.default_rng(1)
+    d = _npy_dir(tmp_path, x=rng.integers(0, 9, (40, 5)).astype(np.int16), y=np.arange(40) % 2)
+    raw = read_dataset(str(d))  # N×F integers would read as token ids: features are float32, in memory
+    assert raw.kind == "features" and raw.train.x.dtype == np.float32
+    np.save(d / "y.npy", np.arange(39) % 2)
+    with pytest.raises(DataError, match="pair up"):
+        read_dataset(str(d))
+    np.save(d / "y.npy", np.array([object()] * 40), allow_pickle=True)
+    with pytest.raises(DataError, match="never loaded"):
+        read_dataset(str(d))
+
+
+def test_a_large_npz_says_how_to_become_a_memory_mapped_folder(tmp_path):
+    """numpy reads an .npz whole: past the limit the reader says so in one line, and the one-liner it gives turns
+    the archive into a folder that reads back memory-mapped with the same arrays."""
+    import shlex
+    import subprocess
+    import sys
+
+    from edgedistill.data.npz import large_npz_note
+
+    rng = np.random.default_rng(2)
+    x, y = rng.integers(0, 256, (64, 1, 8, 8), dtype=np.uint8), rng.integers(0, 3, 64)
+    path = tmp_path / "big.npz"
+    np.savez_compressed(path, x=x, y=y)
+    assert read_dataset(str(path)).notes == []  # far below 1 GiB
+    (note,) = large_npz_note(path, limit=1000)  # 4,096 + 512 bytes of arrays, decompressed
+    assert "\n" not in note and "cannot be memory-mapped" in note and "--data DIR" in note
+    one_liner = note.split("Convert it once: ")[1].split(", then pass")[0]
+    cmd = one_liner.replace("FILE.npz", shlex.quote(str(path))).replace("DIR", shlex.quote(str(tmp_path / "big")))
+    cmd = cmd.replace("python -c", f"{shlex.quote(sys.executable)} -c")
+    subprocess.run(cmd, shell=True, check=True)
+    raw = read_dataset(str(tmp_path / "big"))
+    assert _mapped(raw.train.x) and np.array_equal(raw.train.x, x) and np.array_equal(raw.train.y, y)

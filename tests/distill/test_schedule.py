@@ -5,7 +5,8 @@ import math
 import pytest
 
 from edgedistill.config import load_config
-from edgedistill.distill.schedule import DEFAULT_EPOCHS, MAX_EPOCHS, MAX_PASSES, MIN_STEPS, resolve, resolve_config
+from edgedistill.distill.schedule import (DEFAULT_EPOCHS, MAX_EPOCHS, MAX_PASSES, MIN_STEPS, recorded_config, resolve,
+                                          resolve_config)
 from edgedistill.errors import ConfigError
 
 
@@ -29,7 +30,9 @@ def test_tiny_sets_are_capped_and_overrides_win():
     s = resolve(300, epochs=7)
     assert (s.epochs, s.batch_size, s.steps, s.qat_epochs) == (7, 32, 70, 3)  # explicit epochs: QAT keeps 3
     s = resolve(300, steps=95, batch_size=50)
-    assert (s.epochs, s.steps_per_epoch, s.steps) == (16, 6, 96)  # ceil(95 / 6) epochs
+    # exactly 95 steps: 15 whole epochs of 6 and 5 steps into a 16th (it used to round up to 96)
+    assert (s.epochs, s.steps_per_epoch, s.steps, s.exact_steps) == (16, 6, 95, True)
+    assert s.qat_steps == round(0.3 * 95) and s.qat_epochs == math.ceil(28 / 6)  # QAT: a share of the steps too
     assert resolve(300, qat_epochs=2).qat_epochs == 2
     with pytest.raises(ValueError):
         resolve(300, epochs=3, steps=10)
@@ -38,21 +41,46 @@ def test_tiny_sets_are_capped_and_overrides_win():
 def test_config_resolution_writes_plain_integers():
     cfg, s = resolve_config(load_config(None, {"train": {"steps": 500}}), 400)
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.quant.qat_epochs) == (s.epochs, s.batch_size, s.qat_epochs)
-    assert s.epochs == math.ceil(500 / 13) and "steps" not in cfg.model_dump()["train"]
+    assert s.epochs == math.ceil(500 / 13) and (cfg.train.steps, s.steps) == (500, 500)
+    assert cfg.quant.qat_steps == s.qat_steps == 150
+    # config.json: the step budget as given (epochs auto), which loads again and resolves to the same schedule
+    rec = recorded_config(cfg)
+    assert (rec["train"]["epochs"], rec["train"]["steps"], rec["quant"]["qat_epochs"]) == ("auto", 500, "auto")
+    again, s2 = resolve_config(load_config(None, {k: v for k, v in rec.items() if k != "out"}), 400)
+    same = lambda a: {k: v for k, v in a.to_dict().items() if k != "how"}  # noqa: E731 ("how": batch now given)
+    assert same(s2) == same(s) and again.train == cfg.train
+    cfg, s = resolve_config(load_config(None, {}), 60000)  # an epoch budget: no steps recorded, as before
+    assert cfg.train.steps is None and cfg.quant.qat_steps is None and recorded_config(cfg)["train"]["epochs"] == 10
     with pytest.raises(ConfigError, match="epochs or steps"):
         load_config(None, {"train": {"epochs": 3, "steps": 10}})
     with pytest.raises(ConfigError, match="epochs"):
         load_config(None, {"train": {"epochs": 0}})
 
 
-def test_trial_epochs_are_capped_in_steps():
-    from edgedistill.distill.schedule import TRIAL_STEPS, trial_epochs
+def test_trials_are_capped_at_exactly_trial_steps():
+    from edgedistill.distill.schedule import TRIAL_STEPS, trial_budget
 
-    # 360 samples at batch 32: 12 steps per epoch; a third of 500 epochs would be 1,992 steps, the cap is 700
-    assert trial_epochs(500, 32, 360) == math.ceil(TRIAL_STEPS / 12) == 59
-    # 10,000 tuning samples of a 60,000-sample run at batch 128: 79 steps per epoch, 10 // 3 = 3 epochs (237 steps)
-    assert trial_epochs(10, 128, 10000) == 3
-    assert trial_epochs(2, 32, 100) == 1  # at least one epoch
+    # 360 samples at batch 32: 12 steps per epoch; a third of 500 epochs would be 1,992 steps: exactly 700 instead
+    # (it used to round up to 59 whole epochs, 708 steps), the 59th epoch cut short
+    assert trial_budget(500, 32, 360) == (math.ceil(TRIAL_STEPS / 12), TRIAL_STEPS) == (59, 700)
+    # 10,000 tuning samples of a 60,000-sample run at batch 128: 79 steps per epoch, 10 // 3 = 3 whole epochs (237)
+    assert trial_budget(10, 128, 10000) == (3, None)
+    assert trial_budget(2, 32, 100) == (1, None)  # at least one epoch
+    # a step budget: a third of its steps, whatever the epoch (300 steps on 420,000 samples: 100-step trials)
+    assert trial_budget(1, 128, 10000, steps=300) == (2, 100)
+    assert trial_budget(1, 128, 10000, steps=6000) == (9, TRIAL_STEPS)
+
+
+def test_evaluation_points():
+    from edgedistill.distill.schedule import EVAL_EVERY, eval_interval
+
+    for n in (300, 4000, 20000, 60000):  # every sized schedule of today: validated at every epoch's end, as before
+        s = resolve(n)
+        assert s.eval_every == s.steps_per_epoch and s.steps % s.eval_every == 0
+    assert eval_interval(3282, 32820) == EVAL_EVERY == 1000  # 420,000 samples: every 1,000 steps, not every 3,282
+    assert eval_interval(3282, 300) == 100  # a 300-step budget within one epoch: scored at 100, 200 and 300
+    assert eval_interval(10, 5) >= 5 and eval_interval(33, 20) >= 20  # shorter than one interval: at the end only
+    assert resolve(420_000, steps=300).eval_every == 100
 
 
 def test_auto_mixup_is_function_matching_on_small_sets_only():

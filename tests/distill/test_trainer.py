@@ -116,3 +116,87 @@ def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path):
                         data.teacher_members)
     res = fit(copy.deepcopy(m0), shuffled, vx, vy, KD, settings, checkpoint=ckpt)
     assert res.resumed_from_epoch == 0 and len(res.history) == 2
+
+
+def test_a_step_budget_stops_mid_epoch_with_the_schedule_ending_there():
+    """400 samples at batch 32 are 13 steps per epoch: 30 steps are 2 epochs and 4 steps of a third. The run used to
+    round up to whole epochs (39 steps); now it stops after exactly 30, with the cosine schedule sized to 30."""
+    import math
+
+    from edgedistill.distill.optim import cosine
+
+    data, vx, vy, m0 = _setup()
+    steps = {"n": 0, "samples": 0}
+
+    def count(k, loss, val):
+        if k:
+            steps["n"] += 1
+            steps["samples"] += k
+
+    settings = TrainSettings(batch_size=32, lr=5e-3, seed=1, steps=30, eval_every=7)
+    res = fit(copy.deepcopy(m0), data, vx, vy, KD, settings, progress=count)
+    assert steps["n"] == res.steps == 30
+    assert steps["samples"] == 2 * len(data) + 4 * 32  # two whole epochs and four batches of the third
+    assert [h.step for h in res.history] == [7, 14, 21, 28, 30]  # every 7 steps and after the last
+    assert [h.epoch for h in res.history] == [1, 2, 2, 3, 3]  # the epoch each evaluation fell in
+    # the learning rate each evaluation recorded is the schedule's at that step (an independent LambdaLR), ending at 0
+    ref = cosine(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=5e-3), 30, 5e-3).lr_lambdas[0]
+    assert [h.lr for h in res.history] == pytest.approx([5e-3 * ref(h.step) for h in res.history])
+    assert res.history[-1].lr == pytest.approx(0.0, abs=1e-12) and res.history[-2].lr > 1e-5
+    assert math.isclose(ref(15), 0.5 * (1 + math.cos(math.pi * (15 - 1) / 29)))
+
+
+def test_the_twin_of_a_step_budget_takes_the_same_steps():
+    data, vx, vy, m0 = _setup()
+    y = data.y.clone()
+    y[::3] = -1  # a third unlabelled: the twin trains on the rest, for exactly the student's 30 steps
+    part = TrainSet(data.x, y, data.teacher_members)
+    settings = TrainSettings(batch_size=32, lr=5e-3, seed=1, steps=30)
+    assert fit(copy.deepcopy(m0), part, vx, vy, Objective(teacher=False), settings).steps == 30
+    assert fit(copy.deepcopy(m0), part, vx, vy, KD, settings).steps == 30
+
+
+@pytest.mark.parametrize("twin_with_shift", [False, True])
+def test_a_run_killed_mid_epoch_resumes_from_its_evaluation_point_exactly(tmp_path, twin_with_shift):
+    """Checkpoints are written at every evaluation point, mid-epoch ones included: the data order is drawn again
+    from the epoch's generator state and (with augmentation) the augmentation generator continues where it was."""
+    from edgedistill.data.augment import Augment
+
+    data, vx, vy, m0 = _setup()
+    objective = Objective(teacher=False) if twin_with_shift else KD
+    settings = TrainSettings(batch_size=32, lr=5e-3, seed=1, steps=30, eval_every=7,
+                             augment=Augment(shift=1) if twin_with_shift else Augment())
+    full = copy.deepcopy(m0)
+    res_full = fit(full, data, vx, vy, objective, settings)
+
+    ckpt, calls = tmp_path / "ckpt.pt", {"n": 0}
+
+    def crash_after_step_17(k, loss, val):
+        calls["n"] += k > 0
+        if calls["n"] == 17:  # the last checkpoint was written after step 14: 1 step into the second epoch
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(copy.deepcopy(m0), data, vx, vy, objective, settings, checkpoint=ckpt, progress=crash_after_step_17)
+    resumed = copy.deepcopy(m0)
+    res = fit(resumed, data, vx, vy, objective, settings, checkpoint=ckpt)
+    assert (res.resumed_from_step, res.resumed_from_epoch, res.steps) == (14, 1, 30)
+    assert torch.equal(_weights(resumed), _weights(full))
+    assert [(h.step, h.val_acc, h.train_loss) for h in res.history] == \
+        [(h.step, h.val_acc, h.train_loss) for h in res_full.history]
+    assert (res.best_step, res.best_val_acc) == (res_full.best_step, res_full.best_val_acc)
+
+
+def test_samples_in_a_stored_dtype_train_exactly_as_their_float32_values():
+    """uint8 samples (a memory-mapped x.npy keeps them so) become float32 batch by batch: the same weights as
+    training on the whole set converted to float32 first."""
+    data, vx, vy, m0 = _setup(200)
+    x8 = torch.round(data.x * 16).to(torch.uint8)  # digits hold 0..16 / 16: exact in uint8
+    u8 = TrainSet(x8, data.y, data.teacher_members)
+    f32 = TrainSet(x8.to(torch.float32), data.y, data.teacher_members)
+    settings = TrainSettings(batch_size=32, lr=5e-3, seed=1, steps=12)
+    a, b = copy.deepcopy(m0), copy.deepcopy(m0)
+    ra = fit(a, u8, torch.round(vx * 16).to(torch.uint8), vy, KD, settings)
+    rb = fit(b, f32, torch.round(vx * 16), vy, KD, settings)
+    assert x8.dtype == torch.uint8 and torch.equal(_weights(a), _weights(b))
+    assert [h.val_acc for h in ra.history] == [h.val_acc for h in rb.history]

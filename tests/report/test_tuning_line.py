@@ -32,3 +32,9 @@ def test_reference_best_has_no_lead_sentence_and_old_runs_still_render():
     old = "\n".join(objective_lines(_objective(_metrics())))
     assert "Auto search: 25 trials of 10 epoch(s) on at most 10,000 samples, scored on validation." in old
     assert _objective({"student": {}})["tuning"] is None and objective_lines(_objective({"student": {}})) == []
+
+
+def test_capped_trials_are_stated_in_steps():
+    """A trial capped at 700 optimizer steps stops mid-epoch: the report states the steps, not the epochs touched."""
+    text = "\n".join(objective_lines(_objective(_metrics(steps_per_trial=700))))
+    assert "Auto search: 25 trials of 700 optimizer steps on at most 10,000 samples" in text
