@@ -117,7 +117,8 @@ class TuneResult:
         chosen["features"] = tuple(FeatureTerm(**f) for f in chosen.get("features") or ())
         decision = Decision(**d["decision"]) if d.get("decision") else None
         return cls(Objective(**chosen), [Trial(**t) for t in d["trials"]], d["baseline_val_acc"], decision,
-                   **{k: d[k] for k in ("cv_folds", "scored_on", "trial_epochs", "skipped")})
+                   **{k: d[k] for k in ("cv_folds", "scored_on", "trial_epochs", "skipped")},
+                   trial_steps=d.get("trial_steps"))
 
     def summary(self) -> dict:
         """The choice as the metrics record it: reference, best, their paired difference and its noise."""
