@@ -80,9 +80,13 @@ class ActQuant(nn.Module):
     def _follow(self, x: torch.Tensor) -> None:
         """Update the tracked extremes with this batch; re-derive scale / zero point when they moved enough."""
         r = self.ranges
-        if not bool(torch.isfinite(x).all()) or x.numel() == 0:
+        if x.numel() == 0:
             return
-        lo, hi = float(x.min()), float(x.max())
+        # one pass for both extremes; a NaN anywhere makes both NaN and an infinity is an extreme, so finite
+        # extremes mean finite values throughout (an isfinite(x).all() pass cost more than the rest of this step)
+        lo, hi = (float(v) for v in torch.aminmax(x))
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            return
         r[4] = EMA_DECAY * r[4] + (1 - EMA_DECAY) * lo
         r[5] = EMA_DECAY * r[5] + (1 - EMA_DECAY) * hi
         if float(r[3] - r[2]) <= 0:

@@ -172,6 +172,15 @@ def _inv_sqrt_multiplier_exp(value: int) -> tuple[int, int]:
     return x, -shift
 
 
+@functools.lru_cache(maxsize=None)
+def _inv_sqrt_data(value: int, rounding: str) -> int:
+    """The kernel's first step for one positive input (code − zero point, 1 … 255): 1/√value as a fixed-point
+    multiplier applied to 1. It depends on the value alone, not on either grid, so it is computed once per value:
+    QAT's tracked ranges move the grids nearly every step, and each new grid rebuilds the table."""
+    inv_m, inv_shift = _inv_sqrt_multiplier_exp(value)
+    return mcu._mbqm(1, inv_m, inv_shift + 20, rounding)
+
+
 def rsqrt_table(s_in: float, zp_in: int, s_out: float, zp_out: int, rounding: str = "double") -> np.ndarray:
     """RSQRT's int8 output code for each input code -128..127 (index code + 128); codes below the zero point (a
     negative input, refused by the kernel) are given 127."""
@@ -182,7 +191,6 @@ def rsqrt_table(s_in: float, zp_in: int, s_out: float, zp_out: int, rounding: st
         if value <= 0:
             out[code + 128] = 127
             continue
-        inv_m, inv_shift = _inv_sqrt_multiplier_exp(value)
-        data = mcu._mbqm(1, inv_m, inv_shift + 20, rounding)
+        data = _inv_sqrt_data(value, rounding)
         out[code + 128] = min(max(mcu._mbqm(data, m0, shift - 20, rounding) + zp_out, -128), 127)
     return out

@@ -73,3 +73,43 @@ def test_tracking_never_moves_fixed_grids_and_stops_in_eval():
             q(x * 50)
     fixed = [m for m in q.quantizers() if m.fixed is not None]
     assert fixed and all(float(m.scale) == m.fixed[0] and int(m.zero_point) == m.fixed[1] for m in fixed)
+
+
+def _tracking_quantizer():
+    from edgedistill.quantize.fake import ActQuant
+
+    q = ActQuant()
+    q.mode = "observe"
+    for seed in range(4):
+        q(torch.randn(64, 8, generator=torch.Generator().manual_seed(seed)))
+    q.freeze()
+    q.track = True
+    q.train()
+    return q
+
+
+def test_tracking_follows_the_batch_extremes_by_the_ema_formula():
+    from edgedistill.quantize.fake import EMA_DECAY
+
+    q = _tracking_quantizer()
+    for seed in range(20):
+        x = torch.randn(32, 8, generator=torch.Generator().manual_seed(100 + seed)) * (1 + seed / 4)
+        before = q.ranges.clone()
+        q(x)
+        want_lo = EMA_DECAY * float(before[4]) + (1 - EMA_DECAY) * float(x.min())
+        want_hi = EMA_DECAY * float(before[5]) + (1 - EMA_DECAY) * float(x.max())
+        assert float(q.ranges[4]) == want_lo and float(q.ranges[5]) == want_hi
+    assert float(q.scale) > float(_tracking_quantizer().scale)  # the grid followed the growing batches
+
+
+def test_a_batch_with_a_non_finite_value_or_no_values_moves_nothing():
+    q = _tracking_quantizer()
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        x = torch.randn(32, 8) * 10
+        x[3, 5] = bad
+        state = (q.ranges.clone(), float(q.scale), int(q.zero_point))
+        q(x)
+        assert torch.equal(q.ranges, state[0]) and (float(q.scale), int(q.zero_point)) == state[1:]
+    state = q.ranges.clone()
+    q(torch.empty(0, 8))
+    assert torch.equal(q.ranges, state)
