@@ -1,5 +1,6 @@
-"""The built-in text example `langid`, on Debian's real word lists (installed by .ci/run): classes, sizes, one
-language per word (checked against the raw files read here), seeded reproducibility, the missing-package error."""
+"""The built-in text examples, on real installed text: `langid` on Debian's word lists (installed by .ci/run) and
+`docs` on the docstrings of the installed libraries. Classes, sizes, one class per text (checked against the raw
+files read here), seeded reproducibility, the missing-package errors."""
 
 from __future__ import annotations
 
@@ -79,3 +80,110 @@ def test_missing_word_lists_name_the_apt_command(tmp_path, monkeypatch):
     assert "\n" not in msg and "apt-get install" in msg
     for w in WORD_LISTS:
         assert (w.package in msg) == (w not in have), w.package
+
+
+# --- docs: paragraphs of the installed libraries' docstrings ---------------------------------------------------------
+
+LIBRARIES = ["matplotlib", "networkx", "numpy", "scipy", "sklearn", "sympy", "torch", "transformers"]
+
+
+@pytest.fixture(scope="module")
+def docs_corpus():
+    from edgedistill.data.builtin_docs import docs
+
+    return docs()
+
+
+def test_docs_classes_sizes_and_balance(docs_corpus):
+    from edgedistill.data.builtin_docs import DOC_SOURCES, docs
+
+    assert TEXT_DATASETS.get("docs") is docs
+    assert [s.package for s in DOC_SOURCES] == LIBRARIES
+    assert docs_corpus.class_names == LIBRARIES and docs_corpus.source == "builtin:docs"
+    assert len(docs_corpus.train) == 8 * 1200 and len(docs_corpus.test) == 8 * 300
+    assert Counter(docs_corpus.train.labels) == {c: 1200 for c in LIBRARIES}
+    assert Counter(docs_corpus.test.labels) == {c: 300 for c in LIBRARIES}
+    assert len(set(docs_corpus.train.labels[:16])) > 2  # shuffled, not grouped by library
+
+
+def test_docs_texts_are_prose_paragraphs_naming_no_library(docs_corpus):
+    for t in docs_corpus.train.texts + docs_corpus.test.texts:
+        assert 40 <= len(t) <= 320 and t == " ".join(t.split()) and t[0].isupper() and t.endswith("."), t
+        assert ">>>" not in t
+        words = {w.lower().strip(".,:;()`*[]'\"") for w in t.split()}
+        assert not words & {"numpy", "np", "scipy", "sklearn", "scikit-learn", "matplotlib", "plt", "torch",
+                            "pytorch", "transformers", "sympy", "networkx", "nx"}, t
+
+
+def _read_sources():
+    """Each library's .py files (those the reader chooses) as one string, whitespace runs made one space and
+    backslash-newline continuations removed: raw source, not parsed, to find texts in independently."""
+    import importlib.util
+
+    from edgedistill.data.builtin_docs import DOC_SOURCES, _source_files
+
+    out = {}
+    for s in DOC_SOURCES:
+        root = Path(importlib.util.find_spec(s.package).submodule_search_locations[0])
+        text = "\n".join(p.read_text("utf-8", errors="replace") for p in _source_files(root, s.subpackages))
+        out[s.package] = " ".join(text.replace("\\\n", "").split())
+    return out
+
+
+def test_docs_no_text_in_two_classes_nor_in_both_splits(docs_corpus):
+    pairs = list(zip(docs_corpus.train.texts + docs_corpus.test.texts,
+                     docs_corpus.train.labels + docs_corpus.test.labels))
+    texts = [t for t, _ in pairs]
+    assert len(set(texts)) == len(texts)  # so no text has two labels, and the test split shares none with training
+    # independently of the parser and its filters: each sampled text is in its own library's source, in no other's
+    sources = _read_sources()
+    sample = [(t, y) for t, y in pairs if "\\" not in t][::60]  # a backslash may be an escape in the source
+    assert len(sample) > 150
+    for text, label in sample:
+        assert text in sources[label], (text, label)
+        assert not [other for other in LIBRARIES if other != label and text in sources[other]], (text, label)
+
+
+def test_prose_paragraphs_keeps_prose_and_drops_tables_code_and_names():
+    from edgedistill.data.builtin_docs import prose_paragraphs
+
+    doc = ("Compute the weighted median of the values along an axis.\n\n"
+           "Parameters\n----------\nx : array_like\n    Input values, one row per sample.\n\n"
+           "The weights need not sum to one; they are normalized before the\nmedian is taken.\n\n"
+           ">>> weighted_median([1, 2, 3], [1, 1, 1])\n2\n\n"
+           "Examples::\n\n    y = f(x)\n\n"
+           "Like numpy.median, but with a weight for each of the values given.\n\n"
+           "Short.\n\n"
+           "a lower-case start is the rest of a list item or a parameter name, not a sentence.\n\n"
+           "A paragraph that runs on without its full stop because a code block follows it here")
+    assert prose_paragraphs(doc) == [
+        "Compute the weighted median of the values along an axis.",
+        "The weights need not sum to one; they are normalized before the median is taken.",
+    ]
+
+
+def test_docs_seeded_reproducibility():
+    from edgedistill.data.builtin_docs import DOC_SOURCES, docs, package_paragraphs
+
+    a = docs(seed=3, train_per_class=40, test_per_class=10)
+    numpy_source = next(s for s in DOC_SOURCES if s.package == "numpy")
+    assert package_paragraphs.__wrapped__(numpy_source) == package_paragraphs(numpy_source)  # files read again
+    assert docs(seed=3, train_per_class=40, test_per_class=10) == a
+    c = docs(seed=4, train_per_class=40, test_per_class=10)
+    assert set(a.train.texts) != set(c.train.texts)
+    with pytest.raises(DataError, match="paragraphs of its own"):
+        docs(train_per_class=100_000)
+
+
+@pytest.mark.parametrize("extra, command", [("text", "pip install 'edgedistill[text]'"),
+                                            (None, "pip install no-such-docs-dist")])
+def test_docs_missing_package_names_the_pip_command(monkeypatch, extra, command):
+    from edgedistill.data import builtin_docs
+    from edgedistill.errors import MissingDependencyError
+
+    missing = builtin_docs.DocSource("no_such_docs_pkg", "no-such-docs-dist", extra)
+    monkeypatch.setattr(builtin_docs, "DOC_SOURCES", (*builtin_docs.DOC_SOURCES, missing))
+    with pytest.raises(MissingDependencyError) as exc:
+        builtin_docs.docs()
+    msg = str(exc.value)
+    assert "\n" not in msg and command in msg and "no_such_docs_pkg" in msg
