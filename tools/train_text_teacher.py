@@ -30,6 +30,7 @@ import json
 import platform
 import shutil
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +38,13 @@ import torch
 import torch.nn.functional as F
 
 from _wordpiece import learn_vocab  # tools/ is on sys.path when this script runs
+from edgedistill.data.builtin_docs import docs_pools, docs_versions
 from edgedistill.data.builtin_text import TEXT_DATASETS
 
 ZOO = Path(__file__).resolve().parents[1] / "edgedistill" / "zoo"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+DATA_VERSIONS = {"docs": docs_versions}  # the packages whose versions make the data (logged with the teacher)
+DATA_POOLS = {"docs": docs_pools}  # class -> all its labelled texts, the splits drawn from them (--pool)
 
 
 def train_tokenizer(words: list[str], vocab_size: int):
@@ -100,25 +104,94 @@ def build_model(args, vocab_size: int, classes: list[str]):
     return BertForSequenceClassification(cfg)
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """The training defaults for one built-in text data set (each a command-line option too)."""
+
+    epochs: int
+    vocab: int  # WordPiece vocabulary size
+    hidden: int
+    layers: int
+    heads: int
+    ffn: int  # feed-forward (intermediate) width
+    dropout: float  # hidden and attention dropout
+    max_length: int  # maximum positions (tokens incl. [CLS] / [SEP])
+    batch: int
+    lr: float  # peak AdamW learning rate
+    weight_decay: float
+    warmup: float  # fraction of steps with a linear warm-up
+    bucket: bool = False  # batches of similar lengths (less padding), for data whose lengths vary widely
+    pool: bool = False  # also train on the data set's labelled texts outside its splits (DATA_POOLS)
+
+
+RECIPES = {
+    "langid": Recipe(epochs=12, vocab=2000, hidden=128, layers=4, heads=4, ffn=256, dropout=0.25, max_length=32,
+                     batch=128, lr=1e-3, weight_decay=0.05, warmup=0.05),
+    "docs": Recipe(epochs=10, vocab=3000, hidden=128, layers=4, heads=4, ffn=256, dropout=0.25, max_length=128,
+                   batch=64, lr=1e-3, weight_decay=0.05, warmup=0.05, bucket=True, pool=True),
+}
+
+
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--data", choices=sorted(RECIPES), default="langid", help="built-in text data set (builtin:NAME)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--vocab", type=int, default=2000, help="WordPiece vocabulary size")
-    ap.add_argument("--hidden", type=int, default=128)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--ffn", type=int, default=256, help="feed-forward (intermediate) width")
-    ap.add_argument("--dropout", type=float, default=0.25, help="hidden and attention dropout")
-    ap.add_argument("--max-length", type=int, default=32, help="maximum positions (tokens incl. [CLS] / [SEP])")
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate")
-    ap.add_argument("--weight-decay", type=float, default=0.05)
-    ap.add_argument("--warmup", type=float, default=0.05, help="fraction of steps with a linear warm-up")
+    for f in fields(Recipe):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            ap.add_argument(flag, type={"int": int, "float": float}[f.type], default=None, help="default: the recipe's")
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=ZOO / "langid_bert")
-    return ap.parse_args()
+    ap.add_argument("--out", type=Path, default=None, help="default: edgedistill/zoo/DATA_bert")
+    args = ap.parse_args()
+    for f in fields(Recipe):
+        if getattr(args, f.name) is None:
+            setattr(args, f.name, getattr(RECIPES[args.data], f.name))
+    args.out = args.out or ZOO / f"{args.data}_bert"
+    return args
+
+
+def batches(lengths: np.ndarray, size: int, gen: torch.Generator, bucket: bool) -> list[torch.Tensor]:
+    """One epoch's batches of sample indices, in a seeded random order. bucket: the shuffled samples are sorted by
+    length within windows of 50 batches and the batches shuffled again, so a batch pads to a length near its own."""
+    order = torch.randperm(len(lengths), generator=gen)
+    if not bucket:
+        return list(order.split(size))
+    windows = [w[torch.from_numpy(np.argsort(lengths[w.numpy()], kind="stable"))] for w in order.split(size * 50)]
+    out = list(torch.cat(windows).split(size))
+    return [out[i] for i in torch.randperm(len(out), generator=gen).tolist()]
+
+
+def run_epochs(model, batch_loss, lengths: np.ndarray, args, gen: torch.Generator, after_epoch) -> list[dict]:
+    """args.epochs of AdamW (decoupled weight decay on matrices only) with a linear warm-up then linear decay,
+    gradient norm clipped at 1; `batch_loss(indices)` gives a batch's loss. Per epoch: mean loss, after_epoch()'s
+    entries, seconds."""
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "LayerNorm" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "LayerNorm" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
+    total = -(-len(lengths) // args.batch) * args.epochs
+    warm = max(1, int(total * args.warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / (total - warm))))
+    history = []
+    for epoch in range(args.epochs):
+        model.train()
+        t0, losses = time.time(), []
+        for b in batches(lengths, args.batch, gen, args.bucket):
+            loss = batch_loss(b)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), **after_epoch(), "seconds": time.time() - t0})
+        shown = "".join(f", {k.split('_')[0]} {v:.2f} %" for k, v in history[-1].items() if k.endswith("accuracy"))
+        print(f"epoch {epoch + 1}/{args.epochs}: loss {history[-1]['loss']:.4f}{shown}, {time.time() - t0:.0f} s",
+              flush=True)
+    return history
 
 
 def main() -> None:
@@ -126,61 +199,58 @@ def main() -> None:
     t_start = time.time()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    corpus = TEXT_DATASETS.get("langid")()
+    corpus = TEXT_DATASETS.get(args.data)()
     classes = corpus.class_names
     label = {c: i for i, c in enumerate(classes)}
-    words = list(corpus.train.texts)
+    texts = list(corpus.train.texts)
     y_all = np.array([label[c] for c in corpus.train.labels])
-    perm = np.random.default_rng(args.seed).permutation(len(words))
-    n_val = int(round(len(words) * args.val_fraction))
+    perm = np.random.default_rng(args.seed).permutation(len(texts))
+    n_val = int(round(len(texts) * args.val_fraction))
     val_idx, train_idx = perm[:n_val], perm[n_val:]
-    tok = train_tokenizer([words[i] for i in train_idx], args.vocab)
+    n_pool = 0
+    if args.pool:  # the labelled texts in neither split, after the training split's (test and val stay unseen)
+        used = set(corpus.train.texts) | set(corpus.test.texts)
+        extra = [(t, c) for c, pool in sorted(DATA_POOLS[args.data]().items()) for t in pool if t not in used]
+        n_pool = len(extra)
+        train_idx = np.concatenate([train_idx, np.arange(len(texts), len(texts) + n_pool)])
+        texts += [t for t, _ in extra]
+        y_all = np.concatenate([y_all, np.array([label[c] for _, c in extra], dtype=y_all.dtype)])
+    tok = train_tokenizer([texts[i] for i in train_idx], args.vocab)
     pad_id = tok.token_to_id("[PAD]")
-    seqs = encode(tok, words, args.max_length)
+    seqs = encode(tok, texts, args.max_length)
     train_seqs, y_train = [seqs[i] for i in train_idx], y_all[train_idx]
     val_seqs, y_val = [seqs[i] for i in val_idx], y_all[val_idx]
+    # classes weighed by inverse frequency when the pool unbalances them: the teacher's prior stays uniform
+    weight = (torch.tensor(len(y_train) / (len(classes) * np.bincount(y_train, minlength=len(classes))),
+                           dtype=torch.float32) if args.pool else None)
 
     model = build_model(args, tok.get_vocab_size(), classes)
     n_params = sum(p.numel() for p in model.parameters())
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "LayerNorm" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "LayerNorm" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
-    steps_per_epoch = -(-len(train_seqs) // args.batch)
-    total = steps_per_epoch * args.epochs
-    warm = max(1, int(total * args.warmup))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / (total - warm))))
     gen = torch.Generator().manual_seed(args.seed)
-    history = []
-    print(f"{n_params:,} parameters, vocabulary {tok.get_vocab_size()}, {len(train_seqs)} train / {n_val} val words,"
-          f" {total} steps", flush=True)
-    for epoch in range(args.epochs):
-        model.train()
-        t0, losses = time.time(), []
-        for b in torch.randperm(len(train_seqs), generator=gen).split(args.batch):
-            ids, mask = batch_tensors([train_seqs[i] for i in b.tolist()], pad_id)
-            loss = F.cross_entropy(model(input_ids=ids, attention_mask=mask).logits, torch.from_numpy(y_train[b.numpy()]))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-        val = accuracy(model, val_seqs, y_val, pad_id)
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_accuracy": val,
-                        "seconds": time.time() - t0})
-        print(f"epoch {epoch + 1}/{args.epochs}: loss {np.mean(losses):.4f}, val {val:.2f} %, "
-              f"{time.time() - t0:.0f} s", flush=True)
+    train_lengths = np.array([len(q) for q in train_seqs])
+    print(f"{n_params:,} parameters, vocabulary {tok.get_vocab_size()}, {len(train_seqs)} train ({n_pool} from the "
+          f"pool) / {n_val} val texts", flush=True)
+
+    def class_loss(b: torch.Tensor) -> torch.Tensor:
+        ids, mask = batch_tensors([train_seqs[i] for i in b.tolist()], pad_id)
+        return F.cross_entropy(model(input_ids=ids, attention_mask=mask).logits, torch.from_numpy(y_train[b.numpy()]),
+                               weight=weight)
+
+    history = run_epochs(model, class_loss, train_lengths, args, gen,
+                         lambda: {"val_accuracy": accuracy(model, val_seqs, y_val, pad_id)})
     train_seconds = time.time() - t_start
 
     test_seqs = encode(tok, corpus.test.texts, args.max_length)
+    at_max = sum(len(q) == args.max_length for q in seqs + test_seqs)  # cut to max_length, or exactly that long
     y_test = np.array([label[c] for c in corpus.test.labels])
     result = {"train_accuracy": accuracy(model, train_seqs, y_train, pad_id), "val_accuracy": history[-1]["val_accuracy"],
               "test_accuracy": accuracy(model, test_seqs, y_test, pad_id)}
     print(json.dumps(result), flush=True)
     save(model, tok, args, {
-        "data": corpus.source, "classes": classes, "train_words": len(train_seqs), "val_words": n_val,
-        "test_words": len(test_seqs), "params": n_params, "history": history, **result,
+        "data": corpus.source, "classes": classes, "train_texts": len(train_seqs), "pool_texts": n_pool,
+        "val_texts": n_val,
+        "test_texts": len(test_seqs), "texts_at_max_length": at_max,
+        "data_versions": DATA_VERSIONS.get(args.data, dict)(), "params": n_params, "history": history, **result,
         "train_seconds": train_seconds, "seconds": time.time() - t_start,
     })
 
