@@ -44,7 +44,8 @@ from edgedistill.data.builtin_text import TEXT_DATASETS
 ZOO = Path(__file__).resolve().parents[1] / "edgedistill" / "zoo"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 DATA_VERSIONS = {"docs": docs_versions}  # the packages whose versions make the data (logged with the teacher)
-DATA_POOLS = {"docs": docs_pools}  # class -> all its labelled texts, the splits drawn from them (--pool)
+# class -> the labelled texts that may train a teacher (--pool): docs' training side (the test side stays unseen)
+DATA_POOLS = {"docs": lambda: docs_pools("train")}
 
 
 def train_tokenizer(words: list[str], vocab_size: int):
@@ -247,9 +248,8 @@ def main() -> None:
               "test_accuracy": accuracy(model, test_seqs, y_test, pad_id)}
     print(json.dumps(result), flush=True)
     save(model, tok, args, {
-        "data": corpus.source, "classes": classes, "train_texts": len(train_seqs), "pool_texts": n_pool,
-        "val_texts": n_val,
-        "test_texts": len(test_seqs), "texts_at_max_length": at_max,
+        "data": corpus.source, "data_sha256": corpus.digest(), "classes": classes, "train_texts": len(train_seqs),
+        "pool_texts": n_pool, "val_texts": n_val, "test_texts": len(test_seqs), "texts_at_max_length": at_max,
         "data_versions": DATA_VERSIONS.get(args.data, dict)(), "params": n_params, "history": history, **result,
         "train_seconds": train_seconds, "seconds": time.time() - t_start,
     })

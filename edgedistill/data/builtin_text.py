@@ -110,24 +110,37 @@ def langid(seed: int = 0, train_per_class: int = LANGID_TRAIN_PER_CLASS,
 
 
 def sample_corpus(pools: dict[str, list[str]], seed: int, train_per_class: int, test_per_class: int, source: str,
-                  pool_name: str, sample_name: str) -> TextCorpus:
+                  pool_name: str, sample_name: str, test_pools: dict[str, list[str]] | None = None,
+                  provenance: dict | None = None, warnings: tuple[str, ...] = ()) -> TextCorpus:
     """A class-balanced corpus drawn from `pools` (class -> its sorted texts, none in two classes): for each class
     in sorted order, `train_per_class + test_per_class` texts without replacement (numpy PCG64, `seed`); the last
-    `test_per_class` go to the test split, which so shares no text with training. Both splits are shuffled; labels
-    are the class names (str). DataError when a pool is too small (`pool_name`, `sample_name` word the message)."""
+    `test_per_class` go to the test split, which so shares no text with training. With `test_pools` (class -> sorted
+    texts, none in `pools`), the training texts are drawn from `pools` and the test texts from `test_pools` instead,
+    so that which side a text is on does not depend on the draw. Both splits are shuffled; labels are the class
+    names (str); `provenance` and `warnings` go to the corpus as they are. DataError when a pool is too small
+    (`pool_name`, `sample_name` word the message)."""
     rng = np.random.default_rng(seed)
-    n = train_per_class + test_per_class
     train: list[tuple[str, str]] = []
     test: list[tuple[str, str]] = []
     for label in sorted(pools):
-        pool = pools[label]
-        if len(pool) < n:
-            raise DataError(f"The {label!r} {pool_name} has {len(pool)} {sample_name} of its own, fewer than the {n} "
-                            "asked for.")
-        picked = [pool[i] for i in rng.choice(len(pool), n, replace=False)]
-        train += [(t, label) for t in picked[:train_per_class]]
-        test += [(t, label) for t in picked[train_per_class:]]
-    return TextCorpus(_split(train, rng), _split(test, rng), source, sorted(pools))
+        if test_pools is None:
+            picked = _draw(pools[label], train_per_class + test_per_class, rng, label, pool_name, sample_name)
+            chosen_train, chosen_test = picked[:train_per_class], picked[train_per_class:]
+        else:
+            chosen_train = _draw(pools[label], train_per_class, rng, label, pool_name, sample_name, "training ")
+            chosen_test = _draw(test_pools[label], test_per_class, rng, label, pool_name, sample_name, "test ")
+        train += [(t, label) for t in chosen_train]
+        test += [(t, label) for t in chosen_test]
+    return TextCorpus(_split(train, rng), _split(test, rng), source, sorted(pools), dict(provenance or {}),
+                      tuple(warnings))
+
+
+def _draw(pool: list[str], n: int, rng: np.random.Generator, label: str, pool_name: str, sample_name: str,
+          side: str = "") -> list[str]:
+    if len(pool) < n:
+        raise DataError(f"The {label!r} {pool_name} has {len(pool)} {side}{sample_name} of its own, fewer than the {n} "
+                        "asked for.")
+    return [pool[i] for i in rng.choice(len(pool), n, replace=False)]
 
 
 def _split(pairs: list[tuple[str, str]], rng: np.random.Generator) -> TextSplit:

@@ -32,11 +32,18 @@ class TextEncoding:
     chosen: str  # "data" (a percentile of the training texts' token counts) or "given" (--max-length)
     truncation: dict = field(default_factory=dict)  # split -> TruncationStats.to_dict()
     unknown: dict = field(default_factory=dict)  # split -> share of its tokens outside the student's vocabulary
+    provenance: dict = field(default_factory=dict)  # what made the texts (TextCorpus.provenance)
+    corpus_warnings: tuple[str, ...] = ()  # the reader's warnings about the texts (TextCorpus.warnings)
 
     def summary(self) -> dict:
         return {"tokenizer": self.tokenizer.name, "vocab_size": self.tokenizer.vocab_size,
                 "max_length": self.max_length, "max_length_from": self.chosen, "truncation": self.truncation,
-                "unknown_tokens": self.unknown, "device_steps": self.tokenizer.device_steps(self.max_length)}
+                "unknown_tokens": self.unknown, "device_steps": self.tokenizer.device_steps(self.max_length),
+                **({"provenance": self.provenance} if self.provenance else {})}
+
+    def warnings(self) -> list[str]:
+        """What the run's report must say about the texts: the reader's warnings, then unknown_warning's."""
+        return [*self.corpus_warnings, *filter(None, [self.unknown_warning()])]
 
     def unknown_warning(self, limit: float = UNKNOWN_WARN) -> str | None:
         """A warning when more than `limit` of the test split's tokens are unknown to the student's vocabulary."""
@@ -114,5 +121,6 @@ def encode_corpus(corpus: TextCorpus, tokenizer: StudentTokenizer, max_length: i
         what: float(np.mean(np.concatenate(ids) == unknown_id)) if sum(map(len, ids)) else 0.0
         for what, ids in tokens.items()}
     class_names = names if names is not None else list(corpus.class_names)
-    encoding = TextEncoding(tokenizer, length, chosen, truncation, unknown)
+    encoding = TextEncoding(tokenizer, length, chosen, truncation, unknown, dict(corpus.provenance),
+                            tuple(corpus.warnings))
     return RawDataset(splits["train"], splits.get("test"), corpus.source, class_names, text=encoding)
