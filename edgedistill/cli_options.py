@@ -12,8 +12,9 @@ from edgedistill.cli_args import float_or_auto, parse_augment, parse_feature, pa
 
 DISTILL_OPTIONS = [
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON config; flags override it."),
-    click.option("--data", help="Data: builtin:digits, builtin:fashion-mnist, a .npz file (x, y), a directory of IDX "
-                 "files, or an image folder (one sub-folder per class). [default: builtin:digits]"),
+    click.option("--data", help="Data: builtin:digits, builtin:fashion-mnist, builtin:langid, builtin:docs (text), a "
+                 ".npz file (x, y), a directory of IDX files, an image folder (one sub-folder per class), or texts (a "
+                 ".jsonl / .csv / .tsv file, a folder of .txt files). [default: builtin:digits]"),
     click.option("--transfer", help="Separate transfer set to distill on (.npz etc.; labels optional), or "
                  "'synthetic[:samples=2048,steps=200,range=0:1]' for data-free distillation: inputs synthesized from "
                  "the teacher's BatchNorm statistics, no real training sample used."),
