@@ -14,8 +14,8 @@ numpydoc, mpl_connect, __sklearn_is_fitted__), nor their aliases np, plt, mpl, n
 
 Which split a paragraph can land in is fixed by the paragraph itself, not by the draw: a hash of its words puts
 TEST_SHARE of each library's paragraphs on the test side. A teacher trained on training-side paragraphs (as
-tools/train_text_teacher.py's --pool does) has so seen no test paragraph, even when other package versions change
-the pools and with them the draw. The versions the committed teacher was trained on are in its log
+tools/train_text_teacher.py's --pool does) has so seen no test paragraph, and when other package versions change
+the pools, and with them the draw, none of the test paragraphs they leave unchanged. The versions the committed teacher was trained on are in its log
 (edgedistill/zoo/docs_bert.json); a corpus read from other versions says so in its warnings.
 """
 
@@ -217,8 +217,9 @@ def version_warning(installed: dict[str, str], reference: dict[str, str] | None)
         return None
     return (f"builtin:docs was read from other library versions than the built-in docs teacher was trained on "
             f"({', '.join(changed)}). The docstrings differ, so the paragraphs drawn differ from the committed "
-            "corpus: the teacher has still seen no test-side paragraph, but its logged accuracy and the README's "
-            "figures are for the pinned versions. Install requirements/lock.txt to reproduce them.")
+            "corpus: the teacher has still seen none of the test paragraphs those versions left unchanged, but its "
+            "logged accuracy and the README's figures are for the pinned versions. Install requirements/lock.txt to "
+            "reproduce them.")
 
 
 @TEXT_DATASETS.register(
