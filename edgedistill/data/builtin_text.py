@@ -1,9 +1,11 @@
-"""Built-in text data sets that need no download: words from the spelling dictionaries Debian ships.
+"""Built-in text data sets that need no download: text that installed packages ship.
 
 `langid`: language identification of single words (7 classes, ISO 639-1 codes), the task a phone keyboard solves
 before it picks a spelling dictionary. The words come from Debian's word lists (packages wamerican, wngerman,
-wfrench, wspanish, witalian, wportuguese, wdutch, which install /usr/share/dict/*). Registered in TEXT_DATASETS,
-apart from the array examples in edgedistill.data.builtin.
+wfrench, wspanish, witalian, wportuguese, wdutch, which install /usr/share/dict/*).
+`docs` (edgedistill.data.builtin_docs): which library a paragraph of API documentation comes from (8 classes), the
+prose of the docstrings of the Python packages edgedistill itself installs.
+Both are registered in TEXT_DATASETS, apart from the array examples in edgedistill.data.builtin.
 """
 
 from __future__ import annotations
@@ -103,20 +105,47 @@ def langid(seed: int = 0, train_per_class: int = LANGID_TRAIN_PER_CLASS,
     """
     lists = read_word_lists(_dict_dir())
     counts = Counter(w for words in lists.values() for w in words)
+    pools = {code: sorted(w for w in words if counts[w] == 1) for code, words in lists.items()}
+    return sample_corpus(pools, seed, train_per_class, test_per_class, "builtin:langid", "word list", "words")
+
+
+def sample_corpus(pools: dict[str, list[str]], seed: int, train_per_class: int, test_per_class: int, source: str,
+                  pool_name: str, sample_name: str, test_pools: dict[str, list[str]] | None = None,
+                  provenance: dict | None = None, warnings: tuple[str, ...] = ()) -> TextCorpus:
+    """A class-balanced corpus drawn from `pools` (class -> its sorted texts, none in two classes): for each class
+    in sorted order, `train_per_class + test_per_class` texts without replacement (numpy PCG64, `seed`); the last
+    `test_per_class` go to the test split, which so shares no text with training. With `test_pools` (class -> sorted
+    texts, none in `pools`), the training texts are drawn from `pools` and the test texts from `test_pools` instead,
+    so that which side a text is on does not depend on the draw. Both splits are shuffled; labels are the class
+    names (str); `provenance` and `warnings` go to the corpus as they are. DataError when a pool is too small
+    (`pool_name`, `sample_name` word the message)."""
     rng = np.random.default_rng(seed)
-    n = train_per_class + test_per_class
     train: list[tuple[str, str]] = []
     test: list[tuple[str, str]] = []
-    for code in sorted(lists):
-        unique = sorted(w for w in lists[code] if counts[w] == 1)
-        if len(unique) < n:
-            raise DataError(f"The {code!r} word list has {len(unique)} words of its own, fewer than the {n} asked for.")
-        picked = [unique[i] for i in rng.choice(len(unique), n, replace=False)]
-        train += [(w, code) for w in picked[:train_per_class]]
-        test += [(w, code) for w in picked[train_per_class:]]
-    return TextCorpus(_split(train, rng), _split(test, rng), "builtin:langid", sorted(lists))
+    for label in sorted(pools):
+        if test_pools is None:
+            picked = _draw(pools[label], train_per_class + test_per_class, rng, label, pool_name, sample_name)
+            chosen_train, chosen_test = picked[:train_per_class], picked[train_per_class:]
+        else:
+            chosen_train = _draw(pools[label], train_per_class, rng, label, pool_name, sample_name, "training ")
+            chosen_test = _draw(test_pools[label], test_per_class, rng, label, pool_name, sample_name, "test ")
+        train += [(t, label) for t in chosen_train]
+        test += [(t, label) for t in chosen_test]
+    return TextCorpus(_split(train, rng), _split(test, rng), source, sorted(pools), dict(provenance or {}),
+                      tuple(warnings))
+
+
+def _draw(pool: list[str], n: int, rng: np.random.Generator, label: str, pool_name: str, sample_name: str,
+          side: str = "") -> list[str]:
+    if len(pool) < n:
+        raise DataError(f"The {label!r} {pool_name} has {len(pool)} {side}{sample_name} of its own, fewer than the {n} "
+                        "asked for.")
+    return [pool[i] for i in rng.choice(len(pool), n, replace=False)]
 
 
 def _split(pairs: list[tuple[str, str]], rng: np.random.Generator) -> TextSplit:
     order = rng.permutation(len(pairs))
     return TextSplit(tuple(pairs[i][0] for i in order), tuple(pairs[i][1] for i in order))
+
+
+from edgedistill.data import builtin_docs  # noqa: E402,F401  registers `docs`; it imports TEXT_DATASETS from here

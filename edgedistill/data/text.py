@@ -7,6 +7,8 @@ unlabelled sample, which joins the transfer set only (as y = -1 does for arrays)
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 
@@ -32,9 +34,12 @@ class TextSplit:
 
 @dataclass(frozen=True)
 class TextCorpus:
-    """A text data set as read: training texts, the data's own test split if it has one, and class names (empty:
-    the sorted distinct labels name the classes). `label_field`: the JSON field / CSV column the labels were read
-    from (None: labels from class folders or a built-in); `fields`: the fields the file has, for messages."""
+    """A text data set as read: training texts, the data's own test split if it has one, class names (empty: the
+    sorted distinct labels name the classes), what made the texts where a reader knows it (`provenance`, e.g. the
+    versions of the packages a built-in corpus is read from; recorded in the run's data summary) and the reader's
+    warnings about them (each one paragraph; the run's report repeats them). `label_field`: the JSON field / CSV
+    column the labels were read from (None: labels from class folders or a built-in); `fields`: the fields the file
+    has, for messages."""
 
     train: TextSplit
     test: TextSplit | None
@@ -42,3 +47,11 @@ class TextCorpus:
     class_names: list[str] = field(default_factory=list)
     label_field: str | None = None
     fields: tuple[str, ...] = ()
+    provenance: dict = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the texts and labels of both splits, in order: equal digests, the same corpus."""
+        splits = [[list(s.texts), None if s.labels is None else list(s.labels)] if s is not None else None
+                  for s in (self.train, self.test)]
+        return hashlib.sha256(json.dumps(splits, ensure_ascii=False).encode("utf-8")).hexdigest()

@@ -39,12 +39,15 @@ class TextEncoding:
     # one entry per text teacher: {"teacher": name, "max_length": its limit, split: TruncationStats.to_dict()}, what
     # the teacher reads cut of the texts the student's ids spell (in the teacher's own tokens)
     teacher_truncation: tuple[dict, ...] = ()
+    provenance: dict = field(default_factory=dict)  # what made the texts (TextCorpus.provenance)
+    corpus_warnings: tuple[str, ...] = ()  # the reader's warnings about the texts (TextCorpus.warnings)
 
     def summary(self) -> dict:
         return {"tokenizer": self.tokenizer.name, "vocab_size": self.tokenizer.vocab_size,
                 "max_length": self.max_length, "max_length_from": self.chosen, "truncation": self.truncation,
                 "teacher_truncation": list(self.teacher_truncation), "unknown_tokens": self.unknown,
-                "device_steps": self.tokenizer.device_steps(self.max_length)}
+                "device_steps": self.tokenizer.device_steps(self.max_length),
+                **({"provenance": self.provenance} if self.provenance else {})}
 
     def teacher_truncation_warning(self, limit: float = TEACHER_TRUNCATION_WARN) -> str | None:
         """One warning naming every teacher that reads more than `limit` of the texts (train and test together) cut
@@ -62,6 +65,11 @@ class TextEncoding:
                 "its tokenizer's model_max_length), so its soft targets miss what the rest of those texts says, while "
                 f"the student reads {self.max_length:,} of its own tokens. A teacher that reads longer texts avoids "
                 "it; a smaller --max-length makes the student read no more than the teacher does.")
+
+    def warnings(self) -> list[str]:
+        """What the run's report must say about the texts: the reader's warnings, then unknown_warning's and
+        teacher_truncation_warning's."""
+        return [*self.corpus_warnings, *filter(None, [self.unknown_warning(), self.teacher_truncation_warning()])]
 
     def unknown_warning(self, limit: float = UNKNOWN_WARN) -> str | None:
         """A warning when more than `limit` of the test split's tokens are unknown to the student's vocabulary."""
@@ -193,5 +201,6 @@ def encode_corpus(corpus: TextCorpus, tokenizer: StudentTokenizer, max_length: i
         what: float(np.mean(np.concatenate(ids) == unknown_id)) if sum(map(len, ids)) else 0.0
         for what, ids in tokens.items()}
     class_names = names if names is not None else list(corpus.class_names)
-    encoding = TextEncoding(tokenizer, length, chosen, truncation, unknown)
+    encoding = TextEncoding(tokenizer, length, chosen, truncation, unknown, provenance=dict(corpus.provenance),
+                            corpus_warnings=tuple(corpus.warnings))
     return RawDataset(splits["train"], splits.get("test"), corpus.source, class_names, text=encoding)

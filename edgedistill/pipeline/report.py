@@ -122,9 +122,7 @@ def distill_metrics(config: DistillConfig, inputs: Inputs, arch: StudentArch, ev
         m["confusion"]["no-teacher twin (float)"] = confusion_matrix(
             predict_logits(trained.twin, ev.x_test).argmax(1), ev.y_test, k)
     if inputs.splits.text is not None:
-        for warning in (inputs.splits.text.unknown_warning(), inputs.splits.text.teacher_truncation_warning()):
-            if warning:
-                m["warnings"].append(warning)
+        m["warnings"] += inputs.splits.text.warnings()
     t_params, how = teacher_size(m["teacher"]["params"], [f["path"] for t in teachers for f in t["files"]])
     if warning := student_not_smaller_warning(student["params"], t_params, how):
         m["warnings"].append(warning)
