@@ -182,7 +182,8 @@ def build_cmd(budget_text, device_url, quiet, **options):
 @main.command("search")
 @click.option("--target", default="android", show_default=True, help="Target whose flash / RAM limits apply.")
 @click.option("--budget", "budget_text", help="Tighten the limits: flash=64KiB,ram=128KiB,macs=2M,latency=5ms "
-              "(latency: the target's int8 estimate per candidate).")
+              "(latency: the target's int8 estimate per candidate). On a microcontroller the model gets a quarter "
+              "of the flash by default; flash=... sets its share, up to the whole flash (a larger value is capped).")
 @click.option("--data", default="builtin:fashion-mnist", show_default=True, help="Data (only its shape is used).")
 @click.option("--teacher", "teacher_paths", multiple=True, help="The teacher `build` would use (repeatable for an "
               "ensemble): caps the student at half the largest one's parameters, as `build` does (without it, this "
@@ -201,7 +202,11 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all, tex
 
     raw = read_dataset(data, text_field, label_field)
     profile = load_target(target)
-    budget = Budget.for_target(profile, Budget.parse(budget_text or ""))
+    user = Budget.parse(budget_text or "")
+    budget = Budget.for_target(profile, user)
+    if user.flash_bytes is not None and profile.flash_bytes is not None and user.flash_bytes > profile.flash_bytes:
+        click.echo(f"note: flash={user.flash_bytes:,.0f} B is more than {profile.name}'s {profile.flash_bytes:,} B of "
+                   "flash; the search uses the whole flash.")
     from edgedistill.data.text import TextCorpus
 
     if isinstance(raw, TextCorpus):  # the search's student reads UTF-8 bytes (build may cut a teacher's vocabulary)

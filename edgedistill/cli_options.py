@@ -115,7 +115,8 @@ DISTILL_OPTIONS = [
 BUILD_OPTIONS = [
     click.option("--target", default="android", show_default=True, help="Target profile (edgedistill targets list)."),
     click.option("--budget", "budget_text", help="Tighten the target's limits: flash=64KiB,ram=128KiB,latency=5ms,"
-                 "macs=2M,accuracy=90%,drop=1.0."),
+                 "macs=2M,accuracy=90%,drop=1.0. On a microcontroller the model gets a quarter of the flash by "
+                 "default; flash=... sets its share, up to the whole flash (a larger value is capped there)."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON config; flags override it."),
     click.option("--data", help=f"Training data: {DATA_FORMS} [default: builtin:fashion-mnist]"),
     click.option("--teacher", "teachers", multiple=True, help="Teacher model(s), as for distill. [default: built-in]"),

@@ -166,17 +166,33 @@ def _check_types(rep: dict, path) -> None:
         if f["check"] in ("flash", "ram") and lim is not None and not (_finite(lim) and lim >= 0):
             raise ConfigError(f"Report {path}: the target's {f['check']} limit is {lim!r}; it must be a number of "
                               "bytes >= 0 or null.")
+    limits = {"target.model_flash_bytes": (target or {}).get("model_flash_bytes")}
+    search = rep.get("search")
+    if search is not None:  # a build's search: the budget it searched under is what its gate judges
+        budget = search.get("budget") if isinstance(search, dict) else None
+        if not isinstance(budget, dict):
+            raise ConfigError(f"Report {path}: `search.budget` is missing or not an object; a build's report records "
+                              "the budget it searched under. Re-run the build rather than editing the report.")
+        limits.update({f"search.budget.{k}": budget.get(k) for k in ("flash_bytes", "ram_bytes")})
+    for key, lim in limits.items():
+        if lim is not None and not (_finite(lim) and lim >= 0):
+            raise ConfigError(f"Report {path}: {key} is {lim!r}; it must be a number of bytes >= 0 or null. Re-run "
+                              "the build rather than editing the report by hand.")
 
 
 def report_budget(report: dict) -> Budget:
     """The target's limits as recorded in the report, tightened by the flash and RAM limits a build searched under
-    (`search.budget`: e.g. a microcontroller's share of flash for the model), so `gate report.json` judges a build
-    as the build's own gate did."""
-    fit = {f["check"]: f for f in (report.get("target") or {}).get("fit", [])}
+    (`search.budget`), so `gate report.json` judges a build as the build's own gate did; a report with no search
+    (`distill --target`) gets the target's default share of flash for the model (`target.model_flash_bytes`), as a
+    build would have. load_report has checked these fields' types."""
+    target = report.get("target") or {}
+    fit = {f["check"]: f for f in target.get("fit", [])}
     device = Budget(flash_bytes=(fit.get("flash") or {}).get("limit"), ram_bytes=(fit.get("ram") or {}).get("limit"))
-    searched = (report.get("search") or {}).get("budget") or {}
-    return device.tighten(Budget(**{k: searched[k] for k in ("flash_bytes", "ram_bytes")
-                                    if _finite(searched.get(k)) and searched[k] >= 0}))
+    search = report.get("search")
+    if isinstance(search, dict) and isinstance(search.get("budget"), dict):
+        searched = search["budget"]
+        return device.tighten(Budget(flash_bytes=searched.get("flash_bytes"), ram_bytes=searched.get("ram_bytes")))
+    return device.tighten(Budget(flash_bytes=target.get("model_flash_bytes")))
 
 
 def _le(name, value, limit, how, unit="") -> Check:

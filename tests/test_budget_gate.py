@@ -62,11 +62,38 @@ def test_a_microcontrollers_model_gets_its_share_of_flash_unless_the_user_names_
     assert Budget.for_target(android, Budget()).flash_bytes == android.flash_bytes
 
 
+def test_search_says_when_a_flash_limit_beyond_the_chip_is_capped():
+    r = CliRunner().invoke(main, ["search", "--target", "cortex-m4", "--data", "builtin:digits", "--budget", "flash=2MB"])
+    assert r.exit_code == 0 and "more than cortex-m4's 1,048,576 B of flash" in r.output
+    assert "flash <= 1,048,576" in r.output
+
+
 def test_gate_of_a_report_judges_the_flash_the_build_searched_under():
     """`gate report.json` reads the build's own flash limit (search.budget), not only the device's whole flash."""
     rep = {**REPORT, "search": {"budget": {"flash_bytes": 20000, "ram_bytes": None}}}
     assert report_budget(rep) == Budget(flash_bytes=20000, ram_bytes=262144)
     assert not gate(rep, report_budget(rep)).passed and gate(REPORT, report_budget(REPORT)).passed
+
+
+def test_gate_of_a_report_without_a_search_judges_the_targets_share_of_flash_for_the_model():
+    """`distill --target cortex-m4` writes no search; its report records the target's model_flash_bytes, which the
+    gate judges as a build would have (a 410 KB file on cortex-m4 is over the 256 KiB share)."""
+    rep = copy.deepcopy(REPORT)
+    rep["target"]["model_flash_bytes"] = 20000
+    assert report_budget(rep).flash_bytes == 20000 and not gate(rep, report_budget(rep)).passed
+
+
+@pytest.mark.parametrize("edit", [lambda s: s["budget"].update(flash_bytes="lots"),
+                                  lambda s: s["budget"].update(flash_bytes=-5),
+                                  lambda s: s["budget"].update(ram_bytes=float("nan")), lambda s: s.pop("budget"),
+                                  lambda s: s.update(budget=[1])])
+def test_a_damaged_search_budget_is_refused_not_loosened_to_the_whole_flash(tmp_path, edit):
+    rep = {**copy.deepcopy(REPORT), "search": {"budget": {"flash_bytes": 20000, "ram_bytes": None}}}
+    edit(rep["search"])
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(rep))
+    with pytest.raises(ConfigError, match="search.budget"):
+        load_report(path)
 
 
 def test_gate_pass_and_fail():

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedistill.data.arrays import RawDataset, Split, kind_of
-from edgedistill.data.npz import labels_of, samples_of
+from edgedistill.data.npz import check_ranks, labels_of, samples_of
 from edgedistill.errors import DataError
 
 FIELDS = ("x", "y", "x_test", "y_test", "class_names")
@@ -57,6 +57,7 @@ def _samples(arr: np.ndarray, path: Path) -> np.ndarray:
 def read_npy_dir(directory: Path) -> RawDataset:
     """Read a folder of .npy arrays (see the module docstring). Labels -1 mark unlabelled samples, as in an .npz."""
     arrays = {f: _open(directory / f"{f}.npy") for f in FIELDS if (directory / f"{f}.npy").is_file()}
+    check_ranks(arrays, directory, ".npy")
     for xs, ys in (("x", "y"), ("x_test", "y_test")):
         if xs in arrays and ys in arrays and len(arrays[xs]) != len(arrays[ys]):
             raise DataError(f"{directory}: `{xs}.npy` has {len(arrays[xs])} samples but `{ys}.npy` has "

@@ -32,6 +32,24 @@ def labels_of(arr: np.ndarray | None, path: Path) -> np.ndarray | None:
     return arr.astype(np.int64)
 
 
+def check_ranks(arrays: dict[str, np.ndarray], where: Path, suffix: str = "") -> None:
+    """Refuse arrays of the wrong rank before anything counts their samples: `x` / `x_test` hold N samples (rank >=
+    1), `y` / `y_test` one class index per sample (N,), `class_names` one name per class (K,). `suffix`: ".npy"
+    when each array is its own file. Raises DataError."""
+    for key, arr in arrays.items():
+        shape = tuple(arr.shape)
+        if key in ("x", "x_test") and arr.ndim == 0:
+            raise DataError(f"{where}: `{key}{suffix}` is a single value (shape ()); store N samples as one array "
+                            "(N×features, N×C×L signals or N×C×H×W images).")
+        if key in ("y", "y_test") and arr.ndim != 1:
+            hint = " One-hot or score rows? Store y.argmax(1) instead." if arr.ndim == 2 else ""
+            raise DataError(f"{where}: `{key}{suffix}` has shape {shape}; labels are one class index per sample, "
+                            f"shape (N,).{hint}")
+        if key == "class_names" and arr.ndim != 1:
+            raise DataError(f"{where}: `class_names{suffix}` has shape {shape}; store one name per class, shape (K,), "
+                            "in class-index order.")
+
+
 def samples_of(arr: np.ndarray, path: Path, key: str) -> np.ndarray:
     """Samples as float32 from any numeric or bool array (uint8 / int16 keep their values: no rescaling)."""
     numeric = np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
@@ -55,6 +73,7 @@ def read_npz(path: Path) -> RawDataset:
         raise DataError(f"Cannot read {path} as a .npz archive of plain arrays: {why}.") from None
     if "x" not in arrays:
         raise DataError(f"{path} has arrays {sorted(arrays)} but no `x`; store samples as `x` (and labels as `y`).")
+    check_ranks(arrays, path)
     for xs, ys in (("x", "y"), ("x_test", "y_test")):
         if xs in arrays and ys in arrays and len(arrays[xs]) != len(arrays[ys]):
             raise DataError(f"{path}: `{xs}` has {len(arrays[xs])} samples but `{ys}` has {len(arrays[ys])} labels; "

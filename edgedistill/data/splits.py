@@ -172,6 +172,10 @@ def _canonical(x: np.ndarray) -> np.ndarray:
 def _class_names(raw: RawDataset, lmap: LabelMap) -> list[str]:
     if len(raw.class_names) == lmap.num_classes:
         return list(raw.class_names)
+    if raw.class_names:  # the data named its classes, but not all of them: refuse rather than drop the names
+        raise DataError(f"{raw.source}: {len(raw.class_names)} class names ({', '.join(map(str, raw.class_names[:5]))}"
+                        f"{', ...' if len(raw.class_names) > 5 else ''}) for {lmap.num_classes} classes in the labels; "
+                        "give one name per class, in class-index order, or none.")
     return [str(o) for o in lmap.original]
 
 

@@ -100,7 +100,8 @@ def resolve(n: int, epochs: int | str | None = "auto", batch_size: int | str | N
     batch = int(batch_size) if given(batch_size) else auto_batch(n)
     per_epoch = math.ceil(n / batch)
     if steps is not None:
-        ep, how = max(1, math.ceil(int(steps) / per_epoch)), f"{steps} steps given (exactly; the last epoch cut short)"
+        ep = max(1, math.ceil(int(steps) / per_epoch))
+        how = f"{steps} steps given (exactly{'; the last epoch cut short' if int(steps) % per_epoch else ''})"
     elif given(epochs):
         ep, how = int(epochs), "epochs given"
     else:

@@ -103,6 +103,7 @@ def target_section(artifacts, target: TargetProfile, host_ms: float | None) -> d
             "estimate_model": est.model,
             "estimate_error": (est.total_ms / host_ms - 1) if (target.kind == "host" and host_ms) else None,
             "per_op": est.per_op, "fit": [c.__dict__ for c in checks], "macs": cost.macs,
+            "model_flash_bytes": target.model_flash_bytes,  # the model's default share of the flash (gate reads it)
             "ram_figure": ram_figure(target.runtime),
             "peak_activation_bytes": cost.peak_activation_bytes}
 

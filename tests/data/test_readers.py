@@ -212,6 +212,36 @@ def test_npy_folder_features_and_bad_files(tmp_path):
         read_dataset(str(d))
 
 
+@pytest.mark.parametrize("arrays,needle", [
+    (dict(x=np.array(3.0), y=np.arange(4)), "`x(.npy)?` is a single value"),
+    (dict(x=np.zeros((4, 3)), y=np.array(3)), r"`y(.npy)?` has shape \(\)"),
+    (dict(x=np.zeros((4, 3)), y=np.eye(2)[[0, 1, 0, 1]]), r"y.argmax\(1\)"),
+    (dict(x=np.zeros((4, 3)), y=np.arange(4) % 2, class_names=np.array("ab")), "one name per class"),
+])
+@pytest.mark.parametrize("form", ["npz", "npy"])
+def test_arrays_of_the_wrong_rank_are_refused_by_name(tmp_path, arrays, needle, form):
+    """A 0-d sample or label array, one-hot labels and a 0-d class_names get one paragraph each, in both forms
+    (they once raised TypeError: len() of unsized object)."""
+    if form == "npz":
+        np.savez(tmp_path / "d.npz", **arrays)
+        path = tmp_path / "d.npz"
+    else:
+        path = _npy_dir(tmp_path, **arrays)
+    with pytest.raises(DataError, match=needle):
+        read_dataset(str(path))
+
+
+def test_class_names_that_do_not_cover_the_classes_are_refused(tmp_path):
+    """Two names for four classes used to be dropped without a word (the classes became '0'..'3')."""
+    rng = np.random.default_rng(2)
+    d = _npy_dir(tmp_path, x=rng.normal(size=(80, 3)).astype(np.float32), y=np.arange(80) % 4,
+                 class_names=np.array(["a", "b"]))
+    with pytest.raises(DataError, match="2 class names .* for 4 classes"):
+        make_splits(read_dataset(str(d)))
+    np.save(d / "class_names.npy", np.array(list("abcd")))
+    assert make_splits(read_dataset(str(d))).class_names == list("abcd")
+
+
 def test_a_large_npz_says_how_to_become_a_memory_mapped_folder(tmp_path):
     """numpy reads an .npz whole: past the limit the reader says so in one line, and the one-liner it gives turns
     the archive into a folder that reads back memory-mapped with the same arrays."""
