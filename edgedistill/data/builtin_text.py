@@ -131,8 +131,8 @@ def sample_corpus(pools: dict[str, list[str]], seed: int, train_per_class: int, 
             chosen_test = _draw(test_pools[label], test_per_class, rng, label, pool_name, sample_name, "test ")
         train += [(t, label) for t in chosen_train]
         test += [(t, label) for t in chosen_test]
-    return TextCorpus(_split(train, rng), _split(test, rng), source, sorted(pools), dict(provenance or {}),
-                      tuple(warnings))
+    return TextCorpus(_split(train, rng), _split(test, rng), source, sorted(pools),
+                      provenance=dict(provenance or {}), warnings=tuple(warnings))
 
 
 def _draw(pool: list[str], n: int, rng: np.random.Generator, label: str, pool_name: str, sample_name: str,
