@@ -25,7 +25,7 @@ def profile_artifacts(artifacts, threads: int, runs: int = 200) -> dict:
     for a in artifacts:
         m = measure(a.path, RUNTIME[a.format], threads=threads, runs=runs, min_seconds=0.5)
         out[a.name] = {"bytes": a.bytes, "latency_ms": m.median_ms, "p90_ms": m.p90_ms,
-                       "where": f"measured-host ({m.runtime}, {threads} threads)"}
+                       "where": f"measured-host ({m.runtime}, {threads} thread{'s' * (threads != 1)})"}
     return out
 
 

@@ -37,6 +37,13 @@ def _x(v) -> str:
     return "n/a" if v is None else f"{v:.1f}×"
 
 
+def _speed(ratio) -> str:
+    """'6.2× faster than the teacher on this machine', or 'slower' with the inverse ratio when it is below 1."""
+    if ratio is None or ratio >= 1:
+        return f"{_x(ratio)} faster than the teacher on this machine"
+    return f"{_x(1 / ratio) if ratio > 0 else 'n/a'} slower than the teacher on this machine"
+
+
 def _conditions(tr: dict | None) -> str:
     if not tr or tr.get("epochs") is None:
         return ""
@@ -164,7 +171,7 @@ def headline(r: dict) -> list[tuple[str, str]]:
         [("Where int8 went", w) for w in [where_int8(r)] if w]
     return [
         ("Smaller", f"{_x(s['size_ratio_teacher_over_student'])} smaller file than the teacher"),
-        ("Faster", f"{_x(s['speedup_vs_teacher'])} faster than the teacher on this machine"),
+        ("Faster", _speed(s["speedup_vs_teacher"])),
         ("Accuracy kept", f"{_acc({'accuracy': s['accuracy_deployed'], **_usage_ci(r)})} deployed int8"
                           f"{_arithmetic(s)} vs {_pct(s['accuracy_teacher'])} teacher "
                           f"({_pts(s['accuracy_kept_vs_teacher'])})"),

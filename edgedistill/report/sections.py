@@ -87,8 +87,9 @@ def where_accuracy(r: dict) -> str | None:
     pc = r.get("per_class")
     if not pc:
         return None
+    to_float = pc["worst_int8_vs_float"]
     return (f"int8 loses most to the teacher on {worst_text(pc['worst_vs_teacher'])}; "
-            f"to the float student on {worst_text(pc['worst_int8_vs_float'])}")
+            + (f"to the float student on {worst_text(to_float)}" if to_float else "no class to the float student"))
 
 
 def where_int8(r: dict) -> str | None:
