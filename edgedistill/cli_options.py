@@ -96,6 +96,8 @@ DISTILL_OPTIONS = [
                  "(int8), export ONNX and TFLite (float and int8) and check parity on onnxruntime, LiteRT, TFLite Micro."),
     click.option("--qat-epochs", type=int, help="QAT epochs (at lr × 0.1). [default: 3 with --epochs, else 0.3 × the "
                  "sized epochs, at least 3]"),
+    click.option("--qat-steps", type=int, help="QAT optimizer steps in all, exactly, instead of --qat-epochs. "
+                 "[default with --steps: 0.3 × them]"),
     click.option("--calibration", type=click.Choice(["minmax", "percentile", "mse"]),
                  help="How activation ranges are chosen from the calibration set. [default: minmax]"),
     click.option("--calibration-size", type=int, help="Training samples used for calibration. [default: 1000]"),
@@ -135,7 +137,12 @@ BUILD_OPTIONS = [
                  help="Text: the tokenizer.json of an ONNX / TFLite text teacher. [default: the one beside the model]"),
     click.option("--epochs", type=int, help="Float distillation epochs. [default for the built-in example: 4 on 30,000 "
                  "training samples, then 1 QAT epoch on 20,000: about 3.5 minutes on 2 idle cores]"),
+    click.option("--steps", type=int, help="Float optimizer steps in all, exactly, instead of --epochs (the run stops "
+                 "mid-epoch if need be; the twin takes the same steps)."),
     click.option("--qat-epochs", type=int, help="QAT epochs. [default: 1]"),
+    click.option("--qat-steps", type=int, help="QAT optimizer steps in all, exactly, instead of --qat-epochs. "
+                 "[default with --steps: 0.3 × them]"),
+    click.option("--threads", type=int, help="Torch CPU threads. [default: all cores]"),
     click.option("--seed", type=int, help="[default: 0]"),
     click.option("--out", type=click.Path(file_okay=False), help="Build directory. [default: runs/build-TARGET]"),
     click.option("--device", "device_url", help="Measure the int8 TFLite file on a device (local, ssh://..., adb://...; "
@@ -188,7 +195,8 @@ def distill_overrides(o: dict) -> dict:
                                        "seed", "threads")},
                   # --steps on the command line replaces a config file's epochs (flags override the file)
                   **({"epochs": "auto"} if o["steps"] is not None and o["epochs"] is None else {})},
-        "quant": {"qat": o["qat"], "qat_epochs": o["qat_epochs"], "calibration": o["calibration"],
+        "quant": {"qat": o["qat"], "qat_epochs": o["qat_epochs"], "qat_steps": o["qat_steps"],
+                  "calibration": o["calibration"],
                   "calibration_size": o["calibration_size"],
                   "formats": parse_formats(o["formats"])},
         "baseline": False if o["no_baseline"] else None,
@@ -196,6 +204,16 @@ def distill_overrides(o: dict) -> dict:
         "cache_dir": o["cache_dir"],
         "out": o["out"],
     }
+
+
+def _build_epochs(epochs: int | None, steps: int | None, config_file: str | None, default: int):
+    """build's epochs: the flag; else "auto" when steps are given (steps replace epochs, also a config file's); else
+    the build default without a config file, or the file's own."""
+    if epochs is not None:
+        return epochs
+    if steps is not None:
+        return "auto"
+    return None if config_file else default
 
 
 def build_overrides(o: dict) -> dict:
@@ -209,10 +227,11 @@ def build_overrides(o: dict) -> dict:
                       **({"tokenizer": o["teacher_tokenizer"]} if o["teacher_tokenizer"] else {})}
                      for t in o["teachers"]] or None,
         "student": _with_tokenizer({"family": o["family"]} if o["family"] else None, o["tokenizer"]),
-        "train": {"epochs": o["epochs"] or (4 if not o["config_file"] else None), "seed": o["seed"]},
+        "train": {"epochs": _build_epochs(o["epochs"], o["steps"], o["config_file"], 4), "steps": o["steps"],
+                  "seed": o["seed"], "threads": o["threads"]},
         "kd": {"tune_max_samples": 3000} if not o["config_file"] else None,
-        "quant": {"qat": True, "qat_epochs": o["qat_epochs"] or (1 if not o["config_file"] else None),
-                  "qat_max_samples": 20000 if not o["config_file"] else None},
+        "quant": {"qat": True, "qat_epochs": _build_epochs(o["qat_epochs"], o["qat_steps"] or o["steps"], o["config_file"], 1),
+                  "qat_steps": o["qat_steps"], "qat_max_samples": 20000 if not o["config_file"] else None},
         "target": o["target"],
         "out": o["out"] or f"runs/build-{o['target']}",
     }

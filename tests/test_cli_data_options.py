@@ -67,3 +67,21 @@ def test_an_unknown_text_field_is_one_paragraph_listing_the_file_s_fields(tmp_pa
     assert msg.startswith("error:") and "\n" not in msg and "Traceback" not in msg, msg
     assert "no field `sentence`" in msg and "body, lang" in msg and "--text-field" in msg, msg
     assert not out.exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_build_takes_steps_qat_steps_and_threads_as_distill_does(tmp_path):
+    """A step budget replaces build's default epochs (4 float, 1 QAT); without --qat-steps QAT gets the schedule's
+    share of the steps (qat_epochs auto); both commands take --qat-steps and --threads."""
+    cfg = load_config(None, build_overrides(_params(build_cmd, ["--steps", "300", "--threads", "1"])))
+    assert (cfg.train.steps, cfg.train.epochs, cfg.train.threads) == (300, "auto", 1)
+    assert (cfg.quant.qat_epochs, cfg.quant.qat_steps) == ("auto", None)
+    cfg = load_config(None, build_overrides(_params(build_cmd, ["--steps", "300", "--qat-steps", "40"])))
+    assert (cfg.quant.qat_epochs, cfg.quant.qat_steps) == ("auto", 40)
+    cfg = load_config(None, build_overrides(_params(build_cmd, [])))  # the built-in example's defaults are kept
+    assert (cfg.train.epochs, cfg.train.steps, cfg.quant.qat_epochs, cfg.quant.qat_steps) == (4, None, 1, None)
+    cfg = load_config(None, distill_overrides(_params(distill, ["--qat", "--qat-steps", "25"])))
+    assert (cfg.quant.qat_epochs, cfg.quant.qat_steps) == ("auto", 25)
+    # both given: the config refuses it in one line, as for epochs and steps
+    r = CliRunner().invoke(main, ["build", "--qat-epochs", "2", "--qat-steps", "40", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "qat_epochs or qat_steps" in r.output, r.output
+    assert not (tmp_path / "o").exists()
