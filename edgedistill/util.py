@@ -32,3 +32,24 @@ def write_json(path: Path, obj) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident memory in bytes (Linux: VmHWM of /proc/self/status; elsewhere getrusage's
+    ru_maxrss, bytes on macOS, KiB on other Unixes); None where neither exists. (device/bench.py keeps its own copy:
+    it runs on devices without edgedistill.)"""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+        import sys
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(rss if sys.platform == "darwin" else rss * 1024)
+    except (ImportError, OSError):
+        return None

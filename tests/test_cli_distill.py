@@ -279,6 +279,14 @@ def test_report_files(digits_run):
     assert {f["check"] for f in t["fit"]} == {"flash", "ram", "ops", "precision"}
     md = (digits_run / "report.md").read_text()
     assert "Deployed = measured" in md and "| int8 TFLite |" in md
+    # what the run cost: its stages add up to at most the wall time, the throughput is the student's own record
+    m = json.loads((digits_run / "metrics.json").read_text())
+    c = rep["cost"]
+    assert 0 < sum(c["stages"].values()) <= c["total_s"] == m["timings"]["total_s"]
+    assert {"float distillation", "QAT (student and twin)", "parity"} <= set(c["stages"])
+    assert c["samples_per_s"] == m["student"]["samples_per_s"] > 0 and 0 < c["data_share"] < 1
+    assert 100 * 2**20 < c["peak_rss_bytes"] < 24 * 2**30  # torch alone is over 100 MiB resident
+    assert "## Cost of this run" in md and "samples/s" in md and "peak memory" in md
 
 
 @pytest.mark.slow

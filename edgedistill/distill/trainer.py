@@ -154,6 +154,7 @@ class FitResult:
     history: list[EpochRecord] = field(default_factory=list)
     seconds: float = 0.0
     samples_per_s: float = 0.0
+    data_s: float = 0.0  # of `seconds`: assembling batches (indexing, decoding to float, augmentation)
     resumed_from_epoch: int = 0
     best_step: int = 0
     steps: int = 0
@@ -365,7 +366,7 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
         result.best_epoch, result.best_step, result.best_val_acc = last.epoch, last.step, last.val_acc
     if start is not None and start[1] > result.best_val_acc:
         result.best_state, result.best_epoch, result.best_step, result.best_val_acc = start[0], 0, 0, start[1]
-    result.seconds = t_train
+    result.seconds, result.data_s = t_train, step_fn.data_s
     result.samples_per_s = trained / t_train if t_train > 0 else 0.0
     return result
 
@@ -395,11 +396,14 @@ class _Stepper:
         self.shard = slice(ddp.rank(), None, ddp.world())  # this rank's share of every global batch
         self.net = ddp.wrap(model)
         self.last_loss = 0.0
+        self.data_s = 0.0  # seconds spent assembling batches
 
     def __call__(self, idx: torch.Tensor, aug_gen: torch.Generator, epoch: int, step: int, sched) -> torch.Tensor:
         """Train on the global batch `idx`; returns the loss times this rank's batch size (detached)."""
         data, objective, shard = self.data, self.objective, self.shard
+        t0 = time.perf_counter()
         xb, yb, mix = batch_at(data, idx, self.settings.augment, aug_gen)  # the whole global batch, on every rank
+        self.data_s += time.perf_counter() - t0
         tb = self.teacher_logits[idx[shard]] if self.teacher_logits is not None else None
         xb = xb[shard]
         if self.on_the_fly:

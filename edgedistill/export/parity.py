@@ -106,11 +106,11 @@ def _judge(out: np.ndarray, ref: np.ndarray, step: float | None,
     return agreement, diff, None, agreement >= AGREEMENT and diff <= FLOAT_TOLERANCE * scale
 
 
-def check_parity(artifacts: list[Artifact], ref_float: np.ndarray, ref_int8: Callable[[str], np.ndarray] | None,
+def check_parity(artifacts: list[Artifact], ref_float: np.ndarray, ref_int8: Callable[[str, int], np.ndarray] | None,
                  x: np.ndarray, y: np.ndarray, step: float | None, tflm_max_samples: int = 1000, progress=None,
                  predictions: dict | None = None) -> list[ParityRow]:
     """Run every planned (file, runtime) pair on `x` (N×...) and judge it against its torch reference: `ref_float`
-    (N×K logits of the float student) for float files, `ref_int8(arithmetic)` (N×K logits of the QAT model
+    (N×K logits of the float student) for float files, `ref_int8(arithmetic, n)` (n×K logits of the QAT model
     computing that arithmetic) for int8 files, whose output quantization step is `step`. `predictions`, when
     given, receives each row's predicted classes (N ints) under "artifact/runtime"."""
     rows = []
@@ -118,8 +118,8 @@ def check_parity(artifacts: list[Artifact], ref_float: np.ndarray, ref_int8: Cal
         runner = _runner(rt, art)
         int8 = art.precision == "int8"
         arithmetic = runner.arithmetic if int8 else "float"
-        ref = ref_int8(arithmetic) if int8 else ref_float
         n = min(len(x), tflm_max_samples) if rt == "tflm" else len(x)
+        ref = ref_int8(arithmetic, n) if int8 else ref_float
         out = runner.predict_batched(x[:n], batch=1024)
         if predictions is not None:
             predictions[f"{art.name}/{rt}"] = out.argmax(1)
@@ -136,20 +136,23 @@ def check_parity(artifacts: list[Artifact], ref_float: np.ndarray, ref_int8: Cal
     return rows
 
 
-def int8_references(model, x: np.ndarray, predict) -> Callable[[str], np.ndarray]:
-    """`arithmetic -> N×K logits` of the QAT `model` (a QuantGraph) on `x`, computed once per arithmetic with
-    `predict(model, x)`; the model's own rounding is restored after each."""
-    cache: dict[str, np.ndarray] = {}
-    xt = torch.from_numpy(np.ascontiguousarray(x))
+def int8_references(model, x: np.ndarray, predict,
+                    known: dict[str, np.ndarray] | None = None) -> Callable[[str, int | None], np.ndarray]:
+    """`(arithmetic, n) -> n×K logits` of the QAT `model` (a QuantGraph) on `x[:n]` (n None: all of `x`), computed
+    once per arithmetic with `predict(model, x)` and only on the samples asked for (TFLite Micro's row runs on a
+    prefix); the model's own rounding is restored after each. `known`: logits on all of `x` already computed, by
+    arithmetic (the QAT evaluation's, in the model's trained arithmetic), reused instead of recomputed."""
+    cache: dict[str, np.ndarray] = dict(known or {})
 
-    def reference(arithmetic: str) -> np.ndarray:
-        if arithmetic not in cache:
+    def reference(arithmetic: str, n: int | None = None) -> np.ndarray:
+        n = len(x) if n is None else min(int(n), len(x))
+        if arithmetic not in cache or len(cache[arithmetic]) < n:
             trained = model.rounding
             model.set_rounding(arithmetic)
             try:
-                cache[arithmetic] = predict(model, xt).numpy()
+                cache[arithmetic] = predict(model, torch.from_numpy(np.ascontiguousarray(x[:n]))).numpy()
             finally:
                 model.set_rounding(trained)
-        return cache[arithmetic]
+        return cache[arithmetic][:n]
 
     return reference

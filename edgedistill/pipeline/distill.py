@@ -35,10 +35,11 @@ from edgedistill.pipeline.train import train_students
 from edgedistill.pipeline.tune import choose_objective
 from edgedistill.progress import bars
 from edgedistill.report.noise import annotate_intervals
+from edgedistill.report.run_cost import run_cost
 from edgedistill.students import StudentArch, build_student
 from edgedistill.students.checkpoint import StudentCheckpoint, save_student
 from edgedistill.teachers import LogitCache
-from edgedistill.util import write_json
+from edgedistill.util import peak_rss_bytes, write_json
 
 
 class ParityError(EdgeDistillError):
@@ -186,9 +187,10 @@ def finish(run: RunDir, done: Trained8, report: dict | None, t_start: float, ext
     """Write the report, config.json and metrics.json (and the caller's extra files) into the work directory and
     publish it. A run whose parity failed is not published: its outputs stay in OUT.partial for inspection and an
     existing OUT is left as it was."""
-    if report is not None:
-        write_report(report, run.work)
     done.metrics["timings"]["total_s"] = time.perf_counter() - t_start
+    done.metrics["timings"]["peak_rss_bytes"] = peak_rss_bytes()
+    if report is not None:
+        write_report({**report, "cost": run_cost(done.metrics)}, run.work)
     write_json(run.work / "config.json", recorded_config(done.config))
     write_json(run.work / "metrics.json", done.metrics)
     if done.int8 is not None and not done.int8.passed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 
 from edgedistill.report import plots
+from edgedistill.report.run_cost import run_cost_lines
 from edgedistill.report.sections import (binding_text, budget_lines, budget_view, far_line, human, layer_lines,
                                          parity_diff,
                                          per_class_lines, where_accuracy, where_int8)
@@ -246,6 +247,7 @@ def to_markdown(r: dict) -> str:
     lines += objective_lines(r.get("objective"))
     lines += input_lines(r.get("data"), r.get("teachers"))
     lines += _device_lines(r.get("device"))
+    lines += run_cost_lines(r.get("cost"))
     for w in r.get("warnings", []):
         lines += ["", f"> **Warning:** {w}"]
     return "\n".join(lines) + "\n"
@@ -379,7 +381,8 @@ def to_html(r: dict) -> str:
         for p in r["parity"])
     warn = "".join(f"<p class='warn'>Warning: {esc(w)}</p>" for w in r.get("warnings", []))
     sections = _md_html(target_lines(r) + budget_lines(r) + per_class_lines(r, confusion_table=False) + layer_lines(r)
-                        + objective_lines(r.get("objective")) + input_lines(r.get("data"), r.get("teachers")))
+                        + objective_lines(r.get("objective")) + input_lines(r.get("data"), r.get("teachers"))
+                        + run_cost_lines(r.get("cost")))
     dev_rows = device_summary(r.get("device"))
     dev = ("<h2>Measured on the device</h2><ul>" + "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in dev_rows)
            + "</ul>") if dev_rows else ""

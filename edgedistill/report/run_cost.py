@@ -1,0 +1,45 @@
+"""What the run itself cost: wall time per stage, training throughput, the data loader's share of step time and the
+process's peak memory (report.json's `cost`, from metrics.json's `timings` and the student's training record).
+
+Figures are this machine's: wall-clock seconds (time.perf_counter), samples per second of the float distillation
+(training steps only, evaluation excluded), `data_share` the fraction of those training seconds spent assembling
+batches (indexing the data, decoding stored uint8 / memory-mapped samples to float, augmentation; the teacher's
+forward pass and the student's step are the rest), and peak resident memory of the whole process in bytes (Linux
+VmHWM), read when the run finished."""
+
+from __future__ import annotations
+
+# (metrics.json section, key) -> the stage's name in the report, in pipeline order
+STAGES = {("timings", "teacher_logits_s"): "teacher outputs", ("timings", "tune_s"): "auto T / α search",
+          ("timings", "distill_s"): "float distillation", ("timings", "baseline_s"): "no-teacher twin",
+          ("int8", "train_s"): "QAT (student and twin)", ("int8", "layers_s"): "per-layer int8 check",
+          ("int8", "export_s"): "export", ("int8", "parity_s"): "parity", ("timings", "report_s"): "profile and report"}
+
+
+def run_cost(metrics: dict) -> dict:
+    """`cost` of report.json: {total_s, stages: {name: s}, samples_per_s, data_share, peak_rss_bytes} (None where the
+    run did not record a figure)."""
+    t = metrics.get("timings") or {}
+    student = metrics.get("student") or {}
+    return {"total_s": t.get("total_s"),
+            "stages": {name: (metrics.get(sec) or {})[k] for (sec, k), name in STAGES.items()
+                       if isinstance((metrics.get(sec) or {}).get(k), (int, float))},
+            "samples_per_s": student.get("samples_per_s"), "data_share": student.get("data_share"),
+            "peak_rss_bytes": t.get("peak_rss_bytes")}
+
+
+def run_cost_lines(cost: dict | None) -> list[str]:
+    """Markdown lines of the report's "Cost of this run" section (nothing for a report without `cost`)."""
+    if not cost:
+        return []
+    out = []
+    if cost.get("total_s") is not None:
+        parts = ", ".join(f"{name} {s:,.0f} s" for name, s in cost["stages"].items())
+        out.append(f"- wall time: {cost['total_s']:,.0f} s" + (f" ({parts})" if parts else ""))
+    if cost.get("samples_per_s"):
+        share = (f"; assembling batches took {cost['data_share']:.0%} of the training time"
+                 if cost.get("data_share") is not None else "")
+        out.append(f"- float distillation: {cost['samples_per_s']:,.0f} samples/s{share}")
+    if cost.get("peak_rss_bytes"):
+        out.append(f"- peak memory: {cost['peak_rss_bytes'] / 2**20:,.0f} MiB resident (the whole process)")
+    return ["", "## Cost of this run (this machine)", ""] + out if out else []
