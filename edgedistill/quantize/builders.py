@@ -290,6 +290,16 @@ def _build_activation(ctx: RewriteContext, node: fx.Node) -> None:
     ctx.add(node, Activation(node_path(node), kind), [ctx.tensor_input(node, node.args[0])])
 
 
+def _build_gelu(ctx: RewriteContext, node: fx.Node) -> None:
+    """GELU: exact (erf) or its tanh form, as the module's / call's `approximate` says (TFLite's GELU option)."""
+    m = ctx.modules.get(node.target) if node.op == "call_module" else None
+    approximate = m.approximate if m is not None else _arg(node, 1, "approximate", "none")
+    kind = {"none": "gelu", "tanh": "gelu_tanh"}.get(approximate)
+    if kind is None:
+        raise refuse(node, ctx.modules, f"GELU approximate={approximate!r} is not one of 'none', 'tanh'")
+    ctx.add(node, Activation(node_path(node), kind), [ctx.tensor_input(node, node.args[0])])
+
+
 def _same(ctx: RewriteContext, node: fx.Node, kind: str, fn: Lambda, requant: bool = False) -> None:
     ctx.add(node, SameGrid(node_path(node), kind, fn, requant), [ctx.tensor_input(node, node.args[0])])
 
@@ -394,7 +404,7 @@ BUILDERS: dict[str, Callable[[RewriteContext, fx.Node], None]] = {
     "avgpool": _build_avgpool, "relu": _build_relu, "relu6": _build_relu, "pad": _build_pad,
     "flatten": _build_flatten, "reshape": _build_reshape, "identity": _build_identity, "meta": _build_meta,
     "embedding": _build_embedding, "gmp": _build_gmp, "constant": _build_constant, "attention": _build_attention,
-    "layernorm": _build_layernorm,
+    "layernorm": _build_layernorm, "gelu": _build_gelu,
 }
 
 
