@@ -234,6 +234,8 @@ def _same_grid(g: _Graph, op: SameGrid, xs: list[str], shape) -> str:
         return _avg_rounding(g, op, _pool(g, op, x, "AveragePool"))
     if op.kind in ("relu", "relu6"):
         return _act(g, x, op.kind, op.name)
+    if op.kind == "first":  # N×L×D -> N×D: position 0
+        return g.node("Gather", [x, g.const(op.name + "_first", np.array(0, np.int64))], op.name + "_first", axis=1)
     if op.kind == "flatten":
         return g.node("Flatten", [x], op.name + "_flatten", axis=1)
     if op.kind == "reshape":

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgedistill.errors import EdgeDistillError
-from edgedistill.students.layers import GlobalMaxPool, MaskedSelfAttention, Normalize, TokenEmbedding
+from edgedistill.students.layers import FirstToken, GlobalMaxPool, MaskedSelfAttention, Normalize, TokenEmbedding
 
 
 class UnsupportedOpError(EdgeDistillError):
@@ -33,7 +33,7 @@ SUPPORTED = ("Conv1d / Conv2d (incl. depthwise; + BatchNorm, + ReLU / ReLU6 / Ha
              "MaxPool1d/2d, AvgPool1d/2d, global average / max pooling (AdaptiveAvgPool(1), AdaptiveMaxPool(1), mean "
              "over spatial dims), F.pad (zeros), Flatten / view / reshape, Dropout, Identity, Normalize, Embedding "
              "(of the input token ids), a parameter as an operand (e.g. learned positions), LayerNorm, "
-             "edgedistill's MaskedSelfAttention")
+             "edgedistill's MaskedSelfAttention and FirstToken")
 
 _MODULES: dict[type, str] = {
     nn.Conv1d: "layer", nn.Conv2d: "layer", nn.Linear: "layer", nn.BatchNorm1d: "bn", nn.BatchNorm2d: "bn",
@@ -43,7 +43,7 @@ _MODULES: dict[type, str] = {
     nn.Dropout: "identity", nn.Dropout1d: "identity", nn.Dropout2d: "identity", nn.Identity: "identity",
     Normalize: "normalize", nn.Embedding: "embedding", TokenEmbedding: "embedding",
     nn.AdaptiveMaxPool1d: "gmp", nn.AdaptiveMaxPool2d: "gmp", GlobalMaxPool: "gmp",
-    MaskedSelfAttention: "attention", nn.LayerNorm: "layernorm",
+    MaskedSelfAttention: "attention", nn.LayerNorm: "layernorm", FirstToken: "first",
 }
 _FUNCTIONS: dict = {
     operator.add: "add", operator.iadd: "add", torch.add: "add", operator.sub: "sub", torch.sub: "sub",
@@ -66,7 +66,7 @@ class _Tracer(fx.Tracer):
     and `TokenEmbedding` (one gather) kept whole."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (Normalize, TokenEmbedding, GlobalMaxPool, MaskedSelfAttention)) or \
+        return isinstance(m, (Normalize, TokenEmbedding, GlobalMaxPool, MaskedSelfAttention, FirstToken)) or \
             super().is_leaf_module(m, qualname)
 
 
