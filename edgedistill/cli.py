@@ -334,6 +334,7 @@ def list_(what):
     from edgedistill.quantize.ranges import RANGE_METHODS
     from edgedistill.runtimes import RUNTIMES
     from edgedistill.students import STUDENT_FAMILIES
+    from edgedistill.students.knobs import FAMILY_KNOBS, describe_knobs
     from edgedistill.teachers import ENSEMBLE_METHODS, TEACHER_FORMATS
 
     sections = {
@@ -352,6 +353,8 @@ def list_(what):
         width = max([14] + [len(n) for n, _ in rows])  # one summary column per section, however long a name
         for n, summary in rows:
             click.echo(f"  {n:<{width}} {summary}")
+            if name == "students" and n in FAMILY_KNOBS:  # a family's own knobs, in --student's spelling
+                click.echo(f"  {'':<{width}}   knobs: {describe_knobs(n)}")
 
 
 if __name__ == "__main__":  # python -m edgedistill.cli (python -m edgedistill works too)

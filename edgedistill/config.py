@@ -59,6 +59,9 @@ class StudentConfig(_Strict):
     family: str = Field("auto", description="registered family name, auto (from the data's shape), or custom")
     width: int | None = Field(None, ge=1, le=1024, description="the family's width knob (default: the family's)")
     depth: int | None = Field(None, ge=1, le=12, description="the family's depth knob (default: the family's)")
+    knobs: dict = Field(default_factory=dict, description="the family's own knobs besides width / depth, e.g. "
+                        "transformer: heads, ffn, activation (relu, gelu, hardswish), pool (mean, first); "
+                        "`edgedistill list students` shows each family's")
     factory: str | None = Field(None, description="your own student: 'path/file.py:function' or 'pkg.mod:function'")
     factory_kwargs: dict = Field(default_factory=dict, description="keyword arguments for the student factory")
     tokenizer: Literal["auto", "bytes", "vocab"] = Field(
@@ -86,6 +89,14 @@ class StudentConfig(_Strict):
             if self.family not in ("auto", *STUDENT_FAMILIES.names()):
                 raise ValueError(f"unknown student family {self.family!r}; choose from auto, "
                                  f"{', '.join(STUDENT_FAMILIES.names())}, or name your own factory")
+            if self.knobs:
+                from edgedistill.students.knobs import check_knobs
+
+                fam = "" if self.family == "auto" else self.family
+                try:
+                    object.__setattr__(self, "knobs", check_knobs(fam, self.knobs, "student knobs"))
+                except ConfigError as exc:
+                    raise ValueError(str(exc).removeprefix("student knobs: ")) from None
         elif self.family not in ("auto", CUSTOM):
             raise ValueError(f"give either a student family ({self.family!r}) or a factory ({self.factory!r}), "
                              "not both")
@@ -102,7 +113,7 @@ class StudentConfig(_Strict):
             return StudentArch.custom(self.factory, self.factory_kwargs)
         family = DEFAULT_FAMILY[kind] if self.family == "auto" else self.family
         width, depth = family_defaults(family)
-        return StudentArch(family, self.width or width, self.depth or depth)
+        return StudentArch(family, self.width or width, self.depth or depth, knobs=tuple(sorted(self.knobs.items())))
 
 
 class AugmentConfig(_Strict):

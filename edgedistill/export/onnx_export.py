@@ -21,6 +21,7 @@ from torch import nn
 
 from edgedistill.export.artifact import Artifact, TensorSpec, finish, sample_input
 from edgedistill.optional import require
+from edgedistill.quantize.arithmetic import LUT_TABLES
 from edgedistill.quantize.capture import UnsupportedOpError
 from edgedistill.quantize.fake import int32_bias, int8_weights
 from edgedistill.quantize.graph import QuantGraph
@@ -123,7 +124,25 @@ def _mean(g: _Graph, op: Mean, xs: list[str], shape) -> str:
     return g.node("ReduceMean", xs, op.name + "_mean", axes=list(op.dims), keepdims=int(op.keepdim))
 
 
+def _lookup(g: _Graph, op: Activation, x: str) -> str:
+    """A table op (GELU) as LiteRT computes it: the input's int8 code (QuantizeLinear on its own grid: exact), cast
+    to int32, indexes the kernel's 256 output codes stored in LiteRT's order 0..127, -128..-1 (ONNX Gather counts a
+    negative index from the end, so code c reads entry c mod 256), then DequantizeLinear on the output grid. opset
+    17 has no Gelu; the table makes onnxruntime compute LiteRT's integers, not a float formula's."""
+    (si, zi), (so, zo) = [(float(q.scale), int(q.zero_point)) for q in (op.in_qs[0], op.out_q)]
+    table = LUT_TABLES[op.kind](si, zi, so, zo)
+    lut = np.roll(table, -128).astype(np.int8)  # entry i: the code for input code i (i < 128) or i - 256
+    code = g.node("QuantizeLinear", [x, g.const(op.name + "_in_scale", np.array(si, np.float32)),
+                                     g.const(op.name + "_in_zp", np.array(zi, np.int8))], op.name + "_code")
+    index = g.node("Cast", [code], op.name + "_index", to=g.TP.INT32)
+    out = g.node("Gather", [g.const(op.name + "_lut", lut), index], op.name + "_lookup", axis=0)
+    return g.node("DequantizeLinear", [out, g.const(op.name + "_out_scale", np.array(so, np.float32)),
+                                       g.const(op.name + "_out_zp", np.array(zo, np.int8))], op.name + "_" + op.kind)
+
+
 def _activation(g: _Graph, op: Activation, xs: list[str], shape) -> str:
+    if op.kind in LUT_TABLES:
+        return _lookup(g, op, xs[0])
     return g.node({"hardswish": "HardSwish", "sigmoid": "Sigmoid"}[op.kind], xs, op.name + "_" + op.kind)
 
 
@@ -215,6 +234,8 @@ def _same_grid(g: _Graph, op: SameGrid, xs: list[str], shape) -> str:
         return _avg_rounding(g, op, _pool(g, op, x, "AveragePool"))
     if op.kind in ("relu", "relu6"):
         return _act(g, x, op.kind, op.name)
+    if op.kind == "first":  # N×L×D -> N×D: position 0
+        return g.node("Gather", [x, g.const(op.name + "_first", np.array(0, np.int64))], op.name + "_first", axis=1)
     if op.kind == "flatten":
         return g.node("Flatten", [x], op.name + "_flatten", axis=1)
     if op.kind == "reshape":

@@ -25,7 +25,7 @@ from edgedistill.budget import Budget
 from edgedistill.config import DistillConfig
 from edgedistill.gate import Verdict, gate, junit_xml, load_report, markdown, report_budget
 from edgedistill.pipeline.distill import check_and_target, finish, measure, train_and_deploy
-from edgedistill.pipeline.inputs import Inputs, read_inputs
+from edgedistill.pipeline.inputs import Inputs, fit_student_to_target, read_inputs
 from edgedistill.pipeline.measure import measure_device
 from edgedistill.pipeline.report import report_document, search_section, with_device, write_report
 from edgedistill.pipeline.rundir import MANIFEST, RunDir, artifact_list, artifacts_verify, read_manifest
@@ -56,6 +56,7 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
     budget = Budget.for_target(target, Budget.parse(budget_text or ""))
     with RunDir(Path(config.out), overwrite=True) as run:
         inputs = read_inputs(config)
+        config, inputs = fit_student_to_target(config, inputs, show_progress)  # GELU where the target has none
         found = choose_student(config, budget, inputs, target)  # an infeasible budget fails here, untrained
         config = _with_student(config, found)
         key = _input_hash(config, _inputs_record(config, inputs), budget)
@@ -121,7 +122,7 @@ def _gate(out: Path, budget: Budget) -> Verdict:
 def _with_student(config: DistillConfig, found: SearchResult) -> DistillConfig:
     arch = found.chosen.arch
     student = config.student if arch.factory else config.student.model_copy(  # the user's own student stays as given
-        update={"family": arch.family, "width": arch.width, "depth": arch.depth})
+        update={"family": arch.family, "width": arch.width, "depth": arch.depth, "knobs": dict(arch.knobs)})
     return config.model_copy(update={"student": student, "quant": config.quant.model_copy(update={"qat": True})})
 
 

@@ -25,7 +25,8 @@ from edgedistill.distill.schedule import recorded_config, resolve_config
 from edgedistill.distill.trainer import TrainSettings
 from edgedistill.errors import EdgeDistillError
 from edgedistill.export.parity import AGREEMENT, MAX_STEPS
-from edgedistill.pipeline.inputs import EvalTensors, Inputs, check_student, read_inputs, student_arch
+from edgedistill.pipeline.inputs import (EvalTensors, Inputs, check_student, fit_student_to_target, read_inputs,
+                                         student_arch)
 from edgedistill.pipeline.int8 import Int8Outcome, qat_below_ptq_warning, qat_rounding, run_int8_stage
 from edgedistill.pipeline.measure import Measured, measure_build
 from edgedistill.pipeline.report import distill_metrics, report_document, write_report
@@ -70,6 +71,7 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
             torch.set_num_threads(config.train.threads)
         inputs = read_inputs(config)
         show_notes(inputs, show_progress)
+        config, inputs = fit_student_to_target(config, inputs, show_progress)  # GELU where the target has none
         arch = student_arch(config, inputs.splits)
         target = check_and_target(config, inputs, arch)
         run.create()

@@ -7,7 +7,7 @@ the scheme's needs are met, and (with --qat) the student is expressible in int8.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -110,6 +110,29 @@ def read_inputs(config: DistillConfig) -> Inputs:
         raise ConfigError(f"Augmentation {config.augment.recipe().describe()} does not fit this data (samples of "
                           f"shape {splits.input_shape}): {why}. Change or drop --augment.")
     return Inputs(raw, splits, teachers, tuple(notes))
+
+
+def fit_student_to_target(config: DistillConfig, inputs: Inputs, show: bool = False) -> tuple[DistillConfig, Inputs]:
+    """The student's activation knob against the target's operator set: where the target lacks the op (GELU on
+    TFLite Micro) the config names the documented substitute (students/activations.py), and the inputs carry a
+    note saying so (printed once when `show`, kept among metrics.json's warnings). Otherwise both are unchanged."""
+    knobs = dict(config.student.knobs)
+    if not knobs.get("activation"):
+        return config, inputs
+    from edgedistill.profile.opsets import target_ops
+    from edgedistill.students.activations import fit_activation
+    from edgedistill.targets import load_target
+
+    target = load_target(config.target)
+    fitted, note = fit_activation(knobs, target_ops(target), target.name)
+    if note is None:
+        return config, inputs
+    if show and ddp.is_main():
+        from edgedistill.progress import console
+
+        console.print(f"note: {note}", markup=False, highlight=False)
+    student = config.student.model_copy(update={"knobs": fitted})
+    return config.model_copy(update={"student": student}), replace(inputs, notes=inputs.notes + (note,))
 
 
 def student_arch(config: DistillConfig, splits: DataSplits) -> StudentArch:

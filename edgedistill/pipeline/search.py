@@ -27,4 +27,5 @@ def choose_student(config: DistillConfig, budget: Budget, inputs: Inputs, target
     families = None if config.student.family == "auto" or own else [config.student.family]
     s = inputs.splits
     return search(kind, s.input_shape, s.num_classes, budget, families,
-                  max_params=teacher_params(inputs.teachers) // 2, arch=own, target=target, vocab_size=s.vocab_size)
+                  max_params=teacher_params(inputs.teachers) // 2, arch=own, target=target, vocab_size=s.vocab_size,
+                  knobs=dict(config.student.knobs))

@@ -8,7 +8,7 @@ kernels compute, with a straight-through gradient. Each entry gives the same fiv
   int32 accumulator (int64 tensor, bias included);
 * `binary(kind, a, b, grid_a, grid_b, grid_out, act)`: ADD / SUB / MUL from the input codes;
 * `mean(shifted_sum, count, grid_in, grid_out)`: MEAN from the sums of (code − zero point);
-* `table(kind, grid_in, grid_out)`: HARD_SWISH / LOGISTIC as the 256 output codes of the input codes;
+* `table(kind, grid_in, grid_out)`: HARD_SWISH / LOGISTIC / GELU as the 256 output codes of the input codes;
 * `requantize(code, grid_in, grid_out)`: QUANTIZE int8 -> int8 (a concatenation input on another grid);
 * `quantize(y, scale, zero_point)`: QUANTIZE float32 -> int8 (a float input head's output);
 * `matmul(acc, multiplier, zp_out, batched)`: a matmul of two activations (attention) from its exact accumulator,
@@ -24,7 +24,7 @@ import functools
 from dataclasses import dataclass
 from typing import Callable
 
-from edgedistill.quantize import mcu, softmax_kernels, xnnpack
+from edgedistill.quantize import lut, mcu, softmax_kernels, xnnpack
 from edgedistill.registry import Registry
 
 
@@ -41,6 +41,20 @@ class Arithmetic:
 
 
 ARITHMETIC: Registry[Arithmetic] = Registry("integer arithmetic")
+
+
+# GELU: LiteRT's builtin lookup table under every LiteRT arithmetic (XNNPACK does not take int8 GELU); TFLite Micro
+# has no GELU kernel, so "tflm" never meets one in a file it runs (students/activations.py substitutes)
+LUT_TABLES = {"gelu": functools.partial(lut.gelu_table, approximate=False),
+              "gelu_tanh": functools.partial(lut.gelu_table, approximate=True)}
+
+
+def _lut(table: Callable) -> Callable:
+    def pick(kind: str, grid_in: tuple[float, int], grid_out: tuple[float, int]):
+        if kind in LUT_TABLES:
+            return LUT_TABLES[kind](*grid_in, *grid_out)
+        return table(kind, grid_in, grid_out)
+    return pick
 
 
 def _tflm_table(kind: str, grid_in: tuple[float, int], grid_out: tuple[float, int]):
@@ -69,7 +83,7 @@ ARITHMETIC.register("tflm", "TFLite Micro (and LiteRT's reference kernels): fixe
     conv=mcu.requantize_tflm,
     binary=mcu.binary_tflm,
     mean=_tflm_mean,
-    table=_tflm_table,
+    table=_lut(_tflm_table),
     requantize=mcu.requantize_codes,
     quantize=mcu.quantize,
     matmul=mcu.matmul_tflm,
@@ -80,7 +94,7 @@ ARITHMETIC.register("reference", "LiteRT's reference kernels (BUILTIN_REF): TFLi
     conv=functools.partial(mcu.requantize_tflm, rounding=mcu.REFERENCE_ROUNDING),
     binary=mcu.binary_tflm,
     mean=_tflm_mean,
-    table=_tflm_table,
+    table=_lut(_tflm_table),
     requantize=mcu.requantize_codes,
     quantize=mcu.quantize,
     matmul=_litert_matmul("single"),
@@ -91,7 +105,7 @@ ARITHMETIC.register("xnnpack", "LiteRT's XNNPACK delegate: float32 requantizatio
     conv=xnnpack.requantize,
     binary=xnnpack.binary,
     mean=xnnpack.mean,
-    table=xnnpack.table,
+    table=_lut(xnnpack.table),
     requantize=xnnpack.requantize_codes,
     quantize=xnnpack.quantize,
     matmul=_litert_matmul("ruy"),

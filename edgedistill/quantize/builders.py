@@ -21,7 +21,7 @@ from edgedistill.quantize.ops import (Activation, AvgPool, Binary, Concat, Graph
                                       global_max_pool, reshape_to)
 from edgedistill.quantize.attention_ops import Attention, Constant, LayerNorm
 from edgedistill.quantize.sequence_ops import Embedding
-from edgedistill.students.layers import TokenEmbedding
+from edgedistill.students.layers import TokenEmbedding, first_token
 
 __all__ = ["BUILDERS", "RewriteContext"]
 
@@ -290,6 +290,16 @@ def _build_activation(ctx: RewriteContext, node: fx.Node) -> None:
     ctx.add(node, Activation(node_path(node), kind), [ctx.tensor_input(node, node.args[0])])
 
 
+def _build_gelu(ctx: RewriteContext, node: fx.Node) -> None:
+    """GELU: exact (erf) or its tanh form, as the module's / call's `approximate` says (TFLite's GELU option)."""
+    m = ctx.modules.get(node.target) if node.op == "call_module" else None
+    approximate = m.approximate if m is not None else _arg(node, 1, "approximate", "none")
+    kind = {"none": "gelu", "tanh": "gelu_tanh"}.get(approximate)
+    if kind is None:
+        raise refuse(node, ctx.modules, f"GELU approximate={approximate!r} is not one of 'none', 'tanh'")
+    ctx.add(node, Activation(node_path(node), kind), [ctx.tensor_input(node, node.args[0])])
+
+
 def _same(ctx: RewriteContext, node: fx.Node, kind: str, fn: Lambda, requant: bool = False) -> None:
     ctx.add(node, SameGrid(node_path(node), kind, fn, requant), [ctx.tensor_input(node, node.args[0])])
 
@@ -359,6 +369,11 @@ def _build_pad(ctx: RewriteContext, node: fx.Node) -> None:
     _same(ctx, node, "pad", Lambda("pad", F.pad, pad=tuple(pad)))
 
 
+def _build_first(ctx: RewriteContext, node: fx.Node) -> None:
+    """The first position of N×L×D token states (FirstToken): a selection, so the value keeps its grid."""
+    _same(ctx, node, "first", Lambda("first", first_token))
+
+
 def _build_flatten(ctx: RewriteContext, node: fx.Node) -> None:
     m = ctx.modules.get(node.target) if node.op == "call_module" else None
     start = m.start_dim if m is not None else _arg(node, 1, "start_dim", 0)
@@ -394,7 +409,7 @@ BUILDERS: dict[str, Callable[[RewriteContext, fx.Node], None]] = {
     "avgpool": _build_avgpool, "relu": _build_relu, "relu6": _build_relu, "pad": _build_pad,
     "flatten": _build_flatten, "reshape": _build_reshape, "identity": _build_identity, "meta": _build_meta,
     "embedding": _build_embedding, "gmp": _build_gmp, "constant": _build_constant, "attention": _build_attention,
-    "layernorm": _build_layernorm,
+    "layernorm": _build_layernorm, "gelu": _build_gelu, "first": _build_first,
 }
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgedistill.errors import EdgeDistillError
-from edgedistill.students.layers import GlobalMaxPool, MaskedSelfAttention, Normalize, TokenEmbedding
+from edgedistill.students.layers import FirstToken, GlobalMaxPool, MaskedSelfAttention, Normalize, TokenEmbedding
 
 
 class UnsupportedOpError(EdgeDistillError):
@@ -29,26 +29,26 @@ class UnsupportedOpError(EdgeDistillError):
 
 
 SUPPORTED = ("Conv1d / Conv2d (incl. depthwise; + BatchNorm, + ReLU / ReLU6 / Hardsigmoid), Linear, BatchNorm2d, "
-             "ReLU, ReLU6, Hardswish, Hardsigmoid (after a conv / linear), Sigmoid, tensor + - * tensor, torch.cat, "
+             "ReLU, ReLU6, Hardswish, GELU (exact or tanh), Hardsigmoid (after a conv / linear), Sigmoid, tensor + - * tensor, torch.cat, "
              "MaxPool1d/2d, AvgPool1d/2d, global average / max pooling (AdaptiveAvgPool(1), AdaptiveMaxPool(1), mean "
              "over spatial dims), F.pad (zeros), Flatten / view / reshape, Dropout, Identity, Normalize, Embedding "
              "(of the input token ids), a parameter as an operand (e.g. learned positions), LayerNorm, "
-             "edgedistill's MaskedSelfAttention")
+             "edgedistill's MaskedSelfAttention and FirstToken")
 
 _MODULES: dict[type, str] = {
     nn.Conv1d: "layer", nn.Conv2d: "layer", nn.Linear: "layer", nn.BatchNorm1d: "bn", nn.BatchNorm2d: "bn",
-    nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.Hardsigmoid: "hardsigmoid",
+    nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.Hardsigmoid: "hardsigmoid", nn.GELU: "gelu",
     nn.Sigmoid: "sigmoid", nn.MaxPool1d: "maxpool", nn.MaxPool2d: "maxpool", nn.AvgPool1d: "avgpool",
     nn.AvgPool2d: "avgpool", nn.AdaptiveAvgPool1d: "gap", nn.AdaptiveAvgPool2d: "gap", nn.Flatten: "flatten",
     nn.Dropout: "identity", nn.Dropout1d: "identity", nn.Dropout2d: "identity", nn.Identity: "identity",
     Normalize: "normalize", nn.Embedding: "embedding", TokenEmbedding: "embedding",
     nn.AdaptiveMaxPool1d: "gmp", nn.AdaptiveMaxPool2d: "gmp", GlobalMaxPool: "gmp",
-    MaskedSelfAttention: "attention", nn.LayerNorm: "layernorm",
+    MaskedSelfAttention: "attention", nn.LayerNorm: "layernorm", FirstToken: "first",
 }
 _FUNCTIONS: dict = {
     operator.add: "add", operator.iadd: "add", torch.add: "add", operator.sub: "sub", torch.sub: "sub",
     operator.mul: "mul", operator.imul: "mul", torch.mul: "mul", torch.cat: "cat", torch.concat: "cat",
-    torch.flatten: "flatten", F.relu: "relu", torch.relu: "relu", F.relu6: "relu6", F.hardswish: "hardswish",
+    torch.flatten: "flatten", F.relu: "relu", torch.relu: "relu", F.relu6: "relu6", F.hardswish: "hardswish", F.gelu: "gelu",
     F.hardsigmoid: "hardsigmoid", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", F.max_pool1d: "maxpool",
     F.max_pool2d: "maxpool", F.avg_pool1d: "avgpool", F.avg_pool2d: "avgpool", F.adaptive_avg_pool1d: "gap",
     F.adaptive_avg_pool2d: "gap", F.pad: "pad", torch.mean: "mean", F.dropout: "identity",
@@ -66,7 +66,7 @@ class _Tracer(fx.Tracer):
     and `TokenEmbedding` (one gather) kept whole."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (Normalize, TokenEmbedding, GlobalMaxPool, MaskedSelfAttention)) or \
+        return isinstance(m, (Normalize, TokenEmbedding, GlobalMaxPool, MaskedSelfAttention, FirstToken)) or \
             super().is_leaf_module(m, qualname)
 
 

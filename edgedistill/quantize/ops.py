@@ -9,7 +9,8 @@ https://ai.google.dev/edge/litert/models/quantization_spec) and each knowing the
 * `Concat`: CONCATENATION; inputs on their own grids, the output on its own (the converter inserts a requantizing
   QUANTIZE op for an input whose grid differs, which computes the same rounding as the fake quantizer).
 * `Mean`: MEAN / global average pooling, requantized to its own quantizer.
-* `Activation`: HARD_SWISH (own quantizer), LOGISTIC (the spec's fixed output 1/256, zero point -128).
+* `Activation`: HARD_SWISH and GELU (own quantizer; GELU exact or its tanh form, "gelu_tanh", as LiteRT's table:
+  quantize/lut.py), LOGISTIC (the spec's fixed output 1/256, zero point -128).
 * `SameGrid`: MAX_POOL, PAD, RESHAPE / flatten, RELU, RELU6 and AVERAGE_POOL keep their input's grid (the spec
   requires AVERAGE_POOL_2D's output to share its input's scale); ops that can leave the grid (averaging, the ReLU6
   bound) round back to it.
@@ -261,13 +262,16 @@ class Mean(GraphOp):
 
 ACTIVATIONS: dict[str, tuple[Callable, tuple[float, int] | None]] = {
     "hardswish": (F.hardswish, None),
+    "gelu": (F.gelu, None),                                    # GELU, approximate=False
+    "gelu_tanh": (lambda x: F.gelu(x, approximate="tanh"), None),  # GELU, approximate=True
     "sigmoid": (torch.sigmoid, LOGISTIC_GRID),
     "rsqrt": (torch.rsqrt, None),  # a LayerNorm's 1/σ (quantize/attention_ops.py)
 }
 
 
 class Activation(GraphOp):
-    """HARD_SWISH (calibrated output) or LOGISTIC (the spec's fixed output grid)."""
+    """HARD_SWISH / GELU (calibrated output) or LOGISTIC (the spec's fixed output grid): `kind` is a key of
+    ACTIVATIONS. The runtime computes each as a function of the input code (a 256-entry table)."""
 
     def __init__(self, name: str, kind: str) -> None:
         super().__init__(name)

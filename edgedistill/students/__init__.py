@@ -40,7 +40,7 @@ def build_student(arch: StudentArch, input_shape: tuple[int, ...], num_classes: 
         raise ConfigError(f"Student family {arch.family!r} " + (
             f"reads token ids (text), but the data are not text. Text families: {texts}." if takes_ids else
             f"does not read token ids; the data are text. Text families: {texts}, or your own factory."))
-    body = builder(tuple(input_shape), num_classes, width=arch.width, depth=arch.depth, **extra)
+    body = builder(tuple(input_shape), num_classes, width=arch.width, depth=arch.depth, **dict(arch.knobs), **extra)
     if text:  # a Sequential(features, head) family, or one with a forward of its own (the transformer)
         return nn.Sequential(OrderedDict(features=body.features, head=body.head)) \
             if isinstance(body, nn.Sequential) else body

@@ -21,7 +21,8 @@ from edgedistill.profile.tflm_planner import Buffer, align
 TFLITE_OP = {"conv": "CONV_2D", "depthwise": "DEPTHWISE_CONV_2D", "fc": "FULLY_CONNECTED", "maxpool": "MAX_POOL_2D",
              "avgpool": "AVERAGE_POOL_2D", "mean": "MEAN", "add": "ADD", "sub": "SUB", "mul": "MUL", "pad": "PAD",
              "reshape": "RESHAPE", "flatten": "RESHAPE", "transpose": "TRANSPOSE", "hardswish": "HARD_SWISH",
-             "sigmoid": "LOGISTIC", "concat": "CONCATENATION", "relu": "RELU", "relu6": "RELU6",
+             "sigmoid": "LOGISTIC", "gelu": "GELU", "gelu_tanh": "GELU", "concat": "CONCATENATION", "relu": "RELU",
+             "relu6": "RELU6", "first": "SLICE",
              "quantize": "QUANTIZE", "gather_nd": "GATHER_ND", "equal": "EQUAL", "select": "SELECT_V2",
              "softmax": "SOFTMAX", "rsqrt": "RSQRT", "matmul_fc": "FULLY_CONNECTED", "batch_matmul": "BATCH_MATMUL"}
 COST_KIND = {"conv": "conv", "depthwise": "depthwise", "fc": "fc", "matmul_fc": "fc", "batch_matmul": "fc",

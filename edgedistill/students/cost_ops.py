@@ -27,7 +27,7 @@ from edgedistill.students.cost_graph import FileGraph, OpCost
 
 # int32 operands beside the tensor data (4-D file layout): RESHAPE's new shape, TRANSPOSE's permutation, PAD's 4 × 2
 # paddings.
-CONST_BYTES = {"reshape": 16, "transpose": 16, "pad": 32}
+CONST_BYTES = {"reshape": 16, "transpose": 16, "pad": 32, "first": 24}  # first: SLICE's begin and size, int32[3]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import nn
@@ -31,13 +31,15 @@ class StudentArch:
     """A registered family with its knobs, or (family "custom") the user's factory spec and keyword arguments.
 
     `factory` is 'package.module:function' or an absolute '/path/file.py:function'; `kwargs` is a sorted tuple of
-    (name, value) pairs so the architecture stays hashable and serialises to JSON as plain data."""
+    (name, value) pairs so the architecture stays hashable and serialises to JSON as plain data. `knobs`: the
+    family's own knobs besides width / depth (students/knobs.py), sorted (name, value) pairs; empty = defaults."""
 
     family: str
     width: int = 16
     depth: int = 3
     factory: str | None = None
     kwargs: tuple[tuple[str, Any], ...] = ()
+    knobs: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
     def custom(cls, factory: str, kwargs: dict | None = None) -> "StudentArch":
@@ -46,10 +48,17 @@ class StudentArch:
     def describe(self) -> str:
         if self.factory:
             return f"{self.factory}({', '.join(f'{k}={v!r}' for k, v in self.kwargs)})"
-        return f"{self.family}(width={self.width}, depth={self.depth})"
+        own = "".join(f", {k}={v}" for k, v in self.knobs)
+        return f"{self.family}(width={self.width}, depth={self.depth}{own})"
+
+    def with_knobs(self, **knobs) -> "StudentArch":
+        """The same architecture with these family knobs set (others kept)."""
+        return replace(self, knobs=tuple(sorted({**dict(self.knobs), **knobs}.items())))
 
     def to_dict(self) -> dict:
         d = {"family": self.family, "width": self.width, "depth": self.depth}
+        if self.knobs:  # absent when default: the files of students without knobs stay as they were
+            d["knobs"] = dict(self.knobs)
         return {**d, "factory": self.factory, "kwargs": dict(self.kwargs)} if self.factory else d
 
     @classmethod
@@ -57,7 +66,8 @@ class StudentArch:
         """Inverse of to_dict (checkpoints written before factories existed have no factory / kwargs keys)."""
         if d.get("factory"):
             return cls.custom(d["factory"], dict(d.get("kwargs") or {}))
-        return cls(d["family"], int(d.get("width", 16)), int(d.get("depth", 3)))
+        return cls(d["family"], int(d.get("width", 16)), int(d.get("depth", 3)),
+                   knobs=tuple(sorted((d.get("knobs") or {}).items())))
 
 
 def family_defaults(family: str) -> tuple[int, int]:

@@ -42,6 +42,25 @@ class GlobalMaxPool(nn.Module):
         return F.max_pool1d(x, x.shape[-1]) if x.dim() == 3 else F.max_pool2d(x, tuple(x.shape[2:]))
 
 
+class MeanTokens(nn.Module):
+    """The mean over positions: N×L×D -> N×D (one MEAN; padded positions count, as the network learns)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(1)
+
+
+class FirstToken(nn.Module):
+    """The first position's state: N×L×D -> N×D (BERT's [CLS] pooling; one SLICE in a .tflite file, a Gather
+    in ONNX; no arithmetic, so the int8 value stays on its grid)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return first_token(x)
+
+
+def first_token(x: torch.Tensor) -> torch.Tensor:
+    return x[:, 0]
+
+
 def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, dims: int = 2) -> nn.Sequential:
     conv = nn.Conv2d if dims == 2 else nn.Conv1d
     bn = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d

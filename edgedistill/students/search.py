@@ -137,13 +137,15 @@ def _violations(c: Candidate, b: Budget, max_params: int | None = None) -> tuple
 
 def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Budget,
            families: list[str] | None = None, max_params: int | None = None,
-           arch: StudentArch | None = None, target=None, vocab_size: int | None = None) -> SearchResult:
+           arch: StudentArch | None = None, target=None, vocab_size: int | None = None,
+           knobs: dict | None = None) -> SearchResult:
     """Cost every candidate of the data kind's families and choose one; infeasible budgets fail here.
     `max_params` caps the student's size (the build passes half the teacher's parameters: a student as large as
     its teacher is not compression, however loose the device budget). `arch` (e.g. the user's own factory,
     `StudentArch.custom(...)`) is the only candidate: it is costed and checked against the budget, not searched.
     `target` (TargetProfile): candidates get its estimated int8 latency, checked against `budget.latency_ms`.
-    `vocab_size`: the tokenizer's vocabulary size, for text (kind "text": samples of L token ids).
+    `vocab_size`: the tokenizer's vocabulary size, for text (kind "text": samples of L token ids). `knobs`: the
+    named family's own knobs (students/knobs.py), set on every candidate of the grid (its width x depth).
     Raises ConfigError for a latency limit without a target that has int8 throughput figures to estimate with, or
     for text without a vocabulary size."""
     if budget.latency_ms is not None and (target is None or not target.peak_int8_macs_per_s):
@@ -159,7 +161,7 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
         fams = families or search_families(kind)
         for fam in fams:
             STUDENT_FAMILIES.get(fam)  # an unknown name fails before any costing
-        archs = [a for fam in fams for a in grid(fam)]
+        archs = [a.with_knobs(**knobs) if knobs else a for fam in fams for a in grid(fam)]
     cands = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # batch-1 passes over small layers: one thread is several times faster than two

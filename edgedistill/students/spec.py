@@ -2,6 +2,7 @@
 
     cnn                              family, default knobs
     dscnn:width=8,depth=3            family with knobs (width, depth: positive whole numbers)
+    transformer:heads=4,activation=gelu   a family's own knobs (students/knobs.py; `edgedistill list students`)
     width=8                          knobs for the family chosen from the data's shape
     mymodels.py:resnet               a function in a Python file (relative to the current directory)
     mymodels.py:resnet,width=8,se=true   ... called with keyword arguments (int, float, true/false or text)
@@ -18,6 +19,7 @@ from pathlib import Path
 from edgedistill.errors import ConfigError
 from edgedistill.students.custom import RESERVED
 from edgedistill.students.families import CUSTOM, STUDENT_FAMILIES
+from edgedistill.students.knobs import FAMILY_KNOBS, check_knobs, knob_names
 from edgedistill.user_code import absolute_spec, is_factory_spec, is_file_spec, split_spec
 
 KNOBS = ("width", "depth")
@@ -51,13 +53,23 @@ def _pairs(text: str, value: str) -> list[tuple[str, str]]:
 
 def _family_knobs(family: str, text: str, value: str) -> dict:
     out: dict = {"family": family} if family else {}
+    own: dict = {}
     for key, val in _pairs(text, value):
+        if key in knob_names(family):
+            own[key] = val
+            continue
         if key not in KNOBS:
+            also = f", and {family} also {', '.join(knob_names(family))}" if knob_names(family) else ""
+            owners = [f for f, ks in FAMILY_KNOBS.items() if key in (k.name for k in ks)]
+            hint = (f"; {key} is a knob of {', '.join(owners)}: name the family, e.g. --student {owners[0]}:{key}="
+                    f"{val}" if owners else f" ({EXAMPLES})")
             raise ConfigError(f"--student {value!r}: unknown knob {key!r}; a student family takes "
-                              f"{' and '.join(KNOBS)} ({EXAMPLES}).")
+                              f"{' and '.join(KNOBS)}{also}{hint}.")
         if not (val.isascii() and val.isdigit()) or int(val) < 1:
             raise ConfigError(f"--student {value!r}: {key} takes a positive whole number, not {val!r}.")
         out[key] = int(val)
+    if own:
+        out["knobs"] = check_knobs(family, own, f"--student {value!r}")
     return out
 
 
@@ -84,7 +96,8 @@ def check_factory_kwargs(kwargs: dict) -> dict:
 
 
 def parse_student_spec(value: str) -> dict:
-    """Parse a `--student` value into StudentConfig fields (family / width / depth, or factory / factory_kwargs)."""
+    """Parse a `--student` value into StudentConfig fields (family / width / depth / knobs, or factory /
+    factory_kwargs)."""
     head, _, rest = value.strip().partition(",")
     if is_factory_spec(head) and head.partition(":")[0] not in STUDENT_FAMILIES:
         kwargs = {k: _value(v) for k, v in _pairs(rest, value)}

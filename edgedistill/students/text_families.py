@@ -7,9 +7,13 @@
   al. 2017). Every op runs on TFLite Micro in int8: the microcontroller choice. The padding id 0 embeds to zeros
   and max pooling sees the padded positions too (the network learns to ignore them; no mask is needed).
 * `transformer`: a token embedding plus learned positions, `depth` post-LayerNorm encoder layers (multi-head self
-  attention with the padding mask, a ReLU feed-forward of 2 × width, residual adds; BERT's layout, Devlin et al.
-  2019), the mean over positions and a linear classifier; width / 32 heads (at least 1). ReLU, not GELU: TFLite
-  Micro has no GELU kernel, and ReLU fuses into the feed-forward's FULLY_CONNECTED.
+  attention with the padding mask, a feed-forward of `ffn` units, residual adds; BERT's layout, Devlin et al.
+  2019), a pooling over positions and a linear classifier. Knobs (students/knobs.py): `heads` (default width / 32,
+  at least 1; must divide width), `ffn` (default 2 × width), `activation` of the feed-forward (relu, the default:
+  it fuses into the FULLY_CONNECTED and runs everywhere; gelu, BERT's, exact erf form: an int8 GELU op, which
+  LiteRT runs and TFLite Micro lacks, so a microcontroller target builds hardswish instead, see
+  students/activations.py; hardswish: one HARD_SWISH op, on every runtime), `pool` (mean over positions, the
+  default, or first: the first token's state, BERT's [CLS] position, one SLICE).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from torch import nn
 
 from edgedistill.errors import ConfigError
 from edgedistill.students.families import STUDENT_FAMILIES
-from edgedistill.students.layers import GlobalMaxPool, MaskedSelfAttention, TokenEmbedding, conv_bn_relu
+from edgedistill.students.layers import (FirstToken, GlobalMaxPool, MaskedSelfAttention, MeanTokens, TokenEmbedding,
+                                         conv_bn_relu)
 
 
 # the widths x depths the search costs (students.search.grid): the textcnn from 8 to 128 embedding channels, the
@@ -57,47 +62,64 @@ def textcnn(input_shape: tuple[int, ...], num_classes: int, width: int = 32, dep
     return nn.Sequential(OrderedDict(features=nn.Sequential(blocks), head=head))
 
 
-class EncoderLayer(nn.Module):
-    """Post-LN encoder layer: x = LN(x + attention(x)); x = LN(x + W2 relu(W1 x))."""
+# the feed-forward's activation and the pooling over positions, by knob value (parameter-free modules)
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "hardswish": nn.Hardswish}
+POOLS = {"mean": MeanTokens, "first": FirstToken}
 
-    def __init__(self, width: int, heads: int, ffn: int):
+
+class EncoderLayer(nn.Module):
+    """Post-LN encoder layer: x = LN(x + attention(x)); x = LN(x + W2 act(W1 x))."""
+
+    def __init__(self, width: int, heads: int, ffn: int, activation: str = "relu"):
         super().__init__()
         self.attn, self.norm1 = MaskedSelfAttention(width, heads), nn.LayerNorm(width)
         self.ff1, self.ff2, self.norm2 = nn.Linear(width, ffn), nn.Linear(ffn, width), nn.LayerNorm(width)
+        self.act = ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         x = self.norm1(x + self.attn(x, ids))
-        return self.norm2(x + self.ff2(F.relu(self.ff1(x))))
+        return self.norm2(x + self.ff2(self.act(self.ff1(x))))
 
 
 class TextTransformer(nn.Module):
     """ids N×L -> logits N×K (see the module doc)."""
 
-    def __init__(self, length: int, vocab_size: int, width: int, depth: int, heads: int, ffn: int, num_classes: int):
+    def __init__(self, length: int, vocab_size: int, width: int, depth: int, heads: int, ffn: int, num_classes: int,
+                 activation: str = "relu", pool: str = "mean"):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, width, padding_idx=0)
         self.pos = nn.Parameter(torch.randn(1, length, width) * 0.02)
-        self.layers = nn.ModuleList(EncoderLayer(width, heads, ffn) for _ in range(depth))
+        self.layers = nn.ModuleList(EncoderLayer(width, heads, ffn, activation) for _ in range(depth))
+        self.pool = POOLS[pool]()
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         x = self.embed(ids) + self.pos
         for layer in self.layers:
             x = layer(x, ids)
-        return self.head(x.mean(1))
+        return self.head(self.pool(x))
 
 
 @STUDENT_FAMILIES.register("transformer", "token + position embedding, post-LN encoder layers (masked multi-head "
-                                          "attention, ReLU feed-forward), mean pooling, linear (text)")
+                                          "attention, ReLU / GELU / hardswish feed-forward), mean or first-token "
+                                          "pooling, linear (text)")
 def transformer(input_shape: tuple[int, ...], num_classes: int, width: int = 64, depth: int = 2,
-                vocab_size: int = 257) -> nn.Module:
+                vocab_size: int = 257, heads: int | None = None, ffn: int | None = None, activation: str = "relu",
+                pool: str = "mean") -> nn.Module:
     length = _sequence_length(input_shape, "transformer")
     if length < 2:
         raise ConfigError("The transformer student needs sequences of at least 2 tokens (the sequence length is 1): "
                           "attention over one token is a no-op, and the converter then writes ONE_HOT, which TFLite "
                           "Micro lacks. Give --max-length 2 or more, or use the textcnn student for one-token "
                           "inputs.")
-    heads = max(1, width // 32)
+    given = heads is not None
+    heads = heads if given else max(1, width // 32)
     if width % heads:
-        raise ConfigError(f"transformer width {width} must be a multiple of its {heads} heads (width / 32).")
-    return TextTransformer(length, vocab_size, width, depth, heads, 2 * width, num_classes)
+        raise ConfigError(f"transformer width {width} must be a multiple of its {heads} heads "
+                          f"({'heads=' + str(heads) if given else 'width / 32'}): choose heads that divide the width "
+                          f"(e.g. {', '.join(str(h) for h in range(1, min(width, 8) + 1) if width % h == 0)}) or "
+                          "another width.")
+    for name, value, choices in (("activation", activation, ACTIVATIONS), ("pool", pool, POOLS)):
+        if value not in choices:
+            raise ConfigError(f"transformer {name} must be one of {', '.join(choices)}, not {value!r}.")
+    return TextTransformer(length, vocab_size, width, depth, heads, ffn or 2 * width, num_classes, activation, pool)
