@@ -165,12 +165,21 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
     cands = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # batch-1 passes over small layers: one thread is several times faster than two
+    unfit = None  # the first grid point the user's knobs do not fit (e.g. heads=3 at width 64)
     try:
         for a in archs:
-            c = candidate_cost(a, input_shape, num_classes, target, vocab_size if kind == "text" else None)
+            try:
+                c = candidate_cost(a, input_shape, num_classes, target, vocab_size if kind == "text" else None)
+            except ConfigError as exc:
+                if arch is not None or not knobs:
+                    raise
+                unfit = unfit or exc
+                continue
             cands.append(Candidate(**{**c.__dict__, "violations": _violations(c, budget, max_params)}))
     finally:
         torch.set_num_threads(threads)
+    if not cands and unfit is not None:
+        raise unfit
     fitting = [c for c in cands if c.fits]
     if not fitting:
         raise InfeasibleBudgetError(_infeasible(cands, budget, max_params, target))

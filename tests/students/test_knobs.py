@@ -103,3 +103,17 @@ def test_list_shows_the_knobs():
     out = CliRunner().invoke(main, ["list", "students"]).output
     line = next(x for x in out.splitlines() if "knobs:" in x)
     assert "activation=relu|gelu|hardswish (default relu)" in line and "pool=mean|first (default mean)" in line
+
+
+def test_search_skips_the_widths_a_knob_does_not_fit_and_refuses_when_none_fits():
+    """heads=3 divides only some of the transformer grid's widths: those are searched, the others skipped; a knob
+    that fits no width is the builder's own one-paragraph refusal."""
+    from edgedistill.budget import Budget
+    from edgedistill.students.search import search
+
+    res = search("text", (16,), 4, Budget(), ["transformer"], vocab_size=100, knobs={"heads": 3})
+    widths = {c.arch.width for c in res.candidates}
+    assert widths and all(w % 3 == 0 for w in widths) and {48, 96} <= widths
+    assert all(dict(c.arch.knobs)["heads"] == 3 for c in res.candidates)
+    with pytest.raises(ConfigError, match="heads"):
+        search("text", (16,), 4, Budget(), ["transformer"], vocab_size=100, knobs={"heads": 7})
