@@ -61,14 +61,15 @@ def _single_rounding(acc: torch.Tensor, m0: torch.Tensor, shift: torch.Tensor) -
 
 
 def _double_rounding(acc: torch.Tensor, m0: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """gemmlowp's SaturatingRoundingDoublingHighMul (ties away from zero) then RoundingDivideByPOT."""
-    ab = acc * (torch.ones_like(shift) << shift.clamp(min=0)) * m0
-    nudge = torch.where(ab >= 0, torch.full_like(ab, 1 << 30), torch.full_like(ab, 1 - (1 << 30)))
-    high = torch.div(ab + nudge, 1 << 31, rounding_mode="trunc")
-    exponent = (-shift).clamp(min=0)
+    """gemmlowp's SaturatingRoundingDoublingHighMul (ties away from zero) then RoundingDivideByPOT.
+
+    The high mul is (ab + nudge) / 2^31 truncated toward zero, nudge = 2^30 for ab >= 0 and 1 − 2^30 below; for
+    ab < 0 truncation adds 2^31 − 1 before an arithmetic shift, so both signs reduce to (ab + 2^30) >> 31 (one
+    shift, no branch; gemmlowp's one saturating case, a = b = INT32_MIN, cannot occur: m0 >= 0)."""
+    left, exponent = shift.clamp(min=0), (-shift).clamp(min=0)
+    high = ((acc << left) * m0 + (1 << 30)) >> 31
     mask = (torch.ones_like(exponent) << exponent) - 1
-    threshold = (mask >> 1) + (high < 0).to(high.dtype)
-    return (high >> exponent) + ((high & mask) > threshold).to(high.dtype)
+    return (high >> exponent) + ((high & mask) > (mask >> 1) + (high < 0)).to(high.dtype)
 
 
 def _ruy_rounding(acc: torch.Tensor, m0: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

@@ -204,7 +204,9 @@ def target_lines(r: dict) -> list[str]:
         limit = "no limit" if f["limit"] is None else f"limit {num(f['limit'])}"
         unit = " B" if f["check"] in ("flash", "ram") and isinstance(f["value"], int) else ""
         limit += " B" if unit and f["limit"] is not None else ""
-        lines.append(f"- {f['check']}: {num(f['value'])}{unit} ({limit}) — {verdict}")
+        share = (f"; the chip's whole flash: the model's share, {t['model_flash_bytes']:,} B unless --budget sets "
+                 "it, is judged under Budget" if f["check"] == "flash" and t.get("model_flash_bytes") else "")
+        lines.append(f"- {f['check']}: {num(f['value'])}{unit} ({limit}{share}) — {verdict}")
     return lines
 
 

@@ -204,3 +204,14 @@ def test_html_carries_the_markdown_sections_it_used_to_lack():
                  "estimated int8 latency: 2.0000 ms", "<h2>Target cortex-m4</h2>",
                  "the data&#x27;s labels map to class indices (3→0, 7→1, 9→2)", "360 labelled + 3,600 unlabelled"):
         assert text in page, text
+
+
+def test_a_microcontroller_flash_row_says_the_model_gets_a_share_of_it():
+    """The fit row shows the chip's whole flash; a newcomer read it beside the 256 KiB share the gate judges and
+    could not tell which limit applied."""
+    r = _report()
+    r["target"]["model_flash_bytes"] = 262144
+    md = to_markdown(r)
+    assert ("- flash: 9,000 B (limit 1,048,576 B; the chip's whole flash: the model's share, 262,144 B unless "
+            "--budget sets it, is judged under Budget) — ok") in md
+    assert "- ram: 5,000 B (limit 262,144 B) — ok" in md  # only the flash row
