@@ -25,6 +25,12 @@ the final run; a trial only has to rank the candidates, and 13 trials × 5 folds
 steps would cost more than the training itself. Large sets are below the cap (60,000: 3 epochs of 79 steps). A
 capped trial runs exactly TRIAL_STEPS steps (the last epoch of the trial's subset cut short), not whole epochs.
 
+Large data: a sized budget never exceeds LARGE_DATA_PASSES (600,000) sample passes, 10 epochs of 60,000 samples,
+the largest sized budget below that size. Beyond it the 10-epoch floor would grow with the data (1,000,000 samples:
+10 M passes, 78,130 steps), so the budget becomes a step budget of ceil(600,000 / batch) optimizer steps (4,688 at
+batch 128: 100,000 samples get 6 epochs, the last cut short; 1,000,000 samples 0.6 of an epoch), QAT and the tuning
+trials sized from those steps as from a user's --steps.
+
 Overrides: `epochs` (the user's count, at the sized or given batch); `steps` (optimizer steps in all, exactly: the
 run stops mid-epoch after the last one, and the learning-rate schedule is sized to them; `epochs` then counts the
 epochs the run touches, ceil(steps / steps per epoch)); `batch_size`; `qat_epochs`. epochs and steps cannot both be
@@ -48,6 +54,7 @@ from dataclasses import asdict, dataclass
 
 MIN_STEPS = 6000
 MAX_PASSES = 400_000
+LARGE_DATA_PASSES = 600_000  # the sized budget's ceiling in sample passes: 10 epochs of 60,000 samples
 TRIAL_STEPS = 700
 DEFAULT_EPOCHS = 10
 MAX_EPOCHS = 500
@@ -109,6 +116,11 @@ def resolve(n: int, epochs: int | str | None = "auto", batch_size: int | str | N
         ep = min(MAX_EPOCHS, max(DEFAULT_EPOCHS, floor))
         how = (f"sized for {n:,} samples (at least {MIN_STEPS:,} optimizer steps or {MAX_PASSES:,} sample passes, "
                f"{DEFAULT_EPOCHS}-{MAX_EPOCHS} epochs)")
+        if ep * n > LARGE_DATA_PASSES:  # large data: a budget of sample passes, not of epochs (a step budget)
+            steps = math.ceil(LARGE_DATA_PASSES / batch)
+            ep = math.ceil(steps / per_epoch)
+            how = (f"sized for {n:,} samples: large data gets {LARGE_DATA_PASSES:,} sample passes, {steps:,} "
+                   f"optimizer steps exactly{'; the last epoch cut short' if steps % per_epoch else ''}")
     how += ", batch " + ("given" if given(batch_size) else "sized")
     if qat_steps is not None:
         qat_steps = int(qat_steps)

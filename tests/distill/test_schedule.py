@@ -103,3 +103,20 @@ def test_cli_augment_keeps_auto_mixup_unless_named():
     assert parse_augment("shift=2")["mixup"] == "auto"
     assert parse_augment("none")["mixup"] == 0.0 and parse_augment("mixup=0")["mixup"] == 0.0
     assert parse_augment("mixup=0.5")["mixup"] == 0.5
+
+
+@pytest.mark.parametrize("n,epochs", [(60_001, 10), (100_000, 6), (1_000_000, 1)])
+def test_large_data_is_budgeted_in_sample_passes_not_epochs(n, epochs):
+    """Beyond 60,000 samples the 10-epoch floor would grow the run with the data; the sized budget stops at
+    600,000 sample passes: ceil(600,000 / 128) = 4,688 optimizer steps exactly, QAT and trials sized from them."""
+    from edgedistill.distill.schedule import LARGE_DATA_PASSES, QAT_SHARE, trial_budget
+
+    s = resolve(n)
+    assert (s.batch_size, s.steps, s.exact_steps) == (128, 4688, True) and s.steps * 128 >= LARGE_DATA_PASSES
+    assert s.epochs == epochs == math.ceil(4688 / math.ceil(n / 128))
+    assert s.qat_steps == round(QAT_SHARE * 4688) and "600,000 sample passes" in s.how
+    assert resolve(60_000).steps == 4690 and not resolve(60_000).exact_steps  # the largest epoch budget: unchanged
+    assert resolve(n, epochs=10).steps == 10 * math.ceil(n / 128)  # the user's epochs are kept as given
+    cfg, _ = resolve_config(load_config(None, {}), n)
+    assert cfg.train.steps == 4688  # recorded as a step budget: a resumed or re-checked run resolves the same
+    assert trial_budget(cfg.train.epochs, 128, 10000, cfg.train.steps)[1] == 700
