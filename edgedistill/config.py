@@ -26,6 +26,8 @@ class DataConfig(_Strict):
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="held out when the data has no test split")
     seed: int = 0
     max_train: int | None = Field(None, gt=0, description="use at most this many training samples")
+    max_test: int | None = Field(None, ge=100, description="score at most this many test samples (a seeded subset; "
+                                 "the intervals widen accordingly)")
     max_length: int | None = Field(None, ge=1, le=4096, description="text: tokens per sample (default: the 99th "
                                    "percentile of the training texts' token counts, at most 256)")
     text_field: str | None = Field(None, min_length=1, description="text: the JSON field / CSV column holding the "

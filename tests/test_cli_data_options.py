@@ -85,3 +85,27 @@ def test_build_takes_steps_qat_steps_and_threads_as_distill_does(tmp_path):
     r = CliRunner().invoke(main, ["build", "--qat-epochs", "2", "--qat-steps", "40", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "qat_epochs or qat_steps" in r.output, r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_max_test_scores_a_seeded_subset_of_the_test_split(tmp_path):
+    """--max-test (both commands) keeps a seeded subset of the test split, in the data's order; the training and
+    validation splits are untouched; below 100 samples it is refused."""
+    import numpy as np
+
+    from edgedistill.data.arrays import RawDataset, Split
+    from edgedistill.data.splits import make_splits
+
+    for command, overrides in ((distill, distill_overrides), (build_cmd, build_overrides)):
+        assert load_config(None, overrides(_params(command, ["--max-test", "300"]))).data.max_test == 300
+    rng = np.random.default_rng(0)
+    x, y = rng.random((1000, 4)).astype(np.float32), rng.integers(0, 3, 1000)
+    xt = np.arange(2000, dtype=np.float32)[:, None].repeat(4, 1)
+    raw = RawDataset(Split(x, y), Split(xt, rng.integers(0, 3, 2000)), "arrays")
+    whole, cut = make_splits(raw), make_splits(raw, max_test=500)
+    again = make_splits(raw, max_test=500)
+    kept = cut.test.x[:, 0].astype(int)
+    assert len(cut.test) == 500 and np.all(np.diff(kept) > 0) and np.array_equal(again.test.x, cut.test.x)
+    assert np.array_equal(cut.test.y, whole.test.y[kept])  # each kept sample keeps its own label
+    assert np.array_equal(cut.train.x, whole.train.x) and np.array_equal(cut.val.x, whole.val.x)
+    r = CliRunner().invoke(main, ["distill", "--max-test", "50", "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0 and "max_test" in r.output and not (tmp_path / "o").exists(), r.output

@@ -1,7 +1,7 @@
 """Every command of the README's "Using it" section, read from README.md and run in order in one empty directory,
 as a new user would: small stand-in files where the README names the user's own (teacher.onnx, my.npz, images/,
 a.tflite, b.pt2, w.safetensors with models.py, model.tflite), and only the size of the work shrunk (1 epoch, 300
-training samples, fixed T and alpha). Each command must succeed (gate: decide, 0 or 1) and write the directory the
+training and 1,000 test samples, fixed T and alpha). Each command must succeed (gate: decide, 0 or 1) and write the directory the
 README names for it (`-> DIR/` in its comment, or its --out) with the files the README lists.
 
 Not run here: the device and torchrun sections (they need a device and several processes; tests/device and
@@ -25,7 +25,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 DISTILL_FILES = {"student.safetensors", "student.json", "baseline.safetensors", "config.json", "metrics.json"}
 QAT_FILES = {"student.onnx", "student_int8.onnx", "student.tflite", "student_int8.tflite", "student_qat.safetensors",
              "report.json", "report.md", "report.html"}
-SMALL = {"distill": ["--epochs", "1", "--qat-epochs", "1", "--max-train", "300", "-T", "4", "--alpha", "0.9", "-q"]}
+SMALL = {"distill": ["--epochs", "1", "--qat-epochs", "1", "--max-train", "300", "--max-test", "1000", "-T", "4",
+                     "--alpha", "0.9", "-q"]}
 
 
 def using_it_section() -> str:

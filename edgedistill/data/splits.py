@@ -187,9 +187,11 @@ def make_splits(
     seed: int = 0,
     transfer: Split | None = None,
     max_train: int | None = None,
+    max_test: int | None = None,
 ) -> DataSplits:
     """Split `raw` reproducibly. The dataset's own test split is used when it has one; otherwise `test_fraction`
     of the labelled samples is held out. `transfer` (labelled or not) replaces train as the distillation set.
+    `max_train` / `max_test`: keep at most that many training / test samples (seeded subsets; validation is not cut).
 
     Labels that are not 0..K-1 are mapped (see edgedistill.data.labels); samples labelled UNLABELED (-1) in the
     main data (or its test arrays) join the transfer set and never the train / val / test splits."""
@@ -219,6 +221,8 @@ def make_splits(
     if max_train is not None:
         tr_idx = tr_idx[:max_train]
     tr = train.take(np.sort(tr_idx))
+    if max_test is not None and len(test) > max_test:  # a seeded subset, in the data's order
+        test = test.take(np.sort(np.random.default_rng(seed + 1).permutation(len(test))[:max_test]))
     val, test = _float32(val), _float32(test)  # scored whole, read by the runtimes: float32 (module docstring)
 
     num_classes = lmap.num_classes

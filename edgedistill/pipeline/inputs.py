@@ -98,7 +98,8 @@ def read_inputs(config: DistillConfig) -> Inputs:
         transfer = Split(t.train.x, t.train.y)
         notes += getattr(t, "notes", [])
     splits = make_splits(raw, val_fraction=config.data.val_fraction, test_fraction=config.data.test_fraction,
-                         seed=config.data.seed, transfer=transfer, max_train=config.data.max_train)
+                         seed=config.data.seed, transfer=transfer, max_train=config.data.max_train,
+                         max_test=config.data.max_test)
     for spec, teacher in zip(config.teachers, teachers):
         check_teacher_fits(teacher, spec.input, splits)
     if synthetic is not None:
