@@ -42,9 +42,9 @@ def export_onnx_float(model: nn.Module, input_shape: tuple[int, ...], path: Path
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
                           dynamo=False)
     size, digest = finish(tmp, path)
-    k = int(model(x).shape[1])
+    out_shape = [int(d) for d in model(x).shape[1:]]  # K for a classifier, L×V for a causal LM
     return Artifact(name, "onnx", "float32", path, size, digest, TensorSpec([-1, *input_shape], str(x.dtype)[6:]),
-                    TensorSpec([-1, k], "float32"))
+                    TensorSpec([-1, *out_shape], "float32"))
 
 
 class _Graph:
@@ -179,9 +179,12 @@ def _attention(g: _Graph, op: Attention, xs: list[str], shape) -> str:
     q, k, v = (_sub(g, layer, [x], shape) for layer in (op.q, op.k, op.v))
     scores = _sub(g, op.scores, [_heads(g, op, q, [0, 2, 1, 3], op.name + "_q"),
                                  _heads(g, op, k, [0, 2, 3, 1], op.name + "_k")])
-    pad = g.node("Unsqueeze", [g.node("Equal", [ids, g.const(op.name + "_pad", np.array(0, np.int32))],
-                                      op.name + "_is_pad"), g.const(op.name + "_axes", np.array([1, 2], np.int64))],
-                 op.name + "_mask")
+    if op.future is not None:  # a causal decoder: the constant mask of later keys
+        pad = g.const(op.name + "_future", op.future.numpy()[None, None])
+    else:
+        pad = g.node("Unsqueeze", [g.node("Equal", [ids, g.const(op.name + "_pad", np.array(0, np.int32))],
+                                          op.name + "_is_pad"),
+                                   g.const(op.name + "_axes", np.array([1, 2], np.int64))], op.name + "_mask")
     s, z = float(op.scores.out_q.scale), int(op.scores.out_q.zero_point)
     low = g.const(op.name + "_low", np.array((-128 - z) * s, np.float32))
     scores = _qdq_out(g, g.node("Where", [pad, low, scores], op.name + "_masked"), op.scores)
@@ -258,7 +261,7 @@ LOWERINGS = {QLayer: _layer, Binary: _binary, Concat: _concat, Mean: _mean, Acti
 
 
 def _shapes(qmodel: QuantGraph, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    """Each step's input shape (one sample), from a float pass of a copy."""
+    """Each step's input shape (one sample), from a float pass of a copy; under OUTPUT, the model's output shape."""
     m = copy.deepcopy(qmodel)
     m.set_mode("float")
     shapes, hooks = {}, []
@@ -266,8 +269,11 @@ def _shapes(qmodel: QuantGraph, input_shape: tuple[int, ...]) -> dict[str, tuple
         hooks.append(m.ops[key].register_forward_hook(  # a constant has no input
             lambda mod, inp, out, key=key: shapes.__setitem__(key, tuple(inp[0].shape) if inp else ())))
     with torch.no_grad():
-        m(sample_input(m, input_shape))
+        shapes[OUTPUT] = tuple(m(sample_input(m, input_shape)).shape)
     return shapes
+
+
+OUTPUT = "<output>"  # _shapes' key of the model's output shape (N×K for a classifier, N×L×V for a causal LM)
 
 
 def export_onnx_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], num_classes: int, path: Path,
@@ -277,6 +283,8 @@ def export_onnx_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], num_class
 
     g = _Graph(helper, numpy_helper, TensorProto)
     shapes = _shapes(qmodel, input_shape)
+    if shapes[OUTPUT][-1] != num_classes:
+        raise ValueError(f"the model's output {shapes[OUTPUT]} does not end in its {num_classes} classes / tokens")
     x = "input"
     if qmodel.head is not None:  # float input head: (x · a + b) in float, then the input grid
         shape = (1, -1) + (1,) * (len(input_shape) - 1)
@@ -296,7 +304,7 @@ def export_onnx_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], num_class
         g.nodes, "edgedistill_int8",
         [helper.make_tensor_value_info("input", TensorProto.INT32 if qmodel.index_input else TensorProto.FLOAT,
                                        ["batch", *input_shape])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", num_classes])], g.inits)
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", *shapes[OUTPUT][1:]])], g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgedistill")
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
@@ -307,4 +315,4 @@ def export_onnx_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], num_class
     in_q = (None, None) if qmodel.float_input or qmodel.index_input else (float(q_in.scale), int(q_in.zero_point))
     return Artifact(name, "onnx", "int8", path, size, digest,
                     TensorSpec([-1, *input_shape], "int32" if qmodel.index_input else "float32", *in_q),
-                    TensorSpec([-1, num_classes], "float32", float(q_out.scale), int(q_out.zero_point)))
+                    TensorSpec([-1, *shapes[OUTPUT][1:]], "float32", float(q_out.scale), int(q_out.zero_point)))

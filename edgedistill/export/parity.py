@@ -97,7 +97,7 @@ def parity_plan(artifacts: list[Artifact]) -> list[tuple[Artifact, str]]:
 def _judge(out: np.ndarray, ref: np.ndarray, step: float | None,
            bound: float) -> tuple[float, float, float | None, bool]:
     """(agreement %, max |Δ|, max Δ in steps or None, within bounds)."""
-    agreement = 100.0 * float((out.argmax(1) == ref.argmax(1)).mean())
+    agreement = 100.0 * float((out.argmax(-1) == ref.argmax(-1)).mean())  # per sample, or per position (N×L×V)
     diff = float(np.abs(out - ref).max()) if out.size else 0.0
     if step is not None:
         steps = diff / step
@@ -112,7 +112,9 @@ def check_parity(artifacts: list[Artifact], ref_float: np.ndarray, ref_int8: Cal
     """Run every planned (file, runtime) pair on `x` (N×...) and judge it against its torch reference: `ref_float`
     (N×K logits of the float student) for float files, `ref_int8(arithmetic, n)` (n×K logits of the QAT model
     computing that arithmetic) for int8 files, whose output quantization step is `step`. `predictions`, when
-    given, receives each row's predicted classes (N ints) under "artifact/runtime"."""
+    given, receives each row's predicted classes (N ints) under "artifact/runtime". A causal LM's logits are
+    N×L×V and its `y` the next tokens N×L: agreement and accuracy then count positions (the argmax is over the
+    last axis either way)."""
     rows = []
     for art, rt in parity_plan(artifacts):
         runner = _runner(rt, art)
@@ -122,12 +124,12 @@ def check_parity(artifacts: list[Artifact], ref_float: np.ndarray, ref_int8: Cal
         ref = ref_int8(arithmetic, n) if int8 else ref_float
         out = runner.predict_batched(x[:n], batch=1024)
         if predictions is not None:
-            predictions[f"{art.name}/{rt}"] = out.argmax(1)
+            predictions[f"{art.name}/{rt}"] = out.argmax(-1)
         agreement, diff, steps, within = _judge(out, ref[:n], step if int8 else None, runner.step_bound)
         checked = rt not in INFORMATIONAL
         rows.append(ParityRow(
-            artifact=art.name, runtime=rt, samples=n, accuracy=100.0 * float((out.argmax(1) == y[:n]).mean()),
-            reference_accuracy=100.0 * float((ref[:n].argmax(1) == y[:n]).mean()), top1_agreement=agreement,
+            artifact=art.name, runtime=rt, samples=n, accuracy=100.0 * float((out.argmax(-1) == y[:n]).mean()),
+            reference_accuracy=100.0 * float((ref[:n].argmax(-1) == y[:n]).mean()), top1_agreement=agreement,
             max_abs_logit_diff=diff, bytes=art.bytes, checked=checked, passed=within or not checked,
             note=INFORMATIONAL[rt][1] if not checked else "", arithmetic=arithmetic, max_steps=steps,
             step_bound=runner.step_bound if int8 else None))

@@ -4,7 +4,8 @@
 * `Attention` (students.layers.MaskedSelfAttention): q, k, v projections (FULLY_CONNECTED on N×L×D, 1/√d folded
   into q), heads split by RESHAPE + TRANSPOSE, scores Q·Kᵀ by BATCH_MATMUL of two int8 activations requantized to
   their own grid, the padding mask by SELECT_V2 (a padded key's score becomes the grid's lowest code; the
-  condition is NOT_EQUAL on the int32 token ids), SOFTMAX onto the int8 spec's fixed output grid (scale 1/256, zero
+  condition is NOT_EQUAL on the int32 token ids; a causal decoder's condition is a constant L×L bool tensor),
+  SOFTMAX onto the int8 spec's fixed output grid (scale 1/256, zero
   point −128), the context by a second BATCH_MATMUL, heads merged, the output projection.
 * `LayerNorm`: the form the converter writes for int8, one kernel per step, each on its own grid: MEAN → SUB
   (x − μ) → MUL (the square) → MEAN (the variance) → RSQRT → MUL → MUL (γ, a constant) → ADD (β, a constant); ε is
@@ -24,6 +25,13 @@ from edgedistill.quantize.fake import ActQuant
 from edgedistill.quantize.ops import Activation, Binary, GraphOp, Mean, QLayer
 
 PROBS_GRID = (1.0 / 256.0, -128)  # TFLite int8 spec: SOFTMAX output scale 1/256, zero point -128
+# A causal decoder's masked score is its grid's lowest value, so a masked key keeps probability exp(low − max) in
+# int8; unless that rounds to SOFTMAX's code -128 (below half a step, 1/512) the key's value leaks into the
+# context and a logit at position t depends on later tokens. The scores grid therefore reaches this far below the
+# lowest score seen: every row's maximum lies at least 8 above the masked value, exp(-8) = 3.4e-4 < 1/512 with
+# margin for the kernels' exp approximations. (Measured before: logits at t moved by up to 1.3 when later tokens
+# changed.) The cost is resolution: a score range of width w is spread over w + 8.
+CAUSAL_HEADROOM = 8.0
 
 
 def _mode(q: ActQuant) -> str:
@@ -98,6 +106,8 @@ class Attention(GraphOp):
     def __init__(self, name: str, m) -> None:
         super().__init__(name)
         self.heads, self.head_dim = m.heads, m.head_dim
+        future = getattr(m, "future", None)  # a causal decoder's constant mask (students.layers)
+        self.register_buffer("future", None if future is None else future.clone(), persistent=False)
         scale = m.head_dim ** -0.5
         self.q = QLayer(f"{name}.q", m.q.weight * scale, m.q.bias * scale, "linear")
         self.k = QLayer(f"{name}.k", m.k.weight, m.k.bias, "linear")
@@ -105,6 +115,8 @@ class Attention(GraphOp):
         self.out = QLayer(f"{name}.out", m.out.weight, m.out.bias, "linear")
         batched = m.heads > 1  # one head: the converter writes FULLY_CONNECTED
         self.scores, self.context = MatMul(f"{name}.scores", batched), MatMul(f"{name}.context", batched)
+        if self.future is not None:  # see CAUSAL_HEADROOM
+            self.scores.out_q.headroom_below = CAUSAL_HEADROOM
         self.softmax = Softmax(f"{name}.softmax")
         self.scores.set_inputs([self.q.out_q, self.k.out_q])
         self.softmax.set_inputs([self.scores.out_q])
@@ -128,7 +140,7 @@ class Attention(GraphOp):
         n, length, dim = x.shape
         q, k, v = self._split(self.q(x)), self._split(self.k(x)), self._split(self.v(x))
         scores = self.scores(q, k.transpose(-2, -1))
-        pad = (ids == 0)[:, None, None, :]
+        pad = (ids == 0)[:, None, None, :] if self.future is None else self.future[None, None]
         grid = self.scores.out_q
         if grid.mode in ("float", "observe"):  # calibration observed the unmasked scores above
             scores = scores.masked_fill(pad, float("-inf"))

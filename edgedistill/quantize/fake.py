@@ -45,6 +45,9 @@ class ActQuant(nn.Module):
         self.register_buffer("ranges", torch.zeros(8, dtype=torch.float64))
         self.track = False  # QAT training: follow the observed range (see the module doc)
         self.fixed = fixed  # (scale, zero point) the int8 spec prescribes (LOGISTIC: 1/256, -128); never calibrated
+        # how far (in the tensor's units) the grid's lowest value lies below the lowest value seen: room for a value
+        # that must sit far below every real one (a causal mask's scores, quantize/attention_ops.py)
+        self.headroom_below = 0.0
         self.name = ""  # the graph value it quantizes, for error messages
         self.mode = "float"
         self._lo, self._hi = np.inf, -np.inf
@@ -95,7 +98,7 @@ class ActQuant(nn.Module):
         new_lo = float(r[0] * (r[4] / r[2])) if r[2] < 0 else float(r[0])
         new_hi = float(r[1] * (r[5] / r[3])) if r[3] > 0 else float(r[1])
         if max(abs(new_lo - float(r[6])), abs(new_hi - float(r[7]))) > RESCALE_AT * float(r[7] - r[6]):
-            s, z = scale_zero_point(new_lo, new_hi)
+            s, z = scale_zero_point(new_lo - self.headroom_below, new_hi)
             self.scale.fill_(s)
             self.zero_point.fill_(z)
             r[6], r[7] = new_lo, new_hi
@@ -129,7 +132,7 @@ class ActQuant(nn.Module):
                                   "during calibration, so it has no int8 range; check the model and its inputs.")
         values = np.concatenate(self._samples)
         lo, hi = RANGE_METHODS.get(method)(values, self._lo, self._hi)
-        s, z = scale_zero_point(lo, hi)
+        s, z = scale_zero_point(lo - self.headroom_below, hi)
         self.scale.fill_(s)
         self.zero_point.fill_(z)
         blo, bhi = np.mean(self._batch_extremes, axis=0)

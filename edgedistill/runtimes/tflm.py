@@ -31,6 +31,7 @@ class TFLMRunner(Runner):
         x = np.asarray(x)
         x = x if np.issubdtype(x.dtype, np.integer) else np.asarray(x, np.float32)
         shape = [int(d) for d in self.inp["shape"]]
+        out_shape = [int(d) for d in self.out["shape"]][1:] or [-1]  # K, or L×V for a causal LM, as LiteRT gives
         outs = []
         for i in range(len(x)):
             xi = x[i : i + 1].reshape(shape)
@@ -45,5 +46,5 @@ class TFLMRunner(Runner):
             if self.out["dtype"] in (np.int8, np.uint8):
                 qp = self.out["quantization_parameters"]
                 y = dequantize_output(y, float(qp["scales"][0]), int(qp["zero_points"][0]))
-            outs.append(np.asarray(y, np.float32).reshape(1, -1))
+            outs.append(np.asarray(y, np.float32).reshape(1, *out_shape))
         return np.concatenate(outs)

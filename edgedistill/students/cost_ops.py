@@ -58,8 +58,10 @@ def layer_cost(name: str, layer, out_elems: int) -> OpCost:
     per_out = w.shape[1] if layer.kind == "linear" else w.shape[1] * math.prod(w.shape[2:])
     # the converter writes a convolution of a single input channel as DEPTHWISE_CONV_2D (depth multiplier = C_out)
     kind = "fc" if layer.kind == "linear" else ("depthwise" if layer.groups > 1 or w.shape[1] == 1 else "conv")
-    return OpCost(name, kind, out_elems * per_out, w.numel(), int(layer.bias.numel()), out_elems,
-                  fused=layer.act != "none")
+    # a FULLY_CONNECTED whose bias is all zero (a Linear without bias, e.g. a decoder's tied output embedding,
+    # before QAT has moved it) is written without one
+    biases = 0 if layer.kind == "linear" and not bool(layer.bias.detach().any()) else int(layer.bias.numel())
+    return OpCost(name, kind, out_elems * per_out, w.numel(), biases, out_elems, fused=layer.act != "none")
 
 
 def _same_padding(n: int, k: int, s: int, p: int) -> bool:

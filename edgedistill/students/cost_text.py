@@ -7,7 +7,8 @@
 * Constant (learned positions, LayerNorm's γ and β): an int8 constant tensor, no op.
 * Attention (H heads of d = D / H on L tokens): the q, k, v projections (FULLY_CONNECTED on N×L×D), the scores Q·Kᵀ
   and the context P·V (L·L·d MACs per head each), the padding mask (EQUAL of the ids with 0, RESHAPE to
-  N×1×1×L; computed once and shared by every attention layer), SELECT_V2 of the scores' lowest code at padded keys,
+  N×1×1×L; computed once and shared by every attention layer; a causal decoder's is a constant L×L bool tensor
+  instead), SELECT_V2 of the scores' lowest code at padded keys,
   SOFTMAX, and the output projection. With H > 1 the heads are split by RESHAPE + TRANSPOSE and the products are
   BATCH_MATMULs on H×L×d; with one head the converter writes each product as a FULLY_CONNECTED whose weight operand
   is the other activation (K as L×D; V transposed to D×L) and keeps the context N×1×L×D until after the output
@@ -45,8 +46,12 @@ def _padding_mask(fg: FileGraph, s: Step, ids: str, length: int) -> str:
 
 
 def _masked_softmax(fg: FileGraph, s: Step, scores: str, length: int, n: int) -> str:
-    """The mask, SELECT_V2 (an int8 scalar: the scores' lowest code) and SOFTMAX of `scores` (n elements, 4-D)."""
-    mask = _padding_mask(fg, s, s.ins[1], length)
+    """The mask, SELECT_V2 (an int8 scalar: the scores' lowest code) and SOFTMAX of `scores` (n elements, 4-D). A
+    causal decoder's mask is a constant L×L bool tensor read by the SELECT_V2 itself: no op computes it."""
+    if s.op.future is not None:
+        mask = fg.constant(f"{s.key}/causal", length * length, learned=False)
+    else:
+        mask = _padding_mask(fg, s, s.ins[1], length)
     masked = fg.emit(f"{s.key}/mask", "select", [mask, scores], f"{s.out}/masked", n, const=1)
     return fg.emit(f"{s.key}/softmax", "softmax", [masked], f"{s.out}/probs", n)
 

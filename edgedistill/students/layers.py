@@ -77,14 +77,25 @@ class MaskedSelfAttention(nn.Module):
     """Multi-head self-attention over N×L×D token states, with the padding mask of the token ids (id 0 = padding: no
     query attends to a padded key). Written the way an int8 file computes it: the q, k, v and output projections are
     Linears, 1/√d_head is folded into q, and the mask sets a padded key's score to a large negative value
-    (Vaswani et al. 2017, "Attention is all you need", sec. 3.2). `forward(x, ids)`: x N×L×D, ids N×L -> N×L×D."""
+    (Vaswani et al. 2017, "Attention is all you need", sec. 3.2). `forward(x, ids)`: x N×L×D, ids N×L -> N×L×D.
 
-    def __init__(self, dim: int, heads: int):
+    `context` given (a causal decoder over a fixed window of L = context tokens): the mask is the causal one instead,
+    a constant L×L buffer `future` (True where the key comes after the query, sec. 3.2.3), so position t reads
+    positions 0..t only. The padding mask is then not needed: a decoder's padding follows its real tokens, so no
+    real query ever sees a padded key, and a row always keeps its own position (never all masked)."""
+
+    def __init__(self, dim: int, heads: int, context: int | None = None):
         super().__init__()
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
         self.heads, self.head_dim = heads, dim // heads
         self.q, self.k, self.v, self.out = (nn.Linear(dim, dim) for _ in range(4))
+        future = None if context is None else torch.ones(context, context, dtype=torch.bool).triu(1)
+        self.register_buffer("future", future, persistent=False)
+
+    def mask(self, ids: torch.Tensor) -> torch.Tensor:
+        """Bool, True where a score is masked: N×1×1×L (padded keys) or 1×1×L×L (future keys)."""
+        return (ids == 0)[:, None, None, :] if self.future is None else self.future[None, None]
 
     def split(self, t: torch.Tensor) -> torch.Tensor:
         n, length, _ = t.shape
@@ -94,6 +105,6 @@ class MaskedSelfAttention(nn.Module):
         n, length, dim = x.shape
         q = self.split(self.q(x)) * self.head_dim ** -0.5
         scores = q @ self.split(self.k(x)).transpose(-2, -1)  # N×H×L×L
-        scores = scores.masked_fill((ids == 0)[:, None, None, :], float("-inf"))
+        scores = scores.masked_fill(self.mask(ids), float("-inf"))
         ctx = scores.softmax(-1) @ self.split(self.v(x))  # N×H×L×d
         return self.out(ctx.transpose(1, 2).reshape(n, length, dim))

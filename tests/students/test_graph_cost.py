@@ -24,7 +24,7 @@ def live_peak(buffers):
 
 SHAPES = {"resnet8": (3, 16, 16), "mobilenetv1": (3, 16, 16), "mbv3": (1, 16, 16), "cnn": (1, 8, 8),
           "dscnn": (1, 28, 28), "mlp": (12,), "conv1d": (2, 32), "resnet8_1d": (2, 32), "mbv3_1d": (2, 32)}
-TEXT = ("textcnn", "transformer")  # token-id families: samples are L ids (see the text tests below)
+TEXT = ("textcnn", "transformer", "decoder")  # token-id families: samples are L ids (see the text tests below)
 VOCAB = 257
 
 
@@ -336,6 +336,36 @@ def test_transformer_knobs_cost_what_the_int8_file_holds(tmp_path, knobs):
     path = tmp_path / "transformer.tflite"
     _export_text(model, 12, path)
     _assert_cost_equals_file(g, path, on_tflm=knobs.get("activation") != "gelu")
+
+
+def _decoder(width, depth, heads, length):
+    from edgedistill.students.decoder_family import decoder
+
+    torch.manual_seed(0)
+    return decoder((length,), VOCAB, width, depth, VOCAB, heads=heads).eval()
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_decoder_macs_and_weights_match_an_independent_count(heads):
+    """The causal decoder as the text students are counted, except what the file does with the tied output
+    embedding: it holds the table twice (the GATHER_ND's and the FULLY_CONNECTED's weights, quantized per row each),
+    and the output projection has no bias (V bias entries fewer)."""
+    model = _decoder(32, 2, heads, 12)
+    macs, params, weight_bytes = hand_text_cost(model, 12)
+    table = model.embed.weight.numel()
+    g = graph_cost(model, (12,))
+    assert (g.macs, g.params, g.weight_bytes) == (macs, params + table - VOCAB, weight_bytes + table - 4 * VOCAB)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("heads", [1, 2])
+def test_decoder_costs_exactly_what_the_int8_file_holds(tmp_path, heads):
+    """Including the causal mask: a constant L×L condition of each SELECT_V2, no EQUAL on the ids."""
+    model = _decoder(32, 2, heads, 12)
+    g = graph_cost(model, (12,))
+    path = tmp_path / "decoder.tflite"
+    _export_text(model, 12, path)
+    _assert_cost_equals_file(g, path)
 
 
 class _BagOfEmbeddings(nn.Module):
