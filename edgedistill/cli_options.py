@@ -63,7 +63,8 @@ DISTILL_OPTIONS = [
     click.option("--loss", type=click.Choice(["kd", "dkd", "kd-std", "mse", "auto"]),
                  help="Soft loss: Hinton KD, decoupled KD, KD on standardized logits, logit MSE, or auto (picked with T "
                  "and alpha on the validation split). [default: kd]"),
-    click.option("--augment", "augment_text", help="Batch augmentation, e.g. shift=2,hflip,mixup=0.2. With a teacher, "
+    click.option("--augment", "augment_text", help="Batch augmentation, e.g. shift=2,hflip,mixup=0.2 (arrays) or "
+                 "token_dropout=0.1,span_mask=0.15 (texts). With a teacher, "
                  "the teacher then runs on every augmented batch (function matching); the twin sees the same batches. "
                  "[default: mixup=auto: mixup 1 with the teacher only below 10,000 transfer samples, else none; "
                  "'none' or mixup=0 turns it off]"),

@@ -115,6 +115,10 @@ class AugmentConfig(_Strict):
                                       "function matching on small data, mixup 1 with the teacher only below 10,000 "
                                       "transfer samples, else off (edgedistill.data.augment.auto_mixup)")
     mixup_twin: bool = Field(True, description="whether the no-teacher twin mixes too (False for the auto mixup)")
+    token_dropout: float = Field(0.0, ge=0, le=1, description="text: each token becomes the mask id with this "
+                                 "probability (0 = off); the teacher labels the view (function matching)")
+    span_mask: float = Field(0.0, ge=0, le=1, description="text: one contiguous span of this fraction of each "
+                             "sentence becomes mask ids (0 = off)")
 
     @field_validator("mixup", mode="before")
     @classmethod
@@ -138,7 +142,8 @@ class AugmentConfig(_Strict):
         """The Augment this config describes; an unresolved auto mixup counts as off (see `resolved`)."""
         from edgedistill.data.augment import Augment
 
-        return Augment(self.shift, self.hflip, 0.0 if self.mixup == "auto" else float(self.mixup), self.mixup_twin)
+        return Augment(self.shift, self.hflip, 0.0 if self.mixup == "auto" else float(self.mixup), self.mixup_twin,
+                       self.token_dropout, self.span_mask)
 
     def resolved(self, n_transfer: int, teacher: bool = True, text: bool = False) -> "AugmentConfig":
         """A concrete copy for a transfer set of n samples: auto mixup becomes auto_mixup(n), the teacher's alone
