@@ -70,7 +70,9 @@ DISTILL_OPTIONS = [
                  "'none' or mixup=0 turns it off]"),
     click.option("--feature", "features", multiple=True, help="Add a feature / relation term (float phase; torch "
                  "teachers), e.g. loss=hint,student=body.1,teacher=layer2,weight=0.5. Losses: hint, cosine, at, "
-                 "rkd_distance, rkd_angle, sp. Repeat to compose; a wrong layer name lists the available ones."),
+                 "rkd_distance, rkd_angle, sp; for text students cosine (any tokenizer) and minilm (transformer student with "
+                 "--tokenizer vocab), e.g. loss=cosine,weight=1. Repeat to compose; a wrong layer name lists the "
+                 "available ones."),
     click.option("--scheme", type=click.Choice(["offline", "born-again", "mutual"]), help="offline: learn from the "
                  "frozen teacher; born-again: then --generations more students, each taught by the previous one; "
                  "mutual: --peers students train together and match each other. [default: offline]"),

@@ -158,18 +158,21 @@ class AugmentConfig(_Strict):
 class FeatureTermConfig(_Strict):
     """One feature / relation term: weight · loss(student layer, teacher layer), by module name."""
 
-    loss: str = Field(description="hint, cosine, at, rkd_distance, rkd_angle or sp")
-    student: str = Field(description="student module name, e.g. features.2 (edgedistill lists them on a typo)")
-    teacher: str = Field(description="teacher module name, e.g. layer2")
+    loss: str = Field(description="hint, cosine, at, rkd_distance, rkd_angle or sp; text: cosine or minilm")
+    student: str = Field("auto", description="student module name, e.g. features.2 (edgedistill lists them on a "
+                         "typo); text: auto = the classifier's input (cosine) / the last attention layer (minilm)")
+    teacher: str = Field("auto", description="teacher module name, e.g. layer2; text: a layer index (auto = last)")
     weight: float = Field(1.0, gt=0)
 
     @field_validator("loss")
     @classmethod
     def _known(cls, v):
         from edgedistill.distill.knowledge import FEATURE_LOSSES
+        from edgedistill.distill.text_knowledge import TEXT_FEATURE_LOSSES
 
-        if v not in FEATURE_LOSSES.names():
-            raise ValueError(f"unknown feature loss {v!r}; choose from {', '.join(FEATURE_LOSSES.names())}")
+        names = sorted(set(FEATURE_LOSSES.names()) | set(TEXT_FEATURE_LOSSES.names()))
+        if v not in names:
+            raise ValueError(f"unknown feature loss {v!r}; choose from {', '.join(names)}")
         return v
 
 
