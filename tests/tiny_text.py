@@ -29,10 +29,11 @@ def save_tiny_bert(folder: Path, heads: int = 2, layers: int = 2, hidden: int = 
     """A BertForSequenceClassification (3 labels, `layers` layers of `hidden` units and `heads` heads, 32
     positions) and its tokenizer.json in `folder`."""
     import transformers
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.Lowercase()
+    tok.decoder = decoders.WordPiece()  # as every BERT tokenizer.json has: '##' pieces join their word again
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.train_from_iterator([w for ws in WORDS.values() for w in ws] * 4, trainers.WordPieceTrainer(
         vocab_size=120, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"], show_progress=False))
