@@ -21,6 +21,7 @@ from edgedistill.data.tokenizers import VocabTokenizer
 from edgedistill.distill.text_knowledge import TEXT_FEATURE_LOSSES, AlignedTextFeatures, TextFeatureTerms
 from edgedistill.distill.trainer import FeatureTerm
 from edgedistill.errors import ConfigError
+from edgedistill.pipeline.text_inputs import MASKED_BYTE
 from edgedistill.teachers.text import Encoded
 
 
@@ -58,7 +59,10 @@ def text_features_source(teacher, tokenizer, attention: bool) -> Callable[[torch
     L positions (needs a VocabTokenizer)."""
     if not attention:
         def decoded(ids: torch.Tensor) -> AlignedTextFeatures:
-            f = teacher.features_of(teacher.encode(tokenizer.decode(ids.numpy())), attentions=False)
+            texts = tokenizer.decode(ids.numpy())
+            if tokenizer.name == "bytes":  # a masked byte is left out, as for the soft targets (text_inputs)
+                texts = [t.replace(MASKED_BYTE, "") for t in texts]
+            f = teacher.features_of(teacher.encode(texts), attentions=False)
             return AlignedTextFeatures(f.hidden_states, f.attention_mask)
         return decoded
     prefix, suffix = special_tokens(teacher)

@@ -65,7 +65,11 @@ def test_the_teacher_labels_the_view_the_student_trains_on(text_dir, tokenizer, 
     assert len(student.seen) == len(read) == -(-len(s.transfer) // 32)
     masked = 0
     for ids, texts in zip(student.seen, read):
-        assert texts == decode(ids.numpy())  # the teacher read the very view the student saw
+        view = decode(ids.numpy())
+        if tokenizer == "bytes":  # a masked byte (NUL) is left out of the teacher's text, not read as [UNK]
+            assert all("\x00" not in t for t in texts)
+            view = [t.replace("\x00", "") for t in view]
+        assert texts == view  # the teacher read the very view the student saw
         masked += int((ids == 1).sum())
     assert masked > 0  # and the views really hide tokens (id 1 = mask; no training text holds it)
     assert not bool((ev.x_transfer == 1).any())
