@@ -21,7 +21,8 @@ seed, epochs and data order:
              heads' mean distributions are compared)
 Each arm is compared with its KD-only arm of the same student (kd, or tf-kd for tf-minilm) on the same test words:
 accuracy with its Wilson 95 % interval, the difference, and McNemar's exact paired p (edgedistill.stats). Finished
-runs under --out are reused. Writes DOC.json and DOC.md after every run. Runs with one thread.
+runs under --out are reused. Writes DOC.json after every run and prints the Markdown table at the end. Runs with
+one thread.
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ def summarize(results: dict, correct: dict) -> dict:
     return rows
 
 
-def write_doc(doc: Path, rows: dict, meta: dict) -> None:
+def write_doc(doc: Path, rows: dict, meta: dict) -> str:
+    """Write DOC.json (every figure); return the Markdown table (docs/text_kd.md carries it with the prose)."""
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     lines = ["| arm | seed | test acc % (95 % CI) | vs | diff (points) | only arm / only ref | McNemar p | s |",
@@ -132,7 +134,7 @@ def write_doc(doc: Path, rows: dict, meta: dict) -> None:
                      f"{r['seconds']:.0f} |" if "vs" in r else
                      f"| {r['arm']} | {r['seed']} | {r['acc']:.2f} ({r['ci95'][0]:.2f}–{r['ci95'][1]:.2f}) | — | — | "
                      f"— | — | {r['seconds']:.0f} |")
-    doc.with_suffix(".table.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -162,8 +164,9 @@ def main() -> None:
             if m.get("baseline") and m["baseline"].get("test_acc") is not None:
                 meta.setdefault("twin", {})[f"{arm}/seed{seed}"] = m["baseline"]["test_acc"]
             rows = summarize(results, correct)
-            write_doc(args.doc, rows, meta)
+            table = write_doc(args.doc, rows, meta)
             print(json.dumps(rows[f"{arm}/seed{seed}"]), flush=True)
+    print(table)
 
 
 if __name__ == "__main__":
