@@ -27,7 +27,8 @@ def parse_feature(value: str) -> dict:
     for part in value.split(","):
         key, eq, val = part.strip().partition("=")
         if not eq or key not in ("loss", "student", "teacher", "weight"):
-            raise ConfigError(f"--feature {value!r}: write loss=NAME,student=LAYER,teacher=LAYER[,weight=W].")
+            raise ConfigError(f"--feature {value!r}: write loss=NAME,student=LAYER,teacher=LAYER[,weight=W] (for a "
+                              "text student loss=cosine or loss=minilm alone picks the layers).")
         out[key] = val
     return out
 

@@ -66,13 +66,16 @@ DISTILL_OPTIONS = [
     click.option("--loss", type=click.Choice(["kd", "dkd", "kd-std", "mse", "auto"]),
                  help="Soft loss: Hinton KD, decoupled KD, KD on standardized logits, logit MSE, or auto (picked with T "
                  "and alpha on the validation split). [default: kd]"),
-    click.option("--augment", "augment_text", help="Batch augmentation, e.g. shift=2,hflip,mixup=0.2. With a teacher, "
+    click.option("--augment", "augment_text", help="Batch augmentation, e.g. shift=2,hflip,mixup=0.2 (arrays) or "
+                 "token_dropout=0.1,span_mask=0.15 (texts). With a teacher, "
                  "the teacher then runs on every augmented batch (function matching); the twin sees the same batches. "
                  "[default: mixup=auto: mixup 1 with the teacher only below 10,000 transfer samples, else none; "
                  "'none' or mixup=0 turns it off]"),
     click.option("--feature", "features", multiple=True, help="Add a feature / relation term (float phase; torch "
                  "teachers), e.g. loss=hint,student=body.1,teacher=layer2,weight=0.5. Losses: hint, cosine, at, "
-                 "rkd_distance, rkd_angle, sp. Repeat to compose; a wrong layer name lists the available ones."),
+                 "rkd_distance, rkd_angle, sp; for text students cosine (any tokenizer) and minilm (transformer student with "
+                 "--tokenizer vocab), e.g. loss=cosine,weight=1. Repeat to compose; a wrong layer name lists the "
+                 "available ones."),
     click.option("--scheme", type=click.Choice(["offline", "born-again", "mutual"]), help="offline: learn from the "
                  "frozen teacher; born-again: then --generations more students, each taught by the previous one; "
                  "mutual: --peers students train together and match each other. [default: offline]"),

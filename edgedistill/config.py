@@ -128,6 +128,10 @@ class AugmentConfig(_Strict):
                                       "function matching on small data, mixup 1 with the teacher only below 10,000 "
                                       "transfer samples, else off (edgedistill.data.augment.auto_mixup)")
     mixup_twin: bool = Field(True, description="whether the no-teacher twin mixes too (False for the auto mixup)")
+    token_dropout: float = Field(0.0, ge=0, le=1, description="text: each token becomes the mask id with this "
+                                 "probability (0 = off); the teacher labels the view (function matching)")
+    span_mask: float = Field(0.0, ge=0, le=1, description="text: one contiguous span of this fraction of each "
+                             "sentence becomes mask ids (0 = off)")
 
     @field_validator("mixup", mode="before")
     @classmethod
@@ -151,7 +155,8 @@ class AugmentConfig(_Strict):
         """The Augment this config describes; an unresolved auto mixup counts as off (see `resolved`)."""
         from edgedistill.data.augment import Augment
 
-        return Augment(self.shift, self.hflip, 0.0 if self.mixup == "auto" else float(self.mixup), self.mixup_twin)
+        return Augment(self.shift, self.hflip, 0.0 if self.mixup == "auto" else float(self.mixup), self.mixup_twin,
+                       self.token_dropout, self.span_mask)
 
     def resolved(self, n_transfer: int, teacher: bool = True, text: bool = False) -> "AugmentConfig":
         """A concrete copy for a transfer set of n samples: auto mixup becomes auto_mixup(n), the teacher's alone
@@ -166,18 +171,21 @@ class AugmentConfig(_Strict):
 class FeatureTermConfig(_Strict):
     """One feature / relation term: weight · loss(student layer, teacher layer), by module name."""
 
-    loss: str = Field(description="hint, cosine, at, rkd_distance, rkd_angle or sp")
-    student: str = Field(description="student module name, e.g. features.2 (edgedistill lists them on a typo)")
-    teacher: str = Field(description="teacher module name, e.g. layer2")
+    loss: str = Field(description="hint, cosine, at, rkd_distance, rkd_angle or sp; text: cosine or minilm")
+    student: str = Field("auto", description="student module name, e.g. features.2 (edgedistill lists them on a "
+                         "typo); text: auto = the classifier's input (cosine) / the last attention layer (minilm)")
+    teacher: str = Field("auto", description="teacher module name, e.g. layer2; text: a layer index (auto = last)")
     weight: float = Field(1.0, gt=0)
 
     @field_validator("loss")
     @classmethod
     def _known(cls, v):
         from edgedistill.distill.knowledge import FEATURE_LOSSES
+        from edgedistill.distill.text_knowledge import TEXT_FEATURE_LOSSES
 
-        if v not in FEATURE_LOSSES.names():
-            raise ValueError(f"unknown feature loss {v!r}; choose from {', '.join(FEATURE_LOSSES.names())}")
+        names = sorted(set(FEATURE_LOSSES.names()) | set(TEXT_FEATURE_LOSSES.names()))
+        if v not in names:
+            raise ValueError(f"unknown feature loss {v!r}; choose from {', '.join(names)}")
         return v
 
 

@@ -13,6 +13,10 @@ student 89.7 % without, 93.2 % with it (twin 85.5 %). That automatic mixup is fo
 no-teacher twin trains on the un-mixed batches (`Augment.twin_mixup` False), because mixup with hard labels only
 made it worse there (85.5 -> 82.4 %) and the twin is meant to be what a user without a teacher gets. A mixup the
 user sets (`--augment mixup=A`) applies to both, as before; `--augment mixup=0` (or `none`) turns it off.
+
+Text has its own views (edgedistill.data.text_augment): `token_dropout=p` hides each token with probability p,
+`span_mask=f` one contiguous span of a fraction f of the sentence; the teacher labels the view through the student
+tokenizer's `decode`. Arrays take shift / hflip / mixup only and token ids the text views only (`check`).
 """
 
 from __future__ import annotations
@@ -43,12 +47,16 @@ class Augment:
     hflip: mirror images left-right with probability 1/2 (only where the classes are mirror-invariant);
     mixup: Beta(mixup, mixup) mixing of a batch with a shuffled copy of itself (Zhang et al. 2018), 0 = off;
     twin_mixup: whether a run without a teacher (the no-teacher twin) mixes too; False for the automatic
-    function-matching mixup (see the module docstring), which then only changes what the teacher and student see."""
+    function-matching mixup (see the module docstring), which then only changes what the teacher and student see;
+    token_dropout: text: probability that each token becomes the mask id (word dropout), 0 = off;
+    span_mask: text: fraction of each sentence hidden as one contiguous span of mask ids, 0 = off."""
 
     shift: int = 0
     hflip: bool = False
     mixup: float = 0.0
     twin_mixup: bool = True
+    token_dropout: float = 0.0
+    span_mask: float = 0.0
 
     def for_twin(self) -> "Augment":
         """The recipe a run without a teacher uses: the same, less the mixup when it is the teacher's alone."""
@@ -56,15 +64,29 @@ class Augment:
 
     @property
     def enabled(self) -> bool:
-        return self.shift > 0 or self.hflip or self.mixup > 0
+        return self.shift > 0 or self.hflip or self.mixup > 0 or self.text_views
+
+    @property
+    def text_views(self) -> bool:
+        """Whether a text view (token dropout, span masking) is on."""
+        return self.token_dropout > 0 or self.span_mask > 0
 
     def describe(self) -> str:
         parts = [f"shift ±{self.shift}"] * (self.shift > 0) + ["h-flip"] * self.hflip + \
-            [f"mixup α={self.mixup:g}" + ("" if self.twin_mixup else " (with the teacher only)")] * (self.mixup > 0)
+            [f"mixup α={self.mixup:g}" + ("" if self.twin_mixup else " (with the teacher only)")] * (self.mixup > 0) + \
+            [f"token dropout p={self.token_dropout:g}"] * (self.token_dropout > 0) + \
+            [f"span masking {self.span_mask:g} of each text"] * (self.span_mask > 0)
         return ", ".join(parts) or "none"
 
-    def check(self, ndim: int) -> str | None:
-        """Why this recipe cannot apply to samples of `ndim` dimensions (N excluded), or None."""
+    def check(self, ndim: int, text: bool = False) -> str | None:
+        """Why this recipe cannot apply to samples of `ndim` dimensions (N excluded; `text`: token ids), or None."""
+        if text:
+            if self.shift > 0 or self.hflip or self.mixup > 0:
+                return ("shift, hflip and mixup act on arrays; token ids neither shift, mirror nor mix (text takes "
+                        "token_dropout=P and span_mask=F)")
+            return None
+        if self.text_views:
+            return "token_dropout and span_mask hide tokens of texts; these samples are arrays, not token ids"
         if self.hflip and ndim != 3:
             return "hflip needs images (C×H×W samples)"
         if self.shift > 0 and ndim not in (2, 3):
@@ -72,6 +94,14 @@ class Augment:
         return None
 
     def apply(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, Mix | None]:
+        if self.text_views:
+            from edgedistill.data.text_augment import span_mask, token_dropout
+
+            if self.token_dropout > 0:
+                x = token_dropout(x, gen, self.token_dropout)
+            if self.span_mask > 0:
+                x = span_mask(x, gen, self.span_mask)
+            return x, None
         if self.shift > 0:
             x = random_shift(x, self.shift, gen) if x.dim() == 4 else random_shift_1d(x, self.shift, gen)
         if self.hflip:
@@ -138,16 +168,18 @@ _TRUE, _FALSE = ("", "1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 def parse_augment_spec(value: str, option: str = "--augment") -> dict:
     """'shift=2,hflip,mixup=0.2' -> {"shift": 2, "hflip": True, "mixup": 0.2}; 'none' -> everything off (the
-    automatic mixup too). A mixup not named keeps its default (auto: function matching on small data). The same
-    spelling works in a config file (`augment = "none"`). Raises ConfigError naming `option`."""
-    out: dict = {"shift": 0, "hflip": False, "mixup": "auto"}
+    automatic mixup too). A mixup not named keeps its default (auto: function matching on small data). Text:
+    'token_dropout=0.1,span_mask=0.15'. The same spelling works in a config file (`augment = "none"`). Raises
+    ConfigError naming `option`."""
+    out: dict = {"shift": 0, "hflip": False, "mixup": "auto", "token_dropout": 0.0, "span_mask": 0.0}
     if value.strip().lower() in ("", "none", "off"):
         return {**out, "mixup": 0.0}
     seen: set[str] = set()
     for part in value.split(","):
         key, _, val = part.strip().partition("=")
         if key not in out:
-            raise ConfigError(f"{option}: unknown augmentation {key!r}; use shift=N, hflip, mixup=A (comma-separated).")
+            raise ConfigError(f"{option}: unknown augmentation {key!r}; use shift=N, hflip, mixup=A for arrays, "
+                              "token_dropout=P, span_mask=F for texts (comma-separated).")
         if key in seen:
             raise ConfigError(f"{option} {value!r}: {key!r} is given twice; give each once.")
         seen.add(key)

@@ -10,7 +10,9 @@ al. 2020, with one span of a fixed fraction of the sentence instead of geometric
 Both are pure functions of (ids, generator): the input is not modified, padding (0) stays padding, and the same
 generator state gives the same view. `mask_id` defaults to 1: the vocab tokenizer's unknown id; for the byte
 tokenizer it is the byte 0x00 (NUL), which text data does not hold. The teacher sees the view through the
-student tokenizer's `decode` (a masked vocab token decodes to the teacher's unknown token).
+student tokenizer's `decode` (a masked vocab token decodes to the teacher's unknown token; a masked byte is left out
+of the teacher's text, edgedistill.pipeline.text_inputs.teacher_view). Wired in as `--augment token_dropout=P` /
+`span_mask=F` (edgedistill.data.augment.Augment).
 """
 
 from __future__ import annotations

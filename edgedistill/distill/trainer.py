@@ -107,6 +107,7 @@ class TrainSet:
     ensemble: str = "arithmetic"
     teacher_stream: TeacherStream | None = None
     teacher_module: nn.Module | None = None  # the (first) teacher's torch module, for feature terms
+    text_features: Callable | None = None  # text: token ids -> the teacher's AlignedTextFeatures (text_knowledge)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -126,7 +127,7 @@ class TrainSet:
     def subset(self, idx: torch.Tensor) -> "TrainSet":
         members = None if self.teacher_members is None else self.teacher_members[:, idx]
         return TrainSet(self.x[idx], None if self.y is None else self.y[idx], members, self.ensemble,
-                        self.teacher_stream, self.teacher_module)
+                        self.teacher_stream, self.teacher_module, self.text_features)
 
 
 @dataclass
@@ -244,6 +245,18 @@ class FeatureTerms:
     def close(self) -> None:
         self.s_tap.close()
         self.t_tap.close()
+
+
+def feature_terms(model: nn.Module, data: TrainSet, objective: Objective):
+    """The objective's feature terms on this data: text_knowledge.TextFeatureTerms for a text teacher's features
+    (`data.text_features`), FeatureTerms on the teacher's torch module otherwise."""
+    if data.text_features is None:
+        return FeatureTerms(model, data, objective)
+    from edgedistill.distill.text_knowledge import TextFeatureTerms
+
+    if ddp.active():
+        raise ValueError("feature terms are not supported under torch.distributed yet")
+    return TextFeatureTerms(model, data.x[:2], data.text_features, objective.features)
 
 
 def augment_seed(seed: int, epoch: int) -> int:
@@ -379,7 +392,7 @@ class _Stepper:
     def __init__(self, model: nn.Module, data: TrainSet, objective: Objective, settings: TrainSettings,
                  per_epoch: int):
         self.data, self.objective, self.settings, self.per_epoch = data, objective, settings, per_epoch
-        self.features = FeatureTerms(model, data, objective) if objective.teacher and objective.features else None
+        self.features = feature_terms(model, data, objective) if objective.teacher and objective.features else None
         params = list(model.parameters()) + (list(self.features.heads.parameters()) if self.features else [])
         self.opt = OPTIMIZERS.get(settings.optimizer)(params, settings.lr, settings.weight_decay, settings.momentum)
         aug = settings.augment

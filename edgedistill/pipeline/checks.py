@@ -19,6 +19,16 @@ def feature_terms(config: DistillConfig) -> tuple[FeatureTerm, ...]:
 def check_feature_terms(config: DistillConfig, teachers: list[Teacher], student: torch.nn.Module,
                         splits: DataSplits) -> None:
     """Layer names and shapes are checked on a dry run before anything trains or is written."""
+    if splits.text is not None:
+        from edgedistill.pipeline.text_features import check_text_feature_terms
+
+        return check_text_feature_terms(config, teachers, student, splits)
+    text_only = [f.loss for f in config.kd.features if f.loss == "minilm"]
+    unnamed = [f.loss for f in config.kd.features if "auto" in (f.student, f.teacher)]
+    if text_only or unnamed:
+        raise ConfigError(f"Feature terms on arrays name both layers (--feature loss=NAME,student=LAYER,teacher=LAYER)"
+                          f"{'' if not unnamed else ': ' + ', '.join(unnamed) + ' names no layer'}"
+                          f"{'' if not text_only else '; minilm is the attention transfer for text students'}.")
     module = teachers[0].torch_module()
     if module is None:
         raise ConfigError(f"Feature terms ({', '.join(f.loss for f in config.kd.features)}) need a teacher whose "

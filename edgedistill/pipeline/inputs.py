@@ -104,9 +104,7 @@ def read_inputs(config: DistillConfig) -> Inputs:
         check_teacher_fits(teacher, spec.input, splits)
     if synthetic is not None:
         datafree.check_teacher(config, list(teachers))
-    why = config.augment.recipe().check(len(splits.input_shape))
-    if splits.text is not None and config.augment.recipe().enabled:
-        why = "shift, hflip and mixup act on arrays; token ids neither shift, mirror nor mix"
+    why = config.augment.recipe().check(len(splits.input_shape), text=splits.text is not None)
     if why:
         raise ConfigError(f"Augmentation {config.augment.recipe().describe()} does not fit this data (samples of "
                           f"shape {splits.input_shape}): {why}. Change or drop --augment.")

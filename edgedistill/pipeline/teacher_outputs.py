@@ -59,6 +59,13 @@ def _stream(teachers, specs, splits: DataSplits, cache: LogitCache) -> TeacherSt
     return TeacherStream(members, identity, cache.directory if cache.enabled else None)
 
 
+def _text_features(config: DistillConfig, teacher: Teacher, splits: DataSplits):
+    """Text feature terms: the teacher's features of each training batch (pipeline.text_features)."""
+    from edgedistill.pipeline.text_features import needs_alignment, text_features_source
+
+    return text_features_source(teacher, splits.text.tokenizer, needs_alignment(config))
+
+
 def teacher_outputs(config: DistillConfig, teachers: tuple[Teacher, ...], splits: DataSplits, ev: EvalTensors,
                     cache: LogitCache, augmenting: bool, ui) -> TeacherOutputs:
     t0 = time.perf_counter()
@@ -68,6 +75,8 @@ def teacher_outputs(config: DistillConfig, teachers: tuple[Teacher, ...], splits
     members_te = _members(teachers, config.teachers, cache, splits.test.x, splits, update)
     seconds = time.perf_counter() - t0
     stream = _stream(teachers, config.teachers, splits, cache) if augmenting else None
+    text, features = splits.text is not None, bool(config.kd.features)
     data = TrainSet(ev.x_transfer, ev.y_transfer, members_tr, config.ensemble, stream,
-                    teachers[0].torch_module() if config.kd.features else None)
+                    teachers[0].torch_module() if features and not text else None,
+                    _text_features(config, teachers[0], splits) if features and text else None)
     return TeacherOutputs(data, members_te, stream, seconds)

@@ -71,12 +71,23 @@ def teacher_truncation(teachers: tuple[Teacher, ...], raw: RawDataset) -> tuple[
                  for t in teachers if getattr(t, "is_text", False))
 
 
+MASKED_BYTE = "\x00"  # what a byte masked by a text view (edgedistill.data.text_augment, mask id 1) decodes to
+
+
 def teacher_view(splits):
-    """For text data: token ids (N×L) -> the texts they spell, for the teachers; None for arrays."""
+    """For text data: token ids (N×L) -> the texts they spell, for the teachers; None for arrays.
+
+    A byte hidden by a text view (`--augment token_dropout / span_mask`) is left out of the teacher's text: a
+    WordPiece teacher reads a word holding a character it does not know as one [UNK] (the built-in langid BERT reads
+    'h\x00us' as [UNK], 'hus' as hu ##s), so a NUL would hide the whole word from the teacher instead of one byte
+    (measured in docs/text_kd.md: every single-word view became [UNK] and the student learned nothing). Text data
+    holds no NUL, so this changes only masked views. A masked vocabulary token decodes to the teacher's [UNK]."""
     if splits.text is None:
         return None
     decode = splits.text.tokenizer.decode
-    return lambda ids: decode(np.asarray(ids))
+    if splits.text.tokenizer.name != "bytes":
+        return lambda ids: decode(np.asarray(ids))
+    return lambda ids: [t.replace(MASKED_BYTE, "") for t in decode(np.asarray(ids))]
 
 
 def teacher_input_tag(spec_input: str, splits) -> str:

@@ -220,9 +220,15 @@ class TransformersTeacher(TextTeacher):
         """Hidden states (embeddings + each layer, N×T×H) and attention probabilities (each layer, N×heads×T×T)
         for one batch of N texts padded to its longest T. Attention maps need the eager attention kernel (SDPA
         does not return them), so the model runs eagerly for this call."""
-        enc = self.encode(check_texts(texts, repr(self.name)))
-        with _eager_attention(self.module):
-            out = self.module(**self._inputs(enc), output_hidden_states=True, output_attentions=True)
+        return self.features_of(self.encode(check_texts(texts, repr(self.name))))
+
+    @torch.no_grad()
+    def features_of(self, enc: Encoded, attentions: bool = True) -> TextFeatures:
+        """`features` of an already tokenized batch (teacher ids, e.g. the student's vocabulary ids mapped back to
+        the teacher's between its special tokens, so that positions align). `attentions=False` skips the maps
+        (`attentions` is then empty) and keeps the model's own attention kernel."""
+        with _eager_attention(self.module) if attentions else contextlib.nullcontext():
+            out = self.module(**self._inputs(enc), output_hidden_states=True, output_attentions=attentions)
         return TextFeatures(tuple(h.float() for h in out.hidden_states or ()),
                             tuple(a.float() for a in out.attentions or ()), torch.from_numpy(enc.attention_mask))
 
