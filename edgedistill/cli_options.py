@@ -69,8 +69,8 @@ DISTILL_OPTIONS = [
     click.option("--augment", "augment_text", help="Batch augmentation, e.g. shift=2,hflip,mixup=0.2 (arrays) or "
                  "token_dropout=0.1,span_mask=0.15 (texts). With a teacher, "
                  "the teacher then runs on every augmented batch (function matching); the twin sees the same batches. "
-                 "[default: mixup=auto: mixup 1 with the teacher only below 10,000 transfer samples, else none; "
-                 "'none' or mixup=0 turns it off]"),
+                 "[default: auto: below 10,000 transfer samples the teacher's alone, mixup 1 for arrays and token "
+                 "dropout 0.1 for texts (the twin trains without it), else none; 'none' or mixup=0 turns it off]"),
     click.option("--feature", "features", multiple=True, help="Add a feature / relation term (float phase; torch "
                  "teachers), e.g. loss=hint,student=body.1,teacher=layer2,weight=0.5. Losses: hint, cosine, at, "
                  "rkd_distance, rkd_angle, sp; for text students cosine (any tokenizer) and minilm (transformer student with "

@@ -159,13 +159,19 @@ class AugmentConfig(_Strict):
                        self.token_dropout, self.span_mask)
 
     def resolved(self, n_transfer: int, teacher: bool = True, text: bool = False) -> "AugmentConfig":
-        """A concrete copy for a transfer set of n samples: auto mixup becomes auto_mixup(n), the teacher's alone
-        (never for text: token ids do not mix)."""
+        """A concrete copy for a transfer set of n samples: auto mixup becomes auto_mixup(n), the teacher's alone;
+        for text (token ids do not mix) it becomes auto_token_dropout(n), the teacher's alone, unless the config
+        names text views of its own (then student and twin share them)."""
         if self.mixup != "auto":
             return self
-        from edgedistill.data.augment import auto_mixup
+        from edgedistill.data.augment import auto_mixup, auto_token_dropout
 
-        return self.model_copy(update={"mixup": 0.0 if text else auto_mixup(n_transfer, teacher), "mixup_twin": False})
+        if not text:
+            return self.model_copy(update={"mixup": auto_mixup(n_transfer, teacher), "mixup_twin": False})
+        if self.token_dropout or self.span_mask:
+            return self.model_copy(update={"mixup": 0.0})
+        return self.model_copy(update={"mixup": 0.0, "mixup_twin": False,
+                                       "token_dropout": auto_token_dropout(n_transfer, teacher)})
 
 
 class FeatureTermConfig(_Strict):

@@ -59,8 +59,11 @@ class Augment:
     span_mask: float = 0.0
 
     def for_twin(self) -> "Augment":
-        """The recipe a run without a teacher uses: the same, less the mixup when it is the teacher's alone."""
-        return self if self.twin_mixup or self.mixup == 0 else replace(self, mixup=0.0, twin_mixup=True)
+        """The recipe a run without a teacher uses: the same, less the automatic function-matching mixup or text
+        views when they are the teacher's alone (`twin_mixup` False)."""
+        if self.twin_mixup or not (self.mixup or self.text_views):
+            return self
+        return replace(self, mixup=0.0, token_dropout=0.0, span_mask=0.0, twin_mixup=True)
 
     @property
     def enabled(self) -> bool:
@@ -117,6 +120,18 @@ class Augment:
 
 FM_BELOW = 10_000  # transfer samples below which function-matching mixup is on by default (with a teacher)
 FM_MIXUP = 1.0  # its Beta(a, a) parameter: lam uniform on [0, 1]
+
+
+FM_TOKEN_DROPOUT = 0.1  # text's function-matching view by default: token dropout p (docs/text_kd.md)
+
+
+def auto_token_dropout(n_transfer: int, teacher: bool = True) -> float:
+    """The default token dropout for a text transfer set of n samples: FM_TOKEN_DROPOUT with a teacher and
+    n < FM_BELOW, else 0. Measured (docs/text_kd.md, docs/text.md): on langid with 157 labels, +1.66 / +1.13 points
+    over KD alone (2 seeds, McNemar p = 0.0006 / 0.013); on builtin:docs (8,640 paragraphs, 20 epochs, vocab
+    tokenizer) 63.83 % against 51.04 % without, where the student otherwise memorises the teacher's confident
+    targets. Like the automatic mixup it is the teacher's alone: the no-teacher twin trains on the plain texts."""
+    return FM_TOKEN_DROPOUT if teacher and n_transfer < FM_BELOW else 0.0
 
 
 def auto_mixup(n_transfer: int, teacher: bool = True) -> float:

@@ -97,6 +97,25 @@ def test_auto_mixup_is_function_matching_on_small_sets_only():
     assert (given.mixup, given.mixup_twin) == (0.2, True)  # a user's mixup: both, as before
 
 
+def test_text_gets_token_dropout_by_default_on_small_sets_for_the_teacher_only():
+    """Texts do not mix: the automatic function matching for text is token dropout 0.1, the teacher's alone (the
+    twin trains on the plain texts); a view the user names is shared by both; 'none' turns it off."""
+    from edgedistill.data.augment import FM_BELOW, FM_TOKEN_DROPOUT
+
+    aug = load_config(None, {}).augment
+    small, large = aug.resolved(FM_BELOW - 1, text=True), aug.resolved(FM_BELOW, text=True)
+    assert (small.mixup, small.token_dropout, small.mixup_twin) == (0.0, FM_TOKEN_DROPOUT, False)
+    recipe = small.recipe()
+    assert recipe.text_views and not recipe.for_twin().enabled  # the twin: no view
+    assert (large.token_dropout, large.recipe().enabled) == (0.0, False)  # a large set keeps the cached logits
+    named = load_config(None, {"augment": {"span_mask": 0.15}}).augment.resolved(400, text=True)
+    assert (named.token_dropout, named.span_mask, named.mixup_twin) == (0.0, 0.15, True)
+    assert named.recipe().for_twin() == named.recipe()  # the user's views: student and twin alike
+    assert not load_config(None, {"augment": {"mixup": 0}}).augment.resolved(400, text=True).recipe().enabled
+    image = aug.resolved(400)  # arrays are unchanged: mixup, no text view
+    assert image.token_dropout == 0.0 and image.recipe().for_twin().mixup == 0.0
+
+
 def test_cli_augment_keeps_auto_mixup_unless_named():
     from edgedistill.cli_args import parse_augment
 
