@@ -181,7 +181,7 @@ class FeatureTermConfig(_Strict):
     student: str = Field("auto", description="student module name, e.g. features.2 (edgedistill lists them on a "
                          "typo); text: auto = the classifier's input (cosine) / the last attention layer (minilm)")
     teacher: str = Field("auto", description="teacher module name, e.g. layer2; text: a layer index (auto = last)")
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(1.0, gt=0, allow_inf_nan=False)
 
     @field_validator("loss")
     @classmethod

@@ -75,10 +75,11 @@ class Augment:
         return self.token_dropout > 0 or self.span_mask > 0
 
     def describe(self) -> str:
+        teacher_only = "" if self.twin_mixup else " (with the teacher only)"  # the automatic views: not the twin's
         parts = [f"shift ±{self.shift}"] * (self.shift > 0) + ["h-flip"] * self.hflip + \
             [f"mixup α={self.mixup:g}" + ("" if self.twin_mixup else " (with the teacher only)")] * (self.mixup > 0) + \
-            [f"token dropout p={self.token_dropout:g}"] * (self.token_dropout > 0) + \
-            [f"span masking {self.span_mask:g} of each text"] * (self.span_mask > 0)
+            [f"token dropout p={self.token_dropout:g}" + teacher_only] * (self.token_dropout > 0) + \
+            [f"span masking {self.span_mask:g} of each text" + teacher_only] * (self.span_mask > 0)
         return ", ".join(parts) or "none"
 
     def check(self, ndim: int, text: bool = False) -> str | None:

@@ -40,8 +40,12 @@ def _objective(metrics: dict) -> dict:
     term (unweighted, as metrics.json keeps it) with its weight, next to the total loss; plus scheme and data-free."""
     student = metrics.get("student") or {}
     history = student.get("history") or []
-    weights = {f"{f['loss']}:{f['student']}->{f['teacher']}": f["weight"]
-               for f in (student.get("objective") or {}).get("features") or []}
+    features = (student.get("objective") or {}).get("features") or []
+    weights = {f"{f['loss']}:{f['student']}->{f['teacher']}": f["weight"] for f in features}
+    recorded = list(next((h.get("terms") for h in history if h.get("terms")), None) or {})
+    if len(recorded) == len(weights) and not set(recorded) & set(weights):
+        # the trainer records a term under the layers it resolved (text terms: "auto" -> "layers.1.attn"), in order
+        weights = dict(zip(recorded, weights.values()))
     terms = [{"name": name, "weight": w, "per_epoch": [(h.get("terms") or {}).get(name) for h in history]}
              for name, w in weights.items()]
     tuning = metrics.get("tuning") or {}

@@ -20,6 +20,7 @@ class Knob:
     name: str
     default: str
     choices: tuple[str, ...] = ()
+    top: int = 4096  # the largest whole number taken (a student for a device: width is capped at 1,024 likewise)
 
     def spelling(self) -> str:
         values = "|".join(self.choices) if self.choices else "N"
@@ -32,8 +33,8 @@ class Knob:
             if text.lower() in self.choices:
                 return text.lower()
             raise ConfigError(f"{where}: {self.name} takes one of {', '.join(self.choices)}, not {text!r}.")
-        if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or int(text) < 1:
-            raise ConfigError(f"{where}: {self.name} takes a positive whole number, not {text!r}.")
+        if isinstance(value, bool) or not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= self.top:
+            raise ConfigError(f"{where}: {self.name} takes a whole number from 1 to {self.top:,}, not {text!r}.")
         return int(text)
 
 
@@ -41,7 +42,7 @@ ACTIVATION_CHOICES = ("relu", "gelu", "hardswish")
 
 # family -> its knobs besides width / depth (the builder's keyword arguments of the same names)
 FAMILY_KNOBS: dict[str, tuple[Knob, ...]] = {
-    "transformer": (Knob("heads", "width / 32, at least 1"), Knob("ffn", "2 × width"),
+    "transformer": (Knob("heads", "width / 32, at least 1", top=64), Knob("ffn", "2 × width"),
                     Knob("activation", "relu", ACTIVATION_CHOICES), Knob("pool", "mean", ("mean", "first"))),
 }
 

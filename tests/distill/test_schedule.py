@@ -106,7 +106,8 @@ def test_text_gets_token_dropout_by_default_on_small_sets_for_the_teacher_only()
     small, large = aug.resolved(FM_BELOW - 1, text=True), aug.resolved(FM_BELOW, text=True)
     assert (small.mixup, small.token_dropout, small.mixup_twin) == (0.0, FM_TOKEN_DROPOUT, False)
     recipe = small.recipe()
-    assert recipe.text_views and not recipe.for_twin().enabled  # the twin: no view
+    assert recipe.text_views and not recipe.for_twin().enabled  # the twin: no view, and the report says so
+    assert recipe.describe() == f"token dropout p={FM_TOKEN_DROPOUT:g} (with the teacher only)"
     assert (large.token_dropout, large.recipe().enabled) == (0.0, False)  # a large set keeps the cached logits
     named = load_config(None, {"augment": {"span_mask": 0.15}}).augment.resolved(400, text=True)
     assert (named.token_dropout, named.span_mask, named.mixup_twin) == (0.0, 0.15, True)

@@ -40,3 +40,21 @@ def test_offline_run_without_terms_has_no_objective_section():
     m = _metrics()
     m["student"]["objective"]["features"] = []
     assert "Training objective" not in to_markdown(assemble(m, {}, {}))
+
+
+def test_terms_recorded_under_resolved_layer_names_are_shown():
+    """Text feature terms default to layer 'auto'; the trainer records them under the layers it resolved, and the
+    report used to look the config's spelling up and print n/a for every epoch."""
+    from edgedistill.report.schema import _objective
+
+    metrics = {"student": {"objective": {"features": [{"loss": "minilm", "student": "auto", "teacher": "auto",
+                                                       "weight": 1.0},
+                                                      {"loss": "cosine", "student": "auto", "teacher": "auto",
+                                                       "weight": 0.5}]},
+                           "history": [{"train_loss": 1.0, "terms": {"minilm:layers.1.attn->auto": 0.3,
+                                                                     "cosine:head->auto": 0.8}},
+                                       {"train_loss": 0.9, "terms": {"minilm:layers.1.attn->auto": 0.2,
+                                                                     "cosine:head->auto": 0.7}}]}}
+    terms = _objective(metrics)["terms"]
+    assert [(t["name"], t["weight"], t["per_epoch"]) for t in terms] == [
+        ("minilm:layers.1.attn->auto", 1.0, [0.3, 0.2]), ("cosine:head->auto", 0.5, [0.8, 0.7])]

@@ -26,8 +26,9 @@ def test_spec_parses_the_transformer_knobs():
 @pytest.mark.parametrize("spec, words", [
     ("transformer:activation=swish", ["activation takes one of relu, gelu, hardswish", "'swish'"]),
     ("transformer:pool=cls", ["pool takes one of mean, first"]),
-    ("transformer:heads=0", ["heads takes a positive whole number"]),
-    ("transformer:ffn=1.5", ["ffn takes a positive whole number"]),
+    ("transformer:heads=0", ["heads takes a whole number from 1 to 64"]),
+    ("transformer:ffn=1.5", ["ffn takes a whole number from 1 to 4,096"]),
+    ("transformer:ffn=1000000000", ["ffn takes a whole number from 1 to 4,096", "'1000000000'"]),  # not an OOM
     ("cnn:heads=2", ["unknown knob 'heads'", "heads is a knob of transformer", "transformer:heads=2"]),
     ("transformer:dropout=0.1", ["unknown knob 'dropout'", "also heads, ffn, activation, pool"]),
 ])
@@ -117,3 +118,12 @@ def test_search_skips_the_widths_a_knob_does_not_fit_and_refuses_when_none_fits(
     assert all(dict(c.arch.knobs)["heads"] == 3 for c in res.candidates)
     with pytest.raises(ConfigError, match="heads"):
         search("text", (16,), 4, Budget(), ["transformer"], vocab_size=100, knobs={"heads": 7})
+
+
+@pytest.mark.parametrize("weight", ["inf", "nan", "0", "-1"])
+def test_a_feature_weight_must_be_a_finite_positive_number(weight):
+    """weight=inf used to pass the config and diverge at the first step, leaving OUT.partial behind."""
+    from edgedistill.config import load_config
+
+    with pytest.raises(ConfigError, match="weight"):
+        load_config(None, {"kd": {"features": [{"loss": "cosine", "weight": weight}]}})
