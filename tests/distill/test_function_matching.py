@@ -12,23 +12,11 @@ from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, fit
 from edgedistill.students import StudentArch, build_student
 from edgedistill.teachers import TeacherSpec, load_teacher
 from edgedistill.teachers.stream import TeacherStream
+from tiny_models import Recorder
 
 AUG = Augment(shift=1, hflip=False, mixup=0.3)
 SETTINGS = TrainSettings(epochs=2, batch_size=50, lr=5e-3, seed=3, augment=AUG)
 KD = Objective(True, "kd", 4.0, 0.7)
-
-
-class Recorder(torch.nn.Module):
-    """Wraps the student and keeps every training input it is called with."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner, self.seen = inner, []
-
-    def forward(self, x):
-        if self.training:
-            self.seen.append(x.clone())
-        return self.inner(x)
 
 
 def _setup(cache_dir=None):

@@ -17,6 +17,7 @@ from edgedistill.pipeline.teacher_outputs import teacher_outputs
 from edgedistill.progress import bars
 from edgedistill.students import StudentArch, build_student
 from edgedistill.teachers import LogitCache
+from tiny_models import Recorder
 
 pytest.importorskip("transformers")
 from tiny_text import save_tiny_bert, write_sentences  # noqa: E402
@@ -28,17 +29,6 @@ def text_dir(tmp_path_factory):
     save_tiny_bert(d / "bert")
     write_sentences(d / "s.jsonl", n=120)
     return d
-
-
-class Recorder(torch.nn.Module):
-    def __init__(self, inner):
-        super().__init__()
-        self.inner, self.seen = inner, []
-
-    def forward(self, x):
-        if self.training:
-            self.seen.append(x.clone())
-        return self.inner(x)
 
 
 @pytest.mark.parametrize("tokenizer,augment", [("bytes", {"token_dropout": 0.3}),
