@@ -151,7 +151,9 @@ BUILD_OPTIONS = [
                  "[default with --steps: 0.3 × them]"),
     click.option("--threads", type=int, help="Torch CPU threads. [default: all cores]"),
     click.option("--seed", type=int, help="[default: 0]"),
-    click.option("--out", type=click.Path(file_okay=False), help="Build directory. [default: runs/build-TARGET]"),
+    click.option("--out", type=click.Path(file_okay=False), help="Build directory. [default: runs/build-TARGET for "
+                 "the built-in example, runs/build-TARGET-DATA with --data (e.g. runs/build-cortex-m4-langid), so "
+                 "builds of other data never replace one another]"),
     click.option("--device", "device_url", help="Measure the int8 TFLite file on a device (local, ssh://..., adb://...; "
                  "see `edgedistill profile --help`); its latency then feeds the gate. A device failure marks the "
                  "device figures missing in the report."),
@@ -242,5 +244,13 @@ def build_overrides(o: dict) -> dict:
         "quant": {"qat": True, "qat_epochs": _build_epochs(o["qat_epochs"], o["qat_steps"] or o["steps"], o["config_file"], 1),
                   "qat_steps": o["qat_steps"], "qat_max_samples": 20000 if not o["config_file"] else None},
         "target": o["target"],
-        "out": o["out"] or f"runs/build-{o['target']}",
+        "out": o["out"] or build_out(o["target"], o["data"]),
     }
+
+
+def build_out(target: str, data: str | None) -> str:
+    """build's default directory: runs/build-TARGET for the built-in example, runs/build-TARGET-DATA with --data
+    ('builtin:langid' -> langid, 'data/my.npz' -> my), so a build of other data never replaces an earlier one."""
+    from edgedistill.config import source_slug
+
+    return f"runs/build-{target}" + (f"-{source_slug(data)}" if data else "")

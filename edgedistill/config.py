@@ -401,7 +401,7 @@ def _check_data_exists(source: str) -> None:
                         f".jsonl / .csv / .tsv text file, or one of: {known}.")
 
 
-def _slug(source: str) -> str:
+def source_slug(source: str) -> str:
     """'builtin:fashion-mnist' -> 'fashion-mnist', 'data/my.npz' -> 'my', 'images/' -> 'images'."""
     if source.startswith("builtin:"):
         return source.split(":", 1)[1]
@@ -413,10 +413,10 @@ def _slug(source: str) -> str:
 def default_out(config: "DistillConfig") -> str:
     """runs/distill-DATA, plus -TEACHER[-TEACHER] when the teachers are not the data's own built-in one, plus -int8
     with QAT: so the README's commands, run one after the other, each write their own directory."""
-    parts = [_slug(config.data.source)]
+    parts = [source_slug(config.data.source)]
     teachers = [t.path for t in config.teachers]
     if teachers != [config.data.source] or not config.data.source.startswith("builtin:"):
-        parts += [_slug(t) for t in teachers]
+        parts += [source_slug(t) for t in teachers]
     if config.quant.qat:
         parts.append("int8")
     return "runs/distill-" + "-".join(parts)

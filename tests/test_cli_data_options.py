@@ -109,3 +109,18 @@ def test_max_test_scores_a_seeded_subset_of_the_test_split(tmp_path):
     assert np.array_equal(cut.train.x, whole.train.x) and np.array_equal(cut.val.x, whole.val.x)
     r = CliRunner().invoke(main, ["distill", "--max-test", "50", "--out", str(tmp_path / "o")])
     assert r.exit_code != 0 and "max_test" in r.output and not (tmp_path / "o").exists(), r.output
+
+
+def test_build_default_out_names_the_data():
+    """Builds of different data on one target get different default directories: a langid build and a docs build
+    used to share runs/build-cortex-m4, the second silently replacing the first."""
+    outs = {tuple(argv): build_overrides(_params(build_cmd, argv))["out"]
+            for argv in ([], ["--data", "builtin:langid"], ["--data", "builtin:docs"], ["--data", "some/dir/texts.jsonl"],
+                         ["--data", "images/"], ["--data", "builtin:docs", "--out", "mine"])}
+    assert outs[()] == "runs/build-android"  # the built-in example keeps the README's directory
+    assert outs[("--data", "builtin:langid")] == "runs/build-android-langid"
+    assert outs[("--data", "builtin:docs")] == "runs/build-android-docs"
+    assert outs[("--data", "some/dir/texts.jsonl")] == "runs/build-android-texts"
+    assert outs[("--data", "images/")] == "runs/build-android-images"
+    assert outs[("--data", "builtin:docs", "--out", "mine")] == "mine"
+    assert load_config(None, build_overrides(_params(build_cmd, ["--data", "builtin:langid"]))).out.endswith("-langid")
