@@ -142,8 +142,9 @@ BUILD_OPTIONS = [
                  "data uses). [default: auto: bytes on microcontrollers or without a teacher tokenizer, else vocab]"),
     click.option("--teacher-tokenizer", type=click.Path(dir_okay=False),
                  help="Text: the tokenizer.json of an ONNX / TFLite text teacher. [default: the one beside the model]"),
-    click.option("--epochs", type=int, help="Float distillation epochs. [default for the built-in example: 4 on 30,000 "
-                 "training samples, then 1 QAT epoch on 20,000: about 3.5 minutes on 2 idle cores]"),
+    click.option("--epochs", type=int, help="Float distillation epochs. [default: 4, more where 4 are fewer than 800 "
+                 "optimizer steps; the built-in example: 4 on 30,000 training samples, then 1 QAT epoch on 20,000: "
+                 "about 3.5 minutes on 2 idle cores]"),
     click.option("--steps", type=int, help="Float optimizer steps in all, exactly, instead of --epochs (the run stops "
                  "mid-epoch if need be; the twin takes the same steps)."),
     click.option("--qat-epochs", type=int, help="QAT epochs. [default: 1]"),
@@ -216,6 +217,10 @@ def distill_overrides(o: dict) -> dict:
     }
 
 
+BUILD_EPOCHS = 4  # build's float budget: 4 epochs (the built-in example: 30,000 samples, 940 steps) ...
+BUILD_MIN_STEPS = 800  # ... and at least 800 optimizer steps: 4 epochs of builtin:docs are 272 (see schedule.py)
+
+
 def _build_epochs(epochs: int | None, steps: int | None, config_file: str | None, default: int):
     """build's epochs: the flag; else "auto" when steps are given (steps replace epochs, also a config file's); else
     the build default without a config file, or the file's own."""
@@ -238,8 +243,9 @@ def build_overrides(o: dict) -> dict:
                       **({"tokenizer": o["teacher_tokenizer"]} if o["teacher_tokenizer"] else {})}
                      for t in o["teachers"]] or None,
         "student": _with_tokenizer({"family": o["family"]} if o["family"] else None, o["tokenizer"]),
-        "train": {"epochs": _build_epochs(o["epochs"], o["steps"], o["config_file"], 4), "steps": o["steps"],
-                  "seed": o["seed"], "threads": o["threads"]},
+        "train": {"epochs": _build_epochs(o["epochs"], o["steps"], o["config_file"], BUILD_EPOCHS), "steps": o["steps"],
+                  "seed": o["seed"], "threads": o["threads"],
+                  **({"min_steps": BUILD_MIN_STEPS} if not (o["epochs"] or o["steps"] or o["config_file"]) else {})},
         "kd": {"tune_max_samples": 3000} if not o["config_file"] else None,
         "quant": {"qat": True, "qat_epochs": _build_epochs(o["qat_epochs"], o["qat_steps"] or o["steps"], o["config_file"], 1),
                   "qat_steps": o["qat_steps"], "qat_max_samples": 20000 if not o["config_file"] else None},

@@ -79,6 +79,8 @@ def test_build_takes_steps_qat_steps_and_threads_as_distill_does(tmp_path):
     assert (cfg.quant.qat_epochs, cfg.quant.qat_steps) == ("auto", 40)
     cfg = load_config(None, build_overrides(_params(build_cmd, [])))  # the built-in example's defaults are kept
     assert (cfg.train.epochs, cfg.train.steps, cfg.quant.qat_epochs, cfg.quant.qat_steps) == (4, None, 1, None)
+    assert cfg.train.min_steps == 800  # build's 4 epochs are at least 800 optimizer steps ...
+    assert load_config(None, build_overrides(_params(build_cmd, ["--epochs", "2"]))).train.min_steps is None  # ... unless told
     cfg = load_config(None, distill_overrides(_params(distill, ["--qat", "--qat-steps", "25"])))
     assert (cfg.quant.qat_epochs, cfg.quant.qat_steps) == ("auto", 25)
     # both given: the config refuses it in one line, as for epochs and steps

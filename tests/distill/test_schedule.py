@@ -140,3 +140,14 @@ def test_large_data_is_budgeted_in_sample_passes_not_epochs(n, epochs):
     cfg, _ = resolve_config(load_config(None, {}), n)
     assert cfg.train.steps == 4688  # recorded as a step budget: a resumed or re-checked run resolves the same
     assert trial_budget(cfg.train.epochs, 128, 10000, cfg.train.steps)[1] == 700
+
+
+def test_min_steps_raises_given_epochs_only_where_they_are_too_few():
+    """build's default (4 epochs, at least 800 steps): builtin:docs' 8,640 paragraphs at batch 128 are 68 steps an
+    epoch, so 4 epochs (272 steps) become 12 (816); the built-in example's 30,000 samples keep their 4 (940 steps)."""
+    docs = resolve(8640, epochs=4, min_steps=800)
+    assert (docs.steps_per_epoch, docs.epochs, docs.steps) == (68, 12, 816) and "raised to 12" in docs.how
+    fashion = resolve(30000, epochs=4, min_steps=800)
+    assert (fashion.epochs, fashion.steps, fashion.how.startswith("epochs given")) == (4, 940, True)
+    assert resolve(8640, epochs=4).epochs == 4  # no floor: the epochs as given
+    assert resolve(8640, steps=300, min_steps=800).steps == 300  # an exact step budget is never raised
