@@ -32,10 +32,11 @@ batch 128: 100,000 samples get 6 epochs, the last cut short; 1,000,000 samples 0
 trials sized from those steps as from a user's --steps.
 
 Overrides: `epochs` (the user's count, at the sized or given batch; with `min_steps`, raised to at least that many
-optimizer steps: build's default of 4 epochs is 272 steps on 8,640 paragraphs of builtin:docs, far from converged); `steps` (optimizer steps in all, exactly: the
-run stops mid-epoch after the last one, and the learning-rate schedule is sized to them; `epochs` then counts the
-epochs the run touches, ceil(steps / steps per epoch)); `batch_size`; `qat_epochs`. epochs and steps cannot both be
-given. With explicit epochs and no qat_epochs, QAT keeps its historical 3 epochs; with steps and no qat_epochs, QAT
+optimizer steps: build's default of 4 epochs is 272 steps on 8,640 paragraphs of builtin:docs, far from
+converged); `steps` (optimizer steps in all, exactly: the run stops mid-epoch after the last one, and the
+learning-rate schedule is sized to them; `epochs` then counts the epochs the run touches, ceil(steps / steps per
+epoch)); `batch_size`; `qat_epochs`. epochs and steps cannot both be given. With explicit epochs and no
+qat_epochs, QAT keeps its historical 3 epochs; with steps and no qat_epochs, QAT
 runs QAT_SHARE · steps optimizer steps (`qat_steps`), so a step budget bounds QAT too: 300 steps on 420,000 samples
 used to mean 3 QAT epochs (9,843 steps), now 90. The same resolved schedule drives the student, the no-teacher twin
 (which sees the same number of optimizer steps, see trainer.fit), QAT and the tuning trials (epochs // 3 each, or a

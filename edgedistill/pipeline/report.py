@@ -76,12 +76,15 @@ def _tuning(config: DistillConfig, tuned: Tuned) -> dict | None:
 
 
 def _gain_warning(student_acc: float, twin_acc: float, test: dict) -> str:
-    verdict = ("The test split cannot tell the two apart, so this may be chance; if it repeats, try more epochs, "
-               "another temperature/alpha, or a stronger teacher." if test.get("within_noise") else
-               "The teacher is not helping this student at this budget: try more epochs, another temperature/alpha, "
-               "or a stronger teacher.")
-    return (f"Distillation LOST to the no-teacher twin by {twin_acc - student_acc:.2f} points on the test split "
-            f"({student_acc:.2f}% vs {twin_acc:.2f}%; {gain_text(test)}). {verdict}")
+    """One paragraph when the distilled student scores below its no-teacher twin: "LOST" only when the paired test
+    says the difference is beyond the test split's noise; within it, the figures and "may be chance"."""
+    gap = (f"the no-teacher twin by {twin_acc - student_acc:.2f} points on the test split ({student_acc:.2f}% vs "
+           f"{twin_acc:.2f}%; {gain_text(test)})")
+    if test.get("within_noise"):
+        return (f"The distilled student trails {gap}. The test split cannot tell the two apart, so this may be "
+                "chance; if it repeats, try more epochs, another temperature/alpha, or a stronger teacher.")
+    return (f"Distillation LOST to {gap}. The teacher is not helping this student at this budget: try more epochs, "
+            "another temperature/alpha, or a stronger teacher.")
 
 
 def distill_metrics(config: DistillConfig, inputs: Inputs, arch: StudentArch, ev: EvalTensors,

@@ -17,13 +17,16 @@ STAGES = {("timings", "teacher_logits_s"): "teacher outputs", ("timings", "tune_
 
 
 def run_cost(metrics: dict) -> dict:
-    """`cost` of report.json: {total_s, stages: {name: s}, samples_per_s, data_share, peak_rss_bytes} (None where the
-    run did not record a figure)."""
+    """`cost` of report.json: {total_s, stages: {name: s}, rest_s, samples_per_s, data_share, peak_rss_bytes} (None
+    where the run did not record a figure). `rest_s`: the wall time no stage accounts for (reading and splitting the
+    data, the input checks, writing files), total_s minus the stages; None when they do not fit in the total."""
     t = metrics.get("timings") or {}
     student = metrics.get("student") or {}
-    return {"total_s": t.get("total_s"),
-            "stages": {name: (metrics.get(sec) or {})[k] for (sec, k), name in STAGES.items()
-                       if isinstance((metrics.get(sec) or {}).get(k), (int, float))},
+    stages = {name: (metrics.get(sec) or {})[k] for (sec, k), name in STAGES.items()
+              if isinstance((metrics.get(sec) or {}).get(k), (int, float))}
+    total = t.get("total_s")
+    rest = total - sum(stages.values()) if isinstance(total, (int, float)) else None
+    return {"total_s": total, "stages": stages, "rest_s": rest if rest is not None and rest >= 0 else None,
             "samples_per_s": student.get("samples_per_s"), "data_share": student.get("data_share"),
             "peak_rss_bytes": t.get("peak_rss_bytes")}
 
@@ -35,6 +38,8 @@ def run_cost_lines(cost: dict | None) -> list[str]:
     out = []
     if cost.get("total_s") is not None:
         parts = ", ".join(f"{name} {s:,.0f} s" for name, s in cost["stages"].items())
+        if parts and cost.get("rest_s") is not None:
+            parts += f"; reading data, checks and writing files {cost['rest_s']:,.0f} s"
         out.append(f"- wall time: {cost['total_s']:,.0f} s" + (f" ({parts})" if parts else ""))
     if cost.get("samples_per_s"):
         share = (f"; assembling batches took {cost['data_share']:.0%} of the training time"

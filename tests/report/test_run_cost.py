@@ -23,6 +23,8 @@ def test_cost_reads_every_stage_and_leaves_out_what_was_not_run():
     assert c["stages"]["QAT (student and twin)"] == 9.0 and c["total_s"] == 70.0
     text = "\n".join(run_cost_lines(c))
     assert "wall time: 70 s (teacher outputs 2 s, float distillation 30 s" in text
+    assert c["rest_s"] == 1.0 and "profile and report 4 s; reading data, checks and writing files 1 s)" in text
+    assert run_cost({"timings": {"total_s": 10.0, "distill_s": 30.0}})["rest_s"] is None  # stages overlapping: no rest
     assert "1,234 samples/s; assembling batches took 12% of the training time" in text
     assert "3,072 MiB resident" in text
     assert run_cost_lines(None) == [] and run_cost_lines(run_cost({})) == []  # an old report: no section
