@@ -122,6 +122,15 @@ class VocabTokenizer(StudentTokenizer):
                        for e in encodings)
         return out
 
+    def teacher_token_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """The teacher's own ids (int64) per text, as `token_ids` tokenizes them before the mapping to student ids:
+        one teacher id per student id, position for position (a causal-LM teacher reads these)."""
+        out: list[np.ndarray] = []
+        for start in range(0, len(texts), _BATCH):
+            encodings = self._teacher.encode_batch(list(texts[start:start + _BATCH]), add_special_tokens=False)
+            out.extend(np.asarray(e.ids, np.int64) for e in encodings)
+        return out
+
     def decode(self, ids: Any) -> list[str]:
         """Texts for an (N, T) or (T,) student id array: padding skipped, unknown (1) back to the teacher's
         unknown token (dropped if it has none), decoded by the teacher's decoder with special tokens kept, so the
