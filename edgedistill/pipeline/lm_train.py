@@ -20,6 +20,7 @@ from edgedistill.data.splits import Normalizer
 from edgedistill.distill.lm_losses import TopKLogits
 from edgedistill.distill.lm_trainer import LMFitResult, LMTrainSettings, fit_lm
 from edgedistill.pipeline.lm_inputs import LMInputs
+from edgedistill.progress import VAL_PERPLEXITY
 from edgedistill.students import build_student
 
 AUTO_TEMPERATURE, AUTO_ALPHA, AUTO_EPOCHS, AUTO_BATCH = 2.0, 0.5, 10, 32
@@ -79,7 +80,7 @@ def train_lm_students(config: DistillConfig, inputs: LMInputs, teacher: TopKLogi
 
     def run(label: str, top: TopKLogits | None):
         model = make_decoder(inputs, settings.seed)
-        bar = ui.task(label, settings.steps * settings.batch_size)
+        bar = ui.task(label, settings.steps * settings.batch_size, VAL_PERPLEXITY)
         res = fit_lm(model, ids, targets, top, val_ids, val_targets, objective.temperature, objective.alpha,
                      settings, progress=lambda k, loss, val: bar(k, loss, val))
         return model, res

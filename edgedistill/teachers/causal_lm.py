@@ -90,8 +90,9 @@ class CausalLMTeacher:
     def _load(folder: Path, safetensors: bool, remote_code: bool) -> nn.Module:
         transformers = _transformers()
         hf_logging = transformers.utils.logging
-        level = hf_logging.get_verbosity()
+        level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # "Loading weights" would precede a one-paragraph error on the terminal
         try:
             model, info = transformers.AutoModelForCausalLM.from_pretrained(
                 str(folder), local_files_only=True, trust_remote_code=remote_code, use_safetensors=safetensors,
@@ -102,6 +103,8 @@ class CausalLMTeacher:
                                  f"({type(exc).__name__}: {first[:300]}).") from None
         finally:
             hf_logging.set_verbosity(level)
+            if bars:
+                hf_logging.enable_progress_bar()
         fresh = [k for k in info.get("missing_keys") or [] if "lm_head" not in k or not _tied(model)]
         if fresh:
             raise ModelLoadError(f"The weights in {folder} do not cover the causal LM: {', '.join(sorted(fresh)[:6])} "
