@@ -42,16 +42,16 @@ def documents(n: int, seed: int = 0, sentences: tuple[int, int] = (2, 6)) -> lis
 
 
 def save_tiny_gpt2(folder: Path, corpus: list[str], steps: int = 300, width: int = 64, layers: int = 2,
-                   positions: int = 64, seed: int = 0) -> Path:
-    """Train a byte-level BPE tokenizer and a GPT2LMHeadModel (`layers` × `width`, 2 heads) on `corpus` for `steps`
-    Adam steps of 32 windows, save both into `folder`."""
+                   positions: int = 64, seed: int = 0, vocab: int = 300) -> Path:
+    """Train a byte-level BPE tokenizer (`vocab` tokens) and a GPT2LMHeadModel (`layers` × `width`, 2 heads) on
+    `corpus` for `steps` Adam steps of 32 windows, save both into `folder`."""
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<|endoftext|>"],
                                                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                                         show_progress=False))
     torch.manual_seed(seed)

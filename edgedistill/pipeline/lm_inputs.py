@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgedistill.config import DistillConfig
+from edgedistill.distributed import requested
 from edgedistill.data.lm_text import Documents, read_documents
 from edgedistill.data.lm_windows import LMSplits, lm_windows
 from edgedistill.data.vocab_tokenizer import VocabTokenizer
@@ -75,8 +76,15 @@ def read_lm_inputs(config: DistillConfig) -> LMInputs:
     if len(config.teachers) != 1:
         raise ConfigError(f"--task causal-lm distills one teacher, got {len(config.teachers)}; ensembles of "
                           "causal LMs are not supported.")
-    if config.data.transfer is not None:
-        raise ConfigError("--task causal-lm distills on the corpus itself; --transfer is not supported for it.")
+    unsupported = [name for name, given in (
+        ("--transfer", config.data.transfer is not None), ("--max-train / --max-test", config.data.max_train or
+                                                           config.data.max_test),
+        ("--feature", bool(config.kd.features)), (f"--scheme {config.kd.scheme}", config.kd.scheme != "offline"),
+        (f"--loss {config.kd.loss}", config.kd.loss not in ("kd", "auto")), ("torchrun", requested())) if given]
+    if unsupported:
+        raise ConfigError(f"--task causal-lm does not support {', '.join(unsupported)} yet: it distills one teacher "
+                          "offline with token-level KD (--temperature, --alpha, --top-k) on the whole corpus, in one "
+                          "process. Leave those options out.")
     arch = _arch(config)
     t = config.teachers[0]
     if t.format not in ("auto", "transformers") or not Path(t.path).expanduser().is_dir():

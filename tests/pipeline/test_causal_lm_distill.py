@@ -113,7 +113,7 @@ def test_task_detected_from_the_teachers_config(world, tmp_path):
     assert task_of(auto(bert)) == "classification"
 
 
-@pytest.mark.parametrize("case", ["classifier-teacher", "too-short", "wrong-student"])
+@pytest.mark.parametrize("case", ["classifier-teacher", "too-short", "wrong-student", "unsupported-scheme"])
 def test_bad_input_is_one_paragraph_and_writes_nothing(world, tmp_path, case):
     teacher, data, extra = world["teacher"], world["corpus"], []
     if case == "classifier-teacher":
@@ -121,13 +121,16 @@ def test_bad_input_is_one_paragraph_and_writes_nothing(world, tmp_path, case):
     elif case == "too-short":
         data = tmp_path / "short.txt"
         data.write_text("the cat sees the bird.\n")
-    else:
+    elif case == "wrong-student":
         extra = ["--student", "textcnn"]
+    else:
+        extra = ["--scheme", "mutual"]
     out = tmp_path / "out"
     r = CliRunner().invoke(main, ["distill", "--teacher", str(teacher), "--data", str(data), "--out", str(out),
                                   *ARGS, *extra])
     assert r.exit_code != 0
     assert "Traceback" not in r.output and r.output.strip().count("\n") == 0, r.output
-    expected = {"classifier-teacher": "not one", "too-short": "document", "wrong-student": "decoder"}[case]
+    expected = {"classifier-teacher": "not one", "too-short": "document", "wrong-student": "decoder",
+                "unsupported-scheme": "--scheme mutual"}[case]
     assert expected in r.output, r.output
     assert not out.exists() and not out.with_name("out.partial").exists()
