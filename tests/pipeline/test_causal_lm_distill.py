@@ -17,7 +17,7 @@ from edgedistill.cli import main
 from edgedistill.config import load_config
 from edgedistill.data.tokenizer_base import StudentTokenizer
 from edgedistill.pipeline.lm_inputs import read_lm_inputs, task_of
-from edgedistill.runtimes import LiteRTRunner
+from edgedistill.runtimes import LiteRTReferenceRunner, LiteRTRunner, OnnxRunner, TFLMRunner
 from edgedistill.students.checkpoint import load_student
 from tiny_lm import documents, save_tiny_gpt2
 from tiny_text import save_tiny_bert
@@ -63,6 +63,23 @@ def test_run_writes_every_file_and_parity_holds_on_every_runtime(world):
     assert m["gate"]["passed"], m["gate"]
     report = (out / "report.md").read_text()
     assert "| student (int8, QAT) |" in report and "Map each teacher id" in report
+
+
+@pytest.mark.parametrize("runner, name", [(LiteRTRunner, "student_int8.tflite"), (TFLMRunner, "student_int8.tflite"),
+                                          (LiteRTReferenceRunner, "student_int8.tflite"),
+                                          (OnnxRunner, "student_int8.onnx"), (OnnxRunner, "student.onnx")])
+def test_exported_files_are_causal(world, runner, name):
+    """A logit at position t never moves when the tokens after t change (int8: the same integers)."""
+    vocab = world["metrics"]["vocabulary"]["student"]
+    rng = np.random.default_rng(0)
+    ids = rng.integers(2, vocab, (4, 16)).astype(np.int32)
+    run = runner(world["out"] / name)
+    base = run.predict(ids)
+    for t in (0, 5, 14):
+        later = ids.copy()
+        later[:, t + 1:] = rng.integers(2, vocab, later[:, t + 1:].shape)
+        moved = np.abs(run.predict(later)[:, :t + 1] - base[:, :t + 1]).max()
+        assert moved <= (0.0 if "int8" in name else 1e-5), (name, t, moved)
 
 
 def test_saved_student_rescored_by_hand_gives_the_reported_perplexity(world):
