@@ -89,7 +89,8 @@ def main() -> None:
     for size in args.sizes.split(","):
         width, depth = (int(v) for v in size.split("x"))
         cfg = load_config(None, {"task": "causal-lm", "data": {"source": str(args.corpus), "max_length": args.context},
-                                 "teachers": [{"path": str(teacher)}], "student": f"decoder:width={width},depth={depth}",
+                                 "teachers": [{"path": str(teacher)}],
+                                 "student": f"decoder:width={width},depth={depth}",
                                  "train": {"steps": args.steps}, "quant": {"qat": True},
                                  "out": str(args.out / f"decoder-{size}")})
         m = distill(cfg, overwrite=True, show_progress=False).metrics
@@ -97,7 +98,8 @@ def main() -> None:
         rows.append({"size": size, "params": m["student"]["params"], "int8_bytes": int8["bytes"],
                      **{f"ppl_{k}": m["test"][k]["perplexity"]["value"] for k in ("teacher", "twin", "float", "int8")},
                      "top3_int8": m["test"]["int8"]["top3"],
-                     "agreement": {f"{r['artifact']}/{r['runtime']}": r["top1_agreement"] for r in m["int8"]["parity"]}})
+                     "agreement": {f"{r['artifact']}/{r['runtime']}": r["top1_agreement"]
+                                   for r in m["int8"]["parity"]}})
     print(f"{'size':<8}{'params':>9}{'int8 B':>10}{'teacher':>9}{'twin':>8}{'float':>8}{'int8':>8}{'top-3':>8}")
     for r in rows:
         print(f"{r['size']:<8}{r['params']:>9,}{r['int8_bytes']:>10,}{r['ppl_teacher']:>9.2f}{r['ppl_twin']:>8.2f}"

@@ -91,8 +91,9 @@ def _export_and_check(config, inputs: LMInputs, student, qs, qt, logits: dict, m
     x = np.ascontiguousarray(s.test.ids)
     bar = ui.task("parity on real runtimes", len(parity_plan(artifacts)))
     # the QAT model's test logits in its trained arithmetic are parity's reference there: not recomputed
-    rows = check_parity(artifacts, logits["float"], int8_references(qs, x, predict_logits, {qs.rounding: logits["int8"]}),
-                        x, s.test.targets, float(qs.output_q.scale), q.tflm_max_samples,
+    refs = int8_references(qs, x, predict_logits, {qs.rounding: logits["int8"]})
+    rows = check_parity(artifacts, logits["float"], refs, x, s.test.targets, float(qs.output_q.scale),
+                        q.tflm_max_samples,
                         progress=lambda k: bar(k, None, None))
     metrics.update(parity_s=time.perf_counter() - t2, artifacts=[a.to_dict() for a in artifacts],
                    parity=[_row(r.to_dict(), s.context) for r in rows])

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedistill.config import DistillConfig
+from edgedistill.gate import Check, Verdict
 from edgedistill.gate import markdown as gate_markdown
 from edgedistill.gate_lm import lm_gate
 from edgedistill.lm_metrics import lm_metrics, paired_perplexity_gain, token_scores
@@ -66,7 +67,9 @@ def lm_metrics_doc(config: DistillConfig, inputs: LMInputs, teacher: LMTeacherOu
         "test": test,
         "gain_vs_twin": gain,
         "int8": int8,
-        "device_steps": tok.device_steps(s.context),
+        "device_steps": tok.device_steps(s.context, keep="last") + " The logits at the position of the last real "
+                        "id score the next token (the model reads positions 0..t only: the padding after it changes "
+                        "nothing).",
         "warnings": [],
         "timings": dict(timings),
     }
@@ -101,21 +104,20 @@ def report_markdown(metrics: dict) -> str:
                          f"{'' if g['beyond_noise'] else ' — within the test split’s noise'}.")
     if metrics.get("int8"):
         lines += ["", "## Parity (every position of the test windows)", "",
-                  "| file | runtime | windows | top-1 agreement % | max Δ (steps) |", "|---|---|---|---|---|"]
+                  "| file | runtime | bytes | windows | top-1 agreement % | max Δ (steps) | verdict |",
+                  "|---|---|---|---|---|---|---|"]
         for r in metrics["int8"]["parity"]:
             steps = "—" if r.get("max_steps") is None else f"{r['max_steps']:.2f}"
-            lines.append(f"| {r['artifact']} | {r['runtime']} | {r['samples']} | {r['top1_agreement']:.3f} | {steps} |"
-                         + ("" if r["checked"] else " (informational)"))
+            verdict = ("pass" if r["passed"] else "FAIL") if r["checked"] else "informational"
+            lines.append(f"| {r['artifact']} | {r['runtime']} | {r['bytes']:,} | {r['samples']} | "
+                         f"{r['top1_agreement']:.3f} | {steps} | {verdict} |")
     if metrics.get("gate"):
         lines += ["", gate_markdown_of(metrics["gate"])]
-    lines += ["", "## On the device", "", metrics["device_steps"],
-              "Feed the window to the model; the logits at the last real position score the next token."]
+    lines += ["", "## On the device", "", metrics["device_steps"]]
     return "\n".join(lines) + "\n"
 
 
 def gate_markdown_of(verdict: dict) -> str:
-    from edgedistill.gate import Check, Verdict
-
     return gate_markdown(Verdict([Check(**c) for c in verdict["checks"]], list(verdict["warnings"])))
 
 
