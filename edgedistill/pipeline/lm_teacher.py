@@ -74,7 +74,12 @@ def teacher_windows(windows: TokenWindows, teacher_ids: list[np.ndarray], contex
     return out
 
 
-def _in_batches(teacher: CausalLMTeacher, ids: np.ndarray, fn, progress, batch: int = 64) -> list:
+LOGITS_PER_BATCH = 16_000_000  # teacher logits held at once (64 MB of float32): GPT-2's 50,257 tokens × 64 positions
+# make 3.3 M a window, so a batch is 4 windows there and 64 (the most) for a small vocabulary
+
+
+def _in_batches(teacher: CausalLMTeacher, ids: np.ndarray, fn, progress) -> list:
+    batch = max(1, min(64, LOGITS_PER_BATCH // max(1, ids.shape[1] * teacher.vocab_size)))
     parts = []
     for s in range(0, len(ids), batch):
         parts.append(fn(teacher.logits(ids[s:s + batch])))
