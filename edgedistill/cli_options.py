@@ -98,6 +98,12 @@ DISTILL_OPTIONS = [
     click.option("--weight-decay", type=float, help="[default: 0.0001]"),
     click.option("--seed", type=int, help="Seed for initialisation and data order. [default: 0]"),
     click.option("--threads", type=int, help="Torch CPU threads. [default: all cores]"),
+    click.option("--task", type=click.Choice(["auto", "classification", "causal-lm"]), help="What the teacher "
+                 "does: classification, or causal-lm (a next-token language model on plain text: a .txt file one "
+                 "document a line, a folder of .txt files, JSONL text). [default: auto: causal-lm for a transformers "
+                 "folder whose config.json is a causal LM]"),
+    click.option("--top-k", type=int, help="Causal LM: the teacher's largest logits cached per position. [default: "
+                 "32]"),
     click.option("--qat", is_flag=True, default=None, help="After float distillation, distill on quantization-aware "
                  "(int8), export ONNX and TFLite (float and int8) and check parity on onnxruntime, LiteRT, TFLite Micro."),
     click.option("--qat-epochs", type=int, help="QAT epochs (at lr × 0.1). [default: 3 with --epochs, else 0.3 × the "
@@ -201,7 +207,7 @@ def distill_overrides(o: dict) -> dict:
                "alpha": float_or_auto(o["alpha"], "--alpha"),
                "tune_epochs": o["tune_epochs"], "features": [parse_feature(f) for f in o["features"]] or None,
                "scheme": o["scheme"], "generations": o["generations"], "peers": o["peers"],
-               "online_teacher": o["online_teacher"]},
+               "online_teacher": o["online_teacher"], "top_k": o["top_k"]},
         "train": {**{k: o[k] for k in ("epochs", "steps", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
                                        "seed", "threads")},
                   # --steps on the command line replaces a config file's epochs (flags override the file)
@@ -212,6 +218,7 @@ def distill_overrides(o: dict) -> dict:
                   "formats": parse_formats(o["formats"])},
         "baseline": False if o["no_baseline"] else None,
         "target": o["target"],
+        "task": o["task"],
         "cache_dir": o["cache_dir"],
         "out": o["out"],
     }

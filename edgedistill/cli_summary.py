@@ -5,7 +5,44 @@ from __future__ import annotations
 import sys
 
 
+def print_lm_summary(m: dict, out) -> None:
+    """A causal-LM run: perplexity (95 % interval over documents) and top-1 / top-3 of every model, the gain over
+    the twin, parity, the gate's rows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgedistill.pipeline.lm_report import MODELS
+
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    table = Table(title=f"edgedistill distill --task causal-lm → {out}")
+    for col in ("model", "perplexity [95% CI]", "top-1 %", "top-3 %"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for key, label in MODELS:
+        if key in m["test"]:
+            r = m["test"][key]
+            p = r["perplexity"]
+            table.add_row(label, f"{p['value']:.3f} [{p['low']:.3f}, {p['high']:.3f}]", f"{r['top1']:.2f}",
+                          f"{r['top3']:.2f}")
+    console.print(table)
+    if g := m["gain_vs_twin"].get("float"):
+        console.print(f"perplexity gain over the twin: {g['gain']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}]"
+                      + ("" if g["beyond_noise"] else " (within the test split's noise)"), highlight=False)
+    for r in (m.get("int8") or {}).get("parity", []):
+        verdict = ("ok" if r["passed"] else "FAIL") if r["checked"] else "info"
+        steps = "" if r.get("max_steps") is None else f", max {r['max_steps']:.2f} output steps"
+        console.print(f"parity {verdict}: {r['artifact']} on {r['runtime']}: {r['top1_agreement']:.3f} % next-token "
+                      f"agreement over {r['positions']:,} positions{steps}", markup=False, highlight=False)
+    for c in m["gate"]["checks"]:
+        mark = "PASS" if c["passed"] else "FAIL"
+        value = "n/a" if c["value"] is None else f"{c['value']:.4g}"
+        console.print(f"gate {mark}: {c['name']} = {value}{c['unit']}", markup=False, highlight=False)
+    console.print(f"wrote {out}/report.md, metrics.json", highlight=False)
+
+
 def print_distill_summary(m: dict, out) -> None:
+    if m.get("task") == "causal-lm":
+        print_lm_summary(m, out)
+        return
     from rich.console import Console
     from rich.table import Table
 

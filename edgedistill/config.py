@@ -215,6 +215,8 @@ class KDConfig(_Strict):
                                  "keeps training with them (online distillation) instead of staying frozen")
     teacher_lr_scale: float = Field(0.1, gt=0, le=1, description="online_teacher: the teacher's learning rate as a "
                                     "fraction of the students'")
+    top_k: int = Field(32, ge=1, le=4096, description="causal LM: the teacher's largest logits cached per position "
+                       "(the rest of the vocabulary as one tail bucket)")
 
     @field_validator("loss")
     @classmethod
@@ -338,6 +340,9 @@ class DistillConfig(_Strict):
     kd: KDConfig = KDConfig()
     train: TrainConfig = TrainConfig()
     quant: QuantConfig = QuantConfig()
+    task: Literal["auto", "classification", "causal-lm"] = Field(
+        "auto", description="classification, causal-lm (next-token prediction on plain text), or auto: causal-lm "
+        "when the teacher is a transformers folder whose config.json describes a causal LM")
 
     @field_validator("augment", mode="before")
     @classmethod

@@ -15,13 +15,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 console = Console(stderr=True)
 
 
+VAL_ACCURACY, VAL_PERPLEXITY = "val {:.2f}%", "val perplexity {:.3f}"
+
+
 class Bars:
-    """`bars.task(label, total)` returns an update function `(advance, loss=None, val_acc=None)`."""
+    """`bars.task(label, total)` returns an update function `(advance, loss=None, val_acc=None)`; `val` formats
+    the validation figure (default: an accuracy in percent; a causal LM shows its perplexity)."""
 
     def __init__(self, progress: Progress | None):
         self._p = progress
 
-    def task(self, label: str, total: int) -> Callable[..., None]:
+    def task(self, label: str, total: int, val: str = VAL_ACCURACY) -> Callable[..., None]:
         if self._p is None:
             return lambda advance=0, loss=None, val_acc=None: None
         tid = self._p.add_task(label, total=total, stats="")
@@ -34,7 +38,7 @@ class Bars:
             if state["loss"] is not None:
                 parts.append(f"loss {state['loss']:.3f}")
             if state["val"] is not None:
-                parts.append(f"val {state['val']:.2f}%")
+                parts.append(val.format(state["val"]))
             self._p.update(tid, advance=advance, stats="  ".join(parts))
 
         return update
@@ -55,7 +59,7 @@ class LineBars:
     def _say(self, text: str) -> None:
         print(text, file=self._stream or sys.stderr, flush=True)
 
-    def task(self, label: str, total: int) -> Callable[..., None]:
+    def task(self, label: str, total: int, val: str = VAL_ACCURACY) -> Callable[..., None]:
         t0, state = time.monotonic(), {"done": 0, "next": 0.1, "loss": None, "val": None}
         self._say(f"{label}: started (0/{total:,})")
 
@@ -68,7 +72,7 @@ class LineBars:
                 return
             state["next"] = math.floor(frac * 10 + 1e-9) / 10 + 0.1
             stats = "".join([f", loss {state['loss']:.3f}" if state["loss"] is not None else "",
-                             f", val {state['val']:.2f}%" if state["val"] is not None else ""])
+                             ", " + val.format(state["val"]) if state["val"] is not None else ""])
             self._say(f"{label}: {min(state['done'], total):,}/{total:,} ({min(frac, 1.0):.0%}), "
                       f"{time.monotonic() - t0:.0f} s{stats}")
 

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from edgedistill.lm_metrics import (IGNORE, TokenScores, lm_metrics, perplexity, perplexity_interval,
-                                    token_scores, top_k_accuracy)
+from edgedistill.lm_metrics import (IGNORE, TokenScores, lm_metrics, paired_perplexity_gain, perplexity,
+                                    perplexity_interval, token_scores, top_k_accuracy)
 
 LN = math.log
 
@@ -74,3 +74,30 @@ def test_equal_documents_give_a_zero_width_interval_and_no_positions_give_nan():
     assert empty.nll.size == 0 and math.isnan(perplexity_interval(empty).value)
     with pytest.raises(ValueError, match="targets must lie"):
         token_scores(np.zeros((1, 2, 3)), np.array([[0, 3]]), np.array([0]))
+
+
+def test_paired_gain_by_hand_with_two_documents():
+    """Two documents: a paired resample is (A, A), (A, B) or (B, B) with probabilities 1/4, 1/2, 1/4; A's and B's
+    perplexities per document are known, so the gain's percentiles are the gains on A alone and on B alone."""
+    doc = np.array([0, 0, 1, 1])
+    a = TokenScores(np.array([0.1, 0.3, 1.0, 1.2]), np.zeros(4, np.int64), doc)
+    b = TokenScores(np.array([0.2, 0.4, 1.0, 1.0]), np.zeros(4, np.int64), doc)
+    g = paired_perplexity_gain(a, b, resamples=4000, seed=1)
+    assert g.gain == pytest.approx(math.exp(2.6 / 4) - math.exp(2.6 / 4), abs=1e-12)  # equal totals: no gain
+    on_a, on_b = math.exp(0.3) - math.exp(0.2), math.exp(1.0) - math.exp(1.1)  # gain within each document
+    assert g.high == pytest.approx(on_a, rel=1e-9) and g.low == pytest.approx(on_b, rel=1e-9)
+    assert not g.beyond_noise and g.documents == 2
+
+
+def test_paired_gain_sees_a_consistent_small_gain_and_refuses_other_positions():
+    rng = np.random.default_rng(0)
+    doc = np.repeat(np.arange(50), 20)
+    base = rng.gamma(2.0, 0.5, doc.size)
+    b = TokenScores(base + 0.05, np.zeros(doc.size, np.int64), doc)  # B is worse by 0.05 nats everywhere
+    a = TokenScores(base, np.zeros(doc.size, np.int64), doc)
+    g = paired_perplexity_gain(a, b)
+    assert g.gain == pytest.approx(perplexity(b) - perplexity(a)) and g.gain > 0
+    assert g.beyond_noise and g.low > 0 and g.p_value < 0.01
+    assert not paired_perplexity_gain(a, a).beyond_noise
+    with pytest.raises(ValueError):
+        paired_perplexity_gain(a, TokenScores(base, np.zeros(doc.size, np.int64), doc[::-1].copy()))

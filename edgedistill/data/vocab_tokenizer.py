@@ -122,6 +122,15 @@ class VocabTokenizer(StudentTokenizer):
                        for e in encodings)
         return out
 
+    def teacher_token_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """The teacher's own ids (int64) per text, as `token_ids` tokenizes them before the mapping to student ids:
+        one teacher id per student id, position for position (a causal-LM teacher reads these)."""
+        out: list[np.ndarray] = []
+        for start in range(0, len(texts), _BATCH):
+            encodings = self._teacher.encode_batch(list(texts[start:start + _BATCH]), add_special_tokens=False)
+            out.extend(np.asarray(e.ids, np.int64) for e in encodings)
+        return out
+
     def decode(self, ids: Any) -> list[str]:
         """Texts for an (N, T) or (T,) student id array: padding skipped, unknown (1) back to the teacher's
         unknown token (dropped if it has none), decoded by the teacher's decoder with special tokens kept, so the
@@ -140,7 +149,9 @@ class VocabTokenizer(StudentTokenizer):
         unk = self._teacher.id_to_token(self.teacher_unknown_id) if self.teacher_unknown_id is not None else None
         return ["[PAD]", unk or "[UNK]", *(self._teacher.id_to_token(t) for t in self.teacher_ids)]
 
-    def device_steps(self, max_length: int | None = None) -> str:
+    def device_steps(self, max_length: int | None = None, keep: str = "first") -> str:
+        """What a device app does to a string (`keep`: "first" ids for a classifier; "last" for a causal LM, whose
+        input is the most recent context)."""
         t = str(max_length) if max_length else "T (the model's sequence length)"
         parts = {k: (self._spec.get(k) or {}).get("type", "none") for k in ("normalizer", "pre_tokenizer", "model")}
         return (f"Run the teacher's tokenizer on the string: the `teacher_tokenizer` object of this tokenizer file is "
@@ -149,7 +160,7 @@ class VocabTokenizer(StudentTokenizer):
                 f"nothing. Map each teacher id t to the student id 2 + i where teacher_ids[i] == t, and every other id "
                 f"to 1 (unknown; {len(self.teacher_ids)} of the teacher's "
                 f"{self._teacher.get_vocab_size(with_added_tokens=True)} tokens are kept); a string that gives no "
-                f"ids at all is the single id 1. Keep the first {t} ids, "
+                f"ids at all is the single id 1. Keep the {keep} {t} ids, "
                 f"fill the rest with 0 (padding) and pass an int32 tensor of shape [1, {max_length or 'T'}].")
 
     def _payload(self) -> dict:

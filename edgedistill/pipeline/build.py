@@ -22,6 +22,7 @@ import torch
 
 from edgedistill import distributed as ddp
 from edgedistill.budget import Budget
+from edgedistill.errors import ConfigError
 from edgedistill.config import DistillConfig
 from edgedistill.gate import Verdict, gate, junit_xml, load_report, markdown, report_budget
 from edgedistill.pipeline.distill import check_and_target, finish, measure, train_and_deploy
@@ -51,6 +52,12 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
           device: str | None = None) -> BuildResult | None:
     """Returns None on the ranks other than 0 of a distributed build (rank 0 writes, checks and gates)."""
     t_start = time.perf_counter()
+    from edgedistill.pipeline.lm_inputs import task_of
+
+    if task_of(config) == "causal-lm":
+        raise ConfigError("`edgedistill build` searches and gates classifiers; a causal LM is distilled, exported "
+                          "and checked by `edgedistill distill --task causal-lm --qat` (its report carries the "
+                          "perplexity gate). A student search for causal LMs is not there yet.")
     ddp.init_from_env()
     target = load_target(config.target)
     budget = Budget.for_target(target, Budget.parse(budget_text or ""))

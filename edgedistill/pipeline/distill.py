@@ -64,6 +64,21 @@ class Trained8:
 
 
 def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bool = True) -> DistillResult:
+    """Run the chain of the config's task (`task_of`: classification, or causal-lm: pipeline/lm_distill.py)."""
+    from edgedistill.pipeline.lm_inputs import task_of
+
+    return TASKS[task_of(config)]()(config, overwrite=overwrite, show_progress=show_progress)
+
+
+def _causal_lm():
+    from edgedistill.pipeline.lm_distill import distill_lm  # imports this module: resolved at call time
+
+    return distill_lm
+
+
+def distill_classifier(config: DistillConfig, *, overwrite: bool = False,
+                       show_progress: bool = True) -> DistillResult:
+    """The classification chain of the module doc."""
     t_start = time.perf_counter()
     ddp.init_from_env()  # under torchrun: join the process group (see edgedistill.distributed)
     with RunDir(Path(config.out), overwrite) as run:
@@ -85,6 +100,10 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
             done.metrics["timings"]["report_s"] = time.perf_counter() - t0
         finish(run, done, report, t_start)
     return DistillResult(run.out, done.metrics)
+
+
+# task -> (a function returning) its chain's entry point
+TASKS = {"classification": lambda: distill_classifier, "causal-lm": _causal_lm}
 
 
 def show_notes(inputs: Inputs, show: bool) -> None:

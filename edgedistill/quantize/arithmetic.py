@@ -90,9 +90,9 @@ ARITHMETIC.register("tflm", "TFLite Micro (and LiteRT's reference kernels): fixe
     softmax=softmax_kernels.softmax_reference))
 
 ARITHMETIC.register("reference", "LiteRT's reference kernels (BUILTIN_REF): TFLite Micro's arithmetic, except that "
-                                 "FULLY_CONNECTED rounds once")(Arithmetic(
+                                 "FULLY_CONNECTED rounds once and MUL forms its multiplier in float32")(Arithmetic(
     conv=functools.partial(mcu.requantize_tflm, rounding=mcu.REFERENCE_ROUNDING),
-    binary=mcu.binary_tflm,
+    binary=functools.partial(mcu.binary_tflm, mul_float32=True),
     mean=_tflm_mean,
     table=_lut(_tflm_table),
     requantize=mcu.requantize_codes,

@@ -313,15 +313,20 @@ def _multiplier(m: float) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def binary_tflm(kind: str, a: torch.Tensor, b: torch.Tensor, grid_a: tuple[float, int], grid_b: tuple[float, int],
-                grid_out: tuple[float, int], act: str = "none") -> torch.Tensor:
+                grid_out: tuple[float, int], act: str = "none", mul_float32: bool = False) -> torch.Tensor:
     """int8 codes of ADD / SUB / MUL as TFLite Micro computes them from the input codes `a`, `b` (int64 tensors,
     broadcasting): ADD / SUB rescale both inputs to twice the larger input scale with 20 bits of headroom, add, and
     requantize (add_common.cc, sub_common.cc; SUB forms its multipliers in float32); MUL requantizes the product of
-    the zero-point-free codes (mul_common.cc). Returned as float."""
+    the zero-point-free codes (mul_common.cc). Returned as float. `mul_float32`: MUL's multiplier s_a · s_b / s_out
+    formed in float32, as LiteRT's kernels/mul.cc does (`input1->params.scale * input2->params.scale /
+    output->params.scale`, floats; TFLite Micro casts each scale to double first): on a product near a rounding
+    tie the two differ by one code (seen in a decoder's LayerNorm gamma MUL on LiteRT's reference kernels)."""
     (sa, za), (sb, zb), (so, zo) = grid_a, grid_b, grid_out
     mul = MULTIPLY[KERNEL_ROUNDING["binary"]]
     if kind == "mul":
-        code = mul((a - za) * (b - zb), *_multiplier(float(sa) * float(sb) / float(so)))
+        f = np.float32
+        m = float(f(sa) * f(sb) / f(so)) if mul_float32 else float(sa) * float(sb) / float(so)
+        code = mul((a - za) * (b - zb), *_multiplier(m))
     else:
         if kind == "sub":
             f = np.float32

@@ -39,7 +39,9 @@ class StudentCheckpoint:
 def save_student(directory: Path, model: nn.Module, ckpt: StudentCheckpoint, stem: str = "student") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / f"{stem}.safetensors"
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(weights))
+    # cloned: a tied table (the decoder's embedding is its output projection) is one tensor under two names,
+    # which safetensors refuses to write; each name gets its own copy and loading ties them again
+    save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(weights))
     meta = {
         "arch": ckpt.arch.to_dict(), "input_shape": list(ckpt.input_shape), "num_classes": ckpt.num_classes,
         "class_names": ckpt.class_names, "normalizer": ckpt.normalizer.to_dict(), "weights": weights.name,

@@ -44,6 +44,7 @@ ACTIVATION_CHOICES = ("relu", "gelu", "hardswish")
 FAMILY_KNOBS: dict[str, tuple[Knob, ...]] = {
     "transformer": (Knob("heads", "width / 32, at least 1", top=64), Knob("ffn", "2 × width"),
                     Knob("activation", "relu", ACTIVATION_CHOICES), Knob("pool", "mean", ("mean", "first"))),
+    "decoder": (Knob("heads", "width / 32, at least 1", top=64), Knob("ffn", "4 × width")),
 }
 
 

@@ -1,0 +1,92 @@
+"""Plain-text documents for a causal language model (`--task causal-lm`): what to predict is the text itself.
+
+Layouts (decided by the path's form):
+- `corpus.txt`: one document a non-blank line (UTF-8; blank lines separate nothing and are skipped);
+- a folder of `.txt` files: each file one document (the folder's own files; sub-folders are not read);
+- `corpus.jsonl` / `.csv` / `.tsv`: one document a record, its `text` field (or --text-field), read by
+  edgedistill.data.text_records as for the classifiers, labels ignored;
+- a folder holding `train.{txt,jsonl,csv,tsv}` and optionally `test.*`: the test file is the test split (a .txt
+  split file is one document a line).
+Documents are split into windows and into train / validation / test by edgedistill.data.lm_windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgedistill.data.text_readers import _read_txt, read_text
+from edgedistill.data.text_records import TEXT_FILE_FORMATS
+from edgedistill.errors import DataError
+
+SPLIT_STEMS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Documents:
+    """`train`: the documents to split into train / validation (and test, without `test`); `test`: the data's own
+    test documents or None; `source`: the path read."""
+
+    train: tuple[str, ...]
+    test: tuple[str, ...] | None
+    source: str
+
+    @property
+    def all(self) -> list[str]:
+        """Every document in index order (train first): the order lm_windows numbers them in."""
+        return list(self.train) + list(self.test or ())
+
+
+def _lines(path: Path) -> tuple[str, ...]:
+    docs = tuple(line.strip() for line in _read_txt(path).splitlines() if line.strip())
+    return docs
+
+
+def _one_file(path: Path, text_field: str | None) -> tuple[str, ...]:
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt == "txt":
+        return _lines(path)
+    if fmt in TEXT_FILE_FORMATS:
+        return read_text(path, text_field, None, label_required=False).train.texts
+    raise DataError(f"{path}: a causal LM reads plain text: a .txt file (one document a line), a .jsonl / .csv / "
+                    ".tsv file (the text field), a folder of .txt files (one document each), or a folder holding "
+                    "train.* and test.*.")
+
+
+def _split_files(root: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for f in sorted(root.iterdir()):
+        fmt = f.suffix.lower().lstrip(".")
+        if f.is_file() and f.stem.lower() in SPLIT_STEMS and (fmt == "txt" or fmt in TEXT_FILE_FORMATS):
+            if f.stem.lower() in found:
+                raise DataError(f"{root} holds both {found[f.stem.lower()].name} and {f.name}; keep one "
+                                f"{f.stem.lower()} file.")
+            found[f.stem.lower()] = f
+    return found
+
+
+def read_documents(path: str | Path, text_field: str | None = None) -> Documents:
+    """Read a causal-LM corpus in any layout of the module doc. Raises DataError (one paragraph) for a missing
+    path, non-UTF-8 bytes, an empty file, a folder with neither .txt files nor train.*, or no document at all."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"Text data path {path} does not exist.")
+    if path.is_file():
+        return _checked(Documents(_one_file(path, text_field), None, str(path)))
+    if splits := _split_files(path):
+        if "train" not in splits:
+            raise DataError(f"{path} holds {splits['test'].name} but no train file; a train / test folder needs a "
+                            "train.txt (or .jsonl / .csv / .tsv) beside the test file.")
+        test = _one_file(splits["test"], text_field) if "test" in splits else None
+        return _checked(Documents(_one_file(splits["train"], text_field), test, str(path)))
+    files = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() == ".txt")
+    if not files:
+        raise DataError(f"{path} is a folder without .txt files and without train.txt / train.jsonl: a causal LM "
+                        "reads a folder of .txt files (one document each) or a train / test folder.")
+    return _checked(Documents(tuple(_read_txt(f).strip() for f in files), None, str(path)))
+
+
+def _checked(docs: Documents) -> Documents:
+    if not docs.train:
+        raise DataError(f"{docs.source} holds no document (every line is blank). Give one document a line.")
+    return docs

@@ -1,0 +1,138 @@
+"""Training a causal LM student on token windows: the distilled student, its no-teacher twin, and their QAT.
+
+One loop for all four: minibatches of windows drawn in a seeded order (the same order for the student and its twin,
+so the teacher is the only difference), the token-level objective of edgedistill.distill.lm_losses (α · top-k KD +
+(1 − α) · next-token CE; the twin: CE only), the optimizer and schedule registered in distill/optim.py, and model
+selection on validation perplexity (exp of the mean next-token NLL over the validation positions), evaluated every
+`eval_every` steps and at the end; the best weights are returned. QAT (Jacob et al. 2018) runs the same loop on the
+int8 graph (quantize/lm_qat.py: fake quantization, straight-through gradients) from its calibrated start, which
+competes as step 0, so QAT that only loses ends where it began.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from edgedistill.distill.lm_losses import IGNORE, TopKLogits, token_kd_objective
+from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
+from edgedistill.errors import EdgeDistillError
+
+EVAL_BATCH = 256  # windows per evaluation forward pass
+
+
+class LMTrainingDiverged(EdgeDistillError):
+    """The loss became NaN or infinite: the learning rate is too high for this student."""
+
+
+@dataclass(frozen=True)
+class LMTrainSettings:
+    """`steps` optimizer steps of `batch_size` windows at peak learning rate `lr` (registered `optimizer` and
+    `schedule`), validation every `eval_every` steps; `seed` fixes initialisation-independent data order."""
+
+    steps: int
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    eval_every: int = 50
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LMFitResult:
+    """The best weights (by validation perplexity), that perplexity and the step it was reached at (0: the start),
+    the steps run, seconds, and the (step, validation perplexity) history."""
+
+    best_state: dict
+    best_val_perplexity: float
+    best_step: int
+    steps: int
+    seconds: float
+    history: list = field(default_factory=list)
+
+
+@torch.no_grad()
+def lm_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """float32 (W, L, V) logits of `model` (eval mode) for int ids (W, L), in batches."""
+    was = model.training
+    model.eval()
+    out = [model(ids[s:s + EVAL_BATCH]).float() for s in range(0, len(ids), EVAL_BATCH)]
+    model.train(was)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def mean_nll(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor) -> float:
+    """Mean next-token negative log-likelihood in nats over the positions with a target (IGNORE skipped)."""
+    was = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for s in range(0, len(ids), EVAL_BATCH):
+        logits, tgt = model(ids[s:s + EVAL_BATCH]).float(), targets[s:s + EVAL_BATCH]
+        total += float(nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1),
+                                                   ignore_index=IGNORE, reduction="sum"))
+        count += int((tgt != IGNORE).sum())
+    model.train(was)
+    return total / max(count, 1)
+
+
+def _batch(top: TopKLogits | None, idx: torch.Tensor) -> TopKLogits | None:
+    if top is None:
+        return None
+    return TopKLogits(top.values[idx], top.indices[idx].long(), top.tail[idx], top.temperatures)
+
+
+def fit_lm(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, teacher: TopKLogits | None,
+           val_ids: torch.Tensor, val_targets: torch.Tensor, temperature: float, alpha: float,
+           settings: LMTrainSettings, progress=None, score_start: bool = False) -> LMFitResult:
+    """Train `model` in place on windows ids int (N, L) / targets int64 (N, L) (IGNORE where none) with the teacher's
+    top-k logits (N, L, k) (None: next-token CE only, the twin), keeping the weights of the best validation
+    perplexity. `progress(windows_done, loss, val_ppl)`. `score_start`: the starting weights compete (QAT).
+    Raises LMTrainingDiverged on a non-finite loss."""
+    t0 = time.perf_counter()
+    opt = OPTIMIZERS.get(settings.optimizer)(model.parameters(), settings.lr, settings.weight_decay, 0.9)
+    sched = SCHEDULES.get(settings.schedule)(opt, settings.steps, settings.lr)
+    order = torch.Generator().manual_seed(settings.seed)
+    ids, val_ids = ids.int(), val_ids.int()
+    best_ppl, best_step, best = math.inf, 0, None
+    history: list = []
+
+    def evaluate(step: int) -> float:
+        nonlocal best_ppl, best_step, best
+        ppl = math.exp(mean_nll(model, val_ids, val_targets))
+        history.append((step, ppl))
+        if ppl < best_ppl:
+            best_ppl, best_step, best = ppl, step, copy.deepcopy(model.state_dict())
+        return ppl
+
+    if score_start:
+        evaluate(0)
+    perm, at = torch.randperm(len(ids), generator=order), 0
+    model.train()
+    for step in range(1, settings.steps + 1):
+        if at + settings.batch_size > len(perm) and at > 0:
+            perm, at = torch.randperm(len(ids), generator=order), 0
+        idx = perm[at:at + settings.batch_size]
+        at += len(idx)
+        loss = token_kd_objective(model(ids[idx]), targets[idx], _batch(teacher, idx), temperature, alpha)
+        if not torch.isfinite(loss):
+            raise LMTrainingDiverged(f"The training loss became {float(loss)} at step {step}: the learning rate "
+                                     f"({settings.lr:g}) is too high for this student; lower it with --lr.")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        val = evaluate(step) if step % settings.eval_every == 0 or step == settings.steps else None
+        if progress:
+            progress(len(idx), float(loss.detach()), val)
+    model.load_state_dict(best)
+    model.eval()
+    return LMFitResult(best, best_ppl, best_step, settings.steps, time.perf_counter() - t0, history)
+

@@ -1,0 +1,97 @@
+"""`distill` for `--task causal-lm`: the classifier chain's stages, in their causal-LM form, top to bottom.
+
+    inputs (lm_inputs) -> teacher top-k (lm_teacher) -> train student + twin (lm_train)
+        -> int8: QAT, export, parity (lm_int8) -> metrics, report, gate (lm_report)
+
+It shares the classifier chain's run directory (OUT.partial -> OUT, nothing published unless every step and the
+parity held: pipeline/distill.finish), its progress bars, student checkpoints and exporters. Written into OUT:
+student.safetensors / student.json (and baseline.*), tokenizer.json (the student's vocabulary, with the map to the
+teacher's tokens: the device app's first step), with --qat the float and int8 .onnx / .tflite files and
+student_qat.safetensors, metrics.json, config.json and report.md.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from edgedistill.config import DistillConfig
+from edgedistill.data.splits import Normalizer
+from edgedistill.distill.lm_trainer import lm_logits
+from edgedistill.pipeline.distill import DistillResult, finish
+from edgedistill.pipeline.lm_inputs import read_lm_inputs
+from edgedistill.pipeline.lm_int8 import run_lm_int8
+from edgedistill.pipeline.lm_report import attach_gate, lm_metrics_doc, write_lm_report
+from edgedistill.pipeline.lm_teacher import teacher_outputs
+from edgedistill.pipeline.lm_train import tensors, train_lm_students
+from edgedistill.pipeline.rundir import RunDir
+from edgedistill.progress import bars
+from edgedistill.students.checkpoint import StudentCheckpoint, save_student
+
+
+@dataclass(frozen=True)
+class _Done:
+    """What pipeline/distill.finish reads: the metrics, the int8 outcome (passed / failures) and the config."""
+
+    metrics: dict
+    int8: object
+    config: DistillConfig
+
+
+def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress: bool = True) -> DistillResult:
+    """Run the causal-LM chain (module doc); returns pipeline.distill.DistillResult. Raises the inputs' one-paragraph
+    errors before anything is written, ParityError (outputs kept in OUT.partial) when an exported file disagrees."""
+    t_start = time.perf_counter()
+    with RunDir(Path(config.out), overwrite) as run:
+        if config.train.threads:
+            torch.set_num_threads(config.train.threads)
+        inputs = read_lm_inputs(config)
+        target = _target(config)
+        run.create()
+        timings: dict = {}
+        with bars(show_progress) as ui:
+            s = inputs.splits
+            bar = ui.task(f"teacher top-{min(config.kd.top_k, inputs.tokenizer.vocab_size)} logits",
+                          len(s.train) + len(s.test))
+            outs = teacher_outputs(inputs.teacher, inputs.tokenizer, inputs.documents.all, s, config.kd.top_k,
+                                   _temperature(config), Path(config.cache_dir) if config.cache_dir else None,
+                                   progress=lambda k: bar(k, None, None))
+            timings["teacher_logits_s"] = outs.seconds
+            trained = train_lm_students(config, inputs, outs.train, ui)
+            timings["distill_s"] = trained.result.seconds
+            if trained.twin_result is not None:
+                timings["baseline_s"] = trained.twin_result.seconds
+            int8 = run_lm_int8(config, inputs, trained, outs.train, target, run.work, ui) if config.quant.qat \
+                else None
+        test_ids, _ = tensors(s.test)
+        logits = int8.logits if int8 is not None else {
+            "float": lm_logits(trained.student, test_ids).numpy(),
+            **({"twin": lm_logits(trained.twin, test_ids).numpy()} if trained.twin is not None else {})}
+        metrics = attach_gate(lm_metrics_doc(config, inputs, outs, trained, logits,
+                                             None if int8 is None else int8.metrics, timings))
+        ckpt = StudentCheckpoint(inputs.arch, (s.context,), inputs.tokenizer.vocab_size, [],
+                                 Normalizer([0.0], [1.0], "feature"), inputs.tokenizer)
+        save_student(run.work, trained.student, ckpt, "student")
+        if trained.twin is not None:
+            save_student(run.work, trained.twin, ckpt, "baseline")
+        write_lm_report(metrics, run.work)
+        finish(run, _Done(metrics, int8, config), None, t_start)
+    return DistillResult(run.out, metrics)
+
+
+def _temperature(config: DistillConfig) -> float:
+    from edgedistill.pipeline.lm_train import objective_of
+
+    return objective_of(config).temperature
+
+
+def _target(config: DistillConfig):
+    """The target profile (with --qat): its runtime decides the integer arithmetic QAT computes."""
+    if not config.quant.qat:
+        return None
+    from edgedistill.targets import load_target
+
+    return load_target(config.target)

@@ -1,0 +1,110 @@
+"""Stage 6 for a causal LM: QAT of the student and its twin, export of the float and int8 decoder (one fixed context
+window, N×L int32 ids -> N×L×V logits), and parity of every file on its runtimes against the model it came from:
+top-1 next-token agreement over every position of the test windows and the largest logit difference in output
+quantization steps (export/parity.py's bounds, the classifiers' own: >= 99.9 % agreement, one step)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from edgedistill.config import DistillConfig
+from edgedistill.distill.lm_losses import TopKLogits
+from edgedistill.distill.lm_trainer import lm_logits
+from edgedistill.distill.trainer import predict_logits
+from edgedistill.export.parity import check_parity, int8_references, parity_plan
+from edgedistill.export.registry import export_all, planned_exports
+from edgedistill.pipeline.int8 import qat_rounding
+from edgedistill.pipeline.lm_inputs import LMInputs
+from edgedistill.pipeline.lm_train import LMTrained, tensors
+from edgedistill.progress import VAL_PERPLEXITY
+from edgedistill.quantize.lm_qat import qat_lm
+
+
+@dataclass(frozen=True)
+class LMInt8:
+    """The QAT student and twin, their test logits (float32 (W, L, V)), metrics.json's int8 section, whether
+    every checked parity row held, the failures and the exported files."""
+
+    qat_student: torch.nn.Module
+    qat_twin: torch.nn.Module | None
+    logits: dict
+    metrics: dict
+    passed: bool
+    failures: list = field(default_factory=list)
+    artifacts: list = field(default_factory=list)
+
+
+def _qat(config: DistillConfig, inputs: LMInputs, model, top: TopKLogits | None, trained: LMTrained, rounding: str,
+         label: str, ui):
+    q = config.quant
+    s = inputs.splits
+    steps = q.qat_steps or max(1, round(0.3 * trained.settings.steps))
+    settings = replace(trained.settings, steps=int(steps), eval_every=max(1, int(steps) // 5))
+    ids, targets = tensors(s.train)
+    val_ids, val_targets = tensors(s.val)
+    pick = torch.randperm(len(ids), generator=torch.Generator().manual_seed(settings.seed + 7))
+    calib = ids[pick[: q.calibration_size]]
+    bar = ui.task(label, settings.steps * settings.batch_size, VAL_PERPLEXITY)
+    return qat_lm(model, ids, targets, top, val_ids, val_targets, trained.objective.temperature,
+                  trained.objective.alpha, settings, calib, rounding, q.qat_lr_scale, q.calibration,
+                  progress=lambda k, loss, val: bar(k, loss, val))
+
+
+def run_lm_int8(config: DistillConfig, inputs: LMInputs, trained: LMTrained, top: TopKLogits, target,
+                work: Path, ui) -> LMInt8:
+    """QAT (student, twin), test logits of every model, export into `work`, parity (module doc)."""
+    t0 = time.perf_counter()
+    rounding = qat_rounding(config.quant.rounding, target)
+    qs, res = _qat(config, inputs, trained.student, top, trained, rounding, "QAT distill", ui)
+    qt = twin_res = None
+    if trained.twin is not None:
+        qt, twin_res = _qat(config, inputs, trained.twin, None, trained, rounding, "QAT no-teacher twin", ui)
+    test_ids, _ = tensors(inputs.splits.test)
+    logits = {"float": lm_logits(trained.student, test_ids).numpy(), "int8": lm_logits(qs, test_ids).numpy()}
+    if trained.twin is not None:
+        logits.update(twin=lm_logits(trained.twin, test_ids).numpy(), twin_int8=lm_logits(qt, test_ids).numpy())
+    save_file({k: v.contiguous() for k, v in qs.state_dict().items()}, str(work / "student_qat.safetensors"))
+    metrics = {"rounding": rounding, "qat_steps_run": res.steps, "qat_best_step": res.best_step,
+               "qat_best_val_perplexity": res.best_val_perplexity,
+               "baseline_qat_steps_run": None if twin_res is None else twin_res.steps,
+               "calibration": {"method": config.quant.calibration,
+                               "samples": min(config.quant.calibration_size, len(inputs.splits.train))},
+               "train_s": time.perf_counter() - t0}
+    return _export_and_check(config, inputs, trained.student, qs, qt, logits, metrics, work, ui)
+
+
+def _export_and_check(config, inputs: LMInputs, student, qs, qt, logits: dict, metrics: dict, work: Path,
+                      ui) -> LMInt8:
+    q, s = config.quant, inputs.splits
+    t1 = time.perf_counter()
+    bar = ui.task("export", len(planned_exports(q.formats, True)))
+    artifacts = export_all(student, qs, (s.context,), inputs.tokenizer.vocab_size, work, q.formats, int8=True,
+                           progress=lambda k: bar(k, None, None))
+    metrics["export_s"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    x = np.ascontiguousarray(s.test.ids)
+    bar = ui.task("parity on real runtimes", len(parity_plan(artifacts)))
+    # the QAT model's test logits in its trained arithmetic are parity's reference there: not recomputed
+    refs = int8_references(qs, x, predict_logits, {qs.rounding: logits["int8"]})
+    rows = check_parity(artifacts, logits["float"], refs, x, s.test.targets, float(qs.output_q.scale),
+                        q.tflm_max_samples,
+                        progress=lambda k: bar(k, None, None))
+    metrics.update(parity_s=time.perf_counter() - t2, artifacts=[a.to_dict() for a in artifacts],
+                   parity=[_row(r.to_dict(), s.context) for r in rows])
+    failures = [r.failure() for r in rows if r.checked and not r.passed]
+    metrics["parity_passed"] = not failures
+    return LMInt8(qs, qt, logits, metrics, not failures, failures, artifacts)
+
+
+def _row(row: dict, context: int) -> dict:
+    """A parity row for N×L×V outputs: agreement counts positions (every position of every window, padding
+    included); the row's accuracy fields compare with next tokens where padding has none, so they are dropped."""
+    row = {k: v for k, v in row.items() if k not in ("accuracy", "reference_accuracy")}
+    row["positions"] = int(row["samples"]) * context
+    return row

@@ -1,0 +1,130 @@
+"""Stage 8 for a causal LM: metrics.json's content and report.md.
+
+Every model is scored on the same test positions (edgedistill.lm_metrics): perplexity over the student's
+vocabulary (a token outside it counts as the one unknown outcome, for the teacher too: pipeline/lm_teacher.py) with
+its 95 % bootstrap interval over documents, next-token top-1 / top-3 accuracy; the student's gain over its
+no-teacher twin is a paired bootstrap over the same documents. The gate's rows are edgedistill.gate_lm's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from edgedistill.config import DistillConfig
+from edgedistill.gate import Check, Verdict
+from edgedistill.gate import markdown as gate_markdown
+from edgedistill.gate_lm import lm_gate
+from edgedistill.lm_metrics import lm_metrics, paired_perplexity_gain, token_scores
+from edgedistill.pipeline.lm_inputs import LMInputs
+from edgedistill.pipeline.lm_teacher import LMTeacherOutputs
+from edgedistill.pipeline.lm_train import LMTrained
+from edgedistill.students import count_params
+
+MODELS = (("teacher", "teacher"), ("twin", "no-teacher twin (float)"), ("float", "student (float)"),
+          ("int8", "student (int8, QAT)"), ("twin_int8", "no-teacher twin (int8, QAT)"))
+
+
+def _run(r) -> dict | None:
+    return None if r is None else {"steps": r.steps, "best_step": r.best_step, "seconds": r.seconds,
+                                   "best_val_perplexity": r.best_val_perplexity}
+
+
+def lm_metrics_doc(config: DistillConfig, inputs: LMInputs, teacher: LMTeacherOutputs, trained: LMTrained,
+                   logits: dict, int8: dict | None, timings: dict) -> dict:
+    """metrics.json of a causal-LM run. `logits`: test logits float32 (W, L, V) by model key (MODELS; the
+    teacher's is added here)."""
+    s, tok = inputs.splits, inputs.tokenizer
+    logits = {"teacher": teacher.test_logits, **logits}
+    seed = config.data.seed
+    test = {k: lm_metrics(v, s.test.targets, s.test.doc, seed=seed).to_dict() for k, v in logits.items()}
+    scores = {k: token_scores(v, s.test.targets, s.test.doc) for k, v in logits.items()}
+    gain = {}
+    for mine, twin in (("float", "twin"), ("int8", "twin_int8")):
+        if mine in scores and twin in scores:
+            gain[mine] = asdict(paired_perplexity_gain(scores[mine], scores[twin], seed=seed))
+    targets = s.test.targets[s.test.targets >= 0]
+    return {
+        "task": "causal-lm",
+        "data": {"source": inputs.documents.source, "context": s.context, "seed": s.seed, "splits": s.sizes(),
+                 "documents_dropped": len(s.dropped), "own_test_split": inputs.documents.test is not None},
+        "vocabulary": {"student": tok.vocab_size, "teacher": inputs.teacher.vocab_size,
+                       "test_unknown_pct": 100.0 * float((targets == 1).mean()) if targets.size else 0.0},
+        "teacher": {"name": inputs.teacher.name, "format": inputs.teacher.format,
+                    "params": inputs.teacher.num_params(), "top_k": teacher.train.k,
+                    "bytes_per_position": teacher.bytes_per_position,
+                    "cached_bytes": teacher.bytes_per_position * int(np.prod(s.train.ids.shape)),
+                    "full_vocabulary_bytes": 4 * inputs.teacher.vocab_size * int(np.prod(s.train.ids.shape)),
+                    "from_cache": teacher.cached, "seconds": teacher.seconds},
+        "student": {"family": "decoder", "width": inputs.arch.width, "depth": inputs.arch.depth,
+                    "knobs": dict(inputs.arch.knobs), "params": count_params(trained.student)},
+        "training": {"steps": trained.settings.steps, "batch_size": trained.settings.batch_size,
+                     "lr": trained.settings.lr, "temperature": trained.objective.temperature,
+                     "alpha": trained.objective.alpha, "student": _run(trained.result),
+                     "twin": _run(trained.twin_result)},
+        "test": test,
+        "gain_vs_twin": gain,
+        "int8": int8,
+        "device_steps": tok.device_steps(s.context, keep="last") + " The logits at the position of the last real "
+                        "id score the next token (the model reads positions 0..t only: the padding after it changes "
+                        "nothing).",
+        "warnings": [],
+        "timings": dict(timings),
+    }
+
+
+def _fmt_row(label: str, m: dict) -> str:
+    p = m["perplexity"]
+    return f"| {label} | {p['value']:.3f} | [{p['low']:.3f}, {p['high']:.3f}] | {m['top1']:.2f} | {m['top3']:.2f} |"
+
+
+def report_markdown(metrics: dict) -> str:
+    """report.md: the data, the teacher's cache cost, the models' scores, the gain over the twin, parity, gate."""
+    d, v, t = metrics["data"], metrics["vocabulary"], metrics["teacher"]
+    lines = ["# Causal LM distillation report", "",
+             f"Data: {d['source']}, windows of {d['context']} tokens; " + ", ".join(
+                 f"{k} {x['documents']} documents / {x['tokens']} tokens" for k, x in d["splits"].items()) + ".",
+             f"Vocabulary: the student keeps {v['student']} ids of the teacher's {v['teacher']} (padding, unknown and "
+             f"the tokens of the training documents); {v['test_unknown_pct']:.2f} % of test tokens are unknown to it, "
+             "and perplexities count every model over the student's vocabulary.",
+             f"Teacher: {t['name']} ({t['params']:,} parameters), top-{t['top_k']} logits cached per position: "
+             f"{t['bytes_per_position']} B a position, {t['cached_bytes']:,} B for the training windows "
+             f"(the full vocabulary: {t['full_vocabulary_bytes']:,} B).",
+             f"Student: decoder width {metrics['student']['width']}, depth {metrics['student']['depth']}, "
+             f"{metrics['student']['params']:,} parameters.", "",
+             "| model | perplexity | 95 % interval (documents) | top-1 % | top-3 % |", "|---|---|---|---|---|"]
+    lines += [_fmt_row(label, metrics["test"][k]) for k, label in MODELS if k in metrics["test"]]
+    for key, label in (("float", "float"), ("int8", "int8")):
+        g = metrics["gain_vs_twin"].get(key)
+        if g:
+            lines.append(f"\nGain over the twin ({label}): perplexity {g['gain']:+.3f} (twin − student), 95 % "
+                         f"[{g['low']:+.3f}, {g['high']:+.3f}], p = {g['p_value']:.3g}"
+                         f"{'' if g['beyond_noise'] else ' — within the test split’s noise'}.")
+    if metrics.get("int8"):
+        lines += ["", "## Parity (every position of the test windows)", "",
+                  "| file | runtime | bytes | windows | top-1 agreement % | max Δ (steps) | verdict |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in metrics["int8"]["parity"]:
+            steps = "—" if r.get("max_steps") is None else f"{r['max_steps']:.2f}"
+            verdict = ("pass" if r["passed"] else "FAIL") if r["checked"] else "informational"
+            lines.append(f"| {r['artifact']} | {r['runtime']} | {r['bytes']:,} | {r['samples']} | "
+                         f"{r['top1_agreement']:.3f} | {steps} | {verdict} |")
+    if metrics.get("gate"):
+        lines += ["", gate_markdown_of(metrics["gate"])]
+    lines += ["", "## On the device", "", metrics["device_steps"]]
+    return "\n".join(lines) + "\n"
+
+
+def gate_markdown_of(verdict: dict) -> str:
+    return gate_markdown(Verdict([Check(**c) for c in verdict["checks"]], list(verdict["warnings"])))
+
+
+def attach_gate(metrics: dict) -> dict:
+    metrics["gate"] = lm_gate(metrics).to_dict()
+    return metrics
+
+
+def write_lm_report(metrics: dict, directory: Path) -> None:
+    (Path(directory) / "report.md").write_text(report_markdown(metrics), encoding="utf-8")

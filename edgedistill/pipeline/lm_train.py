@@ -1,0 +1,90 @@
+"""Stage 5 for a causal LM: the distilled decoder student and its no-teacher twin (same architecture, initial
+weights, windows, data order and steps; next-token labels only), then (with --qat) both quantization-aware.
+
+The budget: --steps exactly, else --epochs (auto: 10) passes over the training windows; batches of --batch-size
+windows (auto: 32); validation perplexity every tenth of the run picks the weights kept. The objective: the
+token-level KD of distill/lm_losses at temperature T (auto: 2, DistilGPT2's) weighted α (auto: 0.5) against the
+next-token cross-entropy. QAT: --qat-steps, else 0.3 × the float steps, at lr × quant.qat_lr_scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from edgedistill.config import DistillConfig
+from edgedistill.data.lm_windows import TokenWindows
+from edgedistill.data.splits import Normalizer
+from edgedistill.distill.lm_losses import TopKLogits
+from edgedistill.distill.lm_trainer import LMFitResult, LMTrainSettings, fit_lm
+from edgedistill.pipeline.lm_inputs import LMInputs
+from edgedistill.progress import VAL_PERPLEXITY
+from edgedistill.students import build_student
+
+AUTO_TEMPERATURE, AUTO_ALPHA, AUTO_EPOCHS, AUTO_BATCH = 2.0, 0.5, 10, 32
+
+
+@dataclass(frozen=True)
+class LMObjective:
+    temperature: float
+    alpha: float
+
+
+@dataclass(frozen=True)
+class LMTrained:
+    """The float student and twin with their records, and the settings they trained with."""
+
+    student: torch.nn.Module
+    result: LMFitResult
+    twin: torch.nn.Module | None
+    twin_result: LMFitResult | None
+    settings: LMTrainSettings
+    objective: LMObjective
+
+
+def objective_of(config: DistillConfig) -> LMObjective:
+    t, a = config.kd.temperature, config.kd.alpha
+    return LMObjective(AUTO_TEMPERATURE if t == "auto" else float(t), AUTO_ALPHA if a == "auto" else float(a))
+
+
+def settings_of(config: DistillConfig, windows: int) -> LMTrainSettings:
+    """The float training budget for `windows` training windows (module doc)."""
+    tr = config.train
+    batch = AUTO_BATCH if tr.batch_size == "auto" else int(tr.batch_size)
+    batch = max(1, min(batch, windows))
+    steps = tr.steps or (AUTO_EPOCHS if tr.epochs == "auto" else int(tr.epochs)) * -(-windows // batch)
+    return LMTrainSettings(steps=int(steps), batch_size=batch, lr=tr.lr, weight_decay=tr.weight_decay,
+                           optimizer=tr.optimizer, schedule=tr.schedule, eval_every=max(1, steps // 10),
+                           seed=tr.seed)
+
+
+def tensors(w: TokenWindows) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(np.ascontiguousarray(w.ids)), torch.from_numpy(np.ascontiguousarray(w.targets))
+
+
+def make_decoder(inputs: LMInputs, seed: int) -> torch.nn.Module:
+    """The decoder student for the inputs' context and vocabulary, initialised from `seed`."""
+    torch.manual_seed(seed)
+    return build_student(inputs.arch, (inputs.splits.context,), inputs.tokenizer.vocab_size,
+                         Normalizer([0.0], [1.0], "feature"), inputs.tokenizer.vocab_size)
+
+
+def train_lm_students(config: DistillConfig, inputs: LMInputs, teacher: TopKLogits, ui) -> LMTrained:
+    """The distilled student and (unless --no-baseline) its twin, each from the same initial weights."""
+    s = inputs.splits
+    settings, objective = settings_of(config, len(s.train)), objective_of(config)
+    ids, targets = tensors(s.train)
+    val_ids, val_targets = tensors(s.val)
+
+    def run(label: str, top: TopKLogits | None):
+        model = make_decoder(inputs, settings.seed)
+        bar = ui.task(label, settings.steps * settings.batch_size, VAL_PERPLEXITY)
+        res = fit_lm(model, ids, targets, top, val_ids, val_targets, objective.temperature, objective.alpha,
+                     settings, progress=lambda k, loss, val: bar(k, loss, val))
+        return model, res
+
+    student, res = run(f"distill (T={objective.temperature:g}, α={objective.alpha:g}, top-{teacher.k})", teacher)
+    twin, twin_res = run("no-teacher twin", None) if config.baseline else (None, None)
+    return LMTrained(student, res, twin, twin_res, settings, objective)

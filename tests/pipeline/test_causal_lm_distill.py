@@ -1,0 +1,153 @@
+"""`edgedistill distill --task causal-lm` end to end on a tiny world built here (tests/tiny_lm.py): a GPT-2-style
+teacher trained on 2,000 grammar documents, a student corpus of 120 other documents (.txt, one a line). The run
+distills, trains the no-teacher twin, QATs both, exports ONNX / TFLite and checks parity on onnxruntime, LiteRT
+(XNNPACK and reference kernels) and TFLite Micro; the test re-scores the saved student by hand, checks the student
+vocabulary's map, and the bad inputs that must leave nothing behind."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+from edgedistill.cli import main
+from edgedistill.config import load_config
+from edgedistill.data.tokenizer_base import StudentTokenizer
+from edgedistill.pipeline.lm_inputs import read_lm_inputs, task_of
+from edgedistill.runtimes import LiteRTReferenceRunner, LiteRTRunner, OnnxRunner, TFLMRunner
+from edgedistill.students.checkpoint import load_student
+from tiny_lm import documents, save_tiny_gpt2
+from tiny_text import save_tiny_bert
+
+ARGS = ["--task", "causal-lm", "--max-length", "16", "--student", "decoder:width=32,depth=1,heads=1", "--steps",
+        "200", "--qat", "--qat-steps", "60", "--threads", "1", "--quiet"]
+
+
+def run(args):
+    return CliRunner().invoke(main, ["distill", *args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lm")
+    torch.set_num_threads(1)
+    teacher = save_tiny_gpt2(root / "teacher", documents(2000, seed=1), steps=200, width=48)
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(documents(120, seed=2)) + "\n")
+    out = root / "run"
+    r = run(["--teacher", str(teacher), "--data", str(corpus), "--out", str(out), *ARGS])
+    assert r.exit_code == 0, r.output
+    return {"root": root, "teacher": teacher, "corpus": corpus, "out": out,
+            "metrics": json.loads((out / "metrics.json").read_text())}
+
+
+def test_run_writes_every_file_and_parity_holds_on_every_runtime(world):
+    out, m = world["out"], world["metrics"]
+    names = {p.name for p in out.iterdir()}
+    assert {"student.safetensors", "baseline.safetensors", "tokenizer.json", "student_int8.tflite",
+            "student_int8.onnx", "student.tflite", "student.onnx", "metrics.json", "config.json",
+            "report.md"} <= names, names
+    assert not out.with_name("run.partial").exists()
+    checked = {(r["artifact"], r["runtime"]) for r in m["int8"]["parity"] if r["checked"]}
+    assert {("tflite-int8", "litert"), ("tflite-int8", "tflm"), ("tflite-int8", "litert-reference"),
+            ("onnx-int8", "onnxruntime")} <= checked
+    for r in m["int8"]["parity"]:
+        assert r["passed"] or not r["checked"], r
+        assert r["positions"] == r["samples"] * 16
+    # the file computes N×L×V next-token logits over the student's vocabulary
+    vocab = m["vocabulary"]["student"]
+    assert LiteRTRunner(out / "student_int8.tflite").predict(np.ones((2, 16), np.int32)).shape == (2, 16, vocab)
+    assert m["gate"]["passed"], m["gate"]
+    report = (out / "report.md").read_text()
+    assert "| student (int8, QAT) |" in report and "Map each teacher id" in report
+
+
+@pytest.mark.parametrize("runner, name", [(LiteRTRunner, "student_int8.tflite"), (TFLMRunner, "student_int8.tflite"),
+                                          (LiteRTReferenceRunner, "student_int8.tflite"),
+                                          (OnnxRunner, "student_int8.onnx"), (OnnxRunner, "student.onnx")])
+def test_exported_files_are_causal(world, runner, name):
+    """A logit at position t never moves when the tokens after t change (int8: the same integers)."""
+    vocab = world["metrics"]["vocabulary"]["student"]
+    rng = np.random.default_rng(0)
+    ids = rng.integers(2, vocab, (4, 16)).astype(np.int32)
+    run = runner(world["out"] / name)
+    base = run.predict(ids)
+    for t in (0, 5, 14):
+        later = ids.copy()
+        later[:, t + 1:] = rng.integers(2, vocab, later[:, t + 1:].shape)
+        moved = np.abs(run.predict(later)[:, :t + 1] - base[:, :t + 1]).max()
+        assert moved <= (0.0 if "int8" in name else 1e-5), (name, t, moved)
+
+
+def test_saved_student_rescored_by_hand_gives_the_reported_perplexity(world):
+    """Independent reference: torch's cross-entropy over the test windows' real next tokens, exp of the mean."""
+    out, m = world["out"], world["metrics"]
+    cfg = load_config(None, {"data": {"source": str(world["corpus"]), "max_length": 16}, "task": "causal-lm",
+                             "teachers": [{"path": str(world["teacher"])}]})
+    test = read_lm_inputs(cfg).splits.test
+    model, _ = load_student(out)
+    with torch.no_grad():
+        logits = model.eval()(torch.from_numpy(test.ids))
+    keep = torch.from_numpy(test.targets) >= 0
+    nll = F.cross_entropy(logits[keep], torch.from_numpy(test.targets)[keep])
+    assert m["test"]["float"]["perplexity"]["value"] == pytest.approx(math.exp(float(nll)), rel=1e-5)
+    top1 = 100.0 * float((logits[keep].argmax(-1) == torch.from_numpy(test.targets)[keep]).float().mean())
+    assert m["test"]["float"]["top1"] == pytest.approx(top1, abs=1e-4)  # float32 mean vs float64
+    p = m["test"]["float"]["perplexity"]
+    assert p["low"] < p["value"] < p["high"] and p["documents"] == test.documents.size
+
+
+def test_kd_student_beats_its_twin_and_int8_stays_near_float(world):
+    m = world["metrics"]
+    ppl = {k: m["test"][k]["perplexity"]["value"] for k in ("teacher", "twin", "float", "int8")}
+    assert ppl["teacher"] < ppl["float"], ppl
+    gain = m["gain_vs_twin"]["float"]
+    assert gain["gain"] > 0 and gain["beyond_noise"], (ppl, gain)
+    assert ppl["int8"] <= 1.02 * ppl["float"], ppl  # the gate's bound (QAT trains on, so int8 may be lower)
+    t = m["teacher"]
+    assert t["top_k"] == 32 and t["bytes_per_position"] == 32 * (4 + 4) + 4  # values, int32 ids, one tail
+
+
+def test_student_vocabulary_maps_to_the_teachers_tokens(world):
+    tok = StudentTokenizer.load(world["out"] / "tokenizer.json")
+    from tokenizers import Tokenizer
+
+    teacher = Tokenizer.from_file(str(world["teacher"] / "tokenizer.json"))
+    text = "the cat sees the bird."
+    ids = teacher.encode(text, add_special_tokens=False).ids
+    assert [tok.teacher_ids[s - 2] for s in tok.token_ids([text])[0]] == ids  # every token kept, in order
+    assert tok.vocab_size == world["metrics"]["vocabulary"]["student"] < teacher.get_vocab_size()
+
+
+def test_task_detected_from_the_teachers_config(world, tmp_path):
+    bert = save_tiny_bert(tmp_path / "bert")
+    auto = lambda path: load_config(None, {"data": {"source": str(world["corpus"])},  # noqa: E731
+                                           "teachers": [{"path": str(path)}]})
+    assert task_of(auto(world["teacher"])) == "causal-lm"
+    assert task_of(auto(bert)) == "classification"
+
+
+@pytest.mark.parametrize("case", ["classifier-teacher", "too-short", "wrong-student", "unsupported-scheme"])
+def test_bad_input_is_one_paragraph_and_writes_nothing(world, tmp_path, case):
+    teacher, data, extra = world["teacher"], world["corpus"], []
+    if case == "classifier-teacher":
+        teacher = save_tiny_bert(tmp_path / "bert")
+    elif case == "too-short":
+        data = tmp_path / "short.txt"
+        data.write_text("the cat sees the bird.\n")
+    elif case == "wrong-student":
+        extra = ["--student", "textcnn"]
+    else:
+        extra = ["--scheme", "mutual"]
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["distill", "--teacher", str(teacher), "--data", str(data), "--out", str(out),
+                                  *ARGS, *extra])
+    assert r.exit_code != 0
+    assert "Traceback" not in r.output and r.output.strip().count("\n") == 0, r.output
+    expected = {"classifier-teacher": "not one", "too-short": "document", "wrong-student": "decoder",
+                "unsupported-scheme": "--scheme mutual"}[case]
+    assert expected in r.output, r.output
+    assert not out.exists() and not out.with_name("out.partial").exists()
