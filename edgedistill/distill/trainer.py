@@ -28,6 +28,7 @@ from torch import nn
 
 from edgedistill import distributed as ddp
 from edgedistill.data.arrays import model_input
+from edgedistill.data.mapped import release_pages
 from edgedistill.data.augment import Augment, Mix
 from edgedistill.distill import resume
 from edgedistill.distill.losses import distillation_objective
@@ -181,6 +182,8 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch: int = 1024, progres
     parts = []
     for i in range(0, len(x), batch):
         parts.append(model(model_input(x[i : i + batch])))
+        if (i // batch) % 16 == 15:
+            release_pages()  # memory-mapped samples (edgedistill.data.mapped)
         if progress:
             progress(len(parts[-1]))
     model.train(was_training)
@@ -384,6 +387,9 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
     return result
 
 
+RELEASE_EVERY = 16  # steps between two releases of memory-mapped pages (edgedistill.data.mapped)
+
+
 class _Stepper:
     """One optimizer step on a batch of sample indices: the batch (augmented), the teacher's targets (cached or run
     on the augmented batch), this rank's share, the loss, backward, optimizer and scheduler. Owns the optimizer and
@@ -416,6 +422,8 @@ class _Stepper:
         data, objective, shard = self.data, self.objective, self.shard
         t0 = time.perf_counter()
         xb, yb, mix = batch_at(data, idx, self.settings.augment, aug_gen)  # the whole global batch, on every rank
+        if step % RELEASE_EVERY == 0:
+            release_pages()  # memory-mapped samples: the pages random batches touched leave the resident set
         self.data_s += time.perf_counter() - t0
         tb = self.teacher_logits[idx[shard]] if self.teacher_logits is not None else None
         xb = xb[shard]
