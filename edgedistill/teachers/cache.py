@@ -3,6 +3,9 @@
 A second run over the same teacher and data reads the logits instead of running the teacher again. Files are
 written to a temporary name and renamed, so an interrupted run never leaves a truncated cache entry.
 
+Entries are stored float16 relative to each row's maximum (edgedistill.teachers.logit_store: half the bytes, a
+stated bound on the soft targets' error) and read memory-mapped, piece by piece.
+
 Under torch.distributed the pass is sharded: the batches (the same boundaries as a single process uses, so every
 logit is computed exactly as one process would) are dealt round-robin to the ranks, gathered, and rank 0 writes the
 one cache file; every rank returns the complete array.
@@ -13,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +24,9 @@ import numpy as np
 import torch
 
 from edgedistill import distributed as ddp
+from edgedistill.data.mapped import release_pages
 from edgedistill.teachers.base import Teacher
+from edgedistill.teachers.logit_store import decode, encode, form_of, stored_bytes
 
 
 def default_cache_dir() -> Path:
@@ -32,18 +37,34 @@ def default_cache_dir() -> Path:
 def array_digest(x: np.ndarray) -> str:
     h = hashlib.sha256(str((x.shape, str(x.dtype))).encode())
     h.update(np.ascontiguousarray(x).data)
+    release_pages()  # memory-mapped samples: the pages hashing read leave the resident set (data.mapped)
     return h.hexdigest()
+
+
+STORE_VERSION = "shifted-f16-v1"  # part of every key: an entry in an older form is recomputed, never mixed in
 
 
 @dataclass
 class CacheStats:
+    """Hits, misses, seconds spent running teachers, and each entry used: its form (teachers.logit_store), bytes on
+    disk, samples and classes (metrics.json's `teacher_cache`)."""
+
     hits: int = 0
     misses: int = 0
     seconds_computing: float = 0.0
+    entries: list = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {"hits": self.hits, "misses": self.misses, "bytes": sum(e["bytes"] for e in self.entries),
+                "entries": list(self.entries)}
 
 
 class LogitCache:
-    """`get(teacher, x, input_tag)` returns N×K logits, computing them in batches only on a miss."""
+    """`get(teacher, x, input_tag)` returns N×K logits, computing them in batches only on a miss.
+
+    Entries are stored float16 relative to each row's maximum (teachers.logit_store; float32 where a row spans too
+    much) and memory-mapped on reading. A miss returns the stored values too, so a run computes the same whether its
+    logits were cached or not."""
 
     def __init__(self, directory: Path | None = None, enabled: bool = True, batch_size: int = 512):
         self.directory = Path(directory) if directory else default_cache_dir()
@@ -53,40 +74,52 @@ class LogitCache:
 
     def key(self, teacher: Teacher, x: np.ndarray, input_tag: str) -> str:
         ident = teacher.identity()
-        return hashlib.sha256(f"{ident}|{input_tag}|{array_digest(x)}".encode()).hexdigest()[:32]
+        return hashlib.sha256(f"{ident}|{input_tag}|{array_digest(x)}|{STORE_VERSION}".encode()).hexdigest()[:32]
+
+    def _read(self, path: Path | None, n: int) -> np.ndarray | None:
+        if path is None or not ddp.broadcast_object(path.exists()):  # rank 0's view decides for everyone
+            return None
+        try:
+            stored = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None  # a damaged entry is recomputed and overwritten
+        return stored if stored.ndim in (1, 2) and stored.shape[0] == n else None
 
     def get(self, teacher: Teacher, x: np.ndarray, input_tag: str = "raw",
             transform: Callable[[np.ndarray], np.ndarray] | None = None,
             progress: Callable[[int], None] | None = None) -> torch.Tensor:
         path = self.directory / f"{self.key(teacher, x, input_tag)}.npy" if self.enabled else None
-        out = None
-        if ddp.broadcast_object(path is not None and path.exists()):  # rank 0's view decides for everyone
-            try:
-                out = np.load(path, allow_pickle=False)
-                out = out if out.shape[0] == len(x) else None
-            except (OSError, ValueError):
-                out = None  # a damaged entry is recomputed and overwritten
-        if int(ddp.all_sum(torch.tensor(int(out is not None)))) == ddp.world() and out is not None:
+        stored = self._read(path, len(x))
+        if int(ddp.all_sum(torch.tensor(int(stored is not None)))) == ddp.world() and stored is not None:
             self.stats.hits += 1
             if progress:
                 progress(len(x))
-            return torch.from_numpy(out)
+            return self._logits(stored)
         t0 = time.perf_counter()
         parts = {}
         for i in ddp.my_share(list(range(0, len(x), self.batch_size))):
             xb = x[i : i + self.batch_size]
             parts[i] = teacher.logits(transform(xb) if transform else xb).numpy()
+            if (i // self.batch_size) % 16 == 0:
+                release_pages()
             if progress:
                 progress(len(xb) * ddp.world())
         for other in ddp.gather_objects(parts) if ddp.active() else []:
             parts.update(other)
-        out = np.concatenate([parts[i] for i in sorted(parts)]).astype(np.float32)
+        stored = encode(np.concatenate([parts.pop(i) for i in sorted(parts)]))
         self.stats.misses += 1
         self.stats.seconds_computing += time.perf_counter() - t0
         if path is not None and ddp.is_main():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-            np.save(tmp, out)
+            np.save(tmp, stored, allow_pickle=False)
             os.replace(tmp, path)
         ddp.barrier()
-        return torch.from_numpy(out)
+        return self._logits(stored)
+
+    def _logits(self, stored: np.ndarray) -> torch.Tensor:
+        out = torch.from_numpy(decode(stored))
+        self.stats.entries.append({"form": form_of(stored), "bytes": stored_bytes(stored), "samples": len(stored),
+                                   "classes": int(out.shape[1]) if out.ndim == 2 else 1})
+        release_pages()
+        return out
