@@ -117,6 +117,42 @@ def run_distill(data: Path, teacher: Path, root: Path, steps: int, extra: list[s
             "int8_test_acc": (m.get("int8") or {}).get("test_acc"), "sizes": m.get("data", {}).get("sizes")}
 
 
+def cache_precision(teacher: Path, x: np.ndarray) -> dict:
+    """The cache's float16-shifted storage against float32 on this teacher's logits over `x`: the largest |Δp| of the
+    soft targets and the mean KL(float32 || stored) at each temperature the tuner uses, and top-1 agreement."""
+    from edgedistill.distill.tuning import TEMPERATURES
+    from edgedistill.teachers.logit_store import decode, encode, form_of, soft_target_bound
+
+    model = torch.jit.load(str(teacher)).eval()
+    with torch.no_grad():
+        z = torch.cat([model(torch.from_numpy(np.array(x[i : i + 4096]))) for i in range(0, len(x), 4096)]).numpy()
+    stored = encode(z)
+    back = decode(stored)
+    out = {"samples": len(z), "form": form_of(stored), "bytes_per_sample": stored.nbytes / len(z),
+           "float32_bytes_per_sample": z.nbytes / len(z), "bound": soft_target_bound(z.shape[1]),
+           "top1_agreement": float((back.argmax(1) == z.argmax(1)).mean()), "logit_range": float(np.ptp(z, 1).max()),
+           "temperatures": {}}
+    for t in TEMPERATURES:
+        p32 = torch.softmax(torch.from_numpy(z).double() / t, 1)
+        p16 = torch.softmax(torch.from_numpy(back).double() / t, 1)
+        kl = (p32 * (p32.log() - p16.log())).sum(1).mean()
+        out["temperatures"][str(t)] = {"max_abs_dp": float((p32 - p16).abs().max()), "mean_kl": float(kl)}
+    return out
+
+
+def table(results: dict) -> str:
+    """docs/scale.md's table: one row per (measurement label, N), the ratio of peak RSS to the label's smallest N."""
+    lines = ["| code | N | peak RSS MiB | × smallest N | samples/s | teacher pass s | cache bytes | test acc % |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, res in results.items():
+        base = res["rows"][0]["peak_rss_bytes"]
+        for r in res["rows"]:
+            lines.append(f"| {label} | {r['n']:,} | {r['peak_rss_bytes'] / 2**20:,.0f} | {r['peak_rss_bytes'] / base:.2f} "
+                         f"| {r['samples_per_s'] or 0:,.0f} | {r['teacher_pass_s']:.2f} | {r['cache_bytes']:,} "
+                         f"| {r['test_acc']:.2f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000,1000000")
@@ -124,8 +160,12 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="keep data here (reused across runs) instead of a temp dir")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     ap.add_argument("--label", default="", help="a name for this measurement (before / after)")
+    ap.add_argument("--table", type=Path, default=None, help="print the Markdown table of this JSON file and exit")
     ap.add_argument("--extra", default="", help="further distill flags, space-separated")
     args = ap.parse_args()
+    if args.table:
+        print(table(json.loads(args.table.read_text())))
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     work = args.work or Path(tempfile.mkdtemp(prefix="scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -135,6 +175,12 @@ def main() -> None:
         base_x, base_y = mnist1d_base()
     if not teacher.exists():
         print(f"teacher accuracy on base samples 8,000..{BASE:,}: {train_teacher(base_x, base_y, teacher):.2%}")
+    prec = cache_precision(teacher, np.load(work / f"n{sizes[-1]}" / "x.npy", mmap_mode="r")[:100_000]) \
+        if (work / f"n{sizes[-1]}" / "x.npy").exists() else None
+    if prec:
+        worst = max(v["max_abs_dp"] for v in prec["temperatures"].values())
+        print(f"cache float16-shifted vs float32 on {prec['samples']:,} samples: max |dp| {worst:.2e} (bound "
+              f"{prec['bound']:.2e}), top-1 agreement {prec['top1_agreement']:.4%}")
     rows = []
     for n in sizes:
         folder = work / f"n{n}"
@@ -148,7 +194,7 @@ def main() -> None:
               f"test {r['test_acc']:.2f}%  wall {r['wall_s']:.0f} s", flush=True)
     if args.out:
         prev = json.loads(args.out.read_text()) if args.out.exists() else {}
-        prev[args.label or "run"] = {"steps": args.steps, "rows": rows}
+        prev[args.label or "run"] = {"steps": args.steps, "rows": rows, "cache_precision": prec}
         args.out.write_text(json.dumps(prev, indent=1) + "\n")
 
 

@@ -96,17 +96,7 @@ class LogitCache:
                 progress(len(x))
             return self._logits(stored)
         t0 = time.perf_counter()
-        parts = {}
-        for i in ddp.my_share(list(range(0, len(x), self.batch_size))):
-            xb = x[i : i + self.batch_size]
-            parts[i] = teacher.logits(transform(xb) if transform else xb).numpy()
-            if (i // self.batch_size) % 16 == 0:
-                release_pages()
-            if progress:
-                progress(len(xb) * ddp.world())
-        for other in ddp.gather_objects(parts) if ddp.active() else []:
-            parts.update(other)
-        stored = encode(np.concatenate([parts.pop(i) for i in sorted(parts)]))
+        stored = encode(self._compute(teacher, x, transform, progress))
         self.stats.misses += 1
         self.stats.seconds_computing += time.perf_counter() - t0
         if path is not None and ddp.is_main():
@@ -116,6 +106,30 @@ class LogitCache:
             os.replace(tmp, path)
         ddp.barrier()
         return self._logits(stored)
+
+    def _compute(self, teacher: Teacher, x: np.ndarray, transform, progress) -> np.ndarray:
+        """N×K float32 logits, batch by batch. One process writes each batch into one array allocated once (a dict
+        of thousands of small batches, then a concatenation, held ~4 bytes a logit more at the peak and left the
+        heap fragmented); under torch.distributed each rank's share is gathered."""
+        out = None
+        parts = {}
+        for i in ddp.my_share(list(range(0, len(x), self.batch_size))):
+            xb = x[i : i + self.batch_size]
+            z = teacher.logits(transform(xb) if transform else xb).numpy()
+            if ddp.active():
+                parts[i] = z
+            else:
+                out = np.empty((len(x),) + z.shape[1:], np.float32) if out is None else out
+                out[i : i + len(z)] = z
+            if (i // self.batch_size) % 16 == 0:
+                release_pages()
+            if progress:
+                progress(len(xb) * ddp.world())
+        if not ddp.active():
+            return out
+        for other in ddp.gather_objects(parts):
+            parts.update(other)
+        return np.concatenate([parts.pop(i) for i in sorted(parts)]).astype(np.float32)
 
     def _logits(self, stored: np.ndarray) -> torch.Tensor:
         out = torch.from_numpy(decode(stored))
