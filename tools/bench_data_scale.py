@@ -142,15 +142,21 @@ def cache_precision(teacher: Path, x: np.ndarray) -> dict:
 
 def table(results: dict) -> str:
     """docs/scale.md's table: one row per (measurement label, N), the ratio of peak RSS to the label's smallest N."""
-    lines = ["| code | N | peak RSS MiB | × smallest N | samples/s | teacher pass s | cache bytes | test acc % |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| code | N | data | peak RSS MiB | × smallest N | samples/s | teacher pass s | cache bytes | test acc % |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for label, res in results.items():
         base = res["rows"][0]["peak_rss_bytes"]
         for r in res["rows"]:
-            lines.append(f"| {label} | {r['n']:,} | {r['peak_rss_bytes'] / 2**20:,.0f} | {r['peak_rss_bytes'] / base:.2f} "
+            lines.append(f"| {label} | {r['n']:,} | {r.get('form', 'npy')} | {r['peak_rss_bytes'] / 2**20:,.0f} | {r['peak_rss_bytes'] / base:.2f} "
                          f"| {r['samples_per_s'] or 0:,.0f} | {r['teacher_pass_s']:.2f} | {r['cache_bytes']:,} "
                          f"| {r['test_acc']:.2f} |")
     return "\n".join(lines)
+
+
+def _show(r: dict) -> None:
+    print(f"N={r['n']:>9,} {r['form']}  peak RSS {r['peak_rss_bytes'] / 2**20:8,.0f} MiB  "
+          f"{r['samples_per_s'] or 0:8,.0f} samples/s  teacher pass {r['teacher_pass_s']:6.2f} s  "
+          f"cache {r['cache_bytes'] / 2**20:7.1f} MiB  test {r['test_acc']:.2f}%  wall {r['wall_s']:.0f} s", flush=True)
 
 
 def main() -> None:
@@ -160,6 +166,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="keep data here (reused across runs) instead of a temp dir")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     ap.add_argument("--label", default="", help="a name for this measurement (before / after)")
+    ap.add_argument("--npz-up-to", type=int, default=0, help="also run N up to this as an in-memory .npz")
     ap.add_argument("--table", type=Path, default=None, help="print the Markdown table of this JSON file and exit")
     ap.add_argument("--extra", default="", help="further distill flags, space-separated")
     args = ap.parse_args()
@@ -186,12 +193,17 @@ def main() -> None:
         folder = work / f"n{n}"
         if not (folder / "y.npy").exists():
             write_npy_dir(folder, n, base_x, base_y)
-        with tempfile.TemporaryDirectory(dir=work) as d:
-            r = {"n": n, **run_distill(folder, teacher, Path(d), args.steps, args.extra.split())}
-        rows.append(r)
-        print(f"N={n:>9,}  peak RSS {r['peak_rss_bytes'] / 2**20:8,.0f} MiB  {r['samples_per_s'] or 0:8,.0f} samples/s  "
-              f"teacher pass {r['teacher_pass_s']:6.2f} s  cache {r['cache_bytes'] / 2**20:7.1f} MiB  "
-              f"test {r['test_acc']:.2f}%  wall {r['wall_s']:.0f} s", flush=True)
+        forms = [("npy", folder)]
+        if n <= args.npz_up_to:  # the same arrays read into memory (an .npz is never memory-mapped)
+            npz = work / f"n{n}.npz"
+            if not npz.exists():
+                np.savez(npz, x=np.load(folder / "x.npy"), y=np.load(folder / "y.npy"))
+            forms.append(("npz", npz))
+        for form, source in forms:
+            with tempfile.TemporaryDirectory(dir=work) as d:
+                r = {"n": n, "form": form, **run_distill(source, teacher, Path(d), args.steps, args.extra.split())}
+            rows.append(r)
+            _show(r)
     if args.out:
         prev = json.loads(args.out.read_text()) if args.out.exists() else {}
         prev[args.label or "run"] = {"steps": args.steps, "rows": rows, "cache_precision": prec}

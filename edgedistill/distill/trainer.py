@@ -28,7 +28,7 @@ from torch import nn
 
 from edgedistill import distributed as ddp
 from edgedistill.data.arrays import model_input
-from edgedistill.data.mapped import release_pages
+from edgedistill.data.mapped import gather, release_pages, tracking
 from edgedistill.data.augment import Augment, Mix
 from edgedistill.distill import resume
 from edgedistill.distill.losses import distillation_objective
@@ -267,11 +267,19 @@ def augment_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63)
 
 
+def _rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """x[idx]; samples memory-mapped from a file are read with pread (edgedistill.data.mapped.gather): the same
+    values and strides, without faulting the file's pages into the resident set."""
+    if tracking() and x.device.type == "cpu" and not x.requires_grad:
+        return torch.from_numpy(gather(x.numpy(), idx.numpy()))
+    return x[idx]
+
+
 def batch_at(data: TrainSet, idx: torch.Tensor, aug: Augment,
              aug_gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None, Mix | None]:
     """One training batch (float32, or token ids): augmented inputs, their labels and what mixup did (None without
     mixup)."""
-    xb = model_input(data.x[idx])
+    xb = model_input(_rows(data.x, idx))
     yb = data.y[idx] if data.y is not None else None
     if not aug.enabled:
         return xb, yb, None

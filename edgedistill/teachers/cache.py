@@ -34,10 +34,18 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "edgedistill" / "logits"
 
 
+DIGEST_BYTES = 1 << 24  # bytes hashed between two releases of memory-mapped pages
+
+
 def array_digest(x: np.ndarray) -> str:
+    """sha256 of x's shape, dtype and bytes (C order). Hashed in pieces of DIGEST_BYTES, the pages of a memory-mapped
+    x released after each (data.mapped): the digest is that of the whole buffer, the resident pages are not."""
     h = hashlib.sha256(str((x.shape, str(x.dtype))).encode())
-    h.update(np.ascontiguousarray(x).data)
-    release_pages()  # memory-mapped samples: the pages hashing read leave the resident set (data.mapped)
+    x = np.ascontiguousarray(x)
+    rows = max(1, DIGEST_BYTES // max(1, x[:1].nbytes)) if x.ndim else 1
+    for i in range(0, max(len(x), 1) if x.ndim else 1, rows):
+        h.update((x[i : i + rows] if x.ndim else x).data)
+        release_pages()
     return h.hexdigest()
 
 

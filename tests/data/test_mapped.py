@@ -8,7 +8,7 @@ import pytest
 
 from edgedistill.data import make_splits, read_dataset
 from edgedistill.data.arrays import RawDataset, Split
-from edgedistill.data.mapped import as_float32, is_mapped, release_pages, take_rows, track
+from edgedistill.data.mapped import as_float32, gather, is_mapped, release_pages, take_rows, track
 
 
 def _mapped(tmp_path, arr, name="x.npy"):
@@ -19,7 +19,7 @@ def _mapped(tmp_path, arr, name="x.npy"):
 def test_take_rows_is_the_in_memory_copy_memory_mapped_and_leaves_no_file(tmp_path, monkeypatch):
     spill = tmp_path / "spill"
     monkeypatch.setenv("EDGEDISTILL_SPILL", str(spill))
-    monkeypatch.setattr("edgedistill.data.mapped.SPILL_ROWS", 7)  # several pieces
+    monkeypatch.setattr("edgedistill.data.mapped.SPILL_BYTES", 7 * 65536)  # pieces of 7 rows
     x = np.random.default_rng(0).integers(0, 255, (50, 1, 3, 4)).astype(np.uint8)
     xm = _mapped(tmp_path, x)
     idx = np.random.default_rng(1).permutation(50)[:23]
@@ -73,3 +73,25 @@ def test_splits_of_a_npy_folder_are_mapped_and_equal_the_in_memory_splits(tmp_pa
     assert is_mapped(mapped.val.x) and mapped.val.x.dtype == np.float32 and mapped.test.x.dtype == np.float32
     assert np.allclose(mapped.normalizer.mean, memory.normalizer.mean, rtol=1e-12)
     assert np.allclose(mapped.normalizer.std, memory.normalizer.std, rtol=1e-12)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RssFile is Linux's")
+def test_gather_reads_rows_with_pread_equal_to_indexing_and_faults_nothing_in(tmp_path):
+    import torch
+
+    x = np.random.default_rng(3).normal(size=(200_000, 1, 40)).astype(np.float32)  # 32 MB
+    xm = _mapped(tmp_path, x, "g.npy")
+    view = xm[1000:]  # a view inside the mapping: positions count from its own first row
+    idx = np.random.default_rng(4).integers(-5000, len(view), 4096)
+    idx[:50] = np.arange(100, 150)  # a run of consecutive rows: read at once
+    gather(view, idx[:2])  # the first call loads code pages
+    release_pages()
+    before = _rss_file_kib()
+    got = gather(view, idx)
+    assert _rss_file_kib() - before < 4 << 10  # through the mapping: ~1 MB a random row on large page-cache folios
+    want = torch.from_numpy(np.ascontiguousarray(view))[torch.from_numpy(idx)]
+    assert torch.equal(torch.from_numpy(got), want) and torch.from_numpy(got).stride() == want.stride()
+    with pytest.raises(IndexError):
+        gather(view, [len(view)])
+    plain = gather(x, idx)  # not mapped: plain indexing
+    assert np.array_equal(plain, x[idx])

@@ -1,7 +1,8 @@
-"""Peak resident memory of `distill` on a memory-mapped x.npy folder does not grow with the number of samples: the
-same run on 20 times the samples (~200 MB of float32 signals against ~10 MB) peaks within a few tens of MB of the
+"""Peak resident memory of `distill` on a memory-mapped x.npy folder grows far less than the samples do: the
+same run on 20 times the samples (~190 MB of float32 signals against ~10 MB) peaks less than 100 MB above the
 small one. Before the splits were memory-mapped (edgedistill.data.mapped) the large run held its train / val / test
-copies (~200 MB), np.std's float64 temporaries (~280 MB) and every page of the file."""
+copies (~190 MB), np.std's float64 temporaries and every page of the file: measured 421 -> 910 MiB then, 406 -> 485
+MiB now (the same test run against the code before)."""
 
 import os
 import subprocess
@@ -52,4 +53,5 @@ def test_peak_memory_is_flat_in_the_number_of_samples(tmp_path):
     torch.jit.script(net).save(str(teacher))
     small = _peak_rss(_folder(tmp_path / "small", 50_000), teacher, tmp_path / "a" / "out")
     large = _peak_rss(_folder(tmp_path / "large", 1_000_000), teacher, tmp_path / "b" / "out")
-    assert large - small < 60 * 2**20, (small / 2**20, large / 2**20)
+    # what still grows is per-sample bookkeeping (labels, permutations, the cached logits: ~80 bytes a sample)
+    assert large - small < 100 * 2**20, (small / 2**20, large / 2**20)
