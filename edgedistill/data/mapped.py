@@ -103,6 +103,11 @@ def _entry(x: np.ndarray) -> _Mapping | None:
     return None
 
 
+def in_mapping(x) -> bool:
+    """Whether `gather` reads x's rows from a file: a C-contiguous numpy array inside a tracked mapping."""
+    return isinstance(x, np.ndarray) and x.ndim > 0 and x.flags.c_contiguous and len(x) > 0 and _entry(x) is not None
+
+
 def gather(x: np.ndarray, idx) -> np.ndarray:
     """x[idx] (integer indices along the first axis) as a new C-contiguous array. When x is a C-contiguous array
     inside a tracked mapping, the rows are read from its file with pread, touching no page of the mapping: a
@@ -152,8 +157,9 @@ def spill_directory() -> Path:
     return Path(env) if env else Path(tempfile.gettempdir())
 
 
-def _spilled(shape: tuple[int, ...], dtype) -> np.memmap:
-    """A new writable .npy mapping of `shape` / `dtype`, its file already unlinked (module docstring)."""
+def spilled(shape: tuple[int, ...], dtype) -> np.memmap:
+    """A new writable, tracked .npy mapping of `shape` / `dtype` in spill_directory(), its file already unlinked
+    (module docstring): an array as large as the data, kept out of anonymous memory."""
     folder = spill_directory()
     folder.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix="edgedistill-split-", suffix=".npy", dir=folder)
@@ -183,7 +189,7 @@ def take_rows(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
         return x[idx]
     if idx.dtype == np.bool_:
         idx = np.flatnonzero(idx)
-    out = _spilled((len(idx),) + tuple(x.shape[1:]), x.dtype)
+    out = spilled((len(idx),) + tuple(x.shape[1:]), x.dtype)
     return _fill(out, lambda i, j: gather(x, idx[i:j]))  # read with pread: no page of x becomes resident
 
 
@@ -191,5 +197,5 @@ def as_float32(x: np.ndarray) -> np.ndarray:
     """Memory-mapped samples in another dtype, as float32 in a memory-mapped copy; anything else unchanged."""
     if x.dtype == np.float32 or not is_mapped(x):
         return x
-    out = _spilled(tuple(x.shape), np.float32)
+    out = spilled(tuple(x.shape), np.float32)
     return _fill(out, lambda i, j: gather(x, np.arange(i, j)).astype(np.float32))

@@ -28,7 +28,7 @@ from torch import nn
 
 from edgedistill import distributed as ddp
 from edgedistill.data.arrays import model_input
-from edgedistill.data.mapped import gather, release_pages, tracking
+from edgedistill.data.mapped import gather, in_mapping, release_pages, tracking
 from edgedistill.data.augment import Augment, Mix
 from edgedistill.distill import resume
 from edgedistill.distill.losses import distillation_objective
@@ -270,8 +270,8 @@ def augment_seed(seed: int, epoch: int) -> int:
 def _rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """x[idx]; samples memory-mapped from a file are read with pread (edgedistill.data.mapped.gather): the same
     values and strides, without faulting the file's pages into the resident set."""
-    if tracking() and x.device.type == "cpu" and not x.requires_grad:
-        return torch.from_numpy(gather(x.numpy(), idx.numpy()))
+    if tracking() and x.device.type == "cpu" and not x.requires_grad and in_mapping(arr := x.numpy()):
+        return torch.from_numpy(gather(arr, idx.numpy()))
     return x[idx]
 
 
@@ -433,7 +433,7 @@ class _Stepper:
         if step % RELEASE_EVERY == 0:
             release_pages()  # memory-mapped samples: the pages random batches touched leave the resident set
         self.data_s += time.perf_counter() - t0
-        tb = self.teacher_logits[idx[shard]] if self.teacher_logits is not None else None
+        tb = _rows(self.teacher_logits, idx[shard]) if self.teacher_logits is not None else None
         xb = xb[shard]
         if self.on_the_fly:
             members = data.teacher_stream.members(self.stream_key, epoch, step, self.per_epoch, xb)

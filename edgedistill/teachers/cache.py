@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from edgedistill import distributed as ddp
-from edgedistill.data.mapped import release_pages
+from edgedistill.data.mapped import release_pages, spilled
 from edgedistill.teachers.base import Teacher
 from edgedistill.teachers.logit_store import decode, encode, form_of, stored_bytes
 
@@ -34,6 +34,7 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "edgedistill" / "logits"
 
 
+SPILL_LOGITS = 16 << 20  # decoded logits larger than this (bytes) are memory-mapped, not held in memory
 DIGEST_BYTES = 1 << 24  # bytes hashed between two releases of memory-mapped pages
 
 
@@ -140,7 +141,12 @@ class LogitCache:
         return np.concatenate([parts.pop(i) for i in sorted(parts)]).astype(np.float32)
 
     def _logits(self, stored: np.ndarray) -> torch.Tensor:
-        out = torch.from_numpy(decode(stored))
+        """The stored entry as N×K float32 logits: in memory, or past SPILL_LOGITS bytes in a memory-mapped copy
+        (edgedistill.data.mapped.spilled; the trainer reads its batches with pread), so that the decoded logits of a
+        million samples do not stay in anonymous memory for the whole run."""
+        shape = (len(stored), stored.dtype["shifted"].shape[0]) if stored.dtype.names else stored.shape
+        big = stored.ndim == 1 and stored.dtype.names and 4 * int(np.prod(shape)) > SPILL_LOGITS
+        out = torch.from_numpy(decode(stored, spilled(shape, np.float32) if big else None))
         self.stats.entries.append({"form": form_of(stored), "bytes": stored_bytes(stored), "samples": len(stored),
                                    "classes": int(out.shape[1]) if out.ndim == 2 else 1})
         release_pages()

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgedistill.data.mapped import release_pages
+
 F16_SPAN = 2048.0  # |z_i - max z| above this: the entry is stored as float32
 FORMS = ("float16-shifted", "float32")
 PIECE = 1 << 15  # rows converted at a time
@@ -69,6 +71,7 @@ def decode(stored: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     for i in range(0, len(stored), PIECE):
         rec = stored[i : i + PIECE]
         np.add(rec["shifted"].astype(np.float32), rec["max"][:, None], out=out[i : i + PIECE])
+        release_pages()  # a memory-mapped `out` (or `stored`): the pages just written leave the resident set
     return out
 
 

@@ -71,3 +71,16 @@ def test_cache_stores_shifted_float16_memory_maps_it_and_a_hit_equals_the_miss(t
     s = cache.stats.summary()
     assert s["misses"] == 1 and s["entries"][0] == {"form": "float16-shifted", "bytes": on_disk.nbytes,
                                                      "samples": 1300, "classes": 12}
+
+
+def test_large_decoded_logits_are_memory_mapped_with_the_same_values(tmp_path, monkeypatch):
+    from edgedistill.data.mapped import in_mapping
+
+    monkeypatch.setenv("EDGEDISTILL_SPILL", str(tmp_path / "spill"))
+    x = np.random.default_rng(5).normal(size=(900, 6)).astype(np.float32)
+    small = LogitCache(tmp_path / "a").get(_Linear(), x)
+    monkeypatch.setattr("edgedistill.teachers.cache.SPILL_LOGITS", 1024)  # 900 × 12 × 4 bytes: past it
+    big = LogitCache(tmp_path / "b").get(_Linear(), x)
+    assert in_mapping(big.numpy()) and not in_mapping(small.numpy())
+    assert torch.equal(big, small)
+    assert list((tmp_path / "spill").iterdir()) == []
