@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgedistill.data.mapped import release_pages, take_rows
 from edgedistill.errors import DataError
 
 KINDS = ("image", "signal", "features", "text")
@@ -71,7 +72,8 @@ class Split:
         return self.y is not None
 
     def take(self, idx: np.ndarray) -> "Split":
-        return Split(self.x[idx], None if self.y is None else self.y[idx])
+        """The samples at `idx` (indices or a boolean mask): a copy, memory-mapped when `x` is (data.mapped)."""
+        return Split(take_rows(self.x, idx), None if self.y is None else self.y[idx])
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def check_finite(x: np.ndarray, what: str, where: str) -> None:
     for i in range(0, len(x), CHECK_ROWS):
         part = np.asarray(x[i : i + CHECK_ROWS])
         bad[i : i + len(part)] = ~np.isfinite(part.reshape(len(part), -1)).all(axis=1)
+        release_pages()  # a memory-mapped x: the pages just read leave the resident set
     if bad.any():
         first = np.flatnonzero(bad)[:5].tolist()
         raise DataError(

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedistill.data.arrays import RawDataset, Split, kind_of
+from edgedistill.data.mapped import track
 from edgedistill.data.npz import check_ranks, labels_of, samples_of
 from edgedistill.errors import DataError
 
@@ -43,7 +44,7 @@ def _open(path: Path) -> np.ndarray:
         raise DataError(f"Cannot read {path} as a NumPy array: {exc or 'the file is empty or cut short'}.") from None
     if not isinstance(arr, np.ndarray):
         raise DataError(f"{path} is not a single NumPy array.")
-    return arr
+    return track(arr)  # its touched pages are released after each pass (edgedistill.data.mapped)
 
 
 def _samples(arr: np.ndarray, path: Path) -> np.ndarray:

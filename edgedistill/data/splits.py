@@ -2,7 +2,9 @@
 
 Samples kept in their stored dtype (a memory-mapped x.npy folder, edgedistill.data.npy_dir) stay so in the train
 and transfer splits, which the trainer reads batch by batch; the validation and test splits, which every stage
-scores whole and the runtimes read as they are, become float32 here (`model_input`)."""
+scores whole and the runtimes read as they are, become float32 here (`model_input`). Cut from a memory-mapped array,
+every split is itself a memory-mapped copy, and float32 conversions too (edgedistill.data.mapped): resident memory
+stays flat in the number of samples."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import numpy as np
 
 from edgedistill.data.arrays import (RawDataset, Split, check_finite, kind_of, model_input, stored_samples,
                                      validate_split)
+from edgedistill.data.mapped import as_float32, is_mapped, release_pages, take_rows
 from edgedistill.data.labels import UNLABELED, LabelMap, fit_label_map, labelled
 from edgedistill.errors import DataError
 
@@ -30,9 +33,10 @@ class Normalizer:
         """Statistics of `x` (N×F or N×C×...). A constant column / channel (std at float32 round-off level of its
         mean, or below 1e-6) gets std 1: it carries no information, and a tiny std would put a huge multiplier
         (and a huge quantization scale) into the student's first layer. std is always finite and positive.
-        Samples in a stored dtype (uint8 ...) are summed in pieces (two passes, float64), never converted whole."""
+        Samples in a stored dtype (uint8 ...) or memory-mapped are summed in pieces (two passes, float64), never
+        converted whole (np.std of the whole array would hold a float64 copy of it)."""
         axes = (0,) if x.ndim == 2 else tuple(i for i in range(x.ndim) if i != 1)
-        if stored_samples(x):
+        if stored_samples(x) or is_mapped(x):
             mean, std = _chunked_moments(x, axes)
         else:
             mean = x.mean(axis=axes, dtype=np.float64)
@@ -60,14 +64,18 @@ def _chunked_moments(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, 
     """Per-channel mean and population std of `x` over `axes`, in float64, MOMENT_ROWS samples at a time (two
     passes: the mean, then the squared deviations from it, as np.std computes them)."""
     count = len(x) * int(np.prod([x.shape[a] for a in axes if a != 0]))
-    total = sum(np.asarray(x[i : i + MOMENT_ROWS]).sum(axis=axes, dtype=np.float64)
-                for i in range(0, len(x), MOMENT_ROWS))
+    total = 0.0
+    for i in range(0, len(x), MOMENT_ROWS):
+        total = total + np.asarray(x[i : i + MOMENT_ROWS]).sum(axis=axes, dtype=np.float64)
+        release_pages()  # a memory-mapped x: the pages just read leave the resident set (data.mapped)
     mean = total / count
     shape = [1] * x.ndim
     shape[1] = -1
     m = mean.reshape(shape)
-    sq = sum(((np.asarray(x[i : i + MOMENT_ROWS], np.float64) - m) ** 2).sum(axis=axes)
-             for i in range(0, len(x), MOMENT_ROWS))
+    sq = 0.0
+    for i in range(0, len(x), MOMENT_ROWS):
+        sq = sq + ((np.asarray(x[i : i + MOMENT_ROWS], np.float64) - m) ** 2).sum(axis=axes)
+        release_pages()
     return mean, np.sqrt(sq / count)
 
 
@@ -143,8 +151,8 @@ def _split_labelled(split: Split, lmap: LabelMap, what: str) -> tuple[Split, Spl
     keep = labelled(y)
     if keep.all():
         return Split(split.x, y), None
-    rest = Split(split.x[~keep], np.full(int((~keep).sum()), UNLABELED, np.int64))
-    return Split(split.x[keep], y[keep]), rest
+    rest = Split(take_rows(split.x, ~keep), np.full(int((~keep).sum()), UNLABELED, np.int64))
+    return Split(take_rows(split.x, keep), y[keep]), rest
 
 
 def _concat(parts: list[Split]) -> Split:
@@ -158,7 +166,11 @@ def _concat(parts: list[Split]) -> Split:
 
 
 def _float32(split: Split) -> Split:
-    return split if not stored_samples(split.x) else Split(model_input(split.x), split.y)
+    """The split's samples as float32: memory-mapped samples into a memory-mapped copy (data.mapped), others in
+    memory."""
+    if not stored_samples(split.x):
+        return split
+    return Split(as_float32(split.x) if is_mapped(split.x) else model_input(split.x), split.y)
 
 
 def _canonical(x: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from torch import nn
 
 from edgedistill import distributed as ddp
 from edgedistill.data.arrays import model_input
+from edgedistill.data.mapped import gather, in_mapping, release_pages, tracking
 from edgedistill.data.augment import Augment, Mix
 from edgedistill.distill import resume
 from edgedistill.distill.losses import distillation_objective
@@ -181,6 +182,8 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch: int = 1024, progres
     parts = []
     for i in range(0, len(x), batch):
         parts.append(model(model_input(x[i : i + batch])))
+        if (i // batch) % 16 == 15:
+            release_pages()  # memory-mapped samples (edgedistill.data.mapped)
         if progress:
             progress(len(parts[-1]))
     model.train(was_training)
@@ -264,11 +267,19 @@ def augment_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63)
 
 
+def _rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """x[idx]; samples memory-mapped from a file are read with pread (edgedistill.data.mapped.gather): the same
+    values and strides, without faulting the file's pages into the resident set."""
+    if tracking() and x.device.type == "cpu" and not x.requires_grad and in_mapping(arr := x.numpy()):
+        return torch.from_numpy(gather(arr, idx.numpy()))
+    return x[idx]
+
+
 def batch_at(data: TrainSet, idx: torch.Tensor, aug: Augment,
              aug_gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None, Mix | None]:
     """One training batch (float32, or token ids): augmented inputs, their labels and what mixup did (None without
     mixup)."""
-    xb = model_input(data.x[idx])
+    xb = model_input(_rows(data.x, idx))
     yb = data.y[idx] if data.y is not None else None
     if not aug.enabled:
         return xb, yb, None
@@ -384,6 +395,9 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
     return result
 
 
+RELEASE_EVERY = 16  # steps between two releases of memory-mapped pages (edgedistill.data.mapped)
+
+
 class _Stepper:
     """One optimizer step on a batch of sample indices: the batch (augmented), the teacher's targets (cached or run
     on the augmented batch), this rank's share, the loss, backward, optimizer and scheduler. Owns the optimizer and
@@ -416,8 +430,10 @@ class _Stepper:
         data, objective, shard = self.data, self.objective, self.shard
         t0 = time.perf_counter()
         xb, yb, mix = batch_at(data, idx, self.settings.augment, aug_gen)  # the whole global batch, on every rank
+        if step % RELEASE_EVERY == 0:
+            release_pages()  # memory-mapped samples: the pages random batches touched leave the resident set
         self.data_s += time.perf_counter() - t0
-        tb = self.teacher_logits[idx[shard]] if self.teacher_logits is not None else None
+        tb = _rows(self.teacher_logits, idx[shard]) if self.teacher_logits is not None else None
         xb = xb[shard]
         if self.on_the_fly:
             members = data.teacher_stream.members(self.stream_key, epoch, step, self.per_epoch, xb)

@@ -19,6 +19,7 @@ import torch
 
 from edgedistill import distributed as ddp
 from edgedistill.config import DistillConfig
+from edgedistill.data.mapped import release_pages
 from edgedistill.distill import datafree
 from edgedistill.distill.datafree import parse_synthetic
 from edgedistill.distill.schedule import recorded_config, resolve_config
@@ -161,12 +162,14 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
     with bars(show_progress and ddp.is_main()) as ui:
         outs = teacher_outputs(config, inputs.teachers, s, ev, cache, settings.augment.enabled, ui)
         timings["teacher_logits_s"] = outs.seconds
+        release_pages()  # between stages: pages of memory-mapped data the last stage read (data.mapped)
         tuned = choose_objective(config, outs.data, ev, settings, make_student, ui, run.checkpoints)
         if tuned.seconds is not None:
             timings["tune_s"] = tuned.seconds
         trained = train_students(config, make_student, inputs.teachers, outs.data, ev, tuned.objective, settings,
                                  run.checkpoints, ui)
         timings["distill_s"] = trained.result.seconds
+        release_pages()
         if trained.twin_result is not None:
             timings["baseline_s"] = trained.twin_result.seconds
         int8 = None

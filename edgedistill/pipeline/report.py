@@ -109,6 +109,7 @@ def distill_metrics(config: DistillConfig, inputs: Inputs, arch: StudentArch, ev
         "warnings": [],
         "tuning": _tuning(config, tuned),
         "timings": {**timings, "teacher_cache_hits": cache.stats.hits, "teacher_cache_misses": cache.stats.misses},
+        "teacher_cache": cache.stats.summary(),  # each entry's form (teachers.logit_store) and bytes on disk
         "versions": {"edgedistill": edgedistill.__version__, "torch": torch.__version__,
                      "python": platform.python_version(), "numpy": np.__version__},
     }

@@ -44,7 +44,7 @@ def _members(teachers, specs, cache: LogitCache, x: np.ndarray, splits: DataSpli
     for teacher, spec in zip(teachers, specs):
         parts.append(cache.get(teacher, x, teacher_input_tag(spec.input, splits), _transform(spec, splits),
                                progress=lambda k: update(k)))
-    return torch.stack(parts)
+    return parts[0][None] if len(parts) == 1 else torch.stack(parts)  # one teacher: a view, not an N×K copy
 
 
 def _stream(teachers, specs, splits: DataSplits, cache: LogitCache) -> TeacherStream:

@@ -3,6 +3,9 @@
 A second run over the same teacher and data reads the logits instead of running the teacher again. Files are
 written to a temporary name and renamed, so an interrupted run never leaves a truncated cache entry.
 
+Entries are stored float16 relative to each row's maximum (edgedistill.teachers.logit_store: half the bytes, a
+stated bound on the soft targets' error) and read memory-mapped, piece by piece.
+
 Under torch.distributed the pass is sharded: the batches (the same boundaries as a single process uses, so every
 logit is computed exactly as one process would) are dealt round-robin to the ranks, gathered, and rank 0 writes the
 one cache file; every rank returns the complete array.
@@ -13,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +24,9 @@ import numpy as np
 import torch
 
 from edgedistill import distributed as ddp
+from edgedistill.data.mapped import release_pages, spilled
 from edgedistill.teachers.base import Teacher
+from edgedistill.teachers.logit_store import decode, encode, form_of, stored_bytes
 
 
 def default_cache_dir() -> Path:
@@ -29,21 +34,46 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "edgedistill" / "logits"
 
 
+SPILL_LOGITS = 16 << 20  # decoded logits larger than this (bytes) are memory-mapped, not held in memory
+DIGEST_BYTES = 1 << 24  # bytes hashed between two releases of memory-mapped pages
+
+
 def array_digest(x: np.ndarray) -> str:
+    """sha256 of x's shape, dtype and bytes (C order). Hashed in pieces of DIGEST_BYTES, the pages of a memory-mapped
+    x released after each (data.mapped): the digest is that of the whole buffer, the resident pages are not."""
     h = hashlib.sha256(str((x.shape, str(x.dtype))).encode())
-    h.update(np.ascontiguousarray(x).data)
+    x = np.ascontiguousarray(x)
+    rows = max(1, DIGEST_BYTES // max(1, x[:1].nbytes)) if x.ndim else 1
+    for i in range(0, max(len(x), 1) if x.ndim else 1, rows):
+        h.update((x[i : i + rows] if x.ndim else x).data)
+        release_pages()
     return h.hexdigest()
+
+
+STORE_VERSION = "shifted-f16-v1"  # part of every key: an entry in an older form is recomputed, never mixed in
 
 
 @dataclass
 class CacheStats:
+    """Hits, misses, seconds spent running teachers, and each entry used: its form (teachers.logit_store), bytes on
+    disk, samples and classes (metrics.json's `teacher_cache`)."""
+
     hits: int = 0
     misses: int = 0
     seconds_computing: float = 0.0
+    entries: list = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {"hits": self.hits, "misses": self.misses, "bytes": sum(e["bytes"] for e in self.entries),
+                "entries": list(self.entries)}
 
 
 class LogitCache:
-    """`get(teacher, x, input_tag)` returns N×K logits, computing them in batches only on a miss."""
+    """`get(teacher, x, input_tag)` returns N×K logits, computing them in batches only on a miss.
+
+    Entries are stored float16 relative to each row's maximum (teachers.logit_store; float32 where a row spans too
+    much) and memory-mapped on reading. A miss returns the stored values too, so a run computes the same whether its
+    logits were cached or not."""
 
     def __init__(self, directory: Path | None = None, enabled: bool = True, batch_size: int = 512):
         self.directory = Path(directory) if directory else default_cache_dir()
@@ -53,40 +83,71 @@ class LogitCache:
 
     def key(self, teacher: Teacher, x: np.ndarray, input_tag: str) -> str:
         ident = teacher.identity()
-        return hashlib.sha256(f"{ident}|{input_tag}|{array_digest(x)}".encode()).hexdigest()[:32]
+        return hashlib.sha256(f"{ident}|{input_tag}|{array_digest(x)}|{STORE_VERSION}".encode()).hexdigest()[:32]
+
+    def _read(self, path: Path | None, n: int) -> np.ndarray | None:
+        if path is None or not ddp.broadcast_object(path.exists()):  # rank 0's view decides for everyone
+            return None
+        try:
+            stored = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None  # a damaged entry is recomputed and overwritten
+        return stored if stored.ndim in (1, 2) and stored.shape[0] == n else None
 
     def get(self, teacher: Teacher, x: np.ndarray, input_tag: str = "raw",
             transform: Callable[[np.ndarray], np.ndarray] | None = None,
             progress: Callable[[int], None] | None = None) -> torch.Tensor:
         path = self.directory / f"{self.key(teacher, x, input_tag)}.npy" if self.enabled else None
-        out = None
-        if ddp.broadcast_object(path is not None and path.exists()):  # rank 0's view decides for everyone
-            try:
-                out = np.load(path, allow_pickle=False)
-                out = out if out.shape[0] == len(x) else None
-            except (OSError, ValueError):
-                out = None  # a damaged entry is recomputed and overwritten
-        if int(ddp.all_sum(torch.tensor(int(out is not None)))) == ddp.world() and out is not None:
+        stored = self._read(path, len(x))
+        if int(ddp.all_sum(torch.tensor(int(stored is not None)))) == ddp.world() and stored is not None:
             self.stats.hits += 1
             if progress:
                 progress(len(x))
-            return torch.from_numpy(out)
+            return self._logits(stored)
         t0 = time.perf_counter()
-        parts = {}
-        for i in ddp.my_share(list(range(0, len(x), self.batch_size))):
-            xb = x[i : i + self.batch_size]
-            parts[i] = teacher.logits(transform(xb) if transform else xb).numpy()
-            if progress:
-                progress(len(xb) * ddp.world())
-        for other in ddp.gather_objects(parts) if ddp.active() else []:
-            parts.update(other)
-        out = np.concatenate([parts[i] for i in sorted(parts)]).astype(np.float32)
+        stored = encode(self._compute(teacher, x, transform, progress))
         self.stats.misses += 1
         self.stats.seconds_computing += time.perf_counter() - t0
         if path is not None and ddp.is_main():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-            np.save(tmp, out)
+            np.save(tmp, stored, allow_pickle=False)
             os.replace(tmp, path)
         ddp.barrier()
-        return torch.from_numpy(out)
+        return self._logits(stored)
+
+    def _compute(self, teacher: Teacher, x: np.ndarray, transform, progress) -> np.ndarray:
+        """N×K float32 logits, batch by batch. One process writes each batch into one array allocated once (a dict
+        of thousands of small batches, then a concatenation, held ~4 bytes a logit more at the peak and left the
+        heap fragmented); under torch.distributed each rank's share is gathered."""
+        out = None
+        parts = {}
+        for i in ddp.my_share(list(range(0, len(x), self.batch_size))):
+            xb = x[i : i + self.batch_size]
+            z = teacher.logits(transform(xb) if transform else xb).numpy()
+            if ddp.active():
+                parts[i] = z
+            else:
+                out = np.empty((len(x),) + z.shape[1:], np.float32) if out is None else out
+                out[i : i + len(z)] = z
+            if (i // self.batch_size) % 16 == 0:
+                release_pages()
+            if progress:
+                progress(len(xb) * ddp.world())
+        if not ddp.active():
+            return out
+        for other in ddp.gather_objects(parts):
+            parts.update(other)
+        return np.concatenate([parts.pop(i) for i in sorted(parts)]).astype(np.float32)
+
+    def _logits(self, stored: np.ndarray) -> torch.Tensor:
+        """The stored entry as N×K float32 logits: in memory, or past SPILL_LOGITS bytes in a memory-mapped copy
+        (edgedistill.data.mapped.spilled; the trainer reads its batches with pread), so that the decoded logits of a
+        million samples do not stay in anonymous memory for the whole run."""
+        shape = (len(stored), stored.dtype["shifted"].shape[0]) if stored.dtype.names else stored.shape
+        big = stored.ndim == 1 and stored.dtype.names and 4 * int(np.prod(shape)) > SPILL_LOGITS
+        out = torch.from_numpy(decode(stored, spilled(shape, np.float32) if big else None))
+        self.stats.entries.append({"form": form_of(stored), "bytes": stored_bytes(stored), "samples": len(stored),
+                                   "classes": int(out.shape[1]) if out.ndim == 2 else 1})
+        release_pages()
+        return out

@@ -46,4 +46,7 @@ def test_cache_computes_once_and_reuses(tmp_path):
     other = LogitCache(tmp_path)
     other.get(teacher, x[:100])
     assert other.stats.misses == 1
-    np.testing.assert_allclose(first.numpy(), teacher.logits(x).numpy(), atol=1e-5)
+    # stored float16 relative to each row's maximum (teachers.logit_store): within float16's relative error of that
+    ref = teacher.logits(x).numpy()
+    spread = np.abs(ref - ref.max(axis=1, keepdims=True))
+    assert np.all(np.abs(first.numpy() - ref) <= spread * 2.0 ** -11 + 1e-5)
