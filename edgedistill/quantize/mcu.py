@@ -39,6 +39,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from edgedistill.quantize import requant_f64
+
 
 def quantize_multiplier(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """TFLite's QuantizeMultiplier, per element: m = m0 · 2^(shift − 31) with m0 in [2^30, 2^31) (int64 arrays)."""
@@ -119,8 +121,11 @@ def requantize_tflm(acc: torch.Tensor, s_in: float, s_w: torch.Tensor, s_out: fl
     shape = [1] * acc.dim()
     shape[channel_dim] = -1
     m0, shift = torch.from_numpy(m0).view(shape), torch.from_numpy(shift).view(shape)
-    code = multiply_by_quantized_multiplier(acc.to(torch.int64), m0, shift, kernel, rounding) + zp_out
     lo, hi = activation_range(act, s_out, zp_out)
+    if acc.is_floating_point() and requant_f64.fits(float(acc.abs().max()) if acc.numel() else 0.0, m0, shift):
+        code = requant_f64.MULTIPLY_F64[rounding[kernel]](acc.double(), m0, shift)  # the same integers, fewer passes
+        return code.add_(zp_out).clamp_(lo, hi).to(torch.float32)
+    code = multiply_by_quantized_multiplier(acc.to(torch.int64), m0, shift, kernel, rounding) + zp_out
     return code.clamp(lo, hi).to(torch.float32)
 
 
@@ -291,6 +296,9 @@ def matmul_tflm(acc: torch.Tensor, multiplier: float, zp_out: int, batched: bool
     fully_connected.h), `rounding` "double" (TFLite Micro), "single" or "ruy" (LiteRT's optimized kernels).
     `batched`: BATCH_MATMUL, else FULLY_CONNECTED with a runtime weight operand (the same arithmetic here)."""
     m0, shift = _multiplier(float(multiplier))
+    if acc.is_floating_point() and requant_f64.fits(float(acc.abs().max()) if acc.numel() else 0.0, m0, shift):
+        code = requant_f64.MULTIPLY_F64[rounding](acc.double(), m0, shift)  # the same integers, fewer passes
+        return code.add_(zp_out).clamp_(-128, 127).to(torch.float32)
     code = MULTIPLY[rounding](acc.to(torch.int64), m0.expand_as(acc), shift.expand_as(acc)) + zp_out
     return code.clamp(-128, 127).to(torch.float32)
 
