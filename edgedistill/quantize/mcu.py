@@ -122,7 +122,7 @@ def requantize_tflm(acc: torch.Tensor, s_in: float, s_w: torch.Tensor, s_out: fl
     shape[channel_dim] = -1
     m0, shift = torch.from_numpy(m0).view(shape), torch.from_numpy(shift).view(shape)
     lo, hi = activation_range(act, s_out, zp_out)
-    if acc.is_floating_point() and requant_f64.fits(float(acc.abs().max()) if acc.numel() else 0.0, m0, shift):
+    if acc.is_floating_point() and requant_f64.fits(requant_f64.abs_max(acc), m0, shift):
         code = requant_f64.MULTIPLY_F64[rounding[kernel]](acc.double(), m0, shift)  # the same integers, fewer passes
         return code.add_(zp_out).clamp_(lo, hi).to(torch.float32)
     code = multiply_by_quantized_multiplier(acc.to(torch.int64), m0, shift, kernel, rounding) + zp_out
@@ -296,7 +296,7 @@ def matmul_tflm(acc: torch.Tensor, multiplier: float, zp_out: int, batched: bool
     fully_connected.h), `rounding` "double" (TFLite Micro), "single" or "ruy" (LiteRT's optimized kernels).
     `batched`: BATCH_MATMUL, else FULLY_CONNECTED with a runtime weight operand (the same arithmetic here)."""
     m0, shift = _multiplier(float(multiplier))
-    if acc.is_floating_point() and requant_f64.fits(float(acc.abs().max()) if acc.numel() else 0.0, m0, shift):
+    if acc.is_floating_point() and requant_f64.fits(requant_f64.abs_max(acc), m0, shift):
         code = requant_f64.MULTIPLY_F64[rounding](acc.double(), m0, shift)  # the same integers, fewer passes
         return code.add_(zp_out).clamp_(-128, 127).to(torch.float32)
     code = MULTIPLY[rounding](acc.to(torch.int64), m0.expand_as(acc), shift.expand_as(acc)) + zp_out

@@ -30,6 +30,7 @@ from torch import nn
 
 from edgedistill.quantize.arithmetic import ARITHMETIC, Arithmetic
 from edgedistill.quantize.fake import ActQuant, fake_quant_bias, fake_quant_weight, qdq_weight_export, weight_scale
+from edgedistill.quantize.requant_f64 import abs_max
 
 LOGISTIC_GRID = (1.0 / 256.0, -128)   # TFLite int8 spec: LOGISTIC output scale 1/256, zero point -128
 UNIT_GRID = (1.0 / 255.0, -128)       # hardsigmoid's [0, 1]: saturation of this grid is the clamp
@@ -132,16 +133,20 @@ class QLayer(GraphOp):
         s_in, s_w = float(self.in_q.scale), weight_scale(self.weight)
         shape = (-1,) + (1,) * (w.dim() - 1)
         xq, wq = torch.round_(x.detach() / s_in), torch.round(w.detach() / s_w.view(shape))
-        lo, hi = torch.aminmax(xq) if xq.numel() else (torch.zeros(()), torch.zeros(()))
-        exact32 = float(wq.abs().flatten(1).sum(1).max()) * max(-float(lo), float(hi)) < 2.0 ** 24
-        dtype = torch.float32 if exact32 else torch.float64
+        products = float(wq.abs().flatten(1).sum(1).max()) * abs_max(xq)
         bias = torch.round(b.detach().double() / (s_in * s_w.double()))
         # output channels: the last dimension of a linear's output (N×F, N×L×F), dimension 1 of a conv's
         channel = x.dim() - 1 if self.kind == "linear" else 1
         shape = [1] * x.dim()
         shape[channel] = -1
-        # integers throughout (products and sums of integer codes, exact as above), so no rounding is needed
-        acc = self._conv(xq.to(dtype), wq.to(dtype), None).double().add_(bias.view(shape))
+        # integers throughout (products and sums of integer codes, exact as above), so no rounding is needed; the
+        # bias joins the float32 product when every partial sum, bias included, stays below 2^24
+        if products + abs_max(bias) < 2.0 ** 24:
+            acc = self._conv(xq, wq, bias.float()).double()
+        elif products < 2.0 ** 24:
+            acc = self._conv(xq, wq, None).double().add_(bias.view(shape))
+        else:
+            acc = self._conv(xq.double(), wq.double(), None).add_(bias.view(shape))
         s_out, zp = float(self.out_q.scale), int(self.out_q.zero_point)
         kernel = "linear" if self.kind == "linear" else "depthwise" if self.groups > 1 else "conv"
         code = self.arithmetic.conv(acc, s_in, s_w, s_out, zp, self.act, kernel, channel)

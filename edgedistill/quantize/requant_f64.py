@@ -62,3 +62,11 @@ def ruy_rounding(acc: torch.Tensor, m0: torch.Tensor, shift: torch.Tensor) -> to
 
 
 MULTIPLY_F64 = {"single": single_rounding, "double": double_rounding, "ruy": ruy_rounding}
+
+
+def abs_max(t: torch.Tensor) -> float:
+    """max |t| in one pass without a temporary (0 for an empty tensor)."""
+    if not t.numel():
+        return 0.0
+    lo, hi = torch.aminmax(t)
+    return max(-float(lo), float(hi))
