@@ -4,7 +4,7 @@
 For each (data, family) the student is the one `edgedistill build --target TARGET --data DATA [--family FAMILY]`
 searches under the target's budget ("auto": the build's default family), trained on the sized schedule's batch; a
 float step is `distill.trainer.fit` on the float student, a QAT step `quantize.qat.qat_distill` computing the target
-runtime's integers (forward + backward + optimizer step each). Steps are timed between the trainer's per-step
+runtime's integers (forward + backward + optimizer step each), both without text views. Steps are timed between the trainer's per-step
 progress calls, on one torch thread, runs alternating so a busy machine slows both alike
 (tools/_text_qat_step.py). `--profile` adds torch.profiler's top ops and each int8 op kind's forward time.
 
@@ -43,7 +43,8 @@ def build_setup(inputs, data: str, target_name: str, family: str, steps: int) ->
     found = choose_student(config, Budget.for_target(target, Budget.parse("")), inputs, target)
     s = inputs.splits
     config, schedule = resolve_config(config, len(s.transfer))
-    config = config.model_copy(update={"augment": config.augment.resolved(len(s.transfer), text=True)})
+    # no text views: a view (token dropout, the default below 10,000 texts) adds a teacher pass to float and QAT
+    # steps alike, which is not the int8 core's cost
     train = config.train.model_dump(exclude={"threads"})
     settings = TrainSettings(**{k: v for k, v in train.items() if k in TrainSettings.__dataclass_fields__},
                              augment=config.augment.recipe())
