@@ -4,9 +4,10 @@
 For each (data, family) the student is the one `edgedistill build --target TARGET --data DATA [--family FAMILY]`
 searches under the target's budget ("auto": the build's default family), trained on the sized schedule's batch; a
 float step is `distill.trainer.fit` on the float student, a QAT step `quantize.qat.qat_distill` computing the target
-runtime's integers (forward + backward + optimizer step each), both without text views. Steps are timed between the trainer's per-step
-progress calls, on one torch thread, runs alternating so a busy machine slows both alike
-(tools/_text_qat_step.py). `--profile` adds torch.profiler's top ops and each int8 op kind's forward time.
+runtime's integers (forward + backward + optimizer step each), both without text views. Steps are timed between the
+trainer's per-step progress calls (process CPU time, and wall clock), on one torch thread, runs alternating so a busy
+machine slows both alike (tools/_text_qat_step.py). `--profile` adds torch.profiler's top ops and each int8 op
+kind's forward time.
 
     python tools/bench_qat_step.py --cases builtin:langid:transformer,builtin:langid:auto --out qat_step.json
 """

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+
 def fits(acc_bound: float, m0: torch.Tensor, shift: torch.Tensor, offset: int = 0) -> bool:
     """Whether the float64 forms below are exact for every |acc| <= `acc_bound`: each sums acc · m0 · 2^(left−31−e)
     (its lowest bit 2^−(31+e)) and a constant below |offset| + 1, so the sum, in units of its lowest bit,
@@ -41,10 +42,10 @@ def double_rounding(acc: torch.Tensor, m0: torch.Tensor, shift: torch.Tensor, of
     `offset`; float64 in and out (acc: integers, m0 / shift broadcasting against it).
 
     With y = acc · m0 · 2^(left − 31), the high multiply is h = floor(y + 1/2) and the rounding shift by e >= 1, ties
-    away from zero, is floor((h + 2^(e−1) − [h < 0]) / 2^e). floor(floor(u) + k) / 2^e floored is floor((u + k) / 2^e)
-    for an integer k, so the two roundings are one: floor(y · 2^−e + 1/2 ± 2^−(e+1)), + for acc >= 0 and − below
+    away from zero, is floor((h + 2^(e−1) − [h < 0]) / 2^e). For an integer k, floor((floor(u) + k) / 2^e) equals
+    floor((u + k) / 2^e), so the two roundings are one: floor(y · 2^−e + 1/2 ± 2^−(e+1)), + for acc >= 0 and − below
     (where −1/2 <= y < 0, h = 0 and both signs give 0). A shift by e = 0 leaves h: the ± term is 0 there. Every
-    term is exact in float64 while |acc| · m0 · 2^left < 2^52 (`fits`)."""
+    sum is exact in float64 where `fits` says so."""
     e = (-shift).clamp(min=0)
     a, right = _powers(m0, shift, shift.clamp(min=0), e)
     half_step = torch.where(e > 0, torch.exp2(-right - 1), torch.zeros_like(right))
