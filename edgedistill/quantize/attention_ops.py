@@ -74,8 +74,13 @@ class MatMul(GraphOp):
     def _int_output(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         (sa, za), (sb, zb) = ((float(q.scale), int(q.zero_point)) for q in self.in_qs)
         so, zo = float(self.out_q.scale), int(self.out_q.zero_point)
-        acc = torch.round(a.detach().double() / sa) @ torch.round(b.detach().double() / sb)  # exact: int products
-        code = self.arithmetic.matmul(acc.to(torch.int64), sa * sb / so, zo, self.batched)
+        # the codes less their zero points, |c| <= 255: sums of K products stay below 2^24, so the product is exact
+        # in float32 while K <= 258 (in float64 otherwise). Each operand lies on its own grid (within a few float32
+        # ulps of c · s: it is an int8 op's output), so v / s rounds to c in float32 as in float64.
+        exact32 = a.shape[-1] * 255 * 255 < 2 ** 24
+        ca, cb = (torch.round_((v.detach() if exact32 else v.detach().double()) / s) for v, s in ((a, sa), (b, sb)))
+        acc = (ca @ cb).double()
+        code = self.arithmetic.matmul(acc, sa * sb / so, zo, self.batched)
         return (code - zo) * so
 
 

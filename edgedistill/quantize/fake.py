@@ -82,7 +82,6 @@ class ActQuant(nn.Module):
     @torch.no_grad()
     def _follow(self, x: torch.Tensor) -> None:
         """Update the tracked extremes with this batch; re-derive scale / zero point when they moved enough."""
-        r = self.ranges
         if x.numel() == 0:
             return
         # one pass for both extremes; a NaN anywhere makes both NaN and an infinity is an extreme, so finite
@@ -90,18 +89,21 @@ class ActQuant(nn.Module):
         lo, hi = (float(v) for v in torch.aminmax(x))
         if not (np.isfinite(lo) and np.isfinite(hi)):
             return
+        # read once and written back once: Python floats are IEEE doubles, so each formula computes what it did on
+        # the float64 buffer's elements, without a tensor op per element
+        r = self.ranges.tolist()
         r[4] = EMA_DECAY * r[4] + (1 - EMA_DECAY) * lo
         r[5] = EMA_DECAY * r[5] + (1 - EMA_DECAY) * hi
-        if float(r[3] - r[2]) <= 0:
-            return
-        # the calibrated range, stretched as the tracked extremes moved from those seen at calibration
-        new_lo = float(r[0] * (r[4] / r[2])) if r[2] < 0 else float(r[0])
-        new_hi = float(r[1] * (r[5] / r[3])) if r[3] > 0 else float(r[1])
-        if max(abs(new_lo - float(r[6])), abs(new_hi - float(r[7]))) > RESCALE_AT * float(r[7] - r[6]):
-            s, z = scale_zero_point(new_lo - self.headroom_below, new_hi)
-            self.scale.fill_(s)
-            self.zero_point.fill_(z)
-            r[6], r[7] = new_lo, new_hi
+        if r[3] - r[2] > 0:
+            # the calibrated range, stretched as the tracked extremes moved from those seen at calibration
+            new_lo = r[0] * (r[4] / r[2]) if r[2] < 0 else r[0]
+            new_hi = r[1] * (r[5] / r[3]) if r[3] > 0 else r[1]
+            if max(abs(new_lo - r[6]), abs(new_hi - r[7])) > RESCALE_AT * (r[7] - r[6]):
+                s, z = scale_zero_point(new_lo - self.headroom_below, new_hi)
+                self.scale.fill_(s)
+                self.zero_point.fill_(z)
+                r[6], r[7] = new_lo, new_hi
+        self.ranges.copy_(torch.tensor(r, dtype=torch.float64))
 
     def prepare_export(self) -> None:
         """Cache scale / zero point as Python numbers (torch.export cannot trace float(tensor))."""
@@ -155,9 +157,13 @@ class _FakeQuant(torch.autograd.Function):
         inv = float(1.0 / scale.float())  # float32 1/s, as the built-in kernel computes it
         q = torch.round(x * inv)  # half to even, like nearbyint
         lo, hi = QMIN - zero_point, QMAX - zero_point
-        if x.requires_grad:  # relu: the ReLU's gradient (x > 0) times the quantizer's (lo = 0 <= q there)
-            ctx.save_for_backward(((x > 0) if relu else (q >= lo)) & (q <= hi))
-        return q.clamp_(lo, hi).mul_(float(scale))
+        if not x.requires_grad:
+            return q.clamp_(lo, hi).mul_(float(scale))
+        kept = q.clamp(lo, hi)
+        # lo <= q <= hi exactly where clamping left q as it was (a NaN is neither); relu: the ReLU's gradient (x > 0)
+        # times the quantizer's (lo = 0 <= q there)
+        ctx.save_for_backward(((x > 0) & (q <= hi)) if relu else kept == q)
+        return kept.mul_(float(scale))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):

@@ -39,6 +39,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from edgedistill.quantize import requant_f64
+
 
 def quantize_multiplier(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """TFLite's QuantizeMultiplier, per element: m = m0 · 2^(shift − 31) with m0 in [2^30, 2^31) (int64 arrays)."""
@@ -114,13 +116,18 @@ def activation_range(act: str, scale: float, zero_point: int) -> tuple[int, int]
 @torch.no_grad()
 def requantize_tflm(acc: torch.Tensor, s_in: float, s_w: torch.Tensor, s_out: float, zp_out: int, act: str,
                     kernel: str = "conv", channel_dim: int = 1, rounding: dict = KERNEL_ROUNDING) -> torch.Tensor:
-    """int8 codes of a conv / linear output from its exact int32 accumulator (bias included), as float."""
+    """int8 codes of a conv / linear output from its exact int32 accumulator (bias included), as float. `acc`: an
+    int64 tensor, or a float tensor of integers (then computed in float64 where that is exact: quantize/requant_f64.py;
+    the same codes)."""
     m0, shift = quantize_multiplier(np.float64(s_in) * s_w.double().numpy() / np.float64(s_out))
     shape = [1] * acc.dim()
     shape[channel_dim] = -1
     m0, shift = torch.from_numpy(m0).view(shape), torch.from_numpy(shift).view(shape)
-    code = multiply_by_quantized_multiplier(acc.to(torch.int64), m0, shift, kernel, rounding) + zp_out
     lo, hi = activation_range(act, s_out, zp_out)
+    if acc.is_floating_point() and requant_f64.fits(requant_f64.abs_max(acc), m0, shift, zp_out):
+        code = requant_f64.MULTIPLY_F64[rounding[kernel]](acc.double(), m0, shift, zp_out)  # the same integers
+        return code.clamp_(lo, hi).to(torch.float32)
+    code = multiply_by_quantized_multiplier(acc.to(torch.int64), m0, shift, kernel, rounding) + zp_out
     return code.clamp(lo, hi).to(torch.float32)
 
 
@@ -289,8 +296,12 @@ def matmul_tflm(acc: torch.Tensor, multiplier: float, zp_out: int, batched: bool
     """int8 codes (as float) of a matmul of two activations from its exact accumulator of zero-point-free codes:
     MultiplyByQuantizedMultiplier with the per-tensor multiplier s_a · s_b / s_out (reference batch_matmul.h,
     fully_connected.h), `rounding` "double" (TFLite Micro), "single" or "ruy" (LiteRT's optimized kernels).
-    `batched`: BATCH_MATMUL, else FULLY_CONNECTED with a runtime weight operand (the same arithmetic here)."""
+    `batched`: BATCH_MATMUL, else FULLY_CONNECTED with a runtime weight operand (the same arithmetic here). `acc`:
+    int64, or a float tensor of integers (computed as requantize_tflm says)."""
     m0, shift = _multiplier(float(multiplier))
+    if acc.is_floating_point() and requant_f64.fits(requant_f64.abs_max(acc), m0, shift, zp_out):
+        code = requant_f64.MULTIPLY_F64[rounding](acc.double(), m0, shift, zp_out)  # the same integers
+        return code.clamp_(-128, 127).to(torch.float32)
     code = MULTIPLY[rounding](acc.to(torch.int64), m0.expand_as(acc), shift.expand_as(acc)) + zp_out
     return code.clamp(-128, 127).to(torch.float32)
 

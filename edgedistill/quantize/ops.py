@@ -30,6 +30,7 @@ from torch import nn
 
 from edgedistill.quantize.arithmetic import ARITHMETIC, Arithmetic
 from edgedistill.quantize.fake import ActQuant, fake_quant_bias, fake_quant_weight, qdq_weight_export, weight_scale
+from edgedistill.quantize.requant_f64 import abs_max
 
 LOGISTIC_GRID = (1.0 / 256.0, -128)   # TFLite int8 spec: LOGISTIC output scale 1/256, zero point -128
 UNIT_GRID = (1.0 / 255.0, -128)       # hardsigmoid's [0, 1]: saturation of this grid is the clamp
@@ -131,18 +132,24 @@ class QLayer(GraphOp):
         absolute row sums times the largest input code), else computed in float64."""
         s_in, s_w = float(self.in_q.scale), weight_scale(self.weight)
         shape = (-1,) + (1,) * (w.dim() - 1)
-        xq, wq = torch.round(x.detach() / s_in), torch.round(w.detach() / s_w.view(shape))
-        exact32 = float(wq.abs().flatten(1).sum(1).max()) * float(xq.abs().max()) < 2.0 ** 24
-        dtype = torch.float32 if exact32 else torch.float64
+        xq, wq = torch.round_(x.detach() / s_in), torch.round(w.detach() / s_w.view(shape))
+        products = float(wq.abs().flatten(1).sum(1).max()) * abs_max(xq)
         bias = torch.round(b.detach().double() / (s_in * s_w.double()))
         # output channels: the last dimension of a linear's output (N×F, N×L×F), dimension 1 of a conv's
         channel = x.dim() - 1 if self.kind == "linear" else 1
         shape = [1] * x.dim()
         shape[channel] = -1
-        acc = self._conv(xq.to(dtype), wq.to(dtype), None).double() + bias.view(shape)
+        # integers throughout (products and sums of integer codes, exact as above), so no rounding is needed; the
+        # bias joins the float32 product when every partial sum, bias included, stays below 2^24
+        if products + abs_max(bias) < 2.0 ** 24:
+            acc = self._conv(xq, wq, bias.float()).double()
+        elif products < 2.0 ** 24:
+            acc = self._conv(xq, wq, None).double().add_(bias.view(shape))
+        else:
+            acc = self._conv(xq.double(), wq.double(), None).add_(bias.view(shape))
         s_out, zp = float(self.out_q.scale), int(self.out_q.zero_point)
         kernel = "linear" if self.kind == "linear" else "depthwise" if self.groups > 1 else "conv"
-        code = self.arithmetic.conv(torch.round(acc), s_in, s_w, s_out, zp, self.act, kernel, channel)
+        code = self.arithmetic.conv(acc, s_in, s_w, s_out, zp, self.act, kernel, channel)
         return (code - zp) * s_out
 
     def read_flattened(self, flatten: "SameGrid") -> None:
@@ -188,13 +195,17 @@ class Binary(GraphOp):
         (exact: the same integer arithmetic, on all 65,536 pairs), then looked up; returned dequantized."""
         grids = [(float(q.scale), int(q.zero_point)) for q in (*self.in_qs, self.out_q)]
         key = (self.rounding, self.kind, self.act, *grids)
+        (sa, za), (sb, zb), (so, zo) = grids
         if getattr(self, "_table_key", None) != key:
             codes = torch.arange(-128, 128, dtype=torch.int64)
             table = self.arithmetic.binary(self.kind, codes[:, None], codes[None, :], *grids, self.act)
-            self._table, self._table_key = table.reshape(-1), key
-        ca, cb = ((torch.round(v.detach() / s) + z).clamp(-128, 127).to(torch.int64) + 128
-                  for v, (s, z) in zip((a, b), grids[:2]))
-        return (self._table[ca * 256 + cb] - grids[2][1]) * grids[2][0]
+            self._table, self._table_key = ((table - zo) * so).reshape(-1), key  # dequantized once per grid
+        # the row (a's code + 128) · 256 plus the column (b's code + 128), formed in float32 (integers < 2^16, exact)
+        # and looked up by index_select, the fastest gather on CPU
+        ra = torch.round_(a.detach() / sa).clamp_(-128 - za, 127 - za).mul_(256)
+        rb = torch.round_(b.detach() / sb).clamp_(-128 - zb, 127 - zb)
+        flat = torch.add(ra, rb).add_((za + 128) * 256 + zb + 128)
+        return self._table.index_select(0, flat.to(torch.int32).view(-1)).view(flat.shape)
 
 
 class Concat(GraphOp):

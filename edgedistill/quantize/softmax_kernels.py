@@ -103,28 +103,31 @@ def _reference_tables(s_in: float) -> tuple[torch.Tensor, torch.Tensor, int]:
 
 
 def _clz32(x: torch.Tensor) -> torch.Tensor:
-    bits = torch.zeros_like(x)
-    for k in range(32):
-        bits += (x >= (1 << k)).to(torch.int64)
-    return 32 - bits
+    """Leading zeros of 0 <= x < 2^32 (int64) as a 32-bit word: 32 − bit length, the bit length being frexp's
+    exponent (x = m · 2^e, 1/2 <= m < 1; exact: x is an integer below 2^53; 0 gives 0)."""
+    return 32 - torch.frexp(x.double()).exponent.to(torch.int64)
 
 
 @torch.no_grad()
 def softmax_reference(codes: torch.Tensor, s_in: float) -> torch.Tensor:
     """int8 SOFTMAX codes (as float) over the last dimension, as the reference kernels compute them."""
     exp, acc, diff_min = _reference_tables(s_in)
-    codes = codes.to(torch.int64)
-    diff = codes - codes.amax(-1, keepdim=True)
-    valid = diff >= diff_min
-    idx = (-diff).clamp(max=255)
-    exp_in = torch.where(valid, exp[idx], torch.zeros_like(diff))
-    total = torch.where(valid, acc[idx], torch.zeros_like(diff)).sum(-1, keepdim=True)
+    # both tables hold 0 where d < diff_min, so a key below the radius adds nothing to the sum and, its exp_in
+    # being 0, comes out as code -128 below without a mask; codes lie in [-128, 127], so 0 <= max - code <= 255
+    codes = codes.to(torch.float32)
+    idx = (codes.amax(-1, keepdim=True) - codes).to(torch.int32)
+    flat = idx.view(-1) if idx.is_contiguous() else idx.reshape(-1)
+    exp_in = exp.index_select(0, flat).view(idx.shape)
+    total = acc.index_select(0, flat).view(idx.shape).sum(-1, keepdim=True)
     headroom = _clz32(total)
     bits_over_unit = 12 - headroom
     shifted = torch.remainder(total << headroom, 1 << 32) - (1 << 31)
     scale = _one_over_one_plus_x(shifted)
-    out = _rdbpot(_srdhm(scale, exp_in), bits_over_unit + 31 - 8) - 128
-    return torch.where(valid, out.clamp(-128, 127), torch.full_like(out, -128)).to(torch.float32)
+    # scale > 0 and exp_in >= 0: gemmlowp's high multiply is (a·b + 2^30) >> 31 and the rounding shift by
+    # e = bits_over_unit + 23 (>= 23: the row's maximum alone adds 2^19 to the sum) is (x + 2^(e − 1)) >> e
+    e = bits_over_unit + 31 - 8
+    out = ((exp_in * scale + (1 << 30)) >> 31).add_(torch.ones_like(e) << (e - 1)).bitwise_right_shift_(e)
+    return out.sub_(128).clamp_(max=127).to(torch.float32)
 
 
 @torch.no_grad()
