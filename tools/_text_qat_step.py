@@ -51,7 +51,7 @@ def build_setup(inputs, data: str, target_name: str, steps: int) -> dict:
     s = inputs.splits
     config, schedule = resolve_config(config, len(s.transfer))
     config = config.model_copy(update={"augment": config.augment.resolved(len(s.transfer), text=True)})
-    settings = TrainSettings(**config.train.model_dump(exclude={"threads"}), augment=config.augment.recipe())
+    settings = TrainSettings.of(config.train, config.augment.recipe())
     n = steps * settings.batch_size
     x = torch.from_numpy(s.transfer.x[:n])
     teacher = inputs.teachers[0]

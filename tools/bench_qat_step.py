@@ -46,9 +46,7 @@ def build_setup(inputs, data: str, target_name: str, family: str, steps: int) ->
     config, schedule = resolve_config(config, len(s.transfer))
     # no text views: a view (token dropout, the default below 10,000 texts) adds a teacher pass to float and QAT
     # steps alike, which is not the int8 core's cost
-    train = config.train.model_dump(exclude={"threads"})
-    settings = TrainSettings(**{k: v for k, v in train.items() if k in TrainSettings.__dataclass_fields__},
-                             augment=config.augment.recipe())
+    settings = TrainSettings.of(config.train, config.augment.recipe())
     n = steps * settings.batch_size
     teacher = inputs.teachers[0]
     members = LogitCache(enabled=False).get(teacher, s.transfer.x[:n], teacher_input_tag("raw", s), teacher_view(s))

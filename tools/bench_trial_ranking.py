@@ -87,8 +87,7 @@ class Bench:
         cfg, self.schedule = resolve_config(cfg, len(s.transfer))
         self.config = cfg.model_copy(update={"augment": cfg.augment.resolved(len(s.transfer))})
         self.ev = EvalTensors.of(s)
-        self.settings = TrainSettings(**self.config.train.model_dump(exclude={"threads"}),
-                                      augment=self.config.augment.recipe())
+        self.settings = TrainSettings.of(self.config.train, self.config.augment.recipe())
         self.splits = s
         with bars(False) as ui:
             self.data = teacher_outputs(self.config, inputs.teachers, s, self.ev, LogitCache(None),

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -59,6 +59,13 @@ class TrainSettings:
     augment: Augment = Augment()
     steps: int | None = None
     eval_every: int | None = None
+
+    @classmethod
+    def of(cls, train, augment: Augment) -> "TrainSettings":
+        """From a resolved config's `train` section (edgedistill.config.TrainConfig, after schedule.resolve_config)
+        and the run's augmentation; the section's keys that are not fit()'s (threads, min_steps) are left out."""
+        mine = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in train.model_dump().items() if k in mine}, augment=augment)
 
 
 def steps_per_epoch(settings: TrainSettings, n: int) -> int:

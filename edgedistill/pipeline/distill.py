@@ -152,8 +152,7 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
     # auto mixup (arrays; mixing token ids means nothing, so text trains on its samples as they are)
     config = config.model_copy(update={"augment": config.augment.resolved(len(s.transfer), text=s.text is not None)})
     ev = EvalTensors.of(s, config.data.seed)
-    settings = TrainSettings(**config.train.model_dump(exclude={"threads", "min_steps"}),  # min_steps: in epochs now
-                             augment=config.augment.recipe())
+    settings = TrainSettings.of(config.train, config.augment.recipe())
 
     def make_student(k: int = 0) -> torch.nn.Module:
         torch.manual_seed(settings.seed + k)  # k > 0: mutual-learning peers; peer 0 starts where the twin starts
