@@ -6,7 +6,8 @@
   the test split's noise (the paired document bootstrap of edgedistill.lm_metrics); a gain within noise passes
   and says so (`within_noise`);
 * the int8 perplexity itself, judged against `max_perplexity` when one is set, else shown.
-A value that is missing (no twin, no int8 file) fails its judged row rather than passing as zero.
+A value that is missing (no twin, an int8 run without its figure) fails its judged row rather than passing as zero;
+a float-only run (no --qat, so no `test.int8`) leaves the int8 rows not judged.
 """
 
 from __future__ import annotations
@@ -28,9 +29,13 @@ def lm_gate(metrics: dict, max_perplexity: float | None = None, int8_rise: float
     ppl = {k: (test.get(k) or {}).get("perplexity", {}).get("value") for k in ("float", "int8", "twin")}
     checks = []
     rise = (ppl["int8"] / ppl["float"] - 1.0) * 100.0 if _finite(ppl["int8"]) and _finite(ppl["float"]) else None
-    checks.append(Check("int8 perplexity rise vs float", rise, int8_rise * 100.0,
-                        rise is not None and rise <= int8_rise * 100.0,
-                        "same test positions, exp(mean NLL) of the QAT model vs the float student", unit="%"))
+    if "int8" in test:
+        checks.append(Check("int8 perplexity rise vs float", rise, int8_rise * 100.0,
+                            rise is not None and rise <= int8_rise * 100.0,
+                            "same test positions, exp(mean NLL) of the QAT model vs the float student", unit="%"))
+    else:  # a float-only run (no --qat): nothing int8 to judge
+        checks.append(Check("int8 perplexity rise vs float", None, int8_rise * 100.0, True,
+                            "no int8 model: the run was float only (no --qat)", unit="%", judged=False))
     gain = (metrics.get("gain_vs_twin") or {}).get("float")
     if gain is None:
         checks.append(Check("perplexity gain over the no-teacher twin", None, 0.0, False,

@@ -202,3 +202,19 @@ def test_sigint_then_resume_gives_the_same_artifacts(tmp_path, built):
     reference, _ = built  # the uninterrupted build with the same seed and settings
     for name in ("student.safetensors", "student_int8.tflite", "student_int8.onnx"):
         assert file_digest(out / name) == file_digest(reference / name), name
+
+
+def test_a_build_of_other_data_is_never_replaced(tmp_path):
+    """Two data paths with one name (a/feat, b/feat) share build's default directory: the second build is refused
+    in one paragraph, exit 2, and the first build's files are left as they were."""
+    out = tmp_path / "b"
+    out.mkdir()
+    files = {"manifest.json": json.dumps({"inputs": {"data": {"source": "a/feat"}}}), "config.json": "{}",
+             "metrics.json": "{}", "student_int8.tflite": "mine"}
+    for name, text in files.items():
+        (out / name).write_text(text)
+    r = CliRunner().invoke(main, [*ARGS, "--out", str(out)])
+    assert r.exit_code == 2, r.output
+    assert "holds a build of other data (a/feat)" in r.output and len(r.output.strip().splitlines()) == 1
+    assert {p.name: p.read_text() for p in out.iterdir()} == files
+    assert not (tmp_path / "b.partial").exists() and not (tmp_path / "b.lock").exists()

@@ -22,8 +22,8 @@ import torch
 
 from edgedistill import distributed as ddp
 from edgedistill.budget import Budget
-from edgedistill.errors import ConfigError
 from edgedistill.config import DistillConfig
+from edgedistill.errors import ConfigError
 from edgedistill.gate import Verdict, gate, junit_xml, load_report, markdown, report_budget
 from edgedistill.pipeline.distill import check_and_target, finish, measure, train_and_deploy
 from edgedistill.pipeline.inputs import Inputs, fit_student_to_target, read_inputs
@@ -61,6 +61,7 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
     ddp.init_from_env()
     target = load_target(config.target)
     budget = Budget.for_target(target, Budget.parse(budget_text or ""))
+    _refuse_other_data(Path(config.out), config.data.source)
     with RunDir(Path(config.out), overwrite=True) as run:
         inputs = read_inputs(config)
         config, inputs = fit_student_to_target(config, inputs, show_progress)  # GELU where the target has none
@@ -141,6 +142,16 @@ def _versions() -> dict:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+def _refuse_other_data(out: Path, source: str) -> None:
+    """A build replaces its own earlier build (other settings, a changed budget), never a build of other data: two
+    data paths with the same name (a/feat and b/feat) share a default directory. Raises ConfigError; writes nothing."""
+    old = (read_manifest(out) or {}).get("inputs", {}).get("data", {}).get("source")
+    if old is not None and old != source:
+        raise ConfigError(f"{out} holds a build of other data ({old}); a build replaces only its own earlier build "
+                          f"of the same data ({source} here), and nothing there was touched. Choose another --out, "
+                          "or delete that directory first.")
 
 
 def _inputs_record(config: DistillConfig, inputs: Inputs) -> dict:

@@ -93,6 +93,9 @@ def read_lm_inputs(config: DistillConfig) -> LMInputs:
     teacher = CausalLMTeacher(t.path, t.tokenizer, t.allow_remote_code, t.allow_pickle)
     docs = read_documents(config.data.source, config.data.text_field)
     context = config.data.max_length or DEFAULT_CONTEXT
+    if context < 2:
+        raise ConfigError(f"--max-length {context}: a causal LM's window needs at least 2 tokens (it reads one and "
+                          "predicts the next); give --max-length 2 or more.")
     if teacher.max_positions is not None and context > teacher.max_positions:
         raise ConfigError(f"The context window of {context} tokens exceeds the {teacher.max_positions} positions "
                           f"of the teacher {teacher.name}; give --max-length {teacher.max_positions} or less.")

@@ -130,7 +130,8 @@ def test_task_detected_from_the_teachers_config(world, tmp_path):
     assert task_of(auto(bert)) == "classification"
 
 
-@pytest.mark.parametrize("case", ["classifier-teacher", "too-short", "wrong-student", "unsupported-scheme"])
+@pytest.mark.parametrize("case", ["classifier-teacher", "too-short", "wrong-student", "unsupported-scheme",
+                                  "one-token-window"])
 def test_bad_input_is_one_paragraph_and_writes_nothing(world, tmp_path, case):
     teacher, data, extra = world["teacher"], world["corpus"], []
     if case == "classifier-teacher":
@@ -140,6 +141,8 @@ def test_bad_input_is_one_paragraph_and_writes_nothing(world, tmp_path, case):
         data.write_text("the cat sees the bird.\n")
     elif case == "wrong-student":
         extra = ["--student", "textcnn"]
+    elif case == "one-token-window":
+        extra = ["--max-length", "1"]  # after ARGS' 16: the last one counts
     else:
         extra = ["--scheme", "mutual"]
     out = tmp_path / "out"
@@ -148,6 +151,6 @@ def test_bad_input_is_one_paragraph_and_writes_nothing(world, tmp_path, case):
     assert r.exit_code != 0
     assert "Traceback" not in r.output and r.output.strip().count("\n") == 0, r.output
     expected = {"classifier-teacher": "not one", "too-short": "document", "wrong-student": "decoder",
-                "unsupported-scheme": "--scheme mutual"}[case]
+                "unsupported-scheme": "--scheme mutual", "one-token-window": "--max-length 2 or more"}[case]
     assert expected in r.output, r.output
     assert not out.exists() and not out.with_name("out.partial").exists()
