@@ -7,12 +7,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))  # makes `tiny_models:...` importable as a teacher factory
 
 
+SESSION_THREADS = torch.get_num_threads()  # torch's default, read before any test changes it: what a child gets
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
     """Tests never read or write the user's real teacher-logit cache."""
     mp = pytest.MonkeyPatch()
     mp.setenv("EDGEDISTILL_CACHE", str(tmp_path_factory.mktemp("logit-cache")))
-    torch.set_num_threads(2)
+    torch.set_num_threads(SESSION_THREADS)
     yield
     mp.undo()
 
@@ -21,7 +24,9 @@ def _isolated_cache(tmp_path_factory):
 def _torch_threads_restored():
     """A CLI run in this process with --threads / train.threads sets torch's thread count for the whole process; the
     next test (or a module fixture that builds once) would then train with other float reductions than a child
-    process does, and byte-for-byte comparisons between the two fail. Each test gets the count it started with."""
-    before = torch.get_num_threads()
+    process does, and byte-for-byte comparisons between the two fail. After each test the session's count is back,
+    whatever the test or its module's fixtures set (a module fixture runs before this one, so "the count the test
+    started with" would keep a fixture's --threads 1 for every later module: it did, and an in-process build then
+    differed from its child-process twin)."""
     yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(SESSION_THREADS)

@@ -33,7 +33,7 @@ def run(args):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("lm")
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # the teacher's training here; conftest sets the session's count back after each test
     teacher = save_tiny_gpt2(root / "teacher", documents(2000, seed=1), steps=200, width=48)
     corpus = root / "corpus.txt"
     corpus.write_text("\n".join(documents(120, seed=2)) + "\n")
