@@ -18,8 +18,8 @@ from torch import nn
 
 from edgedistill.errors import ModelLoadError
 from edgedistill.teachers.base import file_digest
-from edgedistill.teachers.text_transformers import (_transformers, missing_tokenizer, positions, read_config,
-                                                    remote_code_reason, weight_files)
+from edgedistill.teachers.text_transformers import (_transformers, load_pretrained, missing_tokenizer, positions,
+                                                    read_config, remote_code_reason, weight_files)
 
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 _BATCH = 64  # windows per forward pass
@@ -88,23 +88,8 @@ class CausalLMTeacher:
 
     @staticmethod
     def _load(folder: Path, safetensors: bool, remote_code: bool) -> nn.Module:
-        transformers = _transformers()
-        hf_logging = transformers.utils.logging
-        level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()  # "Loading weights" would precede a one-paragraph error on the terminal
-        try:
-            model, info = transformers.AutoModelForCausalLM.from_pretrained(
-                str(folder), local_files_only=True, trust_remote_code=remote_code, use_safetensors=safetensors,
-                dtype=torch.float32, output_loading_info=True)
-        except Exception as exc:  # transformers raises ValueError / OSError / KeyError / its own errors
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ModelLoadError(f"transformers could not load {folder} as a causal language model "
-                                 f"({type(exc).__name__}: {first[:300]}).") from None
-        finally:
-            hf_logging.set_verbosity(level)
-            if bars:
-                hf_logging.enable_progress_bar()
+        model, info = load_pretrained("AutoModelForCausalLM", folder, safetensors, remote_code,
+                                      "a causal language model")
         fresh = [k for k in info.get("missing_keys") or [] if "lm_head" not in k or not _tied(model)]
         if fresh:
             raise ModelLoadError(f"The weights in {folder} do not cover the causal LM: {', '.join(sorted(fresh)[:6])} "

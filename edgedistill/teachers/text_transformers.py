@@ -168,23 +168,8 @@ class TransformersTeacher(TextTeacher):
 
     @staticmethod
     def _load(folder: Path, safetensors: bool, remote_code: bool) -> nn.Module:
-        transformers = _transformers()
-        hf_logging = transformers.utils.logging
-        level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        try:
-            model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
-                str(folder), local_files_only=True, trust_remote_code=remote_code, use_safetensors=safetensors,
-                dtype=torch.float32, output_loading_info=True)
-        except Exception as exc:  # transformers raises ValueError / OSError / KeyError / its own errors
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ModelLoadError(f"transformers could not load {folder} as a sequence classifier "
-                                 f"({type(exc).__name__}: {first[:300]}).") from None
-        finally:
-            hf_logging.set_verbosity(level)
-            if bars:
-                hf_logging.enable_progress_bar()
+        model, info = load_pretrained("AutoModelForSequenceClassification", folder, safetensors, remote_code,
+                                      "a sequence classifier")
         fresh = sorted(info.get("missing_keys") or []) + sorted(str(k[0]) if isinstance(k, tuple) else str(k)
                                                                 for k in info.get("mismatched_keys") or [])
         if fresh:
@@ -244,3 +229,26 @@ def _eager_attention(model: nn.Module):
     finally:
         if switch:
             model.set_attn_implementation(before)
+
+
+def load_pretrained(auto_class: str, folder: Path, safetensors: bool, remote_code: bool, what: str):
+    """(model, loading info) of `transformers.<auto_class>.from_pretrained(folder)`, offline (local_files_only),
+    float32, with transformers' own log lines and "Loading weights" bar silenced while it loads (they would precede a
+    one-paragraph error on the terminal). Raises ModelLoadError naming the folder and `what` it was read as."""
+    transformers = _transformers()
+    hf_logging = transformers.utils.logging
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        return getattr(transformers, auto_class).from_pretrained(
+            str(folder), local_files_only=True, trust_remote_code=remote_code, use_safetensors=safetensors,
+            dtype=torch.float32, output_loading_info=True)
+    except Exception as exc:  # transformers raises ValueError / OSError / KeyError / its own errors
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelLoadError(f"transformers could not load {folder} as {what} "
+                             f"({type(exc).__name__}: {first[:300]}).") from None
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
