@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from edgedistill import interrupt
 from edgedistill.errors import EdgeDistillError
 
 
@@ -35,7 +36,8 @@ def user_errors(fn=None, *, code: int = 1):
 
         where = f"rank {ddp.rank()} of {ddp.world()}: " if ddp.requested() else ""
         try:
-            return fn(*args, **kwargs)
+            with interrupt.watched():
+                return fn(*args, **kwargs)
         except EdgeDistillError as exc:
             click.echo(f"error: {where}{exc}", err=True)
             sys.exit(code)
@@ -51,8 +53,8 @@ def user_errors(fn=None, *, code: int = 1):
                        "path exists and is writable, or choose another one.", err=True)
             sys.exit(code)
         except KeyboardInterrupt:
-            click.echo("interrupted: finished training epochs and a finished auto T/alpha search are checkpointed "
-                       "(trials of an unfinished search are not); run the same command again to resume.", err=True)
+            click.echo("interrupted: training is checkpointed at every evaluation point, and a finished auto T/alpha "
+                       "search too (trials of an unfinished search are not); run the same command again to resume.", err=True)
             sys.exit(130)
         except Exception as exc:
             if not ddp.requested():

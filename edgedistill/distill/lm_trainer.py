@@ -15,12 +15,15 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from edgedistill.distill import lm_resume
 from edgedistill.distill.lm_losses import IGNORE, TopKLogits, token_kd_objective
 from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
+from edgedistill.distill.lm_resume import lm_fingerprint
 from edgedistill.errors import EdgeDistillError
 
 EVAL_BATCH = 256  # windows per evaluation forward pass
@@ -48,7 +51,8 @@ class LMTrainSettings:
 @dataclass(frozen=True)
 class LMFitResult:
     """The best weights (by validation perplexity), that perplexity and the step it was reached at (0: the start),
-    the steps run, seconds, and the (step, validation perplexity) history."""
+    the steps run, seconds (an interrupted run's included), the (step, validation perplexity) history, and the
+    checkpoint's step a resumed fit went on from (0: not resumed)."""
 
     best_state: dict
     best_val_perplexity: float
@@ -56,6 +60,7 @@ class LMFitResult:
     steps: int
     seconds: float
     history: list = field(default_factory=list)
+    resumed_from_step: int = 0
 
 
 @torch.no_grad()
@@ -91,10 +96,13 @@ def _batch(top: TopKLogits | None, idx: torch.Tensor) -> TopKLogits | None:
 
 def fit_lm(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, teacher: TopKLogits | None,
            val_ids: torch.Tensor, val_targets: torch.Tensor, temperature: float, alpha: float,
-           settings: LMTrainSettings, progress=None, score_start: bool = False) -> LMFitResult:
+           settings: LMTrainSettings, progress=None, score_start: bool = False,
+           checkpoint: Path | None = None) -> LMFitResult:
     """Train `model` in place on windows ids int (N, L) / targets int64 (N, L) (IGNORE where none) with the teacher's
     top-k logits (N, L, k) (None: next-token CE only, the twin), keeping the weights of the best validation
     perplexity. `progress(windows_done, loss, val_ppl)`. `score_start`: the starting weights compete (QAT).
+    `checkpoint`: a file written at every evaluation point and resumed from when it matches this fit
+    (distill/lm_resume.py); the resumed fit ends with the same weights as an uninterrupted one.
     Raises LMTrainingDiverged on a non-finite loss."""
     t0 = time.perf_counter()
     opt = OPTIMIZERS.get(settings.optimizer)(model.parameters(), settings.lr, settings.weight_decay, 0.9)
@@ -103,6 +111,10 @@ def fit_lm(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, teacher: 
     ids, val_ids = ids.int(), val_ids.int()
     best_ppl, best_step, best = math.inf, 0, None
     history: list = []
+    key = None if checkpoint is None else lm_fingerprint(
+        settings, temperature, alpha, [ids, targets, *(_teacher_tensors(teacher)), val_ids, val_targets], model,
+        score_start)
+    state = None if checkpoint is None else lm_resume.load(checkpoint, key)
 
     def evaluate(step: int) -> float:
         nonlocal best_ppl, best_step, best
@@ -112,11 +124,31 @@ def fit_lm(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, teacher: 
             best_ppl, best_step, best = ppl, step, copy.deepcopy(model.state_dict())
         return ppl
 
-    if score_start:
-        evaluate(0)
-    perm, at = torch.randperm(len(ids), generator=order), 0
+    def save(step: int) -> None:
+        lm_resume.save_atomic({"fingerprint": key, "step": step, "model": model.state_dict(), "opt": opt.state_dict(),
+                               "sched": sched.state_dict(), "order": order.get_state(), "perm": perm, "at": at,
+                               "rng": torch.get_rng_state(), "best": best, "best_ppl": best_ppl,
+                               "best_step": best_step, "history": history,
+                               "seconds": earlier + time.perf_counter() - t0}, checkpoint)
+
+    earlier, first = 0.0, 1
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        order.set_state(state["order"])
+        torch.set_rng_state(state["rng"])
+        perm, at, first = state["perm"], int(state["at"]), int(state["step"]) + 1
+        best, best_ppl, best_step = state["best"], float(state["best_ppl"]), int(state["best_step"])
+        history, earlier = [tuple(h) for h in state["history"]], float(state["seconds"])
+        if progress:
+            progress(min(state["step"], settings.steps) * settings.batch_size, None, history[-1][1] if history else None)
+    else:
+        if score_start:
+            evaluate(0)
+        perm, at = torch.randperm(len(ids), generator=order), 0
     model.train()
-    for step in range(1, settings.steps + 1):
+    for step in range(first, settings.steps + 1):
         if at + settings.batch_size > len(perm) and at > 0:
             perm, at = torch.randperm(len(ids), generator=order), 0
         idx = perm[at:at + settings.batch_size]
@@ -130,9 +162,15 @@ def fit_lm(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, teacher: 
         opt.step()
         sched.step()
         val = evaluate(step) if step % settings.eval_every == 0 or step == settings.steps else None
+        if val is not None and checkpoint is not None:
+            save(step)
         if progress:
             progress(len(idx), float(loss.detach()), val)
     model.load_state_dict(best)
     model.eval()
-    return LMFitResult(best, best_ppl, best_step, settings.steps, time.perf_counter() - t0, history)
+    return LMFitResult(best, best_ppl, best_step, settings.steps, earlier + time.perf_counter() - t0, history,
+                       first - 1)
 
+
+def _teacher_tensors(teacher: TopKLogits | None) -> list:
+    return [None] * 3 if teacher is None else [teacher.values, teacher.indices, teacher.tail]

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from edgedistill import interrupt
 from edgedistill.data import make_splits, read_dataset
 from edgedistill.data.arrays import model_input
 from edgedistill.distill.trainer import predict_logits
@@ -105,6 +106,7 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
                   "artifacts": [a.to_dict() for a in artifacts], "parity": [r.to_dict() for r in rows],
                   "parity_passed": all(r.passed for r in rows if r.checked)}
         write_json(work / "export.json", record)
+        interrupt.raise_if_interrupted()  # a Ctrl-C some library swallowed still stops the publish
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)  # nothing half-written survives a failed export
         raise

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgedistill import interrupt
 from edgedistill.export.artifact import Artifact, TensorSpec, finish, sample_input
 from edgedistill.export.tflite_fixups import drop_identity_quantize, drop_index_wraparound, drop_unused_tensors
 from edgedistill.optional import require
@@ -44,9 +45,10 @@ def _convert(module: nn.Module, sample: torch.Tensor, path: Path, quant_config=N
     tmp = path.with_name(path.name + ".tmp")
     said = io.StringIO()  # torch.export prints the half-captured graph on failure: kept out of the terminal
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(said):
+        with interrupt.deferred("the TFLite converter"), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(said):
             litert_torch.convert(module.eval(), (sample,), quant_config=quant_config).export(str(tmp))
-    except Exception as exc:
+    except BaseException as exc:  # a Ctrl-C held back until the converter returned included
         tmp.unlink(missing_ok=True)
         if not _is_capture_failure(exc):
             raise

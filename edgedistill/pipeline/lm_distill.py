@@ -60,12 +60,12 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
                                    _temperature(config), Path(config.cache_dir) if config.cache_dir else None,
                                    progress=lambda k: bar(k, None, None))
             timings["teacher_logits_s"] = outs.seconds
-            trained = train_lm_students(config, inputs, outs.train, ui)
+            trained = train_lm_students(config, inputs, outs.train, ui, run.checkpoints)
             timings["distill_s"] = trained.result.seconds
             if trained.twin_result is not None:
                 timings["baseline_s"] = trained.twin_result.seconds
-            int8 = run_lm_int8(config, inputs, trained, outs.train, target, run.work, ui) if config.quant.qat \
-                else None
+            int8 = run_lm_int8(config, inputs, trained, outs.train, target, run.work, ui, run.checkpoints) \
+                if config.quant.qat else None
         test_ids, _ = tensors(s.test)
         logits = int8.logits if int8 is not None else {
             "float": lm_logits(trained.student, test_ids).numpy(),

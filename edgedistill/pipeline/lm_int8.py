@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 
 from edgedistill.config import DistillConfig
 from edgedistill.distill.lm_losses import TopKLogits
+from edgedistill.distill.lm_resume import checkpoint_path
 from edgedistill.distill.lm_trainer import lm_logits
 from edgedistill.distill.trainer import predict_logits
 from edgedistill.export.parity import check_parity, int8_references, parity_plan
@@ -41,7 +42,7 @@ class LMInt8:
 
 
 def _qat(config: DistillConfig, inputs: LMInputs, model, top: TopKLogits | None, trained: LMTrained, rounding: str,
-         label: str, ui):
+         label: str, ui, checkpoint: Path | None = None):
     q = config.quant
     s = inputs.splits
     steps = q.qat_steps or max(1, round(0.3 * trained.settings.steps))
@@ -53,24 +54,28 @@ def _qat(config: DistillConfig, inputs: LMInputs, model, top: TopKLogits | None,
     bar = ui.task(label, settings.steps * settings.batch_size, VAL_PERPLEXITY)
     return qat_lm(model, ids, targets, top, val_ids, val_targets, trained.objective.temperature,
                   trained.objective.alpha, settings, calib, rounding, q.qat_lr_scale, q.calibration,
-                  progress=lambda k, loss, val: bar(k, loss, val))
+                  progress=lambda k, loss, val: bar(k, loss, val), checkpoint=checkpoint)
 
 
 def run_lm_int8(config: DistillConfig, inputs: LMInputs, trained: LMTrained, top: TopKLogits, target,
-                work: Path, ui) -> LMInt8:
-    """QAT (student, twin), test logits of every model, export into `work`, parity (module doc)."""
+                work: Path, ui, checkpoints: Path | None = None) -> LMInt8:
+    """QAT (student, twin; checkpointed into `checkpoints` and resumed), test logits of every model, export into
+    `work`, parity (module doc)."""
     t0 = time.perf_counter()
     rounding = qat_rounding(config.quant.rounding, target)
-    qs, res = _qat(config, inputs, trained.student, top, trained, rounding, "QAT distill", ui)
+    qs, res = _qat(config, inputs, trained.student, top, trained, rounding, "QAT distill", ui,
+                   checkpoint_path(checkpoints, "student_qat"))
     qt = twin_res = None
     if trained.twin is not None:
-        qt, twin_res = _qat(config, inputs, trained.twin, None, trained, rounding, "QAT no-teacher twin", ui)
+        qt, twin_res = _qat(config, inputs, trained.twin, None, trained, rounding, "QAT no-teacher twin", ui,
+                            checkpoint_path(checkpoints, "baseline_qat"))
     test_ids, _ = tensors(inputs.splits.test)
     logits = {"float": lm_logits(trained.student, test_ids).numpy(), "int8": lm_logits(qs, test_ids).numpy()}
     if trained.twin is not None:
         logits.update(twin=lm_logits(trained.twin, test_ids).numpy(), twin_int8=lm_logits(qt, test_ids).numpy())
     save_file({k: v.contiguous() for k, v in qs.state_dict().items()}, str(work / "student_qat.safetensors"))
     metrics = {"rounding": rounding, "qat_steps_run": res.steps, "qat_best_step": res.best_step,
+               "qat_resumed_from_step": res.resumed_from_step,
                "qat_best_val_perplexity": res.best_val_perplexity,
                "baseline_qat_steps_run": None if twin_res is None else twin_res.steps,
                "calibration": {"method": config.quant.calibration,

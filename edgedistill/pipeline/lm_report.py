@@ -29,7 +29,8 @@ MODELS = (("teacher", "teacher"), ("twin", "no-teacher twin (float)"), ("float",
 
 def _run(r) -> dict | None:
     return None if r is None else {"steps": r.steps, "best_step": r.best_step, "seconds": r.seconds,
-                                   "best_val_perplexity": r.best_val_perplexity}
+                                   "best_val_perplexity": r.best_val_perplexity,
+                                   "resumed_from_step": r.resumed_from_step}
 
 
 def lm_metrics_doc(config: DistillConfig, inputs: LMInputs, teacher: LMTeacherOutputs, trained: LMTrained,

@@ -10,6 +10,7 @@ next-token cross-entropy. QAT: --qat-steps, else 0.3 × the float steps, at lr �
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from edgedistill.config import DistillConfig
 from edgedistill.data.lm_windows import TokenWindows
 from edgedistill.data.splits import Normalizer
 from edgedistill.distill.lm_losses import TopKLogits
+from edgedistill.distill.lm_resume import checkpoint_path
 from edgedistill.distill.lm_trainer import LMFitResult, LMTrainSettings, fit_lm
 from edgedistill.pipeline.lm_inputs import LMInputs
 from edgedistill.progress import VAL_PERPLEXITY
@@ -71,20 +73,24 @@ def make_decoder(inputs: LMInputs, seed: int) -> torch.nn.Module:
                          Normalizer([0.0], [1.0], "feature"), inputs.tokenizer.vocab_size)
 
 
-def train_lm_students(config: DistillConfig, inputs: LMInputs, teacher: TopKLogits, ui) -> LMTrained:
-    """The distilled student and (unless --no-baseline) its twin, each from the same initial weights."""
+def train_lm_students(config: DistillConfig, inputs: LMInputs, teacher: TopKLogits, ui,
+                      checkpoints: Path | None = None) -> LMTrained:
+    """The distilled student and (unless --no-baseline) its twin, each from the same initial weights; each fit
+    checkpointed into `checkpoints` (student.pt, baseline.pt) and resumed from there."""
     s = inputs.splits
     settings, objective = settings_of(config, len(s.train)), objective_of(config)
     ids, targets = tensors(s.train)
     val_ids, val_targets = tensors(s.val)
 
-    def run(label: str, top: TopKLogits | None):
+    def run(label: str, top: TopKLogits | None, name: str):
         model = make_decoder(inputs, settings.seed)
         bar = ui.task(label, settings.steps * settings.batch_size, VAL_PERPLEXITY)
         res = fit_lm(model, ids, targets, top, val_ids, val_targets, objective.temperature, objective.alpha,
-                     settings, progress=lambda k, loss, val: bar(k, loss, val))
+                     settings, progress=lambda k, loss, val: bar(k, loss, val),
+                     checkpoint=checkpoint_path(checkpoints, name))
         return model, res
 
-    student, res = run(f"distill (T={objective.temperature:g}, α={objective.alpha:g}, top-{teacher.k})", teacher)
-    twin, twin_res = run("no-teacher twin", None) if config.baseline else (None, None)
+    student, res = run(f"distill (T={objective.temperature:g}, α={objective.alpha:g}, top-{teacher.k})", teacher,
+                       "student")
+    twin, twin_res = run("no-teacher twin", None, "baseline") if config.baseline else (None, None)
     return LMTrained(student, res, twin, twin_res, settings, objective)

@@ -21,7 +21,7 @@ import shutil
 import socket
 from pathlib import Path
 
-from edgedistill import distributed as ddp
+from edgedistill import distributed as ddp, interrupt
 from edgedistill.errors import ConfigError
 from edgedistill.teachers.base import file_digest
 
@@ -94,7 +94,10 @@ class RunDir:
         return self.work
 
     def publish(self) -> None:
-        """Replace `OUT` with the finished work directory; checkpoints are dropped (the run is complete)."""
+        """Replace `OUT` with the finished work directory; checkpoints are dropped (the run is complete).
+
+        Raises KeyboardInterrupt, publishing nothing, when a Ctrl-C arrived and something swallowed it."""
+        interrupt.raise_if_interrupted()
         shutil.rmtree(self.checkpoints, ignore_errors=True)
         if self.out.exists():
             old = self.out.with_name(self.out.name + f".old{os.getpid()}")

@@ -154,3 +154,38 @@ def test_bad_input_is_one_paragraph_and_writes_nothing(world, tmp_path, case):
                 "unsupported-scheme": "--scheme mutual", "one-token-window": "--max-length 2 or more"}[case]
     assert expected in r.output, r.output
     assert not out.exists() and not out.with_name("out.partial").exists()
+
+
+@pytest.mark.parametrize("stop_at, saves", [("baseline.pt", 2), ("student_qat.pt", 2)])
+def test_an_interrupted_run_resumes_to_the_same_files(world, tmp_path, monkeypatch, stop_at, saves):
+    """Ctrl-C after a checkpoint in the twin's float fit (the student's finished fit is then skipped) or in the
+    student's QAT (the int8 graph's ranges come back too); the same command then ends with the files of the
+    uninterrupted run in `world`."""
+    from edgedistill.distill import lm_resume
+    from edgedistill.teachers.base import file_digest
+
+    real, seen = lm_resume.save_atomic, []
+
+    def save_then_stop(obj, path):
+        real(obj, path)
+        seen.append(path.name)
+        if seen.count(stop_at) == saves:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    args = ["--teacher", str(world["teacher"]), "--data", str(world["corpus"]), "--out", str(out), *ARGS]
+    monkeypatch.setattr(lm_resume, "save_atomic", save_then_stop)
+    r = run(args)
+    assert r.exit_code == 130 and "interrupted" in r.output and not out.exists()
+    monkeypatch.setattr(lm_resume, "save_atomic", real)
+    r = run(args)
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    if stop_at == "baseline.pt":
+        assert metrics["training"]["twin"]["resumed_from_step"] > 0
+        assert metrics["training"]["student"]["resumed_from_step"] == metrics["training"]["steps"]  # skipped
+    else:
+        assert metrics["int8"]["qat_resumed_from_step"] > 0
+    for name in ("student.safetensors", "baseline.safetensors", "student_int8.tflite", "student_int8.onnx"):
+        assert file_digest(out / name) == file_digest(world["out"] / name), name
+
