@@ -18,8 +18,7 @@ from torch import nn
 
 from edgedistill.errors import ModelLoadError
 from edgedistill.teachers.base import file_digest
-from edgedistill.teachers.text_transformers import (_transformers, load_pretrained, missing_tokenizer, positions,
-                                                    read_config, remote_code_reason, weight_files)
+from edgedistill.teachers.text_transformers import checked_files, load_pretrained, positions, read_config
 
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 _BATCH = 64  # windows per forward pass
@@ -70,17 +69,7 @@ class CausalLMTeacher:
                 f"--task causal-lm needs a causal language model, but {folder} is not one: its config.json names the "
                 f"architecture(s) {archs} and does not set is_decoder. Give a folder saved from a *ForCausalLM / "
                 "*LMHeadModel (e.g. GPT2LMHeadModel), or drop --task causal-lm to distill a classifier.")
-        _transformers()
-        reason = remote_code_reason(config)
-        if reason and not allow_remote_code:
-            raise ModelLoadError(
-                f"The teacher folder {folder} needs remote code: {reason}. edgedistill does not run code that comes "
-                "with a model unless told to (--teacher-allow-remote-code).")
-        tok = Path(tokenizer).expanduser() if tokenizer else folder / "tokenizer.json"
-        if not tok.is_file():
-            raise missing_tokenizer(folder) if tokenizer is None else \
-                ModelLoadError(f"Tokenizer file {tok} does not exist.")
-        weights, safetensors = weight_files(folder, allow_pickle)
+        reason, tok, weights, safetensors = checked_files(folder, config, tokenizer, allow_remote_code, allow_pickle)
         self.name, self.tokenizer, self.files = folder.name, tok, [folder / "config.json", *weights, tok]
         self.max_positions = positions(config)
         self.module = self._load(folder, safetensors, bool(reason))

@@ -144,18 +144,7 @@ class TransformersTeacher(TextTeacher):
         if not (folder / "config.json").is_file():
             raise ModelLoadError(f"{folder} is not a transformers model folder: it has no config.json.")
         config = read_config(folder)
-        _transformers()
-        reason = remote_code_reason(config)
-        if reason and not allow_remote_code:
-            raise ModelLoadError(
-                f"The teacher folder {folder} needs remote code: {reason}. edgedistill does not run code that comes "
-                "with a model unless told to. Read those files; if you trust them, set allow_remote_code "
-                "(--teacher-allow-remote-code).")
-        tok = Path(tokenizer).expanduser() if tokenizer else folder / "tokenizer.json"
-        if not tok.is_file():
-            raise missing_tokenizer(folder) if tokenizer is None else \
-                ModelLoadError(f"Tokenizer file {tok} does not exist.")
-        weights, safetensors = weight_files(folder, allow_pickle)
+        reason, tok, weights, safetensors = checked_files(folder, config, tokenizer, allow_remote_code, allow_pickle)
         self.module = self._load(folder, safetensors, bool(reason))
         self.allow_remote_code = bool(reason)
         limits = [n for n in (positions(config), tokenizer_max_length(tok)) if n]
@@ -229,6 +218,26 @@ def _eager_attention(model: nn.Module):
     finally:
         if switch:
             model.set_attn_implementation(before)
+
+
+def checked_files(folder: Path, config: dict, tokenizer: str | Path | None, allow_remote_code: bool,
+                  allow_pickle: bool) -> tuple[str | None, Path, list[Path], bool]:
+    """The refusals every transformers teacher folder goes through, in order: transformers installed, no remote code
+    unless allowed, a tokenizer.json (the folder's or `tokenizer`), loadable weights (safetensors, or pickles only
+    when allowed). Returns (why remote code is needed or None, tokenizer path, weight files, whether safetensors).
+    Raises ModelLoadError / MissingDependencyError (one paragraph)."""
+    _transformers()
+    reason = remote_code_reason(config)
+    if reason and not allow_remote_code:
+        raise ModelLoadError(
+            f"The teacher folder {folder} needs remote code: {reason}. edgedistill does not run code that comes "
+            "with a model unless told to. Read those files; if you trust them, set allow_remote_code "
+            "(--teacher-allow-remote-code).")
+    tok = Path(tokenizer).expanduser() if tokenizer else folder / "tokenizer.json"
+    if not tok.is_file():
+        raise missing_tokenizer(folder) if tokenizer is None else ModelLoadError(f"Tokenizer file {tok} does not exist.")
+    weights, safetensors = weight_files(folder, allow_pickle)
+    return reason, tok, weights, safetensors
 
 
 def load_pretrained(auto_class: str, folder: Path, safetensors: bool, remote_code: bool, what: str):
