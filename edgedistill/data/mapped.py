@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedistill.errors import DataError
+
 SPILL_BYTES = 8 << 20  # bytes of a copy written between two releases of its pages
 
 @dataclass
@@ -161,13 +163,21 @@ def spilled(shape: tuple[int, ...], dtype) -> np.memmap:
     """A new writable, tracked .npy mapping of `shape` / `dtype` in spill_directory(), its file already unlinked
     (module docstring): an array as large as the data, kept out of anonymous memory."""
     folder = spill_directory()
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="edgedistill-split-", suffix=".npy", dir=folder)
-    os.close(fd)
     try:
-        out = track(np.lib.format.open_memmap(name, mode="w+", dtype=dtype, shape=shape))  # opened before unlinking
-    finally:
-        os.unlink(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="edgedistill-split-", suffix=".npy", dir=folder)
+        os.close(fd)
+        try:
+            out = track(np.lib.format.open_memmap(name, mode="w+", dtype=dtype, shape=shape))  # before unlinking
+        finally:
+            os.unlink(name)
+    except OSError as exc:
+        where = "$EDGEDISTILL_SPILL" if os.environ.get("EDGEDISTILL_SPILL") else "the temporary folder " \
+            "($EDGEDISTILL_SPILL unset)"
+        need = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        raise DataError(f"Cannot write a memory-mapped copy of a data split ({need:,} bytes) in {folder}, "
+                        f"{where}: {exc.strerror or exc}. Set EDGEDISTILL_SPILL to a writable folder on a disk with "
+                        "room for it.") from None
     return out
 
 

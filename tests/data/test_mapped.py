@@ -95,3 +95,14 @@ def test_gather_reads_rows_with_pread_equal_to_indexing_and_faults_nothing_in(tm
         gather(view, [len(view)])
     plain = gather(x, idx)  # not mapped: plain indexing
     assert np.array_equal(plain, x[idx])
+
+
+def test_an_unusable_spill_folder_is_one_paragraph_naming_the_variable(tmp_path, monkeypatch):
+    from edgedistill.data.mapped import spilled
+    from edgedistill.errors import DataError
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("EDGEDISTILL_SPILL", str(blocker / "spill"))
+    with pytest.raises(DataError, match=r"EDGEDISTILL_SPILL.*Not a directory.*Set EDGEDISTILL_SPILL"):
+        spilled((10, 3), np.float32)
