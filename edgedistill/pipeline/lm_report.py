@@ -122,7 +122,7 @@ def report_markdown(metrics: dict) -> str:
 
 def speed_markdown(speed: dict) -> list[str]:
     """report.md's tokens/s section: host timings with the ratio per runtime, then the estimate per target."""
-    lines = ["## Tokens per second", "", f"A token is {speed['step']}; window {speed['context']} tokens, "
+    lines = ["## Tokens per second", "", f"A token costs {speed['step']}; window {speed['context']} tokens, "
              f"{speed['threads']} thread{'s' * (speed['threads'] != 1)}, the median step after warm-up.", "",
              "| model | file | runtime | median ms / token | tokens/s | runs |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['file']} | {r['runtime']} | {r['median_ms']:.4g} | {r['tokens_per_s']:,.1f} | "

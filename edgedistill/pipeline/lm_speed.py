@@ -28,8 +28,8 @@ from edgedistill.profile.estimate import estimate_latency
 from edgedistill.profile.measure import measure
 from edgedistill.targets import TargetProfile, load_profile_file, profile_files
 
-STEP = ("one fixed-window decoder step at batch 1 (L int32 ids -> L×V logits) per generated token, as the README's "
-        "greedy loop runs it")
+STEP = ("one fixed-window decoder step at batch 1 (L int32 ids -> L×V logits), which the README's greedy loop runs "
+        "once per generated token")
 
 
 @dataclass(frozen=True)
