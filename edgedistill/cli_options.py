@@ -102,6 +102,9 @@ DISTILL_OPTIONS = [
                  "does: classification, or causal-lm (a next-token language model on plain text: a .txt file one "
                  "document a line, a folder of .txt files, JSONL text). [default: auto: causal-lm for a transformers "
                  "folder whose config.json is a causal LM]"),
+    click.option("--seq-kd", type=int, help="Causal LM: sequence-level KD (Kim & Rush 2016): add this many greedy "
+                 "teacher continuations of seeded training prompts (a quarter window each) as extra training text; "
+                 "the no-teacher twin never trains on them. [default: 0, off]"),
     click.option("--top-k", type=int, help="Causal LM: the teacher's largest logits cached per position. [default: "
                  "32]"),
     click.option("--qat", is_flag=True, default=None, help="After float distillation, distill on quantization-aware "
@@ -211,7 +214,7 @@ def distill_overrides(o: dict) -> dict:
                "alpha": float_or_auto(o["alpha"], "--alpha"),
                "tune_epochs": o["tune_epochs"], "features": [parse_feature(f) for f in o["features"]] or None,
                "scheme": o["scheme"], "generations": o["generations"], "peers": o["peers"],
-               "online_teacher": o["online_teacher"], "top_k": o["top_k"]},
+               "online_teacher": o["online_teacher"], "top_k": o["top_k"], "seq_kd": o["seq_kd"]},
         "train": {**{k: o[k] for k in ("epochs", "steps", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
                                        "seed", "threads")},
                   # --steps on the command line replaces a config file's epochs (flags override the file)

@@ -13,7 +13,7 @@ student_qat.safetensors, metrics.json, config.json and report.md.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -26,6 +26,7 @@ from edgedistill.pipeline.distill import DistillResult, finish
 from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
 from edgedistill.pipeline.lm_int8 import run_lm_int8
 from edgedistill.pipeline.lm_report import attach_gate, lm_metrics_doc, write_lm_report
+from edgedistill.pipeline.lm_seqkd import concat, teacher_continuations
 from edgedistill.pipeline.lm_speed import lm_speed
 from edgedistill.pipeline.lm_teacher import teacher_outputs
 from edgedistill.pipeline.lm_train import tensors, train_lm_students
@@ -60,18 +61,22 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
         timings: dict = {}
         with bars(show_progress) as ui:
             s = inputs.splits
+            cont = _continuations(config, inputs, ui)
+            docs, teacher_splits = inputs.documents.all + (cont.texts if cont else []), \
+                replace(s, train=concat(s.train, cont.windows if cont else None))
             bar = ui.task(f"teacher top-{min(config.kd.top_k, inputs.tokenizer.vocab_size)} logits",
-                          len(s.train) + len(s.test))
-            outs = teacher_outputs(inputs.teacher, inputs.tokenizer, inputs.documents.all, s, config.kd.top_k,
+                          len(teacher_splits.train) + len(s.test))
+            outs = teacher_outputs(inputs.teacher, inputs.tokenizer, docs, teacher_splits, config.kd.top_k,
                                    _temperature(config), Path(config.cache_dir) if config.cache_dir else None,
                                    progress=lambda k: bar(k, None, None))
             timings["teacher_logits_s"] = outs.seconds
-            trained = train_lm_students(config, inputs, outs.train, ui)
+            transfer = cont.windows if cont else None
+            trained = train_lm_students(config, inputs, outs.train, ui, transfer)
             timings["distill_s"] = trained.result.seconds
             if trained.twin_result is not None:
                 timings["baseline_s"] = trained.twin_result.seconds
-            int8 = run_lm_int8(config, inputs, trained, outs.train, target, run.work, ui) if config.quant.qat \
-                else None
+            int8 = run_lm_int8(config, inputs, trained, outs.train, target, run.work, ui, transfer) \
+                if config.quant.qat else None
             speed = _speed(int8, inputs, target, ui, timings)
         test_ids, _ = tensors(s.test)
         logits = int8.logits if int8 is not None else {
@@ -79,7 +84,8 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
             **({"twin": lm_logits(trained.twin, test_ids).numpy()} if trained.twin is not None else {})}
         metrics = lm_metrics_doc(config, inputs, outs, trained, logits, None if int8 is None else int8.metrics,
                                  timings)
-        metrics.update(({"speed": speed} if speed else {}), **(sections or {}))
+        metrics.update(({"speed": speed} if speed else {}), **({"sequence_kd": cont.record()} if cont else {}),
+                       **(sections or {}))
         attach_gate(metrics, budget or (Budget.for_target(target, Budget()) if target is not None else None))
         ckpt = StudentCheckpoint(inputs.arch, (s.context,), inputs.tokenizer.vocab_size, [],
                                  Normalizer([0.0], [1.0], "feature"), inputs.tokenizer)
@@ -89,6 +95,15 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
         write_lm_report(metrics, run.work)
         finish(run, _Done(metrics, int8, config), None, t_start)
     return DistillResult(run.out, metrics)
+
+
+def _continuations(config: DistillConfig, inputs: LMInputs, ui):
+    """--seq-kd N: the teacher's continuations of N training prompts (pipeline/lm_seqkd.py), else None."""
+    if not config.kd.seq_kd:
+        return None
+    bar = ui.task(f"teacher continuations (sequence-level KD, {config.kd.seq_kd})", config.kd.seq_kd)
+    return teacher_continuations(inputs.teacher, inputs.tokenizer, inputs.documents.all, inputs.splits,
+                                 config.kd.seq_kd, config.data.seed, progress=lambda k: bar(k, None, None))
 
 
 def _speed(int8, inputs: LMInputs, target, ui, timings: dict) -> dict | None:

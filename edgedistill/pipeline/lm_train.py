@@ -71,20 +71,27 @@ def make_decoder(inputs: LMInputs, seed: int) -> torch.nn.Module:
                          Normalizer([0.0], [1.0], "feature"), inputs.tokenizer.vocab_size)
 
 
-def train_lm_students(config: DistillConfig, inputs: LMInputs, teacher: TopKLogits, ui) -> LMTrained:
-    """The distilled student and (unless --no-baseline) its twin, each from the same initial weights."""
+def train_lm_students(config: DistillConfig, inputs: LMInputs, teacher: TopKLogits, ui,
+                      transfer: TokenWindows | None = None) -> LMTrained:
+    """The distilled student and (unless --no-baseline) its twin, each from the same initial weights. `transfer`:
+    extra windows after the training ones that only the student reads (the teacher's continuations,
+    pipeline/lm_seqkd.py; `teacher` then covers both); the twin takes the same steps over the training windows."""
+    from edgedistill.pipeline.lm_seqkd import concat
+
     s = inputs.splits
-    settings, objective = settings_of(config, len(s.train)), objective_of(config)
-    ids, targets = tensors(s.train)
+    mine = concat(s.train, transfer)
+    settings, objective = settings_of(config, len(mine)), objective_of(config)
     val_ids, val_targets = tensors(s.val)
 
-    def run(label: str, top: TopKLogits | None):
+    def run(label: str, top: TopKLogits | None, windows: TokenWindows):
+        ids, targets = tensors(windows)
         model = make_decoder(inputs, settings.seed)
         bar = ui.task(label, settings.steps * settings.batch_size, VAL_PERPLEXITY)
         res = fit_lm(model, ids, targets, top, val_ids, val_targets, objective.temperature, objective.alpha,
                      settings, progress=lambda k, loss, val: bar(k, loss, val))
         return model, res
 
-    student, res = run(f"distill (T={objective.temperature:g}, α={objective.alpha:g}, top-{teacher.k})", teacher)
-    twin, twin_res = run("no-teacher twin", None) if config.baseline else (None, None)
+    student, res = run(f"distill (T={objective.temperature:g}, α={objective.alpha:g}, top-{teacher.k})", teacher,
+                       mine)
+    twin, twin_res = run("no-teacher twin", None, s.train) if config.baseline else (None, None)
     return LMTrained(student, res, twin, twin_res, settings, objective)
