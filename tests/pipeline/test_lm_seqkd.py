@@ -93,3 +93,11 @@ def test_seq_kd_trains_the_student_on_more_text_and_changes_nothing_else(world):
     print("float perplexity: token-level KD", plain["test"]["float"]["perplexity"]["value"], "+ sequence-level",
           seq["test"]["float"]["perplexity"]["value"], "twin", plain["test"]["twin"]["perplexity"]["value"],
           "teacher", plain["test"]["teacher"]["perplexity"]["value"])
+
+
+def test_seq_kd_on_a_classifier_is_one_paragraph(tmp_path):
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["distill", "--data", "builtin:digits", "--seq-kd", "10", "--out", str(out),
+                                  "--quiet"])
+    assert r.exit_code != 0 and "Traceback" not in r.output and "--task causal-lm" in r.output, r.output
+    assert not out.exists() and not out.with_name("out.partial").exists()
