@@ -1,7 +1,8 @@
 """One typed budget shared by the report and the gate (and, next, the student search).
 
 `None` means unconstrained. Budget strings: comma-separated `key=value` with units, e.g.
-`flash=64KiB,ram=128KiB,latency=5ms,macs=2M,accuracy=90%,drop=1.0`.
+`flash=64KiB,ram=128KiB,latency=5ms,macs=2M,accuracy=90%,drop=1.0`; a causal LM's decoding speed as
+`tokens_per_s=50` (a floor: generated tokens per second, one fixed-window decoder step a token).
 Units: bytes B, KB/MB/GB (powers of 1000) and KiB/MiB/GiB (powers of 1024); time us, ms, s; counts K, M, G (or a bare
 number); accuracy in percent (`90` or `90%`); drop in accuracy points. A size or a time needs its unit: a bare
 `flash=64` is refused (64 bytes or 64 KiB? the budget says which).
@@ -20,9 +21,12 @@ _TIME_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 _COUNT = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}
 KEYS = {"flash": ("flash_bytes", _BYTES), "ram": ("ram_bytes", _BYTES), "latency": ("latency_ms", _TIME_MS),
         "macs": ("macs", _COUNT), "accuracy": ("min_accuracy", {"": 1, "%": 1}),
-        "drop": ("max_accuracy_drop", {"": 1, "pt": 1, "points": 1})}
+        "drop": ("max_accuracy_drop", {"": 1, "pt": 1, "points": 1}),
+        "tokens_per_s": ("min_tokens_per_s", {"": 1, "k": 1e3})}
+_FLOORS = ("min_accuracy", "min_tokens_per_s")  # limits where a larger value is the stricter one
 
-_EXAMPLE = {"flash": "64KiB", "ram": "128KiB", "latency": "5ms", "accuracy": "90%", "drop": "1.5"}
+_EXAMPLE = {"flash": "64KiB", "ram": "128KiB", "latency": "5ms", "accuracy": "90%", "drop": "1.5",
+            "tokens_per_s": "50"}
 
 
 def _spelled(units: dict) -> str:
@@ -40,6 +44,7 @@ class Budget:
     macs: float | None = None
     min_accuracy: float | None = None
     max_accuracy_drop: float | None = None
+    min_tokens_per_s: float | None = None  # causal LM: generated tokens per second at least
 
     @classmethod
     def from_target(cls, target) -> "Budget":
@@ -64,7 +69,7 @@ class Budget:
             if a is None or b is None:
                 return b if a is None else a
             return min(a, b) if smaller_is_stricter else max(a, b)
-        return Budget(**{f.name: pick(getattr(self, f.name), getattr(other, f.name), f.name != "min_accuracy")
+        return Budget(**{f.name: pick(getattr(self, f.name), getattr(other, f.name), f.name not in _FLOORS)
                          for f in fields(self)})
 
     def to_dict(self) -> dict:

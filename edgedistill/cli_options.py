@@ -102,6 +102,9 @@ DISTILL_OPTIONS = [
                  "does: classification, or causal-lm (a next-token language model on plain text: a .txt file one "
                  "document a line, a folder of .txt files, JSONL text). [default: auto: causal-lm for a transformers "
                  "folder whose config.json is a causal LM]"),
+    click.option("--seq-kd", type=int, help="Causal LM: sequence-level KD (Kim & Rush 2016): add this many greedy "
+                 "teacher continuations of seeded training prompts (a quarter window each) as extra training text; "
+                 "the no-teacher twin never trains on them. [default: 0, off]"),
     click.option("--top-k", type=int, help="Causal LM: the teacher's largest logits cached per position. [default: "
                  "32]"),
     click.option("--qat", is_flag=True, default=None, help="After float distillation, distill on quantization-aware "
@@ -129,7 +132,7 @@ DISTILL_OPTIONS = [
 BUILD_OPTIONS = [
     click.option("--target", default="android", show_default=True, help="Target profile (edgedistill targets list)."),
     click.option("--budget", "budget_text", help="Tighten the target's limits: flash=64KiB,ram=128KiB,latency=5ms,"
-                 "macs=2M,accuracy=90%,drop=1.0. On a microcontroller the model gets a quarter of the flash by "
+                 "macs=2M,accuracy=90%,drop=1.0 (a causal LM: tokens_per_s=50). On a microcontroller the model gets a quarter of the flash by "
                  "default; flash=... sets its share, up to the whole flash (a larger value is capped there)."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON config; flags override it."),
     click.option("--data", help=f"Training data: {DATA_FORMS} [default: builtin:fashion-mnist]"),
@@ -137,6 +140,10 @@ BUILD_OPTIONS = [
     click.option("--teacher-factory", help="'package.module:function' or 'path/to/file.py:function' for "
                  "weights-only teacher files."),
     click.option("--family", help="Restrict the search to one student family. [default: by the data's shape]"),
+    click.option("--task", type=click.Choice(["auto", "classification", "causal-lm"]), help="What the teacher does: "
+                 "classification, or causal-lm (a decoder student searched under the budget, tokens_per_s=N a "
+                 "floor on its decoding speed). [default: auto: causal-lm for a transformers folder whose config.json "
+                 "is a causal LM]"),
     click.option("--max-train", type=int, help=MAX_TRAIN_HELP + " [default: 30,000 for the built-in example, else "
                  "every sample]"),
     click.option("--max-test", type=int, help=MAX_TEST_HELP),
@@ -207,7 +214,7 @@ def distill_overrides(o: dict) -> dict:
                "alpha": float_or_auto(o["alpha"], "--alpha"),
                "tune_epochs": o["tune_epochs"], "features": [parse_feature(f) for f in o["features"]] or None,
                "scheme": o["scheme"], "generations": o["generations"], "peers": o["peers"],
-               "online_teacher": o["online_teacher"], "top_k": o["top_k"]},
+               "online_teacher": o["online_teacher"], "top_k": o["top_k"], "seq_kd": o["seq_kd"]},
         "train": {**{k: o[k] for k in ("epochs", "steps", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
                                        "seed", "threads")},
                   # --steps on the command line replaces a config file's epochs (flags override the file)
@@ -257,6 +264,7 @@ def build_overrides(o: dict) -> dict:
         "quant": {"qat": True, "qat_epochs": _build_epochs(o["qat_epochs"], o["qat_steps"] or o["steps"], o["config_file"], 1),
                   "qat_steps": o["qat_steps"], "qat_max_samples": 20000 if not o["config_file"] else None},
         "target": o["target"],
+        "task": o["task"],
         "out": o["out"] or build_out(o["target"], o["data"]),
     }
 

@@ -217,6 +217,9 @@ class KDConfig(_Strict):
                                     "fraction of the students'")
     top_k: int = Field(32, ge=1, le=4096, description="causal LM: the teacher's largest logits cached per position "
                        "(the rest of the vocabulary as one tail bucket)")
+    seq_kd: int = Field(0, ge=0, le=1_000_000, description="causal LM: sequence-level KD (Kim & Rush 2016): this many "
+                        "greedy teacher continuations of seeded training prompts added as extra training windows "
+                        "(the no-teacher twin never sees them); 0: off")
 
     @field_validator("loss")
     @classmethod

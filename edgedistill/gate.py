@@ -252,6 +252,9 @@ def gate(report: dict, budget: Budget, baseline: dict | None = None, tol: Tolera
     ops = u.get("ops_supported")
     v.checks.append(Check("ops", ops, True, ops is True, "target operator support" if ops is not None else "missing"))
     v.checks.extend(_usage_rows(report, budget))
+    if budget.min_tokens_per_s is not None:  # a causal LM's limit (edgedistill.gate_lm): never passed as unknown
+        v.checks.append(Check("tokens/s", None, budget.min_tokens_per_s, False, "missing: a classifier report has no "
+                              "tokens per second (tokens_per_s= limits causal-LM builds)", unit="/s"))
     if budget.flash_bytes is None and budget.ram_bytes is None:
         v.warnings.append("No flash or RAM limit was judged: the report records no target limits and --budget gave "
                           "none, so only parity, operator support and any accuracy / latency / MACs limits were "

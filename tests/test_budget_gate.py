@@ -243,3 +243,10 @@ def test_summary_appends_and_the_help_says_so(tmp_path):
     assert text.startswith("## earlier step\n") and text.count("### edgedistill gate: PASS") == 2
     help_text = " ".join(CliRunner().invoke(main, ["gate", "--help"]).output.split())
     assert "Append the Markdown summary" in help_text and "Write a Markdown summary" not in help_text
+
+
+def test_tokens_per_second_is_a_floor_that_tightening_raises():
+    b = Budget.parse("tokens_per_s=50")
+    assert b.min_tokens_per_s == 50 and Budget.parse("tokens_per_s=2k").min_tokens_per_s == 2000
+    assert b.tighten(Budget(min_tokens_per_s=80)).min_tokens_per_s == 80
+    assert b.tighten(Budget(min_tokens_per_s=20)).min_tokens_per_s == 50

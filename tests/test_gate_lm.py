@@ -40,3 +40,42 @@ def test_a_student_worse_than_its_twin_beyond_noise_fails():
     assert not lm_gate(_metrics(100.0, 101.0, worse)).passed
     within = {**worse, "beyond_noise": False}
     assert lm_gate(_metrics(100.0, 101.0, within)).passed
+
+
+def _with_speed(tps, flash=20_000, ram=9_000, ratio=30.0):
+    m = _metrics(100.0, 101.0, GAIN)
+    m["speed"] = {"target": {"tokens_per_s": tps, "tokens_per_s_how": "measured-host (litert, 2 threads)",
+                             "fit": [{"check": "flash", "value": flash}, {"check": "ram", "value": ram}],
+                             "ram_figure": "planned activations"},
+                  "ratio": {"litert": {"ratio": ratio, "student_tokens_per_s": tps,
+                                       "teacher_tokens_per_s": tps / ratio}}}
+    return m
+
+
+def test_tokens_per_second_is_a_floor_and_latency_per_token_its_reciprocal():
+    from edgedistill.budget import Budget
+
+    ok = lm_gate(_with_speed(400.0), budget=Budget.parse("tokens_per_s=300,latency=3ms"))
+    assert ok.passed and _row(ok, "tokens/s").judged and _row(ok, "latency per token").value == 2.5
+    slow = lm_gate(_with_speed(200.0), budget=Budget.parse("tokens_per_s=300"))
+    assert not slow.passed and not _row(slow, "tokens/s").passed
+    late = lm_gate(_with_speed(200.0), budget=Budget.parse("latency=4ms"))  # 5 ms a token
+    assert not late.passed and not _row(late, "latency per token").passed and _row(late, "tokens/s").passed
+
+
+def test_size_rows_are_judged_only_under_a_limit_and_the_ratio_is_only_shown():
+    from edgedistill.budget import Budget
+
+    shown = lm_gate(_with_speed(400.0, ratio=3.0), budget=Budget())
+    assert shown.passed and not _row(shown, "flash").judged and not _row(shown, "tokens/s vs teacher (litert)").judged
+    assert _row(shown, "tokens/s vs teacher (litert)").value == 3.0
+    tight = lm_gate(_with_speed(400.0), budget=Budget.parse("flash=16KB,ram=16KB"))
+    assert not _row(tight, "flash").passed and _row(tight, "ram").passed
+
+
+def test_a_speed_limit_on_a_run_without_timings_fails_rather_than_passing():
+    from edgedistill.budget import Budget
+
+    v = lm_gate(_metrics(100.0, 101.0, GAIN), budget=Budget.parse("tokens_per_s=10"))
+    assert not v.passed and _row(v, "tokens/s").value is None and _row(v, "tokens/s").how == "missing"
+    assert lm_gate(_metrics(100.0, 101.0, GAIN), budget=Budget()).passed  # no limit: shown as missing, not failed

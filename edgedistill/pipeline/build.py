@@ -46,6 +46,7 @@ class BuildResult:
     verdict: Verdict
     reused: bool
     search: SearchResult
+    task: str = "classification"  # or "causal-lm" (pipeline/lm_build.py: metrics.json, no report.json)
 
 
 def build(config: DistillConfig, budget_text: str | None = None, *, show_progress: bool = True,
@@ -55,9 +56,9 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
     from edgedistill.pipeline.lm_inputs import task_of
 
     if task_of(config) == "causal-lm":
-        raise ConfigError("`edgedistill build` searches and gates classifiers; a causal LM is distilled, exported "
-                          "and checked by `edgedistill distill --task causal-lm --qat` (its report carries the "
-                          "perplexity gate). A student search for causal LMs is not there yet.")
+        from edgedistill.pipeline.lm_build import build_lm
+
+        return build_lm(config, budget_text, show_progress=show_progress, device=device)
     ddp.init_from_env()
     target = load_target(config.target)
     budget = Budget.for_target(target, Budget.parse(budget_text or ""))

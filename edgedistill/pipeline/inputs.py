@@ -80,6 +80,9 @@ def _target_runtime(config: DistillConfig) -> str | None:
 
 def read_inputs(config: DistillConfig) -> Inputs:
     """Read data and teachers and check that they fit each other. Raises EdgeDistillError; writes nothing."""
+    if config.kd.seq_kd:  # a causal LM's option, which a classifier would silently ignore
+        raise ConfigError(f"--seq-kd {config.kd.seq_kd} adds teacher-generated text for a causal LM "
+                          "(--task causal-lm); this run distills a classifier. Leave --seq-kd out.")
     d = config.data
     raw = read_dataset(d.source, d.text_field, d.label_field)
     notes = list(getattr(raw, "notes", []))

@@ -1,7 +1,7 @@
 """`distill` for `--task causal-lm`: the classifier chain's stages, in their causal-LM form, top to bottom.
 
     inputs (lm_inputs) -> teacher top-k (lm_teacher) -> train student + twin (lm_train)
-        -> int8: QAT, export, parity (lm_int8) -> metrics, report, gate (lm_report)
+        -> int8: QAT, export, parity (lm_int8) -> tokens/s (lm_speed) -> metrics, report, gate (lm_report)
 
 It shares the classifier chain's run directory (OUT.partial -> OUT, nothing published unless every step and the
 parity held: pipeline/distill.finish), its progress bars, student checkpoints and exporters. Written into OUT:
@@ -13,18 +13,21 @@ student_qat.safetensors, metrics.json, config.json and report.md.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
+from edgedistill.budget import Budget
 from edgedistill.config import DistillConfig
 from edgedistill.data.splits import Normalizer
 from edgedistill.distill.lm_trainer import lm_logits
 from edgedistill.pipeline.distill import DistillResult, finish
-from edgedistill.pipeline.lm_inputs import read_lm_inputs
+from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
 from edgedistill.pipeline.lm_int8 import run_lm_int8
 from edgedistill.pipeline.lm_report import attach_gate, lm_metrics_doc, write_lm_report
+from edgedistill.pipeline.lm_seqkd import concat, teacher_continuations
+from edgedistill.pipeline.lm_speed import lm_speed
 from edgedistill.pipeline.lm_teacher import teacher_outputs
 from edgedistill.pipeline.lm_train import tensors, train_lm_students
 from edgedistill.pipeline.rundir import RunDir
@@ -41,37 +44,49 @@ class _Done:
     config: DistillConfig
 
 
-def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress: bool = True) -> DistillResult:
+def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress: bool = True,
+               inputs: LMInputs | None = None, budget: Budget | None = None,
+               sections: dict | None = None) -> DistillResult:
     """Run the causal-LM chain (module doc); returns pipeline.distill.DistillResult. Raises the inputs' one-paragraph
-    errors before anything is written, ParityError (outputs kept in OUT.partial) when an exported file disagrees."""
+    errors before anything is written, ParityError (outputs kept in OUT.partial) when an exported file disagrees.
+    `build` (pipeline/lm_build.py) passes the `inputs` it has read, the `budget` its gate judges (default: the
+    target's limits with --qat) and `sections` added to metrics.json (its search)."""
     t_start = time.perf_counter()
     with RunDir(Path(config.out), overwrite) as run:
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
-        inputs = read_lm_inputs(config)
+        inputs = inputs or read_lm_inputs(config)
         target = _target(config)
         run.create()
         timings: dict = {}
         with bars(show_progress) as ui:
             s = inputs.splits
+            cont = _continuations(config, inputs, ui)
+            docs, teacher_splits = inputs.documents.all + (cont.texts if cont else []), \
+                replace(s, train=concat(s.train, cont.windows if cont else None))
             bar = ui.task(f"teacher top-{min(config.kd.top_k, inputs.tokenizer.vocab_size)} logits",
-                          len(s.train) + len(s.test))
-            outs = teacher_outputs(inputs.teacher, inputs.tokenizer, inputs.documents.all, s, config.kd.top_k,
+                          len(teacher_splits.train) + len(s.test))
+            outs = teacher_outputs(inputs.teacher, inputs.tokenizer, docs, teacher_splits, config.kd.top_k,
                                    _temperature(config), Path(config.cache_dir) if config.cache_dir else None,
                                    progress=lambda k: bar(k, None, None))
             timings["teacher_logits_s"] = outs.seconds
-            trained = train_lm_students(config, inputs, outs.train, ui, run.checkpoints)
+            transfer = cont.windows if cont else None
+            trained = train_lm_students(config, inputs, outs.train, ui, transfer, run.checkpoints)
             timings["distill_s"] = trained.result.seconds
             if trained.twin_result is not None:
                 timings["baseline_s"] = trained.twin_result.seconds
-            int8 = run_lm_int8(config, inputs, trained, outs.train, target, run.work, ui, run.checkpoints) \
-                if config.quant.qat else None
+            int8 = run_lm_int8(config, inputs, trained, outs.train, target, run.work, ui, transfer,
+                               run.checkpoints) if config.quant.qat else None
+            speed = _speed(int8, inputs, target, ui, timings)
         test_ids, _ = tensors(s.test)
         logits = int8.logits if int8 is not None else {
             "float": lm_logits(trained.student, test_ids).numpy(),
             **({"twin": lm_logits(trained.twin, test_ids).numpy()} if trained.twin is not None else {})}
-        metrics = attach_gate(lm_metrics_doc(config, inputs, outs, trained, logits,
-                                             None if int8 is None else int8.metrics, timings))
+        metrics = lm_metrics_doc(config, inputs, outs, trained, logits, None if int8 is None else int8.metrics,
+                                 timings)
+        metrics.update(({"speed": speed} if speed else {}), **({"sequence_kd": cont.record()} if cont else {}),
+                       **(sections or {}))
+        attach_gate(metrics, budget or (Budget.for_target(target, Budget()) if target is not None else None))
         ckpt = StudentCheckpoint(inputs.arch, (s.context,), inputs.tokenizer.vocab_size, [],
                                  Normalizer([0.0], [1.0], "feature"), inputs.tokenizer)
         save_student(run.work, trained.student, ckpt, "student")
@@ -80,6 +95,27 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
         write_lm_report(metrics, run.work)
         finish(run, _Done(metrics, int8, config), None, t_start)
     return DistillResult(run.out, metrics)
+
+
+def _continuations(config: DistillConfig, inputs: LMInputs, ui):
+    """--seq-kd N: the teacher's continuations of N training prompts (pipeline/lm_seqkd.py), else None."""
+    if not config.kd.seq_kd:
+        return None
+    bar = ui.task(f"teacher continuations (sequence-level KD, {config.kd.seq_kd})", config.kd.seq_kd)
+    return teacher_continuations(inputs.teacher, inputs.tokenizer, inputs.documents.all, inputs.splits,
+                                 config.kd.seq_kd, config.data.seed, progress=lambda k: bar(k, None, None))
+
+
+def _speed(int8, inputs: LMInputs, target, ui, timings: dict) -> dict | None:
+    """Tokens/s of the int8 files and the teacher (pipeline/lm_speed.py), once parity held."""
+    if int8 is None or not int8.passed:
+        return None
+    t0 = time.perf_counter()
+    bar = ui.task("tokens/s (host timing, target estimates)", 1)
+    speed = lm_speed(int8.artifacts, inputs.teacher.module, inputs.splits.context, target)
+    bar(1, None, None)
+    timings["speed_s"] = time.perf_counter() - t0
+    return speed
 
 
 def _temperature(config: DistillConfig) -> float:

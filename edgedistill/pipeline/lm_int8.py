@@ -42,12 +42,12 @@ class LMInt8:
 
 
 def _qat(config: DistillConfig, inputs: LMInputs, model, top: TopKLogits | None, trained: LMTrained, rounding: str,
-         label: str, ui, checkpoint: Path | None = None):
+         label: str, ui, windows=None, checkpoint: Path | None = None):
     q = config.quant
     s = inputs.splits
     steps = q.qat_steps or max(1, round(0.3 * trained.settings.steps))
     settings = replace(trained.settings, steps=int(steps), eval_every=max(1, int(steps) // 5))
-    ids, targets = tensors(s.train)
+    ids, targets = tensors(s.train if windows is None else windows)
     val_ids, val_targets = tensors(s.val)
     pick = torch.randperm(len(ids), generator=torch.Generator().manual_seed(settings.seed + 7))
     calib = ids[pick[: q.calibration_size]]
@@ -58,17 +58,20 @@ def _qat(config: DistillConfig, inputs: LMInputs, model, top: TopKLogits | None,
 
 
 def run_lm_int8(config: DistillConfig, inputs: LMInputs, trained: LMTrained, top: TopKLogits, target,
-                work: Path, ui, checkpoints: Path | None = None) -> LMInt8:
+                work: Path, ui, transfer=None, checkpoints: Path | None = None) -> LMInt8:
     """QAT (student, twin; checkpointed into `checkpoints` and resumed), test logits of every model, export into
-    `work`, parity (module doc)."""
+    `work`, parity (module doc). `transfer`: the student's extra windows (lm_train.train_lm_students), which the
+    twin's QAT does not read."""
+    from edgedistill.pipeline.lm_seqkd import concat
+
     t0 = time.perf_counter()
     rounding = qat_rounding(config.quant.rounding, target)
     qs, res = _qat(config, inputs, trained.student, top, trained, rounding, "QAT distill", ui,
-                   checkpoint_path(checkpoints, "student_qat"))
+                   concat(inputs.splits.train, transfer), checkpoint_path(checkpoints, "student_qat"))
     qt = twin_res = None
     if trained.twin is not None:
         qt, twin_res = _qat(config, inputs, trained.twin, None, trained, rounding, "QAT no-teacher twin", ui,
-                            checkpoint_path(checkpoints, "baseline_qat"))
+                            checkpoint=checkpoint_path(checkpoints, "baseline_qat"))
     test_ids, _ = tensors(inputs.splits.test)
     logits = {"float": lm_logits(trained.student, test_ids).numpy(), "int8": lm_logits(qs, test_ids).numpy()}
     if trained.twin is not None:

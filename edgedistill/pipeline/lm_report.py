@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedistill.budget import Budget
 from edgedistill.config import DistillConfig
 from edgedistill.gate import Check, Verdict
 from edgedistill.gate import markdown as gate_markdown
@@ -112,18 +113,41 @@ def report_markdown(metrics: dict) -> str:
             verdict = ("pass" if r["passed"] else "FAIL") if r["checked"] else "informational"
             lines.append(f"| {r['artifact']} | {r['runtime']} | {r['bytes']:,} | {r['samples']} | "
                          f"{r['top1_agreement']:.3f} | {steps} | {verdict} |")
+    if metrics.get("speed"):
+        lines += ["", *speed_markdown(metrics["speed"])]
     if metrics.get("gate"):
         lines += ["", gate_markdown_of(metrics["gate"])]
     lines += ["", "## On the device", "", metrics["device_steps"]]
     return "\n".join(lines) + "\n"
 
 
+def speed_markdown(speed: dict) -> list[str]:
+    """report.md's tokens/s section: host timings with the ratio per runtime, then the estimate per target."""
+    lines = ["## Tokens per second", "", f"A token costs {speed['step']}; window {speed['context']} tokens, "
+             f"{speed['threads']} thread{'s' * (speed['threads'] != 1)}, the median step after warm-up.", "",
+             "| model | file | runtime | median ms / token | tokens/s | runs |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['file']} | {r['runtime']} | {r['median_ms']:.4g} | {r['tokens_per_s']:,.1f} | "
+              f"{r['runs']} |" for r in speed["host"]]
+    for runtime, r in speed["ratio"].items():
+        lines.append(f"\nOn {runtime}: the int8 student decodes {r['ratio']:.3g}× the teacher's tokens/s "
+                     f"({r['student_tokens_per_s']:,.1f} vs {r['teacher_tokens_per_s']:,.1f}).")
+    for runtime, why in speed["not_timed"].items():
+        lines.append(f"\nNo ratio on {runtime}: {why}; no ratio is formed across two runtimes.")
+    if speed["targets"]:
+        lines += ["", "| target | runtime | estimated ms / token | tokens/s (estimate) |", "|---|---|---|---|"]
+        lines += [f"| {name} | {t['runtime']} | {t['estimate_ms']:.4g} | {t['tokens_per_s']:,.1f} |"
+                  for name, t in speed["targets"].items()]
+        lines.append("\nEstimates: the int8 TFLite file's per-op roofline on each target profile (profile/estimate.py).")
+    return lines
+
+
 def gate_markdown_of(verdict: dict) -> str:
     return gate_markdown(Verdict([Check(**c) for c in verdict["checks"]], list(verdict["warnings"])))
 
 
-def attach_gate(metrics: dict) -> dict:
-    metrics["gate"] = lm_gate(metrics).to_dict()
+def attach_gate(metrics: dict, budget: Budget | None = None) -> dict:
+    """metrics["gate"]: edgedistill.gate_lm's verdict; `budget` adds its speed and size rows."""
+    metrics["gate"] = lm_gate(metrics, budget=budget).to_dict()
     return metrics
 
 

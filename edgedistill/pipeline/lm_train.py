@@ -74,15 +74,20 @@ def make_decoder(inputs: LMInputs, seed: int) -> torch.nn.Module:
 
 
 def train_lm_students(config: DistillConfig, inputs: LMInputs, teacher: TopKLogits, ui,
-                      checkpoints: Path | None = None) -> LMTrained:
-    """The distilled student and (unless --no-baseline) its twin, each from the same initial weights; each fit
-    checkpointed into `checkpoints` (student.pt, baseline.pt) and resumed from there."""
+                      transfer: TokenWindows | None = None, checkpoints: Path | None = None) -> LMTrained:
+    """The distilled student and (unless --no-baseline) its twin, each from the same initial weights. `transfer`:
+    extra windows after the training ones that only the student reads (the teacher's continuations,
+    pipeline/lm_seqkd.py; `teacher` then covers both); the twin takes the same steps over the training windows.
+    Each fit is checkpointed into `checkpoints` (student.pt, baseline.pt) and resumed from there."""
+    from edgedistill.pipeline.lm_seqkd import concat
+
     s = inputs.splits
-    settings, objective = settings_of(config, len(s.train)), objective_of(config)
-    ids, targets = tensors(s.train)
+    mine = concat(s.train, transfer)
+    settings, objective = settings_of(config, len(mine)), objective_of(config)
     val_ids, val_targets = tensors(s.val)
 
-    def run(label: str, top: TopKLogits | None, name: str):
+    def run(label: str, top: TopKLogits | None, windows: TokenWindows, name: str):
+        ids, targets = tensors(windows)
         model = make_decoder(inputs, settings.seed)
         bar = ui.task(label, settings.steps * settings.batch_size, VAL_PERPLEXITY)
         res = fit_lm(model, ids, targets, top, val_ids, val_targets, objective.temperature, objective.alpha,
@@ -91,6 +96,6 @@ def train_lm_students(config: DistillConfig, inputs: LMInputs, teacher: TopKLogi
         return model, res
 
     student, res = run(f"distill (T={objective.temperature:g}, α={objective.alpha:g}, top-{teacher.k})", teacher,
-                       "student")
-    twin, twin_res = run("no-teacher twin", None, "baseline") if config.baseline else (None, None)
+                       mine, "student")
+    twin, twin_res = run("no-teacher twin", None, s.train, "baseline") if config.baseline else (None, None)
     return LMTrained(student, res, twin, twin_res, settings, objective)

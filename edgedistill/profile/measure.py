@@ -68,7 +68,9 @@ def input_shape(runner) -> list[int]:
 
 
 def measure(path: Path, runtime: str, threads: int = 1, warmup: int = 10, runs: int = 100,
-            min_seconds: float = 1.0) -> Measurement:
+            min_seconds: float = 1.0, per_op: bool = True) -> Measurement:
+    """Time batch-1 runs of the file at `path` on `runtime` (onnxruntime, litert, tflm); module doc. `per_op` False
+    skips onnxruntime's per-node profile (50 more runs under its profiler) where only the totals are wanted."""
     rss0 = _rss()
     t0 = time.perf_counter()
     runner = _load(path, runtime, threads)
@@ -94,9 +96,9 @@ def measure(path: Path, runtime: str, threads: int = 1, warmup: int = 10, runs: 
         memory, kind = tflm_arena(path).total_bytes, "tflm-arena-bytes"
     m = Measurement(runtime, threads, warmup, len(ts), float(np.median(ts)), float(np.percentile(ts, 90)),
                     float(np.percentile(ts, 99)), float(ts.mean()), load_ms, memory, kind)
-    if runtime == "onnxruntime":
+    if runtime == "onnxruntime" and per_op:
         m.per_op = onnx_op_profile(path, threads, x)
-    else:
+    elif runtime != "onnxruntime":
         m.per_op_note = "per-op timing is not exposed by this runtime's Python API; see the estimate's per-op split"
     return m
 

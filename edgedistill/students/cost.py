@@ -55,6 +55,8 @@ class GraphCost:
     tensors: int           # activation tensors, input included
     ops: tuple[OpCost, ...] = field(default=(), repr=False)
     buffers: tuple[Buffer, ...] = field(default=(), repr=False)  # the planned tensors (creation order), scratch
+    weight_scales: int = 0  # per-channel weight scales over the weight ops (= channels unless a layer has no bias)
+    fixed_constants: tuple[int, ...] = ()  # bytes of each constant tensor that is no parameter (a causal mask)
 
     def model_cost(self):
         """The int8 file's per-op cost as profile/cost.py reads it from a .tflite (`ModelCost`), predicted from the
@@ -121,4 +123,5 @@ def graph_cost(model: nn.Module, input_shape: tuple[int, ...]) -> GraphCost:
                      arena_bytes=greedy_arena_bytes(buffers),
                      arena_lower_bound=lower_bound_bytes(buffers, max((b.last for b in buffers), default=0) + 1),
                      layers=len(layers), channels=biases, tensors=len(buffers) - len(fg.scratch), ops=tuple(fg.ops),
-                     buffers=tuple(buffers))
+                     buffers=tuple(buffers), weight_scales=sum(o.out_channels or o.biases for o in layers),
+                     fixed_constants=tuple(fg.fixed))

@@ -44,6 +44,7 @@ class OpCost:
     first_in_elems: int = 0  # elements of its first input (the "ops" of an op without MACs, as profile/cost.py counts)
     const_bytes: int = 0  # constant operands besides a layer's weights: int32 shape / permutation / axis / padding
     #                       operands, scalars, and constant tensors such as an embedding table
+    out_channels: int = 0  # a conv / linear's output channels: one weight scale each (with or without a bias)
 
 
 @dataclass
@@ -69,6 +70,7 @@ class FileGraph:
         self.shared: dict[str, str] = {}
         self.scratch: list[Buffer] = []
         self.learned = 0
+        self.fixed: list[int] = []  # bytes of each constant tensor that is no parameter (a causal mask)
 
     def src(self, value: str) -> str:
         return self.alias.get(value, value)
@@ -81,6 +83,7 @@ class FileGraph:
         """An int8 constant tensor of the model (1 byte per element)."""
         self.tensors[name] = Tensor(elems, elems, 0, 0, constant=True)
         self.learned += elems if learned else 0
+        self.fixed += [] if learned else [elems]
         return name
 
     def emit(self, name: str, kind: str, reads: list[str], out: str, elems: int, *, itemsize: int = 1,

@@ -61,7 +61,8 @@ def layer_cost(name: str, layer, out_elems: int) -> OpCost:
     # a FULLY_CONNECTED whose bias is all zero (a Linear without bias, e.g. a decoder's tied output embedding,
     # before QAT has moved it) is written without one
     biases = 0 if layer.kind == "linear" and not bool(layer.bias.detach().any()) else int(layer.bias.numel())
-    return OpCost(name, kind, out_elems * per_out, w.numel(), biases, out_elems, fused=layer.act != "none")
+    return OpCost(name, kind, out_elems * per_out, w.numel(), biases, out_elems, fused=layer.act != "none",
+                  out_channels=int(w.shape[0]))
 
 
 def _same_padding(n: int, k: int, s: int, p: int) -> bool:

@@ -24,6 +24,11 @@ from edgedistill.errors import ConfigError
 from edgedistill.students.families import STUDENT_FAMILIES
 from edgedistill.students.layers import MaskedSelfAttention
 
+# what `build --task causal-lm` searches (students/search.py): widths x depths, heads width / 32 (at least 1); the
+# largest, (256, 4), is ~3.1 M parameters plus 256 per vocabulary entry, past issue #29's 1 M target, so a device
+# budget or half the teacher's parameters decides
+DECODER_SEARCH_GRID = {"decoder": ((16, 24, 32, 48, 64, 96, 128, 192, 256), (1, 2, 3, 4))}
+
 
 class DecoderLayer(nn.Module):
     """Pre-LN decoder layer: x = x + attention(LN(x)); x = x + W2 relu(W1 LN(x))."""

@@ -6,7 +6,8 @@ channel: 12 B per output channel for the weights and again for the bias, 12 B fo
 table per operator (input / output index vectors, options), and a fixed part (operator codes, signature, metadata).
 
     bytes <= weight bytes + CONST_BYTES per non-weight op
-             + 12 · (2 · output channels + activation tensors)
+             + 12 · (bias channels + weight channels + activation tensors)
+             + the constant tensors that are no parameter (a causal decoder's L×L mask), each with its tensor table
              + tensor names (each part <= NAME_PART + the longest op path; weights and small constants
                1 part, activations and biases 1 to 3 parts: see _name_parts)
              + PER_TENSOR · tensors + PER_OP · ops + FIXED
@@ -49,6 +50,8 @@ def tflite_size_bound(g: GraphCost) -> int:
     parts = (1 + sum(_name_parts(o.kind, o.fused) * (2 if o.weights else 1) + (1 if o.weights else 0) for o in g.ops)
              + (constants - 2 * g.layers))
     names = parts * part
-    quant = QUANT_BYTES * (2 * g.channels + activations)
+    # a layer without a bias (a decoder's tied output projection) still has one weight scale per output channel
+    quant = QUANT_BYTES * (g.channels + max(g.weight_scales, g.channels) + activations)
+    fixed = sum(CONST_BYTES + b + part + PER_TENSOR for b in g.fixed_constants)  # aligned, named, with its table
     return (g.weight_bytes + CONST_BYTES * (ops - g.layers) + quant + names + PER_TENSOR * (constants + activations)
-            + PER_OP * ops + FIXED)
+            + PER_OP * ops + FIXED + fixed)

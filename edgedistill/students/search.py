@@ -41,6 +41,7 @@ from edgedistill.students import DEFAULT_FAMILY, STUDENT_FAMILIES, StudentArch, 
 from edgedistill.students.cost import graph_cost
 from edgedistill.students.filesize import tflite_size_bound
 from edgedistill.students.reference import REFERENCE_FAMILIES, SEARCH_GRID
+from edgedistill.students.decoder_family import DECODER_SEARCH_GRID
 from edgedistill.students.text_families import TEXT_SEARCH_GRID
 
 WIDTHS = (4, 6, 8, 12, 16, 24, 32, 48, 64)
@@ -86,7 +87,7 @@ class SearchResult:
 # cortex-m4's budget the search's largest transformer, (96, 4), reached 80.2 % int8 where textcnn(32, 2) reached
 # 82.1 % (teacher 84.7 %; docs/text.md)
 _ALSO = {"image": ["dscnn"]}
-_GRIDS = {**SEARCH_GRID, **TEXT_SEARCH_GRID}
+_GRIDS = {**SEARCH_GRID, **TEXT_SEARCH_GRID, **DECODER_SEARCH_GRID}
 
 
 def search_families(kind: str) -> list[str]:

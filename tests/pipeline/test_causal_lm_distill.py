@@ -82,6 +82,28 @@ def test_exported_files_are_causal(world, runner, name):
         assert moved <= (0.0 if "int8" in name else 1e-5), (name, t, moved)
 
 
+def test_tokens_per_second_of_every_int8_file_and_the_teacher_on_the_same_runtime(world):
+    """Recorded, not asserted: present, positive, consistent (tokens/s = 1000 / ms; ratio = student / teacher)."""
+    s, m = world["metrics"]["speed"], world["metrics"]
+    rows = {(r["model"], r["file"], r["runtime"]): r for r in s["host"]}
+    assert {("student (int8)", "student_int8.tflite", "litert"), ("student (int8)", "student_int8.onnx", "onnxruntime"),
+            ("teacher (float32)", "teacher.onnx", "onnxruntime"), ("teacher (float32)", "teacher.tflite", "litert")} \
+        == set(rows)
+    for r in s["host"]:
+        assert r["median_ms"] > 0 and r["tokens_per_s"] == pytest.approx(1000.0 / r["median_ms"])
+    for rt, ratio in s["ratio"].items():
+        student = next(r for r in s["host"] if r["runtime"] == rt and r["model"] == "student (int8)")
+        teacher = next(r for r in s["host"] if r["runtime"] == rt and r["model"] == "teacher (float32)")
+        assert ratio["ratio"] == pytest.approx(student["tokens_per_s"] / teacher["tokens_per_s"])
+    assert s["context"] == 16 and s["target"]["name"] == "cpu"  # the default target: a host, so measured here
+    assert s["target"]["tokens_per_s"] == rows[("student (int8)", "student_int8.tflite", "litert")]["tokens_per_s"]
+    assert all(t["tokens_per_s"] > 0 for t in s["targets"].values()) and "cortex-m4" in s["targets"]
+    gate = {c["name"]: c for c in m["gate"]["checks"]}
+    assert gate["tokens/s"]["value"] == s["target"]["tokens_per_s"] and not gate["tokens/s"]["judged"]
+    report = (world["out"] / "report.md").read_text()
+    assert "## Tokens per second" in report and "| cortex-m4 |" in report
+
+
 def test_saved_student_rescored_by_hand_gives_the_reported_perplexity(world):
     """Independent reference: torch's cross-entropy over the test windows' real next tokens, exp of the mean."""
     out, m = world["out"], world["metrics"]

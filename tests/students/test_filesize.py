@@ -56,7 +56,10 @@ def test_bound_grows_with_the_student():
     assert sizes[0][1] < sizes[1][1] < sizes[2][1]
 
 
-TEXT_CASES = [("textcnn", 32, 3, 64, 2000), ("transformer", 16, 4, 16, 300), ("transformer", 96, 2, 48, 1000)]
+TEXT_CASES = [("textcnn", 32, 3, 64, 2000), ("transformer", 16, 4, 16, 300), ("transformer", 96, 2, 48, 1000),
+              # the causal decoder: a bias-less tied output projection (one weight scale per vocabulary entry) and
+              # the constant L×L causal mask, which the bound missed (a 97,008 B file was bounded at 83,490 B)
+              ("decoder", 16, 2, 64, 1000), ("decoder", 48, 1, 16, 100)]
 
 
 @pytest.mark.slow
@@ -68,7 +71,8 @@ def test_size_bound_holds_on_text_students(tmp_path, family, width, depth, lengt
     from edgedistill.quantize import calibrate, to_quant_student
 
     torch.manual_seed(0)
-    model = build_student(StudentArch(family, width, depth), (length,), 4, None, vocab_size=vocab).eval()
+    classes = vocab if family == "decoder" else 4  # a causal LM scores its vocabulary
+    model = build_student(StudentArch(family, width, depth), (length,), classes, None, vocab_size=vocab).eval()
     with torch.no_grad():  # trained-looking statistics and LayerNorm constants: nothing the converter can share
         for m in model.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):

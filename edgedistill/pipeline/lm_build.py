@@ -1,0 +1,91 @@
+"""`build --task causal-lm --target T`: the decoder student chosen under the target's budget, then the causal-LM
+distill chain (pipeline/lm_distill.py) with QAT, its tokens/s, report and gate under that budget.
+
+    inputs (lm_inputs) -> search (decoder family, fails fast) -> distill_lm(QAT on) -> gate.xml / gate.md
+
+The search is the classifier build's (students/search.py, rule: the most parameters among the candidates that fit,
+at most half the teacher's): every decoder of DECODER_SEARCH_GRID costed exactly on its int8 graph for the run's
+context window and the student's vocabulary, against flash (the int8 file's size bound), RAM (the tensor arena) and
+the latency of one decoder step on the target (its roofline estimate), which is the latency per generated token:
+`--budget tokens_per_s=N` is searched as latency = 1000 / N ms. A budget no decoder meets fails here, before
+anything is written, in one paragraph naming the limit and the smallest budget that would work. The gate then
+judges the trained files: perplexity rows, tokens/s (measured here on a host target, else the estimate), flash and
+RAM (edgedistill.gate_lm). Not yet: the classifier build's manifest (a re-run with nothing changed re-trains) and
+`--device`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from edgedistill.budget import Budget
+from edgedistill.config import DistillConfig
+from edgedistill.errors import ConfigError
+from edgedistill.gate import Check, Verdict, junit_xml, markdown
+from edgedistill.pipeline.lm_distill import distill_lm
+from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
+from edgedistill.pipeline.report import search_section
+from edgedistill.students.search import SearchResult, search
+from edgedistill.targets import TargetProfile, load_target
+
+
+def search_budget(budget: Budget) -> Budget:
+    """The budget the search costs candidates under: a tokens/s floor becomes its latency per token (1000 / N ms),
+    tightened with any `latency=` limit."""
+    if not budget.min_tokens_per_s:
+        return budget
+    return budget.tighten(Budget(latency_ms=1000.0 / budget.min_tokens_per_s))
+
+
+def choose_decoder(config: DistillConfig, budget: Budget, inputs: LMInputs, target: TargetProfile) -> SearchResult:
+    """The decoder student for `inputs` (context window, student vocabulary) under `budget` on `target`: the largest
+    that fits, capped at half the teacher's parameters. Raises InfeasibleBudgetError (one paragraph) when none does,
+    ConfigError for a family other than the decoder."""
+    _decoder_only(config)
+    s = inputs.splits
+    vocab = inputs.tokenizer.vocab_size
+    return search("text", (s.context,), vocab, search_budget(budget), ["decoder"],
+                  max_params=inputs.teacher.num_params() // 2, target=target, vocab_size=vocab,
+                  knobs=dict(config.student.knobs))
+
+
+def _decoder_only(config: DistillConfig) -> None:
+    if config.student.family not in ("auto", "decoder") or config.student.factory:
+        raise ConfigError(f"build --task causal-lm searches the decoder student family, not "
+                          f"{config.student.factory or config.student.family!r}; leave --family out or give "
+                          "--family decoder.")
+
+
+def _with_decoder(config: DistillConfig, found: SearchResult) -> DistillConfig:
+    a = found.chosen.arch
+    student = config.student.model_copy(update={"family": "decoder", "width": a.width, "depth": a.depth,
+                                                "knobs": dict(a.knobs)})
+    return config.model_copy(update={"student": student, "quant": config.quant.model_copy(update={"qat": True})})
+
+
+def build_lm(config: DistillConfig, budget_text: str | None = None, *, show_progress: bool = True,
+             device: str | None = None):
+    """Run the causal-LM build (module doc); returns pipeline.build.BuildResult (task "causal-lm"). Raises before
+    anything is written: ConfigError / DataError / ModelLoadError from the inputs, InfeasibleBudgetError from the
+    search; ParityError (outputs kept in OUT.partial) when an exported file disagrees."""
+    from edgedistill.pipeline.build import BuildResult, _refuse_other_data
+
+    if device:
+        raise ConfigError("build --task causal-lm does not measure on a device yet (--device); leave it out, or run "
+                          "`edgedistill profile OUT/student_int8.tflite --device ...` on the built file.")
+    target = load_target(config.target)
+    budget = Budget.for_target(target, Budget.parse(budget_text or ""))
+    _refuse_other_data(Path(config.out), config.data.source)
+    _decoder_only(config)
+    inputs = read_lm_inputs(config)
+    found = choose_decoder(config, budget, inputs, target)
+    config = _with_decoder(config, found)
+    inputs = replace(inputs, arch=found.chosen.arch)  # the grid's point, with the user's knobs (heads, ffn)
+    res = distill_lm(config, overwrite=True, show_progress=show_progress, inputs=inputs, budget=budget,
+                     sections={"search": search_section(found, budget)})
+    g = res.metrics["gate"]
+    verdict = Verdict([Check(**c) for c in g["checks"]], list(g["warnings"]))
+    (res.out_dir / "gate.xml").write_text(junit_xml(verdict))
+    (res.out_dir / "gate.md").write_text(markdown(verdict))
+    return BuildResult(res.out_dir, verdict, False, found, task="causal-lm")

@@ -1,0 +1,149 @@
+"""Stage 7 for a causal LM, measure: tokens per second of the int8 files and of the teacher, on this host and
+estimated per target.
+
+One generated token costs one fixed-window decoder step (batch 1: L int32 ids -> L×V logits; the README's greedy
+loop runs the whole window once per token and reads the logits at the last real position), so tokens/s = 1000 /
+the step's median milliseconds. On this host each int8 file is timed on its own runtime (student_int8.tflite on
+LiteRT, student_int8.onnx on onnxruntime) and the teacher in float32 on the same runtimes: exported with torch.onnx
+for onnxruntime and converted with litert-torch for LiteRT, at the same window and batch, so each ratio compares one
+runtime with itself. Where the teacher cannot be put on a runtime (litert-torch cannot convert every transformers
+model) that runtime's ratio is not given, and `not_timed` says why: no ratio is ever formed across two runtimes.
+Timing: profile/measure.py (warm-up runs, then batch-1 runs until both a count and a duration are reached; the
+median). Per target: profile/estimate.py's roofline estimate of the int8 TFLite file's step on every target profile,
+and the run's target section (fit checks, arena) as the classifier builds give it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgedistill.pipeline.measure import RUNTIME, target_section
+from edgedistill.profile.cost import tflite_cost
+from edgedistill.profile.estimate import estimate_latency
+from edgedistill.profile.measure import measure
+from edgedistill.targets import TargetProfile, load_profile_file, profile_files
+
+STEP = ("one fixed-window decoder step at batch 1 (L int32 ids -> L×V logits), which the README's greedy loop runs "
+        "once per generated token")
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """One model file timed on one runtime: the median (and p90) milliseconds of a decoder step over `runs` timed
+    steps after warm-up, and tokens_per_s = 1000 / median_ms."""
+
+    model: str  # "student (int8)" or "teacher (float32)"
+    file: str
+    runtime: str
+    threads: int
+    runs: int
+    median_ms: float
+    p90_ms: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return 1000.0 / self.median_ms
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "tokens_per_s": self.tokens_per_s}
+
+
+class TeacherStep(nn.Module):
+    """A transformers causal LM as one decoder step: int32 ids (N, L) -> float32 logits (N, L, V), no key/value cache
+    (the step recomputes the window, as the student's file does). The all-ones attention mask keeps transformers'
+    packed-sequence check (torch.diff, which the ONNX exporter lacks) out of the traced graph."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        ids = ids.long()
+        return self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits
+
+
+def _time(model: str, path: Path, runtime: str, threads: int, runs: int, min_seconds: float) -> StepTiming:
+    m = measure(path, runtime, threads=threads, runs=runs, min_seconds=min_seconds, per_op=False)
+    return StepTiming(model, path.name, runtime, threads, m.runs, m.median_ms, m.p90_ms)
+
+
+def teacher_files(module: nn.Module, context: int, directory: Path) -> tuple[dict, dict]:
+    """The teacher as float32 files for the runtimes: {runtime: path} and {runtime: why not} for those it could not
+    be put on. ONNX by torch.onnx (TorchScript exporter, opset 17); TFLite by litert-torch."""
+    from edgedistill.export.onnx_export import export_onnx_float
+    from edgedistill.export.tflite_export import export_tflite_float
+
+    step = TeacherStep(module).eval()
+    files, missing = {}, {}
+    for runtime, export, name in (("onnxruntime", export_onnx_float, "teacher.onnx"),
+                                  ("litert", export_tflite_float, "teacher.tflite")):
+        try:
+            files[runtime] = export(step, (context,), directory / name).path
+        except Exception as exc:  # a teacher a converter cannot handle is reported untimed there, not a failure
+            missing[runtime] = f"the teacher could not be converted for {runtime} ({type(exc).__name__})"
+    return files, missing
+
+
+def host_speed(artifacts, teacher_module: nn.Module | None, context: int, threads: int, runs: int = 50,
+               min_seconds: float = 0.3) -> dict:
+    """Tokens/s on this host of every int8 file in `artifacts` (export.artifact.Artifact) and of the teacher in
+    float32 on the same runtimes, with the student / teacher ratio per runtime (module doc)."""
+    rows = [_time("student (int8)", a.path, RUNTIME[a.format], threads, runs, min_seconds)
+            for a in artifacts if a.precision == "int8"]
+    student = {r.runtime: r for r in rows}
+    not_timed = {}
+    if teacher_module is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            files, not_timed = teacher_files(teacher_module, context, Path(tmp))
+            rows += [_time("teacher (float32)", path, runtime, threads, runs, min_seconds)
+                     for runtime, path in files.items() if runtime in student]
+    else:
+        not_timed = {r: "no teacher module to export" for r in student}
+    teacher = {r.runtime: r for r in rows if r.model.startswith("teacher")}
+    ratio = {rt: {"student_tokens_per_s": s.tokens_per_s, "teacher_tokens_per_s": teacher[rt].tokens_per_s,
+                  "ratio": s.tokens_per_s / teacher[rt].tokens_per_s} for rt, s in student.items() if rt in teacher}
+    return {"step": STEP, "context": context, "threads": threads, "host": [r.to_dict() for r in rows],
+            "ratio": ratio, "not_timed": {rt: why for rt, why in not_timed.items() if rt in student}}
+
+
+def target_speeds(tflite_int8: Path) -> dict:
+    """The int8 TFLite file's step estimated on every target profile: {name: {estimate_ms, tokens_per_s, runtime,
+    kind}} (targets without int8 throughput figures are left out)."""
+    cost = tflite_cost(tflite_int8)
+    out = {}
+    for name, path in sorted(profile_files().items()):
+        t = load_profile_file(path)
+        if t.peak_int8_macs_per_s:
+            ms = estimate_latency(cost, t, "int8").total_ms
+            out[name] = {"estimate_ms": ms, "tokens_per_s": 1000.0 / ms, "runtime": t.runtime, "kind": t.kind}
+    return out
+
+
+def lm_speed(artifacts, teacher_module: nn.Module | None, context: int, target: TargetProfile,
+             runs: int = 50) -> dict:
+    """metrics.json's `speed` section: host timings and ratios (host_speed, with the target's threads on a host
+    target, else one), the estimate on every target (target_speeds), and the run's target section with the figure
+    its gate judges: `tokens_per_s` measured here for the deployed int8 TFLite file on a host target, else the
+    target's estimate (as the classifier gate judges latency)."""
+    threads = target.threads if target.kind == "host" else 1
+    speed = host_speed(artifacts, teacher_module, context, threads, runs)
+    art = next((a for a in artifacts if a.name == "tflite-int8"), None)
+    if art is None:
+        return {**speed, "targets": {}, "target": {"name": target.name, "tokens_per_s": None,
+                                                   "tokens_per_s_how": "missing: no int8 TFLite file"}}
+    host = next((r for r in speed["host"] if r["file"] == art.path.name and r["runtime"] == "litert"), None)
+    section = target_section([art], target, host["median_ms"] if host else None)
+    section.pop("per_op", None)
+    if target.kind == "host" and host is not None:
+        section.update(tokens_per_s=host["tokens_per_s"], tokens_per_s_how=f"measured-host (litert, {threads} "
+                       f"thread{'s' * (threads != 1)}, {art.path.name})")
+    else:
+        est = section.get("estimate_ms")
+        section.update(tokens_per_s=1000.0 / est if est else None,
+                       tokens_per_s_how=f"estimated on {target.name} ({section.get('estimate_model', 'roofline')})")
+    return {**speed, "targets": target_speeds(art.path), "target": section}

@@ -1,0 +1,79 @@
+"""`edgedistill build --task causal-lm --target cortex-m4` on a tiny GPT-2 teacher (tests/tiny_lm.py): the decoder is
+chosen under the microcontroller's budget (the largest that fits, at most half the teacher), trained and deployed
+by the causal-LM chain, and the built file meets the budget it was chosen under; a budget no decoder meets is
+refused in one paragraph before anything is written."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edgedistill.cli import main
+from edgedistill.profile.tflm_arena import tflm_arena
+from edgedistill.targets import load_target
+from tiny_lm import documents, save_tiny_gpt2
+
+ARGS = ["--task", "causal-lm", "--target", "cortex-m4", "--max-length", "16", "--steps", "80", "--qat-steps", "20",
+        "--threads", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lmbuild")
+    torch.set_num_threads(1)  # conftest sets the session's count back after each test
+    teacher = save_tiny_gpt2(root / "teacher", documents(600, seed=1), steps=60, width=48)
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(documents(120, seed=2)) + "\n")
+    out = root / "build"
+    r = CliRunner().invoke(main, ["build", "--teacher", str(teacher), "--data", str(corpus), "--out", str(out),
+                                  "--budget", "tokens_per_s=2", *ARGS], catch_exceptions=False)
+    assert r.exit_code in (0, 1), r.output  # 1: a gate row failed (the rows are checked below)
+    return {"root": root, "teacher": teacher, "corpus": corpus, "out": out, "output": r.output,
+            "metrics": json.loads((out / "metrics.json").read_text())}
+
+
+def test_the_largest_decoder_that_fits_is_chosen_and_trained(world):
+    m = world["metrics"]
+    s = m["search"]
+    chosen = s["chosen"]
+    assert chosen["fits"] and chosen["arch"].startswith("decoder(")
+    assert chosen["params"] <= s["max_params"] == m["teacher"]["params"] // 2
+    for c in s["candidates"]:  # the rule: nothing larger fits
+        if c["params"] > chosen["params"]:
+            assert c["violations"], c
+    assert f"decoder(width={m['student']['width']}, depth={m['student']['depth']}" in chosen["arch"]
+    assert m["student"]["params"] == chosen["params"]
+    target = load_target("cortex-m4")
+    assert s["budget"]["flash_bytes"] == target.model_flash_bytes and s["budget"]["min_tokens_per_s"] == 2
+    assert "student:" in world["output"] and (world["out"] / "gate.md").is_file()
+    assert (world["out"] / "gate.xml").read_text().count("<testcase") == len(m["gate"]["checks"])
+
+
+def test_the_built_file_meets_the_budget_it_was_chosen_under(world):
+    """Independent figures: the file's size on disk and TFLite Micro's own arena for it, against the search's bound
+    and the target's limits; the gate judges the estimated tokens/s on the microcontroller."""
+    m, out = world["metrics"], world["out"]
+    size = (out / "student_int8.tflite").stat().st_size
+    assert size <= m["search"]["chosen"]["file_bytes"] <= m["search"]["budget"]["flash_bytes"]
+    arena = tflm_arena(out / "student_int8.tflite").total_bytes
+    assert arena <= load_target("cortex-m4").ram_bytes
+    gate = {c["name"]: c for c in m["gate"]["checks"]}
+    assert gate["flash"]["judged"] and gate["flash"]["passed"] and gate["flash"]["value"] == size
+    assert gate["ram"]["judged"] and gate["ram"]["passed"] and gate["ram"]["value"] == arena
+    t = m["speed"]["target"]
+    assert "estimated on cortex-m4" in t["tokens_per_s_how"] and t["tokens_per_s"] == pytest.approx(
+        1000.0 / t["estimate_ms"])
+    assert gate["tokens/s"]["judged"] and gate["tokens/s"]["passed"] == (t["tokens_per_s"] >= 2)
+    assert all(r["passed"] for r in m["int8"]["parity"] if r["checked"])
+
+
+@pytest.mark.parametrize("budget, names", [("flash=2KB", "flash limit"), ("tokens_per_s=1000000", "latency limit")])
+def test_a_budget_no_decoder_meets_is_one_paragraph_and_writes_nothing(world, tmp_path, budget, names):
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["build", "--teacher", str(world["teacher"]), "--data", str(world["corpus"]),
+                                  "--out", str(out), "--budget", budget, *ARGS])
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output and r.output.strip().count("\n") == 0, r.output
+    assert "No student fits the budget" in r.output and names in r.output, r.output
+    assert not out.exists() and not out.with_name("out.partial").exists()

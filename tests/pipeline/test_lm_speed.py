@@ -1,0 +1,103 @@
+"""Tokens per second of a causal LM (pipeline/lm_speed.py) on a tiny decoder exported to int8 ONNX / TFLite and a
+GPT-2 teacher built from a config: every figure is present, positive and consistent (tokens/s = 1000 / median ms,
+ratio = student / teacher on one runtime); the teacher's float files compute the teacher's logits; the per-target
+estimates follow the targets' throughput; a teacher no converter takes leaves no ratio. Speeds are recorded, never
+asserted."""
+
+import numpy as np
+import pytest
+import torch
+
+from edgedistill.export.registry import export_all
+from edgedistill.profile.cost import tflite_cost
+from edgedistill.profile.estimate import estimate_latency
+from edgedistill.quantize import calibrate, to_quant_student
+from edgedistill.runtimes import LiteRTRunner, OnnxRunner
+from edgedistill.pipeline.lm_speed import TeacherStep, host_speed, lm_speed, teacher_files, target_speeds
+from edgedistill.students.decoder_family import decoder
+from edgedistill.targets import load_target
+
+V, L = 40, 8
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    import transformers
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        m = decoder((L,), V, 16, 1, V, heads=1).eval()
+        x = torch.randint(1, V, (32, L), dtype=torch.int32)
+        out = tmp_path_factory.mktemp("speed")
+        arts = export_all(m, calibrate(to_quant_student(m), x), (L,), V, out, ["onnx", "tflite"], True)
+        cfg = transformers.GPT2Config(vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=2)
+        teacher = transformers.GPT2LMHeadModel(cfg).eval()
+        return {"arts": arts, "teacher": teacher, "out": out}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_host_rows_are_positive_and_consistent(world):
+    s = host_speed(world["arts"], world["teacher"], L, threads=1, runs=20, min_seconds=0.05)
+    got = {(r["model"], r["runtime"]) for r in s["host"]}
+    assert got == {(m, rt) for m in ("student (int8)", "teacher (float32)") for rt in ("litert", "onnxruntime")}
+    for r in s["host"]:
+        assert r["median_ms"] > 0 and r["runs"] >= 20 and r["p90_ms"] >= r["median_ms"]
+        assert r["tokens_per_s"] == pytest.approx(1000.0 / r["median_ms"])
+    by = {(r["model"], r["runtime"]): r["tokens_per_s"] for r in s["host"]}
+    for rt, ratio in s["ratio"].items():
+        assert ratio["ratio"] == pytest.approx(by[("student (int8)", rt)] / by[("teacher (float32)", rt)])
+    assert set(s["ratio"]) == {"litert", "onnxruntime"} and s["not_timed"] == {}
+    assert s["context"] == L and "greedy" in s["step"]
+
+
+def test_teacher_files_compute_the_teachers_logits(world, tmp_path):
+    """Independent reference: the transformers model itself in torch."""
+    files, missing = teacher_files(world["teacher"], L, tmp_path)
+    assert missing == {}
+    ids = np.random.default_rng(0).integers(0, 64, (1, L)).astype(np.int32)
+    with torch.no_grad():
+        ref = world["teacher"](input_ids=torch.from_numpy(ids).long()).logits.numpy()
+    assert np.abs(OnnxRunner(files["onnxruntime"]).predict(ids) - ref).max() < 1e-4
+    assert np.abs(LiteRTRunner(files["litert"]).predict(ids) - ref).max() < 1e-3
+
+
+class _Unconvertible(torch.nn.Module):
+    def forward(self, input_ids, attention_mask=None, use_cache=False):
+        raise RuntimeError("no converter takes this")
+
+
+def test_a_teacher_no_converter_takes_leaves_no_ratio_and_says_why(world):
+    s = host_speed(world["arts"], _Unconvertible(), L, threads=1, runs=5, min_seconds=0.0)
+    assert s["ratio"] == {} and set(s["not_timed"]) == {"litert", "onnxruntime"}
+    assert {r["model"] for r in s["host"]} == {"student (int8)"}
+
+
+def test_target_estimates_follow_each_targets_throughput(world):
+    path = next(a.path for a in world["arts"] if a.name == "tflite-int8")
+    est = target_speeds(path)
+    assert {"cortex-m4", "cortex-m7", "android", "cpu", "rpi4"} <= set(est)
+    for name, t in est.items():
+        assert t["tokens_per_s"] == pytest.approx(1000.0 / t["estimate_ms"])
+    # the same file on a 4x faster core of the same kind (both TFLite Micro, int8): faster, never slower
+    assert est["cortex-m7"]["tokens_per_s"] > est["cortex-m4"]["tokens_per_s"]
+    cost = tflite_cost(path)
+    assert est["cortex-m4"]["estimate_ms"] == pytest.approx(
+        estimate_latency(cost, load_target("cortex-m4"), "int8").total_ms)
+
+
+def test_the_gated_figure_is_measured_on_a_host_target_and_estimated_on_a_microcontroller(world):
+    host = lm_speed(world["arts"], None, L, load_target("cpu"), runs=5)
+    row = next(r for r in host["host"] if r["file"] == "student_int8.tflite")
+    assert host["target"]["tokens_per_s"] == row["tokens_per_s"] and "measured-host" in \
+        host["target"]["tokens_per_s_how"]
+    assert host["ratio"] == {} and "no teacher" in host["not_timed"]["litert"]
+    mcu = lm_speed(world["arts"], None, L, load_target("cortex-m4"), runs=5)
+    t = mcu["target"]
+    assert t["tokens_per_s"] == pytest.approx(1000.0 / t["estimate_ms"]) and "estimated" in t["tokens_per_s_how"]
+    assert t["tokens_per_s"] == pytest.approx(mcu["targets"]["cortex-m4"]["tokens_per_s"])
+    fit = {f["check"]: f for f in t["fit"]}
+    assert fit["flash"]["value"] == next(a.bytes for a in world["arts"] if a.name == "tflite-int8")
+    assert mcu["threads"] == 1
