@@ -1,0 +1,190 @@
+"""TFLite's 16×8 mode for the ops where int8 activations lose most: int16 activations, int8 weights, per op.
+
+An int16 region starts and ends on the int8 graph around it:
+
+* `Widen`: int8 → int16, QUANTIZE onto the grid (s_in / 128, 0). The int8 value (c − z) · s_in is then the int16
+  code (c − z) · 128, |code| <= 32,640: exact on every runtime (TFLite's requantize multiplies by 128 = 2^30 · 2^8
+  / 2^31 exactly), so QAT passes the value through unchanged.
+* `Narrow`: int16 → int8, QUANTIZE onto a calibrated int8 grid (the runtimes' Requantize, reference/requantize.h:
+  QAT computes it with a runtime arithmetic selected, quantize/mcu.py `requantize_codes`).
+
+The LiteRT converter (litert-converter 0.5, litert-torch 0.10, STATIC QDQ mode) writes no QUANTIZE for a bare
+int8 DQ followed by an int16 Q (the int16 tensor silently disappears, or the next op fails verification with mixed
+element types), and with one op between the pairs it may instead retype the producer's output (SUB(INT16, INT16)
+-> INT8, which no runtime runs as written). Both boundaries therefore export as max(min(x, highest), lowest)
+between the pairs: two same-scale ops, MAXIMUM and MINIMUM with constants beyond every grid, pinned to the two
+types, so the converter writes the QUANTIZE between them; export/tflite_int16.py `drop_marker_clamps` removes both
+(identities) from the file, and the exporter checks that the int16 kernels are there.
+
+* `Op16`: one int16 kernel (MEAN, SUB, MUL, RSQRT) with its own calibrated int16 grid (symmetric, zero point 0).
+* `LayerNorm16`: a LayerNorm over the last dimension as the converter writes it, MEAN → SUB → MUL (square) → MEAN
+  → RSQRT → MUL (the normalized values), each on an int16 grid, then `Narrow` to int8, MUL (γ) and ADD (β) in
+  int8 as the int8 LayerNorm does (quantize/attention_ops.py): the converter refuses an int16 ADD whose operands
+  differ in shape (tfl.add's verifier), and an int16 MUL by the γ constant after the normalizing MUL fails its
+  verification too ("Operands do not have valid shapes", even with γ expanded to the full shape); the
+  LayerNorm's output feeds int8 kernels anyway. TFLite Micro runs int16 RSQRT from the tflite-micro 2026-10 builds on (its
+  2026-08 source, elementwise.cc, still refuses int16 in Prepare: a device built from that fails loudly at
+  AllocateTensors, never silently).
+
+QAT computes the int16 kernels as float results rounded onto their int16 grids ("float" arithmetic, whatever the
+graph's rounding): a 16-bit step is 1/128 – 1/256 of the int8 step the region ends on, so a kernel's own integer
+rounding (within a few int16 steps, measured: export/parity.py checks the int8 output on every runtime) moves an
+int8 code only where a value lies within that much of a rounding boundary. The boundaries (`Narrow`) and the int8
+ADD after it compute the runtime's own integers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgedistill.quantize.attention_ops import Constant
+from edgedistill.quantize.fake import ActQuant
+from edgedistill.quantize.mcu import requantize_codes
+from edgedistill.quantize.ops import Binary, GraphOp
+
+INT16_KINDS = ("layernorm",)  # op kinds with a 16×8 form (quantize/builders.py picks it)
+WIDEN = 128  # int8 → int16 grid ratio: (c − z) · 128 stays within int16 for every int8 code pair
+_BEYOND = 3.0e38  # beyond every grid: each clamp is the identity, its constant lands on the type's extreme code
+
+
+def _marked(x: torch.Tensor) -> torch.Tensor:
+    """x, written so that the converter places a QUANTIZE between two Q/DQ pairs of different types (module doc)."""
+    return torch.clamp(torch.clamp(x, min=-_BEYOND), max=_BEYOND)
+
+
+class Widen(GraphOp):
+    """int8 → int16 on the grid (s_in / 128, 0): exact (module doc)."""
+
+    kind = "widen"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.out_q = ActQuant(fixed=(1.0, 0), bits=16)
+
+    def _sync(self) -> None:
+        s = float(self.in_qs[0].scale) / WIDEN
+        self.out_q.fixed = (s, 0)
+        self.out_q.scale.fill_(s)
+        self.out_q.zero_point.fill_(0)
+
+    def prepare_export(self) -> None:
+        self._sync()  # before out_q caches its parameters (modules() lists a parent before its children)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mode = self.out_q.mode
+        if mode == "export":
+            return self.out_q(_marked(x))
+        if mode == "quant":
+            self._sync()
+        return x  # exact: the int8 value is a code of the int16 grid
+
+
+class Narrow(GraphOp):
+    """int16 → int8 onto a calibrated int8 grid, as the runtime's QUANTIZE (Requantize) computes it."""
+
+    kind = "narrow"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.out_q = ActQuant()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.out_q.mode == "export":
+            return self.out_q(_marked(x))
+        out = self.out_q(x)
+        if self.out_q.mode == "quant" and self.rounding != "float":
+            s_in = float(self.in_qs[0].scale)
+            so, zo = float(self.out_q.scale), int(self.out_q.zero_point)
+            code = torch.round(x.detach() / s_in).clamp(-32768, 32767).to(torch.int64)
+            exact = (requantize_codes(code, (s_in, 0), (so, zo)) - zo).to(torch.float32) * so
+            out = out + (exact - out).detach()
+        return out
+
+
+OPS16: dict[str, Callable] = {
+    "mean": lambda x: x.mean(-1, keepdim=True),
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "rsqrt": torch.rsqrt,
+}
+
+
+class Op16(GraphOp):
+    """One int16 kernel (`kind`: a key of OPS16) onto its own int16 grid (module doc)."""
+
+    def __init__(self, name: str, kind: str) -> None:
+        super().__init__(name)
+        self.kind = kind
+        self.out_q = ActQuant(bits=16)
+        self._table: tuple | None = None
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = self.out_q(OPS16[self.kind](*xs))
+        if self.kind == "rsqrt" and self.out_q.mode == "quant" and self.rounding != "float":
+            out = out + (self._rsqrt_output(xs[0]) - out).detach()
+        return out
+
+    @torch.no_grad()
+    def _rsqrt_output(self, x: torch.Tensor) -> torch.Tensor:
+        """The runtime's int16 RSQRT (quantize/int16_kernels.py), a table of all input codes per pair of grids."""
+        s_in, s_out = float(self.in_qs[0].scale), float(self.out_q.scale)
+        key = (self.rounding, s_in, s_out)
+        if self._table is None or self._table[0] != key:
+            codes = self.arithmetic.rsqrt16(s_in, s_out)
+            self._table = (key, torch.from_numpy((codes * s_out).astype("float32")))
+        code = torch.round(x.detach() / s_in).clamp_(-32768, 32767).long() + 32768
+        return self._table[1][code]
+
+
+class LayerNorm16(GraphOp):
+    """nn.LayerNorm over the last dimension with int16 activations inside (module doc). Input and output int8."""
+
+    kind = "layernorm"
+
+    def __init__(self, name: str, m: nn.LayerNorm) -> None:
+        super().__init__(name)
+        if len(m.normalized_shape) != 1:
+            raise ValueError("LayerNorm over one (the last) dimension only")
+        width = m.normalized_shape[0]
+        self.eps = float(m.eps)
+        self.gamma = Constant(f"{name}.weight", m.weight if m.weight is not None else torch.ones(width))
+        self.beta = Constant(f"{name}.bias", m.bias if m.bias is not None else torch.zeros(width))
+        self.widen = Widen(f"{name}.widen")
+        self.mu, self.var = Op16(f"{name}.mean", "mean"), Op16(f"{name}.variance", "mean")
+        self.diff, self.square = Op16(f"{name}.centre", "sub"), Op16(f"{name}.square", "mul")
+        self.rsqrt = Op16(f"{name}.rsqrt", "rsqrt")
+        self.rsqrt.set_inputs([self.var.out_q])
+        self.scaled = Op16(f"{name}.normalized", "mul")
+        self.narrow = Narrow(f"{name}.narrow")
+        self.times_gamma, self.plus_beta = Binary(f"{name}.gamma", "mul"), Binary(f"{name}.beta", "add")
+        self.narrow.set_inputs([self.scaled.out_q])
+        self.times_gamma.set_inputs([self.narrow.out_q, self.gamma.out_q])
+        self.plus_beta.set_inputs([self.times_gamma.out_q, self.beta.out_q])
+
+    @property
+    def out_q(self) -> ActQuant:
+        return self.plus_beta.out_q
+
+    def set_inputs(self, qs: list) -> None:
+        super().set_inputs(qs)
+        self.widen.set_inputs([qs[0]])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mode = self.out_q.mode
+        if mode == "float":
+            return F.layer_norm(x, x.shape[-1:], self.gamma.value, self.beta.value, self.eps)
+        x = self.widen(x)
+        d = self.diff(x, self.mu(x))
+        var = self.var(self.square(d, d))
+        if mode == "observe":  # calibration sees the float LayerNorm's 1/√(σ² + ε) ...
+            r = self.rsqrt.out_q(torch.rsqrt(var + self.eps))
+        elif mode == "export":  # ... the kernels compute RSQRT of the int16 variance
+            r = self.rsqrt(var)
+        else:  # (a zero variance: the top code either way; the clamp keeps the gradient finite)
+            r = self.rsqrt(var.clamp_min(1e-12))
+        y = self.narrow(self.scaled(d, r))
+        return self.plus_beta(self.times_gamma(y, self.gamma()), self.beta())
