@@ -24,6 +24,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from edgedistill.errors import ConfigError
 from edgedistill.quantize.arithmetic import ARITHMETIC, ROUNDINGS
 from edgedistill.quantize.builders import BUILDERS, RewriteContext
 from edgedistill.quantize.capture import SUPPORTED, UnsupportedOpError, capture, check_supported
@@ -151,7 +152,7 @@ def to_quant_student(model: nn.Module, rounding: str = "float", input_head: str 
     one int8 scale (quantize/input_head.py), "on" always (a student with a Normalize layer first), "off" never.
     `int16`: op kinds built with int16 activations and int8 weights (TFLite's 16×8 mode; names in
     quantize/int16_ops.py INT16_KINDS). Raises UnsupportedOpError naming the layer it cannot express in int8,
-    ValueError for an unknown `int16` kind."""
+    ValueError for an unknown `int16` kind, ConfigError for one the model does not have."""
     unknown = sorted(set(int16) - set(INT16_KINDS))
     if unknown:
         raise ValueError(f"no 16×8 form for {unknown}; int16 activations exist for {list(INT16_KINDS)}")
@@ -185,5 +186,9 @@ def to_quant_student(model: nn.Module, rounding: str = "float", input_head: str 
         else:
             BUILDERS[kind](ctx, node)
     graph = QuantGraph(input_q, ctx.ops, ctx.steps, input_name, output_name, ctx.head)
+    unused = [k for k in int16 if not any(getattr(op, "kind", "") == k for op in graph.ops.values())]
+    if unused:  # asked for and silently not done would be litert-torch#627's failure
+        raise ConfigError(f"int16 activations were asked for {unused} (quant.int16), but the student has no such op "
+                          f"({type(model).__name__}); remove them from quant.int16.")
     graph.set_rounding(rounding)
     return graph
