@@ -26,11 +26,12 @@ types, so the converter writes the QUANTIZE between them; export/tflite_int16.py
   2026-08 source, elementwise.cc, still refuses int16 in Prepare: a device built from that fails loudly at
   AllocateTensors, never silently).
 
-QAT computes the int16 kernels as float results rounded onto their int16 grids ("float" arithmetic, whatever the
-graph's rounding): a 16-bit step is 1/128 – 1/256 of the int8 step the region ends on, so a kernel's own integer
-rounding (within a few int16 steps, measured: export/parity.py checks the int8 output on every runtime) moves an
-int8 code only where a value lies within that much of a rounding boundary. The boundaries (`Narrow`) and the int8
-ADD after it compute the runtime's own integers.
+QAT computes RSQRT int16 as the selected runtime does (quantize/int16_kernels.py: LiteRT's interpolated table,
+TFLite Micro's fixed point; the two lie up to thousands of codes apart where 1/√x saturates) and MEAN / SUB / MUL
+int16 as float results rounded onto their int16 grids (any rounding): a 16-bit step is 1/128 – 1/256 of the int8
+step the region ends on, so a kernel's own integer rounding moves an int8 code only where a value lies that close to
+a rounding boundary (measured: within one int8 output step on every runtime, tests/export/test_export_int16.py).
+The boundary into int8 (`Narrow`) and the int8 MUL / ADD after it compute the runtime's own integers.
 """
 
 from __future__ import annotations
