@@ -116,3 +116,19 @@ def test_int16_asked_for_an_op_the_student_lacks_is_refused():
         to_quant_student(_Tiny(norm=False), int16=("layernorm",))
     with pytest.raises(ValueError, match="no 16×8 form"):
         to_quant_student(_Tiny(), int16=("softmax",))
+
+
+def test_saved_16x8_state_rebuilds_as_16x8():
+    """`edgedistill export` of a checkpoint rebuilds the QAT graph from its saved state: a state with 16×8
+    LayerNorms comes back with them (same outputs), an int8 state without."""
+    from edgedistill.quantize.qat import rebuild_quant_student
+
+    torch.manual_seed(0)
+    m = _Tiny().eval()
+    x = torch.randint(1, 40, (64, 6), dtype=torch.int32)
+    for int16, form in (((), "LayerNorm"), (("layernorm",), "LayerNorm16")):
+        q = calibrate(to_quant_student(m, "tflm", int16=int16), x)
+        q.set_mode("quant")
+        back = rebuild_quant_student(m, q.state_dict(), "tflm")
+        assert type(back.ops["norm"]).__name__ == form
+        assert torch.equal(back(x), q.eval()(x))
