@@ -26,12 +26,13 @@ types, so the converter writes the QUANTIZE between them; export/tflite_int16.py
   2026-08 source, elementwise.cc, still refuses int16 in Prepare: a device built from that fails loudly at
   AllocateTensors, never silently).
 
-QAT computes RSQRT int16 as the selected runtime does (quantize/int16_kernels.py: LiteRT's interpolated table,
-TFLite Micro's fixed point; the two lie up to thousands of codes apart where 1/√x saturates) and MEAN / SUB / MUL
-int16 as float results rounded onto their int16 grids (any rounding): a 16-bit step is 1/128 – 1/256 of the int8
-step the region ends on, so a kernel's own integer rounding moves an int8 code only where a value lies that close to
-a rounding boundary (measured: within one int8 output step on every runtime, tests/export/test_export_int16.py).
-The boundary into int8 (`Narrow`) and the int8 MUL / ADD after it compute the runtime's own integers.
+QAT computes every int16 kernel's integers as the selected runtime does: RSQRT (quantize/int16_kernels.py: LiteRT's
+interpolated table, TFLite Micro's fixed point; the two lie up to thousands of codes apart where 1/√x saturates),
+SUB / MUL (the int8 kernels' arithmetic with 15 bits of headroom and int16 bounds, quantize/mcu.py binary_tflm) and
+MEAN (mean_tflm with int16 bounds); the boundary into int8 (`Narrow`) and the int8 MUL / ADD after it compute the
+runtime's int8 integers. Under "float" rounding each is a float result rounded onto its grid (onnxruntime's QDQ
+semantics). Measured: the QAT model's logits equal the file's on LiteRT (builtin and reference kernels) and TFLite
+Micro to the step (tests/export/test_export_int16.py).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from torch import nn
 
 from edgedistill.quantize.attention_ops import Constant
 from edgedistill.quantize.fake import ActQuant
-from edgedistill.quantize.mcu import requantize_codes
+from edgedistill.quantize.mcu import mean_tflm, requantize_codes
 from edgedistill.quantize.ops import Binary, GraphOp
 
 INT16_KINDS = ("layernorm",)  # op kinds with a 16×8 form (quantize/builders.py picks it)
@@ -125,9 +126,16 @@ class Op16(GraphOp):
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         out = self.out_q(OPS16[self.kind](*xs))
-        if self.kind == "rsqrt" and self.out_q.mode == "quant" and self.rounding != "float":
-            out = out + (self._rsqrt_output(xs[0]) - out).detach()
+        if self.out_q.mode == "quant" and self.rounding != "float" and self.kind in EXACT:
+            out = out + (EXACT[self.kind](self, *xs) - out).detach()
         return out
+
+    @torch.no_grad()
+    def _binary_output(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The runtime's int16 SUB / MUL from the input codes (quantize/mcu.py binary_tflm, bits=16)."""
+        grids = [(float(q.scale), 0) for q in (*self.in_qs, self.out_q)]
+        ca, cb = (torch.round(v.detach() / g[0]).clamp_(-32768, 32767).long() for v, g in zip((a, b), grids))
+        return self.arithmetic.binary16(self.kind, ca, cb, *grids) * grids[2][0]
 
     @torch.no_grad()
     def _rsqrt_output(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,6 +147,20 @@ class Op16(GraphOp):
             self._table = (key, torch.from_numpy((codes * s_out).astype("float32")))
         code = torch.round(x.detach() / s_in).clamp_(-32768, 32767).long() + 32768
         return self._table[1][code]
+
+
+    @torch.no_grad()
+    def _mean_output(self, x: torch.Tensor) -> torch.Tensor:
+        """MEAN int16 over the last dimension from the integer sum of the codes (reduce_common.cc, LiteRT's
+        reduce.cc: the int8 kernels' arithmetic with int16 bounds, quantize/mcu.py mean_tflm)."""
+        s_in, s_out = float(self.in_qs[0].scale), float(self.out_q.scale)
+        total = torch.round(x.detach() / s_in).clamp_(-32768, 32767).sum(-1, keepdim=True).long()
+        return mean_tflm(total, x.shape[-1], s_in, s_out, 0, bits=16) * s_out
+
+
+# the kernels whose integers QAT computes, in the graph's runtime arithmetic
+EXACT = {"rsqrt": Op16._rsqrt_output, "sub": Op16._binary_output, "mul": Op16._binary_output,
+         "mean": Op16._mean_output}
 
 
 class LayerNorm16(GraphOp):
@@ -158,8 +180,13 @@ class LayerNorm16(GraphOp):
         self.mu, self.var = Op16(f"{name}.mean", "mean"), Op16(f"{name}.variance", "mean")
         self.diff, self.square = Op16(f"{name}.centre", "sub"), Op16(f"{name}.square", "mul")
         self.rsqrt = Op16(f"{name}.rsqrt", "rsqrt")
-        self.rsqrt.set_inputs([self.var.out_q])
         self.scaled = Op16(f"{name}.normalized", "mul")
+        self.mu.set_inputs([self.widen.out_q])
+        self.var.set_inputs([self.square.out_q])
+        self.diff.set_inputs([self.widen.out_q, self.mu.out_q])
+        self.square.set_inputs([self.diff.out_q, self.diff.out_q])
+        self.rsqrt.set_inputs([self.var.out_q])
+        self.scaled.set_inputs([self.diff.out_q, self.rsqrt.out_q])
         self.narrow = Narrow(f"{name}.narrow")
         self.times_gamma, self.plus_beta = Binary(f"{name}.gamma", "mul"), Binary(f"{name}.beta", "add")
         self.narrow.set_inputs([self.scaled.out_q])
