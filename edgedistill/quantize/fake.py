@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from edgedistill.errors import EdgeDistillError
-from edgedistill.quantize.ranges import QMAX, QMIN, RANGE_METHODS, WIDTHS, scale_zero_point
+from edgedistill.quantize.ranges import QMAX, QMIN, RANGE_METHODS, WIDTHS
 
 import torch.ao.quantization.fx._decomposed  # noqa: F401  registers torch.ops.quantized_decomposed
 
