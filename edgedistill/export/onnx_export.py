@@ -27,6 +27,7 @@ from edgedistill.quantize.fake import int32_bias, int8_weights
 from edgedistill.quantize.graph import QuantGraph
 from edgedistill.quantize.ops import Activation, AvgPool, Binary, Concat, Mean, QLayer, SameGrid, global_max_pool
 from edgedistill.quantize.attention_ops import Attention, Constant, LayerNorm, MatMul
+from edgedistill.quantize.int16_ops import LayerNorm16, Narrow, Op16, Widen
 from edgedistill.quantize.sequence_ops import Embedding, table_scale
 
 OPSET = 17
@@ -51,6 +52,7 @@ class _Graph:
     def __init__(self, helper, numpy_helper, TensorProto):
         self.h, self.nh, self.TP = helper, numpy_helper, TensorProto
         self.nodes, self.inits, self.n = [], [], 0
+        self.int16 = False  # the graph holds int16 Q/DQ pairs (com.microsoft domain)
 
     def name(self, base: str) -> str:
         self.n += 1
@@ -61,20 +63,29 @@ class _Graph:
         self.inits.append(self.nh.from_array(value, nm))
         return nm
 
-    def node(self, op: str, inputs: list[str], base: str, **attrs) -> str:
+    def node(self, op: str, inputs: list[str], base: str, domain: str | None = None, **attrs) -> str:
         out = self.name(base)
-        self.nodes.append(self.h.make_node(op, inputs, [out], name=out + "_op", **attrs))
+        self.nodes.append(self.h.make_node(op, inputs, [out], name=out + "_op", domain=domain, **attrs))
         return out
 
-    def qdq(self, x: str, scale: float, zp: int, base: str) -> str:
+    def qdq(self, x: str, scale: float, zp: int, base: str, bits: int = 8) -> str:
+        """A QuantizeLinear / DequantizeLinear pair; int16 (16×8 ops) from onnxruntime's com.microsoft domain,
+        which takes int16 at this file's opset (the standard ops take int16 from opset 21)."""
         s = self.const(base + "_scale", np.array(scale, np.float32))
-        z = self.const(base + "_zp", np.array(zp, np.int8))
-        return self.node("DequantizeLinear", [self.node("QuantizeLinear", [x, s, z], base + "_q"), s, z], base + "_dq")
+        z = self.const(base + "_zp", np.array(zp, np.int16 if bits == 16 else np.int8))
+        domain = MS_DOMAIN if bits == 16 else None
+        if bits == 16:
+            self.int16 = True
+        q = self.node("QuantizeLinear", [x, s, z], base + "_q", domain=domain)
+        return self.node("DequantizeLinear", [q, s, z], base + "_dq", domain=domain)
+
+
+MS_DOMAIN = "com.microsoft"
 
 
 def _qdq_out(g: _Graph, y: str, op) -> str:
     q = op.grid
-    return g.qdq(y, float(q.scale), int(q.zero_point), op.name + "_out")
+    return g.qdq(y, float(q.scale), int(q.zero_point), op.name + "_out", q.bits)
 
 
 def _act(g: _Graph, y: str, act: str, base: str) -> str:
@@ -148,7 +159,9 @@ def _activation(g: _Graph, op: Activation, xs: list[str], shape) -> str:
 
 def _embedding(g: _Graph, op: Embedding, xs: list[str], shape) -> str:
     """Gather from the int8 table (per-tensor, zero point 0), N×L×D; transposed to N×D×L for a conv student."""
-    s = table_scale(op.weight)
+    # the output grid follows the table (as the TFLite export's prepare_export makes it): after an optimizer step
+    # with no forward since, the stored grid was the old table's and the file's gather output sat off its codes
+    s = op._sync_grid()
     codes = np.clip(np.round(op.weight.detach().numpy() / s), -127, 127).astype(np.int8)
     table = g.node("DequantizeLinear", [g.const(op.name + "_table_int8", codes),
                                         g.const(op.name + "_table_scale", np.array(s, np.float32)),
@@ -206,6 +219,28 @@ def _layer_norm(g: _Graph, op: LayerNorm, xs: list[str], shape) -> str:
     return LOWERINGS[Binary](g, op.plus_beta, [z, _constant(g, op.beta, [], None)], None)
 
 
+def _widen(g: _Graph, op: Widen, xs: list[str], shape) -> str:
+    op.prepare_export()  # the grid (s_in / 128, 0) follows the input's
+    return xs[0]
+
+
+def _op16(g: _Graph, op: Op16, xs: list[str], shape) -> str:
+    if op.kind == "mean":
+        return g.node("ReduceMean", xs, op.name + "_mean", axes=[-1], keepdims=1)
+    if op.kind == "rsqrt":
+        return g.node("Reciprocal", [g.node("Sqrt", xs, op.name + "_sqrt")], op.name + "_rsqrt")
+    return g.node({"sub": "Sub", "mul": "Mul"}[op.kind], xs, op.name + "_" + op.kind)
+
+
+def _layer_norm16(g: _Graph, op: LayerNorm16, xs: list[str], shape) -> str:
+    x = _sub(g, op.widen, xs)
+    d = _sub(g, op.diff, [x, _sub(g, op.mu, [x])])
+    var = _sub(g, op.var, [_sub(g, op.square, [d, d])])
+    y = _sub(g, op.narrow, [_sub(g, op.scaled, [d, _sub(g, op.rsqrt, [var])])])
+    z = _sub(g, op.times_gamma, [y, _constant(g, op.gamma, [], None)])
+    return LOWERINGS[Binary](g, op.plus_beta, [z, _constant(g, op.beta, [], None)], None)
+
+
 def _pool(g: _Graph, op: SameGrid, x: str, onnx_op: str) -> str:
     kw = op.fn.kwargs
     k = kw["kernel_size"]
@@ -257,7 +292,8 @@ def _same_grid(g: _Graph, op: SameGrid, xs: list[str], shape) -> str:
 LOWERINGS = {QLayer: _layer, Binary: _binary, Concat: _concat, Mean: _mean, Activation: _activation,
              Embedding: _embedding, Constant: _constant, Attention: _attention, LayerNorm: _layer_norm,
              MatMul: lambda g, op, xs, shape: g.node("MatMul", xs, op.name + "_matmul"),
-             SameGrid: _same_grid, AvgPool: _same_grid}
+             SameGrid: _same_grid, AvgPool: _same_grid, Widen: _widen, Narrow: lambda g, op, xs, shape: xs[0],
+             Op16: _op16, LayerNorm16: _layer_norm16}
 
 
 def _shapes(qmodel: QuantGraph, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
@@ -305,7 +341,8 @@ def export_onnx_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], num_class
         [helper.make_tensor_value_info("input", TensorProto.INT32 if qmodel.index_input else TensorProto.FLOAT,
                                        ["batch", *input_shape])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", *shapes[OUTPUT][1:]])], g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgedistill")
+    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid(MS_DOMAIN, 1)] if g.int16 else [])
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="edgedistill")
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -22,8 +22,10 @@ from torch import nn
 from edgedistill import interrupt
 from edgedistill.export.artifact import Artifact, TensorSpec, finish, sample_input
 from edgedistill.export.tflite_fixups import drop_identity_quantize, drop_index_wraparound, drop_unused_tensors
+from edgedistill.export.tflite_int16 import check_int16, fix_int16
 from edgedistill.optional import require
 from edgedistill.quantize.capture import UnsupportedOpError
+from edgedistill.quantize.fake import ActQuant
 from edgedistill.quantize.graph import QuantGraph
 
 
@@ -91,10 +93,26 @@ def export_tflite_float(model: nn.Module, input_shape: tuple[int, ...], path: Pa
     return Artifact(name, "tflite", "float32", path, size, digest, i, o)
 
 
-def _text_fixups(path: Path) -> None:
-    drop_index_wraparound(path)
-    drop_identity_quantize(path)
-    drop_unused_tensors(path)  # the removed ops' tensors would each take arena on TFLite Micro
+def _fixups(qmodel: QuantGraph):
+    """The edits a converted file needs (export/tflite_fixups.py; export/tflite_int16.py for a graph with 16×8
+    ops, then the check that the file computes them in int16), or None."""
+    has16 = any(isinstance(m, ActQuant) and m.bits == 16 for m in qmodel.modules())
+    if not (qmodel.index_input or has16):
+        return None
+
+    def fix(path: Path) -> None:
+        if qmodel.index_input:
+            drop_index_wraparound(path)
+            drop_identity_quantize(path)
+        if has16:
+            fix_int16(path)
+        drop_unused_tensors(path)  # the removed ops' tensors would each take arena on TFLite Micro
+        try:
+            check_int16(qmodel, path)
+        except Exception:
+            path.unlink(missing_ok=True)
+            raise
+    return fix
 
 
 def export_tflite_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], path: Path, name: str = "int8") -> Artifact:
@@ -102,8 +120,7 @@ def export_tflite_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], path: P
     m.set_mode("export")
     sample = torch.zeros(1, *input_shape, dtype=torch.int32 if qmodel.index_input else torch.float32)
     # token ids are never negative: the gather's index wrap-around goes (export/tflite_fixups.py)
-    size, digest = _convert(m, sample, path, _static_qdq_config(),
-                            fixup=_text_fixups if qmodel.index_input else None)
+    size, digest = _convert(m, sample, path, _static_qdq_config(), fixup=_fixups(m))
     i, o = _io(path)
     # raw float samples with a float input head, int32 token ids for a text student, else int8 samples
     want_in = "float32" if qmodel.float_input else "int32" if qmodel.index_input else "int8"

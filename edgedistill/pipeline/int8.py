@@ -55,7 +55,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     y_te = torch.from_numpy(y_test)
     idx = calibration_indices(len(data), q.calibration_size, settings.seed)
     x_calib = model_input(data.x[torch.from_numpy(idx)])
-    ptq = post_training_quantize(student, x_calib, q.calibration, rounding, q.input_head)
+    ptq = post_training_quantize(student, x_calib, q.calibration, rounding, q.input_head, tuple(q.int16))
     qat_settings = replace(settings, epochs=q.qat_epochs, steps=q.qat_steps, eval_every=None)  # steps: exact
     if q.qat_max_samples and q.qat_max_samples < len(data):  # QAT fine-tunes a trained model: a subset can do
         pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(settings.seed + 7))
@@ -64,7 +64,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     objective = replace(objective, features=())  # feature terms shape the float student; QAT keeps the response loss
     qs, res = qat_distill(student, data, x_calib, x_val, y_val, objective, qat_settings, method=q.calibration,
                           lr_scale=q.qat_lr_scale, checkpoint=ckpt / "student_qat.pt", rounding=rounding,
-                          input_head=q.input_head, ranges=q.ranges,
+                          input_head=q.input_head, ranges=q.ranges, int16=tuple(q.int16),
                           progress=_bar(ui, "QAT distill", planned_samples(qat_settings, len(data))))
     evaluate = _evaluator(ui, "int8 evaluation on the test split (float, PTQ, QAT)", 3, x_te)
     logits = {"float": evaluate(student), "ptq": evaluate(ptq), "qat": evaluate(qs)}
@@ -72,6 +72,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     metrics = {
         "calibration": {"method": q.calibration, "samples": int(len(idx))},
         "rounding": rounding,
+        "int16": list(q.int16),  # op kinds with int16 activations (TFLite's 16×8 mode)
         "deployed_arithmetic": ARITHMETIC_OF.get(rounding, rounding),
         "qat_epochs": q.qat_epochs,
         "qat_steps": q.qat_steps,  # None: qat_epochs whole epochs
@@ -93,7 +94,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     if twin is not None:
         qt, twin_res = qat_distill(twin, data, x_calib, x_val, y_val, Objective(teacher=False), qat_settings,
                             method=q.calibration, lr_scale=q.qat_lr_scale, checkpoint=ckpt / "baseline_qat.pt",
-                            rounding=rounding, input_head=q.input_head, ranges=q.ranges,
+                            rounding=rounding, input_head=q.input_head, ranges=q.ranges, int16=tuple(q.int16),
                             progress=_bar(ui, "QAT no-teacher twin", planned_samples(qat_settings, len(data))))
         right["twin"] = _evaluator(ui, "int8 evaluation of the twin", 1, x_te)(qt).argmax(1) == y_te
         metrics["baseline_qat_test_acc"] = _pct(right["twin"])

@@ -13,7 +13,11 @@ kernels compute, with a straight-through gradient. Each entry gives the same fiv
 * `quantize(y, scale, zero_point)`: QUANTIZE float32 -> int8 (a float input head's output);
 * `matmul(acc, multiplier, zp_out, batched)`: a matmul of two activations (attention) from its exact accumulator,
   as BATCH_MATMUL or (`batched` False) FULLY_CONNECTED with a runtime weight operand;
-* `softmax(codes, s_in)`: SOFTMAX over the last dimension onto the fixed 1/256 grid.
+* `softmax(codes, s_in)`: SOFTMAX over the last dimension onto the fixed 1/256 grid;
+* `rsqrt16(s_in, s_out)`: RSQRT int16 (16×8 mode, zero points 0) as the output code of each of the 65,536 input codes
+  (quantize/int16_kernels.py);
+* `binary16(kind, a, b, grid_a, grid_b, grid_out)`: SUB / MUL int16 from the input codes (XNNPACK takes no int16:
+  LiteRT's builtin kernels run them under every LiteRT arithmetic).
 
 Codes come back as float tensors (int64 for `requantize`, a NumPy int64 array for `table`).
 """
@@ -24,7 +28,7 @@ import functools
 from dataclasses import dataclass
 from typing import Callable
 
-from edgedistill.quantize import lut, mcu, softmax_kernels, xnnpack
+from edgedistill.quantize import int16_kernels, lut, mcu, softmax_kernels, xnnpack
 from edgedistill.registry import Registry
 
 
@@ -38,6 +42,8 @@ class Arithmetic:
     quantize: Callable
     matmul: Callable
     softmax: Callable
+    rsqrt16: Callable
+    binary16: Callable
 
 
 ARITHMETIC: Registry[Arithmetic] = Registry("integer arithmetic")
@@ -78,6 +84,9 @@ def _litert_matmul(fully_connected: str):
     return matmul
 
 
+# LiteRT's int16 SUB / MUL (kernels/sub.cc, mul.cc): multipliers formed in double (SUB) and float32 (MUL)
+LITERT_BINARY16 = functools.partial(mcu.binary_tflm, bits=16, mul_float32=True, sub_float32=False)
+
 ARITHMETIC.register("tflm", "TFLite Micro (and LiteRT's reference kernels): fixed-point multipliers, gemmlowp "
                             "rounding (quantize/mcu.py)")(Arithmetic(
     conv=mcu.requantize_tflm,
@@ -87,7 +96,9 @@ ARITHMETIC.register("tflm", "TFLite Micro (and LiteRT's reference kernels): fixe
     requantize=mcu.requantize_codes,
     quantize=mcu.quantize,
     matmul=mcu.matmul_tflm,
-    softmax=softmax_kernels.softmax_reference))
+    softmax=softmax_kernels.softmax_reference,
+    rsqrt16=int16_kernels.rsqrt16_tflm,
+    binary16=functools.partial(mcu.binary_tflm, bits=16)))
 
 ARITHMETIC.register("reference", "LiteRT's reference kernels (BUILTIN_REF): TFLite Micro's arithmetic, except that "
                                  "FULLY_CONNECTED rounds once and MUL forms its multiplier in float32")(Arithmetic(
@@ -98,7 +109,9 @@ ARITHMETIC.register("reference", "LiteRT's reference kernels (BUILTIN_REF): TFLi
     requantize=mcu.requantize_codes,
     quantize=mcu.quantize,
     matmul=_litert_matmul("single"),
-    softmax=softmax_kernels.softmax_reference))
+    softmax=softmax_kernels.softmax_reference,
+    rsqrt16=int16_kernels.rsqrt16_litert,
+    binary16=LITERT_BINARY16))
 
 ARITHMETIC.register("xnnpack", "LiteRT's XNNPACK delegate: float32 requantization, integer ADD, lookup tables "
                                "(quantize/xnnpack.py)")(Arithmetic(
@@ -109,6 +122,8 @@ ARITHMETIC.register("xnnpack", "LiteRT's XNNPACK delegate: float32 requantizatio
     requantize=xnnpack.requantize_codes,
     quantize=xnnpack.quantize,
     matmul=_litert_matmul("ruy"),
-    softmax=softmax_kernels.softmax_litert))
+    softmax=softmax_kernels.softmax_litert,
+    rsqrt16=int16_kernels.rsqrt16_litert,  # XNNPACK takes no int16: LiteRT's builtin kernels run
+    binary16=LITERT_BINARY16))
 
 ROUNDINGS = ("float", *ARITHMETIC.names())  # "float": torch's fake quantization only (onnxruntime's QDQ reference)

@@ -20,6 +20,7 @@ from edgedistill.quantize.input_head import CONSTANT_INV_STD, InputHead, needs_h
 from edgedistill.quantize.ops import (Activation, AvgPool, Binary, Concat, GraphOp, Lambda, Mean, QLayer, SameGrid,
                                       global_max_pool, reshape_to)
 from edgedistill.quantize.attention_ops import Attention, Constant, LayerNorm
+from edgedistill.quantize.int16_ops import LayerNorm16
 from edgedistill.quantize.sequence_ops import Embedding
 from edgedistill.students.layers import TokenEmbedding, first_token
 
@@ -43,6 +44,7 @@ class RewriteContext:
     input_name: str = ""
     input_head: str = "auto"                                  # "auto" | "on" | "off" (quantize/input_head.py)
     head: InputHead | None = None
+    int16: frozenset = frozenset()                            # op kinds built in 16×8 form (quantize/int16_ops.py)
 
     def val(self, node) -> str:
         if not isinstance(node, fx.Node):
@@ -274,7 +276,11 @@ def _build_layernorm(ctx: RewriteContext, node: fx.Node) -> None:
     m = ctx.modules[node.target]
     if len(m.normalized_shape) != 1:
         raise refuse(node, ctx.modules, "LayerNorm is supported over the last dimension only")
-    ctx.add(node, LayerNorm(node.target, m), [ctx.tensor_input(node, node.args[0])])
+    form = LAYERNORM_FORMS[16 if "layernorm" in ctx.int16 else 8]
+    ctx.add(node, form(node.target, m), [ctx.tensor_input(node, node.args[0])])
+
+
+LAYERNORM_FORMS = {8: LayerNorm, 16: LayerNorm16}  # by activation width
 
 
 def _build_gmp(ctx: RewriteContext, node: fx.Node) -> None:

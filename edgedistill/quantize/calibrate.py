@@ -29,6 +29,9 @@ def calibrate(qmodel: QuantStudent, x: torch.Tensor, method: str = "minmax", bat
 
 
 def post_training_quantize(float_model: nn.Module, x_calib: torch.Tensor, method: str = "minmax",
-                           rounding: str = "float", input_head: str = "auto") -> QuantStudent:
-    """PTQ baseline: fold, calibrate and freeze a copy of the float student; no training."""
-    return calibrate(to_quant_student(copy.deepcopy(float_model).eval(), rounding, input_head), x_calib, method)
+                           rounding: str = "float", input_head: str = "auto",
+                           int16: tuple[str, ...] = ()) -> QuantStudent:
+    """PTQ baseline: fold, calibrate and freeze a copy of the float student; no training. `int16`: op kinds in
+    16×8 form (quantize/int16_ops.py)."""
+    return calibrate(to_quant_student(copy.deepcopy(float_model).eval(), rounding, input_head, tuple(int16)),
+                     x_calib, method)

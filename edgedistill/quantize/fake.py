@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from edgedistill.errors import EdgeDistillError
-from edgedistill.quantize.ranges import QMAX, QMIN, RANGE_METHODS, scale_zero_point
+from edgedistill.quantize.ranges import QMAX, QMIN, RANGE_METHODS, WIDTHS
 
 import torch.ao.quantization.fx._decomposed  # noqa: F401  registers torch.ops.quantized_decomposed
 
@@ -34,10 +34,13 @@ RESCALE_AT = 0.01    # re-derive scale / zero point when the tracked range moved
 
 class ActQuant(nn.Module):
     """Per-tensor int8 fake quantizer. Modes: "float" (identity), "observe" (record values, identity),
-    "quant" (fake-quantize with the frozen scale / zero point), "export" (explicit Q/DQ ops for converters)."""
+    "quant" (fake-quantize with the frozen scale / zero point), "export" (explicit Q/DQ ops for converters).
+    `bits=16`: an int16 activation of TFLite's 16×8 mode instead (symmetric, zero point 0, codes −32768 … 32767,
+    scale max|x| / 32767: quantize/ranges.py WIDTHS)."""
 
-    def __init__(self, fixed: tuple[float, int] | None = None) -> None:
+    def __init__(self, fixed: tuple[float, int] | None = None, bits: int = 8) -> None:
         super().__init__()
+        self.width = WIDTHS[bits]
         self.register_buffer("scale", torch.tensor(1.0 if fixed is None else float(fixed[0])))
         self.register_buffer("zero_point", torch.tensor(0 if fixed is None else int(fixed[1]), dtype=torch.int64))
         # [calibrated lo, hi, mean batch extremes at calibration lo, hi, tracked batch extremes lo, hi, the range the
@@ -63,17 +66,22 @@ class ActQuant(nn.Module):
         if self.mode == "quant":
             if self.track and self.training and self.fixed is None:
                 self._follow(x.detach())
-            return _FakeQuant.apply(x, self.scale, int(self.zero_point))
+            return _FakeQuant.apply(x, self.scale, int(self.zero_point), False, self.width.qmin, self.width.qmax)
         if self.mode == "export":
             s, z = self.export_params  # Python constants: torch.export cannot trace float(tensor)
-            q = _qd.quantize_per_tensor(x, s, z, QMIN, QMAX, torch.int8)
-            return _qd.dequantize_per_tensor(q, s, z, QMIN, QMAX, torch.int8)
+            w = self.width
+            q = _qd.quantize_per_tensor(x, s, z, w.qmin, w.qmax, w.dtype)
+            return _qd.dequantize_per_tensor(q, s, z, w.qmin, w.qmax, w.dtype)
         return x
+
+    @property
+    def bits(self) -> int:
+        return self.width.bits
 
     def after_relu(self, x: torch.Tensor) -> torch.Tensor:
         """self(relu(x)). In "quant" mode with the grid starting at 0 (zero point -128, as a ReLU output's range
         does) the clamp at code -128 is the ReLU, so both are one pass with the same values and gradient."""
-        if self.mode == "quant" and int(self.zero_point) == QMIN:
+        if self.mode == "quant" and self.width.bits == 8 and int(self.zero_point) == QMIN:
             if self.track and self.training and self.fixed is None:
                 self._follow(torch.relu(x.detach()))
             return _FakeQuant.apply(x, self.scale, QMIN, True)
@@ -99,7 +107,7 @@ class ActQuant(nn.Module):
             new_lo = r[0] * (r[4] / r[2]) if r[2] < 0 else r[0]
             new_hi = r[1] * (r[5] / r[3]) if r[3] > 0 else r[1]
             if max(abs(new_lo - r[6]), abs(new_hi - r[7])) > RESCALE_AT * (r[7] - r[6]):
-                s, z = scale_zero_point(new_lo - self.headroom_below, new_hi)
+                s, z = self.width.grid(new_lo - self.headroom_below, new_hi)
                 self.scale.fill_(s)
                 self.zero_point.fill_(z)
                 r[6], r[7] = new_lo, new_hi
@@ -134,7 +142,7 @@ class ActQuant(nn.Module):
                                   "during calibration, so it has no int8 range; check the model and its inputs.")
         values = np.concatenate(self._samples)
         lo, hi = RANGE_METHODS.get(method)(values, self._lo, self._hi)
-        s, z = scale_zero_point(lo - self.headroom_below, hi)
+        s, z = self.width.grid(lo - self.headroom_below, hi)
         self.scale.fill_(s)
         self.zero_point.fill_(z)
         blo, bhi = np.mean(self._batch_extremes, axis=0)
@@ -144,7 +152,8 @@ class ActQuant(nn.Module):
         self.mode = "quant"
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode}, scale={float(self.scale):.6g}, zero_point={int(self.zero_point)}"
+        bits = "" if self.width.bits == 8 else f", int{self.width.bits}"
+        return f"mode={self.mode}, scale={float(self.scale):.6g}, zero_point={int(self.zero_point)}{bits}"
 
 
 class _FakeQuant(torch.autograd.Function):
@@ -153,10 +162,11 @@ class _FakeQuant(torch.autograd.Function):
     built-in kernel on CPU: the QAT step is mostly these passes on a small student."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: torch.Tensor, zero_point: int, relu: bool = False) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, scale: torch.Tensor, zero_point: int, relu: bool = False,
+                qmin: int = QMIN, qmax: int = QMAX) -> torch.Tensor:
         inv = float(1.0 / scale.float())  # float32 1/s, as the built-in kernel computes it
         q = torch.round(x * inv)  # half to even, like nearbyint
-        lo, hi = QMIN - zero_point, QMAX - zero_point
+        lo, hi = qmin - zero_point, qmax - zero_point
         if not x.requires_grad:
             return q.clamp_(lo, hi).mul_(float(scale))
         kept = q.clamp(lo, hi)
@@ -168,7 +178,7 @@ class _FakeQuant(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (mask,) = ctx.saved_tensors
-        return grad * mask, None, None, None
+        return grad * mask, None, None, None, None, None
 
 
 class QuantRangeError(EdgeDistillError):

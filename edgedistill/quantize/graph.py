@@ -24,11 +24,13 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from edgedistill.errors import ConfigError
 from edgedistill.quantize.arithmetic import ARITHMETIC, ROUNDINGS
 from edgedistill.quantize.builders import BUILDERS, RewriteContext
 from edgedistill.quantize.capture import SUPPORTED, UnsupportedOpError, capture, check_supported
 from edgedistill.quantize.fake import ActQuant
 from edgedistill.quantize.input_head import InputHead
+from edgedistill.quantize.int16_ops import INT16_KINDS
 from edgedistill.quantize.ops import GraphOp
 
 __all__ = ["QuantGraph", "QuantStudent", "UnsupportedOpError", "SUPPORTED", "to_quant_student", "BUILDERS"]
@@ -142,12 +144,18 @@ QuantStudent = QuantGraph  # the name the pipeline has always used
 
 
 @torch.no_grad()
-def to_quant_student(model: nn.Module, rounding: str = "float", input_head: str = "auto") -> QuantGraph:
+def to_quant_student(model: nn.Module, rounding: str = "float", input_head: str = "auto",
+                     int16: tuple[str, ...] = ()) -> QuantGraph:
     """Rewrite a float student (any nn.Module torch.fx can trace, made of the supported ops) as a QuantGraph.
     The input model is not modified. `rounding`: the runtime arithmetic QAT computes (quantize/arithmetic.py).
     `input_head`: "auto" standardises the input in float before one QUANTIZE when its channels' ranges cannot share
     one int8 scale (quantize/input_head.py), "on" always (a student with a Normalize layer first), "off" never.
-    Raises UnsupportedOpError naming the layer it cannot express in int8."""
+    `int16`: op kinds built with int16 activations and int8 weights (TFLite's 16×8 mode; names in
+    quantize/int16_ops.py INT16_KINDS). Raises UnsupportedOpError naming the layer it cannot express in int8,
+    ValueError for an unknown `int16` kind, ConfigError for one the model does not have."""
+    unknown = sorted(set(int16) - set(INT16_KINDS))
+    if unknown:
+        raise ValueError(f"no 16×8 form for {unknown}; int16 activations exist for {list(INT16_KINDS)}")
     was_training = model.training
     model.eval()
     try:
@@ -155,7 +163,7 @@ def to_quant_student(model: nn.Module, rounding: str = "float", input_head: str 
     finally:
         model.train(was_training)
     check_supported(gm)
-    ctx = RewriteContext(gm, dict(gm.named_modules()), input_head=input_head)
+    ctx = RewriteContext(gm, dict(gm.named_modules()), input_head=input_head, int16=frozenset(int16))
     input_q, input_name, output_name = ActQuant(), None, None
     for node in gm.graph.nodes:
         if node.name in ctx.done:
@@ -178,5 +186,9 @@ def to_quant_student(model: nn.Module, rounding: str = "float", input_head: str 
         else:
             BUILDERS[kind](ctx, node)
     graph = QuantGraph(input_q, ctx.ops, ctx.steps, input_name, output_name, ctx.head)
+    unused = [k for k in int16 if not any(getattr(op, "kind", "") == k for op in graph.ops.values())]
+    if unused:  # asked for and silently not done would be litert-torch#627's failure
+        raise ConfigError(f"int16 activations were asked for {unused} (quant.int16), but the student has no such op "
+                          f"({type(model).__name__}); remove them from quant.int16.")
     graph.set_rounding(rounding)
     return graph

@@ -306,15 +306,18 @@ def matmul_tflm(acc: torch.Tensor, multiplier: float, zp_out: int, batched: bool
     return code.clamp(-128, 127).to(torch.float32)
 
 
-def mean_tflm(shifted_sum: torch.Tensor, count: int, s_in: float, s_out: float, zp_out: int) -> torch.Tensor:
-    """MEAN's int8 codes from the sums of (code − zero point) over `count` elements (int64 tensor), as float."""
+def mean_tflm(shifted_sum: torch.Tensor, count: int, s_in: float, s_out: float, zp_out: int,
+              bits: int = 8) -> torch.Tensor:
+    """MEAN's int8 (`bits` 16: int16) codes from the sums of (code − zero point) over `count` elements (int64
+    tensor), as float."""
     m0, shift = _quantize_multiplier_scalar(float(s_in) / float(s_out))
     sh = min(int(count).bit_length() - 1, 32, 31 + shift)
     m0, shift = (m0 << sh) // count, shift - sh
     mult = torch.full_like(shifted_sum, m0)
     sft = torch.full_like(shifted_sum, shift)
     code = multiply_by_quantized_multiplier(shifted_sum, mult, sft, "mean") + zp_out
-    return code.clamp(-128, 127).to(torch.float32)
+    lo, hi = (-32768, 32767) if bits == 16 else (-128, 127)
+    return code.clamp(lo, hi).to(torch.float32)
 
 
 def _multiplier(m: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -324,32 +327,37 @@ def _multiplier(m: float) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def binary_tflm(kind: str, a: torch.Tensor, b: torch.Tensor, grid_a: tuple[float, int], grid_b: tuple[float, int],
-                grid_out: tuple[float, int], act: str = "none", mul_float32: bool = False) -> torch.Tensor:
+                grid_out: tuple[float, int], act: str = "none", mul_float32: bool = False, bits: int = 8,
+                sub_float32: bool = True) -> torch.Tensor:
     """int8 codes of ADD / SUB / MUL as TFLite Micro computes them from the input codes `a`, `b` (int64 tensors,
     broadcasting): ADD / SUB rescale both inputs to twice the larger input scale with 20 bits of headroom, add, and
     requantize (add_common.cc, sub_common.cc; SUB forms its multipliers in float32); MUL requantizes the product of
     the zero-point-free codes (mul_common.cc). Returned as float. `mul_float32`: MUL's multiplier s_a · s_b / s_out
     formed in float32, as LiteRT's kernels/mul.cc does (`input1->params.scale * input2->params.scale /
     output->params.scale`, floats; TFLite Micro casts each scale to double first): on a product near a rounding
-    tie the two differ by one code (seen in a decoder's LayerNorm gamma MUL on LiteRT's reference kernels)."""
+    tie the two differ by one code (seen in a decoder's LayerNorm gamma MUL on LiteRT's reference kernels).
+    `bits=16`: the int16 kernels (16×8 mode): 15 bits of headroom instead of 20 (add_common.cc, sub_common.cc and
+    LiteRT's sub.cc: 65535 << 15 still fits int32), codes clamped to int16. `sub_float32` False: SUB's multipliers
+    formed in double, as LiteRT's sub.cc does (TFLite Micro's sub_common.cc: float32)."""
     (sa, za), (sb, zb), (so, zo) = grid_a, grid_b, grid_out
+    left = 15 if bits == 16 else 20
     mul = MULTIPLY[KERNEL_ROUNDING["binary"]]
     if kind == "mul":
         f = np.float32
         m = float(f(sa) * f(sb) / f(so)) if mul_float32 else float(sa) * float(sb) / float(so)
         code = mul((a - za) * (b - zb), *_multiplier(m))
     else:
-        if kind == "sub":
+        if kind == "sub" and sub_float32:
             f = np.float32
             twice = f(2) * max(f(sa), f(sb))
-            ma, mb, mo = float(f(sa) / twice), float(f(sb) / twice), float(twice / (f(1 << 20) * f(so)))
+            ma, mb, mo = float(f(sa) / twice), float(f(sb) / twice), float(twice / (f(1 << left) * f(so)))
         else:
             twice = 2 * max(float(sa), float(sb))
-            ma, mb, mo = float(sa) / twice, float(sb) / twice, twice / ((1 << 20) * float(so))
-        xa = mul((a - za) * (1 << 20), *_multiplier(ma))
-        xb = mul((b - zb) * (1 << 20), *_multiplier(mb))
+            ma, mb, mo = float(sa) / twice, float(sb) / twice, twice / ((1 << left) * float(so))
+        xa = mul((a - za) * (1 << left), *_multiplier(ma))
+        xb = mul((b - zb) * (1 << left), *_multiplier(mb))
         code = mul(xa - xb if kind == "sub" else xa + xb, *_multiplier(mo))
-    lo, hi = activation_range(act, so, zo)
+    lo, hi = activation_range(act, so, zo) if bits == 8 else (-32768, 32767)
     return (code + zo).clamp(lo, hi).to(torch.float32)
 
 

@@ -20,13 +20,15 @@ def qat_distill(float_model: nn.Module, data: TrainSet, x_calib: torch.Tensor, v
                 val_y: torch.Tensor, objective: Objective, settings: TrainSettings, *, method: str = "minmax",
                 lr_scale: float = 0.1, checkpoint: Path | None = None, progress=None,
                 rounding: str = "float", input_head: str = "auto",
-                ranges: str = "ema") -> tuple[QuantStudent, FitResult]:
+                ranges: str = "ema", int16: tuple[str, ...] = ()) -> tuple[QuantStudent, FitResult]:
     """Returns the best QAT student (by validation accuracy) and its training record. The float model is untouched.
     The calibrated starting point (post-training int8) competes as epoch 0: QAT that only loses accuracy, as a short
     run at a high learning rate can, ends where it began (FitResult.best_epoch 0).
     `rounding`: the runtime arithmetic QAT computes (quantize/arithmetic.py); `input_head`: see to_quant_student;
-    `ranges`: "ema" lets activation ranges follow the training (quantize/fake.py), "frozen" keeps the calibrated."""
-    qmodel = calibrate(to_quant_student(copy.deepcopy(float_model).eval(), rounding, input_head), x_calib, method)
+    `ranges`: "ema" lets activation ranges follow the training (quantize/fake.py), "frozen" keeps the calibrated;
+    `int16`: op kinds with int16 activations (TFLite's 16×8 mode, quantize/int16_ops.py)."""
+    qmodel = calibrate(to_quant_student(copy.deepcopy(float_model).eval(), rounding, input_head, tuple(int16)),
+                       x_calib, method)
     qat_settings = replace(settings, lr=settings.lr * lr_scale)
     qmodel.set_tracking(ranges == "ema")
     result = fit(qmodel, data, val_x, val_y, objective, qat_settings, checkpoint=checkpoint, progress=progress,
@@ -38,9 +40,10 @@ def qat_distill(float_model: nn.Module, data: TrainSet, x_calib: torch.Tensor, v
 
 def rebuild_quant_student(float_model: nn.Module, state: dict, rounding: str = "float") -> QuantStudent:
     """Recreate a trained QuantStudent from its float architecture and saved state (scales included; a float input
-    head exactly when the state holds one)."""
+    head exactly when the state holds one; LayerNorms in 16×8 form exactly when it holds theirs)."""
     head = "on" if "head.a" in state else "off"
-    qmodel = to_quant_student(copy.deepcopy(float_model).eval(), rounding, head)
+    int16 = ("layernorm",) if any(".widen." in k for k in state) else ()
+    qmodel = to_quant_student(copy.deepcopy(float_model).eval(), rounding, head, int16)
     missing, unexpected = qmodel.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith(".ranges")]  # tracked ranges: only used while training
     if missing or unexpected:

@@ -13,7 +13,11 @@ Methods register by name (`--calibration minmax|percentile|mse`):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
+import torch
 
 from edgedistill.registry import Registry
 
@@ -34,6 +38,31 @@ def scale_zero_point(lo: float, hi: float) -> tuple[float, int]:
     scale = float(np.float32((hi - lo) / (QMAX - QMIN)))
     zp = int(np.clip(np.round(QMIN - lo / scale), QMIN, QMAX))
     return scale, zp
+
+
+def symmetric_int16(lo: float, hi: float) -> tuple[float, int]:
+    """TFLite 16×8 mode's activation grid: symmetric, zero point 0, scale = max(|lo|, |hi|) / 32767 (float32; at
+    least 1e-8 / 32767, and ValueError for a non-finite bound as for int8)."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"no int16 range for non-finite bounds [{lo}, {hi}]")
+    amax = max(abs(float(lo)), abs(float(hi)), 1e-8)
+    return float(np.float32(amax / 32767.0)), 0
+
+
+@dataclass(frozen=True)
+class Width:
+    """An activation width: its code range, torch dtype (of the Q/DQ ops an exporter writes) and grid rule."""
+
+    bits: int
+    qmin: int
+    qmax: int
+    dtype: torch.dtype
+    grid: Callable[[float, float], tuple[float, int]]
+
+
+# int8: TFLite's int8 spec (asymmetric); int16: its 16×8 mode (activations int16 with zero point 0, weights int8)
+WIDTHS = {8: Width(8, QMIN, QMAX, torch.int8, scale_zero_point),
+          16: Width(16, -32768, 32767, torch.int16, symmetric_int16)}
 
 
 def quantize_dequantize(x: np.ndarray, scale: float, zp: int) -> np.ndarray:
