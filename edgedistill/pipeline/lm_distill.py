@@ -23,6 +23,7 @@ from edgedistill.config import DistillConfig
 from edgedistill.data.splits import Normalizer
 from edgedistill.distill.lm_trainer import lm_logits
 from edgedistill.pipeline.distill import DistillResult, finish
+from edgedistill.pipeline.lm_hidden_teacher import hidden_cosine_weight, teacher_hidden_states
 from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
 from edgedistill.pipeline.lm_int8 import run_lm_int8
 from edgedistill.pipeline.lm_report import attach_gate, lm_metrics_doc, write_lm_report
@@ -71,7 +72,9 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
                                    progress=lambda k: bar(k, None, None))
             timings["teacher_logits_s"] = outs.seconds
             transfer = cont.windows if cont else None
-            trained = train_lm_students(config, inputs, outs.train, ui, transfer, run.checkpoints)
+            hidden = _hidden(config, inputs, docs, teacher_splits.train, ui)
+            trained = train_lm_students(config, inputs, outs.train, ui, transfer, run.checkpoints,
+                                        None if hidden is None else (hidden[0].states, hidden[1]))
             timings["distill_s"] = trained.result.seconds
             if trained.twin_result is not None:
                 timings["baseline_s"] = trained.twin_result.seconds
@@ -85,6 +88,7 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
         metrics = lm_metrics_doc(config, inputs, outs, trained, logits, None if int8 is None else int8.metrics,
                                  timings)
         metrics.update(({"speed": speed} if speed else {}), **({"sequence_kd": cont.record()} if cont else {}),
+                       **({"hidden_cosine": hidden[0].record(hidden[1], inputs.arch.width)} if hidden else {}),
                        **(sections or {}))
         attach_gate(metrics, budget or (Budget.for_target(target, Budget()) if target is not None else None))
         ckpt = StudentCheckpoint(inputs.arch, (s.context,), inputs.tokenizer.vocab_size, [],
@@ -104,6 +108,18 @@ def _continuations(config: DistillConfig, inputs: LMInputs, ui):
     bar = ui.task(f"teacher continuations (sequence-level KD, {config.kd.seq_kd})", config.kd.seq_kd)
     return teacher_continuations(inputs.teacher, inputs.tokenizer, inputs.documents.all, inputs.splits,
                                  config.kd.seq_kd, config.data.seed, progress=lambda k: bar(k, None, None))
+
+
+def _hidden(config: DistillConfig, inputs: LMInputs, docs: list[str], windows, ui):
+    """--feature loss=cosine: the teacher's last hidden states on the student's windows and β, else None."""
+    weight = hidden_cosine_weight(config)
+    if weight is None:
+        return None
+    bar = ui.task("teacher hidden states (cosine term)", len(windows))
+    states = teacher_hidden_states(inputs.teacher, inputs.tokenizer, docs, windows, inputs.splits.context,
+                                   Path(config.cache_dir) if config.cache_dir else None,
+                                   progress=lambda k: bar(k, None, None))
+    return states, weight
 
 
 def _speed(int8, inputs: LMInputs, target, ui, timings: dict) -> dict | None:
