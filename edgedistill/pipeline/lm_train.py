@@ -4,7 +4,9 @@ weights, windows, data order and steps; next-token labels only), then (with --qa
 The budget: --steps exactly, else --epochs (auto: 10) passes over the training windows; batches of --batch-size
 windows (auto: 32); validation perplexity every tenth of the run picks the weights kept. The objective: the
 token-level KD of distill/lm_losses at temperature T (auto: 2, DistilGPT2's) weighted α (auto: 0.5) against the
-next-token cross-entropy. QAT: --qat-steps, else 0.3 × the float steps, at lr × quant.qat_lr_scale.
+next-token cross-entropy (with --feature loss=cosine the student adds the hidden-state cosine term,
+distill/lm_hidden.py; with --temperature auto and neither --feature nor --seq-kd, pipeline/lm_auto.py chooses the
+terms first). QAT: --qat-steps, else 0.3 × the float steps, at lr × quant.qat_lr_scale.
 """
 
 from __future__ import annotations
