@@ -129,3 +129,17 @@ def choose_lm_objective(config: DistillConfig, inputs: LMInputs, top: TopKLogits
               "alpha": objective.alpha, "cosine_weight": COSINE_WEIGHT, "seq_kd_prompts": len(continuations.texts) if continuations else 0,
               "trials": trials, "seconds": sum(t["seconds"] for t in trials)}
     return LMChoice(candidates[best], record)
+
+
+def choice_markdown(record: dict) -> list[str]:
+    """report.md's section on the automatic choice: every trial's validation perplexity and paired gain."""
+    lines = ["## Choice of the losses (automatic)", "",
+             f"{len(record['trials'])} seeded trials of {record['trial_steps']} steps each ({record['trial_fraction']:.0%}"
+             f" of the {record['steps']}), T = {record['temperature']:g}, α = {record['alpha']:g}; chosen: "
+             f"**{record['chosen']}** ({record['why']}).", "",
+             "| candidate | validation perplexity | gain over the reference, 95 % | seconds |", "|---|---|---|---|"]
+    for t in record["trials"]:
+        g = t["gain_vs_reference"]
+        gain = "reference" if g is None else f"{g['gain']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}]"
+        lines.append(f"| {t['name']} | {t['val_perplexity']:.3f} | {gain} | {t['seconds']:.1f} |")
+    return lines

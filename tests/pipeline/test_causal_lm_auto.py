@@ -52,7 +52,8 @@ def world(tmp_path_factory):
     r = CliRunner().invoke(main, ["distill", "--teacher", str(teacher), "--data", str(corpus), "--out", str(out),
                                   *ARGS, "--steps", "60"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    return {"teacher": teacher, "corpus": corpus, "metrics": json.loads((out / "metrics.json").read_text())}
+    return {"teacher": teacher, "corpus": corpus, "out": out,
+            "metrics": json.loads((out / "metrics.json").read_text())}
 
 
 def test_default_run_records_bounded_trials_and_trains_the_choice(world):
@@ -76,6 +77,10 @@ def test_default_run_records_bounded_trials_and_trains_the_choice(world):
     assert ("hidden_cosine" in m) == (c["chosen"] == "token-kd+cosine")
     assert ("sequence_kd" in m) == (c["chosen"] == "token-kd+seq-kd")
     assert m["training"]["student"]["steps"] == 60
+    report = (world["out"] / "report.md").read_text()
+    assert "## Choice of the losses (automatic)" in report and f"chosen: **{c['chosen']}**" in report
+    for t in c["trials"]:
+        assert f"| {t['name']} | {t['val_perplexity']:.3f} |" in report
 
 
 def test_the_reference_trial_is_a_plain_run_of_the_trials_steps(world, tmp_path):

@@ -118,7 +118,9 @@ def test_cli_run_records_the_term_and_exports_the_same_shapes(world):
     assert h["weight"] == 0.5 and h["teacher_width"] == 48 and h["student_width"] == 32
     assert h["bytes_per_position"] == 2 * 48 and h["projection_params"] == 32 * 48 + 48
     assert h["cached_bytes"] == m["data"]["splits"]["train"]["windows"] * 16 * 96 > 0
-    assert h["from_cache"] is False and h["seconds"] > 0 and h["qat"].startswith("dropped")
+    # another module's run of the same tiny teacher may have cached these states (the cache is the session's)
+    assert (h["seconds"] == 0) == h["from_cache"] and h["qat"].startswith("dropped")
+    assert "Hidden-state cosine, β = 0.5" in (out / "report.md").read_text()
     from safetensors.torch import load_file
 
     saved = load_file(str(out / "student.safetensors"))
