@@ -66,21 +66,8 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
         timings: dict = {}
         with bars(show_progress) as ui:
             s = inputs.splits
-            auto = auto_choice_applies(config)
-            cont = _continuations(config, inputs, ui, auto)
-            docs, teacher_splits = inputs.documents.all + (cont.texts if cont else []), \
-                replace(s, train=concat(s.train, cont.windows if cont else None))
-            bar = ui.task(f"teacher top-{min(config.kd.top_k, inputs.tokenizer.vocab_size)} logits",
-                          len(teacher_splits.train) + len(s.test))
-            outs = teacher_outputs(inputs.teacher, inputs.tokenizer, docs, teacher_splits, config.kd.top_k,
-                                   _temperature(config), Path(config.cache_dir) if config.cache_dir else None,
-                                   progress=lambda k: bar(k, None, None))
-            timings["teacher_logits_s"] = outs.seconds
-            hidden = _hidden(config, inputs, docs, s.train if auto else teacher_splits.train, ui, auto)
-            top, choice = outs.train, None
-            if auto:
-                choice = choose_lm_objective(config, inputs, top, cont, hidden[0].states, ui)
-                top, cont, hidden = _apply(choice.chosen, top, len(s.train), cont, hidden)
+            taught = _teacher(config, inputs, ui, timings)
+            outs, top, cont, hidden, choice = taught.outs, taught.top, taught.cont, taught.hidden, taught.choice
             transfer = cont.windows if cont else None
             trained = train_lm_students(config, inputs, top, ui, transfer, run.checkpoints,
                                         None if hidden is None else (hidden[0].states, hidden[1]))
@@ -108,6 +95,41 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
         write_lm_report(metrics, run.work)
         finish(run, _Done(metrics, int8, config), None, t_start)
     return DistillResult(run.out, metrics)
+
+
+@dataclass(frozen=True)
+class _Taught:
+    """The teacher's outputs, the top-k the student trains with, and (None where unused) the continuations,
+    (hidden states, β) and the automatic choice."""
+
+    outs: object
+    top: TopKLogits
+    cont: object
+    hidden: tuple | None
+    choice: object
+
+
+def _teacher(config: DistillConfig, inputs: LMInputs, ui, timings: dict) -> _Taught:
+    """The teacher's passes (continuations, top-k, hidden states) and, with the automatic choice (lm_auto.py), its
+    trials, whose choice decides what the student trains with."""
+    s = inputs.splits
+    auto = auto_choice_applies(config)
+    cont = _continuations(config, inputs, ui, auto)
+    docs, teacher_splits = inputs.documents.all + (cont.texts if cont else []), \
+        replace(s, train=concat(s.train, cont.windows if cont else None))
+    bar = ui.task(f"teacher top-{min(config.kd.top_k, inputs.tokenizer.vocab_size)} logits",
+                  len(teacher_splits.train) + len(s.test))
+    outs = teacher_outputs(inputs.teacher, inputs.tokenizer, docs, teacher_splits, config.kd.top_k,
+                           _temperature(config), Path(config.cache_dir) if config.cache_dir else None,
+                           progress=lambda k: bar(k, None, None))
+    timings["teacher_logits_s"] = outs.seconds
+    hidden = _hidden(config, inputs, docs, s.train if auto else teacher_splits.train, ui, auto)
+    top, choice = outs.train, None
+    if auto:
+        choice = choose_lm_objective(config, inputs, top, cont, hidden[0].states, ui)
+        top, cont, hidden = _apply(choice.chosen, top, len(s.train), cont, hidden)
+        timings["loss_choice_s"] = choice.record["seconds"]
+    return _Taught(outs, top, cont, hidden, choice)
 
 
 def _continuations(config: DistillConfig, inputs: LMInputs, ui, auto: bool):

@@ -95,3 +95,24 @@ def test_the_reference_trial_is_a_plain_run_of_the_trials_steps(world, tmp_path)
     assert "loss_choice" not in m and "sequence_kd" not in m and "hidden_cosine" not in m
     trial = next(t for t in world["metrics"]["loss_choice"]["trials"] if t["name"] == "token-kd")
     assert m["training"]["student"]["best_val_perplexity"] == pytest.approx(trial["val_perplexity"], rel=1e-6)
+
+
+def test_without_documents_long_enough_for_a_prompt_the_seq_kd_candidate_is_left_out(world, tmp_path):
+    """Windows of 64 tokens ask for 16-token prompts; one-sentence documents have fewer, which --seq-kd refuses
+    in one paragraph but the automatic choice only drops that candidate."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(world["teacher"] / "tokenizer.json"))
+    short = [d for d in documents(300, seed=5, sentences=(1, 2)) if len(tok.encode(d).ids) < 16][:80]
+    assert len(short) == 80
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("\n".join(short) + "\n")
+    out = tmp_path / "short"
+    args = ["--teacher", str(world["teacher"]), "--data", str(corpus), "--out", str(out), *ARGS, "--steps", "20",
+            "--max-length", "64"]
+    r = CliRunner().invoke(main, ["distill", *args], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    c = json.loads((out / "metrics.json").read_text())["loss_choice"]
+    assert [t["name"] for t in c["trials"]] == ["token-kd", "token-kd+cosine"] and c["seq_kd_prompts"] == 0
+    r = CliRunner().invoke(main, ["distill", *args, "--out", str(tmp_path / "refused"), "--seq-kd", "4"])
+    assert r.exit_code != 0 and "--seq-kd needs prompts of 16 tokens" in r.output, r.output
