@@ -74,7 +74,7 @@ DISTILL_OPTIONS = [
     click.option("--feature", "features", multiple=True, help="Add a feature / relation term (float phase; torch "
                  "teachers), e.g. loss=hint,student=body.1,teacher=layer2,weight=0.5. Losses: hint, cosine, at, "
                  "rkd_distance, rkd_angle, sp; for text students cosine (any tokenizer) and minilm (transformer student with "
-                 "--tokenizer vocab), e.g. loss=cosine,weight=1. Repeat to compose; a wrong layer name lists the "
+                 "--tokenizer vocab), e.g. loss=cosine,weight=1; causal LM: loss=cosine[,weight=B] alone (last hidden states). Repeat to compose; a wrong layer name lists the "
                  "available ones."),
     click.option("--scheme", type=click.Choice(["offline", "born-again", "mutual"]), help="offline: learn from the "
                  "frozen teacher; born-again: then --generations more students, each taught by the previous one; "
@@ -83,7 +83,9 @@ DISTILL_OPTIONS = [
     click.option("--peers", type=int, help="Students trained together by --scheme mutual. [default: 2]"),
     click.option("--online-teacher", is_flag=True, default=None, help="With --scheme mutual: the (torch) teacher trains "
                  "along with the students at a tenth of their learning rate, instead of staying frozen."),
-    click.option("--temperature", "-T", help="Softmax temperature, or 'auto' (searched on validation). [default: auto]"),
+    click.option("--temperature", "-T", help="Softmax temperature, or 'auto' (searched on validation; causal LM: T 2, "
+                 "and without --feature / --seq-kd three trials of 20 % of the steps each choose among token KD, "
+                 "+ hidden-state cosine and + sequence-level KD on validation perplexity). [default: auto]"),
     click.option("--alpha", help="Weight of the soft loss against hard labels (0..1), or 'auto'. [default: auto]"),
     click.option("--tune-epochs", type=int, help="Epochs per auto-tuning trial. [default: epochs // 3]"),
     click.option("--epochs", type=int, help="Training epochs for the student and its twin. [default: sized from the "

@@ -2,7 +2,8 @@
 
 One loop for all four: minibatches of windows drawn in a seeded order (the same order for the student and its twin,
 so the teacher is the only difference), the token-level objective of edgedistill.distill.lm_losses (α · top-k KD +
-(1 − α) · next-token CE; the twin: CE only), the optimizer and schedule registered in distill/optim.py, and model
+(1 − α) · next-token CE; the twin: CE only; with --feature loss=cosine the student adds β · mean(1 − cos) of its
+projected last hidden state, edgedistill.distill.lm_hidden), the optimizer and schedule registered in distill/optim.py, and model
 selection on validation perplexity (exp of the mean next-token NLL over the validation positions), evaluated every
 `eval_every` steps and at the end; the best weights are returned. QAT (Jacob et al. 2018) runs the same loop on the
 int8 graph (quantize/lm_qat.py: fake quantization, straight-through gradients) from its calibrated start, which
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from edgedistill.distill import lm_resume
+from edgedistill.distill.lm_hidden import HiddenCosine
 from edgedistill.distill.lm_losses import IGNORE, TopKLogits, token_kd_objective
 from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
 from edgedistill.distill.lm_resume import lm_fingerprint
@@ -97,22 +99,25 @@ def _batch(top: TopKLogits | None, idx: torch.Tensor) -> TopKLogits | None:
 def fit_lm(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, teacher: TopKLogits | None,
            val_ids: torch.Tensor, val_targets: torch.Tensor, temperature: float, alpha: float,
            settings: LMTrainSettings, progress=None, score_start: bool = False,
-           checkpoint: Path | None = None) -> LMFitResult:
+           checkpoint: Path | None = None, hidden: HiddenCosine | None = None) -> LMFitResult:
     """Train `model` in place on windows ids int (N, L) / targets int64 (N, L) (IGNORE where none) with the teacher's
     top-k logits (N, L, k) (None: next-token CE only, the twin), keeping the weights of the best validation
     perplexity. `progress(windows_done, loss, val_ppl)`. `score_start`: the starting weights compete (QAT).
     `checkpoint`: a file written at every evaluation point and resumed from when it matches this fit
-    (distill/lm_resume.py); the resumed fit ends with the same weights as an uninterrupted one.
+    (distill/lm_resume.py); the resumed fit ends with the same weights as an uninterrupted one. `hidden`: the
+    hidden-state cosine term (distill/lm_hidden.py), its projection trained and checkpointed with the model.
     Raises LMTrainingDiverged on a non-finite loss."""
     t0 = time.perf_counter()
-    opt = OPTIMIZERS.get(settings.optimizer)(model.parameters(), settings.lr, settings.weight_decay, 0.9)
+    params = list(model.parameters()) + (list(hidden.parameters()) if hidden is not None else [])
+    opt = OPTIMIZERS.get(settings.optimizer)(params, settings.lr, settings.weight_decay, 0.9)
     sched = SCHEDULES.get(settings.schedule)(opt, settings.steps, settings.lr)
     order = torch.Generator().manual_seed(settings.seed)
     ids, val_ids = ids.int(), val_ids.int()
     best_ppl, best_step, best = math.inf, 0, None
     history: list = []
     key = None if checkpoint is None else lm_fingerprint(
-        settings, temperature, alpha, [ids, targets, *(_teacher_tensors(teacher)), val_ids, val_targets], model,
+        settings, temperature, alpha, [ids, targets, *(_teacher_tensors(teacher)), val_ids, val_targets,
+                                          *(hidden.fingerprint_tensors() if hidden is not None else [])], model,
         score_start)
     state = None if checkpoint is None else lm_resume.load(checkpoint, key)
 
@@ -129,11 +134,14 @@ def fit_lm(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, teacher: 
                                "sched": sched.state_dict(), "order": order.get_state(), "perm": perm, "at": at,
                                "rng": torch.get_rng_state(), "best": best, "best_ppl": best_ppl,
                                "best_step": best_step, "history": history,
-                               "seconds": earlier + time.perf_counter() - t0}, checkpoint)
+                               "seconds": earlier + time.perf_counter() - t0,
+                               **({"hidden": hidden.state_dict()} if hidden is not None else {})}, checkpoint)
 
     earlier, first = 0.0, 1
     if state is not None:
         model.load_state_dict(state["model"])
+        if hidden is not None:
+            hidden.load_state_dict(state["hidden"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         order.set_state(state["order"])
@@ -147,6 +155,8 @@ def fit_lm(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, teacher: 
         if score_start:
             evaluate(0)
         perm, at = torch.randperm(len(ids), generator=order), 0
+    if hidden is not None:
+        hidden.attach(model)
     model.train()
     for step in range(first, settings.steps + 1):
         if at + settings.batch_size > len(perm) and at > 0:
@@ -154,6 +164,8 @@ def fit_lm(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, teacher: 
         idx = perm[at:at + settings.batch_size]
         at += len(idx)
         loss = token_kd_objective(model(ids[idx]), targets[idx], _batch(teacher, idx), temperature, alpha)
+        if hidden is not None:
+            loss = loss + hidden.loss(idx, targets[idx])
         if not torch.isfinite(loss):
             raise LMTrainingDiverged(f"The training loss became {float(loss)} at step {step}: the learning rate "
                                      f"({settings.lr:g}) is too high for this student; lower it with --lr.")
@@ -166,6 +178,8 @@ def fit_lm(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, teacher: 
             save(step)
         if progress:
             progress(len(idx), float(loss.detach()), val)
+    if hidden is not None:
+        hidden.detach()
     model.load_state_dict(best)
     model.eval()
     return LMFitResult(best, best_ppl, best_step, settings.steps, earlier + time.perf_counter() - t0, history,

@@ -1,6 +1,7 @@
 """`distill` for `--task causal-lm`: the classifier chain's stages, in their causal-LM form, top to bottom.
 
-    inputs (lm_inputs) -> teacher top-k (lm_teacher) -> train student + twin (lm_train)
+    inputs (lm_inputs) -> teacher top-k (lm_teacher) [-> hidden states (lm_hidden_teacher)]
+        [-> automatic choice of the losses (lm_auto)] -> train student + twin (lm_train)
         -> int8: QAT, export, parity (lm_int8) -> tokens/s (lm_speed) -> metrics, report, gate (lm_report)
 
 It shares the classifier chain's run directory (OUT.partial -> OUT, nothing published unless every step and the
@@ -23,6 +24,10 @@ from edgedistill.config import DistillConfig
 from edgedistill.data.splits import Normalizer
 from edgedistill.distill.lm_trainer import lm_logits
 from edgedistill.pipeline.distill import DistillResult, finish
+from edgedistill.distill.lm_losses import TopKLogits
+from edgedistill.errors import DataError
+from edgedistill.pipeline.lm_auto import COSINE_WEIGHT, auto_choice_applies, auto_seq_kd_prompts, choose_lm_objective
+from edgedistill.pipeline.lm_hidden_teacher import hidden_cosine_weight, teacher_hidden_states
 from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
 from edgedistill.pipeline.lm_int8 import run_lm_int8
 from edgedistill.pipeline.lm_report import attach_gate, lm_metrics_doc, write_lm_report
@@ -61,21 +66,15 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
         timings: dict = {}
         with bars(show_progress) as ui:
             s = inputs.splits
-            cont = _continuations(config, inputs, ui)
-            docs, teacher_splits = inputs.documents.all + (cont.texts if cont else []), \
-                replace(s, train=concat(s.train, cont.windows if cont else None))
-            bar = ui.task(f"teacher top-{min(config.kd.top_k, inputs.tokenizer.vocab_size)} logits",
-                          len(teacher_splits.train) + len(s.test))
-            outs = teacher_outputs(inputs.teacher, inputs.tokenizer, docs, teacher_splits, config.kd.top_k,
-                                   _temperature(config), Path(config.cache_dir) if config.cache_dir else None,
-                                   progress=lambda k: bar(k, None, None))
-            timings["teacher_logits_s"] = outs.seconds
+            taught = _teacher(config, inputs, ui, timings)
+            outs, top, cont, hidden, choice = taught.outs, taught.top, taught.cont, taught.hidden, taught.choice
             transfer = cont.windows if cont else None
-            trained = train_lm_students(config, inputs, outs.train, ui, transfer, run.checkpoints)
+            trained = train_lm_students(config, inputs, top, ui, transfer, run.checkpoints,
+                                        None if hidden is None else (hidden[0].states, hidden[1]))
             timings["distill_s"] = trained.result.seconds
             if trained.twin_result is not None:
                 timings["baseline_s"] = trained.twin_result.seconds
-            int8 = run_lm_int8(config, inputs, trained, outs.train, target, run.work, ui, transfer,
+            int8 = run_lm_int8(config, inputs, trained, top, target, run.work, ui, transfer,
                                run.checkpoints) if config.quant.qat else None
             speed = _speed(int8, inputs, target, ui, timings)
         test_ids, _ = tensors(s.test)
@@ -85,7 +84,8 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
         metrics = lm_metrics_doc(config, inputs, outs, trained, logits, None if int8 is None else int8.metrics,
                                  timings)
         metrics.update(({"speed": speed} if speed else {}), **({"sequence_kd": cont.record()} if cont else {}),
-                       **(sections or {}))
+                       **({"hidden_cosine": hidden[0].record(hidden[1], inputs.arch.width)} if hidden else {}),
+                       **({"loss_choice": choice.record} if choice else {}), **(sections or {}))
         attach_gate(metrics, budget or (Budget.for_target(target, Budget()) if target is not None else None))
         ckpt = StudentCheckpoint(inputs.arch, (s.context,), inputs.tokenizer.vocab_size, [],
                                  Normalizer([0.0], [1.0], "feature"), inputs.tokenizer)
@@ -97,13 +97,75 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
     return DistillResult(run.out, metrics)
 
 
-def _continuations(config: DistillConfig, inputs: LMInputs, ui):
-    """--seq-kd N: the teacher's continuations of N training prompts (pipeline/lm_seqkd.py), else None."""
-    if not config.kd.seq_kd:
+@dataclass(frozen=True)
+class _Taught:
+    """The teacher's outputs, the top-k the student trains with, and (None where unused) the continuations,
+    (hidden states, β) and the automatic choice."""
+
+    outs: object
+    top: TopKLogits
+    cont: object
+    hidden: tuple | None
+    choice: object
+
+
+def _teacher(config: DistillConfig, inputs: LMInputs, ui, timings: dict) -> _Taught:
+    """The teacher's passes (continuations, top-k, hidden states) and, with the automatic choice (lm_auto.py), its
+    trials, whose choice decides what the student trains with."""
+    s = inputs.splits
+    auto = auto_choice_applies(config)
+    cont = _continuations(config, inputs, ui, auto)
+    docs, teacher_splits = inputs.documents.all + (cont.texts if cont else []), \
+        replace(s, train=concat(s.train, cont.windows if cont else None))
+    bar = ui.task(f"teacher top-{min(config.kd.top_k, inputs.tokenizer.vocab_size)} logits",
+                  len(teacher_splits.train) + len(s.test))
+    outs = teacher_outputs(inputs.teacher, inputs.tokenizer, docs, teacher_splits, config.kd.top_k,
+                           _temperature(config), Path(config.cache_dir) if config.cache_dir else None,
+                           progress=lambda k: bar(k, None, None))
+    timings["teacher_logits_s"] = outs.seconds
+    hidden = _hidden(config, inputs, docs, s.train if auto else teacher_splits.train, ui, auto)
+    top, choice = outs.train, None
+    if auto:
+        choice = choose_lm_objective(config, inputs, top, cont, hidden[0].states, ui)
+        top, cont, hidden = _apply(choice.chosen, top, len(s.train), cont, hidden)
+        timings["loss_choice_s"] = choice.record["seconds"]
+    return _Taught(outs, top, cont, hidden, choice)
+
+
+def _continuations(config: DistillConfig, inputs: LMInputs, ui, auto: bool):
+    """--seq-kd N: the teacher's continuations of N training prompts (pipeline/lm_seqkd.py); the automatic
+    choice's candidate (lm_auto.py: None when no training document is long enough for a prompt); else None."""
+    count = auto_seq_kd_prompts(len(inputs.splits.train)) if auto else config.kd.seq_kd
+    if not count:
         return None
-    bar = ui.task(f"teacher continuations (sequence-level KD, {config.kd.seq_kd})", config.kd.seq_kd)
-    return teacher_continuations(inputs.teacher, inputs.tokenizer, inputs.documents.all, inputs.splits,
-                                 config.kd.seq_kd, config.data.seed, progress=lambda k: bar(k, None, None))
+    bar = ui.task(f"teacher continuations (sequence-level KD, {count})", count)
+    try:
+        return teacher_continuations(inputs.teacher, inputs.tokenizer, inputs.documents.all, inputs.splits,
+                                     count, config.data.seed, progress=lambda k: bar(k, None, None))
+    except DataError:
+        if auto:
+            return None
+        raise
+
+
+def _apply(chosen, top: TopKLogits, n_train: int, cont, hidden):
+    """The teacher's outputs the chosen candidate (lm_auto.py) trains with: (top-k rows, continuations, hidden)."""
+    rows = n_train + (len(cont.windows) if chosen.seq_kd else 0)
+    top = TopKLogits(top.values[:rows], top.indices[:rows], top.tail[:rows], top.temperatures)
+    return top, cont if chosen.seq_kd else None, None if chosen.cosine is None else (hidden[0], chosen.cosine)
+
+
+def _hidden(config: DistillConfig, inputs: LMInputs, docs: list[str], windows, ui, auto: bool):
+    """--feature loss=cosine (or the automatic choice's cosine candidate): the teacher's last hidden states on
+    the student's windows and β, else None."""
+    weight = COSINE_WEIGHT if auto else hidden_cosine_weight(config)
+    if weight is None:
+        return None
+    bar = ui.task("teacher hidden states (cosine term)", len(windows))
+    states = teacher_hidden_states(inputs.teacher, inputs.tokenizer, docs, windows, inputs.splits.context,
+                                   Path(config.cache_dir) if config.cache_dir else None,
+                                   progress=lambda k: bar(k, None, None))
+    return states, weight
 
 
 def _speed(int8, inputs: LMInputs, target, ui, timings: dict) -> dict | None:

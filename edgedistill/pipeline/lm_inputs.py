@@ -17,6 +17,7 @@ from edgedistill.data.lm_text import Documents, read_documents
 from edgedistill.data.lm_windows import LMSplits, lm_windows
 from edgedistill.data.vocab_tokenizer import VocabTokenizer
 from edgedistill.errors import ConfigError, DataError
+from edgedistill.pipeline.lm_hidden_teacher import hidden_cosine_weight
 from edgedistill.students import StudentArch
 from edgedistill.teachers.causal_lm import CausalLMTeacher, is_causal_lm_folder
 
@@ -79,12 +80,13 @@ def read_lm_inputs(config: DistillConfig) -> LMInputs:
     unsupported = [name for name, given in (
         ("--transfer", config.data.transfer is not None), ("--max-train / --max-test", config.data.max_train or
                                                            config.data.max_test),
-        ("--feature", bool(config.kd.features)), (f"--scheme {config.kd.scheme}", config.kd.scheme != "offline"),
+        (f"--scheme {config.kd.scheme}", config.kd.scheme != "offline"),
         (f"--loss {config.kd.loss}", config.kd.loss not in ("kd", "auto")), ("torchrun", requested())) if given]
     if unsupported:
         raise ConfigError(f"--task causal-lm does not support {', '.join(unsupported)} yet: it distills one teacher "
-                          "offline with token-level KD (--temperature, --alpha, --top-k) on the whole corpus, in one "
-                          "process. Leave those options out.")
+                          "offline with token-level KD (--temperature, --alpha, --top-k; --feature loss=cosine) on "
+                          "the whole corpus, in one process. Leave those options out.")
+    hidden_cosine_weight(config)  # a feature term other than the hidden-state cosine: one paragraph, now
     arch = _arch(config)
     t = config.teachers[0]
     if t.format not in ("auto", "transformers") or not Path(t.path).expanduser().is_dir():

@@ -94,6 +94,7 @@ def report_markdown(metrics: dict) -> str:
              f"Teacher: {t['name']} ({t['params']:,} parameters), top-{t['top_k']} logits cached per position: "
              f"{t['bytes_per_position']} B a position, {t['cached_bytes']:,} B for the training windows "
              f"(the full vocabulary: {t['full_vocabulary_bytes']:,} B).",
+             *_hidden_line(metrics.get("hidden_cosine")),
              f"Student: decoder width {metrics['student']['width']}, depth {metrics['student']['depth']}, "
              f"{metrics['student']['params']:,} parameters.", "",
              "| model | perplexity | 95 % interval (documents) | top-1 % | top-3 % |", "|---|---|---|---|---|"]
@@ -104,6 +105,10 @@ def report_markdown(metrics: dict) -> str:
             lines.append(f"\nGain over the twin ({label}): perplexity {g['gain']:+.3f} (twin − student), 95 % "
                          f"[{g['low']:+.3f}, {g['high']:+.3f}], p = {g['p_value']:.3g}"
                          f"{'' if g['beyond_noise'] else ' — within the test split’s noise'}.")
+    if metrics.get("loss_choice"):
+        from edgedistill.pipeline.lm_auto import choice_markdown
+
+        lines += ["", *choice_markdown(metrics["loss_choice"])]
     if metrics.get("int8"):
         lines += ["", "## Parity (every position of the test windows)", "",
                   "| file | runtime | bytes | windows | top-1 agreement % | max Δ (steps) | verdict |",
@@ -119,6 +124,15 @@ def report_markdown(metrics: dict) -> str:
         lines += ["", gate_markdown_of(metrics["gate"])]
     lines += ["", "## On the device", "", metrics["device_steps"]]
     return "\n".join(lines) + "\n"
+
+
+def _hidden_line(h: dict | None) -> list[str]:
+    if not h:
+        return []
+    return [f"Hidden-state cosine, β = {h['weight']:g}: the teacher's last hidden states ({h['teacher_width']} wide) "
+            f"cached as {h['dtype']}, {h['bytes_per_position']} B a position, {h['cached_bytes']:,} B; a "
+            f"{h['projection_params']:,}-parameter projection trained with the float student, not exported; QAT "
+            "without the term."]
 
 
 def speed_markdown(speed: dict) -> list[str]:

@@ -4,7 +4,9 @@ weights, windows, data order and steps; next-token labels only), then (with --qa
 The budget: --steps exactly, else --epochs (auto: 10) passes over the training windows; batches of --batch-size
 windows (auto: 32); validation perplexity every tenth of the run picks the weights kept. The objective: the
 token-level KD of distill/lm_losses at temperature T (auto: 2, DistilGPT2's) weighted α (auto: 0.5) against the
-next-token cross-entropy. QAT: --qat-steps, else 0.3 × the float steps, at lr × quant.qat_lr_scale.
+next-token cross-entropy (with --feature loss=cosine the student adds the hidden-state cosine term,
+distill/lm_hidden.py; with --temperature auto and neither --feature nor --seq-kd, pipeline/lm_auto.py chooses the
+terms first). QAT: --qat-steps, else 0.3 × the float steps, at lr × quant.qat_lr_scale.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from edgedistill.config import DistillConfig
 from edgedistill.data.lm_windows import TokenWindows
 from edgedistill.data.splits import Normalizer
+from edgedistill.distill.lm_hidden import HiddenCosine
 from edgedistill.distill.lm_losses import TopKLogits
 from edgedistill.distill.lm_resume import checkpoint_path
 from edgedistill.distill.lm_trainer import LMFitResult, LMTrainSettings, fit_lm
@@ -74,11 +77,14 @@ def make_decoder(inputs: LMInputs, seed: int) -> torch.nn.Module:
 
 
 def train_lm_students(config: DistillConfig, inputs: LMInputs, teacher: TopKLogits, ui,
-                      transfer: TokenWindows | None = None, checkpoints: Path | None = None) -> LMTrained:
+                      transfer: TokenWindows | None = None, checkpoints: Path | None = None,
+                      hidden: tuple[torch.Tensor, float] | None = None) -> LMTrained:
     """The distilled student and (unless --no-baseline) its twin, each from the same initial weights. `transfer`:
     extra windows after the training ones that only the student reads (the teacher's continuations,
     pipeline/lm_seqkd.py; `teacher` then covers both); the twin takes the same steps over the training windows.
-    Each fit is checkpointed into `checkpoints` (student.pt, baseline.pt) and resumed from there."""
+    Each fit is checkpointed into `checkpoints` (student.pt, baseline.pt) and resumed from there. `hidden`: the
+    teacher's last hidden states (N, L, H_T) on the student's windows and β, for the student's hidden-state cosine
+    term (distill/lm_hidden.py; the twin never has it)."""
     from edgedistill.pipeline.lm_seqkd import concat
 
     s = inputs.splits
@@ -86,16 +92,18 @@ def train_lm_students(config: DistillConfig, inputs: LMInputs, teacher: TopKLogi
     settings, objective = settings_of(config, len(mine)), objective_of(config)
     val_ids, val_targets = tensors(s.val)
 
-    def run(label: str, top: TopKLogits | None, windows: TokenWindows, name: str):
+    def run(label: str, top: TopKLogits | None, windows: TokenWindows, name: str, term=None):
         ids, targets = tensors(windows)
         model = make_decoder(inputs, settings.seed)
         bar = ui.task(label, settings.steps * settings.batch_size, VAL_PERPLEXITY)
         res = fit_lm(model, ids, targets, top, val_ids, val_targets, objective.temperature, objective.alpha,
                      settings, progress=lambda k, loss, val: bar(k, loss, val),
-                     checkpoint=checkpoint_path(checkpoints, name))
+                     checkpoint=checkpoint_path(checkpoints, name), hidden=term)
         return model, res
 
-    student, res = run(f"distill (T={objective.temperature:g}, α={objective.alpha:g}, top-{teacher.k})", teacher,
-                       mine, "student")
+    term = None if hidden is None else HiddenCosine(hidden[0], inputs.arch.width, hidden[1], settings.seed + 11)
+    extra = "" if term is None else f", cosine β={term.weight:g}"
+    student, res = run(f"distill (T={objective.temperature:g}, α={objective.alpha:g}, top-{teacher.k}{extra})",
+                       teacher, mine, "student", term)
     twin, twin_res = run("no-teacher twin", None, s.train, "baseline") if config.baseline else (None, None)
     return LMTrained(student, res, twin, twin_res, settings, objective)

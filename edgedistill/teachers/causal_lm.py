@@ -100,6 +100,20 @@ class CausalLMTeacher:
                for s in range(0, len(ids), _BATCH)]
         return torch.cat(out) if out else torch.zeros(0, ids.shape[1], self.vocab_size)
 
+    @torch.no_grad()
+    def last_hidden(self, ids: np.ndarray) -> torch.Tensor:
+        """The last hidden state float32 (N, L, H) for teacher token ids int (N, L) (transformers'
+        `hidden_states[-1]`, the input of the output head: after GPT-2's final LayerNorm), in batches of 64."""
+        ids = np.asarray(ids, np.int64)
+        out = [self.module(input_ids=torch.from_numpy(ids[s:s + _BATCH]), output_hidden_states=True)
+               .hidden_states[-1].float() for s in range(0, len(ids), _BATCH)]
+        return torch.cat(out) if out else torch.zeros(0, ids.shape[1], self.hidden_size)
+
+    @property
+    def hidden_size(self) -> int:
+        """H, the width of the last hidden state (the output embedding's input)."""
+        return int(self.module.get_output_embeddings().weight.shape[1])
+
     def identity(self) -> str:
         """Changes whenever the teacher's files do (cache key part)."""
         return f"{self.format}|" + ",".join(file_digest(f) for f in self.files)
