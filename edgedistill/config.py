@@ -158,10 +158,11 @@ class AugmentConfig(_Strict):
         return Augment(self.shift, self.hflip, 0.0 if self.mixup == "auto" else float(self.mixup), self.mixup_twin,
                        self.token_dropout, self.span_mask)
 
-    def resolved(self, n_transfer: int, teacher: bool = True, text: bool = False) -> "AugmentConfig":
+    def resolved(self, n_transfer: int, teacher: bool = True, text: bool = False, byte_tokens: bool = False,
+                 labelled_fraction: float = 0.0) -> "AugmentConfig":
         """A concrete copy for a transfer set of n samples: auto mixup becomes auto_mixup(n), the teacher's alone;
-        for text (token ids do not mix) it becomes auto_token_dropout(n), the teacher's alone, unless the config
-        names text views of its own (then student and twin share them)."""
+        for text (token ids do not mix) it becomes auto_token_dropout(n, teacher, byte_tokens, labelled_fraction),
+        the teacher's alone, unless the config names text views of its own (then student and twin share them)."""
         if self.mixup != "auto":
             return self
         from edgedistill.data.augment import auto_mixup, auto_token_dropout
@@ -171,7 +172,8 @@ class AugmentConfig(_Strict):
         if self.token_dropout or self.span_mask:
             return self.model_copy(update={"mixup": 0.0})
         return self.model_copy(update={"mixup": 0.0, "mixup_twin": False,
-                                       "token_dropout": auto_token_dropout(n_transfer, teacher)})
+                                       "token_dropout": auto_token_dropout(n_transfer, teacher, byte_tokens,
+                                                                           labelled_fraction)})
 
 
 class FeatureTermConfig(_Strict):

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from edgedistill import distributed as ddp
@@ -150,7 +151,10 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
     s = inputs.splits
     config, schedule = resolve_config(config, len(s.transfer))  # the training budget, sized to the data
     # auto mixup (arrays; mixing token ids means nothing, so text trains on its samples as they are)
-    config = config.model_copy(update={"augment": config.augment.resolved(len(s.transfer), text=s.text is not None)})
+    byte_tokens = s.text is not None and s.text.tokenizer.name == "bytes"
+    labelled = float(np.mean(np.asarray(s.transfer.y) >= 0)) if len(s.transfer) else 0.0
+    config = config.model_copy(update={"augment": config.augment.resolved(
+        len(s.transfer), text=s.text is not None, byte_tokens=byte_tokens, labelled_fraction=labelled)})
     ev = EvalTensors.of(s, config.data.seed)
     settings = TrainSettings.of(config.train, config.augment.recipe())
 

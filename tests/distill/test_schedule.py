@@ -117,6 +117,23 @@ def test_text_gets_token_dropout_by_default_on_small_sets_for_the_teacher_only()
     assert image.token_dropout == 0.0 and image.recipe().for_twin().mixup == 0.0
 
 
+def test_a_byte_student_gets_token_dropout_only_where_labels_are_scarce():
+    """docs/text.md: on fully labelled builtin:docs the view cost a byte-level student 4.4 points, where it helped
+    byte students on scarce-label langid and the teacher-vocabulary student on docs."""
+    from edgedistill.data.augment import FM_BYTES_LABELLED_BELOW, FM_TOKEN_DROPOUT
+
+    aug = load_config(None, {}).augment
+    labelled = aug.resolved(400, text=True, byte_tokens=True, labelled_fraction=1.0)
+    scarce = aug.resolved(400, text=True, byte_tokens=True, labelled_fraction=0.05)
+    edge = aug.resolved(400, text=True, byte_tokens=True, labelled_fraction=FM_BYTES_LABELLED_BELOW)
+    vocab = aug.resolved(400, text=True, byte_tokens=False, labelled_fraction=1.0)
+    assert (labelled.token_dropout, edge.token_dropout) == (0.0, 0.0)
+    assert scarce.token_dropout == vocab.token_dropout == FM_TOKEN_DROPOUT
+    named = load_config(None, {"augment": {"token_dropout": 0.2}}).augment.resolved(
+        400, text=True, byte_tokens=True, labelled_fraction=1.0)
+    assert named.token_dropout == 0.2  # the user's own view is never switched off
+
+
 def test_cli_augment_keeps_auto_mixup_unless_named():
     from edgedistill.cli_args import parse_augment
 
