@@ -22,6 +22,7 @@ from edgedistill.config import DistillConfig
 from edgedistill.data.mapped import release_pages
 from edgedistill.distill import datafree
 from edgedistill.distill.datafree import parse_synthetic
+from edgedistill.distill.loader import workers_for
 from edgedistill.distill.schedule import recorded_config, resolve_config
 from edgedistill.distill.trainer import TrainSettings
 from edgedistill.errors import EdgeDistillError
@@ -160,6 +161,7 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
 
     with bars(show_progress and ddp.is_main()) as ui:
         outs = teacher_outputs(config, inputs.teachers, s, ev, cache, settings.augment.enabled, ui)
+        settings = replace(settings, workers=workers_for(config.data.workers, outs.data.x))
         timings["teacher_logits_s"] = outs.seconds
         release_pages()  # between stages: pages of memory-mapped data the last stage read (data.mapped)
         tuned = choose_objective(config, outs.data, ev, settings, make_student, ui, run.checkpoints)
