@@ -20,6 +20,7 @@ memory, the whole data set in RAM.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from dataclasses import dataclass
 
@@ -33,7 +34,7 @@ from edgedistill.data.mapped import gather, in_mapping, release_pages, tracking
 
 RELEASE_EVERY = 16  # steps between two releases of memory-mapped pages (edgedistill.data.mapped)
 PREFETCH = 2  # batches each worker builds ahead
-MAPPED_WORKERS = 2  # the default for memory-mapped samples (docs/scale.md: measured on this project's 2-core box)
+MAPPED_WORKERS = 2  # the most workers "auto" gives memory-mapped samples
 
 
 def rows_of(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -49,11 +50,21 @@ def is_memory_mapped(x: torch.Tensor) -> bool:
     return tracking() and x.device.type == "cpu" and not x.requires_grad and in_mapping(x.numpy())
 
 
+def spare_cores() -> int:
+    """CPU cores this process may use that torch's training threads leave free, one kept for everything else."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, cores - torch.get_num_threads() - 1)
+
+
 def default_workers(x: torch.Tensor) -> int:
     """`data.workers` "auto": 0 (batches built in the training process) for samples in memory, where indexing a
-    batch costs microseconds and a worker only adds a copy through shared memory; MAPPED_WORKERS for memory-mapped
-    samples, whose reads and float32 conversion can overlap the step (docs/scale.md has the measurement)."""
-    return MAPPED_WORKERS if is_memory_mapped(x) else 0
+    batch costs microseconds and a worker only adds a copy through shared memory; for memory-mapped samples, whose
+    reads, float32 conversion and augmentation can overlap the step, MAPPED_WORKERS on the cores the training
+    threads leave free, none where there are none. Measured (docs/scale.md, tools/bench_workers.py) on a 2-core box
+    shared with other jobs: building a batch of 128 uint8 3×32×32 images (pread, float32, shift, flip) took 5-7 ms;
+    with 1 or 2 workers the steps waited as long for their batches as they took to build them in-process, and
+    throughput did not rise: a worker only pays on a core of its own."""
+    return min(MAPPED_WORKERS, spare_cores()) if is_memory_mapped(x) else 0
 
 
 def workers_for(requested: int | str, x: torch.Tensor) -> int:

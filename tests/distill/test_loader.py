@@ -111,8 +111,11 @@ def test_a_run_with_workers_killed_mid_epoch_resumes_to_the_uninterrupted_weight
         [(h.step, h.val_acc, h.train_loss) for h in res_full.history]
 
 
-def test_auto_workers_follow_where_the_samples_live(tmp_path):
+def test_auto_workers_follow_where_the_samples_live_and_the_free_cores(tmp_path, monkeypatch):
     data, _, _ = _mapped_set(tmp_path, n=32)
-    assert loader.workers_for("auto", data.x) == loader.MAPPED_WORKERS
-    assert loader.workers_for("auto", data.x.clone()) == 0
+    for cores, threads, want in ((16, 8, loader.MAPPED_WORKERS), (2, 1, 0), (2, 2, 0), (4, 2, 1)):
+        monkeypatch.setattr(loader.os, "sched_getaffinity", lambda pid, c=cores: set(range(c)), raising=False)
+        monkeypatch.setattr(loader.torch, "get_num_threads", lambda t=threads: t)
+        assert loader.workers_for("auto", data.x) == want, (cores, threads)
+        assert loader.workers_for("auto", data.x.clone()) == 0  # in memory: never
     assert loader.workers_for(3, data.x) == 3
