@@ -76,7 +76,8 @@ def workers_for(requested: int | str, x: torch.Tensor) -> int:
 class Batch:
     """One rank's share of the global batch at (epoch, step): `idx` the global batch's sample indices (B,), `x` this
     rank's rows (float32 or token ids, augmented), `y` the labels of the whole global batch (B,; mixup's soft labels
-    need the partners'), `mix` what mixup did to the global batch, `seconds` the time building it took."""
+    need the partners'), `mix` what mixup did to the global batch, `read` the samples read to build it (this rank's
+    rows, and with mixup their partners), `seconds` the time building it took."""
 
     epoch: int
     step: int
@@ -84,6 +85,7 @@ class Batch:
     x: torch.Tensor
     y: torch.Tensor | None
     mix: Mix | None
+    read: int
     seconds: float
 
 
@@ -131,12 +133,12 @@ class Batches(Dataset):
         t0 = time.perf_counter()
         aug = self.augment
         rows = torch.arange(len(idx))[self.shard].contiguous()
-        mix = None
+        mix, read = None, rows
         if not aug.enabled:
             x = model_input(rows_of(self.x, idx[rows]))
         elif aug.text_views:  # token views draw per batch, not per row: build the global batch, keep the rows
             x, mix = aug.apply(model_input(rows_of(self.x, idx)), batch_generator(self.seed, epoch, step))
-            x = x[rows]
+            x, read = x[rows], idx
         else:
             drawn = aug.draw(len(idx), self.x.dim(), batch_generator(self.seed, epoch, step))
             mix = drawn.mix
@@ -146,7 +148,7 @@ class Batches(Dataset):
         if step % RELEASE_EVERY == 0:
             release_pages()  # memory-mapped samples: pages random batches touched leave this process's resident set
         y = self.y[idx] if self.y is not None else None
-        return Batch(epoch, step, idx, x, y, mix, time.perf_counter() - t0)
+        return Batch(epoch, step, idx, x, y, mix, len(read), time.perf_counter() - t0)
 
 
 def _as_is(batch: Batch) -> Batch:

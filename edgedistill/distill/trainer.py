@@ -170,6 +170,7 @@ class FitResult:
     data_s: float = 0.0  # of `seconds`: waiting for batches (indexing, decoding to float, augmentation in this
     # process; with workers, only the time the step waited for the next batch)
     workers: int = 0  # DataLoader worker processes that built the batches
+    samples_read: int = 0  # samples this process read to build its batches (this call; its shard of each batch)
     resumed_from_epoch: int = 0
     best_step: int = 0
     steps: int = 0
@@ -363,6 +364,7 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
         step_fn.data_s += time.perf_counter() - t0
         epoch, step = batch.epoch, batch.step
         loss_sum += step_fn(batch, sched)
+        result.samples_read += batch.read
         done, seen, trained = done + 1, seen + len(batch.idx), trained + len(batch.idx)
         if progress:
             progress(len(batch.idx), step_fn.last_loss, None)

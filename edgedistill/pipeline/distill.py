@@ -180,6 +180,8 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
                                   s.num_classes,
                                   run.work, ui, qat_rounding(config.quant.rounding, target))
     replicas = _replica_digests(trained.student, trained.twin, int8)
+    samples_read = ddp.gather_objects(trained.result.samples_read)  # each rank's, for the distilled student
+    restarts = ddp.gather_objects(ddp.restart_count())  # torchrun counts restarts per node (distributed.py)
     if not ddp.is_main():
         return Trained8({}, int8, config)
     ckpt = StudentCheckpoint(arch, s.input_shape, s.num_classes, s.class_names, s.normalizer,
@@ -205,7 +207,9 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
     metrics.update(distributed={"world_size": ddp.world(), "replica_weight_sha256": replicas,
                                 "replicas_identical": all(r == replicas[0] for r in replicas),
                                 "global_batch": settings.batch_size,
-                                "per_rank_batch": -(-settings.batch_size // ddp.world())})
+                                "per_rank_batch": -(-settings.batch_size // ddp.world()),
+                                "samples_read_per_rank": samples_read,  # training rows each rank read (its shard)
+                                "restart_count_per_rank": restarts})
     return Trained8(metrics, int8, config)
 
 
