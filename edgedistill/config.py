@@ -28,12 +28,22 @@ class DataConfig(_Strict):
     max_train: int | None = Field(None, gt=0, description="use at most this many training samples")
     max_test: int | None = Field(None, ge=100, description="score at most this many test samples (a seeded subset; "
                                  "the intervals widen accordingly)")
+    workers: Union[int, Auto] = Field("auto", description="DataLoader worker processes building training batches, "
+                                      "or auto (0 for samples in memory, 2 for memory-mapped samples); changes no "
+                                      "result")
     max_length: int | None = Field(None, ge=1, le=4096, description="text: tokens per sample (default: the 99th "
                                    "percentile of the training texts' token counts, at most 256)")
     text_field: str | None = Field(None, min_length=1, description="text: the JSON field / CSV column holding the "
                                    "text (default: text)")
     label_field: str | None = Field(None, min_length=1, description="text: the JSON field / CSV column holding the "
                                     "label; a field named here must occur in the file (default: label, optional)")
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, v):
+        if v != "auto" and not 0 <= int(v) <= 64:
+            raise ValueError("workers must be in 0..64 (DataLoader worker processes) or 'auto'")
+        return v
 
 
 class TeacherConfig(_Strict):

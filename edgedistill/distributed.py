@@ -8,12 +8,20 @@ The rules the rest of the package follows:
 * validation is sharded and the correct counts are summed, so every rank picks the same best epoch;
 * rank 0 alone writes checkpoints, metrics, exports and reports; the others wait at a barrier and return.
 gloo is used on CPU, nccl when CUDA is available.
+
+Elastic restarts (`torchrun --max-restarts N`): a restarted run resumes from rank 0's last checkpoint, as any re-run
+does. torchrun's restart count (TORCHELASTIC_RESTART_COUNT) is kept per node, not per job: the node whose process
+failed counts the restart, the others restart for the membership change and keep their count. torch's default of
+sharing the rendezvous store with the training processes relies on that count to keep the attempts' keys apart, so a
+restarted attempt can read the previous one's addresses and fail to connect or hang (pytorch/pytorch#135712); launch
+with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, which gives every attempt a store of its own (`restart_store_warning`).
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -28,7 +36,24 @@ def init_from_env(timeout_s: float = 300.0) -> None:
     if not requested() or dist.is_initialized():
         return
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if os.environ.get("RANK") == "0" and (note := restart_store_warning()):
+        print(f"warning: {note}", file=sys.stderr, flush=True)
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+
+
+def restart_store_warning(env=os.environ) -> str | None:
+    """One line when torchrun may restart this job (--max-restarts > 0) with the rendezvous store shared with the
+    training processes, which breaks restarts on several nodes (module docstring); None otherwise."""
+    if int(env.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) <= 0 or env.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    return ("torchrun may restart this job (--max-restarts), but the rendezvous store is shared with the training "
+            "processes, and a restarted attempt can then read the previous attempt's addresses and hang "
+            "(pytorch/pytorch#135712); launch torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1.")
+
+
+def restart_count() -> int:
+    """torchrun's restart count as this process sees it (per node: module docstring); 0 outside torchrun."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
 
 
 def active() -> bool:

@@ -180,6 +180,7 @@ def test_invalid_option_values(tmp_path):
     _expect_clean_failure(tmp_path, ["--data", "builtin:mnist"], "digits")
     _expect_clean_failure(tmp_path, ["--augment", "rotate=10"], "unknown augmentation 'rotate'")
     _expect_clean_failure(tmp_path, ["--augment", "shift=two"], "shift takes a number")
+    _expect_clean_failure(tmp_path, ["--workers", "-1"], "workers must be in 0..64")
 
 
 def test_augmentation_that_does_not_fit_the_data_fails_before_writing(tmp_path):

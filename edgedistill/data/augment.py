@@ -3,7 +3,8 @@
 `Augment` is the recipe the trainer applies to every training batch. The student, its no-teacher twin and the
 teacher (function matching: Beyer et al. 2022, "Knowledge distillation: A good teacher is patient and
 consistent", arXiv:2106.05237) all see the *identical* augmented tensor: the trainer draws it from a generator
-seeded by (seed, epoch) that nothing else consumes, so the stream does not depend on the loss being trained.
+seeded by (seed, epoch, step) that nothing else consumes (`batch_generator`), so the stream depends neither on the
+loss being trained nor on which DataLoader worker builds the batch.
 
 Function matching on small data is the default (`auto_mixup`): with a teacher and fewer than FM_BELOW transfer
 samples, every batch is mixed (mixup, Beta(1, 1)) and the teacher labels the mixed inputs, so a few hundred samples
@@ -21,6 +22,7 @@ tokenizer's `decode`. Arrays take shift / hflip / mixup only and token ids the t
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 
 import torch
@@ -98,6 +100,8 @@ class Augment:
         return None
 
     def apply(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, Mix | None]:
+        """The augmented batch x (N×...) and what mixup did, drawn from `gen` (for arrays: draw() then
+        apply_rows() on every row, so a rank that builds only some rows gets exactly those rows of this)."""
         if self.text_views:
             from edgedistill.data.text_augment import span_mask, token_dropout
 
@@ -106,17 +110,60 @@ class Augment:
             if self.span_mask > 0:
                 x = span_mask(x, gen, self.span_mask)
             return x, None
+        drawn = self.draw(len(x), x.dim(), gen)
+        rows = torch.arange(len(x))
+        return self.apply_rows(x, rows, drawn, rows[drawn.mix.perm] if drawn.mix else None), drawn.mix
+
+    def draw(self, n: int, ndim: int, gen: torch.Generator) -> "Drawn":
+        """The random numbers of one batch of n array samples of `ndim` dimensions (N included), in the order
+        `apply` has always drawn them: shifts, flips, then mixup's lam and partner permutation."""
+        shift = None
         if self.shift > 0:
-            x = random_shift(x, self.shift, gen) if x.dim() == 4 else random_shift_1d(x, self.shift, gen)
-        if self.hflip:
-            x = random_hflip(x, gen)
+            k = 2 * self.shift + 1
+            shift = torch.stack([torch.randint(0, k, (n,), generator=gen) for _ in range(2 if ndim == 4 else 1)])
+        flip = torch.rand(n, generator=gen) < 0.5 if self.hflip else None
         mix = None
         if self.mixup > 0:
             lam = _beta(self.mixup, gen)
-            perm = torch.randperm(x.shape[0], generator=gen)
-            x = lam * x + (1.0 - lam) * x[perm]
-            mix = Mix(perm, lam)
-        return x, mix
+            mix = Mix(torch.randperm(n, generator=gen), lam)
+        return Drawn(shift, flip, mix)
+
+    def apply_rows(self, x: torch.Tensor, rows: torch.Tensor, drawn: "Drawn",
+                   partners: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows `rows` (positions in the batch drawn for) of the augmented batch. `x` holds the samples at the
+        distinct positions `pos` = sorted(rows ∪ partners), in that order; `partners`: the positions mixup pairs
+        `rows` with (drawn.mix.perm[rows]), needed with mixup only. Row i of the result equals row rows[i] of the
+        whole batch augmented: the same per-sample shifts and flips, lam · x_i + (1 − lam) · x_perm[i]."""
+        pos = torch.unique(torch.cat([rows, partners])) if partners is not None else rows
+        if drawn.shift is not None:
+            x = shift_by(x, self.shift, drawn.shift[:, pos])
+        if drawn.flip is not None:
+            x = flip_where(x, drawn.flip[pos])
+        if drawn.mix is None:
+            return x
+        at, other = torch.searchsorted(pos, rows.contiguous()), torch.searchsorted(pos, partners.contiguous())
+        return drawn.mix.lam * x[at] + (1.0 - drawn.mix.lam) * x[other]
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """The random numbers of one batch (Augment.draw): per-sample offsets (1 or 2 × N, in 0..2·shift), flips (N,
+    bool), mixup (None where off)."""
+
+    shift: torch.Tensor | None
+    flip: torch.Tensor | None
+    mix: Mix | None
+
+
+DRAWS = "per-batch-v1"  # how batches draw their random numbers (batch_generator); part of every key that depends on it
+
+
+def batch_generator(seed: int, epoch: int, step: int) -> torch.Generator:
+    """The generator one training batch's augmentation draws from, seeded by (seed, epoch, step) alone: a batch's
+    view does not depend on which process builds it, on how many batches were built before it (DataLoader workers,
+    a resumed run) or on the loss trained. A hash, so that nearby (epoch, step) pairs get unrelated seeds."""
+    digest = hashlib.sha256(f"{seed}|{epoch}|{step}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") % (2**63))
 
 
 FM_BELOW = 10_000  # transfer samples below which function-matching mixup is on by default (with a teacher)
@@ -159,36 +206,47 @@ def _beta(a: float, gen: torch.Generator) -> float:
     return float(g[0] / g.sum().clamp_min(1e-12))
 
 
-def random_shift(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
-    """Shift each image by up to `pad` pixels in each direction (zero fill): pad then take a random crop."""
-    if pad <= 0:
-        return x
-    n, c, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    rows = (dy.view(n, 1, 1, 1) + torch.arange(h).view(1, 1, h, 1)).expand(n, c, h, w + 2 * pad)
-    cols = (dx.view(n, 1, 1, 1) + torch.arange(w).view(1, 1, 1, w)).expand(n, c, h, w)
-    return padded.gather(2, rows).gather(3, cols)
-
-
-def random_shift_1d(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
-    """Shift each N×C×L signal by up to `pad` steps either way (zero fill)."""
+def shift_by(x: torch.Tensor, pad: int, offsets: torch.Tensor) -> torch.Tensor:
+    """Shift each sample (N×C×H×W images: offsets 2×N, rows then columns; N×C×L signals: 1×N) by offset − pad,
+    zero fill: pad then crop at the offset."""
+    if x.dim() == 4:
+        n, c, h, w = x.shape
+        dy, dx = offsets
+        padded = F.pad(x, (pad, pad, pad, pad))
+        rows = (dy.view(n, 1, 1, 1) + torch.arange(h).view(1, 1, h, 1)).expand(n, c, h, w + 2 * pad)
+        cols = (dx.view(n, 1, 1, 1) + torch.arange(w).view(1, 1, 1, w)).expand(n, c, h, w)
+        return padded.gather(2, rows).gather(3, cols)
     n, c, length = x.shape
     padded = F.pad(x, (pad, pad))
-    d = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    cols = (d.view(n, 1, 1) + torch.arange(length).view(1, 1, length)).expand(n, c, length)
+    cols = (offsets[0].view(n, 1, 1) + torch.arange(length).view(1, 1, length)).expand(n, c, length)
     return padded.gather(2, cols)
 
 
-def random_hflip(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    """Mirror each sample left-right with probability p."""
-    flip = torch.rand(x.shape[0], generator=gen) < p
+def flip_where(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the samples where `flip` (N, bool) holds."""
     if not flip.any():
         return x
     out = x.clone()
     out[flip] = out[flip].flip(-1)
     return out
+
+
+def random_shift(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Shift each image by up to `pad` pixels in each direction (zero fill): pad then take a random crop."""
+    if pad <= 0:
+        return x
+    n = x.shape[0]
+    return shift_by(x, pad, torch.stack([torch.randint(0, 2 * pad + 1, (n,), generator=gen) for _ in range(2)]))
+
+
+def random_shift_1d(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Shift each N×C×L signal by up to `pad` steps either way (zero fill)."""
+    return shift_by(x, pad, torch.randint(0, 2 * pad + 1, (x.shape[0],), generator=gen)[None])
+
+
+def random_hflip(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Mirror each sample left-right with probability p."""
+    return flip_where(x, torch.rand(x.shape[0], generator=gen) < p)
 
 
 _TRUE, _FALSE = ("", "1", "true", "yes", "on"), ("0", "false", "no", "off")

@@ -2,8 +2,10 @@
 
 A checkpoint holds the weights, optimizer and scheduler state, the optimizer steps done, the data-order generator's
 state at the start of the epoch the next step falls in (the epoch's shuffle is drawn again from it, so a run stopped
-mid-epoch resumes on the same order), the augmentation generator's state when stopped mid-epoch, the best weights
-so far and the history. It is written atomically (a temporary file renamed), so a crash while writing leaves the
+mid-epoch resumes on the same order), the best weights so far and the history. That is the sampler's whole
+position: each batch's augmentation is seeded by (seed, epoch, step) (data.augment.batch_generator) and DataLoader
+workers keep no state (distill/loader.py), so the batches a killed run's workers had prefetched are built again,
+identical, and a run may resume with another number of workers. It is written atomically (a temporary file renamed), so a crash while writing leaves the
 previous checkpoint, and it is keyed by a fingerprint of everything the run depends on: a checkpoint of other data,
 another teacher, another architecture or another budget is ignored (the run starts fresh).
 """
@@ -19,12 +21,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgedistill.data.augment import DRAWS
 from edgedistill.teachers.cache import array_digest
 
 
 def fingerprint(settings, objective, data, model: nn.Module) -> str:
-    """What a checkpoint was trained on and for: the settings (budget included), the objective, the samples, labels
-    and teacher outputs (content digests), the teacher stream's identity and the model's parameter shapes."""
+    """What a checkpoint was trained on and for: the settings (budget included; not the worker count, which changes
+    no batch), the objective, the samples, labels and teacher outputs (content digests), the teacher stream's
+    identity, how batches draw their augmentation (data.augment.DRAWS) and the model's parameter shapes."""
     obj = asdict(objective)
     if not obj["features"]:
         del obj["features"]
@@ -32,7 +36,8 @@ def fingerprint(settings, objective, data, model: nn.Module) -> str:
     content = [None if a is None else array_digest(a.detach().cpu().numpy()) for a in arrays]
     stream = data.teacher_stream.identity if data.teacher_stream is not None else None
     shapes = [[k, list(v.shape)] for k, v in model.state_dict().items()]
-    blob = json.dumps([asdict(settings), obj, len(data), content, stream, shapes], sort_keys=True, default=str)
+    run = {k: v for k, v in asdict(settings).items() if k != "workers"}
+    blob = json.dumps([run, obj, len(data), content, stream, shapes, DRAWS], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -44,12 +49,11 @@ def save_atomic(obj: dict, path: Path) -> None:
 
 @dataclass(frozen=True)
 class Position:
-    """Where a resumed run picks up: optimizer steps done, the data-order generator's state at the start of the
-    epoch the next step falls in, and (mid-epoch) the augmentation generator's state."""
+    """Where a resumed run picks up: optimizer steps done and the data-order generator's state at the start of the
+    epoch the next step falls in."""
 
     step: int
     generator: torch.Tensor
-    aug_generator: torch.Tensor | None
 
 
 def load(path: Path, key: str) -> dict | None:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgedistill.data.augment import batch_generator
 from edgedistill.distill.losses import distillation_objective
 from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
 from edgedistill.distill.trainer import (
@@ -36,7 +37,6 @@ from edgedistill.distill.trainer import (
     Objective,
     TrainSet,
     TrainSettings,
-    augment_seed,
     batch_at,
     keep_last_epoch,
     mixed_labels,
@@ -122,13 +122,12 @@ def fit_mutual(models: list[nn.Module], data: TrainSet, val_x: torch.Tensor, val
         for m in models:
             m.train()
         order = torch.randperm(n, generator=gen)
-        aug_gen = torch.Generator().manual_seed(augment_seed(settings.seed, epoch))
         totals = [0.0] * len(models)
         seen = 0
         for step in range(min(steps, total - done)):
             i = step * settings.batch_size
             idx = order[i: i + settings.batch_size]
-            xb, yb, mix = batch_at(data, idx, aug, aug_gen)
+            xb, yb, mix = batch_at(data, idx, aug, batch_generator(settings.seed, epoch, step))
             tb = fixed[idx] if fixed is not None else None
             if on_the_fly:
                 tb = combine(data.teacher_stream.members(key, epoch, step, steps, xb), data.ensemble,

@@ -10,9 +10,11 @@ from which a run resumes exactly, mid-epoch included (edgedistill.distill.resume
 Samples may be kept in their stored dtype (a memory-mapped uint8 x.npy): each batch becomes float32 as it is built
 (`edgedistill.data.arrays.model_input`), so the whole set never exists in float32.
 
-Augmentation (settings.augment) draws from its own generator, seeded by (seed, epoch), that nothing else consumes:
-a distilled student and its no-teacher twin with the same settings see identical batches, and with augmentation on
-the teacher runs on those same batches (`TrainSet.teacher_stream`), never on un-augmented cached samples.
+Batches come from torch's DataLoader (edgedistill.distill.loader), built in `settings.workers` worker processes or
+in this one; augmentation (settings.augment) draws from a generator seeded by (seed, epoch, step) that nothing else
+consumes, so a batch is the same whoever builds it: a distilled student and its no-teacher twin with the same
+settings see identical batches, the worker count changes nothing, and with augmentation on the teacher runs on those
+same batches (`TrainSet.teacher_stream`), never on un-augmented cached samples.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from torch import nn
 
 from edgedistill import distributed as ddp
 from edgedistill.data.arrays import model_input
-from edgedistill.data.mapped import gather, in_mapping, release_pages, tracking
+from edgedistill.data.mapped import release_pages
 from edgedistill.data.augment import Augment, Mix
-from edgedistill.distill import resume
+from edgedistill.distill import loader, resume
+from edgedistill.distill.loader import rows_of as _rows
 from edgedistill.distill.losses import distillation_objective
 from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
 from edgedistill.distill.schedule import eval_interval
@@ -59,13 +62,14 @@ class TrainSettings:
     augment: Augment = Augment()
     steps: int | None = None
     eval_every: int | None = None
+    workers: int = 0  # DataLoader worker processes building batches (0: this process); changes no result
 
     @classmethod
-    def of(cls, train, augment: Augment) -> "TrainSettings":
+    def of(cls, train, augment: Augment, workers: int = 0) -> "TrainSettings":
         """From a resolved config's `train` section (edgedistill.config.TrainConfig, after schedule.resolve_config)
         and the run's augmentation; the section's keys that are not fit()'s (threads, min_steps) are left out."""
         mine = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in train.model_dump().items() if k in mine}, augment=augment)
+        return cls(**{k: v for k, v in train.model_dump().items() if k in mine}, augment=augment, workers=workers)
 
 
 def steps_per_epoch(settings: TrainSettings, n: int) -> int:
@@ -163,7 +167,10 @@ class FitResult:
     history: list[EpochRecord] = field(default_factory=list)
     seconds: float = 0.0
     samples_per_s: float = 0.0
-    data_s: float = 0.0  # of `seconds`: assembling batches (indexing, decoding to float, augmentation)
+    data_s: float = 0.0  # of `seconds`: waiting for batches (indexing, decoding to float, augmentation in this
+    # process; with workers, only the time the step waited for the next batch)
+    workers: int = 0  # DataLoader worker processes that built the batches
+    samples_read: int = 0  # samples this process read to build its batches (this call; its shard of each batch)
     resumed_from_epoch: int = 0
     best_step: int = 0
     steps: int = 0
@@ -269,19 +276,6 @@ def feature_terms(model: nn.Module, data: TrainSet, objective: Objective):
     return TextFeatureTerms(model, data.x[:2], data.text_features, objective.features)
 
 
-def augment_seed(seed: int, epoch: int) -> int:
-    """The augmentation generator's seed for one epoch (independent of everything the loss touches)."""
-    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63)
-
-
-def _rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """x[idx]; samples memory-mapped from a file are read with pread (edgedistill.data.mapped.gather): the same
-    values and strides, without faulting the file's pages into the resident set."""
-    if tracking() and x.device.type == "cpu" and not x.requires_grad and in_mapping(arr := x.numpy()):
-        return torch.from_numpy(gather(arr, idx.numpy()))
-    return x[idx]
-
-
 def batch_at(data: TrainSet, idx: torch.Tensor, aug: Augment,
              aug_gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None, Mix | None]:
     """One training batch (float32, or token ids): augmented inputs, their labels and what mixup did (None without
@@ -351,7 +345,7 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
                        eval_every=every)
     start = (copy.deepcopy(model.state_dict()), val_accuracy(model, val_x, val_y)) if score_start else None
     key = resume.fingerprint(settings, objective, data, model) if checkpoint is not None else ""
-    pos = resume.Position(0, gen.get_state(), None)
+    pos = resume.Position(0, gen.get_state())
     state = resume.load(checkpoint, key) if checkpoint is not None else None
     if state is not None:
         pos = _restore(state, model, step_fn, sched, result)
@@ -359,36 +353,38 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
     gen.set_state(pos.generator)
     done, trained, t_train = pos.step, 0, 0.0
     loss_sum, seen, t_seg = torch.zeros(()), 0, time.perf_counter()
+    order = loader.Order(gen, n, bs, per_epoch, pos.step, total)
+    shard = slice(ddp.rank(), None, ddp.world())
+    batches = iter(loader.loader(loader.Batches(data.x, data.y, settings.augment, settings.seed, shard), order,
+                                 settings.workers))
+    model.train()
     while done < total:
-        epoch, first = divmod(done, per_epoch)
-        at_epoch_start = gen.get_state()
+        t0 = time.perf_counter()
+        batch = next(batches)
+        step_fn.data_s += time.perf_counter() - t0
+        epoch, step = batch.epoch, batch.step
+        loss_sum += step_fn(batch, sched)
+        result.samples_read += batch.read
+        done, seen, trained = done + 1, seen + len(batch.idx), trained + len(batch.idx)
+        if progress:
+            progress(len(batch.idx), step_fn.last_loss, None)
+        if done % every and done < total:
+            continue
+        t_train += time.perf_counter() - t_seg
+        record = _evaluate(model, step_fn, val_x, val_y, epoch + 1, done, loss_sum, seen, t_seg)
+        result.history.append(record)
+        if record.val_acc > result.best_val_acc:
+            result.best_val_acc, result.best_epoch, result.best_step = record.val_acc, epoch + 1, done
+            result.best_state = copy.deepcopy(model.state_dict())
+        if progress:
+            progress(0, record.train_loss, record.val_acc)
+        if checkpoint is not None and ddp.is_main():
+            ended = step + 1 == per_epoch  # the next step opens a new epoch: its shuffle is drawn from that state
+            _checkpoint(checkpoint, key, done, per_epoch, model, step_fn, sched, result,
+                        order.state_at(epoch + 1 if ended else epoch))
         model.train()
-        order = torch.randperm(n, generator=gen)
-        aug_gen = torch.Generator().manual_seed(augment_seed(settings.seed, epoch))
-        if first and pos.aug_generator is not None:
-            aug_gen.set_state(pos.aug_generator)  # resumed mid-epoch: the augmentation draws continue where they were
-        for step in range(first, min(per_epoch, first + total - done)):
-            idx = order[step * bs : (step + 1) * bs]
-            loss_sum += step_fn(idx, aug_gen, epoch, step, sched)
-            done, seen, trained = done + 1, seen + len(idx), trained + len(idx)
-            if progress:
-                progress(len(idx), step_fn.last_loss, None)
-            if done % every and done < total:
-                continue
-            t_train += time.perf_counter() - t_seg
-            record = _evaluate(model, step_fn, val_x, val_y, epoch + 1, done, loss_sum, seen, t_seg)
-            result.history.append(record)
-            if record.val_acc > result.best_val_acc:
-                result.best_val_acc, result.best_epoch, result.best_step = record.val_acc, epoch + 1, done
-                result.best_state = copy.deepcopy(model.state_dict())
-            if progress:
-                progress(0, record.train_loss, record.val_acc)
-            if checkpoint is not None and ddp.is_main():
-                ended = step + 1 == per_epoch  # the next step opens a new epoch: its shuffle is drawn from `gen` now
-                _checkpoint(checkpoint, key, done, per_epoch, model, step_fn, sched, result,
-                            gen.get_state() if ended else at_epoch_start, None if ended else aug_gen.get_state())
-            model.train()
-            loss_sum, seen, t_seg = torch.zeros(()), 0, time.perf_counter()
+        loss_sum, seen, t_seg = torch.zeros(()), 0, time.perf_counter()
+    del batches  # its workers exit
     step_fn.close()
     result.steps = done
     if result.history and keep_last_epoch(result.best_val_acc, result.history[-1].val_acc, len(val_y)):
@@ -397,12 +393,9 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
         result.best_epoch, result.best_step, result.best_val_acc = last.epoch, last.step, last.val_acc
     if start is not None and start[1] > result.best_val_acc:
         result.best_state, result.best_epoch, result.best_step, result.best_val_acc = start[0], 0, 0, start[1]
-    result.seconds, result.data_s = t_train, step_fn.data_s
+    result.seconds, result.data_s, result.workers = t_train, step_fn.data_s, settings.workers
     result.samples_per_s = trained / t_train if t_train > 0 else 0.0
     return result
-
-
-RELEASE_EVERY = 16  # steps between two releases of memory-mapped pages (edgedistill.data.mapped)
 
 
 class _Stepper:
@@ -430,18 +423,13 @@ class _Stepper:
         self.shard = slice(ddp.rank(), None, ddp.world())  # this rank's share of every global batch
         self.net = ddp.wrap(model)
         self.last_loss = 0.0
-        self.data_s = 0.0  # seconds spent assembling batches
+        self.data_s = 0.0  # seconds spent waiting for batches
 
-    def __call__(self, idx: torch.Tensor, aug_gen: torch.Generator, epoch: int, step: int, sched) -> torch.Tensor:
-        """Train on the global batch `idx`; returns the loss times this rank's batch size (detached)."""
+    def __call__(self, batch: loader.Batch, sched) -> torch.Tensor:
+        """Train on this rank's share of a global batch; returns the loss times its size (detached)."""
         data, objective, shard = self.data, self.objective, self.shard
-        t0 = time.perf_counter()
-        xb, yb, mix = batch_at(data, idx, self.settings.augment, aug_gen)  # the whole global batch, on every rank
-        if step % RELEASE_EVERY == 0:
-            release_pages()  # memory-mapped samples: the pages random batches touched leave the resident set
-        self.data_s += time.perf_counter() - t0
-        tb = _rows(self.teacher_logits, idx[shard]) if self.teacher_logits is not None else None
-        xb = xb[shard]
+        epoch, step, xb, yb, mix = batch.epoch, batch.step, batch.x, batch.y, batch.mix
+        tb = _rows(self.teacher_logits, batch.idx[shard]) if self.teacher_logits is not None else None
         if self.on_the_fly:
             members = data.teacher_stream.members(self.stream_key, epoch, step, self.per_epoch, xb)
             tb = combine(members, data.ensemble, objective.temperature)
@@ -482,11 +470,11 @@ def _evaluate(model: nn.Module, step_fn: _Stepper, val_x, val_y, epoch: int, don
 
 
 def _checkpoint(path: Path, key: str, done: int, per_epoch: int, model: nn.Module, step_fn: _Stepper, sched,
-                result: FitResult, generator: torch.Tensor, aug_generator: torch.Tensor | None) -> None:
+                result: FitResult, generator: torch.Tensor) -> None:
     resume.save_atomic({
         "fingerprint": key, "step": done, "epoch": done // per_epoch, "model": model.state_dict(),
         "optimizer": step_fn.opt.state_dict(), "scheduler": sched.state_dict(), "generator": generator,
-        "aug_generator": aug_generator, "best_state": result.best_state, "best_epoch": result.best_epoch,
+        "best_state": result.best_state, "best_epoch": result.best_epoch,
         "best_step": result.best_step, "best_val_acc": result.best_val_acc,
         "history": [asdict(h) for h in result.history],
         "heads": step_fn.features.heads.state_dict() if step_fn.features else {},
@@ -525,5 +513,5 @@ def _restore(state: dict, model: nn.Module, step_fn: _Stepper, sched, result: Fi
     result.best_state, result.best_epoch = state["best_state"], state["best_epoch"]
     result.best_step, result.best_val_acc = state["best_step"], state["best_val_acc"]
     result.history = [EpochRecord(**h) for h in state["history"]]
-    return resume.Position(int(state["step"]), state["generator"], state.get("aug_generator"))
+    return resume.Position(int(state["step"]), state["generator"])
 

@@ -23,6 +23,7 @@ from edgedistill.config import DistillConfig
 from edgedistill.data.mapped import release_pages
 from edgedistill.distill import datafree
 from edgedistill.distill.datafree import parse_synthetic
+from edgedistill.distill.loader import workers_for
 from edgedistill.distill.schedule import recorded_config, resolve_config
 from edgedistill.distill.trainer import TrainSettings
 from edgedistill.errors import EdgeDistillError
@@ -164,6 +165,7 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
 
     with bars(show_progress and ddp.is_main()) as ui:
         outs = teacher_outputs(config, inputs.teachers, s, ev, cache, settings.augment.enabled, ui)
+        settings = replace(settings, workers=workers_for(config.data.workers, outs.data.x))
         timings["teacher_logits_s"] = outs.seconds
         release_pages()  # between stages: pages of memory-mapped data the last stage read (data.mapped)
         tuned = choose_objective(config, outs.data, ev, settings, make_student, ui, run.checkpoints)
@@ -182,6 +184,8 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
                                   s.num_classes,
                                   run.work, ui, qat_rounding(config.quant.rounding, target))
     replicas = _replica_digests(trained.student, trained.twin, int8)
+    samples_read = ddp.gather_objects(trained.result.samples_read)  # each rank's, for the distilled student
+    restarts = ddp.gather_objects(ddp.restart_count())  # torchrun counts restarts per node (distributed.py)
     if not ddp.is_main():
         return Trained8({}, int8, config)
     ckpt = StudentCheckpoint(arch, s.input_shape, s.num_classes, s.class_names, s.normalizer,
@@ -207,7 +211,9 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
     metrics.update(distributed={"world_size": ddp.world(), "replica_weight_sha256": replicas,
                                 "replicas_identical": all(r == replicas[0] for r in replicas),
                                 "global_batch": settings.batch_size,
-                                "per_rank_batch": -(-settings.batch_size // ddp.world())})
+                                "per_rank_batch": -(-settings.batch_size // ddp.world()),
+                                "samples_read_per_rank": samples_read,  # training rows each rank read (its shard)
+                                "restart_count_per_rank": restarts})
     return Trained8(metrics, int8, config)
 
 

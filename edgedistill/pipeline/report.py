@@ -45,6 +45,7 @@ def run_summary(model, res: FitResult, ev: EvalTensors) -> dict:
         "resumed_from_step": res.resumed_from_step,
         "samples_per_s": res.samples_per_s,
         "data_share": res.data_s / res.seconds if res.seconds > 0 else None,  # batch assembly's share of step time
+        "workers": res.workers,  # DataLoader worker processes that built the batches (0: the training process)
         "history": [asdict(h) for h in res.history],
     }
 

@@ -4,7 +4,8 @@ process's peak memory (report.json's `cost`, from metrics.json's `timings` and t
 Figures are this machine's: wall-clock seconds (time.perf_counter), samples per second of the float distillation
 (training steps only, evaluation excluded), `data_share` the fraction of those training seconds spent assembling
 batches (indexing the data, decoding stored uint8 / memory-mapped samples to float, augmentation; the teacher's
-forward pass and the student's step are the rest), and peak resident memory of the whole process in bytes (Linux
+forward pass and the student's step are the rest; with DataLoader workers, `workers`, only the time a step waited
+for its batch), and peak resident memory of the whole process in bytes (Linux
 VmHWM), read when the run finished."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ STAGES = {("timings", "teacher_logits_s"): "teacher outputs", ("timings", "tune_
 
 
 def run_cost(metrics: dict) -> dict:
-    """`cost` of report.json: {total_s, stages: {name: s}, rest_s, samples_per_s, data_share, peak_rss_bytes} (None
+    """`cost` of report.json: {total_s, stages: {name: s}, rest_s, samples_per_s, data_share, workers, peak_rss_bytes} (None
     where the run did not record a figure). `rest_s`: the wall time no stage accounts for (reading and splitting the
     data, the input checks, writing files), total_s minus the stages; None when they do not fit in the total."""
     t = metrics.get("timings") or {}
@@ -28,6 +29,7 @@ def run_cost(metrics: dict) -> dict:
     rest = total - sum(stages.values()) if isinstance(total, (int, float)) else None
     return {"total_s": total, "stages": stages, "rest_s": rest if rest is not None and rest >= 0 else None,
             "samples_per_s": student.get("samples_per_s"), "data_share": student.get("data_share"),
+            "workers": student.get("workers"),
             "peak_rss_bytes": t.get("peak_rss_bytes")}
 
 
@@ -42,7 +44,8 @@ def run_cost_lines(cost: dict | None) -> list[str]:
             parts += f"; reading data, checks and writing files {cost['rest_s']:,.0f} s"
         out.append(f"- wall time: {cost['total_s']:,.0f} s" + (f" ({parts})" if parts else ""))
     if cost.get("samples_per_s"):
-        share = (f"; assembling batches took {cost['data_share']:.0%} of the training time"
+        by = f" ({cost['workers']} DataLoader workers: the time steps waited for them)" if cost.get("workers") else ""
+        share = (f"; assembling batches took {cost['data_share']:.0%} of the training time{by}"
                  if cost.get("data_share") is not None else "")
         out.append(f"- float distillation: {cost['samples_per_s']:,.0f} samples/s{share}")
     if cost.get("peak_rss_bytes"):

@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from edgedistill.data.augment import DRAWS
 from edgedistill.teachers.cache import array_digest
 
 
@@ -47,7 +48,7 @@ class TeacherStream:
         if ref is None or ref[0] is not x:
             ref = (x, array_digest(x.numpy()))
             self._digests[id(x)] = ref
-        blob = f"{self.identity}|{ref[1]}|{seed}|{batch_size}|{augment!r}"
+        blob = f"{self.identity}|{ref[1]}|{seed}|{batch_size}|{augment!r}|{DRAWS}"
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
     def members(self, key: str, epoch: int, step: int, steps: int, xb: torch.Tensor) -> torch.Tensor:

@@ -159,7 +159,7 @@ def test_the_twin_of_a_step_budget_takes_the_same_steps():
 @pytest.mark.parametrize("twin_with_shift", [False, True])
 def test_a_run_killed_mid_epoch_resumes_from_its_evaluation_point_exactly(tmp_path, twin_with_shift):
     """Checkpoints are written at every evaluation point, mid-epoch ones included: the data order is drawn again
-    from the epoch's generator state and (with augmentation) the augmentation generator continues where it was."""
+    from the epoch's generator state and (with augmentation) every batch redraws its view from its (seed, epoch, step)."""
     from edgedistill.data.augment import Augment
 
     data, vx, vy, m0 = _setup()
