@@ -172,6 +172,25 @@ def test_bad_budget_string(tmp_path):
     assert r.exit_code == 2 and "Unknown unit" in r.output  # 2: an input error, not a FAIL
 
 
+def test_a_tokens_per_second_budget_on_a_classifier_is_refused_before_training(tmp_path):
+    """It used to train, then fail the gate on a figure a classifier never has."""
+    out = tmp_path / "x"
+    r = CliRunner().invoke(main, [*ARGS, "--out", str(out), "--budget", "tokens_per_s=100"])
+    assert r.exit_code == 2 and "tokens_per_s=100" in r.output and "causal" in r.output, r.output
+    assert not out.exists() and not (tmp_path / "x.partial").exists()
+
+
+def test_int16_for_an_op_the_student_lacks_is_refused_before_training(tmp_path):
+    """A CNN has no LayerNorm: refused before the teacher pass and the float training (it came after them)."""
+    cfg = tmp_path / "q16.toml"
+    cfg.write_text('[quant]\nint16 = ["layernorm"]\n')
+    out = tmp_path / "x"
+    r = CliRunner().invoke(main, ["distill", "--data", "builtin:digits", "--qat", "--epochs", "1", "--threads", "1",
+                                  "--config", str(cfg), "--out", str(out), "-q"])
+    assert r.exit_code != 0 and "quant.int16" in r.output and "Traceback" not in r.output, r.output
+    assert not out.exists() and not list(tmp_path.glob("x.partial/checkpoints/*.pt"))
+
+
 @pytest.mark.slow
 def test_sigint_then_resume_gives_the_same_artifacts(tmp_path, built):
     out = tmp_path / "b"

@@ -227,7 +227,9 @@ def tune(make_model: Callable[[], nn.Module], data: TrainSet, val_x: torch.Tenso
     if maturity < MIN_MATURITY:
         why = (f"the trials are too short to rank: the reference reached {done[ref][0].val_acc:.1f} % where chance is "
                f"{chance:.1f} % (maturity {maturity:.2f} < {MIN_MATURITY:g}), so the other trials were not run and "
-               "the reference is kept; --tune-epochs N lengthens them, -T / --alpha fix the objective")
+               "the reference is kept; longer trials (distill --tune-epochs N, or kd.tune_epochs in a --config file for "
+               "build) rank them, and a fixed objective (distill -T / --alpha, or kd.temperature / kd.alpha) skips "
+               "the search")
         return TuneResult(kd_objs[ref], [done[ref][0]], float("nan"), Decision(0, 0, 0.0, 0.0), len(folds) - 1,
                           scored_on, settings.epochs, settings.steps, skipped=why)
     results = [done[i] if i == ref else run(o) for i, o in enumerate(kd_objs)]

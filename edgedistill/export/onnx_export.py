@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgedistill import interrupt
 from edgedistill.export.artifact import Artifact, TensorSpec, finish, sample_input
 from edgedistill.optional import require
 from edgedistill.quantize.arithmetic import LUT_TABLES
@@ -37,11 +38,16 @@ def export_onnx_float(model: nn.Module, input_shape: tuple[int, ...], path: Path
     require("onnx")
     x = sample_input(model, input_shape)
     tmp = path.with_name(path.name + ".tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (x,), str(tmp), input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
-                          dynamo=False)
+    # the TorchScript exporter calls Python from C++: a KeyboardInterrupt raised there can abort the process
+    try:
+        with interrupt.deferred("the ONNX exporter"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model.eval(), (x,), str(tmp), input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
+                              dynamo=False)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     size, digest = finish(tmp, path)
     out_shape = [int(d) for d in model(x).shape[1:]]  # K for a classifier, L×V for a causal LM
     return Artifact(name, "onnx", "float32", path, size, digest, TensorSpec([-1, *input_shape], str(x.dtype)[6:]),

@@ -62,6 +62,11 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
     ddp.init_from_env()
     target = load_target(config.target)
     budget = Budget.for_target(target, Budget.parse(budget_text or ""))
+    if budget.min_tokens_per_s is not None:
+        raise ConfigError(f"--budget tokens_per_s={budget.min_tokens_per_s:g} limits the generated tokens per second "
+                          "of a causal language model, and this build is a classifier (its teacher is not a causal "
+                          "LM): give it a latency= limit instead, or build with a causal-LM teacher "
+                          "(--task causal-lm).")
     _refuse_other_data(Path(config.out), config.data.source)
     with RunDir(Path(config.out), overwrite=True) as run:
         inputs = read_inputs(config)

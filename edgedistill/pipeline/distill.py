@@ -32,7 +32,7 @@ from edgedistill.pipeline.inputs import (EvalTensors, Inputs, check_student, fit
                                          student_arch)
 from edgedistill.pipeline.int8 import Int8Outcome, qat_below_ptq_warning, qat_rounding, run_int8_stage
 from edgedistill.pipeline.measure import Measured, measure_build
-from edgedistill.pipeline.report import distill_metrics, report_document, write_report
+from edgedistill.pipeline.report import distill_metrics, int8_gain_warning, report_document, write_report
 from edgedistill.pipeline.rundir import RunDir
 from edgedistill.pipeline.teacher_outputs import teacher_outputs
 from edgedistill.pipeline.train import train_students
@@ -163,6 +163,12 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
         torch.manual_seed(settings.seed + k)  # k > 0: mutual-learning peers; peer 0 starts where the twin starts
         return build_student(arch, s.input_shape, s.num_classes, s.normalizer, s.vocab_size)
 
+    if config.quant.int16:  # a kind the student lacks is refused now, not after the teacher pass and training
+        from edgedistill.quantize.graph import to_quant_student
+
+        with torch.random.fork_rng():
+            to_quant_student(make_student(), int16=tuple(config.quant.int16))
+
     with bars(show_progress and ddp.is_main()) as ui:
         outs = teacher_outputs(config, inputs.teachers, s, ev, cache, settings.augment.enabled, ui)
         settings = replace(settings, workers=workers_for(config.data.workers, outs.data.x))
@@ -200,6 +206,8 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
     metrics = distill_metrics(config, inputs, arch, ev, outs.test_members, tuned, trained, cache, timings)
     metrics.update(int8=None if int8 is None else int8.metrics, data_free=data_free, scheme=trained.scheme)
     if warning := qat_below_ptq_warning(metrics["int8"]):
+        metrics["warnings"].append(warning)
+    if warning := int8_gain_warning(metrics["int8"]):  # the float student may win while the deployed one loses
         metrics["warnings"].append(warning)
     if warning := formats_warning(target, config.quant.formats):
         metrics["warnings"].append(warning)

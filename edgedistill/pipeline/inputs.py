@@ -7,6 +7,7 @@ the scheme's needs are met, and (with --qat) the student is expressible in int8.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -26,6 +27,14 @@ from edgedistill.pipeline.checks import check_feature_terms, check_teacher_fits
 from edgedistill.pipeline.text_inputs import encode_text
 from edgedistill.students import StudentArch, build_student
 from edgedistill.teachers import Teacher, TeacherSpec, load_teacher
+
+
+def _read_only_tensor(a: np.ndarray) -> torch.Tensor:
+    """A tensor over `a` without a copy. A memory-mapped split is read-only; these tensors are only ever read, so
+    torch's warning about a non-writable array is noise to the user (it printed on every x.npy folder run)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(a))
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ class EvalTensors:
 
     @classmethod
     def of(cls, s: DataSplits, seed: int = 0, cap: int = VAL_SCORED_MAX) -> "EvalTensors":
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        t = _read_only_tensor
         pick = scored_subset(len(s.val), seed, cap)
         val = s.val if pick is None else s.val.take(pick)
         scored = {"samples": len(val), "of": len(s.val), "cap": cap, "seed": seed, "subset": pick is not None}

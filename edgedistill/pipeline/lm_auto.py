@@ -36,6 +36,7 @@ from edgedistill.distill.lm_trainer import fit_lm, lm_logits
 from edgedistill.lm_metrics import paired_perplexity_gain, token_scores
 from edgedistill.pipeline.lm_inputs import LMInputs
 from edgedistill.pipeline.lm_train import make_decoder, objective_of, settings_of, tensors
+from edgedistill.progress import VAL_PERPLEXITY
 
 TRIAL_FRACTION = 0.2
 COSINE_WEIGHT = 1.0
@@ -112,7 +113,7 @@ def choose_lm_objective(config: DistillConfig, inputs: LMInputs, top: TopKLogits
         term = None if c.cosine is None else HiddenCosine(hidden, inputs.arch.width, c.cosine, base.seed + 11)
         ids, targets = tensors(windows)
         model = make_decoder(inputs, base.seed)
-        bar = ui.task(f"loss choice: {c.name} ({steps} steps)", steps * settings.batch_size)
+        bar = ui.task(f"loss choice: {c.name} ({steps} steps)", steps * settings.batch_size, VAL_PERPLEXITY)
         res = fit_lm(model, ids, targets, teacher, val_ids, val_targets, objective.temperature, objective.alpha,
                      settings, progress=lambda k, loss, val: bar(k, loss, val), hidden=term)
         scores.append(token_scores(lm_logits(model, val_ids).numpy(), s.val.targets, s.val.doc))

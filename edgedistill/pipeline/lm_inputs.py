@@ -22,6 +22,7 @@ from edgedistill.students import StudentArch
 from edgedistill.teachers.causal_lm import CausalLMTeacher, is_causal_lm_folder
 
 DEFAULT_CONTEXT = 64  # tokens a window: a keyboard's or a command line's context
+SEQ_KD_PER_WINDOW = 10  # --seq-kd N: at most this many teacher continuations per training window
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ def read_lm_inputs(config: DistillConfig) -> LMInputs:
         ("--transfer", config.data.transfer is not None), ("--max-train / --max-test", config.data.max_train or
                                                            config.data.max_test),
         (f"--scheme {config.kd.scheme}", config.kd.scheme != "offline"),
-        (f"--loss {config.kd.loss}", config.kd.loss not in ("kd", "auto")), ("torchrun", requested())) if given]
+        (f"--loss {config.kd.loss}", config.kd.loss not in ("kd", "auto")), ("torchrun", requested()),
+        (f"quant.int16 = {list(config.quant.int16)}", bool(config.quant.int16))) if given]
     if unsupported:
         raise ConfigError(f"--task causal-lm does not support {', '.join(unsupported)} yet: it distills one teacher "
                           "offline with token-level KD (--temperature, --alpha, --top-k; --feature loss=cosine) on "
@@ -106,4 +108,10 @@ def read_lm_inputs(config: DistillConfig) -> LMInputs:
         if splits.split(name).tokens == 0:
             raise DataError(f"{docs.source}: the {name} split has no token to predict (its documents are shorter "
                             "than two tokens). Give longer documents, or more of them.")
+    most = SEQ_KD_PER_WINDOW * len(splits.train)
+    if config.kd.seq_kd and config.kd.seq_kd > most:
+        raise ConfigError(f"--seq-kd {config.kd.seq_kd}: the teacher would generate {config.kd.seq_kd:,} windows "
+                          f"({config.kd.seq_kd * context:,} greedy steps) for {len(splits.train):,} training windows; "
+                          f"at most {SEQ_KD_PER_WINDOW} per training window ({most:,} here) are accepted. Give a "
+                          "smaller N, or more training text.")
     return LMInputs(teacher, docs, tokenizer, splits, arch)

@@ -76,16 +76,25 @@ def _tuning(config: DistillConfig, tuned: Tuned) -> dict | None:
             **tuned.search.summary()}
 
 
-def _gain_warning(student_acc: float, twin_acc: float, test: dict) -> str:
+def _gain_warning(student_acc: float, twin_acc: float, test: dict, form: str = "") -> str:
     """One paragraph when the distilled student scores below its no-teacher twin: "LOST" only when the paired test
-    says the difference is beyond the test split's noise; within it, the figures and "may be chance"."""
-    gap = (f"the no-teacher twin by {twin_acc - student_acc:.2f} points on the test split ({student_acc:.2f}% vs "
-           f"{twin_acc:.2f}%; {gain_text(test)})")
+    says the difference is beyond the test split's noise; within it, the figures and "may be chance". `form`:
+    "" (float) or " (int8)", both models in that form."""
+    gap = (f"the no-teacher twin{form} by {twin_acc - student_acc:.2f} points on the test split ({student_acc:.2f}% "
+           f"vs {twin_acc:.2f}%; {gain_text(test)})")
     if test.get("within_noise"):
-        return (f"The distilled student trails {gap}. The test split cannot tell the two apart, so this may be "
+        return (f"The distilled student{form} trails {gap}. The test split cannot tell the two apart, so this may be "
                 "chance; if it repeats, try more epochs, another temperature/alpha, or a stronger teacher.")
-    return (f"Distillation LOST to {gap}. The teacher is not helping this student at this budget: try more epochs, "
-            "another temperature/alpha, or a stronger teacher.")
+    return (f"Distillation{form} LOST to {gap}. The teacher is not helping this student at this budget: try more "
+            "epochs, another temperature/alpha, or a stronger teacher.")
+
+
+def int8_gain_warning(int8: dict | None) -> str | None:
+    """The same paragraph for the deployed int8 student against the twin's int8 (QAT) form, when it scores below."""
+    if not int8 or int8.get("gain_vs_baseline_int8") is None or int8["gain_vs_baseline_int8"] >= 0:
+        return None
+    return _gain_warning(int8["qat_test_acc"], int8["baseline_qat_test_acc"], int8["gain_vs_baseline_int8_test"],
+                         " (int8)")
 
 
 def distill_metrics(config: DistillConfig, inputs: Inputs, arch: StudentArch, ev: EvalTensors,

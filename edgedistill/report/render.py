@@ -60,7 +60,7 @@ def tuning_line(tu: dict) -> str:
     """The auto search in one sentence: its budget, what it chose and why (the best trial's lead and its noise)."""
     budget = (f"{tu['steps_per_trial']:,} optimizer steps" if tu.get("steps_per_trial")
               else f"{tu['epochs_per_trial']} epoch(s)")
-    head = (f"Auto search: {tu['n_trials']} trials of {budget} on at most "
+    head = (f"Auto search: {tu['n_trials']} trial{'s' * (tu['n_trials'] != 1)} of {budget} on at most "
             f"{tu['max_samples_per_trial']:,} samples, scored on "
             + (f"{tu['scored_on']:,} samples (validation + {tu['cv_folds']} held-out folds of the labelled transfer "
                "samples)" if tu.get("cv_folds") else "validation"))
@@ -268,7 +268,7 @@ def device_summary(d: dict | None) -> list[tuple[str, str]]:
     p90 = f"p90 {lat['p90']:.4f} ms, " if lat.get("p90") else ""
     out = [("Device", f"{d['runner']['url']} — {what}"),
            ("Runtime on device", f"{d['runtime']['name']} {d['runtime'].get('version') or ''}, "
-                                 f"{d['runtime']['threads']} threads"),
+                                 f"{d['runtime']['threads']} thread{'s' * (d['runtime']['threads'] != 1)}"),
            ("Latency on device (measured)", f"{p50}{p90}mean {lat['mean']:.4f} ms over {lat.get('runs')} runs; "
                                              f"load {d['load_ms']:.1f} ms")]
     if d.get("peak_rss_bytes"):

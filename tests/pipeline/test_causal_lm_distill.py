@@ -153,7 +153,7 @@ def test_task_detected_from_the_teachers_config(world, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["classifier-teacher", "too-short", "wrong-student", "unsupported-scheme",
-                                  "one-token-window"])
+                                  "one-token-window", "int16", "seq-kd-too-many"])
 def test_bad_input_is_one_paragraph_and_writes_nothing(world, tmp_path, case):
     teacher, data, extra = world["teacher"], world["corpus"], []
     if case == "classifier-teacher":
@@ -165,6 +165,12 @@ def test_bad_input_is_one_paragraph_and_writes_nothing(world, tmp_path, case):
         extra = ["--student", "textcnn"]
     elif case == "one-token-window":
         extra = ["--max-length", "1"]  # after ARGS' 16: the last one counts
+    elif case == "int16":  # the decoder has LayerNorms, but the LM chain has no 16x8 path: never silently int8
+        cfg = tmp_path / "q16.toml"
+        cfg.write_text('[quant]\nint16 = ["layernorm"]\n')
+        extra = ["--config", str(cfg)]
+    elif case == "seq-kd-too-many":  # a million greedy continuations of a tiny corpus ran for minutes, unbounded
+        extra = ["--seq-kd", "1000000"]
     else:
         extra = ["--scheme", "mutual"]
     out = tmp_path / "out"
@@ -173,7 +179,8 @@ def test_bad_input_is_one_paragraph_and_writes_nothing(world, tmp_path, case):
     assert r.exit_code != 0
     assert "Traceback" not in r.output and r.output.strip().count("\n") == 0, r.output
     expected = {"classifier-teacher": "not one", "too-short": "document", "wrong-student": "decoder",
-                "unsupported-scheme": "--scheme mutual", "one-token-window": "--max-length 2 or more"}[case]
+                "unsupported-scheme": "--scheme mutual", "one-token-window": "--max-length 2 or more",
+                "int16": "quant.int16", "seq-kd-too-many": "at most 10 per training window"}[case]
     assert expected in r.output, r.output
     assert not out.exists() and not out.with_name("out.partial").exists()
 
