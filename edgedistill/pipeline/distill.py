@@ -153,7 +153,8 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
     config, schedule = resolve_config(config, len(s.transfer))  # the training budget, sized to the data
     # auto mixup (arrays; mixing token ids means nothing, so text trains on its samples as they are)
     byte_tokens = s.text is not None and s.text.tokenizer.name == "bytes"
-    labelled = float(np.mean(np.asarray(s.transfer.y) >= 0)) if len(s.transfer) else 0.0
+    y = s.transfer.y  # None for a synthesized (data-free) transfer set
+    labelled = float(np.mean(np.asarray(y) >= 0)) if y is not None and len(s.transfer) else 0.0
     config = config.model_copy(update={"augment": config.augment.resolved(
         len(s.transfer), text=s.text is not None, byte_tokens=byte_tokens, labelled_fraction=labelled)})
     ev = EvalTensors.of(s, config.data.seed)
