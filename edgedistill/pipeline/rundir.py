@@ -121,6 +121,7 @@ class RunDir:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode())
         self._fd = fd
+        _HELD.add(fd)
 
     def _probe(self) -> None:
         try:
@@ -147,8 +148,27 @@ class RunDir:
         try:
             self.lock_path.unlink(missing_ok=True)
         finally:
+            _HELD.discard(self._fd)
             os.close(self._fd)  # closing drops the flock
             self._fd = None
+
+
+# Lock descriptors this process holds. A forked child (a DataLoader worker) inherits them, and a flock lasts while
+# any copy is open: a run killed with SIGKILL stayed "in use by a run that is still alive" until its orphaned workers
+# noticed and exited, seconds later. Children close their copies at once; the lock is the parent's alone.
+_HELD: set[int] = set()
+
+
+def _drop_inherited_locks() -> None:
+    for fd in _HELD:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 def _same_file(fd: int, path: Path) -> bool:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -98,3 +99,31 @@ def test_the_lock_names_pid_and_host_while_held(tmp_path):
         text = out.with_name("o.lock").read_text()
         assert f"pid {os.getpid()} on host " in text
     assert not out.with_name("o.lock").exists()
+
+
+
+def test_a_forked_child_does_not_keep_the_lock_of_a_killed_parent(tmp_path):
+    """DataLoader workers are forked: they used to inherit the lock's descriptor, so after a SIGKILL of the run the
+    directory stayed locked until the orphaned workers exited, and the resuming command was refused as 'still
+    alive'. Here the run forks a child that outlives it; the directory is free as soon as the run is killed."""
+    code = textwrap.dedent(f"""
+        import os, sys, time
+        from edgedistill.pipeline.rundir import RunDir
+        run = RunDir({str(tmp_path / "run")!r}).__enter__()
+        run.create()
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        with RunDir(tmp_path / "run") as again:  # RunDirBusy while the orphan held an inherited copy
+            again.create()
+    finally:
+        proc.kill()
+        subprocess.run(["pkill", "-f", str(tmp_path / "run")], check=False)
