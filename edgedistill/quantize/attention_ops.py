@@ -158,6 +158,17 @@ class Attention(GraphOp):
         return self.out(ctx.transpose(1, 2).reshape(n, length, dim))
 
 
+def layernorm_affine(name: str, m: nn.LayerNorm) -> tuple[float, Constant, Constant]:
+    """(eps, γ, β) of an nn.LayerNorm over its last dimension, γ / β as int8 constants (ones / zeros when the module
+    has none). Raises ValueError for a LayerNorm over more than one dimension."""
+    if len(m.normalized_shape) != 1:
+        raise ValueError("LayerNorm over one (the last) dimension only")
+    width = m.normalized_shape[0]
+    gamma = Constant(f"{name}.weight", m.weight if m.weight is not None else torch.ones(width))
+    beta = Constant(f"{name}.bias", m.bias if m.bias is not None else torch.zeros(width))
+    return float(m.eps), gamma, beta
+
+
 class LayerNorm(GraphOp):
     """nn.LayerNorm over the last dimension as the converter's int8 kernels (module doc): each step an int8 op of
     quantize/ops.py with its runtime arithmetic."""
@@ -166,12 +177,7 @@ class LayerNorm(GraphOp):
 
     def __init__(self, name: str, m: nn.LayerNorm) -> None:
         super().__init__(name)
-        if len(m.normalized_shape) != 1:
-            raise ValueError("LayerNorm over one (the last) dimension only")
-        width = m.normalized_shape[0]
-        self.eps = float(m.eps)
-        self.gamma = Constant(f"{name}.weight", m.weight if m.weight is not None else torch.ones(width))
-        self.beta = Constant(f"{name}.bias", m.bias if m.bias is not None else torch.zeros(width))
+        self.eps, self.gamma, self.beta = layernorm_affine(name, m)
         self.mu, self.var = Mean(f"{name}.mean", (-1,), True), Mean(f"{name}.variance", (-1,), True)
         self.diff, self.square = Binary(f"{name}.centre", "sub"), Binary(f"{name}.square", "mul")
         self.rsqrt = Activation(f"{name}.rsqrt", "rsqrt")

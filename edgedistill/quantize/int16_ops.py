@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgedistill.quantize.attention_ops import Constant
+from edgedistill.quantize.attention_ops import layernorm_affine
 from edgedistill.quantize.fake import ActQuant
 from edgedistill.quantize.mcu import mean_tflm, requantize_codes
 from edgedistill.quantize.ops import Binary, GraphOp
@@ -170,12 +170,7 @@ class LayerNorm16(GraphOp):
 
     def __init__(self, name: str, m: nn.LayerNorm) -> None:
         super().__init__(name)
-        if len(m.normalized_shape) != 1:
-            raise ValueError("LayerNorm over one (the last) dimension only")
-        width = m.normalized_shape[0]
-        self.eps = float(m.eps)
-        self.gamma = Constant(f"{name}.weight", m.weight if m.weight is not None else torch.ones(width))
-        self.beta = Constant(f"{name}.bias", m.bias if m.bias is not None else torch.zeros(width))
+        self.eps, self.gamma, self.beta = layernorm_affine(name, m)
         self.widen = Widen(f"{name}.widen")
         self.mu, self.var = Op16(f"{name}.mean", "mean"), Op16(f"{name}.variance", "mean")
         self.diff, self.square = Op16(f"{name}.centre", "sub"), Op16(f"{name}.square", "mul")
