@@ -40,6 +40,7 @@ from edgedistill.distill.schedule import eval_interval
 from edgedistill.errors import EdgeDistillError
 from edgedistill.teachers.ensemble import combine
 from edgedistill.teachers.stream import TeacherStream
+from edgedistill.distill.topk_table import TopKTable
 
 
 class TrainingDiverged(EdgeDistillError):
@@ -120,12 +121,16 @@ class TrainSet:
     teacher_stream: TeacherStream | None = None
     teacher_module: nn.Module | None = None  # the (first) teacher's torch module, for feature terms
     text_features: Callable | None = None  # text: token ids -> the teacher's AlignedTextFeatures (text_knowledge)
+    teacher_topk: TopKTable | None = None  # instead of teacher_members: one teacher's top-k cache (cache_form.py)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
-    def teacher_logits(self, temperature: float) -> torch.Tensor | None:
-        """Effective teacher logits whose softmax at `temperature` is the ensemble's soft target."""
+    def teacher_logits(self, temperature: float) -> torch.Tensor | TopKTable | None:
+        """Effective teacher logits whose softmax at `temperature` is the ensemble's soft target, or the top-k
+        table (indexed like them; ConfigError if the rest's mass was not stored at `temperature`)."""
+        if self.teacher_topk is not None:
+            return self.teacher_topk.at(temperature)
         if self.teacher_members is None:
             return None
         return combine(self.teacher_members, self.ensemble, temperature)
@@ -138,8 +143,9 @@ class TrainSet:
 
     def subset(self, idx: torch.Tensor) -> "TrainSet":
         members = None if self.teacher_members is None else self.teacher_members[:, idx]
+        topk = None if self.teacher_topk is None else self.teacher_topk.subset(idx)
         return TrainSet(self.x[idx], None if self.y is None else self.y[idx], members, self.ensemble,
-                        self.teacher_stream, self.teacher_module, self.text_features)
+                        self.teacher_stream, self.teacher_module, self.text_features, topk)
 
 
 @dataclass
