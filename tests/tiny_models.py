@@ -28,3 +28,14 @@ class Recorder(torch.nn.Module):
         if self.training:
             self.seen.append(x.clone())
         return self.inner(x)
+
+
+def many_class_teacher(classes: int = 400, seed: int = 0) -> nn.Module:
+    """A linear teacher over 1×8×8 uint8-range inputs with `classes` outputs (a many-class cache:
+    teachers/cache_form.py): logits = 6 · W (x − 128) / 64 + b, W ~ U(±1/8) as nn.Linear draws it."""
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(64, classes))
+    with torch.no_grad():
+        m[1].weight.mul_(6.0 / 64.0)
+        m[1].bias.sub_(128.0 * m[1].weight.sum(1))
+    return m.eval()

@@ -39,7 +39,10 @@ MAPPED_WORKERS = 2  # the most workers "auto" gives memory-mapped samples
 
 def rows_of(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """x[idx]; samples memory-mapped from a file are read with pread (edgedistill.data.mapped.gather): the same
-    values and strides, without faulting the file's pages into the resident set."""
+    values and strides, without faulting the file's pages into the resident set. A table that is not a tensor (a
+    top-k teacher cache, teachers/topk_table.py) reads its own rows."""
+    if not isinstance(x, torch.Tensor):
+        return x[idx]
     if tracking() and x.device.type == "cpu" and not x.requires_grad and in_mapping(arr := x.numpy()):
         return torch.from_numpy(gather(arr, idx.numpy()))
     return x[idx]

@@ -11,9 +11,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from edgedistill.distill.lm_losses import TopKLogits, top_k_kd
 from edgedistill.registry import Registry
 
 SOFT_LOSSES: Registry = Registry("distillation loss")
+# the same losses from a top-k teacher cache (teachers/cache_form.py): teacher and student over the same k + 1 outcomes
+TOPK_SOFT_LOSSES: Registry = Registry("distillation loss from a top-k teacher cache")
 
 
 @SOFT_LOSSES.register("kd", "Hinton soft targets: KL(softmax(t/T) ‖ softmax(s/T)) · T²")
@@ -46,6 +49,27 @@ def logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temper
     Hinton's KD reduces to this in the high-temperature limit when logits are zero-mean per sample.
     """
     return F.mse_loss(student_logits, teacher_logits)
+
+
+@TOPK_SOFT_LOSSES.register("kd", "Hinton soft targets over the teacher's top k classes and the rest as one bucket")
+def top_k_hinton_kd(student_logits: torch.Tensor, teacher: TopKLogits, temperature: float,
+                    target: torch.Tensor | None = None) -> torch.Tensor:
+    """Hinton's KD (above) from a top-k teacher cache: both distributions coarsened to the same k + 1 outcomes,
+    the teacher's k classes and "any other class",
+
+        L = T² · (1/N) Σ_n KL(p̄_n ‖ q̄_n),   p̄ from the k logits and the stored log mass of the rest at T,
+                                              q̄ = softmax(s / T) with the rest's probabilities summed
+
+    (distill/lm_losses.top_k_kd). Normalising the student over all K classes against a teacher renormalised over its
+    k classes is the known top-k KD bug: it overstates every teacher probability by the rest's mass. With k = K this
+    is the full loss; with k < K a lower bound of it (merging outcomes cannot increase a KL divergence).
+    student_logits: float (N, K); teacher: TopKLogits of (N, k)."""
+    return top_k_kd(student_logits, teacher, temperature)
+
+
+def teacher_top1(teacher) -> torch.Tensor:
+    """The teacher's class per sample, int64 (N,), from dense logits (N, K) or a TopKLogits (largest first)."""
+    return teacher.indices[:, 0] if isinstance(teacher, TopKLogits) else teacher.argmax(1)
 
 
 DKD_ALPHA, DKD_BETA = 1.0, 8.0
@@ -119,14 +143,15 @@ def labeled_rows(labels: torch.Tensor) -> torch.Tensor:
     return labels >= 0 if labels.dim() == 1 else labels.sum(1) > 0
 
 
-def distillation_objective(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
+def distillation_objective(student_logits: torch.Tensor, teacher_logits: torch.Tensor | TopKLogits | None,
                            labels: torch.Tensor | None, loss: str, temperature: float, alpha: float) -> torch.Tensor:
     """alpha · soft + (1 − alpha) · hard. No teacher: hard labels only. No labels: soft term only (alpha = 1).
 
     Partly labelled batches (index -1, or an all-zero soft-label row after mixup): the soft term is averaged over
     every sample, the hard term over the labelled ones only, L = alpha · mean_all(soft) + (1 − alpha) ·
     mean_labelled(CE); a batch without any label contributes its soft term alone (no teacher: zero, with a graph).
-    Where a loss needs the true class (DKD), an unlabelled sample uses the teacher's argmax, as without labels."""
+    Where a loss needs the true class (DKD), an unlabelled sample uses the teacher's argmax, as without labels.
+    `teacher_logits` may be a batch of a top-k cache (TopKLogits): the soft term is then TOPK_SOFT_LOSSES[loss]."""
     known = None
     if labels is not None:
         known = labeled_rows(labels)
@@ -138,8 +163,9 @@ def distillation_objective(student_logits: torch.Tensor, teacher_logits: torch.T
         return _masked_ce(student_logits, labels, known)
     target = None if labels is None else (labels.argmax(1) if labels.dim() == 2 else labels)
     if target is not None and known is not None:
-        target = torch.where(known, target, teacher_logits.argmax(1))
-    soft = SOFT_LOSSES.get(loss)(student_logits, teacher_logits, temperature, target)
+        target = torch.where(known, target, teacher_top1(teacher_logits))
+    losses = TOPK_SOFT_LOSSES if isinstance(teacher_logits, TopKLogits) else SOFT_LOSSES
+    soft = losses.get(loss)(student_logits, teacher_logits, temperature, target)
     if labels is None or alpha >= 1.0:
         return soft
     hard = hard_label_ce(student_logits, labels) if known is None else _masked_ce(student_logits, labels, known)

@@ -34,6 +34,8 @@ def fingerprint(settings, objective, data, model: nn.Module) -> str:
         del obj["features"]
     arrays = [data.x, data.y, data.teacher_members]
     content = [None if a is None else array_digest(a.detach().cpu().numpy()) for a in arrays]
+    if data.teacher_topk is not None:  # a top-k teacher cache: its records and the temperatures of its tails
+        content.append([array_digest(data.teacher_topk.records), list(data.teacher_topk.temperatures)])
     stream = data.teacher_stream.identity if data.teacher_stream is not None else None
     shapes = [[k, list(v.shape)] for k, v in model.state_dict().items()]
     run = {k: v for k, v in asdict(settings).items() if k != "workers"}

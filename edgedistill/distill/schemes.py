@@ -74,9 +74,10 @@ def student_as_teacher(model: nn.Module, data: TrainSet, augmented: bool) -> Tra
         p.requires_grad_(False)
     if augmented:  # the previous generation runs on each augmented batch, like any teacher (function matching)
         stream = TeacherStream(lambda xb: frozen(xb).detach()[None], f"born-again|{weights_digest(frozen)}", None)
-        return replace(data, teacher_members=None, ensemble="arithmetic", teacher_stream=stream, teacher_module=None)
+        return replace(data, teacher_members=None, ensemble="arithmetic", teacher_stream=stream, teacher_module=None,
+                       teacher_topk=None)
     return replace(data, teacher_members=predict_logits(frozen, data.x)[None], ensemble="arithmetic",
-                   teacher_stream=None, teacher_module=None)
+                   teacher_stream=None, teacher_module=None, teacher_topk=None)
 
 
 def born_again(first: nn.Module, first_result: FitResult, train: Callable, make_model: Callable[[], nn.Module],

@@ -37,9 +37,11 @@ from edgedistill.distill.loader import rows_of as _rows
 from edgedistill.distill.losses import distillation_objective
 from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
 from edgedistill.distill.schedule import eval_interval
+from edgedistill.distill.weights_choice import MIN_LEAD_SAMPLES, keep_last_epoch  # noqa: F401 (re-exported)
 from edgedistill.errors import EdgeDistillError
 from edgedistill.teachers.ensemble import combine
 from edgedistill.teachers.stream import TeacherStream
+from edgedistill.distill.topk_table import TopKTable
 
 
 class TrainingDiverged(EdgeDistillError):
@@ -120,12 +122,16 @@ class TrainSet:
     teacher_stream: TeacherStream | None = None
     teacher_module: nn.Module | None = None  # the (first) teacher's torch module, for feature terms
     text_features: Callable | None = None  # text: token ids -> the teacher's AlignedTextFeatures (text_knowledge)
+    teacher_topk: TopKTable | None = None  # instead of teacher_members: one teacher's top-k cache (cache_form.py)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
-    def teacher_logits(self, temperature: float) -> torch.Tensor | None:
-        """Effective teacher logits whose softmax at `temperature` is the ensemble's soft target."""
+    def teacher_logits(self, temperature: float) -> torch.Tensor | TopKTable | None:
+        """Effective teacher logits whose softmax at `temperature` is the ensemble's soft target, or the top-k
+        table (indexed like them; ConfigError if the rest's mass was not stored at `temperature`)."""
+        if self.teacher_topk is not None:
+            return self.teacher_topk.at(temperature)
         if self.teacher_members is None:
             return None
         return combine(self.teacher_members, self.ensemble, temperature)
@@ -138,8 +144,9 @@ class TrainSet:
 
     def subset(self, idx: torch.Tensor) -> "TrainSet":
         members = None if self.teacher_members is None else self.teacher_members[:, idx]
+        topk = None if self.teacher_topk is None else self.teacher_topk.subset(idx)
         return TrainSet(self.x[idx], None if self.y is None else self.y[idx], members, self.ensemble,
-                        self.teacher_stream, self.teacher_module, self.text_features)
+                        self.teacher_stream, self.teacher_module, self.text_features, topk)
 
 
 @dataclass
@@ -479,28 +486,6 @@ def _checkpoint(path: Path, key: str, done: int, per_epoch: int, model: nn.Modul
         "history": [asdict(h) for h in result.history],
         "heads": step_fn.features.heads.state_dict() if step_fn.features else {},
     }, path)
-
-
-MIN_LEAD_SAMPLES = 6  # the fewest discordant samples McNemar's exact test can call significant: 2 · 0.5^6 = 0.031
-
-
-def keep_last_epoch(best_val_acc: float, last_val_acc: float, n_val: int) -> bool:
-    """Whether the final weights are kept instead of the best epoch's: when the best epoch's validation lead over the
-    last epoch is within the noise of the validation split. The lead must clear two bars: best above the upper end
-    of the last epoch's Wilson 95 % interval (edgedistill.stats), and at least MIN_LEAD_SAMPLES validation samples,
-    because the two epochs are scored on the same samples and a lead of k samples means at least k discordant pairs,
-    which McNemar's exact test cannot call significant at 5 % below k = 6 (p = 2 · 0.5^k). The second bar matters at
-    the top of the scale, where Wilson's interval is short: on a 40-sample split 40/40 is above the interval of
-    39/40, and on MNIST-1D with 400 labels (issue 20) a 500-epoch run kept epoch 92 for that one sample and lost
-    about 6 test points. On thousands of samples an earlier epoch that is clearly better is still kept."""
-    from edgedistill.stats import wilson_from_percent
-
-    if n_val <= 0 or last_val_acc >= best_val_acc:
-        return True
-    lead_samples = (best_val_acc - last_val_acc) / 100.0 * n_val
-    if lead_samples < MIN_LEAD_SAMPLES - 1e-6:
-        return True
-    return best_val_acc <= wilson_from_percent(last_val_acc, n_val).high
 
 
 def _restore(state: dict, model: nn.Module, step_fn: _Stepper, sched, result: FitResult) -> resume.Position:

@@ -206,6 +206,7 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
                        teacher_batches_reused=st.reused)
     metrics = distill_metrics(config, inputs, arch, ev, outs.test_members, tuned, trained, cache, timings)
     metrics.update(int8=None if int8 is None else int8.metrics, data_free=data_free, scheme=trained.scheme)
+    metrics["teacher_cache"]["form"] = outs.form  # every logit or the top k (teachers/cache_form.py), and why
     if warning := qat_below_ptq_warning(metrics["int8"]):
         metrics["warnings"].append(warning)
     if warning := int8_gain_warning(metrics["int8"]):  # the float student may win while the deployed one loses

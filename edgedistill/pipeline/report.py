@@ -26,7 +26,9 @@ from edgedistill.report.noise import correct, gain_text, paired_gain
 from edgedistill.report.per_class import confusion_matrix
 from edgedistill.sanity import student_not_smaller_warning, teacher_size
 from edgedistill.students import StudentArch, count_params
-from edgedistill.teachers import LogitCache, combine
+from edgedistill.pipeline.teacher_outputs import test_predictions
+from edgedistill.teachers import LogitCache
+from edgedistill.distill.topk_table import TopKTable
 
 SCHEMA_VERSION = 1
 
@@ -50,11 +52,15 @@ def run_summary(model, res: FitResult, ev: EvalTensors) -> dict:
     }
 
 
-def _teachers(config: DistillConfig, inputs: Inputs, members_te: torch.Tensor, y_te: torch.Tensor) -> list[dict]:
+def _teachers(config: DistillConfig, inputs: Inputs, each: list[torch.Tensor], y_te: torch.Tensor) -> list[dict]:
     return [{"name": t.name, "format": t.format, "runtime": t.runtime(), "path": spec.path, "params": t.num_params(),
              "output": t.contract.to_dict(), "files": [{"path": str(f), "sha256": d} for f, d in zip(t.files, t.digests())],
-             "test_acc": accuracy(members_te[i], y_te)}
+             "test_acc": _percent(each[i], y_te)}
             for i, (t, spec) in enumerate(zip(inputs.teachers, config.teachers))]
+
+
+def _percent(predicted: torch.Tensor, y: torch.Tensor) -> float:
+    return 100.0 * float((predicted == y).float().mean())
 
 
 def _training(config: DistillConfig) -> dict:
@@ -98,11 +104,12 @@ def int8_gain_warning(int8: dict | None) -> str | None:
 
 
 def distill_metrics(config: DistillConfig, inputs: Inputs, arch: StudentArch, ev: EvalTensors,
-                    members_te: torch.Tensor, tuned: Tuned, trained: Trained, cache: LogitCache,
+                    members_te: torch.Tensor | TopKTable, tuned: Tuned, trained: Trained, cache: LogitCache,
                     timings: dict) -> dict:
     """metrics.json's training part (int8, scheme, data-free and distributed sections are added by the caller's
     composition from their own stage results, before anything is written)."""
-    teachers = _teachers(config, inputs, members_te, ev.y_test)
+    each, combined = test_predictions(members_te, config.ensemble)
+    teachers = _teachers(config, inputs, each, ev.y_test)
     student = run_summary(trained.student, trained.result, ev)
     student.update(arch=arch.to_dict(), objective=asdict(tuned.objective))
     m = {
@@ -110,7 +117,7 @@ def distill_metrics(config: DistillConfig, inputs: Inputs, arch: StudentArch, ev
         "data": inputs.splits.summary(),
         "teachers": teachers,
         "teacher": {"ensemble": config.ensemble if len(teachers) > 1 else None,
-                    "test_acc": accuracy(combine(members_te, config.ensemble, 1.0), ev.y_test),
+                    "test_acc": _percent(combined, ev.y_test),
                     "params": sum(t["params"] or 0 for t in teachers) or None},
         "student": student,
         "baseline": None,
@@ -133,7 +140,7 @@ def distill_metrics(config: DistillConfig, inputs: Inputs, arch: StudentArch, ev
                                                m["gain_vs_baseline_test"]))
     k = inputs.splits.num_classes
     m["class_names"] = list(inputs.splits.class_names)
-    m["confusion"] = {"teacher": confusion_matrix(combine(members_te, config.ensemble, 1.0).argmax(1), ev.y_test, k),
+    m["confusion"] = {"teacher": confusion_matrix(combined, ev.y_test, k),
                       "distilled (float)": confusion_matrix(predict_logits(trained.student, ev.x_test).argmax(1),
                                                             ev.y_test, k)}
     if trained.twin is not None:

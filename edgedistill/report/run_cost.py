@@ -6,7 +6,8 @@ Figures are this machine's: wall-clock seconds (time.perf_counter), samples per 
 batches (indexing the data, decoding stored uint8 / memory-mapped samples to float, augmentation; the teacher's
 forward pass and the student's step are the rest; with DataLoader workers, `workers`, only the time a step waited
 for its batch), and peak resident memory of the whole process in bytes (Linux
-VmHWM), read when the run finished."""
+VmHWM), read when the run finished; the teacher cache's form (every logit, or the top k and the rest's mass) and
+bytes on disk."""
 
 from __future__ import annotations
 
@@ -30,7 +31,31 @@ def run_cost(metrics: dict) -> dict:
     return {"total_s": total, "stages": stages, "rest_s": rest if rest is not None and rest >= 0 else None,
             "samples_per_s": student.get("samples_per_s"), "data_share": student.get("data_share"),
             "workers": student.get("workers"),
-            "peak_rss_bytes": t.get("peak_rss_bytes")}
+            "peak_rss_bytes": t.get("peak_rss_bytes"), "teacher_cache": _cache(metrics.get("teacher_cache"))}
+
+
+def _cache(record: dict | None) -> dict | None:
+    """The teacher cache's form (teachers/cache_form.py) and its bytes on disk, from metrics.json's teacher_cache."""
+    if not record or not record.get("form"):
+        return None
+    form = record["form"]
+    return {"kind": form["kind"], "k": form.get("k"), "bytes": record.get("bytes"),
+            "bytes_per_sample": form.get("bytes_per_sample"), "full_bytes_per_sample": form.get("full_bytes_per_sample"),
+            "tail_mass": form.get("tail_mass"), "reason": form.get("reason")}
+
+
+def cache_line(cache: dict | None) -> list[str]:
+    """One Markdown line: the teacher cache's form, its size and, for top-k, the teacher's mass outside the k."""
+    if not cache:
+        return []
+    size = f"{cache['bytes'] / 2**20:,.1f} MiB on disk" if cache.get("bytes") is not None else "size unknown"
+    if cache["kind"] != "top-k":
+        return [f"- teacher cache: every class's logit ({cache['bytes_per_sample']:,} bytes a sample, {size})"]
+    tail = ", ".join(f"{v:.1%} at {t.replace('T=', 'T = ')}" for t, v in (cache.get("tail_mass") or {}).items())
+    ratio = cache["full_bytes_per_sample"] / cache["bytes_per_sample"]
+    return [f"- teacher cache: top {cache['k']} logits and the rest's mass ({cache['bytes_per_sample']:,} bytes a "
+            f"sample, {ratio:.1f}× smaller than every logit; {size})"
+            + (f"; the teacher's mass outside its top {cache['k']}: {tail}" if tail else "")]
 
 
 def run_cost_lines(cost: dict | None) -> list[str]:
@@ -50,4 +75,5 @@ def run_cost_lines(cost: dict | None) -> list[str]:
         out.append(f"- float distillation: {cost['samples_per_s']:,.0f} samples/s{share}")
     if cost.get("peak_rss_bytes"):
         out.append(f"- peak memory: {cost['peak_rss_bytes'] / 2**20:,.0f} MiB resident (the whole process)")
+    out += cache_line(cost.get("teacher_cache"))
     return ["", "## Cost of this run (this machine)", ""] + out if out else []

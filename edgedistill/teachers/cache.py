@@ -27,6 +27,7 @@ from edgedistill import distributed as ddp
 from edgedistill.data.mapped import release_pages, spilled
 from edgedistill.teachers.base import Teacher
 from edgedistill.teachers.logit_store import decode, encode, form_of, stored_bytes
+from edgedistill.teachers.topk_store import encode_topk
 
 
 def default_cache_dir() -> Path:
@@ -51,6 +52,7 @@ def array_digest(x: np.ndarray) -> str:
 
 
 STORE_VERSION = "shifted-f16-v1"  # part of every key: an entry in an older form is recomputed, never mixed in
+TOPK_VERSION = "topk-v1"  # the top-k form's (with k and the temperatures)
 
 
 @dataclass
@@ -81,9 +83,9 @@ class LogitCache:
         self.batch_size = batch_size
         self.stats = CacheStats()
 
-    def key(self, teacher: Teacher, x: np.ndarray, input_tag: str) -> str:
+    def key(self, teacher: Teacher, x: np.ndarray, input_tag: str, form: str = STORE_VERSION) -> str:
         ident = teacher.identity()
-        return hashlib.sha256(f"{ident}|{input_tag}|{array_digest(x)}|{STORE_VERSION}".encode()).hexdigest()[:32]
+        return hashlib.sha256(f"{ident}|{input_tag}|{array_digest(x)}|{form}".encode()).hexdigest()[:32]
 
     def _read(self, path: Path | None, n: int) -> np.ndarray | None:
         if path is None or not ddp.broadcast_object(path.exists()):  # rank 0's view decides for everyone
@@ -99,13 +101,46 @@ class LogitCache:
             progress: Callable[[int], None] | None = None) -> torch.Tensor:
         path = self.directory / f"{self.key(teacher, x, input_tag)}.npy" if self.enabled else None
         stored = self._read(path, len(x))
+        if self._all_hit(stored, progress, len(x)):
+            return self._logits(stored)
+        return self._logits(self._miss(path, lambda: encode(self._compute(teacher, x, transform, progress))))
+
+    def get_topk(self, teacher: Teacher, x: np.ndarray, k: int, temperatures: tuple[float, ...],
+                 input_tag: str = "raw", transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                 progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """The top-k form (teachers/topk_store.py, chosen by teachers/cache_form.py): per sample the k largest
+        logits, their classes and the rest's log mass at each of `temperatures`, encoded batch by batch as the
+        teacher runs (the N×K logits never exist whole). k and the temperatures are part of the key. Returns the N
+        records (topk_store.topk_dtype), memory-mapped from the cache file when there is one."""
+        form = f"{TOPK_VERSION}|k={k}|T=" + ",".join(f"{t:g}" for t in temperatures)
+        path = self.directory / f"{self.key(teacher, x, input_tag, form)}.npy" if self.enabled else None
+        stored = self._read(path, len(x))
+        if stored is not None and (not stored.dtype.names or "tail" not in stored.dtype.names
+                                   or stored["tail"].shape[1:] != (len(temperatures),)):
+            stored = None
+        if not self._all_hit(stored, progress, len(x)):
+            encoder = lambda z: encode_topk(z, k, temperatures)  # noqa: E731
+            stored = self._miss(path, lambda: self._compute(teacher, x, transform, progress, encoder))
+            mapped = self._read(path, len(x))  # read back memory-mapped, as a hit is: not held in memory
+            stored = stored if mapped is None else mapped
+        self.stats.entries.append({"form": "top-k", "bytes": stored_bytes(stored), "samples": len(stored),
+                                   "k": k, "temperatures": [float(t) for t in temperatures],
+                                   "bytes_per_sample": int(stored.dtype.itemsize)})
+        return stored
+
+    def _all_hit(self, stored: np.ndarray | None, progress, n: int) -> bool:
+        """Whether every rank found the entry (a hit is counted once, on every rank alike)."""
         if int(ddp.all_sum(torch.tensor(int(stored is not None)))) == ddp.world() and stored is not None:
             self.stats.hits += 1
             if progress:
-                progress(len(x))
-            return self._logits(stored)
+                progress(n)
+            return True
+        return False
+
+    def _miss(self, path: Path | None, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """Run the teacher (`compute` returns the stored form), write the entry atomically on rank 0, return it."""
         t0 = time.perf_counter()
-        stored = encode(self._compute(teacher, x, transform, progress))
+        stored = compute()
         self.stats.misses += 1
         self.stats.seconds_computing += time.perf_counter() - t0
         if path is not None and ddp.is_main():
@@ -114,21 +149,23 @@ class LogitCache:
             np.save(tmp, stored, allow_pickle=False)
             os.replace(tmp, path)
         ddp.barrier()
-        return self._logits(stored)
+        return stored
 
-    def _compute(self, teacher: Teacher, x: np.ndarray, transform, progress) -> np.ndarray:
-        """N×K float32 logits, batch by batch. One process writes each batch into one array allocated once (a dict
-        of thousands of small batches, then a concatenation, held ~4 bytes a logit more at the peak and left the
-        heap fragmented); under torch.distributed each rank's share is gathered."""
+    def _compute(self, teacher: Teacher, x: np.ndarray, transform, progress, encoder=None) -> np.ndarray:
+        """N×K float32 logits (with `encoder`: each batch's logits encoded as they come), batch by batch. One process
+        writes each batch into one array allocated once (a dict of thousands of small batches, then a concatenation,
+        held ~4 bytes a logit more at the peak and left the heap fragmented); under torch.distributed each rank's
+        share is gathered."""
         out = None
         parts = {}
         for i in ddp.my_share(list(range(0, len(x), self.batch_size))):
             xb = x[i : i + self.batch_size]
             z = teacher.logits(transform(xb) if transform else xb).numpy()
+            z = encoder(z) if encoder else z
             if ddp.active():
                 parts[i] = z
             else:
-                out = np.empty((len(x),) + z.shape[1:], np.float32) if out is None else out
+                out = np.empty((len(x),) + z.shape[1:], z.dtype if encoder else np.float32) if out is None else out
                 out[i : i + len(z)] = z
             if (i // self.batch_size) % 16 == 0:
                 release_pages()
@@ -138,7 +175,8 @@ class LogitCache:
             return out
         for other in ddp.gather_objects(parts):
             parts.update(other)
-        return np.concatenate([parts.pop(i) for i in sorted(parts)]).astype(np.float32)
+        out = np.concatenate([parts.pop(i) for i in sorted(parts)])
+        return out if encoder else out.astype(np.float32)
 
     def _logits(self, stored: np.ndarray) -> torch.Tensor:
         """The stored entry as N×K float32 logits: in memory, or past SPILL_LOGITS bytes in a memory-mapped copy
