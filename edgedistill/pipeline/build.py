@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from edgedistill import distributed as ddp
-from edgedistill.budget import Budget
+from edgedistill.budget import LM_ONLY, Budget
 from edgedistill.config import DistillConfig
 from edgedistill.errors import ConfigError
 from edgedistill.gate import Verdict, gate, junit_xml, load_report, markdown, report_budget
@@ -62,11 +62,12 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
     ddp.init_from_env()
     target = load_target(config.target)
     budget = Budget.for_target(target, Budget.parse(budget_text or ""))
-    if budget.min_tokens_per_s is not None:
-        raise ConfigError(f"--budget tokens_per_s={budget.min_tokens_per_s:g} limits the generated tokens per second "
-                          "of a causal language model, and this build is a classifier (its teacher is not a causal "
-                          "LM): give it a latency= limit instead, or build with a causal-LM teacher "
-                          "(--task causal-lm).")
+    lm_limits = budget.given(LM_ONLY)
+    if lm_limits:
+        raise ConfigError(f"--budget {','.join(lm_limits)} limits a causal language model (its generated tokens per "
+                          "second, perplexity or next-token accuracy), and this build is a classifier (its teacher is "
+                          "not a causal LM): give it latency= / accuracy= / drop= limits instead, or build with a "
+                          "causal-LM teacher (--task causal-lm).")
     _refuse_other_data(Path(config.out), config.data.source)
     with RunDir(Path(config.out), overwrite=True) as run:
         inputs = read_inputs(config)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from edgedistill.budget import Budget
+from edgedistill.budget import CLASSIFIER_ONLY, Budget
 from edgedistill.config import DistillConfig
 from edgedistill.errors import ConfigError
 from edgedistill.gate import Check, Verdict, junit_xml, markdown
@@ -76,6 +76,11 @@ def build_lm(config: DistillConfig, budget_text: str | None = None, *, show_prog
                           "`edgedistill profile OUT/student_int8.tflite --device ...` on the built file.")
     target = load_target(config.target)
     budget = Budget.for_target(target, Budget.parse(budget_text or ""))
+    wrong = budget.given(CLASSIFIER_ONLY)
+    if wrong:
+        raise ConfigError(f"--budget {','.join(wrong)} limits a classifier's accuracy, and this build is a causal LM: "
+                          "limit its next-token accuracy with top1= / top3= (percent), its perplexity with "
+                          "perplexity=, and the int8 model's perplexity rise with int8_rise= (default 2%).")
     _refuse_other_data(Path(config.out), config.data.source)
     _decoder_only(config)
     inputs = read_lm_inputs(config)
