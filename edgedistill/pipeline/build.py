@@ -110,7 +110,7 @@ def _train(config, inputs: Inputs, found, budget: Budget, key: str, run: RunDir,
 
     def manifest(work: Path) -> None:
         write_json(work / MANIFEST, {
-            "input_hash": key, "inputs": record, "budget": budget.to_dict(), "versions": _versions(),
+            "input_hash": key, "inputs": record, "budget": budget.to_dict(), "versions": tool_versions(),
             "config": config.model_dump(mode="json"), "artifacts": artifact_list(work)})
 
     finish(run, done, report, t_start, extra_files=manifest)
@@ -141,7 +141,7 @@ def _with_student(config: DistillConfig, found: SearchResult) -> DistillConfig:
     return config.model_copy(update={"student": student, "quant": config.quant.model_copy(update={"qat": True})})
 
 
-def _versions() -> dict:
+def tool_versions() -> dict:
     out = {"python": platform.python_version()}
     for name in TOOLS:
         try:
@@ -170,5 +170,5 @@ def _inputs_record(config: DistillConfig, inputs: Inputs) -> dict:
 
 def _input_hash(config: DistillConfig, inputs: dict, budget: Budget) -> str:
     blob = json.dumps([config.model_dump(mode="json", exclude={"out"}), inputs, budget.to_dict(),
-                       _versions()], sort_keys=True)
+                       tool_versions()], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
