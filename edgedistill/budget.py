@@ -2,7 +2,10 @@
 
 `None` means unconstrained. Budget strings: comma-separated `key=value` with units, e.g.
 `flash=64KiB,ram=128KiB,latency=5ms,macs=2M,accuracy=90%,drop=1.0`; a causal LM's decoding speed as
-`tokens_per_s=50` (a floor: generated tokens per second, one fixed-window decoder step a token).
+`tokens_per_s=50` (a floor: generated tokens per second, one fixed-window decoder step a token) and its quality as
+`perplexity=40` (a ceiling on the deployed model's test perplexity), `int8_rise=2%` (the int8 perplexity's rise over
+the float student's, default 2 %) and `top1=30%` / `top3=50%` (floors on next-token top-1 / top-3 accuracy).
+`LM_ONLY` names the limits only a causal-LM run can be judged on, `CLASSIFIER_ONLY` those only a classifier can.
 Units: bytes B, KB/MB/GB (powers of 1000) and KiB/MiB/GiB (powers of 1024); time us, ms, s; counts K, M, G (or a bare
 number); accuracy in percent (`90` or `90%`); drop in accuracy points. A size or a time needs its unit: a bare
 `flash=64` is refused (64 bytes or 64 KiB? the budget says which).
@@ -22,11 +25,18 @@ _COUNT = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}
 KEYS = {"flash": ("flash_bytes", _BYTES), "ram": ("ram_bytes", _BYTES), "latency": ("latency_ms", _TIME_MS),
         "macs": ("macs", _COUNT), "accuracy": ("min_accuracy", {"": 1, "%": 1}),
         "drop": ("max_accuracy_drop", {"": 1, "pt": 1, "points": 1}),
-        "tokens_per_s": ("min_tokens_per_s", {"": 1, "k": 1e3})}
-_FLOORS = ("min_accuracy", "min_tokens_per_s")  # limits where a larger value is the stricter one
+        "tokens_per_s": ("min_tokens_per_s", {"": 1, "k": 1e3}), "perplexity": ("max_perplexity", {"": 1}),
+        "int8_rise": ("max_int8_rise", {"": 1, "%": 1}), "top1": ("min_top1", {"": 1, "%": 1}),
+        "top3": ("min_top3", {"": 1, "%": 1})}
+_FLOORS = ("min_accuracy", "min_tokens_per_s", "min_top1", "min_top3")  # a larger value is the stricter one
+_PERCENT_POINTS = ("accuracy", "drop", "top1", "top3")  # in percent: a value above 100 is a mistake
+_PERCENT_FLOORS = ("accuracy", "top1", "top3")  # a value in (0, 1] without "%" is probably a fraction
+LM_ONLY = {"tokens_per_s": "min_tokens_per_s", "perplexity": "max_perplexity", "int8_rise": "max_int8_rise",
+           "top1": "min_top1", "top3": "min_top3"}
+CLASSIFIER_ONLY = {"accuracy": "min_accuracy", "drop": "max_accuracy_drop"}
 
 _EXAMPLE = {"flash": "64KiB", "ram": "128KiB", "latency": "5ms", "accuracy": "90%", "drop": "1.5",
-            "tokens_per_s": "50"}
+            "tokens_per_s": "50", "perplexity": "40", "int8_rise": "2%", "top1": "30%", "top3": "50%"}
 
 
 def _spelled(units: dict) -> str:
@@ -45,6 +55,10 @@ class Budget:
     min_accuracy: float | None = None
     max_accuracy_drop: float | None = None
     min_tokens_per_s: float | None = None  # causal LM: generated tokens per second at least
+    max_perplexity: float | None = None  # causal LM: the deployed model's test perplexity at most
+    max_int8_rise: float | None = None  # causal LM: int8 perplexity / float perplexity - 1, in percent, at most
+    min_top1: float | None = None  # causal LM: next-token top-1 accuracy in percent at least
+    min_top3: float | None = None  # causal LM: next-token top-3 accuracy in percent at least
 
     @classmethod
     def from_target(cls, target) -> "Budget":
@@ -76,6 +90,16 @@ class Budget:
         return asdict(self)
 
     @classmethod
+    def from_dict(cls, d: dict) -> "Budget":
+        """The inverse of to_dict, reading only the fields this version knows (a record written before a field
+        existed leaves it None)."""
+        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
+
+    def given(self, names: dict) -> list[str]:
+        """The budget keys of `names` ({key: field}, e.g. LM_ONLY) that this budget sets, as `key=value`."""
+        return [f"{k}={getattr(self, f):g}" for k, f in names.items() if getattr(self, f) is not None]
+
+    @classmethod
     def parse(cls, text: str) -> "Budget":
         values = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
@@ -102,11 +126,11 @@ class Budget:
             values[field] = float(m.group(1)) * units[unit]
             if not math.isfinite(values[field]):
                 raise ConfigError(f"Budget value {raw.strip()!r} for {key} is not a finite number.")
-            if key in ("accuracy", "drop") and values[field] > 100:
+            if key in _PERCENT_POINTS and values[field] > 100:
                 raise ConfigError(f"Budget value {raw.strip()!r} for {key} is above 100: {key} is in percent points "
                                   f"(e.g. {key}={_EXAMPLE[key]}).")
-            if key == "accuracy" and not unit and 0 < values[field] <= 1:
-                raise ConfigError(f"Budget value {raw.strip()!r} for accuracy looks like a fraction; accuracy is in "
-                                  f"percent: write accuracy={values[field] * 100:g}% (or accuracy={raw.strip()}% if you "
+            if key in _PERCENT_FLOORS and not unit and 0 < values[field] <= 1:
+                raise ConfigError(f"Budget value {raw.strip()!r} for {key} looks like a fraction; {key} is in "
+                                  f"percent: write {key}={values[field] * 100:g}% (or {key}={raw.strip()}% if you "
                                   "really mean that low a limit).")
         return cls(**values)

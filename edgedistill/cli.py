@@ -255,7 +255,9 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all, tex
 @main.command("gate")
 @click.argument("report", type=click.Path(dir_okay=False))
 @click.option("--budget", "budget_text", help="Tighten the target's limits, e.g. flash=64KiB,ram=128KiB,latency=5ms,"
-              "macs=2M,accuracy=90%,drop=1.0 (KB/MB = powers of 1000, KiB/MiB = powers of 1024).")
+              "macs=2M,accuracy=90%,drop=1.0 (KB/MB = powers of 1000, KiB/MiB = powers of 1024); for a causal-LM "
+              "run's metrics.json: perplexity=40,int8_rise=2%,top1=30%,top3=50%,tokens_per_s=50,latency=20ms,"
+              "flash=...,ram=....")
 @click.option("--baseline", type=click.Path(dir_okay=False), help="An older report.json: fail on regressions.")
 @click.option("--tolerance", help="Allowed regression vs --baseline: accuracy=POINTS,latency=PCT%,size=PCT%. "
               "[default: accuracy=0.5,latency=10%,size=5%]")
@@ -265,21 +267,25 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all, tex
               "created when missing.")
 @user_errors(code=INPUT_ERROR)
 def gate_cmd(report, budget_text, baseline, tolerance, junit, summary):
-    """Judge a report.json against its target's limits and your budget; exit 0 if every check passes, 1 if not, 2
-    when an input is refused (a missing report, a budget typo)."""
+    """Judge a report.json (or a causal-LM run's metrics.json) against its target's limits and your budget; exit 0
+    if every check passes, 1 if not, 2 when an input is refused (a missing report, a budget typo)."""
     from pathlib import Path
 
     from edgedistill.budget import Budget
     from edgedistill.gate import Tolerance, gate, junit_xml, load_report, markdown, report_budget
+    from edgedistill.gate_lm_file import is_lm_run
 
     for name, value in (("--junit", junit), ("--summary", summary)):
         if value is not None and not value.strip():
             raise ConfigError(f"{name} was given an empty path (an unset variable such as $GITHUB_STEP_SUMMARY "
                               "outside CI?); name a file or leave the option out.")
-    rep = load_report(Path(report))
-    budget = report_budget(rep).tighten(Budget.parse(budget_text or ""))
-    base = load_report(Path(baseline)) if baseline else None
-    verdict = gate(rep, budget, base, Tolerance.parse(tolerance))
+    user = Budget.parse(budget_text or "")
+    if is_lm_run(Path(report)):
+        verdict = _lm_verdict(Path(report), user, baseline)
+    else:
+        rep = load_report(Path(report))
+        base = load_report(Path(baseline)) if baseline else None
+        verdict = gate(rep, report_budget(rep).tighten(user), base, Tolerance.parse(tolerance))
     md = markdown(verdict)
     click.echo(md)
     if junit:
@@ -288,6 +294,20 @@ def gate_cmd(report, budget_text, baseline, tolerance, junit, summary):
         with open(summary, "a") as fh:
             fh.write(md)
     sys.exit(0 if verdict.passed else 1)
+
+
+def _lm_verdict(path, user, baseline):
+    """The causal-LM gate (edgedistill.gate_lm) on a run's metrics.json under the budget it was gated under,
+    tightened by --budget."""
+    from edgedistill.gate_lm import lm_gate
+    from edgedistill.gate_lm_file import lm_run_budget, load_lm_metrics
+
+    if baseline:
+        raise ConfigError(f"--baseline compares two classifier reports; {path} is a causal-LM run, whose gate has no "
+                          "regression checks yet. Leave --baseline out and set the limits with --budget "
+                          "(perplexity=, top1=, tokens_per_s=, flash=, ...).")
+    metrics = load_lm_metrics(path)
+    return lm_gate(metrics, lm_run_budget(metrics).tighten(user))
 
 
 @main.group()

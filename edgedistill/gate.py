@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from edgedistill.budget import Budget
+from edgedistill.budget import LM_ONLY, Budget
 from edgedistill.errors import ConfigError
 from edgedistill.gate_accuracy import drop_check, min_accuracy_check, regression_check
 from edgedistill.profile.ram import ram_figure
@@ -252,9 +252,11 @@ def gate(report: dict, budget: Budget, baseline: dict | None = None, tol: Tolera
     ops = u.get("ops_supported")
     v.checks.append(Check("ops", ops, True, ops is True, "target operator support" if ops is not None else "missing"))
     v.checks.extend(_usage_rows(report, budget))
-    if budget.min_tokens_per_s is not None:  # a causal LM's limit (edgedistill.gate_lm): never passed as unknown
-        v.checks.append(Check("tokens/s", None, budget.min_tokens_per_s, False, "missing: a classifier report has no "
-                              "tokens per second (tokens_per_s= limits causal-LM builds)", unit="/s"))
+    for key, name in LM_ONLY.items():  # a causal LM's limits (edgedistill.gate_lm): never passed as unknown
+        if getattr(budget, name) is not None:
+            v.checks.append(Check("tokens/s" if key == "tokens_per_s" else key, None, getattr(budget, name), False,
+                                  f"missing: a classifier report has no {key.replace('_', ' ')} ({key}= limits "
+                                  "causal-LM runs)", unit="/s" if key == "tokens_per_s" else ""))
     if budget.flash_bytes is None and budget.ram_bytes is None:
         v.warnings.append("No flash or RAM limit was judged: the report records no target limits and --budget gave "
                           "none, so only parity, operator support and any accuracy / latency / MACs limits were "

@@ -1,25 +1,32 @@
 """The gate of a causal-LM run: perplexity rows in the classifier gate's form (edgedistill.gate.Check).
 
-* int8 perplexity within `int8_rise` (default 2 %, issue #29's target) of the float student's, on the same test
-  positions (judged);
+Every limit comes from an edgedistill.budget.Budget (`build --budget`, `gate metrics.json --budget`, or the
+target's limits); a row whose limit is not set shows its figure, is not judged and never fails.
+
+* int8 perplexity within `int8_rise=` (default 2 %, issue #29's target) of the float student's, on the same test
+  positions (judged whenever the run made an int8 model);
 * the distilled student against its no-teacher twin: fails only when the student's perplexity is higher beyond
   the test split's noise (the paired document bootstrap of edgedistill.lm_metrics); a gain within noise passes
   and says so (`within_noise`);
-* the int8 perplexity itself, judged against `max_perplexity` when one is set, else shown;
-* with a budget (edgedistill.budget.Budget; `build --budget`, or the target's limits): tokens per second (a floor,
-  `tokens_per_s=`) and the latency per token (`latency=`), both of the figure metrics.json's `speed.target` names
-  (measured here for the int8 TFLite file on a host target, else the target's estimate), flash (the int8 TFLite
-  file's bytes) and RAM (the target runtime's figure), each judged where the budget sets it and shown otherwise;
-  the student / teacher tokens/s ratio per runtime is shown, never judged.
+* the deployed model's (the int8 QAT model's, or the float student's in a float-only run) test perplexity against
+  `perplexity=` (a ceiling) and its next-token top-1 / top-3 accuracy against `top1=` / `top3=` (floors, in
+  percent), each on its point value over every test position (metrics.json keeps no per-document counts to
+  judge them within noise; the perplexity's document interval is shown beside it);
+* with a budget: tokens per second (a floor, `tokens_per_s=`) and the latency per token (`latency=`), both of the
+  figure metrics.json's `speed.target` names (measured here for the int8 TFLite file on a host target, else the
+  target's estimate), flash (the int8 TFLite file's bytes) and RAM (the target runtime's figure), each judged where
+  the budget sets it and shown otherwise; the student / teacher tokens/s ratio per runtime is shown, never judged;
+* a classifier's limit (`accuracy=`, `drop=`) fails as missing: a causal LM has no class accuracy (top1= is its
+  next-token accuracy).
 A value that is missing (no twin, an int8 run without its figure) fails its judged row rather than passing as zero;
-a float-only run (no --qat, so no `test.int8`) leaves the int8 rows not judged.
+a float-only run (no --qat, so no `test.int8`) leaves the int8 rise not judged.
 """
 
 from __future__ import annotations
 
 import math
 
-from edgedistill.budget import Budget
+from edgedistill.budget import CLASSIFIER_ONLY, Budget
 from edgedistill.gate import Check, Verdict
 
 INT8_RISE = 0.02
@@ -58,20 +65,41 @@ def speed_rows(metrics: dict, budget: Budget) -> list[Check]:
     return rows
 
 
-def lm_gate(metrics: dict, max_perplexity: float | None = None, int8_rise: float = INT8_RISE,
-            budget: Budget | None = None) -> Verdict:
-    """A Verdict over metrics.json of a causal-LM run (module doc). `budget`: the limits of the speed and size
-    rows (None: those rows are left out)."""
+def _deployed(test: dict) -> tuple[str, dict]:
+    key = "int8" if "int8" in test else "float"
+    return ("int8 QAT model" if key == "int8" else "float student (no --qat)"), test.get(key) or {}
+
+
+def quality_rows(metrics: dict, budget: Budget) -> list[Check]:
+    """The deployed model's test perplexity (ceiling) and next-token top-1 / top-3 accuracy (floors); module doc."""
+    who, m = _deployed(metrics.get("test", {}))
+    p = m.get("perplexity") or {}
+    interval = f", 95 % interval [{p['low']:.4g}, {p['high']:.4g}] over {p['documents']} documents" \
+        if _finite(p.get("low")) and _finite(p.get("high")) and p.get("documents") else ""
+    unit = m.get("unit", "token")
+    return [_row("test perplexity", p.get("value"), budget.max_perplexity, False,
+                 f"{who}: exp(mean next-token NLL) over the test windows{interval}", ""),
+            _row("next-word top-1" if unit == "word" else "next-token top-1", m.get("top1"), budget.min_top1, True,
+                 f"{who}: share of test positions whose next {unit} is its first choice", "%"),
+            _row("next-word top-3" if unit == "word" else "next-token top-3", m.get("top3"), budget.min_top3, True,
+                 f"{who}: share of test positions whose next {unit} is among its three first choices", "%")]
+
+
+def lm_gate(metrics: dict, budget: Budget | None = None) -> Verdict:
+    """A Verdict over metrics.json of a causal-LM run (module doc). `budget`: the limits (None: the default int8
+    rise only; the speed and size rows are left out)."""
+    limits = budget or Budget()
     test = metrics.get("test", {})
     ppl = {k: (test.get(k) or {}).get("perplexity", {}).get("value") for k in ("float", "int8", "twin")}
+    rise_limit = INT8_RISE * 100.0 if limits.max_int8_rise is None else limits.max_int8_rise
     checks = []
     rise = (ppl["int8"] / ppl["float"] - 1.0) * 100.0 if _finite(ppl["int8"]) and _finite(ppl["float"]) else None
     if "int8" in test:
-        checks.append(Check("int8 perplexity rise vs float", rise, int8_rise * 100.0,
-                            rise is not None and rise <= int8_rise * 100.0,
+        checks.append(Check("int8 perplexity rise vs float", rise, rise_limit,
+                            rise is not None and rise <= rise_limit,
                             "same test positions, exp(mean NLL) of the QAT model vs the float student", unit="%"))
     else:  # a float-only run (no --qat): nothing int8 to judge
-        checks.append(Check("int8 perplexity rise vs float", None, int8_rise * 100.0, True,
+        checks.append(Check("int8 perplexity rise vs float", None, rise_limit, True,
                             "no int8 model: the run was float only (no --qat)", unit="%", judged=False))
     gain = (metrics.get("gain_vs_twin") or {}).get("float")
     if gain is None:
@@ -82,10 +110,11 @@ def lm_gate(metrics: dict, max_perplexity: float | None = None, int8_rise: float
         checks.append(Check("perplexity gain over the no-teacher twin", gain["gain"], 0.0, not worse,
                             f"twin − student, paired bootstrap over {gain['documents']} documents, 95 % interval "
                             f"[{gain['low']:.3g}, {gain['high']:.3g}]", within_noise=not gain["beyond_noise"]))
-    judged = max_perplexity is not None
-    checks.append(Check("int8 test perplexity", ppl["int8"], max_perplexity,
-                        not judged or (_finite(ppl["int8"]) and ppl["int8"] <= max_perplexity),
-                        "exp(mean next-token NLL) over the test windows", judged=judged))
+    checks += quality_rows(metrics, limits)
     if budget is not None:
         checks += speed_rows(metrics, budget)
+    for key, name in CLASSIFIER_ONLY.items():
+        if getattr(limits, name) is not None:
+            checks.append(Check(key, None, getattr(limits, name), False, f"missing: a causal-LM run has no class "
+                                "accuracy (top1= / top3= limit its next-token accuracy)", unit="%"))
     return Verdict(checks)

@@ -18,7 +18,8 @@ from edgedistill.errors import ConfigError
 
 SCHEMA_VERSION = 1
 NUMERIC_FIELDS = ("clock_hz", "peak_int8_macs_per_s", "peak_fp32_macs_per_s", "memory_bandwidth_bytes_per_s",
-                  "ram_bytes", "flash_bytes", "model_flash_bytes", "threads", "efficiency", "op_overhead_s")
+                  "ram_bytes", "flash_bytes", "model_flash_bytes", "threads", "efficiency", "op_overhead_s",
+                  "invoke_overhead_s")
 
 
 class TargetProfile(BaseModel):
@@ -45,8 +46,11 @@ class TargetProfile(BaseModel):
                                           "--budget flash=... may raise it up to flash_bytes); None: flash_bytes")
     ops: list[str] | None = Field(None, min_length=1, description="restricts the operators to these (TFLite "
                                   "builtin names); None: every operator the runtime registers (targets/ops/)")
-    efficiency: dict[Literal["conv", "depthwise", "fc", "pool", "other"], float]
+    efficiency: dict[Literal["conv", "depthwise", "fc", "matmul", "pool", "other"], float]
     op_overhead_s: float = Field(ge=0, description="fixed cost per operator (dispatch, requantization setup)")
+    invoke_overhead_s: float | None = Field(None, ge=0, description="fixed cost per model run (one invoke: the "
+                                            "runtime's entry, input and output copies); None: 0, folded into "
+                                            "op_overhead_s")
     sources: dict[str, str]
 
     @model_validator(mode="after")

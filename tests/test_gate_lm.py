@@ -1,5 +1,7 @@
 """The causal-LM gate's rows on hand-made metrics: the int8 rise judged only when the run made an int8 model."""
 
+import pytest
+
 from edgedistill.gate_lm import lm_gate
 
 
@@ -79,3 +81,62 @@ def test_a_speed_limit_on_a_run_without_timings_fails_rather_than_passing():
     v = lm_gate(_metrics(100.0, 101.0, GAIN), budget=Budget.parse("tokens_per_s=10"))
     assert not v.passed and _row(v, "tokens/s").value is None and _row(v, "tokens/s").how == "missing"
     assert lm_gate(_metrics(100.0, 101.0, GAIN), budget=Budget()).passed  # no limit: shown as missing, not failed
+
+
+def _quality(int8_ppl=101.0, top1=40.0, top3=60.0):
+    m = _metrics(100.0, int8_ppl, GAIN)
+    m["test"]["int8"].update(top1=top1, top3=top3)
+    m["test"]["float"].update(top1=top1 + 1, top3=top3 + 1)
+    return m
+
+
+def test_perplexity_is_a_ceiling_and_top_k_floors_on_the_int8_model():
+    from edgedistill.budget import Budget
+
+    ok = lm_gate(_quality(), Budget.parse("perplexity=101.0,top1=40%,top3=60"))
+    assert ok.passed and all(_row(ok, n).judged for n in ("test perplexity", "next-token top-1", "next-token top-3"))
+    assert "int8" in _row(ok, "test perplexity").how
+    assert not _row(lm_gate(_quality(), Budget.parse("perplexity=100.9")), "test perplexity").passed
+    assert not _row(lm_gate(_quality(), Budget.parse("top1=40.5%")), "next-token top-1").passed
+    assert not _row(lm_gate(_quality(), Budget.parse("top3=61")), "next-token top-3").passed
+    shown = lm_gate(_quality())
+    assert shown.passed and not _row(shown, "next-token top-1").judged and _row(shown, "next-token top-1").value == 40
+
+
+def test_a_float_only_run_is_judged_on_its_float_student():
+    from edgedistill.budget import Budget
+
+    m = _metrics(100.0, gain=GAIN)
+    m["test"]["float"].update(top1=30.0, top3=50.0)
+    v = lm_gate(m, Budget.parse("perplexity=99,top1=25%"))
+    assert not _row(v, "test perplexity").passed and _row(v, "next-token top-1").passed
+    assert "float student" in _row(v, "next-token top-1").how
+
+
+def test_the_int8_rise_limit_comes_from_the_budget():
+    from edgedistill.budget import Budget
+
+    assert not lm_gate(_metrics(100.0, 101.5, GAIN), Budget.parse("int8_rise=1%")).passed
+    assert lm_gate(_metrics(100.0, 104.0, GAIN), Budget.parse("int8_rise=5%")).passed
+
+
+def test_a_classifier_limit_fails_as_missing_and_a_causal_lm_limit_on_a_classifier_too():
+    from edgedistill.budget import Budget
+    from edgedistill.gate import gate
+
+    v = lm_gate(_quality(), Budget.parse("drop=1"))
+    assert not v.passed and _row(v, "drop").value is None
+    report = {"usage": {"parity_passed": True, "ops_supported": True, "flash_bytes": 1000, "ram_bytes": 100,
+                        "latency_ms": 1.0, "macs": 10, "accuracy": 90.0, "teacher_accuracy": 91.0}}
+    for key in ("perplexity=10", "top1=30%", "top3=30%", "int8_rise=2%", "tokens_per_s=5"):
+        c = gate(report, Budget.parse(key))
+        assert not c.passed and any(r.value is None and "classifier report has no" in r.how for r in c.checks), key
+
+
+@pytest.mark.parametrize("text", ["top1=0.3", "top3=150%", "perplexity=-3", "perplexity=40ms"])
+def test_causal_lm_budget_keys_refuse_a_mistake(text):
+    from edgedistill.budget import Budget
+    from edgedistill.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        Budget.parse(text)

@@ -20,6 +20,11 @@ OBJECTS = {"sees": ["the bird", "a tree", "the river"], "chases": ["the cat", "a
            "finds": ["a ball", "a stone", "the key"], "draws": ["a tree", "the sun"], "feeds": ["the dog", "the cat"]}
 ADJ = ["small", "old", "quick", "happy"]
 
+# the tiny build tests/pipeline/conftest.py runs once a session (`lm_build`), and the budget it runs under
+LM_BUILD_ARGS = ["--task", "causal-lm", "--target", "cortex-m4", "--max-length", "16", "--steps", "80",
+                 "--qat-steps", "20", "--threads", "1", "--quiet"]
+LM_BUILD_BUDGET = "tokens_per_s=2"
+
 
 def _weights(n: int, rng: np.random.Generator) -> np.ndarray:
     w = np.arange(n, 0, -1, dtype=float) ** 1.5

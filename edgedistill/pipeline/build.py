@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from edgedistill import distributed as ddp
-from edgedistill.budget import Budget
+from edgedistill.budget import LM_ONLY, Budget
 from edgedistill.config import DistillConfig
 from edgedistill.errors import ConfigError
 from edgedistill.gate import Verdict, gate, junit_xml, load_report, markdown, report_budget
@@ -62,11 +62,12 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
     ddp.init_from_env()
     target = load_target(config.target)
     budget = Budget.for_target(target, Budget.parse(budget_text or ""))
-    if budget.min_tokens_per_s is not None:
-        raise ConfigError(f"--budget tokens_per_s={budget.min_tokens_per_s:g} limits the generated tokens per second "
-                          "of a causal language model, and this build is a classifier (its teacher is not a causal "
-                          "LM): give it a latency= limit instead, or build with a causal-LM teacher "
-                          "(--task causal-lm).")
+    lm_limits = budget.given(LM_ONLY)
+    if lm_limits:
+        raise ConfigError(f"--budget {','.join(lm_limits)} limits a causal language model (its generated tokens per "
+                          "second, perplexity or next-token accuracy), and this build is a classifier (its teacher is "
+                          "not a causal LM): give it latency= / accuracy= / drop= limits instead, or build with a "
+                          "causal-LM teacher (--task causal-lm).")
     _refuse_other_data(Path(config.out), config.data.source)
     with RunDir(Path(config.out), overwrite=True) as run:
         inputs = read_inputs(config)
@@ -109,7 +110,7 @@ def _train(config, inputs: Inputs, found, budget: Budget, key: str, run: RunDir,
 
     def manifest(work: Path) -> None:
         write_json(work / MANIFEST, {
-            "input_hash": key, "inputs": record, "budget": budget.to_dict(), "versions": _versions(),
+            "input_hash": key, "inputs": record, "budget": budget.to_dict(), "versions": tool_versions(),
             "config": config.model_dump(mode="json"), "artifacts": artifact_list(work)})
 
     finish(run, done, report, t_start, extra_files=manifest)
@@ -140,7 +141,7 @@ def _with_student(config: DistillConfig, found: SearchResult) -> DistillConfig:
     return config.model_copy(update={"student": student, "quant": config.quant.model_copy(update={"qat": True})})
 
 
-def _versions() -> dict:
+def tool_versions() -> dict:
     out = {"python": platform.python_version()}
     for name in TOOLS:
         try:
@@ -169,5 +170,5 @@ def _inputs_record(config: DistillConfig, inputs: Inputs) -> dict:
 
 def _input_hash(config: DistillConfig, inputs: dict, budget: Budget) -> str:
     blob = json.dumps([config.model_dump(mode="json", exclude={"out"}), inputs, budget.to_dict(),
-                       _versions()], sort_keys=True)
+                       tool_versions()], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()

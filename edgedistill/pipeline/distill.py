@@ -47,7 +47,10 @@ from edgedistill.util import peak_rss_bytes, write_json
 
 
 class ParityError(EdgeDistillError):
-    """An exported file does not compute what was trained (beyond the configured tolerance)."""
+    """An exported file does not compute what was trained (beyond the configured tolerance). Its outputs stay in
+    OUT.partial for inspection (pipeline/rundir.RunDir removes a refused run's directory otherwise)."""
+
+    keeps_outputs = True
 
 
 @dataclass(frozen=True)

@@ -10,22 +10,27 @@ the latency of one decoder step on the target (its roofline estimate), which is 
 `--budget tokens_per_s=N` is searched as latency = 1000 / N ms. A budget no decoder meets fails here, before
 anything is written, in one paragraph naming the limit and the smallest budget that would work. The gate then
 judges the trained files: perplexity rows, tokens/s (measured here on a host target, else the estimate), flash and
-RAM (edgedistill.gate_lm). Not yet: the classifier build's manifest (a re-run with nothing changed re-trains) and
-`--device`.
+RAM (edgedistill.gate_lm). As the classifier build, it writes a manifest (pipeline/lm_manifest.py): a re-run whose
+inputs, options, budget and tools are unchanged and whose files still verify trains nothing, re-runs the gate and
+leaves the files as they are. Not yet: `--device`.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
-from edgedistill.budget import Budget
+from edgedistill.budget import CLASSIFIER_ONLY, Budget
 from edgedistill.config import DistillConfig
 from edgedistill.errors import ConfigError
 from edgedistill.gate import Check, Verdict, junit_xml, markdown
+from edgedistill.gate_lm import lm_gate
 from edgedistill.pipeline.lm_distill import distill_lm
 from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
+from edgedistill.pipeline.lm_manifest import lm_input_hash, lm_inputs_record, manifest_writer, unchanged
 from edgedistill.pipeline.report import search_section
+from edgedistill.pipeline.rundir import RunDir
 from edgedistill.students.search import SearchResult, search
 from edgedistill.targets import TargetProfile, load_target
 
@@ -76,16 +81,35 @@ def build_lm(config: DistillConfig, budget_text: str | None = None, *, show_prog
                           "`edgedistill profile OUT/student_int8.tflite --device ...` on the built file.")
     target = load_target(config.target)
     budget = Budget.for_target(target, Budget.parse(budget_text or ""))
+    wrong = budget.given(CLASSIFIER_ONLY)
+    if wrong:
+        raise ConfigError(f"--budget {','.join(wrong)} limits a classifier's accuracy, and this build is a causal LM: "
+                          "limit its next-token accuracy with top1= / top3= (percent), its perplexity with "
+                          "perplexity=, and the int8 model's perplexity rise with int8_rise= (default 2%).")
     _refuse_other_data(Path(config.out), config.data.source)
     _decoder_only(config)
     inputs = read_lm_inputs(config)
     found = choose_decoder(config, budget, inputs, target)
     config = _with_decoder(config, found)
     inputs = replace(inputs, arch=found.chosen.arch)  # the grid's point, with the user's knobs (heads, ffn)
+    record = lm_inputs_record(config, inputs)
+    key = lm_input_hash(config, record, budget)
+    out = Path(config.out)
+    if unchanged(out, key):
+        with RunDir(out, overwrite=True) as run:
+            run.lock()
+            verdict = lm_gate(json.loads((out / "metrics.json").read_text()), budget)
+            _write_gate(out, verdict)
+        return BuildResult(out, verdict, True, found, task="causal-lm")
     res = distill_lm(config, overwrite=True, show_progress=show_progress, inputs=inputs, budget=budget,
-                     sections={"search": search_section(found, budget)})
+                     sections={"search": search_section(found, budget)},
+                     extra_files=manifest_writer(key, record, budget, config))
     g = res.metrics["gate"]
     verdict = Verdict([Check(**c) for c in g["checks"]], list(g["warnings"]))
-    (res.out_dir / "gate.xml").write_text(junit_xml(verdict))
-    (res.out_dir / "gate.md").write_text(markdown(verdict))
+    _write_gate(res.out_dir, verdict)
     return BuildResult(res.out_dir, verdict, False, found, task="causal-lm")
+
+
+def _write_gate(out: Path, verdict: Verdict) -> None:
+    (out / "gate.xml").write_text(junit_xml(verdict))
+    (out / "gate.md").write_text(markdown(verdict))

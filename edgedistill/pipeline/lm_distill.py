@@ -51,11 +51,12 @@ class _Done:
 
 def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress: bool = True,
                inputs: LMInputs | None = None, budget: Budget | None = None,
-               sections: dict | None = None) -> DistillResult:
+               sections: dict | None = None, extra_files=None) -> DistillResult:
     """Run the causal-LM chain (module doc); returns pipeline.distill.DistillResult. Raises the inputs' one-paragraph
     errors before anything is written, ParityError (outputs kept in OUT.partial) when an exported file disagrees.
     `build` (pipeline/lm_build.py) passes the `inputs` it has read, the `budget` its gate judges (default: the
-    target's limits with --qat) and `sections` added to metrics.json (its search)."""
+    target's limits with --qat), `sections` added to metrics.json (its search) and `extra_files`, a callback
+    writing its manifest into the work directory before it is published."""
     t_start = time.perf_counter()
     with RunDir(Path(config.out), overwrite) as run:
         if config.train.threads:
@@ -93,7 +94,7 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
         if trained.twin is not None:
             save_student(run.work, trained.twin, ckpt, "baseline")
         write_lm_report(metrics, run.work)
-        finish(run, _Done(metrics, int8, config), None, t_start)
+        finish(run, _Done(metrics, int8, config), None, t_start, extra_files)
     return DistillResult(run.out, metrics)
 
 

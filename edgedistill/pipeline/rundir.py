@@ -7,7 +7,12 @@ One `RunDir` owns, for both `distill` and `build`:
   the same `--out` while the first is alive is refused instead of "resuming" into the first one's live work. The lock
   is an `fcntl.flock` on that file: the kernel drops it when its process dies, so a killed run's lock is taken over
   and the run resumes;
-* publishing (`OUT.partial` -> `OUT`) and the build manifest's artifact list and verification.
+* publishing (`OUT.partial` -> `OUT`) and the build manifest's artifact list and verification;
+* a refusal leaves nothing: a user's error (edgedistill.errors.EdgeDistillError) raised after this run created
+  `OUT.partial` removes it (and the lock), so a refused run leaves neither OUT nor OUT.partial, as one refused before
+  anything was written does. Kept are an error that says it keeps its outputs for inspection (`keeps_outputs`, e.g.
+  a failed parity check), an interruption or a crash (its checkpoints resume the same command), and a work directory
+  this run did not create (an interrupted run's, being resumed).
 
 Under torchrun only rank 0 locks, creates and publishes; the other ranks share its work directory.
 """
@@ -22,7 +27,7 @@ import socket
 from pathlib import Path
 
 from edgedistill import distributed as ddp, interrupt
-from edgedistill.errors import ConfigError
+from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.teachers.base import file_digest
 
 
@@ -71,6 +76,7 @@ class RunDir:
         self.work = self.out.with_name(self.out.name + ".partial")
         self.lock_path = self.out.with_name(self.out.name + ".lock")
         self._fd: int | None = None
+        self._created = False  # whether create() made OUT.partial (a refusal then removes it)
 
     @property
     def checkpoints(self) -> Path:
@@ -82,13 +88,18 @@ class RunDir:
             self._probe()  # refuse a live owner now, before reading data and teachers; lock in create()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._unlock()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self._created and isinstance(exc, EdgeDistillError) and not getattr(exc, "keeps_outputs", False):
+                shutil.rmtree(self.work, ignore_errors=True)  # a refused run leaves nothing (module doc)
+        finally:
+            self._unlock()
 
     def create(self) -> Path:
         """Take the lock, then make `OUT.partial/checkpoints` (kept from an interrupted run: resuming reads it)."""
         if ddp.is_main():
             self.lock()
+            self._created = self._created or not self.work.exists()
             self.checkpoints.mkdir(parents=True, exist_ok=True)
         ddp.barrier()
         return self.work

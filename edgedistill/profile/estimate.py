@@ -1,11 +1,18 @@
 """Per-op roofline estimate of latency on a target profile, and fit checks against its limits.
 
-    t_op = overhead + max( MACs / (peak · efficiency[kind]) , bytes moved / bandwidth )
+    t = invoke overhead + Σ_op [ op overhead + max( MACs / (peak · efficiency[class]) , bytes moved / bandwidth ) ]
 
 with peak the target's int8 or fp32 MAC rate (by the file's precision), efficiency the profile's per-kernel
 factor, and bytes moved = weights + inputs + outputs of the op. Non-MAC ops (pooling, mean, reshape ...) count one
-operation per input element at efficiency["other"] / ["pool"]. The estimate is a model, not a measurement: the
-report always prints it with its source and, where ground truth exists, its measured error.
+operation per input element at efficiency["other"] / ["pool"]. A fully-connected or batch-matmul op is costed as a
+matrix-vector product ("fc": each weight byte used at most once, a classifier's head at batch 1) or a matrix-matrix
+product ("matmul": MACs > weight bytes, i.e. several rows share the weights, as a decoder's projections over its
+window, or the weight operand is an activation, as an attention's scores): the two run at very different shares of
+the peak (a GEMV streams its weights once; a GEMM reuses them from cache). A profile without a "matmul" efficiency
+costs both as "fc". The invoke overhead (`invoke_overhead_s`, once per model run) and the per-op overhead are
+fitted separately where a profile has both (tools/bench_estimator.py: conv students with few ops and decoders with
+many); a profile without the former folds it into the latter. The estimate is a model, not a measurement: the report
+always prints it with its source and, where ground truth exists, its measured error.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ class Estimate:
     precision: str
     total_ms: float
     per_op: list[dict] = field(default_factory=list)
-    model: str = "roofline: overhead + max(MACs / (peak x efficiency), bytes / bandwidth) per op"
+    model: str = "roofline: invoke overhead + per op (overhead + max(MACs / (peak x efficiency), bytes / bandwidth))"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -33,9 +40,11 @@ def estimate_latency(cost: ModelCost, target: TargetProfile, precision: str) -> 
     peak = target.peak_int8_macs_per_s if precision == "int8" else target.peak_fp32_macs_per_s
     if peak is None:
         raise ValueError(f"target {target.name} has no {precision} throughput")
-    per_op, total = [], 0.0
+    per_op, total = [], target.invoke_overhead_s or 0.0
     for layer in cost.layers:
-        eff = target.efficiency.get(layer.kind, target.efficiency.get("other", 0.5))
+        kind = cost_class(layer)
+        eff = target.efficiency.get(kind, target.efficiency.get("fc" if kind == "matmul" else "other",
+                                                                target.efficiency.get("other", 0.5)))
         work = layer.macs if layer.macs else layer.ops
         t_compute = work / (peak * eff)
         t_memory = (layer.weight_bytes + layer.input_bytes + layer.output_bytes) / target.memory_bandwidth_bytes_per_s
@@ -44,6 +53,14 @@ def estimate_latency(cost: ModelCost, target: TargetProfile, precision: str) -> 
         per_op.append({"index": layer.index, "op": layer.op, "kind": layer.kind, "macs": layer.macs,
                        "ms": t * 1e3, "bound": "compute" if t_compute >= t_memory else "memory"})
     return Estimate(target.name, precision, total * 1e3, per_op)
+
+
+def cost_class(layer) -> str:
+    """The efficiency key of one op (module doc): "matmul" for a fully-connected or batch-matmul op that reuses its
+    weights (MACs > weight bytes), else its kind (profile.cost.OpCost.kind)."""
+    if layer.kind == "fc" and layer.macs > layer.weight_bytes:
+        return "matmul"
+    return layer.kind
 
 
 @dataclass(frozen=True)

@@ -3,34 +3,20 @@ chosen under the microcontroller's budget (the largest that fits, at most half t
 by the causal-LM chain, and the built file meets the budget it was chosen under; a budget no decoder meets is
 refused in one paragraph before anything is written."""
 
-import json
-
 import pytest
-import torch
 from click.testing import CliRunner
 
 from edgedistill.cli import main
 from edgedistill.profile.tflm_arena import tflm_arena
 from edgedistill.targets import load_target
-from tiny_lm import documents, save_tiny_gpt2
+from tiny_lm import LM_BUILD_ARGS
 
-ARGS = ["--task", "causal-lm", "--target", "cortex-m4", "--max-length", "16", "--steps", "80", "--qat-steps", "20",
-        "--threads", "1", "--quiet"]
+ARGS = LM_BUILD_ARGS
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lmbuild")
-    torch.set_num_threads(1)  # conftest sets the session's count back after each test
-    teacher = save_tiny_gpt2(root / "teacher", documents(600, seed=1), steps=60, width=48)
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(documents(120, seed=2)) + "\n")
-    out = root / "build"
-    r = CliRunner().invoke(main, ["build", "--teacher", str(teacher), "--data", str(corpus), "--out", str(out),
-                                  "--budget", "tokens_per_s=2", *ARGS], catch_exceptions=False)
-    assert r.exit_code in (0, 1), r.output  # 1: a gate row failed (the rows are checked below)
-    return {"root": root, "teacher": teacher, "corpus": corpus, "out": out, "output": r.output,
-            "metrics": json.loads((out / "metrics.json").read_text())}
+@pytest.fixture
+def world(lm_build):
+    return lm_build
 
 
 def test_the_largest_decoder_that_fits_is_chosen_and_trained(world):

@@ -1,0 +1,135 @@
+"""`edgedistill gate OUT/metrics.json` for a causal-LM run: recognise the file, refuse one the gate cannot read, and
+recover the budget the run was gated under.
+
+A causal-LM run (`distill --task causal-lm`, `build --task causal-lm`) writes metrics.json with `"task":
+"causal-lm"` and no report.json; its gate rows are edgedistill.gate_lm's. The budget is the one its own gate used:
+the target's flash and RAM limits as `speed.target.fit` records them, tightened by the budget a build searched
+under (`search.budget`, which holds every limit of `build --budget`), or, for a `distill --qat` run, by the target's
+default share of the flash for the model (`speed.target.model_flash_bytes`), as pipeline/lm_distill.py gates it.
+`gate --budget` tightens that further (edgedistill.budget.Budget.tighten), so `gate metrics.json` with no options
+judges a run as the run's own gate did.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from edgedistill.budget import Budget
+from edgedistill.errors import ConfigError
+
+TASK = "causal-lm"
+MODELS = ("teacher", "twin", "float", "int8", "twin_int8")
+
+
+def is_lm_run(path: Path) -> bool:
+    """True when `path` is a JSON object with `"task": "causal-lm"` (a causal-LM run's metrics.json). Anything
+    unreadable is False: the classifier loader (edgedistill.gate.load_report) then says what is wrong with it."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and doc.get("task") == TASK
+
+
+def _number(v, low: float = -math.inf, high: float = math.inf) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                         and low <= v <= high)
+
+
+def _refuse(path: Path, where: str, value, need: str) -> ConfigError:
+    return ConfigError(f"Causal-LM run {path}: {where} is {value!r}; the gate needs {need}. Re-run the build rather "
+                       "than editing metrics.json by hand.")
+
+
+def _object(path: Path, doc: dict, key: str, where: str, required: bool = False) -> dict:
+    v = doc.get(key)
+    if v is None and not required:
+        return {}
+    if not isinstance(v, dict):
+        raise _refuse(path, where, v, "an object")
+    return v
+
+
+def _check_test(path: Path, test: dict) -> None:
+    if "float" not in test:
+        raise _refuse(path, "test.float", None, "the float student's test figures")
+    for model in MODELS:
+        m = _object(path, test, model, f"test.{model}")
+        ppl = _object(path, m, "perplexity", f"test.{model}.perplexity") if m else {}
+        for key, low, high in (("value", 1.0, math.inf), ("low", 1.0, math.inf), ("high", 1.0, math.inf)):
+            if not _number(ppl.get(key), low, high):
+                raise _refuse(path, f"test.{model}.perplexity.{key}", ppl.get(key), "a perplexity >= 1 or null")
+        for key in ("top1", "top3"):
+            if not _number(m.get(key), 0.0, 100.0):
+                raise _refuse(path, f"test.{model}.{key}", m.get(key), "a percentage in [0, 100] or null")
+
+
+def _check_gain(path: Path, metrics: dict) -> None:
+    g = _object(path, _object(path, metrics, "gain_vs_twin", "gain_vs_twin"), "float", "gain_vs_twin.float")
+    if not g:
+        return
+    for key in ("gain", "low", "high", "documents"):
+        if g.get(key) is None or not _number(g[key]):
+            raise _refuse(path, f"gain_vs_twin.float.{key}", g.get(key), "a finite number")
+    if not isinstance(g.get("beyond_noise"), bool):
+        raise _refuse(path, "gain_vs_twin.float.beyond_noise", g.get("beyond_noise"), "true or false")
+
+
+def _check_speed(path: Path, metrics: dict) -> None:
+    speed = _object(path, metrics, "speed", "speed")
+    t = _object(path, speed, "target", "speed.target")
+    if not _number(t.get("tokens_per_s"), 0.0):
+        raise _refuse(path, "speed.target.tokens_per_s", t.get("tokens_per_s"), "a number >= 0 or null")
+    fit = t.get("fit", [])
+    if not isinstance(fit, list) or not all(isinstance(f, dict) and isinstance(f.get("check"), str) for f in fit):
+        raise _refuse(path, "speed.target.fit", fit, "a list of checks, each an object with a `check` name")
+    for f in fit:
+        for key in ("value", "limit"):
+            if f["check"] in ("flash", "ram") and not _number(f.get(key), 0.0):
+                raise _refuse(path, f"the {f['check']} check's {key}", f.get(key), "a number of bytes >= 0 or null")
+    if not _number(t.get("model_flash_bytes"), 0.0):
+        raise _refuse(path, "speed.target.model_flash_bytes", t.get("model_flash_bytes"), "bytes >= 0 or null")
+    for runtime, r in _object(path, speed, "ratio", "speed.ratio").items():
+        if not isinstance(r, dict) or not all(_number(r.get(k), 0.0) and r.get(k) is not None for k in
+                                              ("ratio", "student_tokens_per_s", "teacher_tokens_per_s")):
+            raise _refuse(path, f"speed.ratio.{runtime}", r, "an object of three numbers >= 0")
+
+
+def load_lm_metrics(path: Path) -> dict:
+    """metrics.json of a causal-LM run, its gated fields checked (JSON types, perplexity >= 1, percentages in
+    [0, 100], sizes >= 0). Raises ConfigError (one paragraph) for a missing file, invalid JSON, another task, or a
+    field of the wrong type or an impossible value."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"Run metrics {path} do not exist.") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ConfigError(f"Run metrics {path} are not valid JSON: {exc}.") from None
+    if not isinstance(doc, dict) or doc.get("task") != TASK:
+        raise ConfigError(f"{path} is not a causal-LM run's metrics.json (its `task` is not {TASK!r}); a classifier "
+                          "run is gated on its report.json.")
+    _check_test(path, _object(path, doc, "test", "test", required=True))
+    _check_gain(path, doc)
+    _check_speed(path, doc)
+    search = doc.get("search")
+    if search is not None and not (isinstance(search, dict) and isinstance(search.get("budget"), dict)):
+        raise _refuse(path, "search", search, "an object with the `budget` the build searched under")
+    if search is not None:
+        for key, v in search["budget"].items():
+            if not _number(v, 0.0):
+                raise _refuse(path, f"search.budget.{key}", v, "a number >= 0 or null")
+    return doc
+
+
+def lm_run_budget(metrics: dict) -> Budget:
+    """The budget a causal-LM run was gated under (module doc); load_lm_metrics has checked its fields."""
+    target = (metrics.get("speed") or {}).get("target") or {}
+    fit = {f["check"]: f for f in target.get("fit", [])}
+    device = Budget(flash_bytes=(fit.get("flash") or {}).get("limit"), ram_bytes=(fit.get("ram") or {}).get("limit"))
+    search = metrics.get("search")
+    if search is not None:
+        return device.tighten(Budget.from_dict(search["budget"]))
+    return device.tighten(Budget(flash_bytes=target.get("model_flash_bytes")))

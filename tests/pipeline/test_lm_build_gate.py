@@ -1,0 +1,66 @@
+"""`edgedistill gate OUT/metrics.json` on a real causal-LM build (tests/pipeline/conftest.py's `lm_build`): with no
+options it judges the run as the build's own gate did; `--budget` adds perplexity, next-token top-1 / top-3,
+tokens/s, latency, flash and RAM limits with the classifier gate's exit codes (0 pass, 1 a row failed, 2 refused)."""
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+from click.testing import CliRunner
+
+from edgedistill.cli import main
+
+
+def _gate(path, *args, tmp_path):
+    junit = tmp_path / "gate.xml"
+    r = CliRunner().invoke(main, ["gate", str(path), "--junit", str(junit), *args])
+    rows = {}
+    if junit.is_file():
+        for case in ET.parse(junit).getroot():
+            rows[case.get("name")] = case.find("failure") is None
+    return r, rows
+
+
+def test_gate_with_no_options_judges_the_run_as_its_build_did(lm_build, tmp_path):
+    r, rows = _gate(lm_build["out"] / "metrics.json", tmp_path=tmp_path)
+    built = lm_build["metrics"]["gate"]["checks"]
+    assert r.exit_code == lm_build["exit_code"], r.output
+    assert rows == {c["name"]: c["passed"] for c in built}
+    assert (lm_build["out"] / "gate.md").read_text() == r.output.rstrip("\n") + "\n"
+
+
+def test_perplexity_and_top_k_limits_judge_the_deployed_int8_figures(lm_build, tmp_path):
+    int8 = lm_build["metrics"]["test"]["int8"]
+    ppl, top1, top3 = int8["perplexity"]["value"], int8["top1"], int8["top3"]
+    met = f"perplexity={ppl * 1.01:.6g},top1={top1 - 0.5:.4g}%,top3={top3 - 0.5:.4g}%"
+    r, rows = _gate(lm_build["out"] / "metrics.json", "--budget", met, tmp_path=tmp_path)
+    assert rows["test perplexity"] and rows["next-token top-1"] and rows["next-token top-3"], r.output
+    assert f"{ppl:.4g}" in r.output and "int8 QAT model" in r.output
+    missed = f"perplexity={ppl * 0.99:.6g},top1={min(top1 + 0.5, 100):.4g}%,top3={min(top3 + 0.5, 100):.4g}%"
+    r, rows = _gate(lm_build["out"] / "metrics.json", "--budget", missed, tmp_path=tmp_path)
+    assert r.exit_code == 1 and not rows["test perplexity"] and not rows["next-token top-1"], r.output
+    assert top3 == 100 or not rows["next-token top-3"]
+
+
+@pytest.mark.parametrize("budget, row", [("tokens_per_s=1000000", "tokens/s"), ("latency=1us", "latency per token"),
+                                         ("flash=1KB", "flash"), ("ram=1KB", "ram")])
+def test_speed_and_size_limits_fail_their_row(lm_build, tmp_path, budget, row):
+    r, rows = _gate(lm_build["out"] / "metrics.json", "--budget", budget, tmp_path=tmp_path)
+    assert r.exit_code == 1 and rows[row] is False, r.output
+
+
+def test_a_classifier_limit_on_a_causal_lm_run_fails_as_missing(lm_build, tmp_path):
+    r, rows = _gate(lm_build["out"] / "metrics.json", "--budget", "accuracy=50%", tmp_path=tmp_path)
+    assert r.exit_code == 1 and rows["accuracy"] is False and "no class accuracy" in r.output, r.output
+
+
+def test_a_baseline_or_a_hand_edited_run_is_refused_in_one_paragraph(lm_build, tmp_path):
+    metrics = lm_build["out"] / "metrics.json"
+    r = CliRunner().invoke(main, ["gate", str(metrics), "--baseline", str(metrics)])
+    assert r.exit_code == 2 and "--baseline" in r.output and r.output.strip().count("\n") == 0, r.output
+    doc = json.loads(metrics.read_text())
+    doc["test"]["int8"]["top1"] = "high"
+    edited = tmp_path / "metrics.json"
+    edited.write_text(json.dumps(doc))
+    r = CliRunner().invoke(main, ["gate", str(edited)])
+    assert r.exit_code == 2 and "test.int8.top1" in r.output and "Traceback" not in r.output, r.output
