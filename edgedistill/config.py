@@ -117,13 +117,14 @@ class StudentConfig(_Strict):
             object.__setattr__(self, "family", CUSTOM)
         return self
 
-    def arch(self, kind: str):
-        """The StudentArch to build for data of `kind` (image / signal / features)."""
-        from edgedistill.students import DEFAULT_FAMILY, StudentArch, family_defaults
+    def arch(self, kind: str, tokenizer: str | None = None):
+        """The StudentArch to build for data of `kind` (image / signal / features / text; for text, `tokenizer`
+        names the student's tokenizer, which the default family follows)."""
+        from edgedistill.students import StudentArch, default_family, family_defaults
 
         if self.factory:
             return StudentArch.custom(self.factory, self.factory_kwargs)
-        family = DEFAULT_FAMILY[kind] if self.family == "auto" else self.family
+        family = default_family(kind, tokenizer) if self.family == "auto" else self.family
         width, depth = family_defaults(family)
         return StudentArch(family, self.width or width, self.depth or depth, knobs=tuple(sorted(self.knobs.items())))
 

@@ -1,15 +1,36 @@
-"""Optimizers and learning-rate schedules by name (schedules step once per batch)."""
+"""Optimizers and learning-rate schedules by name (schedules step once per batch), and the parameter groups a
+student asks for (`lr_groups`)."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+from torch import nn
 
 from edgedistill.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
 SCHEDULES: Registry = Registry("schedule")
+
+
+LR_SCALE = "lr_scale"  # a module attribute: its own parameters learn at lr × this (e.g. the bow student's table)
+
+
+def lr_groups(model: nn.Module, lr: float) -> list[dict]:
+    """The model's parameters as optimizer groups: one at `lr`, and one per distinct `lr_scale` attribute that a
+    module sets for its own (direct) parameters, at lr × that scale. A schedule then scales every group alike. A
+    model that sets none gives one group, as `model.parameters()` would, in the same order (a parameter shared by
+    two modules counted once, in the first one's group)."""
+    groups: dict[float, list] = {}
+    seen: set[int] = set()
+    for module in model.modules():
+        scale = float(getattr(module, LR_SCALE, 1.0))
+        for p in module.parameters(recurse=False):
+            if id(p) not in seen:
+                seen.add(id(p))
+                groups.setdefault(scale, []).append(p)
+    return [{"params": params, "lr": lr * scale} for scale, params in groups.items() if params]
 
 
 @OPTIMIZERS.register("adamw", "AdamW (Loshchilov & Hutter 2019), decoupled weight decay")

@@ -30,7 +30,7 @@ from torch import nn
 
 from edgedistill.data.augment import batch_generator
 from edgedistill.distill.losses import distillation_objective
-from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
+from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES, lr_groups
 from edgedistill.distill.trainer import (
     EpochRecord,
     FitResult,
@@ -106,7 +106,7 @@ def fit_mutual(models: list[nn.Module], data: TrainSet, val_x: torch.Tensor, val
     n = len(data)
     steps = (n + settings.batch_size - 1) // settings.batch_size
     lrs = [settings.lr * s for s in (lr_scales or [1.0] * len(models))]
-    opts = [OPTIMIZERS.get(settings.optimizer)(list(m.parameters()), lr, settings.weight_decay, settings.momentum)
+    opts = [OPTIMIZERS.get(settings.optimizer)(lr_groups(m, lr), lr, settings.weight_decay, settings.momentum)
             for m, lr in zip(models, lrs)]
     total = total_steps(settings, n)  # whole epochs, or exactly settings.steps (the last epoch cut short)
     scheds = [SCHEDULES.get(settings.schedule)(o, total, lr) for o, lr in zip(opts, lrs)]

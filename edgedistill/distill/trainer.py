@@ -35,7 +35,7 @@ from edgedistill.data.augment import Augment, Mix
 from edgedistill.distill import loader, resume
 from edgedistill.distill.loader import rows_of as _rows
 from edgedistill.distill.losses import distillation_objective
-from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
+from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES, lr_groups
 from edgedistill.distill.schedule import eval_interval
 from edgedistill.distill.weights_choice import MIN_LEAD_SAMPLES, keep_last_epoch  # noqa: F401 (re-exported)
 from edgedistill.errors import EdgeDistillError
@@ -414,7 +414,8 @@ class _Stepper:
                  per_epoch: int):
         self.data, self.objective, self.settings, self.per_epoch = data, objective, settings, per_epoch
         self.features = feature_terms(model, data, objective) if objective.teacher and objective.features else None
-        params = list(model.parameters()) + (list(self.features.heads.parameters()) if self.features else [])
+        params = lr_groups(model, settings.lr) + ([{"params": list(self.features.heads.parameters())}]
+                                                  if self.features else [])
         self.opt = OPTIMIZERS.get(settings.optimizer)(params, settings.lr, settings.weight_decay, settings.momentum)
         aug = settings.augment
         self.on_the_fly = objective.teacher and aug.enabled

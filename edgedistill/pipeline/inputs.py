@@ -79,14 +79,6 @@ def load_teachers(config: DistillConfig) -> tuple[Teacher, ...]:
                  for t in config.teachers)
 
 
-def _target_runtime(config: DistillConfig) -> str | None:
-    if not config.target:
-        return None
-    from edgedistill.targets import load_target
-
-    return load_target(config.target).runtime
-
-
 def read_inputs(config: DistillConfig) -> Inputs:
     """Read data and teachers and check that they fit each other. Raises EdgeDistillError; writes nothing."""
     if config.kd.seq_kd:  # a causal LM's option, which a classifier would silently ignore
@@ -97,7 +89,7 @@ def read_inputs(config: DistillConfig) -> Inputs:
     notes = list(getattr(raw, "notes", []))
     teachers = load_teachers(config)
     if isinstance(raw, TextCorpus):  # texts -> the student's token ids (pipeline/text_inputs.py)
-        raw = encode_text(config, raw, teachers, _target_runtime(config))
+        raw = encode_text(config, raw, teachers)
     transfer = None
     synthetic = parse_synthetic(config.data.transfer, config.train.seed)
     if config.data.transfer and synthetic is None:
@@ -147,8 +139,9 @@ def fit_student_to_target(config: DistillConfig, inputs: Inputs, show: bool = Fa
 
 
 def student_arch(config: DistillConfig, splits: DataSplits) -> StudentArch:
-    """The student the config names (family 'auto': the default family of the data's kind; or the user's factory)."""
-    return config.student.arch(splits.kind)  # a family (auto: from the data's kind) or the user's factory
+    """The student the config names (family 'auto': the default family of the data's kind and, for text, of the
+    student's tokenizer; or the user's factory)."""
+    return config.student.arch(splits.kind, None if splits.text is None else splits.text.tokenizer.name)
 
 
 def check_student(config: DistillConfig, inputs: Inputs, arch: StudentArch) -> None:

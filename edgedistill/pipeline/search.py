@@ -10,6 +10,7 @@ from edgedistill.budget import Budget
 from edgedistill.config import DistillConfig
 from edgedistill.data import kind_of
 from edgedistill.pipeline.inputs import Inputs
+from edgedistill.students import default_family
 from edgedistill.students.search import SearchResult, search
 
 
@@ -20,12 +21,14 @@ def teacher_params(teachers) -> int:
 
 def choose_student(config: DistillConfig, budget: Budget, inputs: Inputs, target=None) -> SearchResult:
     """The largest candidate that fits every limit, capped at half the teacher's parameters (a student as large as
-    its teacher is not compression). A user's own student (a factory) is costed and checked against the budget
+    its teacher is not compression). Text searches the family of the student's tokenizer (textcnn for bytes, bow
+    for the teacher's vocabulary). A user's own student (a factory) is costed and checked against the budget
     instead of searched. `target`: the profile whose int8 latency estimate a `latency=` limit is checked with."""
     kind = kind_of(inputs.raw.train.x)
     own = config.student.arch(kind) if config.student.factory else None  # the user's student: costed, not searched
-    families = None if config.student.family == "auto" or own else [config.student.family]
     s = inputs.splits
+    families = None if own else [config.student.family] if config.student.family != "auto" else \
+        [default_family(kind, s.text.tokenizer.name)] if s.text is not None else None
     return search(kind, s.input_shape, s.num_classes, budget, families,
                   max_params=teacher_params(inputs.teachers) // 2, arch=own, target=target, vocab_size=s.vocab_size,
                   knobs=dict(config.student.knobs))

@@ -13,7 +13,8 @@ from edgedistill.students.custom import build_custom
 from edgedistill.students import reference as _reference  # noqa: F401  (registers resnet8, mobilenetv1, mbv3)
 from edgedistill.students import text_families as _text  # noqa: F401  (registers textcnn)
 from edgedistill.students import decoder_family as _decoder  # noqa: F401  (registers decoder)
-from edgedistill.students.families import CUSTOM, DEFAULT_FAMILY, STUDENT_FAMILIES, StudentArch, family_defaults
+from edgedistill.students.families import (CUSTOM, DEFAULT_FAMILY, STUDENT_FAMILIES, StudentArch, default_family,
+                                          family_defaults)
 from edgedistill.students.layers import Normalize, count_params
 
 
@@ -54,4 +55,4 @@ def _normalize(normalizer: Normalizer, input_shape: tuple[int, ...]) -> Normaliz
 
 
 __all__ = ["CUSTOM", "DEFAULT_FAMILY", "STUDENT_FAMILIES", "StudentArch", "build_student", "count_params",
-           "family_defaults"]
+           "default_family", "family_defaults"]

@@ -21,6 +21,14 @@ STUDENT_FAMILIES: Registry = Registry("student family")
 
 # Which family fits which data kind when the user does not name one.
 DEFAULT_FAMILY = {"image": "cnn", "signal": "conv1d", "features": "mlp", "text": "textcnn"}
+# Text by the student's tokenizer: byte ids to convolutions that see spellings, the teacher's word pieces to a bag of
+# embeddings (students/text_families.py; measured in docs/text.md)
+TEXT_FAMILY = {"bytes": "textcnn", "vocab": "bow"}
+
+
+def default_family(kind: str, tokenizer: str | None = None) -> str:
+    """The family for data of `kind` when the user names none; for text, by the student tokenizer's name."""
+    return TEXT_FAMILY.get(tokenizer or "", DEFAULT_FAMILY[kind]) if kind == "text" else DEFAULT_FAMILY[kind]
 
 
 CUSTOM = "custom"  # the family of a student built by the user's factory

@@ -83,7 +83,8 @@ class SearchResult:
 
 
 # families searched beside a kind's default one
-# text: textcnn only; the transformer is searched when named (--family transformer): on builtin:langid at
+# text: the tokenizer's family (pipeline.search.choose_student: textcnn for bytes, bow for the teacher's vocabulary);
+# the transformer is searched when named (--family transformer): on builtin:langid at
 # cortex-m4's budget the search's largest transformer, (96, 4), reached 80.2 % int8 where textcnn(32, 2) reached
 # 82.1 % (teacher 84.7 %; docs/text.md)
 _ALSO = {"image": ["dscnn"]}

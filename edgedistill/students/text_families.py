@@ -14,6 +14,14 @@
   LiteRT runs and TFLite Micro lacks, so a microcontroller target builds hardswish instead, see
   students/activations.py; hardswish: one HARD_SWISH op, on every runtime), `pool` (mean over positions, the
   default, or first: the first token's state, BERT's [CLS] position, one SLICE).
+* `bow`: a bag of embeddings (fastText's classifier, Joulin et al. 2017, "Bag of Tricks for Efficient Text
+  Classification"): a token embedding (width = the embedding size), the mean over positions (the padding id 0 embeds
+  to zeros, so padded positions add nothing; the mean divides by the padded length L, a scale the next layer
+  absorbs) and `depth` linear layers (depth − 1 hidden ReLU layers of `width` units, then the classifier). GATHER_ND,
+  MEAN and FULLY_CONNECTED: every op runs on TFLite Micro in int8, and the cost is the table plus a few hundred MACs.
+  Over the teacher's vocabulary it is the text student for passages, where the evidence is which words occur: on
+  builtin:docs (paragraphs) it reached 75.6 % from hard labels alone where the textcnn reached 51 % over the same
+  ids and 62–65 % over bytes (teacher 76.4 %); on builtin:langid (single words) bytes win (docs/text.md).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from edgedistill.students.layers import (FirstToken, GlobalMaxPool, MaskedSelfAt
 # the widths x depths the search costs (students.search.grid): the textcnn from 8 to 128 embedding channels, the
 # transformer from one head of 16 to four heads of 32
 TEXT_SEARCH_GRID = {"textcnn": ((8, 12, 16, 24, 32, 48, 64, 96, 128), (1, 2, 3)),
+                    "bow": ((8, 12, 16, 24, 32, 48, 64, 96, 128), (1, 2)),
                     "transformer": ((16, 32, 48, 64, 96, 128), (1, 2, 3, 4))}
 
 
@@ -60,6 +69,34 @@ def textcnn(input_shape: tuple[int, ...], num_classes: int, width: int = 32, dep
         cin = cout
     head = nn.Sequential(OrderedDict(pool=GlobalMaxPool(), flatten=nn.Flatten(), fc=nn.Linear(cin, num_classes)))
     return nn.Sequential(OrderedDict(features=nn.Sequential(blocks), head=head))
+
+
+# The bow table starts small (BERT's N(0, 0.02)) and learns at 10x the run's learning rate: each row moves only
+# through the mean over L positions, and from the default N(0, 1) at the default lr the docs student reached
+# 63.4 % after 816 steps where this reached 76.4 % (hard labels, one seed; docs/text.md)
+BOW_INIT_STD, BOW_LR_SCALE = 0.02, 10.0
+
+
+@STUDENT_FAMILIES.register("bow", "bag of embeddings: token embedding, mean over positions, linear layers "
+                                  "(fastText's classifier; text over the teacher's vocabulary; runs on "
+                                  "microcontrollers)")
+def bow(input_shape: tuple[int, ...], num_classes: int, width: int = 64, depth: int = 1,
+        vocab_size: int = 257) -> nn.Module:
+    _sequence_length(input_shape, "bow")
+    if depth < 1:
+        raise ConfigError(f"bow depth counts its linear layers (the classifier included), so it is at least 1, not "
+                          f"{depth}.")
+    embed = nn.Embedding(vocab_size, width, padding_idx=0)
+    with torch.no_grad():  # fastText's recipe: a small table that learns fast (measured in docs/text.md)
+        embed.weight.normal_(0.0, BOW_INIT_STD)
+        embed.weight[0].zero_()
+    embed.lr_scale = BOW_LR_SCALE  # distill.optim.lr_groups
+    features = nn.Sequential(OrderedDict(embed=embed, pool=MeanTokens()))
+    head: OrderedDict = OrderedDict()
+    for i in range(1, depth):
+        head[f"fc{i}"], head[f"relu{i}"] = nn.Linear(width, width), nn.ReLU()
+    head["fc"] = nn.Linear(width, num_classes)
+    return nn.Sequential(OrderedDict(features=features, head=nn.Sequential(head)))
 
 
 # the feed-forward's activation and the pooling over positions, by knob value (parameter-free modules)

@@ -67,12 +67,13 @@ def test_build_docs_on_cortex_m4_takes_its_teacher_and_records_the_library_versi
                      "threads = 1\n[quant]\nqat_epochs = 1\nqat_max_samples = 100\n")
     out = tmp_path / "b"
     r = CliRunner().invoke(main, ["build", "--config", str(small), "--data", "builtin:docs", "--target", "cortex-m4",
-                                  "--budget", "flash=16KiB", "--out", str(out), "-q"], catch_exceptions=False)
+                                  "--budget", "flash=48KiB", "--out", str(out), "-q"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["teachers"][0]["path"] == "builtin:docs"
     rep = json.loads((out / "report.json").read_text())
     assert rep["data"]["text"]["provenance"] == {"package_versions": docs_versions()}
-    assert rep["data"]["text"]["tokenizer"] == "bytes"  # the microcontroller default
+    assert rep["data"]["text"]["tokenizer"] == "vocab"  # paragraphs: the teacher's words, on a microcontroller too
+    assert json.loads((out / "student.json").read_text())["arch"]["family"] == "bow"
     teacher = next(x for x in rep["models"] if x["name"] == "teacher")
     assert abs(teacher["accuracy"] - _log("docs")["test_accuracy"]) < 2.0

@@ -24,7 +24,7 @@ def live_peak(buffers):
 
 SHAPES = {"resnet8": (3, 16, 16), "mobilenetv1": (3, 16, 16), "mbv3": (1, 16, 16), "cnn": (1, 8, 8),
           "dscnn": (1, 28, 28), "mlp": (12,), "conv1d": (2, 32), "resnet8_1d": (2, 32), "mbv3_1d": (2, 32)}
-TEXT = ("textcnn", "transformer", "decoder")  # token-id families: samples are L ids (see the text tests below)
+TEXT = ("textcnn", "bow", "transformer", "decoder")  # token-id families: samples are L ids (see the text tests below)
 VOCAB = 257
 
 
@@ -279,7 +279,8 @@ def hand_text_cost(model: nn.Module, length: int) -> tuple[int, int, int]:
 
 # (family, width, depth, length): textcnn with and without pooling between blocks; the transformer with one head
 # (its products are FULLY_CONNECTED ops) and two (BATCH_MATMUL), one and two layers (the padding mask is shared)
-TEXT_SIZES = [("textcnn", 8, 2, 24), ("textcnn", 16, 3, 40), ("textcnn", 12, 1, 10), ("transformer", 16, 1, 8),
+TEXT_SIZES = [("textcnn", 8, 2, 24), ("textcnn", 16, 3, 40), ("textcnn", 12, 1, 10), ("bow", 16, 1, 24),
+              ("bow", 32, 2, 40), ("transformer", 16, 1, 8),
               ("transformer", 32, 2, 16), ("transformer", 64, 1, 32), ("transformer", 64, 2, 12)]
 
 

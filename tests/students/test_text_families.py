@@ -11,7 +11,7 @@ from edgedistill.students import StudentArch, build_student
 from edgedistill.students.layers import MaskedSelfAttention
 
 
-@pytest.mark.parametrize("family", ["textcnn", "transformer"])
+@pytest.mark.parametrize("family", ["textcnn", "bow", "transformer"])
 def test_text_families_take_token_ids_and_track_their_int8_graph(family):
     torch.manual_seed(0)
     m = build_student(StudentArch(family, 32, 2), (20,), 4, None, vocab_size=100).eval()
