@@ -34,7 +34,7 @@ from edgedistill.pipeline.lm_report import attach_gate, lm_metrics_doc, write_lm
 from edgedistill.pipeline.lm_seqkd import concat, teacher_continuations
 from edgedistill.pipeline.lm_speed import lm_speed
 from edgedistill.pipeline.lm_teacher import teacher_outputs
-from edgedistill.pipeline.lm_train import tensors, train_lm_students
+from edgedistill.pipeline.lm_train import cache_temperatures, tensors, train_lm_students
 from edgedistill.pipeline.rundir import RunDir
 from edgedistill.progress import bars
 from edgedistill.students.checkpoint import StudentCheckpoint, save_student
@@ -121,7 +121,7 @@ def _teacher(config: DistillConfig, inputs: LMInputs, ui, timings: dict) -> _Tau
     bar = ui.task(f"teacher top-{min(config.kd.top_k, inputs.tokenizer.vocab_size)} logits",
                   len(teacher_splits.train) + len(s.test))
     outs = teacher_outputs(inputs.teacher, inputs.tokenizer, docs, teacher_splits, config.kd.top_k,
-                           _temperature(config), Path(config.cache_dir) if config.cache_dir else None,
+                           cache_temperatures(config), Path(config.cache_dir) if config.cache_dir else None,
                            progress=lambda k: bar(k, None, None))
     timings["teacher_logits_s"] = outs.seconds
     hidden = _hidden(config, inputs, docs, s.train if auto else teacher_splits.train, ui, auto)
@@ -179,12 +179,6 @@ def _speed(int8, inputs: LMInputs, target, ui, timings: dict) -> dict | None:
     bar(1, None, None)
     timings["speed_s"] = time.perf_counter() - t0
     return speed
-
-
-def _temperature(config: DistillConfig) -> float:
-    from edgedistill.pipeline.lm_train import objective_of
-
-    return objective_of(config).temperature
 
 
 def _target(config: DistillConfig):

@@ -6,7 +6,8 @@ windows (auto: 32); validation perplexity every tenth of the run picks the weigh
 token-level KD of distill/lm_losses at temperature T (auto: 2, DistilGPT2's) weighted α (auto: 0.5) against the
 next-token cross-entropy (with --feature loss=cosine the student adds the hidden-state cosine term,
 distill/lm_hidden.py; with --temperature auto and neither --feature nor --seq-kd, pipeline/lm_auto.py chooses the
-terms first). QAT: --qat-steps, else 0.3 × the float steps, at lr × quant.qat_lr_scale.
+terms first). QAT: --qat-steps, else 0.3 × the float steps, at lr ×
+quant.qat_lr_scale.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from edgedistill.progress import VAL_PERPLEXITY
 from edgedistill.students import build_student
 
 AUTO_TEMPERATURE, AUTO_ALPHA, AUTO_EPOCHS, AUTO_BATCH = 2.0, 0.5, 10, 32
+# the temperatures whose tail mass every teacher cache stores (pipeline/lm_teacher.py), and the automatic choice's
+# grid (pipeline/lm_auto.py); AUTO_TEMPERATURE is among them
+TEMPERATURES = (1.0, 2.0, 4.0)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,13 @@ class LMTrained:
 def objective_of(config: DistillConfig) -> LMObjective:
     t, a = config.kd.temperature, config.kd.alpha
     return LMObjective(AUTO_TEMPERATURE if t == "auto" else float(t), AUTO_ALPHA if a == "auto" else float(a))
+
+
+def cache_temperatures(config: DistillConfig) -> tuple[float, ...]:
+    """The temperatures the teacher cache stores a tail for: TEMPERATURES and a fixed --temperature, ascending (the
+    cache is then the same for the automatic run and a run at a fixed T of the grid)."""
+    t = config.kd.temperature
+    return tuple(sorted(set(TEMPERATURES) | ({float(t)} if t != "auto" else set())))
 
 
 def settings_of(config: DistillConfig, windows: int) -> LMTrainSettings:
