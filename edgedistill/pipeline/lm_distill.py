@@ -1,7 +1,7 @@
 """`distill` for `--task causal-lm`: the classifier chain's stages, in their causal-LM form, top to bottom.
 
     inputs (lm_inputs) -> teacher top-k (lm_teacher) [-> hidden states (lm_hidden_teacher)]
-        [-> automatic choice of the losses (lm_auto)] -> train student + twin (lm_train)
+        [-> automatic choice of T and the losses (lm_auto)] -> train student + twin (lm_train)
         -> int8: QAT, export, parity (lm_int8) -> tokens/s (lm_speed) -> metrics, report, gate (lm_report)
 
 It shares the classifier chain's run directory (OUT.partial -> OUT, nothing published unless every step and the
@@ -26,7 +26,8 @@ from edgedistill.distill.lm_trainer import lm_logits
 from edgedistill.pipeline.distill import DistillResult, finish
 from edgedistill.distill.lm_losses import TopKLogits
 from edgedistill.errors import DataError
-from edgedistill.pipeline.lm_auto import COSINE_WEIGHT, auto_choice_applies, auto_seq_kd_prompts, choose_lm_objective
+from edgedistill.pipeline.lm_auto import (COSINE_WEIGHT, auto_choice_applies, auto_seq_kd_prompts, choose_lm_objective,
+                                          chosen_objective)
 from edgedistill.pipeline.lm_hidden_teacher import hidden_cosine_weight, teacher_hidden_states
 from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
 from edgedistill.pipeline.lm_int8 import run_lm_int8
@@ -71,7 +72,8 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
             outs, top, cont, hidden, choice = taught.outs, taught.top, taught.cont, taught.hidden, taught.choice
             transfer = cont.windows if cont else None
             trained = train_lm_students(config, inputs, top, ui, transfer, run.checkpoints,
-                                        None if hidden is None else (hidden[0].states, hidden[1]))
+                                        None if hidden is None else (hidden[0].states, hidden[1]),
+                                        chosen_objective(choice) if choice else None)
             timings["distill_s"] = trained.result.seconds
             if trained.twin_result is not None:
                 timings["baseline_s"] = trained.twin_result.seconds
