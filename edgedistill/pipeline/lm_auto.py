@@ -1,24 +1,34 @@
-"""The automatic choice of a causal LM's distillation losses (`--temperature auto`, the default, with no --feature
-and no --seq-kd given): short seeded trials of the candidates, picked on validation perplexity.
+"""The automatic choice of a causal LM's temperature and distillation losses (`--temperature auto`, the default, with
+no --feature and no --seq-kd given): short seeded trials, picked on validation perplexity, in two stages.
 
-Candidates (CANDIDATES, in order; the first is the reference):
-    token-kd            per-token top-k KD + next-token CE (distill/lm_losses.py), T = 2, α = 0.5
+1. Temperature: token KD (top-k KD + next-token CE, distill/lm_losses.py, α = 0.5) at each T of
+   lm_train.TEMPERATURES (1, 2, 4), the reference T = 2 (DistilGPT2's; lm_train.AUTO_TEMPERATURE) first, each trial
+   TEMPERATURE_TRIAL_FRACTION (50 %) of the float steps. The teacher cache stores the tail mass at each T
+   (pipeline/lm_teacher.py), so a trial at another T costs no teacher pass. Why longer trials here: on the tests'
+   tiny world (200 steps) 40-step trials ranked T = 1 first beyond noise (validation perplexity 15.6 against 16.2 at
+   T = 2) while the full run at T = 1 ended worse (2.89 against 2.69; test 2.31 against 2.22, where the KD student
+   no longer beat its twin); at 100 steps T = 1 and 2 tied (4.838 / 4.836) and the reference was kept. A low T
+   learns fastest early, so short trials reward it.
+2. Terms, at the chosen T, each trial TRIAL_FRACTION (20 %) of the float steps (CANDIDATES, in order; the first,
+   token KD alone, is this stage's reference):
+    token-kd            per-token top-k KD + next-token CE
     token-kd+cosine     + β · mean(1 − cos) on the last hidden states, β = 1 (distill/lm_hidden.py; DistilBERT's
                         cosine weight)
     token-kd+seq-kd     + the teacher's greedy continuations of N = max(1, ⌈windows / 4⌉) seeded training prompts
                         as extra training windows (pipeline/lm_seqkd.py, Kim & Rush 2016)
 
-Each trial trains a fresh student from the run's initial weights, with the run's settings cut to TRIAL_FRACTION
-(20 %) of the float steps (at least one), and is scored on the validation windows (the weights of its best
+Each trial trains a fresh student from the run's initial weights, with the run's settings cut to its stage's
+fraction of the float steps (at least one), and is scored on the validation windows (the weights of its best
 validation point). Noise-aware choice, as distill/tuning.py does for classifiers: a short trial rewards what
 learns fastest and two candidates a few tenths of a perplexity apart cannot be told apart on a small validation
-split, so the reference (plain token KD) is kept unless the best other candidate beats it beyond noise: its paired
+split, so in each stage the reference is kept unless the best other candidate beats it beyond noise: its paired
 perplexity gain over the reference (edgedistill.lm_metrics.paired_perplexity_gain: a bootstrap over validation
 documents, both trials scored on the same positions) has a 95 % interval above 0. Ties keep the earlier candidate.
 
-Cost: 3 trials × 20 % = 60 % of the float student's steps, plus the teacher passes the candidates need (N greedy
-continuations, the last hidden states on the training windows), whichever is chosen; recorded in metrics.json's
-`loss_choice` with every trial's figures.
+Cost: 3 × 50 % + 3 × 20 % = 210 % of the float student's steps (TRIAL_BUDGET), plus the teacher passes the term
+candidates need (N greedy continuations, the last hidden states on the training windows), whichever is chosen;
+recorded in metrics.json's `loss_choice` with every trial's figures (its T, validation perplexity, paired gain
+over its stage's reference, seconds).
 """
 
 from __future__ import annotations
@@ -35,25 +45,32 @@ from edgedistill.distill.lm_losses import TopKLogits
 from edgedistill.distill.lm_trainer import fit_lm, lm_logits
 from edgedistill.lm_metrics import paired_perplexity_gain, token_scores
 from edgedistill.pipeline.lm_inputs import LMInputs
-from edgedistill.pipeline.lm_train import make_decoder, objective_of, settings_of, tensors
+from edgedistill.pipeline.lm_train import (AUTO_TEMPERATURE, TEMPERATURES, LMObjective, make_decoder, objective_of,
+                                           settings_of, tensors)
 from edgedistill.progress import VAL_PERPLEXITY
 
-TRIAL_FRACTION = 0.2
+TRIAL_FRACTION = 0.2  # a terms trial, × the float steps
+TEMPERATURE_TRIAL_FRACTION = 0.5  # a temperature trial: at 20 % the lowest T learns fastest and wins (module doc)
 COSINE_WEIGHT = 1.0
 
 
 @dataclass(frozen=True)
 class LMCandidate:
-    """One candidate objective: token KD, plus the hidden-state cosine at `cosine` (None: off), plus the
-    sequence-level KD windows (`seq_kd`)."""
+    """One candidate objective: token KD at `temperature`, plus the hidden-state cosine at `cosine` (None: off),
+    plus the sequence-level KD windows (`seq_kd`)."""
 
     name: str
     cosine: float | None = None
     seq_kd: bool = False
+    temperature: float = AUTO_TEMPERATURE
 
 
 CANDIDATES = (LMCandidate("token-kd"), LMCandidate("token-kd+cosine", cosine=COSINE_WEIGHT),
               LMCandidate("token-kd+seq-kd", seq_kd=True))
+# stage 1: token KD at each T, the reference T first
+TEMPERATURE_CANDIDATES = tuple(LMCandidate("token-kd", temperature=t)
+                               for t in (AUTO_TEMPERATURE, *[t for t in TEMPERATURES if t != AUTO_TEMPERATURE]))
+TRIAL_BUDGET = len(TEMPERATURE_CANDIDATES) * TEMPERATURE_TRIAL_FRACTION + len(CANDIDATES) * TRIAL_FRACTION  # × steps
 
 
 @dataclass(frozen=True)
@@ -90,57 +107,96 @@ def decide(scores: list, reference: int = 0, seed: int = 0) -> tuple[int, list]:
 
 def choose_lm_objective(config: DistillConfig, inputs: LMInputs, top: TopKLogits, continuations,
                         hidden: torch.Tensor, ui) -> LMChoice:
-    """Run the trials (module doc) and choose. `top`: the teacher's top-k on the training windows then the
-    continuations' windows (`continuations`: lm_seqkd.Continuations, or None when no training document is long
-    enough for a prompt: that candidate is then left out); `hidden`: the teacher's last hidden states
-    (N_train, L, H_T) on the training windows."""
+    """Run the two stages of trials (module doc) and choose. `top`: the teacher's top-k on the training windows
+    then the continuations' windows, its tail stored at every T of lm_train.TEMPERATURES (`continuations`:
+    lm_seqkd.Continuations, or None when no training document is long enough for a prompt: that candidate is then
+    left out); `hidden`: the teacher's last hidden states (N_train, L, H_T) on the training windows."""
+    base = settings_of(config, len(inputs.splits.train))
+    alpha = objective_of(config).alpha
+
+    def stage(candidates, fraction: float, name: str) -> tuple[int, list[dict]]:
+        steps = max(1, round(fraction * base.steps))
+        settings = replace(base, steps=steps, eval_every=max(1, steps // 10))  # as a run of `steps` (settings_of)
+        trials, scores = zip(*[_trial(c, inputs, top, continuations, hidden, settings, alpha, ui)
+                               for c in candidates])
+        return _stage(list(trials), list(scores), name, config.data.seed), list(trials)
+
+    t_best, t_trials = stage(TEMPERATURE_CANDIDATES, TEMPERATURE_TRIAL_FRACTION, "temperature")
+    temperature = TEMPERATURE_CANDIDATES[t_best].temperature
+    terms = [replace(c, temperature=temperature) for c in CANDIDATES if continuations is not None or not c.seq_kd]
+    best, trials = stage(terms, TRIAL_FRACTION, "terms")
+    record = {"reference": CANDIDATES[0].name, "reference_temperature": AUTO_TEMPERATURE,
+              "chosen": terms[best].name, "temperature": temperature, "why": _why(best),
+              "temperature_why": _why(t_best), "temperatures": [c.temperature for c in TEMPERATURE_CANDIDATES],
+              "temperature_trial_steps": t_trials[0]["steps"], "temperature_trial_fraction": TEMPERATURE_TRIAL_FRACTION,
+              "trial_steps": trials[0]["steps"], "trial_fraction": TRIAL_FRACTION, "steps": base.steps,
+              "alpha": alpha, "cosine_weight": COSINE_WEIGHT,
+              "seq_kd_prompts": len(continuations.texts) if continuations else 0, "trials": t_trials + trials}
+    record["trial_budget"] = sum(t["steps"] for t in record["trials"]) / base.steps
+    record["seconds"] = sum(t["seconds"] for t in record["trials"])
+    return LMChoice(terms[best], record)
+
+
+def _trial(c: LMCandidate, inputs: LMInputs, top: TopKLogits, continuations, hidden: torch.Tensor, settings,
+           alpha: float, ui) -> tuple[dict, object]:
+    """One seeded trial of `c`: its record (without the gain) and its validation TokenScores."""
     from edgedistill.pipeline.lm_seqkd import concat
 
     s = inputs.splits
-    n = len(s.train)
-    base = settings_of(config, n)
-    steps = max(1, round(TRIAL_FRACTION * base.steps))
-    settings = replace(base, steps=steps, eval_every=max(1, steps // 10))  # as a run of `steps` (settings_of)
-    objective = objective_of(config)
+    t0 = time.perf_counter()
+    windows = concat(s.train, continuations.windows) if c.seq_kd else s.train
+    rows = len(windows)
+    teacher = TopKLogits(top.values[:rows], top.indices[:rows], top.tail[:rows], top.temperatures)
+    term = None if c.cosine is None else HiddenCosine(hidden, inputs.arch.width, c.cosine, settings.seed + 11)
+    ids, targets = tensors(windows)
     val_ids, val_targets = tensors(s.val)
-    trials, scores = [], []
-    candidates = [c for c in CANDIDATES if continuations is not None or not c.seq_kd]
-    for c in candidates:
-        t0 = time.perf_counter()
-        windows = concat(s.train, continuations.windows) if c.seq_kd else s.train
-        rows = len(windows)
-        teacher = TopKLogits(top.values[:rows], top.indices[:rows], top.tail[:rows], top.temperatures)
-        term = None if c.cosine is None else HiddenCosine(hidden, inputs.arch.width, c.cosine, base.seed + 11)
-        ids, targets = tensors(windows)
-        model = make_decoder(inputs, base.seed)
-        bar = ui.task(f"loss choice: {c.name} ({steps} steps)", steps * settings.batch_size, VAL_PERPLEXITY)
-        res = fit_lm(model, ids, targets, teacher, val_ids, val_targets, objective.temperature, objective.alpha,
-                     settings, progress=lambda k, loss, val: bar(k, loss, val), hidden=term)
-        scores.append(token_scores(lm_logits(model, val_ids).numpy(), s.val.targets, s.val.doc))
-        trials.append({"name": c.name, "val_perplexity": res.best_val_perplexity, "best_step": res.best_step,
-                       "windows": rows, "seconds": time.perf_counter() - t0})
-    best, gains = decide(scores, 0, config.data.seed)
+    model = make_decoder(inputs, settings.seed)
+    bar = ui.task(f"loss choice: {c.name}, T={c.temperature:g} ({settings.steps} steps)",
+                  settings.steps * settings.batch_size, VAL_PERPLEXITY)
+    res = fit_lm(model, ids, targets, teacher, val_ids, val_targets, c.temperature, alpha, settings,
+                 progress=lambda k, loss, val: bar(k, loss, val), hidden=term)
+    score = token_scores(lm_logits(model, val_ids).numpy(), s.val.targets, s.val.doc)
+    return {"name": c.name, "temperature": c.temperature, "steps": settings.steps,
+            "val_perplexity": res.best_val_perplexity,
+            "best_step": res.best_step, "windows": rows, "seconds": time.perf_counter() - t0}, score
+
+
+def _stage(trials: list[dict], scores: list, stage: str, seed: int) -> int:
+    """decide() over one stage's trials (the first is its reference); each trial's record gets its stage and its
+    paired gain over the reference. Returns the chosen index."""
+    best, gains = decide(scores, 0, seed)
     for t, g in zip(trials, gains):
+        t["stage"] = stage
         t["gain_vs_reference"] = None if g is None else {"gain": g.gain, "low": g.low, "high": g.high,
                                                          "beyond_noise": g.beyond_noise}
-    why = ("the reference: no other candidate beat it beyond the validation noise" if best == 0 else
-           "beat the reference beyond the validation noise (paired bootstrap over validation documents)")
-    record = {"reference": candidates[0].name, "chosen": candidates[best].name, "why": why, "trial_steps": steps,
-              "trial_fraction": TRIAL_FRACTION, "steps": base.steps, "temperature": objective.temperature,
-              "alpha": objective.alpha, "cosine_weight": COSINE_WEIGHT, "seq_kd_prompts": len(continuations.texts) if continuations else 0,
-              "trials": trials, "seconds": sum(t["seconds"] for t in trials)}
-    return LMChoice(candidates[best], record)
+    return best
+
+
+def _why(best: int) -> str:
+    return ("the reference: no other candidate beat it beyond the validation noise" if best == 0 else
+            "beat the reference beyond the validation noise (paired bootstrap over validation documents)")
+
+
+def chosen_objective(choice: LMChoice) -> LMObjective:
+    """The T and α the final run trains with."""
+    return LMObjective(float(choice.record["temperature"]), float(choice.record["alpha"]))
 
 
 def choice_markdown(record: dict) -> list[str]:
-    """report.md's section on the automatic choice: every trial's validation perplexity and paired gain."""
-    lines = ["## Choice of the losses (automatic)", "",
-             f"{len(record['trials'])} seeded trials of {record['trial_steps']} steps each ({record['trial_fraction']:.0%}"
-             f" of the {record['steps']}), T = {record['temperature']:g}, α = {record['alpha']:g}; chosen: "
-             f"**{record['chosen']}** ({record['why']}).", "",
-             "| candidate | validation perplexity | gain over the reference, 95 % | seconds |", "|---|---|---|---|"]
+    """report.md's section on the automatic choice: every trial's T, validation perplexity and paired gain."""
+    lines = ["## Choice of the temperature and the losses (automatic)", "",
+             f"{len(record['trials'])} seeded trials ({record['trial_budget']:.0%} of the {record['steps']} float "
+             f"steps in all), α = {record['alpha']:g}. First token KD at T ∈ "
+             f"{{{', '.join(f'{t:g}' for t in record['temperatures'])}}}, {record['temperature_trial_steps']} steps "
+             f"each (reference T = {record['reference_temperature']:g}): chosen **T = {record['temperature']:g}** "
+             f"({record['temperature_why']}); then the terms at that T, {record['trial_steps']} steps each "
+             f"(reference: token KD): chosen **{record['chosen']}** ({record['why']}).", "",
+             "| stage | candidate | T | steps | validation perplexity | gain over the stage's reference, 95 % "
+             "| seconds |",
+             "|---|---|---|---|---|---|---|"]
     for t in record["trials"]:
         g = t["gain_vs_reference"]
         gain = "reference" if g is None else f"{g['gain']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}]"
-        lines.append(f"| {t['name']} | {t['val_perplexity']:.3f} | {gain} | {t['seconds']:.1f} |")
+        lines.append(f"| {t['stage']} | {t['name']} | {t['temperature']:g} | {t['steps']} | "
+                     f"{t['val_perplexity']:.3f} | {gain} | {t['seconds']:.1f} |")
     return lines

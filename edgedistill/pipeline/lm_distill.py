@@ -1,7 +1,7 @@
 """`distill` for `--task causal-lm`: the classifier chain's stages, in their causal-LM form, top to bottom.
 
     inputs (lm_inputs) -> teacher top-k (lm_teacher) [-> hidden states (lm_hidden_teacher)]
-        [-> automatic choice of the losses (lm_auto)] -> train student + twin (lm_train)
+        [-> automatic choice of T and the losses (lm_auto)] -> train student + twin (lm_train)
         -> int8: QAT, export, parity (lm_int8) -> tokens/s (lm_speed) -> metrics, report, gate (lm_report)
 
 It shares the classifier chain's run directory (OUT.partial -> OUT, nothing published unless every step and the
@@ -26,7 +26,8 @@ from edgedistill.distill.lm_trainer import lm_logits
 from edgedistill.pipeline.distill import DistillResult, finish
 from edgedistill.distill.lm_losses import TopKLogits
 from edgedistill.errors import DataError
-from edgedistill.pipeline.lm_auto import COSINE_WEIGHT, auto_choice_applies, auto_seq_kd_prompts, choose_lm_objective
+from edgedistill.pipeline.lm_auto import (COSINE_WEIGHT, auto_choice_applies, auto_seq_kd_prompts, choose_lm_objective,
+                                          chosen_objective)
 from edgedistill.pipeline.lm_hidden_teacher import hidden_cosine_weight, teacher_hidden_states
 from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
 from edgedistill.pipeline.lm_int8 import run_lm_int8
@@ -34,7 +35,7 @@ from edgedistill.pipeline.lm_report import attach_gate, lm_metrics_doc, write_lm
 from edgedistill.pipeline.lm_seqkd import concat, teacher_continuations
 from edgedistill.pipeline.lm_speed import lm_speed
 from edgedistill.pipeline.lm_teacher import teacher_outputs
-from edgedistill.pipeline.lm_train import tensors, train_lm_students
+from edgedistill.pipeline.lm_train import cache_temperatures, tensors, train_lm_students
 from edgedistill.pipeline.rundir import RunDir
 from edgedistill.progress import bars
 from edgedistill.students.checkpoint import StudentCheckpoint, save_student
@@ -71,7 +72,8 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
             outs, top, cont, hidden, choice = taught.outs, taught.top, taught.cont, taught.hidden, taught.choice
             transfer = cont.windows if cont else None
             trained = train_lm_students(config, inputs, top, ui, transfer, run.checkpoints,
-                                        None if hidden is None else (hidden[0].states, hidden[1]))
+                                        None if hidden is None else (hidden[0].states, hidden[1]),
+                                        chosen_objective(choice) if choice else None)
             timings["distill_s"] = trained.result.seconds
             if trained.twin_result is not None:
                 timings["baseline_s"] = trained.twin_result.seconds
@@ -121,7 +123,7 @@ def _teacher(config: DistillConfig, inputs: LMInputs, ui, timings: dict) -> _Tau
     bar = ui.task(f"teacher top-{min(config.kd.top_k, inputs.tokenizer.vocab_size)} logits",
                   len(teacher_splits.train) + len(s.test))
     outs = teacher_outputs(inputs.teacher, inputs.tokenizer, docs, teacher_splits, config.kd.top_k,
-                           _temperature(config), Path(config.cache_dir) if config.cache_dir else None,
+                           cache_temperatures(config), Path(config.cache_dir) if config.cache_dir else None,
                            progress=lambda k: bar(k, None, None))
     timings["teacher_logits_s"] = outs.seconds
     hidden = _hidden(config, inputs, docs, s.train if auto else teacher_splits.train, ui, auto)
@@ -179,12 +181,6 @@ def _speed(int8, inputs: LMInputs, target, ui, timings: dict) -> dict | None:
     bar(1, None, None)
     timings["speed_s"] = time.perf_counter() - t0
     return speed
-
-
-def _temperature(config: DistillConfig) -> float:
-    from edgedistill.pipeline.lm_train import objective_of
-
-    return objective_of(config).temperature
 
 
 def _target(config: DistillConfig):

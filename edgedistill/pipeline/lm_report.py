@@ -56,6 +56,7 @@ def lm_metrics_doc(config: DistillConfig, inputs: LMInputs, teacher: LMTeacherOu
                        "test_unknown_pct": 100.0 * float((targets == 1).mean()) if targets.size else 0.0},
         "teacher": {"name": inputs.teacher.name, "format": inputs.teacher.format,
                     "params": inputs.teacher.num_params(), "top_k": teacher.train.k,
+                    "tail_temperatures": list(teacher.train.temperatures),
                     "bytes_per_position": teacher.bytes_per_position,
                     "cached_bytes": teacher.bytes_per_position * int(np.prod(s.train.ids.shape)),
                     "full_vocabulary_bytes": 4 * inputs.teacher.vocab_size * int(np.prod(s.train.ids.shape)),
@@ -92,7 +93,9 @@ def report_markdown(metrics: dict) -> str:
              f"the tokens of the training documents); {v['test_unknown_pct']:.2f} % of test tokens are unknown to it, "
              "and perplexities count every model over the student's vocabulary.",
              f"Teacher: {t['name']} ({t['params']:,} parameters), top-{t['top_k']} logits cached per position: "
-             f"{t['bytes_per_position']} B a position, {t['cached_bytes']:,} B for the training windows "
+             f"{t['bytes_per_position']} B a position (with the tail mass at T ∈ "
+             f"{{{', '.join(f'{x:g}' for x in t['tail_temperatures'])}}}), {t['cached_bytes']:,} B for the training "
+             "windows "
              f"(the full vocabulary: {t['full_vocabulary_bytes']:,} B).",
              *_hidden_line(metrics.get("hidden_cosine")),
              f"Student: decoder width {metrics['student']['width']}, depth {metrics['student']['depth']}, "

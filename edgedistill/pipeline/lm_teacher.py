@@ -11,8 +11,14 @@ student knows only as "unknown". Its logits over its V_T tokens are then coarsen
 so softmax(s) over the student's vocabulary is exactly the teacher's distribution with the tokens the student
 cannot name merged into its unknown id (the coarsening of edgedistill.distill.lm_losses, one level earlier), and
 teacher and student perplexities are measured over the same outcomes. The training windows keep only the top-k
-of s per position and the tail mass at the run's temperature (lm_losses.TopKLogits: k + 1 numbers, the storage is
-reported); the test windows keep the full V_S logits, for the teacher's own perplexity and accuracy.
+of s per position and the tail's log mass at each temperature the run may train with (lm_losses.TopKLogits: k + |T|
+numbers; the tail at a T cannot be recovered from the top-k at another, so the set is fixed when the cache is
+written: the automatic choice's grid and a fixed --temperature, lm_train.cache_temperatures); the storage is
+reported. The test windows keep the full V_S logits, for the teacher's own perplexity and accuracy.
+
+Cache key: the teacher's files, the student tokenizer, the training and test windows, k, the temperature set and
+CACHE_FORMAT (an entry written for one temperature by an earlier version has another key, and an entry whose tail
+columns do not match the set is recomputed, never read as another T's).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from edgedistill.distill.lm_losses import TopKLogits, top_k_logits
 from edgedistill.teachers.cache import array_digest, default_cache_dir
 from edgedistill.teachers.causal_lm import CausalLMTeacher
 
+CACHE_FORMAT = "lm-topk-2"  # 2: the tail at a set of temperatures (1: at the run's one T)
 PAD_LOGIT = -1.0e4  # finite: an exact zero probability that keeps 0 · log 0 terms at 0 (not NaN) in the KD loss
 
 
@@ -89,39 +96,51 @@ def _in_batches(teacher: CausalLMTeacher, ids: np.ndarray, fn, progress) -> list
 
 
 def teacher_outputs(teacher: CausalLMTeacher, tokenizer: VocabTokenizer, documents: list[str], splits: LMSplits,
-                    k: int, temperature: float, cache_dir: Path | None, progress=None) -> LMTeacherOutputs:
-    """Run the teacher over the training and test windows (or read a cached run: keyed by the teacher's files,
-    the student tokenizer, the windows, k and T). `documents`: every document in the corpus's order (the indices
-    the windows' `doc` hold). k is capped at V_S."""
+                    k: int, temperatures: tuple[float, ...], cache_dir: Path | None, progress=None) -> LMTeacherOutputs:
+    """Run the teacher over the training and test windows (or read a cached run: keyed as the module doc says).
+    `documents`: every document in the corpus's order (the indices the windows' `doc` hold); `temperatures`: the T
+    whose tail mass is stored (positive, as given: the order is the tail's columns). k is capped at V_S."""
     k = min(int(k), tokenizer.vocab_size)
+    temps = tuple(float(t) for t in temperatures)
     directory = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = hashlib.sha256("|".join([teacher.identity(), tokenizer.identity(), array_digest(splits.train.ids),
-                                   array_digest(splits.test.ids), str(k), repr(float(temperature))]).encode())
+    key = hashlib.sha256("|".join([CACHE_FORMAT, teacher.identity(), tokenizer.identity(),
+                                   array_digest(splits.train.ids), array_digest(splits.test.ids), str(k),
+                                   ",".join(map(repr, temps))]).encode())
     path = directory / f"lm-{key.hexdigest()[:32]}.npz"
     if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                top = TopKLogits(torch.from_numpy(z["values"]), torch.from_numpy(z["indices"]),
-                                 torch.from_numpy(z["tail"]), (float(temperature),))
-                out = LMTeacherOutputs(top, z["test"], top.bytes_per_position(), 0.0, True)
+        out = _read(path, temps)
+        if out is not None:
             if progress:
                 progress(len(splits.train) + len(splits.test))
             return out
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged entry is recomputed and overwritten
     t0 = time.perf_counter()
     ids = tokenizer.teacher_token_ids(documents)
     train_ids = teacher_windows(splits.train, ids, splits.context)
     test_ids = teacher_windows(splits.test, ids, splits.context)
     coarse = lambda lg: student_vocabulary_logits(lg, tokenizer)  # noqa: E731
-    parts = _in_batches(teacher, train_ids, lambda lg: top_k_logits(coarse(lg), k, (float(temperature),)), progress)
+    parts = _in_batches(teacher, train_ids, lambda lg: top_k_logits(coarse(lg), k, temps), progress)
     # indices as int32: 4 bytes a token id instead of 8 (the trainer widens a batch's for gather)
     top = TopKLogits(torch.cat([p.values for p in parts]), torch.cat([p.indices for p in parts]).int(),
-                     torch.cat([p.tail for p in parts]), (float(temperature),))
+                     torch.cat([p.tail for p in parts]), temps)
     test = np.concatenate(_in_batches(teacher, test_ids, lambda lg: coarse(lg).numpy(), progress))
     seconds = time.perf_counter() - t0
     directory.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
-    np.savez(tmp, values=top.values.numpy(), indices=top.indices.numpy(), tail=top.tail.numpy(), test=test)
+    np.savez(tmp, values=top.values.numpy(), indices=top.indices.numpy(), tail=top.tail.numpy(), test=test,
+             temperatures=np.asarray(temps, np.float64))
     os.replace(tmp, path)
     return LMTeacherOutputs(top, test, top.bytes_per_position(), seconds, False)
+
+
+def _read(path: Path, temps: tuple[float, ...]) -> LMTeacherOutputs | None:
+    """A cached entry, or None when it is damaged or its stored temperatures are not `temps` (recomputed)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "temperatures" not in z.files or tuple(z["temperatures"].tolist()) != temps \
+                    or z["tail"].shape[-1] != len(temps):
+                return None
+            top = TopKLogits(torch.from_numpy(z["values"]), torch.from_numpy(z["indices"]),
+                             torch.from_numpy(z["tail"]), temps)
+            return LMTeacherOutputs(top, z["test"], top.bytes_per_position(), 0.0, True)
+    except (OSError, ValueError, KeyError):
+        return None  # a damaged entry is recomputed and overwritten

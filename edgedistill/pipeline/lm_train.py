@@ -5,8 +5,9 @@ The budget: --steps exactly, else --epochs (auto: 10) passes over the training w
 windows (auto: 32); validation perplexity every tenth of the run picks the weights kept. The objective: the
 token-level KD of distill/lm_losses at temperature T (auto: 2, DistilGPT2's) weighted α (auto: 0.5) against the
 next-token cross-entropy (with --feature loss=cosine the student adds the hidden-state cosine term,
-distill/lm_hidden.py; with --temperature auto and neither --feature nor --seq-kd, pipeline/lm_auto.py chooses the
-terms first). QAT: --qat-steps, else 0.3 × the float steps, at lr × quant.qat_lr_scale.
+distill/lm_hidden.py; with --temperature auto and neither --feature nor --seq-kd, pipeline/lm_auto.py chooses T
+among TEMPERATURES and then the terms first). QAT: --qat-steps, else 0.3 × the float steps, at lr ×
+quant.qat_lr_scale.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from edgedistill.progress import VAL_PERPLEXITY
 from edgedistill.students import build_student
 
 AUTO_TEMPERATURE, AUTO_ALPHA, AUTO_EPOCHS, AUTO_BATCH = 2.0, 0.5, 10, 32
+# the temperatures whose tail mass every teacher cache stores (pipeline/lm_teacher.py), and the automatic choice's
+# grid (pipeline/lm_auto.py); AUTO_TEMPERATURE is among them
+TEMPERATURES = (1.0, 2.0, 4.0)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,13 @@ class LMTrained:
 def objective_of(config: DistillConfig) -> LMObjective:
     t, a = config.kd.temperature, config.kd.alpha
     return LMObjective(AUTO_TEMPERATURE if t == "auto" else float(t), AUTO_ALPHA if a == "auto" else float(a))
+
+
+def cache_temperatures(config: DistillConfig) -> tuple[float, ...]:
+    """The temperatures the teacher cache stores a tail for: TEMPERATURES and a fixed --temperature, ascending (the
+    cache is then the same for the automatic run and a run at a fixed T of the grid)."""
+    t = config.kd.temperature
+    return tuple(sorted(set(TEMPERATURES) | ({float(t)} if t != "auto" else set())))
 
 
 def settings_of(config: DistillConfig, windows: int) -> LMTrainSettings:
@@ -78,18 +89,20 @@ def make_decoder(inputs: LMInputs, seed: int) -> torch.nn.Module:
 
 def train_lm_students(config: DistillConfig, inputs: LMInputs, teacher: TopKLogits, ui,
                       transfer: TokenWindows | None = None, checkpoints: Path | None = None,
-                      hidden: tuple[torch.Tensor, float] | None = None) -> LMTrained:
+                      hidden: tuple[torch.Tensor, float] | None = None,
+                      objective: LMObjective | None = None) -> LMTrained:
     """The distilled student and (unless --no-baseline) its twin, each from the same initial weights. `transfer`:
     extra windows after the training ones that only the student reads (the teacher's continuations,
     pipeline/lm_seqkd.py; `teacher` then covers both); the twin takes the same steps over the training windows.
     Each fit is checkpointed into `checkpoints` (student.pt, baseline.pt) and resumed from there. `hidden`: the
     teacher's last hidden states (N, L, H_T) on the student's windows and β, for the student's hidden-state cosine
-    term (distill/lm_hidden.py; the twin never has it)."""
+    term (distill/lm_hidden.py; the twin never has it). `objective`: T and α (default: the config's,
+    objective_of; the automatic choice passes the T it chose)."""
     from edgedistill.pipeline.lm_seqkd import concat
 
     s = inputs.splits
     mine = concat(s.train, transfer)
-    settings, objective = settings_of(config, len(mine)), objective_of(config)
+    settings, objective = settings_of(config, len(mine)), objective or objective_of(config)
     val_ids, val_targets = tensors(s.val)
 
     def run(label: str, top: TopKLogits | None, windows: TokenWindows, name: str, term=None):

@@ -130,7 +130,9 @@ def test_kd_student_beats_its_twin_and_int8_stays_near_float(world):
     assert gain["gain"] > 0 and gain["beyond_noise"], (ppl, gain)
     assert ppl["int8"] <= 1.02 * ppl["float"], ppl  # the gate's bound (QAT trains on, so int8 may be lower)
     t = m["teacher"]
-    assert t["top_k"] == 32 and t["bytes_per_position"] == 32 * (4 + 4) + 4  # values, int32 ids, one tail
+    # values, int32 ids, a float32 tail at each T the automatic choice may train with
+    assert t["tail_temperatures"] == [1.0, 2.0, 4.0] and m["training"]["temperature"] in t["tail_temperatures"]
+    assert t["top_k"] == 32 and t["bytes_per_position"] == 32 * (4 + 4) + 3 * 4
 
 
 def test_student_vocabulary_maps_to_the_teachers_tokens(world):
