@@ -20,8 +20,8 @@ STAGES = {("timings", "teacher_logits_s"): "teacher outputs", ("timings", "tune_
 
 
 def run_cost(metrics: dict) -> dict:
-    """`cost` of report.json: {total_s, stages: {name: s}, rest_s, samples_per_s, data_share, workers, peak_rss_bytes} (None
-    where the run did not record a figure). `rest_s`: the wall time no stage accounts for (reading and splitting the
+    """`cost` of report.json: {total_s, stages: {name: s}, rest_s, samples_per_s, data_share, workers, peak_rss_bytes,
+    teacher_cache, data_form} (None where the run did not record a figure). `rest_s`: the wall time no stage accounts for (reading and splitting the
     data, the input checks, writing files), total_s minus the stages; None when they do not fit in the total."""
     t = metrics.get("timings") or {}
     student = metrics.get("student") or {}

@@ -53,7 +53,8 @@ def test_mapped_npz_trains_identically_to_the_in_memory_one_and_is_reused(tmp_pa
     from edgedistill.report.run_cost import run_cost, run_cost_lines
 
     line = "\n".join(run_cost_lines(run_cost(mapped)))
-    assert "- samples: memory-mapped; the .npz's 0.1 MiB of arrays as a .npy folder in the cache (converted once" in line
+    assert ("- samples: memory-mapped; the .npz's 0.1 MiB of arrays as a .npy folder in the cache (converted "
+            "once") in line
     assert "- samples: in memory" in "\n".join(run_cost_lines(run_cost(memory)))
 
     again = _distill(tmp_path, "again", "--npz", "mapped")
