@@ -92,7 +92,8 @@ class RawDataset:
         return kind_of(self.train.x)
 
 
-CHECK_ROWS = 1 << 14  # samples checked at a time: a memory-mapped array is read in pieces, never copied whole
+CHECK_ROWS = 1 << 14  # samples checked at a time: a memory-mapped array is read in pieces, never copied whole ...
+CHECK_VALUES = 1 << 24  # ... fewer where they hold more values (the check's mask has one byte a value: 16 MiB)
 
 
 def check_finite(x: np.ndarray, what: str, where: str) -> None:
@@ -101,8 +102,9 @@ def check_finite(x: np.ndarray, what: str, where: str) -> None:
     if not np.issubdtype(x.dtype, np.floating):
         return
     bad = np.zeros(len(x), bool)
-    for i in range(0, len(x), CHECK_ROWS):
-        part = np.asarray(x[i : i + CHECK_ROWS])
+    rows = max(1, min(CHECK_ROWS, CHECK_VALUES // max(1, int(np.prod(x.shape[1:])))))
+    for i in range(0, len(x), rows):
+        part = np.asarray(x[i : i + rows])
         bad[i : i + len(part)] = ~np.isfinite(part.reshape(len(part), -1)).all(axis=1)
         release_pages()  # a memory-mapped x: the pages just read leave the resident set
     if bad.any():

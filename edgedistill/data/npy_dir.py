@@ -7,7 +7,8 @@ memory-mapped (`np.load(mmap_mode="r")`): reading the folder costs nothing, and 
 with their values unchanged, as `.npz` samples do. Feature vectors (N×F) are read into memory as float32: an
 integer N×F array would otherwise read as token ids. Labels are small and read into memory as int64.
 
-An `.npz` becomes such a folder once, with numpy alone (each array is decompressed once, one at a time):
+An `.npz` past 1 GiB of arrays (or any, with `--npz mapped`) becomes such a folder once, streamed, in the cache
+(edgedistill.data.npz_convert); with numpy alone (each array is then decompressed whole, one at a time):
 
     mkdir data && python -c "import numpy as np, sys; z = np.load(sys.argv[1]); [np.save(f'{sys.argv[2]}/{k}.npy', z[k]) for k in z.files]" data.npz data
 """

@@ -1,9 +1,9 @@
 """`.npz` arrays: `x` (required) and `y` (optional); optional `x_test`/`y_test` and `class_names`.
 
 An `.npz` is a zip archive: numpy reads it whole (`np.load` ignores `mmap_mode` for it) and the samples become
-float32 in memory. Past LARGE_NPZ_BYTES of arrays the reader says so in one line (RawDataset.notes) with the
-one-liner that turns the archive into a folder of `.npy` files, which is memory-mapped instead
-(edgedistill.data.npy_dir)."""
+float32 in memory. The pipeline converts an archive past LARGE_NPZ_BYTES of arrays once into a memory-mapped folder
+of `.npy` files (edgedistill.data.npz_convert) unless told `--npz memory`; read here anyway, such an archive gets
+one line saying so (RawDataset.notes)."""
 
 from __future__ import annotations
 
@@ -91,12 +91,11 @@ def read_npz(path: Path) -> RawDataset:
 def large_npz_note(path: Path, limit: int = LARGE_NPZ_BYTES) -> list[str]:
     """One line when the archive's arrays exceed `limit` bytes decompressed (from the zip directory: nothing is
     read), naming the conversion into a memory-mapped .npy folder; else nothing."""
-    from edgedistill.data.npy_dir import CONVERT_ONE_LINER
-
     with zipfile.ZipFile(path) as z:
         size = sum(i.file_size for i in z.infolist())
     if size <= limit:
         return []
     return [f"{path} holds {size / 2**30:.1f} GiB of arrays, read whole into memory (an .npz cannot be memory-mapped) "
-            f"and then converted to float32; a folder of .npy files is memory-mapped instead and keeps the stored "
-            f"dtype until a batch is built. Convert it once: {CONVERT_ONE_LINER}, then pass --data DIR."]
+            f"and then converted to float32 (--npz memory); with --npz mapped (the default past 1 GiB) it is converted "
+            f"once, streamed, into a memory-mapped folder of .npy files in the cache, which keeps the stored dtype "
+            f"until a batch is built."]

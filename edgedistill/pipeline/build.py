@@ -70,7 +70,7 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
                           "causal-LM teacher (--task causal-lm).")
     _refuse_other_data(Path(config.out), config.data.source)
     with RunDir(Path(config.out), overwrite=True) as run:
-        inputs = read_inputs(config)
+        inputs = read_inputs(config, show_progress)
         config, inputs = fit_student_to_target(config, inputs, show_progress)  # GELU where the target has none
         found = choose_student(config, budget, inputs, target)  # an infeasible budget fails here, untrained
         config = _with_student(config, found)

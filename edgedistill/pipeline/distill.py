@@ -90,7 +90,7 @@ def distill_classifier(config: DistillConfig, *, overwrite: bool = False,
     with RunDir(Path(config.out), overwrite) as run:
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
-        inputs = read_inputs(config)
+        inputs = read_inputs(config, show_progress)
         show_notes(inputs, show_progress)
         config, inputs = fit_student_to_target(config, inputs, show_progress)  # GELU where the target has none
         arch = student_arch(config, inputs.splits)
@@ -220,6 +220,7 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
     metrics["training"]["schedule"] = schedule.to_dict()  # steps, epochs and batch size planned
     metrics["training"]["steps_run"] = steps_run(trained, int8)  # optimizer steps each model actually took
     metrics["data"]["val_scored"] = ev.val_scored
+    metrics["data"]["form"] = inputs.data_form  # in memory or memory-mapped; an .npz's conversion (data_form.py)
     metrics["warnings"][:0] = list(inputs.notes)
     metrics.update(distributed={"world_size": ddp.world(), "replica_weight_sha256": replicas,
                                 "replicas_identical": all(r == replicas[0] for r in replicas),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,9 +25,11 @@ from edgedistill.distill.datafree import parse_synthetic
 from edgedistill.distill.schemes import check_online_teacher
 from edgedistill.errors import ConfigError
 from edgedistill.pipeline.checks import check_feature_terms, check_teacher_fits
+from edgedistill.pipeline.data_form import arrays_source, data_form
 from edgedistill.pipeline.text_inputs import encode_text
 from edgedistill.students import StudentArch, build_student
 from edgedistill.teachers import Teacher, TeacherSpec, load_teacher
+from edgedistill.teachers.cache import default_cache_dir
 
 
 def _read_only_tensor(a: np.ndarray) -> torch.Tensor:
@@ -46,6 +49,7 @@ class Inputs:
     splits: DataSplits
     teachers: tuple[Teacher, ...]
     notes: tuple[str, ...] = ()
+    data_form: dict | None = None  # in memory or memory-mapped, and an .npz's conversion (pipeline/data_form.py)
 
 
 @dataclass(frozen=True)
@@ -79,13 +83,18 @@ def load_teachers(config: DistillConfig) -> tuple[Teacher, ...]:
                  for t in config.teachers)
 
 
-def read_inputs(config: DistillConfig) -> Inputs:
-    """Read data and teachers and check that they fit each other. Raises EdgeDistillError; writes nothing."""
+def read_inputs(config: DistillConfig, show_progress: bool = False) -> Inputs:
+    """Read data and teachers and check that they fit each other. Raises EdgeDistillError; writes nothing but the
+    memory-mapped folder a large .npz is converted into, once, in the cache (pipeline/data_form.py)."""
     if config.kd.seq_kd:  # a causal LM's option, which a classifier would silently ignore
         raise ConfigError(f"--seq-kd {config.kd.seq_kd} adds teacher-generated text for a causal LM "
                           "(--task causal-lm); this run distills a classifier. Leave --seq-kd out.")
     d = config.data
-    raw = read_dataset(d.source, d.text_field, d.label_field)
+    cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+    source, converted = arrays_source(d.source, d.npz, cache_dir, show_progress and ddp.is_main())
+    raw = read_dataset(source, d.text_field, d.label_field)
+    if converted is not None:
+        raw = replace(raw, source=d.source)  # the user's file, not the cache folder, names the data
     notes = list(getattr(raw, "notes", []))
     teachers = load_teachers(config)
     if isinstance(raw, TextCorpus):  # texts -> the student's token ids (pipeline/text_inputs.py)
@@ -93,7 +102,8 @@ def read_inputs(config: DistillConfig) -> Inputs:
     transfer = None
     synthetic = parse_synthetic(config.data.transfer, config.train.seed)
     if config.data.transfer and synthetic is None:
-        t = read_dataset(config.data.transfer, d.text_field, d.label_field, label_required=False)  # may be unlabelled
+        t_source, _ = arrays_source(config.data.transfer, d.npz, cache_dir, show_progress and ddp.is_main())
+        t = read_dataset(t_source, d.text_field, d.label_field, label_required=False)  # may be unlabelled
         if isinstance(t, TextCorpus) != (raw.text is not None):
             raise ConfigError(f"The transfer set {config.data.transfer} and the data {config.data.source} must both "
                               "be texts or both be arrays.")
@@ -112,7 +122,7 @@ def read_inputs(config: DistillConfig) -> Inputs:
     if why:
         raise ConfigError(f"Augmentation {config.augment.recipe().describe()} does not fit this data (samples of "
                           f"shape {splits.input_shape}): {why}. Change or drop --augment.")
-    return Inputs(raw, splits, teachers, tuple(notes))
+    return Inputs(raw, splits, teachers, tuple(notes), data_form(splits.transfer.x, converted))
 
 
 def fit_student_to_target(config: DistillConfig, inputs: Inputs, show: bool = False) -> tuple[DistillConfig, Inputs]:

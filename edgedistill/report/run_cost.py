@@ -7,7 +7,8 @@ batches (indexing the data, decoding stored uint8 / memory-mapped samples to flo
 forward pass and the student's step are the rest; with DataLoader workers, `workers`, only the time a step waited
 for its batch), and peak resident memory of the whole process in bytes (Linux
 VmHWM), read when the run finished; the teacher cache's form (every logit, or the top k and the rest's mass) and
-bytes on disk."""
+bytes on disk; the samples' form (in memory, or memory-mapped; an .npz converted once into a folder: pipeline/
+data_form.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ STAGES = {("timings", "teacher_logits_s"): "teacher outputs", ("timings", "tune_
 
 
 def run_cost(metrics: dict) -> dict:
-    """`cost` of report.json: {total_s, stages: {name: s}, rest_s, samples_per_s, data_share, workers, peak_rss_bytes} (None
-    where the run did not record a figure). `rest_s`: the wall time no stage accounts for (reading and splitting the
+    """`cost` of report.json: {total_s, stages: {name: s}, rest_s, samples_per_s, data_share, workers, peak_rss_bytes,
+    teacher_cache, data_form} (None where the run did not record a figure). `rest_s`: the wall time no stage accounts for (reading and splitting the
     data, the input checks, writing files), total_s minus the stages; None when they do not fit in the total."""
     t = metrics.get("timings") or {}
     student = metrics.get("student") or {}
@@ -31,7 +32,8 @@ def run_cost(metrics: dict) -> dict:
     return {"total_s": total, "stages": stages, "rest_s": rest if rest is not None and rest >= 0 else None,
             "samples_per_s": student.get("samples_per_s"), "data_share": student.get("data_share"),
             "workers": student.get("workers"),
-            "peak_rss_bytes": t.get("peak_rss_bytes"), "teacher_cache": _cache(metrics.get("teacher_cache"))}
+            "peak_rss_bytes": t.get("peak_rss_bytes"), "teacher_cache": _cache(metrics.get("teacher_cache")),
+            "data_form": (metrics.get("data") or {}).get("form")}
 
 
 def _cache(record: dict | None) -> dict | None:
@@ -58,6 +60,18 @@ def cache_line(cache: dict | None) -> list[str]:
             + (f"; the teacher's mass outside its top {cache['k']}: {tail}" if tail else "")]
 
 
+def data_form_line(form: dict | None) -> list[str]:
+    """One Markdown line: how the training samples were read, and an .npz's conversion (converted or reused)."""
+    if not form:
+        return []
+    conv = form.get("npz_converted")
+    if not conv:
+        return [f"- samples: {form['samples']}"]
+    how = "an earlier run's folder reused" if conv["reused"] else "converted once"
+    return [f"- samples: {form['samples']}; the .npz's {conv['array_bytes'] / 2**20:,.1f} MiB of arrays as a .npy "
+            f"folder in the cache ({how}, {conv['seconds']:,.1f} s with hashing)"]
+
+
 def run_cost_lines(cost: dict | None) -> list[str]:
     """Markdown lines of the report's "Cost of this run" section (nothing for a report without `cost`)."""
     if not cost:
@@ -75,5 +89,6 @@ def run_cost_lines(cost: dict | None) -> list[str]:
         out.append(f"- float distillation: {cost['samples_per_s']:,.0f} samples/s{share}")
     if cost.get("peak_rss_bytes"):
         out.append(f"- peak memory: {cost['peak_rss_bytes'] / 2**20:,.0f} MiB resident (the whole process)")
+    out += data_form_line(cost.get("data_form"))
     out += cache_line(cost.get("teacher_cache"))
     return ["", "## Cost of this run (this machine)", ""] + out if out else []

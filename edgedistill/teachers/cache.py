@@ -6,15 +6,18 @@ written to a temporary name and renamed, so an interrupted run never leaves a tr
 Entries are stored float16 relative to each row's maximum (edgedistill.teachers.logit_store: half the bytes, a
 stated bound on the soft targets' error) and read memory-mapped, piece by piece.
 
-Under torch.distributed the pass is sharded: the batches (the same boundaries as a single process uses, so every
-logit is computed exactly as one process would) are dealt round-robin to the ranks, gathered, and rank 0 writes the
-one cache file; every rank returns the complete array.
+The pass is written in chunks (edgedistill.teachers.chunked_pass): a pass killed midway resumes from its last
+finished chunk, and the complete entry appears only when every chunk is there. Under torch.distributed each chunk's
+batches (the same boundaries as a single process uses, so every logit is computed exactly as one process would) are
+dealt round-robin to the ranks, gathered, and rank 0 writes the chunks and the one cache file; every rank returns
+the complete array.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +29,7 @@ import torch
 from edgedistill import distributed as ddp
 from edgedistill.data.mapped import release_pages, spilled
 from edgedistill.teachers.base import Teacher
+from edgedistill.teachers.chunked_pass import CHUNK_BATCHES, partial_dir, run_pass
 from edgedistill.teachers.logit_store import decode, encode, form_of, stored_bytes
 from edgedistill.teachers.topk_store import encode_topk
 
@@ -64,10 +68,13 @@ class CacheStats:
     misses: int = 0
     seconds_computing: float = 0.0
     entries: list = field(default_factory=list)
+    batches_computed: int = 0  # teacher batches run on misses (a resumed pass runs only the unfinished chunks')
+    batches_resumed: int = 0  # batches read back from the chunks of an interrupted pass
 
     def summary(self) -> dict:
         return {"hits": self.hits, "misses": self.misses, "bytes": sum(e["bytes"] for e in self.entries),
-                "entries": list(self.entries)}
+                "entries": list(self.entries), "batches_computed": self.batches_computed,
+                "batches_resumed": self.batches_resumed}
 
 
 class LogitCache:
@@ -77,10 +84,12 @@ class LogitCache:
     much) and memory-mapped on reading. A miss returns the stored values too, so a run computes the same whether its
     logits were cached or not."""
 
-    def __init__(self, directory: Path | None = None, enabled: bool = True, batch_size: int = 512):
+    def __init__(self, directory: Path | None = None, enabled: bool = True, batch_size: int = 512,
+                 chunk_batches: int = CHUNK_BATCHES):
         self.directory = Path(directory) if directory else default_cache_dir()
         self.enabled = enabled
         self.batch_size = batch_size
+        self.chunk_batches = chunk_batches
         self.stats = CacheStats()
 
     def key(self, teacher: Teacher, x: np.ndarray, input_tag: str, form: str = STORE_VERSION) -> str:
@@ -103,7 +112,8 @@ class LogitCache:
         stored = self._read(path, len(x))
         if self._all_hit(stored, progress, len(x)):
             return self._logits(stored)
-        return self._logits(self._miss(path, lambda: encode(self._compute(teacher, x, transform, progress))))
+        return self._logits(self._miss(path, lambda: encode(self._compute(teacher, x, transform, progress,
+                                                                          entry=path))))
 
     def get_topk(self, teacher: Teacher, x: np.ndarray, k: int, temperatures: tuple[float, ...],
                  input_tag: str = "raw", transform: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -120,7 +130,7 @@ class LogitCache:
             stored = None
         if not self._all_hit(stored, progress, len(x)):
             encoder = lambda z: encode_topk(z, k, temperatures)  # noqa: E731
-            stored = self._miss(path, lambda: self._compute(teacher, x, transform, progress, encoder))
+            stored = self._miss(path, lambda: self._compute(teacher, x, transform, progress, encoder, path))
             mapped = self._read(path, len(x))  # read back memory-mapped, as a hit is: not held in memory
             stored = stored if mapped is None else mapped
         self.stats.entries.append({"form": "top-k", "bytes": stored_bytes(stored), "samples": len(stored),
@@ -148,35 +158,28 @@ class LogitCache:
             tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
             np.save(tmp, stored, allow_pickle=False)
             os.replace(tmp, path)
+            shutil.rmtree(partial_dir(path, self.batch_size, self.chunk_batches), ignore_errors=True)
         ddp.barrier()
         return stored
 
-    def _compute(self, teacher: Teacher, x: np.ndarray, transform, progress, encoder=None) -> np.ndarray:
-        """N×K float32 logits (with `encoder`: each batch's logits encoded as they come), batch by batch. One process
-        writes each batch into one array allocated once (a dict of thousands of small batches, then a concatenation,
-        held ~4 bytes a logit more at the peak and left the heap fragmented); under torch.distributed each rank's
-        share is gathered."""
-        out = None
-        parts = {}
-        for i in ddp.my_share(list(range(0, len(x), self.batch_size))):
+    def _compute(self, teacher: Teacher, x: np.ndarray, transform, progress, encoder=None,
+                 entry: Path | None = None) -> np.ndarray:
+        """N×K float32 logits (with `encoder`: each batch's logits encoded as they come), batch by batch into one
+        array allocated once (a dict of thousands of small batches, then a concatenation, held ~4 bytes a logit
+        more at the peak and left the heap fragmented). With a cache `entry`, finished chunks are kept beside it
+        and a rerun after a kill resumes from them (teachers.chunked_pass); under torch.distributed each chunk's
+        batches are shared among the ranks."""
+        def run_batch(i: int) -> np.ndarray:
             xb = x[i : i + self.batch_size]
             z = teacher.logits(transform(xb) if transform else xb).numpy()
-            z = encoder(z) if encoder else z
-            if ddp.active():
-                parts[i] = z
-            else:
-                out = np.empty((len(x),) + z.shape[1:], z.dtype if encoder else np.float32) if out is None else out
-                out[i : i + len(z)] = z
-            if (i // self.batch_size) % 16 == 0:
-                release_pages()
-            if progress:
-                progress(len(xb) * ddp.world())
-        if not ddp.active():
-            return out
-        for other in ddp.gather_objects(parts):
-            parts.update(other)
-        out = np.concatenate([parts.pop(i) for i in sorted(parts)])
-        return out if encoder else out.astype(np.float32)
+            return encoder(z) if encoder else z.astype(np.float32, copy=False)
+
+        part = partial_dir(entry, self.batch_size, self.chunk_batches) if entry is not None else None
+        out, computed = run_pass(len(x), self.batch_size, run_batch, part, progress, self.chunk_batches,
+                                 None if encoder else np.dtype(np.float32))
+        self.stats.batches_computed += computed
+        self.stats.batches_resumed += -(-len(x) // self.batch_size) - computed
+        return out
 
     def _logits(self, stored: np.ndarray) -> torch.Tensor:
         """The stored entry as N×K float32 logits: in memory, or past SPILL_LOGITS bytes in a memory-mapped copy
