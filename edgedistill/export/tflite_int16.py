@@ -102,40 +102,46 @@ def drop_marker_clamps(path: Path) -> int:
     return removed
 
 
-def general_int16_add_sub(path: Path) -> int:
-    """Set pot_scale_int16 false on every int16 ADD / SUB (module doc). Returns how many ops changed."""
-    s = _schema()
+def _set_options(path: Path, edit) -> int:
+    """Run `edit(model, graph, op) -> bool` (True: it changed the op's options) on every op of the file and save it
+    when one changed. Returns how many ops changed."""
     model = _load(path)
-    changed = 0
-    for graph in model.subgraphs:
-        for op in graph.operators:
-            if _opcode(model, op) in (s.BuiltinOperator.ADD, s.BuiltinOperator.SUB) and \
-                    graph.tensors[int(op.outputs[0])].type == s.TensorType.INT16 and \
-                    op.builtinOptions is not None and op.builtinOptions.potScaleInt16:
-                op.builtinOptions.potScaleInt16 = False
-                changed += 1
+    changed = sum(bool(edit(model, graph, op)) for graph in model.subgraphs for op in graph.operators)
     if changed:
         _save(model, path)
     return changed
+
+
+def general_int16_add_sub(path: Path) -> int:
+    """Set pot_scale_int16 false on every int16 ADD / SUB (module doc). Returns how many ops changed."""
+    s = _schema()
+
+    def edit(model, graph, op) -> bool:
+        if _opcode(model, op) in (s.BuiltinOperator.ADD, s.BuiltinOperator.SUB) and \
+                graph.tensors[int(op.outputs[0])].type == s.TensorType.INT16 and \
+                op.builtinOptions is not None and op.builtinOptions.potScaleInt16:
+            op.builtinOptions.potScaleInt16 = False
+            return True
+        return False
+
+    return _set_options(path, edit)
 
 
 def int32_bias_16x8(path: Path) -> int:
     """Declare the int32 bias of every 16×8 FULLY_CONNECTED in its options (module doc). Returns how many."""
     s = _schema()
-    model = _load(path)
-    changed = 0
-    for graph in model.subgraphs:
-        for op in graph.operators:
-            if _opcode(model, op) != s.BuiltinOperator.FULLY_CONNECTED or len(op.inputs) < 3 or int(op.inputs[2]) < 0:
-                continue
-            x, bias = graph.tensors[int(op.inputs[0])], graph.tensors[int(op.inputs[2])]
-            if x.type == s.TensorType.INT16 and bias.type == s.TensorType.INT32 and op.builtinOptions is not None \
-                    and op.builtinOptions.quantizedBiasType != s.TensorType.INT32:
-                op.builtinOptions.quantizedBiasType = s.TensorType.INT32
-                changed += 1
-    if changed:
-        _save(model, path)
-    return changed
+
+    def edit(model, graph, op) -> bool:
+        if _opcode(model, op) != s.BuiltinOperator.FULLY_CONNECTED or len(op.inputs) < 3 or int(op.inputs[2]) < 0:
+            return False
+        x, bias = graph.tensors[int(op.inputs[0])], graph.tensors[int(op.inputs[2])]
+        if x.type == s.TensorType.INT16 and bias.type == s.TensorType.INT32 and op.builtinOptions is not None \
+                and op.builtinOptions.quantizedBiasType != s.TensorType.INT32:
+            op.builtinOptions.quantizedBiasType = s.TensorType.INT32
+            return True
+        return False
+
+    return _set_options(path, edit)
 
 
 def fix_int16(path: Path) -> None:
