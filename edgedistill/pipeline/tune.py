@@ -82,8 +82,10 @@ def choose_objective(config: DistillConfig, data: TrainSet, ev: EvalTensors, set
         update = ui.task(f"auto {what} ({n_trials} trials)", n_trials)
         search = tune(make_model, data, ev.x_val, ev.y_val, config.kd.loss, config.kd.temperature, config.kd.alpha,
                       tset, config.kd.tune_max_samples, on_trial=lambda tr: update(1, val_acc=tr.val_acc))
-        if search.skipped:
-            update(n_trials - len(search.trials))  # the trials not run: the bar ends, the report says why
+        if search.skipped:  # the bar ends; one line says that the rest did not run, as the report does
+            update(n_trials - len(search.trials))
+            ui.log(f"auto {what}: {len(search.trials)} of {n_trials} trials run, the rest skipped: too short to rank "
+                   "(the report says why)")
         objective = search.chosen
         seconds = time.perf_counter() - t0
         if path is not None and ddp.is_main():
