@@ -150,6 +150,9 @@ def text_lines(text: dict | None) -> list[str]:
             lines.append(f"- teacher {teacher['teacher']} reads {teacher['max_length']:,} of its own tokens ({split}): "
                          f"{t['samples_truncated']:,} of {t['samples']:,} texts cut "
                          f"({100 * t['fraction_truncated']:.1f} %)")
+    versions = (text.get("provenance") or {}).get("package_versions")
+    if versions:  # a corpus read from installed packages (builtin:docs): which versions made these texts
+        lines.append("- texts read from: " + ", ".join(f"{name} {v}" for name, v in sorted(versions.items())))
     return lines + [f"- on the device: {text['device_steps']}"]
 
 

@@ -73,6 +73,7 @@ def test_build_docs_on_cortex_m4_takes_its_teacher_and_records_the_library_versi
     assert manifest["config"]["teachers"][0]["path"] == "builtin:docs"
     rep = json.loads((out / "report.json").read_text())
     assert rep["data"]["text"]["provenance"] == {"package_versions": docs_versions()}
+    assert f"numpy {docs_versions()['numpy']}" in (out / "report.md").read_text()  # the versions, for a reader too
     assert rep["data"]["text"]["tokenizer"] == "vocab"  # paragraphs: the teacher's words, on a microcontroller too
     assert json.loads((out / "student.json").read_text())["arch"]["family"] == "bow"
     teacher = next(x for x in rep["models"] if x["name"] == "teacher")
