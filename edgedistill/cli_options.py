@@ -27,9 +27,10 @@ MAX_TRAIN_HELP = "Use at most this many training samples (a seeded subset; valid
 WORKERS_HELP = ("DataLoader worker processes that build training batches (reading, converting to float32, augmenting) "
                 "while the model steps; the batches, and so every result, are the same with any number. [default: "
                 "auto: 0 for samples in memory, 2 for a memory-mapped folder of .npy files]")
-NPZ_HELP = ("An .npz archive: read whole into memory (memory), or convert it once, streamed and with progress, "
-            "into a memory-mapped folder of .npy files in the cache, reused by later runs (mapped). [default: auto: "
-            "mapped past 1 GiB of arrays]")
+DATA_FORM_HELP = ("An .npz archive or an image folder: read whole into memory (memory), or convert it once, with "
+                  "progress, into a memory-mapped folder of .npy files in the cache, reused by later runs (mapped). "
+                  "--npz is the former name. [default: auto: mapped past 1 GiB of arrays, or of images decoded to "
+                  "float32]")
 MAX_TEST_HELP = ("Score at most this many test samples (a seeded subset, at least 100): quicker evaluation and "
                  "parity on a large test split; the report's intervals widen accordingly. [default: every test sample]")
 
@@ -43,7 +44,8 @@ DISTILL_OPTIONS = [
     click.option("--max-train", type=int, help=MAX_TRAIN_HELP),
     click.option("--max-test", type=int, help=MAX_TEST_HELP),
     click.option("--workers", type=int, help=WORKERS_HELP),
-    click.option("--npz", type=click.Choice(["auto", "memory", "mapped"]), help=NPZ_HELP),
+    click.option("--data-form", "--npz", "data_form", type=click.Choice(["auto", "memory", "mapped"]),
+                 help=DATA_FORM_HELP),
     *TEXT_FIELD_OPTIONS,
     click.option("--max-length", type=int, help="Text: tokens per sample. [default: the 99th percentile of the "
                  "training texts' token counts, at most 256; truncation is counted in the report]"),
@@ -160,7 +162,8 @@ BUILD_OPTIONS = [
                  "every sample]"),
     click.option("--max-test", type=int, help=MAX_TEST_HELP),
     click.option("--workers", type=int, help=WORKERS_HELP),
-    click.option("--npz", type=click.Choice(["auto", "memory", "mapped"]), help=NPZ_HELP),
+    click.option("--data-form", "--npz", "data_form", type=click.Choice(["auto", "memory", "mapped"]),
+                 help=DATA_FORM_HELP),
     *TEXT_FIELD_OPTIONS,
     click.option("--max-length", type=int, help="Text: tokens per sample. [default: the 99th percentile of the "
                  "training texts' token counts, at most 256; truncation is counted in the report]"),
@@ -218,7 +221,8 @@ def distill_overrides(o: dict) -> dict:
         teacher_cfgs = [{"path": t, **{k: v for k, v in common.items() if v is not None}} for t in o["teachers"]]
     return {
         "data": {"source": o["data"], "transfer": o["transfer"], "max_train": o["max_train"],
-                 "max_test": o["max_test"], "workers": o["workers"], "npz": o["npz"], "max_length": o["max_length"],
+                 "max_test": o["max_test"], "workers": o["workers"], "data_form": o["data_form"],
+                 "max_length": o["max_length"],
                  "text_field": o["text_field"],
                  "label_field": o["label_field"]},
         "teachers": teacher_cfgs,
@@ -266,7 +270,7 @@ def build_overrides(o: dict) -> dict:
     return {
         "data": {"source": o["data"] or ("builtin:fashion-mnist" if not o["config_file"] else None),
                  "max_train": o["max_train"] or (30000 if not (o["data"] or o["config_file"]) else None),
-                 "max_test": o["max_test"], "workers": o["workers"], "npz": o["npz"],
+                 "max_test": o["max_test"], "workers": o["workers"], "data_form": o["data_form"],
                  "max_length": o["max_length"], "text_field": o["text_field"], "label_field": o["label_field"]},
         "teachers": [{"path": t, **({"factory": o["teacher_factory"]} if o["teacher_factory"] else {}),
                       **({"tokenizer": o["teacher_tokenizer"]} if o["teacher_tokenizer"] else {})}

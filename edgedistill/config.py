@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgedistill.errors import ConfigError, DataError
 
@@ -31,9 +31,11 @@ class DataConfig(_Strict):
     workers: Union[int, Auto] = Field("auto", description="DataLoader worker processes building training batches, "
                                       "or auto (0 for samples in memory, 2 for memory-mapped samples); changes no "
                                       "result")
-    npz: Literal["auto", "memory", "mapped"] = Field("auto", description="an .npz: read whole into memory, or "
-                                                     "convert it once into a memory-mapped .npy folder in the cache "
-                                                     "(auto: past 1 GiB of arrays)")
+    data_form: Literal["auto", "memory", "mapped"] = Field(
+        "auto", validation_alias=AliasChoices("data_form", "npz"),
+        description="an .npz or an image folder: read whole into memory, or convert it once into a memory-mapped "
+                    ".npy folder in the cache (auto: past 1 GiB of arrays / of decoded float32 images); `npz` is the "
+                    "former name")
     max_length: int | None = Field(None, ge=1, le=4096, description="text: tokens per sample (default: the 99th "
                                    "percentile of the training texts' token counts, at most 256)")
     text_field: str | None = Field(None, min_length=1, description="text: the JSON field / CSV column holding the "

@@ -209,3 +209,22 @@ def as_float32(x: np.ndarray) -> np.ndarray:
         return x
     out = spilled(tuple(x.shape), np.float32)
     return _fill(out, lambda i, j: gather(x, np.arange(i, j)).astype(np.float32))
+
+
+def concat_rows(parts: list[np.ndarray]) -> np.ndarray:
+    """np.concatenate(parts) along the first axis; where any part is memory-mapped, into a memory-mapped copy
+    (module docstring) written part by part in pieces, so joining a mapped split with its unlabelled rows never
+    holds the samples in memory. Same values, dtype (numpy's result type) and order as np.concatenate."""
+    if not any(is_mapped(p) for p in parts):
+        return np.concatenate(parts)
+    dtype = np.result_type(*parts)
+    out = spilled((sum(len(p) for p in parts),) + tuple(parts[0].shape[1:]), dtype)
+    at = 0
+    for p in parts:
+        step = max(1, SPILL_BYTES // max(1, out[:1].nbytes))
+        for i in range(0, len(p), step):
+            j = min(i + step, len(p))
+            out[at + i : at + j] = gather(p, np.arange(i, j))
+            release_pages()
+        at += len(p)
+    return out

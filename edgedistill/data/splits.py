@@ -15,7 +15,7 @@ import numpy as np
 
 from edgedistill.data.arrays import (RawDataset, Split, check_finite, kind_of, model_input, stored_samples,
                                      validate_split)
-from edgedistill.data.mapped import as_float32, is_mapped, release_pages, take_rows
+from edgedistill.data.mapped import as_float32, concat_rows, is_mapped, release_pages, take_rows
 from edgedistill.data.labels import UNLABELED, LabelMap, fit_label_map, labelled
 from edgedistill.errors import DataError
 
@@ -166,7 +166,7 @@ def _concat(parts: list[Split]) -> Split:
     if len(parts) == 1 and parts[0].y is not None and labelled(parts[0].y).any() and parts[0].x.flags.c_contiguous:
         return Split(_canonical(parts[0].x), parts[0].y)
     y = np.concatenate([p.y if p.y is not None else np.full(len(p), UNLABELED, np.int64) for p in parts])
-    return Split(np.concatenate([p.x for p in parts]), y if labelled(y).any() else None)
+    return Split(concat_rows([p.x for p in parts]), y if labelled(y).any() else None)
 
 
 def _float32(split: Split) -> Split:

@@ -85,13 +85,13 @@ def load_teachers(config: DistillConfig) -> tuple[Teacher, ...]:
 
 def read_inputs(config: DistillConfig, show_progress: bool = False) -> Inputs:
     """Read data and teachers and check that they fit each other. Raises EdgeDistillError; writes nothing but the
-    memory-mapped folder a large .npz is converted into, once, in the cache (pipeline/data_form.py)."""
+    memory-mapped folder a large .npz or image folder is converted into, once, in the cache (pipeline/data_form.py)."""
     if config.kd.seq_kd:  # a causal LM's option, which a classifier would silently ignore
         raise ConfigError(f"--seq-kd {config.kd.seq_kd} adds teacher-generated text for a causal LM "
                           "(--task causal-lm); this run distills a classifier. Leave --seq-kd out.")
     d = config.data
     cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-    source, converted = arrays_source(d.source, d.npz, cache_dir, show_progress and ddp.is_main())
+    source, converted = arrays_source(d.source, d.data_form, cache_dir, show_progress and ddp.is_main())
     raw = read_dataset(source, d.text_field, d.label_field)
     if converted is not None:
         raw = replace(raw, source=d.source)  # the user's file, not the cache folder, names the data
@@ -102,7 +102,7 @@ def read_inputs(config: DistillConfig, show_progress: bool = False) -> Inputs:
     transfer = None
     synthetic = parse_synthetic(config.data.transfer, config.train.seed)
     if config.data.transfer and synthetic is None:
-        t_source, _ = arrays_source(config.data.transfer, d.npz, cache_dir, show_progress and ddp.is_main())
+        t_source, _ = arrays_source(config.data.transfer, d.data_form, cache_dir, show_progress and ddp.is_main())
         t = read_dataset(t_source, d.text_field, d.label_field, label_required=False)  # may be unlabelled
         if isinstance(t, TextCorpus) != (raw.text is not None):
             raise ConfigError(f"The transfer set {config.data.transfer} and the data {config.data.source} must both "

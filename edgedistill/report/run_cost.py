@@ -64,12 +64,16 @@ def data_form_line(form: dict | None) -> list[str]:
     """One Markdown line: how the training samples were read, and an .npz's conversion (converted or reused)."""
     if not form:
         return []
-    conv = form.get("npz_converted")
+    conv = form.get("npz_converted") or form.get("folder_converted")
     if not conv:
         return [f"- samples: {form['samples']}"]
     how = "an earlier run's folder reused" if conv["reused"] else "converted once"
-    return [f"- samples: {form['samples']}; the .npz's {conv['array_bytes'] / 2**20:,.1f} MiB of arrays as a .npy "
-            f"folder in the cache ({how}, {conv['seconds']:,.1f} s with hashing)"]
+    if "npz_converted" in form:
+        return [f"- samples: {form['samples']}; the .npz's {conv['array_bytes'] / 2**20:,.1f} MiB of arrays as a "
+                f".npy folder in the cache ({how}, {conv['seconds']:,.1f} s with hashing)"]
+    return [f"- samples: {form['samples']}; the image folder's {conv['images']:,} images decoded to "
+            f"{conv['array_bytes'] / 2**20:,.1f} MiB of float32 in a .npy folder in the cache ({how}, "
+            f"{conv['seconds']:,.1f} s with listing)"]
 
 
 def run_cost_lines(cost: dict | None) -> list[str]:

@@ -106,3 +106,17 @@ def test_an_unusable_spill_folder_is_one_paragraph_naming_the_variable(tmp_path,
     monkeypatch.setenv("EDGEDISTILL_SPILL", str(blocker / "spill"))
     with pytest.raises(DataError, match=r"EDGEDISTILL_SPILL.*Not a directory.*Set EDGEDISTILL_SPILL"):
         spilled((10, 3), np.float32)
+
+
+def test_concat_rows_of_a_mapped_part_is_mapped_and_equals_numpy(tmp_path):
+    from edgedistill.data.mapped import concat_rows, is_mapped, track
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 255, (37, 2, 3, 3), dtype=np.uint8)
+    np.save(tmp_path / "a.npy", a)
+    mapped = track(np.load(tmp_path / "a.npy", mmap_mode="r"))
+    b = rng.random((5, 2, 3, 3), dtype=np.float32)
+    out = concat_rows([mapped, b])
+    assert is_mapped(out) and out.dtype == np.float32
+    assert np.array_equal(np.asarray(out), np.concatenate([a, b]))
+    assert not is_mapped(concat_rows([a, b]))
