@@ -29,7 +29,7 @@ from edgedistill.quantize.graph import QuantGraph
 from edgedistill.quantize.ops import Activation, AvgPool, Binary, Concat, Mean, QLayer, SameGrid, global_max_pool
 from edgedistill.quantize.attention_ops import Attention, Constant, LayerNorm, MatMul
 from edgedistill.quantize.int16_ops import LayerNorm16, Narrow, Op16, Widen
-from edgedistill.quantize.sequence_ops import Embedding, table_scale
+from edgedistill.quantize.sequence_ops import Embedding, table_codes, table_scale
 
 OPSET = 17
 
@@ -168,7 +168,7 @@ def _embedding(g: _Graph, op: Embedding, xs: list[str], shape) -> str:
     # the output grid follows the table (as the TFLite export's prepare_export makes it): after an optimizer step
     # with no forward since, the stored grid was the old table's and the file's gather output sat off its codes
     s = op._sync_grid()
-    codes = np.clip(np.round(op.weight.detach().numpy() / s), -127, 127).astype(np.int8)
+    codes = table_codes(op.weight, s).numpy().astype(np.int8)  # QAT's codes, ties included
     table = g.node("DequantizeLinear", [g.const(op.name + "_table_int8", codes),
                                         g.const(op.name + "_table_scale", np.array(s, np.float32)),
                                         g.const(op.name + "_table_zp", np.array(0, np.int8))], op.name + "_table")
@@ -183,7 +183,7 @@ def _sub(g: _Graph, op, xs: list[str], shape=None) -> str:
 
 def _constant(g: _Graph, op: Constant, xs: list[str], shape) -> str:
     s, z = float(op.out_q.scale), int(op.out_q.zero_point)
-    codes = np.clip(np.round(op.value.detach().numpy() / s) + z, -128, 127).astype(np.int8)
+    codes = op.codes().numpy().astype(np.int8)  # QAT's codes, ties included
     return g.node("DequantizeLinear", [g.const(op.name + "_int8", codes), g.const(op.name + "_scale", np.array(
         s, np.float32)), g.const(op.name + "_zp", np.array(z, np.int8))], op.name + "_value")
 

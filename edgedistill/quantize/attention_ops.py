@@ -49,7 +49,25 @@ class Constant(GraphOp):
         self.out_q = ActQuant()
 
     def forward(self) -> torch.Tensor:
+        if self.out_q.mode == "export":  # on its grid: the converter's rounding gives back QAT's codes
+            return self.out_q(self.export_value)
         return self.out_q(self.value)
+
+    @torch.no_grad()
+    def prepare_export(self) -> None:
+        self.register_buffer("export_value", self.on_grid(), persistent=False)
+
+    @torch.no_grad()
+    def codes(self) -> torch.Tensor:
+        """The int8 codes (as float) QAT computes the value with (the fake quantizer's rounding, ties to even)."""
+        s, z = float(self.out_q.scale), int(self.out_q.zero_point)
+        return torch.round(self.on_grid() / s) + z
+
+    @torch.no_grad()
+    def on_grid(self) -> torch.Tensor:
+        s, z = float(self.out_q.scale), int(self.out_q.zero_point)
+        w = self.out_q.width
+        return torch.fake_quantize_per_tensor_affine(self.value.detach(), s, z, w.qmin, w.qmax)
 
 
 class MatMul(GraphOp):

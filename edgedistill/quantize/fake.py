@@ -223,5 +223,6 @@ def int8_weights(w: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """The exact int8 weights and per-channel scales an exporter writes."""
     scale = weight_scale(w)
     shape = (-1,) + (1,) * (w.dim() - 1)
-    q = torch.clamp(torch.round(w.detach() / scale.view(shape)), -127, 127).to(torch.int8)
+    # QAT's codes (fake_quant_weight: nearbyint(w · (1/s))), which w / s can round otherwise at a half step
+    q = torch.clamp(torch.round(fake_quant_weight(w.detach()) / scale.view(shape)), -127, 127).to(torch.int8)
     return q.numpy(), scale.numpy()

@@ -165,7 +165,9 @@ class QLayer(GraphOp):
         if src is not None and len(src.in_shape) >= 2:  # columns C, *S -> *S, C (a pure permutation)
             c, spatial = src.in_shape[0], src.in_shape[1:]
             w = w.view(w.shape[0], c, *spatial).permute(0, *range(2, 2 + len(spatial)), 1).reshape(w.shape[0], -1)
-        consts = {"export_w": w, "export_w_scale": weight_scale(w),
+        # the weights on their grid, QAT's codes times the scale: the converter's own rounding (ties away from zero
+        # in double) then gives back exactly the codes QAT computed with, a weight within an ulp of a half step too
+        consts = {"export_w": fake_quant_weight(w), "export_w_scale": weight_scale(w),
                   "export_w_zero": torch.zeros(w.shape[0], dtype=torch.int64),
                   "export_b": fake_quant_bias(self.bias.detach(), self.in_q.scale, w)}
         for name, value in consts.items():  # buffers, so torch.export lifts them as graph inputs

@@ -6,6 +6,12 @@
   gather's output has one scale. The model's input is then int32 token ids, which the device app passes as they
   come from its tokenizer; no input quantization. Written in the file as `table[ids]`: the converter's
   negative-index wrap-around before the gather is removed after conversion (export/tflite_fixups.py).
+
+The table's codes are QAT's (`table_codes`: torch's fake quantization, nearbyint(w · (1/s)) with 1/s in float32,
+ties to even), and every exporter writes exactly those: the TFLite route hands the converter the table already on
+its grid (codes · s), so the converter's own rounding (double division, ties away from zero: MLIR's
+UniformQuantizedValueConverter) cannot pick another code for a weight within a float32 ulp of a half step. A large
+vocabulary table holds such weights (1 in 63,360 of a 1,980-token table moved a logit by 2-3 output steps).
 """
 
 from __future__ import annotations
@@ -24,6 +30,11 @@ def table_scale(w: torch.Tensor) -> float:
     """Per-tensor symmetric int8 scale of an embedding table: max|W| / 127 (1 / 127 for an all-zero table)."""
     amax = float(w.detach().abs().max()) if w.numel() else 0.0
     return max(amax, 1e-30) / 127.0 if amax > 0 else 1.0 / 127.0
+
+
+def table_codes(w: torch.Tensor, s: float) -> torch.Tensor:
+    """The int8 codes (as float, −127 … 127) of table `w` (V×D float32) on scale `s` that QAT computes with."""
+    return torch.round(torch.fake_quantize_per_tensor_affine(w.detach(), s, 0, -127, 127) / s)
 
 
 class Embedding(GraphOp):
@@ -73,4 +84,6 @@ class Embedding(GraphOp):
     @torch.no_grad()
     def prepare_export(self) -> None:
         self.export_s = self._sync_grid()
-        self.register_buffer("export_w", self.weight.detach().clone(), persistent=False)
+        # on the grid: the converter's rounding of codes · s gives back QAT's codes (module doc)
+        on_grid = torch.fake_quantize_per_tensor_affine(self.weight.detach(), self.export_s, 0, -127, 127)
+        self.register_buffer("export_w", on_grid, persistent=False)
