@@ -112,14 +112,15 @@ def test_spec_parsing():
 def _cfg(tmp_path, **data):
     return load_config(None, {"data": {"source": "builtin:digits", **data}, "student": {"family": "cnn", "width": 16},
                               "kd": {"temperature": 4.0, "alpha": 1.0}, "augment": {"shift": 1, "mixup": 0.5},
-                              "train": {"epochs": 25, "seed": 0}, "out": str(tmp_path / "run")})
+                              "train": {"epochs": 12, "seed": 0}, "out": str(tmp_path / "run")})
 
 
 @pytest.mark.slow
 def test_student_distilled_from_synthetic_data_alone_beats_chance_on_real_test_data(tmp_path):
     """No real training image reaches the student: the transfer set is synthesized, the student's input
     normalisation is fitted on it, and there is no twin (no labels to train one on)."""
-    spec = "synthetic:samples=256,steps=100"
+    # 50 synthesis steps and 12 epochs reach 56 % test accuracy (100 and 25 were twice the cost); the bar stays 40 %
+    spec = "synthetic:samples=256,steps=50"
     res = distill(_cfg(tmp_path, transfer=spec), show_progress=False)
     m = res.metrics
     assert m["data_free"]["bn_loss_last"] < m["data_free"]["bn_loss_first"]
