@@ -36,6 +36,7 @@ def print_lm_summary(m: dict, out) -> None:
         mark = "PASS" if c["passed"] else "FAIL"
         value = "n/a" if c["value"] is None else f"{c['value']:.4g}"
         console.print(f"gate {mark}: {c['name']} = {value}{c['unit']}", markup=False, highlight=False)
+    print_warnings(m.get("warnings", []), console)
     console.print(f"wrote {out}/report.md, metrics.json", highlight=False)
 
 

@@ -80,7 +80,9 @@ def check_teacher_fits(teacher: Teacher, input_mode: str, splits: DataSplits) ->
         raise DataError(
             f"Teacher {teacher.name!r} returns outputs of shape {tuple(out.shape[1:])} per sample, but the data has "
             f"{splits.num_classes} classes{_label_note(splits)}{_names_note(teacher)}; the teacher must output one "
-            "logit per class."
+            "logit per class. If your labels use only some of the teacher's classes, give the data all of them: "
+            "`class_names` in the .npz (or class_names.npy beside x.npy) listing every class the teacher outputs, "
+            "in its order, with labels as indices into it."
         )
     if not torch.isfinite(out).all():
         raise DataError(f"Teacher {teacher.name!r} returns NaN or infinite logits on the first samples.")

@@ -32,7 +32,8 @@ from edgedistill.pipeline.inputs import (EvalTensors, Inputs, check_student, fit
                                          student_arch)
 from edgedistill.pipeline.int8 import Int8Outcome, qat_below_ptq_warning, qat_rounding, run_int8_stage
 from edgedistill.pipeline.measure import Measured, measure_build
-from edgedistill.pipeline.report import distill_metrics, int8_gain_warning, report_document, write_report
+from edgedistill.pipeline.report import (distill_metrics, int8_gain_warning, report_document, target_fit_warnings,
+                                         write_report)
 from edgedistill.pipeline.rundir import RunDir
 from edgedistill.pipeline.teacher_outputs import teacher_outputs
 from edgedistill.pipeline.train import train_students
@@ -102,7 +103,9 @@ def distill_classifier(config: DistillConfig, *, overwrite: bool = False,
         report = None
         if done.int8 is not None and config.report:
             t0 = time.perf_counter()
-            report = report_document(done.metrics, measure(done.int8, inputs, target))
+            measured = measure(done.int8, inputs, target)
+            done.metrics["warnings"] += target_fit_warnings(measured.target)
+            report = report_document(done.metrics, measured)
             done.metrics["timings"]["report_s"] = time.perf_counter() - t0
         finish(run, done, report, t_start)
     return DistillResult(run.out, done.metrics)

@@ -33,7 +33,7 @@ from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
 from edgedistill.pipeline.lm_int8 import run_lm_int8
 from edgedistill.pipeline.lm_report import attach_gate, lm_metrics_doc, write_lm_report
 from edgedistill.pipeline.lm_seqkd import concat, teacher_continuations
-from edgedistill.pipeline.lm_speed import lm_speed
+from edgedistill.pipeline.lm_speed import lm_speed, slower_than_teacher_warnings
 from edgedistill.pipeline.lm_teacher import teacher_outputs
 from edgedistill.pipeline.lm_train import cache_temperatures, tensors, train_lm_students
 from edgedistill.pipeline.rundir import RunDir
@@ -89,6 +89,7 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
         metrics.update(({"speed": speed} if speed else {}), **({"sequence_kd": cont.record()} if cont else {}),
                        **({"hidden_cosine": hidden[0].record(hidden[1], inputs.arch.width)} if hidden else {}),
                        **({"loss_choice": choice.record} if choice else {}), **(sections or {}))
+        metrics["warnings"] += slower_than_teacher_warnings(speed)
         attach_gate(metrics, budget or (Budget.for_target(target, Budget()) if target is not None else None))
         ckpt = StudentCheckpoint(inputs.arch, (s.context,), inputs.tokenizer.vocab_size, [],
                                  Normalizer([0.0], [1.0], "feature"), inputs.tokenizer)

@@ -22,6 +22,7 @@ from edgedistill.lm_metrics import lm_metrics, paired_perplexity_gain, token_sco
 from edgedistill.pipeline.lm_inputs import LMInputs
 from edgedistill.pipeline.lm_teacher import LMTeacherOutputs
 from edgedistill.pipeline.lm_train import LMTrained
+from edgedistill.sanity import student_not_smaller_warning
 from edgedistill.students import count_params
 
 MODELS = (("teacher", "teacher"), ("twin", "no-teacher twin (float)"), ("float", "student (float)"),
@@ -73,7 +74,8 @@ def lm_metrics_doc(config: DistillConfig, inputs: LMInputs, teacher: LMTeacherOu
         "device_steps": tok.device_steps(s.context, keep="last") + " The logits at the position of the last real "
                         "id score the next token (the model reads positions 0..t only: the padding after it changes "
                         "nothing).",
-        "warnings": [],
+        "warnings": [w for w in [student_not_smaller_warning(count_params(trained.student),
+                                                             inputs.teacher.num_params())] if w],
         "timings": dict(timings),
     }
 
@@ -125,6 +127,8 @@ def report_markdown(metrics: dict) -> str:
         lines += ["", *speed_markdown(metrics["speed"])]
     if metrics.get("gate"):
         lines += ["", gate_markdown_of(metrics["gate"])]
+    if metrics.get("warnings"):
+        lines += ["", "## Warnings", "", *[f"- {w}" for w in metrics["warnings"]]]
     lines += ["", "## On the device", "", metrics["device_steps"]]
     return "\n".join(lines) + "\n"
 

@@ -147,3 +147,15 @@ def lm_speed(artifacts, teacher_module: nn.Module | None, context: int, target: 
         section.update(tokens_per_s=1000.0 / est if est else None,
                        tokens_per_s_how=f"estimated on {target.name} ({section.get('estimate_model', 'roofline')})")
     return {**speed, "targets": target_speeds(art.path), "target": section}
+
+
+def slower_than_teacher_warnings(speed: dict | None) -> list[str]:
+    """One warning per runtime where the int8 student decodes fewer tokens per second than the float teacher: a
+    student about the teacher's shape saves nothing (a breaking session's default decoder(64, 2) under a 2×64
+    teacher ran at 0.72× on onnxruntime, silently)."""
+    ratios = (speed or {}).get("ratio") or {}
+    return [f"The int8 student decodes {r['ratio']:.2f}x the float teacher's tokens/s on {rt} "
+            f"({r['student_tokens_per_s']:,.0f} against {r['teacher_tokens_per_s']:,.0f}): it is not faster than "
+            "the teacher. Choose a smaller student (--student decoder:width=N,depth=N), or let `edgedistill build "
+            "--task causal-lm` search one under half the teacher's parameters."
+            for rt, r in sorted(ratios.items()) if r["ratio"] < 1.0]

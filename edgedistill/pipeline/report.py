@@ -154,6 +154,20 @@ def distill_metrics(config: DistillConfig, inputs: Inputs, arch: StudentArch, ev
     return m
 
 
+def target_fit_warnings(target: dict | None) -> list[str]:
+    """The deployed file over the target's flash or RAM, as warnings: the report's fit table alone was easy to miss
+    (a breaking session's 11.9 MB file for a 1 MiB chip exited 0 with no warning printed). `target`: the measure
+    stage's target section (its `fit` checks)."""
+    out = []
+    for f in (target or {}).get("fit", []):
+        if f["check"] in ("flash", "ram") and f["value"] is not None and f["limit"] is not None and not f["passed"]:
+            what = "The int8 file" if f["check"] == "flash" else "The TFLite Micro arena"
+            out.append(f"{what} needs {f['value']:,} B, more than {target['name']}'s {f['check']} "
+                       f"({f['limit']:,} B): this student does not fit the device. Choose a smaller student, or let "
+                       "`edgedistill build` search one under the target's budget.")
+    return out
+
+
 def report_document(metrics: dict, measured: Measured, search: dict | None = None) -> dict:
     """report.json from metrics.json, the measure stage and (build) the search section."""
     from edgedistill.report import assemble
