@@ -151,7 +151,8 @@ def build_cmd(budget_text, device_url, quiet, **options):
     """Build a deployable student for a target: search under the budget, distill (float, then QAT int8), export
     ONNX and TFLite, prove parity on the real runtimes, profile, report, and gate. With no --data/--teacher it builds
     the built-in Fashion-MNIST example. Re-running with nothing changed only re-checks; an interrupted build
-    resumes. Exit code: 0 when the gate passes, 1 otherwise."""
+    resumes. Exit code: 0 when the gate passes, 1 when it fails (or parity fails), 2 when an input or
+    option is refused (nothing is trained)."""
     from edgedistill.api import build
     from edgedistill.config import load_config
 

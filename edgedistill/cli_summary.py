@@ -33,9 +33,10 @@ def print_lm_summary(m: dict, out) -> None:
         console.print(f"parity {verdict}: {r['artifact']} on {r['runtime']}: {r['top1_agreement']:.3f} % next-token "
                       f"agreement over {r['positions']:,} positions{steps}", markup=False, highlight=False)
     for c in m["gate"]["checks"]:
-        mark = "PASS" if c["passed"] else "FAIL"
-        value = "n/a" if c["value"] is None else f"{c['value']:.4g}"
-        console.print(f"gate {mark}: {c['name']} = {value}{c['unit']}", markup=False, highlight=False)
+        mark = "not judged" if not c.get("judged", True) else "PASS" if c["passed"] else "FAIL"
+        v = c["value"]
+        value = "n/a" if v is None else f"{int(v):,} B" if c["unit"] == "B" else f"{v:.4g}{c['unit']}"
+        console.print(f"gate {mark}: {c['name']} = {value}", markup=False, highlight=False)
     print_warnings(m.get("warnings", []), console)
     console.print(f"wrote {out}/report.md, metrics.json", highlight=False)
 

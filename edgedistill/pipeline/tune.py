@@ -82,8 +82,7 @@ def choose_objective(config: DistillConfig, data: TrainSet, ev: EvalTensors, set
         update = ui.task(f"auto {what} ({n_trials} trials)", n_trials)
         search = tune(make_model, data, ev.x_val, ev.y_val, config.kd.loss, config.kd.temperature, config.kd.alpha,
                       tset, config.kd.tune_max_samples, on_trial=lambda tr: update(1, val_acc=tr.val_acc))
-        if search.skipped:  # the bar ends; one line says that the rest did not run, as the report does
-            update(n_trials - len(search.trials))
+        if search.skipped:  # the bar stays at the trials that ran; one line says the rest did not, as the report
             ui.log(f"auto {what}: {len(search.trials)} of {n_trials} trials run, the rest skipped: too short to rank "
                    "(the report says why)")
         objective = search.chosen

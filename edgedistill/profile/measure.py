@@ -105,19 +105,21 @@ def measure(path: Path, runtime: str, threads: int = 1, warmup: int = 10, runs: 
 
 def onnx_op_profile(path: Path, threads: int, x: np.ndarray, runs: int = 50) -> list[dict]:
     """onnxruntime's own profiler: mean time per node over `runs` inferences."""
+    import tempfile
+
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.enable_profiling = True
-    opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    for _ in range(runs):
-        sess.run(None, {name: x})
-    trace = Path(sess.end_profiling())
-    events = json.loads(trace.read_text())
-    trace.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="edgedistill-ort-profile-") as tmp:  # never in the user's directory
+        opts = ort.SessionOptions()
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(Path(tmp) / "onnxruntime_profile")
+        opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        for _ in range(runs):
+            sess.run(None, {name: x})
+        events = json.loads(Path(sess.end_profiling()).read_text())
     per: dict[str, dict] = {}
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
