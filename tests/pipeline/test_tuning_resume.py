@@ -82,9 +82,12 @@ def _search(tmp_path, settings, val_y_shift=0, temperature="auto", alpha=0.9):
                              "kd": {"temperature": temperature, "alpha": alpha, "tune_epochs": 8}})
     runs = []
 
-    class UI:
+    class UI:  # the progress interface (edgedistill.progress.Bars): a task's update function, and log lines
         def task(self, label, total):
             return lambda advance=0, loss=None, val_acc=None: runs.append(val_acc) if val_acc is not None else None
+
+        def log(self, message):
+            pass
 
     def make():
         torch.manual_seed(0)
