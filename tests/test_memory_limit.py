@@ -30,6 +30,9 @@ CHILD = """
 import resource, runpy, sys
 import numpy as np
 import edgedistill.cli  # torch and numpy loaded before the limit: it bounds what the run allocates on top
+import edgedistill.pipeline.distill, scipy.stats  # and what the run imports late: a module's objects and its shared
+# libraries' zero-fill pages are private writable memory, which RLIMIT_DATA counts (scipy.stats, imported at the end
+# for the Wilson intervals, once failed to load at the limit: "cannot map zero-fill pages")
 
 vm_data = int(next(l for l in open("/proc/self/status") if l.startswith("VmData")).split()[1]) << 10
 limit = vm_data + int(sys.argv[1])
