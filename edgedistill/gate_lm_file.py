@@ -112,6 +112,7 @@ def load_lm_metrics(path: Path) -> dict:
         raise ConfigError(f"{path} is not a causal-LM run's metrics.json (its `task` is not {TASK!r}); a classifier "
                           "run is gated on its report.json.")
     _check_test(path, _object(path, doc, "test", "test", required=True))
+    _object(path, doc, "int8", "int8")  # a --qat run's int8 section (the gate then judges test.int8), or null
     _check_gain(path, doc)
     _check_speed(path, doc)
     search = doc.get("search")
