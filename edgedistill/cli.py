@@ -165,7 +165,7 @@ def build_cmd(budget_text, device_url, quiet, **options):
     click.echo(f"student: {c.arch.describe()}, {c.params:,} parameters ({res.search.rule}); "
                f"{'nothing changed: re-checked only' if res.reused else 'built'} -> {res.out_dir}")
     if res.task == "causal-lm":  # metrics.json and report.md, no report.json (pipeline/lm_build.py)
-        print_distill_summary(json.loads((res.out_dir / "metrics.json").read_text()), res.out_dir)
+        print_distill_summary(json.loads((res.out_dir / "metrics.json").read_text()), res.out_dir, "build")
         sys.exit(0 if res.verdict.passed else 1)
     rep = json.loads((res.out_dir / "report.json").read_text())
     from edgedistill.report.render import headline

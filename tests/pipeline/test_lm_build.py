@@ -33,6 +33,8 @@ def test_the_largest_decoder_that_fits_is_chosen_and_trained(world):
     target = load_target("cortex-m4")
     assert s["budget"]["flash_bytes"] == target.model_flash_bytes and s["budget"]["min_tokens_per_s"] == 2
     assert "student:" in world["output"] and (world["out"] / "gate.md").is_file()
+    # the summary's title names the command that ran (it said `edgedistill distill` for a build)
+    assert "edgedistill build --task causal-lm" in world["output"] and "edgedistill distill" not in world["output"]
     assert (world["out"] / "gate.xml").read_text().count("<testcase") == len(m["gate"]["checks"])
 
 
