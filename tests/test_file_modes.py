@@ -27,7 +27,8 @@ def _mode(path) -> int:
 def test_a_saved_student_has_the_users_file_mode(tmp_path, umask):
     arch = StudentArch("mlp", 8, 1)
     model = build_student(arch, (4,), 3, Normalizer([0.0], [1.0], "feature"))
-    save_student(tmp_path, model, StudentCheckpoint(arch, (4,), 3, ["a", "b", "c"], Normalizer([0.0], [1.0], "feature")))
+    normalizer = Normalizer([0.0], [1.0], "feature")
+    save_student(tmp_path, model, StudentCheckpoint(arch, (4,), 3, ["a", "b", "c"], normalizer))
     reference = tmp_path / "written_by_open.txt"
     reference.write_text("x")  # an ordinary file: the mode the user expects
     assert _mode(tmp_path / "student.safetensors") == _mode(reference) == 0o666 & ~umask

@@ -1,5 +1,6 @@
 """The automatic choice of a causal LM's temperature and distillation losses (`--temperature auto`, the default, with
-no --feature and no --seq-kd given, not even --seq-kd 0): short seeded trials, picked on validation perplexity, in two stages.
+no --feature and no --seq-kd given, not even --seq-kd 0): short seeded trials, picked on validation perplexity, in
+two stages.
 
 1. Temperature: token KD (top-k KD + next-token CE, distill/lm_losses.py, α = 0.5) at each T of
    lm_train.TEMPERATURES (1, 2, 4), the reference T = 2 (DistilGPT2's; lm_train.AUTO_TEMPERATURE) first, each trial
