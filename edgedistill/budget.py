@@ -35,6 +35,9 @@ LM_ONLY = {"tokens_per_s": "min_tokens_per_s", "perplexity": "max_perplexity", "
            "top1": "min_top1", "top3": "min_top3"}
 CLASSIFIER_ONLY = {"accuracy": "min_accuracy", "drop": "max_accuracy_drop"}
 
+# the least value a limit can sensibly take, where it is above 0: no model has a perplexity below 1 (exp of a mean
+# negative log-likelihood >= 0), so `perplexity=0` could never pass
+_LEAST = {"perplexity": (1.0, "a perplexity is exp(mean next-token NLL), at least 1 for any model")}
 _EXAMPLE = {"flash": "64KiB", "ram": "128KiB", "latency": "5ms", "accuracy": "90%", "drop": "1.5",
             "tokens_per_s": "50", "perplexity": "40", "int8_rise": "2%", "top1": "30%", "top3": "50%"}
 
@@ -126,6 +129,9 @@ class Budget:
             values[field] = float(m.group(1)) * units[unit]
             if not math.isfinite(values[field]):
                 raise ConfigError(f"Budget value {raw.strip()!r} for {key} is not a finite number.")
+            if key in _LEAST and values[field] < _LEAST[key][0]:
+                raise ConfigError(f"Budget value {raw.strip()!r} for {key} is below {_LEAST[key][0]:g}: "
+                                  f"{_LEAST[key][1]}, so no run could pass (e.g. {key}={_EXAMPLE[key]}).")
             if key in _PERCENT_POINTS and values[field] > 100:
                 raise ConfigError(f"Budget value {raw.strip()!r} for {key} is above 100: {key} is in percent points "
                                   f"(e.g. {key}={_EXAMPLE[key]}).")

@@ -165,7 +165,7 @@ def build_cmd(budget_text, device_url, quiet, **options):
     click.echo(f"student: {c.arch.describe()}, {c.params:,} parameters ({res.search.rule}); "
                f"{'nothing changed: re-checked only' if res.reused else 'built'} -> {res.out_dir}")
     if res.task == "causal-lm":  # metrics.json and report.md, no report.json (pipeline/lm_build.py)
-        print_distill_summary(json.loads((res.out_dir / "metrics.json").read_text()), res.out_dir)
+        print_distill_summary(json.loads((res.out_dir / "metrics.json").read_text()), res.out_dir, "build")
         sys.exit(0 if res.verdict.passed else 1)
     rep = json.loads((res.out_dir / "report.json").read_text())
     from edgedistill.report.render import headline
@@ -254,12 +254,13 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all, tex
 
 
 @main.command("gate")
-@click.argument("report", type=click.Path(dir_okay=False))
+@click.argument("report", type=click.Path())
 @click.option("--budget", "budget_text", help="Tighten the target's limits, e.g. flash=64KiB,ram=128KiB,latency=5ms,"
               "macs=2M,accuracy=90%,drop=1.0 (KB/MB = powers of 1000, KiB/MiB = powers of 1024); for a causal-LM "
               "run's metrics.json: perplexity=40,int8_rise=2%,top1=30%,top3=50%,tokens_per_s=50,latency=20ms,"
               "flash=...,ram=....")
-@click.option("--baseline", type=click.Path(dir_okay=False), help="An older report.json: fail on regressions.")
+@click.option("--baseline", type=click.Path(), help="An older report.json (or its run directory): fail on "
+              "regressions.")
 @click.option("--tolerance", help="Allowed regression vs --baseline: accuracy=POINTS,latency=PCT%,size=PCT%. "
               "[default: accuracy=0.5,latency=10%,size=5%]")
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML here (CI test reports).")
@@ -268,19 +269,21 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all, tex
               "created when missing.")
 @user_errors(code=INPUT_ERROR)
 def gate_cmd(report, budget_text, baseline, tolerance, junit, summary):
-    """Judge a report.json (or a causal-LM run's metrics.json) against its target's limits and your budget; exit 0
-    if every check passes, 1 if not, 2 when an input is refused (a missing report, a budget typo)."""
+    """Judge a run (its output directory, its report.json, or a causal-LM run's metrics.json) against its target's
+    limits and your budget; exit 0 if every check passes, 1 if not, 2 when an input is refused (a missing report, a
+    budget typo)."""
     from pathlib import Path
 
     from edgedistill.budget import Budget
     from edgedistill.gate import Tolerance, gate, junit_xml, load_report, markdown, report_budget
-    from edgedistill.gate_lm_file import is_lm_run
+    from edgedistill.gate_lm_file import is_lm_run, run_file
 
     for name, value in (("--junit", junit), ("--summary", summary)):
         if value is not None and not value.strip():
             raise ConfigError(f"{name} was given an empty path (an unset variable such as $GITHUB_STEP_SUMMARY "
                               "outside CI?); name a file or leave the option out.")
     user = Budget.parse(budget_text or "")
+    report, baseline = run_file(Path(report)), (run_file(Path(baseline)) if baseline else None)
     if is_lm_run(Path(report)):
         verdict = _lm_verdict(Path(report), user, baseline)
     else:

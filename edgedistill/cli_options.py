@@ -118,7 +118,8 @@ DISTILL_OPTIONS = [
                  "folder whose config.json is a causal LM]"),
     click.option("--seq-kd", type=int, help="Causal LM: sequence-level KD (Kim & Rush 2016): add this many greedy "
                  "teacher continuations of seeded training prompts (a quarter window each) as extra training text; "
-                 "the no-teacher twin never trains on them. [default: 0, off]"),
+                 "the no-teacher twin never trains on them. Any N, 0 (off) included, turns the automatic choice of "
+                 "--temperature auto off. [default: off, unless that choice picks it]"),
     click.option("--top-k", type=int, help="Causal LM: the teacher's largest logits cached per position. [default: "
                  "32]"),
     click.option("--qat", is_flag=True, default=None, help="After float distillation, distill on quantization-aware "

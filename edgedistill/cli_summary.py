@@ -5,16 +5,16 @@ from __future__ import annotations
 import sys
 
 
-def print_lm_summary(m: dict, out) -> None:
+def print_lm_summary(m: dict, out, command: str = "distill") -> None:
     """A causal-LM run: perplexity (95 % interval over documents) and top-1 / top-3 of every model, the gain over
-    the twin, parity, the gate's rows."""
+    the twin, parity, the gate's rows; the title names the `command` that ran (distill or build)."""
     from rich.console import Console
     from rich.table import Table
 
     from edgedistill.pipeline.lm_report import MODELS
 
     console = Console(width=None if sys.stdout.isatty() else 140)
-    table = Table(title=f"edgedistill distill --task causal-lm → {out}")
+    table = Table(title=f"edgedistill {command} --task causal-lm → {out}")
     for col in ("model", "perplexity [95% CI]", "top-1 %", "top-3 %"):
         table.add_column(col, justify="right" if col != "model" else "left")
     for key, label in MODELS:
@@ -41,15 +41,16 @@ def print_lm_summary(m: dict, out) -> None:
     console.print(f"wrote {out}/report.md, metrics.json", highlight=False)
 
 
-def print_distill_summary(m: dict, out) -> None:
+def print_distill_summary(m: dict, out, command: str = "distill") -> None:
+    """The run's summary under a title naming the `command` that ran (a causal-LM `build` prints this one too)."""
     if m.get("task") == "causal-lm":
-        print_lm_summary(m, out)
+        print_lm_summary(m, out, command)
         return
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 140)
-    table = Table(title=f"edgedistill distill → {out}")
+    table = Table(title=f"edgedistill {command} → {out}")
     from edgedistill.report.noise import fmt_acc, gain_text
 
     n = m["student"].get("test_acc_n")

@@ -235,9 +235,11 @@ class KDConfig(_Strict):
                                     "fraction of the students'")
     top_k: int = Field(32, ge=1, le=4096, description="causal LM: the teacher's largest logits cached per position "
                        "(the rest of the vocabulary as one tail bucket)")
-    seq_kd: int = Field(0, ge=0, le=1_000_000, description="causal LM: sequence-level KD (Kim & Rush 2016): this many "
-                        "greedy teacher continuations of seeded training prompts added as extra training windows "
-                        "(the no-teacher twin never sees them); 0: off")
+    seq_kd: int | None = Field(None, ge=0, le=1_000_000, description="causal LM: sequence-level KD (Kim & Rush 2016): "
+                               "this many greedy teacher continuations of seeded training prompts added as extra "
+                               "training windows (the no-teacher twin never sees them); 0: off, and like any number a "
+                               "fixed choice that turns the automatic choice of the losses off; unset: left to that "
+                               "choice (with --temperature auto), else off")
 
     @field_validator("loss")
     @classmethod

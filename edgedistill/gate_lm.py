@@ -19,7 +19,9 @@ target's limits); a row whose limit is not set shows its figure, is not judged a
 * a classifier's limit (`accuracy=`, `drop=`) fails as missing: a causal LM has no class accuracy (top1= is its
   next-token accuracy).
 A value that is missing (no twin, an int8 run without its figure) fails its judged row rather than passing as zero;
-a float-only run (no --qat, so no `test.int8`) leaves the int8 rise not judged.
+a float-only run (no --qat: no `int8` section and no `test.int8`) leaves the int8 rise not judged. A run that made an
+int8 model (its `int8` section is set) but lacks `test.int8` fails the int8 rise and every judged quality row as
+missing: it is never judged on its float student's figures instead.
 """
 
 from __future__ import annotations
@@ -65,14 +67,24 @@ def speed_rows(metrics: dict, budget: Budget) -> list[Check]:
     return rows
 
 
-def _deployed(test: dict) -> tuple[str, dict]:
-    key = "int8" if "int8" in test else "float"
-    return ("int8 QAT model" if key == "int8" else "float student (no --qat)"), test.get(key) or {}
+def made_int8(metrics: dict) -> bool:
+    """True when the run made an int8 model (a --qat run: metrics.json's `int8` section, or a `test.int8` figure)."""
+    return isinstance(metrics.get("int8"), dict) or "int8" in (metrics.get("test") or {})
+
+
+def _deployed(metrics: dict) -> tuple[str, dict]:
+    """Which model a run deploys and its test figures: the int8 QAT model whenever the run made one (its figures
+    may then be missing, never replaced by the float student's), else the float student."""
+    test = metrics.get("test") or {}
+    if made_int8(metrics):
+        return ("int8 QAT model" if "int8" in test else "int8 QAT model (test.int8 missing from metrics.json)"), \
+            test.get("int8") or {}
+    return "float student (no --qat)", test.get("float") or {}
 
 
 def quality_rows(metrics: dict, budget: Budget) -> list[Check]:
     """The deployed model's test perplexity (ceiling) and next-token top-1 / top-3 accuracy (floors); module doc."""
-    who, m = _deployed(metrics.get("test", {}))
+    who, m = _deployed(metrics)
     p = m.get("perplexity") or {}
     interval = f", 95 % interval [{p['low']:.4g}, {p['high']:.4g}] over {p['documents']} documents" \
         if _finite(p.get("low")) and _finite(p.get("high")) and p.get("documents") else ""
@@ -94,10 +106,12 @@ def lm_gate(metrics: dict, budget: Budget | None = None) -> Verdict:
     rise_limit = INT8_RISE * 100.0 if limits.max_int8_rise is None else limits.max_int8_rise
     checks = []
     rise = (ppl["int8"] / ppl["float"] - 1.0) * 100.0 if _finite(ppl["int8"]) and _finite(ppl["float"]) else None
-    if "int8" in test:
+    if made_int8(metrics):
         checks.append(Check("int8 perplexity rise vs float", rise, rise_limit,
                             rise is not None and rise <= rise_limit,
-                            "same test positions, exp(mean NLL) of the QAT model vs the float student", unit="%"))
+                            "same test positions, exp(mean NLL) of the QAT model vs the float student"
+                            if "int8" in test else "missing: the run made an int8 model but metrics.json has no "
+                            "test.int8 figures", unit="%"))
     else:  # a float-only run (no --qat): nothing int8 to judge
         checks.append(Check("int8 perplexity rise vs float", None, rise_limit, True,
                             "no int8 model: the run was float only (no --qat)", unit="%", judged=False))

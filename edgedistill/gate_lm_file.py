@@ -23,6 +23,24 @@ TASK = "causal-lm"
 MODELS = ("teacher", "twin", "float", "int8", "twin_int8")
 
 
+def run_file(path: Path) -> Path:
+    """The file `edgedistill gate PATH` reads: PATH itself when it is not a directory, else inside the run directory
+    its metrics.json when that is a causal-LM run's, otherwise its report.json (a classifier run; a causal-LM run
+    writes no report.json). Raises ConfigError (one paragraph) for a directory holding neither."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    if is_lm_run(path / "metrics.json"):
+        return path / "metrics.json"
+    if (path / "report.json").exists():
+        return path / "report.json"
+    partial = path.with_name(path.name + ".partial")
+    hint = f" ({partial} exists: the run did not finish)" if partial.is_dir() else ""
+    raise ConfigError(f"{path} is a directory without a report.json (a classifier run's, written by `build` or "
+                      f"`distill --qat`) or a causal-LM run's metrics.json{hint}; name the run's output directory or "
+                      "one of those files.")
+
+
 def is_lm_run(path: Path) -> bool:
     """True when `path` is a JSON object with `"task": "causal-lm"` (a causal-LM run's metrics.json). Anything
     unreadable is False: the classifier loader (edgedistill.gate.load_report) then says what is wrong with it."""
@@ -112,6 +130,7 @@ def load_lm_metrics(path: Path) -> dict:
         raise ConfigError(f"{path} is not a causal-LM run's metrics.json (its `task` is not {TASK!r}); a classifier "
                           "run is gated on its report.json.")
     _check_test(path, _object(path, doc, "test", "test", required=True))
+    _object(path, doc, "int8", "int8")  # a --qat run's int8 section (the gate then judges test.int8), or null
     _check_gain(path, doc)
     _check_speed(path, doc)
     search = doc.get("search")

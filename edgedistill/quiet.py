@@ -28,6 +28,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from edgedistill.util import published_mode
+
 LOG_NAME = "third_party.log"
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
@@ -158,9 +160,11 @@ class Capture:
             partial = dest.with_name(dest.name + ".partial")
             if partial.is_dir():
                 shutil.move(str(tmp), str(partial / LOG_NAME))
+                published_mode(partial / LOG_NAME)
                 return
             if dest.is_dir() and not self.failed:
                 shutil.move(str(tmp), str(dest / LOG_NAME))
+                published_mode(dest / LOG_NAME)  # a NamedTemporaryFile is 0600
                 return
         tmp.unlink(missing_ok=True)
 

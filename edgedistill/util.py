@@ -34,6 +34,29 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def _umask() -> int:
+    """The process's umask: Linux reports it in /proc/self/status; elsewhere it is read by setting it (os.umask has
+    no getter), which other threads could see for a moment."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def published_mode(path: Path) -> None:
+    """Give a file the mode of any file the user writes (0o666 minus the umask: 0644 under the usual 022). Writers
+    that go through a private temporary file leave 0600 behind (safetensors' save_file does; so does a
+    tempfile.NamedTemporaryFile moved into place), and a published artifact is then unreadable to the group or a
+    web server that serves it."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def peak_rss_bytes() -> int | None:
     """This process's peak resident memory in bytes (Linux: VmHWM of /proc/self/status; elsewhere getrusage's
     ru_maxrss, bytes on macOS, KiB on other Unixes); None where neither exists. (device/bench.py keeps its own copy:

@@ -250,3 +250,28 @@ def test_tokens_per_second_is_a_floor_that_tightening_raises():
     assert b.min_tokens_per_s == 50 and Budget.parse("tokens_per_s=2k").min_tokens_per_s == 2000
     assert b.tighten(Budget(min_tokens_per_s=80)).min_tokens_per_s == 80
     assert b.tighten(Budget(min_tokens_per_s=20)).min_tokens_per_s == 50
+
+
+def test_a_run_directory_is_gated_on_the_file_its_run_wrote(tmp_path):
+    """`gate RUN_DIR` reads report.json (a classifier run, whose metrics.json is no causal-LM's) or a causal-LM run's
+    metrics.json, judging exactly what the file form judges; a directory holding neither is refused (exit 2)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "report.json").write_text(json.dumps(REPORT))
+    (run / "metrics.json").write_text(json.dumps({"accuracy": 91.0}))
+    for args in ([], ["--budget", "flash=16KiB"]):
+        by_dir = CliRunner().invoke(main, ["gate", str(run), *args])
+        by_file = CliRunner().invoke(main, ["gate", str(run / "report.json"), *args])
+        assert by_dir.exit_code == by_file.exit_code == (1 if args else 0) and by_dir.output == by_file.output
+    lm = tmp_path / "lm"
+    lm.mkdir()
+    (lm / "metrics.json").write_text(json.dumps({"task": "causal-lm", "test": {"float": {"perplexity": {"value": 9.0}}},
+                                                 "gain_vs_twin": {"float": {"gain": 1.0, "low": 0.5, "high": 1.5,
+                                                                            "documents": 20, "beyond_noise": True}}}))
+    for budget, code in (("perplexity=10", 0), ("perplexity=8", 1)):
+        by_dir = CliRunner().invoke(main, ["gate", str(lm), "--budget", budget])
+        by_file = CliRunner().invoke(main, ["gate", str(lm / "metrics.json"), "--budget", budget])
+        assert by_dir.exit_code == by_file.exit_code == code and by_dir.output == by_file.output
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(main, ["gate", str(tmp_path / "empty")])
+    assert r.exit_code == 2 and "without a report.json" in r.output and "Traceback" not in r.output

@@ -37,6 +37,21 @@ def test_an_int8_run_without_its_figure_fails_rather_than_passing():
     assert not v.passed and _row(v, "int8 perplexity rise vs float").value is None
 
 
+def test_a_qat_run_without_test_int8_fails_as_missing_rather_than_judging_the_float_figures():
+    from edgedistill.budget import Budget
+
+    m = _metrics(100.0, gain=GAIN)  # the float student alone would pass every limit below
+    m["test"]["float"].update(top1=50.0, top3=70.0)
+    m["int8"] = {"rounding": "nearest", "parity_passed": True}  # the run made an int8 model (--qat)
+    v = lm_gate(m, Budget.parse("perplexity=120,top1=30%"))
+    assert not v.passed
+    rise, ppl, top1 = (_row(v, n) for n in ("int8 perplexity rise vs float", "test perplexity", "next-token top-1"))
+    assert rise.judged and not rise.passed and "test.int8" in rise.how
+    assert ppl.value is None and not ppl.passed and top1.value is None and not top1.passed
+    m["int8"] = None  # a float-only run writes `"int8": null`: judged on its float student, as before
+    assert lm_gate(m, Budget.parse("perplexity=120,top1=30%")).passed
+
+
 def test_a_student_worse_than_its_twin_beyond_noise_fails():
     worse = {**GAIN, "gain": -2.0, "low": -3.0, "high": -1.0}
     assert not lm_gate(_metrics(100.0, 101.0, worse)).passed
@@ -133,7 +148,9 @@ def test_a_classifier_limit_fails_as_missing_and_a_causal_lm_limit_on_a_classifi
         assert not c.passed and any(r.value is None and "classifier report has no" in r.how for r in c.checks), key
 
 
-@pytest.mark.parametrize("text", ["top1=0.3", "top3=150%", "perplexity=-3", "perplexity=40ms"])
+@pytest.mark.parametrize("text", ["top1=0.3", "top3=150%", "perplexity=-3", "perplexity=40ms", "perplexity=0",
+                                  "perplexity=0.5", "perplexity=1e999", "latency=nan", "tokens_per_s=inf",
+                                  "flash=-1KB"])
 def test_causal_lm_budget_keys_refuse_a_mistake(text):
     from edgedistill.budget import Budget
     from edgedistill.errors import ConfigError

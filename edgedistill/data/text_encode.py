@@ -25,6 +25,10 @@ UNKNOWN_WARN = 0.05  # warn when more of the test split's tokens than this are u
 # warn when a teacher reads more of the texts than this cut at its own maximum length: the student's own length
 # leaves 1 % of the training texts cut by design (PERCENTILE), so a few % more is the teacher's limit showing
 TEACHER_TRUNCATION_WARN = 0.02
+# warn when a teacher reads more than this share of the transfer set's (non-special) tokens as its unknown token:
+# texts in a script its vocabulary lacks (CJK without spaces, emoji, punctuation only) then look alike to it, and
+# its soft targets are near-constant
+TEACHER_UNKNOWN_WARN = 0.5
 
 
 @dataclass(frozen=True)
@@ -66,10 +70,24 @@ class TextEncoding:
                 f"the student reads {self.max_length:,} of its own tokens. A teacher that reads longer texts avoids "
                 "it; a smaller --max-length makes the student read no more than the teacher does.")
 
+    def teacher_unknown_warning(self, limit: float = TEACHER_UNKNOWN_WARN) -> str | None:
+        """One line naming every text teacher that reads more than `limit` of the transfer set's non-special tokens
+        as its unknown token ([UNK]), or None."""
+        unread = [f"{t['teacher']!r} reads {100 * t['unknown_tokens'] / t['teacher_tokens']:.1f} % of the transfer "
+                  f"set's tokens ({t['unknown_tokens']:,} of {t['teacher_tokens']:,}, special tokens left out) as "
+                  "its unknown token" for t in self.teacher_truncation
+                  if t.get("teacher_tokens") and t["unknown_tokens"] / t["teacher_tokens"] > limit]
+        if not unread:
+            return None
+        return (f"Teacher {'; teacher '.join(unread)}: its vocabulary does not cover these texts (another script, "
+                "emoji, punctuation only?), they look alike to it, and its soft targets are near-constant, so they "
+                "teach the student little. A teacher whose vocabulary covers the texts avoids it.")
+
     def warnings(self) -> list[str]:
-        """What the run's report must say about the texts: the reader's warnings, then unknown_warning's and
-        teacher_truncation_warning's."""
-        return [*self.corpus_warnings, *filter(None, [self.unknown_warning(), self.teacher_truncation_warning()])]
+        """What the run's report must say about the texts: the reader's warnings, then unknown_warning's,
+        teacher_truncation_warning's and teacher_unknown_warning's."""
+        return [*self.corpus_warnings, *filter(None, [self.unknown_warning(), self.teacher_truncation_warning(),
+                                                      self.teacher_unknown_warning()])]
 
     def unknown_warning(self, limit: float = UNKNOWN_WARN) -> str | None:
         """A warning when more than `limit` of the test split's tokens are unknown to the student's vocabulary."""

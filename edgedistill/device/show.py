@@ -40,7 +40,8 @@ def echo_device(d: dict) -> None:
     what = ", ".join(str(dev[k]) for k in ("model", "cpu", "machine", "system", "android") if dev.get(k))
     p50 = f"p50 {lat['p50']:.4f} ms, " if lat.get("p50") else ""
     click.echo(f"  measured on device {d['runner']['url']} ({what}; {d['runtime']['name']}, "
-               f"{d['runtime']['threads']} threads): {p50}mean {lat['mean']:.4f} ms, load {d['load_ms']:.1f} ms"
+               f"{d['runtime']['threads']} thread{'s' * (d['runtime']['threads'] != 1)}): {p50}mean "
+               f"{lat['mean']:.4f} ms, load {d['load_ms']:.1f} ms"
                + (f", peak RSS {d['peak_rss_bytes']:,} B" if d.get("peak_rss_bytes") else ""))
     verdict = ("outputs match this machine's" if par.get("passed") else
                f"OUTPUTS DIFFER (max |diff| {par.get('max_abs_diff')})") if par["checked"] else \

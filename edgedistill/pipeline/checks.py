@@ -3,6 +3,7 @@ terms name layers that exist and fit (the output directory's rule is edgedistill
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from edgedistill.config import DistillConfig
@@ -86,6 +87,31 @@ def check_teacher_fits(teacher: Teacher, input_mode: str, splits: DataSplits) ->
         )
     if not torch.isfinite(out).all():
         raise DataError(f"Teacher {teacher.name!r} returns NaN or infinite logits on the first samples.")
+
+
+RANGE_FACTOR = 4.0  # warn when the data reach past the trained range by more than (factor - 1) × its width
+RANGE_SAMPLES = 10_000  # rows of the transfer set whose range is read (evenly spaced: memory-mapped data stay cheap)
+
+
+def input_range_warning(teacher: Teacher, input_mode: str, splits: DataSplits, name: str) -> str | None:
+    """One line when the arrays `teacher` reads lie far outside the range it was trained on (`teacher.input_range`,
+    known for the built-in image teachers): past low − 3w or high + 3w for a trained range [low, high] of width w,
+    e.g. raw sklearn digits (0..16) for builtin:digits, trained on [0, 1] (max 16 > 4 × 1). Its soft targets are
+    then those of inputs it never saw. None for text, an unknown range, or data within reach."""
+    if teacher.input_range is None or splits.text is not None or len(splits.transfer.x) == 0:
+        return None
+    x = splits.transfer.x
+    rows = x[np.unique(np.linspace(0, len(x) - 1, min(len(x), RANGE_SAMPLES)).astype(np.int64))]
+    if input_mode == "normalized":
+        rows = splits.normalizer.apply(rows)
+    lo, hi = float(np.min(rows)), float(np.max(rows))
+    low, high = teacher.input_range
+    reach = (RANGE_FACTOR - 1.0) * (high - low)
+    if lo >= low - reach and hi <= high + reach:
+        return None
+    return (f"Teacher {name} was trained on inputs in [{low:g}, {high:g}], but the data it reads span "
+            f"[{lo:.4g}, {hi:.4g}]: on inputs that far outside its range its soft targets mean little. Scale the "
+            f"data as the teacher's were (e.g. divide them by their maximum, {hi:.4g}, for [0, 1]).")
 
 
 def _names_note(teacher: Teacher) -> str:

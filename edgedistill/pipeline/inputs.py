@@ -24,7 +24,7 @@ from edgedistill.distill import datafree
 from edgedistill.distill.datafree import parse_synthetic
 from edgedistill.distill.schemes import check_online_teacher
 from edgedistill.errors import ConfigError
-from edgedistill.pipeline.checks import check_feature_terms, check_teacher_fits
+from edgedistill.pipeline.checks import check_feature_terms, check_teacher_fits, input_range_warning
 from edgedistill.pipeline.data_form import arrays_source, data_form
 from edgedistill.pipeline.text_inputs import encode_text
 from edgedistill.students import StudentArch, build_student
@@ -116,6 +116,7 @@ def read_inputs(config: DistillConfig, show_progress: bool = False) -> Inputs:
                          max_test=config.data.max_test)
     for spec, teacher in zip(config.teachers, teachers):
         check_teacher_fits(teacher, spec.input, splits)
+        notes += filter(None, [input_range_warning(teacher, spec.input, splits, spec.path)])
     if synthetic is not None:
         datafree.check_teacher(config, list(teachers))
     why = config.augment.recipe().check(len(splits.input_shape), text=splits.text is not None)

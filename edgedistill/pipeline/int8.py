@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from edgedistill import distributed as ddp
 from edgedistill.config import QuantConfig
@@ -23,6 +22,7 @@ from edgedistill.quantize.inspect import SAMPLES, layer_report, layer_section
 from edgedistill.quantize.qat import qat_distill
 from edgedistill.report.noise import paired_gain
 from edgedistill.report.per_class import confusion_matrix
+from edgedistill.students.checkpoint import save_weights
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     }
     check_qat_kept(metrics, q, student)
     if ddp.is_main():
-        save_file({k: v.contiguous() for k, v in qs.state_dict().items()}, str(work / "student_qat.safetensors"))
+        save_weights({k: v.contiguous() for k, v in qs.state_dict().items()}, work / "student_qat.safetensors")
     if twin is not None:
         qt, twin_res = qat_distill(twin, data, x_calib, x_val, y_val, Objective(teacher=False), qat_settings,
                             method=q.calibration, lr_scale=q.qat_lr_scale, checkpoint=ckpt / "baseline_qat.pt",
@@ -102,7 +102,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
         metrics["gain_vs_baseline_int8"] = metrics["qat_test_acc"] - metrics["baseline_qat_test_acc"]
         metrics["gain_vs_baseline_int8_test"] = paired_gain(right["qat"], right["twin"])
         if ddp.is_main():
-            save_file({k: v.contiguous() for k, v in qt.state_dict().items()}, str(work / "baseline_qat.safetensors"))
+            save_weights({k: v.contiguous() for k, v in qt.state_dict().items()}, work / "baseline_qat.safetensors")
     metrics["train_s"] = time.perf_counter() - t0
     if not ddp.is_main():  # export, parity and profiling run once, on rank 0
         return Int8Outcome(metrics, True, qat_student=qs)

@@ -1,5 +1,6 @@
 """The automatic choice of a causal LM's temperature and distillation losses (`--temperature auto`, the default, with
-no --feature and no --seq-kd given): short seeded trials, picked on validation perplexity, in two stages.
+no --feature and no --seq-kd given, not even --seq-kd 0): short seeded trials, picked on validation perplexity, in
+two stages.
 
 1. Temperature: token KD (top-k KD + next-token CE, distill/lm_losses.py, α = 0.5) at each T of
    lm_train.TEMPERATURES (1, 2, 4), the reference T = 2 (DistilGPT2's; lm_train.AUTO_TEMPERATURE) first, each trial
@@ -82,9 +83,11 @@ class LMChoice:
 
 
 def auto_choice_applies(config: DistillConfig) -> bool:
-    """True when the run leaves the objective to edgedistill: --temperature auto, no --feature, no --seq-kd."""
+    """True when the run leaves the objective to edgedistill: --temperature auto, no --feature, no --seq-kd (any
+    --seq-kd, 0 included, is the user's own choice of that term: `--seq-kd 0` means "no sequence-level KD", which the
+    choice could otherwise pick)."""
     kd = config.kd
-    return kd.temperature == "auto" and not kd.features and not kd.seq_kd
+    return kd.temperature == "auto" and not kd.features and kd.seq_kd is None
 
 
 def auto_seq_kd_prompts(train_windows: int) -> int:

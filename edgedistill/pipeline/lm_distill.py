@@ -79,7 +79,7 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
                 timings["baseline_s"] = trained.twin_result.seconds
             int8 = run_lm_int8(config, inputs, trained, top, target, run.work, ui, transfer,
                                run.checkpoints) if config.quant.qat else None
-            speed = _speed(int8, inputs, target, ui, timings)
+            speed = _speed(int8, inputs, target, ui, timings, config.train.threads)
         test_ids, _ = tensors(s.test)
         logits = int8.logits if int8 is not None else {
             "float": lm_logits(trained.student, test_ids).numpy(),
@@ -172,13 +172,14 @@ def _hidden(config: DistillConfig, inputs: LMInputs, docs: list[str], windows, u
     return states, weight
 
 
-def _speed(int8, inputs: LMInputs, target, ui, timings: dict) -> dict | None:
-    """Tokens/s of the int8 files and the teacher (pipeline/lm_speed.py), once parity held."""
+def _speed(int8, inputs: LMInputs, target, ui, timings: dict, threads: int | None) -> dict | None:
+    """Tokens/s of the int8 files and the teacher (pipeline/lm_speed.py), once parity held, on the user's --threads
+    where given (a user who asked for one thread gets no timing on two)."""
     if int8 is None or not int8.passed:
         return None
     t0 = time.perf_counter()
     bar = ui.task("tokens/s (host timing, target estimates)", 1)
-    speed = lm_speed(int8.artifacts, inputs.teacher.module, inputs.splits.context, target)
+    speed = lm_speed(int8.artifacts, inputs.teacher.module, inputs.splits.context, target, threads=threads)
     bar(1, None, None)
     timings["speed_s"] = time.perf_counter() - t0
     return speed

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from edgedistill.config import DistillConfig
 from edgedistill.distill.lm_losses import TopKLogits
@@ -25,6 +24,7 @@ from edgedistill.pipeline.lm_inputs import LMInputs
 from edgedistill.pipeline.lm_train import LMTrained, tensors
 from edgedistill.progress import VAL_PERPLEXITY
 from edgedistill.quantize.lm_qat import qat_lm
+from edgedistill.students.checkpoint import save_weights
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def run_lm_int8(config: DistillConfig, inputs: LMInputs, trained: LMTrained, top
     logits = {"float": lm_logits(trained.student, test_ids).numpy(), "int8": lm_logits(qs, test_ids).numpy()}
     if trained.twin is not None:
         logits.update(twin=lm_logits(trained.twin, test_ids).numpy(), twin_int8=lm_logits(qt, test_ids).numpy())
-    save_file({k: v.contiguous() for k, v in qs.state_dict().items()}, str(work / "student_qat.safetensors"))
+    save_weights({k: v.contiguous() for k, v in qs.state_dict().items()}, work / "student_qat.safetensors")
     metrics = {"rounding": rounding, "qat_steps_run": res.steps, "qat_best_step": res.best_step,
                "qat_resumed_from_step": res.resumed_from_step,
                "qat_best_val_perplexity": res.best_val_perplexity,

@@ -125,12 +125,13 @@ def target_speeds(tflite_int8: Path) -> dict:
 
 
 def lm_speed(artifacts, teacher_module: nn.Module | None, context: int, target: TargetProfile,
-             runs: int = 50) -> dict:
-    """metrics.json's `speed` section: host timings and ratios (host_speed, with the target's threads on a host
-    target, else one), the estimate on every target (target_speeds), and the run's target section with the figure
-    its gate judges: `tokens_per_s` measured here for the deployed int8 TFLite file on a host target, else the
-    target's estimate (as the classifier gate judges latency)."""
-    threads = target.threads if target.kind == "host" else 1
+             runs: int = 50, threads: int | None = None) -> dict:
+    """metrics.json's `speed` section: host timings and ratios (host_speed, with `threads`, the user's --threads,
+    where given, else the target's threads on a host target, else one), the estimate on every target
+    (target_speeds), and the run's target section with the figure its gate judges: `tokens_per_s` measured here for
+    the deployed int8 TFLite file on a host target, else the target's estimate (as the classifier gate judges
+    latency)."""
+    threads = threads or (target.threads if target.kind == "host" else 1)
     speed = host_speed(artifacts, teacher_module, context, threads, runs)
     art = next((a for a in artifacts if a.name == "tflite-int8"), None)
     if art is None:

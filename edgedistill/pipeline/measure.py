@@ -58,7 +58,8 @@ def _profile_text_teacher(teacher, input_shape, threads: int, runs: int) -> dict
             return {"bytes": size, "latency_ms": None, "where": "not timed (litert-torch cannot convert it)"}
         m = measure(art.path, "litert", threads=threads, runs=runs, min_seconds=0.5)
     return {"bytes": size, "latency_ms": m.median_ms,
-            "where": f"measured-host (litert, {threads} threads, converted to float TFLite, {length} tokens)"}
+            "where": f"measured-host (litert, {threads} thread{'s' * (threads != 1)}, converted to float TFLite, "
+                     f"{length} tokens)"}
 
 
 def profile_teacher(teacher, input_shape, threads: int, runs: int = 100) -> dict | None:
@@ -83,7 +84,7 @@ def profile_teacher(teacher, input_shape, threads: int, runs: int = 100) -> dict
             return None
         m = measure(art.path, "litert", threads=threads, runs=runs, min_seconds=0.5)
         return {"bytes": art.bytes, "latency_ms": m.median_ms,
-                "where": f"measured-host (litert, {threads} threads, converted to float TFLite)"}
+                "where": f"measured-host (litert, {threads} thread{'s' * (threads != 1)}, converted to float TFLite)"}
 
 
 def target_section(artifacts, target: TargetProfile, host_ms: float | None) -> dict:

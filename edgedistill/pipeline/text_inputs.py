@@ -82,12 +82,18 @@ def encode_text(config: DistillConfig, corpus: TextCorpus, teachers: tuple[Teach
 
 def teacher_truncation(teachers: tuple[Teacher, ...], raw: RawDataset) -> tuple[dict, ...]:
     """For each text teacher, how many texts of each split it reads cut at its own maximum length: the texts the
-    student's ids spell (what the teacher labels), counted in the teacher's tokens. Tokenizes; runs no model."""
+    student's ids spell (what the teacher labels), counted in the teacher's tokens; and how many of the transfer
+    set's (the training split's) non-special tokens it reads as its unknown token (`unknown_tokens` of
+    `teacher_tokens`). Tokenizes; runs no model."""
     texts = {what: raw.text.tokenizer.decode(split.x) for what, split in (("train", raw.train), ("test", raw.test))
              if split is not None}
-    return tuple({"teacher": t.name, "max_length": t.max_length,
-                  **{what: t.truncation(x).to_dict() for what, x in texts.items()}}
-                 for t in teachers if getattr(t, "is_text", False))
+    out = []
+    for t in teachers:
+        if getattr(t, "is_text", False):
+            unknown, tokens = t.unknown_counts(texts.get("train", []))
+            out.append({"teacher": t.name, "max_length": t.max_length, "unknown_tokens": unknown,
+                        "teacher_tokens": tokens, **{what: t.truncation(x).to_dict() for what, x in texts.items()}})
+    return tuple(out)
 
 
 MASKED_BYTE = "\x00"  # what a byte masked by a text view (edgedistill.data.text_augment, mask id 1) decodes to

@@ -59,5 +59,6 @@ def per_class_section(confusions: dict[str, list[list[int]]], class_names: list[
 
 
 def worst_text(rows: list[dict]) -> str:
-    """'cat (-12.5 points, n=40), dog (-5.0 points, n=38)' or 'none'."""
-    return ", ".join(f"{r['class']} (−{r['points']:.1f} points, n={r['n']})" for r in rows) or "none"
+    """'“cat” (−12.5 points, n=40), “dog” (−5.0 points, n=38)' or 'none'. Names are quoted: this is prose, and
+    a class named `it` or `no` read as a word of the sentence."""
+    return ", ".join(f"“{r['class']}” (−{r['points']:.1f} points, n={r['n']})" for r in rows) or "none"

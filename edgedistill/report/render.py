@@ -38,9 +38,22 @@ def _x(v) -> str:
     return "n/a" if v is None else f"{v:.1f}×"
 
 
+def _faster(ratio) -> bool:
+    """Whether the headline says faster (a ratio of at least 1, or none: 'n/a faster'), else slower."""
+    return ratio is None or ratio >= 1
+
+
+def _size(ratio) -> tuple[str, str]:
+    """The headline's size row: 'Smaller', '3.2× smaller file than the teacher', or 'Larger' with the inverse
+    ratio when the student's file is the larger (a label and its sentence never contradict each other)."""
+    if ratio is None or ratio >= 1:
+        return "Smaller", f"{_x(ratio)} smaller file than the teacher"
+    return "Larger", f"{_x(1 / ratio) if ratio > 0 else 'n/a'} larger file than the teacher"
+
+
 def _speed(ratio) -> str:
     """'6.2× faster than the teacher on this machine', or 'slower' with the inverse ratio when it is below 1."""
-    if ratio is None or ratio >= 1:
+    if _faster(ratio):
         return f"{_x(ratio)} faster than the teacher on this machine"
     return f"{_x(1 / ratio) if ratio > 0 else 'n/a'} slower than the teacher on this machine"
 
@@ -174,8 +187,8 @@ def headline(r: dict) -> list[tuple[str, str]]:
     where = [("Where accuracy went", w) for w in [where_accuracy(r)] if w] + \
         [("Where int8 went", w) for w in [where_int8(r)] if w]
     return [
-        ("Smaller", f"{_x(s['size_ratio_teacher_over_student'])} smaller file than the teacher"),
-        ("Faster", _speed(s["speedup_vs_teacher"])),
+        _size(s["size_ratio_teacher_over_student"]),
+        ("Faster" if _faster(s["speedup_vs_teacher"]) else "Slower", _speed(s["speedup_vs_teacher"])),
         ("Accuracy kept", f"{_acc({'accuracy': s['accuracy_deployed'], **_usage_ci(r)})} deployed int8"
                           f"{_arithmetic(s)} vs {_pct(s['accuracy_teacher'])} teacher "
                           f"({_pts(s['accuracy_kept_vs_teacher'])})"),

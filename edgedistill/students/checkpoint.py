@@ -18,6 +18,7 @@ from edgedistill.data.splits import Normalizer
 from edgedistill.data.tokenizers import StudentTokenizer, load_tokenizer
 from edgedistill.errors import ConfigError, ModelLoadError
 from edgedistill.students import StudentArch, build_student
+from edgedistill.util import published_mode
 
 WEIGHTS, META, TOKENIZER = "student.safetensors", "student.json", "tokenizer.json"
 
@@ -36,12 +37,19 @@ class StudentCheckpoint:
         return build_student(self.arch, self.input_shape, self.num_classes, self.normalizer, vocab)
 
 
+def save_weights(tensors: dict, path: Path) -> None:
+    """`tensors` (name -> contiguous torch.Tensor) as a .safetensors file at `path`, with the usual file mode
+    (safetensors writes 0600: edgedistill.util.published_mode)."""
+    save_file(tensors, str(path))
+    published_mode(path)
+
+
 def save_student(directory: Path, model: nn.Module, ckpt: StudentCheckpoint, stem: str = "student") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / f"{stem}.safetensors"
     # cloned: a tied table (the decoder's embedding is its output projection) is one tensor under two names,
     # which safetensors refuses to write; each name gets its own copy and loading ties them again
-    save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(weights))
+    save_weights({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, weights)
     meta = {
         "arch": ckpt.arch.to_dict(), "input_shape": list(ckpt.input_shape), "num_classes": ckpt.num_classes,
         "class_names": ckpt.class_names, "normalizer": ckpt.normalizer.to_dict(), "weights": weights.name,

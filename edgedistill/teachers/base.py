@@ -46,6 +46,9 @@ class Teacher(ABC):
     format: str = "?"
     requested_output: str | int | None = None
     is_text: bool = False  # text teachers (teachers/text.py) take a sequence of strings instead of an array batch
+    # (low, high) of the inputs the model was trained on, where known (the built-in image teachers: [0, 1]); None
+    # when unknown. pipeline/checks.input_range_warning compares the data with it
+    input_range: tuple[float, float] | None = None
 
     def __init__(self, name: str, files: list[Path]):
         self.name = name

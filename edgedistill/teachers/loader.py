@@ -107,6 +107,11 @@ BUILTIN_TEACHERS = {
 }
 
 
+# The input range each built-in image teacher was trained on: pixels scaled to [0, 1] (edgedistill/data/builtin.py:
+# Fashion-MNIST's bytes / 255, sklearn digits' 0..16 / 16); each model normalises [0, 1] itself (zoo/models.py)
+BUILTIN_INPUT_RANGES = {"fashion-mnist": (0.0, 1.0), "fashion-mnist-s1": (0.0, 1.0), "digits": (0.0, 1.0)}
+
+
 def builtin_spec(name: str) -> TeacherSpec:
     if name not in BUILTIN_TEACHERS:
         raise ModelLoadError(f"Unknown built-in teacher {name!r}; known: {', '.join(sorted(BUILTIN_TEACHERS))}.")
@@ -120,7 +125,10 @@ def builtin_spec(name: str) -> TeacherSpec:
 def load_teacher(spec: TeacherSpec) -> Teacher:
     """Load one teacher, validating the file before anything else runs."""
     if spec.path.startswith("builtin:"):
-        return load_teacher(replace(builtin_spec(spec.path.split(":", 1)[1]), output=spec.output))
+        name = spec.path.split(":", 1)[1]
+        teacher = load_teacher(replace(builtin_spec(name), output=spec.output))
+        teacher.input_range = BUILTIN_INPUT_RANGES.get(name)
+        return teacher
     p = Path(spec.path).expanduser()
     if not p.exists():
         raise ModelLoadError(f"Teacher file {p} does not exist.")

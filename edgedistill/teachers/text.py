@@ -84,6 +84,25 @@ class TextTokenizer:
         model reads the text cut."""
         return np.array([len(e.ids) for e in self._whole.encode_batch(list(texts))], np.int64)
 
+    def unknown_id(self) -> int | None:
+        """The id of the tokenizer's unknown token ([UNK], <unk>), None when it has none (a byte-level BPE reads
+        every text)."""
+        name = getattr(self.tok.model, "unk_token", None)
+        for token in ([name] if name else []) + ["[UNK]", "<unk>", "<UNK>"]:
+            if (i := self.tok.token_to_id(token)) is not None:
+                return int(i)
+        return None
+
+    def unknown_counts(self, texts: Sequence[str]) -> tuple[int, int]:
+        """(unknown, tokens): of the texts' tokens that are not special (the [CLS] / [SEP] the template adds are
+        left out), how many are the unknown token; untruncated."""
+        unk = self.unknown_id()
+        encs = self._whole.encode_batch(list(texts))
+        tokens = sum(len(e.ids) - sum(e.special_tokens_mask) for e in encs)
+        unknown = 0 if unk is None else sum(i == unk and not s for e in encs
+                                            for i, s in zip(e.ids, e.special_tokens_mask))
+        return int(unknown), int(tokens)
+
     def encode(self, texts: Sequence[str], length: int | None = None) -> Encoded:
         """Tokenize with special tokens, truncate at max_length, pad to `length` or to the longest sequence."""
         encs = self.tok.encode_batch(list(texts))
@@ -159,6 +178,11 @@ class TextTeacher(Teacher):
         """How many of `texts` this teacher reads cut at its max_length, in its own tokenizer's tokens (special
         tokens included). Tokenizes only; the model does not run."""
         return TruncationStats.measure(self.tokenizer.counts(check_texts(texts, repr(self.name))), self.max_length)
+
+    def unknown_counts(self, texts: Sequence[str]) -> tuple[int, int]:
+        """(unknown, tokens): how many of the texts' non-special tokens this teacher's tokenizer reads as its
+        unknown token. Tokenizes only."""
+        return self.tokenizer.unknown_counts(check_texts(texts, repr(self.name)))
 
     @abstractmethod
     def _forward(self, enc: Encoded) -> list[np.ndarray | torch.Tensor]:

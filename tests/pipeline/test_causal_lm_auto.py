@@ -151,3 +151,15 @@ def test_without_documents_long_enough_for_a_prompt_the_seq_kd_candidate_is_left
     assert c["seq_kd_prompts"] == 0
     r = CliRunner().invoke(main, ["distill", *args, "--out", str(tmp_path / "refused"), "--seq-kd", "4"])
     assert r.exit_code != 0 and "--seq-kd needs prompts of 16 tokens" in r.output, r.output
+
+
+@pytest.mark.parametrize("kd, auto", [({}, True), ({"seq_kd": 0}, False), ({"seq_kd": 3}, False),
+                                      ({"temperature": 2.0}, False), ({"features": [{"loss": "cosine"}]}, False)])
+def test_any_explicit_term_option_fixes_the_objective_seq_kd_0_included(kd, auto):
+    """`--seq-kd 0` ("no sequence-level KD") left the automatic choice on, which could then train with it."""
+    from edgedistill.config import load_config
+    from edgedistill.pipeline.lm_auto import auto_choice_applies
+
+    config = load_config(None, {"kd": kd})
+    assert auto_choice_applies(config) is auto
+    assert config.kd.seq_kd == kd.get("seq_kd")  # unset stays unset: only a given number is the user's choice

@@ -96,6 +96,7 @@ def test_tokens_per_second_of_every_int8_file_and_the_teacher_on_the_same_runtim
         teacher = next(r for r in s["host"] if r["runtime"] == rt and r["model"] == "teacher (float32)")
         assert ratio["ratio"] == pytest.approx(student["tokens_per_s"] / teacher["tokens_per_s"])
     assert s["context"] == 16 and s["target"]["name"] == "cpu"  # the default target: a host, so measured here
+    assert s["threads"] == 1 and "1 thread," in s["target"]["tokens_per_s_how"]  # ARGS' --threads 1, not cpu's 2
     assert s["target"]["tokens_per_s"] == rows[("student (int8)", "student_int8.tflite", "litert")]["tokens_per_s"]
     assert all(t["tokens_per_s"] > 0 for t in s["targets"].values()) and "cortex-m4" in s["targets"]
     gate = {c["name"]: c for c in m["gate"]["checks"]}

@@ -3,6 +3,8 @@ chosen under the microcontroller's budget (the largest that fits, at most half t
 by the causal-LM chain, and the built file meets the budget it was chosen under; a budget no decoder meets is
 refused in one paragraph before anything is written."""
 
+import os
+
 import pytest
 from click.testing import CliRunner
 
@@ -33,6 +35,12 @@ def test_the_largest_decoder_that_fits_is_chosen_and_trained(world):
     target = load_target("cortex-m4")
     assert s["budget"]["flash_bytes"] == target.model_flash_bytes and s["budget"]["min_tokens_per_s"] == 2
     assert "student:" in world["output"] and (world["out"] / "gate.md").is_file()
+    # the summary's title names the command that ran (it said `edgedistill distill` for a build)
+    assert "edgedistill build --task causal-lm" in world["output"] and "edgedistill distill" not in world["output"]
+    mask = os.umask(0)
+    os.umask(mask)  # every published file has the mode of a file the user writes (safetensors' own was 0600)
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in world["out"].iterdir() if p.is_file()} == \
+        {p.name: oct(0o666 & ~mask) for p in world["out"].iterdir() if p.is_file()}
     assert (world["out"] / "gate.xml").read_text().count("<testcase") == len(m["gate"]["checks"])
 
 

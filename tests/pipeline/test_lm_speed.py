@@ -101,3 +101,13 @@ def test_the_gated_figure_is_measured_on_a_host_target_and_estimated_on_a_microc
     fit = {f["check"]: f for f in t["fit"]}
     assert fit["flash"]["value"] == next(a.bytes for a in world["arts"] if a.name == "tflite-int8")
     assert mcu["threads"] == 1
+
+
+def test_lm_speed_times_on_the_users_threads(world):
+    """--threads 1 on the cpu target (2 threads in its profile) timed the student on 2 threads."""
+    cpu = load_target("cpu")
+    assert cpu.kind == "host" and cpu.threads != 1  # else the check below could not fail
+    s = lm_speed(world["arts"], None, L, cpu, runs=5, threads=1)
+    assert s["threads"] == 1 and all(r["threads"] == 1 for r in s["host"])
+    assert "1 thread," in s["target"]["tokens_per_s_how"]
+    assert lm_speed(world["arts"], None, L, cpu, runs=5)["threads"] == cpu.threads  # none given: the target's

@@ -95,3 +95,37 @@ def test_a_teacher_that_reads_the_whole_texts_is_recorded_without_a_warning(inpu
     (rec,) = m["data"]["text"]["teacher_truncation"]
     assert rec["max_length"] == 64 and rec["train"]["samples_truncated"] == 0
     assert not any("reads at most" in w for w in m["warnings"])
+    assert rec["unknown_tokens"] == 0 and rec["teacher_tokens"] > 0  # its vocabulary covers the words
+    assert not any("unknown token" in w for w in m["warnings"])
+
+
+def test_a_teacher_that_reads_mostly_unknown_tokens_is_warned_once_with_the_share(inputs, tmp_path):
+    """CJK without spaces, emoji and punctuation are [UNK] to the teacher's WordPiece vocabulary: its soft targets
+    are then near-constant. Reference: the teacher's tokenizer run directly on the texts the student's ids spell."""
+    d, _, tok = inputs
+    rng = np.random.default_rng(1)
+    odd = ["东京大学很好", "😀😀", "!!! ???", "北京欢迎你", "🙂 🎉", "...", "ありがとう"]
+    rows = [{"text": " ".join([str(rng.choice(WORDS[lang])), *rng.choice(odd, size=3)]), "label": lang}
+            for lang in sorted(WORDS) for _ in range(40)]
+    (d / "odd.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = CliRunner().invoke(main, ["distill", "--teacher", str(d / "bert64"), "--data", str(d / "odd.jsonl"), "--out",
+                                  str(tmp_path / "odd"), "--tokenizer", "bytes", "--student",
+                                  "textcnn:width=8,depth=1", "--epochs", "1", "-T", "2", "--alpha", "0.5",
+                                  "--no-baseline", "-q"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "odd" / "metrics.json").read_text())
+    text = m["data"]["text"]
+    (rec,) = text["teacher_truncation"]
+    seen = [t["text"].encode()[: text["max_length"]].decode("utf-8", "ignore") for t in rows]
+    tok.no_truncation()
+    unk, tokens = tok.token_to_id("[UNK]"), 0
+    unknown = 0
+    for e in (tok.encode(t) for t in seen):
+        tokens += sum(1 for s in e.special_tokens_mask if not s)
+        unknown += sum(1 for i, s in zip(e.ids, e.special_tokens_mask) if i == unk and not s)
+    assert rec["teacher"] == "bert64" and (rec["unknown_tokens"], rec["teacher_tokens"]) == (unknown, tokens)
+    assert rec["train"]["samples"] == len(rows) and unknown / tokens > 0.5
+    share = f"{100 * unknown / tokens:.1f} %"
+    (warning,) = [w for w in m["warnings"] if "unknown token" in w]
+    assert share in warning and "bert64" in warning and "\n" not in warning
+    assert r.output.count("as its unknown token") == 1  # printed once

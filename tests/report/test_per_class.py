@@ -49,4 +49,4 @@ def test_worst_classes_are_named_in_order_of_loss():
     assert s["worst_vs_teacher"][0]["points"] == 40.0
     assert [r["class"] for r in s["worst_int8_vs_float"]] == ["cat", "dog"]
     assert s["confusion"] == dep and s["counts"] == [10, 10, 10]
-    assert worst_text(s["worst_vs_teacher"]).startswith("cat (−40.0 points, n=10)")
+    assert worst_text(s["worst_vs_teacher"]).startswith("“cat” (−40.0 points, n=10)")
