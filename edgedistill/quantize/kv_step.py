@@ -69,7 +69,7 @@ class KVCacheStep(nn.Module):
         why = kv_cache_refusal(qmodel)
         if why:
             raise UnsupportedOpError(f"This student has no KV-cache decoder step: {why}.")
-        self.graph = qmodel
+        self.qgraph = qmodel  # not `graph`: torch.export unlifts into a GraphModule, whose `graph` it would shadow
         self.attention = [k for k, _, _ in qmodel.steps if isinstance(qmodel.ops[k], Attention)]
         first = qmodel.ops[self.attention[0]]
         self.context = int(first.future.shape[-1])
@@ -79,16 +79,16 @@ class KVCacheStep(nn.Module):
         """(1, H, L, d) of each cache input, in input order (k_0, v_0, k_1, v_1, …)."""
         out = []
         for key in self.attention:
-            op = self.graph.ops[key]
+            op = self.qgraph.ops[key]
             out += [(1, op.heads, self.context, op.head_dim)] * 2
         return out
 
     def cache_grids(self) -> list:
         """The ActQuant of each cache input (layer i's K projection, then its V projection)."""
-        return [g for key in self.attention for g in (self.graph.ops[key].k.out_q, self.graph.ops[key].v.out_q)]
+        return [g for key in self.attention for g in (self.qgraph.ops[key].k.out_q, self.qgraph.ops[key].v.out_q)]
 
     def forward(self, ids: torch.Tensor, pos: torch.Tensor, *caches: torch.Tensor):
-        g = self.graph
+        g = self.qgraph
         pos = pos.reshape(1).to(torch.int32)
         env = {g.input_name: ids}
         new_caches, n = [], 0
@@ -99,7 +99,7 @@ class KVCacheStep(nn.Module):
                 new_caches += [k, v]
                 n += 2
             elif isinstance(op, Constant):
-                env[out] = torch.index_select(op(), 1, pos)  # GATHER of row `pos`: the table's codes
+                env[out] = op()[0][pos].unsqueeze(0)  # GATHER_ND of row `pos`: the table's codes, its grid
             else:
                 env[out] = op(*[env[i] for i in ins])
         return (env[g.output_name], *new_caches)
