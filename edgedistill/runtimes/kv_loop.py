@@ -88,3 +88,23 @@ class KVStepRunner:
                 out.append(logits)
             rows.append(np.stack(out))
         return np.stack(rows)
+
+    def time_step(self, runs: int = 50, min_seconds: float = 0.3, warmup: int = 10) -> tuple[float, float, int]:
+        """(median ms, p90 ms, timed runs) of one step at the window's last position (every step reads all L cache
+        slots, so the position does not change its cost), fed and read as an app does; warm-up runs first, then
+        runs until both `runs` and `min_seconds` are reached (profile/measure.py's protocol)."""
+        import time
+
+        pos = len(self.caches0[0][0, 0]) - 1 if self.caches0 else 0
+        caches = [c.copy() for c in self.caches0]
+        for _ in range(warmup):
+            self.step(1, pos, caches)
+        times, start = [], time.perf_counter()
+        while len(times) < runs or time.perf_counter() - start < min_seconds:
+            t = time.perf_counter()
+            self.step(1, pos, caches)
+            times.append((time.perf_counter() - t) * 1e3)
+            if len(times) >= 100 * runs:
+                break
+        ts = np.asarray(times)
+        return float(np.median(ts)), float(np.percentile(ts, 90)), len(ts)
