@@ -104,6 +104,16 @@ class KVCacheStep(nn.Module):
                 env[out] = op(*[env[i] for i in ins])
         return (env[g.output_name], *new_caches)
 
+    @staticmethod
+    def _matmul(mm, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """mm(a, b) for (1, H, m, k) @ (1, H, k, n). One head (`mm.batched` False): as 2-D matrices, which the
+        converter writes as FULLY_CONNECTED with a runtime weight, the window step's kernel (4-D operands with one
+        query row would become BATCH_MATMUL, whose requantization differs on LiteRT: measured 6-7 output steps)."""
+        if mm.batched:
+            return mm(a, b)
+        return mm(a.reshape(a.shape[-2], a.shape[-1]), b.reshape(b.shape[-2], b.shape[-1])).reshape(
+            1, 1, a.shape[-2], b.shape[-1])
+
     def _attention(self, op: Attention, x: torch.Tensor, pos: torch.Tensor, k_cache: torch.Tensor,
                    v_cache: torch.Tensor):
         k_grid, v_grid = op.k.out_q, op.v.out_q
@@ -114,7 +124,7 @@ class KVCacheStep(nn.Module):
         values = torch.where(here, v, v_cache)
         if k_grid.mode == "export":  # the select's int8 output on the cache's grid
             keys, values = k_grid(keys), v_grid(values)
-        scores = op.scores(q, keys.transpose(-2, -1))  # (1, H, 1, L)
+        scores = self._matmul(op.scores, q, keys.transpose(-2, -1))  # (1, H, 1, L)
         later = (self.slots > pos).reshape(1, 1, 1, -1)
         grid = op.scores.out_q
         if grid.mode in ("float", "observe"):
@@ -124,5 +134,5 @@ class KVCacheStep(nn.Module):
             scores = torch.where(later, torch.full((), (-128 - z) * s, dtype=scores.dtype), scores)
             if grid.mode == "export":
                 scores = grid(scores)
-        ctx = op.context(op.softmax(scores), values)
+        ctx = self._matmul(op.context, op.softmax(scores), values)
         return op.out(ctx.transpose(1, 2).reshape(1, 1, -1)), keys, values
