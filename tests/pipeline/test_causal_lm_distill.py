@@ -135,6 +135,26 @@ def test_kv_cache_step_equals_the_window_files_and_is_timed_beside_them(world):
     assert "## KV-cache step" in report and "| student_int8_kv.tflite | litert |" in report
 
 
+def test_the_readmes_greedy_loops_run_and_the_cached_one_writes_the_same_text(world, capsys):
+    """The README's two greedy-decoding examples, run as written on this run's files: the cached loop generates
+    exactly the window loop's tokens."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("**Greedy decoding with the exported files.**"):]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)[:2]
+    assert 'RUN = "runs/lm"' in blocks[0]
+    ns: dict = {}
+    exec(blocks[0].replace('RUN = "runs/lm"', f"RUN = {str(world['out'])!r}"), ns)
+    window_ids = list(ns["ids"])
+    exec(blocks[1], ns)
+    assert len(window_ids) == ns["prompt"] + 8 <= ns["L"]
+    assert ns["ids"] == window_ids
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 2 and printed[0] == printed[1] and printed[0].startswith("the cat")
+
+
 def test_kv_cache_is_refused_where_it_means_nothing(world, tmp_path):
     r = CliRunner().invoke(main, ["distill", "--teacher", str(world["teacher"]), "--data", str(world["corpus"]),
                                   "--out", str(tmp_path / "x"), *[a for a in ARGS if a != "--qat"], "--kv-cache"])
