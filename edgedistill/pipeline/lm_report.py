@@ -181,6 +181,11 @@ def speed_markdown(speed: dict) -> list[str]:
             lines.append(f"| {r['file']} | {r['runtime']} | {r['median_ms']:.4g} | {r['tokens_per_s']:,.1f} | "
                          f"{'—' if up is None else format(up['window_tokens_per_s'], ',.1f')} | "
                          f"{'—' if up is None else format(up['speedup'], '.2f') + '×'} | {r['runs']} |")
+        if kv.get("targets") and speed["targets"]:
+            lines += ["", "| target | KV-cache step: estimated tokens/s | window step: estimated tokens/s |",
+                      "|---|---|---|"]
+            lines += [f"| {name} | {t['tokens_per_s']:,.1f} | {speed['targets'][name]['tokens_per_s']:,.1f} |"
+                      for name, t in kv["targets"].items() if name in speed["targets"]]
     if speed["targets"]:
         lines += ["", "| target | runtime | estimated ms / token | tokens/s (estimate) |", "|---|---|---|---|"]
         lines += [f"| {name} | {t['runtime']} | {t['estimate_ms']:.4g} | {t['tokens_per_s']:,.1f} |"

@@ -128,14 +128,15 @@ def target_speeds(tflite_int8: Path) -> dict:
 
 
 def kv_speed_section(kv_files, host: list[dict], threads: int, runs: int) -> dict:
-    """metrics.json's speed.kv_cache: the KV-cache step's host timing per runtime (pipeline/lm_kv.kv_speed) and
-    its tokens/s over the window step's on the same runtime ({runtime: {window_tokens_per_s, kv_tokens_per_s,
-    speedup}})."""
+    """metrics.json's speed.kv_cache: the KV-cache step's host timing per runtime (pipeline/lm_kv.kv_speed), its
+    tokens/s over the window step's on the same runtime ({runtime: {window_tokens_per_s, kv_tokens_per_s,
+    speedup}}), and its TFLite file's estimate on every target (target_speeds)."""
     from edgedistill.pipeline.lm_kv import kv_speed
 
     rows = kv_speed(kv_files, threads, runs)
     window = {r["runtime"]: r for r in host if r["model"] == "student (int8)"}
-    return {"step": KV_STEP, "host": rows,
+    tflite = next((a for a in kv_files if a.format == "tflite"), None)
+    return {"step": KV_STEP, "host": rows, "targets": target_speeds(tflite.path) if tflite else {},
             "speedup": {r["runtime"]: {"window_tokens_per_s": window[r["runtime"]]["tokens_per_s"],
                                        "kv_tokens_per_s": r["tokens_per_s"],
                                        "speedup": r["tokens_per_s"] / window[r["runtime"]]["tokens_per_s"]}

@@ -131,8 +131,11 @@ def test_kv_cache_step_equals_the_window_files_and_is_timed_beside_them(world):
     for (_, rt), r in host.items():
         assert r["tokens_per_s"] == pytest.approx(1000.0 / r["median_ms"])
         assert speed["speedup"][rt]["speedup"] == pytest.approx(r["tokens_per_s"] / window[rt]["tokens_per_s"])
+    assert set(speed["targets"]) == set(m["speed"]["targets"]) and all(
+        t["tokens_per_s"] > 0 for t in speed["targets"].values())
     report = (out / "report.md").read_text()
     assert "## KV-cache step" in report and "| student_int8_kv.tflite | litert |" in report
+    assert "KV-cache step: estimated tokens/s" in report
 
 
 def test_the_readmes_greedy_loops_run_and_the_cached_one_writes_the_same_text(world, capsys):
