@@ -132,6 +132,10 @@ DISTILL_OPTIONS = [
                  help="How activation ranges are chosen from the calibration set. [default: minmax]"),
     click.option("--calibration-size", type=int, help="Training samples used for calibration. [default: 1000]"),
     click.option("--formats", help="Export formats, comma-separated: onnx,tflite. [default: both]"),
+    click.option("--kv-cache", "kv_cache", is_flag=True, default=None, help="Causal LM: also export the int8 "
+                 "KV-cache decoder step (student_int8_kv.tflite / .onnx: one token per call, the key / value caches "
+                 "as int8 inputs and outputs), check that its logits equal the full-window file's at every position "
+                 "on every runtime, and time its tokens/s beside the window step's."),
     click.option("--target", help="With --qat: target profile for the report's estimate and fit checks "
                  "(edgedistill targets list). [default: cpu]"),
     click.option("--no-baseline", is_flag=True, default=None, help="Skip the no-teacher twin (not recommended)."),
@@ -183,6 +187,10 @@ BUILD_OPTIONS = [
                  "[default with --steps: 0.3 × them]"),
     click.option("--threads", type=int, help="Torch CPU threads. [default: all cores]"),
     click.option("--seed", type=int, help="[default: 0]"),
+    click.option("--kv-cache", "kv_cache", is_flag=True, default=None, help="Causal LM: also export the int8 "
+                 "KV-cache decoder step (student_int8_kv.tflite / .onnx: one token per call, the key / value caches "
+                 "as int8 inputs and outputs), check that its logits equal the full-window file's at every position "
+                 "on every runtime, and time its tokens/s beside the window step's."),
     click.option("--out", type=click.Path(file_okay=False), help="Build directory. [default: runs/build-TARGET for "
                  "the built-in example, runs/build-TARGET-DATA with --data (e.g. runs/build-cortex-m4-langid), so "
                  "builds of other data never replace one another]"),
@@ -242,7 +250,7 @@ def distill_overrides(o: dict) -> dict:
         "quant": {"qat": o["qat"], "qat_epochs": o["qat_epochs"], "qat_steps": o["qat_steps"],
                   "calibration": o["calibration"],
                   "calibration_size": o["calibration_size"],
-                  "formats": parse_formats(o["formats"])},
+                  "formats": parse_formats(o["formats"]), "kv_cache": o["kv_cache"]},
         "baseline": False if o["no_baseline"] else None,
         "target": o["target"],
         "task": o["task"],
@@ -282,7 +290,8 @@ def build_overrides(o: dict) -> dict:
                   **({"min_steps": BUILD_MIN_STEPS} if not (o["epochs"] or o["steps"] or o["config_file"]) else {})},
         "kd": {"tune_max_samples": 3000} if not o["config_file"] else None,
         "quant": {"qat": True, "qat_epochs": _build_epochs(o["qat_epochs"], o["qat_steps"] or o["steps"], o["config_file"], 1),
-                  "qat_steps": o["qat_steps"], "qat_max_samples": 20000 if not o["config_file"] else None},
+                  "qat_steps": o["qat_steps"], "qat_max_samples": 20000 if not o["config_file"] else None,
+                  "kv_cache": o["kv_cache"]},
         "target": o["target"],
         "task": o["task"],
         "out": o["out"] or build_out(o["target"], o["data"]),

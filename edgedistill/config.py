@@ -355,6 +355,9 @@ class QuantConfig(_Strict):
     calibration_size: int = Field(1000, ge=16, description="training samples drawn (seeded) for calibration")
     formats: list[Literal["onnx", "tflite"]] = Field(default_factory=lambda: ["onnx", "tflite"])
     tflm_max_samples: int = Field(1000, ge=1, description="test samples run through TFLite Micro (1 per invoke)")
+    kv_cache: bool = Field(False, description="causal LM: also export the int8 KV-cache decoder step (one token per "
+                           "call, the key / value caches as int8 inputs and outputs) beside the full-window files, "
+                           "with parity against them on every runtime and its tokens/s")
 
 
 class DistillConfig(_Strict):

@@ -40,8 +40,10 @@ def _static_qdq_config():
     return qc
 
 
-def _convert(module: nn.Module, sample: torch.Tensor, path: Path, quant_config=None, fixup=None) -> tuple[int, str]:
-    """Convert, apply `fixup(tmp_path)` (export/tflite_fixups.py) and write atomically; returns size and sha256."""
+def _convert(module: nn.Module, sample: torch.Tensor | tuple, path: Path, quant_config=None,
+             fixup=None) -> tuple[int, str]:
+    """Convert, apply `fixup(tmp_path)` (export/tflite_fixups.py) and write atomically; returns size and sha256.
+    `sample`: the one input, or a tuple of inputs (the KV-cache step's)."""
     litert_torch = require("litert_torch")
     logging.getLogger("litert_torch").setLevel(logging.ERROR)
     tmp = path.with_name(path.name + ".tmp")
@@ -49,7 +51,8 @@ def _convert(module: nn.Module, sample: torch.Tensor, path: Path, quant_config=N
     try:
         with interrupt.deferred("the TFLite converter"), contextlib.redirect_stdout(io.StringIO()), \
                 contextlib.redirect_stderr(said):
-            litert_torch.convert(module.eval(), (sample,), quant_config=quant_config).export(str(tmp))
+            litert_torch.convert(module.eval(), sample if isinstance(sample, tuple) else (sample,),
+                                 quant_config=quant_config).export(str(tmp))
     except BaseException as exc:  # a Ctrl-C held back until the converter returned included
         tmp.unlink(missing_ok=True)
         if not _is_capture_failure(exc):

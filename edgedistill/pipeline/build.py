@@ -53,8 +53,10 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
           device: str | None = None) -> BuildResult | None:
     """Returns None on the ranks other than 0 of a distributed build (rank 0 writes, checks and gates)."""
     t_start = time.perf_counter()
+    from edgedistill.pipeline.distill import refuse_kv_cache
     from edgedistill.pipeline.lm_inputs import task_of
 
+    refuse_kv_cache(config, task_of(config))
     if task_of(config) == "causal-lm":
         from edgedistill.pipeline.lm_build import build_lm
 

@@ -26,7 +26,7 @@ from edgedistill.distill.datafree import parse_synthetic
 from edgedistill.distill.loader import workers_for
 from edgedistill.distill.schedule import recorded_config, resolve_config
 from edgedistill.distill.trainer import TrainSettings
-from edgedistill.errors import EdgeDistillError
+from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.export.parity import AGREEMENT, MAX_STEPS
 from edgedistill.pipeline.inputs import (EvalTensors, Inputs, check_student, fit_student_to_target, read_inputs,
                                          student_arch)
@@ -74,7 +74,20 @@ def distill(config: DistillConfig, *, overwrite: bool = False, show_progress: bo
     """Run the chain of the config's task (`task_of`: classification, or causal-lm: pipeline/lm_distill.py)."""
     from edgedistill.pipeline.lm_inputs import task_of
 
-    return TASKS[task_of(config)]()(config, overwrite=overwrite, show_progress=show_progress)
+    task = task_of(config)
+    refuse_kv_cache(config, task)
+    return TASKS[task]()(config, overwrite=overwrite, show_progress=show_progress)
+
+
+def refuse_kv_cache(config: DistillConfig, task: str) -> None:
+    """ConfigError for --kv-cache where it means nothing: a classifier, or a run without int8 files."""
+    if not config.quant.kv_cache:
+        return
+    if task != "causal-lm":
+        raise ConfigError("--kv-cache exports the KV-cache decoder step of a causal language model; this run is a "
+                          f"{task} task. Leave --kv-cache out, or give a causal-LM teacher (--task causal-lm).")
+    if not config.quant.qat:
+        raise ConfigError("--kv-cache exports the int8 KV-cache decoder step, which QAT trains: add --qat.")
 
 
 def _causal_lm():

@@ -39,6 +39,7 @@ class LMInt8:
     passed: bool
     failures: list = field(default_factory=list)
     artifacts: list = field(default_factory=list)
+    kv_artifacts: list = field(default_factory=list)  # the KV-cache step files (--kv-cache; pipeline/lm_kv.py)
 
 
 def _qat(config: DistillConfig, inputs: LMInputs, model, top: TopKLogits | None, trained: LMTrained, rounding: str,
@@ -106,8 +107,28 @@ def _export_and_check(config, inputs: LMInputs, student, qs, qt, logits: dict, m
     metrics.update(parity_s=time.perf_counter() - t2, artifacts=[a.to_dict() for a in artifacts],
                    parity=[_row(r.to_dict(), s.context) for r in rows])
     failures = [r.failure() for r in rows if r.checked and not r.passed]
+    kv_files = _kv_cache(config, qs, artifacts, refs, x, metrics, failures, work, ui) if q.kv_cache else []
     metrics["parity_passed"] = not failures
-    return LMInt8(qs, qt, logits, metrics, not failures, failures, artifacts)
+    return LMInt8(qs, qt, logits, metrics, not failures, failures, artifacts, kv_files)
+
+
+def _kv_cache(config, qs, artifacts, refs, x, metrics: dict, failures: list, work: Path, ui) -> list:
+    """--kv-cache: export the KV-cache step beside the window files and check it against them (pipeline/lm_kv.py);
+    metrics["kv_cache"] gets the form, the files and the parity rows, `failures` the rows that failed."""
+    from edgedistill.export.kv_cache import FORM
+    from edgedistill.pipeline.lm_kv import KV_EXPORTERS, export_kv, kv_failure, kv_parity
+
+    q = config.quant
+    t0 = time.perf_counter()
+    kv_files = export_kv(qs, q.formats, work)
+    bar = ui.task("KV-cache step: parity with the window files",
+                  sum(len(KV_EXPORTERS.get(f)[3]) for f in q.formats if f in KV_EXPORTERS))
+    rows = kv_parity(kv_files, artifacts, refs, x, float(qs.output_q.scale), q.tflm_max_samples,
+                     progress=lambda k: bar(k, None, None))
+    failures += [kv_failure(r) for r in rows if not r["passed"]]
+    metrics["kv_cache"] = {"form": FORM, "files": [a.to_dict() for a in kv_files], "parity": rows,
+                           "seconds": time.perf_counter() - t0}
+    return kv_files
 
 
 def _row(row: dict, context: int) -> dict:

@@ -123,6 +123,8 @@ def report_markdown(metrics: dict) -> str:
             verdict = ("pass" if r["passed"] else "FAIL") if r["checked"] else "informational"
             lines.append(f"| {r['artifact']} | {r['runtime']} | {r['bytes']:,} | {r['samples']} | "
                          f"{r['top1_agreement']:.3f} | {steps} | {verdict} |")
+    if (metrics.get("int8") or {}).get("kv_cache"):
+        lines += ["", *kv_parity_markdown(metrics["int8"]["kv_cache"])]
     if metrics.get("speed"):
         lines += ["", *speed_markdown(metrics["speed"])]
     if metrics.get("gate"):
@@ -142,6 +144,21 @@ def _hidden_line(h: dict | None) -> list[str]:
             "without the term."]
 
 
+def kv_parity_markdown(kv: dict) -> list[str]:
+    """report.md's KV-cache section: the step's form and, per file and runtime, how the cached loop's logits compare
+    with the full-window file's and the QAT model's at every test position."""
+    lines = ["## KV-cache step (every position of the test windows, one token per call)", "", f"Form: {kv['form']}.",
+             "", "| file | runtime | bytes | windows | top-1 agreement with the window file % | max Δ (steps) | "
+             "top-1 agreement with QAT % | max Δ (steps) | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in kv["parity"]:
+        w = ("—", "—") if "window_agreement" not in r else (f"{r['window_agreement']:.3f}",
+                                                             f"{r['window_max_steps']:.2f}")
+        verdict = ("pass" if r["passed"] else "FAIL") if r["checked"] else "informational"
+        lines.append(f"| {r['artifact']} | {r['runtime']} | {r['bytes']:,} | {r['windows']} | {w[0]} | {w[1]} | "
+                     f"{r['qat_agreement']:.3f} | {r['qat_max_steps']:.2f} | {verdict} |")
+    return lines
+
+
 def speed_markdown(speed: dict) -> list[str]:
     """report.md's tokens/s section: host timings with the ratio per runtime, then the estimate per target."""
     lines = ["## Tokens per second", "", f"A token costs {speed['step']}; window {speed['context']} tokens, "
@@ -154,6 +171,21 @@ def speed_markdown(speed: dict) -> list[str]:
                      f"({r['student_tokens_per_s']:,.1f} vs {r['teacher_tokens_per_s']:,.1f}).")
     for runtime, why in speed["not_timed"].items():
         lines.append(f"\nNo ratio on {runtime}: {why}; no ratio is formed across two runtimes.")
+    kv = speed.get("kv_cache")
+    if kv:
+        lines += ["", f"KV-cache step: {kv['step']}.", "",
+                  "| file | runtime | median ms / token | tokens/s | window step tokens/s | speed-up | runs |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in kv["host"]:
+            up = kv["speedup"].get(r["runtime"])
+            lines.append(f"| {r['file']} | {r['runtime']} | {r['median_ms']:.4g} | {r['tokens_per_s']:,.1f} | "
+                         f"{'—' if up is None else format(up['window_tokens_per_s'], ',.1f')} | "
+                         f"{'—' if up is None else format(up['speedup'], '.2f') + '×'} | {r['runs']} |")
+        if kv.get("targets") and speed["targets"]:
+            lines += ["", "| target | KV-cache step: estimated tokens/s | window step: estimated tokens/s |",
+                      "|---|---|---|"]
+            lines += [f"| {name} | {t['tokens_per_s']:,.1f} | {speed['targets'][name]['tokens_per_s']:,.1f} |"
+                      for name, t in kv["targets"].items() if name in speed["targets"]]
     if speed["targets"]:
         lines += ["", "| target | runtime | estimated ms / token | tokens/s (estimate) |", "|---|---|---|---|"]
         lines += [f"| {name} | {t['runtime']} | {t['estimate_ms']:.4g} | {t['tokens_per_s']:,.1f} |"

@@ -9,7 +9,8 @@ for onnxruntime and converted with litert-torch for LiteRT, at the same window a
 runtime with itself. Where the teacher cannot be put on a runtime (litert-torch cannot convert every transformers
 model) that runtime's ratio is not given, and `not_timed` says why: no ratio is ever formed across two runtimes.
 Timing: profile/measure.py (warm-up runs, then batch-1 runs until both a count and a duration are reached; the
-median). Per target: profile/estimate.py's roofline estimate of the int8 TFLite file's step on every target profile,
+median). With --kv-cache the KV-cache step (pipeline/lm_kv.py) is timed the same way on the same runtimes and
+threads, and `kv_cache.speedup` gives its tokens/s over the window step's per runtime. Per target: profile/estimate.py's roofline estimate of the int8 TFLite file's step on every target profile,
 and the run's target section (fit checks, arena) as the classifier builds give it.
 """
 
@@ -30,6 +31,8 @@ from edgedistill.targets import TargetProfile, load_profile_file, profile_files
 
 STEP = ("one fixed-window decoder step at batch 1 (L int32 ids -> L×V logits), which the README's greedy loop runs "
         "once per generated token")
+KV_STEP = ("one KV-cache decoder step at batch 1 (one int32 id and its position, the int8 key / value caches in and "
+           "out -> 1×V logits), fed and read from Python as an app does")
 
 
 @dataclass(frozen=True)
@@ -124,8 +127,24 @@ def target_speeds(tflite_int8: Path) -> dict:
     return out
 
 
+def kv_speed_section(kv_files, host: list[dict], threads: int, runs: int) -> dict:
+    """metrics.json's speed.kv_cache: the KV-cache step's host timing per runtime (pipeline/lm_kv.kv_speed), its
+    tokens/s over the window step's on the same runtime ({runtime: {window_tokens_per_s, kv_tokens_per_s,
+    speedup}}), and its TFLite file's estimate on every target (target_speeds)."""
+    from edgedistill.pipeline.lm_kv import kv_speed
+
+    rows = kv_speed(kv_files, threads, runs)
+    window = {r["runtime"]: r for r in host if r["model"] == "student (int8)"}
+    tflite = next((a for a in kv_files if a.format == "tflite"), None)
+    return {"step": KV_STEP, "host": rows, "targets": target_speeds(tflite.path) if tflite else {},
+            "speedup": {r["runtime"]: {"window_tokens_per_s": window[r["runtime"]]["tokens_per_s"],
+                                       "kv_tokens_per_s": r["tokens_per_s"],
+                                       "speedup": r["tokens_per_s"] / window[r["runtime"]]["tokens_per_s"]}
+                        for r in rows if r["runtime"] in window}}
+
+
 def lm_speed(artifacts, teacher_module: nn.Module | None, context: int, target: TargetProfile,
-             runs: int = 50, threads: int | None = None) -> dict:
+             runs: int = 50, threads: int | None = None, kv_files=()) -> dict:
     """metrics.json's `speed` section: host timings and ratios (host_speed, with `threads`, the user's --threads,
     where given, else the target's threads on a host target, else one), the estimate on every target
     (target_speeds), and the run's target section with the figure its gate judges: `tokens_per_s` measured here for
@@ -133,6 +152,8 @@ def lm_speed(artifacts, teacher_module: nn.Module | None, context: int, target: 
     latency)."""
     threads = threads or (target.threads if target.kind == "host" else 1)
     speed = host_speed(artifacts, teacher_module, context, threads, runs)
+    if kv_files:
+        speed["kv_cache"] = kv_speed_section(kv_files, speed["host"], threads, runs)
     art = next((a for a in artifacts if a.name == "tflite-int8"), None)
     if art is None:
         return {**speed, "targets": {}, "target": {"name": target.name, "tokens_per_s": None,

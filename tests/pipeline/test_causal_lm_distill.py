@@ -38,7 +38,7 @@ def world(tmp_path_factory):
     corpus = root / "corpus.txt"
     corpus.write_text("\n".join(documents(120, seed=2)) + "\n")
     out = root / "run"
-    r = run(["--teacher", str(teacher), "--data", str(corpus), "--out", str(out), *ARGS])
+    r = run(["--teacher", str(teacher), "--data", str(corpus), "--out", str(out), *ARGS, "--kv-cache"])
     assert r.exit_code == 0, r.output
     return {"root": root, "teacher": teacher, "corpus": corpus, "out": out,
             "metrics": json.loads((out / "metrics.json").read_text())}
@@ -103,6 +103,67 @@ def test_tokens_per_second_of_every_int8_file_and_the_teacher_on_the_same_runtim
     assert gate["tokens/s"]["value"] == s["target"]["tokens_per_s"] and not gate["tokens/s"]["judged"]
     report = (world["out"] / "report.md").read_text()
     assert "## Tokens per second" in report and "| cortex-m4 |" in report
+
+
+def test_kv_cache_step_equals_the_window_files_and_is_timed_beside_them(world):
+    """--kv-cache: student_int8_kv.tflite / .onnx beside the window files; the cached loop's logits equal the window
+    file's at every test position on every runtime (TFLite: 0 output steps, the same integers), and its tokens/s sit beside
+    the window step's on the same runtime."""
+    out, m = world["out"], world["metrics"]
+    kv = m["int8"]["kv_cache"]
+    assert {f["path"] for f in kv["files"]} == {"student_int8_kv.tflite", "student_int8_kv.onnx"}
+    assert all((out / f["path"]).is_file() for f in kv["files"])
+    rows = {(r["artifact"], r["runtime"]): r for r in kv["parity"]}
+    assert {("tflite-int8-kv", "litert"), ("tflite-int8-kv", "litert-reference"), ("tflite-int8-kv", "tflm"),
+            ("onnx-int8-kv", "onnxruntime")} <= {k for k, r in rows.items() if r["checked"]}
+    windows = m["int8"]["parity"][0]["samples"]
+    for (name, rt), r in rows.items():
+        assert r["passed"], r
+        if r["checked"]:
+            # TFLite: the same integers; onnxruntime's QDQ reference: float32 ops whose summation order follows the
+            # shapes (measured: 1 step at one position), within its bound
+            exact = name.startswith("tflite")
+            assert r["window_agreement"] >= 99.9 and r["window_max_steps"] <= (0.0 if exact else r["step_bound"]), r
+            assert r["positions"] == r["windows"] * 16 and r["windows"] == windows
+    speed = m["speed"]["kv_cache"]
+    host = {(r["file"], r["runtime"]): r for r in speed["host"]}
+    assert set(host) == {("student_int8_kv.tflite", "litert"), ("student_int8_kv.onnx", "onnxruntime")}
+    window = {r["runtime"]: r for r in m["speed"]["host"] if r["model"] == "student (int8)"}
+    for (_, rt), r in host.items():
+        assert r["tokens_per_s"] == pytest.approx(1000.0 / r["median_ms"])
+        assert speed["speedup"][rt]["speedup"] == pytest.approx(r["tokens_per_s"] / window[rt]["tokens_per_s"])
+    assert set(speed["targets"]) == set(m["speed"]["targets"]) and all(
+        t["tokens_per_s"] > 0 for t in speed["targets"].values())
+    report = (out / "report.md").read_text()
+    assert "## KV-cache step" in report and "| student_int8_kv.tflite | litert |" in report
+    assert "KV-cache step: estimated tokens/s" in report
+
+
+def test_the_readmes_greedy_loops_run_and_the_cached_one_writes_the_same_text(world, capsys):
+    """The README's two greedy-decoding examples, run as written on this run's files: the cached loop generates
+    exactly the window loop's tokens."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("**Greedy decoding with the exported files.**"):]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)[:2]
+    assert 'RUN = "runs/lm"' in blocks[0]
+    ns: dict = {}
+    exec(blocks[0].replace('RUN = "runs/lm"', f"RUN = {str(world['out'])!r}"), ns)
+    window_ids = list(ns["ids"])
+    exec(blocks[1], ns)
+    assert len(window_ids) == ns["prompt"] + 8 <= ns["L"]
+    assert ns["ids"] == window_ids
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 2 and printed[0] == printed[1] and printed[0].startswith("the cat")
+
+
+def test_kv_cache_is_refused_where_it_means_nothing(world, tmp_path):
+    r = CliRunner().invoke(main, ["distill", "--teacher", str(world["teacher"]), "--data", str(world["corpus"]),
+                                  "--out", str(tmp_path / "x"), *[a for a in ARGS if a != "--qat"], "--kv-cache"])
+    assert r.exit_code != 0 and "add --qat" in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "x").exists()
 
 
 def test_saved_student_rescored_by_hand_gives_the_reported_perplexity(world):
