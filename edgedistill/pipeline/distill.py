@@ -103,7 +103,7 @@ def distill_classifier(config: DistillConfig, *, overwrite: bool = False,
         report = None
         if done.int8 is not None and config.report:
             t0 = time.perf_counter()
-            measured = measure(done.int8, inputs, target)
+            measured = measure(done.int8, inputs, target, config.train.threads)
             done.metrics["warnings"] += target_fit_warnings(measured.target)
             report = report_document(done.metrics, measured)
             done.metrics["timings"]["report_s"] = time.perf_counter() - t0
@@ -144,8 +144,9 @@ def formats_warning(target, formats: list[str]) -> str | None:
             f"--formats {','.join(sorted(set(formats) | set(target.formats)))}.")
 
 
-def measure(int8: Int8Outcome, inputs: Inputs, target) -> Measured:
-    return measure_build(int8.artifacts, inputs.teachers, inputs.splits.input_shape, target)
+def measure(int8: Int8Outcome, inputs: Inputs, target, threads: int | None = None) -> Measured:
+    """Stage 7 on this run's files: on `threads` (the user's --threads) where given, else as measure_build says."""
+    return measure_build(int8.artifacts, inputs.teachers, inputs.splits.input_shape, target, threads)
 
 
 def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, target, run: RunDir,
