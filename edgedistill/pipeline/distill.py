@@ -26,7 +26,7 @@ from edgedistill.distill.datafree import parse_synthetic
 from edgedistill.distill.loader import workers_for
 from edgedistill.distill.schedule import recorded_config, resolve_config
 from edgedistill.distill.trainer import TrainSettings
-from edgedistill.errors import EdgeDistillError
+from edgedistill.errors import RunFailed
 from edgedistill.export.parity import AGREEMENT, MAX_STEPS
 from edgedistill.pipeline.inputs import (EvalTensors, Inputs, check_student, fit_student_to_target, read_inputs,
                                          student_arch)
@@ -47,7 +47,7 @@ from edgedistill.teachers import LogitCache
 from edgedistill.util import peak_rss_bytes, write_json
 
 
-class ParityError(EdgeDistillError):
+class ParityError(RunFailed):
     """An exported file does not compute what was trained (beyond the configured tolerance). Its outputs stay in
     OUT.partial for inspection (pipeline/rundir.RunDir removes a refused run's directory otherwise)."""
 

@@ -16,7 +16,7 @@ from edgedistill.data.arrays import model_input
 from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, planned_samples, predict_logits
 from edgedistill.export.parity import check_parity, int8_references, parity_plan
 from edgedistill.export.registry import export_all, planned_exports
-from edgedistill.errors import EdgeDistillError
+from edgedistill.errors import RunFailed
 from edgedistill.quantize import calibration_indices, post_training_quantize, to_quant_student
 from edgedistill.quantize.inspect import SAMPLES, layer_report, layer_section
 from edgedistill.quantize.qat import qat_distill
@@ -147,7 +147,7 @@ def _export_and_check(q: QuantConfig, student, qs, input_shape, num_classes: int
     return Int8Outcome(metrics, not failures, failures, artifacts, qs)
 
 
-class QATCollapse(EdgeDistillError):
+class QATCollapse(RunFailed):
     """QAT int8 ended far below its float student: the run stops before any int8 file is written."""
 
 
