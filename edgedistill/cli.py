@@ -8,7 +8,7 @@ import sys
 import click
 
 from edgedistill.cli_args import parse_formats
-from edgedistill.cli_errors import INPUT_ERROR, user_errors
+from edgedistill.cli_errors import user_errors
 from edgedistill.cli_options import (
     build_options,
     build_overrides,
@@ -17,7 +17,7 @@ from edgedistill.cli_options import (
     text_field_options,
 )
 from edgedistill.cli_summary import print_distill_summary, print_parity_table, print_profile, print_warnings
-from edgedistill.errors import ConfigError, EdgeDistillError
+from edgedistill.errors import RUN_FAILED, ConfigError, RunFailed
 from edgedistill.quiet import keep_log_in, third_party_to_log
 
 
@@ -29,6 +29,9 @@ def main() -> None:
     Start with `edgedistill build --target android` on the built-in example (no other arguments needed), then
     point --teacher and --data at your own model and data; `edgedistill distill` runs the training steps alone.
     `edgedistill list` shows the registered losses, student families, data sets and teacher formats.
+
+    Exit codes, the same in every command: 0 done; 1 it ran and a check failed (parity, the gate, a profile that
+    does not fit); 2 an input, option or path was refused; 130 interrupted.
     """
 
 
@@ -97,7 +100,7 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
     console.print(f"wrote {len(res.record['artifacts'])} file(s) and export.json to {res.out_dir}")
     if not res.record["parity_passed"]:
         failed = [ParityRow(**r).failure() for r in res.record["parity"] if r["checked"] and not r["passed"]]
-        raise EdgeDistillError(f"Parity check failed: {'; '.join(failed)}. See {res.out_dir / 'export.json'}.")
+        raise RunFailed(f"Parity check failed: {'; '.join(failed)}. See {res.out_dir / 'export.json'}.")
 
 
 @main.command("profile")
@@ -138,14 +141,14 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
         write_json(Path(json_out), rep)
     if rep.get("fits") is False:  # every figure is printed and saved above; the verdict decides the exit status
         click.echo(f"  {rep['verdict']}", err=True)
-        sys.exit(1)
+        sys.exit(RUN_FAILED)
     if device_url and (rep["device"]["status"] != "measured" or rep["device"]["parity"].get("passed") is False):
-        sys.exit(1)  # the host figures are printed and saved; the device part the user asked for failed
+        sys.exit(RUN_FAILED)  # the host figures are printed and saved; the device part the user asked for failed
 
 
 @main.command("build")
 @build_options
-@user_errors(code=INPUT_ERROR)
+@user_errors
 @third_party_to_log
 def build_cmd(budget_text, device_url, quiet, **options):
     """Build a deployable student for a target: search under the budget, distill (float, then QAT int8), export
@@ -166,7 +169,7 @@ def build_cmd(budget_text, device_url, quiet, **options):
                f"{'nothing changed: re-checked only' if res.reused else 'built'} -> {res.out_dir}")
     if res.task == "causal-lm":  # metrics.json and report.md, no report.json (pipeline/lm_build.py)
         print_distill_summary(json.loads((res.out_dir / "metrics.json").read_text()), res.out_dir, "build")
-        sys.exit(0 if res.verdict.passed else 1)
+        sys.exit(0 if res.verdict.passed else RUN_FAILED)
     rep = json.loads((res.out_dir / "report.json").read_text())
     from edgedistill.report.render import headline
 
@@ -180,7 +183,7 @@ def build_cmd(budget_text, device_url, quiet, **options):
     from edgedistill.gate import markdown
 
     click.echo(markdown(res.verdict))
-    sys.exit(0 if res.verdict.passed else 1)
+    sys.exit(0 if res.verdict.passed else RUN_FAILED)
 
 
 @main.command("search")
@@ -267,7 +270,7 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all, tex
 @click.option("--summary", type=click.Path(dir_okay=False),
               help="Append the Markdown summary to this file, keeping what it holds (e.g. $GITHUB_STEP_SUMMARY); "
               "created when missing.")
-@user_errors(code=INPUT_ERROR)
+@user_errors
 def gate_cmd(report, budget_text, baseline, tolerance, junit, summary):
     """Judge a run (its output directory, its report.json, or a causal-LM run's metrics.json) against its target's
     limits and your budget; exit 0 if every check passes, 1 if not, 2 when an input is refused (a missing report, a
@@ -297,7 +300,7 @@ def gate_cmd(report, budget_text, baseline, tolerance, junit, summary):
     if summary:
         with open(summary, "a") as fh:
             fh.write(md)
-    sys.exit(0 if verdict.passed else 1)
+    sys.exit(0 if verdict.passed else RUN_FAILED)
 
 
 def _lm_verdict(path, user, baseline):

@@ -9,7 +9,7 @@ import sys
 import click
 
 from edgedistill import interrupt
-from edgedistill.errors import EdgeDistillError
+from edgedistill.errors import INPUT_REFUSED, RUN_FAILED, EdgeDistillError
 
 
 # the file-system answers a user can act on (a path that is missing, read-only, a directory, or a full disk); any
@@ -22,13 +22,11 @@ def _file_system_refusal(exc: OSError) -> bool:
                             FileExistsError)) or exc.errno in _USER_ERRNOS
 
 
-INPUT_ERROR = 2  # gate and build: exit 1 is the FAIL verdict, so a refused input exits 2 (CI tells them apart)
-
-
-def user_errors(fn=None, *, code: int = 1):
-    """Turn user-caused errors into one paragraph on stderr and exit `code` (non-zero), without a traceback."""
-    if fn is None:
-        return functools.partial(user_errors, code=code)
+def user_errors(fn):
+    """Turn user-caused errors into one paragraph on stderr and a non-zero exit, without a traceback. The same codes
+    in every command (CI tells them apart): 2 (INPUT_REFUSED) for a refused input, option or path, as click's usage
+    errors; 1 (RUN_FAILED) where the command ran and failed (errors.RunFailed: parity, QAT collapse, divergence; a
+    failed rank under torchrun), as a failed gate; 130 when interrupted."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -40,18 +38,18 @@ def user_errors(fn=None, *, code: int = 1):
                 return fn(*args, **kwargs)
         except EdgeDistillError as exc:
             click.echo(f"error: {where}{exc}", err=True)
-            sys.exit(code)
+            sys.exit(exc.exit_code)
         except OSError as exc:
             if exc.filename is None and exc.errno in _USER_ERRNOS:  # a full disk shows at write / close, nameless
                 click.echo(f"error: {where}the file system refused a write: {exc.strerror or exc}. Free some space "
                            "or choose another output path.", err=True)
-                sys.exit(code)
+                sys.exit(INPUT_REFUSED)
             if exc.filename is None or not _file_system_refusal(exc):
                 raise
             # the file system refused: a read-only --out, a missing directory for --json / --junit, a full disk
             click.echo(f"error: {where}cannot write or read {exc.filename}: {exc.strerror or exc}. Check that the "
                        "path exists and is writable, or choose another one.", err=True)
-            sys.exit(code)
+            sys.exit(INPUT_REFUSED)
         except KeyboardInterrupt:
             click.echo("interrupted: training is checkpointed at every evaluation point, and a finished auto T/alpha "
                        "search too (trials of an unfinished search are not); run the same command again to resume.", err=True)
@@ -63,7 +61,7 @@ def user_errors(fn=None, *, code: int = 1):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             click.echo(f"error: rank {ddp.rank()} of {ddp.world()} failed: {type(exc).__name__}: {first[:400]}. "
                        "Finished epochs are checkpointed by rank 0; run the same command again to resume.", err=True)
-            sys.exit(code)
+            sys.exit(RUN_FAILED)
         finally:
             ddp.shutdown()
 

@@ -82,6 +82,14 @@ class LineBars:
         self._say(message)
 
 
+def step_bar(ui, label: str, steps: int, batch_size: int, val: str = VAL_ACCURACY) -> Callable[..., None]:
+    """A training bar that counts optimizer steps (0/N for `--steps N`) from a trainer's sample counts: each report
+    of k samples (one batch, the last of an epoch or a rank's shard smaller; a resumed run's k = steps × batch) is
+    ceil(k / batch_size) steps. Same update signature as `Bars.task`'s."""
+    update = ui.task(label, steps, val)
+    return lambda advance=0, loss=None, val_acc=None: update(-(-advance // batch_size), loss, val_acc)
+
+
 @contextlib.contextmanager
 def bars(enabled: bool = True) -> Iterator[Bars]:
     if not enabled:

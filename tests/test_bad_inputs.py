@@ -1,4 +1,4 @@
-"""Inputs a breaking session found: each is a one-paragraph error with exit 1, and a refused run adds nothing to the
+"""Inputs a breaking session found: each is a one-paragraph error with exit 2 (a refused input), and a refused run adds nothing to the
 user's existing output directory."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def test_a_refused_run_leaves_the_users_directory_as_it_was(tmp_path, monkeypatc
     user.mkdir()
     (user / "mine.txt").write_text("mine")
     r = CliRunner().invoke(main, ["distill", "--out", "userdir", "-q", "--epochs", "1"])
-    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.exit_code == 2 and "Traceback" not in r.output
     assert sorted(p.name for p in user.iterdir()) == ["mine.txt"]
 
 
@@ -74,7 +74,7 @@ def test_repeated_keys_and_an_empty_student_are_refused(tmp_path, monkeypatch, a
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tiny.py").write_text("def make(num_classes, k=0):\n    raise AssertionError('never built')\n")
     r = CliRunner().invoke(main, args)
-    assert r.exit_code == 1 and r.output.startswith("error: ") and "Traceback" not in r.output, r.output
+    assert r.exit_code == 2 and r.output.startswith("error: ") and "Traceback" not in r.output, r.output
     assert needle in r.output and len(r.output.strip().splitlines()) == 1, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.py"]  # nothing written
 
@@ -91,11 +91,11 @@ def test_overwrite_never_replaces_a_directory_an_earlier_run_did_not_write(tmp_p
     (user / "notes.txt").write_text("mine")
     r = CliRunner().invoke(main, ["distill", "--data", "udir/d.npz", "--teacher", "builtin:digits", "--out", "udir", "--overwrite", "-q",
                                   "--epochs", "1"])
-    assert r.exit_code == 1 and "not an edgedistill output" in r.output and "Traceback" not in r.output, r.output
+    assert r.exit_code == 2 and "not an edgedistill output" in r.output and "Traceback" not in r.output, r.output
     assert sorted(p.name for p in user.iterdir()) == ["d.npz", "notes.txt"]
     for out in (".", "", "..", "/"):
         r = CliRunner().invoke(main, ["distill", "--out", out, "-q", "--epochs", "1"])
-        assert r.exit_code == 1 and "must name a directory" in r.output and "Traceback" not in r.output, r.output
+        assert r.exit_code == 2 and "must name a directory" in r.output and "Traceback" not in r.output, r.output
     (user / "config.json").write_text("{}")
     (user / "metrics.json").write_text("{}")
     check_out_dir(user, overwrite=True)  # an earlier run's output: replaceable (after the new run succeeds)

@@ -86,7 +86,7 @@ def test_distill_digits_end_to_end(digits_run, tmp_path):
     for dest, needle in ((user, "not an edgedistill output (no export.json)"), (out, "would delete the checkpoint"),
                          (out.parent, "would delete the checkpoint")):
         r = run(["export", str(out), "--formats", "onnx", "--out", str(dest), "--overwrite"])
-        assert r.exit_code == 1 and needle in r.output, r.output
+        assert r.exit_code == 2 and needle in r.output, r.output
     assert [p.name for p in user.iterdir()] == ["notes.txt"] and (out / "student.safetensors").exists()
     from edgedistill.pipeline.rundir import check_out_dir
 

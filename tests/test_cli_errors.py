@@ -23,7 +23,7 @@ def _command(exc: Exception):
                                  OSError(errno.ENOSPC, "No space left on device", "/full/disk.bin")])
 def test_a_file_system_refusal_is_one_paragraph(exc):
     r = CliRunner().invoke(_command(exc))
-    assert r.exit_code == 1 and r.output.startswith(f"error: cannot write or read {exc.filename}")
+    assert r.exit_code == 2 and r.output.startswith(f"error: cannot write or read {exc.filename}")
 
 
 def test_other_os_errors_with_a_file_name_stay_tracebacks():
@@ -34,4 +34,4 @@ def test_other_os_errors_with_a_file_name_stay_tracebacks():
 
 def test_a_full_disk_seen_at_write_time_has_no_file_name_and_is_still_one_paragraph():
     r = CliRunner().invoke(_command(OSError(errno.ENOSPC, "No space left on device")))
-    assert r.exit_code == 1 and r.output.startswith("error: the file system refused a write: No space left")
+    assert r.exit_code == 2 and r.output.startswith("error: the file system refused a write: No space left")

@@ -88,7 +88,7 @@ def test_cli_targets():
     r = CliRunner().invoke(main, ["targets", "show", "cortex-m4"])
     assert r.exit_code == 0 and "source: NXP K64" in r.output
     r = CliRunner().invoke(main, ["targets", "show", "nope"])
-    assert r.exit_code == 1 and r.output.startswith("error: Unknown target 'nope'")
+    assert r.exit_code == 2 and r.output.startswith("error: Unknown target 'nope'")
 
 
 def test_a_wheel_carries_the_target_profiles_where_search_dirs_looks(tmp_path, monkeypatch):

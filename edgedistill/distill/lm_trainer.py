@@ -26,12 +26,12 @@ from edgedistill.distill.lm_hidden import HiddenCosine
 from edgedistill.distill.lm_losses import IGNORE, TopKLogits, token_kd_objective
 from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
 from edgedistill.distill.lm_resume import lm_fingerprint
-from edgedistill.errors import EdgeDistillError
+from edgedistill.errors import RunFailed
 
 EVAL_BATCH = 256  # windows per evaluation forward pass
 
 
-class LMTrainingDiverged(EdgeDistillError):
+class LMTrainingDiverged(RunFailed):
     """The loss became NaN or infinite: the learning rate is too high for this student."""
 
 

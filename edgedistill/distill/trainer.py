@@ -38,13 +38,13 @@ from edgedistill.distill.losses import distillation_objective
 from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES, lr_groups
 from edgedistill.distill.schedule import eval_interval
 from edgedistill.distill.weights_choice import MIN_LEAD_SAMPLES, keep_last_epoch  # noqa: F401 (re-exported)
-from edgedistill.errors import EdgeDistillError
+from edgedistill.errors import RunFailed
 from edgedistill.teachers.ensemble import combine
 from edgedistill.teachers.stream import TeacherStream
 from edgedistill.distill.topk_table import TopKTable
 
 
-class TrainingDiverged(EdgeDistillError):
+class TrainingDiverged(RunFailed):
     """The training loss became NaN or infinite: the run stops instead of writing a model of NaN weights."""
 
 

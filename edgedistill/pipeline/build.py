@@ -102,7 +102,8 @@ def _train(config, inputs: Inputs, found, budget: Budget, key: str, run: RunDir,
     if not ddp.is_main():
         return False  # under torchrun the other ranks helped train; rank 0 writes, checks and gates
     t0 = time.perf_counter()
-    report = report_document(done.metrics, measure(done.int8, inputs, target), search_section(found, budget))
+    report = report_document(done.metrics, measure(done.int8, inputs, target, config.train.threads),
+                             search_section(found, budget))
     done.metrics["timings"]["report_s"] = time.perf_counter() - t0
     if device:
         dev = measure_device(device, run.work / "student_int8.tflite", inputs.splits.test.x[:DEVICE_SAMPLES],

@@ -26,7 +26,7 @@ from edgedistill.distill.datafree import parse_synthetic
 from edgedistill.distill.loader import workers_for
 from edgedistill.distill.schedule import recorded_config, resolve_config
 from edgedistill.distill.trainer import TrainSettings
-from edgedistill.errors import ConfigError, EdgeDistillError
+from edgedistill.errors import ConfigError, EdgeDistillError, RunFailed
 from edgedistill.export.parity import AGREEMENT, MAX_STEPS
 from edgedistill.pipeline.inputs import (EvalTensors, Inputs, check_student, fit_student_to_target, read_inputs,
                                          student_arch)
@@ -47,7 +47,7 @@ from edgedistill.teachers import LogitCache
 from edgedistill.util import peak_rss_bytes, write_json
 
 
-class ParityError(EdgeDistillError):
+class ParityError(RunFailed):
     """An exported file does not compute what was trained (beyond the configured tolerance). Its outputs stay in
     OUT.partial for inspection (pipeline/rundir.RunDir removes a refused run's directory otherwise)."""
 
@@ -116,7 +116,7 @@ def distill_classifier(config: DistillConfig, *, overwrite: bool = False,
         report = None
         if done.int8 is not None and config.report:
             t0 = time.perf_counter()
-            measured = measure(done.int8, inputs, target)
+            measured = measure(done.int8, inputs, target, config.train.threads)
             done.metrics["warnings"] += target_fit_warnings(measured.target)
             report = report_document(done.metrics, measured)
             done.metrics["timings"]["report_s"] = time.perf_counter() - t0
@@ -157,8 +157,9 @@ def formats_warning(target, formats: list[str]) -> str | None:
             f"--formats {','.join(sorted(set(formats) | set(target.formats)))}.")
 
 
-def measure(int8: Int8Outcome, inputs: Inputs, target) -> Measured:
-    return measure_build(int8.artifacts, inputs.teachers, inputs.splits.input_shape, target)
+def measure(int8: Int8Outcome, inputs: Inputs, target, threads: int | None = None) -> Measured:
+    """Stage 7 on this run's files: on `threads` (the user's --threads) where given, else as measure_build says."""
+    return measure_build(int8.artifacts, inputs.teachers, inputs.splits.input_shape, target, threads)
 
 
 def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, target, run: RunDir,

@@ -13,10 +13,11 @@ import torch
 from edgedistill import distributed as ddp
 from edgedistill.config import QuantConfig
 from edgedistill.data.arrays import model_input
-from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, planned_samples, predict_logits
+from edgedistill.distill.trainer import Objective, TrainSet, TrainSettings, predict_logits
 from edgedistill.export.parity import check_parity, int8_references, parity_plan
 from edgedistill.export.registry import export_all, planned_exports
-from edgedistill.errors import EdgeDistillError
+from edgedistill.errors import RunFailed
+from edgedistill.pipeline.train import fit_bar
 from edgedistill.quantize import calibration_indices, post_training_quantize, to_quant_student
 from edgedistill.quantize.inspect import SAMPLES, layer_report, layer_section
 from edgedistill.quantize.qat import qat_distill
@@ -65,7 +66,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     qs, res = qat_distill(student, data, x_calib, x_val, y_val, objective, qat_settings, method=q.calibration,
                           lr_scale=q.qat_lr_scale, checkpoint=ckpt / "student_qat.pt", rounding=rounding,
                           input_head=q.input_head, ranges=q.ranges, int16=tuple(q.int16),
-                          progress=_bar(ui, "QAT distill", planned_samples(qat_settings, len(data))))
+                          progress=fit_bar(ui, "QAT distill", qat_settings, len(data)))
     evaluate = _evaluator(ui, "int8 evaluation on the test split (float, PTQ, QAT)", 3, x_te)
     logits = {"float": evaluate(student), "ptq": evaluate(ptq), "qat": evaluate(qs)}
     right = {k: v.argmax(1) == y_te for k, v in logits.items()}
@@ -95,7 +96,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
         qt, twin_res = qat_distill(twin, data, x_calib, x_val, y_val, Objective(teacher=False), qat_settings,
                             method=q.calibration, lr_scale=q.qat_lr_scale, checkpoint=ckpt / "baseline_qat.pt",
                             rounding=rounding, input_head=q.input_head, ranges=q.ranges, int16=tuple(q.int16),
-                            progress=_bar(ui, "QAT no-teacher twin", planned_samples(qat_settings, len(data))))
+                            progress=fit_bar(ui, "QAT no-teacher twin", qat_settings, len(data)))
         right["twin"] = _evaluator(ui, "int8 evaluation of the twin", 1, x_te)(qt).argmax(1) == y_te
         metrics["baseline_qat_test_acc"] = _pct(right["twin"])
         metrics["baseline_qat_steps_run"] = twin_res.steps
@@ -147,7 +148,7 @@ def _export_and_check(q: QuantConfig, student, qs, input_shape, num_classes: int
     return Int8Outcome(metrics, not failures, failures, artifacts, qs)
 
 
-class QATCollapse(EdgeDistillError):
+class QATCollapse(RunFailed):
     """QAT int8 ended far below its float student: the run stops before any int8 file is written."""
 
 

@@ -48,7 +48,7 @@ from edgedistill.lm_metrics import paired_perplexity_gain, token_scores
 from edgedistill.pipeline.lm_inputs import LMInputs
 from edgedistill.pipeline.lm_train import (AUTO_TEMPERATURE, TEMPERATURES, LMObjective, make_decoder, objective_of,
                                            settings_of, tensors)
-from edgedistill.progress import VAL_PERPLEXITY
+from edgedistill.progress import VAL_PERPLEXITY, step_bar
 
 TRIAL_FRACTION = 0.2  # a terms trial, × the float steps
 TEMPERATURE_TRIAL_FRACTION = 0.5  # a temperature trial: at 20 % the lowest T learns fastest and wins (module doc)
@@ -154,8 +154,8 @@ def _trial(c: LMCandidate, inputs: LMInputs, top: TopKLogits, continuations, hid
     ids, targets = tensors(windows)
     val_ids, val_targets = tensors(s.val)
     model = make_decoder(inputs, settings.seed)
-    bar = ui.task(f"loss choice: {c.name}, T={c.temperature:g} ({settings.steps} steps)",
-                  settings.steps * settings.batch_size, VAL_PERPLEXITY)
+    bar = step_bar(ui, f"loss choice: {c.name}, T={c.temperature:g}", settings.steps, settings.batch_size,
+                   VAL_PERPLEXITY)
     res = fit_lm(model, ids, targets, teacher, val_ids, val_targets, c.temperature, alpha, settings,
                  progress=lambda k, loss, val: bar(k, loss, val), hidden=term)
     score = token_scores(lm_logits(model, val_ids).numpy(), s.val.targets, s.val.doc)

@@ -22,7 +22,7 @@ from edgedistill.export.registry import export_all, planned_exports
 from edgedistill.pipeline.int8 import qat_rounding
 from edgedistill.pipeline.lm_inputs import LMInputs
 from edgedistill.pipeline.lm_train import LMTrained, tensors
-from edgedistill.progress import VAL_PERPLEXITY
+from edgedistill.progress import VAL_PERPLEXITY, step_bar
 from edgedistill.quantize.lm_qat import qat_lm
 from edgedistill.students.checkpoint import save_weights
 
@@ -52,7 +52,7 @@ def _qat(config: DistillConfig, inputs: LMInputs, model, top: TopKLogits | None,
     val_ids, val_targets = tensors(s.val)
     pick = torch.randperm(len(ids), generator=torch.Generator().manual_seed(settings.seed + 7))
     calib = ids[pick[: q.calibration_size]]
-    bar = ui.task(label, settings.steps * settings.batch_size, VAL_PERPLEXITY)
+    bar = step_bar(ui, label, settings.steps, settings.batch_size, VAL_PERPLEXITY)
     return qat_lm(model, ids, targets, top, val_ids, val_targets, trained.objective.temperature,
                   trained.objective.alpha, settings, calib, rounding, q.qat_lr_scale, q.calibration,
                   progress=lambda k, loss, val: bar(k, loss, val), checkpoint=checkpoint)

@@ -159,7 +159,8 @@ def lm_speed(artifacts, teacher_module: nn.Module | None, context: int, target: 
         return {**speed, "targets": {}, "target": {"name": target.name, "tokens_per_s": None,
                                                    "tokens_per_s_how": "missing: no int8 TFLite file"}}
     host = next((r for r in speed["host"] if r["file"] == art.path.name and r["runtime"] == "litert"), None)
-    section = target_section([art], target, host["median_ms"] if host else None)
+    # the target's estimate is for its own thread count: a timing on another count is no ground truth for it
+    section = target_section([art], target, host["median_ms"] if host and threads == target.threads else None)
     section.pop("per_op", None)
     if target.kind == "host" and host is not None:
         section.update(tokens_per_s=host["tokens_per_s"], tokens_per_s_how=f"measured-host (litert, {threads} "

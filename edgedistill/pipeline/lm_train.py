@@ -26,7 +26,7 @@ from edgedistill.distill.lm_losses import TopKLogits
 from edgedistill.distill.lm_resume import checkpoint_path
 from edgedistill.distill.lm_trainer import LMFitResult, LMTrainSettings, fit_lm
 from edgedistill.pipeline.lm_inputs import LMInputs
-from edgedistill.progress import VAL_PERPLEXITY
+from edgedistill.progress import VAL_PERPLEXITY, step_bar
 from edgedistill.students import build_student
 
 AUTO_TEMPERATURE, AUTO_ALPHA, AUTO_EPOCHS, AUTO_BATCH = 2.0, 0.5, 10, 32
@@ -108,7 +108,7 @@ def train_lm_students(config: DistillConfig, inputs: LMInputs, teacher: TopKLogi
     def run(label: str, top: TopKLogits | None, windows: TokenWindows, name: str, term=None):
         ids, targets = tensors(windows)
         model = make_decoder(inputs, settings.seed)
-        bar = ui.task(label, settings.steps * settings.batch_size, VAL_PERPLEXITY)
+        bar = step_bar(ui, label, settings.steps, settings.batch_size, VAL_PERPLEXITY)
         res = fit_lm(model, ids, targets, top, val_ids, val_targets, objective.temperature, objective.alpha,
                      settings, progress=lambda k, loss, val: bar(k, loss, val),
                      checkpoint=checkpoint_path(checkpoints, name), hidden=term)

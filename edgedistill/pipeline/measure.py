@@ -71,7 +71,8 @@ def profile_teacher(teacher, input_shape, threads: int, runs: int = 100) -> dict
     if fmt in RUNTIME:
         path = teacher.files[0]
         m = measure(path, RUNTIME[fmt], threads=threads, runs=runs, min_seconds=0.5)
-        return {"bytes": path.stat().st_size, "latency_ms": m.median_ms, "where": f"measured-host ({m.runtime})"}
+        return {"bytes": path.stat().st_size, "latency_ms": m.median_ms,
+                "where": f"measured-host ({m.runtime}, {threads} thread{'s' * (threads != 1)})"}
     module = teacher.torch_module()
     if module is None:
         return None
@@ -118,14 +119,16 @@ class Measured:
     target: dict
 
 
-def measure_build(artifacts, teachers, input_shape, target: TargetProfile) -> Measured:
-    """Profile every artifact (and a lone teacher) with the target's threads on a host target, else one thread."""
-    threads = target.threads if target.kind == "host" else 1
+def measure_build(artifacts, teachers, input_shape, target: TargetProfile, threads: int | None = None) -> Measured:
+    """Profile every artifact (and a lone teacher) on `threads` (the user's --threads) where given, else with the
+    target's threads on a host target, else one thread; each profile's `where` names the count."""
+    threads = threads or (target.threads if target.kind == "host" else 1)
     profiles = profile_artifacts(artifacts, threads)
     if len(teachers) == 1:
         profiles["teacher"] = profile_teacher(teachers[0], input_shape, threads)
     host_ms = (profiles.get("tflite-int8") or {}).get("latency_ms")
-    return Measured(profiles, target_section(artifacts, target, host_ms))
+    # the target's estimate is for its own thread count: a timing on another count is no ground truth for it
+    return Measured(profiles, target_section(artifacts, target, host_ms if threads == target.threads else None))
 
 
 def measure_device(url: str, model: Path, x: np.ndarray, threads: int) -> dict:

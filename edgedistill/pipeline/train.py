@@ -15,6 +15,7 @@ from edgedistill.distill.schemes import born_again, mutual_student, trainable_te
 from edgedistill.distill.trainer import (FitResult, Objective, TrainSet, TrainSettings, accuracy, fit, planned_samples,
                                          predict_logits)
 from edgedistill.pipeline.inputs import EvalTensors
+from edgedistill.progress import step_bar
 from edgedistill.teachers import Teacher
 
 
@@ -30,6 +31,14 @@ class Trained:
     twin_result: FitResult | None
 
 
+def fit_bar(ui, label: str, settings: TrainSettings, n: int):
+    """A training run's progress bar in its budget's unit: optimizer steps when the budget is in steps (`--steps N`
+    shows 0/N, as a causal LM's bars do), else the samples of its epochs over `n` training samples."""
+    if settings.steps is not None:
+        return step_bar(ui, label, settings.steps, settings.batch_size)
+    return ui.task(label, planned_samples(settings, n))
+
+
 def fit_model(make_model: Callable[[], torch.nn.Module], data: TrainSet, ev: EvalTensors, objective: Objective,
               settings: TrainSettings, checkpoint: Path, update) -> tuple[torch.nn.Module, FitResult]:
     """A fresh model from `make_model`, trained (resuming from `checkpoint`), with its best validation weights."""
@@ -41,7 +50,7 @@ def fit_model(make_model: Callable[[], torch.nn.Module], data: TrainSet, ev: Eva
 
 
 def _mutual(config, make_peer, teachers, data, ev, objective, settings, label, ui):
-    update = ui.task(f"mutual ×{config.kd.peers}, " + label, planned_samples(settings, len(data)))
+    update = fit_bar(ui, f"mutual ×{config.kd.peers}, " + label, settings, len(data))
     online = trainable_teacher(teachers[0].torch_module()) if config.kd.online_teacher else None
     return mutual_student(make_peer, config.kd.peers, data, ev.x_val, ev.y_val, objective, settings,
                           config.kd.mutual_weight, lambda m: accuracy(predict_logits(m, ev.x_test), ev.y_test), update,
@@ -58,11 +67,11 @@ def train_students(config: DistillConfig, make_model: Callable[[int], torch.nn.M
         student, res, scheme = _mutual(config, make_model, teachers, data, ev, objective, settings, label, ui)
     else:
         student, res = fit_model(first, data, ev, objective, settings, checkpoints / "student.pt",
-                                 ui.task(label, planned_samples(settings, len(data))))
+                                 fit_bar(ui, label, settings, len(data)))
         scheme = {"scheme": "offline"}
     if config.kd.scheme == "born-again":
         def train_gen(mk, d, obj, tag):
-            return fit_model(mk, d, ev, obj, settings, checkpoints / f"{tag}.pt", ui.task(tag, planned_samples(settings, len(d))))
+            return fit_model(mk, d, ev, obj, settings, checkpoints / f"{tag}.pt", fit_bar(ui, tag, settings, len(d)))
 
         student, res, gens = born_again(student, res, train_gen, first, data, objective, settings,
                                         config.kd.generations, lambda m: accuracy(predict_logits(m, ev.x_test),
@@ -71,5 +80,5 @@ def train_students(config: DistillConfig, make_model: Callable[[int], torch.nn.M
     twin = twin_res = None
     if config.baseline and ev.y_transfer is not None:
         twin, twin_res = fit_model(first, data, ev, Objective(teacher=False), settings, checkpoints / "baseline.pt",
-                                   ui.task("no-teacher twin", planned_samples(settings, len(data))))
+                                   fit_bar(ui, "no-teacher twin", settings, len(data)))
     return Trained(student, res, scheme, twin, twin_res)

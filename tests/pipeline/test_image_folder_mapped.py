@@ -118,7 +118,7 @@ def test_a_damaged_image_is_refused_and_leaves_nothing_behind(tmp_path, monkeypa
     bad = tmp_path / "user" / "images" / "class7" / "015.png"
     bad.write_bytes(bad.read_bytes()[:30])  # cut short: the header survives, the pixels do not
     r = _distill(tmp_path, "out", "--data-form", "mapped")
-    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     assert f"Cannot read image {bad}" in r.output
     assert not (tmp_path / "out").exists()
     assert list((tmp_path / "cache" / "image-folders").iterdir()) == []

@@ -110,4 +110,6 @@ def test_lm_speed_times_on_the_users_threads(world):
     s = lm_speed(world["arts"], None, L, cpu, runs=5, threads=1)
     assert s["threads"] == 1 and all(r["threads"] == 1 for r in s["host"])
     assert "1 thread," in s["target"]["tokens_per_s_how"]
-    assert lm_speed(world["arts"], None, L, cpu, runs=5)["threads"] == cpu.threads  # none given: the target's
+    assert s["target"]["estimate_error"] is None  # cpu's estimate is for its 2 threads: no ground truth on 1
+    own = lm_speed(world["arts"], None, L, cpu, runs=5)
+    assert own["threads"] == cpu.threads and own["target"]["estimate_error"] is not None  # none given: the target's

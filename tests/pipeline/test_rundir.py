@@ -61,12 +61,12 @@ def test_a_live_owner_is_refused_naming_its_pid_and_a_killed_one_is_taken_over(t
 
 
 @pytest.mark.slow
-def test_a_second_distill_on_a_live_runs_directory_exits_1_and_leaves_it_alone(tmp_path):
+def test_a_second_distill_on_a_live_runs_directory_exits_2_and_leaves_it_alone(tmp_path):
     out = tmp_path / "runs" / "same"
     holder = _hold(out)
     try:
         r = _cli("distill", "--epochs", "1", "--no-baseline", "--out", str(out), "-q", cwd=tmp_path)
-        assert r.returncode == 1, r.stderr
+        assert r.returncode == 2, r.stderr
         assert f"pid {holder.pid}" in r.stderr and "Traceback" not in r.stderr
         assert (out.with_name("same.partial") / "checkpoints" / "student.pt").read_bytes() == b"unfinished"
         assert not out.exists()

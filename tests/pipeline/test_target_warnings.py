@@ -19,15 +19,15 @@ def test_target_without_qat_is_named_as_ignored(tmp_path):
     r = CliRunner().invoke(main, ["distill", "--target", "cortex-m4", "--teacher", str(tmp_path / "none.onnx"),
                                   "--out", str(tmp_path / "o")])
     assert "--target cortex-m4 applies to int8 runs" in r.output and "ignored" in r.output
-    assert r.exit_code == 1 and "error:" in r.output
+    assert r.exit_code == 2 and "error:" in r.output
     r = CliRunner().invoke(main, ["distill", "--qat", "--target", "cortex-m4", "--teacher",
                                   str(tmp_path / "none.onnx"), "--out", str(tmp_path / "o")])
-    assert "applies to int8 runs" not in r.output and r.exit_code == 1
+    assert "applies to int8 runs" not in r.output and r.exit_code == 2
 
 
 def test_an_unknown_target_is_an_error_with_or_without_qat(tmp_path):
     r = CliRunner().invoke(main, ["distill", "--target", "bogus", "--out", str(tmp_path / "o")])
-    assert r.exit_code == 1 and "bogus" in r.output and "applies to int8 runs" not in r.output
+    assert r.exit_code == 2 and "bogus" in r.output and "applies to int8 runs" not in r.output
     assert not (tmp_path / "o").exists()
 
 

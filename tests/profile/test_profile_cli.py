@@ -66,12 +66,12 @@ def test_bad_inputs(files, tmp_path):
     junk = tmp_path / "x.tflite"
     junk.write_bytes(b"hello world, not a model")
     r = run(["profile", str(junk)])
-    assert r.exit_code == 1 and "not a TFLite flatbuffer" in r.output
+    assert r.exit_code == 2 and "not a TFLite flatbuffer" in r.output
     txt = tmp_path / "notes.txt"
     txt.write_text("x")
     assert "neither an ONNX" in run(["profile", str(txt)]).output
     r = run(["profile", str(files["int8"]), "--target", "esp32"])
-    assert r.exit_code == 1 and "Known targets" in r.output
+    assert r.exit_code == 2 and "Known targets" in r.output
     r = run(["profile", str(files["int8"]), "--target", "cpu", "--json", str(tmp_path / "one.json"), "--runs", "1"])
     assert r.exit_code == 0
     one = json.loads((tmp_path / "one.json").read_text())  # a valid report even for a single timed run
@@ -87,10 +87,10 @@ def test_a_truncated_tflite_or_an_unwritable_json_path_is_one_paragraph(files, t
     cut = tmp_path / "cut.tflite"
     cut.write_bytes(files["int8"].read_bytes()[:5000])
     r = run(["profile", str(cut)])
-    assert r.exit_code == 1 and r.output.startswith("error: ") and "Traceback" not in r.output, r.output
+    assert r.exit_code == 2 and r.output.startswith("error: ") and "Traceback" not in r.output, r.output
     assert "truncated or damaged" in r.output and len(r.output.strip().splitlines()) == 1, r.output
     r = run(["profile", str(files["int8"]), "--runs", "1", "--json", str(tmp_path / "nowhere" / "p.json")])
-    assert r.exit_code == 1 and "Traceback" not in r.output and "nowhere" in r.output, r.output
+    assert r.exit_code == 2 and "Traceback" not in r.output and "nowhere" in r.output, r.output
     assert r.output.strip().splitlines()[-1].startswith("error: cannot write or read"), r.output
 
 

@@ -189,7 +189,7 @@ def test_cli_malformed_student_exits_with_one_paragraph(user_dir, tmp_path):
     for value in ("dscnn:widht=8", "mymodels.py:resnt"):
         out = tmp_path / f"run-{value[:5]}"
         r = CliRunner().invoke(main, ["distill", "--student", value, "--epochs", "1", "-q", "--out", str(out)])
-        assert r.exit_code == 1 and r.output.startswith("error: ") and "Traceback" not in r.output, r.output
+        assert r.exit_code == 2 and r.output.startswith("error: ") and "Traceback" not in r.output, r.output
         assert len(r.output.strip().splitlines()) == 1 and not out.exists() and not out.with_name(
             out.name + ".partial").exists()
 

@@ -136,9 +136,9 @@ def test_search_cli():
     assert r.exit_code == 0, r.output
     assert "<- chosen" in r.output and "rule: most parameters" in r.output
     r = CliRunner().invoke(main, ["search", "--data", "builtin:digits", "--target", "cortex-m4", "--budget", "flash=1KB"])
-    assert r.exit_code == 1 and r.output.startswith("error: No student fits") and "flash" in r.output
+    assert r.exit_code == 2 and r.output.startswith("error: No student fits") and "flash" in r.output
     r = CliRunner().invoke(main, ["search", "--data", "builtin:digits", "--budget", "flash=lots"])
-    assert r.exit_code == 1 and "not a number" in r.output
+    assert r.exit_code == 2 and "not a number" in r.output
     # --teacher applies build's cap (half the teacher's parameters), so search and build choose the same student
     r = CliRunner().invoke(main, ["search", "--data", "builtin:digits", "--target", "cortex-m4", "--teacher",
                                   "builtin:digits", "--all"])
