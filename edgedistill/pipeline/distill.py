@@ -26,7 +26,7 @@ from edgedistill.distill.datafree import parse_synthetic
 from edgedistill.distill.loader import workers_for
 from edgedistill.distill.schedule import recorded_config, resolve_config
 from edgedistill.distill.trainer import TrainSettings
-from edgedistill.errors import ConfigError, EdgeDistillError, RunFailed
+from edgedistill.errors import ConfigError, RunFailed
 from edgedistill.export.parity import AGREEMENT, MAX_STEPS
 from edgedistill.pipeline.inputs import (EvalTensors, Inputs, check_student, fit_student_to_target, read_inputs,
                                          student_arch)
