@@ -30,8 +30,10 @@ data:
 demo: install data
 	$(VENV)/bin/edgedistill build --target android --out runs/demo
 
+# The suite in worker processes (pytest-xdist), one per core up to 4; each test module stays on one worker, so a
+# module's shared fixture (a trained run) is built once. `$(PY) -m pytest` alone runs it in one process.
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadscope
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
