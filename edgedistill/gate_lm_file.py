@@ -26,13 +26,25 @@ MODELS = ("teacher", "twin", "float", "int8", "twin_int8")
 def run_file(path: Path) -> Path:
     """The file `edgedistill gate PATH` reads: PATH itself when it is not a directory, else inside the run directory
     its metrics.json when that is a causal-LM run's, otherwise its report.json (a classifier run; a causal-LM run
-    writes no report.json). Raises ConfigError (one paragraph) for a directory holding neither."""
+    writes no report.json). Raises ConfigError (one paragraph) for a directory holding neither, for one holding both
+    (which run is meant is not clear), and for an unfinished run's working directory (OUT.partial, or a file in it):
+    a run that stopped or failed its parity check keeps its work there, and its figures are not a deployable run's."""
     path = Path(path)
+    unfinished = next((p for p in (path, *path.parents) if p.name.endswith(".partial") and p.is_dir()), None)
+    if unfinished is not None:
+        finished = unfinished.with_name(unfinished.name[:-len(".partial")])
+        raise ConfigError(f"{unfinished} is an unfinished run's working directory: the run was interrupted or failed "
+                          "(a parity failure keeps its files there for inspection), so its figures are not a finished "
+                          f"run's and the gate does not judge them. Re-run (it resumes) and gate {finished}.")
     if not path.is_dir():
         return path
-    if is_lm_run(path / "metrics.json"):
+    lm, report = is_lm_run(path / "metrics.json"), (path / "report.json").exists()
+    if lm and report:
+        raise ConfigError(f"{path} holds both a causal-LM run's metrics.json and a classifier run's report.json, so "
+                          "which run to gate is not clear (one output directory per run); name the file to gate.")
+    if lm:
         return path / "metrics.json"
-    if (path / "report.json").exists():
+    if report:
         return path / "report.json"
     partial = path.with_name(path.name + ".partial")
     hint = f" ({partial} exists: the run did not finish)" if partial.is_dir() else ""

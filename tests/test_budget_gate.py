@@ -275,3 +275,23 @@ def test_a_run_directory_is_gated_on_the_file_its_run_wrote(tmp_path):
     (tmp_path / "empty").mkdir()
     r = CliRunner().invoke(main, ["gate", str(tmp_path / "empty")])
     assert r.exit_code == 2 and "without a report.json" in r.output and "Traceback" not in r.output
+
+
+def test_an_unfinished_run_and_a_directory_holding_two_runs_are_refused(tmp_path):
+    """A run that stopped or failed parity keeps its work in OUT.partial: the gate refuses it (directory or a file in
+    it), naming the finished directory, rather than passing figures that were never published; a directory holding
+    both a causal-LM metrics.json and a classifier report.json is refused as ambiguous. Exit 2, one paragraph."""
+    partial = tmp_path / "run.partial"
+    partial.mkdir()
+    (partial / "report.json").write_text(json.dumps(REPORT))
+    for target in (partial, partial / "report.json"):
+        r = CliRunner().invoke(main, ["gate", str(target)])
+        assert r.exit_code == 2 and "unfinished run" in r.output and str(tmp_path / "run") in r.output, r.output
+        assert "Traceback" not in r.output
+    both = tmp_path / "both"
+    both.mkdir()
+    (both / "report.json").write_text(json.dumps(REPORT))
+    (both / "metrics.json").write_text(json.dumps({"task": "causal-lm"}))
+    r = CliRunner().invoke(main, ["gate", str(both)])
+    assert r.exit_code == 2 and "which run to gate is not clear" in r.output
+    assert CliRunner().invoke(main, ["gate", str(both / "report.json")]).exit_code == 0
