@@ -291,6 +291,10 @@ def gate_cmd(report, budget_text, baseline, tolerance, junit, summary):
         verdict = _lm_verdict(Path(report), user, baseline)
     else:
         rep = load_report(Path(report))
+        if baseline and is_lm_run(Path(baseline)):
+            raise ConfigError(f"--baseline {baseline} is a causal-LM run's metrics.json, and {report} a classifier "
+                              "run's report: a baseline must be an earlier run of the same kind (a classifier's "
+                              "report.json or its run directory).")
         base = load_report(Path(baseline)) if baseline else None
         verdict = gate(rep, report_budget(rep).tighten(user), base, Tolerance.parse(tolerance))
     md = markdown(verdict)

@@ -295,3 +295,14 @@ def test_an_unfinished_run_and_a_directory_holding_two_runs_are_refused(tmp_path
     r = CliRunner().invoke(main, ["gate", str(both)])
     assert r.exit_code == 2 and "which run to gate is not clear" in r.output
     assert CliRunner().invoke(main, ["gate", str(both / "report.json")]).exit_code == 0
+
+
+def test_a_causal_lm_baseline_for_a_classifier_report_is_refused_by_kind(tmp_path):
+    """A classifier gate given a causal-LM run as --baseline used to say "schema version None ... Re-run the build";
+    it now says the two runs are of different kinds."""
+    (tmp_path / "report.json").write_text(json.dumps(REPORT))
+    lm = tmp_path / "lm"
+    lm.mkdir()
+    (lm / "metrics.json").write_text(json.dumps({"task": "causal-lm"}))
+    r = CliRunner().invoke(main, ["gate", str(tmp_path / "report.json"), "--baseline", str(lm)])
+    assert r.exit_code == 2 and "same kind" in r.output and "schema version" not in r.output, r.output
