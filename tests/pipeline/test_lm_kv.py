@@ -55,3 +55,12 @@ def test_the_lm_parity_failure_gives_next_token_agreement_and_output_steps_not_c
     float_row = ParityRow(artifact="onnx", runtime="onnxruntime", samples=2, accuracy=50.0, reference_accuracy=50.0,
                           top1_agreement=99.0, max_abs_logit_diff=0.25, bytes=10, checked=True, passed=False)
     assert "logits up to 0.25 apart" in parity_failure(_row(float_row.to_dict(), context=8))
+
+
+def test_the_readme_says_the_kv_step_exists_its_pos_bound_and_what_is_still_missing():
+    import re
+    from pathlib import Path
+
+    readme = re.sub(r"\s+", " ", (Path(__file__).parents[2] / "README.md").read_text())
+    assert "Not there yet: a KV-cache decoder step" not in readme and "not yet: a KV-cache step" not in readme
+    assert "0 ≤ pos < L" in readme and "prompt shorter than L" in readme and "sliding KV cache past L" in readme
