@@ -24,8 +24,8 @@ def print_lm_summary(m: dict, out, command: str = "distill") -> None:
             table.add_row(label, f"{p['value']:.3f} [{p['low']:.3f}, {p['high']:.3f}]", f"{r['top1']:.2f}",
                           f"{r['top3']:.2f}")
     console.print(table)
-    if g := m["gain_vs_twin"].get("float"):
-        console.print(f"perplexity gain over the twin: {g['gain']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}]"
+    for key, g in (m["gain_vs_twin"] or {}).items():  # float; int8 (what the gate judges in a --qat run)
+        console.print(f"perplexity gain over the twin ({key}): {g['gain']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}]"
                       + ("" if g["beyond_noise"] else " (within the test split's noise)"), highlight=False)
     for r in (m.get("int8") or {}).get("parity", []):
         verdict = ("ok" if r["passed"] else "FAIL") if r["checked"] else "info"

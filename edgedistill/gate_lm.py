@@ -5,9 +5,11 @@ target's limits); a row whose limit is not set shows its figure, is not judged a
 
 * int8 perplexity within `int8_rise=` (default 2 %, issue #29's target) of the float student's, on the same test
   positions (judged whenever the run made an int8 model);
-* the distilled student against its no-teacher twin: fails only when the student's perplexity is higher beyond
-  the test split's noise (the paired document bootstrap of edgedistill.lm_metrics); a gain within noise passes
-  and says so (`within_noise`);
+* the distilled student against its no-teacher twin, both as deployed (the int8 QAT student against the twin's
+  int8 in a --qat run, the float ones in a float-only run; the row says which): fails only when the student's
+  perplexity is higher beyond the test split's noise (the paired document bootstrap of edgedistill.lm_metrics); a
+  gain within noise passes and says so (`within_noise`); a --qat run without `gain_vs_twin.int8` fails it as
+  missing rather than being judged on the float gain;
 * the deployed model's (the int8 QAT model's, or the float student's in a float-only run) test perplexity against
   `perplexity=` (a ceiling) and its next-token top-1 / top-3 accuracy against `top1=` / `top3=` (floors, in
   percent), each on its point value over every test position (metrics.json keeps no per-document counts to
@@ -97,6 +99,24 @@ def quality_rows(metrics: dict, budget: Budget) -> list[Check]:
                  f"{who}: share of test positions whose next {unit} is among its three first choices", "%")]
 
 
+def twin_row(metrics: dict) -> Check:
+    """The deployed model against its no-teacher twin (module doc): a --qat run's int8 student against the twin's
+    int8 (`gain_vs_twin.int8`), a float-only run's float student against the float twin (`gain_vs_twin.float`)."""
+    name = "perplexity gain over the no-teacher twin"
+    gains = metrics.get("gain_vs_twin") or {}
+    key, who = ("int8", "int8 QAT student vs the twin's int8") if made_int8(metrics) else \
+        ("float", "float student vs the float twin (no --qat)")
+    gain = gains.get(key)
+    if gain is None:
+        how = "no twin was trained (--no-baseline)" if not gains else \
+            f"missing: metrics.json has no gain_vs_twin.{key} ({who})"
+        return Check(name, None, 0.0, False, how)
+    worse = gain["gain"] < 0 and gain["beyond_noise"]
+    return Check(name, gain["gain"], 0.0, not worse,
+                 f"{who}: twin − student perplexity, paired bootstrap over {gain['documents']} documents, 95 % "
+                 f"interval [{gain['low']:.3g}, {gain['high']:.3g}]", within_noise=not gain["beyond_noise"])
+
+
 def lm_gate(metrics: dict, budget: Budget | None = None) -> Verdict:
     """A Verdict over metrics.json of a causal-LM run (module doc). `budget`: the limits (None: the default int8
     rise only; the speed and size rows are left out)."""
@@ -115,15 +135,7 @@ def lm_gate(metrics: dict, budget: Budget | None = None) -> Verdict:
     else:  # a float-only run (no --qat): nothing int8 to judge
         checks.append(Check("int8 perplexity rise vs float", None, rise_limit, True,
                             "no int8 model: the run was float only (no --qat)", unit="%", judged=False))
-    gain = (metrics.get("gain_vs_twin") or {}).get("float")
-    if gain is None:
-        checks.append(Check("perplexity gain over the no-teacher twin", None, 0.0, False,
-                            "no twin was trained (--no-baseline)"))
-    else:
-        worse = gain["gain"] < 0 and gain["beyond_noise"]
-        checks.append(Check("perplexity gain over the no-teacher twin", gain["gain"], 0.0, not worse,
-                            f"twin − student, paired bootstrap over {gain['documents']} documents, 95 % interval "
-                            f"[{gain['low']:.3g}, {gain['high']:.3g}]", within_noise=not gain["beyond_noise"]))
+    checks.append(twin_row(metrics))
     checks += quality_rows(metrics, limits)
     if budget is not None:
         checks += speed_rows(metrics, budget)

@@ -9,7 +9,8 @@ def _metrics(float_ppl, int8_ppl="absent", gain=None):
     test = {"float": {"perplexity": {"value": float_ppl}}}
     if int8_ppl != "absent":
         test["int8"] = {"perplexity": {"value": int8_ppl}}
-    return {"test": test, "gain_vs_twin": {"float": gain} if gain else None}
+    gains = {"float": gain, **({"int8": gain} if int8_ppl != "absent" else {})}  # a --qat run has both
+    return {"test": test, "gain_vs_twin": gains if gain else None}
 
 
 GAIN = {"gain": 3.0, "beyond_noise": True, "documents": 40, "low": 1.0, "high": 5.0}
@@ -57,6 +58,22 @@ def test_a_student_worse_than_its_twin_beyond_noise_fails():
     assert not lm_gate(_metrics(100.0, 101.0, worse)).passed
     within = {**worse, "beyond_noise": False}
     assert lm_gate(_metrics(100.0, 101.0, within)).passed
+
+
+def test_a_qat_run_is_judged_on_its_int8_gain_over_the_twins_int8_and_says_so():
+    worse = {**GAIN, "gain": -2.0, "low": -3.0, "high": -1.0}
+    m = _metrics(100.0, 101.0, GAIN)
+    m["gain_vs_twin"]["int8"] = worse  # the float student beats its twin; the deployed int8 one loses to the twin's
+    row = _row(lm_gate(m), "perplexity gain over the no-teacher twin")
+    assert not row.passed and row.value == -2.0 and row.how.startswith("int8 QAT student vs the twin's int8")
+    m["gain_vs_twin"] = {"float": worse, "int8": GAIN}  # and the other way round: int8 decides
+    row = _row(lm_gate(m), "perplexity gain over the no-teacher twin")
+    assert row.passed and row.value == 3.0 and "int8" in row.how
+    del m["gain_vs_twin"]["int8"]  # a --qat run without the int8 gain: missing, never the float gain instead
+    row = _row(lm_gate(m), "perplexity gain over the no-teacher twin")
+    assert not row.passed and row.value is None and "gain_vs_twin.int8" in row.how
+    float_only = _row(lm_gate(_metrics(100.0, gain=worse)), "perplexity gain over the no-teacher twin")
+    assert not float_only.passed and float_only.value == -2.0 and float_only.how.startswith("float student")
 
 
 def _with_speed(tps, flash=20_000, ram=9_000, ratio=30.0):

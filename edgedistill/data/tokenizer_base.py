@@ -100,6 +100,7 @@ class StudentTokenizer(ABC):
         if not isinstance(d, dict) or "tokenizer" not in d:
             raise ModelLoadError(f"{source} is not a student tokenizer: expected a JSON object with a "
                                  f"\"tokenizer\" field ({', '.join(TOKENIZERS.names())}).")
+        _register_builtin_tokenizers()
         kind = d["tokenizer"]
         if kind not in TOKENIZERS:
             raise ModelLoadError(f"{source} names the tokenizer {kind!r}, which this edgedistill does not know; "
@@ -138,6 +139,13 @@ class StudentTokenizer(ABC):
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelLoadError(f"Cannot read the tokenizer file {path}: {exc}.") from None
         return cls.from_dict(d, source=str(path))
+
+
+def _register_builtin_tokenizers() -> None:
+    """Import the modules that register the built-in tokenizers: a fresh process that imports only this module
+    (`StudentTokenizer.load(...)`) would otherwise find the registry empty. Imported here, not at the top, because
+    those modules import this one; neither imports the `tokenizers` library."""
+    import edgedistill.data.tokenizers  # noqa: F401  (registers "bytes" and "vocab")
 
 
 def check_ids(ids: Any, vocab_size: int) -> np.ndarray:

@@ -218,6 +218,25 @@ def test_importing_the_tokenizers_module_does_not_import_the_tokenizers_library(
     assert out.strip() == "False"
 
 
+@pytest.mark.parametrize("name", TOKENIZERS.names())
+def test_the_readme_load_works_in_a_fresh_process_that_imports_only_the_base(name, teacher_json, tmp_path):
+    """README's decoding example: `StudentTokenizer.load(path)` with nothing else of edgedistill imported."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tok = _instances(teacher_json)[name]
+    path = tok.save(tmp_path / "tokenizer.json")
+    code = ("import sys; from edgedistill.data.tokenizer_base import StudentTokenizer; "
+            f"t = StudentTokenizer.load({str(path)!r}); "
+            "print(t.name, t.identity(), t.encode(['the cat'], 4).ids.tolist())")
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split(" ", 2)[:2] == [name, tok.identity()]
+    assert run.stdout.split(" ", 2)[2].strip() == str(tok.encode(["the cat"], 4).ids.tolist())
+
+
 def test_the_registry_holds_both_tokenizers():
     assert TOKENIZERS.names() == ["bytes", "vocab"]
     assert all(issubclass(e.obj, StudentTokenizer) and e.summary for e in TOKENIZERS)
