@@ -1,0 +1,153 @@
+"""docs/lm.json and docs/lm.md of tools/bench_lm.py: the measured rows, the method, the commands, the machine, and
+the issue #29 targets judged on each row (TARGETS: name -> (what it asks, judge(row) -> (met, the figure))).
+
+Every figure here is read from a run's metrics.json; nothing is typed in by hand."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+MB = 1_000_000
+
+
+def _ppl(row: dict, key: str) -> float:
+    return row["perplexity"][key]["value"]
+
+
+def _tflite(row: dict) -> int:
+    return row["int8_bytes"].get("tflite-int8", max(row["int8_bytes"].values()))
+
+
+def _speed(row: dict):
+    r = row["tokens_per_s"]
+    if not r:
+        return False, "not timed: " + "; ".join(row["not_timed"].values())
+    return all(v["ratio"] >= 20 for v in r.values()), ", ".join(f"{rt} {v['ratio']:.1f}×" for rt, v in r.items())
+
+
+def _twin(row: dict):
+    out = []
+    for key in ("float", "int8"):
+        g = row["gain_vs_twin"].get(key)
+        if g:
+            out.append((g["low"] > 0, f"{key} {g['gain']:+.2f} [{g['low']:+.2f}, {g['high']:+.2f}]"))
+    return all(ok for ok, _ in out) and bool(out), "; ".join(s for _, s in out)
+
+
+TARGETS = {
+    "params": ("student ≤ 1 M parameters", lambda r: (r["params"] <= MB, f"{r['params']:,}")),
+    "bytes": ("int8 file ≤ 1.5 MB", lambda r: (max(r["int8_bytes"].values()) <= 1.5 * MB, ", ".join(
+        f"{n} {b:,} B" for n, b in r["int8_bytes"].items()))),
+    "teacher": ("int8 perplexity within 15 % of the 10× teacher's", lambda r: (
+        _ppl(r, "int8") <= 1.15 * _ppl(r, "teacher"),
+        f"{100 * (_ppl(r, 'int8') / _ppl(r, 'teacher') - 1):+.1f} % (float {100 * (_ppl(r, 'float') / _ppl(r, 'teacher') - 1):+.1f} %)")),
+    "twin": ("better than the no-teacher twin beyond noise (paired 95 % interval of twin − student > 0)", _twin),
+    "int8": ("int8 perplexity within 2 % of float", lambda r: (
+        _ppl(r, "int8") <= 1.02 * _ppl(r, "float"), f"{100 * (_ppl(r, 'int8') / _ppl(r, 'float') - 1):+.2f} %")),
+    "speed": ("host tokens/s of the int8 file ≥ 20× the float teacher's, same runtime", _speed),
+}
+
+
+def machine() -> dict:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    versions = {}
+    for pkg in ("torch", "transformers", "tokenizers", "onnxruntime", "ai-edge-litert", "numpy"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform(),
+            "load_average_at_write": os.getloadavg(), "versions": versions}
+
+
+def _fmt(p: dict) -> str:
+    return f"{p['value']:.1f} [{p['low']:.1f}, {p['high']:.1f}]"
+
+
+def table(rows: list[dict]) -> list[str]:
+    head = ["| size | column (objective) | params | int8 TFLite B | teacher | twin | float | int8 | top-3 % "
+            "(teacher / twin / int8) | tokens/s int8 vs teacher | agreement % per file / runtime |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        o = r["objective"]
+        obj = f"{r['column']} ({o['chosen']}, T = {o['temperature']:g}, α = {o['alpha']:g})"
+        speed = "; ".join(f"{rt}: {v['student_tokens_per_s']:,.0f} vs {v['teacher_tokens_per_s']:,.0f} "
+                          f"({v['ratio']:.1f}×)" for rt, v in r["tokens_per_s"].items()) or "not timed"
+        agree = "; ".join(f"{k} {v:.2f}" for k, v in r["agreement"].items())
+        t3 = r["top3"]
+        head.append(f"| {r['size']} | {obj} | {r['params']:,} | {_tflite(r):,} | {_fmt(r['perplexity']['teacher'])} "
+                    f"| {_fmt(r['perplexity']['twin'])} | {_fmt(r['perplexity']['float'])} | "
+                    f"{_fmt(r['perplexity']['int8'])} | {t3['teacher']:.1f} / {t3['twin']:.1f} / {t3['int8']:.1f} | "
+                    f"{speed} | {agree} |")
+    return head
+
+
+def verdicts(rows: list[dict]) -> list[str]:
+    lines = ["| size | column | " + " | ".join(desc for desc, _ in TARGETS.values()) + " |",
+             "|---|---|" + "---|" * len(TARGETS)]
+    for r in rows:
+        cells = []
+        for _, judge in TARGETS.values():
+            ok, figure = judge(r)
+            cells.append(f"{'met' if ok else '**not met**'}: {figure}")
+        lines.append(f"| {r['size']} | {r['column']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_docs(rows: list[dict], teacher: dict, args, docs: Path) -> None:
+    """docs/lm.json (teacher recipe, machine, rows, verdicts) and docs/lm.md (module doc)."""
+    verdict = {f"{r['size']}/{r['column']}": {k: judge(r)[0] for k, (_, judge) in TARGETS.items()} for r in rows}
+    doc = {"teacher": teacher, "bench_command": " ".join(["python", "tools/bench_lm.py", *sys.argv[1:]]),
+           "machine": machine(), "rows": rows, "targets_met": verdict}
+    docs.mkdir(exist_ok=True)
+    (docs / "lm.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (docs / "lm.md").write_text(markdown(doc, args) + "\n")
+
+
+def markdown(doc: dict, args) -> str:
+    t, rows, m = doc["teacher"], doc["rows"], doc["machine"]
+    r0 = rows[0]
+    d, v, c = r0["data"], r0["vocabulary"], r0["teacher_cache"]
+    lines = [
+        "# A tiny causal LM, distilled and deployed: the issue #29 benchmark", "",
+        "Written by `tools/bench_lm.py` from the runs' metrics.json (docs/lm.json holds every figure).", "",
+        "## Method", "",
+        f"* Corpus: English prose the machine's Debian packages ship (`--from-docs`: README / NEWS / *.txt under "
+        f"/usr/share/doc, one paragraph a document, 1 in 10 paragraphs to test by hash). The teacher trains on all "
+        f"of train.txt; the students on a seeded subset of {args.student_docs:,} training paragraphs (split train / "
+        f"validation by document: {d['splits']}) and are scored on {args.test_docs:,} test paragraphs, windows of "
+        f"{d['context']} tokens.",
+        f"* Teacher: GPT-2 (transformers GPT2LMHeadModel) width {t['width']}, {t['depth']} layers, {t['heads']} heads, "
+        f"{r0['teacher_params']:,} parameters ({r0['teacher_params'] / r0['params']:.1f}× the first student), a "
+        f"byte-level BPE of {t['vocab']} tokens trained on the same file, {t['steps']} Adam steps of 32 windows "
+        f"(lr {t['lr']:g}, {t['warmup']} warm-up steps, cosine decay), {t['seconds'] / 60:.1f} CPU minutes on one "
+        "thread.",
+        f"* Students: `decoder` (width × depth), vocabulary cut to the training tokens ({v['student']} of "
+        f"{v['teacher']} ids; {v['test_unknown_pct']:.2f} % of test tokens unknown to it, counted as one outcome for "
+        f"every model). Each is one `edgedistill distill --task causal-lm --qat` run, {args.steps} float steps, "
+        f"QAT 0.3 × that, one thread; the teacher's top-{c['top_k']} logits cached ({c['bytes_per_position']} B a "
+        f"position, {c['cached_bytes']:,} B against {c['full_vocabulary_bytes']:,} B for the full vocabulary).",
+        "* Columns: `default` = no objective flag (the library's automatic choice of T and of the terms on "
+        "validation perplexity), `kd` = `--temperature 2` (token KD alone), `kd+cosine` = `--feature loss=cosine`, "
+        f"`seq-kd` = `--seq-kd {args.seq_kd}` (Kim & Rush's teacher continuations as extra transfer text).",
+        "* Perplexity: 95 % bootstrap interval over test documents; the gain over the twin is a paired bootstrap. "
+        "Tokens/s: one fixed-window step at batch 1, int8 file against the float teacher on the same runtime, one "
+        "thread. Top-3 is next-*token* top-3 (the library scores tokens, not words).", "",
+        "## Results", "", *table(rows), "",
+        "## The issue's targets", "", *verdicts(rows), "",
+        "## Commands", "", "```", doc["bench_command"], *[r["command"] for r in rows], "```", "",
+        "## Machine", "",
+        f"{m['cpu']}, {m['cores']} cores shared with other work (load average {m['load_average_at_write'][0]:.1f} "
+        f"when written), {m['os']}, Python {m['python']}; "
+        + ", ".join(f"{k} {x}" for k, x in m["versions"].items()) + ".",
+    ]
+    warn = sorted({w for r in rows for w in r["warnings"]})
+    if warn:
+        lines += ["", "## Warnings the runs printed", "", *[f"* {w}" for w in warn]]
+    return "\n".join(lines)
