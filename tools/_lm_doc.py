@@ -23,11 +23,18 @@ def _tflite(row: dict) -> int:
     return row["int8_bytes"].get("tflite-int8", max(row["int8_bytes"].values()))
 
 
+def _ratios(r: dict) -> dict:
+    return {rt: v for rt, v in r.items() if rt != "not_timed"}
+
+
 def _speed(row: dict):
-    r = row["tokens_per_s"]
+    """Judged at one runtime thread (tools/_lm_timing.py) where timed, else at the run's own threads."""
+    one = _ratios(row.get("tokens_per_s_1thread") or {})
+    r, how = (one, "1 thread") if one else (row["tokens_per_s"], "the run's threads")
     if not r:
         return False, "not timed: " + "; ".join(row["not_timed"].values())
-    return all(v["ratio"] >= 20 for v in r.values()), ", ".join(f"{rt} {v['ratio']:.1f}×" for rt, v in r.items())
+    return all(v["ratio"] >= 20 for v in r.values()), f"{how}: " + ", ".join(
+        f"{rt} {v['ratio']:.1f}×" for rt, v in r.items())
 
 
 def _twin(row: dict):
@@ -77,8 +84,10 @@ def table(rows: list[dict]) -> list[str]:
     for r in rows:
         o = r["objective"]
         obj = f"{r['column']} ({o['chosen']}, T = {o['temperature']:g}, α = {o['alpha']:g})"
-        speed = "; ".join(f"{rt}: {v['student_tokens_per_s']:,.0f} vs {v['teacher_tokens_per_s']:,.0f} "
-                          f"({v['ratio']:.1f}×)" for rt, v in r["tokens_per_s"].items()) or "not timed"
+        speed = " / ".join(("; ".join(f"{rt}: {v['student_tokens_per_s']:,.0f} vs {v['teacher_tokens_per_s']:,.0f} "
+                                      f"({v['ratio']:.1f}×)" for rt, v in _ratios(t).items()) or "not timed")
+                           + f" ({how})" for t, how in ((r.get("tokens_per_s_1thread"), "1 thread"),
+                                                        (r["tokens_per_s"], f"{r['threads']} threads")) if t)
         agree = "; ".join(f"{k} {v:.2f}" for k, v in r["agreement"].items())
         t3 = r["top3"]
         head.append(f"| {r['size']} | {obj} | {r['params']:,} | {_tflite(r):,} | {_fmt(r['perplexity']['teacher'])} "
@@ -97,6 +106,31 @@ def verdicts(rows: list[dict]) -> list[str]:
             ok, figure = judge(r)
             cells.append(f"{'met' if ok else '**not met**'}: {figure}")
         lines.append(f"| {r['size']} | {r['column']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def reading(rows: list[dict], teacher: dict) -> list[str]:
+    """Plain statements drawn from the rows: how strong the teacher is, what the students gained."""
+    r0 = rows[0]
+    te, tw = r0["perplexity"]["teacher"], r0["perplexity"]["twin"]
+    pct = 100 * (te["value"] / tw["value"] - 1)
+    strength = ("lower than the twin's beyond both intervals" if te["high"] < tw["low"] else
+                "higher than the twin's beyond both intervals" if te["low"] > tw["high"] else
+                "not separated from the twin's by the intervals")
+    lines = [f"The teacher's test perplexity is {te['value']:.1f} [{te['low']:.1f}, {te['high']:.1f}] after "
+             f"{teacher['steps']} steps ({teacher['steps'] * teacher['batch'] * teacher['context']:,} training "
+             f"tokens seen), against the no-teacher twin's {tw['value']:.1f} [{tw['low']:.1f}, {tw['high']:.1f}] "
+             f"({r0['size']}): {pct:+.1f} %, {strength}. "
+             + ("A teacher under 30 % below a twin 10× smaller is undertrained for its size: at this CPU budget it "
+                "leaves the students little to learn beyond the labels." if pct > -30 else ""), ""]
+    for r in rows:
+        g = r["gain_vs_twin"].get("float")
+        if g:
+            lines.append(f"* {r['size']} {r['column']}: student (float) {r['perplexity']['float']['value']:.1f} against "
+                         f"the twin's {r['perplexity']['twin']['value']:.1f}, gain {g['gain']:+.2f} [{g['low']:+.2f}, "
+                         f"{g['high']:+.2f}] ({'beyond noise' if g['beyond_noise'] else 'within noise'}, "
+                         f"p = {g['p_value']:.3f}); objective used: {r['objective']['chosen']}"
+                         + (f" ({r['objective']['why']})" if r["objective"]["why"] else "") + ".")
     return lines
 
 
@@ -139,7 +173,7 @@ def markdown(doc: dict, args) -> str:
         "* Perplexity: 95 % bootstrap interval over test documents; the gain over the twin is a paired bootstrap. "
         "Tokens/s: one fixed-window step at batch 1, int8 file against the float teacher on the same runtime, one "
         "thread. Top-3 is next-*token* top-3 (the library scores tokens, not words).", "",
-        "## Results", "", *table(rows), "",
+        "## Results", "", *table(rows), "", *reading(rows, t), "",
         "## The issue's targets", "", *verdicts(rows), "",
         "## Commands", "", "```", doc["bench_command"], *[r["command"] for r in rows], "```", "",
         "## Machine", "",

@@ -17,7 +17,8 @@ on a seeded subset of the corpus (`--student-docs` training and `--test-docs` te
 passes, top-k, hidden states and continuations, cost CPU time per window) with `--steps` float steps; the columns
 (COLUMNS) differ only in the objective flags. A finished run (its metrics.json) is reused, so an interrupted
 benchmark resumes. After every run docs/lm.json (the rows) and docs/lm.md (tools/_lm_doc.py: method, commands,
-machine, table, the issue's targets met or not) are rewritten from the measured rows.
+machine, table, the issue's targets met or not) are rewritten from the measured rows; at the end every int8 file
+and the teacher are timed again at one runtime thread (tools/_lm_timing.py says why) and the docs rewritten.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def row_of(size: str, column: str, m: dict, command: list[str]) -> dict:
             "gain_vs_twin": m["gain_vs_twin"],
             "agreement": {f"{r['artifact']} / {r['runtime']}": r["top1_agreement"] for r in m["int8"]["parity"]},
             "max_steps": {f"{r['artifact']} / {r['runtime']}": r.get("max_steps") for r in m["int8"]["parity"]},
-            "tokens_per_s": m.get("speed", {}).get("ratio", {}),
+            "tokens_per_s": m.get("speed", {}).get("ratio", {}), "threads": m.get("speed", {}).get("threads"),
             "not_timed": m.get("speed", {}).get("not_timed", {}),
             "objective": {"temperature": m["training"]["temperature"], "alpha": m["training"]["alpha"],
                           "chosen": choice["chosen"] if choice else column, "why": choice["why"] if choice else None},
@@ -176,6 +177,7 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown columns {sorted(unknown)}; there are {', '.join(COLUMNS)}")
     from _lm_doc import write_docs
+    from _lm_timing import one_thread_speed
 
     width, depth = (int(v) for v in args.teacher.split("x"))
     recipe = {"width": width, "depth": depth, "heads": max(1, width // 64), "context": args.context,
@@ -190,6 +192,12 @@ def main() -> None:
             print(f"[bench_lm] {size} {column}: {' '.join(command)}", flush=True)
             rows.append(row_of(size, column, run_student(command, out), command))
             write_docs(rows, teacher, args, args.docs)
+    print("[bench_lm] timing every int8 file and the teacher at one runtime thread", flush=True)
+    timed = one_thread_speed([args.out / f"decoder-{r['size']}-{r['column']}" for r in rows], args.out / "teacher",
+                             args.context)
+    for r in rows:
+        r["tokens_per_s_1thread"] = timed[f"decoder-{r['size']}-{r['column']}"]
+    write_docs(rows, teacher, args, args.docs)
     print((args.docs / "lm.md").read_text())
 
 
