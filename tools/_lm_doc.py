@@ -19,6 +19,11 @@ def _ppl(row: dict, key: str) -> float:
     return row["perplexity"][key]["value"]
 
 
+def _rise(row: dict, mine: str, ref: str) -> float:
+    """How much higher (%) `mine`'s perplexity is than `ref`'s."""
+    return 100 * (_ppl(row, mine) / _ppl(row, ref) - 1)
+
+
 def _tflite(row: dict) -> int:
     return row["int8_bytes"].get("tflite-int8", max(row["int8_bytes"].values()))
 
@@ -51,8 +56,8 @@ TARGETS = {
     "bytes": ("int8 file ≤ 1.5 MB", lambda r: (max(r["int8_bytes"].values()) <= 1.5 * MB, ", ".join(
         f"{n} {b:,} B" for n, b in r["int8_bytes"].items()))),
     "teacher": ("int8 perplexity within 15 % of the 10× teacher's", lambda r: (
-        _ppl(r, "int8") <= 1.15 * _ppl(r, "teacher"),
-        f"{100 * (_ppl(r, 'int8') / _ppl(r, 'teacher') - 1):+.1f} % (float {100 * (_ppl(r, 'float') / _ppl(r, 'teacher') - 1):+.1f} %)")),
+        _ppl(r, "int8") <= 1.15 * _ppl(r, "teacher"), f"{_rise(r, 'int8', 'teacher'):+.1f} % (float "
+        f"{_rise(r, 'float', 'teacher'):+.1f} %)")),
     "twin": ("better than the no-teacher twin beyond noise (paired 95 % interval of twin − student > 0)", _twin),
     "int8": ("int8 perplexity within 2 % of float", lambda r: (
         _ppl(r, "int8") <= 1.02 * _ppl(r, "float"), f"{100 * (_ppl(r, 'int8') / _ppl(r, 'float') - 1):+.2f} %")),
@@ -126,9 +131,9 @@ def reading(rows: list[dict], teacher: dict) -> list[str]:
     for r in rows:
         g = r["gain_vs_twin"].get("float")
         if g:
-            lines.append(f"* {r['size']} {r['column']}: student (float) {r['perplexity']['float']['value']:.1f} against "
-                         f"the twin's {r['perplexity']['twin']['value']:.1f}, gain {g['gain']:+.2f} [{g['low']:+.2f}, "
-                         f"{g['high']:+.2f}] ({'beyond noise' if g['beyond_noise'] else 'within noise'}, "
+            lines.append(f"* {r['size']} {r['column']}: student (float) {r['perplexity']['float']['value']:.1f} "
+                         f"against the twin's {r['perplexity']['twin']['value']:.1f}, gain {g['gain']:+.2f} "
+                         f"[{g['low']:+.2f}, {g['high']:+.2f}] ({'beyond noise' if g['beyond_noise'] else 'within noise'}, "
                          f"p = {g['p_value']:.3f}); objective used: {r['objective']['chosen']}"
                          + (f" ({r['objective']['why']})" if r["objective"]["why"] else "") + ".")
     return lines

@@ -1,14 +1,14 @@
 """Tokens/s of tools/bench_lm.py's int8 files against the float teacher at ONE runtime thread, on both runtimes.
 
-Each distill run times its files with its target's threads (the `cpu` profile: 2). On this shared 2-core host the
-int8 TFLite decoder at 2 threads stalls: the same file (decoder(32, 1), 64 ids, 2026-12-06, load average ~6) took
-24 ms median with XNNPACK at 2 threads, 0.39 ms with LiteRT's built-in kernels alone at 2 threads, and 0.14 ms with
-XNNPACK at 1 thread, while the float file took 0.10 ms at 2 (likely because the int8 graph hands work back and forth between
-XNNPACK and built-in kernels, e.g. for RSQRT / GATHER_ND / SELECT_V2, each with its own 2-thread pool: not verified op by op). One thread is what a
-keyboard app's background decoder gets and what this benchmark's training used, so the table gives both and
-judges the issue's speed target on this one. The same edgedistill functions as the runs: the teacher exported by
-pipeline/lm_speed.teacher_files (torch.onnx for onnxruntime, litert-torch for LiteRT), profile/measure.measure
-(warm-up, then batch-1 steps; the median), tokens/s = 1000 / median ms.
+Each distill run times its files with its target's threads (the `cpu` profile: 2). On this shared 2-core host the int8
+TFLite decoder at 2 threads stalls: the same file (decoder(32, 1), 64 ids, 2026-12-06, load average ~6) took 24 ms
+median with XNNPACK at 2 threads, 0.39 ms with LiteRT's built-in kernels alone at 2 threads, and 0.14 ms with XNNPACK
+at 1 thread, while the float file took 0.10 ms at 2 (likely because the int8 graph hands work back and forth between
+XNNPACK and built-in kernels, e.g. for RSQRT / GATHER_ND / SELECT_V2, each with its own 2-thread pool: not verified op
+by op). One thread is what a keyboard app's background decoder gets and what this benchmark's training used, so the
+table gives both and judges the issue's speed target on this one. The same edgedistill functions as the runs: the
+teacher exported by pipeline/lm_speed.teacher_files (torch.onnx for onnxruntime, litert-torch for LiteRT),
+profile/measure.measure (warm-up, then batch-1 steps; the median), tokens/s = 1000 / median ms.
 """
 
 from __future__ import annotations
