@@ -93,7 +93,9 @@ def table(rows: list[dict]) -> list[str]:
                                       f"({v['ratio']:.1f}×)" for rt, v in _ratios(t).items()) or "not timed")
                            + f" ({how})" for t, how in ((r.get("tokens_per_s_1thread"), "1 thread"),
                                                         (r["tokens_per_s"], f"{r['threads']} threads")) if t)
-        agree = "; ".join(f"{k} {v:.2f}" for k, v in r["agreement"].items())
+        agree = "; ".join(f"{k} {v:.2f}" + (f" ({r['max_steps'][k]:.0f} steps)" if r["max_steps"].get(k) else "")
+                          + (" (informational)" if k in r.get("informational", []) else "")
+                          for k, v in r["agreement"].items())
         t3 = r["top3"]
         head.append(f"| {r['size']} | {obj} | {r['params']:,} | {_tflite(r):,} | {_fmt(r['perplexity']['teacher'])} "
                     f"| {_fmt(r['perplexity']['twin'])} | {_fmt(r['perplexity']['float'])} | "
@@ -114,6 +116,18 @@ def verdicts(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _strength_note(pct: float, teacher: dict) -> str:
+    if pct > 0:
+        return ("The teacher is worse than the student trained without it: distilling pulls the student toward a "
+                "worse distribution, so no KD column can beat its twin here, and the 'within 15 % of the teacher' "
+                "target below is met only because the teacher is weak. The teacher is undertrained: "
+                f"{teacher['steps']} steps were what this CPU budget allowed, well under one pass over its corpus.")
+    if pct > -30:
+        return ("A teacher under 30 % below a twin 10× smaller is undertrained for its size: at this CPU budget it "
+                "leaves the students little to learn beyond the labels.")
+    return ""
+
+
 def reading(rows: list[dict], teacher: dict) -> list[str]:
     """Plain statements drawn from the rows: how strong the teacher is, what the students gained."""
     r0 = rows[0]
@@ -126,14 +140,20 @@ def reading(rows: list[dict], teacher: dict) -> list[str]:
              f"{teacher['steps']} steps ({teacher['steps'] * teacher['batch'] * teacher['context']:,} training "
              f"tokens seen), against the no-teacher twin's {tw['value']:.1f} [{tw['low']:.1f}, {tw['high']:.1f}] "
              f"({r0['size']}): {pct:+.1f} %, {strength}. "
-             + ("A teacher under 30 % below a twin 10× smaller is undertrained for its size: at this CPU budget it "
-                "leaves the students little to learn beyond the labels." if pct > -30 else ""), ""]
+             + _strength_note(pct, teacher), ""]
+    trial = next((x for x in r0.get("trials", []) if x["stage"] == "temperature"), None)
+    if trial:
+        lines += [f"For scale: the {r0['size']} student's own first trial (token KD at T = {trial['temperature']:g}, "
+                  f"{trial['steps']} steps of {teacher['batch']} windows, about the teacher's {teacher['steps']}) "
+                  f"reached validation perplexity {trial['val_perplexity']:.1f}, near the teacher's test figure; "
+                  "its full runs, twice as long and keeping their best validation point, went well below it.", ""]
     for r in rows:
         g = r["gain_vs_twin"].get("float")
         if g:
             lines.append(f"* {r['size']} {r['column']}: student (float) {r['perplexity']['float']['value']:.1f} "
                          f"against the twin's {r['perplexity']['twin']['value']:.1f}, gain {g['gain']:+.2f} "
-                         f"[{g['low']:+.2f}, {g['high']:+.2f}] ({'beyond noise' if g['beyond_noise'] else 'within noise'}, "
+                         f"[{g['low']:+.2f}, {g['high']:+.2f}] "
+                         f"({'beyond noise' if g['beyond_noise'] else 'within noise'}, "
                          f"p = {g['p_value']:.3f}); objective used: {r['objective']['chosen']}"
                          + (f" ({r['objective']['why']})" if r["objective"]["why"] else "") + ".")
     return lines
@@ -186,6 +206,16 @@ def markdown(doc: dict, args) -> str:
         f"when written), {m['os']}, Python {m['python']}; "
         + ", ".join(f"{k} {x}" for k, x in m["versions"].items()) + ".",
     ]
+    lines += ["", "## Cost of each run (seconds, wall; the host was shared)", "",
+              "| size | column | teacher passes | automatic choice | student | twin | tokens/s | total | peak RSS |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        tm = r["timings"]
+        lines.append(f"| {r['size']} | {r['column']} | {tm.get('teacher_logits_s', 0):.0f} | "
+                     f"{tm.get('loss_choice_s', 0):.0f} | {tm.get('distill_s', 0):.0f} | "
+                     f"{tm.get('baseline_s', 0):.0f} | "
+                     f"{tm.get('speed_s', 0):.0f} | {tm.get('total_s', 0):.0f} | "
+                     f"{tm.get('peak_rss_bytes', 0) / 2**30:.1f} GiB |")
     warn = sorted({w for r in rows for w in r["warnings"]})
     if warn:
         lines += ["", "## Warnings the runs printed", "", *[f"* {w}" for w in warn]]
