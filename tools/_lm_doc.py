@@ -128,6 +128,16 @@ def _strength_note(pct: float, teacher: dict) -> str:
     return ""
 
 
+def _not_run(rows: list[dict], args) -> list[str]:
+    from bench_lm import COLUMNS
+
+    missing = [c for c in COLUMNS if c not in {r["column"] for r in rows}]
+    if not missing:
+        return []
+    return [f"Not measured in this run: the {', '.join(missing)} column(s) (the time box ran out first; the "
+            "script's default --columns adds them, reusing the teacher and the finished runs).", ""]
+
+
 def reading(rows: list[dict], teacher: dict) -> list[str]:
     """Plain statements drawn from the rows: how strong the teacher is, what the students gained."""
     r0 = rows[0]
@@ -180,7 +190,9 @@ def markdown(doc: dict, args) -> str:
         f"* Corpus: English prose the machine's Debian packages ship (`--from-docs`: README / NEWS / *.txt under "
         f"/usr/share/doc, one paragraph a document, 1 in 10 paragraphs to test by hash). The teacher trains on all "
         f"of train.txt; the students on a seeded subset of {args.student_docs:,} training paragraphs (split train / "
-        f"validation by document: {d['splits']}) and are scored on {args.test_docs:,} test paragraphs, windows of "
+        f"validation by document: " + ", ".join(f"{k} {x['documents']:,} documents / {x['windows']:,} windows / "
+                                                 f"{x['tokens']:,} tokens" for k, x in d["splits"].items())
+        + f") and are scored on {args.test_docs:,} test paragraphs, windows of "
         f"{d['context']} tokens.",
         f"* Teacher: GPT-2 (transformers GPT2LMHeadModel) width {t['width']}, {t['depth']} layers, {t['heads']} heads, "
         f"{r0['teacher_params']:,} parameters ({r0['teacher_params'] / r0['params']:.1f}× the first student), a "
@@ -196,11 +208,13 @@ def markdown(doc: dict, args) -> str:
         "validation perplexity), `kd` = `--temperature 2` (token KD alone), `kd+cosine` = `--feature loss=cosine`, "
         f"`seq-kd` = `--seq-kd {args.seq_kd}` (Kim & Rush's teacher continuations as extra transfer text).",
         "* Perplexity: 95 % bootstrap interval over test documents; the gain over the twin is a paired bootstrap. "
-        "Tokens/s: one fixed-window step at batch 1, int8 file against the float teacher on the same runtime, one "
-        "thread. Top-3 is next-*token* top-3 (the library scores tokens, not words).", "",
-        "## Results", "", *table(rows), "", *reading(rows, t), "",
+        "Tokens/s: one fixed-window step at batch 1, int8 file against the float teacher on the same runtime, at "
+        "one runtime thread (tools/_lm_timing.py; judged) and at the run's own threads (the `cpu` profile's 2). "
+        "Top-3 is next-*token* top-3 (the library scores tokens, not words).", "",
+        "## Results", "", *table(rows), "", *_not_run(rows, args), *reading(rows, t), "",
         "## The issue's targets", "", *verdicts(rows), "",
-        "## Commands", "", "```", doc["bench_command"], *[r["command"] for r in rows], "```", "",
+        "## Commands", "", "```", doc["bench_command"],
+        *[r["command"].replace(str(Path(__file__).resolve().parents[1]) + "/", "") for r in rows], "```", "",
         "## Machine", "",
         f"{m['cpu']}, {m['cores']} cores shared with other work (load average {m['load_average_at_write'][0]:.1f} "
         f"when written), {m['os']}, Python {m['python']}; "
