@@ -47,9 +47,12 @@ def documents(n: int, seed: int = 0, sentences: tuple[int, int] = (2, 6)) -> lis
 
 
 def save_tiny_gpt2(folder: Path, corpus: list[str], steps: int = 300, width: int = 64, layers: int = 2,
-                   positions: int = 64, seed: int = 0, vocab: int = 300) -> Path:
-    """Train a byte-level BPE tokenizer (`vocab` tokens) and a GPT2LMHeadModel (`layers` × `width`, 2 heads) on
-    `corpus` for `steps` Adam steps of 32 windows, save both into `folder`."""
+                   positions: int = 64, seed: int = 0, vocab: int = 300, heads: int = 2, lr: float = 3e-3,
+                   warmup: int = 0, cosine: bool = False, log=None) -> Path:
+    """Train a byte-level BPE tokenizer (`vocab` tokens) and a GPT2LMHeadModel (`layers` × `width`, `heads` heads)
+    on `corpus` for `steps` Adam steps of 32 windows at `lr` (a linear warm-up over `warmup` steps; with `cosine` a
+    cosine decay to 0 after it, else constant), save both into `folder`. `log(step, loss)` is called every 25
+    steps (the benchmark's progress)."""
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -61,19 +64,26 @@ def save_tiny_gpt2(folder: Path, corpus: list[str], steps: int = 300, width: int
                                                         show_progress=False))
     torch.manual_seed(seed)
     cfg = transformers.GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=positions, n_embd=width,
-                                  n_layer=layers, n_head=2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+                                  n_layer=layers, n_head=heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     model = transformers.GPT2LMHeadModel(cfg)
     ids = [i for e in tok.encode_batch(corpus) for i in e.ids]
     windows = torch.tensor(ids[: len(ids) // (positions + 1) * (positions + 1)]).view(-1, positions + 1)
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    opt = torch.optim.Adam(model.parameters(), lr)
     g = torch.Generator().manual_seed(seed)
     model.train()
-    for _ in range(steps):
+    for step in range(steps):
+        if warmup or cosine:
+            rest = (step - warmup) / max(1, steps - warmup)
+            scale = (step + 1) / warmup if step < warmup else (0.5 * (1 + np.cos(np.pi * rest)) if cosine else 1.0)
+            for group in opt.param_groups:
+                group["lr"] = lr * scale
         batch = windows[torch.randint(0, len(windows), (32,), generator=g)]
         loss = model(input_ids=batch[:, :-1], labels=batch[:, :-1]).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if log is not None and (step % 25 == 0 or step == steps - 1):
+            log(step, loss.item())
     model.eval().save_pretrained(folder)
     tok.save(str(folder / "tokenizer.json"))
     return folder
