@@ -10,10 +10,6 @@ machine slows both alike (tools/_text_qat_step.py). `--profile` adds torch.profi
 kind's forward time.
 
     python tools/bench_qat_step.py --cases builtin:langid:transformer,builtin:langid:auto --out qat_step.json
-
-(Run it with the checkout on PYTHONPATH, PYTHONPATH=. from the repository root, to measure that checkout: a script's
-own folder, not the working directory, starts Python's import path.) `--also float` times the QAT step with fake
-quantization alone as well: what the graph costs before any exact integer is computed.
 """
 
 from __future__ import annotations
@@ -63,18 +59,14 @@ def build_setup(inputs, data: str, target_name: str, family: str, steps: int) ->
             "student": lambda: qat_step._student(arch, s), "max_length": s.input_shape[0]}
 
 
-def measure(setup: dict, warmup: int, rounds: int, profile_steps: int, also: tuple[str, ...] = ()) -> dict:
-    extra = tuple(r for r in also if r != setup["rounding"])
-    steps = qat_step.step_times(setup, (setup["rounding"], *extra), warmup, rounds)
+def measure(setup: dict, warmup: int, rounds: int, profile_steps: int) -> dict:
+    steps = qat_step.step_times(setup, (setup["rounding"],), warmup, rounds)
     row = {"student": setup["arch"].describe(), "params": setup["params"], "max_length": setup["max_length"],
            "batch": setup["settings"].batch_size, "rounding": setup["rounding"],
            "float_ms": steps["float"]["cpu_ms"], "qat_ms": steps[f"qat_{setup['rounding']}"]["cpu_ms"],
            "float_wall_ms": steps["float"]["wall_ms"], "qat_wall_ms": steps[f"qat_{setup['rounding']}"]["wall_ms"],
            "steps_timed": steps["float"]["steps"]}
     row["ratio"] = row["qat_ms"] / row["float_ms"]
-    for r in extra:  # the same QAT step in another arithmetic ("float": fake quantization alone)
-        row[f"qat_{r}_ms"] = steps[f"qat_{r}"]["cpu_ms"]
-        row[f"ratio_{r}"] = row[f"qat_{r}_ms"] / row["float_ms"]
     if profile_steps:
         row["profile"] = qat_step.profile_qat(setup, setup["rounding"], profile_steps)
     return row
@@ -89,8 +81,6 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2, help="float / QAT runs, alternating")
     ap.add_argument("--profile", type=int, default=0, help="profiled steps per case (0: no profile)")
-    ap.add_argument("--also", default="", help="comma-separated further arithmetics to time the QAT step in, e.g. "
-                                               "'float' (fake quantization alone: no exact integers)")
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -102,15 +92,11 @@ def main() -> None:
             read[data] = read_inputs(config)
         t0 = time.perf_counter()
         setup = build_setup(read[data], data, a.target, family, a.warmup + a.steps + 1)
-        also = tuple(r for r in a.also.split(",") if r)
-        row = {"data": data, "family": family, **measure(setup, a.warmup, a.rounds, a.profile, also),
+        row = {"data": data, "family": family, **measure(setup, a.warmup, a.rounds, a.profile),
                "seconds": time.perf_counter() - t0}
         rows.append(row)
-        more = "".join(f"  QAT {r} {row[f'qat_{r}_ms']:7.1f} ms  ratio {row[f'ratio_{r}']:5.2f}"
-                       for r in also if f"qat_{r}_ms" in row)
         print(f"{data} {row['student']:36s} L={row['max_length']:<4d} batch {row['batch']:<4d} {row['rounding']:9s} "
-              f"float {row['float_ms']:7.1f} ms  QAT {row['qat_ms']:7.1f} ms  ratio {row['ratio']:5.2f}{more}",
-              flush=True)
+              f"float {row['float_ms']:7.1f} ms  QAT {row['qat_ms']:7.1f} ms  ratio {row['ratio']:5.2f}", flush=True)
     if a.out:
         with open(a.out, "w") as f:
             json.dump({"threads": 1, "target": a.target, "rows": rows}, f, indent=1, default=str)

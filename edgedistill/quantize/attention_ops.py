@@ -85,27 +85,21 @@ class MatMul(GraphOp):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         out = self.out_q(a @ b)
         if self.out_q.mode == "quant" and self.rounding != "float":
-            exact, codes = self._int_output(a, b)
-            out = out + (exact - out).detach()
-            self.out_q.remember_codes(out, codes)
+            out = out + (self._int_output(a, b) - out).detach()
         return out
 
     @torch.no_grad()
-    def _int_output(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The runtime's output, dequantized, and its codes less the zero point (float32)."""
+    def _int_output(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         (sa, za), (sb, zb) = ((float(q.scale), int(q.zero_point)) for q in self.in_qs)
         so, zo = float(self.out_q.scale), int(self.out_q.zero_point)
         # the codes less their zero points, |c| <= 255: sums of K products stay below 2^24, so the product is exact
         # in float32 while K <= 258 (in float64 otherwise). Each operand lies on its own grid (within a few float32
-        # ulps of c · s: it is an int8 op's output), so v / s rounds to c in float32 as in float64; where the op
-        # that wrote an operand kept its codes, they are those integers.
+        # ulps of c · s: it is an int8 op's output), so v / s rounds to c in float32 as in float64.
         exact32 = a.shape[-1] * 255 * 255 < 2 ** 24
-        ca, cb = (q.cached_codes(v) for q, v in zip(self.in_qs, (a, b)))
-        ca = torch.round_(a.detach() / sa) if ca is None else ca
-        cb = torch.round_(b.detach() / sb) if cb is None else cb
-        acc = (ca @ cb if exact32 else ca.double() @ cb.double()).double()
-        code = self.arithmetic.matmul(acc, sa * sb / so, zo, self.batched).sub_(zo)
-        return code * so, code
+        ca, cb = (torch.round_((v.detach() if exact32 else v.detach().double()) / s) for v, s in ((a, sa), (b, sb)))
+        acc = (ca @ cb).double()
+        code = self.arithmetic.matmul(acc, sa * sb / so, zo, self.batched)
+        return (code - zo) * so
 
 
 class Softmax(GraphOp):
@@ -121,23 +115,10 @@ class Softmax(GraphOp):
         out = self.out_q(x.softmax(-1))
         if self.out_q.mode == "quant" and self.rounding != "float":
             q = self.in_qs[0]
-            kept = q.cached_codes(x)  # on the grid already: no clamp needed
-            codes = (torch.round(x.detach() / float(q.scale)) + int(q.zero_point)).clamp_(-128, 127) \
-                if kept is None else kept + int(q.zero_point)
-            probs = self.arithmetic.softmax(codes, float(q.scale)).sub_(PROBS_GRID[1])
-            out = out + (probs * PROBS_GRID[0] - out).detach()
-            self.out_q.remember_codes(out, probs)
+            codes = torch.round(x.detach() / float(q.scale)) + int(q.zero_point)
+            exact = (self.arithmetic.softmax(codes.clamp(-128, 127), float(q.scale)) - PROBS_GRID[1]) * PROBS_GRID[0]
+            out = out + (exact - out).detach()
         return out
-
-
-def _view(value: torch.Tensor, grid: ActQuant, fn) -> torch.Tensor:
-    """fn(value) (a reshape, a transpose, the mask's select: the same values, moved), with the codes its producer
-    kept moved alike (ActQuant.remember_codes)."""
-    out = fn(value)
-    codes = grid.cached_codes(value)
-    if codes is not None:
-        grid.remember_codes(out, fn(codes))
-    return out
 
 
 class Attention(GraphOp):
@@ -180,25 +161,19 @@ class Attention(GraphOp):
 
     def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         n, length, dim = x.shape
-        q = _view(self.q(x), self.q.out_q, self._split)
-        k = _view(self.k(x), self.k.out_q, lambda t: self._split(t).transpose(-2, -1))
-        v = _view(self.v(x), self.v.out_q, self._split)
-        scores = self.scores(q, k)
+        q, k, v = self._split(self.q(x)), self._split(self.k(x)), self._split(self.v(x))
+        scores = self.scores(q, k.transpose(-2, -1))
         pad = (ids == 0)[:, None, None, :] if self.future is None else self.future[None, None]
         grid = self.scores.out_q
         if grid.mode in ("float", "observe"):  # calibration observed the unmasked scores above
             scores = scores.masked_fill(pad, float("-inf"))
         else:  # the grid's lowest code, as the file's SELECT_V2 writes it
             s, z = grid.export_params if grid.mode == "export" else (float(grid.scale), int(grid.zero_point))
-            masked = torch.where(pad, torch.full((), (-128 - z) * s, dtype=scores.dtype), scores)
-            codes = grid.cached_codes(scores)
-            if codes is not None:  # a masked key's code is the lowest, -128 - z less the zero point
-                grid.remember_codes(masked, torch.where(pad, torch.full((), -128.0 - z), codes))
-            scores = masked
+            scores = torch.where(pad, torch.full((), (-128 - z) * s, dtype=scores.dtype), scores)
             if grid.mode == "export":
                 scores = grid(scores)  # the SELECT_V2's output on the scores' grid
         ctx = self.context(self.softmax(scores), v)
-        return self.out(_view(ctx, self.context.out_q, lambda t: t.transpose(1, 2).reshape(n, length, dim)))
+        return self.out(ctx.transpose(1, 2).reshape(n, length, dim))
 
 
 def layernorm_affine(name: str, m: nn.LayerNorm) -> tuple[float, Constant, Constant]:

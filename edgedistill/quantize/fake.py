@@ -16,8 +16,6 @@ Rounding is half-to-even, as in torch.fake_quantize_* and ONNX QuantizeLinear. G
 
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 import torch
 from torch import nn
@@ -60,7 +58,6 @@ class ActQuant(nn.Module):
         self._samples: list[np.ndarray] = []
         self._seen = 0
         self._rng = np.random.default_rng(0)
-        self._codes: tuple | None = None  # (weak reference to a value, the scale, its codes): see remember_codes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "observe":
@@ -115,26 +112,6 @@ class ActQuant(nn.Module):
                 self.zero_point.fill_(z)
                 r[6], r[7] = new_lo, new_hi
         self.ranges.copy_(torch.tensor(r, dtype=torch.float64))
-
-    def remember_codes(self, value: torch.Tensor, codes: torch.Tensor) -> None:
-        """Keep the codes an int8 op computed for its output `value` on this grid (float32 integers, zero point
-        excluded: code − z) for the ops that read `value`: each would otherwise divide and round it again (q, k and v
-        read one tensor). `value` is held weakly, so nothing outlives the step that made it."""
-        self._codes = (weakref.ref(value), float(self.scale), codes)
-
-    def cached_codes(self, x: torch.Tensor) -> torch.Tensor | None:
-        """round(x / scale) (float32, not to be changed in place) when `x` is the value remember_codes was given on
-        this scale, else None. The same numbers: that value lies within a few float32 ulps of (code − z) · scale
-        with |code − z| <= 255, so x / scale is within 10^-4 of the integer and rounds to it."""
-        c = self._codes
-        if c is None or c[0]() is not x or c[1] != float(self.scale):
-            return None
-        return c[2]
-
-    def code_bound(self) -> int:
-        """The largest |code − z| on this grid."""
-        z = int(self.zero_point)
-        return max(z - self.width.qmin, self.width.qmax - z)
 
     def prepare_export(self) -> None:
         """Cache scale / zero point as Python numbers (torch.export cannot trace float(tensor))."""

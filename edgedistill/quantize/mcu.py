@@ -115,19 +115,16 @@ def activation_range(act: str, scale: float, zero_point: int) -> tuple[int, int]
 
 @torch.no_grad()
 def requantize_tflm(acc: torch.Tensor, s_in: float, s_w: torch.Tensor, s_out: float, zp_out: int, act: str,
-                    kernel: str = "conv", channel_dim: int = 1, rounding: dict = KERNEL_ROUNDING,
-                    acc_bound: float | None = None) -> torch.Tensor:
+                    kernel: str = "conv", channel_dim: int = 1, rounding: dict = KERNEL_ROUNDING) -> torch.Tensor:
     """int8 codes of a conv / linear output from its exact int32 accumulator (bias included), as float. `acc`: an
     int64 tensor, or a float tensor of integers (then computed in float64 where that is exact: quantize/requant_f64.py;
-    the same codes). `acc_bound`: a bound on |acc| the caller knows (saves a pass over it where it admits float64)."""
+    the same codes)."""
     m0, shift = quantize_multiplier(np.float64(s_in) * s_w.double().numpy() / np.float64(s_out))
     shape = [1] * acc.dim()
     shape[channel_dim] = -1
     m0, shift = torch.from_numpy(m0).view(shape), torch.from_numpy(shift).view(shape)
     lo, hi = activation_range(act, s_out, zp_out)
-    # a caller's bound is looser than max |acc|: where it does not admit float64, the accumulator itself may
-    if acc.is_floating_point() and (acc_bound is not None and requant_f64.fits(acc_bound, m0, shift, zp_out)
-                                    or requant_f64.fits(requant_f64.abs_max(acc), m0, shift, zp_out)):
+    if acc.is_floating_point() and requant_f64.fits(requant_f64.abs_max(acc), m0, shift, zp_out):
         code = requant_f64.MULTIPLY_F64[rounding[kernel]](acc.double(), m0, shift, zp_out)  # the same integers
         return code.clamp_(lo, hi).to(torch.float32)
     code = multiply_by_quantized_multiplier(acc.to(torch.int64), m0, shift, kernel, rounding) + zp_out

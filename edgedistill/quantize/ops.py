@@ -116,9 +116,7 @@ class QLayer(GraphOp):
             y = torch.clamp(y, 0.0, 1.0)  # in "quant" / "export" the [0, 1] grid's saturation is the clamp
         out = self.out_q.after_relu(y) if self.act == "relu" else self.out_q(_act(self.act, y))
         if mode == "quant" and self.rounding != "float":
-            exact, codes = self._int_output(x, w, b)
-            out = out + (exact - out).detach()  # the runtime's integers, straight-through
-            self.out_q.remember_codes(out, codes)
+            out = out + (self._int_output(x, w, b) - out).detach()  # the runtime's integers, straight-through
         return out
 
     def _conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -128,21 +126,14 @@ class QLayer(GraphOp):
         return conv(x, w, b, self.stride, self.padding, 1, self.groups)
 
     @torch.no_grad()
-    def _int_output(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The exact int32 accumulator, requantized as the runtime does; returned dequantized, and its codes less
-        the zero point (float32). The codes' products and sums are integers, exact in float32 while every partial sum
-        stays below 2^24 (bounded by the weights' absolute row sums times the largest input code), else computed in
-        float64. The input's codes come from the op that wrote it where it kept them (ActQuant.remember_codes), and
-        their bound from the grid."""
+    def _int_output(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The exact int32 accumulator, requantized as the runtime does; returned dequantized. The codes' products
+        and sums are integers, exact in float32 while every partial sum stays below 2^24 (bounded by the weights'
+        absolute row sums times the largest input code), else computed in float64."""
         s_in, s_w = float(self.in_q.scale), weight_scale(self.weight)
         shape = (-1,) + (1,) * (w.dim() - 1)
-        xq, wq = self.in_q.cached_codes(x), torch.round(w.detach() / s_w.view(shape))
-        if xq is None:
-            xq = torch.round_(x.detach() / s_in)
-            x_bound = abs_max(xq)
-        else:
-            x_bound = self.in_q.code_bound()
-        products = float(wq.abs().flatten(1).sum(1).max()) * x_bound
+        xq, wq = torch.round_(x.detach() / s_in), torch.round(w.detach() / s_w.view(shape))
+        products = float(wq.abs().flatten(1).sum(1).max()) * abs_max(xq)
         bias = torch.round(b.detach().double() / (s_in * s_w.double()))
         # output channels: the last dimension of a linear's output (N×F, N×L×F), dimension 1 of a conv's
         channel = x.dim() - 1 if self.kind == "linear" else 1
@@ -150,8 +141,7 @@ class QLayer(GraphOp):
         shape[channel] = -1
         # integers throughout (products and sums of integer codes, exact as above), so no rounding is needed; the
         # bias joins the float32 product when every partial sum, bias included, stays below 2^24
-        acc_bound = products + abs_max(bias)  # |acc| <= this
-        if acc_bound < 2.0 ** 24:
+        if products + abs_max(bias) < 2.0 ** 24:
             acc = self._conv(xq, wq, bias.float()).double()
         elif products < 2.0 ** 24:
             acc = self._conv(xq, wq, None).double().add_(bias.view(shape))
@@ -159,9 +149,8 @@ class QLayer(GraphOp):
             acc = self._conv(xq.double(), wq.double(), None).add_(bias.view(shape))
         s_out, zp = float(self.out_q.scale), int(self.out_q.zero_point)
         kernel = "linear" if self.kind == "linear" else "depthwise" if self.groups > 1 else "conv"
-        code = self.arithmetic.conv(acc, s_in, s_w, s_out, zp, self.act, kernel, channel, acc_bound=acc_bound)
-        code = code.sub_(zp)
-        return code * s_out, code
+        code = self.arithmetic.conv(acc, s_in, s_w, s_out, zp, self.act, kernel, channel)
+        return (code - zp) * s_out
 
     def read_flattened(self, flatten: "SameGrid") -> None:
         """This Linear reads a flattened map: in export, take its columns in the H, W, C order the flatten writes."""
@@ -199,31 +188,25 @@ class Binary(GraphOp):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         out = self.out_q(_act(self.act, BINARY[self.kind](a, b)))
         if self.out_q.mode == "quant" and self.rounding != "float":
-            codes = self._int_output(a, b)
-            out = out + (codes * float(self.out_q.scale) - out).detach()
-            self.out_q.remember_codes(out, codes)
+            out = out + (self._int_output(a, b) - out).detach()
         return out
 
     @torch.no_grad()
     def _int_output(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """The kernel's output code for every pair of input codes, computed once per grid as a 256 × 256 table
-        (exact: the same integer arithmetic, on all 65,536 pairs), then looked up; returned less the output zero
-        point (float32)."""
+        (exact: the same integer arithmetic, on all 65,536 pairs), then looked up; returned dequantized."""
         grids = [(float(q.scale), int(q.zero_point)) for q in (*self.in_qs, self.out_q)]
         key = (self.rounding, self.kind, self.act, *grids)
         (sa, za), (sb, zb), (so, zo) = grids
         if getattr(self, "_table_key", None) != key:
             codes = torch.arange(-128, 128, dtype=torch.int64)
             table = self.arithmetic.binary(self.kind, codes[:, None], codes[None, :], *grids, self.act)
-            self._table, self._table_key = (table - zo).reshape(-1), key
+            self._table, self._table_key = ((table - zo) * so).reshape(-1), key  # dequantized once per grid
         # the row (a's code + 128) · 256 plus the column (b's code + 128), formed in float32 (integers < 2^16, exact)
-        # and looked up by index_select, the fastest gather on CPU; codes the producers kept are on their grids
-        ca, cb = self.in_qs[0].cached_codes(a), self.in_qs[1].cached_codes(b)
-        if ca is None:
-            ca = torch.round_(a.detach() / sa).clamp_(-128 - za, 127 - za)
-        if cb is None:
-            cb = torch.round_(b.detach() / sb).clamp_(-128 - zb, 127 - zb)
-        flat = torch.add(cb, ca, alpha=256).add_((za + 128) * 256 + zb + 128)
+        # and looked up by index_select, the fastest gather on CPU
+        ra = torch.round_(a.detach() / sa).clamp_(-128 - za, 127 - za).mul_(256)
+        rb = torch.round_(b.detach() / sb).clamp_(-128 - zb, 127 - zb)
+        flat = torch.add(ra, rb).add_((za + 128) * 256 + zb + 128)
         return self._table.index_select(0, flat.to(torch.int32).view(-1)).view(flat.shape)
 
 
@@ -284,9 +267,7 @@ class Mean(GraphOp):
         """The runtime's MEAN from the integer sum of (code − zero point); returned dequantized."""
         q = self.in_qs[0]
         s_in = float(q.scale)
-        codes = q.cached_codes(x)
-        codes = torch.round(x.detach() / s_in) if codes is None else codes
-        total = codes.sum(dim=dims, keepdim=self.keepdim).to(torch.int64)
+        total = torch.round(x.detach() / s_in).sum(dim=dims, keepdim=self.keepdim).to(torch.int64)
         count = x[0].numel() // max(total[0].numel(), 1)
         s_out, zp = float(self.out_q.scale), int(self.out_q.zero_point)
         return (self.arithmetic.mean(total, count, (s_in, int(q.zero_point)), (s_out, zp)) - zp) * s_out

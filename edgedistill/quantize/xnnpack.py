@@ -61,9 +61,8 @@ def _round_clamp(y: torch.Tensor, zp: int, lo: int, hi: int) -> torch.Tensor:
 
 @torch.no_grad()
 def requantize(acc: torch.Tensor, s_in: float, s_w: torch.Tensor, s_out: float, zp_out: int, act: str,
-               kernel: str = "conv", channel_dim: int = 1, acc_bound: float | None = None) -> torch.Tensor:
-    """int8 codes (as float) of a conv / depthwise / fully-connected output from its exact int32 accumulator
-    (`acc_bound`, a bound on |acc|, is not needed here: float32 requantization)."""
+               kernel: str = "conv", channel_dim: int = 1) -> torch.Tensor:
+    """int8 codes (as float) of a conv / depthwise / fully-connected output from its exact int32 accumulator."""
     scale = (F32(s_in) * s_w.detach().numpy().astype(F32)) / F32(s_out)  # float32, in XNNPACK's order
     shape = [1] * acc.dim()
     shape[channel_dim] = -1
