@@ -25,7 +25,6 @@ def test_gate_with_no_options_judges_the_run_as_its_build_did(lm_build, tmp_path
     r, rows = _gate(lm_build["out"] / "metrics.json", tmp_path=tmp_path)
     built = lm_build["metrics"]["gate"]["checks"]
     assert r.exit_code == lm_build["exit_code"], r.output
-    assert lm_build["exit_code"] == (0 if lm_build["metrics"]["gate"]["passed"] else 1)  # build exits as its gate
     assert rows == {c["name"]: c["passed"] for c in built}
     assert (lm_build["out"] / "gate.md").read_text() == r.output.rstrip("\n") + "\n"
 
