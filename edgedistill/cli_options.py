@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from edgedistill.cli_args import float_or_auto, parse_augment, parse_feature, parse_formats, parse_student
+from edgedistill.run_names import build_out
 
 # what --data reads, said once for both commands (edgedistill.data.sources decides by the argument's form)
 DATA_FORMS = ("builtin:NAME (digits, fashion-mnist; langid, docs: texts), a .npz file (x, optional y, x_test, "
@@ -296,11 +297,3 @@ def build_overrides(o: dict) -> dict:
         "task": o["task"],
         "out": o["out"] or build_out(o["target"], o["data"]),
     }
-
-
-def build_out(target: str, data: str | None) -> str:
-    """build's default directory: runs/build-TARGET for the built-in example, runs/build-TARGET-DATA with --data
-    ('builtin:langid' -> langid, 'data/my.npz' -> my), so a build of other data never replaces an earlier one."""
-    from edgedistill.config import source_slug
-
-    return f"runs/build-{target}" + (f"-{source_slug(data)}" if data else "")

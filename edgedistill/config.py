@@ -11,6 +11,7 @@ from typing import Literal, Union
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgedistill.errors import ConfigError, DataError
+from edgedistill.run_names import default_out
 
 Auto = Literal["auto"]
 
@@ -438,27 +439,6 @@ def _check_data_exists(source: str) -> None:
         known = ", ".join(f"builtin:{n}" for n in builtin_names())
         raise DataError(f"Data path {Path(source).expanduser()} does not exist. Give a .npz file, a directory, a "
                         f".jsonl / .csv / .tsv text file, or one of: {known}.")
-
-
-def source_slug(source: str) -> str:
-    """'builtin:fashion-mnist' -> 'fashion-mnist', 'data/my.npz' -> 'my', 'images/' -> 'images'."""
-    if source.startswith("builtin:"):
-        return source.split(":", 1)[1]
-    p = Path(source.rstrip("/\\") or ".").expanduser()
-    name = (p.stem if p.suffix else p.name) or p.resolve().name or "data"
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-
-
-def default_out(config: "DistillConfig") -> str:
-    """runs/distill-DATA, plus -TEACHER[-TEACHER] when the teachers are not the data's own built-in one, plus -int8
-    with QAT: so the README's commands, run one after the other, each write their own directory."""
-    parts = [source_slug(config.data.source)]
-    teachers = [t.path for t in config.teachers]
-    if teachers != [config.data.source] or not config.data.source.startswith("builtin:"):
-        parts += [source_slug(t) for t in teachers]
-    if config.quant.qat:
-        parts.append("int8")
-    return "runs/distill-" + "-".join(parts)
 
 
 def _errors_to_paragraph(exc: ValidationError, where: str) -> str:

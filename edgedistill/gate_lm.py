@@ -9,7 +9,8 @@ target's limits); a row whose limit is not set shows its figure, is not judged a
   int8 in a --qat run, the float ones in a float-only run; the row says which): fails only when the student's
   perplexity is higher beyond the test split's noise (the paired document bootstrap of edgedistill.lm_metrics); a
   gain within noise passes and says so (`within_noise`); a --qat run without `gain_vs_twin.int8` fails it as
-  missing rather than being judged on the float gain;
+  missing rather than being judged on the float gain; a run that declined the twin (`--no-baseline`: metrics.json's
+  `training.twin` is null) shows the row as not judged, as a classifier run's report does;
 * the deployed model's (the int8 QAT model's, or the float student's in a float-only run) test perplexity against
   `perplexity=` (a ceiling) and its next-token top-1 / top-3 accuracy against `top1=` / `top3=` (floors, in
   percent), each on its point value over every test position (metrics.json keeps no per-document counts to
@@ -20,7 +21,7 @@ target's limits); a row whose limit is not set shows its figure, is not judged a
   the budget sets it and shown otherwise; the student / teacher tokens/s ratio per runtime is shown, never judged;
 * a classifier's limit (`accuracy=`, `drop=`) fails as missing: a causal LM has no class accuracy (top1= is its
   next-token accuracy).
-A value that is missing (no twin, an int8 run without its figure) fails its judged row rather than passing as zero;
+A value that is missing (a twin's figures lost, an int8 run without its figure) fails its judged row rather than passing as zero;
 a float-only run (no --qat: no `int8` section and no `test.int8`) leaves the int8 rise not judged. A run that made an
 int8 model (its `int8` section is set) but lacks `test.int8` fails the int8 rise and every judged quality row as
 missing: it is never judged on its float student's figures instead.
@@ -99,6 +100,14 @@ def quality_rows(metrics: dict, budget: Budget) -> list[Check]:
                  f"{who}: share of test positions whose next {unit} is among its three first choices", "%")]
 
 
+def declined_twin(metrics: dict) -> bool:
+    """True when the run was told to train no twin (--no-baseline): metrics.json's `training.twin` is null. A
+    metrics.json that merely lacks the twin's figures is not read as a choice."""
+    training = metrics.get("training")
+    return isinstance(training, dict) and "twin" in training and training["twin"] is None \
+        and not (metrics.get("gain_vs_twin") or {})
+
+
 def twin_row(metrics: dict) -> Check:
     """The deployed model against its no-teacher twin (module doc): a --qat run's int8 student against the twin's
     int8 (`gain_vs_twin.int8`), a float-only run's float student against the float twin (`gain_vs_twin.float`)."""
@@ -107,10 +116,10 @@ def twin_row(metrics: dict) -> Check:
     key, who = ("int8", "int8 QAT student vs the twin's int8") if made_int8(metrics) else \
         ("float", "float student vs the float twin (no --qat)")
     gain = gains.get(key)
+    if gain is None and declined_twin(metrics):
+        return Check(name, None, None, True, "not judged: no twin was trained (--no-baseline)", judged=False)
     if gain is None:
-        how = "no twin was trained (--no-baseline)" if not gains else \
-            f"missing: metrics.json has no gain_vs_twin.{key} ({who})"
-        return Check(name, None, 0.0, False, how)
+        return Check(name, None, 0.0, False, f"missing: metrics.json has no gain_vs_twin.{key} ({who})")
     worse = gain["gain"] < 0 and gain["beyond_noise"]
     return Check(name, gain["gain"], 0.0, not worse,
                  f"{who}: twin − student perplexity, paired bootstrap over {gain['documents']} documents, 95 % "

@@ -76,6 +76,20 @@ def test_a_qat_run_is_judged_on_its_int8_gain_over_the_twins_int8_and_says_so():
     assert not float_only.passed and float_only.value == -2.0 and float_only.how.startswith("float student")
 
 
+def test_a_declined_twin_is_not_judged_but_lost_twin_figures_fail():
+    declined = _metrics(100.0, 101.0)  # --no-baseline: training.twin is null and there is no gain
+    declined["training"] = {"student": {"steps": 10}, "twin": None}
+    row = _row(lm_gate(declined), "perplexity gain over the no-teacher twin")
+    assert row.passed and not row.judged and "--no-baseline" in row.how
+    assert lm_gate(declined).passed
+    lost = _metrics(100.0, 101.0)  # a twin was trained (its run is recorded) but its gain is missing
+    lost["training"] = {"student": {"steps": 10}, "twin": {"steps": 10}}
+    row = _row(lm_gate(lost), "perplexity gain over the no-teacher twin")
+    assert not row.passed and row.judged and "missing" in row.how
+    unknown = _metrics(100.0, 101.0)  # no record of the choice at all: missing, never a pass
+    assert not _row(lm_gate(unknown), "perplexity gain over the no-teacher twin").passed
+
+
 def _with_speed(tps, flash=20_000, ram=9_000, ratio=30.0):
     m = _metrics(100.0, 101.0, GAIN)
     m["speed"] = {"target": {"tokens_per_s": tps, "tokens_per_s_how": "measured-host (litert, 2 threads)",

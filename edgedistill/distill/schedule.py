@@ -144,6 +144,18 @@ def resolve(n: int, epochs: int | str | None = "auto", batch_size: int | str | N
                     eval_interval(per_epoch, total))
 
 
+def short_run_note(schedule: Schedule) -> str | None:
+    """A sentence for a run given fewer than half the optimizer steps the data-sized schedule would take (`--epochs`
+    / `--steps` set low for a quick look), else None: distillation's gain over the twin shows late (the twin fits
+    the labels first), so a short run's comparison says little about the full one."""
+    sized = resolve(schedule.samples, batch_size=schedule.batch_size)
+    if schedule.steps >= sized.steps / 2:
+        return None
+    return (f"This run trained {schedule.steps:,} optimizer steps, under half the {sized.steps:,} the data-sized "
+            "schedule takes (the default, without --epochs / --steps): short runs seldom show distillation's gain, "
+            "so this comparison says little about a full run.")
+
+
 def eval_interval(steps_per_epoch: int, total_steps: int) -> int:
     """Optimizer steps between two validations (the run is also scored after its last step): one epoch while an
     epoch is at most EVAL_EVERY steps, else EVAL_EVERY; a run shorter than that is scored about SHORT_RUN_EVALS

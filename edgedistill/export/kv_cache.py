@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgedistill.export.artifact import Artifact, TensorSpec, finish
-from edgedistill.export.onnx_export import LOWERINGS, MS_DOMAIN, OPSET, _constant, _Graph, _heads, _qdq_out, \
-    _shapes, _sub
+from edgedistill.export.artifact import Artifact, TensorSpec
+from edgedistill.export.onnx_export import LOWERINGS, _constant, _Graph, _heads, _qdq_out, _shapes, _sub, \
+    save_qdq_model
 from edgedistill.optional import require
 from edgedistill.quantize.attention_ops import Attention, Constant
 from edgedistill.quantize.graph import QuantGraph
@@ -109,7 +109,7 @@ def _kv_attention(g: _Graph, op: Attention, x: str, shape, slots: str, pos: str,
 def export_kv_onnx(qmodel: QuantGraph, path: Path, name: str = "onnx-int8-kv") -> Artifact:
     """The int8 ONNX (QDQ, opset 17) KV-cache step of `qmodel` at `path` (module doc). Raises UnsupportedOpError for
     a graph without one."""
-    onnx = require("onnx")
+    require("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     step = KVCacheStep(qmodel)
@@ -144,13 +144,7 @@ def export_kv_onnx(qmodel: QuantGraph, path: Path, name: str = "onnx-int8-kv") -
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1, vocab]),
          *[helper.make_tensor_value_info(nm + "_out", TensorProto.INT8, list(sh))
            for nm, sh in zip(names, step.cache_shapes())]], g.inits)
-    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid(MS_DOMAIN, 1)] if g.int16 else [])
-    model = helper.make_model(graph, opset_imports=opsets, producer_name="edgedistill")
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    tmp = path.with_name(path.name + ".tmp")
-    onnx.save(model, str(tmp))
-    size, digest = finish(tmp, path)
+    size, digest = save_qdq_model(g, graph, path)
     q = qmodel.output_q
     logits = TensorSpec([1, 1, vocab], "float32", float(q.scale), int(q.zero_point))
     return Artifact(name, "onnx", "int8", path, size, digest, TensorSpec([1, 1], "int32"), logits,

@@ -318,9 +318,25 @@ def _shapes(qmodel: QuantGraph, input_shape: tuple[int, ...]) -> dict[str, tuple
 OUTPUT = "<output>"  # _shapes' key of the model's output shape (N×K for a classifier, N×L×V for a causal LM)
 
 
+def save_qdq_model(g: _Graph, graph, path: Path) -> tuple[int, str]:
+    """Write `graph` (an onnx GraphProto built on `g`) as this module's int8 files are written: opset OPSET (plus
+    com.microsoft's where an int16 Q/DQ needs it), IR version 8, the full checker, then a temporary file renamed
+    onto `path` (export/artifact.finish). Returns (bytes, sha256). Raises onnx.checker.ValidationError."""
+    import onnx
+    from onnx import helper
+
+    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid(MS_DOMAIN, 1)] if g.int16 else [])
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="edgedistill")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    tmp = path.with_name(path.name + ".tmp")
+    onnx.save(model, str(tmp))
+    return finish(tmp, path)
+
+
 def export_onnx_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], num_classes: int, path: Path,
                      name: str = "int8") -> Artifact:
-    onnx = require("onnx")
+    require("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     g = _Graph(helper, numpy_helper, TensorProto)
@@ -347,13 +363,7 @@ def export_onnx_int8(qmodel: QuantGraph, input_shape: tuple[int, ...], num_class
         [helper.make_tensor_value_info("input", TensorProto.INT32 if qmodel.index_input else TensorProto.FLOAT,
                                        ["batch", *input_shape])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", *shapes[OUTPUT][1:]])], g.inits)
-    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid(MS_DOMAIN, 1)] if g.int16 else [])
-    model = helper.make_model(graph, opset_imports=opsets, producer_name="edgedistill")
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    tmp = path.with_name(path.name + ".tmp")
-    onnx.save(model, str(tmp))
-    size, digest = finish(tmp, path)
+    size, digest = save_qdq_model(g, graph, path)
     q_in, q_out = qmodel.input_q, qmodel.output_q
     in_q = (None, None) if qmodel.float_input or qmodel.index_input else (float(q_in.scale), int(q_in.zero_point))
     return Artifact(name, "onnx", "int8", path, size, digest,

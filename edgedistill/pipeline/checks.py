@@ -8,7 +8,8 @@ import torch
 
 from edgedistill.config import DistillConfig
 from edgedistill.data import DataSplits
-from edgedistill.distill.trainer import FeatureTerm, FeatureTerms, Objective, TrainSet
+from edgedistill.distill.feature_terms import FeatureTerms
+from edgedistill.distill.trainer import FeatureTerm, Objective, TrainSet
 from edgedistill.errors import ConfigError, DataError
 from edgedistill.teachers import Teacher
 

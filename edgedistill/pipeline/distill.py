@@ -24,7 +24,7 @@ from edgedistill.data.mapped import release_pages
 from edgedistill.distill import datafree
 from edgedistill.distill.datafree import parse_synthetic
 from edgedistill.distill.loader import workers_for
-from edgedistill.distill.schedule import recorded_config, resolve_config
+from edgedistill.distill.schedule import recorded_config, resolve_config, short_run_note
 from edgedistill.distill.trainer import TrainSettings
 from edgedistill.errors import ConfigError, RunFailed
 from edgedistill.export.parity import AGREEMENT, MAX_STEPS
@@ -32,8 +32,8 @@ from edgedistill.pipeline.inputs import (EvalTensors, Inputs, check_student, fit
                                          student_arch)
 from edgedistill.pipeline.int8 import Int8Outcome, qat_below_ptq_warning, qat_rounding, run_int8_stage
 from edgedistill.pipeline.measure import Measured, measure_build
-from edgedistill.pipeline.report import (distill_metrics, int8_gain_warning, report_document, target_fit_warnings,
-                                         write_report)
+from edgedistill.pipeline.report import (TWIN_LOSS, distill_metrics, int8_gain_warning, report_document,
+                                         target_fit_warnings, write_report)
 from edgedistill.pipeline.rundir import RunDir
 from edgedistill.pipeline.teacher_outputs import teacher_outputs
 from edgedistill.pipeline.train import train_students
@@ -233,6 +233,8 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
         metrics["warnings"].append(warning)
     if warning := formats_warning(target, config.quant.formats):
         metrics["warnings"].append(warning)
+    if any(TWIN_LOSS in w for w in metrics["warnings"]) and (note := short_run_note(schedule)):
+        metrics["warnings"].append(note)  # a quick look's twin comparison is not the full run's
     annotate_intervals(metrics, len(s.test))  # every test accuracy gets its Wilson 95 % interval and n
     metrics["training"]["schedule"] = schedule.to_dict()  # steps, epochs and batch size planned
     metrics["training"]["steps_run"] = steps_run(trained, int8)  # optimizer steps each model actually took

@@ -168,3 +168,13 @@ def test_min_steps_raises_given_epochs_only_where_they_are_too_few():
     assert (fashion.epochs, fashion.steps, fashion.how.startswith("epochs given")) == (4, 940, True)
     assert resolve(8640, epochs=4).epochs == 4  # no floor: the epochs as given
     assert resolve(8640, steps=300, min_steps=800).steps == 300  # an exact step budget is never raised
+
+
+def test_a_short_run_is_noted_and_a_sized_one_is_not():
+    from edgedistill.distill.schedule import short_run_note
+    sized = resolve(2000)  # the default: the data-sized schedule itself
+    assert short_run_note(sized) is None
+    quick = resolve(2000, epochs=3)  # the README's quick look: 3 epochs of 32 batches
+    note = short_run_note(quick)
+    assert note is not None and f"{quick.steps:,} optimizer steps" in note and f"{sized.steps:,}" in note
+    assert short_run_note(resolve(2000, steps=sized.steps // 2 + 1)) is None  # half or more: a fair comparison

@@ -269,10 +269,11 @@ def test_tflite_micro_and_reference_kernels_compute_their_arithmetic(exported):
 
 def test_onnx_matches_the_qat_model(exported):
     """onnxruntime's QDQ reference computes the fake quantization in float32, accumulating in its own order: on these
-    students within two output steps (its documented bound, OnnxRunner.step_bound, allows for deeper graphs)."""
+    students within three output steps (0-2 on one host, 3 for mbv3 on an AVX-512 host: a near-tie rounded the other
+    way and carried by the layers' gain), top-1 agreement >= 99.9 %; OnnxRunner.step_bound allows for deeper graphs."""
     name, _, q, x, _, onx, *_ = exported
     out = OnnxRunner(onx, optimization="basic").predict_batched(x.numpy(), batch=120)
-    _check(name, _reference(q, x, "float"), out, float(q.output_q.scale), "onnxruntime", min(2, OnnxRunner.step_bound))
+    _check(name, _reference(q, x, "float"), out, float(q.output_q.scale), "onnxruntime", min(3, OnnxRunner.step_bound))
     onnx.checker.check_model(onnx.load(str(onx)), full_check=True)
 
 
