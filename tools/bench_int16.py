@@ -1,15 +1,17 @@
-"""int8 against 16×8 LayerNorms (quant.int16 = ["layernorm"]) on one float transformer student, side by side.
+"""int8 against 16×8 forms (quant.int16: "layernorm", "attention", both) on one float transformer student.
 
 For each DATA (a built-in text task): the transformer student `build --family transformer` picks for --target is
-trained in float on the labels (the same seeded run for both; the comparison is about the int8 graph, not the
-teacher), then quantized twice from that one float student, each with QAT in the target runtime's arithmetic
-(same steps, same seed): the int8 LayerNorm and the 16×8 one. Reported per variant: test accuracy of the QAT model
-(its arithmetic: what TFLite Micro computes, within one output step, tests/export/test_export_int16.py) with a
-Wilson interval, the paired McNemar test of 16×8 against int8 on the same samples, the int8 TFLite file's bytes and
-its TFLite Micro arena (the recording allocator), and the TFLite Micro file's own accuracy on the first --tflm
-test samples. One torch thread.
+trained in float on the labels (the same seeded run for every variant; the comparison is about the int8 graph, not
+the teacher), then quantized once per --variants entry from that one float student, each with QAT in the target
+runtime's arithmetic (same steps, same seed). Reported per variant: test accuracy of the QAT model (its arithmetic:
+what TFLite Micro computes, to the output step, tests/export/test_export_int16.py and
+test_export_int16_attention.py) with a Wilson interval, the paired McNemar test against the int8 variant on the same
+samples, the int8 TFLite file's bytes and its TFLite Micro arena (the recording allocator), and the TFLite Micro
+file's own accuracy on the first --tflm test samples. One torch thread.
 
-    python tools/bench_int16.py --data builtin:langid,builtin:docs --out docs/int16.json
+    python tools/bench_int16.py --data builtin:langid --variants int8,layernorm --out docs/int16.json
+    python tools/bench_int16.py --data builtin:langid --variants int8,attention,attention+layernorm \
+        --out docs/int16_attention.json
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def _variant(setup: dict, student, int16: tuple[str, ...], out: Path, tflm_n: in
     cpu = time.process_time() - t0
     x_te = torch.from_numpy(s.test.x)
     right = predict_logits(qm, x_te).argmax(1).numpy() == s.test.y
-    path = out / f"{'int16_layernorm' if int16 else 'int8'}.tflite"
+    path = out / f"{'_'.join(('int16',) + int16) if int16 else 'int8'}.tflite"
     art = export_tflite_int8(qm, s.input_shape, path)
     micro = TFLMRunner(path).predict(s.test.x[:tflm_n]).argmax(1) == s.test.y[:tflm_n]
     iv = wilson(int(right.sum()), len(right))
@@ -85,7 +87,9 @@ def _variant(setup: dict, student, int16: tuple[str, ...], out: Path, tflm_n: in
             "_right": right}
 
 
-def run(data: str, target: str, float_steps: int, qat_steps: int, tflm_n: int) -> dict:
+def run(data: str, target: str, float_steps: int, qat_steps: int, tflm_n: int,
+        variants: tuple[tuple[str, ...], ...] = ((), ("layernorm",))) -> dict:
+    """One DATA: the float student, then each variant (op kinds in 16×8 form; () is int8 and comes first)."""
     setup = _setup(data, target, float_steps, qat_steps)
     s = setup["splits"]
     torch.manual_seed(0)
@@ -95,11 +99,23 @@ def run(data: str, target: str, float_steps: int, qat_steps: int, tflm_n: int) -
     student.eval()
     float_right = predict_logits(student, torch.from_numpy(s.test.x)).argmax(1).numpy() == s.test.y
     with tempfile.TemporaryDirectory() as d:
-        rows = [_variant(setup, copy.deepcopy(student), int16, Path(d), tflm_n) for int16 in ((), ("layernorm",))]
-    paired = paired_gain(rows[1].pop("_right"), rows[0].pop("_right"))
+        rows = [_variant(setup, copy.deepcopy(student), int16, Path(d), tflm_n) for int16 in variants]
+    base = rows[0]["_right"]
+    for row in rows[1:]:
+        row["vs_int8"] = paired_gain(row["_right"], base)  # McNemar on the same test samples
+    for row in rows:
+        row.pop("_right")
     return {"data": data, "target": target, "student": setup["arch"].describe(), "params": setup["params"],
             "rounding": setup["rounding"], "test_samples": len(s.test.y), "float_steps": float_steps,
-            "float_test_acc": 100.0 * float_right.mean(), "variants": rows, "int16_vs_int8": paired}
+            "float_test_acc": 100.0 * float_right.mean(), "variants": rows}
+
+
+def _variants(text: str) -> tuple[tuple[str, ...], ...]:
+    """"int8,attention,attention+layernorm" -> ((), ("attention",), ("attention", "layernorm")); int8 first."""
+    out = tuple(() if v == "int8" else tuple(v.split("+")) for v in text.split(","))
+    if not out or out[0] != ():
+        raise SystemExit("--variants must start with int8 (the paired tests compare against it)")
+    return out
 
 
 def main() -> None:
@@ -109,21 +125,23 @@ def main() -> None:
     ap.add_argument("--float-steps", type=int, default=600)
     ap.add_argument("--qat-steps", type=int, default=150)
     ap.add_argument("--tflm", type=int, default=300, help="test samples run through TFLite Micro per file")
+    ap.add_argument("--variants", default="int8,layernorm",
+                    help="comma-separated, int8 first: int8, layernorm, attention, attention+layernorm")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     torch.set_num_threads(1)
     results = []
     for data in a.data.split(","):
-        r = run(data, a.target, a.float_steps, a.qat_steps, a.tflm)
+        r = run(data, a.target, a.float_steps, a.qat_steps, a.tflm, _variants(a.variants))
         results.append(r)
         print(f"{data} {r['student']} float {r['float_test_acc']:.2f}%", flush=True)
         for v in r["variants"]:
-            print(f"  {'16x8 LayerNorm' if v['int16'] else 'int8':15s} {v['test_acc']:.2f}% "
+            print(f"  {'16x8 ' + '+'.join(v['int16']) if v['int16'] else 'int8':25s} {v['test_acc']:.2f}% "
                   f"[{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]  TFLM {v['tflm_acc_first']:.2f}% "
                   f"({v['tflm_samples']})  {v['bytes']:,} B  arena {v['arena_bytes']:,} B  "
                   f"QAT {v['qat_cpu_s']:.0f} s CPU", flush=True)
-        p = r["int16_vs_int8"]
-        print(f"  16x8 - int8: {json.dumps(p)}", flush=True)
+            if "vs_int8" in v:
+                print(f"    - int8: {json.dumps(v['vs_int8'])}", flush=True)
     if a.out:
         Path(a.out).write_text(json.dumps({"threads": 1, "results": results}, indent=1, default=float) + "\n")
 
