@@ -6,8 +6,9 @@ the teacher), then quantized once per --variants entry from that one float stude
 runtime's arithmetic (same steps, same seed). Reported per variant: test accuracy of the QAT model (its arithmetic:
 what TFLite Micro computes, to the output step, tests/export/test_export_int16.py and
 test_export_int16_attention.py) with a Wilson interval, the paired McNemar test against the int8 variant on the same
-samples, the int8 TFLite file's bytes and its TFLite Micro arena (the recording allocator), and the TFLite Micro
-file's own accuracy on the first --tflm test samples. One torch thread.
+samples, the share of test samples whose top-1 equals the float student's, the int8 TFLite file's bytes and its
+TFLite Micro arena (the recording allocator), and the TFLite Micro file's own accuracy on the first --tflm test
+samples. One torch thread.
 
     python tools/bench_int16.py --data builtin:langid --variants int8,layernorm --out docs/int16.json
     python tools/bench_int16.py --data builtin:langid --variants int8,attention,attention+layernorm \
@@ -65,7 +66,7 @@ def _setup(data: str, target_name: str, float_steps: int, qat_steps: int) -> dic
             "qat": replace(settings, steps=qat_steps, epochs=1, eval_every=None)}
 
 
-def _variant(setup: dict, student, int16: tuple[str, ...], out: Path, tflm_n: int) -> dict:
+def _variant(setup: dict, student, int16: tuple[str, ...], out: Path, tflm_n: int, float_pred: np.ndarray) -> dict:
     s, q = setup["splits"], setup["quant"]
     data = setup["train"]
     idx = torch.from_numpy(calibration_indices(len(data), q.calibration_size, 0))
@@ -76,12 +77,14 @@ def _variant(setup: dict, student, int16: tuple[str, ...], out: Path, tflm_n: in
                           ranges=q.ranges, int16=int16)
     cpu = time.process_time() - t0
     x_te = torch.from_numpy(s.test.x)
-    right = predict_logits(qm, x_te).argmax(1).numpy() == s.test.y
+    pred = predict_logits(qm, x_te).argmax(1).numpy()
+    right = pred == s.test.y
     path = out / f"{'_'.join(('int16',) + int16) if int16 else 'int8'}.tflite"
     art = export_tflite_int8(qm, s.input_shape, path)
     micro = TFLMRunner(path).predict(s.test.x[:tflm_n]).argmax(1) == s.test.y[:tflm_n]
     iv = wilson(int(right.sum()), len(right))
     return {"int16": list(int16), "test_acc": 100.0 * right.mean(), "ci95": [iv.low, iv.high],
+            "float_top1_agreement": 100.0 * float(np.mean(pred == float_pred)),
             "tflm_acc_first": 100.0 * micro.mean(), "tflm_samples": int(tflm_n), "bytes": art.bytes,
             "arena_bytes": tflm_arena(path).total_bytes, "qat_steps": res.steps, "qat_cpu_s": cpu,
             "_right": right}
@@ -97,9 +100,10 @@ def run(data: str, target: str, float_steps: int, qat_steps: int, tflm_n: int,
     val = (torch.from_numpy(s.val.x), torch.from_numpy(s.val.y))
     fit(student, setup["train"], *val, LABELS, setup["float"])
     student.eval()
-    float_right = predict_logits(student, torch.from_numpy(s.test.x)).argmax(1).numpy() == s.test.y
+    float_pred = predict_logits(student, torch.from_numpy(s.test.x)).argmax(1).numpy()
+    float_right = float_pred == s.test.y
     with tempfile.TemporaryDirectory() as d:
-        rows = [_variant(setup, copy.deepcopy(student), int16, Path(d), tflm_n) for int16 in variants]
+        rows = [_variant(setup, copy.deepcopy(student), int16, Path(d), tflm_n, float_pred) for int16 in variants]
     base = rows[0]["_right"]
     for row in rows[1:]:
         row["vs_int8"] = paired_gain(row["_right"], base)  # McNemar on the same test samples
@@ -137,7 +141,7 @@ def main() -> None:
         print(f"{data} {r['student']} float {r['float_test_acc']:.2f}%", flush=True)
         for v in r["variants"]:
             print(f"  {'16x8 ' + '+'.join(v['int16']) if v['int16'] else 'int8':25s} {v['test_acc']:.2f}% "
-                  f"[{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]  TFLM {v['tflm_acc_first']:.2f}% "
+                  f"[{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]  = float top-1 {v['float_top1_agreement']:.2f}%  TFLM {v['tflm_acc_first']:.2f}% "
                   f"({v['tflm_samples']})  {v['bytes']:,} B  arena {v['arena_bytes']:,} B  "
                   f"QAT {v['qat_cpu_s']:.0f} s CPU", flush=True)
             if "vs_int8" in v:
