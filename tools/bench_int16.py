@@ -83,10 +83,12 @@ def _variant(setup: dict, student, int16: tuple[str, ...], out: Path, tflm_n: in
     art = export_tflite_int8(qm, s.input_shape, path)
     micro = TFLMRunner(path).predict(s.test.x[:tflm_n]).argmax(1) == s.test.y[:tflm_n]
     iv = wilson(int(right.sum()), len(right))
+    arena = tflm_arena(path)
     return {"int16": list(int16), "test_acc": 100.0 * right.mean(), "ci95": [iv.low, iv.high],
             "float_top1_agreement": 100.0 * float(np.mean(pred == float_pred)),
             "tflm_acc_first": 100.0 * micro.mean(), "tflm_samples": int(tflm_n), "bytes": art.bytes,
-            "arena_bytes": tflm_arena(path).total_bytes, "qat_steps": res.steps, "qat_cpu_s": cpu,
+            "arena_bytes": arena.total_bytes, "arena_activation_bytes": arena.activation_bytes,
+            "arena_persistent_bytes": arena.persistent_bytes, "qat_steps": res.steps, "qat_cpu_s": cpu,
             "_right": right}
 
 
