@@ -145,3 +145,12 @@ def test_int16_attention_is_built_on_int16_grids_and_rebuilt_from_its_state():
 def test_one_head_is_refused_in_int16():
     with pytest.raises(UnsupportedOpError, match="two or more heads"):
         to_quant_student(_Attend(heads=1).eval(), int16=("attention",))
+
+
+def test_attention_asked_for_a_student_without_one_is_refused():
+    """Not silently int8 (litert-torch#627's failure): the kind is named."""
+    from edgedistill.errors import ConfigError
+
+    student = nn.Sequential(nn.Embedding(30, 8), nn.Flatten(), nn.Linear(48, 3)).eval()
+    with pytest.raises(ConfigError, match="attention"):
+        to_quant_student(student, int16=("attention",))
