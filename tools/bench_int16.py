@@ -143,7 +143,8 @@ def main() -> None:
         print(f"{data} {r['student']} float {r['float_test_acc']:.2f}%", flush=True)
         for v in r["variants"]:
             print(f"  {'16x8 ' + '+'.join(v['int16']) if v['int16'] else 'int8':25s} {v['test_acc']:.2f}% "
-                  f"[{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]  = float top-1 {v['float_top1_agreement']:.2f}%  TFLM {v['tflm_acc_first']:.2f}% "
+                  f"[{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]  = float top-1 {v['float_top1_agreement']:.2f}%  "
+                  f"TFLM {v['tflm_acc_first']:.2f}% "
                   f"({v['tflm_samples']})  {v['bytes']:,} B  arena {v['arena_bytes']:,} B  "
                   f"QAT {v['qat_cpu_s']:.0f} s CPU", flush=True)
             if "vs_int8" in v:

@@ -1,4 +1,4 @@
-"""The integer arithmetic of the int16 kernels whose results differ between runtimes by more than a 16-bit step.
+"""The integer arithmetic of the int16 kernels (16×8 mode) as LiteRT and TFLite Micro compute them.
 
 * RSQRT int16 (zero points 0). TFLite Micro (tflite-micro's elementwise.cc, RsqrtEvalQuantized with T = int16):
   for v = code > 0, 1/√v as the fixed-point multiplier of GetInvSqrtQuantizedMultiplierExp applied to 1 with 20
@@ -10,11 +10,28 @@
   32767 · s_out. Measured before this module: LiteRT's answers lie up to 12 int16 steps from 1/√x, TFLite Micro's
   within one.
 
-Each function returns the output code for every input code −32768 … 32767 (index code + 32768) as an int64 array,
-computed once per pair of grids.
+  Each RSQRT function returns the output code for every input code −32768 … 32767 (index code + 32768) as an int64
+  array, computed once per pair of grids.
+* SOFTMAX int16 → int16 (input zero point 0, output (1/32768, 0)): both runtimes run
+  reference_ops::SoftmaxInt16 (tflite/kernels/internal/reference/softmax.h; tflite-micro's softmax.cc calls it too):
+  per row, each difference to the maximum times the fixed-point s_in / (10 / 65535) (MultiplyByQuantizedMultiplier,
+  so [−65535, 0] codes span [−10, 0]), plus 32767, saturated to int16, through the exp table; the int32 sum of the
+  exps shifted by its leading zeros (headroom_plus_one − 1), rounded by 2^14 and moved by −(2^15 + 2^16) into the
+  1/(1 + x) table; each exp times that reciprocal, shifted right by 31 − headroom_plus_one with rounding, clamped
+  to [0, 32767]. Both tables are 513-entry interpolated int16 tables onto the output range [−1, 1] (exp over
+  [−10, 0], 1/(1 + x) over [0, 1]), but built in different float types: TFLite Micro's softmax_common.cc
+  SoftmaxPrepare calls gen_lut<float, int16_t, int16_t> (float32), LiteRT's activations.cc SoftmaxPrepare
+  LUTPopulate<int16_t> with double "for backward compatibility". Measured on a file's SOFTMAX: outputs a code apart
+  on some rows (tests/quantize/test_int16_attention.py), so QAT builds the runtime's own.
+* BATCH_MATMUL int16 × int16 → int16: reference_ops::BatchMatMul<int16_t, int64_t> on both (LiteRT's
+  batch_matmul.cc EvalInt16, tflite-micro's batch_matmul.cc): an int64 accumulator and the int64
+  MultiplyByQuantizedMultiplier (tflite/kernels/internal/common.cc: the multiplier reduced to 16 bits, one rounding
+  shift). The same integers on every runtime; a function here so QAT computes them rather than one float rounding.
 
-References: tflite/kernels/internal/common.h (LUTPopulateInt16, LUTLookup) of google-ai-edge/LiteRT;
-tensorflow/lite/micro/kernels/elementwise.cc of tensorflow/tflite-micro.
+References: tflite/kernels/internal/common.h (LUTPopulateInt16, LUTLookup, MultiplyByQuantizedMultiplier),
+reference/softmax.h, reference/batch_matmul.h, kernels/activations.cc and kernels/batch_matmul.cc of
+google-ai-edge/LiteRT; tensorflow/lite/micro/kernels/elementwise.cc, softmax_common.cc, softmax.cc and
+batch_matmul.cc of tensorflow/tflite-micro, whose tensorflow/lite/kernels/internal/common.h holds gen_lut.
 """
 
 from __future__ import annotations
@@ -171,10 +188,10 @@ def softmax16_litert(codes: torch.Tensor, s_in: float) -> torch.Tensor:
 @torch.no_grad()
 def matmul16(acc: torch.Tensor, multiplier: float) -> torch.Tensor:
     """BATCH_MATMUL int16 x int16 -> int16 (zero points 0) from its exact int64 accumulator, as
-    reference_ops::BatchMatMul<int16_t, int64_t> requantizes it on both runtimes (LiteRT's batch_matmul.cc: "optimized_ops
-    not yet implemented for int16_t"; tflite-micro's batch_matmul.cc): MultiplyByQuantizedMultiplier's int64 form,
-    the multiplier reduced to 16 bits ((m0 + 2^15) >> 16, 0x7FFF at the top) and one rounding shift by 15 − shift.
-    Returns the output codes as float."""
+    reference_ops::BatchMatMul<int16_t, int64_t> requantizes it on both runtimes (LiteRT's batch_matmul.cc:
+    "optimized_ops not yet implemented for int16_t"; tflite-micro's batch_matmul.cc): MultiplyByQuantizedMultiplier's
+    int64 form, the multiplier reduced to 16 bits ((m0 + 2^15) >> 16, 0x7FFF at the top) and one rounding shift by
+    15 − shift. Returns the output codes as float."""
     m0, shift = mcu._quantize_multiplier_scalar(float(multiplier))
     reduced = (m0 + (1 << 15)) >> 16 if m0 < 0x7FFF0000 else 0x7FFF
     total = 15 - shift
