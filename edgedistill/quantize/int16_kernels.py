@@ -149,10 +149,6 @@ def _lookup(lut: np.ndarray, x: torch.Tensor) -> torch.Tensor:
     return (out + 32768) % 65536 - 32768
 
 
-def _clz32(x: torch.Tensor) -> torch.Tensor:
-    return 32 - torch.frexp(x.double()).exponent.to(torch.int64)
-
-
 @torch.no_grad()
 def softmax16(codes: torch.Tensor, s_in: float, dtype: str) -> torch.Tensor:
     """SOFTMAX int16 -> int16 (input zero point 0, output grid 1/32768, 0) over the last dimension, as
@@ -169,7 +165,7 @@ def softmax16(codes: torch.Tensor, s_in: float, dtype: str) -> torch.Tensor:
     scaled = mcu.MULTIPLY["double"](diff, m0.expand_as(diff), shift.expand_as(diff))
     exp = _lookup(exp_lut, (scaled + 32767).clamp(-32768, 32767))
     total = exp.sum(-1, keepdim=True)
-    headroom = _clz32(total)  # headroom_plus_one: the sum is positive (the maximum's exp alone is ~32767)
+    headroom = softmax_kernels._clz32(total)  # headroom_plus_one: the sum is positive (the maximum's exp alone is ~32767)
     shifted = ((total << (headroom - 1)) + (1 << 13)) >> 14
     recip = _lookup(recip_lut, (shifted - (1 << 15) - (1 << 16)).clamp(-32768, 32767))
     right = 31 - headroom
