@@ -1,15 +1,18 @@
-"""int8 against 16×8 LayerNorms (quant.int16 = ["layernorm"]) on one float transformer student, side by side.
+"""int8 against 16×8 forms (quant.int16: "layernorm", "attention", both) on one float transformer student.
 
 For each DATA (a built-in text task): the transformer student `build --family transformer` picks for --target is
-trained in float on the labels (the same seeded run for both; the comparison is about the int8 graph, not the
-teacher), then quantized twice from that one float student, each with QAT in the target runtime's arithmetic
-(same steps, same seed): the int8 LayerNorm and the 16×8 one. Reported per variant: test accuracy of the QAT model
-(its arithmetic: what TFLite Micro computes, within one output step, tests/export/test_export_int16.py) with a
-Wilson interval, the paired McNemar test of 16×8 against int8 on the same samples, the int8 TFLite file's bytes and
-its TFLite Micro arena (the recording allocator), and the TFLite Micro file's own accuracy on the first --tflm
-test samples. One torch thread.
+trained in float on the labels (the same seeded run for every variant; the comparison is about the int8 graph, not
+the teacher), then quantized once per --variants entry from that one float student, each with QAT in the target
+runtime's arithmetic (same steps, same seed). Reported per variant: test accuracy of the QAT model (its arithmetic:
+what TFLite Micro computes, to the output step, tests/export/test_export_int16.py and
+test_export_int16_attention.py) with a Wilson interval, the paired McNemar test against the int8 variant on the same
+samples, the share of test samples whose top-1 equals the float student's, the int8 TFLite file's bytes and its
+TFLite Micro arena (the recording allocator), and the TFLite Micro file's own accuracy on the first --tflm test
+samples. One torch thread.
 
-    python tools/bench_int16.py --data builtin:langid,builtin:docs --out docs/int16.json
+    python tools/bench_int16.py --data builtin:langid --variants int8,layernorm --out docs/int16.json
+    python tools/bench_int16.py --data builtin:langid --variants int8,attention,attention+layernorm \
+        --out docs/int16_attention.json
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ def _setup(data: str, target_name: str, float_steps: int, qat_steps: int) -> dic
             "qat": replace(settings, steps=qat_steps, epochs=1, eval_every=None)}
 
 
-def _variant(setup: dict, student, int16: tuple[str, ...], out: Path, tflm_n: int) -> dict:
+def _variant(setup: dict, student, int16: tuple[str, ...], out: Path, tflm_n: int, float_pred: np.ndarray) -> dict:
     s, q = setup["splits"], setup["quant"]
     data = setup["train"]
     idx = torch.from_numpy(calibration_indices(len(data), q.calibration_size, 0))
@@ -74,18 +77,24 @@ def _variant(setup: dict, student, int16: tuple[str, ...], out: Path, tflm_n: in
                           ranges=q.ranges, int16=int16)
     cpu = time.process_time() - t0
     x_te = torch.from_numpy(s.test.x)
-    right = predict_logits(qm, x_te).argmax(1).numpy() == s.test.y
-    path = out / f"{'int16_layernorm' if int16 else 'int8'}.tflite"
+    pred = predict_logits(qm, x_te).argmax(1).numpy()
+    right = pred == s.test.y
+    path = out / f"{'_'.join(('int16',) + int16) if int16 else 'int8'}.tflite"
     art = export_tflite_int8(qm, s.input_shape, path)
     micro = TFLMRunner(path).predict(s.test.x[:tflm_n]).argmax(1) == s.test.y[:tflm_n]
     iv = wilson(int(right.sum()), len(right))
+    arena = tflm_arena(path)
     return {"int16": list(int16), "test_acc": 100.0 * right.mean(), "ci95": [iv.low, iv.high],
+            "float_top1_agreement": 100.0 * float(np.mean(pred == float_pred)),
             "tflm_acc_first": 100.0 * micro.mean(), "tflm_samples": int(tflm_n), "bytes": art.bytes,
-            "arena_bytes": tflm_arena(path).total_bytes, "qat_steps": res.steps, "qat_cpu_s": cpu,
+            "arena_bytes": arena.total_bytes, "arena_activation_bytes": arena.activation_bytes,
+            "arena_persistent_bytes": arena.persistent_bytes, "qat_steps": res.steps, "qat_cpu_s": cpu,
             "_right": right}
 
 
-def run(data: str, target: str, float_steps: int, qat_steps: int, tflm_n: int) -> dict:
+def run(data: str, target: str, float_steps: int, qat_steps: int, tflm_n: int,
+        variants: tuple[tuple[str, ...], ...] = ((), ("layernorm",))) -> dict:
+    """One DATA: the float student, then each variant (op kinds in 16×8 form; () is int8 and comes first)."""
     setup = _setup(data, target, float_steps, qat_steps)
     s = setup["splits"]
     torch.manual_seed(0)
@@ -93,13 +102,26 @@ def run(data: str, target: str, float_steps: int, qat_steps: int, tflm_n: int) -
     val = (torch.from_numpy(s.val.x), torch.from_numpy(s.val.y))
     fit(student, setup["train"], *val, LABELS, setup["float"])
     student.eval()
-    float_right = predict_logits(student, torch.from_numpy(s.test.x)).argmax(1).numpy() == s.test.y
+    float_pred = predict_logits(student, torch.from_numpy(s.test.x)).argmax(1).numpy()
+    float_right = float_pred == s.test.y
     with tempfile.TemporaryDirectory() as d:
-        rows = [_variant(setup, copy.deepcopy(student), int16, Path(d), tflm_n) for int16 in ((), ("layernorm",))]
-    paired = paired_gain(rows[1].pop("_right"), rows[0].pop("_right"))
+        rows = [_variant(setup, copy.deepcopy(student), int16, Path(d), tflm_n, float_pred) for int16 in variants]
+    base = rows[0]["_right"]
+    for row in rows[1:]:
+        row["vs_int8"] = paired_gain(row["_right"], base)  # McNemar on the same test samples
+    for row in rows:
+        row.pop("_right")
     return {"data": data, "target": target, "student": setup["arch"].describe(), "params": setup["params"],
             "rounding": setup["rounding"], "test_samples": len(s.test.y), "float_steps": float_steps,
-            "float_test_acc": 100.0 * float_right.mean(), "variants": rows, "int16_vs_int8": paired}
+            "float_test_acc": 100.0 * float_right.mean(), "variants": rows}
+
+
+def _variants(text: str) -> tuple[tuple[str, ...], ...]:
+    """"int8,attention,attention+layernorm" -> ((), ("attention",), ("attention", "layernorm")); int8 first."""
+    out = tuple(() if v == "int8" else tuple(v.split("+")) for v in text.split(","))
+    if not out or out[0] != ():
+        raise SystemExit("--variants must start with int8 (the paired tests compare against it)")
+    return out
 
 
 def main() -> None:
@@ -109,21 +131,24 @@ def main() -> None:
     ap.add_argument("--float-steps", type=int, default=600)
     ap.add_argument("--qat-steps", type=int, default=150)
     ap.add_argument("--tflm", type=int, default=300, help="test samples run through TFLite Micro per file")
+    ap.add_argument("--variants", default="int8,layernorm",
+                    help="comma-separated, int8 first: int8, layernorm, attention, attention+layernorm")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     torch.set_num_threads(1)
     results = []
     for data in a.data.split(","):
-        r = run(data, a.target, a.float_steps, a.qat_steps, a.tflm)
+        r = run(data, a.target, a.float_steps, a.qat_steps, a.tflm, _variants(a.variants))
         results.append(r)
         print(f"{data} {r['student']} float {r['float_test_acc']:.2f}%", flush=True)
         for v in r["variants"]:
-            print(f"  {'16x8 LayerNorm' if v['int16'] else 'int8':15s} {v['test_acc']:.2f}% "
-                  f"[{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]  TFLM {v['tflm_acc_first']:.2f}% "
+            print(f"  {'16x8 ' + '+'.join(v['int16']) if v['int16'] else 'int8':25s} {v['test_acc']:.2f}% "
+                  f"[{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]  = float top-1 {v['float_top1_agreement']:.2f}%  "
+                  f"TFLM {v['tflm_acc_first']:.2f}% "
                   f"({v['tflm_samples']})  {v['bytes']:,} B  arena {v['arena_bytes']:,} B  "
                   f"QAT {v['qat_cpu_s']:.0f} s CPU", flush=True)
-        p = r["int16_vs_int8"]
-        print(f"  16x8 - int8: {json.dumps(p)}", flush=True)
+            if "vs_int8" in v:
+                print(f"    - int8: {json.dumps(v['vs_int8'])}", flush=True)
     if a.out:
         Path(a.out).write_text(json.dumps({"threads": 1, "results": results}, indent=1, default=float) + "\n")
 

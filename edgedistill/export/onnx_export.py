@@ -28,6 +28,7 @@ from edgedistill.quantize.fake import int32_bias, int8_weights
 from edgedistill.quantize.graph import QuantGraph
 from edgedistill.quantize.ops import Activation, AvgPool, Binary, Concat, Mean, QLayer, SameGrid, global_max_pool
 from edgedistill.quantize.attention_ops import Attention, Constant, LayerNorm, MatMul
+from edgedistill.quantize.int16_attention import Attention16, MatMul16
 from edgedistill.quantize.int16_ops import LayerNorm16, Narrow, Op16, Widen
 from edgedistill.quantize.sequence_ops import Embedding, table_codes, table_scale
 
@@ -194,21 +195,31 @@ def _heads(g: _Graph, op: Attention, x: str, perm: list[int], base: str) -> str:
 
 
 def _attention(g: _Graph, op: Attention, xs: list[str], shape) -> str:
+    """Attention, and Attention16 (quantize/int16_attention.py): its widened q, k, v, int16 scores, SOFTMAX and
+    context behind com.microsoft int16 Q/DQ pairs (onnxruntime computes each in float between them), the context
+    narrowed to int8 before the heads merge."""
     x, ids = xs
+    wide = isinstance(op, Attention16)
     q, k, v = (_sub(g, layer, [x], shape) for layer in (op.q, op.k, op.v))
-    scores = _sub(g, op.scores, [_heads(g, op, q, [0, 2, 1, 3], op.name + "_q"),
-                                 _heads(g, op, k, [0, 2, 3, 1], op.name + "_k")])
+    q, k = _heads(g, op, q, [0, 2, 1, 3], op.name + "_q"), _heads(g, op, k, [0, 2, 3, 1], op.name + "_k")
+    if wide:
+        q, k = _sub(g, op.wide_q, [q]), _sub(g, op.wide_k, [k])
+    scores = _sub(g, op.scores, [q, k])
     if op.future is not None:  # a causal decoder: the constant mask of later keys
         pad = g.const(op.name + "_future", op.future.numpy()[None, None])
     else:
         pad = g.node("Unsqueeze", [g.node("Equal", [ids, g.const(op.name + "_pad", np.array(0, np.int32))],
                                           op.name + "_is_pad"),
                                    g.const(op.name + "_axes", np.array([1, 2], np.int64))], op.name + "_mask")
-    s, z = float(op.scores.out_q.scale), int(op.scores.out_q.zero_point)
-    low = g.const(op.name + "_low", np.array((-128 - z) * s, np.float32))
+    grid = op.scores.out_q
+    s, z = float(grid.scale), int(grid.zero_point)
+    low = g.const(op.name + "_low", np.array((grid.width.qmin - z) * s, np.float32))
     scores = _qdq_out(g, g.node("Where", [pad, low, scores], op.name + "_masked"), op.scores)
     probs = _qdq_out(g, g.node("Softmax", [scores], op.name + "_softmax", axis=-1), op.softmax)
-    ctx = _sub(g, op.context, [probs, _heads(g, op, v, [0, 2, 1, 3], op.name + "_v")])
+    v = _heads(g, op, v, [0, 2, 1, 3], op.name + "_v")
+    ctx = _sub(g, op.context, [probs, _sub(g, op.wide_v, [v]) if wide else v])
+    if wide:
+        ctx = _sub(g, op.narrow, [ctx])
     merged = g.node("Reshape", [g.node("Transpose", [ctx], op.name + "_merge", perm=[0, 2, 1, 3]),
                                 g.const(op.name + "_merged", np.array([0, 0, -1], np.int64))], op.name + "_ctx")
     return LOWERINGS[QLayer](g, op.out, [merged], shape)
@@ -299,7 +310,8 @@ LOWERINGS = {QLayer: _layer, Binary: _binary, Concat: _concat, Mean: _mean, Acti
              Embedding: _embedding, Constant: _constant, Attention: _attention, LayerNorm: _layer_norm,
              MatMul: lambda g, op, xs, shape: g.node("MatMul", xs, op.name + "_matmul"),
              SameGrid: _same_grid, AvgPool: _same_grid, Widen: _widen, Narrow: lambda g, op, xs, shape: xs[0],
-             Op16: _op16, LayerNorm16: _layer_norm16}
+             Op16: _op16, LayerNorm16: _layer_norm16, Attention16: _attention,
+             MatMul16: lambda g, op, xs, shape: g.node("MatMul", xs, op.name + "_matmul")}
 
 
 def _shapes(qmodel: QuantGraph, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:

@@ -179,10 +179,12 @@ class Int16NotWrittenError(RuntimeError):
 
 def check_int16(qmodel, path: Path) -> Counter:
     """Raise Int16NotWrittenError unless the file at `path` holds, per kernel, at least as many int16 kernels as
-    the graph has 16×8 ops (quantize/int16_ops.py Op16). Returns the asked-for counts (empty: nothing asked)."""
+    the graph has 16×8 ops (quantize/int16_ops.py Op16; quantize/int16_attention.py's ops name theirs in
+    `int16_kernel`). Returns the asked-for counts (empty: nothing asked)."""
     from edgedistill.quantize.int16_ops import Op16
 
-    asked = Counter(TFLITE_KERNEL[m.kind] for m in qmodel.modules() if isinstance(m, Op16))
+    asked = Counter(TFLITE_KERNEL[m.kind] if isinstance(m, Op16) else m.int16_kernel for m in qmodel.modules()
+                    if isinstance(m, Op16) or hasattr(m, "int16_kernel"))
     if asked:
         found = int16_kernels(path)
         missing = {k: n - found.get(k, 0) for k, n in asked.items() if found.get(k, 0) < n}

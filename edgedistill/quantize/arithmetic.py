@@ -17,7 +17,11 @@ kernels compute, with a straight-through gradient. Each entry gives the same fiv
 * `rsqrt16(s_in, s_out)`: RSQRT int16 (16×8 mode, zero points 0) as the output code of each of the 65,536 input codes
   (quantize/int16_kernels.py);
 * `binary16(kind, a, b, grid_a, grid_b, grid_out)`: SUB / MUL int16 from the input codes (XNNPACK takes no int16:
-  LiteRT's builtin kernels run them under every LiteRT arithmetic).
+  LiteRT's builtin kernels run them under every LiteRT arithmetic);
+* `softmax16(codes, s_in)`: SOFTMAX int16 -> int16 onto (1/32768, 0): the reference kernel on every runtime, its
+  exp and 1/(1 + x) tables built in float32 (TFLite Micro) or float64 (LiteRT) (quantize/int16_kernels.py);
+* `matmul16(acc, multiplier)`: BATCH_MATMUL int16 x int16 -> int16 from its exact int64 accumulator (the same
+  reference kernel everywhere).
 
 Codes come back as float tensors (int64 for `requantize`, a NumPy int64 array for `table`).
 """
@@ -44,6 +48,8 @@ class Arithmetic:
     softmax: Callable
     rsqrt16: Callable
     binary16: Callable
+    softmax16: Callable
+    matmul16: Callable
 
 
 ARITHMETIC: Registry[Arithmetic] = Registry("integer arithmetic")
@@ -98,7 +104,9 @@ ARITHMETIC.register("tflm", "TFLite Micro (and LiteRT's reference kernels): fixe
     matmul=mcu.matmul_tflm,
     softmax=softmax_kernels.softmax_reference,
     rsqrt16=int16_kernels.rsqrt16_tflm,
-    binary16=functools.partial(mcu.binary_tflm, bits=16)))
+    binary16=functools.partial(mcu.binary_tflm, bits=16),
+    softmax16=int16_kernels.softmax16_tflm,
+    matmul16=int16_kernels.matmul16))
 
 ARITHMETIC.register("reference", "LiteRT's reference kernels (BUILTIN_REF): TFLite Micro's arithmetic, except that "
                                  "FULLY_CONNECTED rounds once and MUL forms its multiplier in float32")(Arithmetic(
@@ -111,7 +119,9 @@ ARITHMETIC.register("reference", "LiteRT's reference kernels (BUILTIN_REF): TFLi
     matmul=_litert_matmul("single"),
     softmax=softmax_kernels.softmax_reference,
     rsqrt16=int16_kernels.rsqrt16_litert,
-    binary16=LITERT_BINARY16))
+    binary16=LITERT_BINARY16,
+    softmax16=int16_kernels.softmax16_litert,
+    matmul16=int16_kernels.matmul16))
 
 ARITHMETIC.register("xnnpack", "LiteRT's XNNPACK delegate: float32 requantization, integer ADD, lookup tables "
                                "(quantize/xnnpack.py)")(Arithmetic(
@@ -124,6 +134,8 @@ ARITHMETIC.register("xnnpack", "LiteRT's XNNPACK delegate: float32 requantizatio
     matmul=_litert_matmul("ruy"),
     softmax=softmax_kernels.softmax_litert,
     rsqrt16=int16_kernels.rsqrt16_litert,  # XNNPACK takes no int16: LiteRT's builtin kernels run
-    binary16=LITERT_BINARY16))
+    binary16=LITERT_BINARY16,
+    softmax16=int16_kernels.softmax16_litert,
+    matmul16=int16_kernels.matmul16))
 
 ROUNDINGS = ("float", *ARITHMETIC.names())  # "float": torch's fake quantization only (onnxruntime's QDQ reference)

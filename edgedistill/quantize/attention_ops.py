@@ -162,18 +162,20 @@ class Attention(GraphOp):
     def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         n, length, dim = x.shape
         q, k, v = self._split(self.q(x)), self._split(self.k(x)), self._split(self.v(x))
-        scores = self.scores(q, k.transpose(-2, -1))
+        scores = self.masked(self.scores(q, k.transpose(-2, -1)), ids)
+        ctx = self.context(self.softmax(scores), v)
+        return self.out(ctx.transpose(1, 2).reshape(n, length, dim))
+
+    def masked(self, scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """The scores with each masked key's set to the scores grid's lowest code (SELECT_V2; -inf in float)."""
         pad = (ids == 0)[:, None, None, :] if self.future is None else self.future[None, None]
         grid = self.scores.out_q
         if grid.mode in ("float", "observe"):  # calibration observed the unmasked scores above
-            scores = scores.masked_fill(pad, float("-inf"))
-        else:  # the grid's lowest code, as the file's SELECT_V2 writes it
-            s, z = grid.export_params if grid.mode == "export" else (float(grid.scale), int(grid.zero_point))
-            scores = torch.where(pad, torch.full((), (-128 - z) * s, dtype=scores.dtype), scores)
-            if grid.mode == "export":
-                scores = grid(scores)  # the SELECT_V2's output on the scores' grid
-        ctx = self.context(self.softmax(scores), v)
-        return self.out(ctx.transpose(1, 2).reshape(n, length, dim))
+            return scores.masked_fill(pad, float("-inf"))
+        # the grid's lowest code, as the file's SELECT_V2 writes it
+        s, z = grid.export_params if grid.mode == "export" else (float(grid.scale), int(grid.zero_point))
+        scores = torch.where(pad, torch.full((), (grid.width.qmin - z) * s, dtype=scores.dtype), scores)
+        return grid(scores) if grid.mode == "export" else scores  # the SELECT_V2's output on the scores' grid
 
 
 def layernorm_affine(name: str, m: nn.LayerNorm) -> tuple[float, Constant, Constant]:

@@ -20,6 +20,7 @@ from edgedistill.quantize.input_head import CONSTANT_INV_STD, InputHead, needs_h
 from edgedistill.quantize.ops import (Activation, AvgPool, Binary, Concat, GraphOp, Lambda, Mean, QLayer, SameGrid,
                                       global_max_pool, reshape_to)
 from edgedistill.quantize.attention_ops import Attention, Constant, LayerNorm
+from edgedistill.quantize.int16_attention import Attention16
 from edgedistill.quantize.int16_ops import LayerNorm16
 from edgedistill.quantize.sequence_ops import Embedding
 from edgedistill.students.layers import TokenEmbedding, first_token
@@ -269,7 +270,15 @@ def _build_attention(ctx: RewriteContext, node: fx.Node) -> None:
     x, ids = (node.args + (None,))[:2]
     if not isinstance(ids, fx.Node) or ctx.val(ids) != ctx.input_name:
         raise refuse(node, ctx.modules, "attention takes the token states and the model's input token ids")
-    ctx.add(node, Attention(node.target, ctx.modules[node.target]), [ctx.tensor_input(node, x), ctx.input_name])
+    form = ATTENTION_FORMS[16 if "attention" in ctx.int16 else 8]
+    try:
+        op = form(node.target, ctx.modules[node.target])
+    except ValueError as e:  # a 16×8 form the converter cannot write for this module (one head)
+        raise refuse(node, ctx.modules, str(e)) from None
+    ctx.add(node, op, [ctx.tensor_input(node, x), ctx.input_name])
+
+
+ATTENTION_FORMS = {8: Attention, 16: Attention16}  # by the activation width of scores, SOFTMAX and context
 
 
 def _build_layernorm(ctx: RewriteContext, node: fx.Node) -> None:

@@ -48,7 +48,8 @@ from edgedistill.quantize.fake import ActQuant
 from edgedistill.quantize.mcu import mean_tflm, requantize_codes
 from edgedistill.quantize.ops import Binary, GraphOp
 
-INT16_KINDS = ("layernorm",)  # op kinds with a 16×8 form (quantize/builders.py picks it)
+INT16_KINDS = ("layernorm", "attention")  # op kinds with a 16×8 form (quantize/builders.py picks it;
+# "attention": quantize/int16_attention.py)
 WIDEN = 128  # int8 → int16 grid ratio: (c − z) · 128 stays within int16 for every int8 code pair
 _BEYOND = 3.0e38  # beyond every grid: each clamp is the identity, its constant lands on the type's extreme code
 

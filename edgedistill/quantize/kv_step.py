@@ -44,6 +44,8 @@ def kv_cache_refusal(qmodel: QuantGraph) -> str | None:
     attn = [op for op in qmodel.stages if isinstance(op, Attention)]
     if not attn:
         return "it has no attention layer (a step without one needs no cache)"
+    if any(op.scores.out_q.bits == 16 for op in attn):
+        return "its attention computes in int16 (quant.int16); the KV-cache step is written for int8 attention"
     if any(op.future is None for op in attn):
         return "its attention is not causal (a padding mask reads every position of the window)"
     for op in qmodel.stages:

@@ -40,9 +40,10 @@ def qat_distill(float_model: nn.Module, data: TrainSet, x_calib: torch.Tensor, v
 
 def rebuild_quant_student(float_model: nn.Module, state: dict, rounding: str = "float") -> QuantStudent:
     """Recreate a trained QuantStudent from its float architecture and saved state (scales included; a float input
-    head exactly when the state holds one; LayerNorms in 16×8 form exactly when it holds theirs)."""
+    head exactly when the state holds one; LayerNorms and attentions in 16×8 form exactly when it holds theirs)."""
     head = "on" if "head.a" in state else "off"
-    int16 = ("layernorm",) if any(".widen." in k for k in state) else ()
+    int16 = tuple(kind for kind, mark in (("layernorm", ".widen."), ("attention", ".wide_q.")) if any(
+        mark in k for k in state))
     qmodel = to_quant_student(copy.deepcopy(float_model).eval(), rounding, head, int16)
     missing, unexpected = qmodel.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith(".ranges")]  # tracked ranges: only used while training

@@ -102,18 +102,20 @@ def test_phone_build_cuts_the_teachers_vocabulary_for_a_transformer_student(text
 
 
 @pytest.mark.slow
-def test_16x8_layernorms_asked_in_the_config_reach_the_file(text_inputs, tmp_path):
-    """quant.int16 = ["layernorm"] through `distill --qat`: recorded in metrics, every LayerNorm's MEAN / SUB / MUL /
-    RSQRT int16 in the file (two LayerNorms in the encoder layer), the file's logits equal the QAT model's on LiteRT
-    and TFLite Micro to the step."""
+def test_16x8_layernorms_and_attention_asked_in_the_config_reach_the_file(text_inputs, tmp_path):
+    """quant.int16 = ["layernorm", "attention"] through `distill --qat`: recorded in metrics, every LayerNorm's MEAN /
+    SUB / MUL / RSQRT int16 in the file (two LayerNorms in the encoder layer), the attention's two BATCH_MATMULs and
+    its SOFTMAX int16, the file's logits equal the QAT model's on LiteRT and TFLite Micro to the step."""
     from edgedistill.export.tflite_int16 import int16_kernels
 
-    (tmp_path / "q.toml").write_text('[quant]\nint16 = ["layernorm"]\n')
+    (tmp_path / "q.toml").write_text('[quant]\nint16 = ["layernorm", "attention"]\n')
     out = tmp_path / "phone16"
-    m = _distill(text_inputs, out, "--target", "android", "--student", "transformer:width=32,depth=1",
+    m = _distill(text_inputs, out, "--target", "android", "--student", "transformer:width=32,depth=1,heads=2",
                  "--config", str(tmp_path / "q.toml"))
-    assert m["int8"]["int16"] == ["layernorm"] and m["int8"]["parity_passed"]
-    assert int16_kernels(out / "student_int8.tflite") == {"MEAN": 4, "SUB": 2, "MUL": 4, "RSQRT": 2}
+    assert m["int8"]["int16"] == ["layernorm", "attention"] and m["int8"]["parity_passed"]
+    found = int16_kernels(out / "student_int8.tflite")
+    want = {"MEAN": 4, "SUB": 2, "MUL": 4, "RSQRT": 2, "BATCH_MATMUL": 2, "SOFTMAX": 1}
+    assert {k: found.get(k, 0) for k in want} == want, found
     for p in m["int8"]["parity"]:
         if p["artifact"] == "tflite-int8":
             assert p["max_steps"] == 0 and p["top1_agreement"] == 100.0, p  # every kernel's integers in QAT
