@@ -129,7 +129,7 @@ ARITHMETIC.register("tflm", "TFLite Micro (and LiteRT's reference kernels): fixe
 ARITHMETIC.register("reference", "LiteRT's reference kernels (BUILTIN_REF): TFLite Micro's arithmetic, except that "
                                  "FULLY_CONNECTED rounds once and MUL forms its multiplier in float32")(Arithmetic(
     conv=functools.partial(mcu.requantize_tflm, rounding=mcu.REFERENCE_ROUNDING),
-    binary=functools.partial(mcu.binary_tflm, mul_float32=True),
+    binary=functools.partial(mcu.binary_tflm, mul_float32=True, sub_float32=False),
     mean=_tflm_mean,
     table=_lut(_tflm_table),
     requantize=mcu.requantize_codes,
