@@ -111,10 +111,12 @@ _LITERT_BUILTIN_MATMUL = _fixed_point_matmul("double", "ruy")
 # LiteRT's int16 SUB / MUL (kernels/sub.cc, mul.cc): multipliers formed in double (SUB) and float32 (MUL)
 LITERT_BINARY16 = functools.partial(mcu.binary_tflm, bits=16, mul_float32=True, sub_float32=False)
 
+# int8 SUB forms its multipliers in double on both LiteRT (kernels/sub.cc) and the TFLite Micro interpreter measured
+# here (quantize/mcu.py binary_tflm); the int16 kernels keep what their own measurement found
 ARITHMETIC.register("tflm", "TFLite Micro (and LiteRT's reference kernels): fixed-point multipliers, gemmlowp "
                             "rounding (quantize/mcu.py)")(Arithmetic(
     conv=mcu.requantize_tflm,
-    binary=mcu.binary_tflm,
+    binary=functools.partial(mcu.binary_tflm, sub_float32=False),
     mean=_tflm_mean,
     table=_lut(_tflm_table),
     requantize=mcu.requantize_codes,

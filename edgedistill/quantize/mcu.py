@@ -338,7 +338,10 @@ def binary_tflm(kind: str, a: torch.Tensor, b: torch.Tensor, grid_a: tuple[float
     tie the two differ by one code (seen in a decoder's LayerNorm gamma MUL on LiteRT's reference kernels).
     `bits=16`: the int16 kernels (16×8 mode): 15 bits of headroom instead of 20 (add_common.cc, sub_common.cc and
     LiteRT's sub.cc: 65535 << 15 still fits int32), codes clamped to int16. `sub_float32` False: SUB's multipliers
-    formed in double, as LiteRT's sub.cc does (TFLite Micro's sub_common.cc: float32)."""
+    formed in double, as LiteRT's sub.cc does; the int8 arithmetic of TFLite Micro passes it too: sub_common.cc's
+    source divides the float32 scales, but the tflite-micro interpreter measured here (PyPI 0.dev20261023) matched
+    the double multipliers on every int8 SUB of four depth-2 decoders' LayerNorms (20 SUBs, its own input codes fed
+    in), where the float32 ones missed a code on near-ties in two of them."""
     (sa, za), (sb, zb), (so, zo) = grid_a, grid_b, grid_out
     left = 15 if bits == 16 else 20
     mul = MULTIPLY[KERNEL_ROUNDING["binary"]]
