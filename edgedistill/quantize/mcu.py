@@ -335,7 +335,8 @@ def binary_tflm(kind: str, a: torch.Tensor, b: torch.Tensor, grid_a: tuple[float
     requantizes the product of the zero-point-free codes (mul_common.cc). Returned as float. `mul_float32`: MUL's
     multiplier s_a · s_b / s_out formed in float32, as LiteRT's kernels/mul.cc does (`input1->params.scale *
     input2->params.scale / output->params.scale`, floats; TFLite Micro casts each scale to double first): on a
-    product near a rounding tie the two differ by one code (seen in a decoder's LayerNorm gamma MUL on LiteRT's reference kernels).
+    product near a rounding tie the two differ by one code (seen in a decoder's LayerNorm gamma MUL on LiteRT's
+    reference kernels).
     `bits=16`: the int16 kernels (16×8 mode): 15 bits of headroom instead of 20 (add_common.cc, sub_common.cc and
     LiteRT's sub.cc: 65535 << 15 still fits int32), codes clamped to int16. `sub_float32` False: SUB's multipliers
     formed in double, as LiteRT's sub.cc does; the int8 arithmetic of TFLite Micro passes it too: sub_common.cc's
