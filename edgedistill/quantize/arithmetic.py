@@ -11,8 +11,9 @@ kernels compute, with a straight-through gradient. Each entry gives the same fiv
 * `table(kind, grid_in, grid_out)`: HARD_SWISH / LOGISTIC / GELU as the 256 output codes of the input codes;
 * `requantize(code, grid_in, grid_out)`: QUANTIZE int8 -> int8 (a concatenation input on another grid);
 * `quantize(y, scale, zero_point)`: QUANTIZE float32 -> int8 (a float input head's output);
-* `matmul(acc, multiplier, zp_out, batched)`: a matmul of two activations (attention) from its exact accumulator,
-  as BATCH_MATMUL or (`batched` False) FULLY_CONNECTED with a runtime weight operand;
+* `matmul(acc, grid_a, grid_b, grid_out, batched)`: a matmul of two activations (attention) from its exact
+  accumulator of zero-point-free codes, as BATCH_MATMUL or (`batched` False) FULLY_CONNECTED with a runtime weight
+  operand; which kernel runs may depend on the grids (XNNPACK takes BATCH_MATMUL only with b's zero point 0);
 * `softmax(codes, s_in)`: SOFTMAX over the last dimension onto the fixed 1/256 grid;
 * `rsqrt16(s_in, s_out)`: RSQRT int16 (16×8 mode, zero points 0) as the output code of each of the 65,536 input codes
   (quantize/int16_kernels.py);
@@ -81,27 +82,46 @@ def _tflm_mean(total, count: int, grid_in: tuple[float, int], grid_out: tuple[fl
     return mcu.mean_tflm(total, count, grid_in[0], *grid_out)
 
 
-def _litert_matmul(fully_connected: str):
-    """LiteRT's BATCH_MATMUL int8 is its reference kernel in every build (gemmlowp's double rounding); its
-    FULLY_CONNECTED with a runtime weight operand rounds as `fully_connected` says (the reference kernel once, the
-    optimized one through ruy)."""
-    def matmul(acc, multiplier: float, zp_out: int, batched: bool = True):
-        return mcu.matmul_tflm(acc, multiplier, zp_out, batched, "double" if batched else fully_connected)
+def _fixed_point_matmul(rounding: str = "double", fully_connected: str | None = None):
+    """A matmul requantized by MultiplyByQuantizedMultiplier with s_a · s_b / s_out: `rounding` for BATCH_MATMUL
+    (LiteRT's builtin BATCH_MATMUL int8 is its reference kernel in every build: gemmlowp's double rounding), and
+    `fully_connected` (default: the same) for FULLY_CONNECTED with a runtime weight operand (LiteRT's reference
+    kernel rounds once, the optimized one through ruy)."""
+    def matmul(acc, grid_a: tuple[float, int], grid_b: tuple[float, int], grid_out: tuple[float, int],
+               batched: bool = True):
+        multiplier = grid_a[0] * grid_b[0] / grid_out[0]
+        return mcu.matmul_tflm(acc, multiplier, grid_out[1], batched,
+                               rounding if batched else (fully_connected or rounding))
     return matmul
+
+
+def _xnnpack_matmul(acc, grid_a: tuple[float, int], grid_b: tuple[float, int], grid_out: tuple[float, int],
+                    batched: bool = True):
+    """LiteRT with XNNPACK: BATCH_MATMUL whose right operand has zero point 0 is delegated (fp32 requantization,
+    quantize/xnnpack.py batch_matmul); any other BATCH_MATMUL, and every FULLY_CONNECTED with a runtime weight, runs
+    on LiteRT's builtin kernels (double rounding; ruy)."""
+    if batched and grid_b[1] == 0:
+        return xnnpack.batch_matmul(acc, grid_a, grid_b, grid_out)
+    return _LITERT_BUILTIN_MATMUL(acc, grid_a, grid_b, grid_out, batched)
+
+
+_LITERT_BUILTIN_MATMUL = _fixed_point_matmul("double", "ruy")
 
 
 # LiteRT's int16 SUB / MUL (kernels/sub.cc, mul.cc): multipliers formed in double (SUB) and float32 (MUL)
 LITERT_BINARY16 = functools.partial(mcu.binary_tflm, bits=16, mul_float32=True, sub_float32=False)
 
+# int8 SUB forms its multipliers in double on both LiteRT (kernels/sub.cc) and the TFLite Micro interpreter measured
+# here (quantize/mcu.py binary_tflm); the int16 kernels keep what their own measurement found
 ARITHMETIC.register("tflm", "TFLite Micro (and LiteRT's reference kernels): fixed-point multipliers, gemmlowp "
                             "rounding (quantize/mcu.py)")(Arithmetic(
     conv=mcu.requantize_tflm,
-    binary=mcu.binary_tflm,
+    binary=functools.partial(mcu.binary_tflm, sub_float32=False),
     mean=_tflm_mean,
     table=_lut(_tflm_table),
     requantize=mcu.requantize_codes,
     quantize=mcu.quantize,
-    matmul=mcu.matmul_tflm,
+    matmul=_fixed_point_matmul(),
     softmax=softmax_kernels.softmax_reference,
     rsqrt16=int16_kernels.rsqrt16_tflm,
     binary16=functools.partial(mcu.binary_tflm, bits=16),
@@ -111,27 +131,27 @@ ARITHMETIC.register("tflm", "TFLite Micro (and LiteRT's reference kernels): fixe
 ARITHMETIC.register("reference", "LiteRT's reference kernels (BUILTIN_REF): TFLite Micro's arithmetic, except that "
                                  "FULLY_CONNECTED rounds once and MUL forms its multiplier in float32")(Arithmetic(
     conv=functools.partial(mcu.requantize_tflm, rounding=mcu.REFERENCE_ROUNDING),
-    binary=functools.partial(mcu.binary_tflm, mul_float32=True),
+    binary=functools.partial(mcu.binary_tflm, mul_float32=True, sub_float32=False),
     mean=_tflm_mean,
     table=_lut(_tflm_table),
     requantize=mcu.requantize_codes,
     quantize=mcu.quantize,
-    matmul=_litert_matmul("single"),
+    matmul=_fixed_point_matmul("double", "single"),
     softmax=softmax_kernels.softmax_reference,
     rsqrt16=int16_kernels.rsqrt16_litert,
     binary16=LITERT_BINARY16,
     softmax16=int16_kernels.softmax16_litert,
     matmul16=int16_kernels.matmul16))
 
-ARITHMETIC.register("xnnpack", "LiteRT's XNNPACK delegate: float32 requantization, integer ADD, lookup tables "
-                               "(quantize/xnnpack.py)")(Arithmetic(
+ARITHMETIC.register("xnnpack", "LiteRT's XNNPACK delegate: float32 requantization, integer ADD, lookup tables, "
+                               "and LiteRT's builtin kernels for the ops it leaves (quantize/xnnpack.py)")(Arithmetic(
     conv=xnnpack.requantize,
     binary=xnnpack.binary,
     mean=xnnpack.mean,
     table=_lut(xnnpack.table),
     requantize=xnnpack.requantize_codes,
     quantize=xnnpack.quantize,
-    matmul=_litert_matmul("ruy"),
+    matmul=_xnnpack_matmul,
     softmax=softmax_kernels.softmax_litert,
     rsqrt16=int16_kernels.rsqrt16_litert,  # XNNPACK takes no int16: LiteRT's builtin kernels run
     binary16=LITERT_BINARY16,

@@ -98,7 +98,7 @@ class MatMul(GraphOp):
         exact32 = a.shape[-1] * 255 * 255 < 2 ** 24
         ca, cb = (torch.round_((v.detach() if exact32 else v.detach().double()) / s) for v, s in ((a, sa), (b, sb)))
         acc = (ca @ cb).double()
-        code = self.arithmetic.matmul(acc, sa * sb / so, zo, self.batched)
+        code = self.arithmetic.matmul(acc, (sa, za), (sb, zb), (so, zo), self.batched)
         return (code - zo) * so
 
 

@@ -331,14 +331,18 @@ def binary_tflm(kind: str, a: torch.Tensor, b: torch.Tensor, grid_a: tuple[float
                 sub_float32: bool = True) -> torch.Tensor:
     """int8 codes of ADD / SUB / MUL as TFLite Micro computes them from the input codes `a`, `b` (int64 tensors,
     broadcasting): ADD / SUB rescale both inputs to twice the larger input scale with 20 bits of headroom, add, and
-    requantize (add_common.cc, sub_common.cc; SUB forms its multipliers in float32); MUL requantizes the product of
-    the zero-point-free codes (mul_common.cc). Returned as float. `mul_float32`: MUL's multiplier s_a · s_b / s_out
-    formed in float32, as LiteRT's kernels/mul.cc does (`input1->params.scale * input2->params.scale /
-    output->params.scale`, floats; TFLite Micro casts each scale to double first): on a product near a rounding
-    tie the two differ by one code (seen in a decoder's LayerNorm gamma MUL on LiteRT's reference kernels).
+    requantize (add_common.cc, sub_common.cc; SUB's multipliers in float32 unless `sub_float32` is False); MUL
+    requantizes the product of the zero-point-free codes (mul_common.cc). Returned as float. `mul_float32`: MUL's
+    multiplier s_a · s_b / s_out formed in float32, as LiteRT's kernels/mul.cc does (`input1->params.scale *
+    input2->params.scale / output->params.scale`, floats; TFLite Micro casts each scale to double first): on a
+    product near a rounding tie the two differ by one code (seen in a decoder's LayerNorm gamma MUL on LiteRT's
+    reference kernels).
     `bits=16`: the int16 kernels (16×8 mode): 15 bits of headroom instead of 20 (add_common.cc, sub_common.cc and
     LiteRT's sub.cc: 65535 << 15 still fits int32), codes clamped to int16. `sub_float32` False: SUB's multipliers
-    formed in double, as LiteRT's sub.cc does (TFLite Micro's sub_common.cc: float32)."""
+    formed in double, as LiteRT's sub.cc does; the int8 arithmetic of TFLite Micro passes it too: sub_common.cc's
+    source divides the float32 scales, but the tflite-micro interpreter measured here (PyPI 0.dev20261023) matched
+    the double multipliers on every int8 SUB of four depth-2 decoders' LayerNorms (20 SUBs, its own input codes fed
+    in), where the float32 ones missed a code on near-ties in two of them."""
     (sa, za), (sb, zb), (so, zo) = grid_a, grid_b, grid_out
     left = 15 if bits == 16 else 20
     mul = MULTIPLY[KERNEL_ROUNDING["binary"]]

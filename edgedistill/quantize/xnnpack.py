@@ -23,11 +23,21 @@ integers for every op that leaves its input's grid (the gradient stays the strai
 * QUANTIZE int8 -> int8: an 8-bit multiplier lrintf(256 · s_in / s_out) and a bias with 0x80, shifted right by 8
   (qs8-vcvt).
 * Fused ReLU / ReLU6: the clamp at lrintf(v / s + z) for v = 0 / 6 (xnn_qs8_quantize).
+* BATCH_MATMUL of two int8 activations, taken only when the right operand's zero point is 0 (the delegate's
+  VisitBatchMatMulNode refuses a nonzero one, as does subgraph/batch-matrix-multiply.c): the qs8 GEMM's exact int32
+  accumulator times the float32 s_a · s_b / s_out, half to even (operators/batch-matrix-multiply-nc.c
+  xnn_create_batch_matrix_multiply_nc_qs8, fp32 requantization as for FULLY_CONNECTED). With any other zero point
+  LiteRT's builtin BATCH_MATMUL runs (gemmlowp's double rounding, quantize/mcu.py matmul_tflm), so in one
+  attention the scores can run on XNNPACK and the context on the builtin kernel, or the reverse, as the K and V
+  grids fall (measured on ai-edge-litert 2.3: a depth-2 decoder whose second layer's K grid had zero point 0 ran
+  that layer's scores in XNNPACK and drifted 4 output steps from QAT computing the builtin kernel).
 
 Ops LiteRT's XNNPACK delegate does not take for int8 run on LiteRT's builtin kernels (measured on ai-edge-litert
 2.3: the delegate leaves them out of its partitions): HARD_SWISH, whose builtin kernel computes the reference
 fixed-point arithmetic on x86 (quantize/mcu.py hard_swish_table; every code equal on this host; ARM's NEON variant
-rounds its shifts half up and was not measured), and AVERAGE_POOL_2D (rounded as quantize/ops.py AvgPool does). Reference: github.com/google/XNNPACK (src/ paths above); the delegate's op coverage,
+rounds its shifts half up and was not measured), AVERAGE_POOL_2D (rounded as quantize/ops.py AvgPool does), SOFTMAX and
+SELECT_V2 on int8, and FULLY_CONNECTED with a runtime (non-constant) int8 weight (the delegate takes a dynamic filter
+in float32 only). Reference: github.com/google/XNNPACK (src/ paths above); the delegate's op coverage,
 tflite/delegates/xnnpack/xnnpack_delegate.cc of github.com/google-ai-edge/LiteRT.
 """
 
@@ -68,6 +78,20 @@ def requantize(acc: torch.Tensor, s_in: float, s_w: torch.Tensor, s_out: float, 
     shape[channel_dim] = -1
     y = acc.to(torch.float32) * torch.from_numpy(scale).view(shape)
     return _round_clamp(y, zp_out, *output_range(act, s_out, zp_out))
+
+
+@torch.no_grad()
+def batch_matmul(acc: torch.Tensor, grid_a: tuple[float, int], grid_b: tuple[float, int],
+                 grid_out: tuple[float, int]) -> torch.Tensor:
+    """int8 codes (as float) of XNNPACK's qs8 BATCH_MATMUL (right operand's zero point 0) from the exact
+    accumulator of the zero-point-free codes (int64 or a float tensor of integers): float32(acc) times the float32
+    (s_a · s_b) / s_out, half to even, plus the output zero point, clamped. Raises ValueError for a right operand
+    with a nonzero zero point (XNNPACK refuses it; LiteRT's builtin kernel runs it)."""
+    (sa, _), (sb, zb), (so, zo) = grid_a, grid_b, grid_out
+    if zb != 0:
+        raise ValueError(f"XNNPACK's qs8 BATCH_MATMUL takes a right operand with zero point 0, not {zb}")
+    scale = F32(F32(sa) * F32(sb)) / F32(so)  # float32, in the subgraph's order
+    return _round_clamp(acc.to(torch.float32) * float(scale), zo, -128, 127)
 
 
 def add_params(s_a: float, s_b: float, s_out: float) -> tuple[int, int, int]:
