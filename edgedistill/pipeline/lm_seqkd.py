@@ -10,7 +10,7 @@ next-token loss on the generated tokens).
 
 `--seq-kd N` draws N prompts, seeded: a training document (never a validation or test one) and an offset in it,
 P = max(1, L // 4) of its teacher tokens; the teacher extends each greedily (argmax of its own next-token logits,
-the window recomputed each step, no cache) to L + 1 tokens, and the result is decoded to text: one extra document
+the prompt read once, then one token a step through the teacher's key/value cache) to L + 1 tokens, and the result is decoded to text: one extra document
 each, windowed and tokenized as the corpus is (pipeline/lm_teacher.py then gives the teacher's top-k on them). The
 no-teacher twin never trains on them: it would learn from the teacher.
 """
@@ -48,15 +48,11 @@ class Continuations:
                 "windows": len(self.windows), "tokens": self.windows.tokens, "seconds": self.seconds}
 
 
-@torch.no_grad()
 def greedy_continue(teacher: CausalLMTeacher, prompts: np.ndarray, total: int) -> np.ndarray:
     """Teacher ids int64 (N, P) -> (N, total): each row extended by the argmax of the teacher's next-token logits at
-    its last position, one token a step, until `total` tokens."""
-    out = np.asarray(prompts, np.int64)
-    while out.shape[1] < total:
-        logits = teacher.logits(out)[:, -1]
-        out = np.concatenate([out, logits.argmax(-1).numpy()[:, None].astype(np.int64)], axis=1)
-    return out
+    its last position, one token a step, until `total` tokens (CausalLMTeacher.greedy: through its key/value
+    cache)."""
+    return teacher.greedy(prompts, total)
 
 
 def _prompts(teacher_ids: list[np.ndarray], train_docs: np.ndarray, count: int, length: int,

@@ -101,6 +101,27 @@ class CausalLMTeacher:
         return torch.cat(out) if out else torch.zeros(0, ids.shape[1], self.vocab_size)
 
     @torch.no_grad()
+    def greedy(self, prompts: np.ndarray, total: int) -> np.ndarray:
+        """Teacher ids int64 (N, P) -> (N, total): each row extended by the argmax of the teacher's next-token logits
+        at its last position, one token a step (greedy decoding, beam size 1), reading the prompt once and then one
+        token a step through transformers' key/value cache (`past_key_values`), as `generate` does, rather than
+        re-reading the whole window each step. A model that returns no cache is re-read whole each step. Raises
+        ModelLoadError when `total` exceeds the model's position embeddings."""
+        ids = torch.from_numpy(np.asarray(prompts, np.int64))
+        if self.max_positions is not None and total - 1 > self.max_positions:
+            raise ModelLoadError(f"The context window of {total - 1} tokens exceeds the {self.max_positions} "
+                                 f"positions of the teacher {self.name}; give a smaller --max-length.")
+        out = self.module(input_ids=ids, use_cache=True)
+        while ids.shape[1] < total:
+            ids = torch.cat([ids, out.logits[:, -1].float().argmax(-1, keepdim=True)], dim=1)
+            if ids.shape[1] == total:
+                break
+            past = getattr(out, "past_key_values", None)
+            out = self.module(input_ids=ids[:, -1:], past_key_values=past, use_cache=True) if past is not None \
+                else self.module(input_ids=ids, use_cache=False)
+        return ids.numpy()
+
+    @torch.no_grad()
     def last_hidden(self, ids: np.ndarray) -> torch.Tensor:
         """The last hidden state float32 (N, L, H) for teacher token ids int (N, L) (transformers'
         `hidden_states[-1]`, the input of the output head: after GPT-2's final LayerNorm), in batches of 64."""

@@ -67,11 +67,13 @@ def test_prompts_come_from_the_training_documents_only(world):
 
 
 def test_greedy_continue_extends_by_the_argmax(world):
+    """Through the teacher's key/value cache, each new token is still the argmax of the whole prefix read afresh."""
     t = world["inputs"].teacher
-    prompts = np.array([[5, 6, 7], [8, 9, 10]], np.int64)
-    out = greedy_continue(t, prompts, 6)
-    assert out.shape == (2, 6) and (out[:, :3] == prompts).all()
-    for n in range(3, 6):
+    rng = np.random.default_rng(0)
+    prompts = np.concatenate([[[5, 6, 7], [8, 9, 10]], rng.integers(5, t.vocab_size, (6, 3))]).astype(np.int64)
+    out = greedy_continue(t, prompts, 17)
+    assert out.shape == (8, 17) and (out[:, :3] == prompts).all()
+    for n in range(3, 17):
         assert (t.logits(out[:, :n])[:, -1].argmax(-1).numpy() == out[:, n]).all()
 
 
