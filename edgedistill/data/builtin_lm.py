@@ -35,15 +35,17 @@ DOCS_LM_TEACHER_LOG = "docs_gpt2.json"  # in edgedistill.zoo: the built-in LM te
 @LM_DATASETS.register(
     "docs-lm", "causal LM (--task causal-lm): next-token prediction on paragraphs of API documentation, 4,000 "
                "train / 480 test paragraphs from the docstrings of 8 installed libraries (builtin:docs's texts)")
-def docs_lm(seed: int = 0, train_per_class: int = DOCS_LM_TRAIN_PER_CLASS,
-            test_per_class: int = DOCS_LM_TEST_PER_CLASS) -> Documents:
+def docs_lm(seed: int = 0, train_per_class: int | None = None, test_per_class: int | None = None) -> Documents:
     """The `docs-lm` documents (module doc): `train` the training-side paragraphs drawn, `test` the test-side ones,
     each in the shuffled order sample_corpus gives; `warnings` one paragraph when the installed library versions
-    differ from those the committed teacher's corpus was read from. Raises MissingDependencyError naming the pip
-    command when a library is not installed."""
+    differ from those the committed teacher's corpus was read from. The counts default to DOCS_LM_TRAIN_PER_CLASS
+    and DOCS_LM_TEST_PER_CLASS, read when called. Raises MissingDependencyError naming the pip command when a
+    library is not installed."""
     from edgedistill.data.builtin_docs import docs_pools, docs_versions, logged_versions, version_warning
     from edgedistill.data.builtin_text import sample_corpus
 
+    train_per_class = DOCS_LM_TRAIN_PER_CLASS if train_per_class is None else train_per_class
+    test_per_class = DOCS_LM_TEST_PER_CLASS if test_per_class is None else test_per_class
     corpus = sample_corpus(docs_pools("train"), seed, train_per_class, test_per_class, "builtin:docs-lm",
                            "documentation", "paragraphs", test_pools=docs_pools("test"))
     warning = version_warning(docs_versions(), logged_versions(DOCS_LM_TEACHER_LOG), "builtin:docs-lm",
