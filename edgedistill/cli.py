@@ -361,6 +361,7 @@ def targets_show(name):
 def list_(what):
     """Show what is registered (losses, student families, built-in data sets, teacher formats ...)."""
     from edgedistill.data import BUILTIN_DATASETS
+    from edgedistill.data.builtin_lm import LM_DATASETS
     from edgedistill.data.builtin_text import TEXT_DATASETS
     from edgedistill.distill.losses import SOFT_LOSSES
     from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
@@ -373,7 +374,7 @@ def list_(what):
 
     sections = {
         "losses": SOFT_LOSSES, "students": STUDENT_FAMILIES,
-        "datasets": sorted([*BUILTIN_DATASETS, *TEXT_DATASETS], key=lambda e: e.name),
+        "datasets": sorted([*BUILTIN_DATASETS, *TEXT_DATASETS, *LM_DATASETS], key=lambda e: e.name),
         "teachers": TEACHER_FORMATS, "ensembles": ENSEMBLE_METHODS, "optimizers": OPTIMIZERS,
         "calibration": RANGE_METHODS, "exporters": EXPORTERS, "runtimes": RUNTIMES,
     }

@@ -12,7 +12,7 @@ from edgedistill.cli_args import float_or_auto, parse_augment, parse_feature, pa
 from edgedistill.run_names import build_out
 
 # what --data reads, said once for both commands (edgedistill.data.sources decides by the argument's form)
-DATA_FORMS = ("builtin:NAME (digits, fashion-mnist; langid, docs: texts), a .npz file (x, optional y, x_test, "
+DATA_FORMS = ("builtin:NAME (digits, fashion-mnist; langid, docs: texts; docs-lm: a causal-LM corpus), a .npz file (x, optional y, x_test, "
               "y_test), a folder of x.npy / y.npy (read memory-mapped), a directory of IDX files, an image folder "
               "(one sub-folder per class), or texts: a .jsonl / .csv / .tsv file (fields text and label; a null / "
               "empty label: unlabelled), a folder of .txt files (one sub-folder per class, unlabeled/ allowed), or a "

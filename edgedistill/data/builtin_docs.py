@@ -198,16 +198,25 @@ def docs_versions() -> dict[str, str]:
 
 
 def teacher_versions() -> dict[str, str] | None:
-    """The versions the committed teacher's corpus was read from (its log's `data_versions`); None without a log."""
+    """The versions the committed docs teacher's corpus was read from (its log's `data_versions`); None without a
+    log."""
+    return logged_versions(TEACHER_LOG)
+
+
+def logged_versions(log: str) -> dict[str, str] | None:
+    """The `data_versions` of a committed teacher's log (`log`: its file name in edgedistill.zoo); None when the
+    log or the field is missing."""
     try:
-        return json.loads((resources.files("edgedistill.zoo") / TEACHER_LOG).read_text())["data_versions"]
+        return json.loads((resources.files("edgedistill.zoo") / log).read_text())["data_versions"]
     except (FileNotFoundError, KeyError):
         return None
 
 
-def version_warning(installed: dict[str, str], reference: dict[str, str] | None) -> str | None:
+def version_warning(installed: dict[str, str], reference: dict[str, str] | None, data: str = "builtin:docs",
+                    teacher: str = "the built-in docs teacher") -> str | None:
     """One paragraph when `installed` differs from `reference` (local build tags such as +cpu ignored: the same
-    release ships the same docstrings); None when they agree or there is no reference."""
+    release ships the same docstrings); None when they agree or there is no reference. `data` and `teacher` name
+    the corpus and the teacher whose log `reference` comes from."""
     if reference is None:
         return None
     changed = [f"{d} {reference.get(d, 'absent')} -> {installed.get(d, 'absent')}"
@@ -215,7 +224,7 @@ def version_warning(installed: dict[str, str], reference: dict[str, str] | None)
                if installed.get(d, "").split("+")[0] != reference.get(d, "").split("+")[0]]
     if not changed:
         return None
-    return (f"builtin:docs was read from other library versions than the built-in docs teacher was trained on "
+    return (f"{data} was read from other library versions than {teacher} was trained on "
             f"({', '.join(changed)}). The docstrings differ, so the paragraphs drawn differ from the committed "
             "corpus: the teacher has still seen none of the test paragraphs those versions left unchanged, but its "
             "logged accuracy and the README's figures are for the pinned versions. Install requirements/lock.txt to "

@@ -6,12 +6,15 @@ Layouts (decided by the path's form):
 - `corpus.jsonl` / `.csv` / `.tsv`: one document a record, its `text` field (or --text-field), read by
   edgedistill.data.text_records as for the classifiers, labels ignored;
 - a folder holding `train.{txt,jsonl,csv,tsv}` and optionally `test.*`: the test file is the test split (a .txt
-  split file is one document a line).
+  split file is one document a line);
+- `builtin:NAME`: a built-in corpus (edgedistill.data.builtin_lm, e.g. `builtin:docs-lm`), with its own test split.
 Documents are split into windows and into train / validation / test by edgedistill.data.lm_windows.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +28,18 @@ SPLIT_STEMS = ("train", "test")
 @dataclass(frozen=True)
 class Documents:
     """`train`: the documents to split into train / validation (and test, without `test`); `test`: the data's own
-    test documents or None; `source`: the path read."""
+    test documents or None; `source`: the path read (or `builtin:NAME`); `warnings`: one paragraph each, for the
+    run's report (a built-in corpus read from other package versions than its committed teacher's)."""
 
     train: tuple[str, ...]
     test: tuple[str, ...] | None
     source: str
+    warnings: tuple[str, ...] = ()
+
+    def digest(self) -> str:
+        """sha256 (hex) of the documents as read: train then own test, each in order, the split boundary kept."""
+        blob = json.dumps([list(self.train), None if self.test is None else list(self.test)], ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     @property
     def all(self) -> list[str]:
@@ -67,7 +77,10 @@ def _split_files(root: Path) -> dict[str, Path]:
 
 def read_documents(path: str | Path, text_field: str | None = None) -> Documents:
     """Read a causal-LM corpus in any layout of the module doc. Raises DataError (one paragraph) for a missing
-    path, non-UTF-8 bytes, an empty file, a folder with neither .txt files nor train.*, or no document at all."""
+    path, non-UTF-8 bytes, an empty file, a folder with neither .txt files nor train.*, no document at all, or a
+    `builtin:NAME` that is no built-in causal-LM corpus (a classification example is named as such)."""
+    if isinstance(path, str) and path.startswith("builtin:"):
+        return _builtin(path.split(":", 1)[1], text_field)
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"Text data path {path} does not exist.")
@@ -84,6 +97,23 @@ def read_documents(path: str | Path, text_field: str | None = None) -> Documents
         raise DataError(f"{path} is a folder without .txt files and without train.txt / train.jsonl: a causal LM "
                         "reads a folder of .txt files (one document each) or a train / test folder.")
     return _checked(Documents(tuple(_read_txt(f).strip() for f in files), None, str(path)))
+
+
+def _builtin(name: str, text_field: str | None) -> Documents:
+    from edgedistill.data.builtin_lm import LM_DATASETS
+
+    if text_field:
+        raise DataError(f"--text-field {text_field!r} names a field of a .jsonl / .csv / .tsv file, but builtin:{name} "
+                        "is a built-in corpus with no fields to name. Leave the option out.")
+    if name in LM_DATASETS:
+        return _checked(LM_DATASETS.get(name)())
+    known = ", ".join(f"builtin:{n}" for n in LM_DATASETS.names())
+    from edgedistill.data.sources import builtin_names
+
+    what = (f"builtin:{name} is a classification example, not a corpus for a causal LM"
+            if name in builtin_names() else f"There is no built-in data set builtin:{name}")
+    raise DataError(f"{what}. The built-in causal-LM corpora are: {known} (`edgedistill list datasets`); or give a "
+                    ".txt file, a folder of .txt files, or a .jsonl / .csv file of documents.")
 
 
 def _checked(docs: Documents) -> Documents:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edgedistill.data.arrays import RawDataset
 from edgedistill.data.builtin import BUILTIN_DATASETS
+from edgedistill.data.builtin_lm import LM_DATASETS
 from edgedistill.data.builtin_text import TEXT_DATASETS
 from edgedistill.data.folder import looks_like_image_folder, read_image_folder
 from edgedistill.data.idx import looks_like_idx_dir, read_idx_dir
@@ -20,7 +21,8 @@ from edgedistill.errors import DataError
 
 
 def builtin_names() -> list[str]:
-    return sorted(BUILTIN_DATASETS.names() + TEXT_DATASETS.names())
+    """Every built-in data set's name: arrays, text classification and causal-LM corpora."""
+    return sorted(BUILTIN_DATASETS.names() + TEXT_DATASETS.names() + LM_DATASETS.names())
 
 
 def read_dataset(spec: str, text_field: str | None = None, label_field: str | None = None,
@@ -45,6 +47,10 @@ def read_dataset(spec: str, text_field: str | None = None, label_field: str | No
                         "name). Leave the option out, or point --data at the text file.")
     if path is None:
         name = spec.split(":", 1)[1]
+        if name in LM_DATASETS:
+            raise DataError(f"{spec} is a corpus for a causal language model (next-token prediction), not a "
+                            f"classification data set. Run it with --task causal-lm and a causal-LM teacher (its "
+                            f"built-in one: leave --teacher out, or give --teacher {spec}).")
         if name in TEXT_DATASETS:
             return TEXT_DATASETS.get(name)()
         return BUILTIN_DATASETS.get(name)()

@@ -38,10 +38,13 @@ class LMInputs:
 
 def task_of(config: DistillConfig) -> str:
     """The task a run carries: the config's, or (auto) causal-lm when the one teacher is a transformers folder whose
-    config.json describes a causal LM, else classification. Reads config.json only."""
+    config.json describes a causal LM (a built-in one, `builtin:NAME`, is its folder in edgedistill/zoo), else
+    classification. Reads config.json only."""
+    from edgedistill.teachers.loader import resolve_builtin
+
     if config.task != "auto":
         return config.task
-    paths = [t.path for t in config.teachers]
+    paths = [resolve_builtin(t.path) for t in config.teachers]
     return "causal-lm" if len(paths) == 1 and is_causal_lm_folder(paths[0]) else "classification"
 
 
@@ -90,11 +93,14 @@ def read_lm_inputs(config: DistillConfig) -> LMInputs:
                           "the whole corpus, in one process. Leave those options out.")
     hidden_cosine_weight(config)  # a feature term other than the hidden-state cosine: one paragraph, now
     arch = _arch(config)
+    from edgedistill.teachers.loader import resolve_builtin
+
     t = config.teachers[0]
-    if t.format not in ("auto", "transformers") or not Path(t.path).expanduser().is_dir():
+    folder = resolve_builtin(t.path)  # builtin:docs-lm -> its folder in edgedistill/zoo
+    if t.format not in ("auto", "transformers") or not Path(folder).expanduser().is_dir():
         raise ConfigError(f"--task causal-lm reads a transformers causal-LM folder (config.json, model.safetensors, "
                           f"tokenizer.json) as its teacher; {t.path} is not a folder.")
-    teacher = CausalLMTeacher(t.path, t.tokenizer, t.allow_remote_code, t.allow_pickle)
+    teacher = CausalLMTeacher(folder, t.tokenizer, t.allow_remote_code, t.allow_pickle)
     docs = read_documents(config.data.source, config.data.text_field)
     context = config.data.max_length or DEFAULT_CONTEXT
     if context < 2:

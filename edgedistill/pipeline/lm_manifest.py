@@ -48,9 +48,7 @@ def lm_versions() -> dict:
 
 def documents_digest(inputs: LMInputs) -> str:
     """sha256 of the documents as read (train then own test, each in order; the split boundary is kept)."""
-    d = inputs.documents
-    blob = json.dumps([list(d.train), None if d.test is None else list(d.test)], ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return inputs.documents.digest()
 
 
 def lm_inputs_record(config: DistillConfig, inputs: LMInputs) -> dict:

@@ -74,8 +74,8 @@ def lm_metrics_doc(config: DistillConfig, inputs: LMInputs, teacher: LMTeacherOu
         "device_steps": tok.device_steps(s.context, keep="last") + " The logits at the position of the last real "
                         "id score the next token (the model reads positions 0..t only: the padding after it changes "
                         "nothing).",
-        "warnings": [w for w in [student_not_smaller_warning(count_params(trained.student),
-                                                             inputs.teacher.num_params())] if w],
+        "warnings": [*inputs.documents.warnings] + [w for w in [student_not_smaller_warning(
+            count_params(trained.student), inputs.teacher.num_params())] if w],
         "timings": dict(timings),
     }
 

@@ -104,6 +104,9 @@ BUILTIN_TEACHERS = {
     # a 0.95M-parameter BERT of the same shape (vocabulary 3,000) on paragraphs of 8 libraries' docstrings (76.46 % on
     # the 2,400 test paragraphs), trained by tools/train_text_teacher.py --data docs
     "docs": (None, "docs_bert", "builtin:docs"),
+    # a 1.26M-parameter GPT-2 (byte-level BPE, 2,048 tokens) on the training-side paragraphs of the same docstrings,
+    # the causal-LM teacher for builtin:docs-lm, trained by tools/train_lm_teacher.py (log: zoo/docs_gpt2.json)
+    "docs-lm": (None, "docs_gpt2", "builtin:docs-lm"),
 }
 
 
@@ -120,6 +123,12 @@ def builtin_spec(name: str) -> TeacherSpec:
     if factory is None:
         return TeacherSpec(path=str(path))
     return TeacherSpec(path=str(path), format="torch", factory=factory)
+
+
+def resolve_builtin(path: str) -> str:
+    """`builtin:NAME` -> the path of that built-in teacher's file or folder in edgedistill/zoo; any other path as
+    given. Raises ModelLoadError (naming the known ones) for an unknown NAME."""
+    return builtin_spec(path.split(":", 1)[1]).path if path.startswith("builtin:") else path
 
 
 def load_teacher(spec: TeacherSpec) -> Teacher:

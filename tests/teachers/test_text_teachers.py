@@ -280,17 +280,23 @@ def test_text_teacher_refuses_an_array_batch(tiny):
 
 
 def _text_builtins() -> list[str]:
+    """The built-in text classifier folders (the causal-LM one, docs-lm: tests/pipeline/test_builtin_lm.py)."""
+    from edgedistill.data.builtin_lm import LM_DATASETS
     from edgedistill.teachers.loader import BUILTIN_TEACHERS
 
-    return sorted(name for name, (factory, _, _) in BUILTIN_TEACHERS.items() if factory is None)
+    return sorted(name for name, (factory, _, _) in BUILTIN_TEACHERS.items()
+                  if factory is None and name not in LM_DATASETS)
 
 
 def test_every_text_data_set_has_its_builtin_teacher():
+    from edgedistill.data.builtin_lm import LM_DATASETS
     from edgedistill.data.builtin_text import TEXT_DATASETS
     from edgedistill.teachers.loader import BUILTIN_TEACHERS
 
+    folders = sorted(name for name, (factory, _, _) in BUILTIN_TEACHERS.items() if factory is None)
     assert _text_builtins() == sorted(TEXT_DATASETS.names()) == ["docs", "langid"]
-    for name in _text_builtins():
+    assert folders == sorted(TEXT_DATASETS.names() + LM_DATASETS.names()) == ["docs", "docs-lm", "langid"]
+    for name in folders:
         assert BUILTIN_TEACHERS[name][2] == f"builtin:{name}"
 
 
