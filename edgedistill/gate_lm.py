@@ -116,13 +116,16 @@ def twin_row(metrics: dict) -> Check:
     key, who = ("int8", "int8 QAT student vs the twin's int8") if made_int8(metrics) else \
         ("float", "float student vs the float twin (no --qat)")
     gain = gains.get(key)
+    if not (isinstance(gain, dict) and all(_finite(gain.get(k)) for k in ("gain", "low", "high"))
+            and isinstance(gain.get("beyond_noise"), bool)):
+        gain = None  # an empty or partial record (a hand edit) is a missing one, never a pass
     if gain is None and declined_twin(metrics):
         return Check(name, None, None, True, "not judged: no twin was trained (--no-baseline)", judged=False)
     if gain is None:
         return Check(name, None, 0.0, False, f"missing: metrics.json has no gain_vs_twin.{key} ({who})")
     worse = gain["gain"] < 0 and gain["beyond_noise"]
     return Check(name, gain["gain"], 0.0, not worse,
-                 f"{who}: twin − student perplexity, paired bootstrap over {gain['documents']} documents, 95 % "
+                 f"{who}: twin − student perplexity, paired bootstrap over {gain.get('documents', '?')} documents, 95 % "
                  f"interval [{gain['low']:.3g}, {gain['high']:.3g}]", within_noise=not gain["beyond_noise"])
 
 

@@ -90,6 +90,14 @@ def test_a_declined_twin_is_not_judged_but_lost_twin_figures_fail():
     assert not _row(lm_gate(unknown), "perplexity gain over the no-teacher twin").passed
 
 
+@pytest.mark.parametrize("record", [{}, {"gain": 3.0}, {**GAIN, "gain": "3"}, {**GAIN, "beyond_noise": None}])
+def test_an_empty_or_partial_twin_gain_fails_as_missing(record):
+    m = _metrics(100.0, 101.0, GAIN)
+    m["gain_vs_twin"]["int8"] = record  # hand-edited: a KeyError before
+    row = _row(lm_gate(m), "perplexity gain over the no-teacher twin")
+    assert not row.passed and row.value is None and "missing" in row.how
+
+
 def _with_speed(tps, flash=20_000, ram=9_000, ratio=30.0):
     m = _metrics(100.0, 101.0, GAIN)
     m["speed"] = {"target": {"tokens_per_s": tps, "tokens_per_s_how": "measured-host (litert, 2 threads)",

@@ -152,8 +152,9 @@ def short_run_note(schedule: Schedule) -> str | None:
     if schedule.steps >= sized.steps / 2:
         return None
     return (f"This run trained {schedule.steps:,} optimizer steps, under half the {sized.steps:,} the data-sized "
-            "schedule takes (the default, without --epochs / --steps): short runs seldom show distillation's gain, "
-            "so this comparison says little about a full run.")
+            "schedule takes (distill's default without --epochs / --steps; build trains 4 epochs, at least 800 "
+            "steps, unless told otherwise): short runs seldom show distillation's gain, so this comparison says "
+            "little about a full-length run.")
 
 
 def eval_interval(steps_per_epoch: int, total_steps: int) -> int:

@@ -14,7 +14,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from edgedistill.quantize.capture import node_path, op_kind, refuse
+from edgedistill.quantize.capture import UnsupportedOpError, node_path, op_kind, op_name, refuse
 from edgedistill.quantize.fake import ActQuant
 from edgedistill.quantize.input_head import CONSTANT_INV_STD, InputHead, needs_head
 from edgedistill.quantize.ops import (Activation, AvgPool, Binary, Concat, GraphOp, Lambda, Mean, QLayer, SameGrid,
@@ -273,8 +273,9 @@ def _build_attention(ctx: RewriteContext, node: fx.Node) -> None:
     form = ATTENTION_FORMS[16 if "attention" in ctx.int16 else 8]
     try:
         op = form(node.target, ctx.modules[node.target])
-    except ValueError as e:  # a 16×8 form the converter cannot write for this module (one head)
-        raise refuse(node, ctx.modules, str(e)) from None
+    except ValueError as e:  # a 16×8 form the converter cannot write for this module (one head): the op itself is
+        # supported, so the message names the way out rather than the supported set
+        raise UnsupportedOpError(f"Layer {node_path(node)!r} ({op_name(node, ctx.modules)}): {e}.") from None
     ctx.add(node, op, [ctx.tensor_input(node, x), ctx.input_name])
 
 

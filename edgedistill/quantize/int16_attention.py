@@ -106,7 +106,9 @@ class Attention16(Attention):
     def __init__(self, name: str, m) -> None:
         if m.heads < 2:
             raise ValueError(f"{name}: int16 attention needs two or more heads; with one the converter writes the "
-                             "matmuls as FULLY_CONNECTED, whose 16×8 kernel takes int8 weights only")
+                             "matmuls as FULLY_CONNECTED, whose 16×8 kernel takes int8 weights only. Give the student "
+                             "two or more heads (--student transformer:width=W,depth=D,heads=2; the search gives "
+                             "widths below 64 one head), or drop \"attention\" from quant.int16")
         super().__init__(name, m)
         self.wide_q, self.wide_k, self.wide_v = (Widen(f"{name}.widen_{t}") for t in "qkv")
         self.scores, self.context = MatMul16(f"{name}.scores"), MatMul16(f"{name}.context")
