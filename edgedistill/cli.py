@@ -247,13 +247,13 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all, tex
         click.echo("note: accuracy limits cannot be judged before training; the gate checks them after the build.")
     lat = any(c.latency_ms is not None for c in rows)
     name_w = max([len("student")] + [len(c.arch.describe()) for c in rows]) + 2  # mobilenetv1(width=32, depth=5)
-    click.echo(f"{'student':<{name_w}}{'params':>11}{'MACs':>12}{'file B':>11}{'arena B':>10}"
+    click.echo(f"{'student':<{name_w}}{'params':>11}{'MACs':>12}{'file B':>11}{'RAM B':>10}"
                + (f"{'est. ms':>10}" if lat else "") + "  fits")
     for c in rows:
         mark = "<- chosen" if c is res.chosen else ("yes" if c.fits else "no: " + ",".join(c.violations))
         ms = (f"{c.latency_ms:>10.3g}" if c.latency_ms is not None else f"{'n/a':>10}") if lat else ""
         click.echo(f"{c.arch.describe():<{name_w}}{c.params:>11,}{c.macs:>12,}{c.file_bytes:>11,}"
-                   f"{c.arena_bytes:>10,}{ms}  {mark}")
+                   f"{c.ram_bytes:>10,}{ms}  {mark}")
 
 
 @main.command("gate")
