@@ -57,6 +57,10 @@ def distill(quiet, overwrite, **options):
         load_target(options["target"])  # an unknown name is an error with or without --qat
         print_warnings([f"--target {options['target']} applies to int8 runs (its fit checks, estimate and, on a "
                         "microcontroller, TFLite Micro's rounding in QAT); without --qat it is ignored."])
+    if cfg.quant.int16 and not cfg.quant.qat:
+        print_warnings([f"quant.int16 = {list(cfg.quant.int16)} applies to int8 files, and without --qat this run "
+                        "writes none; config.json records it, and `edgedistill export --int8` of this run quantizes "
+                        "the student post-training in that 16×8 form."])
     keep_log_in(cfg.out)
     result = run_distill(cfg, overwrite=overwrite, show_progress=not quiet)
     if result.metrics:  # empty on the ranks other than 0 of a distributed run
