@@ -7,6 +7,7 @@ import html
 
 from edgedistill.report import plots
 from edgedistill.report.run_cost import run_cost_lines
+from edgedistill.report.schema import precision_note
 from edgedistill.report.sections import (binding_text, budget_lines, budget_view, far_line, human, layer_lines,
                                          parity_diff,
                                          per_class_lines, where_accuracy, where_int8)
@@ -190,6 +191,7 @@ def headline(r: dict) -> list[tuple[str, str]]:
         _size(s["size_ratio_teacher_over_student"]),
         ("Faster" if _faster(s["speedup_vs_teacher"]) else "Slower", _speed(s["speedup_vs_teacher"])),
         ("Accuracy kept", f"{_acc({'accuracy': s['accuracy_deployed'], **_usage_ci(r)})} deployed int8"
+                          f"{precision_note(s.get('int16'))}"
                           f"{_arithmetic(s)} vs {_pct(s['accuracy_teacher'])} teacher "
                           f"({_pts(s['accuracy_kept_vs_teacher'])})"),
         ("Distillation gain", f"{_pts(s['gain_vs_no_teacher_twin_int8'])} int8"
