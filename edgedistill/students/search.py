@@ -4,8 +4,10 @@ fit every hard limit, pick by a documented rule.
 Cost per candidate (no training, no export): students/cost.py on the int8 graph the exporters write: parameters and
 MACs per op, weight bytes (int8 weights + int32 biases), the tensor arena TFLite Micro's greedy planner gives the
 graph's tensors and their lifetimes (a residual input stays alive across its branch), and an upper bound of the int8
-.tflite file size (students/filesize.py). Tests check the chosen student against its exported .tflite file and
-TFLite Micro's recording allocator.
+.tflite file size (students/filesize.py), in the 16×8 form `quant.int16` asks for (students/cost_int16.py). The RAM
+figure a `ram=` limit judges is the one the gate reads for the target's runtime (profile/ram.py): on TFLite Micro
+the planned arena plus a bound of the runtime's own memory (students/tflm_tail.py), elsewhere the planned arena.
+Tests check the chosen student against its exported .tflite file and TFLite Micro's recording allocator.
 
 Latency (when the budget limits it): the target's roofline estimate (profile/estimate.py) on the per-op cost the
 graph predicts for the int8 file (`GraphCost.model_cost`, equal op by op to the exported file's), so a latency
