@@ -57,6 +57,10 @@ def distill(quiet, overwrite, **options):
         load_target(options["target"])  # an unknown name is an error with or without --qat
         print_warnings([f"--target {options['target']} applies to int8 runs (its fit checks, estimate and, on a "
                         "microcontroller, TFLite Micro's rounding in QAT); without --qat it is ignored."])
+    if cfg.quant.int16 and not cfg.quant.qat:
+        print_warnings([f"quant.int16 = {list(cfg.quant.int16)} applies to int8 files, and without --qat this run "
+                        "writes none; config.json records it, and `edgedistill export --int8` of this run quantizes "
+                        "the student post-training in that 16×8 form."])
     keep_log_in(cfg.out)
     result = run_distill(cfg, overwrite=overwrite, show_progress=not quiet)
     if result.metrics:  # empty on the ranks other than 0 of a distributed run
@@ -247,13 +251,13 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all, tex
         click.echo("note: accuracy limits cannot be judged before training; the gate checks them after the build.")
     lat = any(c.latency_ms is not None for c in rows)
     name_w = max([len("student")] + [len(c.arch.describe()) for c in rows]) + 2  # mobilenetv1(width=32, depth=5)
-    click.echo(f"{'student':<{name_w}}{'params':>11}{'MACs':>12}{'file B':>11}{'arena B':>10}"
+    click.echo(f"{'student':<{name_w}}{'params':>11}{'MACs':>12}{'file B':>11}{'RAM B':>10}"
                + (f"{'est. ms':>10}" if lat else "") + "  fits")
     for c in rows:
         mark = "<- chosen" if c is res.chosen else ("yes" if c.fits else "no: " + ",".join(c.violations))
         ms = (f"{c.latency_ms:>10.3g}" if c.latency_ms is not None else f"{'n/a':>10}") if lat else ""
         click.echo(f"{c.arch.describe():<{name_w}}{c.params:>11,}{c.macs:>12,}{c.file_bytes:>11,}"
-                   f"{c.arena_bytes:>10,}{ms}  {mark}")
+                   f"{c.ram_bytes:>10,}{ms}  {mark}")
 
 
 @main.command("gate")

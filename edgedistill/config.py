@@ -354,6 +354,14 @@ class QuantConfig(_Strict):
         "1/σ and normalized values in int16 (docs/int16.md: within noise of int8 on builtin:langid, +1.4 % file, "
         "+2.1 % arena); attention keeps the scores, mask, SOFTMAX and context of each attention (two or more heads) "
         "in int16 (within noise of int8 on builtin:langid, +3.3 % file, +39 % arena)")
+
+    @field_validator("int16")
+    @classmethod
+    def _int16_once(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError(f"quant.int16 names an op kind more than once ({v}); name each kind once")
+        return v
+
     calibration_size: int = Field(1000, ge=16, description="training samples drawn (seeded) for calibration")
     formats: list[Literal["onnx", "tflite"]] = Field(default_factory=lambda: ["onnx", "tflite"])
     tflm_max_samples: int = Field(1000, ge=1, description="test samples run through TFLite Micro (1 per invoke)")
