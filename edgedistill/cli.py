@@ -261,7 +261,7 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all, tex
 @click.option("--budget", "budget_text", help="Tighten the target's limits, e.g. flash=64KiB,ram=128KiB,latency=5ms,"
               "macs=2M,accuracy=90%,drop=1.0 (KB/MB = powers of 1000, KiB/MiB = powers of 1024); for a causal-LM "
               "run's metrics.json: perplexity=40,int8_rise=2%,top1=30%,top3=50%,tokens_per_s=50,latency=20ms,"
-              "flash=...,ram=....")
+              "macs=2M (per token),flash=...,ram=....")
 @click.option("--baseline", type=click.Path(), help="An older report.json (or its run directory): fail on "
               "regressions.")
 @click.option("--tolerance", help="Allowed regression vs --baseline: accuracy=POINTS,latency=PCT%,size=PCT%. "
