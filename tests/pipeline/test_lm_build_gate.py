@@ -81,3 +81,12 @@ def test_a_hand_edited_macs_figure_is_refused(lm_build, tmp_path):
     edited.write_text(json.dumps(doc))
     r = CliRunner().invoke(main, ["gate", str(edited), "--budget", "macs=2M"])
     assert r.exit_code == 2 and "speed.target.macs" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_a_loss_to_the_twin_is_warned_and_a_full_length_run_gets_no_short_run_note(lm_build):
+    from edgedistill.pipeline.report import TWIN_LOSS
+
+    m = lm_build["metrics"]
+    losses = [k for k, g in m["gain_vs_twin"].items() if g["gain"] < 0]
+    assert sum(TWIN_LOSS in w for w in m["warnings"]) == len(losses), m["warnings"]
+    assert m["training"]["steps"] == 80 and not any("under half" in w for w in m["warnings"])  # 80 of 70 steps
