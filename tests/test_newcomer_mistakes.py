@@ -71,8 +71,10 @@ def test_malformed_config_files(tmp_path, name, text, needle):
 
 @pytest.mark.parametrize("command", ["distill", "build"])
 @pytest.mark.parametrize("file_text,args,needles,not_there", [
-    ("[train]\nepochs = 3\n", ["--epochs", "0"], ["(command line)", "--epochs (train.epochs): epochs must be in"], ["c.toml"]),
-    ("[train]\nepochs = 3\n", ["--steps", "0"], ["(command line)", "--steps (train.steps): Input should be"], ["c.toml"]),
+    ("[train]\nepochs = 3\n", ["--epochs", "0"], ["(command line)", "--epochs (train.epochs): epochs must be in"],
+     ["c.toml"]),
+    ("[train]\nepochs = 3\n", ["--steps", "0"], ["(command line)", "--steps (train.steps): Input should be"],
+     ["c.toml"]),
     ("[train]\nepochs = 0\n", [], ["(c.toml)", "train.epochs: epochs must be in"], ["command line", "--epochs"]),
     ("[kd]\ntemperature = -1\n", ["--steps", "0"], ["(c.toml and the command line)", "kd.temperature in c.toml",
                                                       "--steps (train.steps): Input should be"], []),
