@@ -14,6 +14,7 @@ from edgedistill.cli_options import (
     build_overrides,
     distill_options,
     distill_overrides,
+    flag_namer,
     text_field_options,
 )
 from edgedistill.cli_summary import print_distill_summary, print_parity_table, print_profile, print_warnings
@@ -50,7 +51,8 @@ def distill(quiet, overwrite, **options):
     from edgedistill.api import distill as run_distill
     from edgedistill.config import load_config
 
-    cfg = load_config(options["config_file"], distill_overrides(options))
+    cfg = load_config(options["config_file"], distill_overrides(options),
+                      flag_namer(click.get_current_context().command))
     if options.get("target") and not cfg.quant.qat:
         from edgedistill.targets import load_target
 
@@ -165,7 +167,8 @@ def build_cmd(budget_text, device_url, quiet, **options):
 
     overrides = build_overrides(options)
     keep_log_in(overrides["out"])
-    res = build(load_config(options["config_file"], overrides), budget_text, show_progress=not quiet, device=device_url)
+    config = load_config(options["config_file"], overrides, flag_namer(click.get_current_context().command))
+    res = build(config, budget_text, show_progress=not quiet, device=device_url)
     if res is None:  # a rank other than 0 of a distributed build: rank 0 reports
         return
     c = res.search.chosen
@@ -265,7 +268,7 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all, tex
 @click.option("--budget", "budget_text", help="Tighten the target's limits, e.g. flash=64KiB,ram=128KiB,latency=5ms,"
               "macs=2M,accuracy=90%,drop=1.0 (KB/MB = powers of 1000, KiB/MiB = powers of 1024); for a causal-LM "
               "run's metrics.json: perplexity=40,int8_rise=2%,top1=30%,top3=50%,tokens_per_s=50,latency=20ms,"
-              "flash=...,ram=....")
+              "macs=2M (per token),flash=...,ram=....")
 @click.option("--baseline", type=click.Path(), help="An older report.json (or its run directory): fail on "
               "regressions.")
 @click.option("--tolerance", help="Allowed regression vs --baseline: accuracy=POINTS,latency=PCT%,size=PCT%. "
