@@ -14,6 +14,7 @@ from edgedistill.cli_options import (
     build_overrides,
     distill_options,
     distill_overrides,
+    flag_namer,
     text_field_options,
 )
 from edgedistill.cli_summary import print_distill_summary, print_parity_table, print_profile, print_warnings
@@ -50,13 +51,18 @@ def distill(quiet, overwrite, **options):
     from edgedistill.api import distill as run_distill
     from edgedistill.config import load_config
 
-    cfg = load_config(options["config_file"], distill_overrides(options))
+    cfg = load_config(options["config_file"], distill_overrides(options),
+                      flag_namer(click.get_current_context().command))
     if options.get("target") and not cfg.quant.qat:
         from edgedistill.targets import load_target
 
         load_target(options["target"])  # an unknown name is an error with or without --qat
         print_warnings([f"--target {options['target']} applies to int8 runs (its fit checks, estimate and, on a "
                         "microcontroller, TFLite Micro's rounding in QAT); without --qat it is ignored."])
+    if cfg.quant.int16 and not cfg.quant.qat:
+        print_warnings([f"quant.int16 = {list(cfg.quant.int16)} applies to int8 files, and without --qat this run "
+                        "writes none; config.json records it, and `edgedistill export --int8` of this run quantizes "
+                        "the student post-training in that 16×8 form."])
     keep_log_in(cfg.out)
     result = run_distill(cfg, overwrite=overwrite, show_progress=not quiet)
     if result.metrics:  # empty on the ranks other than 0 of a distributed run
@@ -161,7 +167,8 @@ def build_cmd(budget_text, device_url, quiet, **options):
 
     overrides = build_overrides(options)
     keep_log_in(overrides["out"])
-    res = build(load_config(options["config_file"], overrides), budget_text, show_progress=not quiet, device=device_url)
+    config = load_config(options["config_file"], overrides, flag_namer(click.get_current_context().command))
+    res = build(config, budget_text, show_progress=not quiet, device=device_url)
     if res is None:  # a rank other than 0 of a distributed build: rank 0 reports
         return
     c = res.search.chosen
@@ -253,13 +260,13 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all, tex
         click.echo("note: accuracy limits cannot be judged before training; the gate checks them after the build.")
     lat = any(c.latency_ms is not None for c in rows)
     name_w = max([len("student")] + [len(c.arch.describe()) for c in rows]) + 2  # mobilenetv1(width=32, depth=5)
-    click.echo(f"{'student':<{name_w}}{'params':>11}{'MACs':>12}{'file B':>11}{'arena B':>10}"
+    click.echo(f"{'student':<{name_w}}{'params':>11}{'MACs':>12}{'file B':>11}{'RAM B':>10}"
                + (f"{'est. ms':>10}" if lat else "") + "  fits")
     for c in rows:
         mark = "<- chosen" if c is res.chosen else ("yes" if c.fits else "no: " + ",".join(c.violations))
         ms = (f"{c.latency_ms:>10.3g}" if c.latency_ms is not None else f"{'n/a':>10}") if lat else ""
         click.echo(f"{c.arch.describe():<{name_w}}{c.params:>11,}{c.macs:>12,}{c.file_bytes:>11,}"
-                   f"{c.arena_bytes:>10,}{ms}  {mark}")
+                   f"{c.ram_bytes:>10,}{ms}  {mark}")
 
 
 @main.command("gate")
@@ -267,7 +274,7 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all, tex
 @click.option("--budget", "budget_text", help="Tighten the target's limits, e.g. flash=64KiB,ram=128KiB,latency=5ms,"
               "macs=2M,accuracy=90%,drop=1.0 (KB/MB = powers of 1000, KiB/MiB = powers of 1024); for a causal-LM "
               "run's metrics.json: perplexity=40,int8_rise=2%,top1=30%,top3=50%,tokens_per_s=50,latency=20ms,"
-              "flash=...,ram=....")
+              "macs=2M (per token),flash=...,ram=....")
 @click.option("--baseline", type=click.Path(), help="An older report.json (or its run directory): fail on "
               "regressions.")
 @click.option("--tolerance", help="Allowed regression vs --baseline: accuracy=POINTS,latency=PCT%,size=PCT%. "

@@ -221,6 +221,33 @@ build_options = _apply(BUILD_OPTIONS)
 text_field_options = _apply(TEXT_FIELD_OPTIONS)
 
 
+# config paths whose flag is not `--` and the path's last key (kd.temperature: --temperature), first match wins
+_FLAGS = (("data.source", "--data"), ("teachers.path", "--teacher"), ("teachers", "--teacher-"), ("kd.features",
+          "--feature"), ("baseline", "--no-baseline"), ("student.tokenizer", "--tokenizer"), ("student", "--student"),
+          ("augment", "--augment"))
+
+
+def flag_namer(command: click.Command):
+    """A validation error's path (("kd", "temperature"), ("teachers", 0, "factory")) -> the flag of `command` that
+    sets it (--temperature, --teacher-factory), or None where no flag of `command` does (a build default), for
+    edgedistill.config.load_config's messages."""
+    opts = {o for p in command.params for o in getattr(p, "opts", [])}
+
+    def flag_of(loc: tuple) -> str | None:
+        keys = [str(k) for k in loc if not isinstance(k, int)]
+        path = ".".join(keys)
+        flag = next((f for p, f in _FLAGS if path == p or path.startswith(p + ".")), None) if keys else None
+        if flag == "--teacher-":  # the teacher options shared by every --teacher: --teacher-factory, ...
+            flag = "--teacher-" + keys[1].replace("_", "-") if len(keys) > 1 else "--teacher"
+        elif flag is None and keys:
+            flag = "--" + keys[-1].replace("_", "-")
+        if flag == "--student" and flag not in opts:  # build chooses the family alone
+            flag = "--family"
+        return flag if flag in opts else None
+
+    return flag_of
+
+
 def _with_tokenizer(student: dict | None, tokenizer: str | None) -> dict | None:
     return student if tokenizer is None else {**(student or {}), "tokenizer": tokenizer}
 

@@ -94,7 +94,10 @@ def load_report(path: Path) -> dict:
         raise ConfigError(f"Report {path} is not valid JSON: {exc}.") from None
     except RecursionError:
         raise ConfigError(f"Report {path} is nested too deeply to be a report.") from None
-    version = rep.get("schema_version") if isinstance(rep, dict) else None
+    refusal = _not_a_report(rep, Path(path))
+    if refusal:
+        raise ConfigError(refusal)
+    version = rep.get("schema_version")
     if version != REPORT_SCHEMA_VERSION:
         raise ConfigError(f"Report {path} has schema version {version!r}; this edgedistill reads version "
                           f"{REPORT_SCHEMA_VERSION}. Re-run the build to write a current report.")
@@ -102,6 +105,26 @@ def load_report(path: Path) -> dict:
         raise ConfigError(f"Report {path} has no `usage` section (was it written by `distill --qat`?).")
     _check_types(rep, path)
     return rep
+
+
+def _not_a_report(rep, path: Path) -> str | None:
+    """The one-line refusal of a JSON file that is no report: not an object (a list, a number), or a classifier
+    run's metrics.json (its training figures: no `usage`, and its name, a `task` or a student and a teacher say
+    so), pointed at the report.json beside it. None for anything else, which load_report checks as a report."""
+    if not isinstance(rep, dict):
+        return (f"{path} holds {_JSON_TYPE.get(type(rep), type(rep).__name__)}, not a report (a JSON object); gate a "
+                "classifier run's report.json, a causal-LM run's metrics.json, or the run's output directory.")
+    task = rep.get("task")
+    if "usage" in rep or not (path.name == "metrics.json" or isinstance(task, str) or
+                              ("student" in rep and "teacher" in rep)):
+        return None
+    what = "a classifier run's" if task in (None, "classification") else f"a run's (task {task!r})"
+    report = path.with_name("report.json")
+    if report.is_file():
+        return (f"{path} is {what} metrics.json (its training figures), not the report the gate reads: gate "
+                f"{report} or the run directory {path.parent}.")
+    return (f"{path} is {what} metrics.json (its training figures), not the report the gate reads: a classifier "
+            "run's gate reads its report.json, which `build` and `distill --qat` write, and this run has none.")
 
 
 # what the gate reads from a report, and the JSON type each must have (None is always allowed: "missing")

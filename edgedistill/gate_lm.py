@@ -18,7 +18,9 @@ target's limits); a row whose limit is not set shows its figure, is not judged a
 * with a budget: tokens per second (a floor, `tokens_per_s=`) and the latency per token (`latency=`), both of the
   figure metrics.json's `speed.target` names (measured here for the int8 TFLite file on a host target, else the
   target's estimate), flash (the int8 TFLite file's bytes) and RAM (the target runtime's figure), each judged where
-  the budget sets it and shown otherwise; the student / teacher tokens/s ratio per runtime is shown, never judged;
+  the budget sets it and shown otherwise, and so are the MACs of one decoder step, i.e. per generated token (`macs=`, a
+  ceiling, the limit `build --task causal-lm` also searches under: the exact count of the int8 TFLite file,
+  metrics.json's `speed.target.macs`); the student / teacher tokens/s ratio per runtime is shown, never judged;
 * a classifier's limit (`accuracy=`, `drop=`) fails as missing: a causal LM has no class accuracy (top1= is its
   next-token accuracy).
 A value that is missing (a twin's figures lost, an int8 run without its figure) fails its judged row rather than passing as zero;
@@ -51,8 +53,8 @@ def _row(name: str, value, limit, floor: bool, how: str, unit: str) -> Check:
 
 
 def speed_rows(metrics: dict, budget: Budget) -> list[Check]:
-    """Tokens/s, latency per token, flash, RAM and the tokens/s ratio to the teacher (module doc). A run without
-    an int8 file (no `speed` section) shows the rows as missing, or fails those its budget limits."""
+    """Tokens/s, latency per token, flash, RAM, MACs per token and the tokens/s ratio to the teacher (module doc). A
+    run without an int8 file (no `speed` section) shows the rows as missing, or fails those its budget limits."""
     speed = metrics.get("speed") or {}
     t = speed.get("target") or {}
     tps, how = t.get("tokens_per_s"), t.get("tokens_per_s_how") or "no int8 file was timed (float-only run)"
@@ -62,7 +64,9 @@ def speed_rows(metrics: dict, budget: Budget) -> list[Check]:
             _row("latency per token", 1000.0 / tps if _finite(tps) and tps > 0 else None, budget.latency_ms, False,
                  how, "ms"),
             _row("flash", flash, budget.flash_bytes, False, "int8 TFLite file bytes", "B"),
-            _row("ram", ram, budget.ram_bytes, False, t.get("ram_figure") or "the target runtime's figure", "B")]
+            _row("ram", ram, budget.ram_bytes, False, t.get("ram_figure") or "the target runtime's figure", "B"),
+            _row("macs per token", t.get("macs"), budget.macs, False, "exact count of the int8 TFLite file's decoder "
+                 "step (one step a generated token)", "")]
     for runtime, r in (speed.get("ratio") or {}).items():
         rows.append(_row(f"tokens/s vs teacher ({runtime})", r["ratio"], None, True,
                          f"student int8 {r['student_tokens_per_s']:.4g} / teacher float32 "

@@ -121,6 +121,8 @@ def _check_speed(path: Path, metrics: dict) -> None:
         for key in ("value", "limit"):
             if f["check"] in ("flash", "ram") and not _number(f.get(key), 0.0):
                 raise _refuse(path, f"the {f['check']} check's {key}", f.get(key), "a number of bytes >= 0 or null")
+    if not _number(t.get("macs"), 0.0):
+        raise _refuse(path, "speed.target.macs", t.get("macs"), "a number >= 0 or null")
     if not _number(t.get("model_flash_bytes"), 0.0):
         raise _refuse(path, "speed.target.model_flash_bytes", t.get("model_flash_bytes"), "bytes >= 0 or null")
     for runtime, r in _object(path, speed, "ratio", "speed.ratio").items():

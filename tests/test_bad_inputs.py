@@ -134,7 +134,9 @@ def test_config_file_spellings_of_the_cli_values(tmp_path):
     for text, needle in (('[augment]\nmixup = "none"\n', "augment.mixup: mixup is a number"),
                          ('epochs = 3\n', "epochs: unknown key; it belongs in the [train] section (train.epochs)"),
                          ('augment = "shift=x"\n', "augment: 'shift=x': shift takes a number"),
-                         ('student = "nope:width=8"\n', "student: Unknown student family 'nope' in student")):
+                         ('student = "nope:width=8"\n', "student: Unknown student family 'nope' in student"),
+                         ('[quant]\nint16 = ["attention", "attention"]\n', "quant.int16: quant.int16 names an op kind "
+                          "more than once")):
         cfg.write_text(text)
         with pytest.raises(ConfigError) as err:
             load_config(str(cfg), {})

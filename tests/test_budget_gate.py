@@ -306,3 +306,22 @@ def test_a_causal_lm_baseline_for_a_classifier_report_is_refused_by_kind(tmp_pat
     (lm / "metrics.json").write_text(json.dumps({"task": "causal-lm"}))
     r = CliRunner().invoke(main, ["gate", str(tmp_path / "report.json"), "--baseline", str(lm)])
     assert r.exit_code == 2 and "same kind" in r.output and "schema version" not in r.output, r.output
+
+
+def test_a_file_that_is_no_report_gets_its_own_one_line_refusal(tmp_path):
+    """A classifier run's metrics.json points at the report.json the gate reads (not "was it written by distill
+    --qat?"), a JSON list or a metrics.json with a `task` is not called a report of schema version None."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"schema_version": 1, "teacher": {}, "student": {"test_acc": 9}}))
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "task.json").write_text(json.dumps({"task": "classification", "student": {}}))
+    cases = [(run / "metrics.json", "report.json, which `build` and `distill --qat` write, and this run has none"),
+             (tmp_path / "list.json", "holds a list, not a report"),
+             (tmp_path / "task.json", "is a classifier run's metrics.json")]
+    for path, needle in cases + [(run / "metrics.json", f"gate {run / 'report.json'} or the run directory {run}")]:
+        if path == run / "metrics.json" and needle.startswith("gate "):
+            (run / "report.json").write_text(json.dumps(REPORT))  # a --qat run: its report is beside it
+        r = CliRunner().invoke(main, ["gate", str(path)])
+        assert r.exit_code == 2 and needle in r.output and len(r.output.strip().splitlines()) == 1, r.output
+        assert "schema version" not in r.output and "usage" not in r.output, r.output

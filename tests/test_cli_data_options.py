@@ -110,7 +110,7 @@ def test_max_test_scores_a_seeded_subset_of_the_test_split(tmp_path):
     assert np.array_equal(cut.test.y, whole.test.y[kept])  # each kept sample keeps its own label
     assert np.array_equal(cut.train.x, whole.train.x) and np.array_equal(cut.val.x, whole.val.x)
     r = CliRunner().invoke(main, ["distill", "--max-test", "50", "--out", str(tmp_path / "o")])
-    assert r.exit_code != 0 and "max_test" in r.output and not (tmp_path / "o").exists(), r.output
+    assert r.exit_code != 0 and "--max-test (data.max_test)" in r.output and not (tmp_path / "o").exists(), r.output
 
 
 def test_build_default_out_names_the_data():

@@ -98,11 +98,11 @@ def test_an_empty_or_partial_twin_gain_fails_as_missing(record):
     assert not row.passed and row.value is None and "missing" in row.how
 
 
-def _with_speed(tps, flash=20_000, ram=9_000, ratio=30.0):
+def _with_speed(tps, flash=20_000, ram=9_000, ratio=30.0, macs=150_000):
     m = _metrics(100.0, 101.0, GAIN)
     m["speed"] = {"target": {"tokens_per_s": tps, "tokens_per_s_how": "measured-host (litert, 2 threads)",
                              "fit": [{"check": "flash", "value": flash}, {"check": "ram", "value": ram}],
-                             "ram_figure": "planned activations"},
+                             "ram_figure": "planned activations", "macs": macs},
                   "ratio": {"litert": {"ratio": ratio, "student_tokens_per_s": tps,
                                        "teacher_tokens_per_s": tps / ratio}}}
     return m
@@ -127,6 +127,18 @@ def test_size_rows_are_judged_only_under_a_limit_and_the_ratio_is_only_shown():
     assert _row(shown, "tokens/s vs teacher (litert)").value == 3.0
     tight = lm_gate(_with_speed(400.0), budget=Budget.parse("flash=16KB,ram=16KB"))
     assert not _row(tight, "flash").passed and _row(tight, "ram").passed
+
+
+def test_a_macs_limit_is_judged_on_the_decoder_steps_count_not_dropped():
+    from edgedistill.budget import Budget
+
+    ok = lm_gate(_with_speed(400.0, macs=150_000), budget=Budget.parse("macs=150K"))
+    assert ok.passed and _row(ok, "macs per token").judged and _row(ok, "macs per token").value == 150_000
+    over = lm_gate(_with_speed(400.0, macs=150_001), budget=Budget.parse("macs=150K"))
+    assert not over.passed and not _row(over, "macs per token").passed
+    lost = lm_gate(_with_speed(400.0, macs=None), budget=Budget.parse("macs=1M"))  # never passed as zero
+    assert not lost.passed and _row(lost, "macs per token").how == "missing"
+    assert not _row(lm_gate(_with_speed(400.0), budget=Budget()), "macs per token").judged
 
 
 def test_a_speed_limit_on_a_run_without_timings_fails_rather_than_passing():

@@ -69,6 +69,80 @@ def test_malformed_config_files(tmp_path, name, text, needle):
     _one_paragraph_error(run(["build", "--config", str(p), "--out", str(tmp_path / "b"), "-q"]), needle)
 
 
+@pytest.mark.parametrize("command", ["distill", "build"])
+@pytest.mark.parametrize("file_text,args,needles,not_there", [
+    ("[train]\nepochs = 3\n", ["--epochs", "0"], ["(command line)", "--epochs (train.epochs): epochs must be in"],
+     ["c.toml"]),
+    ("[train]\nepochs = 3\n", ["--steps", "0"], ["(command line)", "--steps (train.steps): Input should be"],
+     ["c.toml"]),
+    ("[train]\nepochs = 0\n", [], ["(c.toml)", "train.epochs: epochs must be in"], ["command line", "--epochs"]),
+    ("[kd]\ntemperature = -1\n", ["--steps", "0"], ["(c.toml and the command line)", "kd.temperature in c.toml",
+                                                      "--steps (train.steps): Input should be"], []),
+    ("[train]\nepochs = 0\n", ["--steps", "40"], None, None),  # --steps replaces the file's epochs: no error
+])
+def test_a_bad_setting_is_blamed_on_where_it_was_given(tmp_path, monkeypatch, command, file_text, args, needles,
+                                                         not_there):
+    """With --config, an invalid flag value names the flag, not the file (flags override the file); an invalid
+    file value names the file; both at once name each where it was given."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.toml").write_text(file_text)
+    if needles is None:
+        from edgedistill.cli_options import build_overrides, distill_overrides, flag_namer
+        from edgedistill.config import load_config
+        cmd = main.commands[command]
+        with cmd.make_context(command, list(args)) as ctx:
+            overrides = (build_overrides if command == "build" else distill_overrides)(ctx.params)
+        assert load_config("c.toml", overrides, flag_namer(cmd)).train.steps == 40
+        return
+    out = _one_paragraph_error(run([command, "--config", "c.toml", "--out", str(tmp_path / "o"), "-q", *args]),
+                               *needles)
+    assert not any(n in out for n in not_there), out
+
+
+def test_a_distill_flag_value_out_of_range_names_the_flag_over_a_config_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.toml").write_text("[kd]\ntemperature = 4.0\n")
+    for args, needle in ((["--temperature", "-1"], "--temperature (kd.temperature): temperature must be in"),
+                         (["--alpha", "2"], "--alpha (kd.alpha): alpha must be in"),
+                         (["--lr", "-1"], "--lr (train.lr): Input should be"),
+                         (["--feature", "loss=hint,student=a,teacher=b,weight=heavy"],
+                          "--feature (kd.features.0.weight)")):
+        out = _one_paragraph_error(run(["distill", "--config", "c.toml", "-q", *args]), "(command line)", needle)
+        assert "c.toml" not in out, out
+
+
+@pytest.mark.parametrize("command", ["distill", "build"])
+def test_every_option_that_sets_a_config_value_has_its_flag_named(command):
+    """flag_namer finds, for each setting a flag writes into the config, that flag among the command's options; only
+    build's own defaults (not flags) have none."""
+    from edgedistill.cli_options import build_overrides, distill_overrides, flag_namer
+
+    cmd = main.commands["build" if command == "build" else "distill"]
+    given = {p.name: ("x",) if p.multiple else "1" for p in cmd.params}  # every option set: each override non-None
+    given.update(config_file=None, student="cnn", family="cnn", augment_text="none", formats="onnx", features=(),
+                 temperature="2", alpha="0.5", target="cpu")
+    overrides = (build_overrides if command == "build" else distill_overrides)(given)
+    flag_of = flag_namer(cmd)
+
+    def leaves(tree, loc=()):
+        for k, v in tree.items():
+            if isinstance(v, dict):
+                yield from leaves(v, loc + (k,))
+            elif isinstance(v, list):
+                yield from (x for i, item in enumerate(v) for x in (leaves(item, loc + (k, i)) if isinstance(
+                    item, dict) else [loc + (k, i)]))
+            elif v is not None:
+                yield loc + (k,)
+
+    build_defaults = {("train", "min_steps"), ("kd", "tune_max_samples"), ("quant", "qat"),
+                      ("quant", "qat_max_samples")}
+    paths = list(leaves(overrides))
+    missing = [loc for loc in paths if flag_of(loc) is None and loc not in build_defaults]
+    assert len(paths) > 20 and not missing, missing
+    assert flag_of(("data", "source")) == "--data" and flag_of(("teachers", 0, "path")) == "--teacher"
+    assert flag_of(("kd", "temperature")) == ("--temperature" if command == "distill" else None)
+
+
 @pytest.mark.parametrize("budget,needles", [
     ("flash=64", ["'64' for flash has no unit", "KiB", "flash=64KiB"]),
     ("ram=256", ["'256' for ram has no unit", "ram=128KiB"]),

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgedistill.registry import Registry
+from edgedistill.students.layers import mask_scores
 
 TEXT_FEATURE_LOSSES: Registry = Registry("text feature loss")
 AUTO = "auto"
@@ -94,8 +95,8 @@ def attention_probs(attn: nn.Module, x: torch.Tensor, ids: torch.Tensor) -> torc
     """The attention distributions N×heads×L×L of a students.layers.MaskedSelfAttention on its inputs (x N×L×D,
     ids N×L), recomputed from its own q / k projections so that gradients reach them."""
     q = attn.split(attn.q(x)) * attn.head_dim ** -0.5
-    scores = (q @ attn.split(attn.k(x)).transpose(-2, -1)).masked_fill((ids == 0)[:, None, None, :], float("-inf"))
-    return scores.softmax(-1)
+    scores = mask_scores(q @ attn.split(attn.k(x)).transpose(-2, -1), (ids == 0)[:, None, None, :])
+    return scores.softmax(-1)  # finite on an all-padded sample too (mask_scores), and so its gradient
 
 
 def last_linear(model: nn.Module) -> str:

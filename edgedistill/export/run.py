@@ -1,7 +1,9 @@
 """`export(checkpoint)`: write a distilled student as ONNX / TFLite files and check their parity.
 
 Int8 uses the checkpoint's QAT weights and scales when it has them (`student_qat.safetensors`, written by
-`distill --qat`); otherwise the float student is quantized post-training with a calibration set from the data.
+`distill --qat`; their 16×8 ops come with them); otherwise the float student is quantized post-training with a
+calibration set from the data, in the 16×8 form its config.json's `quant.int16` asks for (a run without --qat
+records it for this step). export.json names the 16×8 op kinds the int8 files hold (`int16`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from edgedistill.errors import ConfigError, ModelLoadError
 from edgedistill.export.parity import check_parity, int8_references
 from edgedistill.export.registry import export_all
 from edgedistill.quantize import calibration_indices, post_training_quantize
+from edgedistill.quantize.int16_attention import Attention16
+from edgedistill.quantize.int16_ops import LayerNorm16
 from edgedistill.quantize.qat import rebuild_quant_student
 from edgedistill.students.checkpoint import load_student
 from edgedistill.util import write_json
@@ -90,7 +94,7 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
         else:
             idx = calibration_indices(len(splits.train), calibration_size, 0)
             x_calib = torch.from_numpy(model_input(splits.train.x[idx]))  # a stored dtype (x.npy) becomes float32
-            qmodel = post_training_quantize(model, x_calib, calibration, rounding)
+            qmodel = post_training_quantize(model, x_calib, calibration, rounding, int16=_asked_int16(checkpoint))
             source = f"ptq-{calibration}"
     work = out.with_name(out.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
@@ -103,6 +107,7 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
         step = None if qmodel is None else float(qmodel.output_q.scale)
         rows = check_parity(artifacts, ref_f, ref_q, x, splits.test.y, step, tflm_max_samples)
         record = {"checkpoint": str(checkpoint), "int8_source": source, "int8_rounding": rounding if int8 else None,
+                  "int16": None if qmodel is None else int16_kinds(qmodel),
                   "artifacts": [a.to_dict() for a in artifacts], "parity": [r.to_dict() for r in rows],
                   "parity_passed": all(r.passed for r in rows if r.checked)}
         write_json(work / "export.json", record)
@@ -114,6 +119,20 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
         shutil.rmtree(out)
     os.replace(work, out)
     return ExportResult(out, record)
+
+
+def int16_kinds(qmodel) -> list[str]:
+    """The op kinds a quantized student computes in 16×8 form ("attention", "layernorm"), in that order."""
+    kinds = {m.kind for m in qmodel.modules() if isinstance(m, (Attention16, LayerNorm16))}
+    return [k for k in ("attention", "layernorm") if k in kinds]
+
+
+def _asked_int16(checkpoint: Path) -> tuple[str, ...]:
+    """The op kinds the checkpoint's config.json asks in 16×8 form (quant.int16); none without a config."""
+    try:
+        return tuple((json.loads((checkpoint / "config.json").read_text()).get("quant") or {}).get("int16") or ())
+    except (OSError, ValueError):
+        return ()
 
 
 def _trained_rounding(checkpoint: Path) -> str:

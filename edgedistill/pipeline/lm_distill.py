@@ -31,11 +31,12 @@ from edgedistill.pipeline.lm_auto import (COSINE_WEIGHT, auto_choice_applies, au
 from edgedistill.pipeline.lm_hidden_teacher import hidden_cosine_weight, teacher_hidden_states
 from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
 from edgedistill.pipeline.lm_int8 import run_lm_int8
-from edgedistill.pipeline.lm_report import attach_gate, lm_metrics_doc, write_lm_report
+from edgedistill.pipeline.lm_report import attach_gate, lm_metrics_doc, twin_loss_warnings, write_lm_report
 from edgedistill.pipeline.lm_seqkd import concat, teacher_continuations
 from edgedistill.pipeline.lm_speed import lm_speed, slower_than_teacher_warnings
 from edgedistill.pipeline.lm_teacher import teacher_outputs
-from edgedistill.pipeline.lm_train import cache_temperatures, tensors, train_lm_students
+from edgedistill.pipeline.lm_train import (cache_temperatures, default_steps, short_run_note, tensors,
+                                           train_lm_students)
 from edgedistill.pipeline.rundir import RunDir
 from edgedistill.progress import bars
 from edgedistill.students.checkpoint import StudentCheckpoint, save_student
@@ -90,6 +91,10 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
                        **({"hidden_cosine": hidden[0].record(hidden[1], inputs.arch.width)} if hidden else {}),
                        **({"loss_choice": choice.record} if choice else {}), **(sections or {}))
         metrics["warnings"] += slower_than_teacher_warnings(speed)
+        losses = twin_loss_warnings(metrics)  # the student lost to its twin: say so, and whether the run was short
+        windows = len(s.train) + (len(transfer) if transfer is not None else 0)
+        note = short_run_note(trained.settings.steps, default_steps(config, windows)) if losses else None
+        metrics["warnings"] += losses + ([note] if note else [])
         attach_gate(metrics, budget or (Budget.for_target(target, Budget()) if target is not None else None))
         ckpt = StudentCheckpoint(inputs.arch, (s.context,), inputs.tokenizer.vocab_size, [],
                                  Normalizer([0.0], [1.0], "feature"), inputs.tokenizer)

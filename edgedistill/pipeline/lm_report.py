@@ -22,6 +22,7 @@ from edgedistill.lm_metrics import lm_metrics, paired_perplexity_gain, token_sco
 from edgedistill.pipeline.lm_inputs import LMInputs
 from edgedistill.pipeline.lm_teacher import LMTeacherOutputs
 from edgedistill.pipeline.lm_train import LMTrained
+from edgedistill.pipeline.report import TWIN_LOSS
 from edgedistill.sanity import student_not_smaller_warning
 from edgedistill.students import count_params
 
@@ -78,6 +79,27 @@ def lm_metrics_doc(config: DistillConfig, inputs: LMInputs, teacher: LMTeacherOu
             count_params(trained.student), inputs.teacher.num_params())] if w],
         "timings": dict(timings),
     }
+
+
+def twin_loss_warnings(metrics: dict) -> list[str]:
+    """One paragraph per form (float; int8, the deployed one of a --qat run) whose student has a higher test
+    perplexity than its no-teacher twin in that form, as a classifier run warns (pipeline/report.py's
+    _gain_warning, whose TWIN_LOSS phrase it shares): "LOST" only when the paired bootstrap puts the loss beyond the
+    test split's noise, else the figures and "may be chance"."""
+    out = []
+    for mine, twin, form in (("float", "twin", ""), ("int8", "twin_int8", " (int8)")):
+        g, test = (metrics.get("gain_vs_twin") or {}).get(mine), metrics.get("test") or {}
+        if not g or g["gain"] >= 0 or mine not in test or twin not in test:
+            continue
+        gap = (f"{TWIN_LOSS}{form} by {-g['gain']:.3g} perplexity on the test split "
+               f"({test[mine]['perplexity']['value']:.3f} vs {test[twin]['perplexity']['value']:.3f}; twin − student "
+               f"95 % interval [{g['low']:+.3g}, {g['high']:+.3g}] over {g['documents']} documents)")
+        out.append(f"The distilled student{form} trails {gap}. The test split cannot tell the two apart, so this may "
+                   "be chance; if it repeats, try more steps, another temperature/alpha, or a stronger teacher."
+                   if not g["beyond_noise"] else
+                   f"Distillation{form} LOST to {gap}. The teacher is not helping this student at this budget: try "
+                   "more steps, another temperature/alpha, or a stronger teacher.")
+    return out
 
 
 def _fmt_row(label: str, m: dict) -> str:

@@ -76,6 +76,25 @@ def settings_of(config: DistillConfig, windows: int) -> LMTrainSettings:
                            seed=tr.seed)
 
 
+def default_steps(config: DistillConfig, windows: int) -> int:
+    """The float steps of the causal LM's default length for `windows` training windows at the run's batch size:
+    AUTO_EPOCHS passes, what `distill --task causal-lm` trains without --epochs / --steps."""
+    train = config.train.model_copy(update={"epochs": "auto", "steps": None})
+    return settings_of(config.model_copy(update={"train": train}), windows).steps
+
+
+def short_run_note(steps: int, default: int) -> str | None:
+    """A sentence for a causal-LM run given fewer than half the optimizer steps of the default length (`default`,
+    default_steps), else None: as for a classifier (distill/schedule.short_run_note), distillation's gain over the
+    twin shows late, so a short run's comparison says little about the full one."""
+    if steps >= default / 2:
+        return None
+    return (f"This run trained {steps:,} optimizer steps, under half the {default:,} of the causal LM's default "
+            f"length ({AUTO_EPOCHS} passes over the training windows: distill --task causal-lm's default without "
+            "--epochs / --steps; build --task causal-lm trains 4 unless told otherwise): short runs seldom show "
+            "distillation's gain, so this comparison says little about a full-length run.")
+
+
 def tensors(w: TokenWindows) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.ascontiguousarray(w.ids)), torch.from_numpy(np.ascontiguousarray(w.targets))
 

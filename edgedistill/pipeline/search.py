@@ -23,7 +23,9 @@ def choose_student(config: DistillConfig, budget: Budget, inputs: Inputs, target
     """The largest candidate that fits every limit, capped at half the teacher's parameters (a student as large as
     its teacher is not compression). Text searches the family of the student's tokenizer (textcnn for bytes, bow
     for the teacher's vocabulary). A user's own student (a factory) is costed and checked against the budget
-    instead of searched. `target`: the profile whose int8 latency estimate a `latency=` limit is checked with."""
+    instead of searched. `target`: the profile whose int8 latency estimate a `latency=` limit is checked with (and,
+    on TFLite Micro, whose runtime memory the RAM figure includes). Candidates are costed in the 16×8 form
+    `quant.int16` asks for, as the build will export them."""
     kind = kind_of(inputs.raw.train.x)
     own = config.student.arch(kind) if config.student.factory else None  # the user's student: costed, not searched
     s = inputs.splits
@@ -31,4 +33,4 @@ def choose_student(config: DistillConfig, budget: Budget, inputs: Inputs, target
         [default_family(kind, s.text.tokenizer.name)] if s.text is not None else None
     return search(kind, s.input_shape, s.num_classes, budget, families,
                   max_params=teacher_params(inputs.teachers) // 2, arch=own, target=target, vocab_size=s.vocab_size,
-                  knobs=dict(config.student.knobs))
+                  knobs=dict(config.student.knobs), int16=tuple(config.quant.int16))

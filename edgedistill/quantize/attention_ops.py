@@ -23,6 +23,7 @@ from torch import nn
 
 from edgedistill.quantize.fake import ActQuant
 from edgedistill.quantize.ops import Activation, Binary, GraphOp, Mean, QLayer
+from edgedistill.students.layers import mask_scores
 
 PROBS_GRID = (1.0 / 256.0, -128)  # TFLite int8 spec: SOFTMAX output scale 1/256, zero point -128
 # A causal decoder's masked score is its grid's lowest value, so a masked key keeps probability exp(low − max) in
@@ -167,11 +168,12 @@ class Attention(GraphOp):
         return self.out(ctx.transpose(1, 2).reshape(n, length, dim))
 
     def masked(self, scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """The scores with each masked key's set to the scores grid's lowest code (SELECT_V2; -inf in float)."""
+        """The scores with each masked key's set to the scores grid's lowest code (SELECT_V2; the lowest float in
+        float, students.layers.mask_scores)."""
         pad = (ids == 0)[:, None, None, :] if self.future is None else self.future[None, None]
         grid = self.scores.out_q
         if grid.mode in ("float", "observe"):  # calibration observed the unmasked scores above
-            return scores.masked_fill(pad, float("-inf"))
+            return mask_scores(scores, pad)  # as the float student: an all-padded row stays finite
         # the grid's lowest code, as the file's SELECT_V2 writes it
         s, z = grid.export_params if grid.mode == "export" else (float(grid.scale), int(grid.zero_point))
         scores = torch.where(pad, torch.full((), (grid.width.qmin - z) * s, dtype=scores.dtype), scores)

@@ -7,6 +7,7 @@ import html
 
 from edgedistill.report import plots
 from edgedistill.report.run_cost import run_cost_lines
+from edgedistill.report.schema import precision_note
 from edgedistill.report.sections import (binding_text, budget_lines, budget_view, far_line, human, layer_lines,
                                          parity_diff,
                                          per_class_lines, where_accuracy, where_int8)
@@ -190,6 +191,7 @@ def headline(r: dict) -> list[tuple[str, str]]:
         _size(s["size_ratio_teacher_over_student"]),
         ("Faster" if _faster(s["speedup_vs_teacher"]) else "Slower", _speed(s["speedup_vs_teacher"])),
         ("Accuracy kept", f"{_acc({'accuracy': s['accuracy_deployed'], **_usage_ci(r)})} deployed int8"
+                          f"{precision_note(s.get('int16'))}"
                           f"{_arithmetic(s)} vs {_pct(s['accuracy_teacher'])} teacher "
                           f"({_pts(s['accuracy_kept_vs_teacher'])})"),
         ("Distillation gain", f"{_pts(s['gain_vs_no_teacher_twin_int8'])} int8"
@@ -255,11 +257,11 @@ def to_markdown(r: dict) -> str:
         fits = [c for c in s["candidates"] if c["fits"]]
         lines += ["", "## Student search", "", f"Chosen: **{s['chosen']['arch']}** ({s['chosen']['params']:,} params) — "
                   f"rule: {s['rule']}. {len(fits)} of {len(s['candidates'])} candidates fit.", "",
-                  "| candidate | params | MACs | file bytes | arena bytes | fits |", "|---|---:|---:|---:|---:|---|"]
+                  "| candidate | params | MACs | file bytes | RAM bytes | fits |", "|---|---:|---:|---:|---:|---|"]
         for c in sorted(s["candidates"], key=lambda c: -c["params"]):
             fit = "yes" if c["fits"] else "no: " + ", ".join(c["violations"])
             lines.append(f"| {c['arch']} | {c['params']:,} | {c['macs']:,} | {c['file_bytes']:,} | "
-                         f"{c['arena_bytes']:,} | {fit} |")
+                         f"{c.get('ram_bytes', c['arena_bytes']):,} | {fit} |")
     lines += per_class_lines(r)
     lines += layer_lines(r)
     lines += objective_lines(r.get("objective"))
@@ -350,8 +352,11 @@ def _charts(r: dict) -> list[str]:
         budget = s.get("budget") or {}
         fit = {f["check"]: f.get("limit") for f in t.get("fit", [])}
         limits = {"file_bytes": budget.get("flash_bytes") or fit.get("flash"),
-                  "arena_bytes": budget.get("ram_bytes") or fit.get("ram"), "macs": budget.get("macs")}
-        out.append(plots.search_costs([{**c, "chosen": c["arch"] == chosen} for c in s["candidates"]], limits,
+                  "ram_bytes": budget.get("ram_bytes") or fit.get("ram"), "macs": budget.get("macs")}
+        # ram_bytes: the planned arena plus, on TFLite Micro, its runtime memory (reports before it: the arena)
+        cands = [{**c, "chosen": c["arch"] == chosen, "ram_bytes": c.get("ram_bytes", c["arena_bytes"])}
+                 for c in s["candidates"]]
+        out.append(plots.search_costs(cands, limits,
                                       f"Student search: {len(s['candidates'])} candidates, chosen {chosen}"))
     return out
 

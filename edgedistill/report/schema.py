@@ -8,6 +8,12 @@ from edgedistill.report.per_class import per_class_section
 REPORT_SCHEMA_VERSION = 1
 
 
+def precision_note(int16) -> str:
+    """' (16×8 attention, LayerNorm)' for int8 files with 16×8 parts (quant.int16's op kinds), '' for plain int8."""
+    names = {"attention": "attention", "layernorm": "LayerNorm"}
+    return f" (16×8 {', '.join(names.get(k, k) for k in int16)})" if int16 else ""
+
+
 def _ratio(a, b):
     return a / b if a and b else None
 
@@ -90,9 +96,10 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
     # what the target runs: a microcontroller rounds as TFLite's reference kernels do, on the whole test split
     deployed_on = "litert-reference" if (target or {}).get("runtime") == "tflm" and \
         ("tflite-int8", "litert-reference") in parity else "litert"
-    shown = [("onnx-int8", "onnxruntime", "QAT int8 ONNX"), ("tflite-int8", "litert", "int8 TFLite")]
+    wide = precision_note(q.get("int16"))  # the int8 files' 16×8 parts (quant.int16), named wherever int8 is
+    shown = [("onnx-int8", "onnxruntime", f"QAT int8{wide} ONNX"), ("tflite-int8", "litert", f"int8{wide} TFLite")]
     if deployed_on == "litert-reference":
-        shown.append(("tflite-int8", "litert-reference", "int8 TFLite, TFLite Micro arithmetic"))
+        shown.append(("tflite-int8", "litert-reference", f"int8{wide} TFLite, TFLite Micro arithmetic"))
     for art, rt, label in shown:
         if (art, rt) in parity:
             rows.append({"name": label, "params": metrics["student"]["params"], "accuracy": parity[(art, rt)]["accuracy"],
@@ -117,6 +124,7 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
         "ptq_accuracy": q.get("ptq_test_acc"),
         "qat_accuracy": q.get("qat_test_acc"),
         "qat_kept_post_training": q.get("qat_best_epoch") == 0,  # no QAT epoch beat the PTQ start on validation
+        "int16": list(q.get("int16") or []),  # op kinds the int8 files compute in 16×8 form (quant.int16)
         "training": _training(metrics),
     }
     objective = _objective(metrics)

@@ -37,6 +37,7 @@ from torch import nn
 
 from edgedistill.profile.tflm_planner import Buffer, greedy_arena_bytes, lower_bound_bytes
 from edgedistill.students.cost_graph import COST_KIND, TFLITE_OP, FileGraph, OpCost
+from edgedistill.students.cost_int16 import INT16_LOWERINGS
 from edgedistill.students.cost_ops import LOWERINGS, Step, lower_plain
 from edgedistill.students.cost_text import TEXT_LOWERINGS
 
@@ -57,6 +58,7 @@ class GraphCost:
     buffers: tuple[Buffer, ...] = field(default=(), repr=False)  # the planned tensors (creation order), scratch
     weight_scales: int = 0  # per-channel weight scales over the weight ops (= channels unless a layer has no bias)
     fixed_constants: tuple[int, ...] = ()  # bytes of each constant tensor that is no parameter (a causal mask)
+    constant_tensors: int = 0  # constant tensors of the file, at most (weights, biases, tables, small operands)
 
     def model_cost(self):
         """The int8 file's per-op cost as profile/cost.py reads it from a .tflite (`ModelCost`), predicted from the
@@ -93,12 +95,14 @@ def _lower_input(fg: FileGraph, q, input_shape: tuple[int, ...]) -> None:
 
 
 @torch.no_grad()
-def graph_cost(model: nn.Module, input_shape: tuple[int, ...]) -> GraphCost:
+def graph_cost(model: nn.Module, input_shape: tuple[int, ...], int16: tuple[str, ...] = ()) -> GraphCost:
     """Cost `model` (a float student: Normalize first, or token ids into an embedding) on (1, *input_shape).
-    Raises UnsupportedOpError (one paragraph, naming the layer) for a model the int8 pipeline cannot express."""
+    `int16`: op kinds in TFLite's 16×8 form (quant.int16: "attention", "layernorm"; students/cost_int16.py).
+    Raises UnsupportedOpError (one paragraph, naming the layer) for a model the int8 pipeline cannot express (or
+    whose 16×8 form it cannot write: one head), ConfigError for an `int16` kind the model has no op of."""
     from edgedistill.quantize import to_quant_student
 
-    q = to_quant_student(model)
+    q = to_quant_student(model, int16=tuple(int16))
     q.set_mode("float")
     # token ids: any valid id gives the shapes (1, not the padding id 0, so no attention row is all masked)
     x = torch.ones(1, *input_shape, dtype=torch.int32) if q.index_input else torch.zeros(1, *input_shape)
@@ -113,7 +117,8 @@ def graph_cost(model: nn.Module, input_shape: tuple[int, ...]) -> GraphCost:
     for key, ins, out in q.steps:
         m = q.ops[key]
         env[out] = m(*[env[i] for i in ins])
-        _LOWERINGS.get(getattr(m, "kind", ""), lower_plain)(fg, Step(key, m, ins, out, env, q, readers))
+        lower = INT16_LOWERINGS.get(type(m)) or _LOWERINGS.get(getattr(m, "kind", ""), lower_plain)
+        lower(fg, Step(key, m, ins, out, env, q, readers))
     buffers = fg.buffers(q.output_name)
     layers = [o for o in fg.ops if o.weights]
     weights, biases = sum(o.weights for o in layers), sum(o.biases for o in layers)
@@ -124,4 +129,6 @@ def graph_cost(model: nn.Module, input_shape: tuple[int, ...]) -> GraphCost:
                      arena_lower_bound=lower_bound_bytes(buffers, max((b.last for b in buffers), default=0) + 1),
                      layers=len(layers), channels=biases, tensors=len(buffers) - len(fg.scratch), ops=tuple(fg.ops),
                      buffers=tuple(buffers), weight_scales=sum(o.out_channels or o.biases for o in layers),
-                     fixed_constants=tuple(fg.fixed))
+                     fixed_constants=tuple(fg.fixed),
+                     constant_tensors=fg.small_constants + sum(1 + (o.biases > 0) for o in layers)
+                     + sum(t.constant for t in fg.tensors.values()))

@@ -25,6 +25,8 @@ TFLITE_OP = {"conv": "CONV_2D", "depthwise": "DEPTHWISE_CONV_2D", "fc": "FULLY_C
              "relu6": "RELU6", "first": "SLICE",
              "quantize": "QUANTIZE", "gather_nd": "GATHER_ND", "equal": "EQUAL", "select": "SELECT_V2",
              "softmax": "SOFTMAX", "rsqrt": "RSQRT", "matmul_fc": "FULLY_CONNECTED", "batch_matmul": "BATCH_MATMUL"}
+# constant operands an op with `const` bytes of them reads (one unless listed): SLICE's begin and size
+SMALL_CONSTANTS = {"first": 2}
 COST_KIND = {"conv": "conv", "depthwise": "depthwise", "fc": "fc", "matmul_fc": "fc", "batch_matmul": "fc",
              "maxpool": "pool", "avgpool": "pool", "mean": "pool"}
 
@@ -45,6 +47,8 @@ class OpCost:
     const_bytes: int = 0  # constant operands besides a layer's weights: int32 shape / permutation / axis / padding
     #                       operands, scalars, and constant tensors such as an embedding table
     out_channels: int = 0  # a conv / linear's output channels: one weight scale each (with or without a bias)
+    operand_bytes: tuple[int, ...] = ()  # bytes of each activation tensor it reads, in operand order
+    out_itemsize: int = 1  # bytes per element of its output (2: an int16 tensor of a 16×8 op)
 
 
 @dataclass
@@ -71,6 +75,7 @@ class FileGraph:
         self.scratch: list[Buffer] = []
         self.learned = 0
         self.fixed: list[int] = []  # bytes of each constant tensor that is no parameter (a causal mask)
+        self.small_constants = 0  # constant operands written per op (shape / axis / padding operands, scalars)
 
     def src(self, value: str) -> str:
         return self.alias.get(value, value)
@@ -100,7 +105,10 @@ class FileGraph:
         self.ops.append(replace(cost, out_elems=elems * itemsize,
                                 in_elems=sum(t.bytes for t in tensors if not t.constant),
                                 first_in_elems=tensors[0].elems if tensors else 0,
-                                const_bytes=const + sum(t.bytes for t in tensors if t.constant)))
+                                const_bytes=const + sum(t.bytes for t in tensors if t.constant),
+                                operand_bytes=tuple(t.bytes for t in tensors if not t.constant),
+                                out_itemsize=itemsize))
+        self.small_constants += SMALL_CONSTANTS.get(kind, 1) if const > 0 else 0
         self.tensors[out] = Tensor(elems * itemsize, elems, k, k)
         self.scratch += [Buffer(align(b), k, k) for b in scratch]
         return out

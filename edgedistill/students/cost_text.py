@@ -45,15 +45,17 @@ def _padding_mask(fg: FileGraph, s: Step, ids: str, length: int) -> str:
     return fg.shared[ids]
 
 
-def _masked_softmax(fg: FileGraph, s: Step, scores: str, length: int, n: int) -> str:
-    """The mask, SELECT_V2 (an int8 scalar: the scores' lowest code) and SOFTMAX of `scores` (n elements, 4-D). A
-    causal decoder's mask is a constant L×L bool tensor read by the SELECT_V2 itself: no op computes it."""
+def masked_softmax(fg: FileGraph, s: Step, scores: str, length: int, n: int, itemsize: int = 1) -> str:
+    """The mask, SELECT_V2 (a scalar of the scores' type, `itemsize` bytes: their lowest code) and SOFTMAX of
+    `scores` (n elements, 4-D). A causal decoder's mask is a constant L×L bool tensor read by the SELECT_V2 itself:
+    no op computes it."""
     if s.op.future is not None:
         mask = fg.constant(f"{s.key}/causal", length * length, learned=False)
     else:
         mask = _padding_mask(fg, s, s.ins[1], length)
-    masked = fg.emit(f"{s.key}/mask", "select", [mask, scores], f"{s.out}/masked", n, const=1)
-    return fg.emit(f"{s.key}/softmax", "softmax", [masked], f"{s.out}/probs", n)
+    masked = fg.emit(f"{s.key}/mask", "select", [mask, scores], f"{s.out}/masked", n, itemsize=itemsize,
+                     const=itemsize)
+    return fg.emit(f"{s.key}/softmax", "softmax", [masked], f"{s.out}/probs", n, itemsize=itemsize)
 
 
 def lower_attention(fg: FileGraph, s: Step) -> None:
@@ -75,7 +77,7 @@ def lower_attention(fg: FileGraph, s: Step) -> None:
         q, k, v = (project(layer, x, name) for layer, name in ((m.q, "q"), (m.k, "k"), (m.v, "v")))
         k2 = emit("k_2d", "reshape", [k], n, 8)
         scores = emit("scores", "matmul_fc", [q, k2], scores_n, macs=scores_n * d)
-        probs = _masked_softmax(fg, s, emit("scores_4d", "reshape", [scores], scores_n, 16), length, scores_n)
+        probs = masked_softmax(fg, s, emit("scores_4d", "reshape", [scores], scores_n, 16), length, scores_n)
         vt = emit("v_t", "transpose", [emit("v_2d", "reshape", [v], n, 8)], n, 8)
         ctx = emit("context", "matmul_fc", [probs, vt], n, macs=n * length)
         y = emit("out_4d", "fc", [ctx], n, cost=layer_cost(m.out.name, m.out, n))
@@ -87,7 +89,7 @@ def lower_attention(fg: FileGraph, s: Step) -> None:
     k = emit("k_t", "transpose", [k], n, 16)  # N×L×H×d -> N×H×d×L in one permutation
     q, k = emit("q_3d", "reshape", [q], n, 12), emit("k_3d", "reshape", [k], n, 12)
     scores = emit("scores", "batch_matmul", [q, k], scores_n, macs=scores_n * d)
-    probs = _masked_softmax(fg, s, emit("scores_4d", "reshape", [scores], scores_n, 16), length, scores_n)
+    probs = masked_softmax(fg, s, emit("scores_4d", "reshape", [scores], scores_n, 16), length, scores_n)
     probs, v = emit("probs_3d", "reshape", [probs], scores_n, 12), emit("v_3d", "reshape", [v], n, 12)
     ctx = emit("context", "batch_matmul", [probs, v], n, macs=n * length)
     ctx = emit("context_t", "transpose", [emit("context_4d", "reshape", [ctx], n, 16)], n, 16)

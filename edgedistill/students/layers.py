@@ -73,11 +73,21 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def mask_scores(scores: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """`scores` with the masked ones (bool `masked`, broadcast) set to the dtype's lowest finite value rather than
+    -inf: a masked key still gets probability 0 beside any unmasked one (exp underflows to 0), and a row whose
+    every key is masked (an input of padding only) gets the uniform distribution instead of 0 / 0 = NaN, which is
+    what the int8 graph computes there (every score on its grid's lowest code, SOFTMAX of equal values). The
+    exported graph's ops are the same (a SELECT_V2 / Where of a constant)."""
+    return scores.masked_fill(masked, torch.finfo(scores.dtype).min)
+
+
 class MaskedSelfAttention(nn.Module):
     """Multi-head self-attention over N×L×D token states, with the padding mask of the token ids (id 0 = padding: no
     query attends to a padded key). Written the way an int8 file computes it: the q, k, v and output projections are
     Linears, 1/√d_head is folded into q, and the mask sets a padded key's score to a large negative value
-    (Vaswani et al. 2017, "Attention is all you need", sec. 3.2). `forward(x, ids)`: x N×L×D, ids N×L -> N×L×D.
+    (mask_scores; Vaswani et al. 2017, "Attention is all you need", sec. 3.2). `forward(x, ids)`: x N×L×D, ids
+    N×L -> N×L×D; an input of padding only attends uniformly (mask_scores), finite as in the int8 file.
 
     `context` given (a causal decoder over a fixed window of L = context tokens): the mask is the causal one instead,
     a constant L×L buffer `future` (True where the key comes after the query, sec. 3.2.3), so position t reads
@@ -105,6 +115,6 @@ class MaskedSelfAttention(nn.Module):
         n, length, dim = x.shape
         q = self.split(self.q(x)) * self.head_dim ** -0.5
         scores = q @ self.split(self.k(x)).transpose(-2, -1)  # N×H×L×L
-        scores = scores.masked_fill(self.mask(ids), float("-inf"))
+        scores = mask_scores(scores, self.mask(ids))
         ctx = scores.softmax(-1) @ self.split(self.v(x))  # N×H×L×d
         return self.out(ctx.transpose(1, 2).reshape(n, length, dim))

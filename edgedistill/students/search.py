@@ -4,8 +4,10 @@ fit every hard limit, pick by a documented rule.
 Cost per candidate (no training, no export): students/cost.py on the int8 graph the exporters write: parameters and
 MACs per op, weight bytes (int8 weights + int32 biases), the tensor arena TFLite Micro's greedy planner gives the
 graph's tensors and their lifetimes (a residual input stays alive across its branch), and an upper bound of the int8
-.tflite file size (students/filesize.py). Tests check the chosen student against its exported .tflite file and
-TFLite Micro's recording allocator.
+.tflite file size (students/filesize.py), in the 16×8 form `quant.int16` asks for (students/cost_int16.py). The RAM
+figure a `ram=` limit judges is the one the gate reads for the target's runtime (profile/ram.py): on TFLite Micro
+the planned arena plus a bound of the runtime's own memory (students/tflm_tail.py), elsewhere the planned arena.
+Tests check the chosen student against its exported .tflite file and TFLite Micro's recording allocator.
 
 Latency (when the budget limits it): the target's roofline estimate (profile/estimate.py) on the per-op cost the
 graph predicts for the int8 file (`GraphCost.model_cost`, equal op by op to the exported file's), so a latency
@@ -37,9 +39,11 @@ from edgedistill.budget import Budget
 from edgedistill.data.splits import Normalizer
 from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.profile.estimate import estimate_latency
+from edgedistill.quantize.capture import UnsupportedOpError
 from edgedistill.students import DEFAULT_FAMILY, STUDENT_FAMILIES, StudentArch, build_student, count_params
 from edgedistill.students.cost import graph_cost
 from edgedistill.students.filesize import tflite_size_bound
+from edgedistill.students.tflm_tail import tflm_tail_bound
 from edgedistill.students.reference import REFERENCE_FAMILIES, SEARCH_GRID
 from edgedistill.students.decoder_family import DECODER_SEARCH_GRID
 from edgedistill.students.text_families import TEXT_SEARCH_GRID
@@ -59,9 +63,16 @@ class Candidate:
     macs: int
     weight_bytes: int
     file_bytes: int
-    arena_bytes: int
+    arena_bytes: int  # the planned activation tensors (TFLite Micro's head), exact
     latency_ms: float | None = None  # estimated int8 latency on the search's target (None: no target / no figures)
     violations: tuple[str, ...] = ()
+    runtime_bytes: int = 0  # a bound of TFLite Micro's runtime memory (its tail) on a `tflm` target, else 0
+
+    @property
+    def ram_bytes(self) -> int:
+        """The RAM figure the gate judges for the search's target (profile/ram.py): the planned arena, plus TFLite
+        Micro's runtime memory (bounded: students/tflm_tail.py) where the target runs TFLite Micro."""
+        return self.arena_bytes + self.runtime_bytes
 
     @property
     def fits(self) -> bool:
@@ -71,6 +82,7 @@ class Candidate:
         d = asdict(self)
         d["arch"] = self.arch.describe()
         d["fits"] = self.fits
+        d["ram_bytes"] = self.ram_bytes
         return d
 
 
@@ -107,19 +119,24 @@ def grid(family: str) -> list[StudentArch]:
 
 @torch.no_grad()
 def candidate_cost(arch: StudentArch, input_shape: tuple[int, ...], num_classes: int, target=None,
-                   vocab_size: int | None = None) -> Candidate:
+                   vocab_size: int | None = None, int16: tuple[str, ...] = ()) -> Candidate:
     """Cost one architecture for the data (raises ConfigError when the family does not fit the data's shape).
-    `target` (a TargetProfile with int8 throughput figures): also estimate its int8 latency there, in ms.
-    `vocab_size`: the tokenizer's vocabulary size when the samples are token ids (text; the embedding table's rows)."""
+    `target` (a TargetProfile with int8 throughput figures): also estimate its int8 latency there, in ms; a target
+    whose runtime is TFLite Micro ("tflm") also adds a bound of that runtime's own memory to the RAM figure.
+    `vocab_size`: the tokenizer's vocabulary size when the samples are token ids (text; the embedding table's rows).
+    `int16`: op kinds in TFLite's 16×8 form (quant.int16), costed as the exporter writes them (2 bytes per int16
+    value; raises UnsupportedOpError where that form cannot be written, ConfigError where the student lacks it)."""
     c = input_shape[0]
     normalizer = None if vocab_size is not None else Normalizer([0.0] * c, [1.0] * c, "channel")
     model = build_student(arch, input_shape, num_classes, normalizer, vocab_size).eval()
-    g = graph_cost(model, input_shape)
+    g = graph_cost(model, input_shape, int16)
     latency = None
     if target is not None and target.peak_int8_macs_per_s:
         latency = estimate_latency(g.model_cost(), target, "int8").total_ms
+    runtime = tflm_tail_bound(g) if target is not None and target.runtime == "tflm" else 0
     # parameters as the report counts them: the float model's torch parameters (BatchNorm included, not folded)
-    return Candidate(arch, count_params(model), g.macs, g.weight_bytes, tflite_size_bound(g), g.arena_bytes, latency)
+    return Candidate(arch, count_params(model), g.macs, g.weight_bytes, tflite_size_bound(g), g.arena_bytes, latency,
+                     runtime_bytes=runtime)
 
 
 def _violations(c: Candidate, b: Budget, max_params: int | None = None) -> tuple[str, ...]:
@@ -128,7 +145,7 @@ def _violations(c: Candidate, b: Budget, max_params: int | None = None) -> tuple
         v.append("params")
     if b.flash_bytes is not None and c.file_bytes > b.flash_bytes:
         v.append("flash")
-    if b.ram_bytes is not None and c.arena_bytes > b.ram_bytes:
+    if b.ram_bytes is not None and c.ram_bytes > b.ram_bytes:
         v.append("ram")
     if b.macs is not None and c.macs > b.macs:
         v.append("macs")
@@ -140,7 +157,7 @@ def _violations(c: Candidate, b: Budget, max_params: int | None = None) -> tuple
 def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Budget,
            families: list[str] | None = None, max_params: int | None = None,
            arch: StudentArch | None = None, target=None, vocab_size: int | None = None,
-           knobs: dict | None = None) -> SearchResult:
+           knobs: dict | None = None, int16: tuple[str, ...] = ()) -> SearchResult:
     """Cost every candidate of the data kind's families and choose one; infeasible budgets fail here.
     `max_params` caps the student's size (the build passes half the teacher's parameters: a student as large as
     its teacher is not compression, however loose the device budget). `arch` (e.g. the user's own factory,
@@ -148,7 +165,9 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
     `target` (TargetProfile): candidates get its estimated int8 latency, checked against `budget.latency_ms`.
     `vocab_size`: the tokenizer's vocabulary size, for text (kind "text": samples of L token ids). `knobs`: the
     named family's own knobs (students/knobs.py), set on every candidate of the grid (its width x depth).
-    Raises ConfigError for a latency limit without a target that has int8 throughput figures to estimate with, or
+    `int16`: op kinds in TFLite's 16×8 form (quant.int16): every candidate is costed in that form, and a grid point
+    whose 16×8 form cannot be written (int16 attention on one head) is skipped (the first such error is raised when
+    no candidate remains). Raises ConfigError for a latency limit without a target that has int8 throughput figures to estimate with, or
     for text without a vocabulary size."""
     if budget.latency_ms is not None and (target is None or not target.peak_int8_macs_per_s):
         raise ConfigError(f"A latency limit ({budget.latency_ms:g} ms) needs a target with int8 throughput figures to "
@@ -167,11 +186,17 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
     cands = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # batch-1 passes over small layers: one thread is several times faster than two
-    unfit = None  # the first grid point the user's knobs do not fit (e.g. heads=3 at width 64)
+    unfit = None  # the first grid point the user's knobs (or the 16×8 form) do not fit (e.g. heads=3 at width 64)
     try:
         for a in archs:
             try:
-                c = candidate_cost(a, input_shape, num_classes, target, vocab_size if kind == "text" else None)
+                c = candidate_cost(a, input_shape, num_classes, target, vocab_size if kind == "text" else None,
+                                   tuple(int16))
+            except UnsupportedOpError as exc:
+                if arch is not None or not int16:
+                    raise
+                unfit = unfit or exc
+                continue
             except ConfigError as exc:
                 if arch is not None or not knobs:
                     raise
@@ -194,7 +219,7 @@ def _infeasible(cands: list[Candidate], budget: Budget, max_params: int | None, 
     there (the smallest budget for that limit that would admit one), or the smallest candidate when only the
     combination of limits fails."""
     best = {"flash": (min(c.file_bytes for c in cands), budget.flash_bytes, "{:,.0f} B"),
-            "ram": (min(c.arena_bytes for c in cands), budget.ram_bytes, "{:,.0f} B"),
+            "ram": (min(c.ram_bytes for c in cands), budget.ram_bytes, "{:,.0f} B"),
             "macs": (min(c.macs for c in cands), budget.macs, "{:,.0f} MACs"),
             "latency": (min((c.latency_ms for c in cands if c.latency_ms is not None), default=None),
                         budget.latency_ms, "{:.3g} ms" + (f" (estimated on {target.name})" if target else "")),
@@ -202,9 +227,9 @@ def _infeasible(cands: list[Candidate], budget: Budget, max_params: int | None, 
     alone = [k for k, (low, limit, _) in best.items() if low is not None and limit is not None and low > limit]
     head = f"No student fits the budget: none of {len(cands)} candidates meets "
     if not alone:
-        smallest = min(cands, key=lambda c: (c.file_bytes, c.arena_bytes, c.macs))
+        smallest = min(cands, key=lambda c: (c.file_bytes, c.ram_bytes, c.macs))
         return (head + "all the limits at once. The smallest, " + smallest.arch.describe() + f", needs flash "
-                f"{smallest.file_bytes:,} B, RAM {smallest.arena_bytes:,} B and {smallest.macs:,} MACs; loosen one "
+                f"{smallest.file_bytes:,} B, RAM {smallest.ram_bytes:,} B and {smallest.macs:,} MACs; loosen one "
                 "of the limits.")
     parts = []
     for k in alone:

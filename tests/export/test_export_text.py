@@ -60,3 +60,30 @@ def test_a_text_checkpoint_exports_and_scores_as_distill_measured_it(distilled, 
     metrics = json.loads((distilled / "metrics.json").read_text())
     assert row["samples"] == metrics["data"]["sizes"]["test"]
     assert row["accuracy"] == pytest.approx(metrics["student"]["test_acc"], abs=1e-4)  # float32 round-off
+
+
+def test_export_int8_of_a_run_without_qat_quantizes_in_the_16x8_form_its_config_asks(distilled, tmp_path):
+    """quant.int16 in a run without --qat is recorded (with a note that it applies to int8 files) and honoured by
+    `export --int8`'s post-training quantization: the file computes the attention and the LayerNorms in int16 and
+    matches the model on every runtime. Before, PTQ silently wrote plain int8 (litert-torch#627's failure)."""
+    from edgedistill.export.tflite_int16 import int16_kernels
+
+    d = distilled.parent
+    (tmp_path / "q.toml").write_text('[quant]\nint16 = ["attention", "layernorm"]\n')
+    run = tmp_path / "run16"
+    r = CliRunner().invoke(main, ["distill", "--teacher", str(d / "bert"), "--data", str(d / "s.jsonl"),
+                                  "--text-field", "body", "--label-field", "lang", "--tokenizer", "bytes",
+                                  "--student", "transformer:width=32,depth=1,heads=2", "--epochs", "1",
+                                  "--no-baseline", "--config", str(tmp_path / "q.toml"), "--out", str(run), "-q"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "export --int8" in " ".join(r.output.split())  # the note: int16 waits for the int8 export
+    out = tmp_path / "export"
+    r = CliRunner().invoke(main, ["export", str(run), "--int8", "--formats", "tflite", "--out", str(out)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    record = json.loads((out / "export.json").read_text())
+    assert record["int8_source"] == "ptq-minmax" and record["int16"] == ["attention", "layernorm"]
+    found = int16_kernels(out / "student_int8.tflite")
+    assert found["BATCH_MATMUL"] == 2 and found["SOFTMAX"] == 1 and found["RSQRT"] == 2, found
+    assert record["parity_passed"]

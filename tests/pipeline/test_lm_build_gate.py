@@ -1,6 +1,7 @@
 """`edgedistill gate OUT/metrics.json` on a real causal-LM build (tests/pipeline/conftest.py's `lm_build`): with no
 options it judges the run as the build's own gate did; `--budget` adds perplexity, next-token top-1 / top-3,
-tokens/s, latency, flash and RAM limits with the classifier gate's exit codes (0 pass, 1 a row failed, 2 refused)."""
+tokens/s, latency, MACs per token, flash and RAM limits with the classifier gate's exit codes (0 pass, 1 a row
+failed, 2 refused)."""
 
 import json
 import xml.etree.ElementTree as ET
@@ -43,10 +44,17 @@ def test_perplexity_and_top_k_limits_judge_the_deployed_int8_figures(lm_build, t
 
 
 @pytest.mark.parametrize("budget, row", [("tokens_per_s=1000000", "tokens/s"), ("latency=1us", "latency per token"),
-                                         ("flash=1KB", "flash"), ("ram=1KB", "ram")])
+                                         ("flash=1KB", "flash"), ("ram=1KB", "ram"), ("macs=1", "macs per token")])
 def test_speed_and_size_limits_fail_their_row(lm_build, tmp_path, budget, row):
     r, rows = _gate(lm_build["out"] / "metrics.json", "--budget", budget, tmp_path=tmp_path)
     assert r.exit_code == 1 and rows[row] is False, r.output
+
+
+def test_the_macs_row_is_the_searched_students_count_per_decoder_step(lm_build, tmp_path):
+    macs = lm_build["metrics"]["speed"]["target"]["macs"]
+    assert macs == lm_build["metrics"]["search"]["chosen"]["macs"] > 0  # the file's count is what the search costed
+    r, rows = _gate(lm_build["out"] / "metrics.json", "--budget", f"macs={macs}", tmp_path=tmp_path)
+    assert rows["macs per token"], r.output
 
 
 def test_a_classifier_limit_on_a_causal_lm_run_fails_as_missing(lm_build, tmp_path):
@@ -64,3 +72,21 @@ def test_a_baseline_or_a_hand_edited_run_is_refused_in_one_paragraph(lm_build, t
     edited.write_text(json.dumps(doc))
     r = CliRunner().invoke(main, ["gate", str(edited)])
     assert r.exit_code == 2 and "test.int8.top1" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_a_hand_edited_macs_figure_is_refused(lm_build, tmp_path):
+    doc = json.loads((lm_build["out"] / "metrics.json").read_text())
+    doc["speed"]["target"]["macs"] = "many"
+    edited = tmp_path / "metrics.json"
+    edited.write_text(json.dumps(doc))
+    r = CliRunner().invoke(main, ["gate", str(edited), "--budget", "macs=2M"])
+    assert r.exit_code == 2 and "speed.target.macs" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_a_loss_to_the_twin_is_warned_and_a_full_length_run_gets_no_short_run_note(lm_build):
+    from edgedistill.pipeline.report import TWIN_LOSS
+
+    m = lm_build["metrics"]
+    losses = [k for k, g in m["gain_vs_twin"].items() if g["gain"] < 0]
+    assert sum(TWIN_LOSS in w for w in m["warnings"]) == len(losses), m["warnings"]
+    assert m["training"]["steps"] == 80 and not any("under half" in w for w in m["warnings"])  # 80 of 70 steps

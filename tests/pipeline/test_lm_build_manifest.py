@@ -9,6 +9,7 @@ import time
 from click.testing import CliRunner
 
 from edgedistill.cli import main
+from edgedistill.pipeline.report import TWIN_LOSS
 from edgedistill.teachers.base import file_digest
 from tiny_lm import LM_BUILD_ARGS, LM_BUILD_BUDGET
 
@@ -57,7 +58,13 @@ def test_an_unchanged_rerun_trains_nothing_and_a_changed_option_retrains(lm_buil
     assert "built ->" in r.output, r.output
     redone = json.loads((out / "manifest.json").read_text())
     assert redone["input_hash"] != json.loads((lm_build["out"] / "manifest.json").read_text())["input_hash"]
-    assert json.loads((out / "metrics.json").read_text())["training"]["steps"] == 20
+    short = json.loads((out / "metrics.json").read_text())
+    assert short["training"]["steps"] == 20
+    # 20 steps is under half the causal LM's default length here (10 passes of 7 batches): a loss to the twin gets
+    # the short-run note, and only a loss does
+    lost = any(TWIN_LOSS in w for w in short["warnings"])
+    assert lost == any(g["gain"] < 0 for g in short["gain_vs_twin"].values())
+    assert lost == any("20 optimizer steps, under half the 70" in w for w in short["warnings"]), short["warnings"]
 
 
 def test_an_edited_output_no_longer_verifies(lm_build, tmp_path):

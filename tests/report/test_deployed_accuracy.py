@@ -32,3 +32,22 @@ def test_an_old_run_without_the_reference_row_falls_back_to_litert():
     m["int8"]["parity"] = m["int8"]["parity"][:2]
     r = assemble(m, {}, {"name": "cortex-m4", "kind": "mcu", "runtime": "tflm"})
     assert r["summary"]["accuracy_deployed"] == 90.0 and r["summary"]["accuracy_deployed_runtime"] == "litert"
+
+
+def test_int8_files_with_16x8_parts_say_so_in_the_json_markdown_and_html():
+    """quant.int16's op kinds (metrics.json's int8.int16) reach report.json's summary, the model rows and the
+    headline of report.md and report.html; before, only metrics.json said the file was 16×8."""
+    from edgedistill.report.render import to_html, to_markdown
+
+    m = _metrics()
+    m["int8"]["int16"] = ["attention", "layernorm"]
+    for p in m["int8"]["parity"]:  # the fields the parity table prints
+        p.update(samples=10, reference_accuracy=p["accuracy"], top1_agreement=100.0, max_steps=0.0)
+    r = assemble(m, {}, {"name": "cortex-m4", "kind": "mcu", "runtime": "tflm"})
+    assert r["summary"]["int16"] == ["attention", "layernorm"]
+    assert "int8 (16×8 attention, LayerNorm) TFLite, TFLite Micro arithmetic" in [x["name"] for x in r["models"]]
+    assert "deployed int8 (16×8 attention, LayerNorm)" in to_markdown(r)
+    assert "deployed int8 (16×8 attention, LayerNorm)" in to_html(r)
+    m["int8"]["int16"] = []
+    plain = assemble(m, {}, {"name": "cortex-m4", "kind": "mcu", "runtime": "tflm"})
+    assert plain["summary"]["int16"] == [] and "16×8" not in to_markdown(plain)

@@ -12,6 +12,7 @@ from edgedistill.data import Normalizer
 from edgedistill.students import STUDENT_FAMILIES, StudentArch, build_student
 from edgedistill.profile.tflm_planner import Buffer, align, greedy_arena_bytes, lower_bound_bytes
 from edgedistill.students.cost import graph_cost
+from edgedistill.students.tflm_tail import tflm_tail_bound
 from edgedistill.students.layers import GlobalMaxPool, MaskedSelfAttention, TokenEmbedding
 
 
@@ -128,8 +129,8 @@ def _export(model, shape, path):
 
 def _assert_cost_equals_file(g, path, on_tflm: bool = True):
     """MACs, every planned tensor (size and lifetime), the live-sum bound and the greedy arena of the prediction
-    equal the .tflite file's, and the arena equals what TFLite Micro's recording allocator plans (`on_tflm`: False
-    for a file with an op TFLite Micro lacks, GELU)."""
+    equal the .tflite file's, the arena equals what TFLite Micro's recording allocator plans and the tail bound
+    holds its runtime memory (`on_tflm`: False for a file with an op TFLite Micro lacks, GELU)."""
     from edgedistill.profile.cost import tflite_cost, tflite_planned_buffers
     from edgedistill.profile.tflm_arena import tflm_arena
 
@@ -140,7 +141,10 @@ def _assert_cost_equals_file(g, path, on_tflm: bool = True):
     assert g.arena_lower_bound == lower_bound_bytes(file_buffers, max(b.last for b in file_buffers) + 1)
     assert g.arena_bytes == real.peak_activation_bytes
     if on_tflm:
-        assert g.arena_bytes == tflm_arena(path).activation_bytes
+        used = tflm_arena(path)
+        assert g.arena_bytes == used.activation_bytes
+        # the runtime's own memory (the arena's tail), bounded from the graph: at least it, and not far above
+        assert used.persistent_bytes <= tflm_tail_bound(g) <= 1.3 * used.persistent_bytes
     # every op as the latency model reads it (TFLite op, cost class, MACs, ops, bytes), so a candidate's estimated
     # latency before training equals the estimate from the exported file on every target
     from edgedistill.profile.estimate import estimate_latency

@@ -47,6 +47,25 @@ def test_padded_keys_get_no_attention():
     assert not torch.allclose(attn(x2, ids_all)[:, :3], y[:, :3])
 
 
+def test_an_input_of_padding_only_attends_uniformly_in_float_as_in_int8():
+    """Every key padded: the float attention is finite (it was NaN: softmax over -inf only), the uniform average of
+    the values, which is what the int8 graph computes there (every score on its grid's lowest code); and a
+    transformer student's QAT model agrees with its float one on such an input."""
+    torch.manual_seed(0)
+    attn = MaskedSelfAttention(16, 2).eval()
+    x, ids = torch.randn(1, 6, 16), torch.zeros(1, 6, dtype=torch.int32)
+    with torch.no_grad():
+        y = attn(x, ids)
+        torch.testing.assert_close(y, attn.out(attn.v(x).mean(1, keepdim=True)).expand_as(y))
+    m = build_student(StudentArch("transformer", 32, 2), (20,), 4, None, vocab_size=100).eval()
+    x = torch.randint(1, 100, (64, 20), dtype=torch.int32)
+    x[::4] = 0  # every fourth input padding only, in calibration too
+    q = calibrate(to_quant_student(m), x)
+    float_logits, int8_logits = predict_logits(m, x[::4]), predict_logits(q, x[::4])
+    assert torch.isfinite(float_logits).all() and torch.isfinite(int8_logits).all()
+    torch.testing.assert_close(int8_logits, float_logits, atol=0.15, rtol=0.0)
+
+
 def test_a_transformer_over_one_token_is_refused():
     """Before: --max-length 1 trained and exported a transformer whose file TFLite Micro could not load (ONE_HOT)."""
     with pytest.raises(ConfigError, match="at least 2 tokens"):
