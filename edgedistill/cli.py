@@ -159,7 +159,7 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
 def build_cmd(budget_text, device_url, quiet, **options):
     """Build a deployable student for a target: search under the budget, distill (float, then QAT int8), export
     ONNX and TFLite, prove parity on the real runtimes, profile, report, and gate. With no --data/--teacher it builds
-    the built-in Fashion-MNIST example. Re-running with nothing changed only re-checks; an interrupted build
+    the built-in Fashion-MNIST example. Re-running with nothing changed (or only a budget that picks the same student) only re-checks; an interrupted build
     resumes. Exit code: 0 when the gate passes, 1 when it fails (or parity fails), 2 when an input or
     option is refused (nothing is trained)."""
     from edgedistill.api import build
@@ -173,7 +173,7 @@ def build_cmd(budget_text, device_url, quiet, **options):
         return
     c = res.search.chosen
     click.echo(f"student: {c.arch.describe()}, {c.params:,} parameters ({res.search.rule}); "
-               f"{'nothing changed: re-checked only' if res.reused else 'built'} -> {res.out_dir}")
+               f"{_rerun_words(res) if res.reused else 'built'} -> {res.out_dir}")
     if res.task == "causal-lm":  # metrics.json and report.md, no report.json (pipeline/lm_build.py)
         print_distill_summary(json.loads((res.out_dir / "metrics.json").read_text()), res.out_dir, "build")
         sys.exit(0 if res.verdict.passed else RUN_FAILED)
@@ -191,6 +191,12 @@ def build_cmd(budget_text, device_url, quiet, **options):
 
     click.echo(markdown(res.verdict))
     sys.exit(0 if res.verdict.passed else RUN_FAILED)
+
+
+def _rerun_words(res) -> str:
+    if getattr(res, "rebudgeted", False):
+        return "the same student under the new budget: nothing retrained, re-checked only"
+    return "nothing changed: re-checked only"
 
 
 @main.command("search")

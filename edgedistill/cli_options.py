@@ -186,6 +186,10 @@ BUILD_OPTIONS = [
     click.option("--qat-epochs", type=int, help="QAT epochs. [default: 1]"),
     click.option("--qat-steps", type=int, help="QAT optimizer steps in all, exactly, instead of --qat-epochs. "
                  "[default with --steps: 0.3 × them]"),
+    click.option("--temperature", "-T", help="Softmax temperature, or 'auto' (chosen on validation, as for "
+                 "distill; a fixed T runs no trials and so makes a causal-LM build much shorter). [default: auto]"),
+    click.option("--alpha", help="Weight of the soft loss against hard labels (0..1), or 'auto'. [default: auto for "
+                 "a classifier, 0.5 for a causal LM]"),
     click.option("--threads", type=int, help="Torch CPU threads. [default: all cores]"),
     click.option("--seed", type=int, help="[default: 0]"),
     click.option("--kv-cache", "kv_cache", is_flag=True, default=None, help="Causal LM: also export the int8 "
@@ -316,7 +320,10 @@ def build_overrides(o: dict) -> dict:
         "train": {"epochs": _build_epochs(o["epochs"], o["steps"], o["config_file"], BUILD_EPOCHS), "steps": o["steps"],
                   "seed": o["seed"], "threads": o["threads"],
                   **({"min_steps": BUILD_MIN_STEPS} if not (o["epochs"] or o["steps"] or o["config_file"]) else {})},
-        "kd": {"tune_max_samples": 3000} if not o["config_file"] else None,
+        "kd": {**({"tune_max_samples": 3000} if not o["config_file"] else {}),
+               **({"temperature": float_or_auto(o["temperature"], "--temperature")}
+                  if o["temperature"] is not None else {}),
+               **({"alpha": float_or_auto(o["alpha"], "--alpha")} if o["alpha"] is not None else {})} or None,
         "quant": {"qat": True, "qat_epochs": _build_epochs(o["qat_epochs"], o["qat_steps"] or o["steps"], o["config_file"], 1),
                   "qat_steps": o["qat_steps"], "qat_max_samples": 20000 if not o["config_file"] else None,
                   "kv_cache": o["kv_cache"]},

@@ -126,3 +126,26 @@ def test_build_default_out_names_the_data():
     assert outs[("--data", "images/")] == "runs/build-android-images"
     assert outs[("--data", "builtin:docs", "--out", "mine")] == "mine"
     assert load_config(None, build_overrides(_params(build_cmd, ["--data", "builtin:langid"]))).out.endswith("-langid")
+
+
+def test_build_takes_the_temperature_and_alpha_as_distill_does():
+    """`build -T 2` fixes the temperature (a causal-LM build then runs no trials); with a config file the flag
+    overrides the file's value; not given, the config's default ("auto") stands; a bad value is refused by flag."""
+    data = ["--data", "builtin:digits"]
+    cfg = load_config(None, build_overrides(_params(build_cmd, data + ["-T", "2", "--alpha", "0.7"])))
+    assert (cfg.kd.temperature, cfg.kd.alpha) == (2.0, 0.7)
+    default = load_config(None, build_overrides(_params(build_cmd, data)))
+    assert (default.kd.temperature, default.kd.alpha) == ("auto", "auto")
+    assert default.kd.tune_max_samples == 3000  # build's own trial cap is kept when -T is given or not
+    assert load_config(None, build_overrides(_params(build_cmd, data + ["-T", "4"]))).kd.tune_max_samples == 3000
+
+
+def test_build_temperature_flag_overrides_a_config_file(tmp_path):
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text("[kd]\ntemperature = 8.0\nalpha = 0.9\n")
+    argv = ["--data", "builtin:digits", "--config", str(cfg_file), "-T", "2"]
+    cfg = load_config(str(cfg_file), build_overrides(_params(build_cmd, argv)))
+    assert (cfg.kd.temperature, cfg.kd.alpha) == (2.0, 0.9)
+    r = CliRunner().invoke(main, ["build", "--data", "builtin:digits", "-T", "hot", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "--temperature" in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "o").exists()

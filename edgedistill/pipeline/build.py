@@ -5,7 +5,9 @@
 
 The build directory holds a manifest: every input with its hash, tool versions, the resolved config and every
 artifact with its sha256. A re-run whose inputs hash the same and whose artifacts still verify trains nothing: it
-re-measures on the device when asked and re-runs the gate; an interrupted run resumes from the last finished epoch.
+re-measures on the device when asked and re-runs the gate; a re-run under another budget that picks the same student
+retrains nothing either (the report's search section and the gate follow the new limits); an interrupted run resumes
+from the last finished epoch.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class BuildResult:
     reused: bool
     search: SearchResult
     task: str = "classification"  # or "causal-lm" (pipeline/lm_build.py: metrics.json, no report.json)
+    rebudgeted: bool = False  # reused under another budget (the same student): only the search section and gate redone
 
 
 def build(config: DistillConfig, budget_text: str | None = None, *, show_progress: bool = True,
@@ -76,18 +79,22 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
         config, inputs = fit_student_to_target(config, inputs, show_progress)  # GELU where the target has none
         found = choose_student(config, budget, inputs, target)  # an infeasible budget fails here, untrained
         config = _with_student(config, found)
-        key = _input_hash(config, _inputs_record(config, inputs), budget)
+        key = _input_hash(config, _inputs_record(config, inputs))
         old = read_manifest(run.out)
         reused = old is not None and old.get("input_hash") == key and artifacts_verify(run.out, old)
+        rebudgeted = False
         if not reused:
             if not _train(config, inputs, found, budget, key, run, device, show_progress, t_start):
                 return None
         else:
             run.lock()
+            rebudgeted = old.get("budget") != budget.to_dict()
+            if rebudgeted:
+                _rebudget(run.out, found, budget)
             if device:
                 _recheck_device(run.out, device, inputs, target.threads)
         verdict = _gate(run.out, budget)
-    return BuildResult(run.out, verdict, reused, found)
+    return BuildResult(run.out, verdict, reused, found, rebudgeted=rebudgeted)
 
 
 def _train(config, inputs: Inputs, found, budget: Budget, key: str, run: RunDir, device, show_progress,
@@ -118,6 +125,16 @@ def _train(config, inputs: Inputs, found, budget: Budget, key: str, run: RunDir,
 
     finish(run, done, report, t_start, extra_files=manifest)
     return True
+
+
+def _rebudget(out: Path, found: SearchResult, budget: Budget) -> None:
+    """A re-run under another budget that chose the same student (so the same config and inputs): nothing is
+    retrained; the report's search section (which lists each candidate's violations of the budget) and the manifest's
+    budget are brought up to date, and the gate then judges the new limits."""
+    report = json.loads((out / "report.json").read_text())
+    write_report({**report, "search": search_section(found, budget)}, out)
+    manifest = read_manifest(out)
+    write_json(out / MANIFEST, {**manifest, "budget": budget.to_dict(), "artifacts": artifact_list(out)})
 
 
 def _recheck_device(out: Path, url: str, inputs: Inputs, threads: int) -> None:
@@ -171,7 +188,8 @@ def _inputs_record(config: DistillConfig, inputs: Inputs) -> dict:
         for t, teacher in zip(config.teachers, inputs.teachers)]}
 
 
-def _input_hash(config: DistillConfig, inputs: dict, budget: Budget) -> str:
-    blob = json.dumps([config.model_dump(mode="json", exclude={"out"}), inputs, budget.to_dict(),
-                       tool_versions()], sort_keys=True)
+def _input_hash(config: DistillConfig, inputs: dict) -> str:
+    """sha256 of what training depends on: the resolved config (the chosen student included), the inputs' digests and
+    the tools' versions. The budget is not in it: it decides the student, which is in the config, and the gate."""
+    blob = json.dumps([config.model_dump(mode="json", exclude={"out"}), inputs, tool_versions()], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
