@@ -52,7 +52,7 @@ DISTILL_OPTIONS = [
                  "training texts' token counts, at most 256; truncation is counted in the report]"),
     click.option("--tokenizer", type=click.Choice(["auto", "bytes", "vocab"]), help="Text: how the student tokenizes: "
                  "bytes (UTF-8, no tokenizer on the device), vocab (the teacher's vocabulary cut to the tokens the "
-                 "data uses). [default: auto: bytes on microcontrollers or without a teacher tokenizer, else vocab]"),
+                 "data uses). [default: auto: vocab when the teacher has a tokenizer and the median training text has at least 3 words (sentences, passages), else bytes (words, names, codes), on every target]"),
     click.option("--teacher-tokenizer", type=click.Path(dir_okay=False),
                  help="Text: the tokenizer.json of an ONNX / TFLite text teacher. [default: the one beside the model]"),
     click.option("--teacher", "teachers", multiple=True, help="Teacher model: .onnx, .tflite, .pt2, TorchScript, "
@@ -175,7 +175,7 @@ BUILD_OPTIONS = [
                  "training texts' token counts, at most 256; truncation is counted in the report]"),
     click.option("--tokenizer", type=click.Choice(["auto", "bytes", "vocab"]), help="Text: how the student tokenizes: "
                  "bytes (UTF-8, no tokenizer on the device), vocab (the teacher's vocabulary cut to the tokens the "
-                 "data uses). [default: auto: bytes on microcontrollers or without a teacher tokenizer, else vocab]"),
+                 "data uses). [default: auto: vocab when the teacher has a tokenizer and the median training text has at least 3 words (sentences, passages), else bytes (words, names, codes), on every target]"),
     click.option("--teacher-tokenizer", type=click.Path(dir_okay=False),
                  help="Text: the tokenizer.json of an ONNX / TFLite text teacher. [default: the one beside the model]"),
     click.option("--epochs", type=int, help="Float distillation epochs. [default: 4, more where 4 are fewer than 800 "

@@ -84,8 +84,8 @@ class StudentConfig(_Strict):
     factory_kwargs: dict = Field(default_factory=dict, description="keyword arguments for the student factory")
     tokenizer: Literal["auto", "bytes", "vocab"] = Field(
         "auto", description="text: how the student tokenizes: bytes (UTF-8, no tokenizer on the device), vocab (the "
-        "teacher's vocabulary cut to the tokens the data uses), or auto (bytes on microcontrollers or without a "
-        "teacher tokenizer, else vocab)")
+        "teacher's vocabulary cut to the tokens the data uses), or auto (vocab when the teacher has a tokenizer and "
+        "the median training text has at least 3 words, else bytes; on every target)")
     max_vocab: int | None = Field(None, ge=3, description="text, vocab tokenizer: keep at most this many ids "
                                   "(padding and unknown included; the rarest tokens become unknown)")
 

@@ -153,7 +153,8 @@ class Capture:
 
     def _keep(self) -> None:
         """Into OUT.partial when the run left one (failed or interrupted), into OUT only when the command
-        succeeded; a refused or failed run leaves the user's existing OUT exactly as it was."""
+        succeeded; a refused or failed run leaves the user's existing OUT exactly as it was. A run that published
+        nothing new (a build's re-check) appends its lines to OUT's log rather than replacing the training's."""
         tmp = Path(self._tmp.name)
         dest = self.destination
         if dest is not None and dest.name not in ("", ".", ".."):
@@ -163,8 +164,14 @@ class Capture:
                 published_mode(partial / LOG_NAME)
                 return
             if dest.is_dir() and not self.failed:
-                shutil.move(str(tmp), str(dest / LOG_NAME))
-                published_mode(dest / LOG_NAME)  # a NamedTemporaryFile is 0600
+                kept = dest / LOG_NAME
+                if kept.is_file():  # a re-check of a published OUT (a new run replaces OUT whole): add, never replace
+                    with open(kept, "ab") as log:
+                        log.write(tmp.read_bytes())
+                    tmp.unlink(missing_ok=True)
+                    return
+                shutil.move(str(tmp), str(kept))
+                published_mode(kept)  # a NamedTemporaryFile is 0600
                 return
         tmp.unlink(missing_ok=True)
 

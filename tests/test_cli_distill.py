@@ -250,6 +250,30 @@ def test_export_bad_inputs(tmp_path):
     assert not (tmp_path / "ck" / "export").exists()
 
 
+def test_export_refuses_a_checkpoint_config_it_cannot_honour(tmp_path):
+    """export --int8 of a checkpoint trained without --qat reads quant.int16 from its config.json: a hand-edited
+    config (not JSON, an unknown kind, a string, a kind twice) is refused in one paragraph, exit 2, nothing
+    written (it was a traceback, or silently accepted)."""
+    from edgedistill.data.splits import Normalizer
+    from edgedistill.students import StudentArch, build_student
+    from edgedistill.students.checkpoint import StudentCheckpoint, save_student
+
+    rng = np.random.default_rng(0)
+    data = _npz(tmp_path, rng.normal(size=(200, 4)).astype(np.float32), rng.integers(0, 3, 200))
+    arch, norm = StudentArch("mlp", 8, 1), Normalizer([0.0] * 4, [1.0] * 4, "feature")
+    ck = tmp_path / "ck"
+    save_student(ck, build_student(arch, (4,), 3, norm), StudentCheckpoint(arch, (4,), 3, ["0", "1", "2"], norm))
+    for text, needle in (("{not json", "Cannot read"), ('{"data": {"source": "%s"}, "quant": {"int16": ["gelu"]}}',
+                                                         "quant.int16"),
+                         ('{"data": {"source": "%s"}, "quant": {"int16": "attention"}}', "quant.int16"),
+                         ('{"data": {"source": "%s"}, "quant": {"int16": ["attention", "attention"]}}', "once")):
+        (ck / "config.json").write_text(text.replace("%s", data) if "%s" in text else text)
+        r = run(["export", str(ck), "--int8", "--formats", "onnx", "--out", str(tmp_path / "exp")])
+        msg = r.output.strip()
+        assert r.exit_code == 2 and needle in msg and "config.json" in msg and "Traceback" not in msg, msg
+        assert "\n" not in msg and not (tmp_path / "exp").exists() and not (tmp_path / "exp.partial").exists()
+
+
 @pytest.mark.slow
 def test_report_files(digits_run):
     rep = json.loads((digits_run / "report.json").read_text())

@@ -61,6 +61,24 @@ def test_capture_routes_fd_and_python_writes(tmp_path, capfd):
     assert "own warning" not in log
 
 
+def test_a_recheck_adds_to_the_published_log_and_the_log_is_no_artifact(tmp_path):
+    """A build's re-check (nothing republished) used to replace OUT/third_party.log with its own near-empty log; and
+    once a rewritten manifest listed the log, the next re-check found a changed "artifact" and retrained."""
+    from edgedistill.pipeline.rundir import artifact_list
+
+    (tmp_path / quiet.LOG_NAME).write_text("the training's converter lines\n")
+    (tmp_path / "student_int8.tflite").write_bytes(b"x")
+    cap = quiet.Capture().start()
+    cap.destination = tmp_path
+    try:
+        os.write(2, (NOISE[0] + "\n").encode())
+    finally:
+        cap.stop()
+    log = (tmp_path / quiet.LOG_NAME).read_text()
+    assert log.startswith("the training's converter lines\n") and "Estimated count" in log
+    assert [a["path"] for a in artifact_list(tmp_path)] == ["student_int8.tflite"]
+
+
 def test_verbose_turns_the_capture_off():
     seen = {}
 

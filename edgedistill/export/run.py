@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 from safetensors.torch import load_file
 
 from edgedistill import interrupt
 from edgedistill.data import make_splits, read_dataset
 from edgedistill.data.arrays import model_input
 from edgedistill.distill.trainer import predict_logits
+from edgedistill.config import QuantConfig
 from edgedistill.errors import ConfigError, ModelLoadError
 from edgedistill.export.parity import check_parity, int8_references
 from edgedistill.export.registry import export_all
@@ -38,9 +40,27 @@ class ExportResult:
     record: dict
 
 
+def _checkpoint_config(checkpoint: Path) -> dict:
+    """The checkpoint's config.json as a dict ({} when there is none); a file that is not a JSON object is refused
+    in one paragraph naming it (ConfigError), never a traceback."""
+    path = checkpoint / "config.json"
+    if not path.exists():
+        return {}
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"Cannot read {path}: {exc}. It is the run's resolved configuration, written by distill; "
+                          "restore it from the run, or re-run distill.") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path} holds a {type(cfg).__name__}, not the run's configuration (a JSON object); "
+                          "restore it from the run, or re-run distill.")
+    return cfg
+
+
 def _data_spec(checkpoint: Path, data: str | None) -> dict:
-    cfg_path = checkpoint / "config.json"
-    spec = json.loads(cfg_path.read_text())["data"] if cfg_path.exists() else {}
+    spec = _checkpoint_config(checkpoint).get("data") or {}
+    if not isinstance(spec, dict):
+        spec = {}
     if data:
         spec = {"source": data}
     if "source" not in spec:
@@ -128,11 +148,15 @@ def int16_kinds(qmodel) -> list[str]:
 
 
 def _asked_int16(checkpoint: Path) -> tuple[str, ...]:
-    """The op kinds the checkpoint's config.json asks in 16×8 form (quant.int16); none without a config."""
+    """The op kinds the checkpoint's config.json asks in 16×8 form (quant.int16), validated as `--config` validates
+    them (a list of known kinds, each once; ConfigError naming the file otherwise); none without a config."""
+    asked = (_checkpoint_config(checkpoint).get("quant") or {}).get("int16") or []
     try:
-        return tuple((json.loads((checkpoint / "config.json").read_text()).get("quant") or {}).get("int16") or ())
-    except (OSError, ValueError):
-        return ()
+        return tuple(QuantConfig.model_validate({"int16": asked}).int16)
+    except ValidationError as exc:
+        why = "; ".join(e["msg"] for e in exc.errors())
+        raise ConfigError(f"{checkpoint / 'config.json'}: quant.int16 = {asked!r} is not a list of the op kinds "
+                          f"with a 16×8 form (\"attention\", \"layernorm\"), each once: {why}.") from None
 
 
 def _trained_rounding(checkpoint: Path) -> str:

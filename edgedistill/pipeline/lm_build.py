@@ -11,8 +11,9 @@ the latency of one decoder step on the target (its roofline estimate), which is 
 anything is written, in one paragraph naming the limit and the smallest budget that would work. The gate then
 judges the trained files: perplexity rows, tokens/s (measured here on a host target, else the estimate), flash and
 RAM (edgedistill.gate_lm). As the classifier build, it writes a manifest (pipeline/lm_manifest.py): a re-run whose
-inputs, options, budget and tools are unchanged and whose files still verify trains nothing, re-runs the gate and
-leaves the files as they are. Not yet: `--device`.
+inputs, options and tools are unchanged and whose files still verify trains nothing, re-runs the gate and
+leaves the files as they are; under another budget that picks the same decoder, metrics.json's search and gate
+sections, report.md and the manifest's budget are brought up to date first. Not yet: `--device`.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from edgedistill.pipeline.lm_distill import distill_lm
 from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
 from edgedistill.pipeline.lm_manifest import lm_input_hash, lm_inputs_record, manifest_writer, unchanged
 from edgedistill.pipeline.report import search_section
-from edgedistill.pipeline.rundir import RunDir
+from edgedistill.pipeline.lm_report import attach_gate, write_lm_report
+from edgedistill.pipeline.rundir import MANIFEST, RunDir, artifact_list, read_manifest
 from edgedistill.students.search import SearchResult, search
 from edgedistill.targets import TargetProfile, load_target
+from edgedistill.util import write_json
 
 
 def search_budget(budget: Budget) -> Budget:
@@ -93,14 +96,17 @@ def build_lm(config: DistillConfig, budget_text: str | None = None, *, show_prog
     config = _with_decoder(config, found)
     inputs = replace(inputs, arch=found.chosen.arch)  # the grid's point, with the user's knobs (heads, ffn)
     record = lm_inputs_record(config, inputs)
-    key = lm_input_hash(config, record, budget)
+    key = lm_input_hash(config, record)
     out = Path(config.out)
     if unchanged(out, key):
         with RunDir(out, overwrite=True) as run:
             run.lock()
+            rebudgeted = read_manifest(out).get("budget") != budget.to_dict()
+            if rebudgeted:
+                _rebudget(out, found, budget)
             verdict = lm_gate(json.loads((out / "metrics.json").read_text()), budget)
             _write_gate(out, verdict)
-        return BuildResult(out, verdict, True, found, task="causal-lm")
+        return BuildResult(out, verdict, True, found, task="causal-lm", rebudgeted=rebudgeted)
     res = distill_lm(config, overwrite=True, show_progress=show_progress, inputs=inputs, budget=budget,
                      sections={"search": search_section(found, budget)},
                      extra_files=manifest_writer(key, record, budget, config))
@@ -108,6 +114,16 @@ def build_lm(config: DistillConfig, budget_text: str | None = None, *, show_prog
     verdict = Verdict([Check(**c) for c in g["checks"]], list(g["warnings"]))
     _write_gate(res.out_dir, verdict)
     return BuildResult(res.out_dir, verdict, False, found, task="causal-lm")
+
+
+def _rebudget(out: Path, found: SearchResult, budget: Budget) -> None:
+    """A re-run under another budget that chose the same decoder: nothing is retrained; metrics.json's search
+    section and gate, report.md and the manifest's budget follow the new limits (as pipeline/build._rebudget)."""
+    metrics = attach_gate({**json.loads((out / "metrics.json").read_text()), "search": search_section(found, budget)},
+                          budget)
+    write_json(out / "metrics.json", metrics)
+    write_lm_report(metrics, out)
+    write_json(out / MANIFEST, {**read_manifest(out), "budget": budget.to_dict(), "artifacts": artifact_list(out)})
 
 
 def _write_gate(out: Path, verdict: Verdict) -> None:

@@ -62,16 +62,17 @@ def lm_inputs_record(config: DistillConfig, inputs: LMInputs) -> dict:
             "teachers": [{"path": config.teachers[0].path, "files": files}]}
 
 
-def lm_input_hash(config: DistillConfig, record: dict, budget: Budget) -> str:
-    """The key a re-run must match (module doc): sha256 over the config without paths, the inputs' digests, the
-    budget and the versions."""
+def lm_input_hash(config: DistillConfig, record: dict) -> str:
+    """The key a re-run must match (module doc): sha256 over the config without paths (the chosen decoder included),
+    the inputs' digests and the versions. Not the budget: it decides the decoder, which is in the config, and the
+    gate."""
     cfg = config.model_dump(mode="json", exclude={"out", "cache_dir"})
     cfg["data"].pop("source", None)
     for t in cfg["teachers"]:
         t.pop("path", None)
         t.pop("tokenizer", None)  # its file is among the teacher's digests
     digests = [record["data"]["documents_sha256"], [f["sha256"] for t in record["teachers"] for f in t["files"]]]
-    blob = json.dumps([cfg, digests, budget.to_dict(), lm_versions()], sort_keys=True)
+    blob = json.dumps([cfg, digests, lm_versions()], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

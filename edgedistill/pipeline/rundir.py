@@ -29,6 +29,7 @@ from pathlib import Path
 from edgedistill import distributed as ddp, interrupt
 from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.teachers.base import file_digest
+from edgedistill.quiet import LOG_NAME
 
 
 class RunDirBusy(ConfigError):
@@ -194,9 +195,10 @@ MANIFEST = "manifest.json"
 
 
 def artifact_list(out: Path) -> list[dict]:
-    """Every file of a published build with its sha256 (the gate's files excluded: a re-run re-derives them; the
-    report is included, so an edited report.json is noticed and rebuilt rather than gated)."""
-    files = sorted(p for p in out.iterdir() if p.is_file() and p.name != MANIFEST)
+    """Every file of a published build with its sha256 (the gate's files excluded: a re-run re-derives them; and
+    the third-party log, which each command adds to; the report is included, so an edited report.json is noticed
+    and rebuilt rather than gated)."""
+    files = sorted(p for p in out.iterdir() if p.is_file() and p.name not in (MANIFEST, LOG_NAME))
     return [{"path": p.name, "sha256": file_digest(p), "bytes": p.stat().st_size} for p in files
             if not p.name.startswith("gate.")]
 

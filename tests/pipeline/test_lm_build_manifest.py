@@ -22,6 +22,12 @@ def _build(world, out, *extra):
     return r, time.perf_counter() - t0
 
 
+def _build_under(world, out, budget):
+    args = ["build", "--teacher", str(world["teacher"]), "--data", str(world["corpus"]), "--out", str(out),
+            "--budget", budget, *LM_BUILD_ARGS]
+    return CliRunner().invoke(main, args, catch_exceptions=False), None
+
+
 def _files(out):
     """Every built file's sha256, inode and mtime; the gate's files (re-derived) and the command's third-party
     log (moved in after each command) left out."""
@@ -53,6 +59,20 @@ def test_an_unchanged_rerun_trains_nothing_and_a_changed_option_retrains(lm_buil
     assert (out / "gate.md").read_text() == (lm_build["out"] / "gate.md").read_text()
     built_s = lm_build["metrics"]["timings"]["total_s"]
     print(f"first build {built_s:.1f} s, unchanged re-run {seconds:.1f} s")
+
+    # another budget that picks the same decoder: nothing retrained; metrics.json's search and gate sections,
+    # report.md and the manifest follow the new limits; a later re-run under that budget re-checks only
+    r, _ = _build_under(lm_build, out, LM_BUILD_BUDGET + ",perplexity=1.01")
+    assert r.exit_code == 1 and "nothing retrained" in r.output, r.output
+    rebudgeted = _files(out)
+    kept = {n for n, v in before.items() if rebudgeted.get(n) == v}
+    assert kept == set(before) - {"metrics.json", "report.md", "manifest.json"} and "student_int8.tflite" in kept
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["search"]["budget"]["max_perplexity"] == 1.01
+    assert json.loads((out / "manifest.json").read_text())["budget"]["max_perplexity"] == 1.01
+    assert any(c["name"] == "test perplexity" and not c["passed"] for c in doc["gate"]["checks"]), doc["gate"]
+    r, _ = _build_under(lm_build, out, LM_BUILD_BUDGET + ",perplexity=1.01")
+    assert "nothing changed: re-checked only" in r.output and _files(out) == rebudgeted, r.output
 
     r, _ = _build(lm_build, out, "--steps", "20", "--qat-steps", "5")
     assert "built ->" in r.output, r.output
