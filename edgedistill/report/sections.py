@@ -29,7 +29,8 @@ def budget_view(r: dict) -> dict:
     """Each limited resource as a share of its own limit: {rows: [{check, value, limit, share, unit}] (drawn, largest
     share first), far: those under FAR of their limit (one line, not drawn), binding: the check closest to (or most
     over) its limit, or None when none binds (no limit, or every resource under FAR of its limit: a flash use of
-    0.14 % does not bind anything)}. Limits: the build's budget (report.json `search.budget`), else the target's
+    0.14 % does not bind anything), capped: the search's parameter cap when a larger candidate was refused for it
+    alone, else None}. Limits: the build's budget (report.json `search.budget`), else the target's
     flash / RAM."""
     fit = {f["check"]: f.get("limit") for f in (r.get("target") or {}).get("fit", [])}
     budget = (r.get("search") or {}).get("budget") or {}
@@ -42,8 +43,11 @@ def budget_view(r: dict) -> dict:
             rows.append({"check": check, "value": value, "limit": limit, "share": value / limit, "unit": unit})
     rows.sort(key=lambda x: -x["share"])
     binding = rows[0]["check"] if rows and rows[0]["share"] >= FAR else None
+    search = r.get("search") or {}
+    capped = search.get("max_params") if any(c.get("violations") == ["params"]
+                                             for c in search.get("candidates") or []) else None
     return {"rows": [x for x in rows if x["share"] >= FAR], "far": [x for x in rows if x["share"] < FAR],
-            "binding": binding}
+            "binding": binding, "capped": capped}
 
 
 def _use(x: dict) -> str:
@@ -70,8 +74,14 @@ def budget_lines(r: dict) -> list[str]:
 
 
 def binding_text(v: dict) -> str:
-    """'binding: flash', or 'no limit binds' when every resource is far from its limit."""
-    return f"binding: {v['binding']}" if v["binding"] else "no limit binds"
+    """'binding: flash', or 'no limit binds' when every resource is far from its limit; when larger candidates were
+    refused only for the parameter cap (half the teacher's), the cap is named: it decided the student's size."""
+    if v["binding"]:
+        return f"binding: {v['binding']}"
+    if v.get("capped"):
+        return f"no device limit binds: the student's size was set by the cap of half the teacher's parameters " \
+               f"({v['capped']:,})"
+    return "no limit binds"
 
 
 def far_line(r: dict) -> str:

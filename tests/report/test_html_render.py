@@ -215,3 +215,16 @@ def test_a_microcontroller_flash_row_says_the_model_gets_a_share_of_it():
     assert ("- flash: 9,000 B (limit 1,048,576 B; the chip's whole flash: the model's share, 262,144 B unless "
             "--budget sets it, is judged under Budget) — ok") in md
     assert "- ram: 5,000 B (limit 262,144 B) — ok" in md  # only the flash row
+
+
+def test_the_parameter_cap_is_named_when_it_set_the_students_size():
+    """A newcomer read "no limit binds" and took a looser budget for a bigger student; every larger candidate had
+    been refused for the cap of half the teacher's parameters alone."""
+    from edgedistill.report.sections import binding_text, budget_view
+
+    search = {"max_params": 144085, "candidates": [{"violations": []}, {"violations": ["params"]}]}
+    report = {"usage": {"flash_bytes": 1000}, "search": {**search, "budget": {"flash_bytes": 100 * 2**20}}}
+    assert binding_text(budget_view(report)) == ("no device limit binds: the student's size was set by the cap of "
+                                                 "half the teacher's parameters (144,085)")
+    search["candidates"][1]["violations"] = ["params", "flash"]  # refused for flash too: not the cap alone
+    assert binding_text(budget_view(report)) == "no limit binds"
