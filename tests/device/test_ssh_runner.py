@@ -106,7 +106,8 @@ def test_board_environment_has_no_torch_and_no_edgedistill(sshd):
     code = "import numpy, ai_edge_litert.interpreter\nfor m in ('torch', 'edgedistill'):\n" \
            "    try:\n        __import__(m)\n    except ImportError:\n        pass\n" \
            "    else:\n        raise SystemExit(m + ' importable')\nprint('clean')"
-    out = subprocess.run([str(sshd["python"]), "-c", code], capture_output=True, text=True, cwd="/")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # a board has no checkout on its path either
+    out = subprocess.run([str(sshd["python"]), "-c", code], capture_output=True, text=True, cwd="/", env=env)
     assert out.stdout.strip() == "clean", out.stderr
 
 
