@@ -10,6 +10,7 @@ from typing import Literal, Union
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edgedistill.config_errors import errors_paragraph
 from edgedistill.errors import ConfigError, DataError
 from edgedistill.run_names import default_out
 
@@ -450,67 +451,6 @@ def _check_data_exists(source: str) -> None:
                         f".jsonl / .csv / .tsv text file, or one of: {known}.")
 
 
-def _given(tree, loc: tuple) -> bool:
-    """True when `tree` (a config file's table or the CLI's overrides) sets something at `loc` (a validation
-    error's path; a union member's tag after a scalar is ignored)."""
-    for k in loc:
-        if isinstance(tree, dict) and k in tree:
-            tree = tree[k]
-        elif isinstance(tree, list) and isinstance(k, int) and k < len(tree):
-            tree = tree[k]
-        elif not isinstance(tree, (dict, list)):
-            break
-        else:
-            return False
-    return any(_given(v, ()) for v in tree.values()) if isinstance(tree, dict) else tree is not None
-
-
-def _source(loc: tuple, raw: dict, overrides: dict) -> str:
-    """Where the value a validation error names came from: "flag" (a command-line flag, which overrides the file),
-    "file", or "both" (a table both set, or a rule over the whole config where flags were given too)."""
-    flag, file = _given(overrides, loc), _given(raw, loc)
-    if flag and file and isinstance(_at(overrides, loc), dict):
-        return "both"  # a rule across a table's keys, some from each
-    if flag:
-        return "flag"
-    return "file" if file or not _given(overrides, ()) else "both"
-
-
-def _at(tree, loc: tuple):
-    for k in loc:
-        if not isinstance(tree, (dict, list)):
-            return tree
-        tree = tree[k]
-    return tree
-
-
-def _errors_to_paragraph(exc: ValidationError, path, raw: dict, overrides: dict, flag_of=None) -> str:
-    """One paragraph naming each invalid setting where it was given: the flag (`flag_of(loc)`: the CLI's
-    --temperature for kd.temperature) with the setting's path when a flag set it, the config file when the file did;
-    `flag_of` None (the Python API) names the path alone."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ").rstrip(".")
-        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
-            home = [name for name, f in DistillConfig.model_fields.items() if isinstance(f.annotation, type)
-                    and issubclass(f.annotation, BaseModel) and err["loc"][0] in f.annotation.model_fields]
-            msg = "unknown key" + (f"; it belongs in the [{home[0]}] section ({home[0]}.{err['loc'][0]})" if home
-                                   else "")
-        source = _source(tuple(err["loc"]), raw, overrides) if path else "flag"
-        parts.append((source, (flag_of and flag_of(tuple(err["loc"]))) if source == "flag" else None, loc, msg))
-    sources = {p[0] for p in parts}
-    where = "command line" if sources == {"flag"} else str(path) if sources == {"file"} else \
-        f"{path} and the command line"
-
-    def name(source: str, flag: str | None, loc: str) -> str:
-        if source == "flag":
-            return f"{flag} ({loc})" if flag else loc if where == "command line" else f"{loc} on the command line"
-        return f"{loc} in {path}" if source == "file" and where != str(path) else loc
-
-    return f"Invalid configuration ({where}): " + "; ".join(f"{name(*p[:3])}: {p[3]}" for p in parts) + "."
-
-
 def load_config(path: str | Path | None, overrides: dict | None = None, flag_of=None) -> DistillConfig:
     """Read a TOML or JSON config file (optional), apply CLI overrides (nested dicts), validate. Raises ConfigError
     (one paragraph) for a missing or unparsable file and for invalid settings, each named where it was given: the
@@ -535,8 +475,8 @@ def load_config(path: str | Path | None, overrides: dict | None = None, flag_of=
     try:
         return DistillConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_errors_to_paragraph(exc, str(path) if path else None, raw, overrides or {},
-                                               flag_of)) from None
+        raise ConfigError(errors_paragraph(exc, DistillConfig, str(path) if path else None, raw, overrides or {},
+                                           flag_of)) from None
 
 
 def _merge(base: dict, over: dict) -> dict:
