@@ -159,8 +159,8 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
 def build_cmd(budget_text, device_url, quiet, **options):
     """Build a deployable student for a target: search under the budget, distill (float, then QAT int8), export
     ONNX and TFLite, prove parity on the real runtimes, profile, report, and gate. With no --data/--teacher it builds
-    the built-in Fashion-MNIST example. Re-running with nothing changed (or only a budget that picks the same student) only re-checks; an interrupted build
-    resumes. Exit code: 0 when the gate passes, 1 when it fails (or parity fails), 2 when an input or
+    the built-in Fashion-MNIST example. Re-running with nothing changed (or only a budget that picks the same
+    student) only re-checks; an interrupted build resumes. Exit code: 0 when the gate passes, 1 when it fails (or parity fails), 2 when an input or
     option is refused (nothing is trained)."""
     from edgedistill.api import build
     from edgedistill.config import load_config
@@ -194,7 +194,7 @@ def build_cmd(budget_text, device_url, quiet, **options):
 
 
 def _rerun_words(res) -> str:
-    if getattr(res, "rebudgeted", False):
+    if res.rebudgeted:
         return "the same student under the new budget: nothing retrained, re-checked only"
     return "nothing changed: re-checked only"
 
