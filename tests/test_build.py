@@ -249,3 +249,21 @@ def test_a_build_of_other_data_is_never_replaced(tmp_path):
     assert "holds a build of other data (a/feat)" in r.output and len(r.output.strip().splitlines()) == 1
     assert {p.name: p.read_text() for p in out.iterdir()} == files
     assert not (tmp_path / "b.partial").exists() and not (tmp_path / "b.lock").exists()
+
+
+def test_a_build_for_another_target_is_never_replaced(tmp_path):
+    """An --out given to builds for two targets: the second is refused in one paragraph, exit 2, and the first
+    target's build is left as it was (it was replaced without a word)."""
+    out = tmp_path / "b"
+    out.mkdir()
+    files = {"manifest.json": json.dumps({"inputs": {"data": {"source": "builtin:digits"}},
+                                          "config": {"target": "android"}}),
+             "config.json": "{}", "student_int8.tflite": "mine"}
+    for name, text in files.items():
+        (out / name).write_text(text)
+    r = CliRunner().invoke(main, [*ARGS, "--out", str(out)])
+    assert r.exit_code == 2, r.output
+    assert "holds a build for another target (android)" in r.output and "cortex-m4 here" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert {p.name: p.read_text() for p in out.iterdir()} == files
+    assert not (tmp_path / "b.partial").exists() and not (tmp_path / "b.lock").exists()

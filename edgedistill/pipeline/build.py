@@ -73,7 +73,7 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
                           "second, perplexity or next-token accuracy), and this build is a classifier (its teacher is "
                           "not a causal LM): give it latency= / accuracy= / drop= limits instead, or build with a "
                           "causal-LM teacher (--task causal-lm).")
-    _refuse_other_data(Path(config.out), config.data.source)
+    _refuse_other_data(Path(config.out), config.data.source, config.target)
     with RunDir(Path(config.out), overwrite=True) as run:
         inputs = read_inputs(config, show_progress)
         config, inputs = fit_student_to_target(config, inputs, show_progress)  # GELU where the target has none
@@ -171,14 +171,23 @@ def tool_versions() -> dict:
     return out
 
 
-def _refuse_other_data(out: Path, source: str) -> None:
-    """A build replaces its own earlier build (other settings, a changed budget), never a build of other data: two
-    data paths with the same name (a/feat and b/feat) share a default directory. Raises ConfigError; writes nothing."""
-    old = (read_manifest(out) or {}).get("inputs", {}).get("data", {}).get("source")
+def _refuse_other_data(out: Path, source: str, target: str) -> None:
+    """A build replaces its own earlier build (other settings, a changed budget), never a build of other data (two
+    data paths with the same name, a/feat and b/feat, share a default directory) nor one for another target (an
+    --out given to builds for two targets: the first target's files would be gone without a word). Raises
+    ConfigError; writes nothing."""
+    manifest = read_manifest(out) or {}
+    old = manifest.get("inputs", {}).get("data", {}).get("source")
     if old is not None and old != source:
         raise ConfigError(f"{out} holds a build of other data ({old}); a build replaces only its own earlier build "
                           f"of the same data ({source} here), and nothing there was touched. Choose another --out, "
                           "or delete that directory first.")
+    old_target = (manifest.get("config") or {}).get("target")
+    if old_target is not None and old_target != target:
+        raise ConfigError(f"{out} holds a build for another target ({old_target}); a build replaces only its own "
+                          f"earlier build for the same target ({target} here), and nothing there was touched. Choose "
+                          "another --out (the default, runs/build-TARGET..., keeps one folder per target), or delete "
+                          "that directory first.")
 
 
 def _inputs_record(config: DistillConfig, inputs: Inputs) -> dict:

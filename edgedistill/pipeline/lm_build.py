@@ -89,7 +89,7 @@ def build_lm(config: DistillConfig, budget_text: str | None = None, *, show_prog
         raise ConfigError(f"--budget {','.join(wrong)} limits a classifier's accuracy, and this build is a causal LM: "
                           "limit its next-token accuracy with top1= / top3= (percent), its perplexity with "
                           "perplexity=, and the int8 model's perplexity rise with int8_rise= (default 2%).")
-    _refuse_other_data(Path(config.out), config.data.source)
+    _refuse_other_data(Path(config.out), config.data.source, config.target)
     _decoder_only(config)
     inputs = read_lm_inputs(config)
     found = choose_decoder(config, budget, inputs, target)
