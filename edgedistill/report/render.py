@@ -271,7 +271,8 @@ def to_markdown(r: dict) -> str:
         tables = s["chosen"].get("tokenizer_bytes")
         lines += ["", "## Student search", "", f"Chosen: **{s['chosen']['arch']}** ({s['chosen']['params']:,} params) — "
                   f"rule: {s['rule']}. {len(fits)} of {len(s['candidates'])} candidates fit"
-                  + (f"; the flash limit judges each file plus the tokenizer's tables ({tables:,} B)." if tables else "."),
+                  + (f"; the flash limit judges each file plus the tokenizer's tables ({tables:,} B)." if tables
+                     else "."),
                   "", "| candidate | params | MACs | file bytes | RAM bytes | fits |", "|---|---:|---:|---:|---:|---|"]
         for c in sorted(s["candidates"], key=lambda c: -c["params"]):
             fit = "yes" if c["fits"] else "no: " + ", ".join(c["violations"])

@@ -180,7 +180,8 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
     `int16`: op kinds in TFLite's 16×8 form (quant.int16): every candidate is costed in that form, and a grid point
     whose 16×8 form cannot be written (int16 attention on one head) is skipped (the first such error is raised when
     no candidate remains). `tokenizer_bytes`: the flash the tokenizer's device tables take (StudentTokenizer.
-    device_bytes()), added to every candidate's file bytes where the flash limit judges them. Raises ConfigError for a latency limit without a target that has int8 throughput figures to estimate with, or
+    device_bytes()), added to every candidate's file bytes where the flash limit judges them. Raises ConfigError
+    for a latency limit without a target that has int8 throughput figures to estimate with, or
     for text without a vocabulary size."""
     if budget.latency_ms is not None and (target is None or not target.peak_int8_macs_per_s):
         raise ConfigError(f"A latency limit ({budget.latency_ms:g} ms) needs a target with int8 throughput figures to "
@@ -243,7 +244,8 @@ def _infeasible(cands: list[Candidate], budget: Budget, max_params: int | None, 
     if not alone:
         smallest = min(cands, key=lambda c: (c.flash_bytes, c.ram_bytes, c.macs))
         return (head + "all the limits at once. The smallest, " + smallest.arch.describe() + f", needs flash "
-                f"{smallest.flash_bytes:,} B{_tables(smallest)}, RAM {smallest.ram_bytes:,} B and {smallest.macs:,} MACs; loosen one "
+                f"{smallest.flash_bytes:,} B{_tables(smallest)}, RAM {smallest.ram_bytes:,} B and {smallest.macs:,} "
+                "MACs; loosen one "
                 "of the limits.")
     parts = []
     for k in alone:
