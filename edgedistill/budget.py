@@ -42,6 +42,23 @@ _EXAMPLE = {"flash": "64KiB", "ram": "128KiB", "latency": "5ms", "accuracy": "90
             "tokens_per_s": "50", "perplexity": "40", "int8_rise": "2%", "top1": "30%", "top3": "50%"}
 
 
+def flash_use(file_bytes: int | None, tokenizer_bytes: int | None = None) -> int | None:
+    """What a deployed model takes of the flash: its model file plus the tables its device tokenizer reads
+    (StudentTokenizer.device_bytes(): a text student's vocabulary; 0 or None for bytes, images and other data).
+    The one definition the search's fit, the measure stage's fit check, the report and the gate use. None when the
+    file's size is unknown."""
+    return None if file_bytes is None else int(file_bytes) + int(tokenizer_bytes or 0)
+
+
+def flash_parts(file_bytes, tokenizer_bytes) -> str:
+    """How a flash figure is made up, as the gate and the report name it: '12,000 B model file + 3,000 B tokenizer
+    tables', or 'model file bytes' where the run has no tokenizer tables to count."""
+    if not tokenizer_bytes:
+        return "int8 TFLite file bytes" + (" (the byte tokenizer needs no tables)" if tokenizer_bytes == 0 else "")
+    file = f"{file_bytes:,.0f} B" if file_bytes is not None else "? B"
+    return f"int8 TFLite file {file} + tokenizer tables {tokenizer_bytes:,.0f} B"
+
+
 def _spelled(units: dict) -> str:
     """Units as a user writes them: 'B, KB, MB, GB, KiB, MiB, GiB'."""
     cased = {"b": "B", "kb": "KB", "mb": "MB", "gb": "GB", "kib": "KiB", "mib": "MiB", "gib": "GiB", "k": "K",

@@ -5,8 +5,9 @@ silently as zero: a check whose value is unknown fails (and says so).
 
 Every gate also shows the trade a build made even where no limit asks about it: the accuracy drop vs the teacher
 (with its 95 % interval), the latency (the figure a limit would judge, and the other of measured-on-this-host /
-estimated-on-the-target), flash, RAM and MACs. A row without a limit says "no limit set", is not judged
-(`Check.judged` is False) and never fails the gate, so the accuracy-vs-latency trade is visible in every CI run."""
+estimated-on-the-target), flash (the model file plus the tables its tokenizer reads on the device), RAM and MACs.
+A row without a limit says "no limit set", is not judged (`Check.judged` is False) and never fails the gate, so the
+accuracy-vs-latency trade is visible in every CI run."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from edgedistill.budget import LM_ONLY, Budget
+from edgedistill.budget import LM_ONLY, Budget, flash_parts, flash_use
 from edgedistill.errors import ConfigError
 from edgedistill.gate_accuracy import drop_check, min_accuracy_check, regression_check
 from edgedistill.profile.ram import ram_figure
@@ -128,7 +129,8 @@ def _not_a_report(rep, path: Path) -> str | None:
 
 
 # what the gate reads from a report, and the JSON type each must have (None is always allowed: "missing")
-_NUMBERS = ("flash_bytes", "ram_bytes", "latency_ms", "latency_host_ms", "latency_estimate_ms", "macs", "accuracy",
+_NUMBERS = ("flash_bytes", "file_bytes", "tokenizer_bytes", "ram_bytes", "latency_ms",  # flash = file + tables
+            "latency_host_ms", "latency_estimate_ms", "macs", "accuracy",
             "accuracy_n", "teacher_accuracy", "teacher_accuracy_n", "accuracy_drop")
 _PERCENTS = ("accuracy", "teacher_accuracy")
 _COUNTS = ("accuracy_n", "teacher_accuracy_n")
@@ -173,6 +175,11 @@ def _check_types(rep: dict, path) -> None:
     if None not in (acc, teacher, drop) and abs(drop - (teacher - acc)) > 1e-6:
         raise ConfigError(f"Report {path}: usage.accuracy_drop is {drop!r} but teacher_accuracy - accuracy is "
                           f"{teacher - acc!r}; the report contradicts itself. Re-run the build.")
+    flash, file, tables = u.get("flash_bytes"), u.get("file_bytes"), u.get("tokenizer_bytes")
+    if None not in (flash, file) and flash != flash_use(file, tables):
+        raise ConfigError(f"Report {path}: usage.flash_bytes is {flash!r} but the model file ({file!r} B) plus the "
+                          f"tokenizer tables ({tables or 0!r} B) make {flash_use(file, tables)!r}; the report "
+                          "contradicts itself. Re-run the build.")
     for key in _FLAGS:
         if u.get(key) is not None and not isinstance(u.get(key), bool):
             raise ConfigError(f"Report {path}: usage.{key} is {u.get(key)!r}; the gate needs true, false or null.")
@@ -251,10 +258,12 @@ def _latency_rows(u: dict, limit: float | None) -> list[Check]:
 
 def _usage_rows(report: dict, budget: Budget) -> list[Check]:
     """Flash, RAM, latency and MACs: judged against their limit where one is set, shown as "no limit set" where
-    not. The RAM row names the figure of the target's runtime (edgedistill.profile.ram)."""
+    not. The RAM row names the figure of the target's runtime (edgedistill.profile.ram); the flash row judges the
+    model file plus the tokenizer's device tables (usage.flash_bytes) and names both parts."""
     u = report["usage"]
     ram_how = u.get("ram_how") or ram_figure((report.get("target") or {}).get("runtime"))
-    rows = [("flash", u.get("flash_bytes"), budget.flash_bytes, "int8 TFLite file bytes", "B"),
+    flash_how = flash_parts(u.get("file_bytes"), u.get("tokenizer_bytes"))
+    rows = [("flash", u.get("flash_bytes"), budget.flash_bytes, flash_how, "B"),
             ("ram", u.get("ram_bytes"), budget.ram_bytes, ram_how, "B")]
     checks = [_le(name, value, limit, how, unit) if limit is not None else _shown(name, value, how, unit)
               for name, value, limit, how, unit in rows]
@@ -332,8 +341,8 @@ def junit_xml(v: Verdict) -> str:
     """One testcase per row; a row without a limit is a passing testcase whose output says "no limit set"."""
     cases = []
     for c in v.checks:
-        body = "" if c.passed else \
-            f'<failure message={quoteattr(f"{c.name}: {_fmt(c.value, c.unit)} vs limit {_fmt(c.limit, c.unit)}")}/>'
+        why = f"{c.name}: {_fmt(c.value, c.unit)} vs limit {_fmt(c.limit, c.unit)}" + (f" ({c.how})" if c.how else "")
+        body = "" if c.passed else f"<failure message={quoteattr(why)}/>"
         out = f"{_fmt(c.value, c.unit)} (limit: {_limit_text(c)}): {c.how}"
         cases.append(f'  <testcase classname="edgedistill.gate" name={quoteattr(c.name)}>{body}'
                      f"<system-out>{escape(out)}</system-out></testcase>")

@@ -17,8 +17,8 @@ target's limits); a row whose limit is not set shows its figure, is not judged a
   judge them within noise; the perplexity's document interval is shown beside it);
 * with a budget: tokens per second (a floor, `tokens_per_s=`) and the latency per token (`latency=`), both of the
   figure metrics.json's `speed.target` names (measured here for the int8 TFLite file on a host target, else the
-  target's estimate), flash (the int8 TFLite file's bytes) and RAM (the target runtime's figure), each judged where
-  the budget sets it and shown otherwise, and so are the MACs of one decoder step, i.e. per generated token (`macs=`, a
+  target's estimate), flash (the int8 TFLite file's bytes plus the tokenizer's device tables) and RAM (the target
+  runtime's figure), each judged where the budget sets it and shown otherwise, and so are the MACs of one decoder step, i.e. per generated token (`macs=`, a
   ceiling, the limit `build --task causal-lm` also searches under: the exact count of the int8 TFLite file,
   metrics.json's `speed.target.macs`); the student / teacher tokens/s ratio per runtime is shown, never judged;
 * a classifier's limit (`accuracy=`, `drop=`) fails as missing: a causal LM has no class accuracy (top1= is its
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 
-from edgedistill.budget import CLASSIFIER_ONLY, Budget
+from edgedistill.budget import CLASSIFIER_ONLY, Budget, flash_parts
 from edgedistill.gate import Check, Verdict
 
 INT8_RISE = 0.02
@@ -63,7 +63,8 @@ def speed_rows(metrics: dict, budget: Budget) -> list[Check]:
     rows = [_row("tokens/s", tps, budget.min_tokens_per_s, True, how, "/s"),
             _row("latency per token", 1000.0 / tps if _finite(tps) and tps > 0 else None, budget.latency_ms, False,
                  how, "ms"),
-            _row("flash", flash, budget.flash_bytes, False, "int8 TFLite file bytes", "B"),
+            _row("flash", flash, budget.flash_bytes, False, flash_parts(t.get("file_bytes"), t.get("tokenizer_bytes")),
+                 "B"),
             _row("ram", ram, budget.ram_bytes, False, t.get("ram_figure") or "the target runtime's figure", "B"),
             _row("macs per token", t.get("macs"), budget.macs, False, "exact count of the int8 TFLite file's decoder "
                  "step (one step a generated token)", "")]

@@ -179,3 +179,17 @@ def test_the_measured_ram_figure_is_the_one_its_name_says(int8_file, target_name
     else:
         assert ram["value"] == tflite_cost(int8_file.path).peak_activation_bytes
     assert ram["detail"] == sec["ram_figure"] == ram_figure(target.runtime)
+
+
+def test_the_flash_fit_check_adds_the_tokenizer_tables_to_the_real_file(int8_file):
+    """The measure stage's flash check on a real int8 file: its size on disk plus the tables, both parts named."""
+    from edgedistill.pipeline.measure import target_section
+    from edgedistill.targets import load_target
+
+    size = int8_file.path.stat().st_size
+    sec = target_section([int8_file], load_target("cortex-m4"), host_ms=None, tokenizer_bytes=25_000)
+    flash = next(f for f in sec["fit"] if f["check"] == "flash")
+    assert flash["value"] == size + 25_000 and (sec["file_bytes"], sec["tokenizer_bytes"]) == (size, 25_000)
+    assert f"{size:,} B" in flash["detail"] and "25,000 B" in flash["detail"]
+    plain = target_section([int8_file], load_target("cortex-m4"), host_ms=None)
+    assert next(f for f in plain["fit"] if f["check"] == "flash")["value"] == size

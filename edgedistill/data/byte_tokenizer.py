@@ -51,6 +51,10 @@ class ByteTokenizer(StudentTokenizer):
                 f"byte with 0 (padding). Pass the ids as an int32 tensor of shape [1, {max_length or 'T'}]. No "
                 "vocabulary or tokenizer library is needed on the device.")
 
+    def device_bytes(self) -> int:
+        """0: the id of a byte is the byte + 1, computed; no table to store."""
+        return 0
+
     def _payload(self) -> dict:
         return {"vocab_size": self.vocab_size, "byte_offset": _OFFSET}
 

@@ -44,7 +44,8 @@ class EncodedTexts:
 
 class StudentTokenizer(ABC):
     """Base class: subclasses give `token_ids` (untruncated ids per text), `decode`, `vocab_size`, `to_dict` /
-    `_from_dict` and `device_steps`; encoding to a padded array, saving, loading and identity are shared."""
+    `_from_dict`, `device_steps` and `device_bytes`; encoding to a padded array, saving, loading and identity are
+    shared."""
 
     name: ClassVar[str]
     pad_id: ClassVar[int] = 0
@@ -65,6 +66,13 @@ class StudentTokenizer(ABC):
     @abstractmethod
     def device_steps(self, max_length: int | None = None) -> str:
         """What a device app must do to turn a string into the model's int32 input of shape [1, max_length]."""
+
+    @abstractmethod
+    def device_bytes(self) -> int:
+        """Bytes of the tables a device tokenizer reads (0 where it needs none): they sit in flash beside the model
+        file, so every flash figure (the search's fit, the gate's flash check, the report) counts model file + this
+        (edgedistill.budget.flash_use). An estimate of compact C tables, not the size of the saved JSON file;
+        edgedistill.data.tokenizer_flash states the serialisation."""
 
     @abstractmethod
     def _payload(self) -> dict:

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from edgedistill.data.tokenizer_base import TOKENIZERS, StudentTokenizer, check_ids
+from edgedistill.data.tokenizer_flash import TokenizerTables, vocab_tables
 from edgedistill.errors import ConfigError, ModelLoadError
 from edgedistill.optional import require
 
@@ -162,6 +163,16 @@ class VocabTokenizer(StudentTokenizer):
                 f"{self._teacher.get_vocab_size(with_added_tokens=True)} tokens are kept); a string that gives no "
                 f"ids at all is the single id 1. Keep the {keep} {t} ids, "
                 f"fill the rest with 0 (padding) and pass an int32 tensor of shape [1, {max_length or 'T'}].")
+
+    def device_tables(self) -> TokenizerTables:
+        """The tables a device app needs to encode as training did: the teacher's whole vocabulary as strings, its
+        merges (BPE) or scores (Unigram), and the teacher -> student id map (edgedistill.data.tokenizer_flash says
+        how each is counted, and why the kept tokens alone would not reproduce the training inputs)."""
+        return vocab_tables(self._spec, self._teacher.get_vocab(with_added_tokens=True), self.vocab_size)
+
+    def device_bytes(self) -> int:
+        """`device_tables().total`: the flash the tokenizer's tables take beside the model file."""
+        return self.device_tables().total
 
     def _payload(self) -> dict:
         return {"vocab_size": self.vocab_size, "teacher_ids": list(self.teacher_ids),

@@ -158,8 +158,10 @@ def formats_warning(target, formats: list[str]) -> str | None:
 
 
 def measure(int8: Int8Outcome, inputs: Inputs, target, threads: int | None = None) -> Measured:
-    """Stage 7 on this run's files: on `threads` (the user's --threads) where given, else as measure_build says."""
-    return measure_build(int8.artifacts, inputs.teachers, inputs.splits.input_shape, target, threads)
+    """Stage 7 on this run's files: on `threads` (the user's --threads) where given, else as measure_build says;
+    a text student's flash counts its tokenizer's device tables."""
+    return measure_build(int8.artifacts, inputs.teachers, inputs.splits.input_shape, target, threads,
+                         inputs.tokenizer_bytes)
 
 
 def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, target, run: RunDir,

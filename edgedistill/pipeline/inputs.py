@@ -51,6 +51,13 @@ class Inputs:
     notes: tuple[str, ...] = ()
     data_form: dict | None = None  # in memory or memory-mapped, and an .npz's conversion (pipeline/data_form.py)
 
+    @property
+    def tokenizer_bytes(self) -> int | None:
+        """The flash the student tokenizer's device tables take beside the model file (StudentTokenizer.
+        device_bytes(): 0 for bytes, the teacher's vocabulary for vocab); None for data that is not text."""
+        text = self.splits.text
+        return None if text is None else text.tokenizer.device_bytes()
+
 
 @dataclass(frozen=True)
 class EvalTensors:

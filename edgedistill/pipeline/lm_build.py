@@ -5,7 +5,8 @@ distill chain (pipeline/lm_distill.py) with QAT, its tokens/s, report and gate u
 
 The search is the classifier build's (students/search.py, rule: the most parameters among the candidates that fit,
 at most half the teacher's): every decoder of DECODER_SEARCH_GRID costed exactly on its int8 graph for the run's
-context window and the student's vocabulary, against flash (the int8 file's size bound), RAM (the tensor arena) and
+context window and the student's vocabulary, against flash (the int8 file's size bound plus the tables the
+tokenizer reads on the device, StudentTokenizer.device_bytes()), RAM (the tensor arena) and
 the latency of one decoder step on the target (its roofline estimate), which is the latency per generated token:
 `--budget tokens_per_s=N` is searched as latency = 1000 / N ms. A budget no decoder meets fails here, before
 anything is written, in one paragraph naming the limit and the smallest budget that would work. The gate then
@@ -55,7 +56,7 @@ def choose_decoder(config: DistillConfig, budget: Budget, inputs: LMInputs, targ
     vocab = inputs.tokenizer.vocab_size
     return search("text", (s.context,), vocab, search_budget(budget), ["decoder"],
                   max_params=inputs.teacher.num_params() // 2, target=target, vocab_size=vocab,
-                  knobs=dict(config.student.knobs))
+                  knobs=dict(config.student.knobs), tokenizer_bytes=inputs.tokenizer.device_bytes())
 
 
 def _decoder_only(config: DistillConfig) -> None:

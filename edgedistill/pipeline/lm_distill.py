@@ -185,7 +185,7 @@ def _speed(int8, inputs: LMInputs, target, ui, timings: dict, threads: int | Non
     t0 = time.perf_counter()
     bar = ui.task("tokens/s (host timing, target estimates)", 1)
     speed = lm_speed(int8.artifacts, inputs.teacher.module, inputs.splits.context, target, threads=threads,
-                     kv_files=int8.kv_artifacts)
+                     kv_files=int8.kv_artifacts, tokenizer_bytes=inputs.tokenizer.device_bytes())
     bar(1, None, None)
     timings["speed_s"] = time.perf_counter() - t0
     return speed

@@ -144,12 +144,12 @@ def kv_speed_section(kv_files, host: list[dict], threads: int, runs: int) -> dic
 
 
 def lm_speed(artifacts, teacher_module: nn.Module | None, context: int, target: TargetProfile,
-             runs: int = 50, threads: int | None = None, kv_files=()) -> dict:
+             runs: int = 50, threads: int | None = None, kv_files=(), tokenizer_bytes: int | None = None) -> dict:
     """metrics.json's `speed` section: host timings and ratios (host_speed, with `threads`, the user's --threads,
     where given, else the target's threads on a host target, else one), the estimate on every target
     (target_speeds), and the run's target section with the figure its gate judges: `tokens_per_s` measured here for
     the deployed int8 TFLite file on a host target, else the target's estimate (as the classifier gate judges
-    latency)."""
+    latency). `tokenizer_bytes`: the student tokenizer's device tables, counted in the flash check beside the file."""
     threads = threads or (target.threads if target.kind == "host" else 1)
     speed = host_speed(artifacts, teacher_module, context, threads, runs)
     if kv_files:
@@ -160,7 +160,8 @@ def lm_speed(artifacts, teacher_module: nn.Module | None, context: int, target: 
                                                    "tokens_per_s_how": "missing: no int8 TFLite file"}}
     host = next((r for r in speed["host"] if r["file"] == art.path.name and r["runtime"] == "litert"), None)
     # the target's estimate is for its own thread count: a timing on another count is no ground truth for it
-    section = target_section([art], target, host["median_ms"] if host and threads == target.threads else None)
+    section = target_section([art], target, host["median_ms"] if host and threads == target.threads else None,
+                             tokenizer_bytes)
     section.pop("per_op", None)
     if target.kind == "host" and host is not None:
         section.update(tokens_per_s=host["tokens_per_s"], tokens_per_s_how=f"measured-host (litert, {threads} "

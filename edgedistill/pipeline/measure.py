@@ -88,7 +88,11 @@ def profile_teacher(teacher, input_shape, threads: int, runs: int = 100) -> dict
                 "where": f"measured-host (litert, {threads} thread{'s' * (threads != 1)}, converted to float TFLite)"}
 
 
-def target_section(artifacts, target: TargetProfile, host_ms: float | None) -> dict:
+def target_section(artifacts, target: TargetProfile, host_ms: float | None,
+                   tokenizer_bytes: int | None = None) -> dict:
+    """The deployed int8 TFLite file on `target`: its estimate, MACs, RAM figure and fit checks. Its flash check
+    judges the file plus the tables the student's tokenizer reads on the device (`tokenizer_bytes`:
+    StudentTokenizer.device_bytes(); None where there is no tokenizer), both recorded here."""
     art = next((a for a in artifacts if a.name == "tflite-int8"), None)
     if art is None:
         return {"name": target.name, "kind": target.kind, "runtime": target.runtime}
@@ -100,12 +104,13 @@ def target_section(artifacts, target: TargetProfile, host_ms: float | None) -> d
     ops, floats, _ = tflite_facts(art.path)
     # the figures edgedistill.profile.ram describes: TFLite Micro's own arena, else the file's planned activations
     ram = tflm_arena(art.path).total_bytes if target.runtime == "tflm" else cost.peak_activation_bytes
-    checks = fit_checks(cost, art.bytes, ram, ops, floats, target)
+    checks = fit_checks(cost, art.bytes, ram, ops, floats, target, tokenizer_bytes=tokenizer_bytes)
     return {"name": target.name, "kind": target.kind, "runtime": target.runtime, "estimate_ms": est.total_ms,
             "estimate_model": est.model,
             "estimate_error": (est.total_ms / host_ms - 1) if (target.kind == "host" and host_ms) else None,
             "per_op": est.per_op, "fit": [c.__dict__ for c in checks], "macs": cost.macs,
             "model_flash_bytes": target.model_flash_bytes,  # the model's default share of the flash (gate reads it)
+            "file_bytes": art.bytes, "tokenizer_bytes": tokenizer_bytes,  # the flash check's two parts
             "ram_figure": ram_figure(target.runtime),
             "peak_activation_bytes": cost.peak_activation_bytes}
 
@@ -119,16 +124,19 @@ class Measured:
     target: dict
 
 
-def measure_build(artifacts, teachers, input_shape, target: TargetProfile, threads: int | None = None) -> Measured:
+def measure_build(artifacts, teachers, input_shape, target: TargetProfile, threads: int | None = None,
+                  tokenizer_bytes: int | None = None) -> Measured:
     """Profile every artifact (and a lone teacher) on `threads` (the user's --threads) where given, else with the
-    target's threads on a host target, else one thread; each profile's `where` names the count."""
+    target's threads on a host target, else one thread; each profile's `where` names the count. `tokenizer_bytes`:
+    the student tokenizer's device tables (None: not text), counted in the flash check beside the file."""
     threads = threads or (target.threads if target.kind == "host" else 1)
     profiles = profile_artifacts(artifacts, threads)
     if len(teachers) == 1:
         profiles["teacher"] = profile_teacher(teachers[0], input_shape, threads)
     host_ms = (profiles.get("tflite-int8") or {}).get("latency_ms")
     # the target's estimate is for its own thread count: a timing on another count is no ground truth for it
-    return Measured(profiles, target_section(artifacts, target, host_ms if threads == target.threads else None))
+    return Measured(profiles, target_section(artifacts, target, host_ms if threads == target.threads else None,
+                                             tokenizer_bytes))
 
 
 def measure_device(url: str, model: Path, x: np.ndarray, threads: int) -> dict:

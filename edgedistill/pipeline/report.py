@@ -164,8 +164,11 @@ def target_fit_warnings(target: dict | None) -> list[str]:
     out = []
     for f in (target or {}).get("fit", []):
         if f["check"] in ("flash", "ram") and f["value"] is not None and f["limit"] is not None and not f["passed"]:
-            what = "The int8 file" if f["check"] == "flash" else "The TFLite Micro arena"
-            out.append(f"{what} needs {f['value']:,} B, more than {target['name']}'s {f['check']} "
+            tables = target.get("tokenizer_bytes") if f["check"] == "flash" else None
+            what = (f"The int8 file ({target.get('file_bytes', 0):,} B) and the tokenizer's tables "
+                    f"({tables:,} B) need" if tables else
+                    "The int8 file needs" if f["check"] == "flash" else "The TFLite Micro arena needs")
+            out.append(f"{what} {f['value']:,} B, more than {target['name']}'s {f['check']} "
                        f"({f['limit']:,} B): this student does not fit the device. Choose a smaller student, or let "
                        "`edgedistill build` search one under the target's budget.")
     return out

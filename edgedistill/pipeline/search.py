@@ -25,7 +25,8 @@ def choose_student(config: DistillConfig, budget: Budget, inputs: Inputs, target
     for the teacher's vocabulary). A user's own student (a factory) is costed and checked against the budget
     instead of searched. `target`: the profile whose int8 latency estimate a `latency=` limit is checked with (and,
     on TFLite Micro, whose runtime memory the RAM figure includes). Candidates are costed in the 16×8 form
-    `quant.int16` asks for, as the build will export them."""
+    `quant.int16` asks for, as the build will export them. A text student's flash counts its tokenizer's device
+    tables beside each file (StudentTokenizer.device_bytes(): 0 for bytes, the teacher's vocabulary for vocab)."""
     kind = kind_of(inputs.raw.train.x)
     own = config.student.arch(kind) if config.student.factory else None  # the user's student: costed, not searched
     s = inputs.splits
@@ -33,4 +34,6 @@ def choose_student(config: DistillConfig, budget: Budget, inputs: Inputs, target
         [default_family(kind, s.text.tokenizer.name)] if s.text is not None else None
     return search(kind, s.input_shape, s.num_classes, budget, families,
                   max_params=teacher_params(inputs.teachers) // 2, arch=own, target=target, vocab_size=s.vocab_size,
-                  knobs=dict(config.student.knobs), int16=tuple(config.quant.int16))
+                  knobs=dict(config.student.knobs), int16=tuple(config.quant.int16),
+                  tokenizer_bytes=inputs.tokenizer_bytes or 0)
+

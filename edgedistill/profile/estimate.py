@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from edgedistill.budget import flash_use
 from edgedistill.profile.cost import ModelCost
 from edgedistill.profile.ram import ram_figure
 from edgedistill.targets import TargetProfile
@@ -73,16 +74,20 @@ class FitCheck:
 
 
 def fit_checks(cost: ModelCost, file_bytes: int, ram_bytes: int | None, op_names: list[str], float_tensors: int,
-               target: TargetProfile, precision_detail: str = "") -> list[FitCheck]:
-    """Flash, RAM, operator support and precision against the target's limits. `ram_bytes` is the figure
+               target: TargetProfile, precision_detail: str = "", tokenizer_bytes: int | None = None) -> list[FitCheck]:
+    """Flash, RAM, operator support and precision against the target's limits. Flash is the model file plus the
+    tables its device tokenizer reads (`tokenizer_bytes`, StudentTokenizer.device_bytes(); None: no tokenizer),
+    edgedistill.budget.flash_use, and its detail names both parts. `ram_bytes` is the figure
     edgedistill.profile.ram names for the target's runtime (None: not known, not checked). The operators a target
     runs are its runtime's own set (targets/ops/, derived from the runtime), narrowed by the profile's `ops` if given;
     `precision_detail` names the cause when float tensors remain (a hybrid file, float ops)."""
     from edgedistill.profile.opsets import target_ops
 
+    flash = flash_use(file_bytes, tokenizer_bytes)
     checks = [
-        FitCheck("flash", file_bytes, target.flash_bytes, target.flash_bytes is None or file_bytes <= target.flash_bytes,
-                 "bytes of the model file"),
+        FitCheck("flash", flash, target.flash_bytes, target.flash_bytes is None or flash <= target.flash_bytes,
+                 f"model file {file_bytes:,} B + tokenizer tables {tokenizer_bytes:,} B" if tokenizer_bytes
+                 else "bytes of the model file"),
         FitCheck("ram", ram_bytes, target.ram_bytes,
                  target.ram_bytes is None or ram_bytes is None or ram_bytes <= target.ram_bytes,
                  ram_figure(target.runtime)),

@@ -181,12 +181,12 @@ def confusion(matrix: list[list[int]], names: list[str], title: str) -> str:
 
 
 def search_costs(candidates: list[dict], limits: dict[str, float | None], title: str = "Student search") -> str:
-    """candidates: {arch, params, file_bytes, ram_bytes, macs, fits, chosen}; limits: cost key -> budget limit
-    or None. One panel per cost (log x): each candidate at (cost, parameters), the budget as a dashed line, the
-    chosen one a star, candidates that do not fit hollow grey crosses."""
+    """candidates: {arch, params, flash_bytes (file + tokenizer tables), ram_bytes, macs, fits, chosen}; limits:
+    cost key -> budget limit or None. One panel per cost (log x): each candidate at (cost, parameters), the budget as
+    a dashed line, the chosen one a star, candidates that do not fit hollow grey crosses."""
     if not candidates:
         return no_data(title)
-    keys = [("file_bytes", "file bytes"), ("ram_bytes", "RAM bytes"), ("macs", "MACs")]
+    keys = [("flash_bytes", "flash bytes"), ("ram_bytes", "RAM bytes"), ("macs", "MACs")]
     fig, axes = _fig(3.0, len(keys))
     for ax, (key, name) in zip(axes, keys):
         fit = [c for c in candidates if c["fits"] and not c.get("chosen")]

@@ -225,7 +225,19 @@ def target_lines(r: dict) -> list[str]:
         share = (f"; the chip's whole flash: the model's share, {t['model_flash_bytes']:,} B unless --budget sets "
                  "it, is judged under Budget" if f["check"] == "flash" and t.get("model_flash_bytes") else "")
         lines.append(f"- {f['check']}: {num(f['value'])}{unit} ({limit}{share}) — {verdict}")
-    return lines
+    return lines + flash_lines(r)
+
+
+def flash_lines(r: dict) -> list[str]:
+    """'- flash: N B model + M B tokenizer tables' where the run has a tokenizer (text): the flash every check
+    judges is both (edgedistill.budget.flash_use); none for data without one (reports before the field too)."""
+    u = r.get("usage") or {}
+    if u.get("tokenizer_bytes") is None or u.get("file_bytes") is None:
+        return []
+    why = " (the teacher's vocabulary, merges or scores and the id map a device app needs to encode as training " \
+          "did)" if u["tokenizer_bytes"] else " (the byte tokenizer needs none)"
+    return [f"- flash: {u['file_bytes']:,} B model + {u['tokenizer_bytes']:,} B tokenizer tables{why} = "
+            f"{u['flash_bytes']:,} B, the figure every flash limit judges"]
 
 
 def to_markdown(r: dict) -> str:
@@ -256,9 +268,12 @@ def to_markdown(r: dict) -> str:
     if r.get("search"):
         s = r["search"]
         fits = [c for c in s["candidates"] if c["fits"]]
+        tables = s["chosen"].get("tokenizer_bytes")
         lines += ["", "## Student search", "", f"Chosen: **{s['chosen']['arch']}** ({s['chosen']['params']:,} params) — "
-                  f"rule: {s['rule']}. {len(fits)} of {len(s['candidates'])} candidates fit.", "",
-                  "| candidate | params | MACs | file bytes | RAM bytes | fits |", "|---|---:|---:|---:|---:|---|"]
+                  f"rule: {s['rule']}. {len(fits)} of {len(s['candidates'])} candidates fit"
+                  + (f"; the flash limit judges each file plus the tokenizer's tables ({tables:,} B)." if tables
+                     else "."),
+                  "", "| candidate | params | MACs | file bytes | RAM bytes | fits |", "|---|---:|---:|---:|---:|---|"]
         for c in sorted(s["candidates"], key=lambda c: -c["params"]):
             fit = "yes" if c["fits"] else "no: " + ", ".join(c["violations"])
             lines.append(f"| {c['arch']} | {c['params']:,} | {c['macs']:,} | {c['file_bytes']:,} | "
@@ -352,10 +367,12 @@ def _charts(r: dict) -> list[str]:
         chosen = s["chosen"]["arch"]
         budget = s.get("budget") or {}
         fit = {f["check"]: f.get("limit") for f in t.get("fit", [])}
-        limits = {"file_bytes": budget.get("flash_bytes") or fit.get("flash"),
+        limits = {"flash_bytes": budget.get("flash_bytes") or fit.get("flash"),
                   "ram_bytes": budget.get("ram_bytes") or fit.get("ram"), "macs": budget.get("macs")}
-        # ram_bytes: the planned arena plus, on TFLite Micro, its runtime memory (reports before it: the arena)
-        cands = [{**c, "chosen": c["arch"] == chosen, "ram_bytes": c.get("ram_bytes", c["arena_bytes"])}
+        # ram_bytes: the planned arena plus, on TFLite Micro, its runtime memory (reports before it: the arena);
+        # flash_bytes: the file plus the tokenizer's tables (reports before it: the file)
+        cands = [{**c, "chosen": c["arch"] == chosen, "ram_bytes": c.get("ram_bytes", c["arena_bytes"]),
+                  "flash_bytes": c.get("flash_bytes", c["file_bytes"])}
                  for c in s["candidates"]]
         out.append(plots.search_costs(cands, limits,
                                       f"Student search: {len(s['candidates'])} candidates, chosen {chosen}"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgedistill.budget import flash_use
 from edgedistill.profile.ram import ram_figure
 from edgedistill.report.per_class import per_class_section
 
@@ -80,7 +81,8 @@ def _per_class(metrics: dict, deployed_on: str) -> dict | None:
 
 def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
     """metrics: distill's metrics.json; profiles: name -> {bytes, latency_ms, where, ...} measured on this host;
-    target: the target profile (dict) with the student's estimate and fit checks."""
+    target: the target profile (dict) with the student's estimate and fit checks, and `tokenizer_bytes` (the student
+    tokenizer's device tables, pipeline/measure.target_section) that usage.flash_bytes adds to the file's bytes."""
     q = metrics.get("int8") or {}
     teacher_p, student_p = profiles.get("teacher"), profiles.get("tflite-int8")
     rows = [
@@ -130,8 +132,12 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
     objective = _objective(metrics)
     fit = {f["check"]: f for f in (target or {}).get("fit", [])}
     on_target = (target or {}).get("estimate_ms")
+    file_bytes, tokenizer_bytes = (student_p or {}).get("bytes"), (target or {}).get("tokenizer_bytes")
     usage = {
-        "flash_bytes": (student_p or {}).get("bytes"),
+        # flash: the deployed file plus the tables its device tokenizer reads (None: no tokenizer; 0: bytes)
+        "flash_bytes": flash_use(file_bytes, tokenizer_bytes),
+        "file_bytes": file_bytes,
+        "tokenizer_bytes": tokenizer_bytes,
         "ram_bytes": (fit.get("ram") or {}).get("value"),
         "ram_how": (target or {}).get("ram_figure") or ram_figure((target or {}).get("runtime")),
         # the latency a limit judges: measured on a host target, the target's estimate elsewhere (a device's, later)

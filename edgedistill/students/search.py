@@ -21,6 +21,11 @@ over its width x depth grid. Text candidates are costed like the others, on the 
 convolutions or attention (students/cost_text.py), for the tokenizer's vocabulary size. `--family`
 narrows the search to the families named.
 
+Flash: what the target's flash must hold for a candidate is its file plus the tables the student's tokenizer reads
+on the device (`tokenizer_bytes`: StudentTokenizer.device_bytes(), 0 for bytes and non-text data;
+edgedistill.budget.flash_use), so a teacher's vocabulary that takes most of the model's share of the flash leaves a
+smaller student.
+
 Rule: among candidates that fit (every budget limit, and at most half the teacher's parameters in a build), the one
 with the most parameters (capacity), ties broken by fewer MACs. It is cheap, monotone in the budget, and needs no
 proxy training; its weakness (capacity is not accuracy) is stated in the report.
@@ -31,11 +36,11 @@ several times faster than two (thread hand-offs dominate), and restores the call
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from edgedistill.budget import Budget
+from edgedistill.budget import Budget, flash_use
 from edgedistill.data.splits import Normalizer
 from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.profile.estimate import estimate_latency
@@ -67,6 +72,12 @@ class Candidate:
     latency_ms: float | None = None  # estimated int8 latency on the search's target (None: no target / no figures)
     violations: tuple[str, ...] = ()
     runtime_bytes: int = 0  # a bound of TFLite Micro's runtime memory (its tail) on a `tflm` target, else 0
+    tokenizer_bytes: int = 0  # the device tokenizer's tables, in flash beside the file (0: none, e.g. bytes)
+
+    @property
+    def flash_bytes(self) -> int:
+        """What the flash limit judges: the file's size bound plus the tokenizer's tables (budget.flash_use)."""
+        return flash_use(self.file_bytes, self.tokenizer_bytes)
 
     @property
     def ram_bytes(self) -> int:
@@ -83,6 +94,7 @@ class Candidate:
         d["arch"] = self.arch.describe()
         d["fits"] = self.fits
         d["ram_bytes"] = self.ram_bytes
+        d["flash_bytes"] = self.flash_bytes
         return d
 
 
@@ -143,7 +155,7 @@ def _violations(c: Candidate, b: Budget, max_params: int | None = None) -> tuple
     v = []
     if max_params is not None and c.params > max_params:
         v.append("params")
-    if b.flash_bytes is not None and c.file_bytes > b.flash_bytes:
+    if b.flash_bytes is not None and c.flash_bytes > b.flash_bytes:
         v.append("flash")
     if b.ram_bytes is not None and c.ram_bytes > b.ram_bytes:
         v.append("ram")
@@ -157,7 +169,7 @@ def _violations(c: Candidate, b: Budget, max_params: int | None = None) -> tuple
 def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Budget,
            families: list[str] | None = None, max_params: int | None = None,
            arch: StudentArch | None = None, target=None, vocab_size: int | None = None,
-           knobs: dict | None = None, int16: tuple[str, ...] = ()) -> SearchResult:
+           knobs: dict | None = None, int16: tuple[str, ...] = (), tokenizer_bytes: int = 0) -> SearchResult:
     """Cost every candidate of the data kind's families and choose one; infeasible budgets fail here.
     `max_params` caps the student's size (the build passes half the teacher's parameters: a student as large as
     its teacher is not compression, however loose the device budget). `arch` (e.g. the user's own factory,
@@ -167,7 +179,9 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
     named family's own knobs (students/knobs.py), set on every candidate of the grid (its width x depth).
     `int16`: op kinds in TFLite's 16×8 form (quant.int16): every candidate is costed in that form, and a grid point
     whose 16×8 form cannot be written (int16 attention on one head) is skipped (the first such error is raised when
-    no candidate remains). Raises ConfigError for a latency limit without a target that has int8 throughput figures to estimate with, or
+    no candidate remains). `tokenizer_bytes`: the flash the tokenizer's device tables take (StudentTokenizer.
+    device_bytes()), added to every candidate's file bytes where the flash limit judges them. Raises ConfigError
+    for a latency limit without a target that has int8 throughput figures to estimate with, or
     for text without a vocabulary size."""
     if budget.latency_ms is not None and (target is None or not target.peak_int8_macs_per_s):
         raise ConfigError(f"A latency limit ({budget.latency_ms:g} ms) needs a target with int8 throughput figures to "
@@ -202,7 +216,8 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
                     raise
                 unfit = unfit or exc
                 continue
-            cands.append(Candidate(**{**c.__dict__, "violations": _violations(c, budget, max_params)}))
+            c = replace(c, tokenizer_bytes=int(tokenizer_bytes))
+            cands.append(replace(c, violations=_violations(c, budget, max_params)))
     finally:
         torch.set_num_threads(threads)
     if not cands and unfit is not None:
@@ -218,7 +233,7 @@ def _infeasible(cands: list[Candidate], budget: Budget, max_params: int | None, 
     """Why no candidate fits: each limit no candidate meets on its own, with the best figure any candidate reaches
     there (the smallest budget for that limit that would admit one), or the smallest candidate when only the
     combination of limits fails."""
-    best = {"flash": (min(c.file_bytes for c in cands), budget.flash_bytes, "{:,.0f} B"),
+    best = {"flash": (min(c.flash_bytes for c in cands), budget.flash_bytes, "{:,.0f} B"),
             "ram": (min(c.ram_bytes for c in cands), budget.ram_bytes, "{:,.0f} B"),
             "macs": (min(c.macs for c in cands), budget.macs, "{:,.0f} MACs"),
             "latency": (min((c.latency_ms for c in cands if c.latency_ms is not None), default=None),
@@ -227,9 +242,10 @@ def _infeasible(cands: list[Candidate], budget: Budget, max_params: int | None, 
     alone = [k for k, (low, limit, _) in best.items() if low is not None and limit is not None and low > limit]
     head = f"No student fits the budget: none of {len(cands)} candidates meets "
     if not alone:
-        smallest = min(cands, key=lambda c: (c.file_bytes, c.ram_bytes, c.macs))
+        smallest = min(cands, key=lambda c: (c.flash_bytes, c.ram_bytes, c.macs))
         return (head + "all the limits at once. The smallest, " + smallest.arch.describe() + f", needs flash "
-                f"{smallest.file_bytes:,} B, RAM {smallest.ram_bytes:,} B and {smallest.macs:,} MACs; loosen one "
+                f"{smallest.flash_bytes:,} B{_tables(smallest)}, RAM {smallest.ram_bytes:,} B and {smallest.macs:,} "
+                "MACs; loosen one "
                 "of the limits.")
     parts = []
     for k in alone:
@@ -239,6 +255,12 @@ def _infeasible(cands: list[Candidate], budget: Budget, max_params: int | None, 
                          f"{low:,}; the teacher is too small to distill into any candidate of these families "
                          "(choose a smaller --student or --family)")
         else:
-            parts.append(f"the {k} limit ({fmt.format(limit)}): the best candidate needs {fmt.format(low)}, so a "
-                         f"{k} budget of at least that would work")
+            tables = _tables(cands[0]) if k == "flash" else ""
+            parts.append(f"the {k} limit ({fmt.format(limit)}): the best candidate needs {fmt.format(low)}{tables}, "
+                         f"so a {k} budget of at least that would work")
     return head + "; ".join(parts) + "."
+
+
+def _tables(c: Candidate) -> str:
+    """A note on a flash figure, e.g. ' (model file + 25,245 B of tokenizer tables)', where tables count; else ''."""
+    return f" (model file + {c.tokenizer_bytes:,} B of tokenizer tables)" if c.tokenizer_bytes else ""

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgedistill.cli import main
+from edgedistill.data.tokenizer_base import StudentTokenizer
 from edgedistill.profile.tflm_arena import tflm_arena
 from edgedistill.targets import load_target
 from tiny_lm import LM_BUILD_ARGS
@@ -49,11 +50,15 @@ def test_the_built_file_meets_the_budget_it_was_chosen_under(world):
     and the target's limits; the gate judges the estimated tokens/s on the microcontroller."""
     m, out = world["metrics"], world["out"]
     size = (out / "student_int8.tflite").stat().st_size
-    assert size <= m["search"]["chosen"]["file_bytes"] <= m["search"]["budget"]["flash_bytes"]
+    tables = StudentTokenizer.load(out / "tokenizer.json").device_bytes()  # the device tokenizer's, beside the file
+    chosen = m["search"]["chosen"]
+    assert tables > 0 and chosen["tokenizer_bytes"] == tables
+    assert size <= chosen["file_bytes"] and chosen["file_bytes"] + tables <= m["search"]["budget"]["flash_bytes"]
     arena = tflm_arena(out / "student_int8.tflite").total_bytes
     assert arena <= load_target("cortex-m4").ram_bytes
     gate = {c["name"]: c for c in m["gate"]["checks"]}
-    assert gate["flash"]["judged"] and gate["flash"]["passed"] and gate["flash"]["value"] == size
+    assert gate["flash"]["judged"] and gate["flash"]["passed"] and gate["flash"]["value"] == size + tables
+    assert f"{size:,} B" in gate["flash"]["how"] and f"{tables:,} B" in gate["flash"]["how"]
     assert gate["ram"]["judged"] and gate["ram"]["passed"] and gate["ram"]["value"] == arena
     t = m["speed"]["target"]
     assert "estimated on cortex-m4" in t["tokens_per_s_how"] and t["tokens_per_s"] == pytest.approx(

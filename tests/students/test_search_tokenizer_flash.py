@@ -1,0 +1,45 @@
+"""The search's flash limit judges each candidate's file plus the tokenizer's device tables: a budget is built so that
+the tables alone decide whether the largest candidate fits."""
+
+import re
+
+import pytest
+
+from edgedistill.budget import Budget
+from edgedistill.students.search import InfeasibleBudgetError, search
+
+SHAPE, CLASSES, VOCAB = (16,), 4, 120
+
+
+@pytest.fixture(scope="module")
+def unlimited():
+    return search("text", SHAPE, CLASSES, Budget(), ["textcnn"], vocab_size=VOCAB)
+
+
+def test_a_file_that_fits_is_refused_when_its_tokenizer_tables_do_not(unlimited):
+    largest = max(unlimited.candidates, key=lambda c: c.file_bytes)
+    below = max(c.file_bytes for c in unlimited.candidates if c.file_bytes < largest.file_bytes)
+    limit, tables = largest.file_bytes, largest.file_bytes - below  # the next file down fits exactly with its tables
+    assert search("text", SHAPE, CLASSES, Budget(flash_bytes=limit), ["textcnn"],
+                  vocab_size=VOCAB).candidates[unlimited.candidates.index(largest)].fits  # without tables it fits
+    res = search("text", SHAPE, CLASSES, Budget(flash_bytes=limit), ["textcnn"], vocab_size=VOCAB,
+                 tokenizer_bytes=tables)
+    by_arch = {c.arch: c for c in res.candidates}
+    big = by_arch[largest.arch]
+    assert big.file_bytes <= limit < big.flash_bytes == big.file_bytes + tables and big.violations == ("flash",)
+    # the choice, recomputed from the unlimited costs: most parameters among files that leave room for the tables
+    room = [c for c in unlimited.candidates if c.file_bytes + tables <= limit]
+    expected = max(room, key=lambda c: (c.params, -c.macs))
+    assert res.chosen.arch == expected.arch and res.chosen.flash_bytes <= limit
+    assert all(c.fits == (c.file_bytes + tables <= limit) for c in res.candidates)
+    assert res.chosen.to_dict()["flash_bytes"] == res.chosen.file_bytes + tables
+
+
+def test_an_infeasible_flash_budget_names_the_tables_and_the_figure_that_works(unlimited):
+    smallest = min(c.file_bytes for c in unlimited.candidates)
+    with pytest.raises(InfeasibleBudgetError) as info:
+        search("text", SHAPE, CLASSES, Budget(flash_bytes=smallest), ["textcnn"], vocab_size=VOCAB,
+               tokenizer_bytes=500)
+    msg = str(info.value)
+    figure = int(re.search(r"best candidate needs ([\d,]+) B", msg).group(1).replace(",", ""))
+    assert figure == smallest + 500 and "500 B of tokenizer tables" in msg
