@@ -22,6 +22,14 @@ def _file_system_refusal(exc: OSError) -> bool:
                             FileExistsError)) or exc.errno in _USER_ERRNOS
 
 
+# what an interrupted command says: the commands that train resume from their checkpoints; the others (export,
+# profile, search, gate) publish nothing half-done and have nothing to resume
+_TRAINING_COMMANDS = {"distill", "build_cmd"}
+_RESUME = ("interrupted: training is checkpointed at every evaluation point, and a finished auto T/alpha search too "
+           "(trials of an unfinished search are not); run the same command again to resume.")
+_NOTHING_PUBLISHED = "interrupted: nothing was written or replaced; run the same command again to start over."
+
+
 def user_errors(fn):
     """Turn user-caused errors into one paragraph on stderr and a non-zero exit, without a traceback. The same codes
     in every command (CI tells them apart): 2 (INPUT_REFUSED) for a refused input, option or path, as click's usage
@@ -51,8 +59,7 @@ def user_errors(fn):
                        "path exists and is writable, or choose another one.", err=True)
             sys.exit(INPUT_REFUSED)
         except KeyboardInterrupt:
-            click.echo("interrupted: training is checkpointed at every evaluation point, and a finished auto T/alpha "
-                       "search too (trials of an unfinished search are not); run the same command again to resume.", err=True)
+            click.echo(_RESUME if fn.__name__ in _TRAINING_COMMANDS else _NOTHING_PUBLISHED, err=True)
             sys.exit(130)
         except Exception as exc:
             if not ddp.requested():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal, Union, get_args
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -17,8 +17,29 @@ from edgedistill.run_names import default_out
 Auto = Literal["auto"]
 
 
+def _takes_bool(annotation) -> bool:
+    """Whether a field's type admits true / false (bool itself, or a union or Literal holding it)."""
+    if annotation is bool or annotation is True or annotation is False:
+        return True
+    return any(_takes_bool(a) for a in get_args(annotation))
+
+
+def _takes(annotation, types: tuple) -> bool:
+    return annotation in types or any(_takes(a, types) for a in get_args(annotation))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, v, info):
+        """pydantic reads true as 1 for a number: `temperature = true` in a TOML file trained at T = 1 without a
+        word. A true / false where the setting is not a switch is refused."""
+        if isinstance(v, bool) and not _takes_bool(cls.model_fields[info.field_name].annotation):
+            kind = "a number" if _takes(cls.model_fields[info.field_name].annotation, (int, float)) else "a value"
+            raise ValueError(f"takes {kind}, not {str(v).lower()}")
+        return v
 
 
 class DataConfig(_Strict):

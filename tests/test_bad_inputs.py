@@ -136,7 +136,10 @@ def test_config_file_spellings_of_the_cli_values(tmp_path):
                          ('augment = "shift=x"\n', "augment: 'shift=x': shift takes a number"),
                          ('student = "nope:width=8"\n', "student: Unknown student family 'nope' in student"),
                          ('[quant]\nint16 = ["attention", "attention"]\n', "quant.int16: quant.int16 names an op kind "
-                          "more than once")):
+                          "more than once"),
+                         ('[kd]\ntemperature = true\n', "kd.temperature: takes a number, not true"),  # was T = 1
+                         ('[train]\nepochs = false\n', "train.epochs: takes a number, not false"),
+                         ('[data]\nsource = true\n', "data.source: takes a value, not true")):
         cfg.write_text(text)
         with pytest.raises(ConfigError) as err:
             load_config(str(cfg), {})

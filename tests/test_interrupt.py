@@ -69,3 +69,23 @@ def test_an_interrupt_inside_the_tflite_converter_waits_for_it(tmp_path, monkeyp
         export_tflite_float(nn.Sequential(nn.Linear(4, 3)).eval(), (4,), path)
     assert finished == [True]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name,says", [("distill", "run the same command again to resume"),
+                                       ("build_cmd", "run the same command again to resume"),
+                                       ("export_cmd", "nothing was written or replaced"),
+                                       ("profile_cmd", "nothing was written or replaced")])
+def test_the_interrupt_message_fits_the_command(name, says, capsys):
+    """Ctrl-C during `export` said that training was checkpointed and would resume: only the commands that train
+    say so; the others say that nothing was published. Exit 130 for all."""
+    from edgedistill.cli_errors import user_errors
+
+    def command():
+        raise KeyboardInterrupt
+
+    command.__name__ = name
+    with pytest.raises(SystemExit) as done:
+        user_errors(command)()
+    err = capsys.readouterr().err
+    assert done.value.code == 130 and says in err and err.startswith("interrupted:")
+    assert ("training" in err) == (name in ("distill", "build_cmd"))

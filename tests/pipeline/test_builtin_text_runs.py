@@ -67,7 +67,8 @@ def test_build_docs_on_cortex_m4_takes_its_teacher_and_records_the_library_versi
                      "threads = 1\n[quant]\nqat_epochs = 1\nqat_max_samples = 100\n")
     out = tmp_path / "b"
     r = CliRunner().invoke(main, ["build", "--config", str(small), "--data", "builtin:docs", "--target", "cortex-m4",
-                                  "--budget", "flash=48KiB", "--out", str(out), "-q"], catch_exceptions=False)
+                                  "--budget", "flash=72KiB", "--out", str(out), "-q"],  # ~25 KB: tokenizer tables
+                           catch_exceptions=False)
     assert r.exit_code == 0, r.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["teachers"][0]["path"] == "builtin:docs"
