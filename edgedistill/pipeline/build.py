@@ -32,7 +32,7 @@ from edgedistill.pipeline.inputs import Inputs, fit_student_to_target, read_inpu
 from edgedistill.pipeline.measure import measure_device
 from edgedistill.pipeline.report import report_document, search_section, with_device, write_report
 from edgedistill.pipeline.rundir import MANIFEST, RunDir, artifact_list, artifacts_verify, read_manifest
-from edgedistill.pipeline.search import choose_student
+from edgedistill.pipeline.search import announce, choose_student
 from edgedistill.students.search import SearchResult
 from edgedistill.targets import load_target
 from edgedistill.teachers.cache import array_digest
@@ -104,6 +104,7 @@ def _train(config, inputs: Inputs, found, budget: Budget, key: str, run: RunDir,
         torch.set_num_threads(config.train.threads)
     arch = found.chosen.arch
     target = check_and_target(config, inputs, arch)
+    announce(found, run.out, show_progress)
     run.create()
     done = train_and_deploy(config, inputs, arch, target, run, show_progress)
     if not ddp.is_main():

@@ -32,6 +32,7 @@ from edgedistill.pipeline.lm_distill import distill_lm
 from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
 from edgedistill.pipeline.lm_manifest import lm_input_hash, lm_inputs_record, manifest_writer, unchanged
 from edgedistill.pipeline.report import search_section
+from edgedistill.pipeline.search import announce
 from edgedistill.pipeline.lm_report import attach_gate, write_lm_report
 from edgedistill.pipeline.rundir import MANIFEST, RunDir, artifact_list, read_manifest
 from edgedistill.students.search import SearchResult, search
@@ -108,6 +109,7 @@ def build_lm(config: DistillConfig, budget_text: str | None = None, *, show_prog
             verdict = lm_gate(json.loads((out / "metrics.json").read_text()), budget)
             _write_gate(out, verdict)
         return BuildResult(out, verdict, True, found, task="causal-lm", rebudgeted=rebudgeted)
+    announce(found, out, show_progress)
     res = distill_lm(config, overwrite=True, show_progress=show_progress, inputs=inputs, budget=budget,
                      sections={"search": search_section(found, budget)},
                      extra_files=manifest_writer(key, record, budget, config))

@@ -37,3 +37,16 @@ def choose_student(config: DistillConfig, budget: Budget, inputs: Inputs, target
                   knobs=dict(config.student.knobs), int16=tuple(config.quant.int16),
                   tokenizer_bytes=inputs.tokenizer_bytes or 0)
 
+
+
+def announce(found: SearchResult, out, show: bool) -> None:
+    """Before training starts (which can take most of an hour), say on stderr which student the search chose and
+    why, so a user need not wait for the summary to learn what is being trained. Silent with `show` False (-q)."""
+    if not show:
+        return
+    import sys
+
+    c = found.chosen
+    why = "the student you gave" if len(found.candidates) <= 1 else \
+        f"of {len(found.candidates)} candidates costed, {found.rule}"
+    print(f"training {c.arch.describe()}: {c.params:,} parameters ({why}) -> {out}", file=sys.stderr, flush=True)
