@@ -16,7 +16,6 @@ from edgedistill.config import DistillConfig
 from edgedistill.distill.lm_losses import TopKLogits
 from edgedistill.distill.lm_resume import checkpoint_path
 from edgedistill.distill.lm_trainer import lm_logits
-from edgedistill.distill.trainer import predict_logits
 from edgedistill.export.parity import AGREEMENT, check_parity, int8_references, parity_plan
 from edgedistill.export.registry import export_all, planned_exports
 from edgedistill.pipeline.int8 import qat_rounding
@@ -99,8 +98,10 @@ def _export_and_check(config, inputs: LMInputs, student, qs, qt, logits: dict, m
     t2 = time.perf_counter()
     x = np.ascontiguousarray(s.test.ids)
     bar = ui.task("parity on real runtimes", len(parity_plan(artifacts)))
-    # the QAT model's test logits in its trained arithmetic are parity's reference there: not recomputed
-    refs = int8_references(qs, x, predict_logits, {qs.rounding: logits["int8"]})
+    # the QAT model's test logits in its trained arithmetic are parity's reference there: not recomputed; the other
+    # arithmetics' in lm_logits' batches of windows (predict_logits' 1,024 samples are 1,024 windows here: the
+    # integer emulation's float64 intermediates of 1,024 × L × V took gigabytes)
+    refs = int8_references(qs, x, lm_logits, {qs.rounding: logits["int8"]})
     rows = check_parity(artifacts, logits["float"], refs, x, s.test.targets, float(qs.output_q.scale),
                         q.tflm_max_samples,
                         progress=lambda k: bar(k, None, None))
