@@ -300,8 +300,9 @@ class TrainConfig(_Strict):
                               description="optimizer steps in all, exactly (instead of epochs): the run stops "
                               "mid-epoch after the last one and the learning rate schedule ends there")
     min_steps: int | None = Field(None, ge=1, le=10_000_000,
-                                  description="with given epochs: at least this many optimizer steps (more epochs "
-                                  "when the given ones are fewer; build's default: 4 epochs, at least 800 steps)")
+                                  description="classifiers, with given epochs: at least this many optimizer steps "
+                                  "(more epochs when the given ones are fewer; build's default: 4 epochs, at least "
+                                  "800 steps); a causal LM trains its epochs or --steps as given")
     lr: float = Field(3e-3, gt=0)
     optimizer: Literal["adamw", "sgd"] = "adamw"
     schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
