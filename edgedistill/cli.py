@@ -259,8 +259,9 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all, tex
     if budget.min_accuracy is not None or budget.max_accuracy_drop is not None:
         click.echo("note: accuracy limits cannot be judged before training; the gate checks them after the build.")
     if raw.text is not None:
-        click.echo("note: flash holds each file plus its tokenizer's tables; this search's byte tokenizer needs none "
-                   "(0 B), while `build` with --tokenizer vocab adds the teacher vocabulary's tables to every file.")
+        click.echo("note: this search costs byte-tokenizer students (no tokenizer tables in flash); `build` picks the "
+                   "teacher's vocabulary instead for passages (--tokenizer auto: e.g. builtin:docs), whose tables it "
+                   "adds to every file, so it may choose a smaller student than this list shows.")
     lat = any(c.latency_ms is not None for c in rows)
     name_w = max([len("student")] + [len(c.arch.describe()) for c in rows]) + 2  # mobilenetv1(width=32, depth=5)
     click.echo(f"{'student':<{name_w}}{'params':>11}{'MACs':>12}{'file B':>11}{'RAM B':>10}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Literal, Union, get_args
+from typing import Literal, Union, get_args, get_origin
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -28,6 +28,17 @@ def _takes(annotation, types: tuple) -> bool:
     return annotation in types or any(_takes(a, types) for a in get_args(annotation))
 
 
+def _wanted(annotation) -> str:
+    """What a setting takes, in a user's words: 'a number', 'text', 'a list', 'a table'."""
+    if _takes(annotation, (int, float)):
+        return "a number"
+    if _takes(annotation, (str,)) or get_origin(annotation) is Literal:
+        return "text"
+    if get_origin(annotation) is list or _takes(annotation, (list,)):
+        return "a list"
+    return "a table" if isinstance(annotation, type) and issubclass(annotation, BaseModel) else "another value"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -37,8 +48,7 @@ class _Strict(BaseModel):
         """pydantic reads true as 1 for a number: `temperature = true` in a TOML file trained at T = 1 without a
         word. A true / false where the setting is not a switch is refused."""
         if isinstance(v, bool) and not _takes_bool(cls.model_fields[info.field_name].annotation):
-            kind = "a number" if _takes(cls.model_fields[info.field_name].annotation, (int, float)) else "a value"
-            raise ValueError(f"takes {kind}, not {str(v).lower()}")
+            raise ValueError(f"takes {_wanted(cls.model_fields[info.field_name].annotation)}, not {str(v).lower()}")
         return v
 
 

@@ -139,7 +139,7 @@ def test_config_file_spellings_of_the_cli_values(tmp_path):
                           "more than once"),
                          ('[kd]\ntemperature = true\n', "kd.temperature: takes a number, not true"),  # was T = 1
                          ('[train]\nepochs = false\n', "train.epochs: takes a number, not false"),
-                         ('[data]\nsource = true\n', "data.source: takes a value, not true")):
+                         ('[data]\nsource = true\n', "data.source: takes text, not true")):
         cfg.write_text(text)
         with pytest.raises(ConfigError) as err:
             load_config(str(cfg), {})

@@ -258,7 +258,7 @@ def test_a_build_for_another_target_is_never_replaced(tmp_path):
     out.mkdir()
     files = {"manifest.json": json.dumps({"inputs": {"data": {"source": "builtin:digits"}},
                                           "config": {"target": "android"}}),
-             "config.json": "{}", "student_int8.tflite": "mine"}
+             "config.json": "{}", "metrics.json": "{}", "student_int8.tflite": "mine"}
     for name, text in files.items():
         (out / name).write_text(text)
     r = CliRunner().invoke(main, [*ARGS, "--out", str(out)])
@@ -267,3 +267,18 @@ def test_a_build_for_another_target_is_never_replaced(tmp_path):
     assert len(r.output.strip().splitlines()) == 1
     assert {p.name: p.read_text() for p in out.iterdir()} == files
     assert not (tmp_path / "b.partial").exists() and not (tmp_path / "b.lock").exists()
+
+
+@pytest.mark.parametrize("manifest", ['{"config": [1, 2]}', '{"config": "cortex-m4"}', '{"inputs": null}',
+                                      '{"inputs": {"data": []}}', '5', '{not json', '{"config": {"target": 5}}'])
+def test_a_manifest_of_odd_shape_is_refused_in_one_paragraph(tmp_path, manifest):
+    """A hand-written or damaged manifest.json in --out crashed the build with a traceback (the target / data check
+    read it before the run directory's own checks); now a folder edgedistill did not write is refused as such, and
+    one that it did (config.json, metrics.json) with an unreadable manifest is no build of other data or target."""
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "manifest.json").write_text(manifest)
+    r = CliRunner().invoke(main, [*ARGS, "--out", str(out)])
+    assert r.exit_code == 2, r.output  # a traceback exits 1
+    assert "not an edgedistill output" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert [p.name for p in out.iterdir()] == ["manifest.json"]

@@ -82,3 +82,32 @@ def test_the_fit_warning_and_the_causal_lm_gate_name_both_parts():
     row = next(c for c in speed_rows({"speed": {"target": copy.deepcopy(section)}}, Budget(flash_bytes=LIMIT))
                if c.name == "flash")
     assert not row.passed and "10,000 B" in row.how and "tokenizer tables 8,000 B" in row.how
+
+
+def test_a_baseline_written_before_the_tables_counted_compares_model_files():
+    """`gate --baseline` with a report an earlier version wrote (flash_bytes = the file; no file_bytes or
+    tokenizer_bytes) failed regression:flash for an unchanged text build: the new flash adds the tables. The model
+    files are compared then, and the row says so; a current baseline compares the sums."""
+    rep = _report(TABLES)
+    old = copy.deepcopy(rep)
+    old["usage"]["flash_bytes"] = FILE
+    del old["usage"]["file_bytes"], old["usage"]["tokenizer_bytes"]
+    row = next(c for c in gate(rep, Budget(), baseline=old).checks if c.name == "regression:flash")
+    assert row.passed and row.value == FILE and "before flash counted the tokenizer's tables" in row.how
+    grown = copy.deepcopy(rep)
+    grown["usage"].update(file_bytes=2 * FILE, flash_bytes=2 * FILE + TABLES)
+    assert not next(c for c in gate(grown, Budget(), baseline=old).checks if c.name == "regression:flash").passed
+    row = next(c for c in gate(rep, Budget(), baseline=rep).checks if c.name == "regression:flash")
+    assert row.passed and row.value == FILE + TABLES and "before flash" not in row.how
+
+
+def test_byte_counts_that_are_not_whole_numbers_are_refused(tmp_path):
+    """usage.file_bytes 10,000.5 was refused as a sum that 'makes' a truncated figure, and tokenizer_bytes 8,000.9
+    passed: a byte count is a whole number or the report is refused, naming the field."""
+    for key, value in (("file_bytes", FILE + 0.5), ("tokenizer_bytes", TABLES + 0.9)):
+        rep = _report(TABLES)
+        rep["usage"][key] = value  # flash_bytes stays whole: the field's own check speaks before the sum's
+        path = tmp_path / f"{key}.json"
+        path.write_text(json.dumps(rep))
+        r = CliRunner().invoke(main, ["gate", str(path)])
+        assert r.exit_code == 2 and f"usage.{key} is {value!r}; the gate needs a whole number of bytes" in r.output

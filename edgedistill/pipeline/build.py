@@ -31,7 +31,7 @@ from edgedistill.pipeline.distill import check_and_target, finish, measure, trai
 from edgedistill.pipeline.inputs import Inputs, fit_student_to_target, read_inputs
 from edgedistill.pipeline.measure import measure_device
 from edgedistill.pipeline.report import report_document, search_section, with_device, write_report
-from edgedistill.pipeline.rundir import MANIFEST, RunDir, artifact_list, artifacts_verify, read_manifest
+from edgedistill.pipeline.rundir import MANIFEST, RUN_FILES, RunDir, artifact_list, artifacts_verify, read_manifest
 from edgedistill.pipeline.search import announce, choose_student
 from edgedistill.students.search import SearchResult
 from edgedistill.targets import load_target
@@ -177,18 +177,28 @@ def _refuse_other_data(out: Path, source: str, target: str) -> None:
     data paths with the same name, a/feat and b/feat, share a default directory) nor one for another target (an
     --out given to builds for two targets: the first target's files would be gone without a word). Raises
     ConfigError; writes nothing."""
+    if not all((out / name).is_file() for name in RUN_FILES):
+        return  # no build of ours (or none at all): the run directory's own checks decide
     manifest = read_manifest(out) or {}
-    old = manifest.get("inputs", {}).get("data", {}).get("source")
+    old, old_target = _field(manifest, "inputs", "data", "source"), _field(manifest, "config", "target")
     if old is not None and old != source:
         raise ConfigError(f"{out} holds a build of other data ({old}); a build replaces only its own earlier build "
                           f"of the same data ({source} here), and nothing there was touched. Choose another --out, "
                           "or delete that directory first.")
-    old_target = (manifest.get("config") or {}).get("target")
     if old_target is not None and old_target != target:
         raise ConfigError(f"{out} holds a build for another target ({old_target}); a build replaces only its own "
                           f"earlier build for the same target ({target} here), and nothing there was touched. Choose "
                           "another --out (the default, runs/build-TARGET..., keeps one folder per target), or delete "
                           "that directory first.")
+
+
+def _field(manifest: dict, *keys: str) -> str | None:
+    """manifest[k1][k2]... where every level is an object and the value a string, else None (a hand-written or
+    foreign manifest.json is judged by the run directory's own checks, not read here)."""
+    value = manifest
+    for k in keys:
+        value = value.get(k) if isinstance(value, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _inputs_record(config: DistillConfig, inputs: Inputs) -> dict:

@@ -204,8 +204,17 @@ def artifact_list(out: Path) -> list[dict]:
 
 
 def read_manifest(out: Path) -> dict | None:
+    """OUT's manifest.json, or None where there is none or it is not one (unreadable, not JSON, not an object): a
+    build then treats OUT as holding no build of its own (the run directory's own checks refuse a folder edgedistill
+    did not write; a damaged build is rebuilt)."""
     path = out / MANIFEST
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):  # ValueError: bad JSON, bad UTF-8 (UnicodeDecodeError)
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def artifacts_verify(out: Path, manifest: dict) -> bool:

@@ -11,7 +11,7 @@ from edgedistill.config import DistillConfig
 from edgedistill.data import kind_of
 from edgedistill.pipeline.inputs import Inputs
 from edgedistill.students import default_family
-from edgedistill.students.search import SearchResult, search
+from edgedistill.students.search import GIVEN_RULE, SearchResult, search
 
 
 def teacher_params(teachers) -> int:
@@ -35,7 +35,8 @@ def choose_student(config: DistillConfig, budget: Budget, inputs: Inputs, target
     return search(kind, s.input_shape, s.num_classes, budget, families,
                   max_params=teacher_params(inputs.teachers) // 2, arch=own, target=target, vocab_size=s.vocab_size,
                   knobs=dict(config.student.knobs), int16=tuple(config.quant.int16),
-                  tokenizer_bytes=inputs.tokenizer_bytes or 0)
+                  tokenizer_bytes=inputs.tokenizer_bytes or 0,
+                  flash_hint=" (or --tokenizer bytes: the byte tokenizer needs no tables)")
 
 
 
@@ -47,6 +48,5 @@ def announce(found: SearchResult, out, show: bool) -> None:
     import sys
 
     c = found.chosen
-    why = "the student you gave" if len(found.candidates) <= 1 else \
-        f"of {len(found.candidates)} candidates costed, {found.rule}"
+    why = found.rule if found.rule == GIVEN_RULE else f"of {len(found.candidates)} candidates costed, {found.rule}"
     print(f"training {c.arch.describe()}: {c.params:,} parameters ({why}) -> {out}", file=sys.stderr, flush=True)

@@ -106,6 +106,8 @@ class SearchResult:
     max_params: int | None = None
 
 
+GIVEN_RULE = "the student you gave: costed and checked against the budget, not searched"
+
 # families searched beside a kind's default one
 # text: the tokenizer's family (pipeline.search.choose_student: textcnn for bytes, bow for the teacher's vocabulary);
 # the transformer is searched when named (--family transformer): on builtin:langid at
@@ -169,7 +171,8 @@ def _violations(c: Candidate, b: Budget, max_params: int | None = None) -> tuple
 def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Budget,
            families: list[str] | None = None, max_params: int | None = None,
            arch: StudentArch | None = None, target=None, vocab_size: int | None = None,
-           knobs: dict | None = None, int16: tuple[str, ...] = (), tokenizer_bytes: int = 0) -> SearchResult:
+           knobs: dict | None = None, int16: tuple[str, ...] = (), tokenizer_bytes: int = 0,
+           flash_hint: str = "") -> SearchResult:
     """Cost every candidate of the data kind's families and choose one; infeasible budgets fail here.
     `max_params` caps the student's size (the build passes half the teacher's parameters: a student as large as
     its teacher is not compression, however loose the device budget). `arch` (e.g. the user's own factory,
@@ -180,8 +183,9 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
     `int16`: op kinds in TFLite's 16×8 form (quant.int16): every candidate is costed in that form, and a grid point
     whose 16×8 form cannot be written (int16 attention on one head) is skipped (the first such error is raised when
     no candidate remains). `tokenizer_bytes`: the flash the tokenizer's device tables take (StudentTokenizer.
-    device_bytes()), added to every candidate's file bytes where the flash limit judges them. Raises ConfigError
-    for a latency limit without a target that has int8 throughput figures to estimate with, or
+    device_bytes()), added to every candidate's file bytes where the flash limit judges them; `flash_hint`: words
+    added to an infeasible flash limit's message where the tables count (another way out, e.g. another tokenizer).
+    Raises ConfigError for a latency limit without a target that has int8 throughput figures to estimate with, or
     for text without a vocabulary size."""
     if budget.latency_ms is not None and (target is None or not target.peak_int8_macs_per_s):
         raise ConfigError(f"A latency limit ({budget.latency_ms:g} ms) needs a target with int8 throughput figures to "
@@ -224,12 +228,14 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
         raise unfit
     fitting = [c for c in cands if c.fits]
     if not fitting:
-        raise InfeasibleBudgetError(_infeasible(cands, budget, max_params, target))
+        raise InfeasibleBudgetError(_infeasible(cands, budget, max_params, target, flash_hint))
     chosen = max(fitting, key=lambda c: (c.params, -c.macs))
+    if arch is not None:
+        return SearchResult(chosen, cands, GIVEN_RULE, max_params=max_params)
     return SearchResult(chosen, cands, max_params=max_params)
 
 
-def _infeasible(cands: list[Candidate], budget: Budget, max_params: int | None, target) -> str:
+def _infeasible(cands: list[Candidate], budget: Budget, max_params: int | None, target, flash_hint: str = "") -> str:
     """Why no candidate fits: each limit no candidate meets on its own, with the best figure any candidate reaches
     there (the smallest budget for that limit that would admit one), or the smallest candidate when only the
     combination of limits fails."""
@@ -256,8 +262,9 @@ def _infeasible(cands: list[Candidate], budget: Budget, max_params: int | None, 
                          "(choose a smaller --student or --family)")
         else:
             tables = _tables(cands[0]) if k == "flash" else ""
+            hint = flash_hint if k == "flash" and tables else ""
             parts.append(f"the {k} limit ({fmt.format(limit)}): the best candidate needs {fmt.format(low)}{tables}, "
-                         f"so a {k} budget of at least that would work")
+                         f"so a {k} budget of at least that would work{hint}")
     return head + "; ".join(parts) + "."
 
 

@@ -43,21 +43,26 @@ def test_an_infeasible_flash_budget_names_the_tables_and_the_figure_that_works(u
     msg = str(info.value)
     figure = int(re.search(r"best candidate needs ([\d,]+) B", msg).group(1).replace(",", ""))
     assert figure == smallest + 500 and "500 B of tokenizer tables" in msg
+    with pytest.raises(InfeasibleBudgetError) as info:  # the caller's other way out, named where the tables count
+        search("text", SHAPE, CLASSES, Budget(flash_bytes=smallest), ["textcnn"], vocab_size=VOCAB,
+               tokenizer_bytes=500, flash_hint=" (or X)")
+    assert "would work (or X)" in str(info.value)
 
 
 def test_a_build_names_its_student_before_training(unlimited, capsys):
     """`build` said which student it trains only in its final summary, after up to an hour of training: the search's
     choice is now announced on stderr first (and not with -q)."""
-    from dataclasses import replace
-
     from edgedistill.pipeline.search import announce
+    from edgedistill.students.search import GIVEN_RULE
 
     announce(unlimited, "runs/x", True)
     err = capsys.readouterr().err
     c = unlimited.chosen
     assert err.startswith(f"training {c.arch.describe()}: {c.params:,} parameters (of "
                           f"{len(unlimited.candidates)} candidates costed") and err.rstrip().endswith("-> runs/x")
-    announce(replace(unlimited, candidates=[c]), "runs/x", True)
-    assert "(the student you gave)" in capsys.readouterr().err
+    own = search("text", SHAPE, CLASSES, Budget(), vocab_size=VOCAB, arch=c.arch)  # a user's student: not searched
+    assert own.rule == GIVEN_RULE
+    announce(own, "runs/x", True)
+    assert f"({GIVEN_RULE})" in capsys.readouterr().err
     announce(unlimited, "runs/x", False)
     assert capsys.readouterr().err == ""
