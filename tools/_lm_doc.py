@@ -92,7 +92,7 @@ def table(rows: list[dict]) -> list[str]:
         speed = " / ".join(("; ".join(f"{rt}: {v['student_tokens_per_s']:,.0f} vs {v['teacher_tokens_per_s']:,.0f} "
                                       f"({v['ratio']:.1f}×)" for rt, v in _ratios(t).items()) or "not timed")
                            + f" ({how})" for t, how in ((r.get("tokens_per_s_1thread"), "1 thread"),
-                                                        (r["tokens_per_s"], f"{r['threads']} threads")) if t)
+                                                        (r["tokens_per_s"], _threads(r["threads"]))) if t)
         agree = "; ".join(f"{k} {v:.2f}" + (f" ({r['max_steps'][k]:.0f} steps)" if r["max_steps"].get(k) else "")
                           + (" (informational)" if k in r.get("informational", []) else "")
                           for k, v in r["agreement"].items())
@@ -102,6 +102,10 @@ def table(rows: list[dict]) -> list[str]:
                     f"{_fmt(r['perplexity']['int8'])} | {t3['teacher']:.1f} / {t3['twin']:.1f} / {t3['int8']:.1f} | "
                     f"{speed} | {agree} |")
     return head
+
+
+def _threads(n) -> str:
+    return f"{n} thread{'' if n == 1 else 's'}, in the run"
 
 
 def verdicts(rows: list[dict]) -> list[str]:
@@ -209,7 +213,7 @@ def markdown(doc: dict, args) -> str:
         f"`seq-kd` = `--seq-kd {args.seq_kd}` (Kim & Rush's teacher continuations as extra transfer text).",
         "* Perplexity: 95 % bootstrap interval over test documents; the gain over the twin is a paired bootstrap. "
         "Tokens/s: one fixed-window step at batch 1, int8 file against the float teacher on the same runtime, at "
-        "one runtime thread (tools/_lm_timing.py; judged) and at the run's own threads (the `cpu` profile's 2). "
+        "one runtime thread (tools/_lm_timing.py; judged) and in the run itself (at its --threads 1). "
         "Top-3 is next-*token* top-3 (the library scores tokens, not words).", "",
         "## Results", "", *table(rows), "", *_not_run(rows, args), *reading(rows, t), "",
         "## The issue's targets", "", *verdicts(rows), "",
