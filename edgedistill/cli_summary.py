@@ -11,6 +11,7 @@ def print_lm_summary(m: dict, out, command: str = "distill") -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from edgedistill.agreement import agreement_words
     from edgedistill.pipeline.lm_report import MODELS
 
     console = Console(width=None if sys.stdout.isatty() else 140)
@@ -30,7 +31,7 @@ def print_lm_summary(m: dict, out, command: str = "distill") -> None:
     for r in (m.get("int8") or {}).get("parity", []):
         verdict = ("ok" if r["passed"] else "FAIL") if r["checked"] else "info"
         steps = "" if r.get("max_steps") is None else f", max {r['max_steps']:.2f} output steps"
-        console.print(f"parity {verdict}: {r['artifact']} on {r['runtime']}: {r['top1_agreement']:.3f} % next-token "
+        console.print(f"parity {verdict}: {r['artifact']} on {r['runtime']}: {agreement_words(r)} next-token "
                       f"agreement over {r['positions']:,} positions{steps}", markup=False, highlight=False)
     for c in m["gate"]["checks"]:
         mark = "not judged" if not c.get("judged", True) else "PASS" if c["passed"] else "FAIL"
@@ -116,6 +117,7 @@ def print_parity_table(console, parity: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="parity: every exported file on its own runtime (test split)")
+    from edgedistill.agreement import judged_agreement
     from edgedistill.report.sections import parity_diff
 
     for col in ("file", "runtime", "n", "acc", "ref acc", "agree", "max |Δlogit|", "bytes", "verdict"):
@@ -123,7 +125,7 @@ def print_parity_table(console, parity: list[dict]) -> None:
     for r in parity:
         verdict = ("[green]ok[/]" if r["passed"] else "[red]FAIL[/]") if r["checked"] else "[yellow]info[/]"
         table.add_row(r["artifact"], r["runtime"], str(r["samples"]), f"{r['accuracy']:.2f}%",
-                      f"{r['reference_accuracy']:.2f}%", f"{r['top1_agreement']:.2f}%",
+                      f"{r['reference_accuracy']:.2f}%", f"{judged_agreement(r):.2f}%",
                       parity_diff(r), f"{r['bytes']:,}", verdict)
     console.print(table)
 

@@ -9,6 +9,15 @@ for an int8 file, every logit lies within the runtime's step bound of the refere
 bit for bit (measured: 0 steps on every family), eight for onnxruntime's QDQ reference, which computes each op in
 float32 in another summation order than torch (runtimes/onnxrt.py: measured up to 5 steps on a deep transformer).
 A float file's logits must lie within `FLOAT_TOLERANCE` of the reference, relative to the reference's largest logit.
+
+For an int8 file "agrees" counts near-ties as the step bound allows (`top1_within_bound`): the file's top-1 agrees
+when the reference scores it within the runtime's step bound of the reference's own best. Int8 logits are quantized,
+so exact ties at the top are common where the outputs are many: on a causal LM's 1,909-token vocabulary 5.1 % of
+the test positions had two tokens tied for the reference's maximum (decoder(96, 2), 41,344 positions), where the
+first index wins the argmax and one step's difference flips it. There onnxruntime's QDQ row, 6 steps from its
+reference, agreed on 99.67 % of positions exactly and every flipped choice was within 2 steps of the reference's
+best. The exact top-1 agreement (`top1_agreement`) is reported beside it; on LiteRT and TFLite Micro, whose
+integers the reference computes bit for bit, the two are the same.
 """
 
 from __future__ import annotations
@@ -19,12 +28,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from edgedistill.agreement import AGREEMENT, agreement_words, near_tie_agreement
 from edgedistill.data.mapped import release_pages
 from edgedistill.export.artifact import Artifact
 from edgedistill.export.registry import EXPORTERS
 from edgedistill.runtimes import LiteRTReferenceRunner, LiteRTRunner, OnnxRunner, TFLMRunner
 
-AGREEMENT = 99.9        # % top-1 agreement with the reference, every checked row
 MAX_STEPS = 1.0         # int8 files on LiteRT / TFLite Micro: output steps between the file's and the reference's
 FLOAT_TOLERANCE = 1e-3  # float files: max |Δlogit| relative to the reference's largest |logit|
 
@@ -45,6 +54,7 @@ class ParityRow:
     arithmetic: str = "float"          # the reference's arithmetic (int8 files: the runtime's, see module doc)
     max_steps: float | None = None     # int8 files: max |Δlogit| in output quantization steps
     step_bound: float | None = None    # int8 files: the runtime's bound on max_steps
+    top1_within_bound: float | None = None  # int8 files: % agreeing up to near-ties within the bound (judged)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,9 +63,10 @@ class ParityRow:
         """Which file, on which runtime, by how much (for a row that did not pass)."""
         off = (f"logits up to {self.max_steps:.1f} output steps apart (bound {self.step_bound:g})"
                if self.max_steps is not None else f"logits up to {self.max_abs_logit_diff:.3g} apart")
-        return (f"{self.artifact} on {self.runtime}: top-1 agreement {self.top1_agreement:.2f}% with the trained model "
-                f"computing {self.arithmetic} arithmetic (bound {AGREEMENT}%), {off}; accuracy {self.accuracy:.2f}% "
-                f"vs {self.reference_accuracy:.2f}%")
+        return (f"{self.artifact} on {self.runtime}: top-1 agreement {agreement_words(self.to_dict())} with the "
+                f"trained model computing {self.arithmetic} arithmetic (bound {AGREEMENT}%), {off}; accuracy "
+                f"{self.accuracy:.2f}% vs {self.reference_accuracy:.2f}%")
+
 
 
 # Runtimes run beside the required ones, reported but not part of the verdict: format -> why.
@@ -96,15 +107,18 @@ def parity_plan(artifacts: list[Artifact]) -> list[tuple[Artifact, str]]:
 
 
 def _judge(out: np.ndarray, ref: np.ndarray, step: float | None,
-           bound: float) -> tuple[float, float, float | None, bool]:
-    """(agreement %, max |Δ|, max Δ in steps or None, within bounds)."""
-    agreement = 100.0 * float((out.argmax(-1) == ref.argmax(-1)).mean())  # per sample, or per position (N×L×V)
+           bound: float) -> tuple[float, float, float | None, float | None, bool]:
+    """(exact agreement %, max |Δ|, max Δ in steps or None, agreement % up to near-ties within the bound or None,
+    within bounds)."""
+    pick = out.argmax(-1)
+    agreement = 100.0 * float((pick == ref.argmax(-1)).mean())  # per sample, or per position (N×L×V)
     diff = float(np.abs(out - ref).max()) if out.size else 0.0
     if step is not None:
         steps = diff / step
-        return agreement, diff, steps, agreement >= AGREEMENT and steps <= bound + 1e-3
+        tied = near_tie_agreement(out, ref, (bound + 1e-3) * step)
+        return agreement, diff, steps, tied, tied >= AGREEMENT and steps <= bound + 1e-3
     scale = max(float(np.abs(ref).max()), 1.0)
-    return agreement, diff, None, agreement >= AGREEMENT and diff <= FLOAT_TOLERANCE * scale
+    return agreement, diff, None, None, agreement >= AGREEMENT and diff <= FLOAT_TOLERANCE * scale
 
 
 def check_parity(artifacts: list[Artifact], ref_float: np.ndarray, ref_int8: Callable[[str, int], np.ndarray] | None,
@@ -127,14 +141,14 @@ def check_parity(artifacts: list[Artifact], ref_float: np.ndarray, ref_int8: Cal
         release_pages()  # a memory-mapped test split: the pages this runtime read leave the resident set
         if predictions is not None:
             predictions[f"{art.name}/{rt}"] = out.argmax(-1)
-        agreement, diff, steps, within = _judge(out, ref[:n], step if int8 else None, runner.step_bound)
+        agreement, diff, steps, tied, within = _judge(out, ref[:n], step if int8 else None, runner.step_bound)
         checked = rt not in INFORMATIONAL
         rows.append(ParityRow(
             artifact=art.name, runtime=rt, samples=n, accuracy=100.0 * float((out.argmax(-1) == y[:n]).mean()),
             reference_accuracy=100.0 * float((ref[:n].argmax(-1) == y[:n]).mean()), top1_agreement=agreement,
             max_abs_logit_diff=diff, bytes=art.bytes, checked=checked, passed=within or not checked,
             note=INFORMATIONAL[rt][1] if not checked else "", arithmetic=arithmetic, max_steps=steps,
-            step_bound=runner.step_bound if int8 else None))
+            step_bound=runner.step_bound if int8 else None, top1_within_bound=tied))
         if progress:
             progress(1)
     return rows

@@ -16,7 +16,8 @@ from edgedistill.config import DistillConfig
 from edgedistill.distill.lm_losses import TopKLogits
 from edgedistill.distill.lm_resume import checkpoint_path
 from edgedistill.distill.lm_trainer import lm_logits
-from edgedistill.export.parity import AGREEMENT, check_parity, int8_references, parity_plan
+from edgedistill.agreement import AGREEMENT, agreement_words
+from edgedistill.export.parity import check_parity, int8_references, parity_plan
 from edgedistill.export.registry import export_all, planned_exports
 from edgedistill.pipeline.int8 import qat_rounding
 from edgedistill.pipeline.lm_inputs import LMInputs
@@ -138,7 +139,7 @@ def parity_failure(row: dict) -> str:
     units), each with its bound. (ParityRow.failure's class accuracies are a classifier's: dropped here.)"""
     off = (f"logits up to {row['max_steps']:.1f} output steps apart (bound {row['step_bound']:g})"
            if row.get("max_steps") is not None else f"logits up to {row['max_abs_logit_diff']:.3g} apart")
-    return (f"{row['artifact']} on {row['runtime']}: next-token top-1 agreement {row['top1_agreement']:.2f}% over "
+    return (f"{row['artifact']} on {row['runtime']}: next-token top-1 agreement {agreement_words(row)} over "
             f"{row['positions']:,} positions with the QAT model computing {row['arithmetic']} arithmetic (bound "
             f"{AGREEMENT}%), {off}")
 

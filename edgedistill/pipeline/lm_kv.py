@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from edgedistill.export.artifact import Artifact
-from edgedistill.export.parity import AGREEMENT, INFORMATIONAL, _runner
+from edgedistill.agreement import AGREEMENT, near_tie_agreement
+from edgedistill.export.parity import INFORMATIONAL, _runner
 from edgedistill.registry import Registry
 from edgedistill.runtimes.kv_loop import KVStepRunner
 
@@ -54,8 +55,10 @@ def export_kv(qmodel, formats, directory: Path) -> list[Artifact]:
             if f in KV_EXPORTERS]
 
 
-def _steps(a: np.ndarray, b: np.ndarray, step: float) -> tuple[float, float]:
-    return 100.0 * float((a.argmax(-1) == b.argmax(-1)).mean()), float(np.abs(a - b).max()) / step
+def _steps(a: np.ndarray, b: np.ndarray, step: float, bound: float) -> tuple[float, float]:
+    """(% of positions whose top-1 in `a` the other scores within the step bound of its best: near-ties count, as
+    for the window files (export/parity.py), max |Δ| in output steps)."""
+    return near_tie_agreement(a, b, (bound + 1e-3) * step), float(np.abs(a - b).max()) / step
 
 
 def kv_parity(kv_files: list[Artifact], window_files: list[Artifact], ref_int8, x: np.ndarray, step: float,
@@ -77,9 +80,9 @@ def kv_parity(kv_files: list[Artifact], window_files: list[Artifact], ref_int8, 
                    "bytes": kv.bytes, "checked": rt not in INFORMATIONAL}
             bound = _runner_bound(full)
             if full is not None:
-                row["window_agreement"], row["window_max_steps"] = _steps(loop, full.predict(x[:n]), step)
+                row["window_agreement"], row["window_max_steps"] = _steps(loop, full.predict(x[:n]), step, bound)
             ref = ref_int8(getattr(full, "arithmetic", "float"), n)
-            row["qat_agreement"], row["qat_max_steps"] = _steps(loop, ref, step)
+            row["qat_agreement"], row["qat_max_steps"] = _steps(loop, ref, step, bound)
             row["arithmetic"], row["step_bound"] = getattr(full, "arithmetic", "float"), bound
             agree = [row.get("window_agreement", 100.0), row["qat_agreement"]]
             worst = max(row.get("window_max_steps", 0.0), row["qat_max_steps"])

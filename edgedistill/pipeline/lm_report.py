@@ -138,13 +138,13 @@ def report_markdown(metrics: dict) -> str:
         lines += ["", *choice_markdown(metrics["loss_choice"])]
     if metrics.get("int8"):
         lines += ["", "## Parity (every position of the test windows)", "",
-                  "| file | runtime | bytes | windows | top-1 agreement % | max Δ (steps) | verdict |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| file | runtime | bytes | windows | top-1 agreement % | up to near-ties % (judged) | max Δ (steps) "
+                  "| verdict |", "|---|---|---|---|---|---|---|---|"]
         for r in metrics["int8"]["parity"]:
             steps = "—" if r.get("max_steps") is None else f"{r['max_steps']:.2f}"
             verdict = ("pass" if r["passed"] else "FAIL") if r["checked"] else "informational"
             lines.append(f"| {r['artifact']} | {r['runtime']} | {r['bytes']:,} | {r['samples']} | "
-                         f"{r['top1_agreement']:.3f} | {steps} | {verdict} |")
+                         f"{r['top1_agreement']:.3f} | {_tied(r)} | {steps} | {verdict} |")
     if (metrics.get("int8") or {}).get("kv_cache"):
         lines += ["", *kv_parity_markdown(metrics["int8"]["kv_cache"])]
     if metrics.get("speed"):
@@ -228,3 +228,8 @@ def attach_gate(metrics: dict, budget: Budget | None = None) -> dict:
 
 def write_lm_report(metrics: dict, directory: Path) -> None:
     (Path(directory) / "report.md").write_text(report_markdown(metrics), encoding="utf-8")
+
+
+def _tied(row: dict) -> str:
+    """The judged agreement (export/parity.py: near-ties within the step bound count) for an int8 row, else '—'."""
+    return "—" if row.get("top1_within_bound") is None else f"{row['top1_within_bound']:.3f}"

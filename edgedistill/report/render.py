@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 
+from edgedistill.agreement import judged_agreement
 from edgedistill.report import plots
 from edgedistill.report.run_cost import run_cost_lines
 from edgedistill.report.schema import precision_note
@@ -255,14 +256,16 @@ def to_markdown(r: dict) -> str:
                   "The reference of an int8 file is the trained model computing that runtime's integer arithmetic. A row "
                   "passes at top-1 agreement >= 99.9 % and logits within the runtime's bound in output steps: one on LiteRT "
                   "and TFLite Micro, 8 on onnxruntime, whose float32 QDQ reference sums in another order (a float file: "
-                  "0.1 % of its largest logit).", "",
+                  "0.1 % of its largest logit). For an int8 file a top-1 choice agrees when the reference scores it "
+                  "within that bound of its own best (quantized logits tie; exact agreement where it differs: in "
+                  "report.json, top1_agreement).", "",
                   "| file | runtime | n | accuracy | reference | arithmetic | agreement | max logit diff | verdict |",
                   "|---|---|---:|---:|---:|---|---:|---:|---|"]
         for p in r["parity"]:
             verdict = ("ok" if p["passed"] else "FAIL") if p["checked"] else "info"
             lines.append(f"| {p['artifact']} | {p['runtime']} | {p['samples']} | {_pct(p['accuracy'])} | "
                          f"{_pct(p['reference_accuracy'])} | {p.get('arithmetic', 'float')} | "
-                         f"{_pct(p['top1_agreement'])} | {parity_diff(p)} | {verdict} |")
+                         f"{_pct(judged_agreement(p))} | {parity_diff(p)} | {verdict} |")
     lines += target_lines(r)
     lines += budget_lines(r)
     if r.get("search"):
@@ -417,7 +420,7 @@ def to_html(r: dict) -> str:
         f"<td>{esc(m.get('where', ''))}</td></tr>" for m in r["models"])
     par = "".join(
         f"<tr><td>{esc(p['artifact'])}</td><td>{esc(p['runtime'])}</td><td>{p['samples']}</td><td>{_pct(p['accuracy'])}</td>"
-        f"<td>{_pct(p['top1_agreement'])}</td><td>{parity_diff(p)}</td>"
+        f"<td>{_pct(judged_agreement(p))}</td><td>{parity_diff(p)}</td>"
         f"<td>{'ok' if p['passed'] and p['checked'] else ('info' if not p['checked'] else 'FAIL')}</td></tr>"
         for p in r["parity"])
     warn = "".join(f"<p class='warn'>Warning: {esc(w)}</p>" for w in r.get("warnings", []))
