@@ -31,8 +31,8 @@ def print_lm_summary(m: dict, out, command: str = "distill") -> None:
     for r in (m.get("int8") or {}).get("parity", []):
         verdict = ("ok" if r["passed"] else "FAIL") if r["checked"] else "info"
         steps = "" if r.get("max_steps") is None else f", max {r['max_steps']:.2f} output steps"
-        console.print(f"parity {verdict}: {r['artifact']} on {r['runtime']}: {agreement_words(r)} next-token "
-                      f"agreement over {r['positions']:,} positions{steps}", markup=False, highlight=False)
+        console.print(f"parity {verdict}: {r['artifact']} on {r['runtime']}: next-token agreement "
+                      f"{agreement_words(r)} over {r['positions']:,} positions{steps}", markup=False, highlight=False)
     for c in m["gate"]["checks"]:
         mark = "not judged" if not c.get("judged", True) else "PASS" if c["passed"] else "FAIL"
         v = c["value"]
