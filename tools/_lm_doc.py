@@ -84,7 +84,8 @@ def _fmt(p: dict) -> str:
 
 def table(rows: list[dict]) -> list[str]:
     head = ["| size | column (objective) | params | int8 TFLite B | teacher | twin | float | int8 | top-3 % "
-            "(teacher / twin / int8) | tokens/s int8 vs teacher | agreement % per file / runtime |",
+            "(teacher / twin / int8) | tokens/s int8 vs teacher | agreement % per file / runtime (near-ties within "
+            "the step bound count, export/parity.py; [the exact figure] where lower) |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         o = r["objective"]
@@ -93,7 +94,9 @@ def table(rows: list[dict]) -> list[str]:
                                       f"({v['ratio']:.1f}×)" for rt, v in _ratios(t).items()) or "not timed")
                            + f" ({how})" for t, how in ((r.get("tokens_per_s_1thread"), "1 thread"),
                                                         (r["tokens_per_s"], _threads(r["threads"]))) if t)
-        agree = "; ".join(f"{k} {v:.2f}" + (f" ({r['max_steps'][k]:.0f} steps)" if r["max_steps"].get(k) else "")
+        exact = r.get("exact_agreement", {})
+        agree = "; ".join(f"{k} {v:.2f}" + (f" [exactly {exact[k]:.2f}]" if exact.get(k, v) < v - 5e-3 else "")
+                          + (f" ({r['max_steps'][k]:.0f} steps)" if r["max_steps"].get(k) else "")
                           + (" (informational)" if k in r.get("informational", []) else "")
                           for k, v in r["agreement"].items())
         t3 = r["top3"]
@@ -156,7 +159,7 @@ def reading(rows: list[dict], teacher: dict) -> list[str]:
              f"({r0['size']}): {pct:+.1f} %, {strength}. "
              + _strength_note(pct, teacher), ""]
     trial = next((x for x in r0.get("trials", []) if x["stage"] == "temperature"), None)
-    if trial:
+    if trial and pct > 0:  # only where the teacher is the weaker: the trial shows how little its steps bought
         lines += [f"For scale: the {r0['size']} student's own first trial (token KD at T = {trial['temperature']:g}, "
                   f"{trial['steps']} steps of {teacher['batch']} windows, about the teacher's {teacher['steps']}) "
                   f"reached validation perplexity {trial['val_perplexity']:.1f}, near the teacher's test figure; "
@@ -179,8 +182,9 @@ def write_docs(rows: list[dict], teacher: dict, args, docs: Path) -> None:
     doc = {"teacher": teacher, "bench_command": " ".join(["python", "tools/bench_lm.py", *sys.argv[1:]]),
            "machine": machine(), "rows": rows, "targets_met": verdict}
     docs.mkdir(exist_ok=True)
-    (docs / "lm.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (docs / "lm.md").write_text(markdown(doc, args) + "\n")
+    name = getattr(args, "doc_name", "lm")
+    (docs / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (docs / f"{name}.md").write_text(markdown(doc, args) + "\n")
 
 
 def markdown(doc: dict, args) -> str:
@@ -189,7 +193,8 @@ def markdown(doc: dict, args) -> str:
     d, v, c = r0["data"], r0["vocabulary"], r0["teacher_cache"]
     lines = [
         "# A tiny causal LM, distilled and deployed: the issue #29 benchmark", "",
-        "Written by `tools/bench_lm.py` from the runs' metrics.json (docs/lm.json holds every figure).", "",
+        f"Written by `tools/bench_lm.py` from the runs' metrics.json (docs/{getattr(args, 'doc_name', 'lm')}.json "
+        "holds every figure).", "",
         "## Method", "",
         f"* Corpus: English prose the machine's Debian packages ship (`--from-docs`: README / NEWS / *.txt under "
         f"/usr/share/doc, one paragraph a document, 1 in 10 paragraphs to test by hash). The teacher trains on all "

@@ -138,7 +138,10 @@ def row_of(size: str, column: str, m: dict, command: list[str]) -> dict:
             "top1": {k: test[k]["top1"] for k in ("teacher", "twin", "float", "int8") if k in test},
             "top3": {k: test[k]["top3"] for k in ("teacher", "twin", "float", "int8") if k in test},
             "gain_vs_twin": m["gain_vs_twin"],
-            "agreement": {f"{r['artifact']} / {r['runtime']}": r["top1_agreement"] for r in m["int8"]["parity"]},
+            # judged agreement (near-ties within the step bound count; export/parity.py), and the exact figure
+            "agreement": {f"{r['artifact']} / {r['runtime']}": r["top1_agreement"] if r.get("top1_within_bound")
+                          is None else r["top1_within_bound"] for r in m["int8"]["parity"]},
+            "exact_agreement": {f"{r['artifact']} / {r['runtime']}": r["top1_agreement"] for r in m["int8"]["parity"]},
             "max_steps": {f"{r['artifact']} / {r['runtime']}": r.get("max_steps") for r in m["int8"]["parity"]},
             "step_bound": {f"{r['artifact']} / {r['runtime']}": r.get("step_bound") for r in m["int8"]["parity"]},
             "informational": [f"{r['artifact']} / {r['runtime']}" for r in m["int8"]["parity"] if not r["checked"]],
@@ -169,6 +172,7 @@ def main() -> None:
     ap.add_argument("--test-docs", type=int, default=400)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-lm"))
     ap.add_argument("--docs", type=Path, default=ROOT / "docs")
+    ap.add_argument("--doc-name", default="lm", help="DOCS/NAME.md and NAME.json (another setting: e.g. lm_8k)")
     args = ap.parse_args()
     args.out = args.out.resolve()
     if args.from_docs:
@@ -201,7 +205,7 @@ def main() -> None:
     for r in rows:
         r["tokens_per_s_1thread"] = timed[f"decoder-{r['size']}-{r['column']}"]
     write_docs(rows, teacher, args, args.docs)
-    print((args.docs / "lm.md").read_text())
+    print((args.docs / f"{args.doc_name}.md").read_text())
 
 
 if __name__ == "__main__":
