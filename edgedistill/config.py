@@ -6,37 +6,15 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Literal, Union, get_args, get_origin
+from typing import Literal, Union
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edgedistill.config_errors import errors_paragraph
-from edgedistill.errors import ConfigError, DataError
+from edgedistill.config_errors import errors_paragraph, takes_bool, wanted
+from edgedistill.errors import ConfigError
 from edgedistill.run_names import default_out
 
 Auto = Literal["auto"]
-
-
-def _takes_bool(annotation) -> bool:
-    """Whether a field's type admits true / false (bool itself, or a union or Literal holding it)."""
-    if annotation is bool or annotation is True or annotation is False:
-        return True
-    return any(_takes_bool(a) for a in get_args(annotation))
-
-
-def _takes(annotation, types: tuple) -> bool:
-    return annotation in types or any(_takes(a, types) for a in get_args(annotation))
-
-
-def _wanted(annotation) -> str:
-    """What a setting takes, in a user's words: 'a number', 'text', 'a list', 'a table'."""
-    if _takes(annotation, (int, float)):
-        return "a number"
-    if _takes(annotation, (str,)) or get_origin(annotation) is Literal:
-        return "text"
-    if get_origin(annotation) is list or _takes(annotation, (list,)):
-        return "a list"
-    return "a table" if isinstance(annotation, type) and issubclass(annotation, BaseModel) else "another value"
 
 
 class _Strict(BaseModel):
@@ -47,8 +25,8 @@ class _Strict(BaseModel):
     def _no_bool_for_numbers(cls, v, info):
         """pydantic reads true as 1 for a number: `temperature = true` in a TOML file trained at T = 1 without a
         word. A true / false where the setting is not a switch is refused."""
-        if isinstance(v, bool) and not _takes_bool(cls.model_fields[info.field_name].annotation):
-            raise ValueError(f"takes {_wanted(cls.model_fields[info.field_name].annotation)}, not {str(v).lower()}")
+        if isinstance(v, bool) and not takes_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"takes {wanted(cls.model_fields[info.field_name].annotation)}, not {str(v).lower()}")
         return v
 
 
@@ -454,7 +432,9 @@ class DistillConfig(_Strict):
     @model_validator(mode="after")
     def _default_teacher(self):
         if not self.teachers:
-            _check_data_exists(self.data.source)  # a missing file is the first thing to say, before "no teacher"
+            from edgedistill.data.sources import check_source_exists
+
+            check_source_exists(self.data.source)  # a missing file is the first thing to say, before "no teacher"
             name = self.data.source.removeprefix("builtin:") if self.data.source.startswith("builtin:") else None
             from edgedistill.teachers.loader import BUILTIN_TEACHERS
 
@@ -465,22 +445,6 @@ class DistillConfig(_Strict):
         if self.out is None:
             object.__setattr__(self, "out", default_out(self))
         return self
-
-
-def _check_data_exists(source: str) -> None:
-    """DataError (raised as is, not as a validation error) when a data path does not exist or a built-in name is
-    unknown; the readers check everything else when the data is read."""
-    from edgedistill.data.sources import builtin_names
-
-    if source.startswith("builtin:"):
-        if source.split(":", 1)[1] not in builtin_names():
-            raise ConfigError(f"Unknown built-in dataset {source.split(':', 1)[1]!r}. Known built-in datasets: "
-                              f"{', '.join(builtin_names())}.")
-        return
-    if not Path(source).expanduser().exists():
-        known = ", ".join(f"builtin:{n}" for n in builtin_names())
-        raise DataError(f"Data path {Path(source).expanduser()} does not exist. Give a .npz file, a directory, a "
-                        f".jsonl / .csv / .tsv text file, or one of: {known}.")
 
 
 def load_config(path: str | Path | None, overrides: dict | None = None, flag_of=None) -> DistillConfig:

@@ -3,6 +3,8 @@ set it (which overrides the file) or the config file (edgedistill.config.load_co
 
 from __future__ import annotations
 
+from typing import Literal, get_args, get_origin
+
 from pydantic import BaseModel, ValidationError
 
 
@@ -67,3 +69,25 @@ def errors_paragraph(exc: ValidationError, model: type[BaseModel], path, raw: di
         return f"{loc} in {path}" if source == "file" and where != str(path) else loc
 
     return f"Invalid configuration ({where}): " + "; ".join(f"{name(*p[:3])}: {p[3]}" for p in parts) + "."
+
+
+def takes_bool(annotation) -> bool:
+    """Whether a field's type admits true / false (bool itself, or a union or Literal holding it)."""
+    if annotation is bool or annotation is True or annotation is False:
+        return True
+    return any(takes_bool(a) for a in get_args(annotation))
+
+
+def _takes(annotation, types: tuple) -> bool:
+    return annotation in types or any(_takes(a, types) for a in get_args(annotation))
+
+
+def wanted(annotation) -> str:
+    """What a setting takes, in a user's words: 'a number', 'text', 'a list', 'a table'."""
+    if _takes(annotation, (int, float)):
+        return "a number"
+    if _takes(annotation, (str,)) or get_origin(annotation) is Literal:
+        return "text"
+    if get_origin(annotation) is list or _takes(annotation, (list,)):
+        return "a list"
+    return "a table" if isinstance(annotation, type) and issubclass(annotation, BaseModel) else "another value"

@@ -17,7 +17,7 @@ from edgedistill.data.npy_dir import looks_like_npy_dir, read_npy_dir
 from edgedistill.data.npz import read_npz
 from edgedistill.data.text import TextCorpus
 from edgedistill.data.text_readers import looks_like_text, read_text
-from edgedistill.errors import DataError
+from edgedistill.errors import ConfigError, DataError
 
 
 def builtin_names() -> list[str]:
@@ -70,3 +70,17 @@ def read_dataset(spec: str, text_field: str | None = None, label_field: str | No
         "one sub-folder per class "
         "(images or .txt files), nor train.jsonl / train.csv / train.tsv."
     )
+
+
+def check_source_exists(source: str) -> None:
+    """DataError (raised as is, not as a validation error) when a data path does not exist or a built-in name is
+    unknown; the readers check everything else when the data is read."""
+    if source.startswith("builtin:"):
+        if source.split(":", 1)[1] not in builtin_names():
+            raise ConfigError(f"Unknown built-in dataset {source.split(':', 1)[1]!r}. Known built-in datasets: "
+                              f"{', '.join(builtin_names())}.")
+        return
+    if not Path(source).expanduser().exists():
+        known = ", ".join(f"builtin:{n}" for n in builtin_names())
+        raise DataError(f"Data path {Path(source).expanduser()} does not exist. Give a .npz file, a directory, a "
+                        f".jsonl / .csv / .tsv text file, or one of: {known}.")
