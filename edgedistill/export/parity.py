@@ -68,7 +68,6 @@ class ParityRow:
                 f"{self.accuracy:.2f}% vs {self.reference_accuracy:.2f}%")
 
 
-
 # Runtimes run beside the required ones, reported but not part of the verdict: format -> why.
 INFORMATIONAL = {
     "onnxruntime-fused": ("onnx", "onnxruntime's fused int8 kernels on this CPU (informational: int8 dot products "
