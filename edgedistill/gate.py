@@ -339,6 +339,8 @@ def _fmt(x, unit: str = "") -> str:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return str(x)
     num = f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+    if unit == "points" and num == "1":
+        unit = "point"
     return f"{num} {unit}" if unit else num
 
 

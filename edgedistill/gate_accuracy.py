@@ -111,7 +111,7 @@ def regression_check(u: dict, b: dict, tol_points: float):
 
     acc, base = u.get("accuracy"), b["accuracy"]
     limit = base - tol_points
-    how = f"baseline {base:.2f}% - {tol_points} points"
+    how = f"baseline {base:.2f}% - {tol_points:g} point{'' if tol_points == 1 else 's'}"
     if acc is None:
         return Check("regression:accuracy", None, limit, False, "missing", unit="%"), []
     if not (u.get("accuracy_n") and b.get("accuracy_n")):
@@ -135,6 +135,6 @@ def regression_check(u: dict, b: dict, tol_points: float):
 
 def _too_small(name: str, iv: Interval, tolerance: float, acc: float, factor: int = 1) -> str:
     return (f"{name}: the test split ({iv.n:,} samples, 95% interval ±{iv.half_width:.2f} points) is too small to "
-            f"decide a limit of {tolerance:g} points: a shortfall up to about {tolerance + iv.half_width:.2f} points "
+            f"decide a limit of {tolerance:g} point{'' if tolerance == 1 else 's'}: a shortfall up to about {tolerance + iv.half_width:.2f} points "
             f"would pass as within noise; about {factor * samples_to_resolve(acc, tolerance):,} test samples would "
             "decide it.")

@@ -69,7 +69,7 @@ def test_a_split_too_small_for_the_limit_warns_even_when_the_check_passes():
     rep["usage"].update(accuracy=rep["usage"]["teacher_accuracy"], accuracy_drop=0.0)
     v = gate(rep, Budget(max_accuracy_drop=1.0))
     assert v.passed and not _check(v, "accuracy_drop").within_noise
-    assert any("too small to decide a limit of 1 points" in w for w in v.warnings)
+    assert any("too small to decide a limit of 1 point:" in w for w in v.warnings)
     big = copy.deepcopy(rep)
     big["usage"]["accuracy_n"] = 100_000
     assert not [w for w in gate(big, Budget(max_accuracy_drop=1.0)).warnings if "too small" in w]
@@ -81,3 +81,10 @@ def test_reports_without_sample_counts_are_judged_on_point_values():
         del old["usage"][k]
     c = _check(gate(old, Budget(min_accuracy=88.0)), "accuracy")
     assert not c.passed and not c.within_noise
+
+
+def test_one_point_is_singular_in_the_gate_table():
+    """A drop limit of 1 printed '1 points' in the gate's Markdown."""
+    from edgedistill.gate import _fmt
+
+    assert _fmt(1.0, "points") == "1 point" and _fmt(2.5, "points") == "2.5 points" and _fmt(1.0, "B") == "1 B"
