@@ -25,10 +25,11 @@ def agreement_words(row: dict) -> str:
             f"{row['step_bound']:g}-step bound")
 
 
-def near_tie_agreement(out: np.ndarray, ref: np.ndarray, tolerance: float) -> float:
-    """% of samples (rows of the last axis: N×K logits, or N×L×V positions) whose top-1 in `out` the reference
-    `ref` scores within `tolerance` (logit units: the step bound × the output step) of its own best. 100 for none."""
-    if not out.size:
+def near_tie_agreement(pick: np.ndarray, ref: np.ndarray, tolerance: float) -> float:
+    """% of samples (rows of the last axis: N×K logits, or N×L×V positions) whose top-1 `pick` (the file's
+    argmax over the last axis: N, or N×L) the reference `ref` scores within `tolerance` (logit units: the step
+    bound × the output step) of its own best. 100 for none."""
+    if not pick.size:
         return 100.0
-    chosen = np.take_along_axis(ref, out.argmax(-1)[..., None], -1)[..., 0]
+    chosen = np.take_along_axis(ref, pick[..., None], -1)[..., 0]
     return 100.0 * float((chosen >= ref.max(-1) - tolerance).mean())

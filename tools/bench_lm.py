@@ -128,6 +128,8 @@ def run_student(command: list[str], out: Path) -> dict:
 
 def row_of(size: str, column: str, m: dict, command: list[str]) -> dict:
     """The table's row from one run's metrics.json."""
+    from edgedistill.agreement import judged_agreement
+
     art = {a["name"]: a for a in m["int8"]["artifacts"]}
     test = m["test"]
     choice = m.get("loss_choice")
@@ -139,8 +141,7 @@ def row_of(size: str, column: str, m: dict, command: list[str]) -> dict:
             "top3": {k: test[k]["top3"] for k in ("teacher", "twin", "float", "int8") if k in test},
             "gain_vs_twin": m["gain_vs_twin"],
             # judged agreement (near-ties within the step bound count; export/parity.py), and the exact figure
-            "agreement": {f"{r['artifact']} / {r['runtime']}": r["top1_agreement"] if r.get("top1_within_bound")
-                          is None else r["top1_within_bound"] for r in m["int8"]["parity"]},
+            "agreement": {f"{r['artifact']} / {r['runtime']}": judged_agreement(r) for r in m["int8"]["parity"]},
             "exact_agreement": {f"{r['artifact']} / {r['runtime']}": r["top1_agreement"] for r in m["int8"]["parity"]},
             "max_steps": {f"{r['artifact']} / {r['runtime']}": r.get("max_steps") for r in m["int8"]["parity"]},
             "step_bound": {f"{r['artifact']} / {r['runtime']}": r.get("step_bound") for r in m["int8"]["parity"]},

@@ -114,7 +114,7 @@ def _judge(out: np.ndarray, ref: np.ndarray, step: float | None,
     diff = float(np.abs(out - ref).max()) if out.size else 0.0
     if step is not None:
         steps = diff / step
-        tied = near_tie_agreement(out, ref, (bound + 1e-3) * step)
+        tied = near_tie_agreement(pick, ref, (bound + 1e-3) * step)
         return agreement, diff, steps, tied, tied >= AGREEMENT and steps <= bound + 1e-3
     scale = max(float(np.abs(ref).max()), 1.0)
     return agreement, diff, None, None, agreement >= AGREEMENT and diff <= FLOAT_TOLERANCE * scale

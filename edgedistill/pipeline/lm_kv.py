@@ -58,7 +58,7 @@ def export_kv(qmodel, formats, directory: Path) -> list[Artifact]:
 def _steps(a: np.ndarray, b: np.ndarray, step: float, bound: float) -> tuple[float, float]:
     """(% of positions whose top-1 in `a` the other scores within the step bound of its best: near-ties count, as
     for the window files (export/parity.py), max |Δ| in output steps)."""
-    return near_tie_agreement(a, b, (bound + 1e-3) * step), float(np.abs(a - b).max()) / step
+    return near_tie_agreement(a.argmax(-1), b, (bound + 1e-3) * step), float(np.abs(a - b).max()) / step
 
 
 def kv_parity(kv_files: list[Artifact], window_files: list[Artifact], ref_int8, x: np.ndarray, step: float,
