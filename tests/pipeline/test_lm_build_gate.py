@@ -89,4 +89,7 @@ def test_a_loss_to_the_twin_is_warned_and_a_full_length_run_gets_no_short_run_no
     m = lm_build["metrics"]
     losses = [k for k, g in m["gain_vs_twin"].items() if g["gain"] < 0]
     assert sum(TWIN_LOSS in w for w in m["warnings"]) == len(losses), m["warnings"]
-    assert m["training"]["steps"] == 80 and not any("under half" in w for w in m["warnings"])  # 80 of 70 steps
+    # "optimizer steps, under half": the short-run note's own words (the slower-than-teacher warning, which a loaded
+    # host's timings can raise, also says "under half")
+    assert m["training"]["steps"] == 80  # 80 of 70 steps
+    assert not any("optimizer steps, under half" in w for w in m["warnings"]), m["warnings"]
