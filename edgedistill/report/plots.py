@@ -87,7 +87,8 @@ def log_axis(ax, axis: str, values: list[float], subs: tuple[float, ...] = (1.0,
 def accuracy_latency(points: list[dict], title: str = "Accuracy vs latency") -> str:
     """points: {label, x (latency ms > 0), y (accuracy %), ci95 ([low, high] % or None)}. Log latency axis (the
     models span orders of magnitude); the accuracy's Wilson 95 % interval (edgedistill.stats) as an error bar;
-    each model named in the legend, under the axes, so close points never carry overlapping labels."""
+    each model named in the legend, under the axes, so close points never carry overlapping labels; open markers of
+    decreasing size, so a point drawn on another stays visible."""
     pts = [p for p in points if p.get("x") and p.get("y") is not None]
     if not pts:
         return no_data(title)
@@ -95,8 +96,11 @@ def accuracy_latency(points: list[dict], title: str = "Accuracy vs latency") -> 
     for i, p in enumerate(pts):
         ci = p.get("ci95")
         err = None if not ci else [[max(p["y"] - ci[0], 0.0)], [max(ci[1] - p["y"], 0.0)]]
+        # open markers, each a size smaller than the one before: models at about the same accuracy and latency
+        # (the float and int8 students often are) stay visible as nested shapes instead of one hiding another
         ax.errorbar([p["x"]], [p["y"]], yerr=err, fmt=MARKERS[i % len(MARKERS)], color=COLORS[i % len(COLORS)],
-                    ms=7, capsize=4, label=f"{p['label']}: {p['y']:.2f}% at {p['x']:.3g} ms")
+                    ms=max(12.0 - 1.5 * i, 4.0), mfc="none", mew=1.8, capsize=4,
+                    label=f"{p['label']}: {p['y']:.2f}% at {p['x']:.3g} ms")
     xs = [p["x"] for p in pts]
     log_axis(ax, "x", [min(xs) / 1.3, max(xs) * 1.3], subs=(1.0, 2.0, 5.0))  # no point on the frame
     ax.set_xlabel("latency on this machine, ms (log scale)")

@@ -228,3 +228,15 @@ def test_the_parameter_cap_is_named_when_it_set_the_students_size():
                                                  "half the teacher's parameters (144,085)")
     search["candidates"][1]["violations"] = ["params", "flash"]  # refused for flash too: not the cap alone
     assert binding_text(budget_view(report)) == "no limit binds"
+
+
+def test_accuracy_latency_points_are_open_markers_so_one_never_hides_another():
+    """A newcomer's report: the distilled float student's point sat exactly under the int8 student's and vanished.
+    Open markers (stroke only) of decreasing size keep both visible; a filled marker would carry its colour as fill."""
+    from edgedistill.report import plots
+
+    same = [{"label": name, "x": 1.0, "y": 90.0, "ci95": None} for name in ("float", "int8")]  # no caps: those are
+    # line markers, drawn with their colour as fill
+    svg = plots.accuracy_latency(same)
+    for colour in plots.COLORS[:2]:
+        assert f"stroke: {colour}" in svg and f"fill: {colour}" not in svg
