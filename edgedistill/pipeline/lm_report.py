@@ -213,7 +213,20 @@ def speed_markdown(speed: dict) -> list[str]:
         lines += [f"| {name} | {t['runtime']} | {t['estimate_ms']:.4g} | {t['tokens_per_s']:,.1f} |"
                   for name, t in speed["targets"].items()]
         lines.append("\nEstimates: the int8 TFLite file's per-op roofline on each target profile (profile/estimate.py).")
-    return lines
+    return lines + _flash_line(speed.get("target") or {})
+
+
+def _flash_line(target: dict) -> list[str]:
+    """'Flash: N B model + M B tokenizer tables = F B', the sum every flash limit judges (edgedistill.budget.flash_use),
+    as the classifier report says it; nothing where the run has no such figure (no int8 file, or an older run)."""
+    from edgedistill.budget import flash_use
+
+    model, tables = target.get("file_bytes"), target.get("tokenizer_bytes")
+    if model is None or tables is None:
+        return []
+    return [f"\nFlash: {model:,} B model (the int8 TFLite file) + {tables:,} B tokenizer tables (what a device "
+            f"tokenizer reads to reproduce the training ids) = {flash_use(model, tables):,} B, the figure every flash "
+            "limit judges."]
 
 
 def gate_markdown_of(verdict: dict) -> str:
