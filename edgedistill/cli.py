@@ -121,11 +121,15 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
               "machine's outputs (parity on the device).")
 @click.option("--device-inputs", type=click.Path(dir_okay=False), help=".npy of samples for the device run. "
               "[default: 32 seeded random samples of the model's input shape]")
+@click.option("--tokenizer", "tokenizer", default="auto", show_default=True, metavar="auto|none|FILE",
+              help="A text model's device tokenizer, whose tables flash holds beside the file: auto reads the "
+              "tokenizer.json a build writes beside its model, when there is one; none counts the file alone; FILE "
+              "names the student's tokenizer.json.")
 @click.option("--verbose", is_flag=True, help="Show the runtimes' own log lines (LiteRT, absl) instead of dropping "
               "them.")
 @user_errors
 @third_party_to_log
-def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs):
+def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs, tokenizer):
     """Profile any .onnx or .tflite file for a target: exact cost (MACs, weight bytes, activation arena), latency
     measured on this machine with the real runtime (and TFLite Micro for int8 TFLite), the target estimate with its
     model, and fit checks (flash, RAM, operators, precision). Every figure says how it was obtained."""
@@ -134,7 +138,7 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
     from edgedistill.profile.run import profile_model
     from edgedistill.util import write_json
 
-    rep = profile_model(Path(model), target, runs=runs, warmup=warmup)
+    rep = profile_model(Path(model), target, runs=runs, warmup=warmup, tokenizer=tokenizer)
     from edgedistill.device.show import echo_device, profile_on_device, target_threads
 
     if device_url:

@@ -166,6 +166,9 @@ def print_profile(rep: dict, echo) -> None:
     echo(f"{rep['model']}  ({rep['format']}, {rep['precision']}) on target {rep['target']}")
     echo(f"  params {c['params']:,}  MACs {c['macs']:,}  weights {c['weight_bytes']:,} B  file {rep['file_bytes']:,} B"
          + (f"  activation arena {c['peak_activation_bytes']:,} B" if c["peak_activation_bytes"] else ""))
+    if rep.get("tokenizer_file"):
+        echo(f"  tokenizer tables {rep['tokenizer_bytes']:,} B ({rep['tokenizer_file']}): flash counts the file "
+             "and these")
     if rep.get("tflm_arena"):
         a = rep["tflm_arena"]
         echo(f"  TFLite Micro arena (recording allocator): {a['total_bytes']:,} B "

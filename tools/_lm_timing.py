@@ -17,12 +17,15 @@ import tempfile
 from pathlib import Path
 
 STUDENT_FILES = {"onnxruntime": "student_int8.onnx", "litert": "student_int8.tflite"}
+FLOAT_FILES = {"onnxruntime": "student.onnx", "litert": "student.tflite"}  # the same network in float32: the control
 
 
 def one_thread_speed(run_dirs: list[Path], teacher_dir: Path, context: int, runs: int = 100,
                      min_seconds: float = 1.0) -> dict[str, dict]:
-    """{run dir name: {runtime: {student_tokens_per_s, teacher_tokens_per_s, ratio}}} at one thread; a runtime the
-    teacher could not be converted for is left out (its reason under the key 'not_timed')."""
+    """{run dir name: {runtime: {student_tokens_per_s, teacher_tokens_per_s, ratio, and, where the run kept its float
+    files, float_student_tokens_per_s, float_student_over_teacher, int8_over_float}}} at one thread: the float
+    student is the control that splits the ratio into what the smaller network buys and what int8 buys on top. A
+    runtime the teacher could not be converted for is left out (its reason under the key 'not_timed')."""
     from edgedistill.pipeline.lm_speed import teacher_files
     from edgedistill.profile.measure import measure
     from edgedistill.teachers.causal_lm import CausalLMTeacher
@@ -42,5 +45,42 @@ def one_thread_speed(run_dirs: list[Path], teacher_dir: Path, context: int, runs
                 s = tps(run / name, rt)
                 row[rt] = {"student_tokens_per_s": s, "teacher_tokens_per_s": teacher_tps[rt],
                            "ratio": s / teacher_tps[rt]}
+                if (run / FLOAT_FILES[rt]).is_file():  # what the smaller network buys, and what int8 buys on top
+                    f = tps(run / FLOAT_FILES[rt], rt)
+                    row[rt].update(float_student_tokens_per_s=f, float_student_over_teacher=f / teacher_tps[rt],
+                                   int8_over_float=s / f)
         out[run.name] = {**row, **({"not_timed": missing} if missing else {})}
     return out
+
+
+def xnnpack_partitions(path: Path) -> int:
+    """How many XNNPACK partitions LiteRT cuts the file into (DELEGATE nodes after the delegate is applied): each
+    boundary hands the tensors to a built-in kernel and back."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=1)
+    it.allocate_tensors()
+    return sum(op["op_name"] == "DELEGATE" for op in it._get_ops_details())
+
+
+def qdq_share(path: Path, context: int) -> float:
+    """The share of onnxruntime's step time (its profiler, one thread) spent in QuantizeLinear / DequantizeLinear."""
+    import numpy as np
+
+    from edgedistill.profile.measure import onnx_op_profile
+
+    per = onnx_op_profile(path, 1, np.zeros((1, context), np.int32))
+    return sum(r["us"] for r in per if r["op"] in ("QuantizeLinear", "DequantizeLinear")) / sum(r["us"] for r in per)
+
+
+def step_anatomy(run: Path, context: int) -> dict:
+    """Why int8 buys what it buys on each runtime: XNNPACK partitions of the int8 and float TFLite files, and the
+    Q/DQ share of the int8 ONNX step."""
+    out = {}
+    if (run / "student_int8.tflite").is_file() and (run / "student.tflite").is_file():
+        out["xnnpack_partitions"] = {"int8": xnnpack_partitions(run / "student_int8.tflite"),
+                                     "float32": xnnpack_partitions(run / "student.tflite")}
+    if (run / "student_int8.onnx").is_file():
+        out["onnxruntime_qdq_share"] = qdq_share(run / "student_int8.onnx", context)
+    return out
+

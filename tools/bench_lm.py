@@ -185,7 +185,7 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown columns {sorted(unknown)}; there are {', '.join(COLUMNS)}")
     from _lm_doc import write_docs
-    from _lm_timing import one_thread_speed
+    from _lm_timing import one_thread_speed, step_anatomy
 
     width, depth = (int(v) for v in args.teacher.split("x"))
     recipe = {"width": width, "depth": depth, "heads": max(1, width // 64), "context": args.context,
@@ -205,6 +205,7 @@ def main() -> None:
                              args.context)
     for r in rows:
         r["tokens_per_s_1thread"] = timed[f"decoder-{r['size']}-{r['column']}"]
+        r["step_anatomy"] = step_anatomy(args.out / f"decoder-{r['size']}-{r['column']}", args.context)
     write_docs(rows, teacher, args, args.docs)
     print((args.docs / f"{args.doc_name}.md").read_text())
 

@@ -191,6 +191,9 @@ def speed_markdown(speed: dict) -> list[str]:
     for runtime, r in speed["ratio"].items():
         lines.append(f"\nOn {runtime}: the int8 student decodes {r['ratio']:.3g}× the teacher's tokens/s "
                      f"({r['student_tokens_per_s']:,.1f} vs {r['teacher_tokens_per_s']:,.1f}).")
+    for runtime, r in (speed.get("int8_over_float") or {}).items():
+        lines.append(f"\nOn {runtime}: the int8 file decodes {r:.3g}× the float student's tokens/s (the same network: "
+                     f"what int8 itself buys on this runtime{'; here it costs speed' if r < 1 else ''}).")
     for runtime, why in speed["not_timed"].items():
         lines.append(f"\nNo ratio on {runtime}: {why}; no ratio is formed across two runtimes.")
     kv = speed.get("kv_cache")

@@ -4,7 +4,8 @@ estimated per target.
 One generated token costs one fixed-window decoder step (batch 1: L int32 ids -> L×V logits; the README's greedy
 loop runs the whole window once per token and reads the logits at the last real position), so tokens/s = 1000 /
 the step's median milliseconds. On this host each int8 file is timed on its own runtime (student_int8.tflite on
-LiteRT, student_int8.onnx on onnxruntime) and the teacher in float32 on the same runtimes: exported with torch.onnx
+LiteRT, student_int8.onnx on onnxruntime), the float student's files beside them (`int8_over_float`: what int8
+itself buys there, the same network), and the teacher in float32 on the same runtimes: exported with torch.onnx
 for onnxruntime and converted with litert-torch for LiteRT, at the same window and batch, so each ratio compares one
 runtime with itself. Where the teacher cannot be put on a runtime (litert-torch cannot convert every transformers
 model) that runtime's ratio is not given, and `not_timed` says why: no ratio is ever formed across two runtimes.
@@ -40,7 +41,7 @@ class StepTiming:
     """One model file timed on one runtime: the median (and p90) milliseconds of a decoder step over `runs` timed
     steps after warm-up, and tokens_per_s = 1000 / median_ms."""
 
-    model: str  # "student (int8)" or "teacher (float32)"
+    model: str  # "student (int8)", "student (float32)" or "teacher (float32)"
     file: str
     runtime: str
     threads: int
@@ -99,6 +100,9 @@ def host_speed(artifacts, teacher_module: nn.Module | None, context: int, thread
     rows = [_time("student (int8)", a.path, RUNTIME[a.format], threads, runs, min_seconds)
             for a in artifacts if a.precision == "int8"]
     student = {r.runtime: r for r in rows}
+    floats = [_time("student (float32)", a.path, RUNTIME[a.format], threads, runs, min_seconds)
+              for a in artifacts if a.precision != "int8" and RUNTIME.get(a.format) in student]
+    rows += floats
     not_timed = {}
     if teacher_module is not None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -111,7 +115,17 @@ def host_speed(artifacts, teacher_module: nn.Module | None, context: int, thread
     ratio = {rt: {"student_tokens_per_s": s.tokens_per_s, "teacher_tokens_per_s": teacher[rt].tokens_per_s,
                   "ratio": s.tokens_per_s / teacher[rt].tokens_per_s} for rt, s in student.items() if rt in teacher}
     return {"step": STEP, "context": context, "threads": threads, "host": [r.to_dict() for r in rows],
-            "ratio": ratio, "not_timed": {rt: why for rt, why in not_timed.items() if rt in student}}
+            "ratio": ratio, "int8_over_float": int8_over_float(student, {r.runtime: r for r in floats}),
+            "not_timed": {rt: why for rt, why in not_timed.items() if rt in student}}
+
+
+def int8_over_float(int8: dict, float32: dict) -> dict:
+    """{runtime: int8 student tokens/s ÷ float32 student tokens/s}: what int8 itself buys on that runtime, the
+    same network in both files. Against the teacher the ratio is this times what the smaller network buys (about
+    the parameter ratio, the MACs per token); below 1, the int8 file is slower than the float one there (at a
+    few hundred thousand parameters LiteRT's XNNPACK runs int8 SOFTMAX / SELECT_V2 / RSQRT outside its partitions
+    and each hand-over costs more than the int8 GEMMs save: measured on this project's benchmark, docs/lm.md)."""
+    return {rt: int8[rt].tokens_per_s / float32[rt].tokens_per_s for rt in int8 if rt in float32}
 
 
 def target_speeds(tflite_int8: Path) -> dict:

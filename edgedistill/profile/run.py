@@ -57,10 +57,37 @@ def _why(c) -> str:
     return c.detail
 
 
-def profile_model(path: Path, target_name: str, runs: int = 100, warmup: int = 10) -> dict:
+def tokenizer_tables(model: Path, tokenizer: str | None) -> tuple[int | None, str | None]:
+    """(device tokenizer bytes, the file they come from) for `profile --tokenizer`: "auto" (the default) reads the
+    tokenizer.json a build writes beside its model files, when there is one; "none" counts the model file alone; a
+    path reads that student tokenizer. Bytes as StudentTokenizer.device_bytes() (data/tokenizer_flash.py).
+    Raises ModelLoadError for a named file that is missing or not a student tokenizer."""
+    from edgedistill.data.tokenizers import load_tokenizer
+
+    if tokenizer in (None, "none"):
+        return None, None
+    path = model.parent / "tokenizer.json" if tokenizer == "auto" else Path(tokenizer)
+    if tokenizer == "auto" and not path.is_file():
+        return None, None
+    try:
+        return load_tokenizer(path).device_bytes(), str(path)
+    except ModelLoadError as exc:
+        if tokenizer != "auto":
+            raise
+        why = str(exc).rstrip(".")
+        raise ModelLoadError(f"{path} sits beside {model.name} but is not a tokenizer edgedistill wrote ({why}). "
+                             "Give --tokenizer FILE for the student's tokenizer, or --tokenizer none to count the "
+                             "model file alone.") from None
+
+
+def profile_model(path: Path, target_name: str, runs: int = 100, warmup: int = 10,
+                  tokenizer: str | None = "auto") -> dict:
+    """The profile of one file (module doc). `tokenizer`: whose device tables flash counts beside the file
+    (tokenizer_tables)."""
     path = Path(path)
     target = load_target(target_name)
     fmt = model_format(path)
+    tok_bytes, tok_file = tokenizer_tables(path, tokenizer)
     if fmt not in target.formats:
         raise TargetMismatchError(f"{target.name} runs {', '.join(target.formats)} models ({target.runtime}); "
                                   f"{path.name} is {fmt}.")
@@ -79,7 +106,8 @@ def profile_model(path: Path, target_name: str, runs: int = 100, warmup: int = 1
         ops, floats = [], 0
         precision = "int8" if any(layer.op == "DequantizeLinear" for layer in cost.layers) else "float32"
     report = {"model": str(path), "format": fmt, "precision": precision, "target": target.name,
-              "file_bytes": path.stat().st_size, "cost": cost.to_dict(), "measured": [], "estimate": None}
+              "file_bytes": path.stat().st_size, "tokenizer_bytes": tok_bytes, "tokenizer_file": tok_file,
+              "cost": cost.to_dict(), "measured": [], "estimate": None}
     ram = None
     if fmt == "tflite" and precision == "int8":
         from edgedistill.profile.tflm_arena import tflm_arena
@@ -97,7 +125,7 @@ def profile_model(path: Path, target_name: str, runs: int = 100, warmup: int = 1
         facts = tflite_precision(path)
         report["activations"] = {"precision": facts.precision, "float_ops": facts.float_ops,
                                  "int8_weight_ops": facts.int8_weight_ops}
-        checks = fit_checks(cost, report["file_bytes"], ram, ops, floats, target, facts.describe())
+        checks = fit_checks(cost, report["file_bytes"], ram, ops, floats, target, facts.describe(), tok_bytes)
         report["fit"] = [asdict(c) for c in checks]
         runs_on_target = all(c.passed for c in checks if c.check in ("ops", "precision"))
         bad = [c for c in checks if not c.passed]

@@ -87,8 +87,15 @@ def test_tokens_per_second_of_every_int8_file_and_the_teacher_on_the_same_runtim
     s, m = world["metrics"]["speed"], world["metrics"]
     rows = {(r["model"], r["file"], r["runtime"]): r for r in s["host"]}
     assert {("student (int8)", "student_int8.tflite", "litert"), ("student (int8)", "student_int8.onnx", "onnxruntime"),
-            ("teacher (float32)", "teacher.onnx", "onnxruntime"), ("teacher (float32)", "teacher.tflite", "litert")} \
+            ("teacher (float32)", "teacher.onnx", "onnxruntime"), ("teacher (float32)", "teacher.tflite", "litert"),
+            ("student (float32)", "student.onnx", "onnxruntime"), ("student (float32)", "student.tflite", "litert")} \
         == set(rows)
+    for rt, r in s["int8_over_float"].items():  # what int8 itself buys: the same network in both files
+        assert r == pytest.approx(rows[("student (int8)", f"student_int8.{'onnx' if rt == 'onnxruntime' else 'tflite'}",
+                                        rt)]["tokens_per_s"] / next(x["tokens_per_s"] for x in s["host"]
+                                                                   if x["model"] == "student (float32)"
+                                                                   and x["runtime"] == rt))
+    assert set(s["int8_over_float"]) == {"onnxruntime", "litert"}
     for r in s["host"]:
         assert r["median_ms"] > 0 and r["tokens_per_s"] == pytest.approx(1000.0 / r["median_ms"])
     for rt, ratio in s["ratio"].items():

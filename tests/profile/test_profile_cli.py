@@ -105,3 +105,38 @@ def test_a_text_int8_file_is_profiled_as_int8(tmp_path):
     assert r.exit_code == 0, r.output
     rep = json.loads(out.read_text())
     assert rep["precision"] == "int8" and rep["tflm_arena"]["total_bytes"] > 0 and rep["estimate"]["total_ms"] > 0
+
+
+def test_flash_counts_the_tokenizer_tables_beside_a_text_model(tmp_path):
+    """A build writes tokenizer.json beside its model files; profile counts its device tables in flash as the build
+    did (budget.flash_use), --tokenizer none counts the file alone, and a file that is not a student tokenizer is
+    one paragraph, exit 2."""
+    from tiny_text import save_tiny_bert  # tests/ is on sys.path (conftest.py)
+
+    from edgedistill.data.tokenizers import VocabTokenizer, load_tokenizer
+
+    torch.manual_seed(0)
+    m = build_student(StudentArch("textcnn", 8, 1), (12,), 3, None, vocab_size=257).eval()
+    q = calibrate(to_quant_student(m), torch.randint(1, 257, (64, 12), dtype=torch.int32))
+    model = export_tflite_int8(q, (12,), tmp_path / "student_int8.tflite").path
+    teacher = save_tiny_bert(tmp_path / "teacher") / "tokenizer.json"
+    VocabTokenizer.fit(teacher, ["haus garten baum", "the cat sat"]).save(tmp_path / "tokenizer.json")
+    tables = load_tokenizer(tmp_path / "tokenizer.json").device_bytes()
+    file_bytes = model.stat().st_size
+    assert tables > 0
+
+    def flash(*extra):
+        out = tmp_path / "p.json"
+        r = run(["profile", str(model), "--target", "cortex-m4", "--runs", "3", "--json", str(out), *extra])
+        assert r.exit_code == 0, r.output
+        return next(c for c in json.loads(out.read_text())["fit"] if c["check"] == "flash"), r.output
+
+    auto, printed = flash()
+    assert auto["value"] == file_bytes + tables and f"tokenizer tables {tables:,} B" in printed
+    assert flash("--tokenizer", "none")[0]["value"] == file_bytes
+    assert flash("--tokenizer", str(tmp_path / "tokenizer.json"))[0]["value"] == file_bytes + tables
+    (tmp_path / "tokenizer.json").write_text('{"not": "a student tokenizer"}')
+    r = run(["profile", str(model), "--target", "cortex-m4", "--runs", "3"])
+    assert r.exit_code == 2 and "--tokenizer none" in r.output and r.output.strip().count("\n") == 0, r.output
+    r = run(["profile", str(model), "--target", "cortex-m4", "--tokenizer", str(tmp_path / "absent.json")])
+    assert r.exit_code == 2 and "absent.json" in r.output, r.output
