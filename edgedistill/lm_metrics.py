@@ -90,6 +90,14 @@ def token_scores(logits: np.ndarray, targets: np.ndarray, doc: np.ndarray) -> To
     return TokenScores(cat(nll, np.float64), cat(rank, np.int64), cat(docs, np.int64))
 
 
+def concat_scores(parts: list[TokenScores]) -> TokenScores:
+    """The scores of consecutive batches of windows as one split's (token_scores of the whole split, in order):
+    lets a caller score a split batch by batch without holding its (W, L, V) logits."""
+    cat = lambda key, dtype: np.concatenate([getattr(p, key) for p in parts]).astype(dtype) if parts \
+        else np.zeros(0, dtype)  # noqa: E731
+    return TokenScores(cat("nll", np.float64), cat("rank", np.int64), cat("doc", np.int64))
+
+
 def perplexity(scores: TokenScores) -> float:
     """exp(mean nll); NaN without a predicted position."""
     return float(math.exp(scores.nll.mean())) if scores.nll.size else float("nan")
@@ -124,7 +132,12 @@ def lm_metrics(logits: np.ndarray, targets: np.ndarray, doc: np.ndarray, seed: i
                resamples: int = BOOTSTRAP_RESAMPLES, unit: str = "token") -> LMMetrics:
     """Perplexity with its 95 % interval over documents, top-1 and top-3 accuracy of one split (shapes as in
     token_scores)."""
-    scores = token_scores(logits, targets, doc)
+    return metrics_of(token_scores(logits, targets, doc), seed, resamples, unit)
+
+
+def metrics_of(scores: TokenScores, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES,
+               unit: str = "token") -> LMMetrics:
+    """lm_metrics of a split already scored (token_scores, or concat_scores of its batches)."""
     return LMMetrics(perplexity_interval(scores, resamples, seed), top_k_accuracy(scores, 1),
                      top_k_accuracy(scores, 3), unit)
 

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -27,6 +28,7 @@ from edgedistill.distill.lm_losses import IGNORE, TopKLogits, token_kd_objective
 from edgedistill.distill.optim import OPTIMIZERS, SCHEDULES
 from edgedistill.distill.lm_resume import lm_fingerprint
 from edgedistill.errors import RunFailed
+from edgedistill.lm_metrics import TokenScores, concat_scores, token_scores
 
 EVAL_BATCH = 256  # windows per evaluation forward pass
 
@@ -73,6 +75,15 @@ def lm_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     out = [model(ids[s:s + EVAL_BATCH]).float() for s in range(0, len(ids), EVAL_BATCH)]
     model.train(was)
     return torch.cat(out)
+
+
+@torch.no_grad()
+def lm_scores(model: nn.Module, ids: torch.Tensor, targets, doc) -> TokenScores:
+    """edgedistill.lm_metrics.token_scores of `model` (eval mode) on int ids (W, L) with targets (W, L) and doc (W,),
+    computed batch by batch: what a split's metrics need, without holding its (W, L, V) logits."""
+    targets, doc = np.asarray(targets), np.asarray(doc)
+    return concat_scores([token_scores(lm_logits(model, ids[s:s + EVAL_BATCH]).numpy(), targets[s:s + EVAL_BATCH],
+                                       doc[s:s + EVAL_BATCH]) for s in range(0, len(ids), EVAL_BATCH)])
 
 
 @torch.no_grad()

@@ -22,7 +22,6 @@ import torch
 from edgedistill.budget import Budget
 from edgedistill.config import DistillConfig
 from edgedistill.data.splits import Normalizer
-from edgedistill.distill.lm_trainer import lm_logits
 from edgedistill.pipeline.distill import DistillResult, finish
 from edgedistill.distill.lm_losses import TopKLogits
 from edgedistill.errors import DataError
@@ -30,13 +29,12 @@ from edgedistill.pipeline.lm_auto import (COSINE_WEIGHT, auto_choice_applies, au
                                           chosen_objective)
 from edgedistill.pipeline.lm_hidden_teacher import hidden_cosine_weight, teacher_hidden_states
 from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
-from edgedistill.pipeline.lm_int8 import run_lm_int8
+from edgedistill.pipeline.lm_int8 import run_lm_int8, test_scores
 from edgedistill.pipeline.lm_report import attach_gate, lm_metrics_doc, twin_loss_warnings, write_lm_report
 from edgedistill.pipeline.lm_seqkd import concat, teacher_continuations
 from edgedistill.pipeline.lm_speed import lm_speed, slower_than_teacher_warnings
 from edgedistill.pipeline.lm_teacher import teacher_outputs
-from edgedistill.pipeline.lm_train import (cache_temperatures, default_steps, short_run_note, tensors,
-                                           train_lm_students)
+from edgedistill.pipeline.lm_train import cache_temperatures, default_steps, short_run_note, train_lm_students
 from edgedistill.pipeline.rundir import RunDir
 from edgedistill.progress import bars
 from edgedistill.students.checkpoint import StudentCheckpoint, save_student
@@ -81,11 +79,9 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
             int8 = run_lm_int8(config, inputs, trained, top, target, run.work, ui, transfer,
                                run.checkpoints) if config.quant.qat else None
             speed = _speed(int8, inputs, target, ui, timings, config.train.threads)
-        test_ids, _ = tensors(s.test)
-        logits = int8.logits if int8 is not None else {
-            "float": lm_logits(trained.student, test_ids).numpy(),
-            **({"twin": lm_logits(trained.twin, test_ids).numpy()} if trained.twin is not None else {})}
-        metrics = lm_metrics_doc(config, inputs, outs, trained, logits, None if int8 is None else int8.metrics,
+        scores = int8.scores if int8 is not None else test_scores(
+            {"float": trained.student, **({"twin": trained.twin} if trained.twin is not None else {})}, s.test)
+        metrics = lm_metrics_doc(config, inputs, outs, trained, scores, None if int8 is None else int8.metrics,
                                  timings)
         metrics.update(({"speed": speed} if speed else {}), **({"sequence_kd": cont.record()} if cont else {}),
                        **({"hidden_cosine": hidden[0].record(hidden[1], inputs.arch.width)} if hidden else {}),

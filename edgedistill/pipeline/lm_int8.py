@@ -1,7 +1,13 @@
 """Stage 6 for a causal LM: QAT of the student and its twin, export of the float and int8 decoder (one fixed context
 window, N×L int32 ids -> N×L×V logits), and parity of every file on its runtimes against the model it came from:
 top-1 next-token agreement over every position of the test windows and the largest logit difference in output
-quantization steps (export/parity.py's bounds, the classifiers' own: >= 99.9 % agreement, one step)."""
+quantization steps (export/parity.py's bounds, the classifiers' own: >= 99.9 % agreement, one step).
+
+Memory: the test metrics take each model's scores batch by batch (distill/lm_trainer.lm_scores), and parity runs on
+`parity_windows` test windows spread evenly over the split, as many as PARITY_BYTES of float32 logits hold (at least
+MIN_PARITY_WINDOWS, at most the whole split): every runtime's outputs, the references of every arithmetic and their
+comparisons are (n, L, V) arrays, so their size is fixed by the vocabulary and the window, not by the corpus (a
+corpus of several MB gave a test split whose logits alone took gigabytes a copy)."""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ import torch
 from edgedistill.config import DistillConfig
 from edgedistill.distill.lm_losses import TopKLogits
 from edgedistill.distill.lm_resume import checkpoint_path
-from edgedistill.distill.lm_trainer import lm_logits
+from edgedistill.distill.lm_trainer import lm_logits, lm_scores
 from edgedistill.agreement import AGREEMENT, agreement_words
 from edgedistill.export.parity import check_parity, int8_references, parity_plan
 from edgedistill.export.registry import export_all, planned_exports
@@ -29,12 +35,13 @@ from edgedistill.students.checkpoint import save_weights
 
 @dataclass(frozen=True)
 class LMInt8:
-    """The QAT student and twin, their test logits (float32 (W, L, V)), metrics.json's int8 section, whether
-    every checked parity row held, the failures and the exported files."""
+    """The QAT student and twin, the test scores of every model (lm_metrics.TokenScores by key: float, int8, twin,
+    twin_int8), metrics.json's int8 section, whether every checked parity row held, the failures and the exported
+    files."""
 
     qat_student: torch.nn.Module
     qat_twin: torch.nn.Module | None
-    logits: dict
+    scores: dict
     metrics: dict
     passed: bool
     failures: list = field(default_factory=list)
@@ -73,10 +80,8 @@ def run_lm_int8(config: DistillConfig, inputs: LMInputs, trained: LMTrained, top
     if trained.twin is not None:
         qt, twin_res = _qat(config, inputs, trained.twin, None, trained, rounding, "QAT no-teacher twin", ui,
                             checkpoint=checkpoint_path(checkpoints, "baseline_qat"))
-    test_ids, _ = tensors(inputs.splits.test)
-    logits = {"float": lm_logits(trained.student, test_ids).numpy(), "int8": lm_logits(qs, test_ids).numpy()}
-    if trained.twin is not None:
-        logits.update(twin=lm_logits(trained.twin, test_ids).numpy(), twin_int8=lm_logits(qt, test_ids).numpy())
+    models = {"float": trained.student, "int8": qs, **({"twin": trained.twin, "twin_int8": qt} if qt else {})}
+    scores = test_scores(models, inputs.splits.test)
     save_weights({k: v.contiguous() for k, v in qs.state_dict().items()}, work / "student_qat.safetensors")
     metrics = {"rounding": rounding, "qat_steps_run": res.steps, "qat_best_step": res.best_step,
                "qat_resumed_from_step": res.resumed_from_step,
@@ -85,10 +90,27 @@ def run_lm_int8(config: DistillConfig, inputs: LMInputs, trained: LMTrained, top
                "calibration": {"method": config.quant.calibration,
                                "samples": min(config.quant.calibration_size, len(inputs.splits.train))},
                "train_s": time.perf_counter() - t0}
-    return _export_and_check(config, inputs, trained.student, qs, qt, logits, metrics, work, ui)
+    return _export_and_check(config, inputs, trained.student, qs, qt, scores, metrics, work, ui)
 
 
-def _export_and_check(config, inputs: LMInputs, student, qs, qt, logits: dict, metrics: dict, work: Path,
+def test_scores(models: dict, test) -> dict:
+    """{key: lm_metrics.TokenScores} of each model on the test windows, batch by batch (module doc: memory)."""
+    ids, _ = tensors(test)
+    return {k: lm_scores(m, ids, test.targets, test.doc) for k, m in models.items()}
+
+
+PARITY_BYTES = 128 << 20  # one float32 (n, L, V) copy of the parity windows' logits
+MIN_PARITY_WINDOWS = 32
+
+
+def parity_windows(count: int, context: int, vocab: int) -> np.ndarray:
+    """Indices of the test windows parity runs on (module doc): min(count, max(MIN_PARITY_WINDOWS, PARITY_BYTES /
+    (4 · L · V))) of the `count`, evenly spaced over the split (first and last included), ascending."""
+    n = min(count, max(MIN_PARITY_WINDOWS, PARITY_BYTES // (4 * context * max(vocab, 1))))
+    return np.unique(np.round(np.linspace(0, count - 1, n)).astype(np.int64)) if n else np.zeros(0, np.int64)
+
+
+def _export_and_check(config, inputs: LMInputs, student, qs, qt, scores: dict, metrics: dict, work: Path,
                       ui) -> LMInt8:
     q, s = config.quant, inputs.splits
     t1 = time.perf_counter()
@@ -97,21 +119,21 @@ def _export_and_check(config, inputs: LMInputs, student, qs, qt, logits: dict, m
                            progress=lambda k: bar(k, None, None))
     metrics["export_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    x = np.ascontiguousarray(s.test.ids)
+    pick = parity_windows(len(s.test), s.context, inputs.tokenizer.vocab_size)
+    x = np.ascontiguousarray(s.test.ids[pick])
     bar = ui.task("parity on real runtimes", len(parity_plan(artifacts)))
-    # the QAT model's test logits in its trained arithmetic are parity's reference there: not recomputed; the other
-    # arithmetics' in lm_logits' batches of windows (predict_logits' 1,024 samples are 1,024 windows here: the
-    # integer emulation's float64 intermediates of 1,024 × L × V took gigabytes)
-    refs = int8_references(qs, x, lm_logits, {qs.rounding: logits["int8"]})
-    rows = check_parity(artifacts, logits["float"], refs, x, s.test.targets, float(qs.output_q.scale),
-                        q.tflm_max_samples,
-                        progress=lambda k: bar(k, None, None))
+    # every arithmetic's reference in lm_logits' batches of windows (predict_logits' 1,024 samples are 1,024 windows
+    # here: the integer emulation's float64 intermediates of 1,024 × L × V took gigabytes)
+    refs = int8_references(qs, x, lm_logits)
+    rows = check_parity(artifacts, lm_logits(student, torch.from_numpy(x)).numpy(), refs, x, s.test.targets[pick],
+                        float(qs.output_q.scale), q.tflm_max_samples, progress=lambda k: bar(k, None, None))
     metrics.update(parity_s=time.perf_counter() - t2, artifacts=[a.to_dict() for a in artifacts],
-                   parity=[_row(r.to_dict(), s.context) for r in rows])
+                   parity=[_row(r.to_dict(), s.context) for r in rows],
+                   parity_windows={"windows": len(pick), "of": len(s.test), "positions": len(pick) * s.context})
     failures = [parity_failure(r) for r in metrics["parity"] if r["checked"] and not r["passed"]]
     kv_files = _kv_cache(config, qs, artifacts, refs, x, metrics, failures, work, ui) if q.kv_cache else []
     metrics["parity_passed"] = not failures
-    return LMInt8(qs, qt, logits, metrics, not failures, failures, artifacts, kv_files)
+    return LMInt8(qs, qt, scores, metrics, not failures, failures, artifacts, kv_files)
 
 
 def _kv_cache(config, qs, artifacts, refs, x, metrics: dict, failures: list, work: Path, ui) -> list:

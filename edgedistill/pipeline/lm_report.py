@@ -18,7 +18,7 @@ from edgedistill.config import DistillConfig
 from edgedistill.gate import Check, Verdict
 from edgedistill.gate import markdown as gate_markdown
 from edgedistill.gate_lm import lm_gate
-from edgedistill.lm_metrics import lm_metrics, paired_perplexity_gain, token_scores
+from edgedistill.lm_metrics import metrics_of, paired_perplexity_gain
 from edgedistill.pipeline.lm_inputs import LMInputs
 from edgedistill.pipeline.lm_teacher import LMTeacherOutputs
 from edgedistill.pipeline.lm_train import LMTrained
@@ -37,14 +37,13 @@ def _run(r) -> dict | None:
 
 
 def lm_metrics_doc(config: DistillConfig, inputs: LMInputs, teacher: LMTeacherOutputs, trained: LMTrained,
-                   logits: dict, int8: dict | None, timings: dict) -> dict:
-    """metrics.json of a causal-LM run. `logits`: test logits float32 (W, L, V) by model key (MODELS; the
-    teacher's is added here)."""
+                   scores: dict, int8: dict | None, timings: dict) -> dict:
+    """metrics.json of a causal-LM run. `scores`: lm_metrics.TokenScores of the test windows by model key (MODELS;
+    the teacher's is added here)."""
     s, tok = inputs.splits, inputs.tokenizer
-    logits = {"teacher": teacher.test_logits, **logits}
+    scores = {"teacher": teacher.test_scores, **scores}
     seed = config.data.seed
-    test = {k: lm_metrics(v, s.test.targets, s.test.doc, seed=seed).to_dict() for k, v in logits.items()}
-    scores = {k: token_scores(v, s.test.targets, s.test.doc) for k, v in logits.items()}
+    test = {k: metrics_of(v, seed=seed).to_dict() for k, v in scores.items()}
     gain = {}
     for mine, twin in (("float", "twin"), ("int8", "twin_int8")):
         if mine in scores and twin in scores:
@@ -137,7 +136,11 @@ def report_markdown(metrics: dict) -> str:
 
         lines += ["", *choice_markdown(metrics["loss_choice"])]
     if metrics.get("int8"):
-        lines += ["", "## Parity (every position of the test windows)", "",
+        pw = metrics["int8"].get("parity_windows")
+        where = ("every position of the test windows" if not pw or pw["windows"] == pw["of"] else
+                 f"every position of {pw['windows']:,} of the {pw['of']:,} test windows, spread evenly over the "
+                 "split: a number the vocabulary and the window fix, not the corpus")
+        lines += ["", f"## Parity ({where})", "",
                   "| file | runtime | bytes | windows | top-1 agreement % | up to near-ties % (judged) | max Δ (steps) "
                   "| verdict |", "|---|---|---|---|---|---|---|---|"]
         for r in metrics["int8"]["parity"]:

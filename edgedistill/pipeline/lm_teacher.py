@@ -14,7 +14,9 @@ teacher and student perplexities are measured over the same outcomes. The traini
 of s per position and the tail's log mass at each temperature the run may train with (lm_losses.TopKLogits: k + |T|
 numbers; the tail at a T cannot be recovered from the top-k at another, so the set is fixed when the cache is
 written: the automatic choice's grid and a fixed --temperature, lm_train.cache_temperatures); the storage is
-reported. The test windows keep the full V_S logits, for the teacher's own perplexity and accuracy.
+reported. The test windows keep the scores of every predicted position (edgedistill.lm_metrics.token_scores: the
+nll and the rank of the true next token), for the teacher's own perplexity and accuracy: computed batch by batch, so
+no (W, L, V_S) array of the whole test split is ever held or written.
 
 Cache key: the teacher's files, the student tokenizer, the training and test windows, k, the temperature set and
 CACHE_FORMAT (an entry written for one temperature by an earlier version has another key, and an entry whose tail
@@ -35,21 +37,22 @@ import torch
 from edgedistill.data.lm_windows import LMSplits, TokenWindows, document_windows
 from edgedistill.data.vocab_tokenizer import FIRST_KEPT_ID, UNKNOWN_ID, VocabTokenizer
 from edgedistill.distill.lm_losses import TopKLogits, top_k_logits
+from edgedistill.lm_metrics import TokenScores, concat_scores, token_scores
 from edgedistill.teachers.cache import array_digest, default_cache_dir
 from edgedistill.teachers.causal_lm import CausalLMTeacher
 
-CACHE_FORMAT = "lm-topk-2"  # 2: the tail at a set of temperatures (1: at the run's one T)
+CACHE_FORMAT = "lm-topk-3"  # 3: test scores, not test logits; 2: the tail at a set of temperatures (1: one T)
 PAD_LOGIT = -1.0e4  # finite: an exact zero probability that keeps 0 · log 0 terms at 0 (not NaN) in the KD loss
 
 
 @dataclass(frozen=True)
 class LMTeacherOutputs:
-    """`train`: top-k per position of the training windows (N, L, k); `test_logits`: float32 (W, L, V_S) on the
-    test windows; `bytes_per_position`: what a cached training position costs; `seconds`: teacher time (0 on a
+    """`train`: top-k per position of the training windows (N, L, k); `test_scores`: the teacher's TokenScores of
+    the test windows' predicted positions (over the student's V_S outcomes); `bytes_per_position`: what a cached training position costs; `seconds`: teacher time (0 on a
     cache hit); `cached`: whether the cache answered."""
 
     train: TopKLogits
-    test_logits: np.ndarray
+    test_scores: TokenScores
     bytes_per_position: int
     seconds: float
     cached: bool
@@ -95,6 +98,19 @@ def _in_batches(teacher: CausalLMTeacher, ids: np.ndarray, fn, progress) -> list
     return parts
 
 
+def _scorer(windows: TokenWindows, coarse):
+    """fn(teacher logits of the next batch of `windows`, in order) -> their TokenScores over the student's outcomes."""
+    done = 0
+
+    def score(logits: torch.Tensor) -> TokenScores:
+        nonlocal done
+        n = logits.shape[0]
+        out = token_scores(coarse(logits).numpy(), windows.targets[done:done + n], windows.doc[done:done + n])
+        done += n
+        return out
+    return score
+
+
 def teacher_outputs(teacher: CausalLMTeacher, tokenizer: VocabTokenizer, documents: list[str], splits: LMSplits,
                     k: int, temperatures: tuple[float, ...], cache_dir: Path | None, progress=None) -> LMTeacherOutputs:
     """Run the teacher over the training and test windows (or read a cached run: keyed as the module doc says).
@@ -122,12 +138,12 @@ def teacher_outputs(teacher: CausalLMTeacher, tokenizer: VocabTokenizer, documen
     # indices as int32: 4 bytes a token id instead of 8 (the trainer widens a batch's for gather)
     top = TopKLogits(torch.cat([p.values for p in parts]), torch.cat([p.indices for p in parts]).int(),
                      torch.cat([p.tail for p in parts]), temps)
-    test = np.concatenate(_in_batches(teacher, test_ids, lambda lg: coarse(lg).numpy(), progress))
+    test = concat_scores(_in_batches(teacher, test_ids, _scorer(splits.test, coarse), progress))
     seconds = time.perf_counter() - t0
     directory.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
-    np.savez(tmp, values=top.values.numpy(), indices=top.indices.numpy(), tail=top.tail.numpy(), test=test,
-             temperatures=np.asarray(temps, np.float64))
+    np.savez(tmp, values=top.values.numpy(), indices=top.indices.numpy(), tail=top.tail.numpy(),
+             test_nll=test.nll, test_rank=test.rank, test_doc=test.doc, temperatures=np.asarray(temps, np.float64))
     os.replace(tmp, path)
     return LMTeacherOutputs(top, test, top.bytes_per_position(), seconds, False)
 
@@ -141,6 +157,7 @@ def _read(path: Path, temps: tuple[float, ...]) -> LMTeacherOutputs | None:
                 return None
             top = TopKLogits(torch.from_numpy(z["values"]), torch.from_numpy(z["indices"]),
                              torch.from_numpy(z["tail"]), temps)
-            return LMTeacherOutputs(top, z["test"], top.bytes_per_position(), 0.0, True)
+            test = TokenScores(z["test_nll"], z["test_rank"], z["test_doc"])
+            return LMTeacherOutputs(top, test, top.bytes_per_position(), 0.0, True)
     except (OSError, ValueError, KeyError):
         return None  # a damaged entry is recomputed and overwritten

@@ -26,6 +26,9 @@ ARGS = ["--task", "causal-lm", "--max-length", "16", "--student", "decoder:width
         "200", "--qat", "--qat-steps", "60", "--threads", "1", "--quiet"]
 
 
+PARITY_SAMPLE = 5  # the world's parity windows (of its test split's more)
+
+
 def run(args):
     return CliRunner().invoke(main, ["distill", *args], catch_exceptions=False)
 
@@ -38,7 +41,12 @@ def world(tmp_path_factory):
     corpus = root / "corpus.txt"
     corpus.write_text("\n".join(documents(120, seed=2)) + "\n")
     out = root / "run"
-    r = run(["--teacher", str(teacher), "--data", str(corpus), "--out", str(out), *ARGS, "--kv-cache"])
+    import edgedistill.pipeline.lm_int8 as lm_int8
+
+    with pytest.MonkeyPatch.context() as mp:  # parity on 5 of the test windows, as a large corpus checks a sample
+        mp.setattr(lm_int8, "PARITY_BYTES", 1)
+        mp.setattr(lm_int8, "MIN_PARITY_WINDOWS", PARITY_SAMPLE)
+        r = run(["--teacher", str(teacher), "--data", str(corpus), "--out", str(out), *ARGS, "--kv-cache"])
     assert r.exit_code == 0, r.output
     return {"root": root, "teacher": teacher, "corpus": corpus, "out": out,
             "metrics": json.loads((out / "metrics.json").read_text())}
@@ -57,6 +65,12 @@ def test_run_writes_every_file_and_parity_holds_on_every_runtime(world):
     for r in m["int8"]["parity"]:
         assert r["passed"] or not r["checked"], r
         assert r["positions"] == r["samples"] * 16
+    pw = m["int8"]["parity_windows"]  # a sample of the test windows (the fixture's bound); the metrics score them all
+    assert pw["windows"] == PARITY_SAMPLE < pw["of"] == m["data"]["splits"]["test"]["windows"]
+    assert pw["positions"] == 16 * PARITY_SAMPLE
+    assert all(r["samples"] == PARITY_SAMPLE for r in m["int8"]["parity"] if r["runtime"] != "tflm")
+    assert m["test"]["int8"]["perplexity"]["tokens"] == m["test"]["float"]["perplexity"]["tokens"] > 16 * PARITY_SAMPLE
+    assert f"every position of {PARITY_SAMPLE:,} of the {pw['of']:,} test windows" in (out / "report.md").read_text()
     # the file computes N×L×V next-token logits over the student's vocabulary
     vocab = m["vocabulary"]["student"]
     assert LiteRTRunner(out / "student_int8.tflite").predict(np.ones((2, 16), np.int32)).shape == (2, 16, vocab)

@@ -42,13 +42,15 @@ def world(tmp_path_factory):
 def test_host_rows_are_positive_and_consistent(world):
     s = host_speed(world["arts"], world["teacher"], L, threads=1, runs=20, min_seconds=0.05)
     got = {(r["model"], r["runtime"]) for r in s["host"]}
-    assert got == {(m, rt) for m in ("student (int8)", "teacher (float32)") for rt in ("litert", "onnxruntime")}
+    assert got == {(m, rt) for m in ("student (int8)", "student (float32)", "teacher (float32)")
+                   for rt in ("litert", "onnxruntime")}
     for r in s["host"]:
         assert r["median_ms"] > 0 and r["runs"] >= 20 and r["p90_ms"] >= r["median_ms"]
         assert r["tokens_per_s"] == pytest.approx(1000.0 / r["median_ms"])
     by = {(r["model"], r["runtime"]): r["tokens_per_s"] for r in s["host"]}
     for rt, ratio in s["ratio"].items():
         assert ratio["ratio"] == pytest.approx(by[("student (int8)", rt)] / by[("teacher (float32)", rt)])
+        assert s["int8_over_float"][rt] == pytest.approx(by[("student (int8)", rt)] / by[("student (float32)", rt)])
     assert set(s["ratio"]) == {"litert", "onnxruntime"} and s["not_timed"] == {}
     assert s["context"] == L and "greedy" in s["step"]
 
@@ -72,7 +74,7 @@ class _Unconvertible(torch.nn.Module):
 def test_a_teacher_no_converter_takes_leaves_no_ratio_and_says_why(world):
     s = host_speed(world["arts"], _Unconvertible(), L, threads=1, runs=5, min_seconds=0.0)
     assert s["ratio"] == {} and set(s["not_timed"]) == {"litert", "onnxruntime"}
-    assert {r["model"] for r in s["host"]} == {"student (int8)"}
+    assert {r["model"] for r in s["host"]} == {"student (int8)", "student (float32)"}  # no teacher row
 
 
 def test_target_estimates_follow_each_targets_throughput(world):

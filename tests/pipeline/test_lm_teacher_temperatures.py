@@ -84,8 +84,30 @@ def test_the_cache_is_keyed_by_the_temperatures_and_never_misreads_another_set(w
     # recomputed and overwritten, not read with its one column taken for T = 1
     newest = entries[-1]
     with np.load(newest) as z:
-        old = {"values": z["values"], "indices": z["indices"], "tail": z["tail"][..., 1:2], "test": z["test"]}
+        old = {"values": z["values"], "indices": z["indices"], "tail": z["tail"][..., 1:2],
+               **{k: z[k] for k in ("test_nll", "test_rank", "test_doc")}}
     np.savez(newest, **old)
     redo = _outputs(world, 5, TEMPS, tmp_path)
     assert not redo.cached and torch.equal(redo.train.tail, three.train.tail)
     assert _outputs(world, 5, TEMPS, tmp_path).cached
+
+
+def test_the_test_scores_are_those_of_the_full_logits_computed_and_cached(world, tmp_path, monkeypatch):
+    """The teacher's test split is scored batch by batch (no (W, L, V) array of the split is held or cached): the
+    scores equal lm_metrics.token_scores of the whole split's coarsened logits, in batches of one window too, and
+    read back from the cache unchanged."""
+    import edgedistill.pipeline.lm_teacher as lm_teacher
+    from edgedistill.lm_metrics import token_scores
+
+    test = world["splits"].test
+    ids = teacher_windows(test, world["tok"].teacher_token_ids(world["docs"]), test.ids.shape[1])
+    want = token_scores(student_vocabulary_logits(world["teacher"].logits(ids), world["tok"]).numpy(), test.targets,
+                        test.doc)
+    monkeypatch.setattr(lm_teacher, "LOGITS_PER_BATCH", 1)  # one window a batch
+    for out in (_outputs(world, 5, (2.0,), tmp_path), _outputs(world, 5, (2.0,), tmp_path)):
+        got = out.test_scores
+        assert got.nll.shape == want.nll.shape and len(test) > 1
+        np.testing.assert_allclose(got.nll, want.nll, rtol=1e-6, atol=1e-6)
+        assert np.array_equal(got.doc, want.doc)
+        assert (got.rank != want.rank).mean() < 0.01  # batch size may move a near-tie by an ulp, nothing more
+    assert out.cached
