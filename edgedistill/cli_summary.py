@@ -167,8 +167,11 @@ def print_profile(rep: dict, echo) -> None:
     echo(f"  params {c['params']:,}  MACs {c['macs']:,}  weights {c['weight_bytes']:,} B  file {rep['file_bytes']:,} B"
          + (f"  activation arena {c['peak_activation_bytes']:,} B" if c["peak_activation_bytes"] else ""))
     if rep.get("tokenizer_file"):
-        echo(f"  tokenizer tables {rep['tokenizer_bytes']:,} B ({rep['tokenizer_file']}): flash counts the file "
-             "and these")
+        counted = "flash counts the file and these" if rep["format"] == "tflite" else \
+            "a deployed flash figure counts these beside the file"
+        echo(f"  tokenizer tables {rep['tokenizer_bytes']:,} B ({rep['tokenizer_file']}): {counted}")
+    if rep.get("tokenizer_note"):
+        echo(f"  note: {rep['tokenizer_note']}")
     if rep.get("tflm_arena"):
         a = rep["tflm_arena"]
         echo(f"  TFLite Micro arena (recording allocator): {a['total_bytes']:,} B "

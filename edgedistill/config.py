@@ -297,7 +297,8 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     seed: int = 0
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
+    threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads (default: all cores; at most "
+                                "1,024: a larger count only fails to start its threads)")
 
     @field_validator("epochs", "batch_size")
     @classmethod

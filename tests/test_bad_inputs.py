@@ -68,6 +68,7 @@ def test_steps_on_the_command_line_override_a_config_files_epochs(tmp_path):
     (["distill", "--augment", "mixup=0,mixup=1", "-q"], "'mixup' is given twice"),
     (["distill", "--student", "cnn:width=²", "-q"], "positive whole number"),
     (["distill", "--student", "  ", "-q"], "--student is empty"),
+    (["distill", "--threads", "100000", "-q"], "1024"),  # was an OpenBLAS thread-creation failure, a segfault
 ])
 def test_repeated_keys_and_an_empty_student_are_refused(tmp_path, monkeypatch, args, needle):
     """Before: the last of two values silently won, and `--student ""` quietly meant the default student."""

@@ -110,7 +110,7 @@ class StudentTokenizer(ABC):
                                  f"\"tokenizer\" field ({', '.join(TOKENIZERS.names())}).")
         _register_builtin_tokenizers()
         kind = d["tokenizer"]
-        if kind not in TOKENIZERS:
+        if not isinstance(kind, str) or kind not in TOKENIZERS:
             raise ModelLoadError(f"{source} names the tokenizer {kind!r}, which this edgedistill does not know; "
                                  f"known: {', '.join(TOKENIZERS.names())}.")
         klass = TOKENIZERS.get(kind)

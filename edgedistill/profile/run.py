@@ -57,27 +57,45 @@ def _why(c) -> str:
     return c.detail
 
 
-def tokenizer_tables(model: Path, tokenizer: str | None) -> tuple[int | None, str | None]:
-    """(device tokenizer bytes, the file they come from) for `profile --tokenizer`: "auto" (the default) reads the
-    tokenizer.json a build writes beside its model files, when there is one; "none" counts the model file alone; a
-    path reads that student tokenizer. Bytes as StudentTokenizer.device_bytes() (data/tokenizer_flash.py).
-    Raises ModelLoadError for a named file that is missing or not a student tokenizer."""
+def tokenizer_tables(model: Path, tokenizer: str | None, reads_ids: bool) -> tuple[int | None, str | None, str]:
+    """(device tokenizer bytes, the file they come from, a note) for `profile --tokenizer` (data/tokenizer_flash.py:
+    StudentTokenizer.device_bytes()). `reads_ids`: the model's input is integer token ids (a text model).
+    "auto" (the default) counts the tokenizer.json a build writes beside its model files when the model reads token
+    ids and the file is a student tokenizer; anything else beside it (a `transformers` tokenizer.json beside an
+    optimum export) is left out with a note. "none" counts the model file alone. A path must be a student tokenizer
+    and the model must read token ids: else ModelLoadError."""
     from edgedistill.data.tokenizers import load_tokenizer
 
     if tokenizer in (None, "none"):
-        return None, None
+        return None, None, ""
     path = model.parent / "tokenizer.json" if tokenizer == "auto" else Path(tokenizer)
-    if tokenizer == "auto" and not path.is_file():
-        return None, None
-    try:
-        return load_tokenizer(path).device_bytes(), str(path)
-    except ModelLoadError as exc:
-        if tokenizer != "auto":
-            raise
-        why = str(exc).rstrip(".")
-        raise ModelLoadError(f"{path} sits beside {model.name} but is not a tokenizer edgedistill wrote ({why}). "
-                             "Give --tokenizer FILE for the student's tokenizer, or --tokenizer none to count the "
-                             "model file alone.") from None
+    if tokenizer == "auto":
+        if not path.is_file() or not reads_ids:
+            return None, None, ""
+        try:
+            return load_tokenizer(path).device_bytes(), str(path), ""
+        except ModelLoadError:
+            return None, None, (f"{path} is not a student tokenizer edgedistill wrote (a teacher's, perhaps): not "
+                                "counted; give --tokenizer FILE for the student's")
+    if not path.is_file():
+        raise ModelLoadError(f"--tokenizer {tokenizer}: no such file. Give auto (the tokenizer.json beside the "
+                             "model), none (the model file alone) or the path of the student's tokenizer.json.")
+    if not reads_ids:
+        raise ModelLoadError(f"--tokenizer {tokenizer} names a text tokenizer, but {model.name} reads samples, not "
+                             "token ids: its flash has no tokenizer tables. Leave --tokenizer out.")
+    return load_tokenizer(path).device_bytes(), str(path), ""
+
+
+def _reads_ids(path: Path, fmt: str) -> bool:
+    """Whether the model's first input is integer token ids (a text model), not samples."""
+    if fmt == "tflite":
+        from edgedistill.runtimes import LiteRTRunner
+
+        return LiteRTRunner(path, threads=1).inp["dtype"] in (np.int32, np.int64)  # int8 / uint8: quantized samples
+    import onnx
+
+    elem = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.elem_type
+    return elem in (onnx.TensorProto.INT32, onnx.TensorProto.INT64)
 
 
 def profile_model(path: Path, target_name: str, runs: int = 100, warmup: int = 10,
@@ -87,7 +105,6 @@ def profile_model(path: Path, target_name: str, runs: int = 100, warmup: int = 1
     path = Path(path)
     target = load_target(target_name)
     fmt = model_format(path)
-    tok_bytes, tok_file = tokenizer_tables(path, tokenizer)
     if fmt not in target.formats:
         raise TargetMismatchError(f"{target.name} runs {', '.join(target.formats)} models ({target.runtime}); "
                                   f"{path.name} is {fmt}.")
@@ -105,8 +122,10 @@ def profile_model(path: Path, target_name: str, runs: int = 100, warmup: int = 1
         cost = onnx_cost(path)
         ops, floats = [], 0
         precision = "int8" if any(layer.op == "DequantizeLinear" for layer in cost.layers) else "float32"
+    tok_bytes, tok_file, tok_note = tokenizer_tables(path, tokenizer, _reads_ids(path, fmt))  # a readable file now
     report = {"model": str(path), "format": fmt, "precision": precision, "target": target.name,
               "file_bytes": path.stat().st_size, "tokenizer_bytes": tok_bytes, "tokenizer_file": tok_file,
+              **({"tokenizer_note": tok_note} if tok_note else {}),
               "cost": cost.to_dict(), "measured": [], "estimate": None}
     ram = None
     if fmt == "tflite" and precision == "int8":

@@ -89,17 +89,17 @@ def accuracy_latency(points: list[dict], title: str = "Accuracy vs latency") -> 
     models span orders of magnitude); the accuracy's Wilson 95 % interval (edgedistill.stats) as an error bar;
     each model named in the legend, under the axes, so close points never carry overlapping labels; open markers of
     decreasing size, so a point drawn on another stays visible."""
-    pts = [p for p in points if p.get("x") and p.get("y") is not None]
+    pts = _merge_same([p for p in points if p.get("x") and p.get("y") is not None])
     if not pts:
         return no_data(title)
     fig, (ax,) = _fig(3.6)
     for i, p in enumerate(pts):
         ci = p.get("ci95")
         err = None if not ci else [[max(p["y"] - ci[0], 0.0)], [max(ci[1] - p["y"], 0.0)]]
-        # open markers, each a size smaller than the one before: models at about the same accuracy and latency
-        # (the float and int8 students often are) stay visible as nested shapes instead of one hiding another
+        # open markers, each a size smaller than the one before, over thin error bars: models at about the same
+        # accuracy and latency (the float and int8 students often are) stay visible as nested shapes
         ax.errorbar([p["x"]], [p["y"]], yerr=err, fmt=MARKERS[i % len(MARKERS)], color=COLORS[i % len(COLORS)],
-                    ms=max(12.0 - 1.5 * i, 4.0), mfc="none", mew=1.8, capsize=4,
+                    ms=max(13.0 - 1.5 * i, 5.0), mfc="none", mew=1.6, capsize=3, elinewidth=0.8,
                     label=f"{p['label']}: {p['y']:.2f}% at {p['x']:.3g} ms")
     xs = [p["x"] for p in pts]
     log_axis(ax, "x", [min(xs) / 1.3, max(xs) * 1.3], subs=(1.0, 2.0, 5.0))  # no point on the frame
@@ -109,6 +109,19 @@ def accuracy_latency(points: list[dict], title: str = "Accuracy vs latency") -> 
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
     return to_svg(fig, title)
+
+
+def _merge_same(points: list[dict]) -> list[dict]:
+    """Points at the same latency and accuracy as one, their labels joined with ' = ' (the int8 file under two
+    arithmetics often is one point: two markers there would hide each other)."""
+    out: list[dict] = []
+    for p in points:
+        twin = next((q for q in out if q["x"] == p["x"] and q["y"] == p["y"]), None)
+        if twin is None:
+            out.append(dict(p))
+        else:
+            twin["label"] = f"{twin['label']} = {p['label']}"
+    return out
 
 
 def hbars(items: list[dict], title: str, xlabel: str, limit: float | None = None, limit_label: str = "") -> str:

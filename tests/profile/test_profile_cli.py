@@ -135,8 +135,29 @@ def test_flash_counts_the_tokenizer_tables_beside_a_text_model(tmp_path):
     assert auto["value"] == file_bytes + tables and f"tokenizer tables {tables:,} B" in printed
     assert flash("--tokenizer", "none")[0]["value"] == file_bytes
     assert flash("--tokenizer", str(tmp_path / "tokenizer.json"))[0]["value"] == file_bytes + tables
-    (tmp_path / "tokenizer.json").write_text('{"not": "a student tokenizer"}')
-    r = run(["profile", str(model), "--target", "cortex-m4", "--runs", "3"])
-    assert r.exit_code == 2 and "--tokenizer none" in r.output and r.output.strip().count("\n") == 0, r.output
+    # a teacher's transformers tokenizer.json beside the file (an optimum export's folder): a note, not a refusal
+    (tmp_path / "tokenizer.json").write_bytes(teacher.read_bytes())
+    foreign, printed = flash()
+    assert foreign["value"] == file_bytes and "not counted" in printed
+    for bad in ('{"tokenizer": ["vocab"], "format_version": 1}', '{"not": "a student tokenizer"}'):
+        (tmp_path / "bad.json").write_text(bad)
+        r = run(["profile", str(model), "--target", "cortex-m4", "--tokenizer", str(tmp_path / "bad.json")])
+        assert r.exit_code == 2 and "Traceback" not in r.output and r.output.strip().count("\n") == 0, r.output
     r = run(["profile", str(model), "--target", "cortex-m4", "--tokenizer", str(tmp_path / "absent.json")])
-    assert r.exit_code == 2 and "absent.json" in r.output, r.output
+    assert r.exit_code == 2 and "absent.json" in r.output and "none" in r.output, r.output
+
+
+def test_an_image_model_never_counts_a_tokenizer(files, tmp_path):
+    """A stray student tokenizer beside an image model is not its flash; naming one for it is refused."""
+    import shutil
+
+    from edgedistill.data.tokenizers import ByteTokenizer
+
+    model = tmp_path / "m_int8.tflite"
+    shutil.copy(files["int8"], model)
+    ByteTokenizer().save(tmp_path / "tokenizer.json")
+    out = tmp_path / "p.json"
+    r = run(["profile", str(model), "--target", "cortex-m4", "--runs", "3", "--json", str(out)])
+    assert r.exit_code == 0 and json.loads(out.read_text())["tokenizer_bytes"] is None, r.output
+    r = run(["profile", str(model), "--target", "cortex-m4", "--tokenizer", str(tmp_path / "tokenizer.json")])
+    assert r.exit_code == 2 and "not token ids" in r.output, r.output

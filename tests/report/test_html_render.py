@@ -235,8 +235,21 @@ def test_accuracy_latency_points_are_open_markers_so_one_never_hides_another():
     Open markers (stroke only) of decreasing size keep both visible; a filled marker would carry its colour as fill."""
     from edgedistill.report import plots
 
-    same = [{"label": name, "x": 1.0, "y": 90.0, "ci95": None} for name in ("float", "int8")]  # no caps: those are
-    # line markers, drawn with their colour as fill
+    same = [{"label": name, "x": x, "y": 90.0, "ci95": None} for name, x in (("float", 1.0), ("int8", 1.01))]
+    # (no caps: those are line markers, drawn with their colour as fill)
     svg = plots.accuracy_latency(same)
     for colour in plots.COLORS[:2]:
         assert f"stroke: {colour}" in svg and f"fill: {colour}" not in svg
+
+
+def test_points_at_the_same_place_are_one_marker_with_both_names():
+    """The int8 file under XNNPACK's and under TFLite Micro's arithmetic often scores the same at the same latency:
+    one marker named for both, not two markers, one hiding the other."""
+    from edgedistill.report import plots
+
+    svg = plots.accuracy_latency([{"label": "int8 TFLite", "x": 0.3, "y": 95.0, "ci95": None},
+                                  {"label": "int8 TFLite, TFLite Micro arithmetic", "x": 0.3, "y": 95.0, "ci95": None},
+                                  {"label": "float", "x": 0.5, "y": 95.5, "ci95": None}])
+    assert "int8 TFLite = int8 TFLite, TFLite Micro arithmetic: 95.00% at 0.3 ms" in svg
+    assert f"stroke: {plots.COLORS[2]}" not in svg  # two markers drawn, not three
+
