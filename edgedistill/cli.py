@@ -138,6 +138,10 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
     from edgedistill.profile.run import profile_model
     from edgedistill.util import write_json
 
+    if json_out and not Path(json_out).resolve().parent.is_dir():  # before the timing runs, not after them
+        import errno
+
+        raise FileNotFoundError(errno.ENOENT, "no such folder", str(Path(json_out).resolve().parent))
     rep = profile_model(Path(model), target, runs=runs, warmup=warmup, tokenizer=tokenizer)
     from edgedistill.device.show import echo_device, profile_on_device, target_threads
 

@@ -30,8 +30,12 @@ def write_json(path: Path, obj) -> None:
             fh.write(text)
         return
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:  # name the user's path, not the temporary file's
+        tmp.unlink(missing_ok=True)
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
 
 
 def _umask() -> int:
