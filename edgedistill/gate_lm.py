@@ -17,7 +17,7 @@ target's limits); a row whose limit is not set shows its figure, is not judged a
   judge them within noise; the perplexity's document interval is shown beside it);
 * with a budget: tokens per second (a floor, `tokens_per_s=`) and the latency per token (`latency=`), both of the
   figure metrics.json's `speed.target` names (measured here for the int8 TFLite file on a host target, else the
-  target's estimate), flash (the int8 TFLite file's bytes plus the tokenizer's device tables) and RAM (the target
+  target's estimate; the KV-cache step's file where the run exported one, --kv-cache), flash (the int8 TFLite file's bytes plus the tokenizer's device tables) and RAM (the target
   runtime's figure), each judged where the budget sets it and shown otherwise, and so are the MACs of one decoder step, i.e. per generated token (`macs=`, a
   ceiling, the limit `build --task causal-lm` also searches under: the exact count of the int8 TFLite file,
   metrics.json's `speed.target.macs`); the student / teacher tokens/s ratio per runtime is shown, never judged;

@@ -163,7 +163,7 @@ def lm_speed(artifacts, teacher_module: nn.Module | None, context: int, target: 
     where given, else the target's threads on a host target, else one), the estimate on every target
     (target_speeds), and the run's target section with the figure its gate judges: `tokens_per_s` measured here for
     the deployed int8 TFLite file on a host target, else the target's estimate (as the classifier gate judges
-    latency). `tokenizer_bytes`: the student tokenizer's device tables, counted in the flash check beside the file."""
+    latency); with `kv_files`, the KV-cache step's figure (kv_judged). `tokenizer_bytes`: the student tokenizer's device tables, counted in the flash check beside the file."""
     threads = threads or (target.threads if target.kind == "host" else 1)
     speed = host_speed(artifacts, teacher_module, context, threads, runs)
     if kv_files:
@@ -184,7 +184,26 @@ def lm_speed(artifacts, teacher_module: nn.Module | None, context: int, target: 
         est = section.get("estimate_ms")
         section.update(tokens_per_s=1000.0 / est if est else None,
                        tokens_per_s_how=f"estimated on {target.name} ({section.get('estimate_model', 'roofline')})")
+    if "kv_cache" in speed:
+        section.update(kv_judged(speed["kv_cache"], section, target, threads))
     return {**speed, "targets": target_speeds(art.path), "target": section}
+
+
+def kv_judged(kv: dict, section: dict, target: TargetProfile, threads: int) -> dict:
+    """With --kv-cache the app decodes with the KV-cache step, so the gate's tokens/s is that step's: measured here
+    for its TFLite file on LiteRT on a host target, else its estimate on the target; the window step's figure is
+    kept as `window_tokens_per_s`. Unchanged (an empty dict) when the KV step has no TFLite file or no figure."""
+    host = next((r for r in kv["host"] if r["runtime"] == "litert"), None)
+    if target.kind == "host" and host is not None:
+        tps, how = host["tokens_per_s"], (f"measured-host (litert, {threads} thread{'s' * (threads != 1)}, "
+                                          f"{host['file']}: the KV-cache step)")
+    else:
+        est = (kv.get("targets") or {}).get(target.name)
+        if not est:
+            return {}
+        tps, how = est["tokens_per_s"], f"estimated on {target.name} (the KV-cache step's TFLite file, roofline)"
+    return {"tokens_per_s": tps, "tokens_per_s_how": how, "window_tokens_per_s": section.get("tokens_per_s"),
+            "window_tokens_per_s_how": section.get("tokens_per_s_how")}
 
 
 def slower_than_teacher_warnings(speed: dict | None) -> list[str]:

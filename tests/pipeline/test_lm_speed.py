@@ -115,3 +115,20 @@ def test_lm_speed_times_on_the_users_threads(world):
     assert s["target"]["estimate_error"] is None  # cpu's estimate is for its 2 threads: no ground truth on 1
     own = lm_speed(world["arts"], None, L, cpu, runs=5)
     assert own["threads"] == cpu.threads and own["target"]["estimate_error"] is not None  # none given: the target's
+
+
+def test_with_a_kv_cache_step_the_judged_figure_is_that_steps():
+    """--kv-cache: the app decodes with the KV-cache step, so the gate's tokens/s is its figure (measured on a host
+    target, its estimate elsewhere) and the window step's is kept beside it; a target the KV step has no estimate
+    for leaves the window step's figure judged."""
+    from edgedistill.pipeline.lm_speed import kv_judged
+
+    kv = {"host": [{"file": "student_int8_kv.tflite", "runtime": "litert", "tokens_per_s": 900.0}],
+          "targets": {"cortex-m4": {"tokens_per_s": 40.0}}}
+    window = {"tokens_per_s": 100.0, "tokens_per_s_how": "measured-host (litert, 1 thread, student_int8.tflite)"}
+    host = kv_judged(kv, window, load_target("cpu"), 1)
+    assert host["tokens_per_s"] == 900.0 and "KV-cache" in host["tokens_per_s_how"]
+    assert host["window_tokens_per_s"] == 100.0
+    mcu = kv_judged(kv, {"tokens_per_s": 4.0}, load_target("cortex-m4"), 1)
+    assert mcu["tokens_per_s"] == 40.0 and "estimated on cortex-m4" in mcu["tokens_per_s_how"]
+    assert kv_judged(kv, window, load_target("rpi4"), 1) == {}
