@@ -119,6 +119,7 @@ def _conv_geometry(node: fx.Node, ctx: RewriteContext, m: nn.Module) -> dict:
 def _build_layer(ctx: RewriteContext, node: fx.Node) -> None:
     m = ctx.modules[node.target]
     w, b = m.weight.detach().float(), None if m.bias is None else m.bias.detach().float()
+    own_bias = b is not None  # else a bias appears only if a fold below puts one there (QLayer: trainable_bias)
     src = node.args[0]
     norm = ctx.norm_into.pop(node.name, None)
     if norm is not None:
@@ -132,19 +133,20 @@ def _build_layer(ctx: RewriteContext, node: fx.Node) -> None:
         w, b = _fold_bn(w, b, ctx.modules[user.target])
         ctx.done.add(user.name)
         end = user
+    own_bias = own_bias or b is not None  # a normalization or BatchNorm folded in
     b = torch.zeros(w.shape[0]) if b is None else b
     act, end = _fuse_act(ctx, end, ("relu", "relu6", "hardsigmoid"))
     if act == "hardsigmoid":  # relu6(z + 3) / 6 = clamp(z / 6 + 1/2, 0, 1)
         w, b = w / 6.0, b / 6.0 + 0.5
     if isinstance(m, nn.Linear):
-        layer = QLayer(node.target, w, b, "linear", act)
+        layer = QLayer(node.target, w, b, "linear", act, trainable_bias=own_bias)
         flat = ctx.ops.get(src.name) if isinstance(src, fx.Node) and len(src.users) == 1 else None
         if isinstance(flat, SameGrid) and (flat.kind == "flatten" or flat.kind == "reshape"
                                            and flat.fn.kwargs["shape"] == (-1,)):
             layer.read_flattened(flat)
     else:
         kind = "conv2d" if isinstance(m, nn.Conv2d) else "conv1d"
-        layer = QLayer(node.target, w, b, kind, act, **_conv_geometry(node, ctx, m))
+        layer = QLayer(node.target, w, b, kind, act, **_conv_geometry(node, ctx, m), trainable_bias=own_bias)
     ctx.add(node, layer, [ctx.tensor_input(node, src)], end)
 
 

@@ -76,13 +76,20 @@ class GraphOp(nn.Module):
 
 
 class QLayer(GraphOp):
-    """Conv (1-D / 2-D, depthwise via groups) or linear with folded BN and a fused activation."""
+    """Conv (1-D / 2-D, depthwise via groups) or linear with folded BN and a fused activation. `trainable_bias`
+    False: the layer has no bias of its own (a bias-less layer with nothing folded into it, e.g. a decoder's tied
+    output projection): the zero bias is a buffer QAT does not train, so the file holds no bias for it (a trained
+    one took V int32 values and V per-channel quantization records: 30 KB of a 255 KB decoder, beyond the search's
+    size bound)."""
 
     def __init__(self, name: str, weight: torch.Tensor, bias: torch.Tensor, kind: str, act: str = "none",
-                 stride=1, padding=0, groups: int = 1) -> None:
+                 stride=1, padding=0, groups: int = 1, trainable_bias: bool = True) -> None:
         super().__init__(name)
         self.weight = nn.Parameter(weight.detach().clone().float())
-        self.bias = nn.Parameter(bias.detach().clone().float())
+        if trainable_bias:
+            self.bias = nn.Parameter(bias.detach().clone().float())
+        else:
+            self.register_buffer("bias", bias.detach().clone().float())
         self.kind, self.stride, self.padding, self.groups = kind, stride, padding, groups
         self.act = act  # "none" | "relu" | "relu6" | "hardsigmoid" (weights already scaled by 1/6, bias + 1/2)
         self.out_q = ActQuant(fixed=UNIT_GRID if act == "hardsigmoid" else None)

@@ -87,3 +87,31 @@ def test_size_bound_holds_on_text_students(tmp_path, family, width, depth, lengt
     export_tflite_int8(calibrate(to_quant_student(model), ids), (length,), path)
     real = path.stat().st_size
     assert real <= bound <= 1.06 * real + 6144, (bound, real)
+
+
+def test_a_qat_trained_decoder_stays_under_the_bound_and_its_tied_head_gets_no_bias(tmp_path):
+    """A newcomer's `build --target cortex-m4 --data builtin:docs-lm`: QAT trained a bias on the decoder's bias-less
+    tied output projection (the quantized graph gave every layer one), so the file held V int32 values and V
+    per-channel quantization records more than the search's bound (254,632 B against 231,432 B), and the gate failed
+    the flash the search had fit. Now a layer with no bias of its own keeps a zero, untrained one."""
+    from edgedistill.export.tflite_export import export_tflite_int8
+    from edgedistill.quantize import calibrate, to_quant_student
+
+    torch.manual_seed(0)
+    vocab, length = 300, 16
+    model = build_student(StudentArch("decoder", 16, 1), (length,), vocab, None, vocab_size=vocab).eval()
+    ids = torch.randint(1, vocab, (32, length), dtype=torch.int32)
+    q = calibrate(to_quant_student(model), ids)
+    head = dict(q.named_modules())["ops.head"]
+    assert "bias" not in dict(head.named_parameters()) and not head.bias.any()
+    opt = torch.optim.SGD(q.parameters(), lr=0.5)
+    q.train()
+    for _ in range(3):  # any trained parameter moves
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(q(ids).reshape(-1, vocab), ids.long().reshape(-1)).backward()
+        opt.step()
+    q.eval()
+    assert not head.bias.any()
+    path = tmp_path / "m.tflite"
+    export_tflite_int8(q, (length,), path)
+    assert path.stat().st_size <= tflite_size_bound(graph_cost(model, (length,)))
