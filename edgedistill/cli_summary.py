@@ -38,6 +38,9 @@ def print_lm_summary(m: dict, out, command: str = "distill") -> None:
         v = c["value"]
         value = "n/a" if v is None else f"{int(v):,} B" if c["unit"] == "B" else f"{v:.4g}{c['unit']}"
         console.print(f"gate {mark}: {c['name']} = {value}", markup=False, highlight=False)
+    failed = [c["name"] for c in m["gate"]["checks"] if c.get("judged", True) and not c["passed"]]
+    console.print(f"### edgedistill gate: {'PASS' if m['gate']['passed'] else 'FAIL'}"  # the classifier build's line
+                  + (f" ({', '.join(failed)})" if failed else ""), markup=False, highlight=False)
     print_warnings(m.get("warnings", []), console)
     console.print(f"wrote {out}/report.md, metrics.json", highlight=False)
 

@@ -49,8 +49,10 @@ def read_dataset(spec: str, text_field: str | None = None, label_field: str | No
         name = spec.split(":", 1)[1]
         if name in LM_DATASETS:
             raise DataError(f"{spec} is a corpus for a causal language model (next-token prediction), not a "
-                            f"classification data set. Run it with --task causal-lm and a causal-LM teacher (its "
-                            f"built-in one: leave --teacher out, or give --teacher {spec}).")
+                            f"classification data set. Run `edgedistill build` or `distill` with --task causal-lm "
+                            f"and a causal-LM teacher (its built-in one: leave --teacher out, or give --teacher "
+                            f"{spec}); `edgedistill search` costs classifier students only: a causal-LM build "
+                            "searches its decoder under the target's budget and names it before training.")
         if name in TEXT_DATASETS:
             return TEXT_DATASETS.get(name)()
         return BUILTIN_DATASETS.get(name)()

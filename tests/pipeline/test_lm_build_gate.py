@@ -93,3 +93,13 @@ def test_a_loss_to_the_twin_is_warned_and_a_full_length_run_gets_no_short_run_no
     # host's timings can raise, also says "under half")
     assert m["training"]["steps"] == 80  # 80 of 70 steps
     assert not any("optimizer steps, under half" in w for w in m["warnings"]), m["warnings"]
+
+
+def test_the_console_ends_the_gate_rows_with_one_verdict_line(lm_build):
+    """A newcomer skimmed `gate PASS: int8 perplexity rise…` first and nearly missed two FAIL rows below it: the
+    causal-LM build now prints the classifier build's overall line, naming the failed rows."""
+    m = lm_build["metrics"]
+    failed = [c["name"] for c in m["gate"]["checks"] if c.get("judged", True) and not c["passed"]]
+    want = f"### edgedistill gate: {'PASS' if m['gate']['passed'] else 'FAIL'}" + (
+        f" ({', '.join(failed)})" if failed else "")
+    assert want in lm_build["output"].splitlines(), lm_build["output"]
