@@ -266,6 +266,7 @@ def to_markdown(r: dict) -> str:
             lines.append(f"| {p['artifact']} | {p['runtime']} | {p['samples']} | {_pct(p['accuracy'])} | "
                          f"{_pct(p['reference_accuracy'])} | {p.get('arithmetic', 'float')} | "
                          f"{_pct(judged_agreement(p))} | {parity_diff(p)} | {verdict} |")
+        lines += _subset_note(r["parity"])
     lines += target_lines(r)
     lines += budget_lines(r)
     if r.get("search"):
@@ -317,6 +318,20 @@ def device_summary(d: dict | None) -> list[tuple[str, str]]:
     else:
         out.append(("Device reproduces this machine", f"not checked ({par.get('reason', '')})"))
     return out
+
+
+def _subset_note(parity: list[dict]) -> list[str]:
+    """A sentence where some rows ran fewer samples than others (TFLite Micro runs the first `quant.tflm_max_samples`,
+    one invoke each): their accuracy is on those samples, so it is not the headline's figure (a newcomer read three
+    'deployed' accuracies on a microcontroller report)."""
+    most = max((p["samples"] for p in parity), default=0)
+    fewer = sorted({(p["runtime"], p["samples"]) for p in parity if p["samples"] < most})
+    if not fewer:
+        return []
+    rows = ", ".join(f"{rt} ({n:,} samples)" for rt, n in fewer)
+    return ["", f"The {rows} row{'s' * (len(fewer) > 1)} ran the first samples of the {most:,} the others ran: "
+            "their accuracy is on those samples only; agreement with the reference on them is what they prove. The "
+            "headline's deployed accuracy is the int8 file on the whole test split."]
 
 
 def _device_lines(d: dict | None) -> list[str]:

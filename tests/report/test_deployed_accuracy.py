@@ -51,3 +51,15 @@ def test_int8_files_with_16x8_parts_say_so_in_the_json_markdown_and_html():
     m["int8"]["int16"] = []
     plain = assemble(m, {}, {"name": "cortex-m4", "kind": "mcu", "runtime": "tflm"})
     assert plain["summary"]["int16"] == [] and "16×8" not in to_markdown(plain)
+
+
+def test_a_parity_row_on_fewer_samples_says_its_accuracy_is_on_those_only():
+    """A newcomer read three 'deployed' accuracies on a microcontroller report: the headline's, LiteRT's, and TFLite
+    Micro's parity row on its first 1,000 samples. The row's subset is now said under the table."""
+    from edgedistill.report.render import _subset_note
+
+    rows = [{"runtime": "litert", "samples": 6000}, {"runtime": "litert-reference", "samples": 6000},
+            {"runtime": "tflm", "samples": 1000}]
+    note = " ".join(_subset_note(rows))
+    assert "tflm (1,000 samples) row ran the first samples of the 6,000" in note
+    assert _subset_note(rows[:2]) == []
