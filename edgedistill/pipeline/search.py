@@ -40,9 +40,10 @@ def choose_student(config: DistillConfig, budget: Budget, inputs: Inputs, target
 
 
 
-def announce(found: SearchResult, out, show: bool) -> None:
+def announce(found: SearchResult, out, show: bool, budget=None) -> None:
     """Before training starts (which can take most of an hour), say on stderr which student the search chose and
-    why, so a user need not wait for the summary to learn what is being trained. Silent with `show` False (-q)."""
+    why, and the limits it fit as resolved (`budget`, an edgedistill.budget.Budget: flash=64kb is 64,000 B, 64KiB
+    65,536), so a user need not wait for the summary to learn what is being trained. Silent with `show` False (-q)."""
     if not show:
         return
     import sys
@@ -50,3 +51,15 @@ def announce(found: SearchResult, out, show: bool) -> None:
     c = found.chosen
     why = found.rule if found.rule == GIVEN_RULE else f"of {len(found.candidates)} candidates costed, {found.rule}"
     print(f"training {c.arch.describe()}: {c.params:,} parameters ({why}) -> {out}", file=sys.stderr, flush=True)
+    limits = _limits(budget) if budget is not None else ""
+    if limits:
+        print(f"  under {limits}", file=sys.stderr, flush=True)
+
+
+def _limits(budget) -> str:
+    """'flash <= 262,144 B, RAM <= 262,144 B, latency <= 5 ms, MACs <= 2,000,000': the search's limits as resolved."""
+    parts = [(name, getattr(budget, key), unit) for name, key, unit in (
+        ("flash", "flash_bytes", " B"), ("RAM", "ram_bytes", " B"), ("latency", "latency_ms", " ms"),
+        ("MACs", "macs", ""))]
+    return ", ".join(f"{name} <= {value:,.0f}{unit}" if unit != " ms" else f"{name} <= {value:g}{unit}"
+                     for name, value, unit in parts if value is not None)

@@ -66,3 +66,6 @@ def test_a_build_names_its_student_before_training(unlimited, capsys):
     assert f"({GIVEN_RULE})" in capsys.readouterr().err
     announce(unlimited, "runs/x", False)
     assert capsys.readouterr().err == ""
+    # the limits as resolved: a newcomer's flash=64kb was 64,000 B (decimal), and nothing said so before training
+    announce(unlimited, "runs/x", True, Budget.parse("flash=64kb,latency=2.5ms"))
+    assert "  under flash <= 64,000 B, latency <= 2.5 ms" in capsys.readouterr().err.splitlines()
