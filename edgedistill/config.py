@@ -440,8 +440,9 @@ class DistillConfig(_Strict):
             from edgedistill.teachers.loader import BUILTIN_TEACHERS
 
             if name not in BUILTIN_TEACHERS:
-                raise ValueError("no teacher given; name one with --teacher (built-in teachers exist only for "
-                                 f"{', '.join('builtin:' + n for n in sorted(BUILTIN_TEACHERS))})")
+                data = sorted(n for n, spec in BUILTIN_TEACHERS.items() if spec[2] == f"builtin:{n}")
+                raise ValueError("no teacher given; name one with --teacher (the data sets with a built-in teacher: "
+                                 f"{', '.join('builtin:' + n for n in data)})")
             object.__setattr__(self, "teachers", [TeacherConfig(path=f"builtin:{name}")])
         if self.out is None:
             object.__setattr__(self, "out", default_out(self))

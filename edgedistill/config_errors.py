@@ -50,7 +50,7 @@ def errors_paragraph(exc: ValidationError, model: type[BaseModel], path, raw: di
     top-level key is pointed to the section of `model` that has it)."""
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in err["loc"])  # "" for a rule across settings (no teacher given): no name
         msg = err["msg"].removeprefix("Value error, ").rstrip(".")
         if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
             home = [name for name, f in model.model_fields.items() if isinstance(f.annotation, type)
@@ -68,7 +68,8 @@ def errors_paragraph(exc: ValidationError, model: type[BaseModel], path, raw: di
             return f"{flag} ({loc})" if flag else loc if where == "command line" else f"{loc} on the command line"
         return f"{loc} in {path}" if source == "file" and where != str(path) else loc
 
-    return f"Invalid configuration ({where}): " + "; ".join(f"{name(*p[:3])}: {p[3]}" for p in parts) + "."
+    return f"Invalid configuration ({where}): " + "; ".join(
+        f"{name(*p[:3])}: {p[3]}" if p[2] else p[3] for p in parts) + "."
 
 
 def takes_bool(annotation) -> bool:
