@@ -161,7 +161,7 @@ def measure(int8: Int8Outcome, inputs: Inputs, target, threads: int | None = Non
     """Stage 7 on this run's files: on `threads` (the user's --threads) where given, else as measure_build says;
     a text student's flash counts its tokenizer's device tables."""
     return measure_build(int8.artifacts, inputs.teachers, inputs.splits.input_shape, target, threads,
-                         inputs.tokenizer_bytes)
+                         inputs.tokenizer_bytes, inputs.teacher_window)
 
 
 def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, target, run: RunDir,

@@ -52,6 +52,13 @@ class Inputs:
     data_form: dict | None = None  # in memory or memory-mapped, and an .npz's conversion (pipeline/data_form.py)
 
     @property
+    def teacher_window(self) -> int | None:
+        """The lone text teacher's sequence length for this data (pipeline/text_inputs._window); None otherwise."""
+        text = self.splits.text
+        rows = [] if text is None else [t for t in text.teacher_truncation if t.get("window")]
+        return int(rows[0]["window"]) if len(rows) == 1 else None
+
+    @property
     def tokenizer_bytes(self) -> int | None:
         """The flash the student tokenizer's device tables take beside the model file (StudentTokenizer.
         device_bytes(): 0 for bytes, the teacher's vocabulary for vocab); None for data that is not text."""

@@ -40,9 +40,11 @@ class _IdsToLogits(torch.nn.Module):
         return self.model(input_ids=ids.long(), attention_mask=torch.ones_like(ids)).logits
 
 
-def _profile_text_teacher(teacher, input_shape, threads: int, runs: int) -> dict | None:
-    """A transformers teacher converted to float TFLite at the student's sequence length (at most its own), timed by
-    LiteRT as the student is; an ONNX / TFLite text teacher (several inputs) is sized but not timed."""
+def _profile_text_teacher(teacher, input_shape, threads: int, runs: int, window: int | None = None) -> dict | None:
+    """A transformers teacher converted to float TFLite at its own sequence length for the data (`window`: the 99th
+    percentile of the training texts' counts in its tokens, as the student's is chosen; without one, the student's
+    length, at most the teacher's own), timed by LiteRT as the student is; an ONNX / TFLite text teacher (several
+    inputs) is sized but not timed."""
     model_files = [f for f in teacher.files if f.name != "tokenizer.json"]
     size = sum(f.stat().st_size for f in model_files)
     module = teacher.torch_module()
@@ -50,7 +52,8 @@ def _profile_text_teacher(teacher, input_shape, threads: int, runs: int) -> dict
         return {"bytes": size, "latency_ms": None, "where": "not timed (a text model with several inputs)"}
     from edgedistill.export.tflite_export import export_tflite_float
 
-    length = min(int(input_shape[0]), int(teacher.max_length))
+    length = int(window) if window else min(int(input_shape[0]), int(teacher.max_length))
+    whose = "its own tokens for these texts" if window else "the student's length"
     with tempfile.TemporaryDirectory() as tmp:
         try:
             art = export_tflite_float(_IdsToLogits(module).eval(), (length,), Path(tmp) / "teacher.tflite")
@@ -59,14 +62,15 @@ def _profile_text_teacher(teacher, input_shape, threads: int, runs: int) -> dict
         m = measure(art.path, "litert", threads=threads, runs=runs, min_seconds=0.5)
     return {"bytes": size, "latency_ms": m.median_ms,
             "where": f"measured-host (litert, {threads} thread{'s' * (threads != 1)}, converted to float TFLite, "
-                     f"{length} tokens)"}
+                     f"{length} tokens: {whose})"}
 
 
-def profile_teacher(teacher, input_shape, threads: int, runs: int = 100) -> dict | None:
+def profile_teacher(teacher, input_shape, threads: int, runs: int = 100, window: int | None = None) -> dict | None:
     """The teacher's own file where it is ONNX / TFLite; a torch teacher is converted to float TFLite first
-    (litert-torch) so that teacher and student are timed by the same runtime."""
+    (litert-torch) so that teacher and student are timed by the same runtime. `window`: a text teacher's sequence
+    length for the data (_profile_text_teacher)."""
     if getattr(teacher, "is_text", False):
-        return _profile_text_teacher(teacher, input_shape, threads, runs)
+        return _profile_text_teacher(teacher, input_shape, threads, runs, window)
     fmt = teacher.format
     if fmt in RUNTIME:
         path = teacher.files[0]
@@ -125,14 +129,14 @@ class Measured:
 
 
 def measure_build(artifacts, teachers, input_shape, target: TargetProfile, threads: int | None = None,
-                  tokenizer_bytes: int | None = None) -> Measured:
+                  tokenizer_bytes: int | None = None, teacher_window: int | None = None) -> Measured:
     """Profile every artifact (and a lone teacher) on `threads` (the user's --threads) where given, else with the
     target's threads on a host target, else one thread; each profile's `where` names the count. `tokenizer_bytes`:
     the student tokenizer's device tables (None: not text), counted in the flash check beside the file."""
     threads = threads or (target.threads if target.kind == "host" else 1)
     profiles = profile_artifacts(artifacts, threads)
     if len(teachers) == 1:
-        profiles["teacher"] = profile_teacher(teachers[0], input_shape, threads)
+        profiles["teacher"] = profile_teacher(teachers[0], input_shape, threads, window=teacher_window)
     host_ms = (profiles.get("tflite-int8") or {}).get("latency_ms")
     # the target's estimate is for its own thread count: a timing on another count is no ground truth for it
     return Measured(profiles, target_section(artifacts, target, host_ms if threads == target.threads else None,

@@ -92,8 +92,20 @@ def teacher_truncation(teachers: tuple[Teacher, ...], raw: RawDataset) -> tuple[
         if getattr(t, "is_text", False):
             unknown, tokens = t.unknown_counts(texts.get("train", []))
             out.append({"teacher": t.name, "max_length": t.max_length, "unknown_tokens": unknown,
-                        "teacher_tokens": tokens, **{what: t.truncation(x).to_dict() for what, x in texts.items()}})
+                        "teacher_tokens": tokens, "window": _window(t, texts.get("train")),
+                        **{what: t.truncation(x).to_dict() for what, x in texts.items()}})
     return tuple(out)
+
+
+def _window(teacher, texts) -> int | None:
+    """The teacher's sequence length for these texts, chosen as the student's is (the 99th percentile of the training
+    texts' token counts, edgedistill.data.sequence_length), in its own tokens and at most its max_length: what the
+    teacher's latency is timed at (pipeline/measure.py), so each model reads the texts at the length it needs."""
+    if not texts:
+        return None
+    from edgedistill.data.sequence_length import choose_max_length
+
+    return choose_max_length(teacher.tokenizer.counts(list(texts)), cap=int(teacher.max_length), floor=1)
 
 
 MASKED_BYTE = "\x00"  # what a byte masked by a text view (edgedistill.data.text_augment, mask id 1) decodes to

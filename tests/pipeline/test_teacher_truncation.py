@@ -56,10 +56,10 @@ def inputs(tmp_path_factory):
     return d, [r["text"] for r in rows], tok
 
 
-def _distill(d, teacher, out):
+def _distill(d, teacher, out, *extra):
     r = CliRunner().invoke(main, ["distill", "--teacher", str(d / teacher), "--data", str(d / "s.jsonl"), "--out",
                                   str(out), "--tokenizer", "bytes", "--student", "textcnn:width=8,depth=1",
-                                  "--epochs", "1", "-T", "2", "--alpha", "0.5", "--no-baseline", "-q"],
+                                  "--epochs", "1", "-T", "2", "--alpha", "0.5", "--no-baseline", "-q", *extra],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
     return json.loads((out / "metrics.json").read_text()), r.output
@@ -91,12 +91,25 @@ def test_a_short_teacher_s_truncation_is_recorded_beside_the_student_s_and_warne
 
 def test_a_teacher_that_reads_the_whole_texts_is_recorded_without_a_warning(inputs, tmp_path):
     d, _, _ = inputs
-    m, _ = _distill(d, "bert64", tmp_path / "long")
+    m, _ = _distill(d, "bert64", tmp_path / "long", "--qat", "--qat-epochs", "1")
     (rec,) = m["data"]["text"]["teacher_truncation"]
     assert rec["max_length"] == 64 and rec["train"]["samples_truncated"] == 0
     assert not any("reads at most" in w for w in m["warnings"])
     assert rec["unknown_tokens"] == 0 and rec["teacher_tokens"] > 0  # its vocabulary covers the words
     assert not any("unknown token" in w for w in m["warnings"])
+    # the teacher's own length for these texts (as the student's is chosen: the 99th percentile of the training texts'
+    # counts, in its tokens): what its latency is timed at, not the student's byte length (a newcomer's report showed
+    # the BERT teacher timed at the student's 19)
+    from edgedistill.data.sequence_length import choose_max_length
+
+    d, texts, tok = inputs
+    seen = [t.encode()[: m["data"]["text"]["max_length"]].decode("utf-8", "ignore") for t in texts]
+    tok.no_truncation()
+    want = choose_max_length([len(tok.encode(t).ids) for t in seen], cap=64, floor=1)
+    assert rec["window"] == want < m["data"]["text"]["max_length"]
+    report = json.loads((tmp_path / "long" / "report.json").read_text())
+    where = next(r for r in report["models"] if r["name"] == "teacher")["where"]
+    assert f"{want} tokens: its own tokens for these texts" in where, where
 
 
 def test_a_teacher_that_reads_mostly_unknown_tokens_is_warned_once_with_the_share(inputs, tmp_path):
