@@ -121,10 +121,10 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
               "machine's outputs (parity on the device).")
 @click.option("--device-inputs", type=click.Path(dir_okay=False), help=".npy of samples for the device run. "
               "[default: 32 seeded random samples of the model's input shape]")
-@click.option("--tokenizer", "tokenizer", default="auto", show_default=True, metavar="auto|none|FILE",
+@click.option("--tokenizer", "tokenizer", default="auto", show_default=True, metavar="auto|none|bytes|FILE",
               help="A text model's device tokenizer, whose tables flash holds beside the file: auto reads the "
-              "tokenizer.json a build writes beside its model, when there is one; none counts the file alone; FILE "
-              "names the student's tokenizer.json.")
+              "tokenizer.json a build writes beside its model, when there is one; none counts the file alone; bytes "
+              "is the byte tokenizer (no tables); FILE names the student's tokenizer.json.")
 @click.option("--verbose", is_flag=True, help="Show the runtimes' own log lines (LiteRT, absl) instead of dropping "
               "them.")
 @user_errors

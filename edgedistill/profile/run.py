@@ -62,12 +62,20 @@ def tokenizer_tables(model: Path, tokenizer: str | None, reads_ids: bool) -> tup
     StudentTokenizer.device_bytes()). `reads_ids`: the model's input is integer token ids (a text model).
     "auto" (the default) counts the tokenizer.json a build writes beside its model files when the model reads token
     ids and the file is a student tokenizer; anything else beside it (a `transformers` tokenizer.json beside an
-    optimum export) is left out with a note. "none" counts the model file alone. A path must be a student tokenizer
-    and the model must read token ids: else ModelLoadError."""
+    optimum export) is left out with a note. "none" counts the model file alone, "bytes" the byte tokenizer (no
+    tables); the words in any case. A path must be a student tokenizer and the model must read token ids: else
+    ModelLoadError."""
     from edgedistill.data.tokenizers import load_tokenizer
 
-    if tokenizer in (None, "none"):
+    word = (tokenizer or "none").lower()
+    if word == "none":
         return None, None, ""
+    if word == "bytes":  # the byte tokenizer (build's --tokenizer bytes) reads no tables
+        return (0, "the byte tokenizer", "") if reads_ids else (None, None, "")
+    if word == "vocab":
+        raise ModelLoadError("--tokenizer vocab: name the student's tokenizer.json (the file a build writes beside its "
+                             "model), or give auto, none or bytes.")
+    tokenizer = "auto" if word == "auto" else tokenizer
     path = model.parent / "tokenizer.json" if tokenizer == "auto" else Path(tokenizer)
     if tokenizer == "auto":
         if not path.is_file() or not reads_ids:

@@ -133,7 +133,10 @@ def test_flash_counts_the_tokenizer_tables_beside_a_text_model(tmp_path):
 
     auto, printed = flash()
     assert auto["value"] == file_bytes + tables and f"tokenizer tables {tables:,} B" in printed
-    assert flash("--tokenizer", "none")[0]["value"] == file_bytes
+    assert flash("--tokenizer", "none")[0]["value"] == flash("--tokenizer", "NONE")[0]["value"] == file_bytes
+    assert flash("--tokenizer", "bytes")[0]["value"] == file_bytes  # the byte tokenizer reads no tables
+    r = run(["profile", str(model), "--target", "cortex-m4", "--tokenizer", "vocab"])
+    assert r.exit_code == 2 and "tokenizer.json" in r.output, r.output
     assert flash("--tokenizer", str(tmp_path / "tokenizer.json"))[0]["value"] == file_bytes + tables
     # a teacher's transformers tokenizer.json beside the file (an optimum export's folder): a note, not a refusal
     (tmp_path / "tokenizer.json").write_bytes(teacher.read_bytes())
