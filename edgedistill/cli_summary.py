@@ -186,9 +186,15 @@ def print_profile(rep: dict, echo) -> None:
         e = rep["estimate"]
         err = f", error vs measured {e['measured_error']:+.0%}" if "measured_error" in e else ", no ground truth here"
         echo(f"  [estimated] {e['total_ms']:.4f} ms on {e['target']} ({e['model']}{err})")
-    runtime = load_target(rep["target"]).runtime
+    target = load_target(rep["target"])
+    runtime = target.runtime
     for f in rep.get("fit", []):
         echo(fit_line(f, runtime))
+        share = target.model_flash_bytes
+        if f["check"] == "flash" and share and isinstance(f["value"], int):
+            # build and gate judge the model's share of the chip's flash by default, not the whole chip
+            echo(f"    the model's share of {target.name}'s flash, which build and gate judge unless --budget flash= "
+                 f"sets another: {share:,} B ({'within' if f['value'] <= share else 'EXCEEDED'})")
     if rep["format"] == "onnx":
         echo("  not available for ONNX files (profile the .tflite export for these):")
         for what, why in ONNX_UNAVAILABLE:

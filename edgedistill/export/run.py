@@ -110,7 +110,8 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
     if int8:
         qat_path = checkpoint / "student_qat.safetensors"
         if qat_path.exists():
-            qmodel, source = rebuild_quant_student(model, load_file(str(qat_path)), rounding), "qat"
+            sample = torch.from_numpy(model_input(splits.test.x[:1]))
+            qmodel, source = rebuild_quant_student(model, load_file(str(qat_path)), rounding, sample), "qat"
         else:
             idx = calibration_indices(len(splits.train), calibration_size, 0)
             x_calib = torch.from_numpy(model_input(splits.train.x[idx]))  # a stored dtype (x.npy) becomes float32

@@ -106,6 +106,20 @@ def _reads_ids(path: Path, fmt: str) -> bool:
     return elem in (onnx.TensorProto.INT32, onnx.TensorProto.INT64)
 
 
+def _measured(path: Path, runtime: str, **kw):
+    """profile.measure.measure, with a runtime's refusal of the generated inputs (an out-of-range position) as one
+    paragraph (ModelLoadError) instead of the interpreter's traceback."""
+    try:
+        return measure(path, runtime, **kw)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{runtime} could not run {path.name} on generated inputs ({first[:200]}). profile feeds "
+                             "random samples or token ids to a model's inputs; a file whose other inputs must hold "
+                             "real values (a causal LM's KV-cache step: a position within the window, its caches) "
+                             "cannot be timed this way: its timing is in the build's metrics.json "
+                             "(speed.kv_cache).") from None
+
+
 def profile_model(path: Path, target_name: str, runs: int = 100, warmup: int = 10,
                   tokenizer: str | None = "auto") -> dict:
     """The profile of one file (module doc). `tokenizer`: whose device tables flash counts beside the file
@@ -160,10 +174,11 @@ def profile_model(path: Path, target_name: str, runs: int = 100, warmup: int = 1
         report["verdict"] = (f"fits {target.name}" if not bad else f"{path.name} does not fit {target.name}: "
                              + "; ".join(_why(c) for c in bad) + ".")
     runtime = {"onnx": "onnxruntime", "tflite": "litert"}[fmt]
-    host = measure(path, runtime, threads=target.threads if target.kind == "host" else 1, warmup=warmup, runs=runs)
+    host = _measured(path, runtime, threads=target.threads if target.kind == "host" else 1, warmup=warmup,
+                     runs=runs)
     report["measured"].append({"where": "measured-host", **host.to_dict()})
     if fmt == "tflite" and precision == "int8" and runs_on_target:
-        micro = measure(path, "tflm", warmup=min(warmup, 3), runs=max(10, runs // 10), min_seconds=0.2)
+        micro = _measured(path, "tflm", warmup=min(warmup, 3), runs=max(10, runs // 10), min_seconds=0.2)
         report["measured"].append({"where": "measured-host-tflm", **micro.to_dict(),
                                    "note": "TFLite Micro reference kernels on this host: the arena is exact for any "
                                            "device, the latency is not the device's"})

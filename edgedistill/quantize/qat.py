@@ -38,9 +38,13 @@ def qat_distill(float_model: nn.Module, data: TrainSet, x_calib: torch.Tensor, v
     return qmodel.eval(), result
 
 
-def rebuild_quant_student(float_model: nn.Module, state: dict, rounding: str = "float") -> QuantStudent:
+def rebuild_quant_student(float_model: nn.Module, state: dict, rounding: str = "float",
+                          sample: torch.Tensor | None = None) -> QuantStudent:
     """Recreate a trained QuantStudent from its float architecture and saved state (scales included; a float input
-    head exactly when the state holds one; LayerNorms and attentions in 16×8 form exactly when it holds theirs)."""
+    head exactly when the state holds one; LayerNorms and attentions in 16×8 form exactly when it holds theirs).
+    `sample` (a batch of model inputs, one sample is enough): run once, so that shapes a forward pass records are
+    known to export; without it a Flatten of a C×H×W map into a Linear exported its columns in C, H, W order while
+    the file flattens H, W, C (a user's student exported from its QAT checkpoint lost all accuracy)."""
     head = "on" if "head.a" in state else "off"
     int16 = tuple(kind for kind, mark in (("layernorm", ".widen."), ("attention", ".wide_q.")) if any(
         mark in k for k in state))
@@ -51,4 +55,8 @@ def rebuild_quant_student(float_model: nn.Module, state: dict, rounding: str = "
         raise RuntimeError(f"the saved int8 state does not fit the student: missing {missing[:5]}, "
                            f"unexpected {unexpected[:5]}")
     qmodel.set_mode("quant")
-    return qmodel.eval()
+    qmodel.eval()
+    if sample is not None:
+        with torch.no_grad():
+            qmodel(sample)
+    return qmodel

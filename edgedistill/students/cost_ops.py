@@ -58,9 +58,12 @@ def layer_cost(name: str, layer, out_elems: int) -> OpCost:
     per_out = w.shape[1] if layer.kind == "linear" else w.shape[1] * math.prod(w.shape[2:])
     # the converter writes a convolution of a single input channel as DEPTHWISE_CONV_2D (depth multiplier = C_out)
     kind = "fc" if layer.kind == "linear" else ("depthwise" if layer.groups > 1 or w.shape[1] == 1 else "conv")
-    # a FULLY_CONNECTED whose bias is all zero (a Linear without bias, e.g. a decoder's tied output embedding,
-    # before QAT has moved it) is written without one
-    biases = 0 if layer.kind == "linear" and not bool(layer.bias.detach().any()) else int(layer.bias.numel())
+    # a FULLY_CONNECTED whose bias stays all zero is written without one: a Linear with no bias of its own (a
+    # decoder's tied output embedding), whose zero bias QAT does not train (QLayer trainable_bias); a bias QAT trains
+    # counts even while it is zero (a user's zero-initialised Linear: the file holds it once trained)
+    trained = isinstance(layer.bias, torch.nn.Parameter)
+    biases = 0 if layer.kind == "linear" and not trained and not bool(layer.bias.detach().any()) \
+        else int(layer.bias.numel())
     return OpCost(name, kind, out_elems * per_out, w.numel(), biases, out_elems, fused=layer.act != "none",
                   out_channels=int(w.shape[0]))
 

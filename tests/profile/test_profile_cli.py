@@ -133,6 +133,11 @@ def test_flash_counts_the_tokenizer_tables_beside_a_text_model(tmp_path):
 
     auto, printed = flash()
     assert auto["value"] == file_bytes + tables and f"tokenizer tables {tables:,} B" in printed
+    # cortex-m4's whole flash is the fit check's limit; the model's share, what build and gate judge, is said too
+    from edgedistill.targets import load_target
+
+    share = load_target("cortex-m4").model_flash_bytes
+    assert f"the model's share of cortex-m4's flash" in printed and f"{share:,} B (within)" in printed
     assert flash("--tokenizer", "none")[0]["value"] == flash("--tokenizer", "NONE")[0]["value"] == file_bytes
     assert flash("--tokenizer", "bytes")[0]["value"] == file_bytes  # the byte tokenizer reads no tables
     r = run(["profile", str(model), "--target", "cortex-m4", "--tokenizer", "vocab"])
@@ -164,3 +169,18 @@ def test_an_image_model_never_counts_a_tokenizer(files, tmp_path):
     assert r.exit_code == 0 and json.loads(out.read_text())["tokenizer_bytes"] is None, r.output
     r = run(["profile", str(model), "--target", "cortex-m4", "--tokenizer", str(tmp_path / "tokenizer.json")])
     assert r.exit_code == 2 and "not token ids" in r.output, r.output
+
+
+def test_a_runtime_refusing_the_generated_inputs_is_one_paragraph(files, monkeypatch):
+    """A build's KV-cache step (ids, position and caches in) made TFLite Micro's GATHER_ND fail on profile's
+    generated inputs: a traceback. The runtime's refusal (stood in for here, as the position input's value is
+    whatever the interpreter's memory holds) is now one paragraph that says where that file's timing is."""
+    import edgedistill.profile.run as run_mod
+
+    def refuse(*a, **k):
+        raise RuntimeError("Interpreter invocation failed.")
+
+    monkeypatch.setattr(run_mod, "measure", refuse)
+    r = run(["profile", str(files["int8"]), "--target", "cortex-m4", "--runs", "3"])
+    assert r.exit_code == 2 and "Traceback" not in r.output and "speed.kv_cache" in r.output, r.output
+    assert r.output.strip().count("\n") == 0, r.output

@@ -437,3 +437,19 @@ def test_user_text_modules_cost_exactly_what_the_int8_file_holds(tmp_path, body)
     assert len(g.ops) == len(tflite_cost(path).layers)
     assert (g.macs, g.params, g.weight_bytes) == hand_text_cost(model, 10)
     _assert_cost_equals_file(g, path)
+
+
+def test_a_zero_initialised_bias_that_qat_trains_is_costed():
+    """A user's Linear whose bias starts at zero: QAT trains it (it is the layer's own), so the file holds it; it was
+    costed as bias-less while zero (12,104 B against 8,104 B of weights, a breaking session). A Linear with no bias
+    of its own keeps an untrained zero one and is costed without it."""
+    from torch import nn
+
+    from edgedistill.students.cost import graph_cost
+
+    m = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 1000))
+    before = graph_cost(m.eval(), (1, 8, 8)).weight_bytes
+    nn.init.zeros_(m[4].bias)
+    assert graph_cost(m.eval(), (1, 8, 8)).weight_bytes == before
+    m[4] = nn.Linear(8, 1000, bias=False)
+    assert graph_cost(m.eval(), (1, 8, 8)).weight_bytes == before - 4 * 1000
