@@ -75,9 +75,9 @@ def tokenizer_tables(model: Path, tokenizer: str | None, reads_ids: bool) -> tup
     if word == "vocab":
         raise ModelLoadError("--tokenizer vocab: name the student's tokenizer.json (the file a build writes beside its "
                              "model), or give auto, none or bytes.")
-    tokenizer = "auto" if word == "auto" else tokenizer
-    path = model.parent / "tokenizer.json" if tokenizer == "auto" else Path(tokenizer)
-    if tokenizer == "auto":
+    auto = word == "auto"
+    path = model.parent / "tokenizer.json" if auto else Path(tokenizer)
+    if auto:
         if not path.is_file() or not reads_ids:
             return None, None, ""
         try:
