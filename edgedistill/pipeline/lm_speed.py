@@ -123,8 +123,9 @@ def int8_over_float(int8: dict, float32: dict) -> dict:
     """{runtime: int8 student tokens/s ÷ float32 student tokens/s}: what int8 itself buys on that runtime, the
     same network in both files. Against the teacher the ratio is this times what the smaller network buys (about
     the parameter ratio, the MACs per token); below 1, the int8 file is slower than the float one there (at a
-    few hundred thousand parameters LiteRT's XNNPACK runs int8 SOFTMAX / SELECT_V2 / RSQRT outside its partitions
-    and each hand-over costs more than the int8 GEMMs save: measured on this project's benchmark, docs/lm.md)."""
+    few hundred thousand parameters LiteRT's XNNPACK runs the int8 attention's SOFTMAX, SELECT_V2 and nonzero-zero-
+    point BATCH_MATMUL outside its partitions, and onnxruntime spends half the step in unfused Q/DQ nodes: measured
+    on this project's benchmark, docs/lm.md)."""
     return {rt: int8[rt].tokens_per_s / float32[rt].tokens_per_s for rt in int8 if rt in float32}
 
 
@@ -163,7 +164,8 @@ def lm_speed(artifacts, teacher_module: nn.Module | None, context: int, target: 
     where given, else the target's threads on a host target, else one), the estimate on every target
     (target_speeds), and the run's target section with the figure its gate judges: `tokens_per_s` measured here for
     the deployed int8 TFLite file on a host target, else the target's estimate (as the classifier gate judges
-    latency); with `kv_files`, the KV-cache step's figure (kv_judged). `tokenizer_bytes`: the student tokenizer's device tables, counted in the flash check beside the file."""
+    latency); with `kv_files`, the KV-cache step's figure (kv_judged). `tokenizer_bytes`: the student tokenizer's
+    device tables, counted in the flash check beside the file."""
     threads = threads or (target.threads if target.kind == "host" else 1)
     speed = host_speed(artifacts, teacher_module, context, threads, runs)
     if kv_files:

@@ -48,8 +48,8 @@ PAD_LOGIT = -1.0e4  # finite: an exact zero probability that keeps 0 · log 0 te
 @dataclass(frozen=True)
 class LMTeacherOutputs:
     """`train`: top-k per position of the training windows (N, L, k); `test_scores`: the teacher's TokenScores of
-    the test windows' predicted positions (over the student's V_S outcomes); `bytes_per_position`: what a cached training position costs; `seconds`: teacher time (0 on a
-    cache hit); `cached`: whether the cache answered."""
+    the test windows' predicted positions (over the student's V_S outcomes); `bytes_per_position`: what a cached
+    training position costs; `seconds`: teacher time (0 on a cache hit); `cached`: whether the cache answered."""
 
     train: TopKLogits
     test_scores: TokenScores
