@@ -3,7 +3,8 @@
 * `Constant`: a parameter used as an operand (learned positions), an int8 constant tensor on its own per-tensor grid.
 * `Attention` (students.layers.MaskedSelfAttention): q, k, v projections (FULLY_CONNECTED on N×L×D, 1/√d folded
   into q), heads split by RESHAPE + TRANSPOSE, scores Q·Kᵀ by BATCH_MATMUL of two int8 activations requantized to
-  their own grid, the padding mask by SELECT_V2 (a padded key's score becomes the grid's lowest code; the
+  their own grid (K and V on grids with zero point 0, which XNNPACK's delegate needs to take BATCH_MATMUL; a
+  nonzero one leaves it to LiteRT's built-in kernel), the padding mask by SELECT_V2 (a padded key's score becomes the grid's lowest code; the
   condition is NOT_EQUAL on the int32 token ids; a causal decoder's condition is a constant L×L bool tensor),
   SOFTMAX onto the int8 spec's fixed output grid (scale 1/256, zero
   point −128), the context by a second BATCH_MATMUL, heads merged, the output projection.
@@ -136,6 +137,9 @@ class Attention(GraphOp):
         self.q = QLayer(f"{name}.q", m.q.weight * scale, m.q.bias * scale, "linear")
         self.k = QLayer(f"{name}.k", m.k.weight, m.k.bias, "linear")
         self.v = QLayer(f"{name}.v", m.v.weight, m.v.bias, "linear")
+        # K and V are each BATCH_MATMUL's second operand (Q·Kᵀ, probabilities·V): zero point 0 lets XNNPACK run both
+        # matmuls (quantize/ranges.symmetric_int8)
+        self.k.out_q, self.v.out_q = ActQuant(symmetric=True), ActQuant(symmetric=True)
         self.out = QLayer(f"{name}.out", m.out.weight, m.out.bias, "linear")
         batched = m.heads > 1  # one head: the converter writes FULLY_CONNECTED
         self.scores, self.context = MatMul(f"{name}.scores", batched), MatMul(f"{name}.context", batched)

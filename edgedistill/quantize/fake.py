@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from edgedistill.errors import EdgeDistillError
-from edgedistill.quantize.ranges import QMAX, QMIN, RANGE_METHODS, WIDTHS
+from edgedistill.quantize.ranges import QMAX, QMIN, RANGE_METHODS, SYMMETRIC_INT8, WIDTHS
 
 import torch.ao.quantization.fx._decomposed  # noqa: F401  registers torch.ops.quantized_decomposed
 
@@ -36,11 +36,14 @@ class ActQuant(nn.Module):
     """Per-tensor int8 fake quantizer. Modes: "float" (identity), "observe" (record values, identity),
     "quant" (fake-quantize with the frozen scale / zero point), "export" (explicit Q/DQ ops for converters).
     `bits=16`: an int16 activation of TFLite's 16×8 mode instead (symmetric, zero point 0, codes −32768 … 32767,
-    scale max|x| / 32767: quantize/ranges.py WIDTHS)."""
+    scale max|x| / 32767: quantize/ranges.py WIDTHS). `symmetric=True`: int8 with zero point 0 (ranges.symmetric_int8),
+    for a tensor a fast kernel takes only without a zero point (the second operand of BATCH_MATMUL on XNNPACK)."""
 
-    def __init__(self, fixed: tuple[float, int] | None = None, bits: int = 8) -> None:
+    def __init__(self, fixed: tuple[float, int] | None = None, bits: int = 8, symmetric: bool = False) -> None:
         super().__init__()
-        self.width = WIDTHS[bits]
+        if symmetric and bits != 8:
+            raise ValueError("symmetric=True is an int8 grid; int16 grids are symmetric already")
+        self.width = SYMMETRIC_INT8 if symmetric else WIDTHS[bits]
         self.register_buffer("scale", torch.tensor(1.0 if fixed is None else float(fixed[0])))
         self.register_buffer("zero_point", torch.tensor(0 if fixed is None else int(fixed[1]), dtype=torch.int64))
         # [calibrated lo, hi, mean batch extremes at calibration lo, hi, tracked batch extremes lo, hi, the range the
@@ -153,6 +156,7 @@ class ActQuant(nn.Module):
 
     def extra_repr(self) -> str:
         bits = "" if self.width.bits == 8 else f", int{self.width.bits}"
+        bits += ", symmetric" if self.width is SYMMETRIC_INT8 else ""
         return f"mode={self.mode}, scale={float(self.scale):.6g}, zero_point={int(self.zero_point)}{bits}"
 
 

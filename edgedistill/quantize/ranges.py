@@ -49,6 +49,18 @@ def symmetric_int16(lo: float, hi: float) -> tuple[float, int]:
     return float(np.float32(amax / 32767.0)), 0
 
 
+def symmetric_int8(lo: float, hi: float) -> tuple[float, int]:
+    """An int8 activation grid with zero point 0, scale = max(|lo|, |hi|) / 127 (float32; at least 1e-8 / 127, and
+    ValueError for a non-finite bound as for `scale_zero_point`). For the second operand of an int8 BATCH_MATMUL:
+    XNNPACK's TFLite delegate takes that operand only with zero point 0 (a nonzero one leaves the op to LiteRT's
+    built-in kernel, measured 10x slower: docs/lm.md). Codes stay in [-128, 127], as the kernel writing the tensor
+    clamps them."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"no int8 range for non-finite bounds [{lo}, {hi}]")
+    amax = max(abs(float(lo)), abs(float(hi)), 1e-8)
+    return float(np.float32(amax / 127.0)), 0
+
+
 @dataclass(frozen=True)
 class Width:
     """An activation width: its code range, torch dtype (of the Q/DQ ops an exporter writes) and grid rule."""
@@ -63,6 +75,7 @@ class Width:
 # int8: TFLite's int8 spec (asymmetric); int16: its 16×8 mode (activations int16 with zero point 0, weights int8)
 WIDTHS = {8: Width(8, QMIN, QMAX, torch.int8, scale_zero_point),
           16: Width(16, -32768, 32767, torch.int16, symmetric_int16)}
+SYMMETRIC_INT8 = Width(8, QMIN, QMAX, torch.int8, symmetric_int8)  # int8 with zero point 0 (symmetric_int8)
 
 
 def quantize_dequantize(x: np.ndarray, scale: float, zp: int) -> np.ndarray:

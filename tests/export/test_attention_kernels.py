@@ -5,7 +5,9 @@ decoder with one layer's K on zero point 0 and the other layer's V on zero point
 and role occurs) computes, in the xnnpack arithmetic, the integers the exported file computes on LiteRT with
 XNNPACK, and in the reference / tflm arithmetic those of LiteRT's reference kernels and TFLite Micro (whose int8 SUB
 forms its multipliers in double: a LayerNorm's x − μ near a tie). Before, QAT computed the builtin kernel for every
-BATCH_MATMUL and drifted 4 output steps from the file on a trained decoder of this shape."""
+BATCH_MATMUL and drifted 4 output steps from the file on a trained decoder of this shape. K and V now get zero point
+0 by default (quantize/attention_ops.py), so the test plants the nonzero ones: a user's older QAT checkpoint, or a
+grid written by hand, still has them."""
 
 import numpy as np
 import pytest
@@ -14,18 +16,19 @@ import torch
 from edgedistill.distill.trainer import predict_logits
 from edgedistill.export.tflite_export import export_tflite_int8
 from edgedistill.quantize import calibrate, to_quant_student
+from edgedistill.quantize.ranges import scale_zero_point
 from edgedistill.runtimes import LiteRTReferenceRunner, LiteRTRunner, TFLMRunner
 from edgedistill.students.decoder_family import decoder
 
 V, L = 40, 8
 
 
-def _zero_point_zero(q) -> None:
-    """Move a grid onto zero point 0 (symmetric about 0, covering its calibrated range): the value the delegate
-    checks. Its scale is that of the wider side over 127, so no calibrated value is clipped."""
-    lo, hi = float(q.ranges[0]), float(q.ranges[1])
-    q.scale.fill_(max(-lo / 128.0, hi / 127.0))
-    q.zero_point.fill_(0)
+def _zero_point_nonzero(q) -> None:
+    """Move a grid off zero point 0 (the asymmetric grid of its calibrated range, shifted a code further if that
+    happens to be 0): the value the delegate checks."""
+    s, z = scale_zero_point(float(q.ranges[0]), float(q.ranges[1]))
+    q.scale.fill_(s)
+    q.zero_point.fill_(z if z != 0 else -1)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +44,8 @@ def planted(tmp_path_factory):
         x = torch.randint(1, V, (32, L), generator=g, dtype=torch.int32)
         q = calibrate(to_quant_student(m, "xnnpack"), x)
         attn = [op for op in q.modules() if type(op).__name__ == "Attention"]
-        _zero_point_zero(attn[0].k.out_q)  # layer 0: scores in XNNPACK, context on the builtin kernel
-        _zero_point_zero(attn[1].v.out_q)  # layer 1: the reverse
+        _zero_point_nonzero(attn[0].v.out_q)  # layer 0: scores in XNNPACK, context on the builtin kernel
+        _zero_point_nonzero(attn[1].k.out_q)  # layer 1: the reverse
         path = tmp_path_factory.mktemp("attn_kernels") / "student_int8.tflite"
         export_tflite_int8(q, (L,), path)
         return q, attn, x.numpy(), path
@@ -72,3 +75,56 @@ def test_qat_computes_what_litert_xnnpack_computes_when_the_grids_pick_the_kerne
 def test_the_fixed_point_runtimes_compute_the_builtin_kernel_whatever_the_zero_point(planted, runner, arithmetic):
     q, _, x, path = planted
     assert _steps(q, arithmetic, x, runner(path).predict(x)) == 0.0
+
+
+def _partitions(path) -> int:
+    """How many XNNPACK partitions LiteRT cuts the file into (its DELEGATE nodes)."""
+    runner = LiteRTRunner(path, threads=1)
+    return sum(op["op_name"] == "DELEGATE" for op in runner.interp._get_ops_details())
+
+
+def test_k_and_v_get_zero_point_0_and_keep_it_through_range_tracking():
+    """The default grids: K and V (BATCH_MATMUL's second operands) on zero point 0 after calibration and after
+    QAT forward passes whose tracked ranges move (fake.ActQuant._follow re-derives the grid with the same rule); the other
+    activations keep asymmetric grids."""
+    torch.manual_seed(5)
+    m = decoder((L,), V, 32, 1, V, heads=2)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(1, V, (32, L), generator=g, dtype=torch.int32)
+    q = calibrate(to_quant_student(m, "xnnpack"), x)
+    (attn,) = [op for op in q.modules() if type(op).__name__ == "Attention"]
+    scales = (float(attn.k.out_q.scale), float(attn.v.out_q.scale))
+    q.set_tracking(True)
+    q.train()
+    with torch.no_grad():  # K and V three times as wide as calibrated: the tracked ranges must follow
+        for layer in (attn.k, attn.v):
+            layer.weight.mul_(3.0)
+            layer.bias.mul_(3.0)
+        for _ in range(20):
+            q(x)
+    assert (int(attn.k.out_q.zero_point), int(attn.v.out_q.zero_point)) == (0, 0)
+    assert (float(attn.k.out_q.scale), float(attn.v.out_q.scale)) != scales  # re-derived, still symmetric
+    assert int(attn.q.out_q.zero_point) != 0 or int(attn.out.out_q.zero_point) != 0
+
+
+def test_xnnpack_takes_the_batch_matmuls_of_the_default_grids(planted, tmp_path):
+    """With K and V on zero point 0 LiteRT hands every BATCH_MATMUL to XNNPACK, so the default file has fewer
+    partitions than the planted one, whose layer-0 context and layer-1 scores fall to the built-in kernel (each
+    built-in op between delegated ones splits a partition)."""
+    q, attn, x, planted_path = planted
+    saved = [(a, name, getattr(a, name).out_q.scale.clone(), getattr(a, name).out_q.zero_point.clone())
+             for a in attn for name in ("k", "v")]
+    try:
+        for a in attn:
+            for name in ("k", "v"):
+                grid = getattr(a, name).out_q
+                amax = max(abs(float(grid.ranges[0])), abs(float(grid.ranges[1])))
+                grid.scale.fill_(amax / 127.0)
+                grid.zero_point.fill_(0)
+        path = tmp_path / "default_grids.tflite"
+        export_tflite_int8(q, (L,), path)
+    finally:
+        for a, name, scale, zp in saved:
+            getattr(a, name).out_q.scale.copy_(scale)
+            getattr(a, name).out_q.zero_point.copy_(zp)
+    assert _partitions(path) < _partitions(planted_path)

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from edgedistill.agreement import near_tie_agreement
 from edgedistill.distill.trainer import predict_logits
 from edgedistill.export.kv_cache import export_kv_onnx, export_kv_tflite
 from edgedistill.export.parity import _runner, int8_references
@@ -101,7 +102,10 @@ def test_exported_step_equals_the_window_file_on_each_runtime(exported, runtime,
     reference = full.predict(ids)
     step = float(q.output_q.scale)
     assert loop.shape == reference.shape == (len(ids), L, V)
-    assert (loop.argmax(-1) == reference.argmax(-1)).all()
+    if fmt == "tflite":
+        assert (loop.argmax(-1) == reference.argmax(-1)).all()
+    else:  # onnxruntime's float Q/DQ ops may round a logit one step apart: a near-tie may flip, as parity allows
+        assert near_tie_agreement(loop.argmax(-1), reference, (full.step_bound + 1e-3) * step) == 100.0
     # the same integers as the window file (LiteRT, TFLite Micro) or the same float QDQ ops (onnxruntime)
     assert np.abs(loop - reference).max() / step <= (0.0 if fmt == "tflite" else full.step_bound), runtime
     # and no further from QAT computing this runtime's arithmetic than the window file is
