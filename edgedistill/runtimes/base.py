@@ -7,6 +7,7 @@ Int8 models are fed and read exactly as a device app would: q = clip(round(x / s
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,12 @@ class Runner(ABC):
 
     @abstractmethod
     def predict(self, x: np.ndarray) -> np.ndarray: ...
+
+    def call_on(self, x: np.ndarray) -> Callable[[], object]:
+        """One model call on the single sample `x` (1×...), its input prepared once here: the returned function sets
+        the input, invokes and reads the runtime's raw output (int8 logits stay int8), which is what an app's call
+        costs and what profile/measure.py times. This default calls `predict` (Python-side conversions included)."""
+        return lambda: self.predict(x)
 
     def predict_batched(self, x: np.ndarray, batch: int = 1024) -> np.ndarray:
         return np.concatenate([self.predict(x[i : i + batch]) for i in range(0, len(x), batch)])

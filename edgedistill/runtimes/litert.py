@@ -69,6 +69,17 @@ class LiteRTRunner(Runner):
             raise ValueError(f"the model's static batch size {b} does not divide the batch of {len(x)}")
         return np.concatenate([self._invoke(x[i : i + b]) for i in range(0, len(x), b)])
 
+    def call_on(self, x: np.ndarray):
+        x = self._prepare(np.asarray(x) if np.issubdtype(np.asarray(x).dtype, np.integer) else np.asarray(x, np.float32))
+        self._invoke(x)  # resizes a dynamic batch once
+        interp, i, o = self.interp, self.inp["index"], self.out["index"]
+
+        def call():
+            interp.set_tensor(i, x)
+            interp.invoke()
+            return interp.get_tensor(o)
+        return call
+
     def op_names(self) -> list[str]:
         """The model file's operators (XNNPACK's DELEGATE nodes, added at load time, are left out)."""
         return [op["op_name"] for op in self.interp._get_ops_details() if op["op_name"] != "DELEGATE"]

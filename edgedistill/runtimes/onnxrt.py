@@ -45,9 +45,16 @@ class OnnxRunner(Runner):
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: x})[0]
 
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(integer_ids(x, self.input_dtype) if self.input_dtype != np.float32
+                                    else np.asarray(x, np.float32))
+
+    def call_on(self, x: np.ndarray):
+        feed = {self.input_name: self._prepare(x)}
+        return lambda: self.session.run(None, feed)[0]
+
     def predict(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(integer_ids(x, self.input_dtype) if self.input_dtype != np.float32
-                                 else np.asarray(x, np.float32))
+        x = self._prepare(x)
         if self.fixed_batch in (None, len(x)):
             return self._run(x)
         b = self.fixed_batch

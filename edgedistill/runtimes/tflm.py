@@ -27,6 +27,27 @@ class TFLMRunner(Runner):
         self.inp = self.interp.get_input_details(0)
         self.out = self.interp.get_output_details(0)
 
+    def _prepare(self, xi: np.ndarray) -> np.ndarray:
+        """One sample (the input tensor's shape) as the input tensor's type."""
+        if self.inp["dtype"] in (np.int8, np.uint8):
+            qp = self.inp["quantization_parameters"]
+            return quantize_input(xi, float(qp["scales"][0]), int(qp["zero_points"][0]), self.inp["dtype"])
+        if self.inp["dtype"] in (np.int32, np.int64):  # token ids
+            return integer_ids(xi, self.inp["dtype"])
+        return xi
+
+    def call_on(self, x: np.ndarray):
+        x = np.asarray(x)
+        x = x if np.issubdtype(x.dtype, np.integer) else np.asarray(x, np.float32)
+        xi = self._prepare(x[:1].reshape([int(d) for d in self.inp["shape"]]))
+        interp = self.interp
+
+        def call():
+            interp.set_input(xi, 0)
+            interp.invoke()
+            return interp.get_output(0)
+        return call
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         x = x if np.issubdtype(x.dtype, np.integer) else np.asarray(x, np.float32)
@@ -34,13 +55,7 @@ class TFLMRunner(Runner):
         out_shape = [int(d) for d in self.out["shape"]][1:] or [-1]  # K, or L×V for a causal LM, as LiteRT gives
         outs = []
         for i in range(len(x)):
-            xi = x[i : i + 1].reshape(shape)
-            if self.inp["dtype"] in (np.int8, np.uint8):
-                qp = self.inp["quantization_parameters"]
-                xi = quantize_input(xi, float(qp["scales"][0]), int(qp["zero_points"][0]), self.inp["dtype"])
-            elif self.inp["dtype"] in (np.int32, np.int64):  # token ids
-                xi = integer_ids(xi, self.inp["dtype"])
-            self.interp.set_input(xi, 0)
+            self.interp.set_input(self._prepare(x[i : i + 1].reshape(shape)), 0)
             self.interp.invoke()
             y = self.interp.get_output(0)
             if self.out["dtype"] in (np.int8, np.uint8):
