@@ -103,6 +103,9 @@ def print_int8(console, q: dict) -> None:
 
     line = (f"int8: float {fmt_acc(q, 'float_test_acc')}  PTQ {fmt_acc(q, 'ptq_test_acc')}  "
             f"QAT {fmt_acc(q, 'qat_test_acc')}"
+            + (f" (vs PTQ: McNemar p = {q['qat_vs_ptq_test']['p_value']:.3g}, "
+               f"{'within' if q['qat_vs_ptq_test']['within_noise'] else 'beyond'} noise)"
+               if q.get("qat_vs_ptq_test") else "")
             + (f" (as {q['deployed_arithmetic']} computes it)" if q.get("deployed_arithmetic") else "")
             + (" (the post-training weights: no QAT epoch beat them on validation)" if q.get("qat_best_epoch") == 0
                else ""))

@@ -201,6 +201,7 @@ def headline(r: dict) -> list[tuple[str, str]]:
                               f"{_noise(s.get('gain_vs_no_teacher_twin_float_test'))}, "
                               "vs the same student trained without a teacher" + _conditions(s.get("training"))),
         ("QAT vs PTQ", f"QAT {_pct(s['qat_accuracy'])}, post-training quantization {_pct(s['ptq_accuracy'])}"
+                       + _noise(s.get("qat_vs_ptq_test"))
                        + ("; no QAT epoch beat the post-training weights on validation, so the int8 files hold those"
                           if s.get("qat_kept_post_training") else "")),
         ("Deployed = measured", match),

@@ -125,6 +125,7 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
         "deployed_matches_measured": q.get("parity_passed"),
         "ptq_accuracy": q.get("ptq_test_acc"),
         "qat_accuracy": q.get("qat_test_acc"),
+        "qat_vs_ptq_test": q.get("qat_vs_ptq_test"),  # McNemar, same test samples
         "qat_kept_post_training": q.get("qat_best_epoch") == 0,  # no QAT epoch beat the PTQ start on validation
         "int16": list(q.get("int16") or []),  # op kinds the int8 files compute in 16×8 form (quant.int16)
         "training": _training(metrics),

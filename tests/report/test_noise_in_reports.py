@@ -51,3 +51,15 @@ def test_reports_show_intervals_and_the_paired_test():
     iv = wilson(73, 80)
     assert f"91.25% [{iv.low:.1f}, {iv.high:.1f}]" in md  # the distilled float row
     assert f"McNemar p = {mcnemar(9, 1).p_value:.3g} on 80 test samples: beyond noise" in md
+
+
+def test_the_qat_vs_ptq_row_carries_its_paired_test():
+    """The headline's QAT-vs-PTQ comparison, like the distillation gain, says whether the gap is beyond the test
+    split's noise (McNemar on the same test samples: metrics int8.qat_vs_ptq_test)."""
+    m = annotate_intervals(_metrics(), 80)
+    m["int8"].update(ptq_test_acc=100 * 70 / 80,
+                     qat_vs_ptq_test={"n": 80, "only_first_right": 3, "only_second_right": 1, "within_noise": True,
+                                      "p_value": mcnemar(3, 1).p_value})
+    md = to_markdown(assemble(m, {}, {"name": "cpu", "kind": "host", "runtime": "litert"}))
+    (row,) = [line for line in md.splitlines() if "QAT vs PTQ" in line]
+    assert f"McNemar p = {mcnemar(3, 1).p_value:.3g} on 80 test samples: within noise" in row
