@@ -17,10 +17,13 @@ target's limits); a row whose limit is not set shows its figure, is not judged a
   judge them within noise; the perplexity's document interval is shown beside it);
 * with a budget: tokens per second (a floor, `tokens_per_s=`) and the latency per token (`latency=`), both of the
   figure metrics.json's `speed.target` names (measured here for the int8 TFLite file on a host target, else the
-  target's estimate; the KV-cache step's file where the run exported one, --kv-cache), flash (the int8 TFLite file's bytes plus the tokenizer's device tables) and RAM (the target
-  runtime's figure), each judged where the budget sets it and shown otherwise, and so are the MACs of one decoder step, i.e. per generated token (`macs=`, a
-  ceiling, the limit `build --task causal-lm` also searches under: the exact count of the int8 TFLite file,
-  metrics.json's `speed.target.macs`); the student / teacher tokens/s ratio per runtime is shown, never judged;
+  target's estimate), flash (the int8 TFLite file's bytes plus the tokenizer's device tables) and RAM (the target
+  runtime's figure), each judged where the budget sets it and shown otherwise, and so are the MACs of one decoder
+  step, i.e. per generated token (`macs=`, a ceiling, the limit `build --task causal-lm` also searches under: the
+  exact count of the int8 TFLite file, metrics.json's `speed.target.macs`). Where the run exported a KV-cache step
+  (--kv-cache) every one of these judges that step's file, the one the app ships (pipeline/lm_speed.kv_judged,
+  kv_fit; its RAM adds the key / value caches the app keeps between steps); the student / teacher tokens/s ratio per
+  runtime is shown, never judged;
 * a classifier's limit (`accuracy=`, `drop=`) fails as missing: a causal LM has no class accuracy (top1= is its
   next-token accuracy).
 A value that is missing (a twin's figures lost, an int8 run without its figure) fails its judged row rather than passing as zero;
@@ -66,8 +69,8 @@ def speed_rows(metrics: dict, budget: Budget) -> list[Check]:
             _row("flash", flash, budget.flash_bytes, False, flash_parts(t.get("file_bytes"), t.get("tokenizer_bytes")),
                  "B"),
             _row("ram", ram, budget.ram_bytes, False, t.get("ram_figure") or "the target runtime's figure", "B"),
-            _row("macs per token", t.get("macs"), budget.macs, False, "exact count of the int8 TFLite file's decoder "
-                 "step (one step a generated token)", "")]
+            _row("macs per token", t.get("macs"), budget.macs, False, t.get("macs_how") or "exact count of the int8 "
+                 "TFLite file's decoder step (one step a generated token)", "")]
     for runtime, r in (speed.get("ratio") or {}).items():
         rows.append(_row(f"tokens/s vs teacher ({runtime})", r["ratio"], None, True,
                          f"student int8 {r['student_tokens_per_s']:.4g} / teacher float32 "

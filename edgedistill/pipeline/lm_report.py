@@ -234,7 +234,8 @@ def _flash_line(target: dict) -> list[str]:
     model, tables = target.get("file_bytes"), target.get("tokenizer_bytes")
     if model is None or tables is None:
         return []
-    return [f"\nFlash: {model:,} B model (the int8 TFLite file) + {tables:,} B tokenizer tables (what a device "
+    which = "the KV-cache step's int8 TFLite file" if "window" in target else "the int8 TFLite file"
+    return [f"\nFlash: {model:,} B model ({which}) + {tables:,} B tokenizer tables (what a device "
             f"tokenizer reads to reproduce the training ids) = {flash_use(model, tables):,} B, the figure every flash "
             "limit judges."]
 

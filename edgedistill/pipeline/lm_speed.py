@@ -18,16 +18,18 @@ and the run's target section (fit checks, arena) as the classifier builds give i
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from edgedistill.pipeline.measure import RUNTIME, target_section
 from edgedistill.profile.cost import tflite_cost
-from edgedistill.profile.estimate import estimate_latency
+from edgedistill.profile.estimate import estimate_latency, fit_checks
 from edgedistill.profile.measure import measure
+from edgedistill.profile.ram import ram_figure
 from edgedistill.targets import TargetProfile, load_profile_file, profile_files
 
 STEP = ("one fixed-window decoder step at batch 1 (L int32 ids -> L×V logits), which the README's greedy loop runs "
@@ -188,7 +190,34 @@ def lm_speed(artifacts, teacher_module: nn.Module | None, context: int, target: 
                        tokens_per_s_how=f"estimated on {target.name} ({section.get('estimate_model', 'roofline')})")
     if "kv_cache" in speed:
         section.update(kv_judged(speed["kv_cache"], section, target, threads))
+        kv_tflite = next((a for a in kv_files if a.format == "tflite"), None)
+        if kv_tflite is not None:
+            section.update(kv_fit(kv_tflite, section, target, tokenizer_bytes))
     return {**speed, "targets": target_speeds(art.path), "target": section}
+
+
+def kv_fit(kv_art, section: dict, target: TargetProfile, tokenizer_bytes: int | None) -> dict:
+    """With --kv-cache the device holds the KV-cache step's file, not the window file, so the flash, RAM, operator
+    and precision checks and the MACs per token judge that file (profile/estimate.fit_checks). Its RAM is the
+    runtime's figure for one step (TFLite Micro's arena after a step, else the file's planned activations) plus the
+    key / value caches the app keeps between steps (int8: one byte an element of the step's cache inputs). The
+    window file's figures are kept under `window`."""
+    from edgedistill.profile.run import tflite_facts
+    from edgedistill.profile.tflm_arena import tflm_arena
+
+    cost = tflite_cost(kv_art.path)
+    ops, floats, _ = tflite_facts(kv_art.path)
+    caches = sum(int(np.prod(s["shape"])) for s in kv_art.extra["inputs"][2:])
+    step_ram = tflm_arena(kv_art.path).total_bytes if target.runtime == "tflm" else cost.peak_activation_bytes
+    figure = f"{ram_figure(target.runtime)} of the KV-cache step + its key / value caches ({caches:,} B)"
+    checks = [replace(c, detail=figure) if c.check == "ram" else c
+              for c in fit_checks(cost, kv_art.bytes, step_ram + caches, ops, floats, target,
+                                  tokenizer_bytes=tokenizer_bytes)]
+    window = {k: section.get(k) for k in ("fit", "macs", "file_bytes", "ram_figure", "peak_activation_bytes")}
+    return {"fit": [asdict(c) for c in checks], "macs": cost.macs, "file_bytes": kv_art.bytes,
+            "ram_figure": figure, "peak_activation_bytes": cost.peak_activation_bytes, "kv_cache_bytes": caches,
+            "macs_how": f"exact count of the KV-cache step's int8 TFLite file ({kv_art.path.name}): one step a "
+                        "generated token", "window": window}
 
 
 def kv_judged(kv: dict, section: dict, target: TargetProfile, threads: int) -> dict:

@@ -40,11 +40,20 @@ def _capture_stderr(fn) -> str:
         return tmp.read().decode(errors="replace")
 
 
+def _input_count(path: Path) -> int:
+    """How many inputs the model has (TFLite Micro's Python interpreter has no count: it prints an error past the
+    last), read by LiteRT's interpreter, which parses the file without allocating."""
+    return len(require("ai_edge_litert.interpreter").Interpreter(model_path=str(path)).get_input_details())
+
+
 def tflm_arena(path: Path) -> ArenaUsage:
+    """The arena after one invoke on zeros in every input: for a KV-cache decoder step (ids, position, caches) that
+    is token 0 at position 0 with empty caches, a step like any other (each reads all L cache slots)."""
     runtime = require("tflite_micro").python.tflite_micro.runtime
     interp = runtime.Interpreter.from_file(str(path))
-    d = interp.get_input_details(0)
-    interp.set_input(np.zeros([int(v) for v in d["shape"]], d["dtype"]), 0)
+    for i in range(_input_count(path)):
+        d = interp.get_input_details(i)
+        interp.set_input(np.zeros([int(v) for v in d["shape"]], d["dtype"]), i)
     interp.invoke()
     text = _capture_stderr(interp.print_allocations)
 

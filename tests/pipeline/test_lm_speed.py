@@ -132,3 +132,30 @@ def test_with_a_kv_cache_step_the_judged_figure_is_that_steps():
     mcu = kv_judged(kv, {"tokens_per_s": 4.0}, load_target("cortex-m4"), 1)
     assert mcu["tokens_per_s"] == 40.0 and "estimated on cortex-m4" in mcu["tokens_per_s_how"]
     assert kv_judged(kv, window, load_target("rpi4"), 1) == {}
+
+
+def test_with_a_kv_cache_step_flash_ram_and_macs_judge_that_steps_file(tmp_path):
+    """--kv-cache on a microcontroller: the device holds the KV-cache step's file, so the fit checks and the MACs per
+    token are that file's (its TFLite Micro arena after a step plus the int8 key / value caches the app keeps), and
+    the window file's figures are kept under `window`. The KV step's MACs are about one window position's."""
+    from edgedistill.export.kv_cache import export_kv_tflite
+    from edgedistill.profile.tflm_arena import tflm_arena
+
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    m = decoder((L,), V, 16, 2, V, heads=2).eval()
+    x = torch.randint(1, V, (32, L), dtype=torch.int32)
+    q = calibrate(to_quant_student(m), x)
+    arts = export_all(m, q, (L,), V, tmp_path, ["tflite"], True)
+    kv = export_kv_tflite(q, tmp_path / "student_int8_kv.tflite")
+    t = lm_speed(arts, None, L, load_target("cortex-m4"), runs=3, threads=1, kv_files=[kv], tokenizer_bytes=100)
+    section = t["target"]
+    fit = {f["check"]: f for f in section["fit"]}
+    caches = 2 * 2 * 2 * L * 8  # layers × (K, V) × heads × L × head_dim, one byte each
+    assert section["kv_cache_bytes"] == caches
+    assert fit["ram"]["value"] == tflm_arena(kv.path).total_bytes + caches and "KV-cache step" in fit["ram"]["detail"]
+    assert fit["flash"]["value"] == kv.bytes + 100 and section["file_bytes"] == kv.bytes
+    window = next(a for a in arts if a.name == "tflite-int8")
+    assert section["window"]["file_bytes"] == window.bytes
+    assert section["macs"] == tflite_cost(kv.path).macs < section["window"]["macs"]
+    assert "KV-cache" in section["macs_how"]
