@@ -129,7 +129,8 @@ ARITHMETIC.register("tflm", "TFLite Micro (and LiteRT's reference kernels): fixe
     matmul16=int16_kernels.matmul16))
 
 ARITHMETIC.register("reference", "LiteRT's reference kernels (BUILTIN_REF): TFLite Micro's arithmetic, except that "
-                                 "FULLY_CONNECTED rounds once and MUL forms its multiplier in float32")(Arithmetic(
+                                 "FULLY_CONNECTED rounds once at the float64 multiplier and MUL forms its multiplier "
+                                 "in float32")(Arithmetic(
     conv=functools.partial(mcu.requantize_tflm, rounding=mcu.REFERENCE_ROUNDING),
     binary=functools.partial(mcu.binary_tflm, mul_float32=True, sub_float32=False),
     mean=_tflm_mean,

@@ -91,8 +91,13 @@ KERNEL_ROUNDING = {"depthwise": "double", "conv": "double", "linear": "double", 
                    "logistic": "double", "binary": "double"}
 
 
-# LiteRT's reference kernels (BUILTIN_REF) differ from TFLite Micro's in one place: FULLY_CONNECTED rounds once.
-REFERENCE_ROUNDING = {**KERNEL_ROUNDING, "linear": "single"}
+# LiteRT's reference kernels (BUILTIN_REF) differ from TFLite Micro's in one place: FULLY_CONNECTED rounds once, and
+# at the real multiplier s_in · s_w / s_out in float64 rather than at its 31-bit fixed-point form ("real"). Measured
+# on three trained decoders' FULLY_CONNECTED outputs (18.7 M values, 2026-12-07): the real form matched all of them;
+# the fixed-point single rounding all but one, a value 4.7e-9 above a tie (acc 56,365, M = 0.0021378515036767,
+# acc · M = 120.5000000047: LiteRT wrote 121, m0 = 1,175,296,293 / 2^39 gave 120), which a LayerNorm carried to 2
+# output steps and failed parity; TFLite Micro's double rounding missed ~1 in 1,200.
+REFERENCE_ROUNDING = {**KERNEL_ROUNDING, "linear": "real"}
 
 
 def multiply_by_quantized_multiplier(acc: torch.Tensor, m0: torch.Tensor, shift: torch.Tensor,
@@ -119,11 +124,15 @@ def requantize_tflm(acc: torch.Tensor, s_in: float, s_w: torch.Tensor, s_out: fl
     """int8 codes of a conv / linear output from its exact int32 accumulator (bias included), as float. `acc`: an
     int64 tensor, or a float tensor of integers (then computed in float64 where that is exact: quantize/requant_f64.py;
     the same codes)."""
-    m0, shift = quantize_multiplier(np.float64(s_in) * s_w.double().numpy() / np.float64(s_out))
+    real = np.float64(s_in) * s_w.double().numpy() / np.float64(s_out)
     shape = [1] * acc.dim()
     shape[channel_dim] = -1
-    m0, shift = torch.from_numpy(m0).view(shape), torch.from_numpy(shift).view(shape)
     lo, hi = activation_range(act, s_out, zp_out)
+    if rounding[kernel] == "real":  # round(acc · M) at the float64 multiplier, ties away from zero (REFERENCE_ROUNDING)
+        y = acc.double() * torch.from_numpy(real).view(shape)
+        return (torch.sign(y) * torch.floor(y.abs() + 0.5) + zp_out).clamp_(lo, hi).to(torch.float32)
+    m0, shift = quantize_multiplier(real)
+    m0, shift = torch.from_numpy(m0).view(shape), torch.from_numpy(shift).view(shape)
     if acc.is_floating_point() and requant_f64.fits(requant_f64.abs_max(acc), m0, shift, zp_out):
         code = requant_f64.MULTIPLY_F64[rounding[kernel]](acc.double(), m0, shift, zp_out)  # the same integers
         return code.clamp_(lo, hi).to(torch.float32)
