@@ -50,6 +50,12 @@ def flash_use(file_bytes: int | None, tokenizer_bytes: int | None = None) -> int
     return None if file_bytes is None else int(file_bytes) + int(tokenizer_bytes or 0)
 
 
+def limit_figure(value: float) -> str:
+    """A limit as a user reads it: thousands separated at 1,000 and up ('262,144', '1,500,000'), else its own
+    digits ('5', '0.25', '2.5'), never '1e+06' nor a fraction rounded to 0."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.6g}"
+
+
 def flash_parts(file_bytes, tokenizer_bytes) -> str:
     """How a flash figure is made up, as the gate and the report name it: '12,000 B model file + 3,000 B tokenizer
     tables', or 'model file bytes' where the run has no tokenizer tables to count."""

@@ -234,7 +234,7 @@ def _flash_line(target: dict) -> list[str]:
     model, tables = target.get("file_bytes"), target.get("tokenizer_bytes")
     if model is None or tables is None:
         return []
-    which = "the KV-cache step's int8 TFLite file" if "window" in target else "the int8 TFLite file"
+    which = target.get("file") or "the int8 TFLite file"
     return [f"\nFlash: {model:,} B model ({which}) + {tables:,} B tokenizer tables (what a device "
             f"tokenizer reads to reproduce the training ids) = {flash_use(model, tables):,} B, the figure every flash "
             "limit judges."]

@@ -188,20 +188,28 @@ def lm_speed(artifacts, teacher_module: nn.Module | None, context: int, target: 
         est = section.get("estimate_ms")
         section.update(tokens_per_s=1000.0 / est if est else None,
                        tokens_per_s_how=f"estimated on {target.name} ({section.get('estimate_model', 'roofline')})")
+    section["file"] = art.path.name
     if "kv_cache" in speed:
+        window = {k: section.get(k) for k in WINDOW_KEYS}
         section.update(kv_judged(speed["kv_cache"], section, target, threads))
         kv_tflite = next((a for a in kv_files if a.format == "tflite"), None)
         if kv_tflite is not None:
-            section.update(kv_fit(kv_tflite, section, target, tokenizer_bytes))
+            section.update(kv_fit(kv_tflite, target, tokenizer_bytes, speed["kv_cache"]), window=window)
     return {**speed, "targets": target_speeds(art.path), "target": section}
 
 
-def kv_fit(kv_art, section: dict, target: TargetProfile, tokenizer_bytes: int | None) -> dict:
+# the target section's figures that describe one file: with --kv-cache the KV-cache step's replace them and the
+# window file's are kept under `window`
+WINDOW_KEYS = ("file", "fit", "macs", "file_bytes", "ram_figure", "peak_activation_bytes", "estimate_ms",
+               "estimate_model", "estimate_error")
+
+
+def kv_fit(kv_art, target: TargetProfile, tokenizer_bytes: int | None, kv: dict) -> dict:
     """With --kv-cache the device holds the KV-cache step's file, not the window file, so the flash, RAM, operator
-    and precision checks and the MACs per token judge that file (profile/estimate.fit_checks). Its RAM is the
-    runtime's figure for one step (TFLite Micro's arena after a step, else the file's planned activations) plus the
-    key / value caches the app keeps between steps (int8: one byte an element of the step's cache inputs). The
-    window file's figures are kept under `window`."""
+    and precision checks, the MACs per token and the target's estimate are that file's (profile/estimate.fit_checks;
+    `kv`: metrics.json's speed.kv_cache, whose `targets` hold the estimate). Its RAM is the runtime's figure for one
+    step (TFLite Micro's arena after a step, else the file's planned activations) plus the key / value caches the app
+    keeps between steps (int8: one byte an element of the step's cache inputs)."""
     from edgedistill.profile.run import tflite_facts
     from edgedistill.profile.tflm_arena import tflm_arena
 
@@ -213,11 +221,13 @@ def kv_fit(kv_art, section: dict, target: TargetProfile, tokenizer_bytes: int | 
     checks = [replace(c, detail=figure) if c.check == "ram" else c
               for c in fit_checks(cost, kv_art.bytes, step_ram + caches, ops, floats, target,
                                   tokenizer_bytes=tokenizer_bytes)]
-    window = {k: section.get(k) for k in ("fit", "macs", "file_bytes", "ram_figure", "peak_activation_bytes")}
-    return {"fit": [asdict(c) for c in checks], "macs": cost.macs, "file_bytes": kv_art.bytes,
-            "ram_figure": figure, "peak_activation_bytes": cost.peak_activation_bytes, "kv_cache_bytes": caches,
+    est = (kv.get("targets") or {}).get(target.name) or {}
+    return {"file": kv_art.path.name, "fit": [asdict(c) for c in checks], "macs": cost.macs,
+            "file_bytes": kv_art.bytes, "ram_figure": figure, "peak_activation_bytes": cost.peak_activation_bytes,
+            "kv_cache_bytes": caches, "estimate_ms": est.get("estimate_ms"), "estimate_model": "roofline",
+            "estimate_error": None,
             "macs_how": f"exact count of the KV-cache step's int8 TFLite file ({kv_art.path.name}): one step a "
-                        "generated token", "window": window}
+                        "generated token"}
 
 
 def kv_judged(kv: dict, section: dict, target: TargetProfile, threads: int) -> dict:

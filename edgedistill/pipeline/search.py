@@ -6,7 +6,7 @@ them on the test split."""
 
 from __future__ import annotations
 
-from edgedistill.budget import Budget
+from edgedistill.budget import Budget, limit_figure
 from edgedistill.config import DistillConfig
 from edgedistill.data import kind_of
 from edgedistill.pipeline.inputs import Inputs
@@ -61,10 +61,4 @@ def _limits(budget) -> str:
     parts = [(name, getattr(budget, key), unit) for name, key, unit in (
         ("flash", "flash_bytes", " B"), ("RAM", "ram_bytes", " B"), ("latency", "latency_ms", " ms"),
         ("MACs", "macs", ""))]
-    return ", ".join(f"{name} <= {_figure(value)}{unit}" for name, value, unit in parts if value is not None)
-
-
-def _figure(value: float) -> str:
-    """A limit as a user reads it: thousands separated at 1,000 and up ('262,144', '1,500,000'), else its own
-    digits ('5', '0.25', '2.5'), never '1e+06' nor a fraction rounded to 0."""
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.6g}"
+    return ", ".join(f"{name} <= {limit_figure(value)}{unit}" for name, value, unit in parts if value is not None)

@@ -106,12 +106,47 @@ def _reads_ids(path: Path, fmt: str) -> bool:
     return elem in (onnx.TensorProto.INT32, onnx.TensorProto.INT64)
 
 
+def _inputs(path: Path, fmt: str) -> list[tuple[str, list]]:
+    """[(name, dims)] of the model's inputs, a dim None where it is dynamic (symbolic in ONNX, -1 in TFLite)."""
+    if fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        return [(d["name"], [None if v < 0 else int(v) for v in d["shape_signature"]])
+                for d in Interpreter(model_path=str(path)).get_input_details()]
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    init = {i.name for i in graph.initializer}
+    return [(i.name, [d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim])
+            for i in graph.input if i.name not in init]
+
+
+def check_timeable(path: Path, fmt: str) -> None:
+    """profile times one sample of generated inputs a run (module doc): a file it cannot feed so is refused in one
+    paragraph (ModelLoadError) before anything runs: several inputs (a causal LM's KV-cache step), a dynamic
+    dimension besides the batch (a sequence length profile would have to guess), or a fixed batch other than 1."""
+    inputs = _inputs(path, fmt)
+    if len(inputs) != 1:
+        raise ModelLoadError(f"{path.name} has {len(inputs)} inputs ({', '.join(n for n, _ in inputs)}); profile feeds "
+                             "one input of generated samples or token ids. A causal LM's KV-cache step (its ids, "
+                             "position and caches) is timed by the build itself: see its metrics.json "
+                             "(speed.kv_cache).")
+    name, dims = inputs[0]
+    if any(d is None for d in dims[1:]):
+        raise ModelLoadError(f"{path.name}'s input {name!r} has a dynamic dimension besides the batch ({dims}): its "
+                             "cost and latency depend on a size profile cannot choose (a sequence length). Export it "
+                             "with that size fixed, as edgedistill's own files are, and profile that file.")
+    if dims and dims[0] not in (None, 1):
+        raise ModelLoadError(f"{path.name}'s input {name!r} has a fixed batch of {dims[0]}; profile times one sample "
+                             "a run (latency per inference). Export it with batch 1 or a dynamic batch.")
+
+
 def _measured(path: Path, runtime: str, **kw):
     """profile.measure.measure, with a runtime's refusal of the generated inputs (an out-of-range position) as one
     paragraph (ModelLoadError) instead of the interpreter's traceback."""
     try:
         return measure(path, runtime, **kw)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:  # LiteRT / TFLite Micro raise RuntimeError, onnxruntime ValueError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"{runtime} could not run {path.name} on generated inputs ({first[:200]}). profile feeds "
                              "random samples or token ids to a model's inputs; a file whose other inputs must hold "
@@ -132,6 +167,7 @@ def profile_model(path: Path, target_name: str, runs: int = 100, warmup: int = 1
                                   f"{path.name} is {fmt}.")
     if fmt == "tflite":
         try:
+            check_timeable(path, fmt)
             cost = tflite_cost(path)
             ops, floats, precision = tflite_facts(path)
         except ValueError as exc:  # the flatbuffer does not parse: a truncated or damaged file
@@ -141,6 +177,7 @@ def profile_model(path: Path, target_name: str, runs: int = 100, warmup: int = 1
     else:
         from edgedistill.profile.cost_onnx import onnx_cost
 
+        check_timeable(path, fmt)
         cost = onnx_cost(path)
         ops, floats = [], 0
         precision = "int8" if any(layer.op == "DequantizeLinear" for layer in cost.layers) else "float32"

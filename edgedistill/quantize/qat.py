@@ -51,6 +51,7 @@ def rebuild_quant_student(float_model: nn.Module, state: dict, rounding: str = "
     qmodel = to_quant_student(copy.deepcopy(float_model).eval(), rounding, head, int16)
     missing, unexpected = qmodel.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith(".ranges")]  # tracked ranges: only used while training
+    keep_asymmetric_grids(qmodel)
     if missing or unexpected:
         raise RuntimeError(f"the saved int8 state does not fit the student: missing {missing[:5]}, "
                            f"unexpected {unexpected[:5]}")
@@ -60,3 +61,16 @@ def rebuild_quant_student(float_model: nn.Module, state: dict, rounding: str = "
         with torch.no_grad():
             qmodel(sample)
     return qmodel
+
+
+def keep_asymmetric_grids(qmodel: nn.Module) -> None:
+    """A checkpoint trained before K and V got zero-point-0 grids (quantize/attention_ops.py) holds nonzero zero
+    points there: its quantizers keep the asymmetric rule, so they describe the grid they hold and re-derive it so if
+    QAT resumes (the file then runs those BATCH_MATMULs on LiteRT's built-in kernel, as before; a new QAT run gets
+    the faster grids)."""
+    from edgedistill.quantize.fake import ActQuant
+    from edgedistill.quantize.ranges import SYMMETRIC_INT8, WIDTHS
+
+    for m in qmodel.modules():
+        if isinstance(m, ActQuant) and m.width is SYMMETRIC_INT8 and int(m.zero_point) != 0:
+            m.width = WIDTHS[8]

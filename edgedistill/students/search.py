@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from edgedistill.budget import Budget, flash_use
+from edgedistill.budget import Budget, flash_use, limit_figure
 from edgedistill.data.splits import Normalizer
 from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.profile.estimate import estimate_latency
@@ -239,12 +239,13 @@ def _infeasible(cands: list[Candidate], budget: Budget, max_params: int | None, 
     """Why no candidate fits: each limit no candidate meets on its own, with the best figure any candidate reaches
     there (the smallest budget for that limit that would admit one), or the smallest candidate when only the
     combination of limits fails."""
-    best = {"flash": (min(c.flash_bytes for c in cands), budget.flash_bytes, "{:,.0f} B"),
-            "ram": (min(c.ram_bytes for c in cands), budget.ram_bytes, "{:,.0f} B"),
-            "macs": (min(c.macs for c in cands), budget.macs, "{:,.0f} MACs"),
+    where = f" (estimated on {target.name})" if target else ""
+    best = {"flash": (min(c.flash_bytes for c in cands), budget.flash_bytes, lambda v: f"{limit_figure(v)} B"),
+            "ram": (min(c.ram_bytes for c in cands), budget.ram_bytes, lambda v: f"{limit_figure(v)} B"),
+            "macs": (min(c.macs for c in cands), budget.macs, lambda v: f"{limit_figure(v)} MACs"),
             "latency": (min((c.latency_ms for c in cands if c.latency_ms is not None), default=None),
-                        budget.latency_ms, "{:.3g} ms" + (f" (estimated on {target.name})" if target else "")),
-            "params": (min(c.params for c in cands), max_params, "{:,} parameters")}
+                        budget.latency_ms, lambda v: f"{v:.3g} ms{where}"),
+            "params": (min(c.params for c in cands), max_params, lambda v: f"{v:,} parameters")}
     alone = [k for k, (low, limit, _) in best.items() if low is not None and limit is not None and low > limit]
     head = f"No student fits the budget: none of {len(cands)} candidates meets "
     if not alone:
@@ -263,7 +264,7 @@ def _infeasible(cands: list[Candidate], budget: Budget, max_params: int | None, 
         else:
             tables = _tables(cands[0]) if k == "flash" else ""
             hint = flash_hint if k == "flash" and tables else ""
-            parts.append(f"the {k} limit ({fmt.format(limit)}): the best candidate needs {fmt.format(low)}{tables}, "
+            parts.append(f"the {k} limit ({fmt(limit)}): the best candidate needs {fmt(low)}{tables}, "
                          f"so a {k} budget of at least that would work{hint}")
     return head + "; ".join(parts) + "."
 

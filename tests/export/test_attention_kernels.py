@@ -128,3 +128,16 @@ def test_xnnpack_takes_the_batch_matmuls_of_the_default_grids(planted, tmp_path)
             getattr(a, name).out_q.scale.copy_(scale)
             getattr(a, name).out_q.zero_point.copy_(zp)
     assert _partitions(path) < _partitions(planted_path)
+
+
+def test_a_checkpoint_with_nonzero_k_and_v_zero_points_keeps_its_grids(planted):
+    """A QAT checkpoint from before the zero-point-0 K / V grids rebuilds with its own grids, described (and, if QAT
+    resumes, re-derived) by the asymmetric rule it was trained under."""
+    from edgedistill.quantize.qat import rebuild_quant_student
+
+    q, attn, x, _ = planted
+    float_model = decoder((L,), V, 32, 2, V, heads=2).eval()
+    rebuilt = rebuild_quant_student(float_model, q.state_dict(), "xnnpack", torch.from_numpy(x[:1]))
+    grids = [op for op in rebuilt.modules() if type(op).__name__ == "Attention"]
+    assert int(grids[0].v.out_q.zero_point) == int(attn[0].v.out_q.zero_point) != 0
+    assert "symmetric" not in repr(grids[0].v.out_q) and "symmetric" in repr(grids[0].k.out_q)

@@ -159,3 +159,6 @@ def test_with_a_kv_cache_step_flash_ram_and_macs_judge_that_steps_file(tmp_path)
     assert section["window"]["file_bytes"] == window.bytes
     assert section["macs"] == tflite_cost(kv.path).macs < section["window"]["macs"]
     assert "KV-cache" in section["macs_how"]
+    assert section["file"] == kv.path.name and section["window"]["file"] == window.path.name
+    assert section["estimate_ms"] == t["kv_cache"]["targets"]["cortex-m4"]["estimate_ms"]
+    assert section["window"]["estimate_ms"] == t["targets"]["cortex-m4"]["estimate_ms"] != section["estimate_ms"]

@@ -184,3 +184,30 @@ def test_a_runtime_refusing_the_generated_inputs_is_one_paragraph(files, monkeyp
     r = run(["profile", str(files["int8"]), "--target", "cortex-m4", "--runs", "3"])
     assert r.exit_code == 2 and "Traceback" not in r.output and "speed.kv_cache" in r.output, r.output
     assert r.output.strip().count("\n") == 0, r.output
+
+
+class _TwoInputs(torch.nn.Module):
+    def forward(self, ids, pos):
+        return ids.float() + pos.float()
+
+
+class _Sequence(torch.nn.Module):
+    def forward(self, ids):
+        return ids.float().cumsum(-1)
+
+
+@pytest.mark.parametrize("case", ["two inputs", "dynamic sequence", "fixed batch 4"])
+def test_a_file_profile_cannot_feed_is_refused_before_timing(tmp_path, case):
+    """Files profile cannot time on one generated sample are refused in one paragraph, not a traceback (a KV-cache
+    step's .onnx: onnxruntime's ValueError) nor a silent figure (a dynamic sequence axis was timed at length 1)."""
+    path = tmp_path / "m.onnx"
+    ids = torch.zeros(4 if case == "fixed batch 4" else 1, 8, dtype=torch.int32)
+    if case == "two inputs":
+        torch.onnx.export(_TwoInputs(), (ids, torch.zeros(1, dtype=torch.int32)), str(path), dynamo=False)
+        said = "2 inputs"
+    else:
+        dynamic = {"ids": {0: "batch", 1: "seq"}} if case == "dynamic sequence" else None
+        torch.onnx.export(_Sequence(), (ids,), str(path), input_names=["ids"], dynamic_axes=dynamic, dynamo=False)
+        said = "dynamic dimension" if case == "dynamic sequence" else "fixed batch of 4"
+    r = run(["profile", str(path), "--target", "cpu", "--runs", "3"])
+    assert r.exit_code == 2 and "Traceback" not in r.output and said in r.output, r.output
