@@ -201,10 +201,12 @@ def speed_reading(rows: list[dict]) -> list[str]:
     return ["## Where the tokens/s ratio comes from", "",
             "One thread, the same runtime, the same fixed-window step; the float student is the same network as the "
             "int8 file in float32 (tools/_lm_timing.py). The smaller network buys about its parameter ratio; the "
-            "issue's 20× against a 10× teacher needs int8 to double the speed on top, and at a few hundred thousand "
-            "parameters it does not: LiteRT's XNNPACK runs the int8 attention's SOFTMAX and SELECT_V2 and its "
-            "BATCH_MATMUL with a nonzero zero point on built-in kernels between its partitions, and onnxruntime "
-            "spends much of the int8 step in QuantizeLinear / DequantizeLinear nodes it does not fuse (its "
+            "issue's 20× against a 10× teacher needs int8 to double the speed on top. On LiteRT the int8 attention's "
+            "K and V lie on grids with zero point 0, so XNNPACK runs its BATCH_MATMULs (with a nonzero zero point "
+            "they fell to LiteRT's built-in kernel, about 10× slower, and the int8 file decoded 0.72–0.84× the float "
+            "student's tokens/s); SOFTMAX and SELECT_V2 still run on built-in kernels between XNNPACK's partitions. "
+            "onnxruntime computes the QDQ file's elementwise ops in float between QuantizeLinear / "
+            "DequantizeLinear nodes it does not fuse (its "
             "profiler; the figures per row below).", "", *lines, ""]
 
 

@@ -8,7 +8,8 @@ XNNPACK and built-in kernels, e.g. for RSQRT / GATHER_ND / SELECT_V2, each with 
 by op). One thread is what a keyboard app's background decoder gets and what this benchmark's training used, so the
 table gives both and judges the issue's speed target on this one. The same edgedistill functions as the runs: the
 teacher exported by pipeline/lm_speed.teacher_files (torch.onnx for onnxruntime, litert-torch for LiteRT),
-profile/measure.measure (warm-up, then batch-1 steps; the median), tokens/s = 1000 / median ms.
+profile/measure.measure (warm-up, then batch-1 steps, each a runtime call on ids prepared once with its raw output
+read: Runner.call_on; the median), tokens/s = 1000 / median ms.
 """
 
 from __future__ import annotations
