@@ -203,8 +203,9 @@ def speed_reading(rows: list[dict]) -> list[str]:
             "int8 file in float32 (tools/_lm_timing.py). The smaller network buys about its parameter ratio; the "
             "issue's 20× against a 10× teacher needs int8 to double the speed on top. On LiteRT the int8 attention's "
             "K and V lie on grids with zero point 0, so XNNPACK runs its BATCH_MATMULs (with a nonzero zero point "
-            "they fell to LiteRT's built-in kernel, about 10× slower, and the int8 file decoded 0.72–0.84× the float "
-            "student's tokens/s); SOFTMAX and SELECT_V2 still run on built-in kernels between XNNPACK's partitions. "
+            "they fell to LiteRT's built-in kernel, about 10× slower, and the int8 file decoded 0.72–0.84× the "
+            "float student's tokens/s); SOFTMAX and SELECT_V2 still run on built-in kernels between XNNPACK's "
+            "partitions. "
             "onnxruntime computes the QDQ file's elementwise ops in float between QuantizeLinear / "
             "DequantizeLinear nodes it does not fuse (its "
             "profiler; the figures per row below).", "", *lines, ""]

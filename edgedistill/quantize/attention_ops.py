@@ -4,10 +4,10 @@
 * `Attention` (students.layers.MaskedSelfAttention): q, k, v projections (FULLY_CONNECTED on N×L×D, 1/√d folded
   into q), heads split by RESHAPE + TRANSPOSE, scores Q·Kᵀ by BATCH_MATMUL of two int8 activations requantized to
   their own grid (K and V on grids with zero point 0, which XNNPACK's delegate needs to take BATCH_MATMUL; a
-  nonzero one leaves it to LiteRT's built-in kernel), the padding mask by SELECT_V2 (a padded key's score becomes the grid's lowest code; the
-  condition is NOT_EQUAL on the int32 token ids; a causal decoder's condition is a constant L×L bool tensor),
-  SOFTMAX onto the int8 spec's fixed output grid (scale 1/256, zero
-  point −128), the context by a second BATCH_MATMUL, heads merged, the output projection.
+  nonzero one leaves it to LiteRT's built-in kernel), the padding mask by SELECT_V2 (a padded key's score becomes
+  the grid's lowest code; the condition is NOT_EQUAL on the int32 token ids; a causal decoder's condition is a
+  constant L×L bool tensor), SOFTMAX onto the int8 spec's fixed output grid (scale 1/256, zero point −128), the
+  context by a second BATCH_MATMUL, heads merged, the output projection.
 * `LayerNorm`: the form the converter writes for int8, one kernel per step, each on its own grid: MEAN → SUB
   (x − μ) → MUL (the square) → MEAN (the variance) → RSQRT → MUL → MUL (γ, a constant) → ADD (β, a constant); ε is
   below the variance's int8 step and is left out (Ba et al. 2016, "Layer normalization").

@@ -128,7 +128,7 @@ def requantize_tflm(acc: torch.Tensor, s_in: float, s_w: torch.Tensor, s_out: fl
     shape = [1] * acc.dim()
     shape[channel_dim] = -1
     lo, hi = activation_range(act, s_out, zp_out)
-    if rounding[kernel] == "real":  # round(acc · M) at the float64 multiplier, ties away from zero (REFERENCE_ROUNDING)
+    if rounding[kernel] == "real":  # round(acc · M) at the float64 multiplier, ties away from 0 (REFERENCE_ROUNDING)
         y = acc.double() * torch.from_numpy(real).view(shape)
         return (torch.sign(y) * torch.floor(y.abs() + 0.5) + zp_out).clamp_(lo, hi).to(torch.float32)
     m0, shift = quantize_multiplier(real)

@@ -70,7 +70,8 @@ class LiteRTRunner(Runner):
         return np.concatenate([self._invoke(x[i : i + b]) for i in range(0, len(x), b)])
 
     def call_on(self, x: np.ndarray):
-        x = self._prepare(np.asarray(x) if np.issubdtype(np.asarray(x).dtype, np.integer) else np.asarray(x, np.float32))
+        x = np.asarray(x)
+        x = self._prepare(x if np.issubdtype(x.dtype, np.integer) else np.asarray(x, np.float32))
         self._invoke(x)  # resizes a dynamic batch once
         interp, i, o = self.interp, self.inp["index"], self.out["index"]
 

@@ -85,8 +85,8 @@ def _partitions(path) -> int:
 
 def test_k_and_v_get_zero_point_0_and_keep_it_through_range_tracking():
     """The default grids: K and V (BATCH_MATMUL's second operands) on zero point 0 after calibration and after
-    QAT forward passes whose tracked ranges move (fake.ActQuant._follow re-derives the grid with the same rule); the other
-    activations keep asymmetric grids."""
+    QAT forward passes whose tracked ranges move (fake.ActQuant._follow re-derives the grid with the same rule); the
+    other activations keep asymmetric grids."""
     torch.manual_seed(5)
     m = decoder((L,), V, 32, 1, V, heads=2)
     g = torch.Generator().manual_seed(5)

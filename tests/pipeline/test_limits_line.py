@@ -16,7 +16,8 @@ def test_no_student_fits_names_small_limits_with_their_digits():
 
     from edgedistill.students.search import InfeasibleBudgetError, search
 
-    for budget, said in ((Budget(ram_bytes=0.5), "the ram limit (0.5 B)"), (Budget(macs=2.5), "the macs limit (2.5 MACs)")):
+    for budget, said in ((Budget(ram_bytes=0.5), "the ram limit (0.5 B)"),
+                         (Budget(macs=2.5), "the macs limit (2.5 MACs)")):
         with pytest.raises(InfeasibleBudgetError) as err:
             search("image", (1, 8, 8), 10, budget)
         assert said in str(err.value), str(err.value)

@@ -91,8 +91,8 @@ def test_qat_trains_bit_identical_numbers_with_and_without_the_float64_forms(fam
 
 def test_litert_reference_fully_connected_rounds_at_the_float64_multiplier():
     """A FULLY_CONNECTED output LiteRT's reference kernels wrote on a trained decoder (2026-12-07): its real value
-    acc · M lies 4.7e-9 above a tie, so rounding at the 31-bit fixed-point multiplier (m0 · 2^(shift − 31)) gives one
-    code less than LiteRT's 121 − 128 = −7; REFERENCE_ROUNDING rounds at M itself (mcu.py)."""
+    acc · M lies 4.7e-9 above a tie, so rounding at the 31-bit fixed-point multiplier m0 · 2^(shift − 31) gives
+    one code less than LiteRT's 121 − 128 = −7; REFERENCE_ROUNDING rounds at M itself (mcu.py)."""
     import numpy as np
 
     s_in, s_w, s_out = np.float32(0.03172672), np.float32(0.0013425432), np.float32(0.019923972)
