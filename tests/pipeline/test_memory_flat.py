@@ -1,5 +1,5 @@
 """Peak resident memory of `distill` on a memory-mapped x.npy folder grows far less than the samples do: the
-same run on 20 times the samples (~190 MB of float32 signals against ~10 MB) peaks less than 100 MB above the
+same run on 20 times the samples (~190 MB of float32 signals against ~10 MB) peaks less than 160 MiB above the
 small one. Before the splits were memory-mapped (edgedistill.data.mapped) the large run held its train / val / test
 copies (~190 MB), np.std's float64 temporaries and every page of the file: measured 421 -> 910 MiB then, 406 -> 485
 MiB now (the same test run against the code before)."""
@@ -53,5 +53,7 @@ def test_peak_memory_is_flat_in_the_number_of_samples(tmp_path):
     torch.jit.script(net).save(str(teacher))
     small = _peak_rss(_folder(tmp_path / "small", 50_000), teacher, tmp_path / "a" / "out")
     large = _peak_rss(_folder(tmp_path / "large", 1_000_000), teacher, tmp_path / "b" / "out")
-    # what still grows is per-sample bookkeeping (labels, permutations, the cached logits: ~80 bytes a sample)
-    assert large - small < 100 * 2**20, (small / 2**20, large / 2**20)
+    # what still grows is per-sample bookkeeping (labels, permutations, the cached logits: ~80 bytes a sample, 76 MB
+    # over the 950,000 more samples); measured 79 MiB when written and 109 MiB in a CI run (2026-12-07), against
+    # 489 MiB before the splits were memory-mapped: 160 MiB keeps that regression far outside the bound
+    assert large - small < 160 * 2**20, (small / 2**20, large / 2**20)
