@@ -173,7 +173,7 @@ def text_lines(text: dict | None) -> list[str]:
 
 def _arithmetic(s: dict) -> str:
     """Which arithmetic the deployed accuracy was measured with, when it is not LiteRT's default (XNNPACK)."""
-    return " (TFLite Micro arithmetic)" if s.get("accuracy_deployed_runtime") == "litert-reference" else ""
+    return " (LiteRT's reference kernels, whose arithmetic TFLite Micro shares)" if s.get("accuracy_deployed_runtime") == "litert-reference" else ""
 
 
 def _usage_ci(r: dict) -> dict:
