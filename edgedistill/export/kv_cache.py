@@ -114,7 +114,8 @@ def export_kv_onnx(qmodel: QuantGraph, path: Path, name: str = "onnx-int8-kv") -
 
     step = KVCacheStep(qmodel)
     g = _Graph(helper, numpy_helper, TensorProto)
-    shapes = _shapes(qmodel, (step.context,))
+    # one position where the window has L (the linears' Gemm reshapes its rows back to N×1×O)
+    shapes = {k: (s[0], 1, *s[2:]) if len(s) >= 2 else s for k, s in _shapes(qmodel, (step.context,)).items()}
     names = cache_names(step)
     slots = g.const("slots", np.arange(step.context, dtype=np.int32))
     env, outs, n = {qmodel.input_name: "ids"}, [], 0

@@ -5,6 +5,17 @@ its quantizer's parameters.
 The int8 graph carries int8 weight initializers (per-channel scales, axis 0) and int32 biases with scale
 s_in · s_w, the layout onnxruntime's QDQ transformer fuses into QLinearConv / QGemm kernels. Every scale and zero
 point is copied from the trained quantizers, so the file computes what QAT trained.
+
+Activations (and per-tensor constants: embedding and position tables, LayerNorm γ / β) are written as uint8 codes
+with zero point z + 128, the same grid as the quantizer's int8 one: QuantizeLinear gives the int8 code + 128 and
+DequantizeLinear the same value, so the file's arithmetic is unchanged (onnxruntime at basic optimization gives
+bit-identical outputs). onnxruntime fuses int8 activations badly on x86: its QDQ selectors refuse int8 activations
+for MatMul and Conv there (`QDQIsInt8Allowed()` is true on ARM only), its int8 -> uint8 rewrite converts a Q/DQ pair
+only where the QuantizeLinear has exactly one consumer (not a LayerNorm input, not the q / k / v projections' shared
+input), and QLinearAdd / QLinearMul / QLinearWhere need both inputs and the output of one type, which a half-converted
+graph breaks; the int8 decoder step ran 0.7x the float file's speed, half of it in unfused Q/DQ nodes. Weights stay
+int8 (uint8 × int8 is MLAS's fast path). Interfaces that an app feeds int8 codes (the KV-cache step's caches) keep
+their int8 Q/DQ.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from edgedistill.quantize.int16_ops import LayerNorm16, Narrow, Op16, Widen
 from edgedistill.quantize.sequence_ops import Embedding, table_codes, table_scale
 
 OPSET = 17
+CODE_OFFSET = 128  # an 8-bit grid's uint8 code: the int8 code + 128, zero point z + 128 (module doc)
 
 
 def export_onnx_float(model: nn.Module, input_shape: tuple[int, ...], path: Path, name: str = "float") -> Artifact:
@@ -75,11 +87,21 @@ class _Graph:
         self.nodes.append(self.h.make_node(op, inputs, [out], name=out + "_op", domain=domain, **attrs))
         return out
 
+    def zero_point(self, base: str, zp: int) -> str:
+        """An 8-bit grid's zero point as this file writes it: uint8, zp + CODE_OFFSET (module doc)."""
+        return self.const(base, np.array(zp + CODE_OFFSET, np.uint8))
+
+    def codes(self, base: str, codes: np.ndarray) -> str:
+        """int8 codes (any integer array in -128..127) stored as this file's uint8 codes, + CODE_OFFSET."""
+        return self.const(base, (np.asarray(codes, np.int16) + CODE_OFFSET).astype(np.uint8))
+
     def qdq(self, x: str, scale: float, zp: int, base: str, bits: int = 8) -> str:
-        """A QuantizeLinear / DequantizeLinear pair; int16 (16×8 ops) from onnxruntime's com.microsoft domain,
-        which takes int16 at this file's opset (the standard ops take int16 from opset 21)."""
+        """A QuantizeLinear / DequantizeLinear pair: uint8 codes for an 8-bit grid (module doc); int16 (16×8 ops)
+        from onnxruntime's com.microsoft domain, which takes int16 at this file's opset (the standard ops take int16
+        from opset 21)."""
         s = self.const(base + "_scale", np.array(scale, np.float32))
-        z = self.const(base + "_zp", np.array(zp, np.int16 if bits == 16 else np.int8))
+        z = (self.const(base + "_zp", np.array(zp, np.int16)) if bits == 16 else
+             self.zero_point(base + "_zp", zp))
         domain = MS_DOMAIN if bits == 16 else None
         if bits == 16:
             self.int16 = True
@@ -116,10 +138,9 @@ def _layer(g: _Graph, layer: QLayer, xs: list[str], shape) -> str:
     bq, bias_scale = int32_bias(layer.bias, float(layer.in_q.scale), layer.weight)
     b = g.node("DequantizeLinear", [g.const(layer.name + "_b_int32", bq), g.const(layer.name + "_b_scale", bias_scale),
                                     g.const(layer.name + "_b_zp", np.zeros_like(bq))], layer.name + "_b", axis=0)
-    if layer.kind == "linear" and shape is not None and len(shape) >= 3:  # N×L×F: MatMul with Wᵀ, then the bias
-        wt = g.node("Transpose", [w], layer.name + "_wt", perm=[1, 0])
-        y = g.node("Add", [g.node("MatMul", [xs[0], wt], layer.name + "_matmul"), b], layer.name)
-    elif layer.kind == "linear":
+    if layer.kind == "linear" and shape is not None and len(shape) >= 3:
+        return _rows_gemm(g, layer, xs[0], w, b, shape)
+    if layer.kind == "linear":
         y = g.node("Gemm", [xs[0], w, b], layer.name, transB=1)
     else:
         k = list(layer.weight.shape[2:])
@@ -127,6 +148,22 @@ def _layer(g: _Graph, layer: QLayer, xs: list[str], shape) -> str:
         y = g.node("Conv", [xs[0], w, b], layer.name, kernel_shape=k, strides=_pair(layer.stride, len(k)),
                    pads=pad + pad, group=layer.groups)
     return _act(g, y, layer.act, layer.name)
+
+
+def _rows_gemm(g: _Graph, layer: QLayer, x: str, w: str, b: str, shape) -> str:
+    """A linear layer on N×L×F (`shape`: its input's, one sample): the rows N·L×F through one Gemm with the int32
+    bias, reshaped back to N×L×O. onnxruntime fuses DQ -> Gemm (+ Relu) -> Q into one QGemm (it moves the Q/DQ
+    pairs across the Reshapes onto the same grids); MatMul then Add leaves a float Add and a QuantizeLinear after
+    a MatMulIntegerToFloat (QGemm takes 2-D inputs only). The same sum, but onnxruntime's float kernels do not
+    round it identically: at basic optimization on the bench decoder(96, 2) the 96-wide layers gave bit-identical
+    values, its 384-wide FFN layer values 1 ulp apart on 39 % of them, which moved 1 code in ~400,000 by one step;
+    the parity figures did not change (README: int8 ONNX layout)."""
+    out_features, in_features = layer.weight.shape
+    rows = g.node("Reshape", [x, g.const(layer.name + "_rows", np.array([-1, in_features], np.int64))],
+                  layer.name + "_rows")
+    y = _act(g, g.node("Gemm", [rows, w, b], layer.name + "_gemm", transB=1), layer.act, layer.name)
+    back = np.array([-1, *shape[1:-1], out_features], np.int64)
+    return g.node("Reshape", [y, g.const(layer.name + "_shape", back)], layer.name)
 
 
 def _binary(g: _Graph, op: Binary, xs: list[str], shape) -> str:
@@ -143,19 +180,18 @@ def _mean(g: _Graph, op: Mean, xs: list[str], shape) -> str:
 
 
 def _lookup(g: _Graph, op: Activation, x: str) -> str:
-    """A table op (GELU) as LiteRT computes it: the input's int8 code (QuantizeLinear on its own grid: exact), cast
-    to int32, indexes the kernel's 256 output codes stored in LiteRT's order 0..127, -128..-1 (ONNX Gather counts a
-    negative index from the end, so code c reads entry c mod 256), then DequantizeLinear on the output grid. opset
-    17 has no Gelu; the table makes onnxruntime compute LiteRT's integers, not a float formula's."""
+    """A table op (GELU) as LiteRT computes it: the input's uint8 code (QuantizeLinear on its own grid: exact; the
+    int8 code + 128), cast to int32, indexes the kernel's 256 output codes (LiteRT's table, indexed by the int8
+    code + 128, stored as uint8 codes), then DequantizeLinear on the output grid. opset 17 has no Gelu; the table
+    makes onnxruntime compute LiteRT's integers, not a float formula's."""
     (si, zi), (so, zo) = [(float(q.scale), int(q.zero_point)) for q in (op.in_qs[0], op.out_q)]
-    table = LUT_TABLES[op.kind](si, zi, so, zo)
-    lut = np.roll(table, -128).astype(np.int8)  # entry i: the code for input code i (i < 128) or i - 256
+    table = LUT_TABLES[op.kind](si, zi, so, zo)  # entry c + 128: the output code for input code c
     code = g.node("QuantizeLinear", [x, g.const(op.name + "_in_scale", np.array(si, np.float32)),
-                                     g.const(op.name + "_in_zp", np.array(zi, np.int8))], op.name + "_code")
+                                     g.zero_point(op.name + "_in_zp", zi)], op.name + "_code")
     index = g.node("Cast", [code], op.name + "_index", to=g.TP.INT32)
-    out = g.node("Gather", [g.const(op.name + "_lut", lut), index], op.name + "_lookup", axis=0)
+    out = g.node("Gather", [g.codes(op.name + "_lut", table), index], op.name + "_lookup", axis=0)
     return g.node("DequantizeLinear", [out, g.const(op.name + "_out_scale", np.array(so, np.float32)),
-                                       g.const(op.name + "_out_zp", np.array(zo, np.int8))], op.name + "_" + op.kind)
+                                       g.zero_point(op.name + "_out_zp", zo)], op.name + "_" + op.kind)
 
 
 def _activation(g: _Graph, op: Activation, xs: list[str], shape) -> str:
@@ -169,10 +205,10 @@ def _embedding(g: _Graph, op: Embedding, xs: list[str], shape) -> str:
     # the output grid follows the table (as the TFLite export's prepare_export makes it): after an optimizer step
     # with no forward since, the stored grid was the old table's and the file's gather output sat off its codes
     s = op._sync_grid()
-    codes = table_codes(op.weight, s).numpy().astype(np.int8)  # QAT's codes, ties included
-    table = g.node("DequantizeLinear", [g.const(op.name + "_table_int8", codes),
+    codes = table_codes(op.weight, s).numpy()  # QAT's codes, ties included
+    table = g.node("DequantizeLinear", [g.codes(op.name + "_table_codes", codes),
                                         g.const(op.name + "_table_scale", np.array(s, np.float32)),
-                                        g.const(op.name + "_table_zp", np.array(0, np.int8))], op.name + "_table")
+                                        g.zero_point(op.name + "_table_zp", 0)], op.name + "_table")
     y = g.node("Gather", [table, xs[0]], op.name + "_gather", axis=0)
     return g.node("Transpose", [y], op.name + "_ncl", perm=[0, 2, 1]) if op.channels_first else y
 
@@ -184,9 +220,9 @@ def _sub(g: _Graph, op, xs: list[str], shape=None) -> str:
 
 def _constant(g: _Graph, op: Constant, xs: list[str], shape) -> str:
     s, z = float(op.out_q.scale), int(op.out_q.zero_point)
-    codes = op.codes().numpy().astype(np.int8)  # QAT's codes, ties included
-    return g.node("DequantizeLinear", [g.const(op.name + "_int8", codes), g.const(op.name + "_scale", np.array(
-        s, np.float32)), g.const(op.name + "_zp", np.array(z, np.int8))], op.name + "_value")
+    codes = op.codes().numpy()  # QAT's codes, ties included
+    return g.node("DequantizeLinear", [g.codes(op.name + "_codes", codes), g.const(op.name + "_scale", np.array(
+        s, np.float32)), g.zero_point(op.name + "_zp", z)], op.name + "_value")
 
 
 def _heads(g: _Graph, op: Attention, x: str, perm: list[int], base: str) -> str:
