@@ -105,7 +105,8 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
     print_parity_table(console, res.record["parity"])
     console.print(f"wrote {len(res.record['artifacts'])} file(s) and export.json to {res.out_dir}")
     if not res.record["parity_passed"]:
-        failed = [ParityRow(**r).failure() for r in res.record["parity"] if r["checked"] and not r["passed"]]
+        failed = res.record.get("failures") or [ParityRow(**r).failure() for r in res.record["parity"]
+                                                if r["checked"] and not r["passed"]]
         raise RunFailed(f"Parity check failed: {'; '.join(failed)}. See {res.out_dir / 'export.json'}.")
 
 

@@ -130,8 +130,8 @@ def print_parity_table(console, parity: list[dict]) -> None:
         table.add_column(col, justify="left" if col in ("file", "runtime", "verdict") else "right")
     for r in parity:
         verdict = ("[green]ok[/]" if r["passed"] else "[red]FAIL[/]") if r["checked"] else "[yellow]info[/]"
-        table.add_row(r["artifact"], r["runtime"], str(r["samples"]), f"{r['accuracy']:.2f}%",
-                      f"{r['reference_accuracy']:.2f}%", f"{judged_agreement(r):.2f}%",
+        acc = [f"{r[k]:.2f}%" if r.get(k) is not None else "—" for k in ("accuracy", "reference_accuracy")]
+        table.add_row(r["artifact"], r["runtime"], str(r["samples"]), *acc, f"{judged_agreement(r):.2f}%",
                       parity_diff(r), f"{r['bytes']:,}", verdict)
     console.print(table)
 

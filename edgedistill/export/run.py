@@ -99,8 +99,15 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
         raise ConfigError(f"--out {out} is the checkpoint {checkpoint} or a directory holding it; the export replaces "
                           f"its --out, so it would delete the checkpoint. Choose another --out (e.g. {checkpoint}/export).")
     check_out_dir(Path(out), overwrite, marks=("export.json",))  # only an earlier export's output is replaced
-    model, ck = load_student(checkpoint)
     rounding = rounding or _trained_rounding(checkpoint)
+    config = _checkpoint_config(checkpoint)
+    if config.get("task") == "causal-lm":  # the decoder step's files, from the run's corpus and weights
+        from edgedistill.export.lm_run import export_lm_checkpoint
+
+        return _publish(Path(out), lambda work: {
+            "checkpoint": str(checkpoint), "int8_rounding": rounding if int8 else None,
+            **export_lm_checkpoint(checkpoint, work, config, formats, int8, rounding, data)})
+    model, ck = load_student(checkpoint)
     spec = _data_spec(checkpoint, data)
     splits = make_splits(_read(spec, ck, checkpoint), val_fraction=spec.get("val_fraction", 0.1),
                          test_fraction=spec.get("test_fraction", 0.2), seed=spec.get("seed", 0))
@@ -117,24 +124,34 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
             x_calib = torch.from_numpy(model_input(splits.train.x[idx]))  # a stored dtype (x.npy) becomes float32
             qmodel = post_training_quantize(model, x_calib, calibration, rounding, int16=_asked_int16(checkpoint))
             source = f"ptq-{calibration}"
-    work = out.with_name(out.name + ".partial")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
+
+    def write(work: Path) -> dict:
         artifacts = export_all(model, qmodel, ck.input_shape, ck.num_classes, work, formats, int8)
         x = splits.test.x
         ref_f = predict_logits(model, torch.from_numpy(x)).numpy()
         ref_q = None if qmodel is None else int8_references(qmodel, x, predict_logits)
         step = None if qmodel is None else float(qmodel.output_q.scale)
         rows = check_parity(artifacts, ref_f, ref_q, x, splits.test.y, step, tflm_max_samples)
-        record = {"checkpoint": str(checkpoint), "int8_source": source, "int8_rounding": rounding if int8 else None,
-                  "int16": None if qmodel is None else int16_kinds(qmodel),
-                  "artifacts": [a.to_dict() for a in artifacts], "parity": [r.to_dict() for r in rows],
-                  "parity_passed": all(r.passed for r in rows if r.checked)}
+        return {"checkpoint": str(checkpoint), "int8_source": source, "int8_rounding": rounding if int8 else None,
+                "int16": None if qmodel is None else int16_kinds(qmodel),
+                "artifacts": [a.to_dict() for a in artifacts], "parity": [r.to_dict() for r in rows],
+                "parity_passed": all(r.passed for r in rows if r.checked)}
+
+    return _publish(Path(out), write)
+
+
+def _publish(out: Path, write) -> ExportResult:
+    """`write(work)` fills a sibling OUT.partial and returns export.json's record; the directory then replaces
+    `out` whole. Nothing half-written survives a failure or an interrupt."""
+    work = out.with_name(out.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        record = write(work)
         write_json(work / "export.json", record)
         interrupt.raise_if_interrupted()  # a Ctrl-C some library swallowed still stops the publish
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)  # nothing half-written survives a failed export
+        shutil.rmtree(work, ignore_errors=True)
         raise
     if out.exists():
         shutil.rmtree(out)

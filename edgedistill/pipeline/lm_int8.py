@@ -90,7 +90,7 @@ def run_lm_int8(config: DistillConfig, inputs: LMInputs, trained: LMTrained, top
                "calibration": {"method": config.quant.calibration,
                                "samples": min(config.quant.calibration_size, len(inputs.splits.train))},
                "train_s": time.perf_counter() - t0}
-    return _export_and_check(config, inputs, trained.student, qs, qt, scores, metrics, work, ui)
+    return export_and_check(config, inputs, trained.student, qs, qt, scores, metrics, work, ui)
 
 
 def test_scores(models: dict, test) -> dict:
@@ -110,8 +110,12 @@ def parity_windows(count: int, context: int, vocab: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, count - 1, n)).astype(np.int64)) if n else np.zeros(0, np.int64)
 
 
-def _export_and_check(config, inputs: LMInputs, student, qs, qt, scores: dict, metrics: dict, work: Path,
+def export_and_check(config, inputs: LMInputs, student, qs, qt, scores: dict, metrics: dict, work: Path,
                       ui) -> LMInt8:
+    """Export the float `student` and its QAT int8 model `qs` into `work` (config.quant.formats), check every file
+    on its runtimes against the models on the parity windows (parity_windows), and with quant.kv_cache the
+    KV-cache step; `metrics` gets export_s, parity_s, artifacts, parity (lm_row form), parity_windows, kv_cache and
+    parity_passed. Used by the run and by `edgedistill export` of a causal-LM run (export/lm_run.py)."""
     q, s = config.quant, inputs.splits
     t1 = time.perf_counter()
     bar = ui.task("export", len(planned_exports(q.formats, True)))
@@ -128,7 +132,7 @@ def _export_and_check(config, inputs: LMInputs, student, qs, qt, scores: dict, m
     rows = check_parity(artifacts, lm_logits(student, torch.from_numpy(x)).numpy(), refs, x, s.test.targets[pick],
                         float(qs.output_q.scale), q.tflm_max_samples, progress=lambda k: bar(k, None, None))
     metrics.update(parity_s=time.perf_counter() - t2, artifacts=[a.to_dict() for a in artifacts],
-                   parity=[_row(r.to_dict(), s.context) for r in rows],
+                   parity=[lm_row(r.to_dict(), s.context) for r in rows],
                    parity_windows={"windows": len(pick), "of": len(s.test), "positions": len(pick) * s.context})
     failures = [parity_failure(r) for r in metrics["parity"] if r["checked"] and not r["passed"]]
     kv_files = _kv_cache(config, qs, artifacts, refs, x, metrics, failures, work, ui) if q.kv_cache else []
@@ -156,7 +160,7 @@ def _kv_cache(config, qs, artifacts, refs, x, metrics: dict, failures: list, wor
 
 
 def parity_failure(row: dict) -> str:
-    """A failed window-file parity row (metrics.json's form, `_row`) in the LM's own figures: next-token top-1
+    """A failed window-file parity row (metrics.json's form, `lm_row`) in the LM's own figures: next-token top-1
     agreement over the test positions and the largest logit difference in output steps (a float file: in logit
     units), each with its bound. (ParityRow.failure's class accuracies are a classifier's: dropped here.)"""
     off = (f"logits up to {row['max_steps']:.1f} output steps apart (bound {row['step_bound']:g})"
@@ -166,7 +170,7 @@ def parity_failure(row: dict) -> str:
             f"{AGREEMENT}%), {off}")
 
 
-def _row(row: dict, context: int) -> dict:
+def lm_row(row: dict, context: int) -> dict:
     """A parity row for N×L×V outputs: agreement counts positions (every position of every window, padding
     included); the row's accuracy fields compare with next tokens where padding has none, so they are dropped."""
     row = {k: v for k, v in row.items() if k not in ("accuracy", "reference_accuracy")}

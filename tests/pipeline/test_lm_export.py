@@ -1,0 +1,46 @@
+"""`edgedistill export` of a causal-LM run (export/lm_run.py): the decoder step's files written again from the run's
+corpus and QAT weights, checked on onnxruntime as the run checks them; a run without QAT weights refused."""
+
+import json
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+from click.testing import CliRunner
+
+from edgedistill.cli import main
+
+
+def _logits(path, ids):
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # the QDQ file's own arithmetic
+    s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: ids})[0]
+
+
+def test_export_of_a_causal_lm_run_writes_the_runs_int8_decoder_again_and_checks_it(lm_build, tmp_path):
+    out = tmp_path / "export"
+    r = CliRunner().invoke(main, ["export", str(lm_build["out"]), "--int8", "--formats", "onnx", "--out", str(out)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    record = json.loads((out / "export.json").read_text())
+    assert record["int8_source"] == "qat" and record["parity_passed"]
+    rows = {(p["artifact"], p["runtime"]): p for p in record["parity"]}
+    assert rows[("onnx-int8", "onnxruntime")]["checked"] and rows[("onnx-int8", "onnxruntime")]["positions"] > 0
+    # the same weights, grids and windows as the run: the file computes what the run's own file computes
+    context = lm_build["metrics"]["data"]["context"]
+    ids = np.random.default_rng(0).integers(0, 20, size=(4, context)).astype(np.int32)
+    np.testing.assert_array_equal(_logits(out / "student_int8.onnx", ids),
+                                  _logits(lm_build["out"] / "student_int8.onnx", ids))
+    assert "onnx-int8" in r.output and "—" in r.output  # the table shows no class accuracy for next tokens
+
+
+def test_export_of_a_causal_lm_run_without_qat_weights_is_refused_and_writes_nothing(lm_build, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(lm_build["out"], run)
+    (run / "student_qat.safetensors").unlink()
+    out = tmp_path / "export"
+    r = CliRunner().invoke(main, ["export", str(run), "--int8", "--out", str(out)])
+    assert r.exit_code != 0
+    assert "without QAT weights" in r.output and "--qat" in r.output
+    assert not out.exists() and not (tmp_path / "export.partial").exists()
