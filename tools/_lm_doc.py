@@ -210,9 +210,12 @@ def speed_reading(rows: list[dict]) -> list[str]:
             "they fell to LiteRT's built-in kernel, about 10× slower, and the int8 file decoded 0.72–0.84× the "
             "float student's tokens/s); SOFTMAX and SELECT_V2 still run on built-in kernels between XNNPACK's "
             "partitions. "
-            "onnxruntime computes the QDQ file's elementwise ops in float between QuantizeLinear / "
-            "DequantizeLinear nodes it does not fuse (its "
-            "profiler; the figures per row below).", "", *lines, ""]
+            "On onnxruntime the int8 file's activations are uint8 codes on the same grids and each linear layer "
+            "one Gemm over the rows, so its optimizer fuses the layers into QGemm and the Add / Mul / Where / "
+            "Softmax / attention MatMuls into their QLinear kernels; what stays in float between QuantizeLinear / "
+            "DequantizeLinear nodes is LayerNorm's ReduceMean / Sub / Sqrt / Reciprocal, which have no integer "
+            "kernel there (an int8 file with int8 activations, as written before, fused few of them: 0.7× the "
+            "float student, half of its step in Q/DQ). Its profiler's share per row below.", "", *lines, ""]
 
 
 def write_docs(rows: list[dict], teacher: dict, args, docs: Path) -> None:
@@ -258,7 +261,11 @@ def markdown(doc: dict, args) -> str:
         "* Perplexity: 95 % bootstrap interval over test documents; the gain over the twin is a paired bootstrap. "
         "Tokens/s: one fixed-window step at batch 1, int8 file against the float teacher on the same runtime, at "
         "one runtime thread (tools/_lm_timing.py; judged) and in the run itself (at its --threads 1). "
-        "Top-3 is next-*token* top-3 (the library scores tokens, not words).", "",
+        "Top-3 is next-*token* top-3 (the library scores tokens, not words).",
+        *(["* ONNX files: written again from each run's QAT weights by `edgedistill export RUN --int8 --formats "
+           "onnx` (this version's int8 layout, which onnxruntime fuses into its integer kernels; the runs predate "
+           "it), their parity checked on the run's windows there; the rows' onnx figures are those files'."]
+          if any(r.get("onnx_reexported") for r in rows) else []), "",
         "## Results", "", *table(rows), "", *_not_run(rows, args), *reading(rows, t), "",
         "## The issue's targets", "", *verdicts(rows), "", *speed_reading(rows),
         "## Commands", "", "```", doc["bench_command"],

@@ -21,6 +21,13 @@ STUDENT_FILES = {"onnxruntime": "student_int8.onnx", "litert": "student_int8.tfl
 FLOAT_FILES = {"onnxruntime": "student.onnx", "litert": "student.tflite"}  # the same network in float32: the control
 
 
+def file_of(run: Path, name: str) -> Path:
+    """The run's file `name`, or its re-export's (RUN/export/, tools/bench_lm.py --reexport-onnx) where there is
+    one: the files the benchmark judges."""
+    again = run / "export" / name
+    return again if again.is_file() else run / name
+
+
 def one_thread_speed(run_dirs: list[Path], teacher_dir: Path, context: int, runs: int = 100,
                      min_seconds: float = 1.0) -> dict[str, dict]:
     """{run dir name: {runtime: {student_tokens_per_s, teacher_tokens_per_s, ratio, and, where the run kept its float
@@ -42,12 +49,12 @@ def one_thread_speed(run_dirs: list[Path], teacher_dir: Path, context: int, runs
     for run in run_dirs:
         row = {}
         for rt, name in STUDENT_FILES.items():
-            if rt in teacher_tps and (run / name).is_file():
-                s = tps(run / name, rt)
+            if rt in teacher_tps and file_of(run, name).is_file():
+                s = tps(file_of(run, name), rt)
                 row[rt] = {"student_tokens_per_s": s, "teacher_tokens_per_s": teacher_tps[rt],
                            "ratio": s / teacher_tps[rt]}
-                if (run / FLOAT_FILES[rt]).is_file():  # what the smaller network buys, and what int8 buys on top
-                    f = tps(run / FLOAT_FILES[rt], rt)
+                if file_of(run, FLOAT_FILES[rt]).is_file():  # what the smaller network buys, and int8 on top
+                    f = tps(file_of(run, FLOAT_FILES[rt]), rt)
                     row[rt].update(float_student_tokens_per_s=f, float_student_over_teacher=f / teacher_tps[rt],
                                    int8_over_float=s / f)
         out[run.name] = {**row, **({"not_timed": missing} if missing else {})}
@@ -81,7 +88,7 @@ def step_anatomy(run: Path, context: int) -> dict:
     if (run / "student_int8.tflite").is_file() and (run / "student.tflite").is_file():
         out["xnnpack_partitions"] = {"int8": xnnpack_partitions(run / "student_int8.tflite"),
                                      "float32": xnnpack_partitions(run / "student.tflite")}
-    if (run / "student_int8.onnx").is_file():
-        out["onnxruntime_qdq_share"] = qdq_share(run / "student_int8.onnx", context)
+    if file_of(run, "student_int8.onnx").is_file():
+        out["onnxruntime_qdq_share"] = qdq_share(file_of(run, "student_int8.onnx"), context)
     return out
 

@@ -126,10 +126,34 @@ def run_student(command: list[str], out: Path) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
-def row_of(size: str, column: str, m: dict, command: list[str]) -> dict:
-    """The table's row from one run's metrics.json."""
+def reexport_onnx(out: Path) -> dict | None:
+    """`edgedistill export RUN --int8 --formats onnx` into RUN/export (kept: done once), for a run whose int8 ONNX
+    file an older writer made: the same QAT weights in this version's layout, its parity checked on the run's
+    windows. Returns export.json's record, None when there is no export."""
+    rec = out / "export" / "export.json"
+    if not rec.is_file():
+        cmd = [sys.executable, "-m", "edgedistill", "export", str(out), "--int8", "--formats", "onnx", "--out",
+               str(out / "export")]
+        if subprocess.run(cmd, cwd=ROOT).returncode:
+            raise SystemExit(f"{' '.join(cmd)} failed")
+    return json.loads(rec.read_text())
+
+
+def with_export(m: dict, export: dict | None) -> dict:
+    """metrics.json with its ONNX files' artifacts and parity rows taken from a re-export's record (reexport_onnx)."""
+    if export is None:
+        return m
+    onnx = lambda rows, key: [r for r in rows if not r[key].startswith("onnx")]  # noqa: E731
+    int8 = dict(m["int8"], artifacts=onnx(m["int8"]["artifacts"], "name") + export["artifacts"],
+                parity=onnx(m["int8"]["parity"], "artifact") + export["parity"])
+    return dict(m, int8=int8)
+
+
+def row_of(size: str, column: str, m: dict, command: list[str], export: dict | None = None) -> dict:
+    """The table's row from one run's metrics.json (its ONNX files from `export`'s record where given)."""
     from edgedistill.agreement import judged_agreement
 
+    m = with_export(m, export)
     art = {a["name"]: a for a in m["int8"]["artifacts"]}
     test = m["test"]
     choice = m.get("loss_choice")
@@ -154,7 +178,7 @@ def row_of(size: str, column: str, m: dict, command: list[str]) -> dict:
             "data": m["data"], "vocabulary": m["vocabulary"], "teacher_cache": {
                 k: m["teacher"][k] for k in ("top_k", "bytes_per_position", "cached_bytes", "full_vocabulary_bytes")},
             "sequence_kd": m.get("sequence_kd"), "timings": m["timings"], "warnings": m["warnings"],
-            "command": " ".join(command)}
+            "command": " ".join(command), "onnx_reexported": export is not None}
 
 
 def main() -> None:
@@ -174,6 +198,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench-lm"))
     ap.add_argument("--docs", type=Path, default=ROOT / "docs")
     ap.add_argument("--doc-name", default="lm", help="DOCS/NAME.md and NAME.json (another setting: e.g. lm_8k)")
+    ap.add_argument("--reexport-onnx", action="store_true",
+                    help="write each finished run's ONNX files again with this version's exporter (edgedistill "
+                         "export -> RUN/export/) and judge and time those: for runs an older int8 ONNX layout wrote")
     args = ap.parse_args()
     args.out = args.out.resolve()
     if args.from_docs:
@@ -198,7 +225,8 @@ def main() -> None:
             out = args.out / f"decoder-{size}-{column}"
             command = distill_command(args.out / "teacher", data, size, column, args, out)
             print(f"[bench_lm] {size} {column}: {' '.join(command)}", flush=True)
-            rows.append(row_of(size, column, run_student(command, out), command))
+            metrics = run_student(command, out)
+            rows.append(row_of(size, column, metrics, command, reexport_onnx(out) if args.reexport_onnx else None))
             write_docs(rows, teacher, args, args.docs)
     print("[bench_lm] timing every int8 file and the teacher at one runtime thread", flush=True)
     timed = one_thread_speed([args.out / f"decoder-{r['size']}-{r['column']}" for r in rows], args.out / "teacher",
