@@ -8,8 +8,8 @@ XNNPACK and built-in kernels, e.g. for RSQRT / GATHER_ND / SELECT_V2, each with 
 by op). One thread is what a keyboard app's background decoder gets and what this benchmark's training used, so the
 table gives both and judges the issue's speed target on this one. The same edgedistill functions as the runs: the
 teacher exported by pipeline/lm_speed.teacher_files (torch.onnx for onnxruntime, litert-torch for LiteRT),
-profile/measure.measure (warm-up, then batch-1 steps, each a runtime call on ids prepared once with its raw output
-read: Runner.call_on; the median), tokens/s = 1000 / median ms.
+batch-1 steps, each a runtime call on ids prepared once with its raw output read (Runner.call_on), every file of
+a runtime in the same interleaved rounds (paired_tokens_per_s); tokens/s = 1 / the median step in seconds.
 """
 
 from __future__ import annotations
@@ -28,37 +28,69 @@ def file_of(run: Path, name: str) -> Path:
     return again if again.is_file() else run / name
 
 
-def one_thread_speed(run_dirs: list[Path], teacher_dir: Path, context: int, runs: int = 100,
-                     min_seconds: float = 1.0) -> dict[str, dict]:
+def paired_tokens_per_s(files: dict, context: int, rounds: int = 20, calls: int = 25) -> dict:
+    """{key: tokens/s} of each `files` entry (key -> (path, runtime)) at one runtime thread, timed in interleaved
+    rounds: every round times `calls` batch-1 steps of each file in turn, and each file's figure is 1000 / its
+    median ms over all rounds. On a shared host the load drifts over a minute; timing the teacher first and the
+    students after (as profile/measure.measure does, one file at a time) moved the ratios by ~10 % between two
+    runs of the same files, interleaving spreads the drift over every file alike. Each step is one runtime call on
+    ids prepared once (Runner.call_on), after 10 warm-up calls."""
+    import time
+
+    import numpy as np
+
+    from edgedistill.runtimes import LiteRTRunner, OnnxRunner
+
+    def load(path: Path, runtime: str):
+        return OnnxRunner(path, optimization="all", threads=1) if runtime == "onnxruntime" else \
+            LiteRTRunner(path, threads=1)
+
+    ids = np.zeros((1, context), np.int32)
+    step = {k: load(path, rt).call_on(ids) for k, (path, rt) in files.items()}
+    for f in step.values():
+        for _ in range(10):
+            f()
+    times = {k: [] for k in step}
+    for _ in range(rounds):
+        for k, f in step.items():
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t0)
+    return {k: 1.0 / float(np.median(v)) for k, v in times.items()}
+
+
+def one_thread_speed(run_dirs: list[Path], teacher_dir: Path, context: int) -> dict[str, dict]:
     """{run dir name: {runtime: {student_tokens_per_s, teacher_tokens_per_s, ratio, and, where the run kept its float
-    files, float_student_tokens_per_s, float_student_over_teacher, int8_over_float}}} at one thread: the float
-    student is the control that splits the ratio into what the smaller network buys and what int8 buys on top. A
-    runtime the teacher could not be converted for is left out (its reason under the key 'not_timed')."""
+    files, float_student_tokens_per_s, float_student_over_teacher, int8_over_float}}} at one thread, every file of
+    a runtime timed in the same interleaved rounds (paired_tokens_per_s): the float student is the control that
+    splits the ratio into what the smaller network buys and what int8 buys on top. A runtime the teacher could not
+    be converted for is left out (its reason under the key 'not_timed')."""
     from edgedistill.pipeline.lm_speed import teacher_files
-    from edgedistill.profile.measure import measure
     from edgedistill.teachers.causal_lm import CausalLMTeacher
 
-    def tps(path: Path, runtime: str) -> float:
-        return 1000.0 / measure(path, runtime, threads=1, runs=runs, min_seconds=min_seconds, per_op=False).median_ms
-
     teacher = CausalLMTeacher(teacher_dir)
+    out = {run.name: {} for run in run_dirs}
     with tempfile.TemporaryDirectory() as tmp:
-        files, missing = teacher_files(teacher.module, context, Path(tmp))
-        teacher_tps = {rt: tps(path, rt) for rt, path in files.items()}
-    out = {}
-    for run in run_dirs:
-        row = {}
-        for rt, name in STUDENT_FILES.items():
-            if rt in teacher_tps and file_of(run, name).is_file():
-                s = tps(file_of(run, name), rt)
-                row[rt] = {"student_tokens_per_s": s, "teacher_tokens_per_s": teacher_tps[rt],
-                           "ratio": s / teacher_tps[rt]}
-                if file_of(run, FLOAT_FILES[rt]).is_file():  # what the smaller network buys, and int8 on top
-                    f = tps(file_of(run, FLOAT_FILES[rt]), rt)
-                    row[rt].update(float_student_tokens_per_s=f, float_student_over_teacher=f / teacher_tps[rt],
-                                   int8_over_float=s / f)
-        out[run.name] = {**row, **({"not_timed": missing} if missing else {})}
-    return out
+        tfiles, missing = teacher_files(teacher.module, context, Path(tmp))
+        for rt, tpath in tfiles.items():
+            files = {"teacher": (tpath, rt)}
+            for run in run_dirs:
+                for kind, names in (("int8", STUDENT_FILES), ("float", FLOAT_FILES)):
+                    if file_of(run, names[rt]).is_file():
+                        files[(run.name, kind)] = (file_of(run, names[rt]), rt)
+            tps = paired_tokens_per_s(files, context)
+            for run in run_dirs:
+                s = tps.get((run.name, "int8"))
+                if s is None:
+                    continue
+                row = {"student_tokens_per_s": s, "teacher_tokens_per_s": tps["teacher"], "ratio": s / tps["teacher"]}
+                f = tps.get((run.name, "float"))
+                if f is not None:  # what the smaller network buys, and what int8 buys on top
+                    row.update(float_student_tokens_per_s=f, float_student_over_teacher=f / tps["teacher"],
+                               int8_over_float=s / f)
+                out[run.name][rt] = row
+    return {name: {**row, **({"not_timed": missing} if missing else {})} for name, row in out.items()}
 
 
 def xnnpack_partitions(path: Path) -> int:
