@@ -102,6 +102,18 @@ class Budget:
             budget = replace(budget, flash_bytes=target.model_flash_bytes)
         return budget
 
+    def looser_than(self, target) -> list[str]:
+        """A note for each of this (user's) budget's flash / RAM limits above the target profile's whole flash / RAM
+        (`target`: a targets.TargetProfile): for_target keeps the target's, so the user's value is not the limit
+        they will see applied."""
+        notes = []
+        for key, mine, its in (("flash", self.flash_bytes, target.flash_bytes), ("ram", self.ram_bytes,
+                                                                                  target.ram_bytes)):
+            if mine is not None and its is not None and mine > its:
+                notes.append(f"{key}={limit_figure(mine)} B is more than {target.name}'s {its:,} B of {key}; the "
+                             f"target's {its:,} B is the limit.")
+        return notes
+
     def tighten(self, other: "Budget") -> "Budget":
         """Each limit becomes the stricter of the two (a user can tighten a target's defaults, never loosen
         them silently: a looser value is ignored)."""

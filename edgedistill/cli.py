@@ -177,6 +177,11 @@ def build_cmd(budget_text, device_url, quiet, **options):
     overrides = build_overrides(options)
     keep_log_in(overrides["out"])
     config = load_config(options["config_file"], overrides, flag_namer(click.get_current_context().command))
+    from edgedistill.budget import Budget
+    from edgedistill.targets import load_target
+
+    for note in Budget.parse(budget_text or "").looser_than(load_target(config.target)):
+        click.echo(f"note: {note}", err=True)
     res = build(config, budget_text, show_progress=not quiet, device=device_url)
     if res is None:  # a rank other than 0 of a distributed build: rank 0 reports
         return
@@ -187,6 +192,7 @@ def build_cmd(budget_text, device_url, quiet, **options):
         print_distill_summary(json.loads((res.out_dir / "metrics.json").read_text()), res.out_dir, "build")
         sys.exit(0 if res.verdict.passed else RUN_FAILED)
     rep = json.loads((res.out_dir / "report.json").read_text())
+    click.echo(f"report: {res.out_dir / 'report.html'} (and report.md, report.json)")
     from edgedistill.report.render import headline
 
     for k, v in headline(rep):
@@ -233,9 +239,8 @@ def search_cmd(target, budget_text, data, teacher_paths, families, show_all, tex
     profile = load_target(target)
     user = Budget.parse(budget_text or "")
     budget = Budget.for_target(profile, user)
-    if user.flash_bytes is not None and profile.flash_bytes is not None and user.flash_bytes > profile.flash_bytes:
-        click.echo(f"note: flash={user.flash_bytes:,.0f} B is more than {profile.name}'s {profile.flash_bytes:,} B of "
-                   "flash; the search uses the whole flash.")
+    for note in user.looser_than(profile):
+        click.echo(f"note: {note}")
     from edgedistill.data.text import TextCorpus
 
     if isinstance(raw, TextCorpus):  # the search's student reads UTF-8 bytes (build may cut a teacher's vocabulary)

@@ -62,6 +62,20 @@ def test_a_microcontrollers_model_gets_its_share_of_flash_unless_the_user_names_
     assert Budget.for_target(android, Budget()).flash_bytes == android.flash_bytes
 
 
+def test_a_limit_beyond_the_targets_memory_is_named_with_the_limit_that_applies():
+    """build and search keep the target's flash / RAM where the user's is larger (for_target); each such limit gets
+    a note (a newcomer's flash=4MB on cortex-m4 was capped without a word)."""
+    from edgedistill.targets import load_target
+
+    m4 = load_target("cortex-m4")
+    notes = Budget.parse("flash=4MB,ram=1MiB").looser_than(m4)
+    assert notes == [f"flash=4,000,000 B is more than cortex-m4's 1,048,576 B of flash; the target's 1,048,576 B is "
+                     "the limit.", f"ram=1,048,576 B is more than cortex-m4's {m4.ram_bytes:,} B of ram; the target's "
+                     f"{m4.ram_bytes:,} B is the limit."]
+    assert Budget.parse("flash=512KiB,ram=64KiB").looser_than(m4) == []
+    assert Budget.parse("flash=4MB").looser_than(load_target("cpu")) == []  # no flash limit on the host
+
+
 def test_search_says_when_a_flash_limit_beyond_the_chip_is_capped():
     r = CliRunner().invoke(main, ["search", "--target", "cortex-m4", "--data", "builtin:digits", "--budget", "flash=2MB"])
     assert r.exit_code == 0 and "more than cortex-m4's 1,048,576 B of flash" in r.output

@@ -32,6 +32,7 @@ def built(tmp_path_factory):
 @pytest.mark.slow
 def test_build_outputs(built):
     out, output = built
+    assert f"report: {out / 'report.html'}" in output  # where to look next, named (a newcomer had to find it)
     m = json.loads((out / "manifest.json").read_text())
     assert m["inputs"]["data"]["source"] == "builtin:digits" and len(m["inputs"]["data"]["train_sha256"]) == 64
     assert m["inputs"]["teachers"][0]["files"][0]["sha256"]
