@@ -74,10 +74,13 @@ def distill(quiet, overwrite, **options):
 @click.option("--formats", "formats", help="Comma-separated formats to write: onnx, tflite. [default: both]")
 @click.option("--format", "format_alias", hidden=True, help="Deprecated spelling of --formats.")
 @click.option("--int8", is_flag=True, help="Also write int8 files: the checkpoint's QAT weights when it has them "
-              "(distill --qat), else post-training quantization calibrated on the training data.")
+              "(distill --qat), else post-training quantization calibrated on the training data (a causal-LM run: "
+              "its QAT weights only).")
 @click.option("--data", help="Data for calibration and parity. [default: the data named in CHECKPOINT/config.json]")
-@click.option("--calibration", type=click.Choice(["minmax", "percentile", "mse"]), default="minmax", show_default=True)
-@click.option("--calibration-size", type=int, default=1000, show_default=True)
+@click.option("--calibration", type=click.Choice(["minmax", "percentile", "mse"]), default="minmax",
+              show_default=True, help="Post-training quantization's range method (not used with QAT weights).")
+@click.option("--calibration-size", type=int, default=1000, show_default=True,
+              help="Samples calibrating post-training quantization (not used with QAT weights).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory. [default: CHECKPOINT/export]")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier export's output directory.")
 @user_errors
@@ -103,6 +106,10 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
                             overwrite=overwrite)
     console = Console(width=None if sys.stdout.isatty() else 140)
     print_parity_table(console, res.record["parity"])
+    for r in (res.record.get("kv_cache") or {}).get("parity", []):  # a causal LM's KV-cache step files
+        console.print(f"KV-cache step {r['artifact']} on {r['runtime']}: next-token top-1 agreement "
+                      f"{r['qat_agreement']:.3f} % with the QAT model, up to {r['qat_max_steps']:.2f} output steps: "
+                      f"{('ok' if r['passed'] else 'FAIL') if r['checked'] else 'informational'}")
     console.print(f"wrote {len(res.record['artifacts'])} file(s) and export.json to {res.out_dir}")
     if not res.record["parity_passed"]:
         failed = res.record.get("failures") or [ParityRow(**r).failure() for r in res.record["parity"]

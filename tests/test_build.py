@@ -97,7 +97,7 @@ def test_microcontroller_accuracy_is_tflite_micro_arithmetic(built):
     assert ref["checked"] and ref["passed"]  # and judged against the QAT model computing TFLite Micro's arithmetic
     assert rep["summary"]["accuracy_deployed_runtime"] == "litert-reference"
     assert rep["summary"]["accuracy_deployed"] == rep["usage"]["accuracy"] == ref["accuracy"]
-    assert "deployed int8 (LiteRT's reference kernels, whose arithmetic TFLite Micro shares)" in (out / "report.md").read_text()
+    assert "deployed int8 (on LiteRT's reference kernels: TFLite Micro's arithmetic within one code)" in (out / "report.md").read_text()
 
 
 @pytest.mark.slow

@@ -301,7 +301,7 @@ def test_report_files(digits_run):
     assert s["gain_vs_no_teacher_twin_int8"] == pytest.approx(q["qat_test_acc"] - q["baseline_qat_test_acc"])
     names = [m["name"] for m in rep["models"]]
     assert names == ["teacher", "no-teacher twin (float)", "distilled (float)", "QAT int8 ONNX", "int8 TFLite",
-                     "int8 TFLite, LiteRT reference kernels (TFLite Micro's arithmetic)", "no-teacher twin (QAT int8, simulated)"]  # cortex-m4
+                     "int8 TFLite on LiteRT's reference kernels (TFLite Micro's arithmetic within one code)", "no-teacher twin (QAT int8, simulated)"]  # cortex-m4
     assert s["accuracy_deployed_runtime"] == "litert-reference"
     measured = [m for m in rep["models"] if "simulated" not in m["name"]]  # the twin's int8 file is not exported
     assert all(m["latency_ms"] > 0 and m["where"].startswith("measured-host") for m in measured)

@@ -101,7 +101,7 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
     check_out_dir(Path(out), overwrite, marks=("export.json",))  # only an earlier export's output is replaced
     rounding = rounding or _trained_rounding(checkpoint)
     config = _checkpoint_config(checkpoint)
-    if config.get("task") == "causal-lm":  # the decoder step's files, from the run's corpus and weights
+    if _task(checkpoint, config) == "causal-lm":  # the decoder step's files, from the run's corpus and weights
         from edgedistill.export.lm_run import export_lm_checkpoint
 
         return _publish(Path(out), lambda work: {
@@ -175,6 +175,16 @@ def _asked_int16(checkpoint: Path) -> tuple[str, ...]:
         why = "; ".join(e["msg"] for e in exc.errors())
         raise ConfigError(f"{checkpoint / 'config.json'}: quant.int16 = {asked!r} is not a list of the op kinds "
                           f"with a 16×8 form (\"attention\", \"layernorm\"), each once: {why}.") from None
+
+
+def _task(checkpoint: Path, config: dict) -> str | None:
+    """The task the run carried out: metrics.json's (a run with `--task auto` records the task it detected there),
+    else its config.json's."""
+    try:
+        task = json.loads((checkpoint / "metrics.json").read_text()).get("task")
+    except (OSError, ValueError, AttributeError):
+        task = None
+    return task or config.get("task")
 
 
 def _trained_rounding(checkpoint: Path) -> str:

@@ -173,7 +173,8 @@ def text_lines(text: dict | None) -> list[str]:
 
 def _arithmetic(s: dict) -> str:
     """Which arithmetic the deployed accuracy was measured with, when it is not LiteRT's default (XNNPACK)."""
-    return " (LiteRT's reference kernels, whose arithmetic TFLite Micro shares)" if s.get("accuracy_deployed_runtime") == "litert-reference" else ""
+    return (" (on LiteRT's reference kernels: TFLite Micro's arithmetic within one code)"
+            if s.get("accuracy_deployed_runtime") == "litert-reference" else "")
 
 
 def _usage_ci(r: dict) -> dict:

@@ -101,7 +101,8 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
     wide = precision_note(q.get("int16"))  # the int8 files' 16×8 parts (quant.int16), named wherever int8 is
     shown = [("onnx-int8", "onnxruntime", f"QAT int8{wide} ONNX"), ("tflite-int8", "litert", f"int8{wide} TFLite")]
     if deployed_on == "litert-reference":
-        shown.append(("tflite-int8", "litert-reference", f"int8{wide} TFLite, LiteRT reference kernels (TFLite Micro's arithmetic)"))
+        shown.append(("tflite-int8", "litert-reference",
+                      f"int8{wide} TFLite on LiteRT's reference kernels (TFLite Micro's arithmetic within one code)"))
     for art, rt, label in shown:
         if (art, rt) in parity:
             rows.append({"name": label, "params": metrics["student"]["params"], "accuracy": parity[(art, rt)]["accuracy"],

@@ -44,3 +44,42 @@ def test_export_of_a_causal_lm_run_without_qat_weights_is_refused_and_writes_not
     assert r.exit_code != 0
     assert "without QAT weights" in r.output and "--qat" in r.output
     assert not out.exists() and not (tmp_path / "export.partial").exists()
+
+
+def test_an_auto_task_run_whose_teacher_moved_exports_from_its_own_tokenizer(lm_build, tmp_path):
+    """A run made without --task records "auto" in config.json (metrics.json has the task it detected), and its
+    teacher folder may have moved since: neither stops the export, which windows the corpus with the run's own
+    tokenizer.json and reads no teacher (a breaking session found both refused)."""
+    run = tmp_path / "run"
+    shutil.copytree(lm_build["out"], run)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["task"] = "auto"
+    cfg["teachers"][0]["path"] = str(tmp_path / "moved-away")
+    (run / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "export"
+    r = CliRunner().invoke(main, ["export", str(run), "--int8", "--formats", "onnx", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "export.json").read_text())["parity_passed"]
+
+
+def test_another_corpus_is_read_with_the_runs_tokenizer(lm_build, tmp_path):
+    """--data with words the student never saw: its own ids (the unknown id for new tokens), not a vocabulary fitted
+    again on the new text (which crashed the int8 export: the model's output no longer matched the ids)."""
+    corpus = tmp_path / "other.txt"
+    corpus.write_text("\n".join(f"quantum zebra {i} orbits the violet harbour again" for i in range(60)) + "\n")
+    out = tmp_path / "export"
+    r = CliRunner().invoke(main, ["export", str(lm_build["out"]), "--int8", "--formats", "onnx", "--data",
+                                  str(corpus), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "export.json").read_text())["parity_passed"]
+
+
+def test_an_invalid_run_config_is_named_as_the_runs_file(lm_build, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(lm_build["out"], run)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["quant"]["kv_cache"] = "yes please"
+    (run / "config.json").write_text(json.dumps(cfg))
+    r = CliRunner().invoke(main, ["export", str(run), "--int8", "--out", str(tmp_path / "export")])
+    assert r.exit_code == 2 and "config.json (the run's configuration) is not valid" in r.output
+    assert "command line" not in r.output and not (tmp_path / "export").exists()

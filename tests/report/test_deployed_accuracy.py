@@ -17,14 +17,14 @@ def test_a_microcontroller_is_judged_on_tflite_micro_arithmetic():
     r = assemble(_metrics(), {}, {"name": "cortex-m4", "kind": "mcu", "runtime": "tflm"})
     assert r["summary"]["accuracy_deployed"] == r["usage"]["accuracy"] == 89.2
     assert r["summary"]["accuracy_deployed_runtime"] == "litert-reference"
-    assert "int8 TFLite, LiteRT reference kernels (TFLite Micro's arithmetic)" in [m["name"] for m in r["models"]]
+    assert "int8 TFLite on LiteRT's reference kernels (TFLite Micro's arithmetic within one code)" in [m["name"] for m in r["models"]]
 
 
 def test_a_phone_is_judged_on_litert():
     r = assemble(_metrics(), {}, {"name": "android", "kind": "mobile", "runtime": "litert"})
     assert r["summary"]["accuracy_deployed"] == r["usage"]["accuracy"] == 90.0
     assert r["summary"]["accuracy_deployed_runtime"] == "litert"
-    assert "int8 TFLite, LiteRT reference kernels (TFLite Micro's arithmetic)" not in [m["name"] for m in r["models"]]
+    assert "int8 TFLite on LiteRT's reference kernels (TFLite Micro's arithmetic within one code)" not in [m["name"] for m in r["models"]]
 
 
 def test_an_old_run_without_the_reference_row_falls_back_to_litert():
@@ -45,7 +45,7 @@ def test_int8_files_with_16x8_parts_say_so_in_the_json_markdown_and_html():
         p.update(samples=10, reference_accuracy=p["accuracy"], top1_agreement=100.0, max_steps=0.0)
     r = assemble(m, {}, {"name": "cortex-m4", "kind": "mcu", "runtime": "tflm"})
     assert r["summary"]["int16"] == ["attention", "layernorm"]
-    assert "int8 (16×8 attention, LayerNorm) TFLite, LiteRT reference kernels (TFLite Micro's arithmetic)" in [x["name"] for x in r["models"]]
+    assert "int8 (16×8 attention, LayerNorm) TFLite on LiteRT's reference kernels (TFLite Micro's arithmetic within one code)" in [x["name"] for x in r["models"]]
     assert "deployed int8 (16×8 attention, LayerNorm)" in to_markdown(r)
     assert "deployed int8 (16×8 attention, LayerNorm)" in to_html(r)
     m["int8"]["int16"] = []

@@ -248,8 +248,8 @@ def test_points_at_the_same_place_are_one_marker_with_both_names():
     from edgedistill.report import plots
 
     svg = plots.accuracy_latency([{"label": "int8 TFLite", "x": 0.3, "y": 95.0, "ci95": None},
-                                  {"label": "int8 TFLite, LiteRT reference kernels (TFLite Micro's arithmetic)", "x": 0.3, "y": 95.0, "ci95": None},
+                                  {"label": "int8 TFLite on LiteRT's reference kernels (TFLite Micro's arithmetic within one code)", "x": 0.3, "y": 95.0, "ci95": None},
                                   {"label": "float", "x": 0.5, "y": 95.5, "ci95": None}])
-    assert "int8 TFLite = int8 TFLite, LiteRT reference kernels (TFLite Micro's arithmetic): 95.00% at 0.3 ms" in svg
+    assert "int8 TFLite = int8 TFLite on LiteRT's reference kernels (TFLite Micro's arithmetic within one code): 95.00% at 0.3 ms" in svg
     assert f"stroke: {plots.COLORS[2]}" not in svg  # two markers drawn, not three
 
