@@ -106,6 +106,8 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
                             overwrite=overwrite)
     console = Console(width=None if sys.stdout.isatty() else 140)
     print_parity_table(console, res.record["parity"])
+    for note in res.record.get("parity_skipped", []):  # a file TFLite Micro cannot load (a GELU student)
+        console.print(f"note: {note}", markup=False, highlight=False)
     for r in (res.record.get("kv_cache") or {}).get("parity", []):  # a causal LM's KV-cache step files
         console.print(f"KV-cache step {r['artifact']} on {r['runtime']}: next-token top-1 agreement "
                       f"{r['qat_agreement']:.3f} % with the QAT model, up to {r['qat_max_steps']:.2f} output steps: "

@@ -120,17 +120,37 @@ def _judge(out: np.ndarray, ref: np.ndarray, step: float | None,
     return agreement, diff, None, None, agreement >= AGREEMENT and diff <= FLOAT_TOLERANCE * scale
 
 
+def tflm_missing_ops(art: Artifact) -> list[str]:
+    """The operators of a TFLite file that TFLite Micro registers no kernel for (its stored operator set,
+    targets/ops/tflm.json), e.g. GELU: the interpreter cannot load such a file."""
+    from edgedistill.profile.opsets import runtime_ops
+    from edgedistill.profile.run import tflite_facts
+
+    have = runtime_ops("tflm")
+    return [] if have is None else sorted(set(tflite_facts(art.path)[0]) - have)
+
+
 def check_parity(artifacts: list[Artifact], ref_float: np.ndarray, ref_int8: Callable[[str, int], np.ndarray] | None,
                  x: np.ndarray, y: np.ndarray, step: float | None, tflm_max_samples: int = 1000, progress=None,
-                 predictions: dict | None = None) -> list[ParityRow]:
+                 predictions: dict | None = None, skipped: list | None = None) -> list[ParityRow]:
     """Run every planned (file, runtime) pair on `x` (N×...) and judge it against its torch reference: `ref_float`
     (N×K logits of the float student) for float files, `ref_int8(arithmetic, n)` (n×K logits of the QAT model
     computing that arithmetic) for int8 files, whose output quantization step is `step`. `predictions`, when
     given, receives each row's predicted classes (N ints) under "artifact/runtime". A causal LM's logits are
     N×L×V and its `y` the next tokens N×L: agreement and accuracy then count positions (the argmax is over the
-    last axis either way)."""
+    last axis either way). A file TFLite Micro cannot load (tflm_missing_ops: a GELU student for a LiteRT target)
+    gets no TFLite Micro row; `skipped`, when given, receives a sentence saying so (a microcontroller target never
+    gets such a file: its build substitutes the op, pipeline/inputs.fit_student_to_target)."""
     rows = []
     for art, rt in parity_plan(artifacts):
+        if rt == "tflm" and (missing := tflm_missing_ops(art)):
+            if skipped is not None:
+                skipped.append(f"{art.path.name} was not run on TFLite Micro: it has no kernel for "
+                               f"{', '.join(missing)}. The file runs on LiteRT; for a microcontroller, build for its "
+                               "target (e.g. --target cortex-m4), which trains the documented substitute.")
+            if progress:
+                progress(1)
+            continue
         runner = _runner(rt, art)
         int8 = art.precision == "int8"
         arithmetic = runner.arithmetic if int8 else "float"

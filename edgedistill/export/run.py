@@ -131,8 +131,10 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
         ref_f = predict_logits(model, torch.from_numpy(x)).numpy()
         ref_q = None if qmodel is None else int8_references(qmodel, x, predict_logits)
         step = None if qmodel is None else float(qmodel.output_q.scale)
-        rows = check_parity(artifacts, ref_f, ref_q, x, splits.test.y, step, tflm_max_samples)
+        skipped: list[str] = []
+        rows = check_parity(artifacts, ref_f, ref_q, x, splits.test.y, step, tflm_max_samples, skipped=skipped)
         return {"checkpoint": str(checkpoint), "int8_source": source, "int8_rounding": rounding if int8 else None,
+                "parity_skipped": skipped,
                 "int16": None if qmodel is None else int16_kinds(qmodel),
                 "artifacts": [a.to_dict() for a in artifacts], "parity": [r.to_dict() for r in rows],
                 "parity_passed": all(r.passed for r in rows if r.checked)}

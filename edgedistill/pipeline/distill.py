@@ -235,6 +235,7 @@ def train_and_deploy(config: DistillConfig, inputs: Inputs, arch: StudentArch, t
         metrics["warnings"].append(warning)
     if warning := formats_warning(target, config.quant.formats):
         metrics["warnings"].append(warning)
+    metrics["warnings"] += (metrics["int8"] or {}).get("parity_skipped", [])  # a file TFLite Micro cannot load
     if any(TWIN_LOSS in w for w in metrics["warnings"]) and (note := short_run_note(schedule)):
         metrics["warnings"].append(note)  # a quick look's twin comparison is not the full run's
     annotate_intervals(metrics, len(s.test))  # every test accuracy gets its Wilson 95 % interval and n

@@ -130,9 +130,11 @@ def _export_and_check(q: QuantConfig, student, qs, input_shape, num_classes: int
     ref_f = predict_logits(student, torch.from_numpy(x_test)).numpy()
     bar = _bar(ui, "parity on real runtimes", len(parity_plan(artifacts)))
     predicted: dict = {}
+    skipped: list[str] = []
     rows = check_parity(artifacts, ref_f, int8_references(qs, x_test, predict_logits, known), x_test, y_test,
                         float(qs.output_q.scale), q.tflm_max_samples, progress=lambda k: bar(k, None, None),
-                        predictions=predicted)
+                        predictions=predicted, skipped=skipped)
+    metrics["parity_skipped"] = skipped
     # each int8 file's confusion matrix on the whole test split, as its own runtime predicted (the per-class view)
     metrics["confusion"] = {key: confusion_matrix(p, y_test, num_classes) for key, p in predicted.items()
                             if "int8" in key and len(p) == len(y_test)}

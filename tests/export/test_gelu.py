@@ -170,3 +170,25 @@ def test_tflite_micro_runs_the_substitute_and_lacks_gelu(deployed):
         return
     out = TFLMRunner(tfl).predict(x[:40].numpy())
     assert _steps(out, _reference(q, x[:40], "tflm"), q) <= 1.0 + 1e-3
+
+
+def test_parity_leaves_tflite_micro_out_for_a_file_it_cannot_load_and_says_why(deployed):
+    """A GELU student built for a LiteRT target: its int8 file has no TFLite Micro kernel, so parity runs it on
+    LiteRT alone and says so, where it used to fail the whole run after training (TFLite Micro could not load it);
+    the substitute's file still gets its TFLite Micro row."""
+    from edgedistill.export.artifact import Artifact, TensorSpec
+    from edgedistill.export.parity import check_parity, int8_references
+
+    act, q, x, y, tfl, _ = deployed
+    art = Artifact("tflite-int8", "tflite", "int8", tfl, tfl.stat().st_size, "", TensorSpec([-1, L], "int32"),
+                   TensorSpec([-1, 3], "float32"))
+    skipped: list[str] = []
+    rows = check_parity([art], None, int8_references(q, x[:40].numpy(), lambda m, t: m(t).detach()), x[:40].numpy(),
+                        y[:40].numpy(), float(q.output_q.scale), 40, skipped=skipped)
+    runtimes = {r.runtime for r in rows}
+    if act == "gelu":
+        assert "tflm" not in runtimes and {"litert", "litert-reference"} <= runtimes
+        assert len(skipped) == 1 and "no kernel for GELU" in skipped[0] and "--target cortex-m4" in skipped[0]
+    else:
+        assert "tflm" in runtimes and not skipped
+    assert all(r.passed for r in rows)
