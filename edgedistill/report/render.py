@@ -9,7 +9,7 @@ from edgedistill.agreement import judged_agreement
 from edgedistill.report import plots
 from edgedistill.report.run_cost import run_cost_lines
 from edgedistill.report.schema import precision_note
-from edgedistill.report.sections import (binding_text, budget_lines, budget_view, far_line, human, layer_lines,
+from edgedistill.report.sections import (binding_text, budget_lines, budget_view, human, layer_lines,
                                          parity_diff,
                                          per_class_lines, where_accuracy, where_int8)
 
@@ -254,13 +254,7 @@ def to_markdown(r: dict) -> str:
         lines.append(f"| {m['name']} | {m['params'] or 'n/a'} | {_acc(m)} | {m.get('bytes') or 'n/a'} | "
                      f"{lat} | {m.get('where', '')} |")
     if r["parity"]:
-        lines += ["", "## Parity: each file on its own runtime", "",
-                  "The reference of an int8 file is the trained model computing that runtime's integer arithmetic. A row "
-                  "passes at top-1 agreement >= 99.9 % and logits within the runtime's bound in output steps: one on LiteRT "
-                  "and TFLite Micro, 8 on onnxruntime, whose float32 QDQ reference sums in another order (a float file: "
-                  "0.1 % of its largest logit). For an int8 file a top-1 choice agrees when the reference scores it "
-                  "within that bound of its own best (quantized logits tie; exact agreement where it differs: in "
-                  "report.json, top1_agreement).", "",
+        lines += ["", "## Parity: each file on its own runtime", "", PARITY_READING, "",
                   "| file | runtime | n | accuracy | reference | arithmetic | agreement | max logit diff | verdict |",
                   "|---|---|---:|---:|---:|---|---:|---:|---|"]
         for p in r["parity"]:
@@ -426,11 +420,19 @@ def _md_html(lines: list[str]) -> str:
     return "".join(out)
 
 
+# How report.md and report.html read a parity row: what it is compared with, and the bounds it passes at.
+PARITY_READING = (
+    "The reference of an int8 file is the trained model computing that runtime's integer arithmetic. A row passes at "
+    "top-1 agreement >= 99.9 % and logits within the runtime's bound in output steps: one on LiteRT and TFLite Micro, "
+    "8 on onnxruntime, whose float32 QDQ reference sums in another order (a float file: 0.1 % of its largest logit). "
+    "For an int8 file a top-1 choice agrees when the reference scores it within that bound of its own best (quantized "
+    "logits tie; exact agreement where it differs: in report.json, top1_agreement).")
+
+
 def to_html(r: dict) -> str:
     esc = html.escape
     items = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in headline(r))
     charts = "".join(f"<figure>{c}</figure>" for c in _charts(r))
-    far = far_line(r)
     rows = "".join(
         f"<tr><td>{esc(m['name'])}</td><td>{m['params'] or ''}</td><td>{_acc(m)}</td>"
         f"<td>{m.get('bytes') or ''}</td><td>{'%.4f' % m['latency_ms'] if m.get('latency_ms') else ''}</td>"
@@ -454,9 +456,9 @@ table{{border-collapse:collapse;margin:1em 0;max-width:100%}}td,th{{border:1px s
 .plots{{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}}figure{{margin:0;max-width:100%}}
 svg.plot{{max-width:100%;height:auto;display:block}}p,li{{overflow-wrap:anywhere}}</style></head><body>
 <h1>edgedistill report</h1><ul id="headline">{items}</ul>{warn}
-<div class="plots">{charts}</div>{f'<p class="far">{esc(far)}</p>' if far else ''}
+<div class="plots">{charts}</div>
 <h2>Models</h2><table><tr><th>model</th><th>params</th><th>accuracy [95% CI]</th><th>file bytes</th><th>latency ms</th><th>how</th></tr>{rows}</table>
-<h2>Parity: each file on its own runtime</h2><table><tr><th>file</th><th>runtime</th><th>n</th><th>accuracy</th><th>agreement</th>
+<h2>Parity: each file on its own runtime</h2><p>{esc(PARITY_READING)}</p><table><tr><th>file</th><th>runtime</th><th>n</th><th>accuracy</th><th>agreement</th>
 <th>max |Δlogit|</th><th>verdict</th></tr>{par}</table>{sections}{dev}
 </body></html>
 """

@@ -84,14 +84,6 @@ def binding_text(v: dict) -> str:
     return "no limit binds"
 
 
-def far_line(r: dict) -> str:
-    v = budget_view(r)
-    if not v["far"]:
-        return ""
-    return (f"Budget ({binding_text(v)}): far from their limits (under 1 %, not drawn): "
-            + "; ".join(_use(x) for x in v["far"]) + ".")
-
-
 def where_accuracy(r: dict) -> str | None:
     """The headline's per-class sentence, or None without per-class figures."""
     pc = r.get("per_class")
