@@ -43,18 +43,18 @@ def test_a_kv_failure_names_what_failed_and_what_held(failed):
 
 def test_the_lm_parity_failure_gives_next_token_agreement_and_output_steps_not_class_accuracy():
     from edgedistill.export.parity import ParityRow
-    from edgedistill.pipeline.lm_int8 import _row, parity_failure
+    from edgedistill.pipeline.lm_int8 import lm_row, parity_failure
 
     row = ParityRow(artifact="tflite-int8", runtime="tflm", samples=3, accuracy=33.33, reference_accuracy=33.33,
                     top1_agreement=96.875, max_abs_logit_diff=0.4, bytes=1000, checked=True, passed=False,
                     arithmetic="tflm", max_steps=5.0, step_bound=1.0)
-    text = parity_failure(_row(row.to_dict(), context=16))
+    text = parity_failure(lm_row(row.to_dict(), context=16))
     assert "accuracy 33.33" not in text and "vs" not in text, text
     assert "next-token top-1 agreement 96.88% over 48 positions" in text and "5.0 output steps" in text, text
     assert "tflite-int8 on tflm" in text and "bound 1)" in text, text
     float_row = ParityRow(artifact="onnx", runtime="onnxruntime", samples=2, accuracy=50.0, reference_accuracy=50.0,
                           top1_agreement=99.0, max_abs_logit_diff=0.25, bytes=10, checked=True, passed=False)
-    assert "logits up to 0.25 apart" in parity_failure(_row(float_row.to_dict(), context=8))
+    assert "logits up to 0.25 apart" in parity_failure(lm_row(float_row.to_dict(), context=8))
 
 
 def test_the_readme_says_the_kv_step_exists_its_pos_bound_and_what_is_still_missing():
