@@ -17,7 +17,8 @@ from edgedistill.cli_options import (
     flag_namer,
     text_field_options,
 )
-from edgedistill.cli_summary import print_distill_summary, print_parity_table, print_profile, print_warnings
+from edgedistill.cli_summary import (print_distill_summary, print_lm_parity_table, print_parity_table, print_profile,
+                                     print_warnings)
 from edgedistill.errors import RUN_FAILED, ConfigError, RunFailed
 from edgedistill.quiet import keep_log_in, third_party_to_log
 
@@ -86,8 +87,10 @@ def distill(quiet, overwrite, **options):
 @user_errors
 @third_party_to_log
 def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calibration_size, out, overwrite):
-    """Export a distilled student (a directory written by `edgedistill distill`) to ONNX and TFLite, and run
-    every file on its own runtime (onnxruntime, LiteRT, TFLite Micro) against the torch model it came from."""
+    """Export a distilled student (a directory written by `edgedistill distill` or `build`, a causal LM's too) to
+    ONNX and TFLite, and run every file on its own runtime (onnxruntime, LiteRT, TFLite Micro) against the torch
+    model it came from. A causal-LM run's files come from its QAT weights, windowed with its own tokenizer (copied
+    beside them)."""
     from pathlib import Path
 
     from rich.console import Console
@@ -100,19 +103,24 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
         if formats is not None and parse_formats(formats) != parse_formats(format_alias):
             raise ConfigError(f"--formats {formats!r} and --format {format_alias!r} disagree; give --formats only.")
     fmts = parse_formats(formats if formats is not None else format_alias) or ["onnx", "tflite"]
+    click.echo("exporting and checking every file on its runtimes ...", err=True)
     out_dir = Path(out) if out else Path(checkpoint) / "export"
     keep_log_in(out_dir)  # the converters' log lines go to OUT/third_party.log, not the terminal
     res = export_checkpoint(Path(checkpoint), out_dir, fmts, int8, data, calibration, calibration_size,
                             overwrite=overwrite)
     console = Console(width=None if sys.stdout.isatty() else 140)
-    print_parity_table(console, res.record["parity"])
+    if any("positions" in r for r in res.record["parity"]):  # a causal LM's decoder step
+        print_lm_parity_table(console, res.record["parity"])
+    else:
+        print_parity_table(console, res.record["parity"])
     for note in res.record.get("parity_skipped", []):  # a file TFLite Micro cannot load (a GELU student)
         console.print(f"note: {note}", markup=False, highlight=False)
     for r in (res.record.get("kv_cache") or {}).get("parity", []):  # a causal LM's KV-cache step files
         console.print(f"KV-cache step {r['artifact']} on {r['runtime']}: next-token top-1 agreement "
                       f"{r['qat_agreement']:.3f} % with the QAT model, up to {r['qat_max_steps']:.2f} output steps: "
                       f"{('ok' if r['passed'] else 'FAIL') if r['checked'] else 'informational'}")
-    console.print(f"wrote {len(res.record['artifacts'])} file(s) and export.json to {res.out_dir}")
+    source = {"qat": ", int8 from the run's QAT weights"}.get(res.record.get("int8_source") or "", "")
+    console.print(f"wrote {len(res.record['artifacts'])} file(s){source} and export.json to {res.out_dir}")
     if not res.record["parity_passed"]:
         failed = res.record.get("failures") or [ParityRow(**r).failure() for r in res.record["parity"]
                                                 if r["checked"] and not r["passed"]]

@@ -119,6 +119,26 @@ def print_int8(console, q: dict) -> None:
     print_parity_table(console, q["parity"])
 
 
+def print_lm_parity_table(console, parity: list[dict]) -> None:
+    """A causal LM's parity rows (pipeline/lm_int8.lm_row: every position of the parity windows): next-token
+    agreement, exact and up to near-ties within the runtime's step bound, and the largest logit difference."""
+    from rich.table import Table
+
+    table = Table(title="parity: next-token agreement at every position; int8 files against the QAT model computing "
+                        "each runtime's arithmetic, float files against the float student")
+    for col in ("file", "runtime", "windows", "positions", "top-1 agree", "up to near-ties", "max Δ (bound)",
+                "bytes", "verdict"):
+        table.add_column(col, justify="left" if col in ("file", "runtime", "verdict") else "right")
+    for r in parity:
+        verdict = ("[green]ok[/]" if r["passed"] else "[red]FAIL[/]") if r["checked"] else "[yellow]info[/]"
+        tied = "—" if r.get("top1_within_bound") is None else f"{r['top1_within_bound']:.3f}%"
+        diff = (f"{r['max_steps']:.1f} steps ({r['step_bound']:g})" if r.get("max_steps") is not None
+                else f"{r['max_abs_logit_diff']:.3g}")
+        table.add_row(r["artifact"], r["runtime"], f"{r['samples']:,}", f"{r['positions']:,}",
+                      f"{r['top1_agreement']:.3f}%", tied, diff, f"{r['bytes']:,}", verdict)
+    console.print(table)
+
+
 def print_parity_table(console, parity: list[dict]) -> None:
     from rich.table import Table
 

@@ -156,6 +156,12 @@ class PairedPerplexityGain:
     documents: int
 
 
+def p_text(p_value: float, resamples: int = BOOTSTRAP_RESAMPLES) -> str:
+    """'p = 0.034', or 'p < 0.002' where no bootstrap draw fell on the other side of 0: the two-sided bootstrap p
+    cannot resolve below 2 / resamples, so 0 is not a value to print."""
+    return f"p < {2 / resamples:.2g}" if p_value == 0 else f"p = {p_value:.3g}"
+
+
 def paired_perplexity_gain(a: TokenScores, b: TokenScores, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
                            level: float = 0.95) -> PairedPerplexityGain:
     """The perplexity gain of A over B with a paired bootstrap over documents: each draw resamples the D documents

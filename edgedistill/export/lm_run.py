@@ -76,6 +76,7 @@ def export_lm_checkpoint(checkpoint: Path, work: Path, config: dict, formats: li
         raise ConfigError(f"{checkpoint} has no tokenizer.json beside its student; a causal-LM run writes one. "
                           "Restore it from the run, or re-run distill.")
     inputs = run_inputs(checkpoint, cfg, ck.tokenizer, int(ck.input_shape[0]))
+    ck.tokenizer.save(work / "tokenizer.json")  # the device app's first step, beside the files it feeds
     s = inputs.splits
     if not int8:
         artifacts = export_all(model, None, (s.context,), inputs.tokenizer.vocab_size, work, formats, int8=False)

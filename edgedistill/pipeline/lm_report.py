@@ -18,7 +18,7 @@ from edgedistill.config import DistillConfig
 from edgedistill.gate import Check, Verdict
 from edgedistill.gate import markdown as gate_markdown
 from edgedistill.gate_lm import lm_gate
-from edgedistill.lm_metrics import metrics_of, paired_perplexity_gain
+from edgedistill.lm_metrics import metrics_of, p_text, paired_perplexity_gain
 from edgedistill.pipeline.lm_inputs import LMInputs
 from edgedistill.pipeline.lm_teacher import LMTeacherOutputs
 from edgedistill.pipeline.lm_train import LMTrained
@@ -129,7 +129,7 @@ def report_markdown(metrics: dict) -> str:
         g = metrics["gain_vs_twin"].get(key)
         if g:
             lines.append(f"\nGain over the twin ({label}): perplexity {g['gain']:+.3f} (twin − student), 95 % "
-                         f"[{g['low']:+.3f}, {g['high']:+.3f}], p = {g['p_value']:.3g}"
+                         f"[{g['low']:+.3f}, {g['high']:+.3f}], {p_text(g['p_value'])}"
                          f"{'' if g['beyond_noise'] else ' — within the test split’s noise'}.")
     if metrics.get("loss_choice"):
         from edgedistill.pipeline.lm_auto import choice_markdown
