@@ -45,14 +45,11 @@ def run_inputs(checkpoint: Path, cfg, tokenizer, context: int):
 def export_lm_checkpoint(checkpoint: Path, work: Path, config: dict, formats: list[str], int8: bool,
                          rounding: str, data: str | None = None) -> dict:
     """Write the files into `work` and return export.json's record (artifacts, parity, failures; `int8_source`
-    "qat"). `config`: the run's config.json; `data`: another corpus in its place (--data), tokenized with the run's
+    "qat", or None without int8). `config`: the run's config.json; `data`: another corpus in its place (--data), tokenized with the run's
     tokenizer. Raises ConfigError (one paragraph) for a run without QAT weights when int8 is asked or without its
     tokenizer, and whatever reading the corpus raises (DataError)."""
     from edgedistill.config import load_config
-    from edgedistill.distill.lm_trainer import lm_logits
-    from edgedistill.export.parity import check_parity
-    from edgedistill.export.registry import export_all
-    from edgedistill.pipeline.lm_int8 import export_and_check, lm_row, parity_failure, parity_windows
+    from edgedistill.pipeline.lm_int8 import export_and_check
     from edgedistill.progress import Bars
     from edgedistill.quantize.qat import rebuild_quant_student
     from edgedistill.students.checkpoint import load_student
@@ -69,30 +66,20 @@ def export_lm_checkpoint(checkpoint: Path, work: Path, config: dict, formats: li
         why = str(exc).split(": ", 1)[-1].rstrip(".")
         raise ConfigError(f"{checkpoint / 'config.json'} (the run's configuration) is not valid: {why}. Restore it "
                           "from the run, or re-run distill.") from None
-    quant = {"formats": list(formats), **({} if int8 else {"kv_cache": False})}
-    cfg = cfg.model_copy(update={"quant": cfg.quant.model_copy(update=quant)})
+    cfg = cfg.model_copy(update={"quant": cfg.quant.model_copy(update={"formats": list(formats)})})
     model, ck = load_student(checkpoint)
     if ck.tokenizer is None:
         raise ConfigError(f"{checkpoint} has no tokenizer.json beside its student; a causal-LM run writes one. "
                           "Restore it from the run, or re-run distill.")
     inputs = run_inputs(checkpoint, cfg, ck.tokenizer, int(ck.input_shape[0]))
     ck.tokenizer.save(work / "tokenizer.json")  # the device app's first step, beside the files it feeds
-    s = inputs.splits
-    if not int8:
-        artifacts = export_all(model, None, (s.context,), inputs.tokenizer.vocab_size, work, formats, int8=False)
-        pick = parity_windows(len(s.test), s.context, inputs.tokenizer.vocab_size)
-        x = np.ascontiguousarray(s.test.ids[pick])
-        rows = check_parity(artifacts, lm_logits(model, torch.from_numpy(x)).numpy(), None, x,
-                            s.test.targets[pick], None, cfg.quant.tflm_max_samples)
-        parity = [lm_row(r.to_dict(), s.context) for r in rows]
-        return {"artifacts": [a.to_dict() for a in artifacts], "parity": parity, "int8_source": None,
-                "parity_passed": all(r["passed"] for r in parity if r["checked"]),
-                "failures": [parity_failure(r) for r in parity if r["checked"] and not r["passed"]]}
-    sample = torch.from_numpy(np.ascontiguousarray(s.test.ids[:1]))
-    qs = rebuild_quant_student(model, load_file(str(qat_path)), rounding, sample)
+    qs = None
+    if int8:
+        sample = torch.from_numpy(np.ascontiguousarray(inputs.splits.test.ids[:1]))
+        qs = rebuild_quant_student(model, load_file(str(qat_path)), rounding, sample)
     res = export_and_check(cfg, inputs, model, qs, None, {}, {}, work, Bars(None))
     record = {k: res.metrics[k] for k in ("artifacts", "parity", "parity_windows", "parity_passed")}
     if res.kv_artifacts:
         record["kv_cache"] = res.metrics["kv_cache"]
         record["artifacts"] = record["artifacts"] + [a.to_dict() for a in res.kv_artifacts]
-    return {**record, "int8_source": "qat", "failures": res.failures}
+    return {**record, "int8_source": "qat" if int8 else None, "failures": res.failures}

@@ -112,14 +112,16 @@ def parity_windows(count: int, context: int, vocab: int) -> np.ndarray:
 
 def export_and_check(config, inputs: LMInputs, student, qs, qt, scores: dict, metrics: dict, work: Path,
                       ui) -> LMInt8:
-    """Export the float `student` and its QAT int8 model `qs` into `work` (config.quant.formats), check every file
-    on its runtimes against the models on the parity windows (parity_windows), and with quant.kv_cache the
-    KV-cache step; `metrics` gets export_s, parity_s, artifacts, parity (lm_row form), parity_windows, kv_cache and
-    parity_passed. Used by the run and by `edgedistill export` of a causal-LM run (export/lm_run.py)."""
+    """Export the float `student` and its QAT int8 model `qs` (None: the float files only) into `work`
+    (config.quant.formats), check every file on its runtimes against the models on the parity windows
+    (parity_windows), and with quant.kv_cache the KV-cache step; `metrics` gets export_s, parity_s, artifacts, parity
+    (lm_row form), parity_windows, kv_cache and parity_passed. Used by the run and by `edgedistill export` of a
+    causal-LM run (export/lm_run.py)."""
     q, s = config.quant, inputs.splits
+    int8 = qs is not None
     t1 = time.perf_counter()
-    bar = ui.task("export", len(planned_exports(q.formats, True)))
-    artifacts = export_all(student, qs, (s.context,), inputs.tokenizer.vocab_size, work, q.formats, int8=True,
+    bar = ui.task("export", len(planned_exports(q.formats, int8)))
+    artifacts = export_all(student, qs, (s.context,), inputs.tokenizer.vocab_size, work, q.formats, int8=int8,
                            progress=lambda k: bar(k, None, None))
     metrics["export_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
@@ -128,14 +130,15 @@ def export_and_check(config, inputs: LMInputs, student, qs, qt, scores: dict, me
     bar = ui.task("parity on real runtimes", len(parity_plan(artifacts)))
     # every arithmetic's reference in lm_logits' batches of windows (predict_logits' 1,024 samples are 1,024 windows
     # here: the integer emulation's float64 intermediates of 1,024 × L × V took gigabytes)
-    refs = int8_references(qs, x, lm_logits)
+    refs = int8_references(qs, x, lm_logits) if int8 else None
     rows = check_parity(artifacts, lm_logits(student, torch.from_numpy(x)).numpy(), refs, x, s.test.targets[pick],
-                        float(qs.output_q.scale), q.tflm_max_samples, progress=lambda k: bar(k, None, None))
+                        float(qs.output_q.scale) if int8 else None, q.tflm_max_samples,
+                        progress=lambda k: bar(k, None, None))
     metrics.update(parity_s=time.perf_counter() - t2, artifacts=[a.to_dict() for a in artifacts],
                    parity=[lm_row(r.to_dict(), s.context) for r in rows],
                    parity_windows={"windows": len(pick), "of": len(s.test), "positions": len(pick) * s.context})
     failures = [parity_failure(r) for r in metrics["parity"] if r["checked"] and not r["passed"]]
-    kv_files = _kv_cache(config, qs, artifacts, refs, x, metrics, failures, work, ui) if q.kv_cache else []
+    kv_files = _kv_cache(config, qs, artifacts, refs, x, metrics, failures, work, ui) if int8 and q.kv_cache else []
     metrics["parity_passed"] = not failures
     return LMInt8(qs, qt, scores, metrics, not failures, failures, artifacts, kv_files)
 

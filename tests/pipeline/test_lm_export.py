@@ -85,3 +85,12 @@ def test_an_invalid_run_config_is_named_as_the_runs_file(lm_build, tmp_path):
     r = CliRunner().invoke(main, ["export", str(run), "--int8", "--out", str(tmp_path / "export")])
     assert r.exit_code == 2 and "config.json (the run's configuration) is not valid" in r.output
     assert "command line" not in r.output and not (tmp_path / "export").exists()
+
+
+def test_without_int8_only_the_float_files_are_written_and_checked(lm_build, tmp_path):
+    out = tmp_path / "export"
+    r = CliRunner().invoke(main, ["export", str(lm_build["out"]), "--formats", "onnx", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    record = json.loads((out / "export.json").read_text())
+    assert [a["name"] for a in record["artifacts"]] == ["onnx-float"] and record["int8_source"] is None
+    assert record["parity_passed"] and {p["artifact"] for p in record["parity"]} == {"onnx-float"}
