@@ -6,6 +6,8 @@ them on the test split."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from edgedistill.budget import Budget, limit_figure
 from edgedistill.config import DistillConfig
 from edgedistill.data import kind_of
@@ -54,6 +56,11 @@ def announce(found: SearchResult, out, show: bool, budget=None) -> None:
     limits = _limits(budget) if budget is not None else ""
     if limits:
         print(f"  under {limits}", file=sys.stderr, flush=True)
+    from edgedistill.pipeline.rundir import MANIFEST
+
+    if (Path(out) / MANIFEST).is_file():  # a build of other settings (same data and target) is there: it goes
+        print(f"  replacing the earlier build in {out} (its settings differ; --out DIR keeps both)", file=sys.stderr,
+              flush=True)
 
 
 def _limits(budget) -> str:

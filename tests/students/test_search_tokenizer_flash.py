@@ -69,3 +69,15 @@ def test_a_build_names_its_student_before_training(unlimited, capsys):
     # the limits as resolved: a newcomer's flash=64kb was 64,000 B (decimal), and nothing said so before training
     announce(unlimited, "runs/x", True, Budget.parse("flash=64kb,latency=2.5ms"))
     assert "  under flash <= 64,000 B, latency <= 2.5 ms" in capsys.readouterr().err.splitlines()
+
+
+def test_a_build_says_when_it_replaces_an_earlier_build(unlimited, capsys, tmp_path):
+    """A build into a directory holding a build of other settings (same data and target) replaced it without a
+    word (a newcomer lost a 300-step build to a 40-step one in the default --out)."""
+    from edgedistill.pipeline.search import announce
+
+    announce(unlimited, tmp_path, True)
+    assert "replacing" not in capsys.readouterr().err
+    (tmp_path / "manifest.json").write_text("{}")
+    announce(unlimited, tmp_path, True)
+    assert f"replacing the earlier build in {tmp_path}" in capsys.readouterr().err
