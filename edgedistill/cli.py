@@ -103,11 +103,11 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
         if formats is not None and parse_formats(formats) != parse_formats(format_alias):
             raise ConfigError(f"--formats {formats!r} and --format {format_alias!r} disagree; give --formats only.")
     fmts = parse_formats(formats if formats is not None else format_alias) or ["onnx", "tflite"]
-    click.echo("exporting and checking every file on its runtimes ...", err=True)
     out_dir = Path(out) if out else Path(checkpoint) / "export"
     keep_log_in(out_dir)  # the converters' log lines go to OUT/third_party.log, not the terminal
     res = export_checkpoint(Path(checkpoint), out_dir, fmts, int8, data, calibration, calibration_size,
-                            overwrite=overwrite)
+                            overwrite=overwrite, started=lambda: click.echo(
+                                "exporting and checking every file on its runtimes ...", err=True))
     console = Console(width=None if sys.stdout.isatty() else 140)
     if any("positions" in r for r in res.record["parity"]):  # a causal LM's decoder step
         print_lm_parity_table(console, res.record["parity"])

@@ -14,6 +14,7 @@ run whose directory lost them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -42,12 +43,13 @@ def run_inputs(checkpoint: Path, cfg, tokenizer, context: int):
     return LMInputs(None, docs, tokenizer, splits, None)
 
 
-def export_lm_checkpoint(checkpoint: Path, work: Path, config: dict, formats: list[str], int8: bool,
-                         rounding: str, data: str | None = None) -> dict:
-    """Write the files into `work` and return export.json's record (artifacts, parity, failures; `int8_source`
-    "qat", or None without int8). `config`: the run's config.json; `data`: another corpus in its place (--data), tokenized with the run's
+def lm_export_writer(checkpoint: Path, config: dict, formats: list[str], int8: bool, rounding: str,
+                     data: str | None = None) -> Callable[[Path], dict]:
+    """Check the run and read its corpus now, and return `write(work)`, which writes the files into `work` and
+    returns export.json's record (artifacts, parity, failures; `int8_source` "qat", or None without int8).
+    `config`: the run's config.json; `data`: another corpus in its place (--data), tokenized with the run's
     tokenizer. Raises ConfigError (one paragraph) for a run without QAT weights when int8 is asked or without its
-    tokenizer, and whatever reading the corpus raises (DataError)."""
+    tokenizer, and whatever reading the corpus raises (DataError), before anything is written."""
     from edgedistill.config import load_config
     from edgedistill.pipeline.lm_int8 import export_and_check
     from edgedistill.progress import Bars
@@ -72,14 +74,18 @@ def export_lm_checkpoint(checkpoint: Path, work: Path, config: dict, formats: li
         raise ConfigError(f"{checkpoint} has no tokenizer.json beside its student; a causal-LM run writes one. "
                           "Restore it from the run, or re-run distill.")
     inputs = run_inputs(checkpoint, cfg, ck.tokenizer, int(ck.input_shape[0]))
-    ck.tokenizer.save(work / "tokenizer.json")  # the device app's first step, beside the files it feeds
     qs = None
     if int8:
         sample = torch.from_numpy(np.ascontiguousarray(inputs.splits.test.ids[:1]))
         qs = rebuild_quant_student(model, load_file(str(qat_path)), rounding, sample)
-    res = export_and_check(cfg, inputs, model, qs, None, {}, {}, work, Bars(None))
-    record = {k: res.metrics[k] for k in ("artifacts", "parity", "parity_windows", "parity_passed")}
-    if res.kv_artifacts:
-        record["kv_cache"] = res.metrics["kv_cache"]
-        record["artifacts"] = record["artifacts"] + [a.to_dict() for a in res.kv_artifacts]
-    return {**record, "int8_source": "qat" if int8 else None, "failures": res.failures}
+
+    def write(work: Path) -> dict:
+        ck.tokenizer.save(work / "tokenizer.json")  # the device app's first step, beside the files it feeds
+        res = export_and_check(cfg, inputs, model, qs, None, {}, {}, work, Bars(None))
+        record = {k: res.metrics[k] for k in ("artifacts", "parity", "parity_windows", "parity_passed")}
+        if res.kv_artifacts:
+            record["kv_cache"] = res.metrics["kv_cache"]
+            record["artifacts"] = record["artifacts"] + [a.to_dict() for a in res.kv_artifacts]
+        return {**record, "int8_source": "qat" if int8 else None, "failures": res.failures}
+
+    return write

@@ -85,10 +85,11 @@ def _read(spec: dict, ck, checkpoint: Path):
 
 def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: bool, data: str | None = None,
                       calibration: str = "minmax", calibration_size: int = 1000, tflm_max_samples: int = 1000,
-                      overwrite: bool = False, rounding: str | None = None) -> ExportResult:
+                      overwrite: bool = False, rounding: str | None = None, started=None) -> ExportResult:
     """`rounding`: the integer arithmetic the int8 model was trained with (quantize/arithmetic.py; it is recorded
     with the export). None: what the checkpoint's QAT used (metrics.json), else "xnnpack". Parity compares each
-    file with the model computing its own runtime's arithmetic, whatever the training used."""
+    file with the model computing its own runtime's arithmetic, whatever the training used. `started()`, when
+    given, is called once the inputs are checked, before export and parity (the long step)."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_dir():
         raise ModelLoadError(f"Checkpoint {checkpoint} is not a directory written by `edgedistill distill`.")
@@ -102,11 +103,11 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
     rounding = rounding or _trained_rounding(checkpoint)
     config = _checkpoint_config(checkpoint)
     if _task(checkpoint, config) == "causal-lm":  # the decoder step's files, from the run's corpus and weights
-        from edgedistill.export.lm_run import export_lm_checkpoint
+        from edgedistill.export.lm_run import lm_export_writer
 
+        write_lm = lm_export_writer(checkpoint, config, formats, int8, rounding, data)
         return _publish(Path(out), lambda work: {
-            "checkpoint": str(checkpoint), "int8_rounding": rounding if int8 else None,
-            **export_lm_checkpoint(checkpoint, work, config, formats, int8, rounding, data)})
+            "checkpoint": str(checkpoint), "int8_rounding": rounding if int8 else None, **write_lm(work)}, started)
     model, ck = load_student(checkpoint)
     spec = _data_spec(checkpoint, data)
     splits = make_splits(_read(spec, ck, checkpoint), val_fraction=spec.get("val_fraction", 0.1),
@@ -139,12 +140,15 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
                 "artifacts": [a.to_dict() for a in artifacts], "parity": [r.to_dict() for r in rows],
                 "parity_passed": all(r.passed for r in rows if r.checked)}
 
-    return _publish(Path(out), write)
+    return _publish(Path(out), write, started)
 
 
-def _publish(out: Path, write) -> ExportResult:
+def _publish(out: Path, write, started=None) -> ExportResult:
     """`write(work)` fills a sibling OUT.partial and returns export.json's record; the directory then replaces
-    `out` whole. Nothing half-written survives a failure or an interrupt."""
+    `out` whole. Nothing half-written survives a failure or an interrupt. `started()`, when given, is called once
+    the inputs are checked, before the long step."""
+    if started is not None:
+        started()
     work = out.with_name(out.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
