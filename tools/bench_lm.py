@@ -129,7 +129,7 @@ def run_student(command: list[str], out: Path) -> dict:
 def reexport_onnx(out: Path) -> dict | None:
     """`edgedistill export RUN --int8 --formats onnx` into RUN/export (kept: done once), for a run whose int8 ONNX
     file an older writer made: the same QAT weights in this version's layout, its parity checked on the run's
-    windows. Returns export.json's record, None when there is no export."""
+    windows. Returns export.json's record."""
     rec = out / "export" / "export.json"
     if not rec.is_file():
         cmd = [sys.executable, "-m", "edgedistill", "export", str(out), "--int8", "--formats", "onnx", "--out",

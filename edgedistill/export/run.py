@@ -100,9 +100,9 @@ def export_checkpoint(checkpoint: Path, out: Path, formats: list[str], int8: boo
         raise ConfigError(f"--out {out} is the checkpoint {checkpoint} or a directory holding it; the export replaces "
                           f"its --out, so it would delete the checkpoint. Choose another --out (e.g. {checkpoint}/export).")
     check_out_dir(Path(out), overwrite, marks=("export.json",))  # only an earlier export's output is replaced
-    rounding = rounding or _trained_rounding(checkpoint)
-    config = _checkpoint_config(checkpoint)
-    if _task(checkpoint, config) == "causal-lm":  # the decoder step's files, from the run's corpus and weights
+    metrics, config = _run_metrics(checkpoint), _checkpoint_config(checkpoint)
+    rounding = rounding or _trained_rounding(metrics)
+    if _task(metrics, config) == "causal-lm":  # the decoder step's files, from the run's corpus and weights
         from edgedistill.export.lm_run import lm_export_writer
 
         write_lm = lm_export_writer(checkpoint, config, formats, int8, rounding, data)
@@ -183,20 +183,22 @@ def _asked_int16(checkpoint: Path) -> tuple[str, ...]:
                           f"with a 16×8 form (\"attention\", \"layernorm\"), each once: {why}.") from None
 
 
-def _task(checkpoint: Path, config: dict) -> str | None:
+def _run_metrics(checkpoint: Path) -> dict:
+    """The run's metrics.json ({} when it is missing or unreadable: the export then falls back to config.json)."""
+    try:
+        metrics = json.loads((checkpoint / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return metrics if isinstance(metrics, dict) else {}
+
+
+def _task(metrics: dict, config: dict) -> str | None:
     """The task the run carried out: metrics.json's (a run with `--task auto` records the task it detected there),
     else its config.json's."""
-    try:
-        task = json.loads((checkpoint / "metrics.json").read_text()).get("task")
-    except (OSError, ValueError, AttributeError):
-        task = None
-    return task or config.get("task")
+    return metrics.get("task") or config.get("task")
 
 
-def _trained_rounding(checkpoint: Path) -> str:
+def _trained_rounding(metrics: dict) -> str:
     """The integer arithmetic the checkpoint's QAT trained with (recorded in metrics.json), "xnnpack" when not
     recorded."""
-    try:
-        return (json.loads((checkpoint / "metrics.json").read_text()).get("int8") or {}).get("rounding") or "xnnpack"
-    except (OSError, ValueError):
-        return "xnnpack"
+    return (metrics.get("int8") or {}).get("rounding") or "xnnpack"

@@ -58,9 +58,9 @@ def announce(found: SearchResult, out, show: bool, budget=None) -> None:
         print(f"  under {limits}", file=sys.stderr, flush=True)
     from edgedistill.pipeline.rundir import MANIFEST
 
-    if (Path(out) / MANIFEST).is_file():  # a build of other settings (same data and target) is there: it goes
-        print(f"  replacing the earlier build in {out} (its settings differ; --out DIR keeps both)", file=sys.stderr,
-              flush=True)
+    if (Path(out) / MANIFEST).is_file():  # a build not reused (other settings, or a file of it changed): it goes
+        print(f"  replacing the earlier build in {out} (other settings, or a file of it changed; --out DIR keeps "
+              "both)", file=sys.stderr, flush=True)
 
 
 def _limits(budget) -> str:
