@@ -208,8 +208,10 @@ def speed_reading(rows: list[dict]) -> list[str]:
             "issue's 20× against a 10× teacher needs int8 to double the speed on top. On LiteRT the int8 attention's "
             "K and V lie on grids with zero point 0, so XNNPACK runs its BATCH_MATMULs (with a nonzero zero point "
             "they fell to LiteRT's built-in kernel, about 10× slower, and the int8 file decoded 0.72–0.84× the "
-            "float student's tokens/s); SOFTMAX and SELECT_V2 still run on built-in kernels between XNNPACK's "
-            "partitions. "
+            "float student's tokens/s); the causal mask is an int8 ADD of a constant, inside XNNPACK's partitions "
+            "(a SELECT_V2 before, on LiteRT's built-in kernel: 6-7 % of the int8 step); SOFTMAX (about a quarter of "
+            "the int8 step, measured by removing it from a copy of the file) and LayerNorm's RSQRT (about a tenth) "
+            "still run on built-in kernels between XNNPACK's partitions. "
             "On onnxruntime the int8 file's activations are uint8 codes on the same grids and each linear layer "
             "one Gemm over the rows, so its optimizer fuses the layers into QGemm and the Add / Mul / Where / "
             "Softmax / attention MatMuls into their QLinear kernels; what stays in float between QuantizeLinear / "
@@ -262,10 +264,11 @@ def markdown(doc: dict, args) -> str:
         "Tokens/s: one fixed-window step at batch 1, int8 file against the float teacher on the same runtime, at "
         "one runtime thread (tools/_lm_timing.py; judged) and in the run itself (at its --threads 1). "
         "Top-3 is next-*token* top-3 (the library scores tokens, not words).",
-        *(["* ONNX files: written again from each run's QAT weights by `edgedistill export RUN --int8 --formats "
-           "onnx` (this version's int8 layout, which onnxruntime fuses into its integer kernels; the runs predate "
-           "it), their parity checked on the run's windows there; the rows' onnx figures are those files'."]
-          if any(r.get("onnx_reexported") for r in rows) else []), "",
+        *(["* Files: written again from each run's QAT weights by `edgedistill export RUN --int8` (this version's "
+           "layouts, which the runs predate: the int8 ONNX file's, which onnxruntime fuses into its integer kernels, "
+           "and the TFLite file's causal mask as an int8 ADD inside XNNPACK's partitions), their parity checked on "
+           "the run's windows there; the rows' file figures are those files'."]
+          if any(r.get("reexported") for r in rows) else []), "",
         "## Results", "", *table(rows), "", *_not_run(rows, args), *reading(rows, t), "",
         "## The issue's targets", "", *verdicts(rows), "", *speed_reading(rows),
         "## Commands", "", "```", doc["bench_command"],

@@ -126,26 +126,31 @@ def run_student(command: list[str], out: Path) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
-def reexport_onnx(out: Path) -> dict | None:
-    """`edgedistill export RUN --int8 --formats onnx` into RUN/export (kept: done once), for a run whose int8 ONNX
-    file an older writer made: the same QAT weights in this version's layout, its parity checked on the run's
-    windows. Returns export.json's record."""
+def reexport(out: Path) -> dict | None:
+    """`edgedistill export RUN --int8` into RUN/export (kept: done once; an earlier ONNX-only re-export is redone),
+    for a run whose int8 files an older exporter wrote: the same QAT weights in this version's layout (the int8 ONNX
+    file's fused layout, the TFLite file's causal mask as ADD), parity checked on the run's windows. Returns
+    export.json's record."""
     rec = out / "export" / "export.json"
-    if not rec.is_file():
-        cmd = [sys.executable, "-m", "edgedistill", "export", str(out), "--int8", "--formats", "onnx", "--out",
-               str(out / "export")]
+    done = rec.is_file() and {a["name"] for a in json.loads(rec.read_text())["artifacts"]} >= {"onnx-int8",
+                                                                                               "tflite-int8"}
+    if not done:
+        cmd = [sys.executable, "-m", "edgedistill", "export", str(out), "--int8", "--out", str(out / "export"),
+               "--overwrite"]
         if subprocess.run(cmd, cwd=ROOT).returncode:
             raise SystemExit(f"{' '.join(cmd)} failed")
     return json.loads(rec.read_text())
 
 
 def with_export(m: dict, export: dict | None) -> dict:
-    """metrics.json with its ONNX files' artifacts and parity rows taken from a re-export's record (reexport_onnx)."""
+    """metrics.json with its files' artifacts and parity rows taken from a re-export's record (reexport): every
+    file the re-export wrote replaces the run's own."""
     if export is None:
         return m
-    onnx = lambda rows, key: [r for r in rows if not r[key].startswith("onnx")]  # noqa: E731
-    int8 = dict(m["int8"], artifacts=onnx(m["int8"]["artifacts"], "name") + export["artifacts"],
-                parity=onnx(m["int8"]["parity"], "artifact") + export["parity"])
+    again = {a["name"] for a in export["artifacts"]}
+    int8 = dict(m["int8"], artifacts=[a for a in m["int8"]["artifacts"] if a["name"] not in again]
+                + export["artifacts"],
+                parity=[r for r in m["int8"]["parity"] if r["artifact"] not in again] + export["parity"])
     return dict(m, int8=int8)
 
 
@@ -178,7 +183,7 @@ def row_of(size: str, column: str, m: dict, command: list[str], export: dict | N
             "data": m["data"], "vocabulary": m["vocabulary"], "teacher_cache": {
                 k: m["teacher"][k] for k in ("top_k", "bytes_per_position", "cached_bytes", "full_vocabulary_bytes")},
             "sequence_kd": m.get("sequence_kd"), "timings": m["timings"], "warnings": m["warnings"],
-            "command": " ".join(command), "onnx_reexported": export is not None}
+            "command": " ".join(command), "reexported": export is not None}
 
 
 def main() -> None:
@@ -198,9 +203,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench-lm"))
     ap.add_argument("--docs", type=Path, default=ROOT / "docs")
     ap.add_argument("--doc-name", default="lm", help="DOCS/NAME.md and NAME.json (another setting: e.g. lm_8k)")
-    ap.add_argument("--reexport-onnx", action="store_true",
-                    help="write each finished run's ONNX files again with this version's exporter (edgedistill "
-                         "export -> RUN/export/) and judge and time those: for runs an older int8 ONNX layout wrote")
+    ap.add_argument("--reexport", action="store_true",
+                    help="write each finished run's ONNX and TFLite files again with this version's exporter "
+                         "(edgedistill export -> RUN/export/) and judge and time those: for runs an older exporter "
+                         "wrote")
     args = ap.parse_args()
     args.out = args.out.resolve()
     if args.from_docs:
@@ -226,7 +232,7 @@ def main() -> None:
             command = distill_command(args.out / "teacher", data, size, column, args, out)
             print(f"[bench_lm] {size} {column}: {' '.join(command)}", flush=True)
             metrics = run_student(command, out)
-            rows.append(row_of(size, column, metrics, command, reexport_onnx(out) if args.reexport_onnx else None))
+            rows.append(row_of(size, column, metrics, command, reexport(out) if args.reexport else None))
             write_docs(rows, teacher, args, args.docs)
     print("[bench_lm] timing every int8 file and the teacher at one runtime thread", flush=True)
     timed = one_thread_speed([args.out / f"decoder-{r['size']}-{r['column']}" for r in rows], args.out / "teacher",

@@ -125,8 +125,8 @@ def int8_over_float(int8: dict, float32: dict) -> dict:
     """{runtime: int8 student tokens/s ÷ float32 student tokens/s}: what int8 itself buys on that runtime, the
     same network in both files. Against the teacher the ratio is this times what the smaller network buys (about
     the parameter ratio, the MACs per token); below 1, the int8 file is slower than the float one there (at a
-    few hundred thousand parameters LiteRT's XNNPACK runs the int8 attention's SOFTMAX, SELECT_V2 and nonzero-zero-
-    point BATCH_MATMUL outside its partitions, and onnxruntime spent half the step in unfused Q/DQ nodes before the
+    few hundred thousand parameters LiteRT's XNNPACK runs the int8 attention's SOFTMAX, LayerNorm's RSQRT and a
+    nonzero-zero-point BATCH_MATMUL outside its partitions, and onnxruntime spent half the step in unfused Q/DQ nodes before the
     int8 ONNX file's fused layout: measured on this project's benchmark, docs/lm.md)."""
     return {rt: int8[rt].tokens_per_s / float32[rt].tokens_per_s for rt in int8 if rt in float32}
 

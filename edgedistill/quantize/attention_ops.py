@@ -5,9 +5,10 @@
   into q), heads split by RESHAPE + TRANSPOSE, scores Q·Kᵀ by BATCH_MATMUL of two int8 activations requantized to
   their own grid (K and V on grids with zero point 0, which XNNPACK's delegate needs to take BATCH_MATMUL; a
   nonzero one leaves it to LiteRT's built-in kernel), the padding mask by SELECT_V2 (a padded key's score becomes
-  the grid's lowest code; the condition is NOT_EQUAL on the int32 token ids; a causal decoder's condition is a
-  constant L×L bool tensor), SOFTMAX onto the int8 spec's fixed output grid (scale 1/256, zero point −128), the
-  context by a second BATCH_MATMUL, heads merged, the output projection.
+  the grid's lowest code; the condition is NOT_EQUAL on the int32 token ids), a causal decoder's constant mask by
+  an int8 ADD of a constant that computes the same codes in the TFLite file (`causal_mask_constant`; the ONNX
+  file's Where of a constant condition), SOFTMAX onto the int8 spec's fixed output grid (scale 1/256, zero point
+  −128), the context by a second BATCH_MATMUL, heads merged, the output projection.
 * `LayerNorm`: the form the converter writes for int8, one kernel per step, each on its own grid: MEAN → SUB
   (x − μ) → MUL (the square) → MEAN (the variance) → RSQRT → MUL → MUL (γ, a constant) → ADD (β, a constant); ε is
   below the variance's int8 step and is left out (Ba et al. 2016, "Layer normalization").
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgedistill.quantize.fake import ActQuant
+from edgedistill.quantize.fake import ActQuant, _qd
 from edgedistill.quantize.ops import Activation, Binary, GraphOp, Mean, QLayer
 from edgedistill.students.layers import mask_scores
 
@@ -178,10 +179,39 @@ class Attention(GraphOp):
         grid = self.scores.out_q
         if grid.mode in ("float", "observe"):  # calibration observed the unmasked scores above
             return mask_scores(scores, pad)  # as the float student: an all-padded row stays finite
+        if grid.mode == "export" and self._mask_by_add:
+            return grid(scores + self.export_mask)  # int8 ADD of a constant: the same codes (causal_mask_constant)
         # the grid's lowest code, as the file's SELECT_V2 writes it
         s, z = grid.export_params if grid.mode == "export" else (float(grid.scale), int(grid.zero_point))
         scores = torch.where(pad, torch.full((), (grid.width.qmin - z) * s, dtype=scores.dtype), scores)
         return grid(scores) if grid.mode == "export" else scores  # the SELECT_V2's output on the scores' grid
+
+    @property
+    def _mask_by_add(self) -> bool:
+        """A constant (causal) mask on int8 scores (int16 scores keep SELECT_V2: quantize/int16_attention.py)."""
+        return self.future is not None and self.scores.out_q.bits == 8
+
+    @torch.no_grad()
+    def prepare_export(self) -> None:
+        """A causal decoder's mask as the Q/DQ'd constant the TFLite file adds to the scores (causal_mask_constant)."""
+        if self._mask_by_add:
+            mask, (ms, mz) = causal_mask_constant(self.future, float(self.scores.out_q.scale))
+            q = _qd.quantize_per_tensor(mask[None, None], ms, mz, -128, 127, torch.int8)
+            self.register_buffer("export_mask", _qd.dequantize_per_tensor(q, ms, mz, -128, 127, torch.int8),
+                                 persistent=False)
+
+
+def causal_mask_constant(future: torch.Tensor, scale: float) -> tuple[torch.Tensor, tuple[float, int]]:
+    """The L×L float constant (0 where a key is visible, −256 · `scale` where the bool `future` masks it) and its
+    int8 grid (256 · scale / 255, zero point 127: codes 127 and −128). Its int8 ADD to scores on a grid of scale
+    `scale`, the output on that same grid, computes the codes that SELECT_V2 of the grid's lowest code does: a
+    visible score's code unchanged (the mask's code is its zero point, so only the score's rescaling by 1 is rounded,
+    exactly, in TFLite's ADD with its 20 bits of headroom and in XNNPACK's), a masked one at least 255 codes lower,
+    saturated to −128. ADD runs inside LiteRT's XNNPACK delegate and SELECT_V2 does not: it split the decoder's
+    delegated graph and broadcast on LiteRT's slow path (8 % of the int8 window step). Every arithmetic's codes are
+    checked against the select in tests/quantize/test_attention_ops.py."""
+    big = 256.0 * scale
+    return torch.where(future, torch.tensor(-big), torch.tensor(0.0)), (big / 255.0, 127)
 
 
 def layernorm_affine(name: str, m: nn.LayerNorm) -> tuple[float, Constant, Constant]:

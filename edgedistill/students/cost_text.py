@@ -7,8 +7,8 @@
 * Constant (learned positions, LayerNorm's γ and β): an int8 constant tensor, no op.
 * Attention (H heads of d = D / H on L tokens): the q, k, v projections (FULLY_CONNECTED on N×L×D), the scores Q·Kᵀ
   and the context P·V (L·L·d MACs per head each), the padding mask (EQUAL of the ids with 0, RESHAPE to
-  N×1×1×L; computed once and shared by every attention layer; a causal decoder's is a constant L×L bool tensor
-  instead), SELECT_V2 of the scores' lowest code at padded keys,
+  N×1×1×L; computed once and shared by every attention layer) and SELECT_V2 of the scores' lowest code at padded
+  keys, or a causal decoder's constant L×L mask ADDed to int8 scores (the condition of a SELECT_V2 on int16 ones),
   SOFTMAX, and the output projection. With H > 1 the heads are split by RESHAPE + TRANSPOSE and the products are
   BATCH_MATMULs on H×L×d; with one head the converter writes each product as a FULLY_CONNECTED whose weight operand
   is the other activation (K as L×D; V transposed to D×L) and keeps the context N×1×L×D until after the output
@@ -47,8 +47,8 @@ def _padding_mask(fg: FileGraph, s: Step, ids: str, length: int) -> str:
 
 def masked_softmax(fg: FileGraph, s: Step, scores: str, length: int, n: int, itemsize: int = 1) -> str:
     """The mask, SELECT_V2 (a scalar of the scores' type, `itemsize` bytes: their lowest code) and SOFTMAX of
-    `scores` (n elements, 4-D). A causal decoder's mask is a constant L×L bool tensor read by the SELECT_V2 itself:
-    no op computes it."""
+    `scores` (n elements, 4-D). A causal decoder's mask is a constant L×L bool tensor read by the SELECT_V2 itself
+    (int16 scores; int8 ones: causal_softmax), no op computes it; a padding mask is computed from the ids."""
     if s.op.future is not None:
         mask = fg.constant(f"{s.key}/causal", length * length, learned=False)
     else:
@@ -56,6 +56,14 @@ def masked_softmax(fg: FileGraph, s: Step, scores: str, length: int, n: int, ite
     masked = fg.emit(f"{s.key}/mask", "select", [mask, scores], f"{s.out}/masked", n, itemsize=itemsize,
                      const=itemsize)
     return fg.emit(f"{s.key}/softmax", "softmax", [masked], f"{s.out}/probs", n, itemsize=itemsize)
+
+
+def causal_softmax(fg: FileGraph, s: Step, scores: str, length: int, n: int) -> str:
+    """A causal decoder's int8 mask: the constant L×L tensor ADDed to the scores (the converter broadcasts it, so
+    the scores are not reshaped to 4-D first, as they are for a SELECT_V2), then SOFTMAX."""
+    mask = fg.constant(f"{s.key}/causal", length * length, learned=False)
+    masked = fg.emit(f"{s.key}/mask", "add", [scores, mask], f"{s.out}/masked", n)
+    return fg.emit(f"{s.key}/softmax", "softmax", [masked], f"{s.out}/probs", n)
 
 
 def lower_attention(fg: FileGraph, s: Step) -> None:
@@ -72,12 +80,17 @@ def lower_attention(fg: FileGraph, s: Step) -> None:
     def project(layer, src: str, name: str) -> str:
         return emit(name, "fc", [src], n, cost=layer_cost(layer.name, layer, n))
 
+    def softmax(scores: str) -> str:
+        if m.future is not None:
+            return causal_softmax(fg, s, scores, length, scores_n)
+        return masked_softmax(fg, s, emit("scores_4d", "reshape", [scores], scores_n, 16), length, scores_n)
+
     scores_n = heads * length * length
     if heads == 1:  # FULLY_CONNECTED with an activation as the weight operand
         q, k, v = (project(layer, x, name) for layer, name in ((m.q, "q"), (m.k, "k"), (m.v, "v")))
         k2 = emit("k_2d", "reshape", [k], n, 8)
         scores = emit("scores", "matmul_fc", [q, k2], scores_n, macs=scores_n * d)
-        probs = masked_softmax(fg, s, emit("scores_4d", "reshape", [scores], scores_n, 16), length, scores_n)
+        probs = softmax(scores)
         vt = emit("v_t", "transpose", [emit("v_2d", "reshape", [v], n, 8)], n, 8)
         ctx = emit("context", "matmul_fc", [probs, vt], n, macs=n * length)
         y = emit("out_4d", "fc", [ctx], n, cost=layer_cost(m.out.name, m.out, n))
@@ -89,7 +102,7 @@ def lower_attention(fg: FileGraph, s: Step) -> None:
     k = emit("k_t", "transpose", [k], n, 16)  # N×L×H×d -> N×H×d×L in one permutation
     q, k = emit("q_3d", "reshape", [q], n, 12), emit("k_3d", "reshape", [k], n, 12)
     scores = emit("scores", "batch_matmul", [q, k], scores_n, macs=scores_n * d)
-    probs = masked_softmax(fg, s, emit("scores_4d", "reshape", [scores], scores_n, 16), length, scores_n)
+    probs = softmax(scores)
     probs, v = emit("probs_3d", "reshape", [probs], scores_n, 12), emit("v_3d", "reshape", [v], n, 12)
     ctx = emit("context", "batch_matmul", [probs, v], n, macs=n * length)
     ctx = emit("context_t", "transpose", [emit("context_4d", "reshape", [ctx], n, 16)], n, 16)

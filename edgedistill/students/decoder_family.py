@@ -9,7 +9,7 @@ Language Models"), which halves the parameters of a small-vocabulary model. ReLU
 GELU kernel, and ReLU fuses into the feed-forward's FULLY_CONNECTED (as in the `transformer` family).
 
 The causal mask is a constant L×L tensor (students.layers.MaskedSelfAttention with `context`), which the int8 file
-holds as a constant SELECT_V2 condition; the model is exported for exactly its context window. The tie holds in
+adds to the scores as an int8 constant (quantize/attention_ops.causal_mask_constant); the model is exported for exactly its context window. The tie holds in
 the float model; the int8 file stores the table twice (the gather's and the FULLY_CONNECTED's per-row scales
 differ).
 """

@@ -141,3 +141,31 @@ def test_a_checkpoint_with_nonzero_k_and_v_zero_points_keeps_its_grids(planted):
     grids = [op for op in rebuilt.modules() if type(op).__name__ == "Attention"]
     assert int(grids[0].v.out_q.zero_point) == int(attn[0].v.out_q.zero_point) != 0
     assert "symmetric" not in repr(grids[0].v.out_q) and "symmetric" in repr(grids[0].k.out_q)
+
+
+@pytest.mark.parametrize("arithmetic", ["tflm", "reference", "xnnpack"])
+def test_causal_mask_add_equals_select(arithmetic):
+    """The decoder's TFLite file adds a constant mask where QAT selects the grid's lowest code
+    (attention_ops.causal_mask_constant): on every arithmetic, every score code, and scores grids from 1e-4 to 10
+    with any zero point, the int8 ADD leaves a visible score's code as it was and saturates a masked one to -128."""
+    from edgedistill.quantize.arithmetic import ARITHMETIC
+    from edgedistill.quantize.attention_ops import causal_mask_constant
+
+    rng = np.random.default_rng(0)
+    codes = torch.arange(-128, 128, dtype=torch.int64)[:, None]
+    f32 = lambda v: float(np.float32(v))  # noqa: E731  scales as the file stores them
+    for scale in [1e-4, 3.7e-3, 0.0625, 0.4, 10.0, *10.0 ** rng.uniform(-4, 1, 20)]:
+        zero_point = int(rng.integers(-128, 128))
+        mask, (ms, mz) = causal_mask_constant(torch.tensor([[False, True]]), f32(scale))
+        mask_codes = torch.clamp(torch.round(mask / f32(ms)) + mz, -128, 127).long()
+        assert mask_codes.tolist() == [[127, -128]]
+        grid = (f32(scale), zero_point)
+        out = ARITHMETIC.get(arithmetic).binary("add", codes, mask_codes, grid, (f32(ms), mz), grid, "none")
+        assert torch.equal(out[:, 0].long(), codes[:, 0]), scale
+        assert bool((out[:, 1] == -128).all()), scale
+
+
+def test_the_decoder_file_masks_by_add_not_select(planted):
+    """The causal mask reaches the file as ADD (inside XNNPACK's partitions), with no SELECT_V2 left."""
+    ops = LiteRTRunner(planted[3]).op_names()
+    assert "SELECT_V2" not in ops and ops.count("SOFTMAX") == 2, ops

@@ -365,7 +365,7 @@ def test_decoder_macs_and_weights_match_an_independent_count(heads):
 @pytest.mark.slow
 @pytest.mark.parametrize("heads", [1, 2])
 def test_decoder_costs_exactly_what_the_int8_file_holds(tmp_path, heads):
-    """Including the causal mask: a constant L×L condition of each SELECT_V2, no EQUAL on the ids."""
+    """Including the causal mask: a constant L×L tensor ADDed to the scores, no EQUAL on the ids."""
     model = _decoder(32, 2, heads, 12)
     g = graph_cost(model, (12,))
     path = tmp_path / "decoder.tflite"
