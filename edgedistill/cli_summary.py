@@ -37,7 +37,10 @@ def print_lm_summary(m: dict, out, command: str = "distill") -> None:
         mark = "not judged" if not c.get("judged", True) else "PASS" if c["passed"] else "FAIL"
         v = c["value"]
         value = "n/a" if v is None else f"{int(v):,} B" if c["unit"] == "B" else f"{v:.4g}{c['unit']}"
-        console.print(f"gate {mark}: {c['name']} = {value}", markup=False, highlight=False)
+        # a figure estimated for a device, not measured here, says so (the how: "estimated on cortex-m4 (...)")
+        how = c.get("how") or ""
+        where = f" ({how.split(' (')[0]})" if how.startswith("estimated") else ""
+        console.print(f"gate {mark}: {c['name']} = {value}{where}", markup=False, highlight=False)
     failed = [c["name"] for c in m["gate"]["checks"] if c.get("judged", True) and not c["passed"]]
     console.print(f"### edgedistill gate: {'PASS' if m['gate']['passed'] else 'FAIL'}"  # the classifier build's line
                   + (f" ({', '.join(failed)})" if failed else ""), markup=False, highlight=False)

@@ -42,16 +42,27 @@ def _interval(acc, n) -> Interval | None:
     return wilson_from_percent(float(acc), int(n)) if acc is not None and n else None
 
 
+# the runtime a report's deployed accuracy was measured on (report/schema.py's summary.accuracy_deployed_runtime)
+DEPLOYED_ON = {"litert": "LiteRT with XNNPACK",
+               "litert-reference": "LiteRT's reference kernels (TFLite Micro's arithmetic)"}
+
+
+def deployed_how(runtime: str | None) -> str:
+    """"deployed int8 TFLite on RUNTIME" ("... TFLite" alone for a report that does not name it)."""
+    where = DEPLOYED_ON.get(runtime or "", runtime)
+    return f"deployed int8 TFLite on {where}" if where else "deployed int8 TFLite"
+
+
 def _noise_how(iv: Interval, what: str) -> str:
     return f"{what}; 95% interval [{iv.low:.2f}, {iv.high:.2f}] over {iv.n:,} test samples"
 
 
-def min_accuracy_check(u: dict, limit: float):
-    """(Check, warnings) for deployed accuracy >= limit."""
+def min_accuracy_check(u: dict, limit: float, runtime: str | None = None):
+    """(Check, warnings) for deployed accuracy >= limit (`runtime`: where it was measured, deployed_how)."""
     from edgedistill.gate import Check
 
     acc, n = u.get("accuracy"), u.get("accuracy_n")
-    how = "deployed int8 TFLite on the test split"
+    how = f"{deployed_how(runtime)}, test split"
     if acc is None:
         return Check("accuracy", None, limit, False, "missing", unit="%"), []
     iv = _interval(acc, n)
@@ -67,13 +78,13 @@ def min_accuracy_check(u: dict, limit: float):
                  noise, unit="%"), warn
 
 
-def drop_check(u: dict, max_drop: float | None):
+def drop_check(u: dict, max_drop: float | None, runtime: str | None = None):
     """(Check, warnings) for teacher - deployed <= max_drop. With max_drop None (no limit set) the row still shows
     the drop and its interval, is marked not judged and always passes, so every gate shows the accuracy cost."""
     from edgedistill.gate import Check
 
     drop, acc, n, teacher = u.get("accuracy_drop"), u.get("accuracy"), u.get("accuracy_n"), u.get("teacher_accuracy")
-    how = "teacher minus deployed, points"
+    how = f"teacher minus {deployed_how(runtime)}, points"
     if max_drop is None:
         iv = _interval(acc, n)
         if drop is not None and iv is not None and teacher is not None:

@@ -208,3 +208,18 @@ def test_causal_lm_budget_keys_refuse_a_mistake(text):
 
     with pytest.raises(ConfigError):
         Budget.parse(text)
+
+
+def test_the_terminal_summary_marks_estimated_speed_rows(capsys):
+    """A microcontroller's tokens/s is the target's estimate, not a measurement: the build's last lines say so
+    (cli_summary.print_lm_summary), and a figure measured on this host keeps its plain line."""
+    from edgedistill.cli_summary import print_lm_summary
+
+    checks = [{"name": "tokens/s", "value": 1.2, "unit": "/s", "passed": True, "judged": False,
+               "how": "estimated on cortex-m4 (roofline)"},
+              {"name": "flash", "value": 5000, "unit": "B", "passed": True, "judged": False,
+               "how": "int8 TFLite file 5,000 B"}]
+    print_lm_summary({"test": {}, "gain_vs_twin": None, "gate": {"checks": checks, "passed": True}}, "runs/x", "build")
+    out = capsys.readouterr().out
+    assert "gate not judged: tokens/s = 1.2/s (estimated on cortex-m4)" in out, out
+    assert "gate not judged: flash = 5,000 B\n" in out, out

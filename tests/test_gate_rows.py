@@ -193,3 +193,17 @@ def test_the_flash_fit_check_adds_the_tokenizer_tables_to_the_real_file(int8_fil
     assert f"{size:,} B" in flash["detail"] and "25,000 B" in flash["detail"]
     plain = target_section([int8_file], load_target("cortex-m4"), host_ms=None)
     assert next(f for f in plain["fit"] if f["check"] == "flash")["value"] == size
+
+
+@pytest.mark.parametrize("runtime, named", [("litert-reference", "LiteRT's reference kernels"),
+                                            ("litert", "LiteRT with XNNPACK"), (None, None), (["hand", "edit"], None)])
+def test_the_accuracy_rows_name_the_runtime_that_measured_them(runtime, named):
+    """A microcontroller build's deployed accuracy is measured on LiteRT's reference kernels (TFLite Micro's
+    arithmetic), a phone's on LiteRT with XNNPACK: the accuracy rows say which; a report that does not name it (or
+    names it wrongly by hand) keeps the plain wording."""
+    report = dict(REPORT, summary={"accuracy_deployed_runtime": runtime})
+    v = gate(report, Budget(min_accuracy=80.0, max_accuracy_drop=10.0))
+    for name in ("accuracy", "accuracy_drop"):
+        how = _row(v, name).how
+        assert "deployed int8 TFLite" in how
+        assert (named in how) if named else (" on LiteRT" not in how), how

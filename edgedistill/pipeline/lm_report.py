@@ -15,6 +15,7 @@ import numpy as np
 
 from edgedistill.budget import Budget
 from edgedistill.config import DistillConfig
+from edgedistill.data.vocab_tokenizer import FIRST_KEPT_ID
 from edgedistill.gate import Check, Verdict
 from edgedistill.gate import markdown as gate_markdown
 from edgedistill.gate_lm import lm_gate
@@ -112,8 +113,9 @@ def report_markdown(metrics: dict) -> str:
     lines = ["# Causal LM distillation report", "",
              f"Data: {d['source']}, windows of {d['context']} tokens; " + ", ".join(
                  f"{k} {x['documents']} documents / {x['tokens']} tokens" for k, x in d["splits"].items()) + ".",
-             f"Vocabulary: the student keeps {v['student']} ids of the teacher's {v['teacher']} (padding, unknown and "
-             f"the tokens of the training documents); {v['test_unknown_pct']:.2f} % of test tokens are unknown to it, "
+             f"Vocabulary: the student keeps {v['student'] - FIRST_KEPT_ID:,} of the teacher's {v['teacher']:,} "
+             f"tokens (those of the training documents), {v['student']:,} ids with padding and unknown; "
+             f"{v['test_unknown_pct']:.2f} % of test tokens are unknown to it, "
              "and perplexities count every model over the student's vocabulary.",
              f"Teacher: {t['name']} ({t['params']:,} parameters), top-{t['top_k']} logits cached per position: "
              f"{t['bytes_per_position']} B a position (with the tail mass at T ∈ "
