@@ -104,7 +104,7 @@ def _train(config, inputs: Inputs, found, budget: Budget, key: str, run: RunDir,
         torch.set_num_threads(config.train.threads)
     arch = found.chosen.arch
     target = check_and_target(config, inputs, arch)
-    announce(found, run.out, show_progress, budget)
+    announce(found, run.out, show_progress, budget, target.name if target is not None else config.target)
     run.create()
     done = train_and_deploy(config, inputs, arch, target, run, show_progress)
     if not ddp.is_main():

@@ -109,7 +109,7 @@ def build_lm(config: DistillConfig, budget_text: str | None = None, *, show_prog
             verdict = lm_gate(json.loads((out / "metrics.json").read_text()), budget)
             _write_gate(out, verdict)
         return BuildResult(out, verdict, True, found, task="causal-lm", rebudgeted=rebudgeted)
-    announce(found, out, show_progress, budget)
+    announce(found, out, show_progress, budget, target.name)
     res = distill_lm(config, overwrite=True, show_progress=show_progress, inputs=inputs, budget=budget,
                      sections={"search": search_section(found, budget)},
                      extra_files=manifest_writer(key, record, budget, config))

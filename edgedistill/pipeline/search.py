@@ -42,10 +42,12 @@ def choose_student(config: DistillConfig, budget: Budget, inputs: Inputs, target
 
 
 
-def announce(found: SearchResult, out, show: bool, budget=None) -> None:
+def announce(found: SearchResult, out, show: bool, budget=None, target: str | None = None) -> None:
     """Before training starts (which can take most of an hour), say on stderr which student the search chose and
-    why, and the limits it fit as resolved (`budget`, an edgedistill.budget.Budget: flash=64kb is 64,000 B, 64KiB
-    65,536), so a user need not wait for the summary to learn what is being trained. Silent with `show` False (-q)."""
+    why, the limits it fit as resolved (`budget`, an edgedistill.budget.Budget: flash=64kb is 64,000 B, 64KiB
+    65,536), and its estimated latency on the `target` profile (a decoder's per generated token, with the tokens/s
+    it means: the largest decoder that fits a microcontroller's flash may decode about one token a second), so a
+    user need not wait for the summary to learn what is being trained. Silent with `show` False (-q)."""
     if not show:
         return
     import sys
@@ -56,11 +58,24 @@ def announce(found: SearchResult, out, show: bool, budget=None) -> None:
     limits = _limits(budget) if budget is not None else ""
     if limits:
         print(f"  under {limits}", file=sys.stderr, flush=True)
+    if c.latency_ms and target:
+        print(f"  {_speed_line(c.latency_ms, c.arch.family == 'decoder', target)}", file=sys.stderr, flush=True)
     from edgedistill.pipeline.rundir import MANIFEST
 
     if (Path(out) / MANIFEST).is_file():  # a build not reused (other settings, or a file of it changed): it goes
         print(f"  replacing the earlier build in {out} (other settings, or a file of it changed; --out DIR keeps "
               "both)", file=sys.stderr, flush=True)
+
+
+def _speed_line(ms: float, decoder: bool, target: str) -> str:
+    """'estimated 2.5 ms per inference on cpu (the target profile's estimate; ...)', or for a decoder 'estimated 812
+    ms per generated token on cortex-m4 (1.23 tokens/s, ...)'."""
+    figure = f"{ms:,.0f}" if ms >= 100 else f"{ms:.3g}"
+    if not decoder:
+        return f"estimated {figure} ms per inference on {target} (the target profile's estimate; --budget latency=MS " \
+               "limits it)"
+    return (f"estimated {figure} ms per generated token on {target} ({1000.0 / ms:.3g} tokens/s, the target "
+            "profile's estimate; --budget tokens_per_s=N asks for more)")
 
 
 def _limits(budget) -> str:

@@ -81,3 +81,21 @@ def test_a_build_says_when_it_replaces_an_earlier_build(unlimited, capsys, tmp_p
     (tmp_path / "manifest.json").write_text("{}")
     announce(unlimited, tmp_path, True)
     assert f"replacing the earlier build in {tmp_path}" in capsys.readouterr().err
+
+
+def test_a_build_gives_the_chosen_students_estimated_speed(unlimited, capsys):
+    """A decoder that fills a microcontroller's flash decodes about a token a second there, and the build said so
+    only in its final gate: the estimate is now announced before training, as tokens/s for a decoder."""
+    from dataclasses import replace
+
+    from edgedistill.pipeline.search import announce
+
+    announce(replace(unlimited, chosen=replace(unlimited.chosen, latency_ms=2.5)), "runs/x", True, None, "cpu")
+    assert "  estimated 2.5 ms per inference on cpu (the target profile's estimate; --budget latency=MS limits it)" \
+        in capsys.readouterr().err
+    decoder = replace(unlimited.chosen, arch=replace(unlimited.chosen.arch, family="decoder"), latency_ms=812.4)
+    announce(replace(unlimited, chosen=decoder), "runs/x", True, None, "cortex-m4")
+    assert "estimated 812 ms per generated token on cortex-m4 (1.23 tokens/s, the target profile's estimate; " \
+           "--budget tokens_per_s=N asks for more)" in capsys.readouterr().err
+    announce(unlimited, "runs/x", True, None, None)  # no target: no estimate line
+    assert "estimated" not in capsys.readouterr().err
