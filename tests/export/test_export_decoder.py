@@ -112,3 +112,18 @@ def test_onnxruntime_fuses_the_int8_file_into_integer_kernels(exported, tmp_path
     assert ops["QGemm"] == 2 * 6 + 1, ops  # q, k, v, out, ff1, ff2 per block and the head
     assert ops["QLinearMatMul"] == 2 * 2 and ops["QLinearWhere"] == ops["QLinearSoftmax"] == 2, ops
     assert ops["DequantizeLinear"] <= 5 * layer_norms + 1, ops
+
+
+def test_profile_counts_the_same_macs_in_every_file(exported):
+    """The ONNX files' head split is a Reshape whose shape the graph computes (Shape -> Gather -> Concat), so plain
+    shape inference left the attention's MatMuls unknown and `profile` counted a fraction of the float file's MACs:
+    every file of the decoder now counts what the TFLite file does."""
+    from edgedistill.profile.cost import tflite_cost
+    from edgedistill.profile.cost_onnx import onnx_cost
+
+    out = exported[5]
+    macs = tflite_cost(out / "student_int8.tflite").macs
+    assert macs > 0
+    assert onnx_cost(out / "student.onnx").macs == macs
+    assert onnx_cost(out / "student_int8.onnx").macs == macs
+    assert onnx_cost(out / "student_int8.onnx").params <= onnx_cost(out / "student.onnx").params * 1.05
