@@ -31,6 +31,7 @@ from edgedistill.pipeline.lm_hidden_teacher import hidden_cosine_weight, teacher
 from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
 from edgedistill.pipeline.lm_int8 import run_lm_int8, test_scores
 from edgedistill.pipeline.lm_report import attach_gate, lm_metrics_doc, twin_loss_warnings, write_lm_report
+from edgedistill.pipeline.lm_samples import lm_samples
 from edgedistill.pipeline.lm_seqkd import concat, teacher_continuations
 from edgedistill.pipeline.lm_speed import lm_speed, slower_than_teacher_warnings
 from edgedistill.pipeline.lm_teacher import teacher_outputs
@@ -79,13 +80,15 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
             int8 = run_lm_int8(config, inputs, trained, top, target, run.work, ui, transfer,
                                run.checkpoints) if config.quant.qat else None
             speed = _speed(int8, inputs, target, ui, timings, config.train.threads)
+            samples = _samples(int8, inputs)
         scores = int8.scores if int8 is not None else test_scores(
             {"float": trained.student, **({"twin": trained.twin} if trained.twin is not None else {})}, s.test)
         metrics = lm_metrics_doc(config, inputs, outs, trained, scores, None if int8 is None else int8.metrics,
                                  timings)
         metrics.update(({"speed": speed} if speed else {}), **({"sequence_kd": cont.record()} if cont else {}),
                        **({"hidden_cosine": hidden[0].record(hidden[1], inputs.arch.width)} if hidden else {}),
-                       **({"loss_choice": choice.record} if choice else {}), **(sections or {}))
+                       **({"loss_choice": choice.record} if choice else {}),
+                       **({"samples": samples} if samples else {}), **(sections or {}))
         metrics["warnings"] += slower_than_teacher_warnings(speed)
         losses = twin_loss_warnings(metrics)  # the student lost to its twin: say so, and whether the run was short
         windows = len(s.train) + (len(transfer) if transfer is not None else 0)
@@ -185,6 +188,15 @@ def _speed(int8, inputs: LMInputs, target, ui, timings: dict, threads: int | Non
     bar(1, None, None)
     timings["speed_s"] = time.perf_counter() - t0
     return speed
+
+
+def _samples(int8, inputs: LMInputs) -> list[dict]:
+    """Greedy continuations of a few test prompts by the int8 TFLite file and the teacher (pipeline/lm_samples.py),
+    once parity held; none without an int8 TFLite file."""
+    files = [a.path for a in (int8.artifacts if int8 is not None and int8.passed else []) if a.name == "tflite-int8"]
+    if not files:
+        return []
+    return lm_samples(files[0], inputs.tokenizer, inputs.teacher, inputs.splits.test, inputs.splits.context)
 
 
 def _target(config: DistillConfig):

@@ -21,6 +21,7 @@ from edgedistill.gate import markdown as gate_markdown
 from edgedistill.gate_lm import lm_gate
 from edgedistill.lm_metrics import metrics_of, p_text, paired_perplexity_gain
 from edgedistill.pipeline.lm_inputs import LMInputs
+from edgedistill.pipeline.lm_samples import samples_markdown
 from edgedistill.pipeline.lm_teacher import LMTeacherOutputs
 from edgedistill.pipeline.lm_train import LMTrained
 from edgedistill.pipeline.report import TWIN_LOSS
@@ -154,6 +155,8 @@ def report_markdown(metrics: dict) -> str:
         lines += ["", *kv_parity_markdown(metrics["int8"]["kv_cache"])]
     if metrics.get("speed"):
         lines += ["", *speed_markdown(metrics["speed"])]
+    if metrics.get("samples"):
+        lines += ["", *samples_markdown(metrics["samples"])]
     if metrics.get("gate"):
         lines += ["", gate_markdown_of(metrics["gate"])]
     if metrics.get("warnings"):

@@ -180,9 +180,10 @@ def test_the_readmes_greedy_loops_run_and_the_cached_one_writes_the_same_text(wo
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     section = readme[readme.index("**Greedy decoding with the exported files.**"):]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)[:2]
-    assert 'RUN = "runs/lm"' in blocks[0]
+    run_line = re.search(r'^RUN = "[^"]+".*$', blocks[0], re.M)
+    assert run_line, blocks[0]
     ns: dict = {}
-    exec(blocks[0].replace('RUN = "runs/lm"', f"RUN = {str(world['out'])!r}"), ns)
+    exec(blocks[0].replace(run_line.group(0), f"RUN = {str(world['out'])!r}"), ns)
     window_ids = list(ns["ids"])
     exec(blocks[1], ns)
     assert len(window_ids) == ns["prompt"] + 8 <= ns["L"]
@@ -314,3 +315,22 @@ def test_an_interrupted_run_resumes_to_the_same_files(world, tmp_path, monkeypat
     for name in ("student.safetensors", "baseline.safetensors", "student_int8.tflite", "student_int8.onnx"):
         assert file_digest(out / name) == file_digest(world["out"] / name), name
 
+
+
+def test_the_report_shows_greedy_continuations_of_the_int8_file_and_the_teacher(world):
+    """report.md shows what the deployed file writes after a few test prompts (pipeline/lm_samples.py): the same
+    continuation on TFLite Micro as on LiteRT (the file's integers are exact on both), beside the document's own
+    next tokens and the teacher's."""
+    from edgedistill.data.tokenizer_base import StudentTokenizer
+    from edgedistill.pipeline.lm_samples import greedy_window
+
+    out, samples = world["out"], world["metrics"]["samples"]
+    assert samples and all(s["prompt"] and s["document"] and isinstance(s["teacher"], str) for s in samples)
+    tok = StudentTokenizer.load(out / "tokenizer.json")
+    mcu = TFLMRunner(out / "student_int8.tflite")
+    for s in samples:
+        written = greedy_window(mcu, np.asarray(s["prompt_ids"], np.int32), len(s["int8_ids"]), 16)
+        assert written.tolist() == s["int8_ids"] and tok.decode(written)[0] == s["int8"]
+        assert tok.decode(np.asarray(s["prompt_ids"]))[0] == s["prompt"]
+    report = (out / "report.md").read_text()
+    assert "## Sample continuations (greedy)" in report and json.dumps(samples[0]["int8"]) in report
