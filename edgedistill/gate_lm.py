@@ -78,6 +78,21 @@ def speed_rows(metrics: dict, budget: Budget) -> list[Check]:
     return rows
 
 
+def parity_row(metrics: dict) -> Check:
+    """Every exported file reproduces the QAT model on its runtimes and is causal (metrics.json's
+    int8.parity_passed, and each checked parity row and causality row): a run refuses to publish files that fail,
+    so this row fails only on a metrics.json edited or written elsewhere, as the classifier gate's parity row does."""
+    int8 = metrics.get("int8") if isinstance(metrics.get("int8"), dict) else {}
+    rows = [r for key in ("parity", "causality") for r in (int8.get(key) or []) if isinstance(r, dict)]
+    kv = int8.get("kv_cache") if isinstance(int8.get("kv_cache"), dict) else {}
+    rows += [r for r in (kv.get("parity") or []) if isinstance(r, dict)]
+    passed = int8.get("parity_passed")
+    if passed is None and not rows:
+        return Check("parity", None, True, False, "missing: the run made an int8 model but metrics.json has no parity")
+    ok = passed is not False and all(r.get("passed") is True for r in rows if r.get("checked", True))
+    return Check("parity", ok, True, ok, "every exported file reproduces the QAT model on its runtimes, and is causal")
+
+
 def made_int8(metrics: dict) -> bool:
     """True when the run made an int8 model (a --qat run: metrics.json's `int8` section, or a `test.int8` figure)."""
     return isinstance(metrics.get("int8"), dict) or "int8" in (metrics.get("test") or {})
@@ -155,6 +170,8 @@ def lm_gate(metrics: dict, budget: Budget | None = None) -> Verdict:
     else:  # a float-only run (no --qat): nothing int8 to judge
         checks.append(Check("int8 perplexity rise vs float", None, rise_limit, True,
                             "no int8 model: the run was float only (no --qat)", unit="%", judged=False))
+    if made_int8(metrics):
+        checks.append(parity_row(metrics))
     checks.append(twin_row(metrics))
     checks += quality_rows(metrics, limits)
     if budget is not None:

@@ -10,7 +10,8 @@ def _metrics(float_ppl, int8_ppl="absent", gain=None):
     if int8_ppl != "absent":
         test["int8"] = {"perplexity": {"value": int8_ppl}}
     gains = {"float": gain, **({"int8": gain} if int8_ppl != "absent" else {})}  # a --qat run has both
-    return {"test": test, "gain_vs_twin": gains if gain else None}
+    int8 = {"int8": {"parity_passed": True}} if int8_ppl != "absent" else {}  # a published --qat run's parity held
+    return {"test": test, "gain_vs_twin": gains if gain else None, **int8}
 
 
 GAIN = {"gain": 3.0, "beyond_noise": True, "documents": 40, "low": 1.0, "high": 5.0}
@@ -223,3 +224,19 @@ def test_the_terminal_summary_marks_estimated_speed_rows(capsys):
     out = capsys.readouterr().out
     assert "gate not judged: tokens/s = 1.2/s (estimated on cortex-m4)" in out, out
     assert "gate not judged: flash = 5,000 B\n" in out, out
+
+
+@pytest.mark.parametrize("int8, passed", [({"parity_passed": True}, True), ({"parity_passed": False}, False),
+                                          ({}, False),
+                                          ({"parity_passed": True, "parity": [{"checked": True, "passed": False}]},
+                                           False),
+                                          ({"parity_passed": True, "causality": [{"passed": False}]}, False),
+                                          ({"parity_passed": True, "parity": [{"checked": False, "passed": False}]},
+                                           True)])
+def test_the_lm_gate_judges_parity_and_causality(int8, passed):
+    """A causal-LM run refuses to publish files that fail parity or the causality probe, so a metrics.json whose
+    rows say they failed (edited, or written elsewhere) fails the gate's parity row, as a classifier's does; an
+    informational row (onnxruntime's fused kernels) does not count."""
+    m = dict(_metrics(100.0, 101.0, GAIN), int8=int8)
+    assert _row(lm_gate(m), "parity").passed is passed
+    assert lm_gate(_metrics(100.0, gain=GAIN)).checks[1].name != "parity"  # a float-only run has no int8 files

@@ -23,6 +23,7 @@ from edgedistill.distill.lm_losses import TopKLogits
 from edgedistill.distill.lm_resume import checkpoint_path
 from edgedistill.distill.lm_trainer import lm_logits, lm_scores
 from edgedistill.agreement import AGREEMENT, agreement_words
+from edgedistill.export.causality import causality_failure, causality_rows
 from edgedistill.export.parity import check_parity, int8_references, parity_plan
 from edgedistill.export.registry import export_all, planned_exports
 from edgedistill.pipeline.int8 import qat_rounding
@@ -114,8 +115,8 @@ def export_and_check(config, inputs: LMInputs, student, qs, qt, scores: dict, me
                       ui) -> LMInt8:
     """Export the float `student` and its QAT int8 model `qs` (None: the float files only) into `work`
     (config.quant.formats), check every file on its runtimes against the models on the parity windows
-    (parity_windows), and with quant.kv_cache the KV-cache step; `metrics` gets export_s, parity_s, artifacts, parity
-    (lm_row form), parity_windows, kv_cache and parity_passed. Used by the run and by `edgedistill export` of a
+    (parity_windows), their causality (export/causality.py), and with quant.kv_cache the KV-cache step; `metrics`
+    gets export_s, parity_s, artifacts, parity (lm_row form), parity_windows, causality, kv_cache and parity_passed. Used by the run and by `edgedistill export` of a
     causal-LM run (export/lm_run.py)."""
     q, s = config.quant, inputs.splits
     int8 = qs is not None
@@ -138,6 +139,9 @@ def export_and_check(config, inputs: LMInputs, student, qs, qt, scores: dict, me
                    parity=[lm_row(r.to_dict(), s.context) for r in rows],
                    parity_windows={"windows": len(pick), "of": len(s.test), "positions": len(pick) * s.context})
     failures = [parity_failure(r) for r in metrics["parity"] if r["checked"] and not r["passed"]]
+    # parity cannot see a mask that leaks in QAT and file alike: probe the files themselves (export/causality.py)
+    metrics["causality"] = causality_rows(artifacts, x, inputs.tokenizer.vocab_size)
+    failures += [causality_failure(r) for r in metrics["causality"] if not r["passed"]]
     kv_files = _kv_cache(config, qs, artifacts, refs, x, metrics, failures, work, ui) if int8 and q.kv_cache else []
     metrics["parity_passed"] = not failures
     return LMInt8(qs, qt, scores, metrics, not failures, failures, artifacts, kv_files)

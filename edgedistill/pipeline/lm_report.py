@@ -151,6 +151,7 @@ def report_markdown(metrics: dict) -> str:
             verdict = ("pass" if r["passed"] else "FAIL") if r["checked"] else "informational"
             lines.append(f"| {r['artifact']} | {r['runtime']} | {r['bytes']:,} | {r['samples']} | "
                          f"{r['top1_agreement']:.3f} | {_tied(r)} | {steps} | {verdict} |")
+        lines += causality_line(metrics["int8"].get("causality"))
     if (metrics.get("int8") or {}).get("kv_cache"):
         lines += ["", *kv_parity_markdown(metrics["int8"]["kv_cache"])]
     if metrics.get("speed"):
@@ -253,6 +254,17 @@ def attach_gate(metrics: dict, budget: Budget | None = None) -> dict:
     """metrics["gate"]: edgedistill.gate_lm's verdict; `budget` adds its speed and size rows."""
     metrics["gate"] = lm_gate(metrics, budget=budget).to_dict()
     return metrics
+
+
+def causality_line(rows: list[dict] | None) -> list[str]:
+    """The causality probe's result under the parity table (export/causality.py); nothing for a run without one."""
+    if not rows:
+        return []
+    bad = [f"{r['artifact']} on {r['runtime']} (moved {r['max_moved']:.3g})" for r in rows if not r["passed"]]
+    t = ", ".join(str(v) for v in rows[0]["positions"])
+    return ["", f"Causality: the tokens after t changed (t = {t}) in {rows[0]['windows']} test windows, on every file "
+            f"and runtime above; " + (f"logits at positions 0..t moved in {'; '.join(bad)}." if bad else
+                                      "no logit at positions 0..t moved (int8: the same integers).")]
 
 
 def write_lm_report(metrics: dict, directory: Path) -> None:

@@ -334,3 +334,34 @@ def test_the_report_shows_greedy_continuations_of_the_int8_file_and_the_teacher(
         assert tok.decode(np.asarray(s["prompt_ids"]))[0] == s["prompt"]
     report = (out / "report.md").read_text()
     assert "## Sample continuations (greedy)" in report and json.dumps(samples[0]["int8"]) in report
+
+
+def test_every_run_probes_its_files_for_causality(world):
+    """Parity cannot see a mask that leaks in QAT and the file alike, so the run probes every window file on every
+    runtime itself (export/causality.py), and the report says so."""
+    rows = world["metrics"]["int8"]["causality"]
+    assert {(r["artifact"], r["runtime"]) for r in rows} >= {("tflite-int8", "litert"), ("tflite-int8", "tflm"),
+                                                            ("tflite-int8", "litert-reference"),
+                                                            ("onnx-int8", "onnxruntime"), ("onnx-float", "onnxruntime")}
+    assert all(r["passed"] and r["max_moved"] <= r["bound"] for r in rows), rows
+    assert all(r["max_moved"] == 0.0 for r in rows if "int8" in r["artifact"])
+    assert "Causality: the tokens after t changed" in (world["out"] / "report.md").read_text()
+
+
+def test_a_leaking_file_fails_the_causality_probe(world, tmp_path):
+    """The probe catches a file that reads later tokens: the world's float student with its causal mask removed
+    (every key visible), exported to ONNX."""
+    from edgedistill.export.causality import causality_failure, causality_rows
+    from edgedistill.export.onnx_export import export_onnx_float
+
+    student, _ = load_student(world["out"])
+    leaks = 0
+    for m in student.modules():
+        if getattr(m, "future", None) is not None:
+            m.future.zero_()
+            leaks += 1
+    assert leaks
+    art = export_onnx_float(student.eval(), (16,), tmp_path / "leaky.onnx", "onnx-float")
+    rows = causality_rows([art], np.full((4, 16), 2, np.int32), world["metrics"]["vocabulary"]["student"])
+    assert rows and not rows[0]["passed"] and rows[0]["max_moved"] > rows[0]["bound"]
+    assert "is not causal" in causality_failure(rows[0])
