@@ -204,6 +204,14 @@ WINDOW_KEYS = ("file", "fit", "macs", "file_bytes", "ram_figure", "peak_activati
                "estimate_model", "estimate_error")
 
 
+def kv_ram_figure(runtime: str | None, caches: int) -> str:
+    """The RAM row's words with --kv-cache: "the KV-cache step's FIGURE + its key / value caches (N B)", where the
+    runtime's figure (profile/ram.py) may end in its own clause after a semicolon ("...; LiteRT's own arena is not
+    measured"), kept at the end."""
+    head, _, tail = f"the KV-cache step's {ram_figure(runtime)}".partition("; ")
+    return f"{head} + its key / value caches ({caches:,} B)" + (f"; {tail}" if tail else "")
+
+
 def kv_fit(kv_art, target: TargetProfile, tokenizer_bytes: int | None, kv: dict) -> dict:
     """With --kv-cache the device holds the KV-cache step's file, not the window file, so the flash, RAM, operator
     and precision checks, the MACs per token and the target's estimate are that file's (profile/estimate.fit_checks;
@@ -217,7 +225,7 @@ def kv_fit(kv_art, target: TargetProfile, tokenizer_bytes: int | None, kv: dict)
     ops, floats, _ = tflite_facts(kv_art.path)
     caches = sum(int(np.prod(s["shape"])) for s in kv_art.extra["inputs"][2:])
     step_ram = tflm_arena(kv_art.path).total_bytes if target.runtime == "tflm" else cost.peak_activation_bytes
-    figure = f"{ram_figure(target.runtime)} of the KV-cache step + its key / value caches ({caches:,} B)"
+    figure = kv_ram_figure(target.runtime, caches)
     checks = [replace(c, detail=figure) if c.check == "ram" else c
               for c in fit_checks(cost, kv_art.bytes, step_ram + caches, ops, floats, target,
                                   tokenizer_bytes=tokenizer_bytes)]

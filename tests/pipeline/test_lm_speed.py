@@ -162,3 +162,18 @@ def test_with_a_kv_cache_step_flash_ram_and_macs_judge_that_steps_file(tmp_path)
     assert section["file"] == kv.path.name and section["window"]["file"] == window.path.name
     assert section["estimate_ms"] == t["kv_cache"]["targets"]["cortex-m4"]["estimate_ms"]
     assert section["window"]["estimate_ms"] == t["targets"]["cortex-m4"]["estimate_ms"] != section["estimate_ms"]
+
+
+
+@pytest.mark.parametrize("runtime", ["tflm", "litert", "onnxruntime"])
+def test_the_kv_steps_ram_figure_reads_as_one_sentence(runtime):
+    """The RAM row's words with --kv-cache (a breaking session read "...LiteRT's own arena is not measured of the
+    KV-cache step + its key / value caches"): the step is named first, the caches follow the figure, and the
+    figure's own clause stays at the end."""
+    from edgedistill.pipeline.lm_speed import kv_ram_figure
+    from edgedistill.profile.ram import ram_figure
+
+    line = kv_ram_figure(runtime, 8192)
+    assert line.startswith("the KV-cache step's ") and "+ its key / value caches (8,192 B)" in line
+    head, _, tail = ram_figure(runtime).partition("; ")
+    assert head in line and (line.endswith(f"; {tail}") if tail else line.endswith("(8,192 B)")), line
