@@ -79,6 +79,15 @@ def _per_class(metrics: dict, deployed_on: str) -> dict | None:
                              float_key="distilled (float)")
 
 
+def _same_network(profile: dict | None) -> dict:
+    """The no-teacher twin's size and speed: its network is the distilled student's (the same architecture, other
+    weights), whose float file is the one timed; the twin's own file is not exported."""
+    if not profile:
+        return {}
+    return {**profile, "where": f"{profile.get('where', '')}: the distilled float student's file (the same network; "
+                               "the twin's own is not exported)".lstrip(": ")}
+
+
 def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
     """metrics: distill's metrics.json; profiles: name -> {bytes, latency_ms, where, ...} measured on this host;
     target: the target profile (dict) with the student's estimate and fit checks, and `tokenizer_bytes` (the student
@@ -90,7 +99,7 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
          **_ci(metrics["teacher"]), **(teacher_p or {})},
         {"name": "no-teacher twin (float)", "params": (metrics.get("baseline") or {}).get("params"),
          "accuracy": (metrics.get("baseline") or {}).get("test_acc"), **_ci(metrics.get("baseline")),
-         **(profiles.get("tflite-float") or {})},
+         **_same_network(profiles.get("tflite-float"))},
         {"name": "distilled (float)", "params": metrics["student"]["params"], "accuracy": metrics["student"]["test_acc"],
          **_ci(metrics["student"]), **(profiles.get("tflite-float") or {})},
     ]
@@ -105,8 +114,12 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
                       f"int8{wide} TFLite on LiteRT's reference kernels (TFLite Micro's arithmetic within one code)"))
     for art, rt, label in shown:
         if (art, rt) in parity:
+            timed = profiles.get(art) or {}
+            if rt == "litert-reference":  # an accuracy run in TFLite Micro's arithmetic: the file's timing is XNNPACK's
+                timed = {"bytes": timed.get("bytes"), "where": "not timed (a parity run on LiteRT's reference kernels;"
+                         " the file is timed on LiteRT with XNNPACK above, the target's estimate in the target section)"}
             rows.append({"name": label, "params": metrics["student"]["params"], "accuracy": parity[(art, rt)]["accuracy"],
-                         **_parity_ci(parity[(art, rt)]), **(profiles.get(art) or {})})
+                         **_parity_ci(parity[(art, rt)]), **timed})
     if q.get("baseline_qat_test_acc") is not None:
         rows.append({"name": "no-teacher twin (QAT int8, simulated)", "params": (metrics.get("baseline") or {})
                      .get("params"), "accuracy": q["baseline_qat_test_acc"], **_ci(q, "baseline_qat_test_acc")})

@@ -63,3 +63,18 @@ def test_a_parity_row_on_fewer_samples_says_its_accuracy_is_on_those_only():
     note = " ".join(_subset_note(rows))
     assert "tflm (1,000 samples) row ran the first samples of the 6,000" in note
     assert _subset_note(rows[:2]) == []
+
+
+def test_only_timed_files_carry_a_measured_latency():
+    """The reference-kernels row is an accuracy run in TFLite Micro's arithmetic: it carried the XNNPACK timing of
+    the same file, labelled measured (a newcomer read it as a copy). It now carries the file's bytes and says it was
+    not timed; the no-teacher twin's row says its speed is the distilled float student's file (the same network)."""
+    timed = {"bytes": 5000, "latency_ms": 0.008, "where": "measured-host (litert, 1 thread)"}
+    profiles = {"tflite-int8": timed, "tflite-float": {**timed, "bytes": 20000, "latency_ms": 0.036}}
+    r = assemble(_metrics(), profiles, {"name": "cortex-m4", "kind": "mcu", "runtime": "tflm"})
+    rows = {m["name"]: m for m in r["models"]}
+    ref = rows["int8 TFLite on LiteRT's reference kernels (TFLite Micro's arithmetic within one code)"]
+    assert ref.get("latency_ms") is None and ref["bytes"] == 5000 and ref["where"].startswith("not timed")
+    assert rows["int8 TFLite"]["latency_ms"] == 0.008
+    twin = rows["no-teacher twin (float)"]
+    assert twin["latency_ms"] == 0.036 and "the distilled float student's file" in twin["where"]
