@@ -128,6 +128,7 @@ def report_markdown(metrics: dict) -> str:
              f"{metrics['student']['params']:,} parameters.", "",
              "| model | perplexity | 95 % interval (documents) | top-1 % | top-3 % |", "|---|---|---|---|---|"]
     lines += [_fmt_row(label, metrics["test"][k]) for k, label in MODELS if k in metrics["test"]]
+    lines += int8_rows_note(metrics)
     for key, label in (("float", "float"), ("int8", "int8")):
         g = metrics["gain_vs_twin"].get(key)
         if g:
@@ -254,6 +255,23 @@ def attach_gate(metrics: dict, budget: Budget | None = None) -> dict:
     """metrics["gate"]: edgedistill.gate_lm's verdict; `budget` adds its speed and size rows."""
     metrics["gate"] = lm_gate(metrics, budget=budget).to_dict()
     return metrics
+
+
+def int8_rows_note(metrics: dict) -> list[str]:
+    """What the int8 rows measure: the QAT model computing the runtime's integers in torch, which the int8 files
+    reproduce (the parity table); and why int8 may score better than float (its QAT steps train further)."""
+    q = metrics.get("int8") or {}
+    if "int8" not in metrics.get("test", {}) or not q:
+        return []
+    steps = q.get("qat_steps_run")
+    names = {"tflm": "TFLite Micro's", "reference": "LiteRT's reference kernels'", "xnnpack": "LiteRT XNNPACK's"}
+    what = (f"computing the integers of {names[q['rounding']]} arithmetic" if q.get("rounding") in names else
+            "with fake quantization")
+    return ["", f"The int8 rows score the QAT model {what} on every test position; the exported int8 files compute "
+            "the same integers (the parity table below gives the steps between them). QAT trains on from the float "
+            "student"
+            + (f" ({steps:,} more steps)" if isinstance(steps, int) else "") + ", so the int8 model can score better "
+            "than the float one; the gate's int8 rise compares the two as trained."]
 
 
 def causality_line(rows: list[dict] | None) -> list[str]:

@@ -334,6 +334,8 @@ def test_the_report_shows_greedy_continuations_of_the_int8_file_and_the_teacher(
         assert tok.decode(np.asarray(s["prompt_ids"]))[0] == s["prompt"]
     report = (out / "report.md").read_text()
     assert "## Sample continuations (greedy)" in report and json.dumps(samples[0]["int8"]) in report
+    # what the int8 rows measure, and why they may beat float (a newcomer asked both)
+    assert "The int8 rows score the QAT model computing the integers of" in report and "more steps" in report
 
 
 def test_every_run_probes_its_files_for_causality(world):
