@@ -36,7 +36,8 @@ def print_lm_summary(m: dict, out, command: str = "distill") -> None:
     for c in m["gate"]["checks"]:
         mark = "not judged" if not c.get("judged", True) else "PASS" if c["passed"] else "FAIL"
         v = c["value"]
-        value = "n/a" if v is None else f"{int(v):,} B" if c["unit"] == "B" else f"{v:.4g}{c['unit']}"
+        unit = " tokens/s" if c["unit"] == "/s" else c["unit"]
+        value = "n/a" if v is None else f"{int(v):,} B" if c["unit"] == "B" else f"{v:.4g}{unit}"
         # a figure estimated for a device, not measured here, says so (the how: "estimated on cortex-m4 (...)")
         how = c.get("how") or ""
         where = f" ({how.split(' (')[0]})" if how.startswith("estimated") else ""

@@ -222,7 +222,7 @@ def test_the_terminal_summary_marks_estimated_speed_rows(capsys):
                "how": "int8 TFLite file 5,000 B"}]
     print_lm_summary({"test": {}, "gain_vs_twin": None, "gate": {"checks": checks, "passed": True}}, "runs/x", "build")
     out = capsys.readouterr().out
-    assert "gate not judged: tokens/s = 1.2/s (estimated on cortex-m4)" in out, out
+    assert "gate not judged: tokens/s = 1.2 tokens/s (estimated on cortex-m4)" in out, out
     assert "gate not judged: flash = 5,000 B\n" in out, out
 
 

@@ -85,10 +85,10 @@ def _tuning(config: DistillConfig, tuned: Tuned) -> dict | None:
 TWIN_LOSS = "the no-teacher twin"  # in every paragraph _gain_warning writes
 
 
-def _gain_warning(student_acc: float, twin_acc: float, test: dict, form: str = "") -> str:
+def _gain_warning(student_acc: float, twin_acc: float, test: dict, form: str = " (float)") -> str:
     """One paragraph when the distilled student scores below its no-teacher twin: "LOST" only when the paired test
     says the difference is beyond the test split's noise; within it, the figures and "may be chance". `form`:
-    "" (float) or " (int8)", both models in that form."""
+    " (float)" or " (int8)", both models in that form (a run whose headline is int8 reads which one trails)."""
     gap = (f"{TWIN_LOSS}{form} by {twin_acc - student_acc:.2f} points on the test split ({student_acc:.2f}% "
            f"vs {twin_acc:.2f}%; {gain_text(test)})")
     if test.get("within_noise"):

@@ -64,10 +64,12 @@ def _conditions(tr: dict | None) -> str:
     if not tr or tr.get("epochs") is None:
         return ""
     loss = f"{tr['loss']}, T={tr['temperature']:g}, α={tr['alpha']:g}" if tr.get("loss") else "?"
-    steps = f" ({tr['steps']:,} optimizer steps at batch {tr['batch_size']})" if tr.get("steps") else ""
     ep = lambda k, kind: f"{k} {kind} epoch" + ("" if k == 1 else "s")  # noqa: E731
+    # --steps: the steps are what ran (the epoch count rounds them up: 300 steps of 128 on 56,000 words is "1 epoch")
+    train = (f"{tr['steps']:,} float optimizer steps at batch {tr['batch_size']}" if tr.get("steps")
+             else ep(tr["epochs"], "float"))
     qat = f"{tr['qat_steps']:,} QAT steps" if tr.get("qat_steps") else ep(tr["qat_epochs"], "QAT")
-    return (f" (both: {ep(tr['epochs'], 'float')}{steps} + {qat}, augmentation: {tr['augment']}; "
+    return (f" (both: {train} + {qat}, augmentation: {tr['augment']}; "
             f"student loss {loss}, teacher outputs {tr['teacher_outputs']})")
 
 

@@ -19,3 +19,12 @@ def test_an_int8_loss_within_noise_may_be_chance_and_a_win_says_nothing():
     assert "may be chance" in int8_gain_warning(_int8(55.0, 55.5, True, 0.6))
     assert int8_gain_warning(_int8(56.0, 55.5, True, 0.6)) is None
     assert int8_gain_warning(None) is None and int8_gain_warning({"gain_vs_baseline_int8": None}) is None
+
+
+def test_the_float_warning_says_float():
+    """A build's headline is the deployed int8 figure: a warning about the float student said "the distilled
+    student trails" without saying which form, next to an int8 headline with other figures."""
+    from edgedistill.pipeline.report import _gain_warning
+
+    text = _gain_warning(80.68, 80.69, _int8(0, 0, True, 0.9)["gain_vs_baseline_int8_test"])
+    assert text.startswith("The distilled student (float) trails the no-teacher twin (float) by 0.01 points"), text
