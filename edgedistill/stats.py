@@ -139,6 +139,20 @@ def paired_counts(correct_a, correct_b) -> tuple[int, int]:
     return int(np.sum(a & ~bb)), int(np.sum(~a & bb))
 
 
+def paired_difference(b: int, c: int, n: int, z: float = Z95) -> Interval:
+    """95 % interval of p_A − p_B (percent points) for two models scored on the same n samples, from the discordant
+    counts b (only A right) and c (only B right): Agresti & Min's adjusted Wald interval (Biometrics 61, 2005,
+    "Simple improved confidence intervals for comparing matched proportions": half a count added to each of the four
+    cells), clipped to [−100, 100]; the value is the observed (b − c) / n. Raises ValueError for counts that do not
+    fit n (negative, or b + c > n)."""
+    if b < 0 or c < 0 or n < 1 or b + c > n:
+        raise ValueError(f"paired counts must satisfy 0 <= b, c and b + c <= n >= 1, got b={b}, c={c}, n={n}")
+    ba, ca, na = b + 0.5, c + 0.5, n + 2.0
+    d = (ba - ca) / na
+    half = z * math.sqrt(max(0.0, (ba + ca) - (ba - ca) ** 2 / na)) / na
+    return Interval(100.0 * (b - c) / n, max(-100.0, 100.0 * (d - half)), min(100.0, 100.0 * (d + half)), n)
+
+
 def newcombe(k1: int, n1: int, k2: int, n2: int) -> Interval:
     """95 % interval of p1 − p2 (percent points) for two accuracies measured independently (Newcombe method 10);
     `n` of the result is min(n1, n2)."""

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from edgedistill.stats import ALPHA, Interval, mcnemar, paired_counts, wilson_from_percent
+from edgedistill.stats import ALPHA, Interval, mcnemar, paired_counts, paired_difference, wilson_from_percent
 
 ACC_SUFFIX = "test_acc"
 
@@ -59,12 +59,24 @@ def paired_gain(correct_a, correct_b) -> dict:
             "within_noise": r.within_noise, "alpha": ALPHA}
 
 
+def paired_interval_text(paired: dict | None) -> str:
+    """'95 % [-4.71, +9.59] points; ': the paired gain's interval (stats.paired_difference) from a McNemar record's
+    discordant counts, or '' when the record lacks them (an older report)."""
+    try:
+        iv = paired_difference(int(paired["only_first_right"]), int(paired["only_second_right"]), int(paired["n"]))
+    except (KeyError, TypeError, ValueError):
+        return ""
+    return f"95 % [{iv.low:+.2f}, {iv.high:+.2f}] points; "
+
+
 def gain_text(paired: dict | None) -> str:
-    """'McNemar p = 0.21 over 80 test samples (5 vs 3 disagree): within noise', or '' without a paired test."""
+    """'95 % [-4.71, +9.59] points; McNemar p = 0.21 over 80 test samples (5 only the student gets right, 3 only
+    the twin): within noise', or '' without a paired test."""
     if not paired:
         return ""
     verdict = "within noise" if paired["within_noise"] else "beyond noise"
-    return (f"McNemar p = {paired['p_value']:.3g} over {paired['n']:,} test samples ({paired['only_first_right']} "
+    return (f"{paired_interval_text(paired)}McNemar p = {paired['p_value']:.3g} over {paired['n']:,} test samples "
+            f"({paired['only_first_right']} "
             f"only the student gets right, {paired['only_second_right']} only the twin): {verdict}")
 
 

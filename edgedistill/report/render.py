@@ -7,6 +7,7 @@ import html
 
 from edgedistill.agreement import judged_agreement
 from edgedistill.report import plots
+from edgedistill.report.noise import paired_interval_text
 from edgedistill.report.run_cost import run_cost_lines
 from edgedistill.report.schema import precision_note
 from edgedistill.report.sections import (binding_text, budget_lines, budget_view, human, layer_lines,
@@ -29,7 +30,8 @@ def _noise(paired: dict | None) -> str:
     if not paired:
         return ""
     verdict = "within noise" if paired["within_noise"] else "beyond noise"
-    return f" (McNemar p = {paired['p_value']:.3g} on {paired['n']:,} test samples: {verdict})"
+    return (f" ({paired_interval_text(paired)}McNemar p = {paired['p_value']:.3g} on {paired['n']:,} test samples: "
+            f"{verdict})")
 
 
 def _pts(v) -> str:

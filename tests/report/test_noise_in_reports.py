@@ -63,3 +63,17 @@ def test_the_qat_vs_ptq_row_carries_its_paired_test():
     md = to_markdown(assemble(m, {}, {"name": "cpu", "kind": "host", "runtime": "litert"}))
     (row,) = [line for line in md.splitlines() if "QAT vs PTQ" in line]
     assert f"McNemar p = {mcnemar(3, 1).p_value:.3g} on 80 test samples: within noise" in row
+
+
+def test_the_twin_gain_carries_its_paired_interval():
+    """A newcomer read the classifier's twin gain as "+0.09 points (McNemar p = 0.74)" with no interval, where the
+    causal LM's gave one: the gain now carries its paired 95 % interval (stats.paired_difference) in report.md and
+    in distill's summary line; a record without the discordant counts (an older report) keeps the test alone."""
+    from edgedistill.report.noise import gain_text, paired_interval_text
+    from edgedistill.stats import paired_difference
+
+    paired = {"within_noise": True, "p_value": 0.73, "n": 2400, "only_first_right": 40, "only_second_right": 36}
+    iv = paired_difference(40, 36, 2400)
+    assert paired_interval_text(paired) == f"95 % [{iv.low:+.2f}, {iv.high:+.2f}] points; "
+    assert gain_text(paired).startswith(f"95 % [{iv.low:+.2f}, {iv.high:+.2f}] points; McNemar p = 0.73")
+    assert paired_interval_text({"within_noise": True, "p_value": 0.73, "n": 2400}) == ""

@@ -137,3 +137,32 @@ def test_within_noise_rules():
     assert at_most_within_noise(iv, 90) == (True, False)
     assert at_most_within_noise(iv, 80) == (True, True)
     assert at_most_within_noise(iv, 75) == (False, False)
+
+
+def test_the_paired_difference_interval_covers_the_true_gain_about_95_percent_of_the_time():
+    """stats.paired_difference (Agresti & Min 2005): over simulated pairs of models on the same samples, with a known
+    true difference in accuracy, the interval holds it in 93-97 % of 2,000 draws, at a small and a larger n."""
+    import numpy as np
+
+    from edgedistill.stats import paired_difference
+
+    rng = np.random.default_rng(0)
+    for n, cells in ((80, (0.70, 0.12, 0.05, 0.13)), (1000, (0.80, 0.06, 0.04, 0.10))):
+        both, only_a, only_b, neither = cells
+        true = 100.0 * (only_a - only_b)
+        draws = rng.multinomial(n, cells, size=2000)
+        held = [paired_difference(int(d[1]), int(d[2]), n) for d in draws]
+        cover = np.mean([iv.low <= true <= iv.high for iv in held])
+        assert 0.93 <= cover <= 0.97, (n, cover)
+    iv = paired_difference(10, 74, 2400)
+    assert abs(iv.value - 100 * (10 - 74) / 2400) < 1e-12 and iv.low < iv.value < iv.high < 0
+
+
+def test_the_paired_difference_refuses_counts_that_do_not_fit():
+    import pytest
+
+    from edgedistill.stats import paired_difference
+
+    for b, c, n in ((-1, 0, 10), (6, 5, 10), (0, 0, 0)):
+        with pytest.raises(ValueError):
+            paired_difference(b, c, n)
