@@ -35,6 +35,10 @@ PROBS_GRID = (1.0 / 256.0, -128)  # TFLite int8 spec: SOFTMAX output scale 1/256
 # margin for the kernels' exp approximations. (Measured before: logits at t moved by up to 1.3 when later tokens
 # changed.) The cost is resolution: a score range of width w is spread over w + 8.
 CAUSAL_HEADROOM = 8.0
+# In QAT the scores move; the grid re-derives from a batch whose lowest score comes within this of its floor
+# (exp(-7) = 9.1e-4, under SOFTMAX's half step 1/512 with margin for the kernels' exp approximations): a
+# high learning rate moved a row's only visible score to the floor in 3 steps, and the row attended to the future.
+CAUSAL_MIN_ROOM = 7.0
 
 
 def _mode(q: ActQuant) -> str:
@@ -146,6 +150,7 @@ class Attention(GraphOp):
         self.scores, self.context = MatMul(f"{name}.scores", batched), MatMul(f"{name}.context", batched)
         if self.future is not None:  # see CAUSAL_HEADROOM
             self.scores.out_q.headroom_below = CAUSAL_HEADROOM
+            self.scores.out_q.min_room_below = CAUSAL_MIN_ROOM
         self.softmax = Softmax(f"{name}.softmax")
         self.scores.set_inputs([self.q.out_q, self.k.out_q])
         self.softmax.set_inputs([self.scores.out_q])

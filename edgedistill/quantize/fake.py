@@ -54,6 +54,9 @@ class ActQuant(nn.Module):
         # how far (in the tensor's units) the grid's lowest value lies below the lowest value seen: room for a value
         # that must sit far below every real one (a causal mask's scores, quantize/attention_ops.py)
         self.headroom_below = 0.0
+        # in QAT, the least room the grid must keep below the lowest value of a batch (0: no such need); a batch that
+        # comes closer to the grid's floor re-derives the grid from it at once (see _follow)
+        self.min_room_below = 0.0
         self.name = ""  # the graph value it quantizes, for error messages
         self.mode = "float"
         self._lo, self._hi = np.inf, -np.inf
@@ -109,7 +112,14 @@ class ActQuant(nn.Module):
             # the calibrated range, stretched as the tracked extremes moved from those seen at calibration
             new_lo = r[0] * (r[4] / r[2]) if r[2] < 0 else r[0]
             new_hi = r[1] * (r[5] / r[3]) if r[3] > 0 else r[1]
-            if max(abs(new_lo - r[6]), abs(new_hi - r[7])) > RESCALE_AT * (r[7] - r[6]):
+            # a grid that must keep room below every value (a causal mask's scores: min_room_below) follows a
+            # batch that eats into that room at once: the slow average let QAT at a high learning rate move a row's
+            # only visible score onto the grid's lowest code, where it tied with the masked keys and the row
+            # attended to the future
+            sinking = self.min_room_below > 0 and lo < r[6] - self.headroom_below + self.min_room_below
+            if sinking:
+                new_lo = min(new_lo, lo)
+            if sinking or max(abs(new_lo - r[6]), abs(new_hi - r[7])) > RESCALE_AT * (r[7] - r[6]):
                 s, z = self.width.grid(new_lo - self.headroom_below, new_hi)
                 self.scale.fill_(s)
                 self.zero_point.fill_(z)

@@ -113,3 +113,26 @@ def test_a_batch_with_a_non_finite_value_or_no_values_moves_nothing():
     state = q.ranges.clone()
     q(torch.empty(0, 8))
     assert torch.equal(q.ranges, state)
+
+
+def test_a_grid_that_must_keep_room_below_follows_a_sinking_batch_at_once():
+    """A causal mask's scores grid keeps CAUSAL_MIN_ROOM below every score (else a row's only visible score can
+    reach the floor, tie with the masked keys and attend to the future: seen after 3 QAT steps at lr 3e-3). The
+    moving average alone left the floor where it was; with min_room_below the grid re-derives from the batch."""
+    from edgedistill.quantize.attention_ops import CAUSAL_HEADROOM, CAUSAL_MIN_ROOM
+    from edgedistill.quantize.fake import ActQuant
+
+    def grid_after(room: float) -> float:
+        q = ActQuant()
+        q.headroom_below, q.min_room_below = CAUSAL_HEADROOM, room
+        q.mode = "observe"
+        for _ in range(4):
+            q(torch.linspace(-1.0, 1.0, 100))
+        q.freeze()
+        q.track = True
+        q.train()
+        q(torch.linspace(-5.0, 1.0, 100))  # a batch 4 below the calibrated low
+        return (QMIN - int(q.zero_point)) * float(q.scale)  # the grid's floor
+
+    assert grid_after(0.0) > -5.0 - CAUSAL_MIN_ROOM  # the average moved the floor by 1 % of the change
+    assert grid_after(CAUSAL_MIN_ROOM) <= -5.0 - CAUSAL_MIN_ROOM + 1e-6
