@@ -367,3 +367,21 @@ def test_a_leaking_file_fails_the_causality_probe(world, tmp_path):
     rows = causality_rows([art], np.full((4, 16), 2, np.int32), world["metrics"]["vocabulary"]["student"])
     assert rows and not rows[0]["passed"] and rows[0]["max_moved"] > rows[0]["bound"]
     assert "is not causal" in causality_failure(rows[0])
+
+
+def test_a_sample_that_cannot_be_made_costs_a_warning_not_the_run(tmp_path):
+    """The continuations are the report's illustration: a file LiteRT cannot load there (here: not a model) leaves
+    a warning, where the exception used to end the run after its training."""
+    from types import SimpleNamespace
+
+    from edgedistill.pipeline.lm_distill import _samples
+
+    bad = tmp_path / "student_int8.tflite"
+    bad.write_bytes(b"not a model")
+    int8 = SimpleNamespace(passed=True, artifacts=[SimpleNamespace(name="tflite-int8", path=bad)])
+    teacher = SimpleNamespace()
+    inputs = SimpleNamespace(tokenizer=None, teacher=teacher,
+                             splits=SimpleNamespace(test=SimpleNamespace(ids=np.full((2, 16), 5, np.int32),
+                                                                         doc=np.arange(2)), context=16))
+    samples, warnings = _samples(int8, inputs)
+    assert samples == [] and len(warnings) == 1 and "sample continuations were skipped" in warnings[0]
