@@ -115,6 +115,10 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
         print_parity_table(console, res.record["parity"])
     for note in res.record.get("parity_skipped", []):  # a file TFLite Micro cannot load (a GELU student)
         console.print(f"note: {note}", markup=False, highlight=False)
+    if res.record.get("causality"):  # a causal LM's files probed for causality (export/causality.py)
+        from edgedistill.pipeline.lm_report import causality_line
+
+        console.print(causality_line(res.record["causality"])[-1], markup=False, highlight=False)
     for r in (res.record.get("kv_cache") or {}).get("parity", []):  # a causal LM's KV-cache step files
         console.print(f"KV-cache step {r['artifact']} on {r['runtime']}: next-token top-1 agreement "
                       f"{r['qat_agreement']:.3f} % with the QAT model, up to {r['qat_max_steps']:.2f} output steps: "

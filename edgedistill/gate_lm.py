@@ -90,7 +90,9 @@ def parity_row(metrics: dict) -> Check:
     if passed is None and not rows:
         return Check("parity", None, True, False, "missing: the run made an int8 model but metrics.json has no parity")
     ok = passed is not False and all(r.get("passed") is True for r in rows if r.get("checked", True))
-    return Check("parity", ok, True, ok, "every exported file reproduces the QAT model on its runtimes, and is causal")
+    causal = ", and is causal on each (probed)" if int8.get("causality") else " (no causality probe on record: a run " \
+        "older than the probe)"
+    return Check("parity", ok, True, ok, f"every exported file reproduces the QAT model on its runtimes{causal}")
 
 
 def made_int8(metrics: dict) -> bool:

@@ -131,6 +131,27 @@ def _check_speed(path: Path, metrics: dict) -> None:
             raise _refuse(path, f"speed.ratio.{runtime}", r, "an object of three numbers >= 0")
 
 
+def _rows(path: Path, doc: dict, key: str, where: str) -> None:
+    """A list of row objects, each with a boolean `passed` (parity, causality), or absent / null."""
+    rows = doc.get(key)
+    if rows is None:
+        return
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("passed"), bool)
+                                             for r in rows):
+        raise _refuse(path, where, rows, "a list of rows, each an object with `passed` true or false")
+
+
+def _check_parity(path: Path, metrics: dict) -> None:
+    """The int8 section's parity record (gate_lm.parity_row reads it): parity_passed true / false / null, and the
+    parity, causality and KV-cache parity rows as lists of row objects."""
+    int8 = _object(path, metrics, "int8", "int8")  # a --qat run's int8 section (the gate then judges test.int8)
+    if int8.get("parity_passed") is not None and not isinstance(int8["parity_passed"], bool):
+        raise _refuse(path, "int8.parity_passed", int8["parity_passed"], "true, false or null")
+    _rows(path, int8, "parity", "int8.parity")
+    _rows(path, int8, "causality", "int8.causality")
+    _rows(path, _object(path, int8, "kv_cache", "int8.kv_cache"), "parity", "int8.kv_cache.parity")
+
+
 def load_lm_metrics(path: Path) -> dict:
     """metrics.json of a causal-LM run, its gated fields checked (JSON types, perplexity >= 1, percentages in
     [0, 100], sizes >= 0). Raises ConfigError (one paragraph) for a missing file, invalid JSON, another task, or a
@@ -146,7 +167,7 @@ def load_lm_metrics(path: Path) -> dict:
         raise ConfigError(f"{path} is not a causal-LM run's metrics.json (its `task` is not {TASK!r}); a classifier "
                           "run is gated on its report.json.")
     _check_test(path, _object(path, doc, "test", "test", required=True))
-    _object(path, doc, "int8", "int8")  # a --qat run's int8 section (the gate then judges test.int8), or null
+    _check_parity(path, doc)
     _check_gain(path, doc)
     _check_speed(path, doc)
     search = doc.get("search")

@@ -82,7 +82,7 @@ def lm_export_writer(checkpoint: Path, config: dict, formats: list[str], int8: b
     def write(work: Path) -> dict:
         ck.tokenizer.save(work / "tokenizer.json")  # the device app's first step, beside the files it feeds
         res = export_and_check(cfg, inputs, model, qs, None, {}, {}, work, Bars(None))
-        record = {k: res.metrics[k] for k in ("artifacts", "parity", "parity_windows", "parity_passed")}
+        record = {k: res.metrics[k] for k in ("artifacts", "parity", "parity_windows", "causality", "parity_passed")}
         if res.kv_artifacts:
             record["kv_cache"] = res.metrics["kv_cache"]
             record["artifacts"] = record["artifacts"] + [a.to_dict() for a in res.kv_artifacts]

@@ -84,16 +84,16 @@ def lm_samples(tflite_int8: Path, tokenizer: VocabTokenizer, teacher, test: Toke
 
 def samples_markdown(samples: list[dict]) -> list[str]:
     """report.md's section: each prompt, then the document's, the int8 file's and the teacher's continuations, each
-    quoted as one JSON string (line breaks and Markdown characters kept literal)."""
+    one JSON string on its own line inside a fenced block, so Markdown and HTML in the text stay literal (every
+    line starts with its label, never with the fence)."""
     import json
 
     lines = ["## Sample continuations (greedy)", "",
              f"The first {PROMPT_TOKENS} tokens of test documents, continued by the int8 TFLite file on LiteRT (the "
-             "README's greedy loop) and by the teacher; a quick look at the text, not a score.", ""]
+             "README's greedy loop) and by the teacher; a quick look at the text, not a score.", "", "```text"]
     for k, s in enumerate(samples, 1):
-        lines += [f"{k}. prompt: {json.dumps(s['prompt'], ensure_ascii=False)}",
-                  f"   - the document: {json.dumps(s['document'], ensure_ascii=False)}",
-                  f"   - int8 file: {json.dumps(s['int8'], ensure_ascii=False)}"]
-        if s.get("teacher") is not None:
-            lines.append(f"   - teacher: {json.dumps(s['teacher'], ensure_ascii=False)}")
-    return lines
+        rows = [("prompt", s["prompt"]), ("the document", s["document"]), ("int8 file", s["int8"])]
+        rows += [("teacher", s["teacher"])] if s.get("teacher") is not None else []
+        lines += [f"{k if i == 0 else '':>2} {label + ':':<14}{json.dumps(text, ensure_ascii=False)}"
+                  for i, (label, text) in enumerate(rows)] + [""]
+    return lines[:-1] + ["```"]

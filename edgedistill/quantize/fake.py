@@ -117,8 +117,8 @@ class ActQuant(nn.Module):
             # only visible score onto the grid's lowest code, where it tied with the masked keys and the row
             # attended to the future
             sinking = self.min_room_below > 0 and lo < r[6] - self.headroom_below + self.min_room_below
-            if sinking:
-                new_lo = min(new_lo, lo)
+            if self.min_room_below > 0:  # never re-derived (up) to less room than that below this batch
+                new_lo = min(new_lo, lo + self.headroom_below - self.min_room_below)
             if sinking or max(abs(new_lo - r[6]), abs(new_hi - r[7])) > RESCALE_AT * (r[7] - r[6]):
                 s, z = self.width.grid(new_lo - self.headroom_below, new_hi)
                 self.scale.fill_(s)

@@ -99,7 +99,8 @@ def assemble(metrics: dict, profiles: dict, target: dict) -> dict:
          **_ci(metrics["teacher"]), **(teacher_p or {})},
         {"name": "no-teacher twin (float)", "params": (metrics.get("baseline") or {}).get("params"),
          "accuracy": (metrics.get("baseline") or {}).get("test_acc"), **_ci(metrics.get("baseline")),
-         **_same_network(profiles.get("tflite-float"))},
+         **(_same_network(profiles.get("tflite-float")) if (metrics.get("baseline") or {}).get("test_acc") is not None
+            else {})},
         {"name": "distilled (float)", "params": metrics["student"]["params"], "accuracy": metrics["student"]["test_acc"],
          **_ci(metrics["student"]), **(profiles.get("tflite-float") or {})},
     ]

@@ -385,3 +385,15 @@ def test_a_sample_that_cannot_be_made_costs_a_warning_not_the_run(tmp_path):
                                                                          doc=np.arange(2)), context=16))
     samples, warnings = _samples(int8, inputs)
     assert samples == [] and len(warnings) == 1 and "sample continuations were skipped" in warnings[0]
+
+
+def test_sample_text_stays_literal_in_the_report():
+    """Markdown and HTML in a sample (a corpus of docs has both) rendered as emphasis and code, or passed raw HTML
+    through: the samples sit in a fenced block, one JSON string a line."""
+    from edgedistill.pipeline.lm_samples import samples_markdown
+
+    lines = samples_markdown([{"prompt": "*the* cat `sees` <b", "document": "```", "int8": "<script>x</script>",
+                               "teacher": None}])
+    start, end = lines.index("```text"), len(lines) - 1
+    assert lines[end] == "```" and all(not line.startswith("```") for line in lines[start + 1:end])
+    assert '"*the* cat `sees` <b"' in lines[start + 1] and '"<script>x</script>"' in "\n".join(lines)

@@ -103,3 +103,31 @@ def test_the_console_ends_the_gate_rows_with_one_verdict_line(lm_build):
     want = f"### edgedistill gate: {'PASS' if m['gate']['passed'] else 'FAIL'}" + (
         f" ({', '.join(failed)})" if failed else "")
     assert want in lm_build["output"].splitlines(), lm_build["output"]
+
+
+@pytest.mark.parametrize("edit, where", [
+    (lambda i: i.update(parity=5), "int8.parity"),
+    (lambda i: i.update(causality=True), "int8.causality"),
+    (lambda i: i.update(causality=[{"passed": "yes"}]), "int8.causality"),
+    (lambda i: i.update(parity_passed="false"), "int8.parity_passed"),
+    (lambda i: i.update(kv_cache={"parity": 3}), "int8.kv_cache.parity"),
+])
+def test_a_hand_edited_parity_record_is_refused(lm_build, tmp_path, edit, where):
+    """The LM gate's parity row reads int8.parity, .causality and .kv_cache.parity: a wrong type there crashed the
+    gate (a traceback, exit 1: read as an ordinary FAIL) or passed it ("false" as a string); it is refused."""
+    doc = json.loads((lm_build["out"] / "metrics.json").read_text())
+    edit(doc["int8"])
+    edited = tmp_path / "metrics.json"
+    edited.write_text(json.dumps(doc))
+    r = CliRunner().invoke(main, ["gate", str(edited)])
+    assert r.exit_code == 2 and where in r.output and "Traceback" not in r.output, r.output
+
+
+def test_a_failed_causality_row_fails_the_parity_row(lm_build, tmp_path):
+    doc = json.loads((lm_build["out"] / "metrics.json").read_text())
+    assert doc["int8"]["causality"] and all(r["passed"] for r in doc["int8"]["causality"])
+    doc["int8"]["causality"][0]["passed"] = False
+    edited = tmp_path / "metrics.json"
+    edited.write_text(json.dumps(doc))
+    r, rows = _gate(edited, tmp_path=tmp_path)
+    assert r.exit_code == 1 and rows["parity"] is False, r.output

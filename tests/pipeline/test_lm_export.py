@@ -35,6 +35,9 @@ def test_export_of_a_causal_lm_run_writes_the_runs_int8_decoder_again_and_checks
     assert "next-token agreement" in r.output and "positions" in r.output  # an LM's table, not a classifier's
     assert "int8 from the run's QAT weights" in r.output
     assert (out / "tokenizer.json").read_bytes() == (lm_build["out"] / "tokenizer.json").read_bytes()
+    # the files probed for causality, said on the terminal and kept in export.json
+    assert record["causality"] and all(c["passed"] for c in record["causality"])
+    assert "Causality: the tokens after t changed" in r.output
 
 
 def test_export_of_a_causal_lm_run_without_qat_weights_is_refused_and_writes_nothing(lm_build, tmp_path):

@@ -78,3 +78,14 @@ def test_only_timed_files_carry_a_measured_latency():
     assert rows["int8 TFLite"]["latency_ms"] == 0.008
     twin = rows["no-teacher twin (float)"]
     assert twin["latency_ms"] == 0.036 and "the distilled float student's file" in twin["where"]
+
+
+def test_no_twin_row_figures_without_a_twin():
+    """--no-baseline trains no twin: its row carried the distilled student's file bytes and latency anyway."""
+    m = _metrics()
+    m["baseline"] = None
+    timed = {"bytes": 20000, "latency_ms": 0.036, "where": "measured-host (litert, 1 thread)"}
+    r = assemble(m, {"tflite-float": timed, "tflite-int8": timed}, {"name": "cortex-m4", "kind": "mcu",
+                                                                     "runtime": "tflm"})
+    twin = next(x for x in r["models"] if x["name"] == "no-teacher twin (float)")
+    assert twin.get("latency_ms") is None and twin.get("bytes") is None
