@@ -115,24 +115,36 @@ def test_a_batch_with_a_non_finite_value_or_no_values_moves_nothing():
     assert torch.equal(q.ranges, state)
 
 
+def _tracking_scores_grid(room: float):
+    """A causal scores grid (CAUSAL_HEADROOM below) calibrated on [-1, 1], tracking in training, with `room`."""
+    from edgedistill.quantize.attention_ops import CAUSAL_HEADROOM
+    from edgedistill.quantize.fake import ActQuant
+
+    q = ActQuant()
+    q.headroom_below, q.min_room_below = CAUSAL_HEADROOM, room
+    q.mode = "observe"
+    for _ in range(4):
+        q(torch.linspace(-1.0, 1.0, 100))
+    q.freeze()
+    q.track = True
+    q.train()
+    return q
+
+
+def _floor(q) -> float:
+    return (QMIN - int(q.zero_point)) * float(q.scale)  # the grid's lowest value
+
+
 def test_a_grid_that_must_keep_room_below_follows_a_sinking_batch_at_once():
     """A causal mask's scores grid keeps CAUSAL_MIN_ROOM below every score (else a row's only visible score can
     reach the floor, tie with the masked keys and attend to the future: seen after 3 QAT steps at lr 3e-3). The
     moving average alone left the floor where it was; with min_room_below the grid re-derives from the batch."""
-    from edgedistill.quantize.attention_ops import CAUSAL_HEADROOM, CAUSAL_MIN_ROOM
-    from edgedistill.quantize.fake import ActQuant
+    from edgedistill.quantize.attention_ops import CAUSAL_MIN_ROOM
 
     def grid_after(room: float) -> float:
-        q = ActQuant()
-        q.headroom_below, q.min_room_below = CAUSAL_HEADROOM, room
-        q.mode = "observe"
-        for _ in range(4):
-            q(torch.linspace(-1.0, 1.0, 100))
-        q.freeze()
-        q.track = True
-        q.train()
+        q = _tracking_scores_grid(room)
         q(torch.linspace(-5.0, 1.0, 100))  # a batch 4 below the calibrated low
-        return (QMIN - int(q.zero_point)) * float(q.scale)  # the grid's floor
+        return _floor(q)
 
     assert grid_after(0.0) > -5.0 - CAUSAL_MIN_ROOM  # the average moved the floor by 1 % of the change
     assert grid_after(CAUSAL_MIN_ROOM) <= -5.0 - CAUSAL_MIN_ROOM + 0.1  # within a step: the zero point is a code
@@ -142,21 +154,12 @@ def test_the_room_below_holds_on_every_batch_of_a_drift_not_every_other():
     """A breaking session saw the floor drop for a sinking batch and rise again on the next (the 1 % rescale rule
     compared the moving average with the range just derived from the batch): every second batch had 4 of the 7
     units of room. Over a drift, then a recovery, every batch now keeps the room, and the grid comes back up."""
-    from edgedistill.quantize.attention_ops import CAUSAL_HEADROOM, CAUSAL_MIN_ROOM
-    from edgedistill.quantize.fake import ActQuant
+    from edgedistill.quantize.attention_ops import CAUSAL_MIN_ROOM
 
-    q = ActQuant()
-    q.headroom_below, q.min_room_below = CAUSAL_HEADROOM, CAUSAL_MIN_ROOM
-    q.mode = "observe"
-    for _ in range(4):
-        q(torch.linspace(-1.0, 1.0, 100))
-    q.freeze()
-    q.track = True
-    q.train()
+    q = _tracking_scores_grid(CAUSAL_MIN_ROOM)
     floors = []
     for low in [-5.0] * 6 + [-6.5] * 3 + [-1.0] * 3:
         q(torch.linspace(low, 1.0, 100))
-        floor = (QMIN - int(q.zero_point)) * float(q.scale)
-        floors.append(floor)
-        assert low - floor >= CAUSAL_MIN_ROOM - float(q.scale), (low, floors)  # within a step (integer zero point)
+        floors.append(_floor(q))
+        assert low - floors[-1] >= CAUSAL_MIN_ROOM - float(q.scale), (low, floors)  # within a step (integer zp)
     assert floors[-1] > floors[8] + 3  # back up once the scores are
