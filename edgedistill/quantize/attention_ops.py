@@ -212,9 +212,9 @@ def causal_mask_constant(future: torch.Tensor, scale: float) -> tuple[torch.Tens
     `scale`, the output on that same grid, computes the codes that SELECT_V2 of the grid's lowest code does: a
     visible score's code unchanged (the mask's code is its zero point, so only the score's rescaling by 1 is rounded,
     exactly, in TFLite's ADD with its 20 bits of headroom and in XNNPACK's), a masked one at least 255 codes lower,
-    saturated to −128. ADD runs inside LiteRT's XNNPACK delegate and SELECT_V2 does not: it split the decoder's
-    delegated graph and broadcast on LiteRT's slow path (8 % of the int8 window step). Every arithmetic's codes are
-    checked against the select in tests/quantize/test_attention_ops.py."""
+    saturated to −128. ADD runs inside LiteRT's XNNPACK delegate and SELECT_V2 does not: it ran on LiteRT's
+    built-in kernel between the delegate's partitions (8 % of the int8 window step). Every arithmetic's codes are
+    checked against the select in tests/export/test_attention_kernels.py."""
     big = 256.0 * scale
     return torch.where(future, torch.tensor(-big), torch.tensor(0.0)), (big / 255.0, 127)
 
