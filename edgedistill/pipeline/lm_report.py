@@ -159,6 +159,8 @@ def report_markdown(metrics: dict) -> str:
         lines += ["", *speed_markdown(metrics["speed"])]
     if metrics.get("samples"):
         lines += ["", *samples_markdown(metrics["samples"])]
+    elif metrics.get("samples_note"):
+        lines += ["", "## Sample continuations (greedy)", "", metrics["samples_note"]]
     if metrics.get("gate"):
         lines += ["", gate_markdown_of(metrics["gate"])]
     if metrics.get("warnings"):

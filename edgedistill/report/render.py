@@ -204,7 +204,10 @@ def headline(r: dict) -> list[tuple[str, str]]:
                               f"{_noise(s.get('gain_vs_no_teacher_twin_int8_test'))}, "
                               f"{_pts(s['gain_vs_no_teacher_twin_float'])} float"
                               f"{_noise(s.get('gain_vs_no_teacher_twin_float_test'))}, "
-                              "vs the same student trained without a teacher" + _conditions(s.get("training"))),
+                              "vs the same student trained without a teacher" + _conditions(s.get("training"))
+                              if s.get("gain_vs_no_teacher_twin_float") is not None or
+                              s.get("gain_vs_no_teacher_twin_int8") is not None else
+                              "not measured: no twin was trained without a teacher (--no-baseline)"),
         ("QAT vs PTQ", f"QAT {_pct(s['qat_accuracy'])}, post-training quantization {_pct(s['ptq_accuracy'])}"
                        + _noise(s.get("qat_vs_ptq_test"))
                        + ("; no QAT epoch beat the post-training weights on validation, so the int8 files hold those"

@@ -397,3 +397,14 @@ def test_sample_text_stays_literal_in_the_report():
     start, end = lines.index("```text"), len(lines) - 1
     assert lines[end] == "```" and all(not line.startswith("```") for line in lines[start + 1:end])
     assert '"*the* cat `sees` <b"' in lines[start + 1] and '"<script>x</script>"' in "\n".join(lines)
+
+
+def test_a_report_without_samples_says_why():
+    """A breaking session found runs with no continuations (a float-only run, a window of 12 tokens or fewer,
+    short test documents) whose report said nothing about them."""
+    from edgedistill.pipeline.lm_distill import samples_note
+
+    assert samples_note({"samples": [{"prompt": "a"}]}) is None
+    assert "did not write" in samples_note({})  # float only: no int8 section
+    assert "did not write" in samples_note({"int8": {"artifacts": [{"name": "onnx-int8"}]}})
+    assert "too short" in samples_note({"int8": {"artifacts": [{"name": "tflite-int8"}]}, "samples": []})

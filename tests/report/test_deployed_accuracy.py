@@ -89,3 +89,9 @@ def test_no_twin_row_figures_without_a_twin():
                                                                      "runtime": "tflm"})
     twin = next(x for x in r["models"] if x["name"] == "no-teacher twin (float)")
     assert twin.get("latency_ms") is None and twin.get("bytes") is None
+    from edgedistill.report.render import to_markdown
+
+    for row in m["int8"]["parity"]:  # the fields the parity table prints
+        row.update(samples=10, reference_accuracy=row["accuracy"], top1_agreement=100.0, max_steps=0.0)
+    md = to_markdown(assemble(m, {}, {"name": "cortex-m4", "kind": "mcu", "runtime": "tflm"}))
+    assert "not measured: no twin was trained without a teacher (--no-baseline)" in md  # not "n/a int8, n/a float"
