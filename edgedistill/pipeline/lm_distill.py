@@ -31,7 +31,7 @@ from edgedistill.pipeline.lm_hidden_teacher import hidden_cosine_weight, teacher
 from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
 from edgedistill.pipeline.lm_int8 import run_lm_int8, test_scores
 from edgedistill.pipeline.lm_report import attach_gate, lm_metrics_doc, twin_loss_warnings, write_lm_report
-from edgedistill.pipeline.lm_samples import PROMPT_TOKENS, lm_samples
+from edgedistill.pipeline.lm_samples import lm_samples, samples_note
 from edgedistill.pipeline.lm_seqkd import concat, teacher_continuations
 from edgedistill.pipeline.lm_speed import lm_speed, slower_than_teacher_warnings
 from edgedistill.pipeline.lm_teacher import teacher_outputs
@@ -90,8 +90,8 @@ def distill_lm(config: DistillConfig, *, overwrite: bool = False, show_progress:
                        **({"loss_choice": choice.record} if choice else {}),
                        **({"samples": samples} if samples else {}), **(sections or {}))
         metrics["warnings"] += slower_than_teacher_warnings(speed) + sample_warning
-        if not sample_warning and samples_note(metrics):
-            metrics["samples_note"] = samples_note(metrics)
+        if not sample_warning and (note := samples_note(metrics)):
+            metrics["samples_note"] = note
         losses = twin_loss_warnings(metrics)  # the student lost to its twin: say so, and whether the run was short
         windows = len(s.train) + (len(transfer) if transfer is not None else 0)
         note = short_run_note(trained.settings.steps, default_steps(config, windows)) if losses else None
@@ -204,17 +204,6 @@ def _samples(int8, inputs: LMInputs) -> tuple[list[dict], list[str]]:
     except Exception as exc:  # noqa: BLE001  an illustration must not cost the run (docstring)
         return [], [f"The report's sample continuations were skipped: {type(exc).__name__}: {exc}"]
 
-
-def samples_note(metrics: dict) -> str | None:
-    """Why report.md shows no sample continuations (None where it shows some): no int8 TFLite file (a float-only
-    run, --formats onnx), or no test window with the prompt's tokens and a continuation."""
-    if metrics.get("samples"):
-        return None
-    names = {a.get("name") for a in (metrics.get("int8") or {}).get("artifacts", []) if isinstance(a, dict)}
-    if "tflite-int8" not in names:
-        return "No sample continuations: they come from the int8 TFLite file, which this run did not write."
-    return (f"No sample continuations: no test window holds {PROMPT_TOKENS} prompt tokens (none unknown) followed by "
-            "a continuation; the window or the test documents are too short.")
 
 
 def _target(config: DistillConfig):

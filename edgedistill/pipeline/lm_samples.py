@@ -82,6 +82,17 @@ def lm_samples(tflite_int8: Path, tokenizer: VocabTokenizer, teacher, test: Toke
     return rows
 
 
+def samples_note(metrics: dict) -> str | None:
+    """Why report.md shows no sample continuations (None where it shows some): no int8 TFLite file (a float-only
+    run, --formats onnx), or no test window with the prompt's tokens and a continuation."""
+    if metrics.get("samples"):
+        return None
+    names = {a.get("name") for a in (metrics.get("int8") or {}).get("artifacts", []) if isinstance(a, dict)}
+    if "tflite-int8" not in names:
+        return "No sample continuations: they come from the int8 TFLite file, which this run did not write."
+    return (f"No sample continuations: no test window holds {PROMPT_TOKENS} prompt tokens (none unknown) followed by "
+            "a continuation; the window or the test documents are too short.")
+
 def samples_markdown(samples: list[dict]) -> list[str]:
     """report.md's section: each prompt, then the document's, the int8 file's and the teacher's continuations, each
     one JSON string on its own line inside a fenced block, so Markdown and HTML in the text stay literal (every

@@ -402,7 +402,7 @@ def test_sample_text_stays_literal_in_the_report():
 def test_a_report_without_samples_says_why():
     """A breaking session found runs with no continuations (a float-only run, a window of 12 tokens or fewer,
     short test documents) whose report said nothing about them."""
-    from edgedistill.pipeline.lm_distill import samples_note
+    from edgedistill.pipeline.lm_samples import samples_note
 
     assert samples_note({"samples": [{"prompt": "a"}]}) is None
     assert "did not write" in samples_note({})  # float only: no int8 section
