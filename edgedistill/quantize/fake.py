@@ -72,7 +72,8 @@ class ActQuant(nn.Module):
         if self.mode == "quant":
             if self.track and self.training and self.fixed is None:
                 self._follow(x.detach())
-            return _FakeQuant.apply(x, self.scale, int(self.zero_point), False, self.width.qmin, self.width.qmax)
+            return _FakeQuant.apply(x, float(self.scale), int(self.zero_point), False, self.width.qmin,
+                                    self.width.qmax)
         if self.mode == "export":
             s, z = self.export_params  # Python constants: torch.export cannot trace float(tensor)
             w = self.width
@@ -90,7 +91,7 @@ class ActQuant(nn.Module):
         if self.mode == "quant" and self.width.bits == 8 and int(self.zero_point) == QMIN:
             if self.track and self.training and self.fixed is None:
                 self._follow(torch.relu(x.detach()))
-            return _FakeQuant.apply(x, self.scale, QMIN, True)
+            return _FakeQuant.apply(x, float(self.scale), QMIN, True)
         return self(torch.relu(x))
 
     @torch.no_grad()
@@ -173,26 +174,37 @@ class ActQuant(nn.Module):
 class _FakeQuant(torch.autograd.Function):
     """torch.fake_quantize_per_tensor_affine's arithmetic (q = nearbyint(x · (1/s)) + z, clamped to int8, returned
     as (q − z) · s in float32; gradient passed where q was not clamped), in fewer passes over the tensor than the
-    built-in kernel on CPU: the QAT step is mostly these passes on a small student."""
+    built-in kernel on CPU: the QAT step is mostly these passes on a small student. Four float passes forward and
+    one backward: the gradient mask is hardtanh's backward (one fused pass, grad where lo < t < hi strictly) on the
+    saved unclamped codes, no boolean mask (a float == float comparison and a bool × float product each cost two to
+    three float passes on CPU). `relu`: the ReLU's gradient (x > 0) times the quantizer's, from the saved x · (1/s):
+    with the grid starting at 0 (lo = 0) and hi = 255 (odd), 0 < x · (1/s) < 255.5 is exactly x > 0 with
+    nearbyint(x · (1/s)) <= 255 (255.5 rounds half to even, to 256)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: torch.Tensor, zero_point: int, relu: bool = False,
+    def forward(ctx, x: torch.Tensor, scale: float, zero_point: int, relu: bool = False,
                 qmin: int = QMIN, qmax: int = QMAX) -> torch.Tensor:
-        inv = float(1.0 / scale.float())  # float32 1/s, as the built-in kernel computes it
-        q = torch.round(x * inv)  # half to even, like nearbyint
+        inv = float(np.float32(1.0) / np.float32(scale))  # float32 1/s, as the built-in kernel computes it
         lo, hi = qmin - zero_point, qmax - zero_point
+        u = x * inv
         if not x.requires_grad:
-            return q.clamp_(lo, hi).mul_(float(scale))
-        kept = q.clamp(lo, hi)
-        # lo <= q <= hi exactly where clamping left q as it was (a NaN is neither); relu: the ReLU's gradient (x > 0)
-        # times the quantizer's (lo = 0 <= q there)
-        ctx.save_for_backward(((x > 0) & (q <= hi)) if relu else kept == q)
-        return kept.mul_(float(scale))
+            return u.round_().clamp_(lo, hi).mul_(scale)  # round: half to even, like nearbyint
+        if relu:
+            if lo != 0 or hi % 2 == 0:
+                raise ValueError(f"the fused ReLU needs the grid [0, odd]; got [{lo}, {hi}]")
+            ctx.save_for_backward(u)
+            ctx.bounds = (0.0, hi + 0.5)
+            return torch.round(u).clamp_(lo, hi).mul_(scale)
+        q = u.round_()
+        # integer codes: lo - 1 < q < hi + 1 exactly where lo <= q <= hi, i.e. where clamping left q as it was
+        ctx.save_for_backward(q)
+        ctx.bounds = (lo - 1.0, hi + 1.0)
+        return q.clamp(lo, hi).mul_(scale)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (mask,) = ctx.saved_tensors
-        return grad * mask, None, None, None, None, None
+        (saved,) = ctx.saved_tensors
+        return torch.ops.aten.hardtanh_backward(grad, saved, *ctx.bounds), None, None, None, None, None
 
 
 class QuantRangeError(EdgeDistillError):
