@@ -14,7 +14,8 @@ judges the trained files: perplexity rows, tokens/s (measured here on a host tar
 RAM (edgedistill.gate_lm). As the classifier build, it writes a manifest (pipeline/lm_manifest.py): a re-run whose
 inputs, options and tools are unchanged and whose files still verify trains nothing, re-runs the gate and
 leaves the files as they are; under another budget that picks the same decoder, metrics.json's search and gate
-sections, report.md and the manifest's budget are brought up to date first. Not yet: `--device`.
+sections, report.md and the manifest's budget are brought up to date first. `--device URL` measures the int8 step
+on a device after the build, or on a re-run of an unchanged one (pipeline/lm_device.py).
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from edgedistill.config import DistillConfig
 from edgedistill.errors import ConfigError
 from edgedistill.gate import Check, Verdict, junit_xml, markdown
 from edgedistill.gate_lm import lm_gate
+from edgedistill.pipeline.lm_device import measure_lm_device, with_lm_device
 from edgedistill.pipeline.lm_distill import distill_lm
 from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
 from edgedistill.pipeline.lm_manifest import lm_input_hash, lm_inputs_record, manifest_writer, unchanged
 from edgedistill.pipeline.report import search_section
 from edgedistill.pipeline.search import announce
 from edgedistill.pipeline.lm_report import attach_gate, write_lm_report
+from edgedistill.pipeline.lm_train import tensors
 from edgedistill.pipeline.rundir import MANIFEST, RunDir, artifact_list, read_manifest
 from edgedistill.students.search import SearchResult, search
 from edgedistill.targets import TargetProfile, load_target
@@ -78,12 +81,10 @@ def build_lm(config: DistillConfig, budget_text: str | None = None, *, show_prog
              device: str | None = None):
     """Run the causal-LM build (module doc); returns pipeline.build.BuildResult (task "causal-lm"). Raises before
     anything is written: ConfigError / DataError / ModelLoadError from the inputs, InfeasibleBudgetError from the
-    search; ParityError (outputs kept in OUT.partial) when an exported file disagrees."""
+    search; ParityError (outputs kept in OUT.partial) when an exported file disagrees. `device`: a device URL the int8
+    step is measured on (a device that fails gives a warning, not an error)."""
     from edgedistill.pipeline.build import BuildResult, _refuse_other_data
 
-    if device:
-        raise ConfigError("build --task causal-lm does not measure on a device yet (--device); leave it out, or run "
-                          "`edgedistill profile OUT/student_int8.tflite --device ...` on the built file.")
     target = load_target(config.target)
     budget = Budget.for_target(target, Budget.parse(budget_text or ""))
     wrong = budget.given(CLASSIFIER_ONLY)
@@ -106,6 +107,8 @@ def build_lm(config: DistillConfig, budget_text: str | None = None, *, show_prog
             rebudgeted = read_manifest(out).get("budget") != budget.to_dict()
             if rebudgeted:
                 _rebudget(out, found, budget)
+            if device:
+                _on_device(out, device, inputs, target, budget)
             verdict = lm_gate(json.loads((out / "metrics.json").read_text()), budget)
             _write_gate(out, verdict)
         return BuildResult(out, verdict, True, found, task="causal-lm", rebudgeted=rebudgeted)
@@ -113,7 +116,7 @@ def build_lm(config: DistillConfig, budget_text: str | None = None, *, show_prog
     res = distill_lm(config, overwrite=True, show_progress=show_progress, inputs=inputs, budget=budget,
                      sections={"search": search_section(found, budget)},
                      extra_files=manifest_writer(key, record, budget, config))
-    g = res.metrics["gate"]
+    g = (_on_device(res.out_dir, device, inputs, target, budget) if device else res.metrics)["gate"]
     verdict = Verdict([Check(**c) for c in g["checks"]], list(g["warnings"]))
     _write_gate(res.out_dir, verdict)
     return BuildResult(res.out_dir, verdict, False, found, task="causal-lm")
@@ -127,6 +130,19 @@ def _rebudget(out: Path, found: SearchResult, budget: Budget) -> None:
     write_json(out / "metrics.json", metrics)
     write_lm_report(metrics, out)
     write_json(out / MANIFEST, {**read_manifest(out), "budget": budget.to_dict(), "artifacts": artifact_list(out)})
+
+
+def _on_device(out: Path, url: str, inputs: LMInputs, target: TargetProfile, budget: Budget) -> dict:
+    """Measure the built int8 step on the device (pipeline/lm_device.py); metrics.json (its gate included), report.md
+    and the manifest's file list follow. Returns the new metrics."""
+    ids, _ = tensors(inputs.splits.test)
+    device = measure_lm_device(url, out, ids.numpy(), target.threads)
+    metrics = attach_gate(with_lm_device(json.loads((out / "metrics.json").read_text()), device, url), budget)
+    write_json(out / "metrics.json", metrics)
+    write_lm_report(metrics, out)
+    if (out / MANIFEST).exists():
+        write_json(out / MANIFEST, {**read_manifest(out), "artifacts": artifact_list(out)})
+    return metrics
 
 
 def _write_gate(out: Path, verdict: Verdict) -> None:

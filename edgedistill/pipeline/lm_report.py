@@ -20,6 +20,7 @@ from edgedistill.gate import Check, Verdict
 from edgedistill.gate import markdown as gate_markdown
 from edgedistill.gate_lm import lm_gate
 from edgedistill.lm_metrics import metrics_of, p_text, paired_perplexity_gain
+from edgedistill.pipeline.lm_device import device_markdown
 from edgedistill.pipeline.lm_inputs import LMInputs
 from edgedistill.pipeline.lm_samples import samples_markdown
 from edgedistill.pipeline.lm_teacher import LMTeacherOutputs
@@ -165,7 +166,8 @@ def report_markdown(metrics: dict) -> str:
         lines += ["", gate_markdown_of(metrics["gate"])]
     if metrics.get("warnings"):
         lines += ["", "## Warnings", "", *[f"- {w}" for w in metrics["warnings"]]]
-    lines += ["", "## On the device", "", metrics["device_steps"]]
+    lines += ["", "## On the device", "", *[x + "\n" for x in device_markdown(metrics.get("device"))],
+              metrics["device_steps"]]
     return "\n".join(lines) + "\n"
 
 

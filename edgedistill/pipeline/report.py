@@ -66,6 +66,9 @@ def _percent(predicted: torch.Tensor, y: torch.Tensor) -> float:
 def _training(config: DistillConfig) -> dict:
     return {"epochs": config.train.epochs, "qat_epochs": config.quant.qat_epochs if config.quant.qat else 0,
             "steps": config.train.steps, "qat_steps": config.quant.qat_steps if config.quant.qat else None,
+            # the last share of QAT steps computing the runtime's integers (None: every step fake-quantized)
+            "qat_exact_share": config.quant.exact_share if config.quant.qat and config.quant.rounding != "float"
+            else None,
             "augment": config.augment.model_dump(), "augment_text": config.augment.recipe().describe(),
             "teacher_outputs": "on the fly, per augmented batch" if config.augment.recipe().enabled
             else "cached per sample",
@@ -184,7 +187,7 @@ def report_document(metrics: dict, measured: Measured, search: dict | None = Non
     return rep
 
 
-_DEVICE_WARNINGS = ("Device figures are missing", "The device ")
+DEVICE_WARNINGS = ("Device figures are missing", "The device ")  # the warnings a device re-check replaces
 
 
 def with_device(report: dict, device: dict, url: str, model: str) -> dict:
@@ -195,7 +198,7 @@ def with_device(report: dict, device: dict, url: str, model: str) -> dict:
     u.setdefault("latency_ms_host_or_estimate", u["latency_ms"])
     u.setdefault("latency_how_host_or_estimate", u["latency_how"])
     u["latency_ms"], u["latency_how"] = u["latency_ms_host_or_estimate"], u["latency_how_host_or_estimate"]
-    rep["warnings"] = [w for w in rep["warnings"] if not w.startswith(_DEVICE_WARNINGS)]
+    rep["warnings"] = [w for w in rep["warnings"] if not w.startswith(DEVICE_WARNINGS)]
     rep["device"] = device
     if device["status"] == "measured":
         u["latency_ms"] = device["latency_ms"].get("p50") or device["latency_ms"]["mean"]

@@ -76,3 +76,58 @@ def test_a_budget_no_decoder_meets_is_one_paragraph_and_writes_nothing(world, tm
     assert "Traceback" not in r.output and r.output.strip().count("\n") == 0, r.output
     assert "No student fits the budget" in r.output and names in r.output, r.output
     assert not out.exists() and not out.with_name("out.partial").exists()
+
+
+def _rerun(world, tmp_path, *extra):
+    """The fixture's build copied to a folder of this test's, then built again with `extra` options."""
+    import shutil
+
+    out = tmp_path / "build"
+    shutil.copytree(world["out"], out)
+    r = CliRunner().invoke(main, ["build", "--teacher", str(world["teacher"]), "--data", str(world["corpus"]),
+                                  "--out", str(out), "--budget", "tokens_per_s=2", *ARGS, *extra])
+    return r, out
+
+
+def test_device_measures_the_int8_step_and_the_gate_judges_it(world, tmp_path):
+    """`--device local` (this machine through the device runner's separate process, the real LiteRT interpreter) on
+    an unchanged build: nothing is trained, the int8 window step runs on the device fed real test windows and
+    reproduces this machine's logits, and the gate's tokens/s is the device's (1000 / its median ms a step)."""
+    import json
+
+    r, out = _rerun(world, tmp_path, "--device", "local")
+    assert r.exit_code in (0, 1), r.output
+    m = json.loads((out / "metrics.json").read_text())
+    d = m["device"]
+    assert d["status"] == "measured" and d["parity"]["passed"] and d["parity"]["samples"] >= 1 and d["judged"]
+    assert d["tokens_per_s"] == pytest.approx(1000.0 / d["latency_ms"]["p50"])
+    t = m["speed"]["target"]
+    assert t["tokens_per_s"] == d["tokens_per_s"] and t["tokens_per_s_how"].startswith("measured-device (local")
+    assert "estimated on cortex-m4" in t["tokens_per_s_how_host_or_estimate"]
+    gate = {c["name"]: c for c in m["gate"]["checks"]}
+    assert gate["tokens/s"]["value"] == d["tokens_per_s"] and "measured-device" in gate["tokens/s"]["how"]
+    assert "measured-device" in (out / "gate.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "Device (local" in report and "The gate judges this figure." in report
+    assert "nothing changed: re-checked only" in r.output
+    # the manifest still verifies the files as they are now (metrics.json and report.md rewritten): a third run
+    # trains nothing again
+    r2, _ = _rerun_in_place(world, out)
+    assert r2.exit_code in (0, 1) and "nothing changed: re-checked only" in r2.output, r2.output
+
+
+def _rerun_in_place(world, out, *extra):
+    return CliRunner().invoke(main, ["build", "--teacher", str(world["teacher"]), "--data", str(world["corpus"]),
+                                     "--out", str(out), "--budget", "tokens_per_s=2", *ARGS, *extra]), out
+
+
+def test_an_unreachable_device_is_a_warning_not_a_failure(world, tmp_path):
+    import json
+
+    r, out = _rerun(world, tmp_path, "--device", "ssh://nobody@127.0.0.1:9?timeout=5")
+    assert r.exit_code == world["exit_code"], r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["device"]["status"] == "missing" and m["device"]["error"]
+    assert any(w.startswith("Device figures are missing") for w in m["warnings"])
+    assert m["speed"]["target"]["tokens_per_s"] == world["metrics"]["speed"]["target"]["tokens_per_s"]
+    assert "not measured" in (out / "report.md").read_text()
