@@ -200,8 +200,8 @@ BUILD_OPTIONS = [
                  "the built-in example, runs/build-TARGET-DATA with --data (e.g. runs/build-cortex-m4-langid), so "
                  "builds of other data never replace one another]"),
     click.option("--device", "device_url", help="Measure the int8 TFLite file on a device (local, ssh://..., adb://...; "
-                 "see `edgedistill profile --help`); its latency then feeds the gate. A device failure marks the "
-                 "device figures missing in the report."),
+                 "see `edgedistill profile --help`); its latency then feeds the gate (a causal LM: the window step's "
+                 "tokens/s). A device failure marks the device figures missing in the report."),
     click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
     click.option("--verbose", is_flag=True, help="Show third-party log lines (otherwise kept in OUT/third_party.log)."),
 ]
