@@ -328,6 +328,10 @@ class QuantConfig(_Strict):
         "auto", description="the integer arithmetic QAT computes: xnnpack (LiteRT's default CPU delegate), tflm "
         "(TFLite Micro), reference (LiteRT's reference kernels), float (torch fake quantization, as onnxruntime's QDQ "
         "reference), or auto: that of the target's runtime (xnnpack without a target)")
+    exact_share: float = Field(
+        0.25, ge=0, le=1, description="the share of QAT steps, the last ones, that compute the rounding's exact "
+        "integers; the earlier steps use torch's fake quantization (same grids, a third to half the step time), and "
+        "validation and the exported model compute the exact integers always; 1: every step")
 
     @model_validator(mode="before")
     @classmethod

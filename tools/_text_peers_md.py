@@ -118,12 +118,15 @@ def qat(doc: dict) -> list[str]:
     q = doc["qat_step"]
     st = q["steps"]
     r = q["deployed_rounding"]
-    worst = st[f"qat_{r}"]
-    verdict = (f"**Target** (a QAT step at most 1.5× the float step): {worst['ratio_cpu']:.1f}× CPU "
-               f"({worst['ratio_wall']:.1f}× wall) with the deployed {r} arithmetic"
-               + (f", {st['qat_float']['ratio_cpu']:.1f}× with float fake quantization alone"
-                  if "qat_float" in st else "")
-               + (": met." if worst["ratio_cpu"] <= 1.5 else ": **not met**."))
+    exact, fake, scheduled = st[f"qat_{r}"], st.get(f"qat_{r}_fake"), st.get(f"qat_{r}_scheduled")
+    judged = scheduled or exact
+    verdict = ("**Target** (a QAT step at most 1.5× the float step): "
+               + (f"{scheduled['ratio_cpu']:.1f}× CPU ({scheduled['ratio_wall']:.1f}× wall) for a QAT run's mean step "
+                  f"(the last {scheduled['exact_share']:g} of the steps computing the deployed {r} arithmetic: "
+                  f"{exact['ratio_cpu']:.1f}× each; the others fake-quantized: {fake['ratio_cpu']:.1f}× each)"
+                  if scheduled else f"{exact['ratio_cpu']:.1f}× CPU ({exact['ratio_wall']:.1f}× wall) with the "
+                  f"deployed {r} arithmetic")
+               + (": met." if judged["ratio_cpu"] <= 1.5 else ": **not met**."))
     lines = [
         "## 3. The transformer student's QAT step against its float step", "", verdict, "",
         f"`{q['student']}` ({q['params']:,} parameters): what `build --family transformer` picks on "
@@ -133,6 +136,8 @@ def qat(doc: dict) -> list[str]:
         "process's; it is the steadier figure on a shared machine.", "",
         "| step | wall, median | CPU, median | ratio to float (wall / CPU) |", "|---|---|---|---|"]
     names = {"float": "float", f"qat_{r}": f"QAT, {r} arithmetic (deployed on cortex-m4)",
+             f"qat_{r}_fake": f"QAT, {r} graph fake-quantized only (exact_share 0)",
+             f"qat_{r}_scheduled": "QAT run's mean step at the default exact_share (computed from the two above)",
              "qat_float": "QAT, float fake quantization only", "qat_xnnpack": "QAT, XNNPACK arithmetic"}
     for k, v in st.items():
         lines.append(f"| {names.get(k, k)} | {v['wall_ms']:.1f} ms | {v['cpu_ms']:.1f} ms | "

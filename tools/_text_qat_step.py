@@ -84,17 +84,20 @@ class _Clock:
         return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(s, s[1:])][warmup:]
 
 
-def _qat(setup: dict, model: torch.nn.Module, rounding: str, progress) -> None:
+def _qat(setup: dict, model: torch.nn.Module, rounding: str, progress, exact_share: float = 1.0) -> None:
     q, data = setup["quant"], setup["data"]
     idx = torch.from_numpy(calibration_indices(len(data), q.calibration_size, 0))
     qat_distill(model, data, data.x[idx], *setup["val"], REFERENCE, setup["settings"], method=q.calibration,
                 lr_scale=q.qat_lr_scale, rounding=rounding, input_head=q.input_head, ranges=q.ranges,
-                progress=progress)
+                progress=progress, exact_share=exact_share)
 
 
 def step_times(setup: dict, roundings: tuple[str, ...], warmup: int, rounds: int) -> dict:
     """Per-step wall and CPU medians (ms) of the float step and of the QAT step in each rounding, runs alternating
-    `rounds` times; the QAT runs start from the float student trained by the run before them."""
+    `rounds` times; the QAT runs start from the float student trained by the run before them. A rounding that
+    computes a runtime's integers is timed twice: every step computing them ("qat_R", quant.exact_share = 1) and
+    none ("qat_R_fake", exact_share = 0: torch's fake quantization on the same graph); "qat_R_scheduled" is a QAT
+    run's mean step at the configured exact_share, (1 − share) · fake + share · exact."""
     got = defaultdict(list)
     model = setup["student"]()
     for _ in range(rounds):
@@ -102,11 +105,20 @@ def step_times(setup: dict, roundings: tuple[str, ...], warmup: int, rounds: int
         fit(model, setup["data"], *setup["val"], REFERENCE, setup["settings"], progress=clock)
         got["float"] += clock.steps(warmup)
         for r in roundings:
-            clock = _Clock()
-            _qat(setup, model, r, clock)
-            got[f"qat_{r}"] += clock.steps(warmup)
+            for share, label in ((1.0, f"qat_{r}"), (0.0, f"qat_{r}_fake")):
+                if share == 0.0 and r == "float":
+                    continue
+                clock = _Clock()
+                _qat(setup, model, r, clock, share)
+                got[label] += clock.steps(warmup)
     out = {k: {"wall_ms": statistics.median(w for w, _ in v) * 1e3, "cpu_ms": statistics.median(c for _, c in v) * 1e3,
                "steps": len(v)} for k, v in got.items()}
+    share = setup["quant"].exact_share
+    for r in roundings:
+        if f"qat_{r}_fake" in out:
+            exact, fake = out[f"qat_{r}"], out[f"qat_{r}_fake"]
+            out[f"qat_{r}_scheduled"] = {k: (1 - share) * fake[k] + share * exact[k] for k in ("wall_ms", "cpu_ms")}
+            out[f"qat_{r}_scheduled"].update(steps=0, exact_share=share)
     for k in out:
         out[k]["ratio_wall"] = out[k]["wall_ms"] / out["float"]["wall_ms"]
         out[k]["ratio_cpu"] = out[k]["cpu_ms"] / out["float"]["cpu_ms"]
@@ -191,7 +203,7 @@ def profile_qat(setup: dict, rounding: str, steps: int, top: int = 12) -> dict:
 
 
 def run(inputs, data: str, target: str, steps: int, warmup: int, rounds: int, profile_steps: int,
-        extra_roundings: tuple[str, ...] = ("float",)) -> dict:
+        extra_roundings: tuple[str, ...] = ()) -> dict:
     setup = build_setup(inputs, data, target, max(warmup + steps + 1, profile_steps + 2))
     roundings = (setup["rounding"], *[r for r in extra_roundings if r != setup["rounding"]])
     return {"student": setup["arch"].describe(), "params": setup["params"], "batch": setup["settings"].batch_size,

@@ -60,13 +60,17 @@ def build_setup(inputs, data: str, target_name: str, family: str, steps: int) ->
 
 
 def measure(setup: dict, warmup: int, rounds: int, profile_steps: int) -> dict:
-    steps = qat_step.step_times(setup, (setup["rounding"],), warmup, rounds)
+    r = setup["rounding"]
+    steps = qat_step.step_times(setup, (r,), warmup, rounds)
     row = {"student": setup["arch"].describe(), "params": setup["params"], "max_length": setup["max_length"],
-           "batch": setup["settings"].batch_size, "rounding": setup["rounding"],
-           "float_ms": steps["float"]["cpu_ms"], "qat_ms": steps[f"qat_{setup['rounding']}"]["cpu_ms"],
-           "float_wall_ms": steps["float"]["wall_ms"], "qat_wall_ms": steps[f"qat_{setup['rounding']}"]["wall_ms"],
+           "batch": setup["settings"].batch_size, "rounding": r, "exact_share": setup["quant"].exact_share,
+           "float_ms": steps["float"]["cpu_ms"], "float_wall_ms": steps["float"]["wall_ms"],
            "steps_timed": steps["float"]["steps"]}
-    row["ratio"] = row["qat_ms"] / row["float_ms"]
+    for key, label in ((f"qat_{r}", "qat_exact"), (f"qat_{r}_fake", "qat_fake"), (f"qat_{r}_scheduled", "qat")):
+        if key in steps:
+            row[f"{label}_ms"], row[f"{label}_wall_ms"] = steps[key]["cpu_ms"], steps[key]["wall_ms"]
+            row[f"{label}_ratio"] = steps[key]["ratio_cpu"]
+    row["ratio"] = row.get("qat_ratio", row["qat_exact_ratio"])
     if profile_steps:
         row["profile"] = qat_step.profile_qat(setup, setup["rounding"], profile_steps)
     return row
@@ -95,8 +99,11 @@ def main() -> None:
         row = {"data": data, "family": family, **measure(setup, a.warmup, a.rounds, a.profile),
                "seconds": time.perf_counter() - t0}
         rows.append(row)
+        detail = (f"QAT exact {row['qat_exact_ms']:6.1f} ms ({row['qat_exact_ratio']:4.2f}×)" +
+                  (f", fake-quantized {row['qat_fake_ms']:6.1f} ms ({row['qat_fake_ratio']:4.2f}×), scheduled "
+                   f"(exact_share {row['exact_share']:g}) {row['qat_ms']:6.1f} ms" if "qat_fake_ms" in row else ""))
         print(f"{data} {row['student']:36s} L={row['max_length']:<4d} batch {row['batch']:<4d} {row['rounding']:9s} "
-              f"float {row['float_ms']:7.1f} ms  QAT {row['qat_ms']:7.1f} ms  ratio {row['ratio']:5.2f}", flush=True)
+              f"float {row['float_ms']:6.1f} ms  {detail}  ratio {row['ratio']:5.2f}", flush=True)
     if a.out:
         with open(a.out, "w") as f:
             json.dump({"threads": 1, "target": a.target, "rows": rows}, f, indent=1, default=str)

@@ -66,13 +66,14 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
     qs, res = qat_distill(student, data, x_calib, x_val, y_val, objective, qat_settings, method=q.calibration,
                           lr_scale=q.qat_lr_scale, checkpoint=ckpt / "student_qat.pt", rounding=rounding,
                           input_head=q.input_head, ranges=q.ranges, int16=tuple(q.int16),
-                          progress=fit_bar(ui, "QAT distill", qat_settings, len(data)))
+                          exact_share=q.exact_share, progress=fit_bar(ui, "QAT distill", qat_settings, len(data)))
     evaluate = _evaluator(ui, "int8 evaluation on the test split (float, PTQ, QAT)", 3, x_te)
     logits = {"float": evaluate(student), "ptq": evaluate(ptq), "qat": evaluate(qs)}
     right = {k: v.argmax(1) == y_te for k, v in logits.items()}
     metrics = {
         "calibration": {"method": q.calibration, "samples": int(len(idx))},
         "rounding": rounding,
+        "exact_share": q.exact_share,  # the last QAT steps computing the rounding's integers (the others fake-quantize)
         "int16": list(q.int16),  # op kinds with int16 activations (TFLite's 16×8 mode)
         "deployed_arithmetic": ARITHMETIC_OF.get(rounding, rounding),
         "qat_epochs": q.qat_epochs,
@@ -96,6 +97,7 @@ def run_int8_stage(q: QuantConfig, student: torch.nn.Module, twin: torch.nn.Modu
         qt, twin_res = qat_distill(twin, data, x_calib, x_val, y_val, Objective(teacher=False), qat_settings,
                             method=q.calibration, lr_scale=q.qat_lr_scale, checkpoint=ckpt / "baseline_qat.pt",
                             rounding=rounding, input_head=q.input_head, ranges=q.ranges, int16=tuple(q.int16),
+                            exact_share=q.exact_share,
                             progress=fit_bar(ui, "QAT no-teacher twin", qat_settings, len(data)))
         right["twin"] = _evaluator(ui, "int8 evaluation of the twin", 1, x_te)(qt).argmax(1) == y_te
         metrics["baseline_qat_test_acc"] = _pct(right["twin"])

@@ -63,7 +63,7 @@ def _qat(config: DistillConfig, inputs: LMInputs, model, top: TopKLogits | None,
     bar = step_bar(ui, label, settings.steps, settings.batch_size, VAL_PERPLEXITY)
     return qat_lm(model, ids, targets, top, val_ids, val_targets, trained.objective.temperature,
                   trained.objective.alpha, settings, calib, rounding, q.qat_lr_scale, q.calibration,
-                  progress=lambda k, loss, val: bar(k, loss, val), checkpoint=checkpoint)
+                  progress=lambda k, loss, val: bar(k, loss, val), checkpoint=checkpoint, exact_share=q.exact_share)
 
 
 def run_lm_int8(config: DistillConfig, inputs: LMInputs, trained: LMTrained, top: TopKLogits, target,
@@ -84,7 +84,8 @@ def run_lm_int8(config: DistillConfig, inputs: LMInputs, trained: LMTrained, top
     models = {"float": trained.student, "int8": qs, **({"twin": trained.twin, "twin_int8": qt} if qt else {})}
     scores = test_scores(models, inputs.splits.test)
     save_weights({k: v.contiguous() for k, v in qs.state_dict().items()}, work / "student_qat.safetensors")
-    metrics = {"rounding": rounding, "qat_steps_run": res.steps, "qat_best_step": res.best_step,
+    metrics = {"rounding": rounding, "exact_share": config.quant.exact_share, "qat_steps_run": res.steps,
+               "qat_best_step": res.best_step,
                "qat_resumed_from_step": res.resumed_from_step,
                "qat_best_val_perplexity": res.best_val_perplexity,
                "baseline_qat_steps_run": None if twin_res is None else twin_res.steps,

@@ -91,7 +91,7 @@ class MatMul(GraphOp):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         out = self.out_q(a @ b)
-        if self.out_q.mode == "quant" and self.rounding != "float":
+        if self.out_q.mode == "quant" and self.exact:
             out = out + (self._int_output(a, b) - out).detach()
         return out
 
@@ -120,7 +120,7 @@ class Softmax(GraphOp):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.out_q(x.softmax(-1))
-        if self.out_q.mode == "quant" and self.rounding != "float":
+        if self.out_q.mode == "quant" and self.exact:
             q = self.in_qs[0]
             codes = torch.round(x.detach() / float(q.scale)) + int(q.zero_point)
             exact = (self.arithmetic.softmax(codes.clamp(-128, 127), float(q.scale)) - PROBS_GRID[1]) * PROBS_GRID[0]

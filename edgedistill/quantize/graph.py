@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
@@ -54,6 +56,10 @@ class QuantGraph(nn.Module):
             "conv2d" in kinds or bool(kinds & {F.max_pool2d, F.avg_pool2d}))
         self.lifted = False
         self.rounding = "float"
+        self.exact_in_training = True
+        # the share of training steps, the last ones, whose forward computes the runtime's integers
+        # (before_train_step); evaluation computes them always
+        self.exact_share = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.quantize_input(x)
@@ -74,10 +80,15 @@ class QuantGraph(nn.Module):
             return self.input_q(x)
         y = self.head(x)
         q = self.input_q(y)
-        if self.input_q.mode == "quant" and self.rounding != "float":
+        if self.input_q.mode == "quant" and self.exact:
             s, z = float(self.input_q.scale), int(self.input_q.zero_point)
             q = q + ((ARITHMETIC.get(self.rounding).quantize(y.detach(), s, z) - z) * s - q).detach()
         return q
+
+    @property
+    def exact(self) -> bool:
+        """Whether this forward computes the runtime's integers (GraphOp.exact)."""
+        return self.rounding != "float" and (self.exact_in_training or not self.training)
 
     @property
     def index_input(self) -> bool:
@@ -120,6 +131,22 @@ class QuantGraph(nn.Module):
         for op in self.modules():  # the graph's ops and those inside composite ops (attention, LayerNorm)
             if isinstance(op, GraphOp):
                 op.rounding = rounding
+
+    def set_exact_training(self, on: bool) -> None:
+        """Whether a training forward computes the runtime's integers (else torch's fake quantization alone, with
+        the same grids, ranges and straight-through gradients); evaluation computes them either way."""
+        self.exact_in_training = on
+        for op in self.modules():
+            if isinstance(op, GraphOp):
+                op.exact_in_training = on
+
+    def before_train_step(self, done: int, total: int) -> None:
+        """Called by the trainers before each optimizer step (`done` steps of `total` taken): the last
+        ceil(exact_share · total) steps compute the runtime's integers, the earlier ones fake-quantize only.
+        Fake quantization differs from the runtime's integers by at most a step or so per op, and costs a third to
+        a half of a step that computes them (tools/bench_qat_step.py); the last steps then settle the weights on
+        the deployed arithmetic, and every validation point scores the weights in it."""
+        self.set_exact_training(done >= total - math.ceil(self.exact_share * total))
 
     def grid_of(self, value: str) -> ActQuant:
         """The quantizer of a graph value's int8 grid."""

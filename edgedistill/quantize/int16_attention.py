@@ -66,7 +66,7 @@ class MatMul16(GraphOp):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         out = self.out_q(a @ b)
-        if self.out_q.mode == "quant" and self.rounding != "float":
+        if self.out_q.mode == "quant" and self.exact:
             out = out + (self._int_output(a, b) - out).detach()
         return out
 
@@ -92,7 +92,7 @@ class Softmax16(GraphOp):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.out_q(x.softmax(-1))
-        if self.out_q.mode == "quant" and self.rounding != "float":
+        if self.out_q.mode == "quant" and self.exact:
             q = self.in_qs[0]
             exact = self.arithmetic.softmax16(_codes16(x, q), float(q.scale)) * PROBS16_GRID[0]
             out = out + (exact - out).detach()

@@ -99,7 +99,7 @@ class Narrow(GraphOp):
         if self.out_q.mode == "export":
             return self.out_q(_marked(x))
         out = self.out_q(x)
-        if self.out_q.mode == "quant" and self.rounding != "float":
+        if self.out_q.mode == "quant" and self.exact:
             s_in = float(self.in_qs[0].scale)
             so, zo = float(self.out_q.scale), int(self.out_q.zero_point)
             code = torch.round(x.detach() / s_in).clamp(-32768, 32767).to(torch.int64)
@@ -127,7 +127,7 @@ class Op16(GraphOp):
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         out = self.out_q(OPS16[self.kind](*xs))
-        if self.out_q.mode == "quant" and self.rounding != "float" and self.kind in EXACT:
+        if self.out_q.mode == "quant" and self.exact and self.kind in EXACT:
             out = out + (EXACT[self.kind](self, *xs) - out).detach()
         return out
 

@@ -47,7 +47,8 @@ def _act(kind: str, y: torch.Tensor) -> torch.Tensor:
 class GraphOp(nn.Module):
     """Base: `in_qs` holds the quantizers of the inputs' grids (a list, so they are not registered twice).
     `rounding`: "float" (fake quantization only) or the name of the runtime arithmetic whose integers the "quant"
-    forward computes (quantize/arithmetic.py: "tflm", "xnnpack")."""
+    forward computes (quantize/arithmetic.py: "tflm", "xnnpack"). `exact_in_training` False: a training forward
+    fake-quantizes only, and evaluation still computes the runtime's integers (QuantStudent.before_train_step)."""
 
     kind = "op"
 
@@ -57,6 +58,12 @@ class GraphOp(nn.Module):
         self._in_qs: list[ActQuant] = []
         self.lifted = False  # export of a 1-D graph as 2-D with height 1 (see QuantGraph.set_mode)
         self.rounding = "float"
+        self.exact_in_training = True
+
+    @property
+    def exact(self) -> bool:
+        """Whether this forward computes the runtime's integers (else torch's fake quantization alone)."""
+        return self.rounding != "float" and (self.exact_in_training or not self.training)
 
     @property
     def arithmetic(self) -> Arithmetic:
@@ -122,7 +129,7 @@ class QLayer(GraphOp):
         if self.act == "hardsigmoid" and mode in ("float", "observe"):
             y = torch.clamp(y, 0.0, 1.0)  # in "quant" / "export" the [0, 1] grid's saturation is the clamp
         out = self.out_q.after_relu(y) if self.act == "relu" else self.out_q(_act(self.act, y))
-        if mode == "quant" and self.rounding != "float":
+        if mode == "quant" and self.exact:
             out = out + (self._int_output(x, w, b) - out).detach()  # the runtime's integers, straight-through
         return out
 
@@ -194,7 +201,7 @@ class Binary(GraphOp):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         out = self.out_q(_act(self.act, BINARY[self.kind](a, b)))
-        if self.out_q.mode == "quant" and self.rounding != "float":
+        if self.out_q.mode == "quant" and self.exact:
             out = out + (self._int_output(a, b) - out).detach()
         return out
 
@@ -228,7 +235,7 @@ class Concat(GraphOp):
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         dim = _lift_dims((self.dim,), self.lifted)[0]
         out = self.out_q(torch.cat(xs, dim))
-        if self.out_q.mode == "quant" and self.rounding != "float":
+        if self.out_q.mode == "quant" and self.exact:
             out = out + (self._int_output(xs, dim) - out).detach()
         return out
 
@@ -265,7 +272,7 @@ class Mean(GraphOp):
             y = x.mean(dim=dims, keepdim=True)
             return self.out_q(y.permute(0, *range(2, y.dim()), 1).flatten(1))
         out = self.out_q(x.mean(dim=dims, keepdim=self.keepdim))
-        if self.out_q.mode == "quant" and self.rounding != "float":
+        if self.out_q.mode == "quant" and self.exact:
             out = out + (self._int_output(x, dims) - out).detach()
         return out
 
@@ -301,7 +308,7 @@ class Activation(GraphOp):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.out_q(ACTIVATIONS[self.kind][0](x))
-        if self.out_q.mode == "quant" and self.rounding != "float":
+        if self.out_q.mode == "quant" and self.exact:
             out = out + (self._int_output(x) - out).detach()
         return out
 

@@ -20,20 +20,27 @@ def qat_distill(float_model: nn.Module, data: TrainSet, x_calib: torch.Tensor, v
                 val_y: torch.Tensor, objective: Objective, settings: TrainSettings, *, method: str = "minmax",
                 lr_scale: float = 0.1, checkpoint: Path | None = None, progress=None,
                 rounding: str = "float", input_head: str = "auto",
-                ranges: str = "ema", int16: tuple[str, ...] = ()) -> tuple[QuantStudent, FitResult]:
+                ranges: str = "ema", int16: tuple[str, ...] = (),
+                exact_share: float = 1.0) -> tuple[QuantStudent, FitResult]:
     """Returns the best QAT student (by validation accuracy) and its training record. The float model is untouched.
     The calibrated starting point (post-training int8) competes as epoch 0: QAT that only loses accuracy, as a short
     run at a high learning rate can, ends where it began (FitResult.best_epoch 0).
     `rounding`: the runtime arithmetic QAT computes (quantize/arithmetic.py); `input_head`: see to_quant_student;
     `ranges`: "ema" lets activation ranges follow the training (quantize/fake.py), "frozen" keeps the calibrated;
-    `int16`: op kinds with int16 activations (TFLite's 16×8 mode, quantize/int16_ops.py)."""
+    `int16`: op kinds with int16 activations (TFLite's 16×8 mode, quantize/int16_ops.py); `exact_share`: the share
+    of QAT steps, the last ones, that compute `rounding`'s integers (QuantStudent.before_train_step; the others
+    fake-quantize only); validation computes them at every evaluation point."""
     qmodel = calibrate(to_quant_student(copy.deepcopy(float_model).eval(), rounding, input_head, tuple(int16)),
                        x_calib, method)
     qat_settings = replace(settings, lr=settings.lr * lr_scale)
     qmodel.set_tracking(ranges == "ema")
-    result = fit(qmodel, data, val_x, val_y, objective, qat_settings, checkpoint=checkpoint, progress=progress,
-                 score_start=True)
-    qmodel.set_tracking(False)
+    qmodel.exact_share = exact_share
+    try:
+        result = fit(qmodel, data, val_x, val_y, objective, qat_settings, checkpoint=checkpoint, progress=progress,
+                     score_start=True)
+    finally:
+        qmodel.set_tracking(False)
+        qmodel.set_exact_training(True)
     qmodel.load_state_dict(result.best_state)
     return qmodel.eval(), result
 

@@ -71,6 +71,10 @@ def _conditions(tr: dict | None) -> str:
     train = (f"{tr['steps']:,} float optimizer steps at batch {tr['batch_size']}" if tr.get("steps")
              else ep(tr["epochs"], "float"))
     qat = f"{tr['qat_steps']:,} QAT steps" if tr.get("qat_steps") else ep(tr["qat_epochs"], "QAT")
+    share = tr.get("qat_exact_share")
+    if share is not None and 0 <= share < 1:
+        qat += (f", the last {100 * share:.0f} % of its steps computing the runtime's integers and the others "
+                "fake-quantized" if share > 0 else ", its steps fake-quantized")
     return (f" (both: {train} + {qat}, augmentation: {tr['augment']}; "
             f"student loss {loss}, teacher outputs {tr['teacher_outputs']})")
 
