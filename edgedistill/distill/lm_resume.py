@@ -29,11 +29,14 @@ __all__ = ["lm_fingerprint", "load", "save_atomic"]
 def lm_fingerprint(settings, temperature: float, alpha: float, tensors: list[torch.Tensor | None], model: nn.Module,
                    score_start: bool) -> str:
     """16 hex digits of sha256 over the settings, T, α, the content of `tensors` (windows, targets, teacher top-k,
-    validation windows; None for an absent teacher), the model's parameter shapes and whether the start competes."""
+    validation windows; None for an absent teacher), the model's parameter shapes, whether the start competes and,
+    for a QAT graph, its arithmetic and exact-integer schedule."""
     content = [None if t is None else array_digest(t.detach().cpu().numpy()) for t in tensors]
     shapes = [[k, list(v.shape)] for k, v in model.state_dict().items()]
-    blob = json.dumps([asdict(settings), float(temperature), float(alpha), content, shapes, bool(score_start)],
-                      sort_keys=True, default=str)
+    parts = [asdict(settings), float(temperature), float(alpha), content, shapes, bool(score_start)]
+    if hasattr(model, "arithmetic_schedule"):  # a QAT graph: the integers it computes, and on which steps
+        parts.append(model.arithmetic_schedule())
+    blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -28,7 +28,8 @@ from edgedistill.teachers.cache import array_digest
 def fingerprint(settings, objective, data, model: nn.Module) -> str:
     """What a checkpoint was trained on and for: the settings (budget included; not the worker count, which changes
     no batch), the objective, the samples, labels and teacher outputs (content digests), the teacher stream's
-    identity, how batches draw their augmentation (data.augment.DRAWS) and the model's parameter shapes."""
+    identity, how batches draw their augmentation (data.augment.DRAWS), the model's parameter shapes and, for a QAT
+    graph, its arithmetic and exact-integer schedule (a changed quant.exact_share does not resume the other's run)."""
     obj = asdict(objective)
     if not obj["features"]:
         del obj["features"]
@@ -39,7 +40,10 @@ def fingerprint(settings, objective, data, model: nn.Module) -> str:
     stream = data.teacher_stream.identity if data.teacher_stream is not None else None
     shapes = [[k, list(v.shape)] for k, v in model.state_dict().items()]
     run = {k: v for k, v in asdict(settings).items() if k != "workers"}
-    blob = json.dumps([run, obj, len(data), content, stream, shapes, DRAWS], sort_keys=True, default=str)
+    parts = [run, obj, len(data), content, stream, shapes, DRAWS]
+    if hasattr(model, "arithmetic_schedule"):  # a QAT graph: the integers it computes, and on which steps
+        parts.append(model.arithmetic_schedule())
+    blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

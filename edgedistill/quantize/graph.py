@@ -140,6 +140,11 @@ class QuantGraph(nn.Module):
             if isinstance(op, GraphOp):
                 op.exact_in_training = on
 
+    def arithmetic_schedule(self) -> dict:
+        """What a training checkpoint of this graph depends on beyond its weights: the runtime arithmetic its exact
+        steps compute and the share of steps that compute it (distill/resume.py fingerprints)."""
+        return {"rounding": self.rounding, "exact_share": float(self.exact_share)}
+
     def before_train_step(self, done: int, total: int) -> None:
         """Called by the trainers before each optimizer step (`done` steps of `total` taken): the last
         ceil(exact_share · total) steps compute the runtime's integers, the earlier ones fake-quantize only.

@@ -149,3 +149,29 @@ def test_the_report_conditions_say_which_qat_steps_computed_the_integers(share, 
         assert "fake-quantized" not in line and "runtime's integers" not in line
     else:
         assert says in line
+
+
+def test_a_qat_checkpoint_resumes_only_under_the_same_arithmetic_and_share():
+    """distill/resume.py and lm_resume.py fingerprint a QAT graph's rounding and exact_share: a run interrupted under
+    one share does not resume under another (its steps so far trained otherwise)."""
+    from edgedistill.distill.lm_resume import lm_fingerprint
+    from edgedistill.distill.lm_trainer import LMTrainSettings
+    from edgedistill.distill.resume import fingerprint
+
+    q = _quant_decoder("tflm")
+    data = TrainSet(torch.rand(8, 1, 8, 8), torch.zeros(8, dtype=torch.long), None)
+    settings, objective = TrainSettings(epochs=1, batch_size=4), Objective(teacher=False)
+    ids = _ids(4)
+
+    def both():
+        return (fingerprint(settings, objective, data, q),
+                lm_fingerprint(LMTrainSettings(steps=10), 1.0, 0.5, [ids, None], q, True))
+
+    q.exact_share = 0.25
+    quarter = both()
+    q.exact_share = 1.0
+    whole = both()
+    q.set_rounding("xnnpack")
+    other = both()
+    for i in range(2):
+        assert len({quarter[i], whole[i], other[i]}) == 3
