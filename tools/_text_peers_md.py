@@ -122,7 +122,7 @@ def qat(doc: dict) -> list[str]:
     judged = scheduled or exact
     verdict = ("**Target** (a QAT step at most 1.5× the float step): "
                + (f"{scheduled['ratio_cpu']:.1f}× CPU ({scheduled['ratio_wall']:.1f}× wall) for a QAT run's mean step "
-                  f"(the last {scheduled['exact_share']:g} of the steps computing the deployed {r} arithmetic: "
+                  f"(the last {100 * scheduled['exact_share']:.0f} % of the steps computing the deployed {r} arithmetic: "
                   f"{exact['ratio_cpu']:.1f}× each; the others fake-quantized: {fake['ratio_cpu']:.1f}× each)"
                   if scheduled else f"{exact['ratio_cpu']:.1f}× CPU ({exact['ratio_wall']:.1f}× wall) with the "
                   f"deployed {r} arithmetic")
