@@ -169,7 +169,7 @@ def fit_lm(model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, teacher: 
     if hidden is not None:
         hidden.attach(model)
     model.train()
-    before_step = getattr(model, "before_train_step", None)  # a QAT graph's exact-integer schedule (quantize/graph.py)
+    before_step = getattr(model, "before_train_step", None)  # a QAT graph's exact-integer schedule (graph.py)
     for step in range(first, settings.steps + 1):
         if before_step is not None:
             before_step(step - 1, settings.steps)

@@ -294,7 +294,7 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
     batches = iter(loader.loader(loader.Batches(data.x, data.y, settings.augment, settings.seed, shard), order,
                                  settings.workers))
     model.train()
-    before_step = getattr(model, "before_train_step", None)  # a QAT graph's exact-integer schedule (quantize/graph.py)
+    before_step = getattr(model, "before_train_step", None)  # a QAT graph's exact-integer schedule (graph.py)
     while done < total:
         if before_step is not None:
             before_step(done, total)

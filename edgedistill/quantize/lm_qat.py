@@ -23,7 +23,8 @@ def qat_lm(float_model: nn.Module, ids: torch.Tensor, targets: torch.Tensor, tea
     """QAT of a copy of `float_model`: the int8 graph (TFLite's int8 spec in `rounding`'s arithmetic) calibrated on
     `calib` windows, activation ranges tracked while training, then the best validation-perplexity weights (the
     calibrated start competes; `checkpoint`: fit_lm's). `exact_share`: the share of steps, the last ones, computing
-    `rounding`'s integers (quantize/qat.py). Returns (QuantStudent in eval mode, LMFitResult); the float model is untouched."""
+    `rounding`'s integers (quantize/qat.py). Returns (QuantStudent in eval mode, LMFitResult); the float model is
+    untouched."""
     q = calibrate(to_quant_student(copy.deepcopy(float_model).eval(), rounding, "off"), calib.int(), method)
     q.set_tracking(True)
     q.exact_share = exact_share
