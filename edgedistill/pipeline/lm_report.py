@@ -271,11 +271,14 @@ def int8_rows_note(metrics: dict) -> list[str]:
     names = {"tflm": "TFLite Micro's", "reference": "LiteRT's reference kernels'", "xnnpack": "LiteRT XNNPACK's"}
     what = (f"computing the integers of {names[q['rounding']]} arithmetic" if q.get("rounding") in names else
             "with fake quantization")
+    share = q.get("exact_share")
+    trained = (f", the last {100 * share:.0f} % of them computing those integers and the others fake-quantized"
+               if q.get("rounding") in names and isinstance(share, (int, float)) and 0 < share < 1 else "")
     return ["", f"The int8 rows score the QAT model {what} on every test position; the exported int8 files compute "
             "the same integers (the parity table below gives the steps between them). QAT trains on from the float "
             "student"
-            + (f" ({steps:,} more steps)" if isinstance(steps, int) else "") + ", so the int8 model can score better "
-            "than the float one; the gate's int8 rise compares the two as trained."]
+            + (f" ({steps:,} more steps{trained})" if isinstance(steps, int) else "") + ", so the int8 model can "
+            "score better than the float one; the gate's int8 rise compares the two as trained."]
 
 
 def causality_line(rows: list[dict] | None) -> list[str]:

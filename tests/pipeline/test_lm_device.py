@@ -36,3 +36,4 @@ def test_with_a_kv_cache_step_judged_the_device_window_figure_is_shown_not_judge
     m = with_lm_device(_metrics("student_kv_int8.tflite"), _device(2.0), "local")
     assert m["speed"]["target"]["tokens_per_s"] == 40.0 and not m["device"]["judged"]
     assert "Shown, not judged" in device_markdown(m["device"])[0]
+
