@@ -195,6 +195,14 @@ def build_cmd(budget_text, device_url, quiet, **options):
     from edgedistill.api import build
     from edgedistill.config import load_config
 
+    if device_url is not None:  # refused before anything is trained (a device that fails later is a warning)
+        from edgedistill.device.runners import runner_scheme
+        from edgedistill.errors import ConfigError, DeviceError
+
+        try:
+            runner_scheme(device_url)
+        except DeviceError as exc:
+            raise ConfigError(f"--device: {exc}") from None
     overrides = build_overrides(options)
     keep_log_in(overrides["out"])
     config = load_config(options["config_file"], overrides, flag_namer(click.get_current_context().command))
@@ -203,7 +211,7 @@ def build_cmd(budget_text, device_url, quiet, **options):
 
     for note in Budget.parse(budget_text or "").looser_than(load_target(config.target)):
         click.echo(f"note: {note}", err=True)
-    res = build(config, budget_text, show_progress=not quiet, device=device_url)
+    res = build(config, budget_text, show_progress=not quiet, device=device_url or None)
     if res is None:  # a rank other than 0 of a distributed build: rank 0 reports
         return
     c = res.search.chosen

@@ -310,9 +310,14 @@ class ADBRunner(DeviceRunner):
         return doc
 
 
-def open_runner(url: str) -> DeviceRunner:
+def runner_scheme(url: str) -> str:
+    """The runner a device URL names (local, ssh, adb). Raises DeviceError for an empty URL or an unknown runner."""
     scheme = url.split("://", 1)[0] if "://" in url else url.split("?", 1)[0]
     if scheme not in RUNNERS:
         raise DeviceError(f"Unknown device {url!r}: use local, ssh://user@host[:port] or adb://SERIAL "
                           f"(known runners: {', '.join(RUNNERS.names())}).")
-    return RUNNERS.get(scheme)(url)
+    return scheme
+
+
+def open_runner(url: str) -> DeviceRunner:
+    return RUNNERS.get(runner_scheme(url))(url)

@@ -35,7 +35,7 @@ from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
 from edgedistill.pipeline.lm_manifest import lm_input_hash, lm_inputs_record, manifest_writer, unchanged
 from edgedistill.pipeline.report import search_section
 from edgedistill.pipeline.search import announce
-from edgedistill.pipeline.lm_report import attach_gate, write_lm_report
+from edgedistill.pipeline.lm_report import attach_gate, report_markdown, write_lm_report
 from edgedistill.pipeline.lm_train import tensors
 from edgedistill.pipeline.rundir import MANIFEST, RunDir, artifact_list, read_manifest
 from edgedistill.students.search import SearchResult, search
@@ -137,9 +137,11 @@ def _on_device(out: Path, url: str, inputs: LMInputs, target: TargetProfile, bud
     and the manifest's file list follow. Returns the new metrics."""
     ids, _ = tensors(inputs.splits.test)
     device = measure_lm_device(url, out, ids.numpy(), target.threads)
-    metrics = attach_gate(with_lm_device(json.loads((out / "metrics.json").read_text()), device, url), budget)
+    metrics = attach_gate(with_lm_device(json.loads((out / "metrics.json").read_text()), device, url,
+                                         target.runtime), budget)
+    report = report_markdown(metrics)  # rendered before anything is written: a failure leaves the files as they were
     write_json(out / "metrics.json", metrics)
-    write_lm_report(metrics, out)
+    (out / "report.md").write_text(report, encoding="utf-8")
     if (out / MANIFEST).exists():
         write_json(out / MANIFEST, {**read_manifest(out), "artifacts": artifact_list(out)})
     return metrics

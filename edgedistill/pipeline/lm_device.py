@@ -33,16 +33,20 @@ def measure_lm_device(url: str, out: Path, test_ids: np.ndarray, threads: int) -
         return {"status": "missing", "url": url, "model": WINDOW_FILE, "error": f"the run has no {WINDOW_FILE}"}
     device = measure_device(url, model, np.ascontiguousarray(test_ids[:DEVICE_WINDOWS], dtype=np.int32), threads)
     if device["status"] == "measured":
-        ms = device["latency_ms"].get("p50") or device["latency_ms"]["mean"]
-        device["tokens_per_s"] = 1000.0 / ms if ms > 0 else None
+        lat = device["latency_ms"]
+        ms = lat.get("p50") if lat.get("p50") is not None else lat.get("mean")
+        device["tokens_per_s"] = 1000.0 / ms if ms else None
     return device
 
 
-def with_lm_device(metrics: dict, device: dict, url: str) -> dict:
+def with_lm_device(metrics: dict, device: dict, url: str, target_runtime: str | None = None) -> dict:
     """A copy of metrics.json with `device` and, where the device timed the judged file, the gate's tokens/s taken
     from it (module doc). A re-check replaces the previous device figures: the judged figure starts again from the
-    host measurement or estimate it had before any device."""
+    host measurement or estimate it had before any device. `target_runtime`: the target profile's runtime ("tflm",
+    "litert"); a device that ran another one (a host's LiteRT for a microcontroller target) gets a warning: its
+    figure is judged, as the user asked, but it is not the target's."""
     m = copy.deepcopy(metrics)
+    device = copy.deepcopy(device)
     t = (m.get("speed") or {}).get("target")
     m["warnings"] = [w for w in m.get("warnings", []) if not w.startswith(DEVICE_WARNINGS)]
     m["device"] = device
@@ -54,13 +58,20 @@ def with_lm_device(metrics: dict, device: dict, url: str) -> dict:
     if device["status"] != "measured":
         m["warnings"].append(f"Device figures are missing: {device['error']}")
         return m
-    judged = t is not None and t.get("file") == WINDOW_FILE
-    if judged and device.get("tokens_per_s"):
+    judged = t is not None and t.get("file") == WINDOW_FILE and bool(device.get("tokens_per_s"))
+    if judged:
+        lat = device["latency_ms"]
         t["tokens_per_s"] = device["tokens_per_s"]
-        t["tokens_per_s_how"] = (f"measured-device ({url}, {WINDOW_FILE}, median of "
-                                 f"{device['latency_ms'].get('runs', '?')} steps)")
-    device["judged"] = bool(judged)
-    if device["parity"].get("passed") is False:
+        t["tokens_per_s_how"] = (f"measured-device ({url}, {WINDOW_FILE}, "
+                                 f"{'median' if lat.get('p50') is not None else 'mean'} of {lat.get('runs', '?')} "
+                                 "steps)")
+    device["judged"] = judged
+    ran = str((device.get("runtime") or {}).get("name") or "")
+    if target_runtime == "tflm" and "micro" not in ran.lower():
+        where = (device.get("device") or {}).get("machine") or "?"
+        m["warnings"].append(f"The device {url} ran the int8 step on {ran or 'an unnamed runtime'} ({where}), not "
+                             "TFLite Micro as the target does: its tokens/s is that machine's, not the target's.")
+    if (device.get("parity") or {}).get("passed") is False:
         m["warnings"].append(f"The device {url} does not reproduce this machine's logits for {WINDOW_FILE} (max "
                              f"|diff| {device['parity'].get('max_abs_diff')}, more than one output step).")
     return m
@@ -72,7 +83,12 @@ def device_markdown(device: dict | None) -> list[str]:
         return []
     if device["status"] != "measured":
         return [f"Device ({device.get('url', '?')}): not measured: {device['error']}."]
-    lat, par = device["latency_ms"], device.get("parity") or {}
+    lat, par = device.get("latency_ms") or {}, device.get("parity") or {}
+    timing = (f"median {_ms(lat.get('p50'))} ms a token" if lat.get("p50") is not None else
+              f"mean {_ms(lat.get('mean'))} ms a token (the device gave no median)")
+    spread = f" (p90 {_ms(lat['p90'])})" if lat.get("p90") is not None else ""
+    tps = device.get("tokens_per_s")
+    rate = f"{tps:,.1f} tokens/s" if tps else "no tokens/s (no positive step time)"
     where = device.get("device") or {}
     what = ", ".join(str(where[k]) for k in ("model", "machine", "cpu", "system") if where.get(k))
     agrees = ("its logits reproduce this machine's within one output step" if par.get("passed") else
@@ -81,8 +97,11 @@ def device_markdown(device: dict | None) -> list[str]:
     runtime = device.get("runtime") or {}
     return [f"Device ({device['runner']['url'] if device.get('runner') else '?'}{'; ' + what if what else ''}): the "
             f"int8 window step ({WINDOW_FILE}) on {runtime.get('name', '?')} {runtime.get('version', '')}, "
-            f"{runtime.get('threads', '?')} thread(s), median {lat['p50']:.4g} ms a token (p90 {lat['p90']:.4g}), "
-            f"{device['tokens_per_s']:,.1f} tokens/s over {lat['runs']} steps on {par.get('samples', '?')} test "
-            f"windows; {agrees}. "
+            f"{runtime.get('threads', '?')} thread(s), {timing}{spread}, {rate} over {lat.get('runs', '?')} steps "
+            f"on {par.get('samples', '?')} test windows; {agrees}. "
             + ("The gate judges this figure." if device.get("judged") else
                "Shown, not judged: the gate judges the KV-cache step, which the device runners do not feed.")]
+
+
+def _ms(v) -> str:
+    return "n/a" if v is None else f"{v:.4g}"

@@ -21,6 +21,7 @@ from edgedistill.gate import markdown as gate_markdown
 from edgedistill.gate_lm import lm_gate
 from edgedistill.lm_metrics import metrics_of, p_text, paired_perplexity_gain
 from edgedistill.pipeline.lm_device import device_markdown
+from edgedistill.report.render import exact_steps_text
 from edgedistill.pipeline.lm_inputs import LMInputs
 from edgedistill.pipeline.lm_samples import samples_markdown
 from edgedistill.pipeline.lm_teacher import LMTeacherOutputs
@@ -271,13 +272,11 @@ def int8_rows_note(metrics: dict) -> list[str]:
     names = {"tflm": "TFLite Micro's", "reference": "LiteRT's reference kernels'", "xnnpack": "LiteRT XNNPACK's"}
     what = (f"computing the integers of {names[q['rounding']]} arithmetic" if q.get("rounding") in names else
             "with fake quantization")
-    share = q.get("exact_share")
-    trained = (f", the last {100 * share:.0f} % of them computing those integers and the others fake-quantized"
-               if q.get("rounding") in names and isinstance(share, (int, float)) and 0 < share < 1 else "")
+    trained = exact_steps_text(q.get("exact_share"), steps) if q.get("rounding") in names else ""
     return ["", f"The int8 rows score the QAT model {what} on every test position; the exported int8 files compute "
             "the same integers (the parity table below gives the steps between them). QAT trains on from the float "
             "student"
-            + (f" ({steps:,} more steps{trained})" if isinstance(steps, int) else "") + ", so the int8 model can "
+            + (f" ({steps:,} more steps{trained})" if isinstance(steps, int) else trained) + ", so the int8 model can "
             "score better than the float one; the gate's int8 rise compares the two as trained."]
 
 

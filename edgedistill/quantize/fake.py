@@ -179,7 +179,9 @@ class _FakeQuant(torch.autograd.Function):
     saved unclamped codes, no boolean mask (a float == float comparison and a bool × float product each cost two to
     three float passes on CPU). `relu`: the ReLU's gradient (x > 0) times the quantizer's, from the saved x · (1/s):
     with the grid starting at 0 (lo = 0) and hi = 255 (odd), 0 < x · (1/s) < 255.5 is exactly x > 0 with
-    nearbyint(x · (1/s)) <= 255 (255.5 rounds half to even, to 256)."""
+    nearbyint(x · (1/s)) <= 255 (255.5 rounds half to even, to 256). One difference from the built-in: a NaN input
+    passes its gradient (the built-in's mask blocks it); its output is NaN either way, and a NaN loss stops training
+    (distill/trainer.py)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, scale: float, zero_point: int, relu: bool = False,

@@ -143,7 +143,8 @@ class QuantGraph(nn.Module):
     def arithmetic_schedule(self) -> dict:
         """What a training checkpoint of this graph depends on beyond its weights: the runtime arithmetic its exact
         steps compute and the share of steps that compute it (distill/resume.py fingerprints)."""
-        return {"rounding": self.rounding, "exact_share": float(self.exact_share)}
+        exact = self.rounding != "float"  # under "float" no step computes a runtime's integers: the share is moot
+        return {"rounding": self.rounding, "exact_share": float(self.exact_share) if exact else None}
 
     def before_train_step(self, done: int, total: int) -> None:
         """Called by the trainers before each optimizer step (`done` steps of `total` taken): the last

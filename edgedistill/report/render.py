@@ -4,6 +4,7 @@ matplotlib, report/plots.py; no scripts); the Markdown carries every figure as t
 from __future__ import annotations
 
 import html
+import math
 
 from edgedistill.agreement import judged_agreement
 from edgedistill.report import plots
@@ -70,13 +71,29 @@ def _conditions(tr: dict | None) -> str:
     # --steps: the steps are what ran (the epoch count rounds them up: 300 steps of 128 on 56,000 words is "1 epoch")
     train = (f"{tr['steps']:,} float optimizer steps at batch {tr['batch_size']}" if tr.get("steps")
              else ep(tr["epochs"], "float"))
-    qat = f"{tr['qat_steps']:,} QAT steps" if tr.get("qat_steps") else ep(tr["qat_epochs"], "QAT")
-    share = tr.get("qat_exact_share")
-    if share is not None and 0 <= share < 1:
-        qat += (f", the last {100 * share:.0f} % of its steps computing the runtime's integers and the others "
-                "fake-quantized" if share > 0 else ", its steps fake-quantized")
+    qat = (f"{tr['qat_steps']:,} QAT step" + ("" if tr["qat_steps"] == 1 else "s") if tr.get("qat_steps")
+           else ep(tr["qat_epochs"], "QAT"))
+    qat += exact_steps_text(tr.get("qat_exact_share"), tr.get("qat_steps_run"))
     return (f" (both: {train} + {qat}, augmentation: {tr['augment']}; "
             f"student loss {loss}, teacher outputs {tr['teacher_outputs']})")
+
+
+def exact_steps_text(share, steps) -> str:
+    """", the last N of its M steps computing the runtime's integers and the others fake-quantized" (QAT's
+    quant.exact_share schedule, quantize/graph.py: the last ceil(share · M) steps); "" where every step computed them
+    or nothing says (a float-rounding run, an older run); in percent where the step count is unknown."""
+    if share is None or share >= 1:
+        return ""
+    if isinstance(steps, int) and steps > 0:
+        exact = min(steps, math.ceil(share * steps))
+        if exact >= steps:
+            return ""
+        return (", its steps fake-quantized" if exact == 0 else
+                f", the last {exact:,} of its {steps:,} steps computing the runtime's integers and the others "
+                "fake-quantized")
+    return (", its steps fake-quantized" if share <= 0 else
+            f", the last {100 * share:.3g} % of its steps computing the runtime's integers and the others "
+            "fake-quantized")
 
 
 def tuning_line(tu: dict) -> str:

@@ -36,7 +36,8 @@ def _training(metrics: dict) -> dict:
     obj = (metrics.get("student") or {}).get("objective") or {}
     sched = tr.get("schedule") or {}
     return {"epochs": tr.get("epochs"), "qat_epochs": tr.get("qat_epochs"), "qat_steps": tr.get("qat_steps"),
-            "qat_exact_share": tr.get("qat_exact_share"), "augment": tr.get("augment_text"),
+            "qat_exact_share": tr.get("qat_exact_share"), "qat_steps_run": (metrics.get("int8") or {}).get(
+                "qat_steps_run"), "augment": tr.get("augment_text"),
             "steps": sched.get("steps"), "batch_size": sched.get("batch_size"), "schedule_how": sched.get("how"),
             "teacher_outputs": tr.get("teacher_outputs"), "loss": obj.get("loss"),
             "temperature": obj.get("temperature"), "alpha": obj.get("alpha"), "twin": tr.get("twin")}

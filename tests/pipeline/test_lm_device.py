@@ -37,3 +37,37 @@ def test_with_a_kv_cache_step_judged_the_device_window_figure_is_shown_not_judge
     assert m["speed"]["target"]["tokens_per_s"] == 40.0 and not m["device"]["judged"]
     assert "Shown, not judged" in device_markdown(m["device"])[0]
 
+
+
+def test_a_device_without_a_median_or_p90_still_reports():
+    """Android's benchmark_model reports no p90 (device/runners.py); a device may give a mean only."""
+    d = _device(2.0)
+    d["latency_ms"].update(p90=None, p99=None)
+    line = device_markdown(with_lm_device(_metrics(), d, "adb://x")["device"])[0]
+    assert "median 2 ms a token" in line and "p90" not in line
+    d["latency_ms"]["p50"] = None
+    m = with_lm_device(_metrics(), d, "adb://x")
+    assert "mean 2 ms a token (the device gave no median)" in device_markdown(m["device"])[0]
+    assert m["speed"]["target"]["tokens_per_s_how"].startswith("measured-device (adb://x, student_int8.tflite, mean")
+
+
+def test_a_device_that_is_not_the_targets_runtime_is_named_in_a_warning():
+    d = {**_device(), "device": {"machine": "x86_64"}}
+    m = with_lm_device(_metrics(), d, "local", "tflm")
+    assert any("not TFLite Micro as the target does" in w and "x86_64" in w for w in m["warnings"])
+    assert not any("TFLite Micro" in w for w in with_lm_device(_metrics(), d, "local", "litert")["warnings"])
+    again = with_lm_device(m, d, "local", "litert")  # a re-check replaces the device's warnings
+    assert not any("TFLite Micro" in w for w in again["warnings"])
+
+
+def test_an_empty_or_unknown_device_url_is_refused_before_anything_runs(tmp_path):
+    from click.testing import CliRunner
+
+    from edgedistill.cli import main
+
+    for url in ("", "foo://bar", "usb"):
+        out = tmp_path / "out"
+        r = CliRunner().invoke(main, ["build", "--device", url, "--out", str(out), "--quiet"])
+        assert r.exit_code == 2, r.output
+        assert "--device" in r.output and "Unknown device" in r.output and "Traceback" not in r.output
+        assert not out.exists() and not out.with_name("out.partial").exists()

@@ -136,13 +136,25 @@ def test_fake_quant_gradient_is_torchs(scale, zero_point):
         assert torch.equal(x.grad, x3.grad)
 
 
-@pytest.mark.parametrize("share, says", [(0.25, "the last 25 % of its steps computing the runtime's integers"),
-                                         (0.0, "its steps fake-quantized"), (1.0, None), (None, None)])
-def test_the_report_conditions_say_which_qat_steps_computed_the_integers(share, says):
+@pytest.mark.parametrize("share, steps, says", [
+    (0.25, None, "the last 25 % of its steps computing the runtime's integers"),
+    (0.25, 393, "the last 99 of its 393 steps computing the runtime's integers"),
+    (1e-9, 10, "the last 1 of its 10 steps"), (0.25, 2, "the last 1 of its 2 steps"), (0.999, 10, None),
+    (0.0, 10, "its steps fake-quantized"), (0.0, None, "its steps fake-quantized"), (1.0, 5, None), (None, 5, None)])
+def test_the_report_conditions_say_which_qat_steps_computed_the_integers(share, steps, says):
+    """As many steps as the schedule ran exact (QuantStudent.before_train_step: the last ceil(share · steps))."""
     from edgedistill.report.render import _conditions
 
+    q = _quant_decoder("tflm")
+    if steps:  # the count the report states is the one the schedule runs
+        q.exact_share = share if share is not None else 1.0
+        ran = 0
+        for done in range(steps):
+            q.before_train_step(done, steps)
+            ran += q.exact_in_training
+        assert (says or "").startswith(f"the last {ran} of") or ran in (0, steps)
     line = _conditions({"epochs": 4, "qat_epochs": 1, "qat_steps": None, "qat_exact_share": share,
-                        "augment": "none", "loss": "kd", "temperature": 2.0, "alpha": 0.5,
+                        "qat_steps_run": steps, "augment": "none", "loss": "kd", "temperature": 2.0, "alpha": 0.5,
                         "teacher_outputs": "cached per sample"})
     assert "1 QAT epoch" in line
     if says is None:
