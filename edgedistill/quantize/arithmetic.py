@@ -89,7 +89,7 @@ def _fixed_point_matmul(rounding: str = "double", fully_connected: str | None = 
     kernel rounds once, the optimized one through ruy)."""
     def matmul(acc, grid_a: tuple[float, int], grid_b: tuple[float, int], grid_out: tuple[float, int],
                batched: bool = True):
-        multiplier = grid_a[0] * grid_b[0] / grid_out[0]
+        multiplier = mcu.matmul_multiplier(grid_a[0], grid_b[0], grid_out[0])
         return mcu.matmul_tflm(acc, multiplier, grid_out[1], batched,
                                rounding if batched else (fully_connected or rounding))
     return matmul

@@ -300,11 +300,20 @@ def hard_swish_table(s_in: float, zp_in: int, s_out: float, zp_out: int) -> np.n
 
 
 @torch.no_grad()
+def matmul_multiplier(s_a: float, s_b: float, s_out: float) -> float:
+    """The real multiplier of BATCH_MATMUL and of a per-tensor FULLY_CONNECTED (a runtime weight operand), as
+    GetQuantizedConvolutionMultipler computes it (tflite/kernels/kernel_util.cc, which LiteRT and TFLite Micro share):
+    the two input scales multiplied in float32, then divided by the output scale in double. Forming the product in
+    double instead gave a 31-bit multiplier 29 units lower on a trained decoder's attention (m0 1,152,961,282 for
+    1,152,961,311), which wrote code 83 where LiteRT wrote 84 (accumulator 21,456) and failed parity by 2 steps."""
+    return float(np.float32(s_a) * np.float32(s_b)) / float(np.float32(s_out))
+
+
 def matmul_tflm(acc: torch.Tensor, multiplier: float, zp_out: int, batched: bool = True,
                 rounding: str = "double") -> torch.Tensor:
     """int8 codes (as float) of a matmul of two activations from its exact accumulator of zero-point-free codes:
-    MultiplyByQuantizedMultiplier with the per-tensor multiplier s_a · s_b / s_out (reference batch_matmul.h,
-    fully_connected.h), `rounding` "double" (TFLite Micro), "single" or "ruy" (LiteRT's optimized kernels).
+    MultiplyByQuantizedMultiplier with the per-tensor multiplier s_a · s_b / s_out (`matmul_multiplier`; reference
+    batch_matmul.h, fully_connected.h), `rounding` "double" (TFLite Micro), "single" or "ruy" (LiteRT's optimized kernels).
     `batched`: BATCH_MATMUL, else FULLY_CONNECTED with a runtime weight operand (the same arithmetic here). `acc`:
     int64, or a float tensor of integers (computed as requantize_tflm says)."""
     m0, shift = _multiplier(float(multiplier))

@@ -169,3 +169,83 @@ def test_the_decoder_file_masks_by_add_not_select(planted):
     """The causal mask reaches the file as ADD (inside XNNPACK's partitions), with no SELECT_V2 left."""
     ops = LiteRTRunner(planted[3]).op_names()
     assert "SELECT_V2" not in ops and ops.count("SOFTMAX") == 2, ops
+
+
+
+def test_a_matmul_multiplier_is_the_float32_product_of_its_input_scales():
+    """GetQuantizedConvolutionMultipler (tflite/kernels/kernel_util.cc; LiteRT and TFLite Micro) multiplies the input
+    scales in float32 and divides in double. Observed on ai-edge-litert 2.3.0 (its builtin FULLY_CONNECTED, with and
+    without XNNPACK) in a trained decoder's one-head attention: scales 0.003188971 · 0.02327987 / 0.07079723 (these
+    float32 values), accumulator 21,456, output zero point 61: LiteRT wrote 84. The double product's multiplier
+    (m0 1,152,961,282) gives 83; the float32 product's (1,152,961,311) gives 84 (ruy's two roundings: 11,519.5003
+    rounds to 11,520, which is 22.5 after the shift by 9, rounded up)."""
+    from edgedistill.quantize import mcu
+    from edgedistill.quantize.arithmetic import ARITHMETIC
+
+    sa, sb, so = 0.003188971197232604, 0.023279869928956032, 0.07079722732305527
+    assert _m0(mcu.matmul_multiplier(sa, sb, so)) == 1_152_961_311 and _m0(sa * sb / so) == 1_152_961_282
+    acc = torch.tensor([[21456.0]], dtype=torch.float64)
+    # LiteRT's builtin FULLY_CONNECTED (ruy), which the xnnpack arithmetic computes for a runtime weight operand
+    assert int(ARITHMETIC.get("xnnpack").matmul(acc, (sa, -14), (sb, 1), (so, 61), batched=False)) == 84
+    assert int(mcu.matmul_tflm(acc, sa * sb / so, 61, False, "ruy")) == 83
+
+def _m0(multiplier: float) -> int:
+    from edgedistill.quantize import mcu
+
+    return int(mcu.quantize_multiplier(np.array([multiplier]))[0][0])
+
+
+@pytest.mark.parametrize("runner, arithmetic", [(LiteRTRunner, "xnnpack"), (LiteRTReferenceRunner, "reference")])
+def test_a_one_head_attention_forms_its_matmul_multiplier_as_the_kernel_does(tmp_path, runner, arithmetic):
+    """One head: Q·Kᵀ is a FULLY_CONNECTED with a runtime weight operand, whose multiplier LiteRT and TFLite Micro form
+    as GetQuantizedConvolutionMultipler does: the input scales' product in float32, then divided in double
+    (quantize/mcu.matmul_multiplier). A scores grid is planted where that multiplier and the double product's differ
+    in their 31-bit form; on every element of the file's FULLY_CONNECTED output (read from the interpreter, fed 48
+    windows) QAT's arithmetic gives the runtime's code, where the double product misses some (a trained decoder's
+    attention failed parity by 2 steps that way)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgedistill.quantize.arithmetic import ARITHMETIC
+    from edgedistill.quantize.mcu import matmul_multiplier
+
+    torch.set_num_threads(1)
+    torch.manual_seed(5)
+    m = decoder((L,), V, 32, 1, V, heads=1).eval()
+    for p in m.parameters():
+        p.data.normal_(0.0, 0.3)
+    x = torch.randint(1, V, (48, L), generator=torch.Generator().manual_seed(5), dtype=torch.int32)
+    q = calibrate(to_quant_student(m, arithmetic), x)
+    attn = next(op for op in q.modules() if type(op).__name__ == "Attention")
+    sa, sb = float(attn.q.out_q.scale), float(attn.k.out_q.scale)
+    base = float(attn.scores.out_q.scale) / 8  # a finer grid: larger codes, so near-ties occur
+    planted = next(s for s in (float(np.float32(base * (1 + i * 3e-7))) for i in range(2000))
+                   if _m0(matmul_multiplier(sa, sb, s)) != _m0(sa * sb / s))
+    attn.scores.out_q.scale.fill_(planted)
+    path = tmp_path / "one_head.tflite"
+    export_tflite_int8(q, (L,), path)
+    resolver = {} if runner is LiteRTRunner else {"experimental_op_resolver_type": OpResolverType.BUILTIN_REF}
+    it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True, num_threads=1, **resolver)
+    it.allocate_tensors()
+    details = it.get_tensor_details()
+    produced = {t for o in it._get_ops_details() for t in o["outputs"]}
+    fc = next(o for o in it._get_ops_details() if o["op_name"] == "FULLY_CONNECTED" and o["inputs"][1] in produced)
+    grids = [(float(details[i]["quantization_parameters"]["scales"][0]),
+              int(details[i]["quantization_parameters"]["zero_points"][0]))
+             for i in (fc["inputs"][0], fc["inputs"][1], fc["outputs"][0])]
+    assert grids[2][0] == planted
+    ours = double = 0
+    seen = 0
+    for w in x.numpy():
+        it.set_tensor(it.get_input_details()[0]["index"], w[None])
+        it.invoke()
+        a, b, out = (it.get_tensor(i).astype(np.int64) for i in (fc["inputs"][0], fc["inputs"][1], fc["outputs"][0]))
+        acc = (a.reshape(-1, a.shape[-1]) - grids[0][1]) @ (b.reshape(-1, b.shape[-1]) - grids[1][1]).T
+        acc = torch.from_numpy(acc).double()
+        got = torch.from_numpy(out.reshape(acc.shape)).double()
+        ours += int((ARITHMETIC.get(arithmetic).matmul(acc, *grids, batched=False).double() != got).sum())
+        rounding = "ruy" if arithmetic == "xnnpack" else "single"
+        from edgedistill.quantize import mcu
+        double += int((mcu.matmul_tflm(acc, grids[0][0] * grids[1][0] / grids[2][0], grids[2][1], False,
+                                       rounding).double() != got).sum())
+        seen += got.numel()
+    assert ours == 0, f"{ours} of {seen} codes differ from {runner.__name__}'s"
