@@ -37,11 +37,10 @@ def print_lm_summary(m: dict, out, command: str = "distill") -> None:
         mark = "not judged" if not c.get("judged", True) else "PASS" if c["passed"] else "FAIL"
         v = c["value"]
         unit = " tokens/s" if c["unit"] == "/s" else c["unit"]
-        value = "n/a" if v is None else f"{int(v):,} B" if c["unit"] == "B" else f"{v:.4g}{unit}"
-        # a figure estimated for a device, not measured here, says so (the how: "estimated on cortex-m4 (...)")
-        how = c.get("how") or ""
-        where = f" ({how.split(' (')[0]})" if how.startswith("estimated") else ""
-        console.print(f"gate {mark}: {c['name']} = {value}{where}", markup=False, highlight=False)
+        value = ("n/a" if v is None else ("yes" if v else "no") if isinstance(v, bool) else
+                 f"{int(v):,} B" if c["unit"] == "B" else f"{v:.4g}{unit}")
+        console.print(f"gate {mark}: {c['name']} = {value}{_where(c.get('how') or '')}", markup=False,
+                      highlight=False)
     failed = [c["name"] for c in m["gate"]["checks"] if c.get("judged", True) and not c["passed"]]
     console.print(f"### edgedistill gate: {'PASS' if m['gate']['passed'] else 'FAIL'}"  # the classifier build's line
                   + (f" ({', '.join(failed)})" if failed else ""), markup=False, highlight=False)
@@ -228,3 +227,15 @@ def print_profile(rep: dict, echo) -> None:
             echo(f"    {what}: {why}")
     elif rep["format"] == "tflite" and rep["estimate"] is None:
         echo(f"  [estimated] not available: target {rep['target']} has no {rep['precision']} throughput figure")
+
+
+def _where(how: str) -> str:
+    """Where a gate row's figure comes from, in the terminal's words: " (estimated on cortex-m4)", " (measured on
+    the device local)", " (measured on this host)"; "" for figures with no such origin."""
+    if how.startswith("estimated"):
+        return f" ({how.split(' (')[0]})"
+    if how.startswith("measured-device ("):
+        return f" (measured on the device {how[len('measured-device ('):].split(',')[0]})"
+    if how.startswith("measured-host"):
+        return " (measured on this host)"
+    return ""

@@ -60,6 +60,13 @@ def speed_rows(metrics: dict, budget: Budget) -> list[Check]:
     run without an int8 file (no `speed` section) shows the rows as missing, or fails those its budget limits."""
     speed = metrics.get("speed") or {}
     t = speed.get("target") or {}
+    if not speed and (metrics.get("int8") or {}).get("parity_passed") is False:
+        # nothing was timed or sized because the files failed parity: that row fails the gate; these say why they
+        # are empty instead of failing as three more missing figures
+        why = "not measured: the int8 files failed parity (the parity row)"
+        return [Check(name, None, None, True, why, judged=False, unit=unit) for name, unit in
+                (("tokens/s", "/s"), ("latency per token", "ms"), ("flash", "B"), ("ram", "B"),
+                 ("macs per token", ""))]
     tps, how = t.get("tokens_per_s"), t.get("tokens_per_s_how") or "no int8 file was timed (float-only run)"
     fit = {f["check"]: f for f in t.get("fit", [])}
     flash, ram = (fit.get("flash") or {}).get("value"), (fit.get("ram") or {}).get("value")

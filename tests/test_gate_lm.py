@@ -240,3 +240,20 @@ def test_the_lm_gate_judges_parity_and_causality(int8, passed):
     m = dict(_metrics(100.0, 101.0, GAIN), int8=int8)
     assert _row(lm_gate(m), "parity").passed is passed
     assert lm_gate(_metrics(100.0, gain=GAIN)).checks[1].name != "parity"  # a float-only run has no int8 files
+
+
+def test_a_run_whose_files_failed_parity_fails_on_parity_alone():
+    """A newcomer's failed build showed flash and ram 'missing ... FAIL' beside the parity failure: one failure read
+    as three. The files were never sized or timed because parity failed; those rows now say so, unjudged."""
+    from edgedistill.budget import Budget
+
+    m = _metrics(100.0, 101.0, GAIN)
+    m["int8"] = {"parity_passed": False, "parity": [{"artifact": "tflite-int8", "runtime": "litert", "checked": True,
+                                                     "passed": False, "top1_agreement": 100.0, "max_steps": 2.0}]}
+    v = lm_gate(m, Budget.parse("flash=1MB,ram=256KB,tokens_per_s=2"))
+    assert not v.passed
+    for name in ("flash", "ram", "tokens/s"):
+        row = _row(v, name)
+        assert row.judged is False and "failed parity" in row.how
+    assert [c.name for c in v.checks if c.judged and not c.passed] == [
+        c.name for c in v.checks if c.judged and not c.passed and "parity" in c.name]

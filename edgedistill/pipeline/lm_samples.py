@@ -83,11 +83,13 @@ def lm_samples(tflite_int8: Path, tokenizer: VocabTokenizer, teacher, test: Toke
 
 
 def samples_note(metrics: dict) -> str | None:
-    """Why report.md shows no sample continuations (None where it shows some): no int8 TFLite file (a float-only
-    run, --formats onnx), or no test window with the prompt's tokens and a continuation."""
+    """Why report.md shows no sample continuations (None where it shows some): the int8 files failed parity, no int8
+    TFLite file (a float-only run, --formats onnx), or no test window with the prompt's tokens and a continuation."""
     if metrics.get("samples"):
         return None
     names = {a.get("name") for a in (metrics.get("int8") or {}).get("artifacts", []) if isinstance(a, dict)}
+    if (metrics.get("int8") or {}).get("parity_passed") is False:
+        return "No sample continuations: the int8 files failed parity (the parity table), so none was run."
     if "tflite-int8" not in names:
         return "No sample continuations: they come from the int8 TFLite file, which this run did not write."
     return (f"No sample continuations: no test window holds {PROMPT_TOKENS} prompt tokens (none unknown) followed by "

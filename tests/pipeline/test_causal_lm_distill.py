@@ -408,3 +408,5 @@ def test_a_report_without_samples_says_why():
     assert "did not write" in samples_note({})  # float only: no int8 section
     assert "did not write" in samples_note({"int8": {"artifacts": [{"name": "onnx-int8"}]}})
     assert "too short" in samples_note({"int8": {"artifacts": [{"name": "tflite-int8"}]}, "samples": []})
+    failed = {"int8": {"artifacts": [{"name": "tflite-int8"}], "parity_passed": False}, "samples": []}
+    assert "failed parity" in samples_note(failed)  # not "too short": a newcomer's failed build said so

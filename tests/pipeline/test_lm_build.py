@@ -110,6 +110,7 @@ def test_device_measures_the_int8_step_and_the_gate_judges_it(world, tmp_path):
     report = (out / "report.md").read_text()
     assert "Device (local" in report and "The gate judges this figure." in report
     assert "nothing changed: re-checked only" in r.output
+    assert "tokens/s" in r.output and "(measured on the device local)" in r.output  # the terminal says where
     # the manifest still verifies the files as they are now (metrics.json and report.md rewritten): a third run
     # trains nothing again
     r2, _ = _rerun_in_place(world, out)
