@@ -35,7 +35,9 @@ def run_file(path: Path) -> Path:
         finished = unfinished.with_name(unfinished.name[:-len(".partial")])
         raise ConfigError(f"{unfinished} is an unfinished run's working directory: the run was interrupted or failed "
                           "(a parity failure keeps its files there for inspection), so its figures are not a finished "
-                          f"run's and the gate does not judge them. Re-run (it resumes) and gate {finished}.")
+                          "run's and the gate does not judge them. Re-run an interrupted run (it resumes); a run that failed parity "
+                          "fails again as it is, and its report.md there says which file and runtime. Gate "
+                          f"{finished} once a run has completed.")
     if not path.is_dir():
         return path
     lm, report = is_lm_run(path / "metrics.json"), (path / "report.json").exists()
