@@ -22,7 +22,9 @@ kernels compute, with a straight-through gradient. Each entry gives the same fiv
 * `softmax16(codes, s_in)`: SOFTMAX int16 -> int16 onto (1/32768, 0): the reference kernel on every runtime, its
   exp and 1/(1 + x) tables built in float32 (TFLite Micro) or float64 (LiteRT) (quantize/int16_kernels.py);
 * `matmul16(acc, multiplier)`: BATCH_MATMUL int16 x int16 -> int16 from its exact int64 accumulator (the same
-  reference kernel everywhere).
+  reference kernel everywhere);
+* `matmul_multiplier(s_a, s_b, s_out)`: how the runtime forms a matmul's real multiplier (mcu.matmul_multiplier:
+  the scales' product in float32 on LiteRT, the whole quotient in double on TFLite Micro).
 
 Codes come back as float tensors (int64 for `requantize`, a NumPy int64 array for `table`).
 """
@@ -51,6 +53,7 @@ class Arithmetic:
     binary16: Callable
     softmax16: Callable
     matmul16: Callable
+    matmul_multiplier: Callable = mcu.matmul_multiplier  # (s_a, s_b, s_out) -> the runtime's real multiplier
 
 
 ARITHMETIC: Registry[Arithmetic] = Registry("integer arithmetic")
@@ -82,14 +85,15 @@ def _tflm_mean(total, count: int, grid_in: tuple[float, int], grid_out: tuple[fl
     return mcu.mean_tflm(total, count, grid_in[0], *grid_out)
 
 
-def _fixed_point_matmul(rounding: str = "double", fully_connected: str | None = None):
-    """A matmul requantized by MultiplyByQuantizedMultiplier with s_a · s_b / s_out: `rounding` for BATCH_MATMUL
-    (LiteRT's builtin BATCH_MATMUL int8 is its reference kernel in every build: gemmlowp's double rounding), and
-    `fully_connected` (default: the same) for FULLY_CONNECTED with a runtime weight operand (LiteRT's reference
-    kernel rounds once, the optimized one through ruy)."""
+def _fixed_point_matmul(rounding: str = "double", fully_connected: str | None = None, product: str = "float32"):
+    """A matmul requantized by MultiplyByQuantizedMultiplier with s_a · s_b / s_out (`product`: how the runtime
+    forms it, mcu.matmul_multiplier): `rounding` for BATCH_MATMUL (LiteRT's builtin BATCH_MATMUL int8 is its
+    reference kernel in every build: gemmlowp's double rounding), and `fully_connected` (default: the same) for
+    FULLY_CONNECTED with a runtime weight operand (LiteRT's reference kernel rounds once, the optimized one through
+    ruy)."""
     def matmul(acc, grid_a: tuple[float, int], grid_b: tuple[float, int], grid_out: tuple[float, int],
                batched: bool = True):
-        multiplier = mcu.matmul_multiplier(grid_a[0], grid_b[0], grid_out[0])
+        multiplier = mcu.matmul_multiplier(grid_a[0], grid_b[0], grid_out[0], product)
         return mcu.matmul_tflm(acc, multiplier, grid_out[1], batched,
                                rounding if batched else (fully_connected or rounding))
     return matmul
@@ -121,16 +125,18 @@ ARITHMETIC.register("tflm", "TFLite Micro (and LiteRT's reference kernels): fixe
     table=_lut(_tflm_table),
     requantize=mcu.requantize_codes,
     quantize=mcu.quantize,
-    matmul=_fixed_point_matmul(),
+    matmul=_fixed_point_matmul(product="double"),
     softmax=softmax_kernels.softmax_reference,
     rsqrt16=int16_kernels.rsqrt16_tflm,
     binary16=functools.partial(mcu.binary_tflm, bits=16),
     softmax16=int16_kernels.softmax16_tflm,
-    matmul16=int16_kernels.matmul16))
+    matmul16=int16_kernels.matmul16,
+    matmul_multiplier=functools.partial(mcu.matmul_multiplier, product="double")))
 
 ARITHMETIC.register("reference", "LiteRT's reference kernels (BUILTIN_REF): TFLite Micro's arithmetic, except that "
-                                 "FULLY_CONNECTED rounds once at the float64 multiplier and MUL forms its multiplier "
-                                 "in float32")(Arithmetic(
+                                 "FULLY_CONNECTED rounds once at the float64 multiplier, MUL forms its multiplier "
+                                 "in float32, and a matmul's multiplier takes its scales' product in float32 "
+                                 "(mcu.matmul_multiplier)")(Arithmetic(
     conv=functools.partial(mcu.requantize_tflm, rounding=mcu.REFERENCE_ROUNDING),
     binary=functools.partial(mcu.binary_tflm, mul_float32=True, sub_float32=False),
     mean=_tflm_mean,

@@ -43,7 +43,6 @@ import torch
 from edgedistill.quantize.attention_ops import Attention
 from edgedistill.quantize.fake import ActQuant
 from edgedistill.quantize.int16_ops import Narrow, Widen
-from edgedistill.quantize.mcu import matmul_multiplier
 from edgedistill.quantize.ops import GraphOp
 
 PROBS16_GRID = (1.0 / 32768.0, 0)  # SOFTMAX int16's only output grid (module doc)
@@ -77,7 +76,7 @@ class MatMul16(GraphOp):
         # |code| <= 32768: a sum of K products stays below 2^53 while K < 2^23, exact in float64
         acc = (_codes16(a, qa).double() @ _codes16(b, qb).double()).to(torch.int64)
         so = float(self.out_q.scale)
-        multiplier = matmul_multiplier(float(qa.scale), float(qb.scale), so)  # float32 product, as the kernel
+        multiplier = self.arithmetic.matmul_multiplier(float(qa.scale), float(qb.scale), so)  # as the runtime
         return self.arithmetic.matmul16(acc, multiplier) * so
 
 

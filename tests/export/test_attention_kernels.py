@@ -172,9 +172,9 @@ def test_the_decoder_file_masks_by_add_not_select(planted):
 
 
 
-def test_a_matmul_multiplier_is_the_float32_product_of_its_input_scales():
-    """GetQuantizedConvolutionMultipler (tflite/kernels/kernel_util.cc; LiteRT and TFLite Micro) multiplies the input
-    scales in float32 and divides in double. Observed on ai-edge-litert 2.3.0 (its builtin FULLY_CONNECTED, with and
+def test_a_matmul_multiplier_is_formed_as_each_runtime_forms_it():
+    """LiteRT's GetQuantizedConvolutionMultipler (tflite/kernels/kernel_util.cc) multiplies the input scales in
+    float32 and divides in double. Observed on ai-edge-litert 2.3.0 (its builtin FULLY_CONNECTED, with and
     without XNNPACK) in a trained decoder's one-head attention: scales 0.003188971 · 0.02327987 / 0.07079723 (these
     float32 values), accumulator 21,456, output zero point 61: LiteRT wrote 84. The double product's multiplier
     (m0 1,152,961,282) gives 83; the float32 product's (1,152,961,311) gives 84 (ruy's two roundings: 11,519.5003
@@ -188,6 +188,10 @@ def test_a_matmul_multiplier_is_the_float32_product_of_its_input_scales():
     # LiteRT's builtin FULLY_CONNECTED (ruy), which the xnnpack arithmetic computes for a runtime weight operand
     assert int(ARITHMETIC.get("xnnpack").matmul(acc, (sa, -14), (sb, 1), (so, 61), batched=False)) == 84
     assert int(mcu.matmul_tflm(acc, sa * sb / so, 61, False, "ruy")) == 83
+    # TFLite Micro (the interpreter installed here) forms the quotient in double: on the decoder that separated the
+    # two forms, its logits matched the double form on every test window and the float32 form missed two by 2 steps
+    assert ARITHMETIC.get("tflm").matmul_multiplier(sa, sb, so) == sa * sb / so
+    assert ARITHMETIC.get("reference").matmul_multiplier(sa, sb, so) == mcu.matmul_multiplier(sa, sb, so)
 
 def _m0(multiplier: float) -> int:
     from edgedistill.quantize import mcu
