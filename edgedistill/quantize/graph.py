@@ -152,7 +152,9 @@ class QuantGraph(nn.Module):
         Fake quantization differs from the runtime's integers by at most a step or so per op, and costs a third to
         a half of a step that computes them (tools/bench_qat_step.py); the last steps then settle the weights on
         the deployed arithmetic, and every validation point scores the weights in it."""
-        self.set_exact_training(done >= total - math.ceil(self.exact_share * total))
+        on = done >= total - math.ceil(self.exact_share * total)
+        if on != self.exact_in_training:  # a walk over every op only where the schedule switches
+            self.set_exact_training(on)
 
     def grid_of(self, value: str) -> ActQuant:
         """The quantizer of a graph value's int8 grid."""
