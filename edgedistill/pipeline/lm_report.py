@@ -21,12 +21,12 @@ from edgedistill.gate import markdown as gate_markdown
 from edgedistill.gate_lm import lm_gate
 from edgedistill.lm_metrics import metrics_of, p_text, paired_perplexity_gain
 from edgedistill.pipeline.lm_device import device_markdown
-from edgedistill.report.render import exact_steps_text
 from edgedistill.pipeline.lm_inputs import LMInputs
 from edgedistill.pipeline.lm_samples import samples_markdown
 from edgedistill.pipeline.lm_teacher import LMTeacherOutputs
 from edgedistill.pipeline.lm_train import LMTrained
 from edgedistill.pipeline.report import TWIN_LOSS
+from edgedistill.report.render import exact_steps_text
 from edgedistill.sanity import student_not_smaller_warning
 from edgedistill.students import count_params
 
