@@ -100,7 +100,8 @@ def device_markdown(device: dict | None) -> list[str]:
             f"{runtime.get('threads', '?')} thread(s), {timing}{spread}, {rate} over {lat.get('runs', '?')} steps "
             f"on {par.get('samples', '?')} test windows; {agrees}. "
             + ("The gate judges this figure." if device.get("judged") else
-               "Shown, not judged: the gate judges the KV-cache step, which the device runners do not feed.")]
+               "Shown, not judged: " + ("the gate judges the KV-cache step, which the device runners do not feed."
+                                        if tps else "no step time to judge."))]
 
 
 def _ms(v) -> str:
