@@ -201,12 +201,12 @@ def _m0(multiplier: float) -> int:
 
 @pytest.mark.parametrize("runner, arithmetic", [(LiteRTRunner, "xnnpack"), (LiteRTReferenceRunner, "reference")])
 def test_a_one_head_attention_forms_its_matmul_multiplier_as_the_kernel_does(tmp_path, runner, arithmetic):
-    """One head: Q·Kᵀ is a FULLY_CONNECTED with a runtime weight operand, whose multiplier LiteRT and TFLite Micro form
-    as GetQuantizedConvolutionMultipler does: the input scales' product in float32, then divided in double
+    """One head: Q·Kᵀ is a FULLY_CONNECTED with a runtime weight operand, whose multiplier LiteRT forms as
+    GetQuantizedConvolutionMultipler does: the input scales' product in float32, then divided in double
     (quantize/mcu.matmul_multiplier). A scores grid is planted where that multiplier and the double product's differ
     in their 31-bit form; on every element of the file's FULLY_CONNECTED output (read from the interpreter, fed 48
-    windows) QAT's arithmetic gives the runtime's code, where the double product misses some (a trained decoder's
-    attention failed parity by 2 steps that way)."""
+    windows) QAT's arithmetic gives the runtime's code. (Random inputs rarely land where the two forms round apart;
+    the observed case is the test above.)"""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from edgedistill.quantize.arithmetic import ARITHMETIC
@@ -237,8 +237,7 @@ def test_a_one_head_attention_forms_its_matmul_multiplier_as_the_kernel_does(tmp
               int(details[i]["quantization_parameters"]["zero_points"][0]))
              for i in (fc["inputs"][0], fc["inputs"][1], fc["outputs"][0])]
     assert grids[2][0] == planted
-    ours = double = 0
-    seen = 0
+    ours = seen = 0
     for w in x.numpy():
         it.set_tensor(it.get_input_details()[0]["index"], w[None])
         it.invoke()
@@ -247,9 +246,5 @@ def test_a_one_head_attention_forms_its_matmul_multiplier_as_the_kernel_does(tmp
         acc = torch.from_numpy(acc).double()
         got = torch.from_numpy(out.reshape(acc.shape)).double()
         ours += int((ARITHMETIC.get(arithmetic).matmul(acc, *grids, batched=False).double() != got).sum())
-        rounding = "ruy" if arithmetic == "xnnpack" else "single"
-        from edgedistill.quantize import mcu
-        double += int((mcu.matmul_tflm(acc, grids[0][0] * grids[1][0] / grids[2][0], grids[2][1], False,
-                                       rounding).double() != got).sum())
         seen += got.numel()
     assert ours == 0, f"{ours} of {seen} codes differ from {runner.__name__}'s"
