@@ -251,7 +251,7 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return 100.0 * float((logits.argmax(1) == y).float().mean())
 
 
-ProgressFn = Callable[[int, float, float | None], None]  # (samples done in this call, loss, val acc or None)
+ProgressFn = Callable[[int, float | None, float | None], None]  # (samples done in this call, loss, val acc)
 
 
 def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tensor, objective: Objective,
@@ -286,6 +286,8 @@ def fit(model: nn.Module, data: TrainSet, val_x: torch.Tensor, val_y: torch.Tens
     if state is not None:
         pos = _restore(state, model, step_fn, sched, result)
         result.resumed_from_step, result.resumed_from_epoch = pos.step, pos.step // per_epoch
+        if progress:
+            _report_resumed(progress, pos.step, per_epoch, n, bs)
     gen.set_state(pos.generator)
     done, trained, t_train = pos.step, 0, 0.0
     loss_sum, seen, t_seg = torch.zeros(()), 0, time.perf_counter()
@@ -396,6 +398,17 @@ class _Stepper:
     def close(self) -> None:
         if self.features is not None:
             self.features.close()
+
+
+def _report_resumed(progress: ProgressFn, step: int, per_epoch: int, n: int, batch_size: int) -> None:
+    """Tell `progress` of the samples a resumed run's first `step` steps trained on, so its bar goes on from there
+    rather than from 0: one report per whole epoch (n samples), then the cut-short epoch's (a whole number of
+    batches), the same counts a step bar (progress.step_bar: ceil(k / batch) a report) turns back into steps."""
+    full, rest = divmod(step, per_epoch)
+    for _ in range(full):
+        progress(n, None, None)
+    if rest:
+        progress(rest * batch_size, None, None)
 
 
 def _evaluate(model: nn.Module, step_fn: _Stepper, val_x, val_y, epoch: int, done: int, loss_sum: torch.Tensor,

@@ -71,6 +71,31 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
     assert torch.equal(_weights(resumed), _weights(full))
 
 
+def test_a_resumed_run_s_progress_goes_on_from_where_it_stopped(tmp_path):
+    """The bar of a resumed run starts at the checkpoint's samples, not at 0: the interrupted run's reports plus the
+    resumed run's add up to the planned total, also counted in steps as progress.step_bar counts them (each epoch's
+    last batch is short here, so samples and steps disagree unless the resumed ones are reported epoch by epoch)."""
+    from edgedistill.distill.trainer import planned_samples
+
+    data, vx, vy, m0 = _setup()
+    ckpt, seen = tmp_path / "ckpt.pt", {"first": [], "second": []}
+    per_epoch = -(-len(data) // SETTINGS.batch_size)
+    assert len(data) % SETTINGS.batch_size  # a short last batch: samples and steps disagree unless counted right
+
+    def crash_in_epoch_3(k, loss, val):
+        seen["first"].append(k)
+        if val is None and len(seen["first"]) > 2 * (per_epoch + 1) + 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(copy.deepcopy(m0), data, vx, vy, KD, SETTINGS, checkpoint=ckpt, progress=crash_in_epoch_3)
+    res = fit(copy.deepcopy(m0), data, vx, vy, KD, SETTINGS, checkpoint=ckpt,
+              progress=lambda k, loss, val: seen["second"].append(k))
+    assert res.resumed_from_step == 2 * per_epoch
+    assert sum(seen["second"]) == planned_samples(SETTINGS, len(data))
+    assert sum(-(-k // SETTINGS.batch_size) for k in seen["second"]) == SETTINGS.epochs * per_epoch
+
+
 def test_twin_differs_only_in_the_loss():
     """With alpha = 0 the distillation objective is exactly hard-label CE: the twin and a KD run at alpha 0
     then produce identical weights (same init, data order and schedule)."""
