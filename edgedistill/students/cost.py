@@ -119,6 +119,11 @@ def graph_cost(model: nn.Module, input_shape: tuple[int, ...], int16: tuple[str,
         env[out] = m(*[env[i] for i in ins])
         lower = INT16_LOWERINGS.get(type(m)) or _LOWERINGS.get(getattr(m, "kind", ""), lower_plain)
         lower(fg, Step(key, m, ins, out, env, q, readers))
+    return assemble(fg, q)
+
+
+def assemble(fg: FileGraph, q) -> GraphCost:
+    """The GraphCost of a lowered file graph `fg` of the QuantGraph `q` (its output alive to the last op)."""
     buffers = fg.buffers(q.output_name)
     layers = [o for o in fg.ops if o.weights]
     weights, biases = sum(o.weights for o in layers), sum(o.biases for o in layers)

@@ -22,9 +22,9 @@ TFLITE_OP = {"conv": "CONV_2D", "depthwise": "DEPTHWISE_CONV_2D", "fc": "FULLY_C
              "avgpool": "AVERAGE_POOL_2D", "mean": "MEAN", "add": "ADD", "sub": "SUB", "mul": "MUL", "pad": "PAD",
              "reshape": "RESHAPE", "flatten": "RESHAPE", "transpose": "TRANSPOSE", "hardswish": "HARD_SWISH",
              "sigmoid": "LOGISTIC", "gelu": "GELU", "gelu_tanh": "GELU", "concat": "CONCATENATION", "relu": "RELU",
-             "relu6": "RELU6", "first": "SLICE",
-             "quantize": "QUANTIZE", "gather_nd": "GATHER_ND", "equal": "EQUAL", "select": "SELECT_V2",
-             "softmax": "SOFTMAX", "rsqrt": "RSQRT", "matmul_fc": "FULLY_CONNECTED", "batch_matmul": "BATCH_MATMUL"}
+             "relu6": "RELU6", "first": "SLICE", "quantize": "QUANTIZE", "gather_nd": "GATHER_ND", "equal": "EQUAL",
+             "greater": "GREATER", "select": "SELECT_V2", "softmax": "SOFTMAX", "rsqrt": "RSQRT",
+             "matmul_fc": "FULLY_CONNECTED", "batch_matmul": "BATCH_MATMUL"}
 # constant operands an op with `const` bytes of them reads (one unless listed): SLICE's begin and size
 SMALL_CONSTANTS = {"first": 2}
 COST_KIND = {"conv": "conv", "depthwise": "depthwise", "fc": "fc", "matmul_fc": "fc", "batch_matmul": "fc",
@@ -84,11 +84,12 @@ class FileGraph:
         """The graph input: alive from the first op."""
         self.tensors[name] = Tensor(elems * itemsize, elems, 0, 0)
 
-    def constant(self, name: str, elems: int, learned: bool = True) -> str:
-        """An int8 constant tensor of the model (1 byte per element)."""
-        self.tensors[name] = Tensor(elems, elems, 0, 0, constant=True)
+    def constant(self, name: str, elems: int, learned: bool = True, itemsize: int = 1) -> str:
+        """A constant tensor: an int8 one of the model (1 byte per element), or with `learned` False one that is no
+        parameter (a causal mask; the KV-cache step's int32 slot indices, `itemsize` 4)."""
+        self.tensors[name] = Tensor(elems * itemsize, elems, 0, 0, constant=True)
         self.learned += elems if learned else 0
-        self.fixed += [] if learned else [elems]
+        self.fixed += [] if learned else [elems * itemsize]
         return name
 
     def emit(self, name: str, kind: str, reads: list[str], out: str, elems: int, *, itemsize: int = 1,
