@@ -8,7 +8,9 @@ at most half the teacher's): every decoder of DECODER_SEARCH_GRID costed exactly
 context window and the student's vocabulary, against flash (the int8 file's size bound plus the tables the
 tokenizer reads on the device, StudentTokenizer.device_bytes()), RAM (the tensor arena) and
 the latency of one decoder step on the target (its roofline estimate), which is the latency per generated token:
-`--budget tokens_per_s=N` is searched as latency = 1000 / N ms. A budget no decoder meets fails here, before
+`--budget tokens_per_s=N` is searched as latency = 1000 / N ms. With `--kv-cache` every candidate is costed as its
+KV-cache step instead (students/cost_kv.py), the file the gate then judges: its MACs and latency per token, its
+file, and its arena plus the key / value caches the app keeps. A budget no decoder meets fails here, before
 anything is written, in one paragraph naming the limit and the smallest budget that would work. The gate then
 judges the trained files: perplexity rows, tokens/s (measured here on a host target, else the estimate), flash and
 RAM (edgedistill.gate_lm). As the classifier build, it writes a manifest (pipeline/lm_manifest.py): a re-run whose
@@ -60,7 +62,8 @@ def choose_decoder(config: DistillConfig, budget: Budget, inputs: LMInputs, targ
     vocab = inputs.tokenizer.vocab_size
     return search("text", (s.context,), vocab, search_budget(budget), ["decoder"],
                   max_params=inputs.teacher.num_params() // 2, target=target, vocab_size=vocab,
-                  knobs=dict(config.student.knobs), tokenizer_bytes=inputs.tokenizer.device_bytes())
+                  knobs=dict(config.student.knobs), tokenizer_bytes=inputs.tokenizer.device_bytes(),
+                  kv_cache=bool(config.quant.kv_cache))
 
 
 def _decoder_only(config: DistillConfig) -> None:

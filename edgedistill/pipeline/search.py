@@ -59,7 +59,8 @@ def announce(found: SearchResult, out, show: bool, budget=None, target: str | No
     if limits:
         print(f"  under {limits}", file=sys.stderr, flush=True)
     if c.latency_ms and target:
-        print(f"  {_speed_line(c.latency_ms, c.arch.family == 'decoder', target)}", file=sys.stderr, flush=True)
+        print(f"  {_speed_line(c.latency_ms, c.arch.family == 'decoder', target, c.step == 'kv-cache')}",
+              file=sys.stderr, flush=True)
     from edgedistill.pipeline.rundir import MANIFEST
 
     if (Path(out) / MANIFEST).is_file():  # a build not reused (other settings, or a file of it changed): it goes
@@ -67,14 +68,15 @@ def announce(found: SearchResult, out, show: bool, budget=None, target: str | No
               "both)", file=sys.stderr, flush=True)
 
 
-def _speed_line(ms: float, decoder: bool, target: str) -> str:
+def _speed_line(ms: float, decoder: bool, target: str, kv: bool = False) -> str:
     """'estimated 2.5 ms per inference on cpu (the target profile's estimate; ...)', or for a decoder 'estimated 812
-    ms per generated token on cortex-m4 (1.23 tokens/s, ...)'."""
+    ms per generated token on cortex-m4 (1.23 tokens/s, ...)' (`kv`: '... per generated token with the KV cache')."""
     figure = f"{ms:,.0f}" if ms >= 100 else f"{ms:.3g}"
     if not decoder:
         return f"estimated {figure} ms per inference on {target} (the target profile's estimate; --budget latency=MS " \
                "limits it)"
-    return (f"estimated {figure} ms per generated token on {target} ({1000.0 / ms:.3g} tokens/s, the target "
+    cached = " with the KV cache" if kv else ""
+    return (f"estimated {figure} ms per generated token{cached} on {target} ({1000.0 / ms:.3g} tokens/s, the target "
             "profile's estimate; --budget tokens_per_s=N asks for more)")
 
 

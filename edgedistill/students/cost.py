@@ -59,6 +59,7 @@ class GraphCost:
     weight_scales: int = 0  # per-channel weight scales over the weight ops (= channels unless a layer has no bias)
     fixed_constants: tuple[int, ...] = ()  # bytes of each constant tensor that is no parameter (a causal mask)
     constant_tensors: int = 0  # constant tensors of the file, at most (weights, biases, tables, small operands)
+    state_bytes: int = 0  # bytes an app keeps between invocations (the KV-cache step's int8 caches), not planned
 
     def model_cost(self):
         """The int8 file's per-op cost as profile/cost.py reads it from a .tflite (`ModelCost`), predicted from the
@@ -122,8 +123,9 @@ def graph_cost(model: nn.Module, input_shape: tuple[int, ...], int16: tuple[str,
     return assemble(fg, q)
 
 
-def assemble(fg: FileGraph, q) -> GraphCost:
-    """The GraphCost of a lowered file graph `fg` of the QuantGraph `q` (its output alive to the last op)."""
+def assemble(fg: FileGraph, q, state_bytes: int = 0) -> GraphCost:
+    """The GraphCost of a lowered file graph `fg` of the QuantGraph `q` (its output alive to the last op);
+    `state_bytes`: what an app keeps between invocations (GraphCost.state_bytes)."""
     buffers = fg.buffers(q.output_name)
     layers = [o for o in fg.ops if o.weights]
     weights, biases = sum(o.weights for o in layers), sum(o.biases for o in layers)
@@ -136,4 +138,4 @@ def assemble(fg: FileGraph, q) -> GraphCost:
                      buffers=tuple(buffers), weight_scales=sum(o.out_channels or o.biases for o in layers),
                      fixed_constants=tuple(fg.fixed),
                      constant_tensors=fg.small_constants + sum(1 + (o.biases > 0) for o in layers)
-                     + sum(t.constant for t in fg.tensors.values()))
+                     + sum(t.constant for t in fg.tensors.values()), state_bytes=state_bytes)

@@ -40,7 +40,8 @@ POS = "kv/pos"  # the position input's tensor
 
 @torch.no_grad()
 def kv_graph_cost(model: nn.Module, context: int):
-    """The GraphCost (students.cost.GraphCost) of `model`'s KV-cache step for its `context` window (module doc).
+    """The GraphCost (students.cost.GraphCost) of `model`'s KV-cache step for its `context` window (module doc);
+    its `state_bytes` are the caches' bytes, which the app keeps between steps (the gate's RAM row adds them).
     Raises UnsupportedOpError (quantize/kv_step.kv_cache_refusal's reason) for a model without one, e.g. one whose
     attention is not causal."""
     from edgedistill.quantize import to_quant_student
@@ -78,7 +79,7 @@ def kv_graph_cost(model: nn.Module, context: int):
             _LOWERINGS.get(getattr(m, "kind", ""), lower_plain)(fg, s)
     for name in outputs:  # the updated caches are outputs too: alive to the last op
         fg.tensors[name].last = len(fg.ops) - 1
-    return assemble(fg, q)
+    return assemble(fg, q, state_bytes=sum(math.prod(shape) for shape in step.cache_shapes()))
 
 
 def _lower_position_row(fg: FileGraph, s: Step, context: int) -> None:

@@ -47,6 +47,7 @@ from edgedistill.profile.estimate import estimate_latency
 from edgedistill.quantize.capture import UnsupportedOpError
 from edgedistill.students import DEFAULT_FAMILY, STUDENT_FAMILIES, StudentArch, build_student, count_params
 from edgedistill.students.cost import graph_cost
+from edgedistill.students.cost_kv import kv_graph_cost
 from edgedistill.students.filesize import tflite_size_bound
 from edgedistill.students.tflm_tail import tflm_tail_bound
 from edgedistill.students.reference import REFERENCE_FAMILIES, SEARCH_GRID
@@ -73,6 +74,8 @@ class Candidate:
     violations: tuple[str, ...] = ()
     runtime_bytes: int = 0  # a bound of TFLite Micro's runtime memory (its tail) on a `tflm` target, else 0
     tokenizer_bytes: int = 0  # the device tokenizer's tables, in flash beside the file (0: none, e.g. bytes)
+    cache_bytes: int = 0  # the KV-cache step's int8 caches, kept in RAM between steps (0: a window step)
+    step: str = "window"  # the file costed: "window" (the full-window step) or "kv-cache" (students/cost_kv.py)
 
     @property
     def flash_bytes(self) -> int:
@@ -82,8 +85,9 @@ class Candidate:
     @property
     def ram_bytes(self) -> int:
         """The RAM figure the gate judges for the search's target (profile/ram.py): the planned arena, plus TFLite
-        Micro's runtime memory (bounded: students/tflm_tail.py) where the target runs TFLite Micro."""
-        return self.arena_bytes + self.runtime_bytes
+        Micro's runtime memory (bounded: students/tflm_tail.py) where the target runs TFLite Micro, plus the
+        KV-cache step's caches (pipeline/lm_speed.kv_fit)."""
+        return self.arena_bytes + self.runtime_bytes + self.cache_bytes
 
     @property
     def fits(self) -> bool:
@@ -133,24 +137,26 @@ def grid(family: str) -> list[StudentArch]:
 
 @torch.no_grad()
 def candidate_cost(arch: StudentArch, input_shape: tuple[int, ...], num_classes: int, target=None,
-                   vocab_size: int | None = None, int16: tuple[str, ...] = ()) -> Candidate:
+                   vocab_size: int | None = None, int16: tuple[str, ...] = (), kv_cache: bool = False) -> Candidate:
     """Cost one architecture for the data (raises ConfigError when the family does not fit the data's shape).
     `target` (a TargetProfile with int8 throughput figures): also estimate its int8 latency there, in ms; a target
     whose runtime is TFLite Micro ("tflm") also adds a bound of that runtime's own memory to the RAM figure.
     `vocab_size`: the tokenizer's vocabulary size when the samples are token ids (text; the embedding table's rows).
     `int16`: op kinds in TFLite's 16×8 form (quant.int16), costed as the exporter writes them (2 bytes per int16
-    value; raises UnsupportedOpError where that form cannot be written, ConfigError where the student lacks it)."""
+    value; raises UnsupportedOpError where that form cannot be written, ConfigError where the student lacks it).
+    `kv_cache`: cost the decoder's KV-cache step (students/cost_kv.py: one token a step, its caches in RAM) instead
+    of the full-window step; raises UnsupportedOpError for a model without one."""
     c = input_shape[0]
     normalizer = None if vocab_size is not None else Normalizer([0.0] * c, [1.0] * c, "channel")
     model = build_student(arch, input_shape, num_classes, normalizer, vocab_size).eval()
-    g = graph_cost(model, input_shape, int16)
+    g = kv_graph_cost(model, input_shape[0]) if kv_cache else graph_cost(model, input_shape, int16)
     latency = None
     if target is not None and target.peak_int8_macs_per_s:
         latency = estimate_latency(g.model_cost(), target, "int8").total_ms
     runtime = tflm_tail_bound(g) if target is not None and target.runtime == "tflm" else 0
     # parameters as the report counts them: the float model's torch parameters (BatchNorm included, not folded)
     return Candidate(arch, count_params(model), g.macs, g.weight_bytes, tflite_size_bound(g), g.arena_bytes, latency,
-                     runtime_bytes=runtime)
+                     runtime_bytes=runtime, cache_bytes=g.state_bytes, step="kv-cache" if kv_cache else "window")
 
 
 def _violations(c: Candidate, b: Budget, max_params: int | None = None) -> tuple[str, ...]:
@@ -172,7 +178,7 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
            families: list[str] | None = None, max_params: int | None = None,
            arch: StudentArch | None = None, target=None, vocab_size: int | None = None,
            knobs: dict | None = None, int16: tuple[str, ...] = (), tokenizer_bytes: int = 0,
-           flash_hint: str = "") -> SearchResult:
+           flash_hint: str = "", kv_cache: bool = False) -> SearchResult:
     """Cost every candidate of the data kind's families and choose one; infeasible budgets fail here.
     `max_params` caps the student's size (the build passes half the teacher's parameters: a student as large as
     its teacher is not compression, however loose the device budget). `arch` (e.g. the user's own factory,
@@ -185,6 +191,8 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
     no candidate remains). `tokenizer_bytes`: the flash the tokenizer's device tables take (StudentTokenizer.
     device_bytes()), added to every candidate's file bytes where the flash limit judges them; `flash_hint`: words
     added to an infeasible flash limit's message where the tables count (another way out, e.g. another tokenizer).
+    `kv_cache`: every candidate is costed as its KV-cache step (a decoder built with --kv-cache ships that file: its
+    MACs, latency, arena plus caches and file size are what the gate judges), not its full-window step.
     Raises ConfigError for a latency limit without a target that has int8 throughput figures to estimate with, or
     for text without a vocabulary size."""
     if budget.latency_ms is not None and (target is None or not target.peak_int8_macs_per_s):
@@ -209,7 +217,7 @@ def search(kind: str, input_shape: tuple[int, ...], num_classes: int, budget: Bu
         for a in archs:
             try:
                 c = candidate_cost(a, input_shape, num_classes, target, vocab_size if kind == "text" else None,
-                                   tuple(int16))
+                                   tuple(int16), kv_cache)
             except UnsupportedOpError as exc:
                 if arch is not None or not int16:
                     raise
@@ -251,7 +259,8 @@ def _infeasible(cands: list[Candidate], budget: Budget, max_params: int | None, 
     if not alone:
         smallest = min(cands, key=lambda c: (c.flash_bytes, c.ram_bytes, c.macs))
         return (head + "all the limits at once. The smallest, " + smallest.arch.describe() + f", needs flash "
-                f"{smallest.flash_bytes:,} B{_tables(smallest)}, RAM {smallest.ram_bytes:,} B and {smallest.macs:,} "
+                f"{smallest.flash_bytes:,} B{_tables(smallest)}, RAM {smallest.ram_bytes:,} B{_caches(smallest)} and "
+                f"{smallest.macs:,} "
                 "MACs; loosen one "
                 "of the limits.")
     parts = []
@@ -262,11 +271,16 @@ def _infeasible(cands: list[Candidate], budget: Budget, max_params: int | None, 
                          f"{low:,}; the teacher is too small to distill into any candidate of these families "
                          "(choose a smaller --student or --family)")
         else:
-            tables = _tables(cands[0]) if k == "flash" else ""
+            tables = _tables(cands[0]) if k == "flash" else (_caches(cands[0]) if k == "ram" else "")
             hint = flash_hint if k == "flash" and tables else ""
             parts.append(f"the {k} limit ({fmt(limit)}): the best candidate needs {fmt(low)}{tables}, "
                          f"so a {k} budget of at least that would work{hint}")
     return head + "; ".join(parts) + "."
+
+
+def _caches(c: Candidate) -> str:
+    """A note on a RAM figure, ' (the KV-cache step, its caches included)', for a search that costed that step."""
+    return " (the KV-cache step, its key / value caches included)" if c.step == "kv-cache" else ""
 
 
 def _tables(c: Candidate) -> str:

@@ -213,3 +213,26 @@ def test_search_costs_on_one_thread_and_gives_the_callers_thread_count_back():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_with_the_kv_cache_the_search_costs_the_step_the_app_ships():
+    """`build --task causal-lm --kv-cache`: candidates are costed as their KV-cache step (students/cost_kv.py), one
+    position's work a token, so a per-token latency limit the full-window steps of the larger decoders miss admits a
+    larger decoder; its RAM figure includes the caches the app keeps (the gate's KV RAM row), and a RAM limit no KV
+    step meets says the caches are counted."""
+    from edgedistill.targets import load_target
+
+    target = load_target("cortex-m4")
+    args = ("text", (64,), 300)
+    kw = dict(families=["decoder"], target=target, vocab_size=300)
+    budget = Budget(latency_ms=100.0)
+    window = search(*args, budget, **kw).chosen
+    kv = search(*args, budget, kv_cache=True, **kw).chosen
+    assert window.step == "window" and kv.step == "kv-cache"
+    assert kv.params > window.params and kv.latency_ms <= 100.0
+    assert candidate_cost(kv.arch, (64,), 300, target, 300).latency_ms > 100.0  # its window step is too slow
+    a = kv.arch
+    assert kv.cache_bytes == 2 * a.depth * 64 * a.width  # a key and a value cache per layer, L × D int8 each
+    assert kv.ram_bytes == kv.arena_bytes + kv.runtime_bytes + kv.cache_bytes
+    with pytest.raises(InfeasibleBudgetError, match="its key / value caches included"):
+        search(*args, Budget(ram_bytes=1_000), kv_cache=True, **kw)
