@@ -9,6 +9,10 @@ reference outputs shipped with it (parity on the device), and prints one JSON do
 
 inputs.npy holds N float32 samples in the layout the model was trained on (N×C×H×W for images); int8 models are fed
 through their own input quantization, and their outputs are dequantized, exactly as a deployed app would do.
+A causal LM's KV-cache step (a .tflite whose inputs are ids (1, 1), pos (1,) and the key / value caches, whose
+outputs are the logits and the updated caches, in that order) takes N windows of L token ids: each window is decoded
+by the cached loop an app runs (caches zeroed, then one invoke a position, each invoke's caches fed to the next), its
+L×V logits checked against the reference (N×L×V), and the timed unit is one step, one generated token.
 Exit status 0 when it measured (parity verdict inside the JSON), 2 on bad input, 3 when no interpreter is installed.
 """
 
@@ -109,6 +113,54 @@ class TFLiteModel:
         return y.astype(np.float32)
 
 
+class TFLiteKVStep:
+    """A KV-cache decoder step (module doc) on a loaded TFLiteModel: `run(window)` decodes one window of L ids with
+    the cached loop and returns its L×V logits; `step(token, pos)` is one timed invoke on the current caches."""
+
+    kv = True
+
+    def __init__(self, model: TFLiteModel):
+        self.runtime, self.version, self.interp = model.runtime, model.version, model.interp
+        self.ins, self.outs = self.interp.get_input_details(), self.interp.get_output_details()
+        self.reset()
+
+    def reset(self):
+        import numpy as np
+        self.caches = [np.zeros(d["shape"], d["dtype"]) for d in self.ins[2:]]
+
+    def prepare(self, x):
+        import numpy as np
+        return np.ascontiguousarray(np.asarray(x).reshape(-1).astype(np.int32))
+
+    def step(self, token, pos):
+        import numpy as np
+        self.interp.set_tensor(self.ins[0]["index"], np.full((1, 1), token, np.int32))
+        self.interp.set_tensor(self.ins[1]["index"], np.full((1,), pos, np.int32))
+        for d, c in zip(self.ins[2:], self.caches):
+            self.interp.set_tensor(d["index"], c)
+        self.interp.invoke()
+        self.caches = [self.interp.get_tensor(d["index"]) for d in self.outs[1:]]
+        y = self.interp.get_tensor(self.outs[0]["index"])
+        if self.outs[0]["dtype"] in (np.int8, np.uint8):
+            scale, zero = self.outs[0]["quantization"]
+            return (y.astype(np.float32) - zero) * scale
+        return y.astype(np.float32)
+
+    def run(self, window):
+        import numpy as np
+        self.reset()
+        return np.stack([self.step(int(t), p).reshape(-1) for p, t in enumerate(window)])
+
+
+def open_model(path: str, threads: int):
+    """The model's wrapper: onnxruntime for .onnx; LiteRT for .tflite, the KV-cache loop for a file of several
+    inputs (module doc)."""
+    if path.endswith(".onnx"):
+        return OnnxModel(path, threads)
+    model = TFLiteModel(path, threads)
+    return TFLiteKVStep(model) if len(model.interp.get_input_details()) > 1 else model
+
+
 class OnnxModel:
     runtime = "onnxruntime"
 
@@ -168,7 +220,7 @@ def main(argv: list | None = None) -> None:
     rss_before = _peak_rss_bytes()
     t0 = time.perf_counter()
     try:
-        model = (OnnxModel if args.model.endswith(".onnx") else TFLiteModel)(args.model, args.threads)
+        model = open_model(args.model, args.threads)
     except SystemExit:
         raise
     except Exception as exc:
@@ -177,13 +229,19 @@ def main(argv: list | None = None) -> None:
     try:
         prepared = [model.prepare(x) for x in inputs]
         outputs = np.stack([model.run(p).reshape(-1) for p in prepared])  # every sample once: parity
+        steps = [(int(w[t]), t) for w in prepared for t in range(len(w))] if getattr(model, "kv", False) else []
+
+        def one(i):  # the timed unit: one sample, or one step (a token) of the cached loop, the windows in turn
+            if steps:
+                model.step(*steps[i % len(steps)])
+            else:
+                model.run(prepared[i % len(prepared)])
         for i in range(args.warmup):
-            model.run(prepared[i % len(prepared)])
+            one(i)
         times = []
         for i in range(args.runs):
-            p = prepared[i % len(prepared)]
             t = time.perf_counter()
-            model.run(p)
+            one(i)
             times.append((time.perf_counter() - t) * 1e3)
     except Exception as exc:
         _fail(2, "invoke", f"running the model failed: {str(exc).splitlines()[0] if str(exc) else exc}")

@@ -31,9 +31,17 @@ def sample_inputs(model: Path, n: int = 32, seed: int = 0) -> np.ndarray:
 def host_reference(model: Path, x: np.ndarray) -> tuple[np.ndarray, float]:
     """What the file computes on this machine's runtime (the outputs the device must reproduce), and the parity
     tolerance: one output quantization step for an int8 file (another CPU's kernels may round one step
-    differently), a relative 1e-4 for float files."""
+    differently), a relative 1e-4 for float files. A KV-cache step's (device/bench.py) is its cached loop's logits
+    on each window of `x` (N, L ids): N×L×V."""
     from edgedistill.runtimes import RUNTIMES
 
+    if model.suffix == ".tflite":
+        from edgedistill.device.bench import open_model
+
+        step = open_model(str(model), 1)
+        if getattr(step, "kv", False):  # a KV-cache step: the cached loop the device runs, window by window
+            ref = np.stack([step.run(step.prepare(w)) for w in x])
+            return ref, float(step.outs[0]["quantization"][0]) * 1.001
     runner = RUNTIMES.get("onnxruntime" if model.suffix == ".onnx" else "litert")(model, threads=1)
     ref = runner.predict(x)
     out = getattr(runner, "out", None)  # LiteRT's output tensor details
@@ -43,10 +51,11 @@ def host_reference(model: Path, x: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def measure_on_device(url: str, model: Path, x: np.ndarray, reference: np.ndarray | None, threads: int,
-                      runs: int = 50, warmup: int = 5, tolerance: float = 1e-4, timeout_s: float = 300) -> dict:
+                      runs: int = 50, warmup: int = 5, tolerance: float = 1e-4, timeout_s: float = 300,
+                      benchmark_flags: tuple[str, ...] = ()) -> dict:
     try:
         doc = open_runner(url).benchmark(DeviceRequest(model, x, reference, tolerance, threads, warmup, runs,
-                                                       timeout_s))
+                                                       timeout_s, tuple(benchmark_flags)))
     except DeviceError as exc:
         return {"status": "missing", "url": url, "model": model.name, "error": str(exc)}
     return {"status": "measured", "where": "measured-device", **doc}

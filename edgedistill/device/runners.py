@@ -49,6 +49,8 @@ class DeviceRequest:
     warmup: int = 5
     runs: int = 50
     timeout_s: float = 300.0
+    benchmark_flags: tuple[str, ...] = ()  # extra flags for TFLite's benchmark_model (adb), e.g. the input layers'
+    #                                        value ranges of a KV-cache step (its token id and position)
 
 
 class DeviceRunner(ABC):
@@ -273,8 +275,8 @@ class ADBRunner(DeviceRunner):
         remote_model = f"{_ADB_DIR}/{req.model.name}"
         self._adb(["push", str(req.model), remote_model], "pushing the model")
         proc = self._adb(["shell", remote_tool, f"--graph={remote_model}", f"--num_threads={req.threads}",
-                          f"--warmup_runs={req.warmup}", f"--num_runs={req.runs}"], "running benchmark_model",
-                         req.timeout_s)
+                          f"--warmup_runs={req.warmup}", f"--num_runs={req.runs}", *req.benchmark_flags],
+                         "running benchmark_model", req.timeout_s)
         figures = parse_benchmark_model(proc.stdout + proc.stderr)
         if "avg_us" not in figures:
             tail = (proc.stdout + proc.stderr).strip()[-300:]

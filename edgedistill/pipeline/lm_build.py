@@ -17,7 +17,8 @@ RAM (edgedistill.gate_lm). As the classifier build, it writes a manifest (pipeli
 inputs, options and tools are unchanged and whose files still verify trains nothing, re-runs the gate and
 leaves the files as they are; under another budget that picks the same decoder, metrics.json's search and gate
 sections, report.md and the manifest's budget are brought up to date first. `--device URL` measures the int8 step
-on a device after the build, or on a re-run of an unchanged one (pipeline/lm_device.py).
+the gate judges (with --kv-cache the KV-cache step) on a device after the build, or on a re-run of an unchanged one
+(pipeline/lm_device.py).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from edgedistill.config import DistillConfig
 from edgedistill.errors import ConfigError
 from edgedistill.gate import Check, Verdict, junit_xml, markdown
 from edgedistill.gate_lm import lm_gate
-from edgedistill.pipeline.lm_device import measure_lm_device, with_lm_device
+from edgedistill.pipeline.lm_device import device_file, measure_lm_device, with_lm_device
 from edgedistill.pipeline.lm_distill import distill_lm
 from edgedistill.pipeline.lm_inputs import LMInputs, read_lm_inputs
 from edgedistill.pipeline.lm_manifest import lm_input_hash, lm_inputs_record, manifest_writer, unchanged
@@ -139,9 +140,9 @@ def _on_device(out: Path, url: str, inputs: LMInputs, target: TargetProfile, bud
     """Measure the built int8 step on the device (pipeline/lm_device.py); metrics.json (its gate included), report.md
     and the manifest's file list follow. Returns the new metrics."""
     ids, _ = tensors(inputs.splits.test)
-    device = measure_lm_device(url, out, ids.numpy(), target.threads)
-    metrics = attach_gate(with_lm_device(json.loads((out / "metrics.json").read_text()), device, url,
-                                         target.runtime), budget)
+    metrics = json.loads((out / "metrics.json").read_text())
+    device = measure_lm_device(url, out, ids.numpy(), target.threads, device_file(metrics))
+    metrics = attach_gate(with_lm_device(metrics, device, url, target.runtime), budget)
     report = report_markdown(metrics)  # rendered before anything is written: a failure leaves the files as they were
     write_json(out / "metrics.json", metrics)
     (out / "report.md").write_text(report, encoding="utf-8")

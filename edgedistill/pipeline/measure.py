@@ -143,10 +143,11 @@ def measure_build(artifacts, teachers, input_shape, target: TargetProfile, threa
                                              tokenizer_bytes))
 
 
-def measure_device(url: str, model: Path, x: np.ndarray, threads: int) -> dict:
+def measure_device(url: str, model: Path, x: np.ndarray, threads: int, benchmark_flags: tuple[str, ...] = ()) -> dict:
     """The int8 TFLite file on the device at `url`, fed the real test samples `x`; the device must reproduce this
-    machine's outputs. A device failure is a record with status "missing" (never zeros), not an exception."""
+    machine's outputs. A device failure is a record with status "missing" (never zeros), not an exception.
+    `benchmark_flags`: extra flags where the device runs TFLite's benchmark_model (device/runners.DeviceRequest)."""
     from edgedistill.device.collect import host_reference, measure_on_device
 
     ref, tolerance = host_reference(model, x)
-    return measure_on_device(url, model, x, ref, threads, tolerance=tolerance)
+    return measure_on_device(url, model, x, ref, threads, tolerance=tolerance, benchmark_flags=benchmark_flags)

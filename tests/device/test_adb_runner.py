@@ -107,3 +107,13 @@ def test_adb_runner_unknown_serial_and_missing_tool(fake_adb, tflite_pair):
             DeviceRequest(tflite_pair["int8"], tflite_pair["x"]))
     with pytest.raises(DeviceError, match=r"\?benchmark_model=PATH"):
         open_runner("adb://emulator-5554").benchmark(DeviceRequest(tflite_pair["int8"], tflite_pair["x"]))
+
+
+def test_adb_runner_passes_benchmark_model_the_requests_flags(fake_adb, tflite_pair):
+    """A KV-cache step's input layers and value ranges (pipeline/lm_device.kv_benchmark_flags) reach benchmark_model
+    after the standard flags."""
+    flags = ("--input_layer=ids,pos", "--input_layer_shape=1,1:1", "--input_layer_value_range=ids,0,47:pos,0,11")
+    open_runner(f"adb://emulator-5554?benchmark_model={fake_adb['tool']}").benchmark(
+        DeviceRequest(tflite_pair["int8"], tflite_pair["x"], benchmark_flags=flags))
+    run = next(c for c in _calls(fake_adb["log"]) if c[2] == "shell" and c[3].endswith("benchmark_model"))
+    assert tuple(run[-3:]) == flags and run[-4].startswith("--num_runs=")

@@ -32,10 +32,24 @@ def test_the_device_figure_replaces_the_judged_window_step_and_a_recheck_starts_
     assert device_markdown(missing["device"]) == ["Device (ssh://x): not measured: no route."]
 
 
-def test_with_a_kv_cache_step_judged_the_device_window_figure_is_shown_not_judged():
-    m = with_lm_device(_metrics("student_kv_int8.tflite"), _device(2.0), "local")
+def test_with_a_kv_cache_step_judged_the_device_figure_of_that_step_is_judged_and_another_file_is_not():
+    kv = {**_device(2.0), "model": {"path": "student_int8_kv.tflite"}}
+    m = with_lm_device(_metrics("student_int8_kv.tflite"), kv, "local")
+    assert m["speed"]["target"]["tokens_per_s"] == 500.0 and m["device"]["judged"]
+    assert m["speed"]["target"]["tokens_per_s_how"].startswith("measured-device (local, student_int8_kv.tflite")
+    line = device_markdown(m["device"])[0]
+    assert "int8 KV-cache step (student_int8_kv.tflite)" in line and "The gate judges this figure." in line
+    window = {**_device(2.0), "model": {"path": "student_int8.tflite"}}  # e.g. a record of an older build
+    m = with_lm_device(_metrics("student_int8_kv.tflite"), window, "local")
     assert m["speed"]["target"]["tokens_per_s"] == 40.0 and not m["device"]["judged"]
-    assert "Shown, not judged" in device_markdown(m["device"])[0]
+    assert "Shown, not judged: the gate judges another file" in device_markdown(m["device"])[0]
+
+
+def test_the_device_measures_the_file_the_gate_judges():
+    from edgedistill.pipeline.lm_device import device_file
+
+    assert device_file(_metrics("student_int8_kv.tflite")) == "student_int8_kv.tflite"
+    assert device_file(_metrics()) == device_file({}) == device_file(_metrics("x.onnx")) == "student_int8.tflite"
 
 
 
