@@ -347,3 +347,24 @@ def test_feature_terms_bad_layer_and_runtime_teacher(tmp_path):
     _expect_clean_failure(tmp_path, ["--feature", "loss=at,student=features.block1,teacher=layerX"],
                           "the teacher has no layer named 'layerX'")
     _expect_clean_failure(tmp_path, ["--feature", "loss=magic,student=a,teacher=b"], "unknown feature loss 'magic'")
+
+
+def test_overwrite_never_deletes_what_the_user_put_in_an_earlier_run(tmp_path, tiny_teacher):
+    """A breaking session kept its corpus (and a notes file) inside an earlier run's directory and re-ran with
+    --overwrite: the publish replaced the directory and both were gone. The run records what it published
+    (rundir.RUN_INDEX); anything else there is refused in one paragraph and left as it was."""
+    x, y = _images()
+    out = tmp_path / "out"
+    args = ["distill", "--teacher", str(tiny_teacher), "--teacher-factory", "tiny_models:tiny_cnn", "--out", str(out),
+            "--epochs", "1", "-q", "-T", "2", "--alpha", "0.5"]
+    assert run([*args, "--data", _npz(tmp_path, x, y)]).exit_code == 0
+    corpus = out / "mine.npz"
+    np.savez(corpus, x=x, y=y)
+    (out / "export").mkdir()  # what `export RUN` writes by default: the run's, not the user's
+    (out / "export" / "export.json").write_text("{}")
+    r = run([*args, "--data", str(corpus), "--overwrite"])
+    assert r.exit_code == 2 and "mine.npz" in r.output and "nothing was touched" in r.output, r.output
+    assert "export" not in r.output.split("(")[1].split(")")[0]  # only the user's entry is named
+    assert corpus.is_file() and (out / "metrics.json").is_file()
+    corpus.unlink()
+    assert run([*args, "--data", _npz(tmp_path, x, y), "--overwrite"]).exit_code == 0  # the run's own: replaced

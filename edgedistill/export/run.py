@@ -155,6 +155,9 @@ def _publish(out: Path, write, started=None) -> ExportResult:
     try:
         record = write(work)
         write_json(work / "export.json", record)
+        from edgedistill.pipeline.rundir import write_index
+
+        write_index(work)
         interrupt.raise_if_interrupted()  # a Ctrl-C some library swallowed still stops the publish
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

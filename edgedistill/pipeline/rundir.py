@@ -37,6 +37,10 @@ class RunDirBusy(ConfigError):
 
 
 RUN_FILES = ("config.json", "metrics.json")  # every published run directory holds both
+RUN_INDEX = ".edgedistill-files"  # the entries a run published: anything else in OUT is the user's (check_out_dir)
+# entries later commands add to a published run: `export`'s default output (RUN/export), `gate --junit`'s usual
+# names, the third-party log each command appends to
+LATER = ("export", "gate.md", "gate.xml", LOG_NAME)
 
 
 def check_out_name(out: Path) -> None:
@@ -61,6 +65,34 @@ def check_out_dir(out: Path, overwrite: bool, marks: tuple[str, ...] = RUN_FILES
         what = "is a file" if not out.is_dir() else f"is not an edgedistill output (no {' and '.join(marks)})"
         raise ConfigError(f"An existing --out is replaced only when it is an earlier run's output directory, and "
                           f"{out} {what}; nothing there was touched. Choose another --out.")
+    foreign = foreign_entries(out)
+    if foreign:
+        names = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ConfigError(f"{out} is an earlier run's output, but it also holds {len(foreign)} "
+                          f"entr{'y' if len(foreign) == 1 else 'ies'} that run did not write ({names}), which "
+                          "replacing the directory would delete (a corpus or teacher kept there among them?). Move "
+                          f"them out of {out} or choose another --out; nothing was touched.")
+
+
+def foreign_entries(out: Path) -> list[str]:
+    """The names in a published run directory `out` that its run did not write (its RUN_INDEX, written at publish)
+    nor a later command adds (LATER), sorted: the user's own files. [] for a run published without an index (an
+    older version's) or with a damaged one: nothing can be told apart there, and the marks decide alone."""
+    try:
+        ours = json.loads((out / RUN_INDEX).read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(ours, list):
+        return []
+    known = {str(n) for n in ours} | {RUN_INDEX, *LATER}
+    return sorted(p.name for p in out.iterdir() if p.name not in known)
+
+
+def write_index(work: Path) -> None:
+    """Record the entries of a finished work directory (RUN_INDEX), so a later --overwrite can tell the user's own
+    files from the run's (check_out_dir)."""
+    names = sorted(p.name for p in work.iterdir() if p.name != RUN_INDEX)
+    (work / RUN_INDEX).write_text(json.dumps(names) + "\n", encoding="utf-8")
 
 
 class RunDir:
@@ -111,6 +143,7 @@ class RunDir:
         Raises KeyboardInterrupt, publishing nothing, when a Ctrl-C arrived and something swallowed it."""
         interrupt.raise_if_interrupted()
         shutil.rmtree(self.checkpoints, ignore_errors=True)
+        write_index(self.work)
         if self.out.exists():
             old = self.out.with_name(self.out.name + f".old{os.getpid()}")
             os.replace(self.out, old)
@@ -198,7 +231,7 @@ def artifact_list(out: Path) -> list[dict]:
     """Every file of a published build with its sha256 (the gate's files excluded: a re-run re-derives them; and
     the third-party log, which each command adds to; the report is included, so an edited report.json is noticed
     and rebuilt rather than gated)."""
-    files = sorted(p for p in out.iterdir() if p.is_file() and p.name not in (MANIFEST, LOG_NAME))
+    files = sorted(p for p in out.iterdir() if p.is_file() and p.name not in (MANIFEST, LOG_NAME, RUN_INDEX))
     return [{"path": p.name, "sha256": file_digest(p), "bytes": p.stat().st_size} for p in files
             if not p.name.startswith("gate.")]
 
