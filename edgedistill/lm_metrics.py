@@ -25,6 +25,10 @@ import numpy as np
 
 IGNORE = -1  # edgedistill.data.lm_windows.IGNORE
 BOOTSTRAP_RESAMPLES = 1000
+# fewer documents than this and a bootstrap over them cannot measure the noise (one document gives every draw the same
+# value, a zero-width interval; with five all favouring one model a sign test is still at p = 0.06): the paired gain
+# is then never called beyond noise, and the run warns (pipeline/lm_report.py)
+MIN_DOCUMENTS = 5
 _CHUNK = 64  # windows scored at a time (bounds the float64 copy of the logits)
 
 
@@ -167,7 +171,9 @@ def paired_perplexity_gain(a: TokenScores, b: TokenScores, resamples: int = BOOT
     """The perplexity gain of A over B with a paired bootstrap over documents: each draw resamples the D documents
     once and scores both models on the same draw, PPL* = exp(Σ nll / Σ tokens) per model, gain* = PPL_B* − PPL_A*
     (Efron & Tibshirani 1993, ch. 13, as perplexity_interval; pairing removes the documents' shared difficulty).
-    Raises ValueError unless A and B score the same positions (equal `doc` arrays)."""
+    With fewer than MIN_DOCUMENTS documents the interval is given but `beyond_noise` is False and `p_value` 1: so few
+    cannot say how noisy the gain is. Raises ValueError unless A and B score the same positions (equal `doc`
+    arrays)."""
     if a.doc.shape != b.doc.shape or not np.array_equal(a.doc, b.doc):
         raise ValueError("the two models must be scored on the same positions")
     docs, inverse = np.unique(a.doc, return_inverse=True)
@@ -187,5 +193,8 @@ def paired_perplexity_gain(a: TokenScores, b: TokenScores, resamples: int = BOOT
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(draws, [tail, 100.0 - tail])
     p = min(1.0, 2.0 * min(float((draws <= 0).mean()), float((draws >= 0).mean())))
+    if docs.size < MIN_DOCUMENTS:
+        return PairedPerplexityGain(perplexity(b) - perplexity(a), float(low), float(high), 1.0, False,
+                                    int(docs.size))
     return PairedPerplexityGain(perplexity(b) - perplexity(a), float(low), float(high), p,
                                 bool(low > 0 or high < 0), int(docs.size))

@@ -89,6 +89,25 @@ def test_paired_gain_by_hand_with_two_documents():
     assert not g.beyond_noise and g.documents == 2
 
 
+@pytest.mark.parametrize("documents", [1, 4])
+def test_too_few_documents_are_never_beyond_noise(documents):
+    """A breaking session's one-document test split: every draw resamples that document, the interval has zero width
+    and the bootstrap p was 0, so a 13-token test "beat the twin beyond noise". Below MIN_DOCUMENTS the interval is
+    still given, but the gain is not called beyond noise (p = 1); at MIN_DOCUMENTS the same consistent gain is."""
+    from edgedistill.lm_metrics import MIN_DOCUMENTS
+
+    def gain(n):
+        doc = np.repeat(np.arange(n), 10)
+        base = np.random.default_rng(0).gamma(2.0, 0.5, doc.size)
+        return paired_perplexity_gain(TokenScores(base, np.zeros(doc.size, np.int64), doc),
+                                      TokenScores(base + 0.5, np.zeros(doc.size, np.int64), doc))
+
+    few = gain(documents)
+    assert few.gain > 0 and few.low > 0 and not few.beyond_noise and few.p_value == 1.0
+    enough = gain(MIN_DOCUMENTS)
+    assert enough.beyond_noise and enough.p_value < 0.01 and MIN_DOCUMENTS == 5
+
+
 def test_paired_gain_sees_a_consistent_small_gain_and_refuses_other_positions():
     rng = np.random.default_rng(0)
     doc = np.repeat(np.arange(50), 20)

@@ -19,7 +19,7 @@ from edgedistill.data.vocab_tokenizer import FIRST_KEPT_ID
 from edgedistill.gate import Check, Verdict
 from edgedistill.gate import markdown as gate_markdown
 from edgedistill.gate_lm import lm_gate
-from edgedistill.lm_metrics import metrics_of, p_text, paired_perplexity_gain
+from edgedistill.lm_metrics import MIN_DOCUMENTS, metrics_of, p_text, paired_perplexity_gain
 from edgedistill.pipeline.lm_device import device_markdown
 from edgedistill.pipeline.lm_inputs import LMInputs
 from edgedistill.pipeline.lm_samples import samples_markdown
@@ -79,9 +79,37 @@ def lm_metrics_doc(config: DistillConfig, inputs: LMInputs, teacher: LMTeacherOu
                         "id score the next token (the model reads positions 0..t only: the padding after it changes "
                         "nothing).",
         "warnings": [*inputs.documents.warnings] + [w for w in [student_not_smaller_warning(
-            count_params(trained.student), inputs.teacher.num_params())] if w],
+            count_params(trained.student), inputs.teacher.num_params()), few_documents_warning(s),
+            unknown_tokens_warning(100.0 * float((targets == 1).mean()) if targets.size else 0.0)] if w],
         "timings": dict(timings),
     }
+
+
+def few_documents_warning(splits) -> str | None:
+    """A warning where the test split holds fewer than lm_metrics.MIN_DOCUMENTS documents: the intervals and the
+    gain's test are bootstraps over documents, which so few cannot measure (none of it is called beyond noise)."""
+    n = int(splits.test.documents.size)
+    if n >= MIN_DOCUMENTS:
+        return None
+    return (f"The test split holds {n} document{'s' * (n != 1)}: the perplexity intervals and the gain over the twin "
+            f"are bootstraps over documents, which need at least {MIN_DOCUMENTS} to measure the noise, so no "
+            "difference here is called beyond noise. Give a test split of more documents (test.txt with more lines, "
+            "or a larger corpus to split).")
+
+
+UNKNOWN_WARN_PCT = 20.0  # a test split whose tokens are mostly outside the student's vocabulary scores little
+
+
+def unknown_tokens_warning(unknown_pct: float) -> str | None:
+    """A warning where UNKNOWN_WARN_PCT % or more of the test tokens are outside the student's vocabulary (the tokens
+    of its training documents): each counts as one outcome, the unknown id, so the test figures mostly score how
+    often a model predicts "unknown" (100 % top-1 when every token is unknown)."""
+    if unknown_pct < UNKNOWN_WARN_PCT:
+        return None
+    return (f"{unknown_pct:.1f} % of the test tokens are not in the student's vocabulary (the tokens of its training "
+            "documents) and count as one outcome, the unknown id: the test perplexity and top-1 / top-3 mostly "
+            "measure how often a model predicts that, not the text. Train on documents like the test text (a "
+            "larger corpus, or one of the same language and kind).")
 
 
 def twin_loss_warnings(metrics: dict) -> list[str]:
