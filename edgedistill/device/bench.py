@@ -173,6 +173,9 @@ class OnnxModel:
         opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         self.name = self.session.get_inputs()[0].name
+        # token ids (int32 / int64 inputs: a text model) are fed as the file's integers, everything else as float32
+        self.dtype = {"tensor(int32)": "int32", "tensor(int64)": "int64"}.get(self.session.get_inputs()[0].type,
+                                                                               "float32")
 
     def version(self) -> str:
         import onnxruntime as ort
@@ -180,7 +183,7 @@ class OnnxModel:
 
     def prepare(self, x):
         import numpy as np
-        return np.ascontiguousarray(x[None].astype(np.float32))
+        return np.ascontiguousarray(x[None].astype(self.dtype))
 
     def run(self, x):
         return self.session.run(None, {self.name: x})[0]

@@ -14,18 +14,28 @@ from edgedistill.device.runners import DeviceRequest, open_runner
 from edgedistill.errors import DeviceError
 
 
+SAMPLE_IDS = 16  # token ids a run without data draws from: 1 … 15, inside any real vocabulary
+
+
 def sample_inputs(model: Path, n: int = 32, seed: int = 0) -> np.ndarray:
-    """Deterministic uniform [0, 1) samples shaped like the model's input (for a device run without data)."""
+    """Deterministic samples shaped like the model's input (for a device run without data): uniform [0, 1) floats,
+    or for a model that takes token ids (an int32 / int64 input) whole ids 1 … SAMPLE_IDS − 1, as float32."""
     if model.suffix == ".onnx":
         import onnxruntime as ort
 
-        shape = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+        first = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_inputs()[0]
+        shape, ids = first.shape, "int" in first.type
     else:
         from edgedistill.runtimes.litert import LiteRTRunner
 
-        shape = [int(d) for d in LiteRTRunner(model, threads=1).inp["shape"]]
+        inp = LiteRTRunner(model, threads=1).inp
+        shape, ids = [int(d) for d in inp["shape"]], np.issubdtype(inp["dtype"], np.integer) and \
+            inp["dtype"] not in (np.int8, np.uint8, np.int16)
     dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape[1:]]
-    return np.random.default_rng(seed).random((n, *dims), dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    if ids:
+        return rng.integers(1, SAMPLE_IDS, (n, *dims)).astype(np.float32)
+    return rng.random((n, *dims), dtype=np.float32)
 
 
 def host_reference(model: Path, x: np.ndarray) -> tuple[np.ndarray, float]:

@@ -10,6 +10,7 @@ import torch
 
 from edgedistill.device.collect import host_reference
 from edgedistill.export.kv_cache import export_kv_tflite
+from edgedistill.export.registry import export_all
 from edgedistill.pipeline.lm_device import KV_FILE, kv_benchmark_flags, measure_lm_device
 from edgedistill.quantize import calibrate, to_quant_student
 from edgedistill.runtimes.kv_loop import KVStepRunner
@@ -28,10 +29,12 @@ def kv(tmp_path_factory):
         x = torch.randint(1, V, (16, L), dtype=torch.int32)
         x[::4, 9:] = 0  # windows that end before the context does
         out = tmp_path_factory.mktemp("kvdev")
-        art = export_kv_tflite(calibrate(to_quant_student(m), x), out / KV_FILE)
+        q = calibrate(to_quant_student(m), x)
+        art = export_kv_tflite(q, out / KV_FILE)
+        window = {a.name: a for a in export_all(m, q, (L,), V, out, ["onnx"], True)}
     finally:
         torch.set_num_threads(threads)
-    return {"out": out, "art": art, "x": x.numpy()}
+    return {"out": out, "art": art, "x": x.numpy(), "onnx": window["onnx-int8"].path}
 
 
 def test_the_device_runs_the_cached_loop_and_reproduces_the_librarys(kv):
@@ -53,3 +56,19 @@ def test_benchmark_model_gets_the_kv_steps_inputs_and_their_ranges(kv):
     assert layers == "--input_layer=" + ",".join(d["name"] for d in ins) and len(ins) == 2 + 2 * 2
     assert shapes.split("=", 1)[1].split(":")[:3] == ["1,1", "1", "1,2,12,8"]
     assert ranges == f"--input_layer_value_range={ins[0]['name']},0,{V - 1}:{ins[1]['name']},0,{L - 1}"
+
+
+@pytest.mark.parametrize("which", ["art", "onnx"])
+def test_profile_device_feeds_a_text_model_token_ids(kv, which):
+    """`profile FILE --device` without inputs draws samples itself: whole token ids for a file that takes ids (a
+    breaking session's `profile student_int8.tflite --device local` on a causal LM stopped on 'token ids must be
+    whole numbers', and the device's onnxruntime was fed float32), uniform floats otherwise."""
+    from edgedistill.device.collect import sample_inputs
+    from edgedistill.device.show import profile_on_device
+
+    path = kv[which].path if which == "art" else kv[which]
+    x = sample_inputs(path, n=4)
+    assert np.array_equal(x, np.round(x)) and x.min() >= 1
+    d = profile_on_device("local", path, None, 1, runs=5, warmup=1)
+    assert d["status"] == "measured", d
+    assert d["parity"]["passed"]

@@ -1,4 +1,5 @@
-"""The causal-LM report's notes and warnings (pipeline/lm_report.py): its int8 rows, a test split too small or mostly unknown."""
+"""The causal-LM report's notes and warnings (pipeline/lm_report.py): its int8 rows, a test split too small or
+mostly unknown."""
 
 
 def test_the_lm_report_says_which_qat_steps_computed_the_integers():
