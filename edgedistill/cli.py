@@ -131,6 +131,17 @@ def export_cmd(checkpoint, formats, format_alias, int8, data, calibration, calib
         raise RunFailed(f"Parity check failed: {'; '.join(failed)}. See {res.out_dir / 'export.json'}.")
 
 
+def _check_device_url(url: str) -> None:
+    """Refuse a --device URL its runner cannot read (device/runners.check_url) in one paragraph, exit 2."""
+    from edgedistill.device.runners import check_url
+    from edgedistill.errors import ConfigError, DeviceError
+
+    try:
+        check_url(url)
+    except DeviceError as exc:
+        raise ConfigError(f"--device: {exc}") from None
+
+
 @main.command("profile")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--target", "target", default="cpu", show_default=True, help="Target profile (edgedistill targets list).")
@@ -160,6 +171,8 @@ def profile_cmd(model, target, runs, warmup, json_out, device_url, device_inputs
     from edgedistill.profile.run import profile_model
     from edgedistill.util import write_json
 
+    if device_url is not None:
+        _check_device_url(device_url)
     if json_out and not Path(json_out).resolve().parent.is_dir():  # before the timing runs, not after them
         import errno
 
@@ -196,13 +209,7 @@ def build_cmd(budget_text, device_url, quiet, **options):
     from edgedistill.config import load_config
 
     if device_url is not None:  # refused before anything is trained (a device that fails later is a warning)
-        from edgedistill.device.runners import runner_scheme
-        from edgedistill.errors import ConfigError, DeviceError
-
-        try:
-            runner_scheme(device_url)
-        except DeviceError as exc:
-            raise ConfigError(f"--device: {exc}") from None
+        _check_device_url(device_url)
     overrides = build_overrides(options)
     keep_log_in(overrides["out"])
     config = load_config(options["config_file"], overrides, flag_namer(click.get_current_context().command))

@@ -66,6 +66,9 @@ class DeviceRunner(ABC):
     @abstractmethod
     def benchmark(self, req: DeviceRequest) -> dict: ...
 
+    def check(self) -> None:
+        """Raise DeviceError where the URL lacks what this runner needs (an ssh host); connects to nothing."""
+
     # helpers shared by runners -------------------------------------------------------------------------------
     def _stage(self, req: DeviceRequest, tmp: Path) -> list[Path]:
         """Write what travels to the device into tmp: bench.py, the model, inputs.npy, reference.npy."""
@@ -140,6 +143,9 @@ class LocalRunner(DeviceRunner):
 @RUNNERS.register("ssh", "a board over ssh: ssh://user@host[:port]?key=PATH&python=python3")
 class SSHRunner(DeviceRunner):
     scheme = "ssh"
+
+    def check(self) -> None:
+        self._target()
 
     def _target(self) -> str:
         if not self.parts.hostname:
@@ -318,6 +324,21 @@ def runner_scheme(url: str) -> str:
     if scheme not in RUNNERS:
         raise DeviceError(f"Unknown device {url!r}: use local, ssh://user@host[:port] or adb://SERIAL "
                           f"(known runners: {', '.join(RUNNERS.names())}).")
+    return scheme
+
+
+def check_url(url: str) -> str:
+    """The runner a device URL names, once its form is one that runner reads (a known runner, a port that is a number
+    from 0 to 65535, an ssh host): for refusing a bad URL before a build trains. Connects to nothing. Raises
+    DeviceError in one sentence."""
+    scheme = runner_scheme(url)
+    try:
+        runner = RUNNERS.get(scheme)(url)
+        _ = runner.parts.port  # urlsplit checks the port only when asked
+    except ValueError as exc:
+        raise DeviceError(f"{url!r} is not a device URL the {scheme} runner can read ({exc}); write e.g. "
+                          "ssh://user@host:22, adb://SERIAL or local.") from None
+    runner.check()
     return scheme
 
 

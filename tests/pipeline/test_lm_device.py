@@ -85,3 +85,25 @@ def test_an_empty_or_unknown_device_url_is_refused_before_anything_runs(tmp_path
         assert r.exit_code == 2, r.output
         assert "--device" in r.output and "Unknown device" in r.output and "Traceback" not in r.output
         assert not out.exists() and not out.with_name("out.partial").exists()
+
+
+def test_a_device_url_its_runner_cannot_read_is_refused_before_anything_runs(tmp_path):
+    """A breaking session's `--device ssh://user@:99999` trained the whole build, then stopped on a ValueError
+    traceback; `ssh://` with no host trained, then only warned. Both commands now refuse such URLs first."""
+    from click.testing import CliRunner
+
+    from edgedistill.cli import main
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"not read")
+    for url, says in (("ssh://user@:99999", "Port out of range"), ("ssh://host:abc", "could not be cast"),
+                      ("ssh://[::1", "Invalid IPv6 URL"), ("ssh://", "no host in the URL")):
+        out = tmp_path / "out"
+        for args in (["build", "--device", url, "--out", str(out), "--quiet"], ["profile", str(model), "--device", url]):
+            r = CliRunner().invoke(main, args)
+            assert r.exit_code == 2 and says in r.output and r.output.startswith("error: --device"), (args, r.output)
+            assert "Traceback" not in r.output and not out.exists()
+    from edgedistill.device.runners import check_url
+
+    assert [check_url(u) for u in ("local", "ssh://pi@board:2222?key=k", "adb://emulator-5554")] == \
+        ["local", "ssh", "adb"]
