@@ -123,8 +123,8 @@ def _read_txt(path: Path) -> str:
         at = exc.start + bom
         raise DataError(non_utf8_message(path, raw.count(b"\n", 0, at) + 1, at, raw[at])) from None
     if not text.strip():
-        raise DataError(f"{path}, line 1: the file is empty; each .txt file is one sample and needs a non-blank "
-                        "text. Remove the file or fill in its text.")
+        raise DataError(f"{path}, line 1: the file is empty (it holds no non-blank text: no sample of a folder of "
+                        ".txt files, no document of a corpus). Remove the file or fill in its text.")
     return text
 
 

@@ -43,6 +43,17 @@ def run_inputs(checkpoint: Path, cfg, tokenizer, context: int):
     return LMInputs(None, docs, tokenizer, splits, None)
 
 
+def _corpus_there(checkpoint: Path, source: str, given: str | None) -> None:
+    """Refuse, saying where the path came from, a corpus the run's config.json names that is not here (a relative
+    path is read from the directory `export` runs in, not the one the run started in)."""
+    if given or source.startswith("builtin:") or Path(source).exists():
+        return
+    where = (" (a relative path: it is read from this directory, and the run may have started in another)"
+             if not Path(source).is_absolute() else "")
+    raise DataError(f"{checkpoint / 'config.json'} names the corpus {source}, which does not exist here{where}. Give "
+                    "the corpus with --data PATH (parity runs on its test split, cut with the run's tokenizer).")
+
+
 def lm_export_writer(checkpoint: Path, config: dict, formats: list[str], int8: bool, rounding: str,
                      data: str | None = None) -> Callable[[Path], dict]:
     """Check the run and read its corpus now, and return `write(work)`, which writes the files into `work` and
@@ -73,6 +84,7 @@ def lm_export_writer(checkpoint: Path, config: dict, formats: list[str], int8: b
     if ck.tokenizer is None:
         raise ConfigError(f"{checkpoint} has no tokenizer.json beside its student; a causal-LM run writes one. "
                           "Restore it from the run, or re-run distill.")
+    _corpus_there(checkpoint, cfg.data.source, data)
     inputs = run_inputs(checkpoint, cfg, ck.tokenizer, int(ck.input_shape[0]))
     qs = None
     if int8:

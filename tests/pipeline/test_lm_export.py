@@ -90,6 +90,19 @@ def test_an_invalid_run_config_is_named_as_the_runs_file(lm_build, tmp_path):
     assert "command line" not in r.output and not (tmp_path / "export").exists()
 
 
+def test_a_corpus_the_run_named_by_a_relative_path_is_named_as_the_runs(lm_build, tmp_path):
+    """A breaking session's run was started with `--data c/good.txt`; `export` from another directory said only
+    "Text data path c/good.txt does not exist"."""
+    run = tmp_path / "run"
+    shutil.copytree(lm_build["out"], run)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["data"]["source"] = "c/good.txt"
+    (run / "config.json").write_text(json.dumps(cfg))
+    r = CliRunner().invoke(main, ["export", str(run), "--int8", "--out", str(tmp_path / "export")])
+    assert r.exit_code == 2 and "config.json names the corpus c/good.txt, which does not exist here" in r.output
+    assert "a relative path" in r.output and "--data PATH" in r.output and not (tmp_path / "export").exists()
+
+
 def test_without_int8_only_the_float_files_are_written_and_checked(lm_build, tmp_path):
     out = tmp_path / "export"
     r = CliRunner().invoke(main, ["export", str(lm_build["out"]), "--formats", "onnx", "--out", str(out)])
