@@ -153,12 +153,16 @@ class TFLiteKVStep:
 
 
 def open_model(path: str, threads: int):
-    """The model's wrapper: onnxruntime for .onnx; LiteRT for .tflite, the KV-cache loop for a file of several
-    inputs (module doc)."""
+    """The model's wrapper: onnxruntime for .onnx; LiteRT for .tflite, the KV-cache loop for a KV-cache step's file
+    (its form: ids int32 (1, 1), pos int32 (1,), then the caches in; the logits and the caches out)."""
     if path.endswith(".onnx"):
         return OnnxModel(path, threads)
+    import numpy as np
     model = TFLiteModel(path, threads)
-    return TFLiteKVStep(model) if len(model.interp.get_input_details()) > 1 else model
+    ins, outs = model.interp.get_input_details(), model.interp.get_output_details()
+    kv = (len(ins) >= 4 and len(outs) == len(ins) - 1 and all(d["dtype"] == np.int32 for d in ins[:2])
+          and [int(v) for v in ins[0]["shape"]] == [1, 1] and [int(v) for v in ins[1]["shape"]] == [1])
+    return TFLiteKVStep(model) if kv else model
 
 
 class OnnxModel:
