@@ -66,8 +66,17 @@ class DeviceRunner(ABC):
     @abstractmethod
     def benchmark(self, req: DeviceRequest) -> dict: ...
 
+    options: tuple[str, ...] = ()  # the query keys the runner reads
+
     def check(self) -> None:
-        """Raise DeviceError where the URL lacks what this runner needs (an ssh host); connects to nothing."""
+        """Raise DeviceError where the URL is not one this runner can use: a query key it does not read (a typo
+        would be ignored), a port outside 1 … 65535; runners add their own checks. Connects to nothing."""
+        unknown = sorted(set(self.params) - set(self.options))
+        if unknown:
+            raise DeviceError(f"{self.url}: the {self.scheme} runner reads no option {', '.join(map(repr, unknown))} "
+                              f"(it reads {', '.join(self.options) or 'none'}).")
+        if self.parts.port == 0:
+            raise DeviceError(f"{self.url}: port 0 is no port to connect to; give the device's port (1 … 65535).")
 
     # helpers shared by runners -------------------------------------------------------------------------------
     def _stage(self, req: DeviceRequest, tmp: Path) -> list[Path]:
@@ -127,6 +136,24 @@ RUNNERS: Registry[type[DeviceRunner]] = Registry("device runner")
 @RUNNERS.register("local", "this machine, the benchmark in a separate process (?cores=0,1 pins it with taskset)")
 class LocalRunner(DeviceRunner):
     scheme = "local"
+    options = ("cores", "python")
+
+    def check(self) -> None:
+        super().check()
+        if "cores" in self.params:
+            import os
+
+            have = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(
+                range(os.cpu_count() or 1))
+            try:
+                asked = [int(c) for part in self.params["cores"].split(",")
+                         for c in ([part] if "-" not in part else
+                                   range(int(part.split("-")[0]), int(part.split("-")[1]) + 1))]
+            except ValueError:
+                asked = None
+            if not asked or any(c not in have for c in asked):
+                raise DeviceError(f"{self.url}: cores={self.params['cores']} is not a list of this machine's cores "
+                                  f"(e.g. cores=0 or cores=0,1; it has {', '.join(map(str, have))}).")
 
     def benchmark(self, req: DeviceRequest) -> dict:
         started = time.perf_counter()
@@ -143,8 +170,10 @@ class LocalRunner(DeviceRunner):
 @RUNNERS.register("ssh", "a board over ssh: ssh://user@host[:port]?key=PATH&python=python3")
 class SSHRunner(DeviceRunner):
     scheme = "ssh"
+    options = ("key", "python", "known_hosts", "connect_timeout")
 
     def check(self) -> None:
+        super().check()
         self._target()
 
     def _target(self) -> str:
@@ -231,6 +260,7 @@ def parse_benchmark_model(text: str) -> dict:
 @RUNNERS.register("adb", "an Android device over adb: adb://SERIAL?benchmark_model=PATH (or ?python=PATH)")
 class ADBRunner(DeviceRunner):
     scheme = "adb"
+    options = ("benchmark_model", "python")
 
     def _adb(self, args: list[str], step: str, timeout: float = 60) -> subprocess.CompletedProcess:
         serial = self.parts.netloc

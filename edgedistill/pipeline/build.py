@@ -31,7 +31,8 @@ from edgedistill.pipeline.distill import check_and_target, finish, measure, trai
 from edgedistill.pipeline.inputs import Inputs, fit_student_to_target, read_inputs
 from edgedistill.pipeline.measure import measure_device
 from edgedistill.pipeline.report import report_document, search_section, with_device, write_report
-from edgedistill.pipeline.rundir import MANIFEST, RUN_FILES, RunDir, artifact_list, artifacts_verify, read_manifest
+from edgedistill.pipeline.rundir import (MANIFEST, RUN_FILES, RunDir, artifact_list, artifacts_verify, read_manifest,
+                                         refuse_foreign)
 from edgedistill.pipeline.search import announce, choose_student
 from edgedistill.students.search import SearchResult
 from edgedistill.targets import load_target
@@ -74,7 +75,7 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
                           "not a causal LM): give it latency= / accuracy= / drop= limits instead, or build with a "
                           "causal-LM teacher (--task causal-lm).")
     _refuse_other_data(Path(config.out), config.data.source, config.target)
-    with RunDir(Path(config.out), overwrite=True) as run:
+    with RunDir(Path(config.out), overwrite=True, replacing=False) as run:  # replaced only when retrained
         inputs = read_inputs(config, show_progress)
         config, inputs = fit_student_to_target(config, inputs, show_progress)  # GELU where the target has none
         found = choose_student(config, budget, inputs, target)  # an infeasible budget fails here, untrained
@@ -84,6 +85,7 @@ def build(config: DistillConfig, budget_text: str | None = None, *, show_progres
         reused = old is not None and old.get("input_hash") == key and artifacts_verify(run.out, old)
         rebudgeted = False
         if not reused:
+            refuse_foreign(run.out)  # before training: the new build will replace OUT
             if not _train(config, inputs, found, budget, key, run, device, show_progress, t_start):
                 return None
         else:

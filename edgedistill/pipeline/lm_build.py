@@ -106,7 +106,7 @@ def build_lm(config: DistillConfig, budget_text: str | None = None, *, show_prog
     key = lm_input_hash(config, record)
     out = Path(config.out)
     if unchanged(out, key):
-        with RunDir(out, overwrite=True) as run:
+        with RunDir(out, overwrite=True, replacing=False) as run:  # nothing is replaced: files stay as they are
             run.lock()
             rebudgeted = read_manifest(out).get("budget") != budget.to_dict()
             if rebudgeted:

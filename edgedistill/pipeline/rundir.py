@@ -38,23 +38,34 @@ class RunDirBusy(ConfigError):
 
 RUN_FILES = ("config.json", "metrics.json")  # every published run directory holds both
 RUN_INDEX = ".edgedistill-files"  # the entries a run published: anything else in OUT is the user's (check_out_dir)
-# entries later commands add to a published run: `export`'s default output (RUN/export), `gate --junit`'s usual
-# names, the third-party log each command appends to
-LATER = ("export", "gate.md", "gate.xml", LOG_NAME)
+# files later commands add to a published run: the gate's (a build's re-check writes them), the third-party log each
+# command appends to; and `export`'s default output, RUN/export, when it is one (it holds export.json)
+LATER = ("gate.md", "gate.xml", LOG_NAME)
+EXPORT_DIR = "export"
+# where a run has no usable index (published by an older version, or the index deleted or damaged): the names a run
+# writes (fnmatch patterns); anything else there is taken for the user's
+RUN_NAMES = ("config.json", "metrics.json", "manifest.json", "export.json", "tokenizer.json", "report.*", "student*",
+             "baseline*", "*.onnx", "*.tflite", "*.safetensors")
 
 
 def check_out_name(out: Path) -> None:
-    """The output must be a directory of its own: the run publishes by renaming OUT.partial onto it."""
+    """The output must be a directory of its own: the run publishes by renaming OUT.partial onto it (so not a
+    symbolic link, which the publish would replace or fail to remove)."""
+    if out.is_symlink():
+        raise ConfigError(f"--out {str(out)!r} is a symbolic link (to {os.readlink(out)}); give the directory itself "
+                          "or a new path: the run publishes its outputs by replacing --out, and a link would be "
+                          "replaced, not the folder it names.")
     if out.name in ("", ".", "..") or out.resolve() == Path(out.resolve().anchor):
         raise ConfigError(f"--out {str(out)!r} must name a directory for this run's outputs (e.g. runs/mine), not "
                           "the current, parent or root directory: the run publishes its outputs by replacing it.")
 
 
-def check_out_dir(out: Path, overwrite: bool, marks: tuple[str, ...] = RUN_FILES) -> None:
+def check_out_dir(out: Path, overwrite: bool, marks: tuple[str, ...] = RUN_FILES, replacing: bool = True) -> None:
     """Refuse an existing, non-empty output directory unless the user said `--overwrite`, and refuse even then
     unless it is an earlier run's output (it holds every file of `marks`: config.json and metrics.json for distill
     and build, export.json for export): replacing it replaces the whole directory, and nothing the user put there
-    may be lost. Writes nothing."""
+    may be lost: `replacing` (a run that will replace it), an earlier run's directory that also holds entries the
+    user put there is refused too (refuse_foreign). Writes nothing."""
     check_out_name(out)
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return
@@ -65,7 +76,14 @@ def check_out_dir(out: Path, overwrite: bool, marks: tuple[str, ...] = RUN_FILES
         what = "is a file" if not out.is_dir() else f"is not an edgedistill output (no {' and '.join(marks)})"
         raise ConfigError(f"An existing --out is replaced only when it is an earlier run's output directory, and "
                           f"{out} {what}; nothing there was touched. Choose another --out.")
-    foreign = foreign_entries(out)
+    if replacing:
+        refuse_foreign(out)
+
+
+def refuse_foreign(out: Path) -> None:
+    """Raise ConfigError (one paragraph, naming them) where the run directory `out`, about to be replaced, holds
+    entries its run did not write (foreign_entries); nothing is touched."""
+    foreign = foreign_entries(out) if out.is_dir() else []
     if foreign:
         names = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise ConfigError(f"{out} is an earlier run's output, but it also holds {len(foreign)} "
@@ -75,17 +93,27 @@ def check_out_dir(out: Path, overwrite: bool, marks: tuple[str, ...] = RUN_FILES
 
 
 def foreign_entries(out: Path) -> list[str]:
-    """The names in a published run directory `out` that its run did not write (its RUN_INDEX, written at publish)
-    nor a later command adds (LATER), sorted: the user's own files. [] for a run published without an index (an
-    older version's) or with a damaged one: nothing can be told apart there, and the marks decide alone."""
+    """The names in a published run directory `out` that its run did not write, sorted: the user's own entries. What
+    the run wrote is its RUN_INDEX (written at publish) or, where that is missing or damaged, whatever RUN_NAMES
+    match; what later commands add (LATER, and an `export/` holding export.json) is the tool's too."""
+    from fnmatch import fnmatch
+
     try:
         ours = json.loads((out / RUN_INDEX).read_text())
+        ours = {str(n) for n in ours} if isinstance(ours, list) else None
     except (OSError, ValueError):
-        return []
-    if not isinstance(ours, list):
-        return []
-    known = {str(n) for n in ours} | {RUN_INDEX, *LATER}
-    return sorted(p.name for p in out.iterdir() if p.name not in known)
+        ours = None
+
+    def tools(p: Path) -> bool:
+        if p.name in (RUN_INDEX, *LATER):
+            return True
+        if p.name == EXPORT_DIR:
+            return p.is_dir() and not p.is_symlink() and (p / "export.json").is_file() and not foreign_entries(p)
+        if ours is not None:
+            return p.name in ours
+        return any(fnmatch(p.name, pattern) for pattern in RUN_NAMES)
+
+    return sorted(p.name for p in out.iterdir() if not tools(p))
 
 
 def write_index(work: Path) -> None:
@@ -102,10 +130,11 @@ class RunDir:
     Raises ConfigError when the output exists without --overwrite, RunDirBusy when another live process holds it.
     """
 
-    def __init__(self, out: Path, overwrite: bool = False):
+    def __init__(self, out: Path, overwrite: bool = False, replacing: bool = True):
         self.out = Path(out)
         check_out_name(self.out)
         self.overwrite = overwrite
+        self.replacing = replacing  # False: the caller decides later (refuse_foreign) whether OUT is replaced
         self.work = self.out.with_name(self.out.name + ".partial")
         self.lock_path = self.out.with_name(self.out.name + ".lock")
         self._fd: int | None = None
@@ -116,7 +145,7 @@ class RunDir:
         return self.work / "checkpoints"
 
     def __enter__(self) -> "RunDir":
-        check_out_dir(self.out, self.overwrite)
+        check_out_dir(self.out, self.overwrite, replacing=self.replacing)
         if ddp.is_main():
             self._probe()  # refuse a live owner now, before reading data and teachers; lock in create()
         return self

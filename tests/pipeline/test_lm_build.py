@@ -125,10 +125,27 @@ def _rerun_in_place(world, out, *extra):
 def test_an_unreachable_device_is_a_warning_not_a_failure(world, tmp_path):
     import json
 
-    r, out = _rerun(world, tmp_path, "--device", "ssh://nobody@127.0.0.1:9?timeout=5")
+    r, out = _rerun(world, tmp_path, "--device", "ssh://nobody@127.0.0.1:9?connect_timeout=5")
     assert r.exit_code == world["exit_code"], r.output
     m = json.loads((out / "metrics.json").read_text())
     assert m["device"]["status"] == "missing" and m["device"]["error"]
     assert any(w.startswith("Device figures are missing") for w in m["warnings"])
     assert m["speed"]["target"]["tokens_per_s"] == world["metrics"]["speed"]["target"]["tokens_per_s"]
     assert "not measured" in (out / "report.md").read_text()
+
+
+def test_an_unchanged_rebuild_replaces_nothing_so_a_users_file_there_does_not_block_it(world, tmp_path):
+    """A breaking session's `gate RUN --junit RUN/junit.xml` and a notes file in the build's folder: the unchanged
+    re-run was refused as if it would delete them. It replaces nothing, so it goes on and leaves them; only a build
+    that retrains (and so replaces the folder) refuses, naming them."""
+    import shutil
+
+    out = tmp_path / "build"
+    shutil.copytree(world["out"], out)
+    (out / "notes.txt").write_text("mine")
+    r, _ = _rerun_in_place(world, out)
+    assert r.exit_code == world["exit_code"], r.output
+    assert (out / "notes.txt").read_text() == "mine"
+    r, _ = _rerun_in_place(world, out, "--seed", "7")  # another seed: retrained, so OUT would be replaced
+    assert r.exit_code == 2 and "(notes.txt)" in r.output and "nothing was touched" in r.output, r.output
+    assert (out / "notes.txt").read_text() == "mine" and not out.with_name("build.partial").exists()

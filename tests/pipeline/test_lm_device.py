@@ -97,7 +97,9 @@ def test_a_device_url_its_runner_cannot_read_is_refused_before_anything_runs(tmp
     model = tmp_path / "m.tflite"
     model.write_bytes(b"not read")
     for url, says in (("ssh://user@:99999", "Port out of range"), ("ssh://host:abc", "could not be cast"),
-                      ("ssh://[::1", "Invalid IPv6 URL"), ("ssh://", "no host in the URL")):
+                      ("ssh://[::1", "Invalid IPv6 URL"), ("ssh://", "no host in the URL"), ("ssh://h:0", "port 0"),
+                      ("ssh://h?timeout=5", "reads no option 'timeout'"), ("local?core=1", "reads no option 'core'"),
+                      ("local?cores=99", "not a list of this machine's cores"), ("local?cores=a", "cores=a")):
         out = tmp_path / "out"
         for args in (["build", "--device", url, "--out", str(out), "--quiet"], ["profile", str(model), "--device", url]):
             r = CliRunner().invoke(main, args)
@@ -105,5 +107,5 @@ def test_a_device_url_its_runner_cannot_read_is_refused_before_anything_runs(tmp
             assert "Traceback" not in r.output and not out.exists()
     from edgedistill.device.runners import check_url
 
-    assert [check_url(u) for u in ("local", "ssh://pi@board:2222?key=k", "adb://emulator-5554")] == \
-        ["local", "ssh", "adb"]
+    assert [check_url(u) for u in ("local", "local?cores=0", "ssh://pi@board:2222?key=k&connect_timeout=3",
+                                   "adb://emulator-5554?benchmark_model=device:/x")] == ["local", "local", "ssh", "adb"]

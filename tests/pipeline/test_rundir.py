@@ -127,3 +127,46 @@ def test_a_forked_child_does_not_keep_the_lock_of_a_killed_parent(tmp_path):
     finally:
         proc.kill()
         subprocess.run(["pkill", "-f", str(tmp_path / "run")], check=False)
+
+
+def _published(tmp_path: Path, name: str = "run") -> Path:
+    """A run directory published through RunDir (config.json, metrics.json, a student file; its index written)."""
+    out = tmp_path / name
+    with RunDir(out, overwrite=True) as run:
+        work = run.create()
+        for f in ("config.json", "metrics.json", "student.safetensors"):
+            (work / f).write_text("{}")
+        run.publish()
+    return out
+
+
+def test_what_the_user_put_in_a_run_directory_is_named_and_never_replaced(tmp_path):
+    """A breaking session's cases: a user file beside the run's; an `export/` folder of the user's (not an export:
+    no export.json) or an export holding a user file; the index deleted or damaged (then the names a run writes
+    decide); a symbolic link as --out. The tool's own later files (gate.md, an export) do not block a replace."""
+    from edgedistill.pipeline.rundir import RUN_INDEX, check_out_dir, foreign_entries
+
+    out = _published(tmp_path)
+    assert foreign_entries(out) == [] and (out / RUN_INDEX).is_file()
+    (out / "gate.md").write_text("gate")
+    (out / "export").mkdir()
+    (out / "export" / "export.json").write_text("{}")
+    check_out_dir(out, overwrite=True)  # the tool's own: replaceable
+    (out / "export" / "mine.txt").write_text("mine")
+    assert foreign_entries(out) == ["export"]
+    (out / "export" / "mine.txt").unlink()
+    (out / "notes.txt").write_text("mine")
+    (out / "corpus").mkdir()
+    with pytest.raises(ConfigError, match=r"holds 2 entries that run did not write \(corpus, notes.txt\)"):
+        check_out_dir(out, overwrite=True)
+    check_out_dir(out, overwrite=True, replacing=False)  # a build that will not replace it (unchanged) goes on
+    for damage in (None, '{"broken', '"x"'):
+        (out / RUN_INDEX).unlink(missing_ok=True)
+        if damage is not None:
+            (out / RUN_INDEX).write_text(damage)
+        assert foreign_entries(out) == ["corpus", "notes.txt"]  # student.safetensors and the rest: a run's names
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "empty", target_is_directory=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="is a symbolic link"):
+        RunDir(link, overwrite=True)
