@@ -99,6 +99,11 @@ def test_overwrite_never_replaces_a_directory_an_earlier_run_did_not_write(tmp_p
         assert r.exit_code == 2 and "must name a directory" in r.output and "Traceback" not in r.output, r.output
     (user / "config.json").write_text("{}")
     (user / "metrics.json").write_text("{}")
+    # the marks of a run's output, but the user's files beside them: still refused, naming them (rundir.RUN_NAMES)
+    with pytest.raises(Exception, match=r"did not write \(d.npz, notes.txt\)"):
+        check_out_dir(user, overwrite=True)
+    for f in ("d.npz", "notes.txt"):
+        (user / f).unlink()
     check_out_dir(user, overwrite=True)  # an earlier run's output: replaceable (after the new run succeeds)
     with pytest.raises(Exception, match="already exists"):
         check_out_dir(user, overwrite=False)

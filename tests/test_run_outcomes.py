@@ -60,7 +60,7 @@ def test_parity_failure_exits_1_keeps_the_outputs_and_leaves_the_old_output_alon
     assert r.output.startswith("error: Parity check failed") and "Traceback" not in r.output
     assert "tflite-int8 on litert" in r.output and "output steps apart" in r.output and "top-1 agreement" in r.output
     # the failed run's outputs are kept for inspection; the old output is untouched (--overwrite needs success)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "old.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "student_previous.txt"]
     assert {"student_int8.tflite", "student_int8.onnx", "metrics.json"} <= {p.name for p in partial.iterdir()}
     q = json.loads((partial / "metrics.json").read_text())["int8"]
     assert q["parity_passed"] is False
@@ -75,17 +75,18 @@ def test_parity_failure_exits_1_keeps_the_outputs_and_leaves_the_old_output_alon
     monkeypatch.undo()
     r = CliRunner().invoke(main, [*QAT, "--out", str(out), "--overwrite"])
     assert r.exit_code == 0, r.output
-    assert not (out / "old.txt").exists() and not partial.exists()
+    assert not (out / "student_previous.txt").exists() and not partial.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no OUT.old* left behind
     assert json.loads((out / "metrics.json").read_text())["int8"]["parity_passed"] is True
 
 
 def _earlier_run_output(out):
-    """What --overwrite may replace: an earlier run's output (config.json + metrics.json), with a file of its own."""
+    """What --overwrite may replace: an earlier run's output (config.json + metrics.json), with a file of its own (a
+    name a run writes, rundir.RUN_NAMES: a file of the user's there would be refused, naming it)."""
     out.mkdir()
     for name in ("config.json", "metrics.json"):
         (out / name).write_text("{}")
-    (out / "old.txt").write_text("the previous run")
+    (out / "student_previous.txt").write_text("the previous run")
 
 
 def test_the_removed_accuracy_tolerance_is_refused_with_the_rule_that_replaced_it(tmp_path):
@@ -105,10 +106,10 @@ def test_overwrite_replaces_the_old_output_after_success(tmp_path):
     args = ["distill", "--data", "builtin:digits", "--max-train", "300", "--epochs", "1", "-T", "4", "--alpha", "0.9",
             "--student", "cnn:width=4,depth=2", "-q", "--out", str(out)]
     r = CliRunner().invoke(main, args)
-    assert r.exit_code != 0 and "already exists" in r.output and (out / "old.txt").exists()
+    assert r.exit_code != 0 and "already exists" in r.output and (out / "student_previous.txt").exists()
     r = CliRunner().invoke(main, [*args, "--overwrite"])
     assert r.exit_code == 0, r.output
-    assert not (out / "old.txt").exists() and (out / "metrics.json").exists()
+    assert not (out / "student_previous.txt").exists() and (out / "metrics.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
