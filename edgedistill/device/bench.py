@@ -119,8 +119,10 @@ class TFLiteKVStep:
 
     kv = True
 
-    def __init__(self, model: TFLiteModel):
-        self.runtime, self.version, self.interp = model.runtime, model.version, model.interp
+    def __init__(self, interp, model=None):
+        self.interp = interp  # an allocated interpreter of the file; `model` (a TFLiteModel) names its runtime
+        self.runtime = getattr(model, "runtime", "?")
+        self.version = getattr(model, "version", lambda: "?")
         self.ins, self.outs = self.interp.get_input_details(), self.interp.get_output_details()
         self.reset()
 
@@ -157,12 +159,17 @@ def open_model(path: str, threads: int):
     (its form: ids int32 (1, 1), pos int32 (1,), then the caches in; the logits and the caches out)."""
     if path.endswith(".onnx"):
         return OnnxModel(path, threads)
-    import numpy as np
     model = TFLiteModel(path, threads)
-    ins, outs = model.interp.get_input_details(), model.interp.get_output_details()
-    kv = (len(ins) >= 4 and len(outs) == len(ins) - 1 and all(d["dtype"] == np.int32 for d in ins[:2])
-          and [int(v) for v in ins[0]["shape"]] == [1, 1] and [int(v) for v in ins[1]["shape"]] == [1])
-    return TFLiteKVStep(model) if kv else model
+    return TFLiteKVStep(model.interp, model) if is_kv_step(model.interp) else model
+
+
+def is_kv_step(interp) -> bool:
+    """Whether an interpreter's file has the KV-cache step's form: ids int32 (1, 1), pos int32 (1,), then the
+    caches in; the logits and the caches out."""
+    import numpy as np
+    ins, outs = interp.get_input_details(), interp.get_output_details()
+    return (len(ins) >= 4 and len(outs) == len(ins) - 1 and all(d["dtype"] == np.int32 for d in ins[:2])
+            and [int(v) for v in ins[0]["shape"]] == [1, 1] and [int(v) for v in ins[1]["shape"]] == [1])
 
 
 class OnnxModel:

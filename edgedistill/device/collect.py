@@ -45,14 +45,14 @@ def host_reference(model: Path, x: np.ndarray) -> tuple[np.ndarray, float]:
     on each window of `x` (N, L ids): N×L×V."""
     from edgedistill.runtimes import RUNTIMES
 
-    if model.suffix == ".tflite":
-        from edgedistill.device.bench import open_model
-
-        step = open_model(str(model), 1)
-        if getattr(step, "kv", False):  # a KV-cache step: the cached loop the device runs, window by window
-            ref = np.stack([step.run(step.prepare(w)) for w in x])
-            return ref, float(step.outs[0]["quantization"][0]) * 1.001
     runner = RUNTIMES.get("onnxruntime" if model.suffix == ".onnx" else "litert")(model, threads=1)
+    interp = getattr(runner, "interp", None)  # LiteRT's interpreter
+    if interp is not None:
+        from edgedistill.device.bench import TFLiteKVStep, is_kv_step
+
+        if is_kv_step(interp):  # a KV-cache step: the cached loop the device runs, window by window
+            step = TFLiteKVStep(interp)
+            return np.stack([step.run(step.prepare(w)) for w in x]), float(step.outs[0]["quantization"][0]) * 1.001
     ref = runner.predict(x)
     out = getattr(runner, "out", None)  # LiteRT's output tensor details
     if out is not None and out["dtype"] in (np.int8, np.uint8):
